@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .library(name: "MATPacket", targets: ["MATPacket"]),
         .library(name: "MATDNS", targets: ["MATDNS"]),
+        .library(name: "MATLinux", targets: ["MATLinux"]),
         .executable(name: "mat-bench", targets: ["MATBench"]),
     ],
     dependencies: [
@@ -23,6 +24,13 @@ let package = Package(
         // Pure logic, no I/O: DNS messages, names, UPDATE, TSIG.
         .target(name: "MATDNS", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
 
+        // Thin Linux layer: TUN with offloads, netlink through libnl-route and libmnl.
+        .systemLibrary(name: "CNetlink", pkgConfig: "libnl-route-3.0",
+                       providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]),
+        .systemLibrary(name: "CMnl", pkgConfig: "libmnl", providers: [.apt(["libmnl-dev"])]),
+        .target(name: "CShim"),
+        .target(name: "MATLinux", dependencies: ["MATPacket", "CNetlink", "CMnl", "CShim"]),
+
         // C reference of the translation loop and table lookup, used only by the benchmark.
         .target(name: "CReference", cSettings: [.unsafeFlags(["-O2"])]),
         .executableTarget(
@@ -33,6 +41,7 @@ let package = Package(
 
         .testTarget(name: "MATPacketTests", dependencies: ["MATPacket"]),
         .testTarget(name: "MATDNSTests", dependencies: ["MATDNS"]),
+        .testTarget(name: "MATLinuxTests", dependencies: ["MATLinux", "MATPacket"]),
     ],
     swiftLanguageModes: [.v6]
 )

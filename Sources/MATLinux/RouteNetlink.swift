@@ -1,0 +1,232 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CNetlink
+import MATPacket
+
+/// An IP prefix: an address and how many leading bits of it count.
+public struct IPPrefix: Hashable, Sendable, CustomStringConvertible {
+    public var address: IPAddress
+    public var length: Int
+
+    /// A prefix; `length` must fit the family (0-32 or 0-128).
+    public init?(_ address: IPAddress, length: Int) {
+        guard length >= 0, length <= (address.family == .ipv4 ? 32 : 128) else { return nil }
+        self.address = address
+        self.length = length
+    }
+
+    /// Parses `198.51.100.0/24` or `2001:db8::/32`; a bare address is a host prefix.
+    public init?(_ text: String) {
+        let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let address = IPAddress(String(parts[0])) else { return nil }
+        let maximum = address.family == .ipv4 ? 32 : 128
+        if parts.count == 1 {
+            self.init(address, length: maximum)
+        } else {
+            guard parts[1].allSatisfy({ $0.isASCII && $0.isNumber }), !parts[1].isEmpty,
+                  let length = Int(parts[1]) else { return nil }
+            self.init(address, length: length)
+        }
+    }
+
+    public var description: String { "\(address)/\(length)" }
+}
+
+/// Configures addresses, routes and rules through libnl-route.
+///
+/// Not thread-safe (libnl sockets are not): one owner uses it from one thread at a time.
+public final class RouteNetlink {
+    private let socket: OpaquePointer
+
+    /// Opens and connects an rtnetlink socket.
+    public init() throws(SystemError) {
+        guard let socket = nl_socket_alloc() else {
+            throw SystemError("allocate netlink socket", detail: "out of memory")
+        }
+        let result = nl_connect(socket, NETLINK_ROUTE)
+        guard result == 0 else {
+            nl_socket_free(socket)
+            throw Self.error("connect rtnetlink socket", result)
+        }
+        self.socket = socket
+    }
+
+    deinit { nl_socket_free(socket) }
+
+    /// The index of interface `name`.
+    public func interfaceIndex(_ name: String) throws(SystemError) -> Int32 {
+        var link: OpaquePointer?
+        let result = rtnl_link_get_kernel(socket, 0, name, &link)
+        guard result == 0, let link else { throw Self.error("find interface \(name)", result) }
+        defer { rtnl_link_put(link) }
+        return rtnl_link_get_ifindex(link)
+    }
+
+    /// Brings interface `name` up, setting its MTU when given.
+    public func setUp(_ name: String, mtu: UInt32? = nil) throws(SystemError) {
+        var link: OpaquePointer?
+        var result = rtnl_link_get_kernel(socket, 0, name, &link)
+        guard result == 0, let link else { throw Self.error("find interface \(name)", result) }
+        defer { rtnl_link_put(link) }
+        guard let change = rtnl_link_alloc() else { throw SystemError("bring \(name) up", detail: "out of memory") }
+        defer { rtnl_link_put(change) }
+        rtnl_link_set_flags(change, UInt32(IFF_UP))
+        if let mtu { rtnl_link_set_mtu(change, mtu) }
+        result = rtnl_link_change(socket, link, change, 0)
+        guard result == 0 else { throw Self.error("bring \(name) up", result) }
+    }
+
+    /// Adds `prefix` (an address with its prefix length) to interface `index`. Duplicate
+    /// address detection is skipped: the HoA is the node's own and must work at once.
+    public func addAddress(_ prefix: IPPrefix, interface index: Int32) throws(SystemError) {
+        try withAddress(prefix, interface: index) { address throws(SystemError) in
+            let result = rtnl_addr_add(socket, address, NLM_F_CREATE | NLM_F_EXCL)
+            guard result == 0 else { throw Self.error("add address \(prefix)", result) }
+        }
+    }
+
+    /// Removes `prefix` from interface `index`.
+    public func deleteAddress(_ prefix: IPPrefix, interface index: Int32) throws(SystemError) {
+        try withAddress(prefix, interface: index) { address throws(SystemError) in
+            let result = rtnl_addr_delete(socket, address, 0)
+            guard result == 0 else { throw Self.error("delete address \(prefix)", result) }
+        }
+    }
+
+    private func withAddress(
+        _ prefix: IPPrefix, interface index: Int32, _ body: (OpaquePointer) throws(SystemError) -> Void
+    ) throws(SystemError) {
+        guard let address = rtnl_addr_alloc() else { throw SystemError("address \(prefix)", detail: "out of memory") }
+        defer { rtnl_addr_put(address) }
+        let local = try Self.netlinkAddress(prefix)
+        defer { nl_addr_put(local) }
+        rtnl_addr_set_ifindex(address, index)
+        rtnl_addr_set_family(address, Self.family(prefix.address))
+        rtnl_addr_set_prefixlen(address, Int32(prefix.length))
+        rtnl_addr_set_flags(address, UInt32(IFA_F_NODAD))
+        let result = rtnl_addr_set_local(address, local)
+        guard result == 0 else { throw Self.error("address \(prefix)", result) }
+        try body(address)
+    }
+
+    /// Adds a route for `destination` through interface `index` in `table`.
+    public func addRoute(_ destination: IPPrefix, interface index: Int32, table: UInt32) throws(SystemError) {
+        try withRoute(destination, interface: index, table: table) { route throws(SystemError) in
+            let result = rtnl_route_add(socket, route, NLM_F_CREATE | NLM_F_EXCL)
+            guard result == 0 else { throw Self.error("add route \(destination) table \(table)", result) }
+        }
+    }
+
+    /// Deletes the route for `destination` through interface `index` in `table`.
+    public func deleteRoute(_ destination: IPPrefix, interface index: Int32, table: UInt32) throws(SystemError) {
+        try withRoute(destination, interface: index, table: table) { route throws(SystemError) in
+            let result = rtnl_route_delete(socket, route, 0)
+            guard result == 0 else { throw Self.error("delete route \(destination) table \(table)", result) }
+        }
+    }
+
+    private func withRoute(
+        _ destination: IPPrefix, interface index: Int32, table: UInt32,
+        _ body: (OpaquePointer) throws(SystemError) -> Void
+    ) throws(SystemError) {
+        guard let route = rtnl_route_alloc(), let hop = rtnl_route_nh_alloc() else {
+            throw SystemError("route \(destination)", detail: "out of memory")
+        }
+        defer { rtnl_route_put(route) }
+        let address = try Self.netlinkAddress(destination)
+        defer { nl_addr_put(address) }
+        rtnl_route_set_family(route, UInt8(Self.family(destination.address)))
+        rtnl_route_set_table(route, table)
+        rtnl_route_set_protocol(route, UInt8(RTPROT_STATIC))
+        rtnl_route_set_scope(route, UInt8(RT_SCOPE_LINK.rawValue))
+        let result = rtnl_route_set_dst(route, address)
+        guard result == 0 else { throw Self.error("route \(destination)", result) }
+        rtnl_route_nh_set_ifindex(hop, index)
+        rtnl_route_add_nexthop(route, hop)
+        try body(route)
+    }
+
+    /// A policy-routing rule: match on source, destination and input interface, then
+    /// look up `table`.
+    public struct Rule: Hashable, Sendable {
+        public var family: AddressFamily
+        public var priority: UInt32
+        public var source: IPPrefix?
+        public var destination: IPPrefix?
+        public var inputInterface: String?
+        public var table: UInt32
+
+        /// A rule; give `source` or `destination` of the same family as `family`.
+        public init(family: AddressFamily, priority: UInt32, source: IPPrefix? = nil,
+                    destination: IPPrefix? = nil, inputInterface: String? = nil, table: UInt32) {
+            self.family = family
+            self.priority = priority
+            self.source = source
+            self.destination = destination
+            self.inputInterface = inputInterface
+            self.table = table
+        }
+    }
+
+    /// Adds `rule`.
+    public func addRule(_ rule: Rule) throws(SystemError) {
+        try withRule(rule) { handle throws(SystemError) in
+            let result = rtnl_rule_add(socket, handle, NLM_F_CREATE | NLM_F_EXCL)
+            guard result == 0 else { throw Self.error("add rule pref \(rule.priority)", result) }
+        }
+    }
+
+    /// Deletes `rule`.
+    public func deleteRule(_ rule: Rule) throws(SystemError) {
+        try withRule(rule) { handle throws(SystemError) in
+            let result = rtnl_rule_delete(socket, handle, 0)
+            guard result == 0 else { throw Self.error("delete rule pref \(rule.priority)", result) }
+        }
+    }
+
+    private func withRule(_ rule: Rule, _ body: (OpaquePointer) throws(SystemError) -> Void) throws(SystemError) {
+        guard let handle = rtnl_rule_alloc() else { throw SystemError("rule", detail: "out of memory") }
+        defer { rtnl_rule_put(handle) }
+        rtnl_rule_set_family(handle, rule.family == .ipv4 ? AF_INET : AF_INET6)
+        rtnl_rule_set_prio(handle, rule.priority)
+        rtnl_rule_set_table(handle, rule.table)
+        rtnl_rule_set_action(handle, UInt8(FR_ACT_TO_TBL))
+        if let source = rule.source {
+            let address = try Self.netlinkAddress(source)
+            defer { nl_addr_put(address) }
+            _ = rtnl_rule_set_src(handle, address)
+        }
+        if let destination = rule.destination {
+            let address = try Self.netlinkAddress(destination)
+            defer { nl_addr_put(address) }
+            _ = rtnl_rule_set_dst(handle, address)
+        }
+        if let name = rule.inputInterface { _ = rtnl_rule_set_iif(handle, name) }
+        try body(handle)
+    }
+
+    private static func family(_ address: IPAddress) -> Int32 {
+        address.family == .ipv4 ? AF_INET : AF_INET6
+    }
+
+    /// A libnl address object for `prefix`; the caller releases it with `nl_addr_put`.
+    private static func netlinkAddress(_ prefix: IPPrefix) throws(SystemError) -> OpaquePointer {
+        let bytes: [UInt8]
+        switch prefix.address {
+        case .v4(let address): bytes = address.bytes
+        case .v6(let address): bytes = address.bytes
+        }
+        guard let address = bytes.withUnsafeBytes({
+            nl_addr_build(family(prefix.address), $0.baseAddress, $0.count)
+        }) else {
+            throw SystemError("address \(prefix)", detail: "out of memory")
+        }
+        nl_addr_set_prefixlen(address, Int32(prefix.length))
+        return address
+    }
+
+    private static func error(_ operation: String, _ code: Int32) -> SystemError {
+        SystemError(operation, detail: String(cString: nl_geterror(code)))
+    }
+}
