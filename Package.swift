@@ -31,6 +31,9 @@ let package = Package(
         .target(name: "CShim"),
         .target(name: "MATLinux", dependencies: ["MATPacket", "CNetlink", "CMnl", "CShim"]),
 
+        // The daemon's parts wired: configuration, engine, mobility state, control.
+        .target(name: "MATNode", dependencies: ["MATPacket", "MATLinux"]),
+
         // C reference of the translation loop and table lookup, used only by the benchmark.
         .target(name: "CReference", cSettings: [.unsafeFlags(["-O2"])]),
         .executableTarget(
@@ -42,6 +45,7 @@ let package = Package(
         .testTarget(name: "MATPacketTests", dependencies: ["MATPacket"]),
         .testTarget(name: "MATDNSTests", dependencies: ["MATDNS"]),
         .testTarget(name: "MATLinuxTests", dependencies: ["MATLinux", "MATPacket"]),
+        .testTarget(name: "MATNodeTests", dependencies: ["MATNode", "MATPacket"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -4,35 +4,6 @@ import Glibc
 import CNetlink
 import MATPacket
 
-/// An IP prefix: an address and how many leading bits of it count.
-public struct IPPrefix: Hashable, Sendable, CustomStringConvertible {
-    public var address: IPAddress
-    public var length: Int
-
-    /// A prefix; `length` must fit the family (0-32 or 0-128).
-    public init?(_ address: IPAddress, length: Int) {
-        guard length >= 0, length <= (address.family == .ipv4 ? 32 : 128) else { return nil }
-        self.address = address
-        self.length = length
-    }
-
-    /// Parses `198.51.100.0/24` or `2001:db8::/32`; a bare address is a host prefix.
-    public init?(_ text: String) {
-        let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
-        guard let address = IPAddress(String(parts[0])) else { return nil }
-        let maximum = address.family == .ipv4 ? 32 : 128
-        if parts.count == 1 {
-            self.init(address, length: maximum)
-        } else {
-            guard parts[1].allSatisfy({ $0.isASCII && $0.isNumber }), !parts[1].isEmpty,
-                  let length = Int(parts[1]) else { return nil }
-            self.init(address, length: length)
-        }
-    }
-
-    public var description: String { "\(address)/\(length)" }
-}
-
 /// Configures addresses, routes and rules through libnl-route.
 ///
 /// Not thread-safe (libnl sockets are not): one owner uses it from one thread at a time.

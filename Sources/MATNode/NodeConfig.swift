@@ -1,0 +1,183 @@
+import MATPacket
+
+/// matd's configuration, validated. See docs/config.md for the file format.
+public struct NodeConfig: Sendable, Equatable {
+    /// A peer whose mapping is fixed in the file rather than learned from the IMS.
+    public struct StaticPeer: Sendable, Equatable {
+        public var homeAddress: IPAddress
+        public var mobileAddresses: [IPAddress]
+        public var line: Int
+    }
+
+    /// The node's home addresses: at most one per family.
+    public var homeAddresses: [IPAddress]
+    /// Uplink interfaces whose addresses are the node's mobile addresses.
+    public var uplinks: [String]
+    /// The mobility domain: traffic to these prefixes goes through the engine.
+    public var domainPrefixes: [IPPrefix]
+    /// Name of the TUN device the engine owns.
+    public var tunName: String
+    /// UDP port of the signaling protocol.
+    public var signalingPort: UInt16
+    /// Path of the control socket (mode 0600).
+    public var controlSocket: String
+    /// Directory for state that must survive restarts (sequence numbers).
+    public var stateDirectory: String
+    /// Peers with a fixed mapping.
+    public var peers: [StaticPeer]
+
+    /// Defaults for the optional keys.
+    public static let defaultTunName = "mat0"
+    public static let defaultSignalingPort: UInt16 = 7540
+    public static let defaultControlSocket = "/run/matd/control.sock"
+    public static let defaultStateDirectory = "/var/lib/matd"
+
+    /// Parses and validates the text of a configuration file.
+    public init(parsing text: String) throws(ConfigError) {
+        let file = try ConfigFile(parsing: text)
+        homeAddresses = []
+        uplinks = []
+        domainPrefixes = []
+        tunName = Self.defaultTunName
+        signalingPort = Self.defaultSignalingPort
+        controlSocket = Self.defaultControlSocket
+        stateDirectory = Self.defaultStateDirectory
+        peers = []
+        var sawNode = false
+        for section in file.sections {
+            switch section.name {
+            case "node":
+                guard !sawNode else {
+                    throw ConfigError(line: section.line, key: nil, message: "[node] appears twice")
+                }
+                sawNode = true
+                try readNode(section)
+            case "peer":
+                peers.append(try Self.readPeer(section))
+            default:
+                throw ConfigError(line: section.line, key: nil,
+                                  message: "unknown section [\(section.name)] (known: [node], [peer])")
+            }
+        }
+        guard sawNode else { throw ConfigError(line: 0, key: nil, message: "missing [node] section") }
+        try validate(file)
+    }
+
+    private mutating func readNode(_ section: ConfigFile.Section) throws(ConfigError) {
+        for entry in section.entries {
+            switch entry.key {
+            case "home-address":
+                let address = try Self.address(entry)
+                guard !homeAddresses.contains(where: { $0.family == address.family }) else {
+                    throw ConfigError(line: entry.line, key: entry.key,
+                                      message: "a second \(address.family) home address (one per family)")
+                }
+                homeAddresses.append(address)
+            case "uplink":
+                guard Self.isInterfaceName(entry.value) else {
+                    throw ConfigError(line: entry.line, key: entry.key,
+                                      message: "\(entry.value) is not an interface name (1-15 bytes, no / or spaces)")
+                }
+                guard !uplinks.contains(entry.value) else {
+                    throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) listed twice")
+                }
+                uplinks.append(entry.value)
+            case "domain-prefix":
+                guard let prefix = IPPrefix(entry.value) else {
+                    throw ConfigError(line: entry.line, key: entry.key,
+                                      message: "\(entry.value) is not a prefix like 198.51.100.0/24 or 2001:db8::/48")
+                }
+                domainPrefixes.append(prefix)
+            case "tun-name":
+                guard Self.isInterfaceName(entry.value) else {
+                    throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not an interface name")
+                }
+                tunName = entry.value
+            case "signaling-port":
+                guard let port = UInt16(entry.value), port > 0 else {
+                    throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not a port (1-65535)")
+                }
+                signalingPort = port
+            case "control-socket":
+                controlSocket = try Self.absolutePath(entry)
+            case "state-directory":
+                stateDirectory = try Self.absolutePath(entry)
+            default:
+                throw ConfigError(line: entry.line, key: entry.key, message: "unknown key in [node]")
+            }
+        }
+    }
+
+    private static func readPeer(_ section: ConfigFile.Section) throws(ConfigError) -> StaticPeer {
+        var home: IPAddress?
+        var mobile: [IPAddress] = []
+        for entry in section.entries {
+            switch entry.key {
+            case "home-address":
+                guard home == nil else { throw ConfigError(line: entry.line, key: entry.key, message: "set twice in one [peer]") }
+                home = try address(entry)
+            case "mobile-address":
+                mobile.append(try address(entry))
+            default:
+                throw ConfigError(line: entry.line, key: entry.key, message: "unknown key in [peer]")
+            }
+        }
+        guard let home else {
+            throw ConfigError(line: section.line, key: "home-address", message: "missing in [peer]")
+        }
+        guard !mobile.isEmpty else {
+            throw ConfigError(line: section.line, key: "mobile-address", message: "missing in [peer] for \(home)")
+        }
+        for moa in mobile where moa.family != home.family {
+            throw ConfigError(line: section.line, key: "mobile-address",
+                              message: "\(moa) is \(moa.family) but home address \(home) is \(home.family): "
+                                  + "translation between address families is not supported")
+        }
+        return StaticPeer(homeAddress: home, mobileAddresses: mobile, line: section.line)
+    }
+
+    private func validate(_ file: ConfigFile) throws(ConfigError) {
+        let nodeLine = file.sections.first { $0.name == "node" }?.line ?? 0
+        guard !homeAddresses.isEmpty else {
+            throw ConfigError(line: nodeLine, key: "home-address", message: "missing in [node]")
+        }
+        guard !uplinks.isEmpty else { throw ConfigError(line: nodeLine, key: "uplink", message: "missing in [node]") }
+        guard !domainPrefixes.isEmpty else {
+            throw ConfigError(line: nodeLine, key: "domain-prefix", message: "missing in [node]")
+        }
+        for home in homeAddresses where !domainPrefixes.contains(where: { $0.contains(home) }) {
+            throw ConfigError(line: nodeLine, key: "home-address",
+                              message: "\(home) lies outside every domain-prefix")
+        }
+        var seen: Set<IPAddress> = Set(homeAddresses)
+        for peer in peers {
+            guard domainPrefixes.contains(where: { $0.contains(peer.homeAddress) }) else {
+                throw ConfigError(line: peer.line, key: "home-address",
+                                  message: "\(peer.homeAddress) lies outside every domain-prefix")
+            }
+            guard seen.insert(peer.homeAddress).inserted else {
+                throw ConfigError(line: peer.line, key: "home-address",
+                                  message: "\(peer.homeAddress) is already this node's or another peer's")
+            }
+        }
+    }
+
+    private static func address(_ entry: ConfigFile.Entry) throws(ConfigError) -> IPAddress {
+        guard let address = IPAddress(entry.value) else {
+            throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not an IPv4 or IPv6 address")
+        }
+        return address
+    }
+
+    private static func absolutePath(_ entry: ConfigFile.Entry) throws(ConfigError) -> String {
+        guard entry.value.hasPrefix("/") else {
+            throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not an absolute path")
+        }
+        return entry.value
+    }
+
+    private static func isInterfaceName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count < 16 && name != "." && name != ".."
+            && !name.contains { $0 == "/" || $0.isWhitespace || $0 == ":" }
+    }
+}
