@@ -1,0 +1,216 @@
+/// A bounds-checked cursor over a whole DNS message.
+///
+/// It keeps the whole message (not just the current field) because compression pointers
+/// may point anywhere before the name being read. Every read checks against `limit`, so no
+/// malformed input can read past the end; the unchecked buffer subscripts are only ever used
+/// after such a check.
+struct WireReader {
+    let buffer: UnsafeBufferPointer<UInt8>
+    var position: Int
+    /// Reads in the current field may not pass this (the RDATA end while decoding RDATA).
+    var limit: Int
+
+    init(_ buffer: UnsafeBufferPointer<UInt8>, position: Int = 0) {
+        self.buffer = buffer
+        self.position = position
+        self.limit = buffer.count
+    }
+
+    var remaining: Int { limit - position }
+
+    @inline(__always)
+    func need(_ count: Int) throws(DNSParseError) {
+        if count > limit - position { throw .truncated(offset: position) }
+    }
+
+    mutating func u8() throws(DNSParseError) -> UInt8 {
+        try need(1)
+        defer { position += 1 }
+        return buffer[position]
+    }
+
+    mutating func u16() throws(DNSParseError) -> UInt16 {
+        try need(2)
+        defer { position += 2 }
+        return UInt16(buffer[position]) << 8 | UInt16(buffer[position + 1])
+    }
+
+    mutating func u32() throws(DNSParseError) -> UInt32 {
+        try need(4)
+        defer { position += 4 }
+        var v: UInt32 = 0
+        for i in 0..<4 { v = v << 8 | UInt32(buffer[position + i]) }
+        return v
+    }
+
+    mutating func u48() throws(DNSParseError) -> UInt64 {
+        try need(6)
+        defer { position += 6 }
+        var v: UInt64 = 0
+        for i in 0..<6 { v = v << 8 | UInt64(buffer[position + i]) }
+        return v
+    }
+
+    mutating func bytes(_ count: Int) throws(DNSParseError) -> [UInt8] {
+        try need(count)
+        defer { position += count }
+        return Array(buffer[position..<position + count])
+    }
+
+    mutating func skip(_ count: Int) throws(DNSParseError) {
+        try need(count)
+        position += count
+    }
+
+    /// A name can need at most 127 jumps (each label at least two octets of a 255-octet
+    /// name); anything beyond is hostile, even though backward-only pointers already
+    /// guarantee termination.
+    static let maxJumps = 127
+
+    /// Reads a possibly compressed name and returns it uncompressed.
+    ///
+    /// Loop protection: every pointer must point strictly before the start of the label
+    /// run it was found in, so jump targets strictly decrease and reading always ends.
+    mutating func name() throws(DNSParseError) -> DNSName {
+        var wire: [UInt8] = []
+        wire.reserveCapacity(32)
+        var cursor = position
+        var segmentStart = position
+        var end = limit
+        var jumped = false
+        var jumps = 0
+        while true {
+            guard cursor < end else { throw .truncated(offset: cursor) }
+            let length = Int(buffer[cursor])
+            switch length {
+            case 0:
+                wire.append(0)
+                if !jumped { position = cursor + 1 }
+                return DNSName(uncheckedWire: wire)
+            case 1...63:
+                guard length < end - cursor else { throw .truncated(offset: cursor) }
+                guard wire.count + length + 2 <= DNSName.maxWireLength else {
+                    throw .nameTooLong(offset: cursor)
+                }
+                wire.append(contentsOf: buffer[cursor...cursor + length])
+                cursor += length + 1
+            case 0xC0...0xFF:
+                guard cursor + 1 < end else { throw .truncated(offset: cursor) }
+                let target = (length & 0x3F) << 8 | Int(buffer[cursor + 1])
+                // Nothing legitimate lives in the 12-byte header.
+                guard target >= 12, target < segmentStart else { throw .badPointer(offset: cursor) }
+                jumps += 1
+                guard jumps <= Self.maxJumps else { throw .tooManyPointers(offset: cursor) }
+                if !jumped {
+                    position = cursor + 2
+                    jumped = true
+                    // The pointed-to labels lie outside the current field (RDATA), so
+                    // only the message end bounds them.
+                    end = buffer.count
+                }
+                cursor = target
+                segmentStart = target
+            default:
+                throw .labelTooLong(offset: cursor)
+            }
+        }
+    }
+
+    /// Steps over a name without building it, for scans that only need record offsets.
+    /// Pointers are not followed, so their targets are checked when the name is read.
+    mutating func skipName() throws(DNSParseError) {
+        var cursor = position
+        while true {
+            guard cursor < limit else { throw .truncated(offset: cursor) }
+            let length = Int(buffer[cursor])
+            switch length {
+            case 0:
+                position = cursor + 1
+                return
+            case 1...63:
+                cursor += length + 1
+            case 0xC0...0xFF:
+                guard cursor + 1 < limit else { throw .truncated(offset: cursor) }
+                position = cursor + 2
+                return
+            default:
+                throw .labelTooLong(offset: cursor)
+            }
+        }
+    }
+}
+
+/// An append-only message builder that remembers where names were written, so later
+/// names can point back at them (RFC 1035 §4.1.4).
+struct WireWriter {
+    var bytes: [UInt8] = []
+    /// Lower-cased uncompressed suffix -> offset of its first occurrence. Nil when the
+    /// caller asked for no compression.
+    private var suffixes: [[UInt8]: Int]?
+
+    init(compress: Bool, capacity: Int = 512) {
+        bytes.reserveCapacity(capacity)
+        suffixes = compress ? [:] : nil
+    }
+
+    mutating func u8(_ v: UInt8) { bytes.append(v) }
+
+    mutating func u16(_ v: UInt16) {
+        bytes.append(UInt8(v >> 8))
+        bytes.append(UInt8(truncatingIfNeeded: v))
+    }
+
+    mutating func u32(_ v: UInt32) {
+        for shift in stride(from: 24, through: 0, by: -8) {
+            bytes.append(UInt8(truncatingIfNeeded: v >> UInt32(shift)))
+        }
+    }
+
+    mutating func u48(_ v: UInt64) {
+        for shift in stride(from: 40, through: 0, by: -8) {
+            bytes.append(UInt8(truncatingIfNeeded: v >> UInt64(shift)))
+        }
+    }
+
+    mutating func append<C: Collection>(_ data: C) where C.Element == UInt8 {
+        bytes.append(contentsOf: data)
+    }
+
+    mutating func patchU16(at offset: Int, _ v: UInt16) {
+        bytes[offset] = UInt8(v >> 8)
+        bytes[offset + 1] = UInt8(truncatingIfNeeded: v)
+    }
+
+    /// Writes a name, compressed against earlier names when `compress` is true and the
+    /// writer was created with compression. Offsets past 0x3FFF cannot be pointer targets
+    /// and are simply not remembered.
+    mutating func name(_ name: DNSName, compress: Bool) {
+        let wire = name.wire
+        guard compress, suffixes != nil else {
+            bytes.append(contentsOf: wire)
+            return
+        }
+        let base = bytes.count
+        var i = 0
+        while wire[i] != 0 {
+            let key = lowercased(wire[i...])
+            if let target = suffixes![key] {
+                bytes.append(contentsOf: wire[0..<i])
+                u16(0xC000 | UInt16(target))
+                return
+            }
+            if base + i <= 0x3FFF { suffixes![key] = base + i }
+            i += Int(wire[i]) + 1
+        }
+        bytes.append(contentsOf: wire)
+    }
+
+    private func lowercased(_ slice: ArraySlice<UInt8>) -> [UInt8] {
+        slice.map(asciiLower)
+    }
+}
+
+@inline(__always)
+func asciiLower(_ b: UInt8) -> UInt8 {
+    (b >= 0x41 && b <= 0x5A) ? b | 0x20 : b
+}
