@@ -1,6 +1,6 @@
 extension PacketLayout {
     /// Parses an IPv4 header (RFC 791) and whatever follows it.
-    @inlinable
+    @usableFromInline @_transparent
     static func parseIPv4(_ base: UnsafeRawPointer, length: Int) throws(DropReason) -> PacketLayout {
         guard length >= 20 else { throw .truncated }
         let headerLength = Int(base.load(as: UInt8.self) & 0x0F) &* 4

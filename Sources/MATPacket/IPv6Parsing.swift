@@ -25,7 +25,7 @@ extension PacketLayout {
     @usableFromInline static let maximumExtensionHeaders = 16
 
     /// Parses an IPv6 header (RFC 8200) and whatever follows it.
-    @inlinable
+    @usableFromInline @_transparent
     static func parseIPv6(_ base: UnsafeRawPointer, length: Int) throws(DropReason) -> PacketLayout {
         guard length >= 40 else { throw .truncated }
         let payloadLength = Int(UInt16(bigEndian: base.loadUnaligned(fromByteOffset: 4, as: UInt16.self)))
@@ -57,7 +57,7 @@ extension PacketLayout {
     /// at or past `end`. Stops at the first header that is not hop-by-hop, routing,
     /// fragment, destination options or AH (so cleanly at ESP or anything unknown), and
     /// right after a non-first fragment's fragment header.
-    @inlinable
+    @inlinable @inline(__always)
     static func walkIPv6Chain(
         _ base: UnsafeRawPointer, headerStart: Int, end: Int, firstHeader: UInt8
     ) throws(DropReason) -> IPv6ChainEnd {

@@ -45,7 +45,9 @@ public struct PacketLayout: Sendable, Equatable {
     /// Validates the packet at `base` (of `length` bytes in the buffer) and finds its parts.
     ///
     /// Reads only inside `base..<base+length`, whatever the bytes say.
-    @inlinable
+    // Transparent so the layout stays in registers in the caller's loop instead of being
+    // stored and reloaded (docs/benchmarks.md, "why the attributes").
+    @_transparent
     public static func parse(_ base: UnsafeRawPointer, length: Int) throws(DropReason) -> PacketLayout {
         guard length >= 1 else { throw .truncated }
         switch base.load(as: UInt8.self) >> 4 {

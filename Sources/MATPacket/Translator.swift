@@ -39,7 +39,10 @@ public enum Translator {
     ///
     /// Throws, before changing any byte, when the rewrite's family is not the packet's
     /// or a partial-checksum location lies outside the packet.
-    @inlinable
+    // Transparent, not just inlinable: the optimizer judged the specialized body too big to
+    // inline into the engine's loop, and the call then cost 2.4x the C reference
+    // (docs/benchmarks.md, "why the attributes").
+    @_transparent
     public static func translate<Address: PacketAddress>(
         _ base: UnsafeMutableRawPointer,
         layout: PacketLayout,

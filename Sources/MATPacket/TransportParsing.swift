@@ -1,6 +1,6 @@
 extension PacketLayout {
     /// Checks the transport header at `offset` and, for an ICMP error, the packet it quotes.
-    @inlinable
+    @inlinable @inline(__always)
     mutating func parseTransport(_ base: UnsafeRawPointer, at offset: Int) throws(DropReason) {
         let proto = transportProtocol
         let available = packetLength - offset
