@@ -13,10 +13,14 @@ let package = Package(
         .library(name: "MATPacket", targets: ["MATPacket"]),
         .library(name: "MATDNS", targets: ["MATDNS"]),
         .library(name: "MATLinux", targets: ["MATLinux"]),
+        .executable(name: "matd", targets: ["matd"]),
+        .executable(name: "matctl", targets: ["matctl"]),
+        .executable(name: "mat-ims", targets: ["mat-ims"]),
         .executable(name: "mat-bench", targets: ["MATBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.0"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
     ],
     targets: [
         // Pure logic, no I/O: packet views, checksums, translation, mapping table.
@@ -28,11 +32,25 @@ let package = Package(
         .systemLibrary(name: "CNetlink", pkgConfig: "libnl-route-3.0",
                        providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]),
         .systemLibrary(name: "CMnl", pkgConfig: "libmnl", providers: [.apt(["libmnl-dev"])]),
+        .systemLibrary(name: "CNftables", pkgConfig: "libnftables", providers: [.apt(["libnftables-dev"])]),
         .target(name: "CShim"),
-        .target(name: "MATLinux", dependencies: ["MATPacket", "CNetlink", "CMnl", "CShim"]),
+        .target(name: "MATLinux", dependencies: ["MATPacket", "CNetlink", "CMnl", "CNftables", "CShim"]),
 
         // The daemon's parts wired: configuration, engine, mobility state, control.
         .target(name: "MATNode", dependencies: ["MATPacket", "MATLinux"]),
+
+        .executableTarget(name: "matd", dependencies: [
+            "MATNode", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "matctl", dependencies: [
+            "MATNode", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        // The mapping server: zone store, UPDATE policy, journal, transfers, DNS listeners.
+        .target(name: "MATIMS", dependencies: ["MATDNS", "MATPacket"]),
+        .executableTarget(name: "mat-ims", dependencies: [
+            "MATIMS", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
 
         // C reference of the translation loop and table lookup, used only by the benchmark.
         .target(name: "CReference", cSettings: [.unsafeFlags(["-O2"])]),
@@ -46,6 +64,7 @@ let package = Package(
         .testTarget(name: "MATDNSTests", dependencies: ["MATDNS"]),
         .testTarget(name: "MATLinuxTests", dependencies: ["MATLinux", "MATPacket"]),
         .testTarget(name: "MATNodeTests", dependencies: ["MATNode", "MATPacket"]),
+        .testTarget(name: "MATIMSTests", dependencies: ["MATIMS", "MATDNS"]),
     ],
     swiftLanguageModes: [.v6]
 )

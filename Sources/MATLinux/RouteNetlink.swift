@@ -10,6 +10,9 @@ import MATPacket
 public final class RouteNetlink {
     private let socket: OpaquePointer
 
+    /// The kernel's main routing table.
+    public static let mainTable = UInt32(RT_TABLE_MAIN.rawValue)
+
     /// Opens and connects an rtnetlink socket.
     public init() throws(SystemError) {
         guard let socket = nl_socket_alloc() else {
@@ -46,6 +49,44 @@ public final class RouteNetlink {
         if let mtu { rtnl_link_set_mtu(change, mtu) }
         result = rtnl_link_change(socket, link, change, 0)
         guard result == 0 else { throw Self.error("bring \(name) up", result) }
+    }
+
+    /// The global-scope addresses on interface `index`, with their prefix lengths.
+    /// Link-local and tentative IPv6 addresses are left out: neither can be a MoA.
+    public func addresses(interface index: Int32) throws(SystemError) -> [IPPrefix] {
+        var cache: OpaquePointer?
+        let result = rtnl_addr_alloc_cache(socket, &cache)
+        guard result == 0, let cache else { throw Self.error("list addresses", result) }
+        defer { nl_cache_free(cache) }
+        var found: [IPPrefix] = []
+        var object = nl_cache_get_first(cache)
+        while let current = object {
+            let address = current
+            let flags = UInt32(rtnl_addr_get_flags(address))
+            if rtnl_addr_get_ifindex(address) == index,
+               rtnl_addr_get_scope(address) == Int32(RT_SCOPE_UNIVERSE.rawValue),
+               flags & UInt32(IFA_F_TENTATIVE | IFA_F_DADFAILED) == 0,
+               let local = rtnl_addr_get_local(address),
+               let prefix = Self.prefix(local, length: Int(rtnl_addr_get_prefixlen(address))) {
+                found.append(prefix)
+            }
+            object = nl_cache_get_next(current)
+        }
+        return found
+    }
+
+    private static func prefix(_ address: OpaquePointer, length: Int) -> IPPrefix? {
+        let count = Int(nl_addr_get_len(address))
+        guard let raw = nl_addr_get_binary_addr(address) else { return nil }
+        let bytes = UnsafeRawBufferPointer(start: raw, count: count)
+        switch (nl_addr_get_family(address), count) {
+        case (AF_INET, 4):
+            return IPPrefix(.v4(IPv4Address(loadingFrom: raw, offset: 0)), length: length)
+        case (AF_INET6, 16):
+            return IPPrefix(.v6(IPv6Address(loadingFrom: bytes.baseAddress!, offset: 0)), length: length)
+        default:
+            return nil
+        }
     }
 
     /// Adds `prefix` (an address with its prefix length) to interface `index`. Duplicate

@@ -61,6 +61,8 @@ public final class TunDevice {
             close(fd)
             throw SystemError("set virtio header size on \(name)", errno: -sizeResult)
         }
+        // Non-blocking, so the engine can drain what is queued and return to poll.
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         var accepted = wanted
         var result = mat_tun_set_offload(fd, accepted.rawValue)
         if result != 0 {
@@ -80,7 +82,7 @@ public final class TunDevice {
     deinit { close(fileDescriptor) }
 
     /// Reads one packet (virtio header first) into `buffer`; returns its length, or nil
-    /// when the descriptor is non-blocking and nothing is waiting.
+    /// when nothing is waiting (the descriptor is non-blocking).
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int? {
         while true {
             let count = Glibc.read(fileDescriptor, buffer.baseAddress, buffer.count)

@@ -60,3 +60,29 @@ struct TunAndNetlinkTests {
         #expect(message.contains("find interface nosuchif0"))
     }
 }
+
+@Suite(.enabled(if: isRoot || mustRunRootTests, "needs root (runs in CI)"))
+struct NftablesTests {
+    @Test func appliesABatchAtomicallyAndReportsErrors() throws {
+        let lab = try LabNamespace()
+        let listing = try lab.enter { () -> String in
+            let nft = try Nftables()
+            try nft.run("""
+                add table netdev mattest
+                add chain netdev mattest in { type filter hook ingress device "lo" priority 0; policy accept; }
+                add rule netdev mattest in ip saddr 203.0.113.5 ip daddr 192.0.2.10 counter
+                """)
+            // A batch with one bad line applies nothing.
+            #expect(throws: SystemError.self) {
+                try nft.run("add table netdev other\nadd rule netdev mattest nosuchchain counter")
+            }
+            let listing = try nft.run("list ruleset")
+            try nft.run("delete table netdev mattest")
+            return listing
+        }
+        #expect(listing.contains("table netdev mattest"))
+        #expect(listing.contains("ip saddr 203.0.113.5 ip daddr 192.0.2.10 counter"))
+        #expect(!listing.contains("table netdev other"))
+        #expect(!(try lab.enter { try Nftables().run("list ruleset") }).contains("mattest"))
+    }
+}

@@ -1,0 +1,2 @@
+// libnftables: nftables rulesets applied atomically through netlink, no `nft` process.
+#include <nftables/libnftables.h>

@@ -1,0 +1,125 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import MATLinux
+import MATPacket
+
+/// matd's parts wired together: TUN device, host setup, engine and control socket.
+public final class Daemon {
+    private let config: NodeConfig
+    private let started = Date()
+
+    /// Validates what can be checked before the host is touched.
+    public init(config: NodeConfig) throws {
+        self.config = config
+    }
+
+    /// Sets up the host, carries traffic until SIGTERM or SIGINT, then restores the host.
+    public func runUntilSignalled() throws {
+        // Block the stop signals before any thread starts, so only sigwait below sees them.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGTERM)
+        sigaddset(&signals, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+
+        let tun = try TunDevice(name: config.tunName)
+        let host: HostSetup
+        do {
+            host = try HostSetup(config: config, tun: tun)
+        } catch {
+            _ = try? HostSetup.cleanup(config: config)
+            throw error
+        }
+        defer { host.teardown() }
+
+        let addresses = try currentAddresses(host)
+        var table = MappingTable()
+        for peer in config.peers {
+            let bindings = peer.mobileAddresses.enumerated().map {
+                MoABinding(address: $0.element, priority: UInt8(clamping: $0.offset), flags: .static)
+            }
+            try table.insert(PeerMapping(hoa: peer.homeAddress, moas: bindings))
+        }
+        try host.divertInbound(addresses: addresses, peerMoAs: config.peers.flatMap(\.mobileAddresses))
+        let engine = try Engine(tun: tun, table: table, addresses: addresses)
+        engine.start()
+        defer { engine.stop() }
+
+        let status = StatusSource(config: config, tun: tun.name, offloads: tun.offloads.description,
+                                  addresses: addresses, started: started)
+        let control = try ControlServer(path: config.controlSocket) { request in
+            status.reply(to: request, engine: engine)
+        }
+        defer { control.stop() }
+
+        log("matd: up on \(tun.name) (offloads \(tun.offloads)), home \(config.homeAddresses), "
+            + "mobile \(describe(addresses)), \(config.peers.count) static peer(s)")
+        var received: Int32 = 0
+        sigwait(&signals, &received)
+        log("matd: signal \(received), restoring the host")
+    }
+
+    private func currentAddresses(_ host: HostSetup) throws -> NodeAddresses {
+        var addresses = NodeAddresses()
+        for home in config.homeAddresses {
+            switch home {
+            case .v4(let address): addresses.home4 = address
+            case .v6(let address): addresses.home6 = address
+            }
+        }
+        for address in try host.uplinkAddresses() {
+            switch address {
+            case .v4(let moa) where addresses.mobile4 == nil: addresses.mobile4 = moa
+            case .v6(let moa) where addresses.mobile6 == nil: addresses.mobile6 = moa
+            default: break
+            }
+        }
+        return addresses
+    }
+
+    private func describe(_ addresses: NodeAddresses) -> String {
+        let parts = [addresses.mobile4?.description, addresses.mobile6?.description].compactMap { $0 }
+        return parts.isEmpty ? "none yet" : parts.joined(separator: ", ")
+    }
+}
+
+/// Answers control requests from the daemon's state; runs on the control thread.
+struct StatusSource: Sendable {
+    let config: NodeConfig
+    let tun: String
+    let offloads: String
+    let addresses: NodeAddresses
+    let started: Date
+
+    func reply(to request: ControlRequest, engine: Engine) -> ControlReply {
+        switch request.command {
+        case .status:
+            let mobile = [addresses.mobile4?.description, addresses.mobile6?.description].compactMap { $0 }
+            return ControlReply(status: StatusReport(
+                tunDevice: tun, homeAddresses: config.homeAddresses.map(\.description), mobileAddresses: mobile,
+                uplinks: config.uplinks, domainPrefixes: config.domainPrefixes.map(\.description),
+                offloads: offloads, uptimeSeconds: UInt64(Date().timeIntervalSince(started)),
+                peerCount: engine.mappings.count))
+        case .peers:
+            return ControlReply(peers: engine.mappings.map { state in
+                let mapping = state.mapping
+                return PeerReport(
+                    homeAddress: mapping.hoa.description,
+                    mobileAddresses: mapping.moas.map {
+                        PeerReport.Binding(address: $0.address.description, priority: Int($0.priority),
+                                           flags: $0.flags.description)
+                    },
+                    preferred: state.preferred?.description, sequence: mapping.sequence)
+            })
+        case .stats:
+            return ControlReply(stats: StatsReport(engine.counters))
+        }
+    }
+}
+
+/// Writes a line to standard error (journald keeps it under systemd).
+func log(_ message: String) {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+}

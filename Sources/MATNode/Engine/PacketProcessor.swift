@@ -1,0 +1,152 @@
+import MATPacket
+
+/// The MAT rewrite rules applied to one packet, with no I/O: the engine reads a packet,
+/// hands it here with the direction it came from, and writes it on if this says so.
+///
+/// - Outbound (an application's packet from the TUN device): source HoA -> own MoA,
+///   destination peer HoA -> the peer's preferred MoA.
+/// - Inbound (a packet diverted from the uplink): source peer MoA -> peer HoA (the receive
+///   rule: only sources that are a known peer's MoA are translated), destination own MoA
+///   -> own HoA.
+/// - ICMP errors: the quoted packet ran the other way, so it gets the mirrored rewrite.
+public struct PacketProcessor: ~Copyable {
+    /// Peers' mappings, owned here: the engine thread is the only reader and writer.
+    public var table: MappingTable
+    public var addresses: NodeAddresses
+    public var counters = EngineCounters()
+
+    public init(table: consuming MappingTable, addresses: NodeAddresses) {
+        self.table = table
+        self.addresses = addresses
+    }
+
+    /// Which way a packet is travelling.
+    public enum Direction: Sendable { case outbound, inbound }
+
+    /// What became of one packet.
+    public enum Outcome: Equatable, Sendable {
+        /// Translated in place; send it on.
+        case forward
+        /// Refused by the packet core (malformed).
+        case malformed(DropReason)
+        /// Refused by the MAT rules.
+        case refused(EngineDropReason)
+    }
+
+    /// Translates the packet of `length` bytes at `base` in place. Returns true when it
+    /// should be sent on, false when it was dropped (and counted).
+    @inlinable
+    public mutating func process(
+        _ base: UnsafeMutableRawPointer, length: Int, direction: Direction, checksum: ChecksumMode
+    ) -> Bool {
+        let outcome: Outcome
+        var packetLength = 0
+        do {
+            let layout = try PacketLayout.parse(UnsafeRawPointer(base), length: length)
+            packetLength = layout.packetLength
+            switch (layout.family, direction) {
+            case (.ipv4, .outbound):
+                outcome = outbound(base, layout, home: addresses.home4, mobile: addresses.mobile4, checksum: checksum)
+            case (.ipv6, .outbound):
+                outcome = outbound(base, layout, home: addresses.home6, mobile: addresses.mobile6, checksum: checksum)
+            case (.ipv4, .inbound):
+                outcome = inbound(base, layout, home: addresses.home4, mobile: addresses.mobile4, checksum: checksum)
+            case (.ipv6, .inbound):
+                outcome = inbound(base, layout, home: addresses.home6, mobile: addresses.mobile6, checksum: checksum)
+            }
+        } catch {
+            outcome = .malformed(error)
+        }
+        switch outcome {
+        case .forward:
+            if direction == .outbound {
+                counters.outboundPackets &+= 1
+                counters.outboundBytes &+= UInt64(packetLength)
+            } else {
+                counters.inboundPackets &+= 1
+                counters.inboundBytes &+= UInt64(packetLength)
+            }
+            return true
+        case .malformed(let reason):
+            counters.packetDrops[Int(reason.rawValue)] &+= 1
+            return false
+        case .refused(let reason):
+            counters.engineDrops[Int(reason.rawValue)] &+= 1
+            return false
+        }
+    }
+
+    @inlinable
+    func outbound<A: PacketAddress & PeerLookup>(
+        _ base: UnsafeMutableRawPointer, _ layout: PacketLayout, home: A?, mobile: A?, checksum: ChecksumMode
+    ) -> Outcome {
+        let source = A(loadingFrom: UnsafeRawPointer(base), offset: layout.sourceOffset)
+        let destination = A(loadingFrom: UnsafeRawPointer(base), offset: layout.destinationOffset)
+        guard let home, source == home else { return .refused(.notFromHomeAddress) }
+        guard let mobile else { return .refused(.noMobileAddress) }
+        guard let peerMobile = A.preferredMoA(in: table, forHoA: destination) else { return .refused(.noMapping) }
+        return translate(base, layout, checksum: checksum,
+                         outerSource: source, newSource: mobile,
+                         outerDestination: destination, newDestination: peerMobile)
+    }
+
+    @inlinable
+    func inbound<A: PacketAddress & PeerLookup>(
+        _ base: UnsafeMutableRawPointer, _ layout: PacketLayout, home: A?, mobile: A?, checksum: ChecksumMode
+    ) -> Outcome {
+        let source = A(loadingFrom: UnsafeRawPointer(base), offset: layout.sourceOffset)
+        let destination = A(loadingFrom: UnsafeRawPointer(base), offset: layout.destinationOffset)
+        guard let home, let mobile, destination == mobile else { return .refused(.notToMobileAddress) }
+        guard let peerHome = A.hoa(in: table, forMoA: source) else { return .refused(.unknownPeer) }
+        return translate(base, layout, checksum: checksum,
+                         outerSource: source, newSource: peerHome,
+                         outerDestination: destination, newDestination: home)
+    }
+
+    /// Rewrites the outer addresses, and for an ICMP error the quoted packet's: it went
+    /// the other way, so its source was the outer destination and its destination the
+    /// outer source. Only addresses that match are rewritten.
+    @inlinable
+    func translate<A: PacketAddress>(
+        _ base: UnsafeMutableRawPointer, _ layout: PacketLayout, checksum: ChecksumMode,
+        outerSource: A, newSource: A, outerDestination: A, newDestination: A
+    ) -> Outcome {
+        var quoteRewrite = AddressRewrite<A>.unchanged
+        if let quote = layout.quote {
+            let v4 = A.family == .ipv4
+            let quotedSource = A(loadingFrom: UnsafeRawPointer(base), offset: quote.offset + (v4 ? 12 : 8))
+            let quotedDestination = A(loadingFrom: UnsafeRawPointer(base), offset: quote.offset + (v4 ? 16 : 24))
+            quoteRewrite = AddressRewrite(
+                source: quotedSource == outerDestination ? newDestination : nil,
+                destination: quotedDestination == outerSource ? newSource : nil)
+        }
+        do {
+            try Translator.translate(base, layout: layout,
+                                     rewrite: AddressRewrite(source: newSource, destination: newDestination),
+                                     quoteRewrite: quoteRewrite, checksum: checksum)
+            return .forward
+        } catch {
+            return .malformed(error)
+        }
+    }
+}
+
+/// The mapping-table lookups for one address family, so the rewrite rules are written once.
+public protocol PeerLookup {
+    static func preferredMoA(in table: borrowing MappingTable, forHoA hoa: Self) -> Self?
+    static func hoa(in table: borrowing MappingTable, forMoA moa: Self) -> Self?
+}
+
+extension IPv4Address: PeerLookup {
+    @inlinable
+    public static func preferredMoA(in table: borrowing MappingTable, forHoA hoa: Self) -> Self? { table.preferredMoA(forHoA: hoa) }
+    @inlinable
+    public static func hoa(in table: borrowing MappingTable, forMoA moa: Self) -> Self? { table.hoa(forMoA: moa) }
+}
+
+extension IPv6Address: PeerLookup {
+    @inlinable
+    public static func preferredMoA(in table: borrowing MappingTable, forHoA hoa: Self) -> Self? { table.preferredMoA(forHoA: hoa) }
+    @inlinable
+    public static func hoa(in table: borrowing MappingTable, forMoA moa: Self) -> Self? { table.hoa(forMoA: moa) }
+}

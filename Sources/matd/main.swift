@@ -1,0 +1,65 @@
+import ArgumentParser
+import Foundation
+import MATNode
+
+/// `matd`: the per-node MAT daemon.
+@main
+struct Matd: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "matd",
+        abstract: "The MAT mobility daemon: keeps home-address sessions alive while the node moves.",
+        subcommands: [Run.self, CheckConfig.self, Cleanup.self],
+        defaultSubcommand: Run.self)
+}
+
+/// Reads and validates a configuration file, or exits with the line and key at fault.
+func loadConfig(_ path: String) throws -> NodeConfig {
+    guard let data = FileManager.default.contents(atPath: path) else {
+        throw ValidationError("\(path): cannot read the file")
+    }
+    do {
+        return try NodeConfig(parsing: String(decoding: data, as: UTF8.self))
+    } catch {
+        throw ValidationError("\(path): \(error)")
+    }
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Set up the host and carry traffic until SIGTERM or SIGINT.")
+
+    @Option(name: .long, help: "Configuration file.")
+    var config = "/etc/mat/matd.conf"
+
+    func run() throws {
+        let node = try loadConfig(config)
+        let daemon = try Daemon(config: node)
+        try daemon.runUntilSignalled()
+    }
+}
+
+struct CheckConfig: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-config", abstract: "Validate a configuration file without touching the host.")
+
+    @Argument(help: "Configuration file.")
+    var file: String
+
+    func run() throws {
+        let node = try loadConfig(file)
+        print("\(file): ok (\(node.homeAddresses.count) home address(es), \(node.peers.count) static peer(s))")
+    }
+}
+
+struct Cleanup: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Remove what a matd that died without stopping left on the host.")
+
+    @Option(name: .long, help: "Configuration file.")
+    var config = "/etc/mat/matd.conf"
+
+    func run() throws {
+        let node = try loadConfig(config)
+        let removed = try HostSetup.cleanup(config: node)
+        print(removed.isEmpty ? "nothing to clean up" : removed.map { "removed \($0)" }.joined(separator: "\n"))
+    }
+}
