@@ -38,6 +38,10 @@ int mat_tun_set_offload(int fd, unsigned int flags) {
     return ioctl(fd, TUNSETOFFLOAD, (unsigned long)flags) < 0 ? -errno : 0;
 }
 
+int mat_tun_set_persistent(int fd, int persistent) {
+    return ioctl(fd, TUNSETPERSIST, (unsigned long)persistent) < 0 ? -errno : 0;
+}
+
 size_t mat_virtio_net_hdr_size(void) {
     return sizeof(struct virtio_net_hdr);
 }

@@ -37,8 +37,35 @@ public final class RouteNetlink {
         return rtnl_link_get_ifindex(link)
     }
 
-    /// Brings interface `name` up, setting its MTU when given.
-    public func setUp(_ name: String, mtu: UInt32? = nil) throws(SystemError) {
+    /// The MTU of interface `name`.
+    public func mtu(of name: String) throws(SystemError) -> UInt32 {
+        var link: OpaquePointer?
+        let result = rtnl_link_get_kernel(socket, 0, name, &link)
+        guard result == 0, let link else { throw Self.error("find interface \(name)", result) }
+        defer { rtnl_link_put(link) }
+        return rtnl_link_get_mtu(link)
+    }
+
+    /// The link kind of interface `name` (`tun`, `veth`, ...), nil if it has none, or
+    /// nil and no error when the interface does not exist.
+    public func kind(of name: String) -> String?? {
+        var link: OpaquePointer?
+        guard rtnl_link_get_kernel(socket, 0, name, &link) == 0, let link else { return nil }
+        defer { rtnl_link_put(link) }
+        return .some(rtnl_link_get_type(link).map { String(cString: $0) })
+    }
+
+    /// Deletes interface `name`.
+    public func deleteLink(_ name: String) throws(SystemError) {
+        guard let link = rtnl_link_alloc() else { throw SystemError("delete \(name)", detail: "out of memory") }
+        defer { rtnl_link_put(link) }
+        rtnl_link_set_name(link, name)
+        let result = rtnl_link_delete(socket, link)
+        guard result == 0 else { throw Self.error("delete interface \(name)", result) }
+    }
+
+    /// Brings interface `name` up, setting its MTU and transmit queue length when given.
+    public func setUp(_ name: String, mtu: UInt32? = nil, transmitQueueLength: UInt32? = nil) throws(SystemError) {
         var link: OpaquePointer?
         var result = rtnl_link_get_kernel(socket, 0, name, &link)
         guard result == 0, let link else { throw Self.error("find interface \(name)", result) }
@@ -47,6 +74,7 @@ public final class RouteNetlink {
         defer { rtnl_link_put(change) }
         rtnl_link_set_flags(change, UInt32(IFF_UP))
         if let mtu { rtnl_link_set_mtu(change, mtu) }
+        if let transmitQueueLength { rtnl_link_set_txqlen(change, transmitQueueLength) }
         result = rtnl_link_change(socket, link, change, 0)
         guard result == 0 else { throw Self.error("bring \(name) up", result) }
     }
@@ -91,10 +119,13 @@ public final class RouteNetlink {
 
     /// Adds `prefix` (an address with its prefix length) to interface `index`. Duplicate
     /// address detection is skipped: the HoA is the node's own and must work at once.
-    public func addAddress(_ prefix: IPPrefix, interface index: Int32) throws(SystemError) {
+    /// With `allowExisting`, an address already there is success (setup stays idempotent).
+    public func addAddress(_ prefix: IPPrefix, interface index: Int32, allowExisting: Bool = false) throws(SystemError) {
         try withAddress(prefix, interface: index) { address throws(SystemError) in
             let result = rtnl_addr_add(socket, address, NLM_F_CREATE | NLM_F_EXCL)
-            guard result == 0 else { throw Self.error("add address \(prefix)", result) }
+            guard result == 0 || (allowExisting && result == -NLE_EXIST) else {
+                throw Self.error("add address \(prefix)", result)
+            }
         }
     }
 
@@ -122,11 +153,15 @@ public final class RouteNetlink {
         try body(address)
     }
 
-    /// Adds a route for `destination` through interface `index` in `table`.
-    public func addRoute(_ destination: IPPrefix, interface index: Int32, table: UInt32) throws(SystemError) {
+    /// Adds a route for `destination` through interface `index` in `table`. With
+    /// `allowExisting`, the same route already there is success.
+    public func addRoute(_ destination: IPPrefix, interface index: Int32, table: UInt32,
+                         allowExisting: Bool = false) throws(SystemError) {
         try withRoute(destination, interface: index, table: table) { route throws(SystemError) in
             let result = rtnl_route_add(socket, route, NLM_F_CREATE | NLM_F_EXCL)
-            guard result == 0 else { throw Self.error("add route \(destination) table \(table)", result) }
+            guard result == 0 || (allowExisting && result == -NLE_EXIST) else {
+                throw Self.error("add route \(destination) table \(table)", result)
+            }
         }
     }
 

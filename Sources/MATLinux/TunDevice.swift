@@ -33,8 +33,10 @@ public struct TunOffloads: OptionSet, Sendable, CustomStringConvertible {
 /// carries a virtio net header in front of the IP packet, and offloads let one read hand
 /// over a GSO super-packet of up to 64 KiB.
 ///
-/// The device is not persistent: closing the descriptor (or the process dying) removes
-/// it, and with it every address and route on it.
+/// The device can be made persistent: it then outlives a crash of its owner, so routes into
+/// it keep swallowing traffic instead of letting it leak out of the default route, and a
+/// restart re-attaches to the same interface index. `setPersistent(false)` before the
+/// descriptor closes removes the device and everything on it.
 public final class TunDevice {
     /// The interface name the kernel gave the device.
     public let name: String
@@ -80,6 +82,12 @@ public final class TunDevice {
     }
 
     deinit { close(fileDescriptor) }
+
+    /// Makes the device outlive this descriptor, or (with false) go away when it closes.
+    public func setPersistent(_ persistent: Bool) throws(SystemError) {
+        let result = mat_tun_set_persistent(fileDescriptor, persistent ? 1 : 0)
+        guard result == 0 else { throw SystemError("set persistence of \(name)", errno: -result) }
+    }
 
     /// Reads one packet (virtio header first) into `buffer`; returns its length, or nil
     /// when nothing is waiting (the descriptor is non-blocking).

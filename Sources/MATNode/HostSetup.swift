@@ -1,45 +1,50 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
 import MATLinux
 import MATPacket
 
 /// Everything matd changes on the host, and how it undoes it (docs/datapath.md).
 ///
-/// - On the TUN device (gone with the device when matd stops or dies): the HoAs, routes for
-///   the domain prefixes, and per-device sysctls that let the kernel forward what the
-///   engine writes back (forwarding, accept_local, rp_filter; IPv6 force_forwarding).
+/// - The persistent TUN device, with the HoAs, routes for the domain prefixes and
+///   per-device sysctls that let the kernel forward what the engine writes back. All of it
+///   goes when the device is deleted; a crash leaves the device, so HoA traffic is dropped
+///   there instead of leaking out of the default route.
 /// - One nftables table, `netdev matd_<tun>`, with an ingress chain per uplink that hands
-///   packets from known peers' MoAs to this node's MoA to the TUN device. It is the only
-///   thing a crash leaves behind; the next start or `matd cleanup` deletes it.
+///   packets from known peers' MoAs (and ICMP errors about them) to the TUN device.
 public final class HostSetup {
     private let config: NodeConfig
     private let netlink: RouteNetlink
     private let nftables: Nftables
-    private let tunIndex: Int32
+    private let tun: TunDevice
 
     /// The nftables table matd owns for TUN device `tun`.
     public static func tableName(tun: String) -> String {
         "matd_" + String(tun.map { $0.isLetter || $0.isNumber ? $0 : "_" })
     }
 
-    /// Configures the host around an open TUN device. Removes a table a dead matd left.
+    /// Configures the host around an open TUN device. Idempotent: a device and table a
+    /// dead matd left are taken over, so its peers' sessions survive the restart.
     public init(config: NodeConfig, tun: TunDevice) throws(SystemError) {
         self.config = config
+        self.tun = tun
         netlink = try RouteNetlink()
         nftables = try Nftables()
-        _ = try? nftables.run("delete table netdev \(Self.tableName(tun: tun.name))")
+        try tun.setPersistent(true)
         // No IPv6 link-local address on the TUN device: nothing but HoA traffic should
         // enter it, and router solicitations from it would only be counted as drops.
         try? Self.writeSysctl("net/ipv6/conf/\(tun.name)/addr_gen_mode", "1")
-        try netlink.setUp(tun.name, mtu: 1500)
-        tunIndex = try netlink.interfaceIndex(tun.name)
+        // Larger than the uplinks' MTU, and the engine would write packets they must fragment.
+        var mtu: UInt32 = 1500
+        for uplink in config.uplinks { mtu = min(mtu, (try? netlink.mtu(of: uplink)) ?? mtu) }
+        try netlink.setUp(tun.name, mtu: mtu, transmitQueueLength: 10_000)
+        let index = try netlink.interfaceIndex(tun.name)
         for home in config.homeAddresses {
-            try netlink.addAddress(IPPrefix(home, length: home.family == .ipv4 ? 32 : 128)!, interface: tunIndex)
+            try netlink.addAddress(IPPrefix(home, length: home.family == .ipv4 ? 32 : 128)!,
+                                   interface: index, allowExisting: true)
         }
         for prefix in config.domainPrefixes {
-            try netlink.addRoute(prefix, interface: tunIndex, table: RouteNetlink.mainTable)
+            try netlink.addRoute(prefix, interface: index, table: RouteNetlink.mainTable, allowExisting: true)
         }
         try Self.setDeviceSysctls(tun: tun.name)
     }
@@ -54,53 +59,93 @@ public final class HostSetup {
         return found
     }
 
-    /// Points the inbound diversion at the node's current MoAs and the peers' MoAs. One
+    /// Points the inbound diversion at the node's current MoAs and the peers' MoAs, in one
     /// nftables transaction: the old rules stay in force until the new ones replace them.
     public func divertInbound(addresses: NodeAddresses, peerMoAs: [IPAddress]) throws(SystemError) {
-        let table = Self.tableName(tun: tunName)
+        let table = Self.tableName(tun: tun.name)
         var batch = ["add table netdev \(table)", "delete table netdev \(table)", "add table netdev \(table)"]
-        let peers4 = peerMoAs.compactMap { if case .v4(let a) = $0 { a } else { nil } }
-        let peers6 = peerMoAs.compactMap { if case .v6(let a) = $0 { a } else { nil } }
         for uplink in config.uplinks {
             let chain = "in_" + String(uplink.map { $0.isLetter || $0.isNumber ? $0 : "_" })
             batch.append("add chain netdev \(table) \(chain) { type filter hook ingress device \"\(uplink)\" priority -500; policy accept; }")
-            if let mobile = addresses.mobile4, let home = addresses.home4, !peers4.isEmpty {
-                let set = peers4.map(\.description).joined(separator: ", ")
-                batch.append("add rule netdev \(table) \(chain) ip daddr \(mobile) ip saddr { \(set) } fwd ip to \(home) device \"\(tunName)\"")
-            }
-            if let mobile = addresses.mobile6, let home = addresses.home6, !peers6.isEmpty {
-                let set = peers6.map(\.description).joined(separator: ", ")
-                batch.append("add rule netdev \(table) \(chain) ip6 daddr \(mobile) ip6 saddr { \(set) } fwd ip6 to \(home) device \"\(tunName)\"")
-            }
+            batch += rules(table: table, chain: chain, family: .ipv4, addresses: addresses, peerMoAs: peerMoAs)
+            batch += rules(table: table, chain: chain, family: .ipv6, addresses: addresses, peerMoAs: peerMoAs)
         }
         try nftables.run(batch.joined(separator: "\n"))
     }
 
-    private var tunName: String { config.tunName }
-
-    /// Removes the nftables table. The TUN device takes its addresses, routes and sysctls
-    /// with it when its descriptor closes.
-    public func teardown() {
-        _ = try? nftables.run("delete table netdev \(Self.tableName(tun: tunName))")
+    /// The rules for one family, in order: let signaling through to matd's socket, divert
+    /// peers' packets to the TUN device, divert ICMP errors that quote a packet of ours to a
+    /// peer (path MTU discovery needs them translated), and drop what a missing device would
+    /// otherwise let fall through to the local stack (which would reset peers' sessions).
+    private func rules(table: String, chain: String, family: AddressFamily,
+                       addresses: NodeAddresses, peerMoAs: [IPAddress]) -> [String] {
+        let peers = peerMoAs.filter { $0.family == family }
+        let mobile: String, home: String, quoted: (String) -> String, errors: String
+        let (ip, fwd) = family == .ipv4 ? ("ip", "fwd ip") : ("ip6", "fwd ip6")
+        switch family {
+        case .ipv4:
+            guard let moa = addresses.mobile4, let hoa = addresses.home4, !peers.isEmpty else { return [] }
+            mobile = moa.description
+            home = hoa.description
+            quoted = { "@th,160,32 \(Self.hex(moa.bytes)) @th,192,32 \($0)" }
+            errors = "icmp type { destination-unreachable, time-exceeded, parameter-problem }"
+        case .ipv6:
+            guard let moa = addresses.mobile6, let hoa = addresses.home6, !peers.isEmpty else { return [] }
+            mobile = moa.description
+            home = hoa.description
+            quoted = { "@th,128,128 \(Self.hex(moa.bytes)) @th,256,128 \($0)" }
+            errors = "icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem }"
+        }
+        let set = "{ " + peers.map(\.description).joined(separator: ", ") + " }"
+        let quotedPeers = "{ " + peers.map { address -> String in
+            switch address {
+            case .v4(let a): Self.hex(a.bytes)
+            case .v6(let a): Self.hex(a.bytes)
+            }
+        }.joined(separator: ", ") + " }"
+        let prefix = "add rule netdev \(table) \(chain) \(ip) daddr \(mobile)"
+        let device = "device \"\(tun.name)\""
+        return [
+            "\(prefix) \(ip) saddr \(set) udp dport \(config.signalingPort) accept",
+            "\(prefix) \(ip) saddr \(set) \(fwd) to \(home) \(device)",
+            "\(prefix) \(errors) \(quoted(quotedPeers)) \(fwd) to \(home) \(device)",
+            "\(prefix) \(ip) saddr \(set) drop",
+        ]
     }
 
-    /// Removes what a matd that died without `teardown` left: its nftables table.
+    /// Removes the nftables table and the TUN device with everything on it.
+    public func teardown() {
+        _ = try? nftables.run("delete table netdev \(Self.tableName(tun: tun.name))")
+        try? tun.setPersistent(false)
+    }
+
+    /// Removes what a matd that died without `teardown` left: its nftables table and its
+    /// persistent TUN device. Returns what it removed.
     public static func cleanup(config: NodeConfig) throws(SystemError) -> [String] {
+        var removed: [String] = []
         let table = tableName(tun: config.tunName)
         let nftables = try Nftables()
-        guard (try? nftables.run("list table netdev \(table)")) != nil else { return [] }
-        try nftables.run("delete table netdev \(table)")
-        return ["nftables table netdev \(table)"]
+        if (try? nftables.run("list table netdev \(table)")) != nil {
+            try nftables.run("delete table netdev \(table)")
+            removed.append("nftables table netdev \(table)")
+        }
+        let netlink = try RouteNetlink()
+        if case .some(.some("tun")) = netlink.kind(of: config.tunName) {
+            try netlink.deleteLink(config.tunName)
+            removed.append("TUN device \(config.tunName)")
+        }
+        return removed
     }
 
-    /// Per-device sysctls of the TUN device: they vanish with it, so nothing host-wide
-    /// changes. The kernel must forward what the engine writes back (outbound packets to
-    /// peers' MoAs), accept the node's own MoA as a source on it, and not drop it by
-    /// reverse-path filtering.
+    /// Per-device sysctls of the TUN device; they go with it, so nothing host-wide changes.
+    /// The kernel must forward what the engine writes back (the input device's flag is
+    /// what counts), accept the node's own MoA as a source arriving on it, and not drop it
+    /// by strict reverse-path filtering (loose mode, since the effective value is the
+    /// larger of `all` and the device's).
     private static func setDeviceSysctls(tun: String) throws(SystemError) {
         try writeSysctl("net/ipv4/conf/\(tun)/forwarding", "1")
         try writeSysctl("net/ipv4/conf/\(tun)/accept_local", "1")
-        try writeSysctl("net/ipv4/conf/\(tun)/rp_filter", "0")
+        try writeSysctl("net/ipv4/conf/\(tun)/rp_filter", "2")
         // Per-device IPv6 forwarding without the host-wide switch (Linux 6.17 and later).
         try? writeSysctl("net/ipv6/conf/\(tun)/force_forwarding", "1")
     }
@@ -113,5 +158,9 @@ public final class HostSetup {
         guard write(fd, value, value.utf8.count) == value.utf8.count else {
             throw SystemError("set sysctl \(key)", errno: errno)
         }
+    }
+
+    private static func hex(_ bytes: [UInt8]) -> String {
+        "0x" + bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
     }
 }

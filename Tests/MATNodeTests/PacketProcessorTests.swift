@@ -115,3 +115,32 @@ import Testing
         #expect(packet == icmpError(Self.moaMe, Self.moaPeer, quote: udp(Self.moaPeer, Self.moaMe)))
     }
 }
+
+extension PacketProcessorTests {
+    /// A router's "fragmentation needed" about our datagram to the peer (MoA -> MoA) must
+    /// reach the HoA socket as an error about HoA -> HoA, or path MTU discovery stalls.
+    @Test func inboundICMPErrorFromRouterIsTranslated() throws {
+        var processor = try processor()
+        let router = IPv4Address(203, 0, 113, 1)
+        func error(_ destination: IPv4Address, quote: [UInt8]) -> [UInt8] {
+            var message: [UInt8] = [3, 4, 0, 0, 0, 0, 0x05, 0x78] + quote
+            message.withUnsafeMutableBytes { buffer in
+                let sum = ~InternetChecksum.sum(buffer.baseAddress!, count: buffer.count)
+                buffer.storeBytes(of: sum.bigEndian, toByteOffset: 2, as: UInt16.self)
+            }
+            var packet: [UInt8] = [0x45, 0, 0, UInt8(20 + message.count), 0, 3, 0, 0, 64, 1, 0, 0]
+                + router.bytes + destination.bytes
+            packet.withUnsafeMutableBytes { buffer in
+                let sum = ~InternetChecksum.sum(buffer.baseAddress!, count: 20)
+                buffer.storeBytes(of: sum.bigEndian, toByteOffset: 10, as: UInt16.self)
+            }
+            return packet + message
+        }
+        var packet = error(Self.moaMe, quote: udp(Self.moaMe, Self.moaPeer))
+        #expect(run(&processor, &packet, .inbound))
+        #expect(packet == error(Self.hoaMe, quote: udp(Self.hoaMe, Self.hoaPeer)))
+        // The same error about traffic to a host that is not a peer is not ours to touch.
+        var other = error(Self.moaMe, quote: udp(Self.moaMe, Self.plainHost))
+        #expect(!run(&processor, &other, .inbound))
+    }
+}

@@ -29,6 +29,9 @@ int mat_tun_set_vnet_header_size(int fd, int size);
 /// Enables offloads (TUNSETOFFLOAD, MAT_TUN_F_* bits). Returns 0 or -errno.
 int mat_tun_set_offload(int fd, unsigned int flags);
 
+/// Makes the device outlive its descriptor (TUNSETPERSIST) or not. Returns 0 or -errno.
+int mat_tun_set_persistent(int fd, int persistent);
+
 /// Size of struct virtio_net_hdr as the kernel headers define it.
 size_t mat_virtio_net_hdr_size(void);
 

@@ -97,10 +97,36 @@ public struct PacketProcessor: ~Copyable {
         let source = A(loadingFrom: UnsafeRawPointer(base), offset: layout.sourceOffset)
         let destination = A(loadingFrom: UnsafeRawPointer(base), offset: layout.destinationOffset)
         guard let home, let mobile, destination == mobile else { return .refused(.notToMobileAddress) }
-        guard let peerHome = A.hoa(in: table, forMoA: source) else { return .refused(.unknownPeer) }
+        guard let peerHome = A.hoa(in: table, forMoA: source) else {
+            return inboundErrorFromRouter(base, layout, home: home, mobile: mobile, checksum: checksum)
+        }
         return translate(base, layout, checksum: checksum,
                          outerSource: source, newSource: peerHome,
                          outerDestination: destination, newDestination: home)
+    }
+
+    /// An ICMP error from a router on the path (not a peer) about a packet we sent to a peer,
+    /// such as "fragmentation needed": path MTU discovery of the HoA connection needs it,
+    /// so the outer destination and the quoted addresses go back to HoAs.
+    @inlinable
+    func inboundErrorFromRouter<A: PacketAddress & PeerLookup>(
+        _ base: UnsafeMutableRawPointer, _ layout: PacketLayout, home: A, mobile: A, checksum: ChecksumMode
+    ) -> Outcome {
+        guard let quote = layout.quote else { return .refused(.unknownPeer) }
+        let v4 = A.family == .ipv4
+        let quotedSource = A(loadingFrom: UnsafeRawPointer(base), offset: quote.offset + (v4 ? 12 : 8))
+        let quotedDestination = A(loadingFrom: UnsafeRawPointer(base), offset: quote.offset + (v4 ? 16 : 24))
+        guard quotedSource == mobile, let peerHome = A.hoa(in: table, forMoA: quotedDestination) else {
+            return .refused(.unknownPeer)
+        }
+        do {
+            try Translator.translate(base, layout: layout, rewrite: AddressRewrite(destination: home),
+                                     quoteRewrite: AddressRewrite(source: home, destination: peerHome),
+                                     checksum: checksum)
+            return .forward
+        } catch {
+            return .malformed(error)
+        }
     }
 
     /// Rewrites the outer addresses, and for an ICMP error the quoted packet's: it went
