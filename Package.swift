@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "MATLinux", dependencies: ["MATPacket", "CNetlink", "CMnl", "CNftables", "CShim"]),
 
         // The daemon's parts wired: configuration, engine, mobility state, control.
-        .target(name: "MATNode", dependencies: ["MATPacket", "MATLinux"]),
+        .target(name: "MATNode", dependencies: ["MATPacket", "MATLinux", "MATDNS", "MATIMSClient"]),
 
         .executableTarget(name: "matd", dependencies: [
             "MATNode", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -45,6 +45,9 @@ let package = Package(
         .executableTarget(name: "matctl", dependencies: [
             "MATNode", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+
+        // The IMS client inside matd: registration, lookups, TTL cache, DNS transport.
+        .target(name: "MATIMSClient", dependencies: ["MATDNS", "MATPacket"]),
 
         // The mapping server: zone store, UPDATE policy, journal, transfers, DNS listeners.
         .target(name: "MATIMS", dependencies: ["MATDNS", "MATPacket"]),
@@ -63,8 +66,10 @@ let package = Package(
         .testTarget(name: "MATPacketTests", dependencies: ["MATPacket"]),
         .testTarget(name: "MATDNSTests", dependencies: ["MATDNS"]),
         .testTarget(name: "MATLinuxTests", dependencies: ["MATLinux", "MATPacket"]),
-        .testTarget(name: "MATNodeTests", dependencies: ["MATNode", "MATPacket"]),
+        .testTarget(name: "MATNodeTests", dependencies: ["MATNode", "MATPacket", "MATIMSClient"]),
+        .testTarget(name: "MATLabTests", dependencies: ["MATNode", "MATPacket", "matd", "matctl"]),
         .testTarget(name: "MATIMSTests", dependencies: ["MATIMS", "MATDNS"]),
+        .testTarget(name: "MATIMSClientTests", dependencies: ["MATIMSClient", "MATDNS", "MATPacket"]),
     ],
     swiftLanguageModes: [.v6]
 )

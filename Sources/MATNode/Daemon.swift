@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import MATLinux
 import MATPacket
+import Synchronization
 
 /// matd's parts wired together: TUN device, host setup, engine and control socket.
 public final class Daemon {
@@ -43,9 +44,17 @@ public final class Daemon {
             try table.insert(PeerMapping(hoa: peer.homeAddress, moas: bindings))
         }
         try host.divertInbound(addresses: addresses, peerMoAs: config.peers.flatMap(\.mobileAddresses))
-        let engine = try Engine(tun: tun, table: table, addresses: addresses)
+        // The engine reports HoAs without a mapping to the service, which needs the engine.
+        let service = Mutex<MappingService?>(nil)
+        let engine = try Engine(tun: tun, table: table, addresses: addresses) { hoa in
+            service.withLock { $0 }?.lookUp(hoa)
+        }
         engine.start()
         defer { engine.stop() }
+        let mappings = try MappingService(config: config, host: host, engine: engine, addresses: addresses)
+        service.withLock { $0 = mappings }
+        mappings.start()
+        defer { mappings.stop() }
 
         let status = StatusSource(config: config, tun: tun.name, offloads: tun.offloads.description,
                                   addresses: addresses, started: started)

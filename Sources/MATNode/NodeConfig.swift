@@ -1,3 +1,5 @@
+import MATDNS
+import MATIMSClient
 import MATPacket
 
 /// matd's configuration, validated. See docs/config.md for the file format.
@@ -25,6 +27,24 @@ public struct NodeConfig: Sendable, Equatable {
     public var stateDirectory: String
     /// Peers with a fixed mapping.
     public var peers: [StaticPeer]
+    /// Where mappings are registered and looked up; nil for static peers only.
+    public var ims: IMSSettings?
+
+    /// The `[ims]` section: the mapping service in DNS.
+    public struct IMSSettings: Sendable, Equatable {
+        /// Servers to query and update, in order of preference (the primary first).
+        public var servers: [DNSServerAddress]
+        /// The mapping zone.
+        public var zone: DNSName
+        /// BIND-syntax file with this node's TSIG key (mode 0600); nil for lookups only.
+        public var keyFile: String?
+        /// TTL of the records this node publishes, seconds.
+        public var recordTTL: UInt32
+        /// How long a registration counts before it is written again, seconds.
+        public var lifetime: UInt64
+        /// Line of the section header, for errors found later (the key file).
+        public var line: Int
+    }
 
     /// Defaults for the optional keys.
     public static let defaultTunName = "mat0"
@@ -43,6 +63,7 @@ public struct NodeConfig: Sendable, Equatable {
         controlSocket = Self.defaultControlSocket
         stateDirectory = Self.defaultStateDirectory
         peers = []
+        ims = nil
         var sawNode = false
         for section in file.sections {
             switch section.name {
@@ -54,9 +75,12 @@ public struct NodeConfig: Sendable, Equatable {
                 try readNode(section)
             case "peer":
                 peers.append(try Self.readPeer(section))
+            case "ims":
+                guard ims == nil else { throw ConfigError(line: section.line, key: nil, message: "[ims] appears twice") }
+                ims = try Self.readIMS(section)
             default:
                 throw ConfigError(line: section.line, key: nil,
-                                  message: "unknown section [\(section.name)] (known: [node], [peer])")
+                                  message: "unknown section [\(section.name)] (known: [node], [peer], [ims])")
             }
         }
         guard sawNode else { throw ConfigError(line: 0, key: nil, message: "missing [node] section") }
@@ -134,6 +158,47 @@ public struct NodeConfig: Sendable, Equatable {
                                   + "translation between address families is not supported")
         }
         return StaticPeer(homeAddress: home, mobileAddresses: mobile, line: section.line)
+    }
+
+    private static func readIMS(_ section: ConfigFile.Section) throws(ConfigError) -> IMSSettings {
+        var settings = IMSSettings(servers: [], zone: .root, keyFile: nil, recordTTL: 10, lifetime: 300,
+                                   line: section.line)
+        var sawZone = false
+        for entry in section.entries {
+            switch entry.key {
+            case "server":
+                guard let server = DNSServerAddress(entry.value) else {
+                    throw ConfigError(line: entry.line, key: entry.key,
+                                      message: "\(entry.value) is not ADDRESS[:PORT] (IPv6 as [ADDRESS]:PORT)")
+                }
+                settings.servers.append(server)
+            case "zone":
+                guard let zone = try? DNSName(entry.value), !zone.isRoot else {
+                    throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not a DNS zone name")
+                }
+                settings.zone = zone
+                sawZone = true
+            case "key-file":
+                settings.keyFile = try absolutePath(entry)
+            case "record-ttl":
+                guard let ttl = UInt32(entry.value), (1...86_400).contains(ttl) else {
+                    throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not 1-86400 seconds")
+                }
+                settings.recordTTL = ttl
+            case "lifetime":
+                guard let lifetime = UInt64(entry.value), (10...86_400).contains(lifetime) else {
+                    throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not 10-86400 seconds")
+                }
+                settings.lifetime = lifetime
+            default:
+                throw ConfigError(line: entry.line, key: entry.key, message: "unknown key in [ims]")
+            }
+        }
+        guard !settings.servers.isEmpty else {
+            throw ConfigError(line: section.line, key: "server", message: "missing in [ims]")
+        }
+        guard sawZone else { throw ConfigError(line: section.line, key: "zone", message: "missing in [ims]") }
+        return settings
     }
 
     private func validate(_ file: ConfigFile) throws(ConfigError) {

@@ -17,6 +17,12 @@ import Testing
         home-address = 198.51.100.20
         mobile-address = 203.0.113.5
 
+        [ims]
+        server = 192.0.2.132:5353
+        server = [2001:db8:c::132]
+        zone = mat.example.
+        key-file = /etc/mat/node.key
+
         [peer]
         home-address = 2001:db8:100::14
         mobile-address = 2001:db8:b::5
@@ -33,13 +39,22 @@ import Testing
         #expect(config.controlSocket == "/run/matd/control.sock")
         #expect(config.peers.count == 2)
         #expect(config.peers[1].mobileAddresses.count == 2)
+        let ims = try #require(config.ims)
+        #expect(ims.servers.map(\.description) == ["192.0.2.132:5353", "[2001:db8:c::132]:53"])
+        #expect(ims.zone.description == "mat.example.")
+        #expect(ims.keyFile == "/etc/mat/node.key")
+        #expect(ims.recordTTL == 10 && ims.lifetime == 300)
     }
 
     static let broken: [(String, String)] = [
         ("uplink = eth0", "line 1: uplink: appears before any [section]"),
         ("[node]\nhome-address = 198.51.100.300", "line 2: home-address: 198.51.100.300 is not an IPv4 or IPv6 address"),
         ("[node]\ncolour = blue", "line 2: colour: unknown key in [node]"),
-        ("[nodes]", "line 1: unknown section [nodes] (known: [node], [peer])"),
+        ("[nodes]", "line 1: unknown section [nodes] (known: [node], [peer], [ims])"),
+        ("[node]\n[ims]\nzone = mat.example.", "line 2: server: missing in [ims]"),
+        ("[node]\n[ims]\nserver = 192.0.2.132:99999", "line 3: server: 192.0.2.132:99999 is not ADDRESS[:PORT] (IPv6 as [ADDRESS]:PORT)"),
+        ("[node]\n[ims]\nserver = 192.0.2.132\nzone = a..b", "line 4: zone: a..b is not a DNS zone name"),
+        ("[node]\n[ims]\nserver = 192.0.2.132\nzone = mat.example.\nrecord-ttl = 0", "line 5: record-ttl: 0 is not 1-86400 seconds"),
         ("[node\n", "line 1: malformed section header [node"),
         ("[node]\njust words", "line 2: expected key = value, found just words"),
         ("[node]\nuplink =", "line 2: uplink: has no value"),

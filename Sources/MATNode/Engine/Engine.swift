@@ -27,6 +27,9 @@ public final class Engine: @unchecked Sendable {
     private let published = Mutex(EngineCounters())
     private let stopped = Mutex(false)
     private var thread: Thread?
+    private let missHandler: @Sendable (IPAddress) -> Void
+    /// When each unknown HoA was last reported, so a flow to it asks once per second.
+    private var reportedMisses: [IPAddress: UInt64] = [:]
 
     /// A change the engine thread applies between packets.
     public enum Command: Sendable {
@@ -35,8 +38,12 @@ public final class Engine: @unchecked Sendable {
         case removeMapping(IPAddress)
     }
 
-    /// Takes over `tun` and the initial mappings; call `start()` to begin.
-    public init(tun: TunDevice, table: consuming MappingTable, addresses: NodeAddresses) throws(SystemError) {
+    /// Takes over `tun` and the initial mappings; call `start()` to begin. `onMiss` is
+    /// called on the engine thread with a HoA that packets are sent to but that has no
+    /// mapping (at most once per second per HoA); it must return quickly.
+    public init(tun: TunDevice, table: consuming MappingTable, addresses: NodeAddresses,
+                onMiss: @escaping @Sendable (IPAddress) -> Void = { _ in }) throws(SystemError) {
+        missHandler = onMiss
         self.tun = tun
         processor = PacketProcessor(table: table, addresses: addresses)
         buffer = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 16)
@@ -119,6 +126,10 @@ public final class Engine: @unchecked Sendable {
         let packetLength = length - VirtioNetHeader.size
         let direction: PacketProcessor.Direction = isInbound(packet, length: packetLength) ? .inbound : .outbound
         guard processor.process(packet, length: packetLength, direction: direction, checksum: header.checksumMode) else {
+            if let miss = processor.lastMiss {
+                processor.lastMiss = nil
+                report(miss)
+            }
             return
         }
         if header.gsoTypeRaw != 0 { processor.counters.superPackets &+= 1 }
@@ -127,6 +138,14 @@ public final class Engine: @unchecked Sendable {
         } catch {
             processor.counters.engineDrops[Int(EngineDropReason.writeFailed.rawValue)] &+= 1
         }
+    }
+
+    private func report(_ miss: IPAddress) {
+        let now = UInt64(time(nil))
+        if let last = reportedMisses[miss], now < last + 1 { return }
+        if reportedMisses.count > 4096 { reportedMisses.removeAll(keepingCapacity: true) }
+        reportedMisses[miss] = now
+        missHandler(miss)
     }
 
     /// Applications send from the HoA; a packet from elsewhere to this node's MoA was

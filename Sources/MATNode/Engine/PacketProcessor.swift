@@ -14,6 +14,8 @@ public struct PacketProcessor: ~Copyable {
     public var table: MappingTable
     public var addresses: NodeAddresses
     public var counters = EngineCounters()
+    /// The destination HoA of the last packet refused for want of a mapping, until taken.
+    public var lastMiss: IPAddress?
 
     public init(table: consuming MappingTable, addresses: NodeAddresses) {
         self.table = table
@@ -72,8 +74,17 @@ public struct PacketProcessor: ~Copyable {
             return false
         case .refused(let reason):
             counters.engineDrops[Int(reason.rawValue)] &+= 1
+            if reason == .noMapping { lastMiss = Self.destination(base) }
             return false
         }
+    }
+
+    /// The destination address of a packet that parsed.
+    @usableFromInline
+    static func destination(_ base: UnsafeMutableRawPointer) -> IPAddress {
+        base.load(as: UInt8.self) >> 4 == 4
+            ? .v4(IPv4Address(loadingFrom: UnsafeRawPointer(base), offset: 16))
+            : .v6(IPv6Address(loadingFrom: UnsafeRawPointer(base), offset: 24))
     }
 
     @inlinable
