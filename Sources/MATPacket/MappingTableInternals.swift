@@ -1,0 +1,173 @@
+/// The control-plane machinery behind ``MappingTable``'s public changes: validation, the
+/// record array and its index in the forward slots, the reverse index, and the preference
+/// rule. None of it runs per packet.
+extension MappingTable {
+    /// Index into `records` of the mapping of `hoa`.
+    func recordIndex(of hoa: IPAddress) -> Int? {
+        switch hoa {
+        case .v4(let address):
+            forward4.find(address.value).map { Int(forward4.record(at: $0)) }
+        case .v6(let address):
+            forward6.find(high: address.high, low: address.low).map { Int(forward6.record(at: $0)) }
+        }
+    }
+
+    /// Checks everything that could make `mapping` unusable, before any change.
+    func validate(_ mapping: PeerMapping) throws(MappingError) {
+        let hoa = mapping.hoa
+        if hoa.isUnspecifiedForMapping { throw .unspecifiedAddress(hoa: hoa) }
+        if mapping.moas.isEmpty { throw .noMoA(hoa: hoa) }
+        if mapping.moas.count > Self.maximumMoAsPerMapping {
+            throw .tooManyMoAs(hoa: hoa, count: mapping.moas.count, limit: Self.maximumMoAsPerMapping)
+        }
+        for (position, binding) in mapping.moas.enumerated() {
+            let moa = binding.address
+            if moa.family != hoa.family { throw .addressFamilyMismatch(hoa: hoa, moa: moa) }
+            if moa.isUnspecifiedForMapping { throw .unspecifiedAddress(hoa: hoa) }
+            if mapping.moas[..<position].contains(where: { $0.address == moa }) {
+                throw .duplicateMoA(hoa: hoa, moa: moa)
+            }
+            if let owner = self.hoa(forMoA: moa), owner != hoa {
+                throw .moaOwnedByAnotherHoA(moa: moa, owner: owner, hoa: hoa)
+            }
+        }
+    }
+
+    /// Adds a validated mapping of a new HoA.
+    mutating func add(_ mapping: PeerMapping) throws(MappingError) {
+        guard records.count < maximumMappings else { throw .tableFull(limit: maximumMappings) }
+        let record = UInt32(records.count)
+        let preferred = Self.preferredIndex(of: mapping.moas)
+        switch (mapping.hoa, mapping.moas[preferred].address) {
+        case let (.v4(hoa), .v4(moa)):
+            forward4.reserve(1)
+            forward4.insertNew(key: hoa.value, value: moa.value, record: record)
+        case let (.v6(hoa), .v6(moa)):
+            forward6.reserve(1)
+            forward6.insertNew(key: hoa, value: moa, record: record)
+        default:
+            preconditionFailure("validated mapping mixes families")
+        }
+        reserveReverse(mapping.moas, family: mapping.hoa.family)
+        for binding in mapping.moas { insertReverse(binding.address, hoa: mapping.hoa) }
+        records.append(mapping)
+        noteExpiries(of: mapping.moas)
+    }
+
+    /// Removes record `index` and its slots; the last record takes its place.
+    @discardableResult
+    mutating func removeRecord(at index: Int) -> PeerMapping {
+        let removed = records[index]
+        for binding in removed.moas { removeReverse(binding.address) }
+        switch removed.hoa {
+        case .v4(let hoa): forward4.remove(at: forward4.find(hoa.value)!)
+        case .v6(let hoa): forward6.remove(at: forward6.find(high: hoa.high, low: hoa.low)!)
+        }
+        let last = records.count - 1
+        if index != last {
+            records.swapAt(index, last)
+            let record = UInt32(index)
+            switch records[index].hoa {
+            case .v4(let hoa): forward4.setRecord(record, at: forward4.find(hoa.value)!)
+            case .v6(let hoa): forward6.setRecord(record, at: forward6.find(high: hoa.high, low: hoa.low)!)
+            }
+        }
+        records.removeLast()
+        return removed
+    }
+
+    /// Grows the reverse slots of `family` for `bindings` before any is inserted.
+    mutating func reserveReverse(_ bindings: [MoABinding], family: AddressFamily) {
+        switch family {
+        case .ipv4: reverse4.reserve(bindings.count)
+        case .ipv6: reverse6.reserve(bindings.count)
+        }
+    }
+
+    /// Adds `moa -> hoa` to the reverse index; room must be reserved and `moa` absent.
+    mutating func insertReverse(_ moa: IPAddress, hoa: IPAddress) {
+        switch (moa, hoa) {
+        case let (.v4(moa), .v4(hoa)): reverse4.insertNew(key: moa.value, value: hoa.value)
+        case let (.v6(moa), .v6(hoa)): reverse6.insertNew(key: moa, value: hoa)
+        default: preconditionFailure("validated mapping mixes families")
+        }
+    }
+
+    /// Drops `moa` from the reverse index.
+    mutating func removeReverse(_ moa: IPAddress) {
+        switch moa {
+        case .v4(let moa):
+            if let slot = reverse4.find(moa.value) { reverse4.remove(at: slot) }
+        case .v6(let moa):
+            if let slot = reverse6.find(high: moa.high, low: moa.low) { reverse6.remove(at: slot) }
+        }
+    }
+
+    /// Writes the preferred MoA of a stored mapping into its forward slot.
+    mutating func setPreferred(of mapping: PeerMapping) {
+        let preferred = mapping.moas[Self.preferredIndex(of: mapping.moas)].address
+        switch (mapping.hoa, preferred) {
+        case let (.v4(hoa), .v4(moa)): forward4.setValue(moa.value, at: forward4.find(hoa.value)!)
+        case let (.v6(hoa), .v6(moa)): forward6.setValue(moa, at: forward6.find(high: hoa.high, low: hoa.low)!)
+        default: preconditionFailure("validated mapping mixes families")
+        }
+    }
+
+    /// Lowers `earliestExpiry` to cover `bindings`.
+    mutating func noteExpiries(of bindings: [MoABinding]) {
+        earliestExpiry = min(earliestExpiry, Self.earliestExpiry(of: bindings))
+    }
+
+    /// The binding that carries traffic: reachable before not yet reachable, then lowest
+    /// priority, then first in the list. Non-empty input.
+    static func preferredIndex(of bindings: [MoABinding]) -> Int {
+        var best = 0
+        for index in bindings.indices.dropFirst() where isBetter(bindings[index], than: bindings[best]) {
+            best = index
+        }
+        return best
+    }
+
+    /// Strict order behind `preferredIndex`; ties keep the earlier binding.
+    static func isBetter(_ a: MoABinding, than b: MoABinding) -> Bool {
+        let aReachable = a.flags.contains(.reachable), bReachable = b.flags.contains(.reachable)
+        if aReachable != bReachable { return aReachable }
+        return a.priority < b.priority
+    }
+
+    /// Earliest non-zero `expiresAt` among `bindings`, or `.max`.
+    static func earliestExpiry(of bindings: [MoABinding]) -> UInt64 {
+        var earliest = UInt64.max
+        for binding in bindings where binding.expiresAt != 0 { earliest = min(earliest, binding.expiresAt) }
+        return earliest
+    }
+
+    /// Heap held by the records, estimated from capacities and glibc's chunk rounding.
+    func controlBytes() -> Int {
+        var bytes = Self.mallocChunk(records.capacity * MemoryLayout<PeerMapping>.stride + 32)
+        for record in records {
+            bytes += Self.mallocChunk(32 + record.moas.capacity * MemoryLayout<MoABinding>.stride)
+        }
+        return bytes
+    }
+
+    /// Size of the glibc malloc chunk serving a request of `bytes` (8-byte header, 16-byte
+    /// granularity, 32-byte minimum); approximate for the large, mmap-served record array.
+    static func mallocChunk(_ bytes: Int) -> Int { max(32, (bytes + 8 + 15) & ~15) }
+
+    /// Test and diagnostic view of the slot tables.
+    var slotStatistics: (capacity4: Int, capacity6: Int, longestProbe: Int) {
+        (forward4.capacity, forward6.capacity,
+         max(forward4.longestProbe, reverse4.longestProbe, forward6.longestProbe, reverse6.longestProbe))
+    }
+}
+
+extension IPAddress {
+    /// `0.0.0.0` or `::`, which mark empty slots and cannot be mapped.
+    var isUnspecifiedForMapping: Bool {
+        switch self {
+        case .v4(let address): address.value == 0
+        case .v6(let address): address.high | address.low == 0
+        }
+    }
+}
