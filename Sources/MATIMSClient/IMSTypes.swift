@@ -1,0 +1,204 @@
+import MATDNS
+import MATPacket
+
+/// Seconds since the epoch. Injected so tests can move time (cache expiry, TSIG skew).
+public typealias IMSClock = @Sendable () -> UInt64
+
+/// Severity of an IMS client log line.
+public enum IMSLogLevel: String, Hashable, Sendable {
+    /// Routine events (a registration confirmed).
+    case info
+    /// Degraded but working (serving a stale mapping, a server not answering).
+    case warning
+    /// Something failed that the operator must look at (an update refused).
+    case error
+}
+
+/// Where log lines go; the daemon passes its own logger.
+public typealias IMSLogger = @Sendable (IMSLogLevel, String) -> Void
+
+/// What the IMS client needs to know.
+public struct IMSClientConfiguration: Sendable {
+    /// The mapping zone layout.
+    public var names: MappingNames
+    /// IMS servers in order of preference; updates go to the first that answers, so list
+    /// the primary first.
+    public var servers: [DNSServerAddress]
+    /// This node's TSIG key, named after its HoA name. Nil: lookups only.
+    public var key: TSIGKey?
+    /// TTL of the records this node publishes.
+    public var recordTTL: UInt32
+    /// How long past its TTL a mapping may still be served while the IMS is unreachable;
+    /// nil: for as long as the IMS stays unreachable.
+    public var maxStaleness: UInt64?
+    /// Most peers kept in the cache.
+    public var cacheCapacity: Int
+    /// Queries made to confirm a registration before giving up (a server may apply an
+    /// update a moment after answering it).
+    public var confirmationAttempts: Int
+    /// Pause between confirmation queries, in milliseconds.
+    public var confirmationDelayMilliseconds: Int
+
+    /// Creates a configuration.
+    public init(names: MappingNames, servers: [DNSServerAddress], key: TSIGKey? = nil,
+                recordTTL: UInt32 = RegistrationBuilder.defaultTTL, maxStaleness: UInt64? = nil,
+                cacheCapacity: Int = 4096, confirmationAttempts: Int = 3,
+                confirmationDelayMilliseconds: Int = 200) {
+        self.names = names
+        self.servers = servers
+        self.key = key
+        self.recordTTL = recordTTL
+        self.maxStaleness = maxStaleness
+        self.cacheCapacity = cacheCapacity
+        self.confirmationAttempts = confirmationAttempts
+        self.confirmationDelayMilliseconds = confirmationDelayMilliseconds
+    }
+}
+
+/// Where an answer came from.
+public enum AnswerSource: Hashable, Sendable {
+    /// Just fetched from this server.
+    case ims(DNSServerAddress)
+    /// From the cache, within its TTL.
+    case cache
+    /// From the cache, past its TTL, because no IMS server answered.
+    case stale
+}
+
+/// A peer's mapping as the IMS publishes it.
+public struct PeerMappingAnswer: Hashable, Sendable, CustomStringConvertible {
+    /// The peer's HoA.
+    public var hoa: IPAddress
+    /// The peer's MoAs, in the order the server gave them. Empty if the peer has
+    /// deregistered (its TXT, and so its sequence, stays).
+    public var moas: [IPAddress]
+    /// The sequence number from the `"v=1" "seq=<n>"` TXT; nil if there is none or it is
+    /// malformed (such a mapping is older than any versioned one).
+    public var sequence: UInt64?
+    /// The smallest TTL among the records read, as published.
+    public var ttl: UInt32
+    /// Clock reading when the answer was fetched from the IMS.
+    public var fetchedAt: UInt64
+    /// Where this copy came from.
+    public var source: AnswerSource
+
+    /// Creates an answer.
+    public init(hoa: IPAddress, moas: [IPAddress], sequence: UInt64?, ttl: UInt32, fetchedAt: UInt64,
+                source: AnswerSource) {
+        self.hoa = hoa
+        self.moas = moas
+        self.sequence = sequence
+        self.ttl = ttl
+        self.fetchedAt = fetchedAt
+        self.source = source
+    }
+
+    /// Whether it is served past its TTL because the IMS is unreachable.
+    public var isStale: Bool { source == .stale }
+
+    /// Clock reading at which the TTL runs out.
+    public var expiresAt: UInt64 { fetchedAt + UInt64(ttl) }
+
+    /// Seconds of TTL left at `now` (0 once expired).
+    public func remainingTTL(at now: UInt64) -> UInt32 {
+        now >= expiresAt ? 0 : UInt32(expiresAt - now)
+    }
+
+    /// The mapping for MATPacket's table: every MoA confirmed (it comes from the IMS), in
+    /// the published order as priority, valid until `expiresAt` of the caller's clock
+    /// (0: no expiry). Reachability is for the mobility layer to add.
+    public func peerMapping(expiresAt: UInt64 = 0) -> PeerMapping {
+        let bindings = moas.enumerated().map { index, moa in
+            MoABinding(address: moa, priority: UInt8(clamping: index), expiresAt: expiresAt, flags: .confirmed)
+        }
+        return PeerMapping(hoa: hoa, moas: bindings, sequence: sequence ?? 0)
+    }
+
+    /// One line for logs: `HoA seq=N ttl=T [MoAs] (source)`.
+    public var description: String {
+        let seq = sequence.map(String.init) ?? "none"
+        let from = switch source {
+        case .ims(let server): "from \(server)"
+        case .cache: "cached"
+        case .stale: "STALE"
+        }
+        return "\(hoa) seq=\(seq) ttl=\(ttl) [\(moas.map(\.description).joined(separator: ", "))] \(from)"
+    }
+}
+
+/// A MoA traced back to its node: the PTR hint, confirmed by the forward name.
+public struct ReverseLookupResult: Hashable, Sendable {
+    /// The MoA asked about.
+    public var moa: IPAddress
+    /// The HoA whose forward name lists `moa`.
+    public var hoa: IPAddress
+    /// That forward answer, fresh from the IMS.
+    public var mapping: PeerMappingAnswer
+}
+
+/// A registration that the server accepted and that reads back as written.
+public struct RegistrationResult: Hashable, Sendable {
+    /// The node's HoA.
+    public var hoa: IPAddress
+    /// The MoAs published.
+    public var moas: [IPAddress]
+    /// The sequence number published.
+    public var sequence: UInt64
+    /// The server that accepted the update (and was queried to confirm it).
+    public var server: DNSServerAddress
+    /// The MoAs whose PTRs the update removed.
+    public var removedMoAs: [IPAddress]
+    /// The mapping read back from the server.
+    public var confirmation: PeerMappingAnswer
+}
+
+/// Why an IMS operation failed.
+public enum IMSClientError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// No server answered (timeouts, unreachable), after all retries.
+    case unreachable(DNSTransportError)
+    /// Every server that answered gave this error (SERVFAIL, REFUSED, NOTAUTH).
+    case serverError(DNSResponseCode)
+    /// The IMS answered authoritatively that the HoA has no mapping.
+    case noMapping(IPAddress)
+    /// No PTR under `moa.<zone>` leads to a HoA whose forward name lists the MoA.
+    case reverseNotConfirmed(moa: IPAddress, candidates: [IPAddress])
+    /// Registration needs a TSIG key and the configuration has none.
+    case noKey
+    /// A MoA of another family than the HoA (MAT never translates between families).
+    case familyMismatch(hoa: IPAddress, moa: IPAddress)
+    /// The server refused the update. `tsigError` is the TSIG error field (BADSIG,
+    /// BADKEY, BADTIME); `authenticated` tells whether the refusal itself was signed.
+    case updateRefused(rcode: DNSResponseCode, tsigError: DNSResponseCode?, authenticated: Bool)
+    /// A success reply whose TSIG did not verify: nothing says the server applied it.
+    case responseNotAuthenticated(TSIGOutcome)
+    /// The update was accepted but the zone does not read back as written.
+    case notConfirmed(found: PeerMappingAnswer?)
+    /// The update could not be encoded or signed.
+    case encoding(DNSEncodeError)
+
+    /// Whether the IMS could not be reached at all, the case where stale mappings serve.
+    public var isUnreachable: Bool {
+        switch self {
+        case .unreachable, .serverError: true
+        default: false
+        }
+    }
+
+    /// One line for logs.
+    public var description: String {
+        switch self {
+        case .unreachable(let error): "IMS unreachable: \(error)"
+        case .serverError(let code): "IMS servers answered \(code)"
+        case .noMapping(let hoa): "no mapping for \(hoa)"
+        case .reverseNotConfirmed(let moa, let candidates):
+            "reverse hint for \(moa) not confirmed (candidates: \(candidates.map(\.description)))"
+        case .noKey: "no TSIG key configured"
+        case .familyMismatch(let hoa, let moa): "MoA \(moa) is not of the family of HoA \(hoa)"
+        case .updateRefused(let rcode, let tsig, let authenticated):
+            "update refused: \(rcode)" + (tsig.map { "/\($0)" } ?? "") + (authenticated ? "" : " (unsigned reply)")
+        case .responseNotAuthenticated(let outcome): "update reply failed TSIG verification: \(outcome)"
+        case .notConfirmed(let found): "update accepted but reads back as \(found?.description ?? "nothing")"
+        case .encoding(let error): "cannot encode update: \(error)"
+        }
+    }
+}

@@ -1,0 +1,170 @@
+import MATDNS
+import MATPacket
+
+/// Where mappings live in the mapping zone, and how their records read and write.
+///
+/// Layout (docs/ims.md): HoA 198.51.100.10 owns `10.100.51.198.hoa.<zone>` (an IPv6 HoA
+/// owns its 32 nibbles, least significant first, under `hoa.<zone>`), holding A or AAAA
+/// records (the current MoAs) and one TXT `"v=1" "seq=<n>"`. MoA 192.0.2.10 owns
+/// `10.2.0.192.moa.<zone>` with a PTR back to the HoA name, a first-contact hint that is
+/// only believed once the forward name confirms it.
+///
+/// Pure: no I/O. Every name derivation succeeds once the zone is accepted, because the
+/// initializer checks that the longest name (an IPv6 address) still fits in 255 octets.
+public struct MappingNames: Hashable, Sendable {
+    /// The mapping zone, e.g. `mat.example.`.
+    public let zone: DNSName
+    /// `hoa.<zone>`: parent of every forward (HoA) name.
+    public let hoaSuffix: DNSName
+    /// `moa.<zone>`: parent of every reverse (MoA) name.
+    public let moaSuffix: DNSName
+
+    /// Accepts `zone` if the longest mapping name under it is a legal DNS name.
+    public init(zone: DNSName) throws(DNSNameError) {
+        self.zone = zone
+        hoaSuffix = try zone.prepending(label: "hoa")
+        moaSuffix = try zone.prepending(label: "moa")
+        // 32 one-octet nibble labels take 64 octets in wire form.
+        guard hoaSuffix.wireLength + 64 <= DNSName.maxWireLength else { throw .nameTooLong }
+    }
+
+    /// Parses the zone from presentation text such as `mat.example.`.
+    public init(zone text: String) throws(DNSNameError) {
+        try self.init(zone: DNSName(text))
+    }
+
+    /// The forward name of a HoA: `10.100.51.198.hoa.<zone>`. It is also the name of the
+    /// node's TSIG key, which is what lets servers confine a key to its own name.
+    public func hoaName(for hoa: IPAddress) -> DNSName {
+        Self.reverse(hoa, under: hoaSuffix)
+    }
+
+    /// The reverse (first-contact) name of a MoA: `10.2.0.192.moa.<zone>`.
+    public func moaName(for moa: IPAddress) -> DNSName {
+        Self.reverse(moa, under: moaSuffix)
+    }
+
+    /// The HoA whose forward name this is, or nil if `name` is not exactly a HoA name
+    /// in this zone (so a PTR pointing elsewhere is never followed).
+    public func hoa(fromName name: DNSName) -> IPAddress? {
+        Self.address(of: name, under: hoaSuffix)
+    }
+
+    /// The MoA whose reverse name this is, or nil.
+    public func moa(fromName name: DNSName) -> IPAddress? {
+        Self.address(of: name, under: moaSuffix)
+    }
+
+    /// The A or AAAA record data for an address.
+    public static func addressRecord(_ address: IPAddress) -> DNSRecordData {
+        switch address {
+        case .v4(let v4): .a(v4.value)
+        case .v6(let v6): .aaaa(high: v6.high, low: v6.low)
+        }
+    }
+
+    /// The address in A or AAAA record data, nil for other types.
+    public static func address(from data: DNSRecordData) -> IPAddress? {
+        switch data {
+        case .a(let value): .v4(IPv4Address(value))
+        case .aaaa(let high, let low): .v6(IPv6Address(high: high, low: low))
+        default: nil
+        }
+    }
+
+    /// The record type that carries MoAs of this address's family.
+    public static func addressType(for address: IPAddress) -> DNSType {
+        switch address {
+        case .v4: .a
+        case .v6: .aaaa
+        }
+    }
+
+    /// The version TXT for a sequence number: `"v=1" "seq=<n>"`.
+    public static func versionRecord(sequence: UInt64) -> DNSRecordData {
+        .txt(strings: ["v=1", "seq=\(sequence)"])
+    }
+
+    /// The sequence number in a version TXT, or nil if the data is not a TXT with exactly
+    /// one `v=1` and one well-formed `seq=`. Strings other than these are ignored, so
+    /// later versions can add fields (a public key, a port) without breaking readers.
+    public static func sequence(from data: DNSRecordData) -> UInt64? {
+        guard case .txt(let strings) = data else { return nil }
+        var version = 0
+        var sequence: UInt64?
+        var sequences = 0
+        for string in strings {
+            let text = String(decoding: string, as: UTF8.self)
+            if text == "v=1" {
+                version += 1
+            } else if text.hasPrefix("seq=") {
+                let digits = text.dropFirst(4)
+                sequences += 1
+                guard !digits.isEmpty, digits.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
+                sequence = UInt64(digits)
+            }
+        }
+        guard version == 1, sequences == 1 else { return nil }
+        return sequence
+    }
+
+    // MARK: - Reverse-style names
+
+    private static func reverse(_ address: IPAddress, under suffix: DNSName) -> DNSName {
+        do {
+            switch address {
+            case .v4(let v4): return try DNSName.reverseIPv4(v4.value, in: suffix)
+            case .v6(let v6): return try DNSName.reverseIPv6(high: v6.high, low: v6.low, in: suffix)
+            }
+        } catch {
+            // The initializer reserved room for the longest (IPv6) name.
+            preconditionFailure("mapping name exceeds the length checked at init: \(error)")
+        }
+    }
+
+    private static func address(of name: DNSName, under suffix: DNSName) -> IPAddress? {
+        guard name.isSubdomain(of: suffix) else { return nil }
+        let labels = name.labels
+        let count = labels.count - suffix.labelCount
+        if count == 4 {
+            var value: UInt32 = 0
+            for label in labels[0..<4].reversed() {
+                guard let octet = decimalOctet(label) else { return nil }
+                value = value << 8 | UInt32(octet)
+            }
+            return .v4(IPv4Address(value))
+        }
+        if count == 32 {
+            var high: UInt64 = 0
+            var low: UInt64 = 0
+            for (index, label) in labels[0..<32].reversed().enumerated() {
+                guard label.count == 1, let nibble = hexNibble(label[0]) else { return nil }
+                if index < 16 {
+                    high = high << 4 | UInt64(nibble)
+                } else {
+                    low = low << 4 | UInt64(nibble)
+                }
+            }
+            return .v6(IPv6Address(high: high, low: low))
+        }
+        return nil
+    }
+
+    /// `0`...`255` without leading zeros: the only spelling `reverseIPv4` produces, so
+    /// one address has exactly one name.
+    private static func decimalOctet(_ label: [UInt8]) -> UInt8? {
+        guard !label.isEmpty, label.count <= 3, label.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
+        guard label.count == 1 || label[0] != 48 else { return nil }
+        let value = label.reduce(0) { $0 * 10 + Int($1 - 48) }
+        return value <= 255 ? UInt8(value) : nil
+    }
+
+    private static func hexNibble(_ c: UInt8) -> UInt8? {
+        switch c {
+        case 48...57: c - 48
+        case 97...102: c - 87
+        case 65...70: c - 55
+        default: nil
+        }
+    }
+}

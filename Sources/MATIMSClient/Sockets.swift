@@ -1,0 +1,193 @@
+import Glibc
+import MATPacket
+
+/// Why one exchange with one server failed.
+public enum DNSSocketError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// No acceptable answer before the deadline.
+    case timeout
+    /// The server's host or port said no (ICMP unreachable, TCP reset).
+    case unreachable(errno: Int32)
+    /// A socket call failed for a local reason.
+    case system(call: String, errno: Int32)
+    /// The TCP stream closed early or carried an answer to another question.
+    case badStream
+
+    /// One line for logs.
+    public var description: String {
+        switch self {
+        case .timeout: "timeout"
+        case .unreachable(let e): "unreachable (\(String(cString: strerror(e))))"
+        case .system(let call, let e): "\(call): \(String(cString: strerror(e)))"
+        case .badStream: "TCP stream closed or carried a mismatched answer"
+        }
+    }
+}
+
+/// Milliseconds of a monotonic clock, for deadlines only (never shown, never compared
+/// with wall time).
+func monotonicMilliseconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+}
+
+/// A socket file descriptor that is closed when the value goes away.
+final class SocketHandle {
+    let fd: Int32
+
+    /// Opens a non-blocking, close-on-exec socket of the server's family.
+    init(for server: DNSServerAddress, type: Int32) throws(DNSSocketError) {
+        let family = server.address.family == .ipv4 ? AF_INET : AF_INET6
+        let fd = socket(family, type | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw .system(call: "socket", errno: errno) }
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    /// Starts connecting (UDP: fixes the peer, so the kernel drops datagrams from anyone
+    /// else; TCP: begins the handshake) and, for TCP, waits for it until `deadline`.
+    func connect(to server: DNSServerAddress, deadline: Int64) throws(DNSSocketError) {
+        let result = withSocketAddress(server) { Glibc.connect(fd, $0, $1) }
+        if result == 0 { return }
+        let error = errno
+        guard error == EINPROGRESS else { throw Self.classify("connect", error) }
+        try wait(for: Int16(POLLOUT), until: deadline)
+        var soError: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(fd, SOL_SOCKET, SO_ERROR, &soError, &length) == 0 else {
+            throw .system(call: "getsockopt", errno: errno)
+        }
+        guard soError == 0 else { throw Self.classify("connect", soError) }
+    }
+
+    /// Waits until the socket is ready for `events`, or throws `.timeout`.
+    func wait(for events: Int16, until deadline: Int64) throws(DNSSocketError) {
+        while true {
+            let remaining = deadline - monotonicMilliseconds()
+            guard remaining > 0 else { throw .timeout }
+            var pfd = pollfd(fd: fd, events: events, revents: 0)
+            let ready = poll(&pfd, 1, Int32(min(remaining, Int64(Int32.max))))
+            if ready < 0 {
+                if errno == EINTR { continue }
+                throw .system(call: "poll", errno: errno)
+            }
+            if ready == 0 { throw .timeout }
+            // Errors and hang-ups are reported by the read or write that follows.
+            return
+        }
+    }
+
+    /// Sends one datagram, or all of `bytes` on a stream, before `deadline`.
+    func sendAll(_ bytes: [UInt8], deadline: Int64) throws(DNSSocketError) {
+        var offset = 0
+        while offset < bytes.count {
+            let sent = bytes.withUnsafeBytes { buffer in
+                send(fd, buffer.baseAddress! + offset, buffer.count - offset, Int32(MSG_NOSIGNAL))
+            }
+            if sent >= 0 {
+                offset += sent
+                continue
+            }
+            let error = errno
+            if error == EINTR { continue }
+            guard error == EAGAIN || error == EWOULDBLOCK else { throw Self.classify("send", error) }
+            try wait(for: Int16(POLLOUT), until: deadline)
+        }
+    }
+
+    /// Receives one datagram and the address it came from, waiting until `deadline`.
+    func receiveDatagram(deadline: Int64) throws(DNSSocketError) -> (bytes: [UInt8], from: DNSServerAddress?) {
+        var buffer = [UInt8](repeating: 0, count: 65_535)
+        while true {
+            var storage = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let received = buffer.withUnsafeMutableBytes { raw in
+                withUnsafeMutablePointer(to: &storage) { sp in
+                    sp.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        recvfrom(fd, raw.baseAddress, raw.count, 0, $0, &length)
+                    }
+                }
+            }
+            if received >= 0 {
+                return (Array(buffer[0..<received]), Self.serverAddress(storage))
+            }
+            let error = errno
+            if error == EINTR { continue }
+            guard error == EAGAIN || error == EWOULDBLOCK else { throw Self.classify("recvfrom", error) }
+            try wait(for: Int16(POLLIN), until: deadline)
+        }
+    }
+
+    /// Reads exactly `count` octets from a stream before `deadline`.
+    func receiveExactly(_ count: Int, deadline: Int64) throws(DNSSocketError) -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: count)
+        var offset = 0
+        while offset < count {
+            let received = buffer.withUnsafeMutableBytes { raw in
+                recv(fd, raw.baseAddress! + offset, count - offset, 0)
+            }
+            if received > 0 {
+                offset += received
+                continue
+            }
+            if received == 0 { throw .badStream }
+            let error = errno
+            if error == EINTR { continue }
+            guard error == EAGAIN || error == EWOULDBLOCK else { throw Self.classify("recv", error) }
+            try wait(for: Int16(POLLIN), until: deadline)
+        }
+        return buffer
+    }
+
+    private static func classify(_ call: String, _ error: Int32) -> DNSSocketError {
+        switch error {
+        case ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, ECONNRESET, EPIPE: .unreachable(errno: error)
+        default: .system(call: call, errno: error)
+        }
+    }
+
+    /// The server address a kernel socket address names, nil for other families.
+    static func serverAddress(_ storage: sockaddr_storage) -> DNSServerAddress? {
+        var copy = storage
+        return withUnsafePointer(to: &copy) { pointer -> DNSServerAddress? in
+            switch Int32(storage.ss_family) {
+            case AF_INET:
+                return pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
+                    DNSServerAddress(address: .v4(IPv4Address(UInt32(bigEndian: sin.pointee.sin_addr.s_addr))),
+                                     port: UInt16(bigEndian: sin.pointee.sin_port))
+                }
+            case AF_INET6:
+                return pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin6 in
+                    var raw = sin6.pointee.sin6_addr
+                    let v6 = withUnsafeBytes(of: &raw) { IPv6Address(loadingFrom: $0.baseAddress!, offset: 0) }
+                    return DNSServerAddress(address: .v6(v6), port: UInt16(bigEndian: sin6.pointee.sin6_port))
+                }
+            default:
+                return nil
+            }
+        }
+    }
+}
+
+/// Calls `body` with the kernel socket address of `server`.
+func withSocketAddress<R>(_ server: DNSServerAddress, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
+    switch server.address {
+    case .v4(let v4):
+        var sin = sockaddr_in()
+        sin.sin_family = sa_family_t(AF_INET)
+        sin.sin_port = server.port.bigEndian
+        sin.sin_addr.s_addr = v4.value.bigEndian
+        return withUnsafePointer(to: &sin) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+    case .v6(let v6):
+        var sin6 = sockaddr_in6()
+        sin6.sin6_family = sa_family_t(AF_INET6)
+        sin6.sin6_port = server.port.bigEndian
+        withUnsafeMutableBytes(of: &sin6.sin6_addr) { v6.store(to: $0.baseAddress!, offset: 0) }
+        return withUnsafePointer(to: &sin6) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+        }
+    }
+}

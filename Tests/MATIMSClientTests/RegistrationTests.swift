@@ -1,0 +1,170 @@
+import MATDNS
+import MATPacket
+import Testing
+@testable import MATIMSClient
+
+@Suite("IMS client: registration")
+struct RegistrationTests {
+    let owner = Fixture.names.hoaName(for: Fixture.hoaA)
+
+    @Test func registersAndConfirms() throws {
+        let h = Harness()
+        let result = try h.client.register(hoa: Fixture.hoaA, moas: [ip("192.0.2.10")], sequence: 1)
+        #expect(result.moas == [ip("192.0.2.10")] && result.sequence == 1)
+        #expect(result.server == h.ims.server)
+        #expect(result.confirmation.moas == [ip("192.0.2.10")] && result.confirmation.sequence == 1)
+        h.ims.withZone { zone in
+            #expect(zone.rrset(owner, .a) == [.a(0xC000_020A)])
+            #expect(zone.rrset(owner, .txt) == [.txt(strings: ["v=1", "seq=1"])])
+            #expect(zone.rrset(Fixture.names.moaName(for: ip("192.0.2.10")), .ptr) == [.ptr(owner)])
+        }
+        // Before any known registration the client reads the old mapping (TXT, A), then
+        // updates, then confirms (TXT, A).
+        #expect(h.ims.requests.map(\.header.opcode) == [.query, .query, .update, .query, .query])
+        #expect(h.client.statistics.registrations == 1)
+        #expect(h.log.contains(.info, "registered"))
+    }
+
+    @Test func moveReplacesMoAsAndDropsOldPTRs() throws {
+        let h = Harness()
+        try h.client.register(hoa: Fixture.hoaA, moas: [ip("192.0.2.10")], sequence: 1)
+        let moved = try h.client.register(hoa: Fixture.hoaA, moas: [ip("203.0.113.10")], sequence: 2)
+        #expect(moved.removedMoAs == [ip("192.0.2.10")])
+        h.ims.withZone { zone in
+            #expect(zone.rrset(owner, .a) == [.a(0xCB00_710A)])
+            #expect(zone.rrset(owner, .txt) == [.txt(strings: ["v=1", "seq=2"])])
+            #expect(zone.rrset(Fixture.names.moaName(for: ip("192.0.2.10")), .ptr).isEmpty)
+            #expect(zone.rrset(Fixture.names.moaName(for: ip("203.0.113.10")), .ptr) == [.ptr(owner)])
+        }
+        // The second registration knew the previous MoAs: no read before the update.
+        #expect(h.ims.requests.suffix(3).map(\.header.opcode) == [.update, .query, .query])
+    }
+
+    @Test func afterARestartPreviousMoAsAreReadFromTheIMS() throws {
+        let h = Harness { $0.publish(hoa: Fixture.hoaA, moas: [ip("192.0.2.10")], sequence: 5) }
+        let result = try h.client.register(hoa: Fixture.hoaA, moas: [ip("192.0.2.11")], sequence: 6)
+        #expect(result.removedMoAs == [ip("192.0.2.10")])
+        h.ims.withZone { #expect($0.rrset(Fixture.names.moaName(for: ip("192.0.2.10")), .ptr).isEmpty) }
+    }
+
+    @Test func updatingAnotherNodesNameIsRefused() throws {
+        let h = Harness { $0.publish(hoa: Fixture.hoaB, moas: [ip("192.0.2.20")], sequence: 1) }
+        let before = h.ims.withZone { $0.records }
+        #expect(throws: IMSClientError.updateRefused(rcode: .refused, tsigError: nil, authenticated: true)) {
+            try h.client.register(hoa: Fixture.hoaB, moas: [ip("192.0.2.66")], sequence: 2)
+        }
+        #expect(h.ims.withZone { $0.records } == before)
+        #expect(h.client.statistics.refusedUpdates == 1)
+        #expect(h.log.contains(.error, "REFUSED"))
+    }
+
+    @Test func wrongSecretIsRefusedAsBADSIG() throws {
+        let wrong = TSIGKey(name: Fixture.keyA.name, secret: Array(repeating: 7, count: 32))
+        let h = Harness(key: wrong)
+        #expect(throws: IMSClientError.updateRefused(rcode: .notAuth, tsigError: .badSig, authenticated: false)) {
+            try h.client.register(hoa: Fixture.hoaA, moas: [ip("192.0.2.10")], sequence: 1)
+        }
+        #expect(h.ims.withZone { $0.records }.isEmpty)
+    }
+
+    @Test func clockOutsideTheFudgeIsRefusedAsBADTIME() throws {
+        let h = Harness()
+        // The server's clock (the shared TestClock) runs 1000 s ahead of the client's.
+        let skewed = IMSClient(configuration: h.client.configuration, transport: h.ims,
+                               clock: { [clock = h.clock] in clock.now - 1000 })
+        #expect(throws: IMSClientError.updateRefused(rcode: .notAuth, tsigError: .badTime, authenticated: true)) {
+            try skewed.register(hoa: Fixture.hoaA, moas: [ip("192.0.2.10")], sequence: 1)
+        }
+        #expect(h.ims.withZone { $0.records }.isEmpty)
+    }
+
+    @Test func unsignedSuccessReplyIsNotTrusted() throws {
+        let h = Harness { $0.unsignedSuccess = true }
+        #expect(throws: IMSClientError.responseNotAuthenticated(.unsigned)) {
+            try h.client.register(hoa: Fixture.hoaA, moas: [ip("192.0.2.10")], sequence: 1)
+        }
+        #expect(h.client.statistics.unauthenticatedResponses == 1)
+    }
+
+    @Test func acceptedButNotAppliedIsNotConfirmed() throws {
+        let h = Harness { $0.ignoreUpdates = true }
+        #expect(throws: IMSClientError.notConfirmed(found: nil)) {
+            try h.client.register(hoa: Fixture.hoaA, moas: [ip("192.0.2.10")], sequence: 1)
+        }
+        #expect(h.client.statistics.confirmationFailures == 1)
+        // Two confirmation attempts of two queries each.
+        #expect(h.ims.requests.filter { $0.header.opcode == .query }.count == 2 + 4)
+    }
+
+    @Test func preconditions() {
+        let keyless = Harness(key: nil)
+        #expect(throws: IMSClientError.noKey) {
+            try keyless.client.register(hoa: Fixture.hoaA, moas: [ip("192.0.2.10")], sequence: 1)
+        }
+        let h = Harness()
+        #expect(throws: IMSClientError.familyMismatch(hoa: Fixture.hoaA, moa: ip("2001:db8::1"))) {
+            try h.client.register(hoa: Fixture.hoaA, moas: [ip("2001:db8::1")], sequence: 1)
+        }
+        #expect(h.ims.requests.isEmpty)
+    }
+
+    @Test func unreachableIMSIsReported() {
+        let h = Harness()
+        h.ims.down = true
+        #expect(throws: IMSClientError.self) {
+            try h.client.register(hoa: Fixture.hoaA, moas: [ip("192.0.2.10")], sequence: 1)
+        }
+        #expect(h.log.contains(.warning, "not sent"))
+    }
+}
+
+@Suite("Registration schedule")
+struct RegistrationScheduleTests {
+    let moas = [ip("192.0.2.10")]
+
+    @Test func dueOnStartThenBeforeTheLifetimeRunsOut() {
+        var schedule = RegistrationSchedule(lifetime: 300)
+        #expect(schedule.isDue(at: 0))
+        schedule.moasChanged(to: moas, at: 0)
+        schedule.succeeded(moas: moas, at: 10)
+        #expect(!schedule.isDue(at: 159))
+        #expect(schedule.isDue(at: 160))
+        #expect(schedule.nextAttempt < 10 + 300)
+    }
+
+    @Test func moaChangeIsDueAtOnce() {
+        var schedule = RegistrationSchedule()
+        schedule.moasChanged(to: moas, at: 0)
+        schedule.succeeded(moas: moas, at: 0)
+        schedule.moasChanged(to: moas, at: 5)
+        #expect(!schedule.isDue(at: 5))
+        schedule.moasChanged(to: [ip("203.0.113.10")], at: 6)
+        #expect(schedule.isDue(at: 6))
+    }
+
+    @Test func changeDuringARegistrationIsNotLost() {
+        var schedule = RegistrationSchedule()
+        schedule.moasChanged(to: moas, at: 0)
+        // The node moved while the registration of `moas` was in flight.
+        schedule.moasChanged(to: [ip("203.0.113.10")], at: 1)
+        schedule.succeeded(moas: moas, at: 2)
+        #expect(schedule.isDue(at: 2))
+    }
+
+    @Test func failuresBackOffExponentially() {
+        var schedule = RegistrationSchedule(initialBackoff: 1, maximumBackoff: 8)
+        schedule.moasChanged(to: moas, at: 0)
+        var delays: [UInt64] = []
+        for now in stride(from: UInt64(100), to: 700, by: 100) {
+            schedule.failed(at: now)
+            delays.append(schedule.nextAttempt - now)
+        }
+        #expect(delays == [1, 2, 4, 8, 8, 8])
+        #expect(schedule.consecutiveFailures == 6)
+        // A move does not wait for the backoff.
+        schedule.moasChanged(to: [ip("203.0.113.10")], at: 601)
+        #expect(schedule.isDue(at: 601))
+        schedule.succeeded(moas: [ip("203.0.113.10")], at: 602)
+        #expect(schedule.consecutiveFailures == 0)
+    }
+}
