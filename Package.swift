@@ -13,6 +13,8 @@ let package = Package(
         .library(name: "MATPacket", targets: ["MATPacket"]),
         .library(name: "MATDNS", targets: ["MATDNS"]),
         .library(name: "MATLinux", targets: ["MATLinux"]),
+        .library(name: "MATIMS", targets: ["MATIMS"]),
+        .library(name: "MATIMSClient", targets: ["MATIMSClient"]),
         .executable(name: "matd", targets: ["matd"]),
         .executable(name: "matctl", targets: ["matctl"]),
         .executable(name: "mat-ims", targets: ["mat-ims"]),

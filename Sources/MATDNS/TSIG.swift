@@ -99,9 +99,28 @@ public enum TSIG {
                  error: .noError, otherData: [], macLength: macLength)
     }
 
+    /// Signs a message after the first of a multi-message response such as AXFR over TCP
+    /// (RFC 8945 §5.3.1): its MAC covers the previous message's MAC, this message, and only
+    /// the TSIG timers (Time Signed, Fudge). The first message is signed with
+    /// `signResponse`; each later one chains the MAC returned for the one before.
+    public static func signSubsequent(_ message: [UInt8], key: TSIGKey, priorMAC: [UInt8], now: UInt64,
+                                      fudge: UInt16 = defaultFudge) throws(DNSEncodeError) -> TSIGSignedMessage {
+        try sign(message, key: key, requestMAC: priorMAC, timeSigned: now, fudge: fudge, error: .noError,
+                 otherData: [], macLength: nil, timersOnly: true)
+    }
+
+    /// Checks a later message of a multi-message response (RFC 8945 §5.3.1), signed with
+    /// `key` and chained to `priorMAC`, the MAC of the previous signed message.
+    public static func verifySubsequentResponse(_ message: [UInt8], key: TSIGKey, priorMAC: [UInt8], now: UInt64) -> TSIGOutcome {
+        verify(message, requestMAC: priorMAC, now: now, minimumMACLength: nil, timersOnly: true) {
+            $0 == key.name ? key : nil
+        }
+    }
+
     /// Signs `message` with explicit TSIG fields; the public entry points fill them in.
     static func sign(_ message: [UInt8], key: TSIGKey, requestMAC: [UInt8]?, timeSigned: UInt64, fudge: UInt16,
-                     error: DNSResponseCode, otherData: [UInt8], macLength: Int?) throws(DNSEncodeError) -> TSIGSignedMessage {
+                     error: DNSResponseCode, otherData: [UInt8], macLength: Int?,
+                     timersOnly: Bool = false) throws(DNSEncodeError) -> TSIGSignedMessage {
         guard message.count >= 12 else { throw .notAMessage }
         let arcount = UInt16(message[10]) << 8 | UInt16(message[11])
         guard arcount < 0xFFFF else { throw .notAMessage }
@@ -115,7 +134,7 @@ public enum TSIG {
                             originalID: id, error: error, otherData: otherData)
         let full = message.withUnsafeBufferPointer { buffer in
             computeMAC(key: key, requestMAC: requestMAC, message: buffer, originalID: id, arcount: arcount,
-                       keyName: key.name, data: data)
+                       keyName: key.name, data: data, timersOnly: timersOnly)
         }
         data.mac = Array(full.prefix(length))
         var writer = WireWriter(compress: false, capacity: message.count + 128)
@@ -149,7 +168,7 @@ public enum TSIG {
     }
 
     private static func verify(_ message: [UInt8], requestMAC: [UInt8]?, now: UInt64, minimumMACLength: Int?,
-                               lookup: (DNSName) -> TSIGKey?) -> TSIGOutcome {
+                               timersOnly: Bool = false, lookup: (DNSName) -> TSIGKey?) -> TSIGOutcome {
         message.withUnsafeBufferPointer { buffer in
             guard let layout = try? MessageLayout.scan(buffer) else { return .formErr }
             guard !layout.misplacedTSIG else { return .formErr }
@@ -174,7 +193,7 @@ public enum TSIG {
             let expected = computeMAC(key: key, requestMAC: requestMAC,
                                       message: UnsafeBufferPointer(rebasing: buffer[0..<tsigStart]),
                                       originalID: data.originalID, arcount: layout.arcount - 1,
-                                      keyName: keyName, data: data)
+                                      keyName: keyName, data: data, timersOnly: timersOnly)
             guard constantTimeEqual(expected, data.mac) else { return .badSig(context) }
             // §5.2.3: only after the MAC, so the server's clock is never told to strangers.
             let skew = now >= data.timeSigned ? now - data.timeSigned : data.timeSigned - now
@@ -261,9 +280,12 @@ public enum TSIG {
     }
 
     /// RFC 8945 §4.3.3: [request MAC] ‖ message with original ID and ARCOUNT less the TSIG
-    /// ‖ TSIG variables with names in canonical (lower-case, uncompressed) form.
+    /// ‖ TSIG variables with names in canonical (lower-case, uncompressed) form. With
+    /// `timersOnly` (later messages of a multi-message response, §5.3.1) the variables are
+    /// just Time Signed and Fudge, and `requestMAC` is the previous message's MAC.
     static func computeMAC(key: TSIGKey, requestMAC: [UInt8]?, message: UnsafeBufferPointer<UInt8>,
-                           originalID: UInt16, arcount: UInt16, keyName: DNSName, data: TSIGData) -> [UInt8] {
+                           originalID: UInt16, arcount: UInt16, keyName: DNSName, data: TSIGData,
+                           timersOnly: Bool = false) -> [UInt8] {
         var prefix = WireWriter(compress: false, capacity: 64)
         if let requestMAC {
             prefix.u16(UInt16(truncatingIfNeeded: requestMAC.count))
@@ -273,6 +295,15 @@ public enum TSIG {
         prefix.append(message[2..<10])
         prefix.u16(arcount)
         var variables = WireWriter(compress: false, capacity: 128)
+        if timersOnly {
+            variables.u48(data.timeSigned)
+            variables.u16(data.fudge)
+            return key.mac { add in
+                prefix.bytes.withUnsafeBytes { add($0) }
+                add(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: message[12...])))
+                variables.bytes.withUnsafeBytes { add($0) }
+            }
+        }
         variables.append(keyName.lowercased().wireBytes)
         variables.u16(DNSClass.any.rawValue)
         variables.u32(0)

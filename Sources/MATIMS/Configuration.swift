@@ -1,0 +1,398 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import MATDNS
+import MATPacket
+
+/// How hard the journal pushes an accepted change to disk before the reply goes out.
+public enum JournalSync: String, Sendable {
+    /// `write(2)` completed and then `fdatasync(2)`: survives `kill -9` and power loss.
+    case fsync
+    /// `write(2)` completed: the page cache survives `kill -9` and a daemon crash, not a
+    /// power loss or kernel crash.
+    case write
+}
+
+/// Who may fetch a zone with AXFR/IXFR.
+public enum TransferRule: Hashable, Sendable {
+    /// Requests from an address inside the prefix.
+    case prefix(IMSPrefix)
+    /// Requests signed (and verified) with this key.
+    case key(DNSName)
+    /// Anyone.
+    case any
+}
+
+/// One zone mat-ims is authoritative for.
+public struct ZoneConfiguration: Sendable {
+    /// The apex, e.g. `mat.example.`.
+    public var name: DNSName
+    /// Name servers placed at the apex (NS) and the first one as the SOA MNAME.
+    public var nameServers: [DNSName]
+    /// Glue: addresses of in-zone name servers.
+    public var glue: [(name: DNSName, address: IPAddress)]
+    /// SOA RNAME.
+    public var mailbox: DNSName
+    /// TTL of the SOA, NS and glue records the server itself creates.
+    public var apexTTL: UInt32
+    /// SOA MINIMUM: how long resolvers may cache a negative answer. Kept as short as the
+    /// mapping TTL, so a node that appears is seen quickly.
+    public var negativeTTL: UInt32
+    /// The TTL the documentation and clients use for mappings; informative for the server.
+    public var defaultTTL: UInt32
+    /// SOA REFRESH, RETRY and EXPIRE, for secondaries.
+    public var refresh: UInt32
+    public var retry: UInt32
+    public var expire: UInt32
+    /// Keys that may change anything in the zone.
+    public var adminKeys: Set<DNSName>
+    /// Types a node key may write at its own HoA name; nil means every type.
+    public var nodeTypes: Set<DNSType>?
+    /// Secondaries to NOTIFY after each change.
+    public var notify: [IMSEndpoint]
+    /// Who may transfer the zone. Admin keys always may; notify targets' addresses are
+    /// added when nothing is configured.
+    public var allowTransfer: [TransferRule]
+    /// How many past changes IXFR can serve incrementally.
+    public var ixfrHistory: Int
+
+    /// A zone with the defaults: one name server `ns.<zone>`, mailbox `hostmaster.<zone>`,
+    /// 10 s mapping and negative TTLs, node keys limited to A, AAAA and TXT.
+    public init(name: DNSName) {
+        self.name = name
+        let ns = (try? name.prepending(label: "ns")) ?? name
+        nameServers = [ns]
+        glue = []
+        mailbox = (try? name.prepending(label: "hostmaster")) ?? name
+        apexTTL = 3600
+        negativeTTL = 10
+        defaultTTL = 10
+        refresh = 300
+        retry = 30
+        expire = 86400
+        adminKeys = []
+        nodeTypes = [.a, .aaaa, .txt]
+        notify = []
+        allowTransfer = []
+        ixfrHistory = 1000
+    }
+
+    /// `hoa.<zone>`: node keys live below it.
+    public var hoaSuffix: DNSName { (try? name.prepending(label: "hoa")) ?? name }
+    /// `moa.<zone>`: the reverse first-contact names.
+    public var moaSuffix: DNSName { (try? name.prepending(label: "moa")) ?? name }
+}
+
+/// Everything mat-ims runs with.
+public struct IMSConfiguration: Sendable {
+    /// UDP and TCP listening endpoints (port 0: any free port, the same for both).
+    public var listen: [IMSEndpoint]
+    /// Where the journal and snapshots live; nil keeps state in memory only (tests, fuzzing).
+    public var stateDirectory: String?
+    /// Journal durability.
+    public var journalSync: JournalSync
+    /// The journal is compacted into a snapshot when it grows past this.
+    public var journalCompactBytes: Int
+    /// Concurrent TCP connections; more are closed at once.
+    public var maxTCPConnections: Int
+    /// Seconds a TCP connection may sit idle.
+    public var tcpIdleTimeout: Int
+    /// Largest UDP response sent, whatever the client's EDNS size says.
+    public var maxUDPSize: Int
+    /// UDP receive threads per listen address (sockets sharing the port); 0 means one
+    /// per online CPU.
+    public var udpThreads: Int
+    /// Every key the server knows.
+    public var keys: [TSIGKey]
+    /// The zones served.
+    public var zones: [ZoneConfiguration]
+
+    public init(listen: [IMSEndpoint] = [], stateDirectory: String? = nil, journalSync: JournalSync = .fsync,
+                keys: [TSIGKey] = [], zones: [ZoneConfiguration] = []) {
+        self.listen = listen
+        self.stateDirectory = stateDirectory
+        self.journalSync = journalSync
+        journalCompactBytes = 16 << 20
+        maxTCPConnections = 64
+        tcpIdleTimeout = 10
+        maxUDPSize = 1232
+        udpThreads = 0
+        self.keys = keys
+        self.zones = zones
+    }
+}
+
+extension IMSConfiguration {
+    /// Reads and checks a configuration file; key files are read relative to its folder.
+    public static func load(path: String) throws(IMSConfigError) -> IMSConfiguration {
+        let text = try readTextFile(path, line: 0, key: nil)
+        let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
+        return try parse(text, baseDirectory: directory)
+    }
+
+    /// Parses configuration text (see docs/ims.md for the keys).
+    public static func parse(_ text: String, baseDirectory: String = ".",
+                             readFile: (String) throws(IMSConfigError) -> String = { path throws(IMSConfigError) in
+                                 try IMSConfiguration.readKeyFile(path)
+                             }) throws(IMSConfigError) -> IMSConfiguration {
+        let file = try IMSConfigFile(parsing: text)
+        var config = IMSConfiguration()
+        var sawServer = false
+        var adminKeyLines: [(DNSName, Int)] = []
+        var transferKeyLines: [(DNSName, Int)] = []
+        var keyNames: [DNSName: Int] = [:]
+        for section in file.sections {
+            switch section.name {
+            case "server":
+                guard !sawServer else {
+                    throw IMSConfigError(line: section.line, key: nil, message: "[server] may appear only once")
+                }
+                sawServer = true
+                for entry in section.entries {
+                    switch entry.key {
+                    case "listen":
+                        guard let endpoint = IMSEndpoint(entry.value) else {
+                            throw entry.error("not an address[:port] (use [v6]:port for IPv6): \(entry.value)")
+                        }
+                        config.listen.append(endpoint)
+                    case "state-directory":
+                        config.stateDirectory = entry.value
+                    case "journal-sync":
+                        guard let mode = JournalSync(rawValue: entry.value) else {
+                            throw entry.error("must be fsync or write, not \(entry.value)")
+                        }
+                        config.journalSync = mode
+                    case "journal-compact-bytes":
+                        config.journalCompactBytes = try entry.integer(in: 4096...(1 << 40))
+                    case "max-tcp-connections":
+                        config.maxTCPConnections = try entry.integer(in: 1...10000)
+                    case "tcp-idle-timeout":
+                        config.tcpIdleTimeout = try entry.integer(in: 1...3600)
+                    case "max-udp-size":
+                        config.maxUDPSize = try entry.integer(in: 512...65535)
+                    case "udp-threads":
+                        config.udpThreads = try entry.integer(in: 0...64)
+                    case "key-file":
+                        let path = entry.value.hasPrefix("/") ? entry.value : baseDirectory + "/" + entry.value
+                        let keyText: String
+                        do {
+                            keyText = try readFile(path)
+                        } catch {
+                            throw IMSConfigError(line: entry.line, key: entry.key, message: error.message)
+                        }
+                        let keys: [TSIGKey]
+                        do {
+                            keys = try TSIGKeyFile.parse(keyText)
+                        } catch {
+                            throw entry.error("\(path): \(describe(error))")
+                        }
+                        guard !keys.isEmpty else { throw entry.error("\(path) holds no key") }
+                        for key in keys {
+                            if let earlier = keyNames[key.name] {
+                                throw entry.error("key \(key.name) is already defined (line \(earlier))")
+                            }
+                            keyNames[key.name] = entry.line
+                            config.keys.append(key)
+                        }
+                    default:
+                        throw entry.error("unknown key in [server]")
+                    }
+                }
+            case "zone":
+                var zone: ZoneConfiguration?
+                var nameServers: [DNSName] = []
+                var pending: [IMSConfigFile.Entry] = []
+                for entry in section.entries {
+                    if entry.key == "name" {
+                        guard zone == nil else { throw entry.error("a [zone] has one name") }
+                        zone = ZoneConfiguration(name: try entry.name())
+                    } else {
+                        pending.append(entry)
+                    }
+                }
+                guard var zone else {
+                    throw IMSConfigError(line: section.line, key: "name", message: "[zone] needs a name")
+                }
+                for entry in pending {
+                    switch entry.key {
+                    case "ns":
+                        nameServers.append(try entry.name())
+                    case "glue":
+                        let parts = entry.value.split(separator: " ", omittingEmptySubsequences: true)
+                        guard parts.count == 2, let address = IPAddress(String(parts[1])) else {
+                            throw entry.error("expected NAME ADDRESS, e.g. ns.mat.example. 192.0.2.53")
+                        }
+                        let name: DNSName
+                        do { name = try DNSName(String(parts[0])) } catch { throw entry.error("bad name \(parts[0])") }
+                        guard name.isSubdomain(of: zone.name) else { throw entry.error("\(name) is not inside the zone") }
+                        zone.glue.append((name, address))
+                    case "mailbox":
+                        zone.mailbox = try entry.name()
+                    case "apex-ttl":
+                        zone.apexTTL = UInt32(try entry.integer(in: 0...604800))
+                    case "negative-ttl":
+                        zone.negativeTTL = UInt32(try entry.integer(in: 0...86400))
+                    case "default-ttl":
+                        zone.defaultTTL = UInt32(try entry.integer(in: 0...86400))
+                    case "refresh":
+                        zone.refresh = UInt32(try entry.integer(in: 1...2_419_200))
+                    case "retry":
+                        zone.retry = UInt32(try entry.integer(in: 1...2_419_200))
+                    case "expire":
+                        zone.expire = UInt32(try entry.integer(in: 1...2_419_200))
+                    case "admin-key":
+                        let name = try entry.name()
+                        zone.adminKeys.insert(name.lowercased())
+                        adminKeyLines.append((name, entry.line))
+                    case "node-types":
+                        let words = entry.value.split(separator: " ", omittingEmptySubsequences: true)
+                        if words.count == 1, words[0].uppercased() == "ANY" {
+                            zone.nodeTypes = nil
+                        } else {
+                            var types = Set<DNSType>()
+                            for word in words {
+                                guard let type = DNSType(mnemonic: String(word)), !type.isMetaType,
+                                      type != .soa, type != .ns else {
+                                    throw entry.error("\(word) is not a record type a node may write")
+                                }
+                                types.insert(type)
+                            }
+                            zone.nodeTypes = types
+                        }
+                    case "notify":
+                        guard let endpoint = IMSEndpoint(entry.value) else {
+                            throw entry.error("not an address[:port]: \(entry.value)")
+                        }
+                        zone.notify.append(endpoint)
+                    case "allow-transfer":
+                        let value = entry.value
+                        if value == "any" {
+                            zone.allowTransfer.append(.any)
+                        } else if value.hasPrefix("key ") {
+                            let nameText = String(value.dropFirst(4)).trimmingSpaces()
+                            let name: DNSName
+                            do { name = try DNSName(nameText) } catch { throw entry.error("bad key name \(nameText)") }
+                            zone.allowTransfer.append(.key(name.lowercased()))
+                            transferKeyLines.append((name, entry.line))
+                        } else if let prefix = IMSPrefix(value) {
+                            zone.allowTransfer.append(.prefix(prefix))
+                        } else {
+                            throw entry.error("expected an address prefix, `key NAME` or `any`")
+                        }
+                    case "ixfr-history":
+                        zone.ixfrHistory = try entry.integer(in: 0...1_000_000)
+                    default:
+                        throw entry.error("unknown key in [zone]")
+                    }
+                }
+                if !nameServers.isEmpty { zone.nameServers = nameServers }
+                guard !config.zones.contains(where: { $0.name == zone.name }) else {
+                    throw IMSConfigError(line: section.line, key: "name", message: "zone \(zone.name) appears twice")
+                }
+                config.zones.append(zone)
+            default:
+                throw IMSConfigError(line: section.line, key: nil, message: "unknown section [\(section.name)]")
+            }
+        }
+        guard sawServer else { throw IMSConfigError(line: 0, key: nil, message: "missing [server] section") }
+        guard !config.listen.isEmpty else {
+            throw IMSConfigError(line: 0, key: "listen", message: "[server] needs at least one listen address")
+        }
+        guard !config.zones.isEmpty else { throw IMSConfigError(line: 0, key: nil, message: "no [zone] configured") }
+        for (name, line) in adminKeyLines + transferKeyLines where keyNames[name.lowercased()] == nil {
+            throw IMSConfigError(line: line, key: nil, message: "key \(name) is not in any key-file")
+        }
+        for (index, zone) in config.zones.enumerated() {
+            for other in config.zones[(index + 1)...] where other.name.isSubdomain(of: zone.name) || zone.name.isSubdomain(of: other.name) {
+                throw IMSConfigError(line: 0, key: nil, message: "zones \(zone.name) and \(other.name) overlap")
+            }
+        }
+        return config
+    }
+
+    /// Reads a key file, refusing one that others than its owner can read: it holds
+    /// shared secrets.
+    public static func readKeyFile(_ path: String) throws(IMSConfigError) -> String {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw IMSConfigError(line: 0, key: nil, message: "cannot read \(path): \(errnoText())")
+        }
+        guard info.st_mode & 0o077 == 0 else {
+            let mode = String(info.st_mode & 0o777, radix: 8)
+            throw IMSConfigError(line: 0, key: nil,
+                                 message: "\(path) is readable by group or others (mode \(mode)); chmod 600 it")
+        }
+        return try readTextFile(path, line: 0, key: nil)
+    }
+
+    static func readTextFile(_ path: String, line: Int, key: String?) throws(IMSConfigError) -> String {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw IMSConfigError(line: line, key: key, message: "cannot read \(path): \(errnoText())") }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw IMSConfigError(line: line, key: key, message: "cannot read \(path): \(errnoText())")
+            }
+            if n == 0 { break }
+            bytes.append(contentsOf: chunk[0..<n])
+            guard bytes.count <= 16 << 20 else {
+                throw IMSConfigError(line: line, key: key, message: "\(path) is larger than 16 MiB")
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+private func describe(_ error: TSIGKeyError) -> String {
+    switch error {
+    case .badSecret: "a secret is not valid base64"
+    case .unknownAlgorithm(let a): "unknown algorithm \(a) (use hmac-sha256)"
+    case .badName(let n): "bad key name \(n)"
+    case .incompleteKey(let n): "key \(n) lacks an algorithm or a secret"
+    case .syntax(let line): "syntax error at line \(line)"
+    }
+}
+
+func errnoText(_ code: Int32 = errno) -> String {
+    String(cString: strerror(code))
+}
+
+extension IMSConfigFile.Entry {
+    func error(_ message: String) -> IMSConfigError {
+        IMSConfigError(line: line, key: key, message: message)
+    }
+
+    func integer(in range: ClosedRange<Int>) throws(IMSConfigError) -> Int {
+        guard let v = Int(value), range.contains(v) else {
+            throw error("must be an integer in \(range.lowerBound)...\(range.upperBound), not \(value)")
+        }
+        return v
+    }
+
+    func name() throws(IMSConfigError) -> DNSName {
+        do { return try DNSName(value) } catch { throw self.error("not a domain name: \(value)") }
+    }
+}
+
+extension String {
+    func trimmingSpaces() -> String { String(Substring(self).imsTrimmed()) }
+}
+
+extension DNSType {
+    /// The type for a mnemonic (`AAAA`) or `TYPEnnn`, case-insensitive.
+    public init?(mnemonic: String) {
+        let word = mnemonic.uppercased()
+        let known: [DNSType] = [.a, .ns, .cname, .soa, .ptr, .mx, .txt, .aaaa, .srv, .any]
+        if let match = known.first(where: { $0.description == word }) {
+            self = match
+        } else if word.hasPrefix("TYPE"), let value = UInt16(word.dropFirst(4)) {
+            self.init(value)
+        } else {
+            return nil
+        }
+    }
+}

@@ -1,0 +1,299 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import MATPacket
+
+/// Why the server could not start.
+public struct IMSServerError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Thin wrappers over the BSD socket calls the listeners use.
+enum Sockets {
+    static func storage(for endpoint: IMSEndpoint) -> (sockaddr_storage, socklen_t) {
+        var storage = sockaddr_storage()
+        switch endpoint.address {
+        case .v4(let a):
+            withUnsafeMutableBytes(of: &storage) { raw in
+                let sin = raw.baseAddress!.assumingMemoryBound(to: sockaddr_in.self)
+                sin.pointee.sin_family = sa_family_t(AF_INET)
+                sin.pointee.sin_port = endpoint.port.bigEndian
+                sin.pointee.sin_addr.s_addr = a.value.bigEndian
+            }
+            return (storage, socklen_t(MemoryLayout<sockaddr_in>.size))
+        case .v6(let a):
+            withUnsafeMutableBytes(of: &storage) { raw in
+                let sin6 = raw.baseAddress!.assumingMemoryBound(to: sockaddr_in6.self)
+                sin6.pointee.sin6_family = sa_family_t(AF_INET6)
+                sin6.pointee.sin6_port = endpoint.port.bigEndian
+                withUnsafeMutableBytes(of: &sin6.pointee.sin6_addr) { bytes in
+                    bytes.storeBytes(of: a.high.bigEndian, toByteOffset: 0, as: UInt64.self)
+                    bytes.storeBytes(of: a.low.bigEndian, toByteOffset: 8, as: UInt64.self)
+                }
+            }
+            return (storage, socklen_t(MemoryLayout<sockaddr_in6>.size))
+        }
+    }
+
+    static func endpoint(from raw: UnsafeRawPointer) -> IMSEndpoint? {
+        let family = raw.load(as: sockaddr.self).sa_family
+        switch Int32(family) {
+        case AF_INET:
+            let sin = raw.load(as: sockaddr_in.self)
+            return IMSEndpoint(address: .v4(IPv4Address(UInt32(bigEndian: sin.sin_addr.s_addr))),
+                               port: UInt16(bigEndian: sin.sin_port))
+        case AF_INET6:
+            let sin6 = raw.load(as: sockaddr_in6.self)
+            let address = withUnsafeBytes(of: sin6.sin6_addr) { bytes in
+                IPv6Address(high: UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
+                            low: UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+            }
+            // A v4-mapped source on a dual-stack socket is an IPv4 peer.
+            if address.high == 0, address.low >> 32 == 0xFFFF {
+                return IMSEndpoint(address: .v4(IPv4Address(UInt32(truncatingIfNeeded: address.low))),
+                                   port: UInt16(bigEndian: sin6.sin6_port))
+            }
+            return IMSEndpoint(address: .v6(address), port: UInt16(bigEndian: sin6.sin6_port))
+        default:
+            return nil
+        }
+    }
+
+    /// A socket bound to `endpoint`, non-blocking, close-on-exec.
+    static func bound(_ endpoint: IMSEndpoint, stream: Bool) throws(IMSServerError) -> Int32 {
+        let family = endpoint.address.family == .ipv4 ? AF_INET : AF_INET6
+        let type = (stream ? Int32(SOCK_STREAM.rawValue) : Int32(SOCK_DGRAM.rawValue)) | Int32(SOCK_CLOEXEC.rawValue)
+            | Int32(SOCK_NONBLOCK.rawValue)
+        let fd = socket(family, type, 0)
+        guard fd >= 0 else { throw IMSServerError("socket: \(errnoText())") }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        if family == AF_INET6 {
+            setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size))
+        }
+        if !stream {
+            // Several UDP threads share the port, the kernel spreading datagrams by flow.
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
+            var size: Int32 = 4 << 20
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+            setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
+        var (storage, length) = storage(for: endpoint)
+        let result = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
+        guard result == 0 else {
+            let reason = errnoText()
+            close(fd)
+            throw IMSServerError("bind \(stream ? "TCP" : "UDP") \(endpoint): \(reason)")
+        }
+        if stream {
+            guard listen(fd, 128) == 0 else {
+                let reason = errnoText()
+                close(fd)
+                throw IMSServerError("listen \(endpoint): \(reason)")
+            }
+        }
+        return fd
+    }
+
+    static func localEndpoint(_ fd: Int32) -> IMSEndpoint? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let result = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard result == 0 else { return nil }
+        return withUnsafeBytes(of: &storage) { endpoint(from: $0.baseAddress!) }
+    }
+
+    /// Sends one datagram.
+    static func send(_ fd: Int32, _ bytes: [UInt8], to endpoint: IMSEndpoint) -> Bool {
+        var (storage, length) = storage(for: endpoint)
+        let sent = bytes.withUnsafeBytes { buffer in
+            withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    sendto(fd, buffer.baseAddress, buffer.count, 0, $0, length)
+                }
+            }
+        }
+        return sent == bytes.count
+    }
+
+    /// Receives one datagram, if one is waiting.
+    static func receive(_ fd: Int32, into buffer: inout [UInt8]) -> (Int, IMSEndpoint?)? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let n = buffer.withUnsafeMutableBytes { raw in
+            withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    recvfrom(fd, raw.baseAddress, raw.count, Int32(MSG_DONTWAIT), $0, &length)
+                }
+            }
+        }
+        guard n >= 0 else { return nil }
+        return (n, withUnsafeBytes(of: &storage) { endpoint(from: $0.baseAddress!) })
+    }
+
+    /// Waits until one of `fds` is readable (or `timeout` ms pass; -1 waits forever).
+    /// Returns the readable flags per descriptor.
+    static func waitReadable(_ fds: [Int32], timeout: Int32) -> [Bool] {
+        var polls = fds.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+        let n = poll(&polls, nfds_t(polls.count), timeout)
+        guard n > 0 else { return Array(repeating: false, count: fds.count) }
+        return polls.map { $0.revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 }
+    }
+}
+
+/// `recvmmsg`/`sendmmsg` batches. Glibc declares them only under `_GNU_SOURCE`, which the
+/// Swift Glibc module does not set, so they are looked up at run time; without them the
+/// listener falls back to one `recvfrom` per datagram.
+final class DatagramBatch {
+    typealias RecvMMsg = @convention(c) (Int32, UnsafeMutableRawPointer?, UInt32, Int32, UnsafeMutableRawPointer?) -> Int32
+    typealias SendMMsg = @convention(c) (Int32, UnsafeMutableRawPointer?, UInt32, Int32) -> Int32
+
+    static let recvmmsgFunction: RecvMMsg? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "recvmmsg")
+        .map { unsafeBitCast($0, to: RecvMMsg.self) }
+    static let sendmmsgFunction: SendMMsg? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "sendmmsg")
+        .map { unsafeBitCast($0, to: SendMMsg.self) }
+
+    /// `struct mmsghdr { struct msghdr msg_hdr; unsigned int msg_len; }`, padded to 8.
+    static let headerStride = (MemoryLayout<msghdr>.size + 4 + 7) & ~7
+    static let lengthOffset = MemoryLayout<msghdr>.size
+
+    let capacity: Int
+    let slotSize: Int
+    private let buffers: UnsafeMutableRawPointer
+    private let names: UnsafeMutablePointer<sockaddr_storage>
+    private let receiveIOV: UnsafeMutablePointer<iovec>
+    private let receiveHeaders: UnsafeMutableRawPointer
+    private let sendIOV: UnsafeMutablePointer<iovec>
+    private let sendHeaders: UnsafeMutableRawPointer
+
+    init(capacity: Int = 32, slotSize: Int = 16 * 1024) {
+        self.capacity = capacity
+        self.slotSize = slotSize
+        buffers = .allocate(byteCount: capacity * slotSize, alignment: 16)
+        names = .allocate(capacity: capacity)
+        receiveIOV = .allocate(capacity: capacity)
+        sendIOV = .allocate(capacity: capacity)
+        receiveHeaders = .allocate(byteCount: capacity * Self.headerStride, alignment: 8)
+        sendHeaders = .allocate(byteCount: capacity * Self.headerStride, alignment: 8)
+        receiveHeaders.initializeMemory(as: UInt8.self, repeating: 0, count: capacity * Self.headerStride)
+        sendHeaders.initializeMemory(as: UInt8.self, repeating: 0, count: capacity * Self.headerStride)
+    }
+
+    deinit {
+        buffers.deallocate()
+        names.deallocate()
+        receiveIOV.deallocate()
+        sendIOV.deallocate()
+        receiveHeaders.deallocate()
+        sendHeaders.deallocate()
+    }
+
+    /// `MSG_WAITFORONE`: block for the first datagram only, then take what is queued.
+    static let waitForOne: Int32 = 0x10000
+
+    /// Receives up to `capacity` datagrams: with `blocking`, waits (up to the socket's
+    /// receive timeout) for the first and takes whatever else is queued; otherwise only
+    /// what is queued. Datagrams larger than a slot come back empty (counted as malformed).
+    func receive(_ fd: Int32, blocking: Bool, oversized: inout Int) -> [IMSRequest]? {
+        guard let recvmmsg = Self.recvmmsgFunction else {
+            if blocking, !Sockets.waitReadable([fd], timeout: 200)[0] { return nil }
+            return receiveOneByOne(fd, oversized: &oversized)
+        }
+        for i in 0..<capacity {
+            receiveIOV[i] = iovec(iov_base: buffers + i * slotSize, iov_len: slotSize)
+            var header = msghdr()
+            header.msg_name = UnsafeMutableRawPointer(names + i)
+            header.msg_namelen = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            header.msg_iov = receiveIOV + i
+            header.msg_iovlen = 1
+            (receiveHeaders + i * Self.headerStride).storeBytes(of: header, as: msghdr.self)
+        }
+        let n = recvmmsg(fd, receiveHeaders, UInt32(capacity), blocking ? Self.waitForOne : Int32(MSG_DONTWAIT), nil)
+        guard n > 0 else { return nil }
+        var requests: [IMSRequest] = []
+        requests.reserveCapacity(Int(n))
+        for i in 0..<Int(n) {
+            let slot = receiveHeaders + i * Self.headerStride
+            let header = slot.load(as: msghdr.self)
+            let length = Int(slot.load(fromByteOffset: Self.lengthOffset, as: UInt32.self))
+            let source = Sockets.endpoint(from: UnsafeRawPointer(names + i))
+            if header.msg_flags & Int32(MSG_TRUNC) != 0 {
+                oversized += 1
+                requests.append(IMSRequest(bytes: [], source: source))
+                continue
+            }
+            let bytes = Array(UnsafeRawBufferPointer(start: buffers + i * slotSize, count: length))
+            requests.append(IMSRequest(bytes: bytes, source: source))
+        }
+        return requests
+    }
+
+    private func receiveOneByOne(_ fd: Int32, oversized: inout Int) -> [IMSRequest]? {
+        var requests: [IMSRequest] = []
+        var buffer = [UInt8](repeating: 0, count: slotSize + 1)
+        while requests.count < capacity, let (n, source) = Sockets.receive(fd, into: &buffer) {
+            if n > slotSize {
+                oversized += 1
+                requests.append(IMSRequest(bytes: [], source: source))
+            } else {
+                requests.append(IMSRequest(bytes: Array(buffer[0..<n]), source: source))
+            }
+        }
+        return requests.isEmpty ? nil : requests
+    }
+
+    /// Sends replies to the senders of the batch just received (same order; an empty
+    /// reply list means none for that request).
+    func send(_ fd: Int32, replies: [[[UInt8]]], to requests: [IMSRequest]) {
+        var outgoing: [(Int, [UInt8])] = []
+        for (index, reply) in replies.enumerated() {
+            for message in reply { outgoing.append((index, message)) }
+        }
+        guard !outgoing.isEmpty else { return }
+        guard let sendmmsg = Self.sendmmsgFunction, Self.recvmmsgFunction != nil else {
+            for (index, message) in outgoing {
+                if let source = requests[index].source { _ = Sockets.send(fd, message, to: source) }
+            }
+            return
+        }
+        var start = 0
+        while start < outgoing.count {
+            let chunk = outgoing[start..<min(start + capacity, outgoing.count)]
+            // Copy replies into the slots: their memory must stay put during the call.
+            var count = 0
+            for (index, message) in chunk where message.count <= slotSize {
+                let base = buffers + count * slotSize
+                message.withUnsafeBytes { base.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                sendIOV[count] = iovec(iov_base: base, iov_len: message.count)
+                var header = msghdr()
+                if let source = requests[index].source {
+                    let (storage, length) = Sockets.storage(for: source)
+                    (names + count).pointee = storage
+                    header.msg_name = UnsafeMutableRawPointer(names + count)
+                    header.msg_namelen = length
+                } else {
+                    continue
+                }
+                header.msg_iov = sendIOV + count
+                header.msg_iovlen = 1
+                (sendHeaders + count * Self.headerStride).storeBytes(of: header, as: msghdr.self)
+                count += 1
+            }
+            var sent = 0
+            while sent < count {
+                let n = sendmmsg(fd, sendHeaders + sent * Self.headerStride, UInt32(count - sent), 0)
+                if n <= 0 {
+                    if n < 0 && errno == EINTR { continue }
+                    break
+                }
+                sent += Int(n)
+            }
+            start += chunk.count
+        }
+    }
+}

@@ -1,0 +1,144 @@
+// mat-ims: the embedded mapping server. Parses arguments and hands over to MATIMS.
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import MATDNS
+import MATIMS
+import MATPacket
+
+struct MatIMS: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mat-ims",
+        abstract: "The MAT mapping server: an authoritative DNS server for the mapping zone that takes TSIG-signed UPDATEs.",
+        discussion: "See docs/ims.md for the configuration file, the zone layout and the update policy.",
+        subcommands: [Run.self, CheckConfig.self, KeyGen.self, Name.self],
+        defaultSubcommand: Run.self
+    )
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Serve the configured zones until SIGTERM or SIGINT (SIGUSR1 prints the counters)."
+    )
+
+    @Option(name: .long, help: "The configuration file.")
+    var config: String = "/etc/mat/mat-ims.conf"
+
+    func run() throws {
+        let configuration: IMSConfiguration
+        do {
+            configuration = try IMSConfiguration.load(path: config)
+        } catch {
+            throw ValidationError("\(config): \(error)")
+        }
+        // Signals are taken synchronously on this thread; the server's threads inherit
+        // the blocked mask, so none of them is interrupted.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        for s in [SIGINT, SIGTERM, SIGHUP, SIGUSR1] { sigaddset(&signals, s) }
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+        signal(SIGPIPE, SIG_IGN)
+
+        let server: IMSServer
+        do {
+            server = try IMSServer(configuration: configuration)
+            try server.start()
+        } catch {
+            IMSLog.write("mat-ims: \(error)")
+            throw ExitCode(1)
+        }
+        for zone in configuration.zones {
+            let serial = server.core.zone(zone.name)?.serial ?? 0
+            IMSLog.write("mat-ims: zone \(zone.name) serial \(serial), \(server.core.zone(zone.name)?.nameCount ?? 0) names")
+        }
+        let addresses = server.endpoints.map(\.description).joined(separator: " ")
+        IMSLog.write("mat-ims: listening on \(addresses) (UDP and TCP)")
+        while true {
+            var received: Int32 = 0
+            guard sigwait(&signals, &received) == 0 else { continue }
+            if received == SIGUSR1 || received == SIGHUP {
+                for line in server.core.counters.lines() { IMSLog.write("mat-ims: counter \(line)") }
+                continue
+            }
+            IMSLog.write("mat-ims: stopping (signal \(received))")
+            server.stop()
+            for line in server.core.counters.lines() { IMSLog.write("mat-ims: counter \(line)") }
+            return
+        }
+    }
+}
+
+struct CheckConfig: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-config",
+        abstract: "Check a configuration file (and its key files) without serving anything."
+    )
+
+    @Argument(help: "The configuration file.")
+    var file: String
+
+    func run() throws {
+        do {
+            let configuration = try IMSConfiguration.load(path: file)
+            let zones = configuration.zones.map { $0.name.description }.joined(separator: ", ")
+            print("\(file): OK (zones: \(zones); \(configuration.keys.count) keys)")
+        } catch {
+            IMSLog.write("\(file): \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct KeyGen: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keygen",
+        abstract: "Print a new TSIG key in BIND key-file syntax (like tsig-keygen); store it in a 0600 file."
+    )
+
+    @Argument(help: "The key name; a node key is named after its HoA name (see `mat-ims name`).")
+    var name: String
+
+    @Option(help: "hmac-sha256, hmac-sha384 or hmac-sha512.")
+    var algorithm: String = "hmac-sha256"
+
+    func run() throws {
+        guard let algorithm = TSIGAlgorithm(keyword: algorithm) else {
+            throw ValidationError("unknown algorithm \(self.algorithm)")
+        }
+        let keyName: DNSName
+        do { keyName = try DNSName(name) } catch { throw ValidationError("not a domain name: \(name)") }
+        var generator = SystemRandomNumberGenerator()
+        let secret = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        print(TSIGKey(name: keyName, algorithm: algorithm, secret: secret).keyFileText, terminator: "")
+    }
+}
+
+struct Name: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "name",
+        abstract: "Print the mapping name of a HoA (or, with --moa, the first-contact name of a MoA)."
+    )
+
+    @Argument(help: "An IPv4 or IPv6 address.")
+    var address: String
+
+    @Option(help: "The mapping zone.")
+    var zone: String = "mat.example."
+
+    @Flag(help: "Print the MoA -> HoA name under moa.<zone> instead.")
+    var moa = false
+
+    func run() throws {
+        guard let ip = IPAddress(address) else { throw ValidationError("not an IP address: \(address)") }
+        do {
+            let zoneName = try DNSName(zone)
+            print(moa ? try IMSNames.moaName(ip, zone: zoneName) : try IMSNames.hoaName(ip, zone: zoneName))
+        } catch {
+            throw ValidationError("bad zone \(zone)")
+        }
+    }
+}
+
+MatIMS.main()
