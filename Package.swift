@@ -30,6 +30,9 @@ let package = Package(
         // Pure logic, no I/O: DNS messages, names, UPDATE, TSIG.
         .target(name: "MATDNS", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
 
+        // Pure: the configuration file syntax matd and mat-ims share.
+        .target(name: "MATConfig"),
+
         // Thin Linux layer: TUN with offloads, netlink through libnl-route and libmnl.
         .systemLibrary(name: "CNetlink", pkgConfig: "libnl-route-3.0",
                        providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]),
@@ -39,7 +42,7 @@ let package = Package(
         .target(name: "MATLinux", dependencies: ["MATPacket", "CNetlink", "CMnl", "CNftables", "CShim"]),
 
         // The daemon's parts wired: configuration, engine, mobility state, control.
-        .target(name: "MATNode", dependencies: ["MATPacket", "MATLinux", "MATDNS", "MATIMSClient"]),
+        .target(name: "MATNode", dependencies: ["MATConfig", "MATPacket", "MATLinux", "MATDNS", "MATIMSClient"]),
 
         .executableTarget(name: "matd", dependencies: [
             "MATNode", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -52,7 +55,7 @@ let package = Package(
         .target(name: "MATIMSClient", dependencies: ["MATDNS", "MATPacket"]),
 
         // The mapping server: zone store, UPDATE policy, journal, transfers, DNS listeners.
-        .target(name: "MATIMS", dependencies: ["MATDNS", "MATPacket"]),
+        .target(name: "MATIMS", dependencies: ["MATConfig", "MATDNS", "MATPacket"]),
         .executableTarget(name: "mat-ims", dependencies: [
             "MATIMS", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -68,9 +71,9 @@ let package = Package(
         .testTarget(name: "MATPacketTests", dependencies: ["MATPacket"]),
         .testTarget(name: "MATDNSTests", dependencies: ["MATDNS"]),
         .testTarget(name: "MATLinuxTests", dependencies: ["MATLinux", "MATPacket"]),
-        .testTarget(name: "MATNodeTests", dependencies: ["MATNode", "MATPacket", "MATIMSClient"]),
+        .testTarget(name: "MATNodeTests", dependencies: ["MATNode", "MATPacket", "MATIMSClient", "MATConfig"]),
         .testTarget(name: "MATLabTests", dependencies: ["MATNode", "MATPacket", "matd", "matctl"]),
-        .testTarget(name: "MATIMSTests", dependencies: ["MATIMS", "MATDNS"]),
+        .testTarget(name: "MATIMSTests", dependencies: ["MATIMS", "MATDNS", "MATConfig"]),
         .testTarget(name: "MATIMSClientTests", dependencies: ["MATIMSClient", "MATDNS", "MATPacket"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import MATConfig
 import Glibc
 #endif
 import MATDNS
@@ -124,7 +125,7 @@ public struct IMSConfiguration: Sendable {
 
 extension IMSConfiguration {
     /// Reads and checks a configuration file; key files are read relative to its folder.
-    public static func load(path: String) throws(IMSConfigError) -> IMSConfiguration {
+    public static func load(path: String) throws(ConfigError) -> IMSConfiguration {
         let text = try readTextFile(path, line: 0, key: nil)
         let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
         return try parse(text, baseDirectory: directory)
@@ -132,10 +133,10 @@ extension IMSConfiguration {
 
     /// Parses configuration text (see docs/ims.md for the keys).
     public static func parse(_ text: String, baseDirectory: String = ".",
-                             readFile: (String) throws(IMSConfigError) -> String = { path throws(IMSConfigError) in
+                             readFile: (String) throws(ConfigError) -> String = { path throws(ConfigError) in
                                  try IMSConfiguration.readKeyFile(path)
-                             }) throws(IMSConfigError) -> IMSConfiguration {
-        let file = try IMSConfigFile(parsing: text)
+                             }) throws(ConfigError) -> IMSConfiguration {
+        let file = try ConfigFile(parsing: text)
         var config = IMSConfiguration()
         var sawServer = false
         var adminKeyLines: [(DNSName, Int)] = []
@@ -145,7 +146,7 @@ extension IMSConfiguration {
             switch section.name {
             case "server":
                 guard !sawServer else {
-                    throw IMSConfigError(line: section.line, key: nil, message: "[server] may appear only once")
+                    throw ConfigError(line: section.line, key: nil, message: "[server] may appear only once")
                 }
                 sawServer = true
                 for entry in section.entries {
@@ -178,7 +179,7 @@ extension IMSConfiguration {
                         do {
                             keyText = try readFile(path)
                         } catch {
-                            throw IMSConfigError(line: entry.line, key: entry.key, message: error.message)
+                            throw ConfigError(line: entry.line, key: entry.key, message: error.message)
                         }
                         let keys: [TSIGKey]
                         do {
@@ -201,7 +202,7 @@ extension IMSConfiguration {
             case "zone":
                 var zone: ZoneConfiguration?
                 var nameServers: [DNSName] = []
-                var pending: [IMSConfigFile.Entry] = []
+                var pending: [ConfigFile.Entry] = []
                 for entry in section.entries {
                     if entry.key == "name" {
                         guard zone == nil else { throw entry.error("a [zone] has one name") }
@@ -211,7 +212,7 @@ extension IMSConfiguration {
                     }
                 }
                 guard var zone else {
-                    throw IMSConfigError(line: section.line, key: "name", message: "[zone] needs a name")
+                    throw ConfigError(line: section.line, key: "name", message: "[zone] needs a name")
                 }
                 for entry in pending {
                     switch entry.key {
@@ -287,24 +288,24 @@ extension IMSConfiguration {
                 }
                 if !nameServers.isEmpty { zone.nameServers = nameServers }
                 guard !config.zones.contains(where: { $0.name == zone.name }) else {
-                    throw IMSConfigError(line: section.line, key: "name", message: "zone \(zone.name) appears twice")
+                    throw ConfigError(line: section.line, key: "name", message: "zone \(zone.name) appears twice")
                 }
                 config.zones.append(zone)
             default:
-                throw IMSConfigError(line: section.line, key: nil, message: "unknown section [\(section.name)]")
+                throw ConfigError(line: section.line, key: nil, message: "unknown section [\(section.name)]")
             }
         }
-        guard sawServer else { throw IMSConfigError(line: 0, key: nil, message: "missing [server] section") }
+        guard sawServer else { throw ConfigError(line: 0, key: nil, message: "missing [server] section") }
         guard !config.listen.isEmpty else {
-            throw IMSConfigError(line: 0, key: "listen", message: "[server] needs at least one listen address")
+            throw ConfigError(line: 0, key: "listen", message: "[server] needs at least one listen address")
         }
-        guard !config.zones.isEmpty else { throw IMSConfigError(line: 0, key: nil, message: "no [zone] configured") }
+        guard !config.zones.isEmpty else { throw ConfigError(line: 0, key: nil, message: "no [zone] configured") }
         for (name, line) in adminKeyLines + transferKeyLines where keyNames[name.lowercased()] == nil {
-            throw IMSConfigError(line: line, key: nil, message: "key \(name) is not in any key-file")
+            throw ConfigError(line: line, key: nil, message: "key \(name) is not in any key-file")
         }
         for (index, zone) in config.zones.enumerated() {
             for other in config.zones[(index + 1)...] where other.name.isSubdomain(of: zone.name) || zone.name.isSubdomain(of: other.name) {
-                throw IMSConfigError(line: 0, key: nil, message: "zones \(zone.name) and \(other.name) overlap")
+                throw ConfigError(line: 0, key: nil, message: "zones \(zone.name) and \(other.name) overlap")
             }
         }
         return config
@@ -312,22 +313,22 @@ extension IMSConfiguration {
 
     /// Reads a key file, refusing one that others than its owner can read: it holds
     /// shared secrets.
-    public static func readKeyFile(_ path: String) throws(IMSConfigError) -> String {
+    public static func readKeyFile(_ path: String) throws(ConfigError) -> String {
         var info = stat()
         guard stat(path, &info) == 0 else {
-            throw IMSConfigError(line: 0, key: nil, message: "cannot read \(path): \(errnoText())")
+            throw ConfigError(line: 0, key: nil, message: "cannot read \(path): \(errnoText())")
         }
         guard info.st_mode & 0o077 == 0 else {
             let mode = String(info.st_mode & 0o777, radix: 8)
-            throw IMSConfigError(line: 0, key: nil,
+            throw ConfigError(line: 0, key: nil,
                                  message: "\(path) is readable by group or others (mode \(mode)); chmod 600 it")
         }
         return try readTextFile(path, line: 0, key: nil)
     }
 
-    static func readTextFile(_ path: String, line: Int, key: String?) throws(IMSConfigError) -> String {
+    static func readTextFile(_ path: String, line: Int, key: String?) throws(ConfigError) -> String {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw IMSConfigError(line: line, key: key, message: "cannot read \(path): \(errnoText())") }
+        guard fd >= 0 else { throw ConfigError(line: line, key: key, message: "cannot read \(path): \(errnoText())") }
         defer { close(fd) }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
@@ -335,12 +336,12 @@ extension IMSConfiguration {
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw IMSConfigError(line: line, key: key, message: "cannot read \(path): \(errnoText())")
+                throw ConfigError(line: line, key: key, message: "cannot read \(path): \(errnoText())")
             }
             if n == 0 { break }
             bytes.append(contentsOf: chunk[0..<n])
             guard bytes.count <= 16 << 20 else {
-                throw IMSConfigError(line: line, key: key, message: "\(path) is larger than 16 MiB")
+                throw ConfigError(line: line, key: key, message: "\(path) is larger than 16 MiB")
             }
         }
         return String(decoding: bytes, as: UTF8.self)
@@ -361,25 +362,25 @@ func errnoText(_ code: Int32 = errno) -> String {
     String(cString: strerror(code))
 }
 
-extension IMSConfigFile.Entry {
-    func error(_ message: String) -> IMSConfigError {
-        IMSConfigError(line: line, key: key, message: message)
+extension ConfigFile.Entry {
+    func error(_ message: String) -> ConfigError {
+        ConfigError(line: line, key: key, message: message)
     }
 
-    func integer(in range: ClosedRange<Int>) throws(IMSConfigError) -> Int {
+    func integer(in range: ClosedRange<Int>) throws(ConfigError) -> Int {
         guard let v = Int(value), range.contains(v) else {
             throw error("must be an integer in \(range.lowerBound)...\(range.upperBound), not \(value)")
         }
         return v
     }
 
-    func name() throws(IMSConfigError) -> DNSName {
+    func name() throws(ConfigError) -> DNSName {
         do { return try DNSName(value) } catch { throw self.error("not a domain name: \(value)") }
     }
 }
 
 extension String {
-    func trimmingSpaces() -> String { String(Substring(self).imsTrimmed()) }
+    func trimmingSpaces() -> String { String(Substring(self).trimmingWhitespace()) }
 }
 
 extension DNSType {

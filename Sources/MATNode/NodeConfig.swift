@@ -1,3 +1,4 @@
+import MATConfig
 import MATDNS
 import MATIMSClient
 import MATPacket

@@ -1,3 +1,4 @@
+import MATConfig
 import MATDNS
 @testable import MATIMS
 import MATPacket
@@ -7,10 +8,10 @@ import Testing
 struct ConfigTests {
     let keyText = node1Key.keyFileText + adminKey.keyFileText
 
-    func parse(_ text: String) throws(IMSConfigError) -> IMSConfiguration {
+    func parse(_ text: String) throws(ConfigError) -> IMSConfiguration {
         let keys = keyText
-        return try IMSConfiguration.parse(text, baseDirectory: "/etc/mat") { (path: String) throws(IMSConfigError) -> String in
-            guard path == "/etc/mat/keys.conf" else { throw IMSConfigError(line: 0, key: nil, message: "cannot read \(path)") }
+        return try IMSConfiguration.parse(text, baseDirectory: "/etc/mat") { (path: String) throws(ConfigError) -> String in
+            guard path == "/etc/mat/keys.conf" else { throw ConfigError(line: 0, key: nil, message: "cannot read \(path)") }
             return keys
         }
     }
@@ -53,7 +54,7 @@ struct ConfigTests {
     }
 
     @Test func errorsNameTheLineAndKey() {
-        func error(_ text: String) -> IMSConfigError? {
+        func error(_ text: String) -> ConfigError? {
             do {
                 _ = try parse(text)
                 return nil
@@ -63,15 +64,15 @@ struct ConfigTests {
         }
         let base = "[server]\nlisten = 127.0.0.1:53\nkey-file = keys.conf\n[zone]\nname = mat.example.\n"
         #expect(error(base) == nil)
-        #expect(error(base + "ns = a..b\n") == IMSConfigError(line: 6, key: "ns", message: "not a domain name: a..b"))
+        #expect(error(base + "ns = a..b\n") == ConfigError(line: 6, key: "ns", message: "not a domain name: a..b"))
         #expect(error(base + "admin-key = nobody.example.\n")?.line == 6)
-        #expect(error(base + "frobnicate = 1\n") == IMSConfigError(line: 6, key: "frobnicate", message: "unknown key in [zone]"))
+        #expect(error(base + "frobnicate = 1\n") == ConfigError(line: 6, key: "frobnicate", message: "unknown key in [zone]"))
         #expect(error(base + "node-types = A SOA\n")?.key == "node-types")
         #expect(error(base + "notify = somewhere\n")?.key == "notify")
         #expect(error(base + "allow-transfer = nonsense\n")?.key == "allow-transfer")
         #expect(error(base + "ixfr-history = -1\n")?.key == "ixfr-history")
         #expect(error("[server]\nlisten = 127.0.0.1:99999\n")?.key == "listen")
-        #expect(error("[server]\nkey-file = missing.conf\n") == IMSConfigError(line: 2, key: "key-file",
+        #expect(error("[server]\nkey-file = missing.conf\n") == ConfigError(line: 2, key: "key-file",
                                                                              message: "cannot read /etc/mat/missing.conf"))
         #expect(error("listen = 1.2.3.4\n")?.line == 1)
         #expect(error("[server]\nlisten = 127.0.0.1\n")?.message == "no [zone] configured")

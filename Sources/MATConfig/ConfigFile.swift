@@ -1,6 +1,6 @@
-/// The syntax of matd's configuration file: `[section]` headers and `key = value` lines,
-/// `#` comments, repeated keys and sections allowed. Every entry keeps its line number so
-/// errors can point at it.
+/// The syntax of matd's and mat-ims's configuration files: `[section]` headers and
+/// `key = value` lines, `#` comments, repeated keys and sections allowed. Every entry keeps
+/// its line number so errors can point at it.
 public struct ConfigFile: Sendable {
     /// One `key = value` line.
     public struct Entry: Sendable, Equatable {
@@ -74,6 +74,7 @@ public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
         self.message = message
     }
 
+    /// `line N: key: message`, the form every configuration error is reported in.
     public var description: String {
         let place = line > 0 ? "line \(line): " : ""
         if let key { return "\(place)\(key): \(message)" }
@@ -82,7 +83,8 @@ public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
 }
 
 extension Substring {
-    func trimmingWhitespace() -> Substring {
+    /// The substring without leading and trailing whitespace.
+    public func trimmingWhitespace() -> Substring {
         var result = self
         while let first = result.first, first.isWhitespace { result = result.dropFirst() }
         while let last = result.last, last.isWhitespace { result = result.dropLast() }
