@@ -29,6 +29,22 @@ import Testing
         return packet
     }
 
+    /// A destination-unreachable with code `code` quoting `quote`, checksums computed here.
+    func icmpError(code: UInt8, _ source: IPv4Address, _ destination: IPv4Address, quote: [UInt8]) -> [UInt8] {
+        var message: [UInt8] = [3, code, 0, 0, 0, 0, 0x05, 0x78] + quote
+        message.withUnsafeMutableBytes { buffer in
+            let sum = ~InternetChecksum.sum(buffer.baseAddress!, count: buffer.count)
+            buffer.storeBytes(of: sum.bigEndian, toByteOffset: 2, as: UInt16.self)
+        }
+        var packet: [UInt8] = [0x45, 0, 0, UInt8(20 + message.count), 0, 2, 0, 0, 64, 1, 0, 0]
+            + source.bytes + destination.bytes
+        packet.withUnsafeMutableBytes { buffer in
+            let sum = ~InternetChecksum.sum(buffer.baseAddress!, count: 20)
+            buffer.storeBytes(of: sum.bigEndian, toByteOffset: 10, as: UInt16.self)
+        }
+        return packet + message
+    }
+
     func run(_ processor: inout PacketProcessor, _ packet: inout [UInt8], _ direction: PacketProcessor.Direction) -> Bool {
         let count = packet.count
         return packet.withUnsafeMutableBytes {
@@ -96,23 +112,9 @@ import Testing
     @Test func outboundICMPErrorMirrorsTheQuote() throws {
         var processor = try processor()
         let quoted = udp(Self.hoaPeer, Self.hoaMe)
-        func icmpError(_ source: IPv4Address, _ destination: IPv4Address, quote: [UInt8]) -> [UInt8] {
-            var message: [UInt8] = [3, 3, 0, 0, 0, 0, 0, 0] + quote
-            message.withUnsafeMutableBytes { buffer in
-                let sum = ~InternetChecksum.sum(buffer.baseAddress!, count: buffer.count)
-                buffer.storeBytes(of: sum.bigEndian, toByteOffset: 2, as: UInt16.self)
-            }
-            var packet: [UInt8] = [0x45, 0, 0, UInt8(20 + message.count), 0, 2, 0, 0, 64, 1, 0, 0]
-                + source.bytes + destination.bytes
-            packet.withUnsafeMutableBytes { buffer in
-                let sum = ~InternetChecksum.sum(buffer.baseAddress!, count: 20)
-                buffer.storeBytes(of: sum.bigEndian, toByteOffset: 10, as: UInt16.self)
-            }
-            return packet + message
-        }
-        var packet = icmpError(Self.hoaMe, Self.hoaPeer, quote: quoted)
+        var packet = icmpError(code: 3, Self.hoaMe, Self.hoaPeer, quote: quoted)
         #expect(run(&processor, &packet, .outbound))
-        #expect(packet == icmpError(Self.moaMe, Self.moaPeer, quote: udp(Self.moaPeer, Self.moaMe)))
+        #expect(packet == icmpError(code: 3, Self.moaMe, Self.moaPeer, quote: udp(Self.moaPeer, Self.moaMe)))
     }
 }
 
@@ -122,25 +124,11 @@ extension PacketProcessorTests {
     @Test func inboundICMPErrorFromRouterIsTranslated() throws {
         var processor = try processor()
         let router = IPv4Address(203, 0, 113, 1)
-        func error(_ destination: IPv4Address, quote: [UInt8]) -> [UInt8] {
-            var message: [UInt8] = [3, 4, 0, 0, 0, 0, 0x05, 0x78] + quote
-            message.withUnsafeMutableBytes { buffer in
-                let sum = ~InternetChecksum.sum(buffer.baseAddress!, count: buffer.count)
-                buffer.storeBytes(of: sum.bigEndian, toByteOffset: 2, as: UInt16.self)
-            }
-            var packet: [UInt8] = [0x45, 0, 0, UInt8(20 + message.count), 0, 3, 0, 0, 64, 1, 0, 0]
-                + router.bytes + destination.bytes
-            packet.withUnsafeMutableBytes { buffer in
-                let sum = ~InternetChecksum.sum(buffer.baseAddress!, count: 20)
-                buffer.storeBytes(of: sum.bigEndian, toByteOffset: 10, as: UInt16.self)
-            }
-            return packet + message
-        }
-        var packet = error(Self.moaMe, quote: udp(Self.moaMe, Self.moaPeer))
+        var packet = icmpError(code: 4, router, Self.moaMe, quote: udp(Self.moaMe, Self.moaPeer))
         #expect(run(&processor, &packet, .inbound))
-        #expect(packet == error(Self.hoaMe, quote: udp(Self.hoaMe, Self.hoaPeer)))
+        #expect(packet == icmpError(code: 4, router, Self.hoaMe, quote: udp(Self.hoaMe, Self.hoaPeer)))
         // The same error about traffic to a host that is not a peer is not ours to touch.
-        var other = error(Self.moaMe, quote: udp(Self.moaMe, Self.plainHost))
+        var other = icmpError(code: 4, router, Self.moaMe, quote: udp(Self.moaMe, Self.plainHost))
         #expect(!run(&processor, &other, .inbound))
     }
 }
