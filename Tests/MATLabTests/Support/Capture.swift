@@ -1,0 +1,90 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// A tcpdump capture on one of the router's ports, read back with tshark's IP, TCP, UDP
+/// and ICMP checksum validation on.
+final class Capture {
+    let file: String
+    private let process: Spawned
+    private var packetsRead: [CapturedPacket]?
+
+    /// Starts capturing (whole packets) on the router's port `interface` of `lab`.
+    init(_ lab: Lab, interface: String, name: String) throws {
+        file = lab.path("\(name).pcap")
+        process = try lab.spawn("router", ["tcpdump", "-n", "-i", interface, "-U", "-s", "0", "-Z", "root", "-w", file])
+        guard process.waitForOutput(timeout: 10, { $0.contains("listening on") }) else {
+            throw LabError("tcpdump on \(interface) did not start:\n\(process.wait(timeout: 1).summary)")
+        }
+    }
+
+    /// Stops the capture (SIGINT, so tcpdump flushes the file).
+    func stop() throws {
+        usleep(200_000)  // the last packets may still be on their way through the bridge
+        process.signal(SIGINT)
+        let result = process.wait(timeout: 10)
+        guard FileManager.default.fileExists(atPath: file) else {
+            throw LabError("tcpdump left no capture:\n\(result.summary)")
+        }
+    }
+
+    /// The tshark fields read for each packet; a field with several occurrences (the outer
+    /// and the quoted header of an ICMP error) lists them separated by commas.
+    static let fields = [
+        "frame.number", "_ws.col.Protocol", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst",
+        "ip.checksum.status", "tcp.checksum.status", "udp.checksum.status",
+        "icmp.checksum.status", "icmpv6.checksum.status", "icmp.type", "icmpv6.type",
+    ]
+
+    /// The packets, dissected with checksum validation on.
+    func packets() throws -> [CapturedPacket] {
+        if let packetsRead { return packetsRead }
+        var arguments = ["tshark", "-n", "-r", file,
+                         "-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE",
+                         "-o", "udp.check_checksum:TRUE",
+                         "-T", "fields", "-E", "separator=/t", "-E", "occurrence=a", "-E", "aggregator=,"]
+        for field in Self.fields { arguments += ["-e", field] }
+        let output = try check(arguments, timeout: 120)
+        let packets = output.split(separator: "\n").map { line in
+            let columns = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+            var values: [String: [String]] = [:]
+            for (index, field) in Self.fields.enumerated() where index < columns.count {
+                values[field] = columns[index].isEmpty ? [] : columns[index].split(separator: ",").map(String.init)
+            }
+            return CapturedPacket(values: values)
+        }
+        packetsRead = packets
+        return packets
+    }
+}
+
+extension Capture {
+    /// How many packets match a tshark display filter.
+    func count(matching filter: String) throws -> Int {
+        let output = try check(["tshark", "-n", "-r", file, "-Y", filter, "-T", "fields", "-e", "frame.number"], timeout: 120)
+        return output.split(separator: "\n").count
+    }
+}
+
+struct CapturedPacket: CustomStringConvertible {
+    var values: [String: [String]]
+
+    subscript(_ field: String) -> [String] { values[field] ?? [] }
+
+    var number: String { self["frame.number"].first ?? "?" }
+    var protocolName: String { self["_ws.col.Protocol"].first ?? "?" }
+    var addresses: [String] { self["ip.src"] + self["ip.dst"] + self["ipv6.src"] + self["ipv6.dst"] }
+    var isIPv6: Bool { !self["ipv6.src"].isEmpty }
+
+    /// Checksum statuses by protocol: tshark says 0 bad, 1 good, 2 unverified.
+    var checksumStatuses: [(String, String)] {
+        ["ip", "tcp", "udp", "icmp", "icmpv6"].flatMap { proto in
+            self["\(proto).checksum.status"].map { (proto, $0) }
+        }
+    }
+
+    var description: String {
+        "#\(number) \(protocolName) \(addresses.joined(separator: " ")) checksums \(checksumStatuses.map { "\($0.0)=\($0.1)" }.joined(separator: " "))"
+    }
+}
