@@ -1,0 +1,328 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of the fuzz targets: Corpus/packet/ and Corpus/dns/.
+
+packet: each seed is the FuzzPacket control block (37 bytes) followed by one valid packet
+with correct checksums (docs/fuzzing.md describes the control block).
+mapping: each seed is a FuzzMapping program: table parameters, then operations.
+dns: each seed is one DNS message as sent over UDP; the UPDATE is TSIG-signed with the key
+FuzzDNS verifies against.
+
+Deterministic: running it again rewrites the same bytes. Usage: Tools/Fuzzing/make-corpus.py
+"""
+
+import hashlib
+import hmac
+import ipaddress
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# Flag bits of the control block (FuzzPacket.swift, `Flags`).
+SRC, DST, QSRC, QDST, PARTIAL, PARTIAL_AT_TRANSPORT, MISALIGNED, BUFFER_API = (1 << i for i in range(8))
+ALL_REWRITES = SRC | DST | QSRC | QDST
+
+# Lab addresses: documentation ranges only.
+V4_HOA_A, V4_HOA_B = "192.0.2.10", "192.0.2.20"            # in the packets
+V4_MOA_A, V4_MOA_B = "198.51.100.10", "203.0.113.20"       # what the rewrite writes
+V6_HOA_A, V6_HOA_B = "2001:db8:1::10", "2001:db8:1::20"
+V6_MOA_A, V6_MOA_B = "2001:db8:a::10", "2001:db8:b::20"
+
+
+def addr(text):
+    return ipaddress.ip_address(text).packed
+
+
+def control(flags, a, b, start=0, offset=0):
+    pad = lambda raw: raw + bytes(16 - len(raw))
+    return bytes([flags]) + struct.pack(">hh", start, offset) + pad(addr(a)) + pad(addr(b))
+
+
+def csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(">%dH" % (len(data) // 2), data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def put16(buf, offset, value):
+    buf[offset:offset + 2] = struct.pack(">H", value)
+
+
+# --- transport headers (checksum left zero, filled by the IP builders) ---
+
+def tcp(sport=40000, dport=80, flags=0x02, payload=b"", options=b"\x02\x04\x05\xb4"):
+    offset_words = (20 + len(options)) // 4
+    return bytearray(struct.pack(">HHIIBBHHH", sport, dport, 1000, 0, offset_words << 4, flags, 65535, 0, 0)
+                     + options + payload)
+
+
+def udp(sport=40000, dport=4000, payload=b"hello"):
+    return bytearray(struct.pack(">HHHH", sport, dport, 8 + len(payload), 0) + payload)
+
+
+def icmp(type_, code, rest=b"\0\0\0\0", payload=b""):
+    return bytearray(struct.pack(">BBH", type_, code, 0) + rest + payload)
+
+
+CHECKSUM_AT = {6: 16, 17: 6, 136: 6, 33: 6, 58: 2}
+
+
+# --- IPv4 ---
+
+def ipv4(src, dst, proto, body, options=b"", frag=0, fill_transport=True, pseudo_dst=None):
+    body = bytearray(body)
+    ihl = (20 + len(options)) // 4
+    total = ihl * 4 + len(body)
+    if fill_transport and frag & 0x1FFF == 0:
+        if proto in (6, 17):
+            at = CHECKSUM_AT[proto]
+            put16(body, at, 0)
+            pseudo = addr(src) + addr(pseudo_dst or dst) + struct.pack(">BBH", 0, proto, len(body))
+            value = csum(pseudo + bytes(body))
+            put16(body, at, value or (0xFFFF if proto == 17 else 0))
+        elif proto == 1:
+            put16(body, 2, 0)
+            put16(body, 2, csum(bytes(body)))
+    header = bytearray(struct.pack(">BBHHHBBH4s4s", 0x40 | ihl, 0, total, 0x1234, frag, 64, proto, 0,
+                                   addr(src), addr(dst)) + options)
+    put16(header, 10, csum(bytes(header)))
+    return bytes(header + body)
+
+
+# --- IPv6 ---
+
+def ext(next_header, body_len_units=0, content=None):
+    """A hop-by-hop / destination options / routing header of (units+1)*8 bytes."""
+    size = (body_len_units + 1) * 8
+    content = content if content is not None else b"\x01" + bytes([size - 4]) + bytes(size - 4)  # PadN
+    return bytes([next_header, body_len_units]) + content[:size - 2]
+
+
+def ipv6(src, dst, first, chain, proto, body, fill_transport=True, pseudo_dst=None):
+    """chain: extension header bytes (already linked); proto: upper-layer protocol."""
+    body = bytearray(body)
+    if fill_transport and proto in CHECKSUM_AT:
+        at = CHECKSUM_AT[proto]
+        put16(body, at, 0)
+        pseudo = addr(src) + addr(pseudo_dst or dst) + struct.pack(">I3xB", len(body), proto)
+        value = csum(pseudo + bytes(body))
+        put16(body, at, value or (0xFFFF if proto == 17 else 0))
+    payload = chain + bytes(body)
+    header = struct.pack(">IHBB16s16s", 0x60000000, len(payload), first, 64, addr(src), addr(dst))
+    return header + payload
+
+
+def packet_seeds():
+    seeds = {}
+    c4 = control(ALL_REWRITES, V4_MOA_A, V4_MOA_B)
+    c6 = control(ALL_REWRITES, V6_MOA_A, V6_MOA_B)
+    a4, b4, a6, b6 = V4_HOA_A, V4_HOA_B, V6_HOA_A, V6_HOA_B
+
+    # IPv4
+    syn4 = ipv4(a4, b4, 6, tcp())
+    seeds["v4-tcp-syn"] = c4 + syn4
+    seeds["v4-tcp-data"] = c4 + ipv4(a4, b4, 6, tcp(flags=0x18, options=b"", payload=b"GET / HTTP/1.1\r\n\r\n"))
+    udp4 = ipv4(a4, b4, 17, udp())
+    seeds["v4-udp"] = c4 + udp4
+    seeds["v4-udp-zero-checksum"] = c4 + ipv4(a4, b4, 17, udp(payload=b"no checksum"), fill_transport=False)
+    seeds["v4-icmp-echo"] = c4 + ipv4(a4, b4, 1, icmp(8, 0, b"\x12\x34\x00\x01", b"ping" * 4))
+    # ICMP errors quoting what we sent (their source is the router/peer, quote the other way).
+    quote_udp = udp4[:28]
+    seeds["v4-icmp-port-unreachable"] = c4 + ipv4(b4, a4, 1, icmp(3, 3, payload=quote_udp))
+    seeds["v4-icmp-time-exceeded-tcp"] = c4 + ipv4(b4, a4, 1, icmp(11, 0, payload=syn4))
+    seeds["v4-icmp-frag-needed-short-quote"] = c4 + ipv4(b4, a4, 1, icmp(3, 4, b"\0\0\x05\xdc", payload=syn4[:28]))
+    # Options: record route (harmless), and an unfinished loose source route whose final hop
+    # is what the transport pseudo-header holds.
+    rr = b"\x07\x07\x04" + bytes(4) + b"\x00"
+    seeds["v4-options-record-route"] = c4 + ipv4(a4, b4, 17, udp(), options=rr)
+    lsrr = b"\x83\x07\x04" + addr("192.0.2.99") + b"\x00"
+    seeds["v4-options-lsrr"] = c4 + ipv4(a4, b4, 6, tcp(), options=lsrr, pseudo_dst="192.0.2.99")
+    seeds["v4-fragment-first"] = c4 + ipv4(a4, b4, 17, udp(payload=b"A" * 16), frag=0x2000)
+    seeds["v4-fragment-later"] = c4 + ipv4(a4, b4, 17, b"B" * 24, frag=0x0003, fill_transport=False)
+    seeds["v4-tcp-partial"] = control(SRC | DST | PARTIAL | PARTIAL_AT_TRANSPORT, V4_MOA_A, V4_MOA_B) + syn4
+    seeds["v4-udp-partial-raw-misaligned"] = control(SRC | DST | PARTIAL | MISALIGNED, V4_MOA_A, V4_MOA_B, 20, 6) + udp4
+    seeds["v4-tcp-buffer-api"] = control(SRC | BUFFER_API, V4_MOA_A, V4_MOA_B) + syn4
+
+    # IPv6
+    syn6 = ipv6(a6, b6, 6, b"", 6, tcp())
+    seeds["v6-tcp-syn"] = c6 + syn6
+    udp6 = ipv6(a6, b6, 17, b"", 17, udp())
+    seeds["v6-udp"] = c6 + udp6
+    seeds["v6-udplite"] = c6 + ipv6(a6, b6, 136, b"", 136, udp(payload=b"lite"))
+    seeds["v6-icmpv6-echo"] = c6 + ipv6(a6, b6, 58, b"", 58, icmp(128, 0, b"\x12\x34\x00\x01", b"ping"))
+    seeds["v6-icmpv6-port-unreachable"] = c6 + ipv6(b6, a6, 58, b"", 58, icmp(1, 4, payload=udp6))
+    with_ext = ipv6(a6, b6, 60, ext(6), 6, tcp())
+    seeds["v6-icmpv6-packet-too-big-ext"] = c6 + ipv6(b6, a6, 58, b"", 58, icmp(2, 0, b"\0\0\x05\x00", payload=with_ext))
+    seeds["v6-icmpv6-quote-cut-in-ext"] = c6 + ipv6(b6, a6, 58, b"", 58, icmp(3, 0, payload=ipv6(a6, b6, 0, ext(60, 1) + ext(17, 0), 17, udp())[:52]))
+    seeds["v6-hbh-dstopts-udp"] = c6 + ipv6(a6, b6, 0, ext(60) + ext(17, 1), 17, udp())
+    # Routing header type 4 (SRH) with segments left = 1: pseudo-header holds the final segment.
+    final = "2001:db8:2::99"
+    srh = bytes([6, 2, 4, 1, 0, 0, 0, 0]) + addr(final)
+    seeds["v6-routing-segments-left"] = c6 + ipv6(a6, b6, 43, srh, 6, tcp(), pseudo_dst=final)
+    frag_first = bytes([17, 0]) + struct.pack(">HI", 0x0001, 0xABCD)
+    seeds["v6-fragment-first"] = c6 + ipv6(a6, b6, 44, frag_first, 17, udp(payload=b"A" * 16))
+    frag_later = bytes([17, 0]) + struct.pack(">HI", 0x0008, 0xABCD)
+    seeds["v6-fragment-later"] = c6 + ipv6(a6, b6, 44, frag_later, 17, b"B" * 16, fill_transport=False)
+    ah = bytes([6, 4, 0, 0]) + struct.pack(">II", 0x100, 1) + bytes(12)
+    seeds["v6-ah-tcp"] = c6 + ipv6(a6, b6, 51, ah, 6, tcp())
+    seeds["v6-esp"] = c6 + ipv6(a6, b6, 50, b"", 50, struct.pack(">II", 0x100, 1) + bytes(16), fill_transport=False)
+    seeds["v6-no-next-header"] = c6 + ipv6(a6, b6, 59, b"", 59, b"", fill_transport=False)
+    seeds["v6-tcp-partial"] = control(SRC | DST | PARTIAL | PARTIAL_AT_TRANSPORT, V6_MOA_A, V6_MOA_B) + syn6
+    seeds["v6-dccp"] = c6 + ipv6(a6, b6, 33, b"", 33, bytearray(struct.pack(">HHBBHHH", 5000, 5001, 4, 0, 0, 0, 0) + bytes(4)))
+    # Refused on purpose: a chain longer than any legitimate packet's, and a late hop-by-hop.
+    chain = b"".join(ext(60) for _ in range(17)) + ext(17)
+    seeds["v6-too-many-ext"] = c6 + ipv6(a6, b6, 60, chain[:-8] + ext(17), 17, udp())
+    seeds["v6-misplaced-hbh"] = c6 + ipv6(a6, b6, 60, ext(0) + ext(17), 17, udp())
+
+    return seeds
+
+
+# --- DNS ---
+
+# The key FuzzDNS holds (FuzzDNS.swift: `fuzzKey`), and its fixed clock.
+TSIG_KEY_NAME = "fuzz-key.example."
+TSIG_SECRET = bytes(range(32))
+TSIG_NOW = 1_700_000_000
+
+
+def name(text, pointer=None):
+    """Wire form of a name; with `pointer`, the labels end in a compression pointer."""
+    out = b""
+    for label in [part for part in text.rstrip(".").split(".") if part]:
+        out += bytes([len(label)]) + label.encode()
+    return out + (struct.pack(">H", 0xC000 | pointer) if pointer is not None else b"\0")
+
+
+def rr(owner, rtype, rdata, rclass=1, ttl=30):
+    return owner + struct.pack(">HHIH", rtype, rclass, ttl, len(rdata)) + rdata
+
+
+def message(id_, flags, questions=(), answers=(), authorities=(), additionals=()):
+    header = struct.pack(">HHHHHH", id_, flags, len(questions), len(answers), len(authorities), len(additionals))
+    return header + b"".join(questions) + b"".join(answers) + b"".join(authorities) + b"".join(additionals)
+
+
+def tsig_sign(msg):
+    """Appends a TSIG record (RFC 8945, hmac-sha256, full MAC) and bumps ARCOUNT."""
+    key_name, algorithm = name(TSIG_KEY_NAME), name("hmac-sha256.")
+    original_id = struct.unpack(">H", msg[:2])[0]
+    variables = (key_name + struct.pack(">HI", 255, 0) + algorithm + struct.pack(">Q", TSIG_NOW)[2:]
+                 + struct.pack(">HHH", 300, 0, 0))
+    mac = hmac.new(TSIG_SECRET, msg + variables, hashlib.sha256).digest()
+    rdata = algorithm + struct.pack(">Q", TSIG_NOW)[2:] + struct.pack(">HH", 300, len(mac)) + mac \
+        + struct.pack(">HHH", original_id, 0, 0)
+    arcount = struct.unpack(">H", msg[10:12])[0]
+    return msg[:10] + struct.pack(">H", arcount + 1) + msg[12:] + rr(key_name, 250, rdata, rclass=255, ttl=0)
+
+
+def dns_seeds():
+    seeds = {}
+    opt = rr(b"\0", 41, b"", rclass=1232, ttl=0)  # EDNS: 1232-byte UDP payload
+    hoa = "10.2.0.192.hoa.mat.example."
+    q_a = name(hoa) + struct.pack(">HH", 1, 1)
+    seeds["query-a-edns"] = message(0x1001, 0x0100, [q_a], additionals=[opt])
+    seeds["query-aaaa"] = message(0x1002, 0x0000, [name("0.1.0.0.8.b.d.0.1.0.0.2.hoa.mat.example.") + struct.pack(">HH", 28, 1)])
+    # A response whose owners are compressed against the question (offset 12).
+    soa = (name("ns.mat.example.") + name("hostmaster.mat.example.") + struct.pack(">IIIII", 7, 3600, 600, 86400, 30))
+    seeds["response-compressed"] = message(
+        0x1001, 0x8580, [q_a],
+        answers=[rr(name("", pointer=12), 1, addr("198.51.100.10")),
+                 rr(name("", pointer=12), 1, addr("203.0.113.20")),
+                 rr(name("", pointer=12), 16, b"\x0bv=1 seq=42")],
+        authorities=[rr(name("mat.example."), 6, soa)],
+        additionals=[rr(name("ns", pointer=12 + len(q_a) - 4 - len(name("mat.example."))), 28, addr("2001:db8::53")), opt])
+    seeds["response-nxdomain"] = message(0x1003, 0x8183, [q_a], authorities=[rr(name("mat.example."), 6, soa)])
+    # An UPDATE as a node sends it: zone SOA, prerequisite "name is in use", delete + add.
+    zone = name("mat.example.") + struct.pack(">HH", 6, 1)
+    owner = name(hoa)
+    update = message(0x2001, 0x2800, [zone],
+                     answers=[rr(owner, 255, b"", rclass=255, ttl=0)],
+                     authorities=[rr(owner, 1, b"", rclass=255, ttl=0),
+                                  rr(owner, 1, addr("198.51.100.10")),
+                                  rr(owner, 16, b"\x0bv=1 seq=43")])
+    seeds["update-unsigned"] = update
+    seeds["update-tsig"] = tsig_sign(update)
+    seeds["query-tsig"] = tsig_sign(seeds["query-a-edns"])
+    seeds["notify"] = message(0x3001, 0x2400, [zone])
+    return seeds
+
+
+# --- MappingTable programs (FuzzMapping.swift: `ByteReader`) ---
+
+INSERT, REPLACE, REMOVE, EXPIRE, REMOVE_ALL = 0, 1, 3, 5, 7
+REACHABLE = 0x02 << 2  # MappingFlags.reachable in the details byte
+
+
+def v4(index):
+    return bytes([index & 0x3F])                     # pool: 198.51.100.index
+
+
+def v6(index):
+    return bytes([0x80 | (index & 0x3F)])            # pool: 2001:db8::index
+
+
+def raw4(value):
+    return bytes([0x40]) + struct.pack(">I", value)
+
+
+def binding(address, priority=0, reachable=False, expires=None):
+    details = priority | (REACHABLE if reachable else 0)
+    return address + bytes([details]) + (bytes([0, expires]) if expires is not None else b"\1")
+
+
+def mapping_op(op, hoa, bindings, sequence=0):
+    return bytes([op]) + hoa + bytes([len(bindings)]) + b"".join(bindings) + bytes([sequence])
+
+
+def program(maximum, capacity, seed, *ops):
+    return bytes([maximum - 1, capacity]) + struct.pack(">Q", seed) + b"".join(ops)
+
+
+def mapping_seeds():
+    seeds = {}
+    seeds["move-and-expire"] = program(
+        16, 0, 0x0123456789ABCDEF,
+        mapping_op(REPLACE, v4(1), [binding(v4(10), 1, True), binding(v4(11), 0, expires=5)], 1),
+        mapping_op(REPLACE, v4(1), [binding(v4(11)), binding(v4(12), reachable=True)], 2),
+        mapping_op(INSERT, v4(2), [binding(v4(12))]),          # owned by HoA 1: refused
+        mapping_op(REPLACE, v4(1), [binding(v4(13))], 1),       # stale sequence: refused
+        bytes([EXPIRE, 10]),
+        bytes([REMOVE]) + v4(1))
+    seeds["ipv6-many"] = program(
+        64, 4, 42,
+        *[mapping_op(INSERT, v6(i), [binding(v6(32 + i), i % 4, i % 3 == 0, expires=i)]) for i in range(1, 20)],
+        bytes([EXPIRE, 9]),
+        *[bytes([REMOVE]) + v6(i) for i in range(1, 20, 2)])
+    seeds["refusals"] = program(
+        2, 0, 7,
+        mapping_op(INSERT, v4(0), [binding(v4(1))]),                      # unspecified HoA
+        mapping_op(INSERT, v4(3), []),                                    # no MoA
+        mapping_op(INSERT, v4(3), [binding(v6(1))]),                      # family mismatch
+        mapping_op(INSERT, v4(3), [binding(v4(4)), binding(v4(4))]),      # duplicate MoA
+        mapping_op(INSERT, v4(3), [binding(v4(i)) for i in range(4, 21)]),  # 17 MoAs
+        mapping_op(INSERT, v4(3), [binding(raw4(0xC0000201))]),
+        mapping_op(INSERT, v4(5), [binding(v4(5))]),                      # at home: MoA == HoA
+        mapping_op(INSERT, v4(6), [binding(v4(7))]),                      # table full (2)
+        bytes([REMOVE_ALL, 0]),
+        mapping_op(INSERT, v4(6), [binding(v4(7))]))
+    return seeds
+
+
+def write(target, seeds):
+    out = os.path.join(HERE, "Corpus", target)
+    os.makedirs(out, exist_ok=True)
+    for old in os.listdir(out):
+        os.remove(os.path.join(out, old))
+    for seed, data in sorted(seeds.items()):
+        with open(os.path.join(out, seed), "wb") as f:
+            f.write(data)
+    print("make-corpus: %s: %d seeds, %d bytes" % (target, len(seeds), sum(map(len, seeds.values()))))
+
+
+if __name__ == "__main__":
+    write("packet", packet_seeds())
+    write("mapping", mapping_seeds())
+    write("dns", dns_seeds())
