@@ -72,7 +72,7 @@ let package = Package(
         .testTarget(name: "MATDNSTests", dependencies: ["MATDNS"]),
         .testTarget(name: "MATLinuxTests", dependencies: ["MATLinux", "MATPacket"]),
         .testTarget(name: "MATNodeTests", dependencies: ["MATNode", "MATPacket", "MATIMSClient", "MATConfig"]),
-        .testTarget(name: "MATLabTests", dependencies: ["MATNode", "MATPacket", "matd", "matctl"]),
+        .testTarget(name: "MATLabTests", dependencies: ["MATNode", "MATPacket", "matd", "matctl", "mat-ims"]),
         .testTarget(name: "MATIMSTests", dependencies: ["MATIMS", "MATDNS", "MATConfig"]),
         .testTarget(name: "MATIMSClientTests", dependencies: ["MATIMSClient", "MATDNS", "MATPacket"]),
     ],

@@ -59,7 +59,7 @@ public final class Daemon {
         let status = StatusSource(config: config, tun: tun.name, offloads: tun.offloads.description,
                                   addresses: addresses, started: started)
         let control = try ControlServer(path: config.controlSocket) { request in
-            status.reply(to: request, engine: engine)
+            status.reply(to: request, engine: engine, mappings: mappings)
         }
         defer { control.stop() }
 
@@ -102,7 +102,7 @@ struct StatusSource: Sendable {
     let addresses: NodeAddresses
     let started: Date
 
-    func reply(to request: ControlRequest, engine: Engine) -> ControlReply {
+    func reply(to request: ControlRequest, engine: Engine, mappings: MappingService) -> ControlReply {
         switch request.command {
         case .status:
             let mobile = [addresses.mobile4?.description, addresses.mobile6?.description].compactMap { $0 }
@@ -123,7 +123,7 @@ struct StatusSource: Sendable {
                     preferred: state.preferred?.description, sequence: mapping.sequence)
             })
         case .stats:
-            return ControlReply(stats: StatsReport(engine.counters))
+            return ControlReply(stats: StatsReport(engine.counters, ims: mappings.imsCounters))
         }
     }
 }

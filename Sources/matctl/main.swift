@@ -84,5 +84,8 @@ struct Stats: ParsableCommand {
         print("super-packets: \(stats.superPackets)")
         let drops = stats.drops.filter { $0.value > 0 }.sorted { $0.key < $1.key }
         print("drops:    \(drops.isEmpty ? "none" : drops.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
+        if let ims = stats.ims {
+            print("ims:      \(ims.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
+        }
     }
 }

@@ -92,8 +92,12 @@ public struct StatsReport: Codable, Sendable, Equatable {
     public var superPackets: UInt64
     /// Every drop reason with its count, zeros included, so scripts can rely on the keys.
     public var drops: [String: UInt64]
+    /// The IMS client's counters (queries, timeouts, stale answers served, ...), when an
+    /// `[ims]` section is configured.
+    public var ims: [String: UInt64]?
 
-    public init(_ counters: EngineCounters) {
+    public init(_ counters: EngineCounters, ims: [String: UInt64]? = nil) {
+        self.ims = ims
         outboundPackets = counters.outboundPackets
         outboundBytes = counters.outboundBytes
         inboundPackets = counters.inboundPackets

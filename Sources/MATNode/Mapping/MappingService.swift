@@ -74,6 +74,13 @@ public final class MappingService: @unchecked Sendable {
         while thread?.isFinished == false { usleep(1_000) }
     }
 
+    /// The IMS client's counters by metric name, or nil without an `[ims]` section.
+    public var imsCounters: [String: UInt64]? {
+        client.map { client in
+            Dictionary(client.statistics.named.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first })
+        }
+    }
+
     /// Called by the engine thread: packets wait for a mapping of `hoa`.
     public func lookUp(_ hoa: IPAddress) {
         let added = misses.withLock { queue -> Bool in
