@@ -252,7 +252,7 @@ public enum TSIG {
         var writer = WireWriter(compress: false)
         writer.u16(id)
         writer.u16(header.flags)
-        if let layout {
+        if let layout, questionsParse(request, count: Int(request[4]) << 8 | Int(request[5]), end: layout.questionEnd) {
             // Copying the question octets keeps any compression pointers in it valid:
             // they can only point into the question section, which sits at the same offsets.
             writer.append(request[4..<6])
@@ -262,6 +262,22 @@ public enum TSIG {
             writer.append([0, 0, 0, 0, 0, 0, 0, 0])
         }
         return writer.bytes
+    }
+
+    /// Whether the `count` questions of `request` parse, names and pointers included, and
+    /// end at `end`. The framing scan only skips names, so a question with a pointer
+    /// outside the message passes it; echoing that would make the reply unparseable.
+    private static func questionsParse(_ request: [UInt8], count: Int, end: Int) -> Bool {
+        request.withUnsafeBufferPointer { buffer in
+            var reader = WireReader(buffer, position: 12)
+            reader.limit = end
+            for _ in 0..<count {
+                guard (try? reader.name()) != nil, (try? reader.u16()) != nil, (try? reader.u16()) != nil else {
+                    return false
+                }
+            }
+            return reader.position == end
+        }
     }
 
     /// Reads a TSIG record: owner, TYPE TSIG, CLASS ANY, TTL 0, RDATA exactly filled.

@@ -176,3 +176,14 @@ struct MalformedInputTests {
         #expect(parsed > 1000)
     }
 }
+
+/// Found by FuzzDNS: a question whose name is a pointer past the end passed the framing
+/// scan and was echoed into the FORMERR reply, which then did not parse.
+@Test func formErrReplyToABadPointerQuestionParses() throws {
+    let request = hex("000100000001000000000001c0ff000100010000fa00ff000000000000")
+    let outcome = TSIG.verifyRequest(request, keyring: TSIGKeyring(), now: 0)
+    let reply = try #require(TSIG.errorResponse(to: request, outcome: outcome, keyring: TSIGKeyring(), now: 0))
+    let parsed = try DNSMessage(bytes: reply)
+    #expect(parsed.questions.isEmpty)
+    #expect(parsed.header.responseCode == .formErr)
+}
