@@ -35,7 +35,7 @@ public final class Daemon {
         }
         defer { host.teardown() }
 
-        let addresses = try currentAddresses(host)
+        let addresses = NodeAddresses(homes: config.homeAddresses).withMobile(from: try host.uplinkAddresses())
         var table = MappingTable()
         for peer in config.peers {
             let bindings = peer.mobileAddresses.enumerated().map {
@@ -57,40 +57,17 @@ public final class Daemon {
         defer { mappings.stop() }
 
         let status = StatusSource(config: config, tun: tun.name, offloads: tun.offloads.description,
-                                  addresses: addresses, started: started)
+                                  started: started)
         let control = try ControlServer(path: config.controlSocket) { request in
             status.reply(to: request, engine: engine, mappings: mappings)
         }
         defer { control.stop() }
 
         log("matd: up on \(tun.name) (offloads \(tun.offloads)), home \(config.homeAddresses), "
-            + "mobile \(describe(addresses)), \(config.peers.count) static peer(s)")
+            + "mobile \(addresses.mobileDescription), \(config.peers.count) static peer(s)")
         var received: Int32 = 0
         sigwait(&signals, &received)
         log("matd: signal \(received), restoring the host")
-    }
-
-    private func currentAddresses(_ host: HostSetup) throws -> NodeAddresses {
-        var addresses = NodeAddresses()
-        for home in config.homeAddresses {
-            switch home {
-            case .v4(let address): addresses.home4 = address
-            case .v6(let address): addresses.home6 = address
-            }
-        }
-        for address in try host.uplinkAddresses() {
-            switch address {
-            case .v4(let moa) where addresses.mobile4 == nil: addresses.mobile4 = moa
-            case .v6(let moa) where addresses.mobile6 == nil: addresses.mobile6 = moa
-            default: break
-            }
-        }
-        return addresses
-    }
-
-    private func describe(_ addresses: NodeAddresses) -> String {
-        let parts = [addresses.mobile4?.description, addresses.mobile6?.description].compactMap { $0 }
-        return parts.isEmpty ? "none yet" : parts.joined(separator: ", ")
     }
 }
 
@@ -99,15 +76,14 @@ struct StatusSource: Sendable {
     let config: NodeConfig
     let tun: String
     let offloads: String
-    let addresses: NodeAddresses
     let started: Date
 
     func reply(to request: ControlRequest, engine: Engine, mappings: MappingService) -> ControlReply {
         switch request.command {
         case .status:
-            let mobile = [addresses.mobile4?.description, addresses.mobile6?.description].compactMap { $0 }
             return ControlReply(status: StatusReport(
-                tunDevice: tun, homeAddresses: config.homeAddresses.map(\.description), mobileAddresses: mobile,
+                tunDevice: tun, homeAddresses: config.homeAddresses.map(\.description),
+                mobileAddresses: mappings.currentAddresses.mobileAddresses.map(\.description),
                 uplinks: config.uplinks, domainPrefixes: config.domainPrefixes.map(\.description),
                 offloads: offloads, uptimeSeconds: UInt64(Date().timeIntervalSince(started)),
                 peerCount: engine.mappings.count))

@@ -15,4 +15,32 @@ public struct NodeAddresses: Sendable, Equatable {
         self.home6 = home6
         self.mobile6 = mobile6
     }
+
+    /// The node's HoAs, one per family.
+    public init(homes: [IPAddress]) {
+        for home in homes {
+            switch home {
+            case .v4(let address): home4 = address
+            case .v6(let address): home6 = address
+            }
+        }
+    }
+
+    /// The same HoAs with the MoAs taken from the uplinks' addresses: the first of each family.
+    public func withMobile(from uplinkAddresses: [IPAddress]) -> NodeAddresses {
+        var next = self
+        next.mobile4 = uplinkAddresses.lazy.compactMap { if case .v4(let a) = $0 { a } else { nil } }.first
+        next.mobile6 = uplinkAddresses.lazy.compactMap { if case .v6(let a) = $0 { a } else { nil } }.first
+        return next
+    }
+
+    /// The current MoAs, IPv4 first.
+    public var mobileAddresses: [IPAddress] {
+        [mobile4.map(IPAddress.v4), mobile6.map(IPAddress.v6)].compactMap { $0 }
+    }
+
+    /// The MoAs for a log line.
+    public var mobileDescription: String {
+        mobileAddresses.isEmpty ? "none" : mobileAddresses.map(\.description).joined(separator: ", ")
+    }
 }

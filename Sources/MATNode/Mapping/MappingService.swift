@@ -25,6 +25,8 @@ public final class MappingService: @unchecked Sendable {
     private let sequences: SequenceStore
     private var schedules: [AddressFamily: RegistrationSchedule] = [:]
     private var addresses: NodeAddresses
+    /// `addresses` as of the last change, for the control thread.
+    private let publishedAddresses: Mutex<NodeAddresses>
     /// Mappings learned from the IMS, with the time their TTL runs out.
     private var learned: [IPAddress: (mapping: PeerMapping, expiresAt: UInt64)] = [:]
     private let misses = Mutex<[IPAddress]>([])
@@ -39,6 +41,7 @@ public final class MappingService: @unchecked Sendable {
         self.host = host
         self.engine = engine
         self.addresses = addresses
+        publishedAddresses = Mutex(addresses)
         sequences = SequenceStore(path: config.stateDirectory + "/sequence")
         wakeup = try Wakeup()
         if let ims = config.ims {
@@ -74,6 +77,9 @@ public final class MappingService: @unchecked Sendable {
         while thread?.isFinished == false { usleep(1_000) }
     }
 
+    /// The node's HoAs and current MoAs.
+    public var currentAddresses: NodeAddresses { publishedAddresses.withLock { $0 } }
+
     /// The IMS client's counters by metric name, or nil without an `[ims]` section.
     public var imsCounters: [String: UInt64]? {
         client.map { client in
@@ -107,15 +113,14 @@ public final class MappingService: @unchecked Sendable {
     /// Picks up a changed MoA: the engine, the diversion and the registration follow it.
     private func followUplinks(now: UInt64) {
         guard let found = try? host.uplinkAddresses() else { return }
-        var next = addresses
-        next.mobile4 = found.lazy.compactMap { if case .v4(let a) = $0 { a } else { nil } }.first
-        next.mobile6 = found.lazy.compactMap { if case .v6(let a) = $0 { a } else { nil } }.first
+        let next = addresses.withMobile(from: found)
         for family in schedules.keys {
             schedules[family]?.moasChanged(to: found.filter { $0.family == family }, at: now)
         }
         guard next != addresses else { return }
-        log("matd: mobile addresses now \(Self.describe(next)) (were \(Self.describe(addresses)))")
+        log("matd: mobile addresses now \(next.mobileDescription) (were \(addresses.mobileDescription))")
         addresses = next
+        publishedAddresses.withLock { $0 = next }
         engine.send(.setAddresses(next))
         updateDiversion()
     }
@@ -192,11 +197,6 @@ public final class MappingService: @unchecked Sendable {
         } catch {
             log("matd: updating the inbound diversion failed: \(error)")
         }
-    }
-
-    static func describe(_ addresses: NodeAddresses) -> String {
-        let parts = [addresses.mobile4?.description, addresses.mobile6?.description].compactMap { $0 }
-        return parts.isEmpty ? "none" : parts.joined(separator: ", ")
     }
 
     /// Reads the node's TSIG key, refusing a file others can read: the key is what lets
