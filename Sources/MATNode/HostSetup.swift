@@ -6,10 +6,14 @@ import MATPacket
 
 /// Everything matd changes on the host, and how it undoes it (docs/datapath.md).
 ///
-/// - The persistent TUN device, with the HoAs, routes for the domain prefixes and
-///   per-device sysctls that let the kernel forward what the engine writes back. All of it
-///   goes when the device is deleted; a crash leaves the device, so HoA traffic is dropped
-///   there instead of leaking out of the default route.
+/// - The persistent TUN device, with the HoAs, routes for the domain prefixes (in a table
+///   of matd's own) and per-device sysctls that let the kernel forward what the engine
+///   writes back. All of it goes when the device is deleted; a crash leaves the device, so
+///   HoA traffic is dropped there instead of leaking out of the default route.
+/// - A policy rule per domain prefix that sends this host's own traffic to that table.
+///   Packets the engine writes back come from the TUN device, not from the host, so they
+///   are routed by the main table even when their destination (a peer at home, whose MoA
+///   is its HoA) lies inside a domain prefix.
 /// - One nftables table, `netdev matd_<tun>`, with an ingress chain per uplink that hands
 ///   packets from known peers' MoAs (and ICMP errors about them) to the TUN device.
 public final class HostSetup {
@@ -44,9 +48,23 @@ public final class HostSetup {
                                    interface: index, allowExisting: true)
         }
         for prefix in config.domainPrefixes {
-            try netlink.addRoute(prefix, interface: index, table: RouteNetlink.mainTable, allowExisting: true)
+            try netlink.addRoute(prefix, interface: index, table: config.routingTable, allowExisting: true)
         }
         try Self.setDeviceSysctls(tun: tun.name)
+        for rule in Self.rules(config) {
+            // A rule a dead matd left is replaced rather than doubled.
+            try? netlink.deleteRule(rule)
+            try netlink.addRule(rule)
+        }
+    }
+
+    /// The policy rules: locally generated traffic (input interface `lo`) to a domain
+    /// prefix looks up matd's table.
+    static func rules(_ config: NodeConfig) -> [RouteNetlink.Rule] {
+        config.domainPrefixes.map {
+            RouteNetlink.Rule(family: $0.address.family, priority: config.rulePriority, destination: $0,
+                              inputInterface: "lo", table: config.routingTable)
+        }
     }
 
     /// The uplinks' current addresses, the candidates for the node's MoAs.
@@ -113,23 +131,27 @@ public final class HostSetup {
         ]
     }
 
-    /// Removes the nftables table and the TUN device with everything on it.
+    /// Removes the policy rules, the nftables table and the TUN device with everything on it.
     public func teardown() {
+        for rule in Self.rules(config) { try? netlink.deleteRule(rule) }
         _ = try? nftables.run("delete table netdev \(Self.tableName(tun: tun.name))")
         try? tun.setPersistent(false)
     }
 
-    /// Removes what a matd that died without `teardown` left: its nftables table and its
-    /// persistent TUN device. Returns what it removed.
+    /// Removes what a matd that died without `teardown` left: its policy rules, its
+    /// nftables table and its persistent TUN device. Returns what it removed.
     public static func cleanup(config: NodeConfig) throws(SystemError) -> [String] {
         var removed: [String] = []
+        let netlink = try RouteNetlink()
+        for (prefix, rule) in zip(config.domainPrefixes, rules(config)) where (try? netlink.deleteRule(rule)) != nil {
+            removed.append("rule pref \(rule.priority) to \(prefix) iif lo lookup \(rule.table)")
+        }
         let table = tableName(tun: config.tunName)
         let nftables = try Nftables()
         if (try? nftables.run("list table netdev \(table)")) != nil {
             try nftables.run("delete table netdev \(table)")
             removed.append("nftables table netdev \(table)")
         }
-        let netlink = try RouteNetlink()
         if case .some(.some("tun")) = netlink.kind(of: config.tunName) {
             try netlink.deleteLink(config.tunName)
             removed.append("TUN device \(config.tunName)")

@@ -26,6 +26,10 @@ public struct NodeConfig: Sendable, Equatable {
     public var controlSocket: String
     /// Directory for state that must survive restarts (sequence numbers).
     public var stateDirectory: String
+    /// Routing table that holds the domain-prefix routes into the TUN device.
+    public var routingTable: UInt32
+    /// Priority of the policy rules that send this host's own domain traffic to that table.
+    public var rulePriority: UInt32
     /// Peers with a fixed mapping.
     public var peers: [StaticPeer]
     /// Where mappings are registered and looked up; nil for static peers only.
@@ -52,6 +56,8 @@ public struct NodeConfig: Sendable, Equatable {
     public static let defaultSignalingPort: UInt16 = 7540
     public static let defaultControlSocket = "/run/matd/control.sock"
     public static let defaultStateDirectory = "/var/lib/matd"
+    public static let defaultRoutingTable: UInt32 = 7540
+    public static let defaultRulePriority: UInt32 = 7540
 
     /// Parses and validates the text of a configuration file.
     public init(parsing text: String) throws(ConfigError) {
@@ -63,6 +69,8 @@ public struct NodeConfig: Sendable, Equatable {
         signalingPort = Self.defaultSignalingPort
         controlSocket = Self.defaultControlSocket
         stateDirectory = Self.defaultStateDirectory
+        routingTable = Self.defaultRoutingTable
+        rulePriority = Self.defaultRulePriority
         peers = []
         ims = nil
         var sawNode = false
@@ -127,6 +135,19 @@ public struct NodeConfig: Sendable, Equatable {
                 controlSocket = try Self.absolutePath(entry)
             case "state-directory":
                 stateDirectory = try Self.absolutePath(entry)
+            case "routing-table":
+                // 0 and 253-255 are the kernel's unspec, default, main and local tables.
+                guard let table = UInt32(entry.value), table > 0, !(253...255).contains(table) else {
+                    throw ConfigError(line: entry.line, key: entry.key,
+                                      message: "\(entry.value) is not a table number (1-4294967295 except 253-255)")
+                }
+                routingTable = table
+            case "rule-priority":
+                // 0 is the local table's rule; at 32766 and above the main table has already answered.
+                guard let priority = UInt32(entry.value), (1..<32_766).contains(priority) else {
+                    throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not 1-32765")
+                }
+                rulePriority = priority
             default:
                 throw ConfigError(line: entry.line, key: entry.key, message: "unknown key in [node]")
             }

@@ -54,31 +54,19 @@ struct LabTests {
         let status = try JSONDecoder().decode(StatusReport.self, from: Data(lab.matctl("vm", "status", "--json").utf8))
         #expect(status.mobileAddresses == [Addr.vm.home4, Addr.vm.home6])
 
-        withKnownIssue("""
-            The CN's engine translates its packet to the at-home VM (destination HoA -> MoA \
-            198.51.100.10 or 2001:db8:100::10, inside the domain prefixes), writes it back to \
-            mat0, and the kernel routes it by the domain-prefix route into mat0 again; the \
-            engine then drops it as not_from_home_address. matd installs no rule that sends \
-            packets written back by the engine (iif mat0) past the domain-prefix routes.
-            """) { () throws in
-            for family in Addr.Family.allCases {
-                #expect(try lab.ping("vm", Addr.cn.home(family), count: 2), "vm -> cn \(family)")
-                #expect(try lab.ping("cn", Addr.vm.home(family), count: 2), "cn -> vm \(family)")
-            }
+        // The CN translates its packets to the VM's MoA, which is inside the domain prefix:
+        // matd's rule must route them out of the uplink, not back into mat0.
+        for family in Addr.Family.allCases {
+            #expect(try lab.ping("vm", Addr.cn.home(family), count: 2), "vm -> cn \(family)")
+            #expect(try lab.ping("cn", Addr.vm.home(family), count: 2), "cn -> vm \(family)")
         }
-
-        // What the CN would need: packets coming back out of the engine are routed by the
-        // uplink's routes, not the domain prefix's. Added here by hand, it shows that the
-        // at-home VM node itself (Engine.isInbound with MoA == HoA) carries everything.
-        try lab.exec("cn", "ip", "-4", "rule", "add", "iif", "mat0", "lookup", "100", "pref", "100")
-        try lab.exec("cn", "ip", "-4", "route", "add", "default", "via", "192.0.2.129", "dev", "eth0", "table", "100")
-        try lab.exec("cn", "ip", "-6", "rule", "add", "iif", "mat0", "lookup", "100", "pref", "100")
-        try lab.exec("cn", "ip", "-6", "route", "add", "default", "via", "2001:db8:c::1", "dev", "eth0", "table", "100")
         let file = try lab.randomFile("payload", megabytes: 50)
         try trafficMatrix(lab, file: file)
-        let stats = try lab.stats("vm")
-        #expect(counter(stats, "inboundPackets") > 0 && counter(stats, "outboundPackets") > 0, "\(stats)")
-        #expect(drops(stats).isEmpty, "vm dropped packets: \(drops(stats))")
+        for node in ["vm", "cn"] {
+            let stats = try lab.stats(node)
+            #expect(counter(stats, "inboundPackets") > 0 && counter(stats, "outboundPackets") > 0, "\(node): \(stats)")
+            #expect(drops(stats).isEmpty, "\(node) dropped packets: \(drops(stats))")
+        }
     }
 
     // MARK: the wire
@@ -208,7 +196,8 @@ struct LabTests {
 
     /// matd changes nothing in the VM node's namespace that survives it: after SIGTERM, and
     /// after kill -9 followed by `matd cleanup` (a crash leaves only the persistent TUN
-    /// device and the nftables table, docs/datapath.md; a new `matd run` takes them over).
+    /// device, the policy rules and the nftables table, docs/datapath.md; a new `matd run`
+    /// takes them over).
     @Test func hostIsRestoredAfterStopAndAfterCrashAndCleanup() throws {
         let lab = try Lab()
         defer { lab.close() }
@@ -237,20 +226,24 @@ struct LabTests {
         #expect(stateDifferences(before, afterStop).isEmpty, "after SIGTERM: \(stateDifferences(before, afterStop))")
 
         // kill -9 leaves, by design (docs/datapath.md), the persistent TUN device with what
-        // is on it and the nftables table; nothing else. HoA traffic does not leak meanwhile.
+        // is on it, the policy rules into its table and the nftables table; nothing else.
+        // HoA traffic does not leak meanwhile.
         try lab.startMatd("vm")
         #expect(try lab.ping("vm", Addr.cn.home4))
         try lab.killMatd("vm")
         let afterKill = try lab.hostState("vm")
         let leftovers = changedLines(before, afterKill)
-        for (key, lines) in leftovers where key != "nft list ruleset" {
+        for (key, lines) in leftovers where key != "nft list ruleset" && !key.hasSuffix(" rule") {
             #expect(lines.allSatisfy { $0.contains("mat0") }, "after kill -9, \(key) changed beyond mat0: \(lines)")
         }
+        #expect(leftovers["ip -4 rule"] == ["7540:\tfrom all to 198.51.100.0/24 iif lo lookup 7540"],
+                "\(leftovers["ip -4 rule"] ?? [])")
+        #expect(leftovers["ip -6 rule"] == ["7540:\tfrom all to 2001:db8:100::/64 iif lo lookup 7540"],
+                "\(leftovers["ip -6 rule"] ?? [])")
         #expect(before["nft list ruleset"]?.isEmpty == true)
         let ruleset = afterKill["nft list ruleset"] ?? ""
         #expect(ruleset.hasPrefix("table netdev matd_mat0 {") && ruleset.components(separatedBy: "table ").count == 2,
                 "after kill -9 the ruleset is not just matd's table: \(ruleset)")
-        #expect(leftovers["ip -4 rule"] == nil && leftovers["ip -6 rule"] == nil)
         let crashCapture = try Capture(lab, interface: lab.routerPort("vm"), name: "crashed")
         #expect(try !lab.ping("vm", Addr.cn.home4, count: 2), "HoA traffic got through with matd dead")
         #expect(try !lab.ping("cn", Addr.vm.home6, count: 2), "HoA traffic got through with matd dead")
@@ -271,6 +264,7 @@ struct LabTests {
         let cleanup = try lab.exec("vm", LabPaths.matd, "cleanup", "--config", config)
         #expect(cleanup.contains("removed nftables table netdev matd_mat0"), "\(cleanup)")
         #expect(cleanup.contains("removed TUN device mat0"), "\(cleanup)")
+        #expect(cleanup.contains("removed rule pref 7540 to 198.51.100.0/24 iif lo lookup 7540"), "\(cleanup)")
         let afterCleanup = try lab.hostState("vm")
         #expect(stateDifferences(before, afterCleanup).isEmpty, "after kill -9 and cleanup: \(stateDifferences(before, afterCleanup))")
         let again = try lab.exec("vm", LabPaths.matd, "cleanup", "--config", config)

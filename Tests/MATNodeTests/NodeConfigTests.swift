@@ -12,6 +12,8 @@ import Testing
         domain-prefix = 198.51.100.0/24
         domain-prefix = 2001:db8:100::/64
         signaling-port = 7600
+        routing-table = 100
+        rule-priority = 90
 
         [peer]
         home-address = 198.51.100.20
@@ -36,6 +38,7 @@ import Testing
         #expect(config.domainPrefixes.map(\.description) == ["198.51.100.0/24", "2001:db8:100::/64"])
         #expect(config.signalingPort == 7600)
         #expect(config.tunName == "mat0")
+        #expect(config.routingTable == 100 && config.rulePriority == 90)
         #expect(config.controlSocket == "/run/matd/control.sock")
         #expect(config.peers.count == 2)
         #expect(config.peers[1].mobileAddresses.count == 2)
@@ -60,6 +63,9 @@ import Testing
         ("[node]\nuplink =", "line 2: uplink: has no value"),
         ("[node]\nsignaling-port = 70000", "line 2: signaling-port: 70000 is not a port (1-65535)"),
         ("[node]\ncontrol-socket = run/x", "line 2: control-socket: run/x is not an absolute path"),
+        ("[node]\nrouting-table = 254", "line 2: routing-table: 254 is not a table number (1-4294967295 except 253-255)"),
+        ("[node]\nrouting-table = 0", "line 2: routing-table: 0 is not a table number (1-4294967295 except 253-255)"),
+        ("[node]\nrule-priority = 32766", "line 2: rule-priority: 32766 is not 1-32765"),
         ("[node]\nhome-address = 198.51.100.1\nhome-address = 198.51.100.2",
          "line 3: home-address: a second IPv4 home address (one per family)"),
         ("[node]\nhome-address = 198.51.100.1\nuplink = eth0", "line 1: domain-prefix: missing in [node]"),
