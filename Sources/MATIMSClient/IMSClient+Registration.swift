@@ -5,25 +5,35 @@ import MATPacket
 extension IMSClient {
     /// Publishes `hoa -> moas` at `sequence` and confirms it took effect.
     ///
+    /// `publicKey` is the node's Ed25519 public key, standard base64 of its 32 octets
+    /// (44 characters with the padding): it is published in the version TXT as
+    /// `"key=<publicKey>"`, bound to the HoA by this TSIG-signed update, so that receivers
+    /// of the node's signed mobility alerts can verify them. Nil publishes no key (and
+    /// removes one published before). A key that is not valid base64 of 32 octets is
+    /// refused before anything is sent (``IMSClientError/invalidPublicKey(_:)``).
+    ///
     /// Sends one TSIG-signed UPDATE (see ``RegistrationBuilder``) to the servers in order,
     /// checks the reply's TSIG against the request, then queries the accepting server
-    /// until the forward name holds exactly `moas` and `seq=<sequence>`. The caller
+    /// until the forward name holds exactly `moas`, `seq=<sequence>` and the key. The caller
     /// persists `sequence` before calling and never reuses it. PTRs of MoAs this client
     /// published earlier are removed; after a restart the previous MoAs are read from the
     /// IMS first. An empty `moas` deregisters (the TXT, and so the sequence, stays).
     @discardableResult
-    public func register(hoa: IPAddress, moas: [IPAddress], sequence: UInt64) throws(IMSClientError) -> RegistrationResult {
+    public func register(hoa: IPAddress, moas: [IPAddress], sequence: UInt64,
+                         publicKey: String? = nil) throws(IMSClientError) -> RegistrationResult {
         guard let key = configuration.key else { throw .noKey }
         if let stray = moas.first(where: { $0.family != hoa.family }) {
             throw .familyMismatch(hoa: hoa, moa: stray)
         }
+        if let publicKey, !MappingNames.isValidPublicKey(publicKey) { throw .invalidPublicKey(publicKey) }
         let wanted = RegistrationBuilder.unique(moas)
         let previous = previouslyPublished(hoa)
         let builder = RegistrationBuilder(names: configuration.names, ttl: configuration.recordTTL)
         let signed: TSIGSignedMessage
         do {
             signed = try builder.signedUpdate(id: UInt16.random(in: .min ... .max), hoa: hoa, moas: wanted,
-                                              sequence: sequence, previousMoAs: previous, key: key, now: clock())
+                                              sequence: sequence, publicKey: publicKey, previousMoAs: previous,
+                                              key: key, now: clock())
         } catch {
             throw .encoding(error)
         }
@@ -37,12 +47,13 @@ extension IMSClient {
         try checkUpdateReply(exchange, key: key, requestMAC: signed.mac, hoa: hoa, sequence: sequence)
         state.withLock { $0.published[hoa] = wanted }
 
-        let confirmation = try confirm(hoa: hoa, moas: wanted, sequence: sequence, server: exchange.server)
+        let confirmation = try confirm(hoa: hoa, moas: wanted, sequence: sequence, publicKey: publicKey,
+                                       server: exchange.server)
         count { $0.registrations += 1 }
         log(.info, "registered \(confirmation)")
         let removed = previous.filter { !wanted.contains($0) }
-        return RegistrationResult(hoa: hoa, moas: wanted, sequence: sequence, server: exchange.server,
-                                  removedMoAs: removed, confirmation: confirmation)
+        return RegistrationResult(hoa: hoa, moas: wanted, sequence: sequence, publicKey: publicKey,
+                                  server: exchange.server, removedMoAs: removed, confirmation: confirmation)
     }
 
     /// The MoAs whose PTRs the next update should drop: what this client last had
@@ -80,15 +91,17 @@ extension IMSClient {
         throw refusal
     }
 
-    /// Reads the forward name back from `server` until it matches, a few times.
-    private func confirm(hoa: IPAddress, moas: [IPAddress], sequence: UInt64,
+    /// Reads the forward name back from `server` until it matches (MoAs, sequence and
+    /// public key, a missing key included), a few times.
+    private func confirm(hoa: IPAddress, moas: [IPAddress], sequence: UInt64, publicKey: String?,
                          server: DNSServerAddress) throws(IMSClientError) -> PeerMappingAnswer {
         var found: PeerMappingAnswer?
         for attempt in 0..<max(1, configuration.confirmationAttempts) {
             if attempt > 0 { usleep(UInt32(max(0, configuration.confirmationDelayMilliseconds)) * 1000) }
             let now = clock()
             found = try? fetch(hoa: hoa, servers: [server], now: now)
-            if let answer = found, answer.sequence == sequence, Set(answer.moas) == Set(moas) {
+            if let answer = found, answer.sequence == sequence, answer.publicKey == publicKey,
+               Set(answer.moas) == Set(moas) {
                 // Our own mapping is as good as any peer's answer: cache it.
                 state.withLock { $0.cache.store(answer) }
                 return answer

@@ -172,10 +172,11 @@ public final class IMSClient: Sendable {
         for record in addresses.records {
             if let moa = MappingNames.address(from: record.data), !moas.contains(moa) { moas.append(moa) }
         }
-        let sequence = versions.records.lazy.compactMap { MappingNames.sequence(from: $0.data) }.first
+        // Sequence and key come from the same (first well-formed) version TXT.
+        let version = versions.records.lazy.compactMap { MappingNames.version(from: $0.data) }.first
         let ttl = (addresses.records + versions.records).map(\.ttl).min() ?? 0
-        return PeerMappingAnswer(hoa: hoa, moas: moas, sequence: sequence, ttl: ttl, fetchedAt: now,
-                                 source: .ims(addresses.server))
+        return PeerMappingAnswer(hoa: hoa, moas: moas, sequence: version?.sequence, ttl: ttl, fetchedAt: now,
+                                 source: .ims(addresses.server), publicKey: version?.publicKey)
     }
 
     struct RRsetAnswer {

@@ -75,6 +75,10 @@ public struct PeerMappingAnswer: Hashable, Sendable, CustomStringConvertible {
     /// The sequence number from the `"v=1" "seq=<n>"` TXT; nil if there is none or it is
     /// malformed (such a mapping is older than any versioned one).
     public var sequence: UInt64?
+    /// The peer's Ed25519 public key from the `"key=<base64>"` string of the same TXT,
+    /// as published (standard base64 of 32 octets); nil if the TXT has none, or none that
+    /// is valid. Signed mobility alerts from this HoA verify with it.
+    public var publicKey: String?
     /// The smallest TTL among the records read, as published.
     public var ttl: UInt32
     /// Clock reading when the answer was fetched from the IMS.
@@ -84,10 +88,11 @@ public struct PeerMappingAnswer: Hashable, Sendable, CustomStringConvertible {
 
     /// Creates an answer.
     public init(hoa: IPAddress, moas: [IPAddress], sequence: UInt64?, ttl: UInt32, fetchedAt: UInt64,
-                source: AnswerSource) {
+                source: AnswerSource, publicKey: String? = nil) {
         self.hoa = hoa
         self.moas = moas
         self.sequence = sequence
+        self.publicKey = publicKey
         self.ttl = ttl
         self.fetchedAt = fetchedAt
         self.source = source
@@ -114,9 +119,10 @@ public struct PeerMappingAnswer: Hashable, Sendable, CustomStringConvertible {
         return PeerMapping(hoa: hoa, moas: bindings, sequence: sequence ?? 0)
     }
 
-    /// One line for logs: `HoA seq=N ttl=T [MoAs] (source)`.
+    /// One line for logs: `HoA seq=N [key=XXXXXXXX…] ttl=T [MoAs] (source)`, the key
+    /// shortened to its first 8 characters.
     public var description: String {
-        let seq = sequence.map(String.init) ?? "none"
+        let seq = (sequence.map(String.init) ?? "none") + (publicKey.map { " key=\($0.prefix(8))…" } ?? "")
         let from = switch source {
         case .ims(let server): "from \(server)"
         case .cache: "cached"
@@ -144,6 +150,8 @@ public struct RegistrationResult: Hashable, Sendable {
     public var moas: [IPAddress]
     /// The sequence number published.
     public var sequence: UInt64
+    /// The public key published (base64), nil if none.
+    public var publicKey: String?
     /// The server that accepted the update (and was queried to confirm it).
     public var server: DNSServerAddress
     /// The MoAs whose PTRs the update removed.
@@ -164,6 +172,8 @@ public enum IMSClientError: Error, Hashable, Sendable, CustomStringConvertible {
     case reverseNotConfirmed(moa: IPAddress, candidates: [IPAddress])
     /// Registration needs a TSIG key and the configuration has none.
     case noKey
+    /// The public key to publish is not standard base64 of 32 octets (44 characters).
+    case invalidPublicKey(String)
     /// A MoA of another family than the HoA (MAT never translates between families).
     case familyMismatch(hoa: IPAddress, moa: IPAddress)
     /// The server refused the update. `tsigError` is the TSIG error field (BADSIG,
@@ -193,6 +203,7 @@ public enum IMSClientError: Error, Hashable, Sendable, CustomStringConvertible {
         case .reverseNotConfirmed(let moa, let candidates):
             "reverse hint for \(moa) not confirmed (candidates: \(candidates.map(\.description)))"
         case .noKey: "no TSIG key configured"
+        case .invalidPublicKey(let text): "public key \"\(text)\" is not base64 of 32 octets"
         case .familyMismatch(let hoa, let moa): "MoA \(moa) is not of the family of HoA \(hoa)"
         case .updateRefused(let rcode, let tsig, let authenticated):
             "update refused: \(rcode)" + (tsig.map { "/\($0)" } ?? "") + (authenticated ? "" : " (unsigned reply)")

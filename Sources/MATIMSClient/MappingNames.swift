@@ -5,7 +5,8 @@ import MATPacket
 ///
 /// Layout (docs/ims.md): HoA 198.51.100.10 owns `10.100.51.198.hoa.<zone>` (an IPv6 HoA
 /// owns its 32 nibbles, least significant first, under `hoa.<zone>`), holding A or AAAA
-/// records (the current MoAs) and one TXT `"v=1" "seq=<n>"`. MoA 192.0.2.10 owns
+/// records (the current MoAs) and one TXT `"v=1" "seq=<n>"`, plus `"key=<base64>"` (the
+/// node's Ed25519 public key) when it publishes one. MoA 192.0.2.10 owns
 /// `10.2.0.192.moa.<zone>` with a PTR back to the HoA name, a first-contact hint that is
 /// only believed once the forward name confirms it.
 ///
@@ -80,19 +81,38 @@ public struct MappingNames: Hashable, Sendable {
         }
     }
 
-    /// The version TXT for a sequence number: `"v=1" "seq=<n>"`.
-    public static func versionRecord(sequence: UInt64) -> DNSRecordData {
-        .txt(strings: ["v=1", "seq=\(sequence)"])
+    /// The version TXT for a sequence number: `"v=1" "seq=<n>"`, followed by
+    /// `"key=<base64>"` when the node publishes its Ed25519 public key (standard base64
+    /// of the 32-octet key, see ``isValidPublicKey(_:)``). The key is written as given.
+    public static func versionRecord(sequence: UInt64, publicKey: String? = nil) -> DNSRecordData {
+        var strings = ["v=1", "seq=\(sequence)"]
+        if let publicKey { strings.append("key=\(publicKey)") }
+        return .txt(strings: strings)
     }
 
     /// The sequence number in a version TXT, or nil if the data is not a TXT with exactly
     /// one `v=1` and one well-formed `seq=`. Strings other than these are ignored, so
     /// later versions can add fields (a public key, a port) without breaking readers.
     public static func sequence(from data: DNSRecordData) -> UInt64? {
+        version(from: data)?.sequence
+    }
+
+    /// The public key in a version TXT (see ``version(from:)``), or nil.
+    public static func publicKey(from data: DNSRecordData) -> String? {
+        version(from: data)?.publicKey
+    }
+
+    /// The fields of a version TXT, or nil if the data is not a TXT with exactly one
+    /// `v=1` and one well-formed `seq=`. The public key is the text after `key=` when there
+    /// is exactly one `key=` string and it is a valid key (``isValidPublicKey(_:)``);
+    /// otherwise it is nil and the rest of the record still counts, as for any string a
+    /// reader does not understand. Unknown strings are ignored.
+    public static func version(from data: DNSRecordData) -> MappingVersion? {
         guard case .txt(let strings) = data else { return nil }
         var version = 0
         var sequence: UInt64?
         var sequences = 0
+        var keys: [String] = []
         for string in strings {
             let text = String(decoding: string, as: UTF8.self)
             if text == "v=1" {
@@ -102,10 +122,40 @@ public struct MappingNames: Hashable, Sendable {
                 sequences += 1
                 guard !digits.isEmpty, digits.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
                 sequence = UInt64(digits)
+            } else if text.hasPrefix("key=") {
+                keys.append(String(text.dropFirst(4)))
             }
         }
-        guard version == 1, sequences == 1 else { return nil }
-        return sequence
+        guard version == 1, sequences == 1, let sequence else { return nil }
+        // Two keys are ambiguous: believe neither.
+        let publicKey = keys.count == 1 && isValidPublicKey(keys[0]) ? keys[0] : nil
+        return MappingVersion(sequence: sequence, publicKey: publicKey)
+    }
+
+    /// Whether `text` is an Ed25519 public key as the version TXT carries it: standard
+    /// base64 (RFC 4648 §4) of exactly 32 octets, with its padding and nothing else, i.e.
+    /// 43 alphabet characters whose last one leaves the two unused bits zero, then `=`.
+    /// Only the canonical spelling passes, so one key has exactly one string.
+    public static func isValidPublicKey(_ text: String) -> Bool {
+        let chars = Array(text.utf8)
+        guard chars.count == 44, chars[43] == UInt8(ascii: "=") else { return false }
+        for (index, c) in chars[0..<43].enumerated() {
+            guard let value = base64Value(c) else { return false }
+            // 43 sextets are 258 bits: 256 of key, then 2 that must be zero.
+            if index == 42, value & 0b11 != 0 { return false }
+        }
+        return true
+    }
+
+    private static func base64Value(_ c: UInt8) -> UInt8? {
+        switch c {
+        case 65...90: c - 65          // A-Z
+        case 97...122: c - 71         // a-z
+        case 48...57: c + 4           // 0-9
+        case 43: 62                   // +
+        case 47: 63                   // /
+        default: nil
+        }
     }
 
     // MARK: - Reverse-style names
@@ -166,5 +216,20 @@ public struct MappingNames: Hashable, Sendable {
         case 65...70: c - 55
         default: nil
         }
+    }
+}
+
+/// The fields of a node's version TXT (`"v=1" "seq=<n>" ["key=<base64>"]`).
+public struct MappingVersion: Hashable, Sendable {
+    /// The mapping sequence number.
+    public var sequence: UInt64
+    /// The node's Ed25519 public key, standard base64 of 32 octets; nil if the record
+    /// carries none or none that is valid.
+    public var publicKey: String?
+
+    /// Creates the fields.
+    public init(sequence: UInt64, publicKey: String? = nil) {
+        self.sequence = sequence
+        self.publicKey = publicKey
     }
 }

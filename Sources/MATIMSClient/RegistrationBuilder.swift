@@ -5,7 +5,8 @@ import MATPacket
 ///
 /// The message, applied atomically by the server, does in order:
 /// 1. delete the A, AAAA and TXT RRsets at the HoA name;
-/// 2. add one A/AAAA per new MoA and the TXT `"v=1" "seq=<n>"`;
+/// 2. add one A/AAAA per new MoA and the TXT `"v=1" "seq=<n>"` (with `"key=<base64>"`
+///    when the node publishes its Ed25519 public key);
 /// 3. for each new MoA, replace the PTR RRset at its MoA name with a PTR to the HoA name
 ///    (the MoA is this node's now, whoever held it before);
 /// 4. for each MoA the node no longer has, delete only the PTR that points to this HoA,
@@ -30,11 +31,14 @@ public struct RegistrationBuilder: Hashable, Sendable {
         self.ttl = ttl
     }
 
-    /// The UPDATE replacing `hoa`'s mapping with `moas` at `sequence`. `previousMoAs` are
-    /// the MoAs published before (as far as the caller knows): their PTRs are removed
-    /// unless they are among `moas`. Duplicates are dropped, first occurrence kept.
+    /// The UPDATE replacing `hoa`'s mapping with `moas` at `sequence`. `publicKey`, the
+    /// node's Ed25519 public key in base64, goes into the TXT as `key=` (nil: no key; the
+    /// builder does not check it, ``IMSClient/register(hoa:moas:sequence:publicKey:)``
+    /// does). `previousMoAs` are the MoAs published before (as far as the caller knows):
+    /// their PTRs are removed unless they are among `moas`. Duplicates are dropped, first
+    /// occurrence kept.
     public func update(id: UInt16, hoa: IPAddress, moas: [IPAddress], sequence: UInt64,
-                       previousMoAs: [IPAddress] = []) -> DNSMessage {
+                       publicKey: String? = nil, previousMoAs: [IPAddress] = []) -> DNSMessage {
         let owner = names.hoaName(for: hoa)
         let current = Self.unique(moas)
         var builder = DNSUpdateBuilder(id: id, zone: names.zone)
@@ -44,7 +48,7 @@ public struct RegistrationBuilder: Hashable, Sendable {
         for moa in current {
             builder.add(owner, ttl: ttl, MappingNames.addressRecord(moa))
         }
-        builder.add(owner, ttl: ttl, MappingNames.versionRecord(sequence: sequence))
+        builder.add(owner, ttl: ttl, MappingNames.versionRecord(sequence: sequence, publicKey: publicKey))
         for moa in current {
             let reverse = names.moaName(for: moa)
             builder.deleteRRset(reverse, type: .ptr)
@@ -59,9 +63,10 @@ public struct RegistrationBuilder: Hashable, Sendable {
     /// The same UPDATE, encoded (names compressed) and signed with `key` at `now`
     /// (seconds since the epoch). Keep the returned MAC: the response's MAC covers it.
     public func signedUpdate(id: UInt16, hoa: IPAddress, moas: [IPAddress], sequence: UInt64,
-                             previousMoAs: [IPAddress] = [], key: TSIGKey, now: UInt64,
-                             fudge: UInt16 = TSIG.defaultFudge) throws(DNSEncodeError) -> TSIGSignedMessage {
-        let message = update(id: id, hoa: hoa, moas: moas, sequence: sequence, previousMoAs: previousMoAs)
+                             publicKey: String? = nil, previousMoAs: [IPAddress] = [], key: TSIGKey,
+                             now: UInt64, fudge: UInt16 = TSIG.defaultFudge) throws(DNSEncodeError) -> TSIGSignedMessage {
+        let message = update(id: id, hoa: hoa, moas: moas, sequence: sequence, publicKey: publicKey,
+                             previousMoAs: previousMoAs)
         return try message.signed(with: key, now: now, fudge: fudge)
     }
 

@@ -120,10 +120,40 @@ struct LookupTests {
         #expect(h.client.statistics.noMapping == 1)
     }
 
+    @Test func lookupReadsThePublicKeyAndTheCacheKeepsIt() throws {
+        let h = Harness {
+            $0.publish(hoa: Fixture.hoaB, moas: [ip("192.0.2.20")], sequence: 4, ttl: 10, publicKey: Fixture.publicKeyB)
+        }
+        let fresh = try h.client.lookup(hoa: Fixture.hoaB)
+        #expect(fresh.publicKey == Fixture.publicKeyB && fresh.sequence == 4)
+        #expect(fresh.description.contains("seq=4 key=PUAXw+hD… ttl=10"))
+        let cached = try h.client.lookup(hoa: Fixture.hoaB)
+        #expect(cached.source == .cache && cached.publicKey == Fixture.publicKeyB)
+        h.ims.down = true
+        h.clock.advance(100)
+        let stale = try h.client.lookup(hoa: Fixture.hoaB)
+        #expect(stale.isStale && stale.publicKey == Fixture.publicKeyB)
+        // A new registration without a key: the key is gone from the next answer.
+        h.ims.down = false
+        h.ims.withZone { $0.publish(hoa: Fixture.hoaB, moas: [ip("192.0.2.20")], sequence: 5) }
+        let keyless = try h.client.lookup(hoa: Fixture.hoaB)
+        #expect(keyless.sequence == 5 && keyless.publicKey == nil)
+        #expect(!keyless.description.contains("key="))
+    }
+
+    @Test func malformedPublicKeyReadsAsNone() throws {
+        let h = Harness {
+            $0.publish(hoa: Fixture.hoaB, moas: [ip("192.0.2.20")], sequence: 4, publicKey: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==")
+        }
+        let answer = try h.client.lookup(hoa: Fixture.hoaB)
+        #expect(answer.sequence == 4 && answer.moas == [ip("192.0.2.20")])
+        #expect(answer.publicKey == nil)
+    }
+
     @Test func mappingWithoutVersionHasNoSequence() throws {
         let h = Harness { $0.publish(hoa: Fixture.hoaB, moas: [ip("192.0.2.20")], sequence: nil) }
         let answer = try h.client.lookup(hoa: Fixture.hoaB)
-        #expect(answer.sequence == nil)
+        #expect(answer.sequence == nil && answer.publicKey == nil)
         #expect(answer.peerMapping().sequence == 0)
     }
 
@@ -132,6 +162,12 @@ struct LookupTests {
         func answer(_ hoa: String, at time: UInt64) -> PeerMappingAnswer {
             PeerMappingAnswer(hoa: ip(hoa), moas: [], sequence: 1, ttl: 10, fetchedAt: time, source: .cache)
         }
+        var keyed = answer("198.51.100.9", at: 100)
+        keyed.publicKey = Fixture.publicKeyA
+        var one = MappingCache(capacity: 4)
+        one.store(keyed)
+        #expect(one.fresh(keyed.hoa, now: 105)?.publicKey == Fixture.publicKeyA)
+        #expect(one.stale(keyed.hoa, now: 500, maxStaleness: nil)?.publicKey == Fixture.publicKeyA)
         cache.store(answer("198.51.100.1", at: 100))
         cache.store(answer("198.51.100.2", at: 50))
         cache.store(answer("198.51.100.3", at: 200))

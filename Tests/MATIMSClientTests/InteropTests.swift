@@ -8,7 +8,9 @@ import Testing
 /// Settings for the interop tests, from the environment `Interop/client/run` sets up:
 /// `MAT_INTEROP_BIND` / `MAT_INTEROP_KNOT` (`127.0.0.1:PORT` of a throwaway `named` /
 /// `knotd` serving `mat.example.`), `MAT_INTEROP_KEY_A` / `MAT_INTEROP_KEY_B` (base64
-/// secrets of the keys of nodes A and B). A suite runs only when its server is given.
+/// secrets of the keys of nodes A and B), `MAT_INTEROP_PUBLIC_KEY_A` (the Ed25519 public
+/// key, base64, that node A publishes; `Fixture.publicKeyA` if unset). Node A registers
+/// with its public key, node B without one. A suite runs only when its server is given.
 enum Interop {
     static func environment(_ name: String) -> String? {
         guard let value = getenv(name) else { return nil }
@@ -31,6 +33,8 @@ enum Interop {
 
     static var keyA: TSIGKey { key(for: Fixture.hoaA, secret: "MAT_INTEROP_KEY_A") }
     static var keyB: TSIGKey { key(for: Fixture.hoaB, secret: "MAT_INTEROP_KEY_B") }
+    /// The public key node A publishes in its version TXT.
+    static let publicKeyA = environment("MAT_INTEROP_PUBLIC_KEY_A") ?? Fixture.publicKeyA
 
     /// Sequence numbers that only grow within one run, as matd's persisted counter would.
     private static let counter = Mutex<UInt64>(0)
@@ -72,7 +76,8 @@ enum Interop {
 
     /// Registers both nodes at their home MoAs, so each test starts from a known zone.
     static func baseline(_ server: DNSServerAddress) throws {
-        try client(server, key: keyA).register(hoa: Fixture.hoaA, moas: [moaA], sequence: nextSequence())
+        try client(server, key: keyA).register(hoa: Fixture.hoaA, moas: [moaA], sequence: nextSequence(),
+                                               publicKey: publicKeyA)
         try client(server, key: keyB).register(hoa: Fixture.hoaB, moas: [moaB], sequence: nextSequence())
     }
 
@@ -80,13 +85,16 @@ enum Interop {
 
     static func registerAndResolve(_ server: DNSServerAddress) throws {
         let sequence = nextSequence()
-        let result = try client(server, key: keyA).register(hoa: Fixture.hoaA, moas: [moaA], sequence: sequence)
+        let result = try client(server, key: keyA).register(hoa: Fixture.hoaA, moas: [moaA], sequence: sequence,
+                                                            publicKey: publicKeyA)
         #expect(result.confirmation.moas == [moaA] && result.confirmation.sequence == sequence)
+        #expect(result.confirmation.publicKey == publicKeyA)
         // Node B resolves A; its first listed server is down, so the answer takes a retry.
         let nodeB = client(server, key: keyB, servers: [deadPort(), server])
         let answer = try nodeB.lookup(hoa: Fixture.hoaA)
         #expect(answer.moas == [moaA])
         #expect(answer.sequence == sequence)
+        #expect(answer.publicKey == publicKeyA)
         #expect(answer.ttl == RegistrationBuilder.defaultTTL)
         #expect(answer.source == .ims(server))
         #expect(nodeB.statistics.transport.retries >= 1)
@@ -102,12 +110,13 @@ enum Interop {
         // A moves: the old MoA's PTR goes, the new one's confirms.
         let moved = ip("203.0.113.10")
         let nodeA = client(server, key: keyA)
-        try nodeA.register(hoa: Fixture.hoaA, moas: [moved], sequence: nextSequence())
-        #expect(try nodeB.reverseLookup(moa: moved).hoa == Fixture.hoaA)
+        try nodeA.register(hoa: Fixture.hoaA, moas: [moved], sequence: nextSequence(), publicKey: publicKeyA)
+        let found = try nodeB.reverseLookup(moa: moved)
+        #expect(found.hoa == Fixture.hoaA && found.mapping.publicKey == publicKeyA)
         #expect(throws: IMSClientError.reverseNotConfirmed(moa: moaA, candidates: [])) {
             try nodeB.reverseLookup(moa: moaA)
         }
-        try nodeA.register(hoa: Fixture.hoaA, moas: [moaA], sequence: nextSequence())
+        try nodeA.register(hoa: Fixture.hoaA, moas: [moaA], sequence: nextSequence(), publicKey: publicKeyA)
     }
 
     static func largeMappingUsesTCP(_ server: DNSServerAddress) throws {
@@ -119,6 +128,7 @@ enum Interop {
         let nodeA = client(server, key: keyA)
         let answer = try nodeA.lookup(hoa: Fixture.hoaB)
         #expect(Set(answer.moas) == Set(many))
+        #expect(answer.publicKey == nil)
         #expect(nodeA.statistics.transport.truncationFallbacks >= 1)
         #expect(nodeB.statistics.transport.tcpQueries >= 1)
         try nodeB.register(hoa: Fixture.hoaB, moas: [moaB], sequence: nextSequence())
@@ -193,7 +203,9 @@ struct BINDInteropTests {
         let before = try Interop.snapshot(server)
         let nodeA = Interop.client(server, key: Interop.keyA)
         #expect(throws: IMSClientError.updateRefused(rcode: .refused, tsigError: nil, authenticated: true)) {
-            try nodeA.register(hoa: Fixture.hoaB, moas: [ip("192.0.2.66")], sequence: Interop.nextSequence())
+            // A's key may not bind anything, its public key included, to B's HoA.
+            try nodeA.register(hoa: Fixture.hoaB, moas: [ip("192.0.2.66")], sequence: Interop.nextSequence(),
+                               publicKey: Interop.publicKeyA)
         }
         #expect(nodeA.statistics.refusedUpdates == 1)
         #expect(try Interop.snapshot(server) == before)
@@ -240,7 +252,8 @@ struct KnotInteropTests {
         // Knot denies by ACL with NOTAUTH and an unsigned BADKEY, not REFUSED.
         #expect(throws: IMSClientError.updateRefused(rcode: .notAuth, tsigError: .badKey, authenticated: false)) {
             try Interop.client(server, key: Interop.keyA).register(hoa: Fixture.hoaB, moas: [ip("192.0.2.66")],
-                                                                   sequence: Interop.nextSequence())
+                                                                   sequence: Interop.nextSequence(),
+                                                                   publicKey: Interop.publicKeyA)
         }
         #expect(try Interop.snapshot(server) == before)
     }

@@ -70,6 +70,77 @@ struct MappingNamesTests {
         #expect(MappingNames.sequence(from: .txt(strings: ["seq=9", "k=abc", "v=1"])) == 9)
     }
 
+    @Test func versionTXTWithPublicKey() {
+        let record = MappingNames.versionRecord(sequence: 42, publicKey: Fixture.publicKeyA)
+        #expect(record == .txt(strings: ["v=1", "seq=42", "key=\(Fixture.publicKeyA)"]))
+        #expect(MappingNames.version(from: record) == MappingVersion(sequence: 42, publicKey: Fixture.publicKeyA))
+        #expect(MappingNames.sequence(from: record) == 42)
+        #expect(MappingNames.publicKey(from: record) == Fixture.publicKeyA)
+        // Without a key the record is the old two strings, and reads back without a key.
+        let plain = MappingNames.versionRecord(sequence: 42, publicKey: nil)
+        #expect(plain == .txt(strings: ["v=1", "seq=42"]))
+        #expect(plain == MappingNames.versionRecord(sequence: 42))
+        #expect(MappingNames.version(from: plain) == MappingVersion(sequence: 42, publicKey: nil))
+    }
+
+    @Test func publicKeyAmongUnknownStringsInAnyOrder() {
+        let key = "key=\(Fixture.publicKeyB)"
+        for strings in [["v=1", "seq=9", key, "port=4500"], [key, "x", "seq=9", "v=1"], ["note=key=abc", "v=1", key, "seq=9", ""],
+                        ["v=1", "seq=9", "KEY=junk", key]] {
+            #expect(MappingNames.version(from: .txt(strings: strings))
+                == MappingVersion(sequence: 9, publicKey: Fixture.publicKeyB), "\(strings)")
+        }
+    }
+
+    @Test func malformedPublicKeyIsIgnoredButTheRecordStillCounts() {
+        let a = Fixture.publicKeyA
+        let malformed = [
+            "",                                                               // empty
+            String(a.dropLast()),                                             // 43 characters, no padding
+            a + "=",                                                          // 45 characters
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==",                   // 31 octets
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",                   // 33 octets
+            String(repeating: "A", count: 86) + "==",                         // 64 octets (a signature's size)
+            "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURp=",                   // unused bits set: not canonical
+            "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo=",                   // base64url alphabet
+            "11qYAYKxCrfVS!7TyWQHOg7hcvPapiMlrwIaaPcHURo=",                   // not base64 at all
+            "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcH Ro=",                   // whitespace inside
+            " " + a,                                                          // leading space
+            "=" + String(a.dropLast()),                                       // padding first
+            "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHUR==",                   // 31 octets by its padding
+            "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURoé",                   // non-ASCII
+        ]
+        for text in malformed {
+            #expect(!MappingNames.isValidPublicKey(text), "\(text)")
+            let record = DNSRecordData.txt(strings: ["v=1", "seq=5", "key=\(text)"])
+            #expect(MappingNames.version(from: record) == MappingVersion(sequence: 5, publicKey: nil), "\(text)")
+            #expect(MappingNames.sequence(from: record) == 5)
+        }
+        #expect(MappingNames.isValidPublicKey(Fixture.publicKeyA) && MappingNames.isValidPublicKey(Fixture.publicKeyB))
+        #expect(MappingNames.isValidPublicKey(String(repeating: "A", count: 43) + "="))
+        #expect(MappingNames.isValidPublicKey("//////////////////////////////////////////8="))
+        // Two keys are ambiguous, even two equal ones: neither is believed.
+        for keys in [[Fixture.publicKeyA, Fixture.publicKeyB], [Fixture.publicKeyA, Fixture.publicKeyA], [Fixture.publicKeyA, "bad"]] {
+            let record = DNSRecordData.txt(strings: ["v=1", "seq=5"] + keys.map { "key=\($0)" })
+            #expect(MappingNames.version(from: record) == MappingVersion(sequence: 5, publicKey: nil), "\(keys)")
+        }
+        // A key does not rescue a record that is not a version TXT.
+        for strings in [["seq=5", "key=\(Fixture.publicKeyA)"], ["v=2", "seq=5", "key=\(Fixture.publicKeyA)"],
+                        ["v=1", "seq=x", "key=\(Fixture.publicKeyA)"]] {
+            #expect(MappingNames.version(from: .txt(strings: strings)) == nil, "\(strings)")
+            #expect(MappingNames.publicKey(from: .txt(strings: strings)) == nil, "\(strings)")
+        }
+    }
+
+    @Test func oldTXTOfTheCapturedBINDRegistrationStillParses() throws {
+        // Golden.request (captured against BIND before keys existed) carries "v=1" "seq=7".
+        let update = try DNSMessage(bytes: Golden.request)
+        let txt = try #require(update.updates.first { $0.type == .txt && $0.recordClass == .in })
+        #expect(txt.data == .txt(strings: ["v=1", "seq=7"]))
+        #expect(MappingNames.version(from: txt.data) == MappingVersion(sequence: 7, publicKey: nil))
+        #expect(MappingNames.sequence(from: txt.data) == 7)
+    }
+
     @Test func malformedVersionTXTIsRejected() {
         for strings in [["v=1"], ["seq=1"], ["v=2", "seq=1"], ["v=1", "seq="], ["v=1", "seq=-1"], ["v=1", "seq=1x"],
                         ["v=1", "seq=18446744073709551616"], ["v=1", "seq=1", "seq=2"], ["v=1", "v=1", "seq=1"],

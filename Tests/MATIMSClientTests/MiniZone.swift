@@ -84,7 +84,8 @@ struct MiniZone: Sendable {
     }
 
     /// Publishes a mapping directly, as another node's registration would.
-    mutating func publish(hoa: IPAddress, moas: [IPAddress], sequence: UInt64?, ttl: UInt32 = 10) {
+    mutating func publish(hoa: IPAddress, moas: [IPAddress], sequence: UInt64?, ttl: UInt32 = 10,
+                          publicKey: String? = nil) {
         let owner = Fixture.names.hoaName(for: hoa)
         records.removeAll { $0.name == owner }
         for moa in moas {
@@ -92,7 +93,8 @@ struct MiniZone: Sendable {
             records.append(DNSResourceRecord(name: Fixture.names.moaName(for: moa), ttl: ttl, data: .ptr(owner)))
         }
         if let sequence {
-            records.append(DNSResourceRecord(name: owner, ttl: ttl, data: MappingNames.versionRecord(sequence: sequence)))
+            records.append(DNSResourceRecord(name: owner, ttl: ttl, data: MappingNames.versionRecord(sequence: sequence,
+                                                                                         publicKey: publicKey)))
         }
     }
 

@@ -99,6 +99,29 @@ struct RegistrationBuilderTests {
         ])
     }
 
+    @Test func publicKeyGoesIntoTheVersionTXT() throws {
+        let message = builder.update(id: 0x4D41, hoa: Fixture.hoaA, moas: [ip("192.0.2.10"), ip("192.0.2.11")],
+                                     sequence: 7, publicKey: Fixture.publicKeyA, previousMoAs: [ip("192.0.2.9")])
+        let operations = try DNSUpdateRequest(message).operations
+        let withKey = DNSResourceRecord(name: owner, ttl: 10,
+                                        data: .txt(strings: ["v=1", "seq=7", "key=\(Fixture.publicKeyA)"]))
+        // The same operations as the captured registration, the TXT aside.
+        let golden = try DNSUpdateRequest(goldenUpdate()).operations
+        #expect(operations == golden.map { op in
+            if case .add(let rr) = op, rr.type == .txt { .add(withKey) } else { op }
+        })
+        #expect(operations.filter { if case .add(let rr) = $0 { rr.type == .txt } else { false } } == [.add(withKey)])
+        // Signed, it verifies like any registration; without a key it is byte for byte the old one.
+        let signed = try builder.signedUpdate(id: 1, hoa: Fixture.hoaA, moas: [ip("192.0.2.10")], sequence: 7,
+                                              publicKey: Fixture.publicKeyA, key: Fixture.keyA, now: Golden.time)
+        let verdict = TSIG.verifyRequest(signed.bytes, keyring: TSIGKeyring([Fixture.keyA]), now: Golden.time)
+        #expect(verdict == .verified(try #require(verdict.context)))
+        let plain = try builder.signedUpdate(id: 0x4D41, hoa: Fixture.hoaA, moas: [ip("192.0.2.10"), ip("192.0.2.11")],
+                                             sequence: 7, publicKey: nil, previousMoAs: [ip("192.0.2.9")],
+                                             key: Fixture.keyA, now: Golden.time)
+        #expect(plain.bytes == Golden.request)
+    }
+
     @Test func everyOwnerIsTheHoANameOrUnderMoA() {
         let message = builder.update(id: 1, hoa: ip("2001:db8::10"), moas: [ip("2001:db8:1::a"), ip("2001:db8:2::a")],
                                      sequence: 1, previousMoAs: [ip("2001:db8:3::a")])

@@ -25,6 +25,67 @@ struct RegistrationTests {
         #expect(h.log.contains(.info, "registered"))
     }
 
+    @Test func registersThePublicKeyAndReadsItBack() throws {
+        let h = Harness()
+        let result = try h.client.register(hoa: Fixture.hoaA, moas: [ip("192.0.2.10")], sequence: 1,
+                                           publicKey: Fixture.publicKeyA)
+        #expect(result.publicKey == Fixture.publicKeyA)
+        #expect(result.confirmation.publicKey == Fixture.publicKeyA && result.confirmation.sequence == 1)
+        h.ims.withZone { zone in
+            #expect(zone.rrset(owner, .txt) == [.txt(strings: ["v=1", "seq=1", "key=\(Fixture.publicKeyA)"])])
+        }
+        #expect(h.log.contains(.info, "registered 198.51.100.10 seq=1 key=11qYAYKx… ttl=10"))
+        // The confirmed answer is cached with its key.
+        let cached = try h.client.lookup(hoa: Fixture.hoaA)
+        #expect(cached.source == .cache && cached.publicKey == Fixture.publicKeyA)
+        // A peer reading the name finds the key.
+        let peer = IMSClient(configuration: IMSClientConfiguration(names: Fixture.names, servers: [h.ims.server]),
+                             transport: h.ims, clock: h.clock.closure)
+        #expect(try peer.lookup(hoa: Fixture.hoaA).publicKey == Fixture.publicKeyA)
+        // Moving keeps the key when it is given again; registering without one removes it.
+        let moved = try h.client.register(hoa: Fixture.hoaA, moas: [ip("192.0.2.11")], sequence: 2,
+                                          publicKey: Fixture.publicKeyA)
+        #expect(moved.confirmation.publicKey == Fixture.publicKeyA)
+        let keyless = try h.client.register(hoa: Fixture.hoaA, moas: [ip("192.0.2.11")], sequence: 3)
+        #expect(keyless.publicKey == nil && keyless.confirmation.publicKey == nil)
+        h.ims.withZone { #expect($0.rrset(owner, .txt) == [.txt(strings: ["v=1", "seq=3"])]) }
+    }
+
+    @Test func invalidPublicKeyIsRefusedBeforeSending() {
+        let h = Harness()
+        for bad in ["", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==", "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo",
+                    "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo="] {
+            #expect(throws: IMSClientError.invalidPublicKey(bad)) {
+                try h.client.register(hoa: Fixture.hoaA, moas: [ip("192.0.2.10")], sequence: 1, publicKey: bad)
+            }
+        }
+        #expect(h.ims.requests.isEmpty)
+    }
+
+    @Test func confirmationChecksThePublicKey() throws {
+        // The server answers NOERROR but keeps what it had: same MoAs and sequence, another key.
+        let h = Harness {
+            $0.publish(hoa: Fixture.hoaA, moas: [ip("192.0.2.10")], sequence: 1, publicKey: Fixture.publicKeyB)
+            $0.ignoreUpdates = true
+        }
+        do {
+            try h.client.register(hoa: Fixture.hoaA, moas: [ip("192.0.2.10")], sequence: 1, publicKey: Fixture.publicKeyA)
+            Issue.record("registration confirmed with the wrong key")
+        } catch {
+            guard case .notConfirmed(let found) = error else {
+                Issue.record("unexpected \(error)")
+                return
+            }
+            #expect(found?.publicKey == Fixture.publicKeyB && found?.sequence == 1)
+        }
+        // Nor does a key left over from before confirm a registration without one.
+        #expect(throws: IMSClientError.self) {
+            try h.client.register(hoa: Fixture.hoaA, moas: [ip("192.0.2.10")], sequence: 1)
+        }
+        #expect(h.client.statistics.confirmationFailures == 2)
+        #expect(h.client.statistics.registrations == 0)
+    }
+
     @Test func moveReplacesMoAsAndDropsOldPTRs() throws {
         let h = Harness()
         try h.client.register(hoa: Fixture.hoaA, moas: [ip("192.0.2.10")], sequence: 1)

@@ -42,6 +42,9 @@ enum Fixture {
     static let hoaB = ip("198.51.100.20")
     /// Key of node A, secret bytes 0..31 (`AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=`).
     static let keyA = TSIGKey(name: name("10.100.51.198.hoa.mat.example."), secret: Array(0..<32))
+    /// Ed25519 public keys of RFC 8032 §7.1 tests 1 and 2, in base64.
+    static let publicKeyA = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+    static let publicKeyB = "PUAXw+hDiVqStwqnTRt+vJyYLM8uxJaMwM1V8Sr0Zgw="
 }
 
 /// A clock tests move by hand.

@@ -31,6 +31,38 @@ struct PolicyTests {
         #expect(try #require(core.zone(zoneName)).rrsets(at: node1) == nil)
     }
 
+    @Test func aNodeRegistersWithItsPublicKeyInTheVersionTXT() throws {
+        // The registration matd sends (MATIMSClient's RegistrationBuilder) with a key:
+        // TXT "v=1" "seq=<n>" "key=<base64 Ed25519 public key>".
+        let core = try makeCore()
+        let publicKey = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=" // RFC 8032 §7.1 test 1
+        let version = DNSRecordData.txt(strings: ["v=1", "seq=3", "key=\(publicKey)"])
+        let reply = try send(update(node1Key) { u in
+            u.deleteRRset(node1, type: .a)
+            u.deleteRRset(node1, type: .aaaa)
+            u.deleteRRset(node1, type: .txt)
+            u.add(node1, ttl: 10, a("192.0.2.10"))
+            u.add(node1, ttl: 10, version)
+            u.deleteRRset(moa("192.0.2.10"), type: .ptr)
+            u.add(moa("192.0.2.10"), ttl: 10, .ptr(node1))
+        }, to: core)
+        #expect(rcode(reply) == .noError)
+        // Read back over UDP and TCP, as peers do.
+        for tcp in [false, true] {
+            let answer = try query(core, node1, .txt, edns: 1232, tcp: tcp)
+            #expect(rcode(answer) == .noError && answer.header.isAuthoritative)
+            #expect(answer.answers.map(\.data) == [version])
+            #expect(answer.answers.first?.ttl == 10)
+        }
+        // Another node's key cannot replace that key.
+        let forged = try send(update(node2Key, at: baseTime + 1) { u in
+            u.deleteRRset(node1, type: .txt)
+            u.add(node1, ttl: 10, .txt(strings: ["v=1", "seq=4", "key=PUAXw+hDiVqStwqnTRt+vJyYLM8uxJaMwM1V8Sr0Zgw="]))
+        }, to: core)
+        #expect(rcode(forged) == .refused)
+        #expect(try #require(core.zone(zoneName)).rrset(at: node1, type: .txt)?.records == [version])
+    }
+
     @Test func aNodeMayNotTouchAnotherNodesName() throws {
         let core = try makeCore()
         try send(update(node2Key) { $0.add(node2, ttl: 10, a("192.0.2.20")) }, to: core)
