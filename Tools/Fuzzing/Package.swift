@@ -11,21 +11,26 @@ let rootName = Context.packageDirectory.split(separator: "/").dropLast(2).last.m
 
 /// Each fuzz target is an executable without a `main` of its own: `-parse-as-library`
 /// keeps Swift from emitting one, and the libFuzzer runtime supplies it.
-func fuzzTarget(_ name: String, _ product: String) -> Target {
+func fuzzTarget(_ name: String, _ product: String, also extra: [Target.Dependency] = []) -> Target {
     .executableTarget(
         name: name,
-        dependencies: [.product(name: product, package: rootName)],
+        dependencies: [.product(name: product, package: rootName)] + extra,
         swiftSettings: [.unsafeFlags(["-parse-as-library"])]
     )
 }
 
 let package = Package(
     name: "MATFuzzing",
-    dependencies: [.package(path: rootPath)],
+    dependencies: [
+        .package(path: rootPath),
+        // For FuzzSignaling, which re-signs inputs with its test key; the root's version range.
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.0"..<"5.0.0"),
+    ],
     targets: [
         fuzzTarget("FuzzPacket", "MATPacket"),
         fuzzTarget("FuzzMapping", "MATPacket"),
         fuzzTarget("FuzzDNS", "MATDNS"),
+        fuzzTarget("FuzzSignaling", "MATSignaling", also: [.product(name: "Crypto", package: "swift-crypto")]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora of the fuzz targets: Corpus/packet/ and Corpus/dns/.
+"""Writes the seed corpora of the fuzz targets: Corpus/packet/, mapping/, dns/ and signaling/.
 
 packet: each seed is the FuzzPacket control block (37 bytes) followed by one valid packet
 with correct checksums (docs/fuzzing.md describes the control block).
 mapping: each seed is a FuzzMapping program: table parameters, then operations.
 dns: each seed is one DNS message as sent over UDP; the UPDATE is TSIG-signed with the key
 FuzzDNS verifies against.
+signaling: each seed is one signaling datagram (docs/signaling.md), Ed25519-signed with the
+key FuzzSignaling verifies with (seed bytes 00..1f), by the RFC 8032 code below.
 
 Deterministic: running it again rewrites the same bytes. Usage: Tools/Fuzzing/make-corpus.py
 """
@@ -311,6 +313,99 @@ def mapping_seeds():
     return seeds
 
 
+# --- signaling messages (docs/signaling.md; FuzzSignaling.swift: `fuzzKey`) ---
+
+# Ed25519 as in RFC 8032 §6 (the reference code, slow but short): the seeds need nothing
+# outside the standard library.
+ED_P = 2**255 - 19
+ED_L = 2**252 + 27742317777372353535851937790883648493
+ED_D = -121665 * pow(121666, ED_P - 2, ED_P) % ED_P
+ED_SQRT_M1 = pow(2, (ED_P - 1) // 4, ED_P)
+
+
+def ed_add(a, b):
+    A, B = (a[1] - a[0]) * (b[1] - b[0]) % ED_P, (a[1] + a[0]) * (b[1] + b[0]) % ED_P
+    C, D = 2 * a[3] * b[3] * ED_D % ED_P, 2 * a[2] * b[2] % ED_P
+    E, F, G, H = B - A, D - C, D + C, B + A
+    return (E * F % ED_P, G * H % ED_P, F * G % ED_P, E * H % ED_P)
+
+
+def ed_mul(s, point):
+    q = (0, 1, 1, 0)
+    while s > 0:
+        if s & 1:
+            q = ed_add(q, point)
+        point = ed_add(point, point)
+        s >>= 1
+    return q
+
+
+def ed_encode(point):
+    zinv = pow(point[2], ED_P - 2, ED_P)
+    x, y = point[0] * zinv % ED_P, point[1] * zinv % ED_P
+    return int.to_bytes(y | ((x & 1) << 255), 32, "little")
+
+
+ED_GY = 4 * pow(5, ED_P - 2, ED_P) % ED_P
+ED_GX2 = (ED_GY * ED_GY - 1) * pow(ED_D * ED_GY * ED_GY + 1, ED_P - 2, ED_P)
+ED_GX = pow(ED_GX2, (ED_P + 3) // 8, ED_P)
+if (ED_GX * ED_GX - ED_GX2) % ED_P != 0:
+    ED_GX = ED_GX * ED_SQRT_M1 % ED_P
+if ED_GX & 1:
+    ED_GX = ED_P - ED_GX
+ED_G = (ED_GX, ED_GY, 1, ED_GX * ED_GY % ED_P)
+
+
+def ed25519_sign(seed, message):
+    h = hashlib.sha512(seed).digest()
+    a = int.from_bytes(h[:32], "little")
+    a &= (1 << 254) - 8
+    a |= 1 << 254
+    public = ed_encode(ed_mul(a, ED_G))
+    r = int.from_bytes(hashlib.sha512(h[32:] + message).digest(), "little") % ED_L
+    R = ed_encode(ed_mul(r, ED_G))
+    k = int.from_bytes(hashlib.sha512(R + public + message).digest(), "little") % ED_L
+    return R + int.to_bytes((r + k * a) % ED_L, 32, "little")
+
+
+SIGNAL_SEED = bytes(range(32))
+BINDING_UPDATE, BINDING_ACK, CHALLENGE, CHALLENGE_RESPONSE = 1, 2, 3, 4
+
+
+def signal_address(text):
+    raw = addr(text)
+    return bytes([4 if len(raw) == 4 else 6]) + raw + bytes(16 - len(raw))
+
+
+def signal(type_, sequence, sender, receiver, body):
+    signed = (b"MATs" + bytes([1, type_]) + struct.pack(">HQ", 0, sequence) + signal_address(sender)
+              + signal_address(receiver) + struct.pack(">H", len(body)) + body)
+    return signed + ed25519_sign(SIGNAL_SEED, signed)
+
+
+def binding_update(moas, lifetime=600, count=None):
+    return (bytes([len(moas) if count is None else count]) + b"".join(map(signal_address, moas))
+            + struct.pack(">I", lifetime))
+
+
+def signaling_seeds():
+    seeds = {}
+    nonce = bytes(range(0xA0, 0xB0))
+    for family, (hoa_a, hoa_b, moa_a, moa_b) in (("v4", (V4_HOA_A, V4_HOA_B, V4_MOA_A, V4_MOA_B)),
+                                                  ("v6", (V6_HOA_A, V6_HOA_B, V6_MOA_A, V6_MOA_B))):
+        seeds[family + "-binding-update"] = signal(BINDING_UPDATE, 42, hoa_a, hoa_b, binding_update([moa_a, moa_b]))
+        seeds[family + "-binding-ack"] = signal(BINDING_ACK, 7, hoa_b, hoa_a, struct.pack(">QB", 42, 0))
+        seeds[family + "-challenge"] = signal(CHALLENGE, 8, hoa_b, hoa_a, nonce + struct.pack(">Q", 42))
+        seeds[family + "-challenge-response"] = signal(CHALLENGE_RESPONSE, 43, hoa_a, hoa_b, nonce + struct.pack(">Q", 42))
+    moas = ["198.51.100.%d" % i for i in range(1, 10)]
+    seeds["v4-binding-update-8"] = signal(BINDING_UPDATE, 2**64 - 1, V4_HOA_A, V4_HOA_B, binding_update(moas[:8], 2**32 - 1))
+    # Refused after the signature verifies: 9 MoAs, a MoA of the wrong family, status 2.
+    seeds["v4-binding-update-9"] = signal(BINDING_UPDATE, 44, V4_HOA_A, V4_HOA_B, binding_update(moas))
+    seeds["v4-binding-update-v6-moa"] = signal(BINDING_UPDATE, 45, V4_HOA_A, V4_HOA_B, binding_update([V6_MOA_A]))
+    seeds["v4-binding-ack-status-2"] = signal(BINDING_ACK, 9, V4_HOA_B, V4_HOA_A, struct.pack(">QB", 42, 2))
+    return seeds
+
+
 def write(target, seeds):
     out = os.path.join(HERE, "Corpus", target)
     os.makedirs(out, exist_ok=True)
@@ -326,3 +421,4 @@ if __name__ == "__main__":
     write("packet", packet_seeds())
     write("mapping", mapping_seeds())
     write("dns", dns_seeds())
+    write("signaling", signaling_seeds())

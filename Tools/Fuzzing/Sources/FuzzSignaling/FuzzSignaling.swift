@@ -1,0 +1,108 @@
+// libFuzzer target over MATSignaling's codec: `SignalCodec.open` and
+// `UnverifiedSignal.verify` on arbitrary bytes (the whole input is one UDP datagram), with
+// a fixed key. Like the other targets it has no `main` of its own.
+//
+// A fuzzer cannot forge Ed25519 signatures, so every input is tried twice: as it is, and
+// re-signed (its last 64 bytes replaced by the fixed key's signature over the rest), so
+// that the body decoder behind the signature check is fuzzed too.
+//
+// Invariants (a violation traps, so libFuzzer saves the input):
+// - nothing traps or reads out of bounds on any input; refusals are typed errors;
+// - `open` on the raw buffer and on an array agree;
+// - what `open` accepts has a sane length and header;
+// - what verifies is canonical: sealing the decoded message with the same key gives back
+//   exactly the input (Ed25519 signing is deterministic), and the message validates;
+// - it does not verify with another key, nor with one bit of it flipped (the bit chosen
+//   by the input);
+// - a re-signed input that `open` accepts never fails with `badSignature`.
+
+import Crypto
+import MATSignaling
+
+/// The key make-corpus.py signs the seeds with: seed bytes 00 01 .. 1f.
+let fuzzSeed: [UInt8] = (0..<32).map { UInt8($0) }
+let fuzzKey = try! SigningKey(rawRepresentation: fuzzSeed)
+let fuzzVerifyingKey = fuzzKey.publicKey
+let otherVerifyingKey = try! SigningKey(rawRepresentation: (32..<64).map { UInt8($0) }).publicKey
+/// The same key through Crypto directly, to re-sign arbitrary bytes (MATSignaling only
+/// ever signs messages it encoded itself).
+let rawSigner = try! Curve25519.Signing.PrivateKey(rawRepresentation: fuzzSeed)
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzSignaling(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let raw = UnsafeRawBufferPointer(start: data, count: size)
+    let bytes = Array(raw)
+
+    let viaBuffer = Result { () throws(SignalError) in try SignalCodec.open(raw) }
+    let viaArray = Result { () throws(SignalError) in try SignalCodec.open(bytes) }
+    switch (viaBuffer, viaArray) {
+    case (.failure(let a), .failure(let b)):
+        check(a == b, "open disagrees: buffer \(a), array \(b)")
+    case (.success(let a), .success(let b)):
+        check(a.type == b.type && a.sequence == b.sequence && a.sender == b.sender && a.receiver == b.receiver,
+              "open disagrees on the header")
+    default:
+        fail("open accepts on one entry point only")
+    }
+    examine(bytes, resigned: false)
+
+    if size >= SignalCodec.headerLength + SignalCodec.signatureLength {
+        let signed = Array(bytes.dropLast(SignalCodec.signatureLength))
+        guard let signature = try? rawSigner.signature(for: signed) else { fail("Crypto could not sign") }
+        examine(signed + Array(signature), resigned: true)
+    }
+    return 0
+}
+
+func examine(_ bytes: [UInt8], resigned: Bool) {
+    let unverified: UnverifiedSignal
+    do {
+        unverified = try SignalCodec.open(bytes)
+    } catch {
+        return
+    }
+    check(bytes.count <= SignalCodec.maximumLength, "accepted \(bytes.count) bytes")
+    check(bytes.count >= SignalCodec.headerLength + 9 + SignalCodec.signatureLength, "accepted \(bytes.count) bytes")
+    check(bytes[5] == unverified.type.rawValue, "type differs from byte 5")
+    check(unverified.sender.family == unverified.receiver.family, "HoAs of two families accepted")
+
+    let message: SignalMessage
+    do {
+        message = try unverified.verify(with: fuzzVerifyingKey)
+    } catch .badSignature {
+        check(!resigned, "a message signed with the key does not verify")
+        return
+    } catch {
+        return  // a body refusal, after the signature verified
+    }
+    check(message.type == unverified.type && message.sequence == unverified.sequence
+          && message.sender == unverified.sender && message.receiver == unverified.receiver,
+          "verified message differs from its header")
+    do {
+        try message.validate()
+    } catch {
+        fail("verified message does not validate: \(error)")
+    }
+    check(SignalCodec.seal(message, with: fuzzKey) == bytes, "verified bytes are not what sealing gives: not canonical")
+
+    do {
+        _ = try unverified.verify(with: otherVerifyingKey)
+        fail("verifies with another key")
+    } catch {
+        check(error == .badSignature, "another key gives \(error), not badSignature")
+    }
+    var tampered = bytes
+    let bit = bytes.count &* 31 &+ Int(bytes[bytes.count / 2])
+    tampered[(bit / 8) % bytes.count] ^= 1 << (bit % 8)
+    if let flipped = try? SignalCodec.open(tampered), (try? flipped.verify(with: fuzzVerifyingKey)) != nil {
+        fail("verifies with bit \(bit % 8) of byte \((bit / 8) % bytes.count) flipped")
+    }
+}
+
+func check(_ condition: Bool, _ message: @autoclosure () -> String) {
+    if !condition { fail(message()) }
+}
+
+func fail(_ message: String) -> Never {
+    fatalError("FuzzSignaling invariant violated: \(message)")
+}
