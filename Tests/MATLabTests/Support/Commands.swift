@@ -156,6 +156,7 @@ enum LabPaths {
     static var matd: String { binDirectory + "/matd" }
     static var matctl: String { binDirectory + "/matctl" }
     static var matIMS: String { binDirectory + "/mat-ims" }
+    static var matDelay: String { binDirectory + "/mat-delay" }
 }
 
 /// The lines of `a` missing from `b` and those of `b` missing from `a`, for failure messages.

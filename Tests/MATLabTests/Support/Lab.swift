@@ -46,7 +46,9 @@ final class Lab: @unchecked Sendable {
     private var background: [Spawned] = []
     private var closed = false
 
-    init() throws {
+    /// Builds the lab; with `delayElement`, the CN reaches site C through the delay node
+    /// (`DELAY=1 Tools/testbed up`), which forwards nothing until `setDelay` starts mat-delay.
+    init(delayElement: Bool = false) throws {
         var candidate: String
         repeat {
             candidate = "mt\(Int.random(in: 1000...9999))"
@@ -56,7 +58,8 @@ final class Lab: @unchecked Sendable {
         directory = "/tmp/\(candidate)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         do {
-            try check([LabPaths.testbed, "up"], timeout: 60, environment: ["LAB": name])
+            try check([LabPaths.testbed, "up"], timeout: 60,
+                      environment: ["LAB": name, "DELAY": delayElement ? "1" : "0"])
         } catch {
             close()
             throw error
@@ -204,6 +207,13 @@ final class Lab: @unchecked Sendable {
     }
 
     // MARK: lab variations
+
+    /// (Re)starts the delay element of a lab built with `delayElement`: mat-delay of this
+    /// build, `rttMilliseconds / 2` each way (`Tools/testbed delay`).
+    func setDelay(rttMilliseconds: Double) throws {
+        try check([LabPaths.testbed, "delay", String(rttMilliseconds)], timeout: 30,
+                  environment: ["LAB": name, "MAT_DELAY": LabPaths.matDelay])
+    }
 
     /// Turns transmit checksum offload off on `node`'s uplink, so a capture sees the
     /// checksums a real NIC would send (DESIGN.md section 4).

@@ -1,0 +1,82 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The bump in the wire: two packet sockets and a direction each way, served by one
+/// thread. It polls both sockets (and the stop signals) with a timeout that ends when the
+/// oldest held frame is due, reads what arrived, and sends what is due.
+final class Forwarder {
+    let first: PacketSocket
+    let second: PacketSocket
+    /// first -> second, and second -> first.
+    let outbound: Direction
+    let inbound: Direction
+    private let calls: Kernel.Calls
+    private let signals: StopSignals
+    private let pollSet: UnsafeMutablePointer<pollfd>
+
+    init(between first: PacketSocket, and second: PacketSocket, delay: UInt64, slots: Int, slotSize: Int,
+         batch: Int, calls: Kernel.Calls, signals: StopSignals) {
+        self.first = first
+        self.second = second
+        self.calls = calls
+        self.signals = signals
+        outbound = Direction(from: first, to: second, delay: delay, slots: slots, slotSize: slotSize, batch: batch, calls: calls)
+        inbound = Direction(from: second, to: first, delay: delay, slots: slots, slotSize: slotSize, batch: batch, calls: calls)
+        pollSet = .allocate(capacity: 3)
+        pollSet.initialize(repeating: pollfd(), count: 3)
+        pollSet[0].fd = first.fd
+        pollSet[1].fd = second.fd
+        pollSet[2].fd = signals.fd
+        pollSet[2].events = Int16(POLLIN)
+    }
+
+    deinit { pollSet.deallocate() }
+
+    /// Forwards until SIGTERM or SIGINT; returns the signal.
+    func run() throws -> Int32 {
+        var timeout = timespec()
+        while true {
+            let now = monotonicNanoseconds()
+            outbound.flush(now: now)
+            inbound.flush(now: now)
+
+            // Each socket reads for its own direction and writes for the other.
+            pollSet[0].events = Int16(POLLIN) | (inbound.waitingForOutput ? Int16(POLLOUT) : 0)
+            pollSet[1].events = Int16(POLLIN) | (outbound.waitingForOutput ? Int16(POLLOUT) : 0)
+            pollSet[0].revents = 0
+            pollSet[1].revents = 0
+            pollSet[2].revents = 0
+            var next = UInt64.max
+            if !outbound.waitingForOutput, let due = outbound.ring.headDueTime { next = min(next, due) }
+            if !inbound.waitingForOutput, let due = inbound.ring.headDueTime { next = min(next, due) }
+            let ready: Int32
+            if next == UInt64.max {
+                ready = calls.poll(pollSet, 3, nil, nil)
+            } else {
+                let wait = next > now ? next - now : 0
+                timeout.tv_sec = Int(wait / 1_000_000_000)
+                timeout.tv_nsec = Int(wait % 1_000_000_000)
+                ready = calls.poll(pollSet, 3, &timeout, nil)
+            }
+            if ready < 0 {
+                if errno == EINTR { continue }
+                throw DelayError("ppoll: \(errorText())")
+            }
+            if ready == 0 { continue }
+            if pollSet[2].revents != 0, let number = signals.take() { return number }
+            if pollSet[0].revents & Int16(POLLOUT) != 0 { inbound.waitingForOutput = false }
+            if pollSet[1].revents & Int16(POLLOUT) != 0 { outbound.waitingForOutput = false }
+            if pollSet[0].revents & Int16(POLLIN | POLLERR) != 0 { outbound.receive() }
+            if pollSet[1].revents & Int16(POLLIN | POLLERR) != 0 { inbound.receive() }
+        }
+    }
+
+    /// The counters of both directions, and what the kernel dropped before mat-delay read it.
+    func report() -> [String] {
+        var lines = [outbound.summary, inbound.summary]
+        let kernelDrops = [first, second].map { "\($0.interface) \($0.kernelStatistics().drops)" }
+        lines.append("socket buffer drops (kernel): \(kernelDrops.joined(separator: ", "))")
+        return lines
+    }
+}
