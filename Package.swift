@@ -15,10 +15,12 @@ let package = Package(
         .library(name: "MATLinux", targets: ["MATLinux"]),
         .library(name: "MATIMS", targets: ["MATIMS"]),
         .library(name: "MATIMSClient", targets: ["MATIMSClient"]),
+        .library(name: "MATSignaling", targets: ["MATSignaling"]),
         .executable(name: "matd", targets: ["matd"]),
         .executable(name: "matctl", targets: ["matctl"]),
         .executable(name: "mat-ims", targets: ["mat-ims"]),
         .executable(name: "mat-bench", targets: ["MATBench"]),
+        .executable(name: "mat-delay", targets: ["mat-delay"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.0"..<"5.0.0"),
@@ -29,6 +31,8 @@ let package = Package(
         .target(name: "MATPacket", swiftSettings: hotPathSettings),
         // Pure logic, no I/O: DNS messages, names, UPDATE, TSIG.
         .target(name: "MATDNS", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        // Pure logic, no I/O: mobility signaling messages, Ed25519 authentication, replay and rate limits.
+        .target(name: "MATSignaling", dependencies: ["MATPacket", .product(name: "Crypto", package: "swift-crypto")]),
 
         // Pure: the configuration file syntax matd and mat-ims share.
         .target(name: "MATConfig"),
@@ -42,7 +46,7 @@ let package = Package(
         .target(name: "MATLinux", dependencies: ["MATPacket", "CNetlink", "CMnl", "CNftables", "CShim"]),
 
         // The daemon's parts wired: configuration, engine, mobility state, control.
-        .target(name: "MATNode", dependencies: ["MATConfig", "MATPacket", "MATLinux", "MATDNS", "MATIMSClient"]),
+        .target(name: "MATNode", dependencies: ["MATConfig", "MATPacket", "MATLinux", "MATDNS", "MATIMSClient", "MATSignaling"]),
 
         .executableTarget(name: "matd", dependencies: [
             "MATNode", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -60,6 +64,11 @@ let package = Package(
             "MATIMS", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // The lab's delay element (no netem on this kernel): a two-port forwarder that holds frames.
+        .executableTarget(name: "mat-delay", dependencies: [
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
         // C reference of the translation loop and table lookup, used only by the benchmark.
         .target(name: "CReference", cSettings: [.unsafeFlags(["-O2"])]),
         .executableTarget(
@@ -70,9 +79,10 @@ let package = Package(
 
         .testTarget(name: "MATPacketTests", dependencies: ["MATPacket"]),
         .testTarget(name: "MATDNSTests", dependencies: ["MATDNS"]),
+        .testTarget(name: "MATSignalingTests", dependencies: ["MATSignaling", "MATPacket"]),
         .testTarget(name: "MATLinuxTests", dependencies: ["MATLinux", "MATPacket"]),
         .testTarget(name: "MATNodeTests", dependencies: ["MATNode", "MATPacket", "MATIMSClient", "MATConfig"]),
-        .testTarget(name: "MATLabTests", dependencies: ["MATNode", "MATPacket", "matd", "matctl", "mat-ims"]),
+        .testTarget(name: "MATLabTests", dependencies: ["MATNode", "MATPacket", "MATSignaling", "matd", "matctl", "mat-ims", "mat-delay"]),
         .testTarget(name: "MATIMSTests", dependencies: ["MATIMS", "MATDNS", "MATConfig"]),
         .testTarget(name: "MATIMSClientTests", dependencies: ["MATIMSClient", "MATDNS", "MATPacket"]),
     ],

@@ -35,7 +35,7 @@ public final class Daemon {
         }
         defer { host.teardown() }
 
-        let addresses = NodeAddresses(homes: config.homeAddresses).withMobile(from: try host.uplinkAddresses())
+        let addresses = NodeAddresses(homes: config.homeAddresses).withMobile(from: host.uplinkAddresses())
         var table = MappingTable()
         for peer in config.peers {
             let bindings = peer.mobileAddresses.enumerated().map {
@@ -86,7 +86,7 @@ struct StatusSource: Sendable {
                 mobileAddresses: mappings.currentAddresses.mobileAddresses.map(\.description),
                 uplinks: config.uplinks, domainPrefixes: config.domainPrefixes.map(\.description),
                 offloads: offloads, uptimeSeconds: UInt64(Date().timeIntervalSince(started)),
-                peerCount: engine.mappings.count))
+                peerCount: engine.mappings.count, publicKey: mappings.publicKey))
         case .peers:
             return ControlReply(peers: engine.mappings.map { state in
                 let mapping = state.mapping
@@ -99,7 +99,19 @@ struct StatusSource: Sendable {
                     preferred: state.preferred?.description, sequence: mapping.sequence)
             })
         case .stats:
-            return ControlReply(stats: StatsReport(engine.counters, ims: mappings.imsCounters))
+            return ControlReply(stats: StatsReport(engine.counters, ims: mappings.imsCounters,
+                                                   signaling: mappings.signalingCounters))
+        case .rebind:
+            var moa: IPAddress?
+            if let text = request.mobileAddress {
+                guard let address = IPAddress(text) else {
+                    return ControlReply(error: "\(text) is not an IPv4 or IPv6 address")
+                }
+                moa = address
+            }
+            let report = mappings.rebind(interface: request.interface, moa: moa)
+            if let error = report.error { return ControlReply(error: "rebind: \(error)") }
+            return ControlReply(rebind: report)
         }
     }
 }

@@ -67,14 +67,16 @@ public final class HostSetup {
         }
     }
 
-    /// The uplinks' current addresses, the candidates for the node's MoAs.
-    public func uplinkAddresses() throws(SystemError) -> [IPAddress] {
-        var found: [IPAddress] = []
-        for uplink in config.uplinks {
-            let index = try netlink.interfaceIndex(uplink)
-            found += try netlink.addresses(interface: index).map(\.address)
-        }
-        return found
+    /// The uplinks' current addresses, the candidates for the node's MoAs. An uplink that
+    /// does not exist (mid-move, between its removal and its return) has none.
+    public func uplinkAddresses() -> [IPAddress] {
+        config.uplinks.flatMap { uplinkAddresses(only: $0) }
+    }
+
+    /// The addresses of one interface, none if it does not exist.
+    public func uplinkAddresses(only uplink: String) -> [IPAddress] {
+        guard let index = try? netlink.interfaceIndex(uplink) else { return [] }
+        return ((try? netlink.addresses(interface: index)) ?? []).map(\.address)
     }
 
     /// Points the inbound diversion at the node's current MoAs and the peers' MoAs, in one

@@ -2,6 +2,7 @@ import MATConfig
 import MATDNS
 import MATIMSClient
 import MATPacket
+import MATSignaling
 
 /// matd's configuration, validated. See docs/config.md for the file format.
 public struct NodeConfig: Sendable, Equatable {
@@ -9,6 +10,9 @@ public struct NodeConfig: Sendable, Equatable {
     public struct StaticPeer: Sendable, Equatable {
         public var homeAddress: IPAddress
         public var mobileAddresses: [IPAddress]
+        /// The peer's Ed25519 public key (base64), pinned: its mobility alerts are checked
+        /// against it instead of the key the IMS publishes.
+        public var publicKey: VerifyingKey?
         public var line: Int
     }
 
@@ -30,6 +34,9 @@ public struct NodeConfig: Sendable, Equatable {
     public var routingTable: UInt32
     /// Priority of the policy rules that send this host's own domain traffic to that table.
     public var rulePriority: UInt32
+    /// File with this node's Ed25519 signing key for mobility alerts; nil: the state
+    /// directory's `signing.key`, created on first start.
+    public var signingKeyFile: String?
     /// Peers with a fixed mapping.
     public var peers: [StaticPeer]
     /// Where mappings are registered and looked up; nil for static peers only.
@@ -71,6 +78,7 @@ public struct NodeConfig: Sendable, Equatable {
         stateDirectory = Self.defaultStateDirectory
         routingTable = Self.defaultRoutingTable
         rulePriority = Self.defaultRulePriority
+        signingKeyFile = nil
         peers = []
         ims = nil
         var sawNode = false
@@ -148,6 +156,8 @@ public struct NodeConfig: Sendable, Equatable {
                     throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not 1-32765")
                 }
                 rulePriority = priority
+            case "signing-key":
+                signingKeyFile = try Self.absolutePath(entry)
             default:
                 throw ConfigError(line: entry.line, key: entry.key, message: "unknown key in [node]")
             }
@@ -157,6 +167,7 @@ public struct NodeConfig: Sendable, Equatable {
     private static func readPeer(_ section: ConfigFile.Section) throws(ConfigError) -> StaticPeer {
         var home: IPAddress?
         var mobile: [IPAddress] = []
+        var publicKey: VerifyingKey?
         for entry in section.entries {
             switch entry.key {
             case "home-address":
@@ -164,6 +175,12 @@ public struct NodeConfig: Sendable, Equatable {
                 home = try address(entry)
             case "mobile-address":
                 mobile.append(try address(entry))
+            case "public-key":
+                guard let key = VerifyingKey(base64: entry.value) else {
+                    throw ConfigError(line: entry.line, key: entry.key,
+                                      message: "\(entry.value) is not a base64 Ed25519 public key (32 bytes)")
+                }
+                publicKey = key
             default:
                 throw ConfigError(line: entry.line, key: entry.key, message: "unknown key in [peer]")
             }
@@ -179,7 +196,7 @@ public struct NodeConfig: Sendable, Equatable {
                               message: "\(moa) is \(moa.family) but home address \(home) is \(home.family): "
                                   + "translation between address families is not supported")
         }
-        return StaticPeer(homeAddress: home, mobileAddresses: mobile, line: section.line)
+        return StaticPeer(homeAddress: home, mobileAddresses: mobile, publicKey: publicKey, line: section.line)
     }
 
     private static func readIMS(_ section: ConfigFile.Section) throws(ConfigError) -> IMSSettings {

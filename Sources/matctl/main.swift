@@ -8,7 +8,7 @@ struct MatCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "matctl",
         abstract: "Query and steer a running matd.",
-        subcommands: [Status.self, Peers.self, Stats.self])
+        subcommands: [Status.self, Peers.self, Stats.self, Rebind.self])
 }
 
 struct CommonOptions: ParsableArguments {
@@ -20,9 +20,13 @@ struct CommonOptions: ParsableArguments {
 
     /// Sends `command` and returns the reply, or exits with a clear message.
     func ask(_ command: ControlRequest.Command) throws -> ControlReply {
+        try ask(ControlRequest(command: command))
+    }
+
+    func ask(_ request: ControlRequest, timeout: Int = 5) throws -> ControlReply {
         let reply: ControlReply
         do {
-            reply = try sendControlRequest(ControlRequest(command: command), to: socket)
+            reply = try sendControlRequest(request, to: socket, timeout: timeout)
         } catch {
             throw ValidationError("cannot reach matd at \(socket): \(error) (is matd running? see --socket)")
         }
@@ -51,6 +55,7 @@ struct Status: ParsableCommand {
         print("domain:          \(status.domainPrefixes.joined(separator: ", "))")
         print("peers:           \(status.peerCount)")
         print("uptime:          \(status.uptimeSeconds) s")
+        print("public key:      \(status.publicKey)")
     }
 }
 
@@ -87,5 +92,42 @@ struct Stats: ParsableCommand {
         if let ims = stats.ims {
             print("ims:      \(ims.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
         }
+        if let signaling = stats.signaling {
+            let nonzero = signaling.filter { $0.value > 0 }.sorted { $0.key < $1.key }
+            print("signaling: \(nonzero.isEmpty ? "nothing yet" : nonzero.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
+        }
+    }
+}
+
+struct Rebind: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Re-bind after a migration: take the current MoA, register it, alert every peer.",
+        discussion: """
+            Returns when the IMS has the new mapping and every peer has acknowledged it (or \
+            stopped answering). Idempotent: call it again and nothing changes but the \
+            sequence numbers. Exits non-zero when the rebind fails or a peer did not answer.
+            """)
+    @OptionGroup var options: CommonOptions
+
+    @Option(name: .long, help: "Take the MoA from this uplink only.")
+    var interface: String?
+
+    @Option(name: .long, help: "Use this address of an uplink as the MoA.")
+    var moa: String?
+
+    func run() throws {
+        let request = ControlRequest(command: .rebind, interface: interface, mobileAddress: moa)
+        guard let report = try options.ask(request, timeout: 45).rebind else { throw ValidationError("matd sent no report") }
+        if options.json {
+            try options.printJSON(report)
+        } else {
+            print("mobile addresses: \(report.mobileAddresses.joined(separator: ", "))")
+            let registration = report.registered.map { $0 ? "confirmed" : "FAILED (peers alerted anyway)" } ?? "no IMS key"
+            print("registration:     \(registration)")
+            print("acknowledged:     \(report.acknowledged.isEmpty ? "none" : report.acknowledged.joined(separator: ", "))")
+            if !report.unanswered.isEmpty { print("unanswered:       \(report.unanswered.joined(separator: ", "))") }
+            print("took:             \(report.milliseconds) ms")
+        }
+        if report.registered == false || !report.unanswered.isEmpty { throw ExitCode(1) }
     }
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Tiny traffic endpoints for the lab tests (run inside a lab namespace).
 
-  labpeer.py tcp-listen ADDR PORT send|recv FILE   accept one connection, send FILE or write what arrives to FILE
-  labpeer.py tcp-connect ADDR PORT send|recv FILE  connect (retrying up to 10 s), same
+  labpeer.py tcp-listen ADDR PORT send|recv FILE [MBPS]   accept one connection, send FILE or write what arrives to FILE
+  labpeer.py tcp-connect ADDR PORT send|recv FILE [MBPS]  connect (retrying up to 10 s), same
+                                                   (MBPS: pace sending to that many megabytes per second)
   labpeer.py udp-echo ADDR PORT COUNT              echo COUNT datagrams back to their sender, then exit
   labpeer.py udp-ping ADDR PORT COUNT              send COUNT numbered datagrams, check every echo byte for byte
   labpeer.py udp-closed ADDR PORT                  send one datagram to a closed port, expect ECONNREFUSED
@@ -22,11 +23,17 @@ def family(addr):
     return socket.AF_INET6 if ":" in addr else socket.AF_INET
 
 
-def pump(conn, mode, path):
+def pump(conn, mode, path, rate=None):
     if mode == "send":
+        started, sent = time.monotonic(), 0
         with open(path, "rb") as f:
             while chunk := f.read(1 << 16):
                 conn.sendall(chunk)
+                sent += len(chunk)
+                if rate:
+                    ahead = sent / (float(rate) * 1e6) - (time.monotonic() - started)
+                    if ahead > 0:
+                        time.sleep(ahead)
         conn.shutdown(socket.SHUT_WR)
         conn.recv(1)  # wait for the receiver to close: every byte is in
     else:
@@ -36,7 +43,7 @@ def pump(conn, mode, path):
     conn.close()
 
 
-def tcp_listen(addr, port, mode, path):
+def tcp_listen(addr, port, mode, path, rate=None):
     s = socket.socket(family(addr), socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((addr, int(port)))
@@ -46,10 +53,10 @@ def tcp_listen(addr, port, mode, path):
     conn, peer = s.accept()
     conn.settimeout(TIMEOUT)
     print(f"peer {peer[0]} {peer[1]}", file=sys.stderr, flush=True)
-    pump(conn, mode, path)
+    pump(conn, mode, path, rate)
 
 
-def tcp_connect(addr, port, mode, path):
+def tcp_connect(addr, port, mode, path, rate=None):
     deadline = time.monotonic() + 10
     while True:
         s = socket.socket(family(addr), socket.SOCK_STREAM)
@@ -63,7 +70,7 @@ def tcp_connect(addr, port, mode, path):
                 raise
             time.sleep(0.1)
     print(f"local {s.getsockname()[0]}", file=sys.stderr, flush=True)
-    pump(s, mode, path)
+    pump(s, mode, path, rate)
 
 
 def payload(seq):

@@ -8,15 +8,21 @@ public enum ControlProtocol {
 /// A request to the daemon.
 public struct ControlRequest: Codable, Sendable, Equatable {
     public enum Command: String, Codable, Sendable, CaseIterable {
-        case status, peers, stats
+        case status, peers, stats, rebind
     }
 
     public var version: Int
     public var command: Command
+    /// `rebind`: take the MoA from this uplink only.
+    public var interface: String?
+    /// `rebind`: use this address (on an uplink) as the MoA.
+    public var mobileAddress: String?
 
-    public init(command: Command) {
+    public init(command: Command, interface: String? = nil, mobileAddress: String? = nil) {
         version = ControlProtocol.version
         self.command = command
+        self.interface = interface
+        self.mobileAddress = mobileAddress
     }
 }
 
@@ -27,14 +33,16 @@ public struct ControlReply: Codable, Sendable, Equatable {
     public var status: StatusReport?
     public var peers: [PeerReport]?
     public var stats: StatsReport?
+    public var rebind: RebindReport?
 
     public init(error: String? = nil, status: StatusReport? = nil, peers: [PeerReport]? = nil,
-                stats: StatsReport? = nil) {
+                stats: StatsReport? = nil, rebind: RebindReport? = nil) {
         version = ControlProtocol.version
         self.error = error
         self.status = status
         self.peers = peers
         self.stats = stats
+        self.rebind = rebind
     }
 }
 
@@ -48,9 +56,13 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public var offloads: String
     public var uptimeSeconds: UInt64
     public var peerCount: Int
+    /// The Ed25519 key peers check this node's alerts with (base64; pin it in their `[peer]`).
+    public var publicKey: String
 
     public init(tunDevice: String, homeAddresses: [String], mobileAddresses: [String], uplinks: [String],
-                domainPrefixes: [String], offloads: String, uptimeSeconds: UInt64, peerCount: Int) {
+                domainPrefixes: [String], offloads: String, uptimeSeconds: UInt64, peerCount: Int,
+                publicKey: String) {
+        self.publicKey = publicKey
         self.tunDevice = tunDevice
         self.homeAddresses = homeAddresses
         self.mobileAddresses = mobileAddresses
@@ -95,14 +107,43 @@ public struct StatsReport: Codable, Sendable, Equatable {
     /// The IMS client's counters (queries, timeouts, stale answers served, ...), when an
     /// `[ims]` section is configured.
     public var ims: [String: UInt64]?
+    /// The mobility signaling's counters (alerts sent and acknowledged, refusals by reason).
+    public var signaling: [String: UInt64]?
 
-    public init(_ counters: EngineCounters, ims: [String: UInt64]? = nil) {
+    public init(_ counters: EngineCounters, ims: [String: UInt64]? = nil, signaling: [String: UInt64]? = nil) {
         self.ims = ims
+        self.signaling = signaling
         outboundPackets = counters.outboundPackets
         outboundBytes = counters.outboundBytes
         inboundPackets = counters.inboundPackets
         inboundBytes = counters.inboundBytes
         superPackets = counters.superPackets
         drops = Dictionary(uniqueKeysWithValues: counters.dropsByReason)
+    }
+}
+
+/// `matctl rebind`: what the forced move did.
+public struct RebindReport: Codable, Sendable, Equatable {
+    /// What failed before any peer was alerted; nil when the rebind ran.
+    public var error: String?
+    /// The MoAs in use afterwards.
+    public var mobileAddresses: [String]
+    /// Whether the IMS confirmed the registration; nil without an IMS key.
+    public var registered: Bool?
+    /// Peers (HoAs) that acknowledged the new mapping.
+    public var acknowledged: [String]
+    /// Peers that did not acknowledge before the retransmissions ran out.
+    public var unanswered: [String]
+    /// From the request to the last acknowledgement, milliseconds.
+    public var milliseconds: UInt64
+
+    public init(error: String? = nil, mobileAddresses: [String] = [], registered: Bool? = nil,
+                acknowledged: [String] = [], unanswered: [String] = [], milliseconds: UInt64 = 0) {
+        self.error = error
+        self.mobileAddresses = mobileAddresses
+        self.registered = registered
+        self.acknowledged = acknowledged
+        self.unanswered = unanswered
+        self.milliseconds = milliseconds
     }
 }

@@ -74,10 +74,11 @@ private final class ListenerBox: @unchecked Sendable {
     init(_ socket: consuming UnixSocket) { self.socket = socket }
 }
 
-/// Sends one request to the daemon at `path` and returns its reply.
-public func sendControlRequest(_ request: ControlRequest, to path: String) throws -> ControlReply {
+/// Sends one request to the daemon at `path` and returns its reply, waiting at most
+/// `timeout` seconds for it.
+public func sendControlRequest(_ request: ControlRequest, to path: String, timeout: Int = 5) throws -> ControlReply {
     let socket = try UnixSocket.connect(to: path)
-    socket.setTimeout(seconds: 5)
+    socket.setTimeout(seconds: timeout)
     var bytes = try JSONEncoder.control.encode(request)
     bytes.append(UInt8(ascii: "\n"))
     try socket.writeAll(Array(bytes))

@@ -30,12 +30,17 @@ public final class Engine: @unchecked Sendable {
     private let missHandler: @Sendable (IPAddress) -> Void
     /// When each unknown HoA was last reported, so a flow to it asks once per second.
     private var reportedMisses: [IPAddress: UInt64] = [:]
+    /// Peers whose outbound packets wait until they confirm this node's new mapping.
+    private var held: Set<IPAddress> = []
 
     /// A change the engine thread applies between packets.
     public enum Command: Sendable {
         case setAddresses(NodeAddresses)
         case replaceMapping(PeerMapping)
         case removeMapping(IPAddress)
+        /// Drop outbound packets to this HoA until `.release` (counted as awaiting_binding).
+        case hold(IPAddress)
+        case release(IPAddress)
     }
 
     /// Takes over `tun` and the initial mappings; call `start()` to begin. `onMiss` is
@@ -125,6 +130,10 @@ public final class Engine: @unchecked Sendable {
         let packet = buffer + VirtioNetHeader.size
         let packetLength = length - VirtioNetHeader.size
         let direction: PacketProcessor.Direction = isInbound(packet, length: packetLength) ? .inbound : .outbound
+        if direction == .outbound && !held.isEmpty && isHeld(packet, length: packetLength) {
+            processor.counters.engineDrops[Int(EngineDropReason.awaitingBinding.rawValue)] &+= 1
+            return
+        }
         guard processor.process(packet, length: packetLength, direction: direction, checksum: header.checksumMode) else {
             if let miss = processor.lastMiss {
                 processor.lastMiss = nil
@@ -167,6 +176,17 @@ public final class Engine: @unchecked Sendable {
         }
     }
 
+    private func isHeld(_ packet: UnsafeMutableRawPointer, length: Int) -> Bool {
+        switch packet.load(as: UInt8.self) >> 4 {
+        case 4 where length >= 20:
+            held.contains(.v4(IPv4Address(loadingFrom: UnsafeRawPointer(packet), offset: 16)))
+        case 6 where length >= 40:
+            held.contains(.v6(IPv6Address(loadingFrom: UnsafeRawPointer(packet), offset: 24)))
+        default:
+            false
+        }
+    }
+
     private func applyCommands() {
         let pending = commands.withLock { queue -> [Command] in
             defer { queue.removeAll(keepingCapacity: true) }
@@ -181,6 +201,10 @@ public final class Engine: @unchecked Sendable {
                 try? processor.table.replace(mapping)
             case .removeMapping(let hoa):
                 _ = processor.table.remove(hoa: hoa)
+            case .hold(let hoa):
+                held.insert(hoa)
+            case .release(let hoa):
+                held.remove(hoa)
             }
         }
         let snapshot = processor.table.mappings.map {

@@ -16,6 +16,10 @@ public enum EngineDropReason: UInt8, CaseIterable, Sendable, CustomStringConvert
     case badVirtioHeader
     /// The kernel refused the translated packet (for example no route to the peer's MoA).
     case writeFailed
+    /// An outbound packet to a peer that has not yet confirmed this node's new MoA (or
+    /// first contact): sent now, it would reach the peer from an address the peer does not
+    /// divert, and the peer's stack would answer it with a reset.
+    case awaitingBinding
 
     public var description: String {
         switch self {
@@ -26,6 +30,7 @@ public enum EngineDropReason: UInt8, CaseIterable, Sendable, CustomStringConvert
         case .notToMobileAddress: "not_to_mobile_address"
         case .badVirtioHeader: "bad_virtio_header"
         case .writeFailed: "write_failed"
+        case .awaitingBinding: "awaiting_binding"
         }
     }
 }

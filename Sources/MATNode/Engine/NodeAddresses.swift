@@ -34,6 +34,11 @@ public struct NodeAddresses: Sendable, Equatable {
         return next
     }
 
+    /// The HoAs, IPv4 first.
+    public var homeAddresses: [IPAddress] {
+        [home4.map(IPAddress.v4), home6.map(IPAddress.v6)].compactMap { $0 }
+    }
+
     /// The current MoAs, IPv4 first.
     public var mobileAddresses: [IPAddress] {
         [mobile4.map(IPAddress.v4), mobile6.map(IPAddress.v6)].compactMap { $0 }

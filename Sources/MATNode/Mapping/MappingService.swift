@@ -6,44 +6,74 @@ import MATDNS
 import MATIMSClient
 import MATLinux
 import MATPacket
+import MATSignaling
 import Synchronization
 
-/// The control plane of the mappings, on a thread of its own: watches the uplinks for
-/// MoA changes, registers the node's mapping with the IMS (on start, on every change and
-/// before the lifetime runs out), looks up peers the engine has packets for, refreshes
-/// learned mappings when their TTL runs out, and keeps the engine's table and the inbound
-/// diversion in step with all of it.
+/// The control plane, on a thread of its own: follows the uplinks through netlink events,
+/// registers the node's mapping with the IMS (on start, on every move and before the
+/// lifetime runs out), alerts peers when the node moves and answers their alerts, looks
+/// up peers the engine has packets for, refreshes learned mappings when their TTL runs
+/// out, and keeps the engine's table and the inbound diversion in step with all of it.
 public final class MappingService: @unchecked Sendable {
-    // @unchecked: `host`, `client`, `schedules`, `learned` and `addresses` are touched only
-    // by the service thread (and by `init` before it starts); other threads use `misses`
-    // and `wakeup` only.
+    // @unchecked: everything but the Mutex-guarded members and `wakeup` is touched only
+    // by the service thread (and by `init` before it starts).
 
-    private let config: NodeConfig
-    private let host: HostSetup
-    private let engine: Engine
-    private let client: IMSClient?
-    private let sequences: SequenceStore
-    private var schedules: [AddressFamily: RegistrationSchedule] = [:]
-    private var addresses: NodeAddresses
+    let config: NodeConfig
+    let host: HostSetup
+    let engine: Engine
+    let client: IMSClient?
+    let signaling: Signaling
+    let monitor: NetlinkMonitor
+    var schedules: [AddressFamily: RegistrationSchedule] = [:]
+    var addresses: NodeAddresses
     /// `addresses` as of the last change, for the control thread.
-    private let publishedAddresses: Mutex<NodeAddresses>
-    /// Mappings learned from the IMS, with the time their TTL runs out.
-    private var learned: [IPAddress: (mapping: PeerMapping, expiresAt: UInt64)] = [:]
+    let publishedAddresses: Mutex<NodeAddresses>
+    /// Mappings learned from the IMS or from peers' alerts, with when to look them up again.
+    var learned: [IPAddress: (mapping: PeerMapping, expiresAt: UInt64)] = [:]
+    /// Keys bound to peers' HoAs: pinned in the configuration or published in the IMS.
+    var peerKeys: [IPAddress: VerifyingKey] = [:]
+    /// When the uplinks are due to be read again after netlink events (milliseconds).
+    var recheckAt: UInt64?
+    /// When the first event of the current burst arrived: a flapping link is read at most
+    /// `maximumDebounce` after it started.
+    var burstStartedAt: UInt64?
+    /// A MoA chosen by `matctl rebind --moa`, preferred while it is on an uplink.
+    var pinnedMoAs: [IPAddress] = []
+    /// Set by a live-migration event or `matctl rebind`: alert the peers even if the MoA stayed.
+    var announceEvenIfUnchanged = false
+    /// The `matctl rebind` calls waiting for their peers' acknowledgements.
+    var rebinds: [PendingRebind] = []
+    /// How each peer's last alert ended: acknowledged (true) or unanswered (false).
+    var settlements: [IPAddress: Bool] = [:]
+    /// When the key of an unknown sender was last looked up in the IMS (milliseconds).
+    var keyLookups: [IPAddress: UInt64] = [:]
+    let requests = Mutex<[RebindRequest]>([])
     private let misses = Mutex<[IPAddress]>([])
-    private let wakeup: Wakeup
+    let wakeup: Wakeup
     private let stopped = Mutex(false)
     private var thread: Thread?
 
-    /// Prepares the service; `start()` begins the work. Throws when the IMS key file is
-    /// missing, unreadable, readable by others, or holds no key.
+    /// Prepares the service; `start()` begins the work. Throws when a key file is missing,
+    /// unreadable, readable by others, or holds no key, or the signaling port is taken.
     public init(config: NodeConfig, host: HostSetup, engine: Engine, addresses: NodeAddresses) throws {
         self.config = config
         self.host = host
         self.engine = engine
         self.addresses = addresses
         publishedAddresses = Mutex(addresses)
-        sequences = SequenceStore(path: config.stateDirectory + "/sequence")
         wakeup = try Wakeup()
+        try FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        let sequences = SequenceSource(store: SequenceStore(path: config.stateDirectory + "/sequence"))
+        let signingKey = try SigningKeyFile.load(config.signingKeyFile ?? config.stateDirectory + "/signing.key",
+                                                 createIfMissing: config.signingKeyFile == nil)
+        let lifetime = UInt32(clamping: config.ims?.lifetime ?? 300)
+        signaling = try Signaling(port: config.signalingPort, families: Set(config.homeAddresses.map(\.family)),
+                                  key: signingKey, sequences: sequences, lifetime: lifetime)
+        monitor = try NetlinkMonitor()
+        for peer in config.peers {
+            if let key = peer.publicKey { peerKeys[peer.homeAddress] = key }
+        }
         if let ims = config.ims {
             let key = try ims.keyFile.map(Self.loadKey)
             client = IMSClient(
@@ -55,11 +85,10 @@ public final class MappingService: @unchecked Sendable {
                     schedules[home.family] = RegistrationSchedule(lifetime: ims.lifetime)
                 }
             }
-            try FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
         } else {
             client = nil
         }
+        signaling.host = self
     }
 
     /// Starts the service thread.
@@ -80,11 +109,19 @@ public final class MappingService: @unchecked Sendable {
     /// The node's HoAs and current MoAs.
     public var currentAddresses: NodeAddresses { publishedAddresses.withLock { $0 } }
 
+    /// The node's public key for signed alerts (base64), as published in the IMS.
+    public var publicKey: String { signaling.publicKey.base64 }
+
     /// The IMS client's counters by metric name, or nil without an `[ims]` section.
     public var imsCounters: [String: UInt64]? {
         client.map { client in
             Dictionary(client.statistics.named.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first })
         }
+    }
+
+    /// The signaling counters by metric name.
+    public var signalingCounters: [String: UInt64] {
+        Dictionary(signaling.counters.named.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first })
     }
 
     /// Called by the engine thread: packets wait for a mapping of `hoa`.
@@ -98,42 +135,38 @@ public final class MappingService: @unchecked Sendable {
     }
 
     private func loop() {
-        var descriptor = pollfd(fd: wakeup.readDescriptor, events: Int16(POLLIN), revents: 0)
+        var descriptors = ([wakeup.readDescriptor, monitor.fileDescriptor] + signaling.fileDescriptors).map {
+            pollfd(fd: $0, events: Int16(POLLIN), revents: 0)
+        }
+        recheckAt = 0
         while !stopped.withLock({ $0 }) {
-            let now = UInt64(time(nil))
-            followUplinks(now: now)
+            let now = Self.milliseconds()
+            if descriptors[1].revents != 0 { noteNetlinkEvents(now: now) }
+            if descriptors[2...].contains(where: { $0.revents != 0 }) { signaling.receive(now: now) }
+            if let due = recheckAt, due <= now { followUplinks(now: now) }
+            takeRebindRequests(now: now)
             register(now: now)
             resolveMisses(now: now)
             refreshLearned(now: now)
-            _ = poll(&descriptor, 1, 1_000)
-            wakeup.drain()
+            let retransmitAt = signaling.tick(now: now)
+            finishRebinds(now: now)
+            let next = [recheckAt, retransmitAt, now + 1_000].compactMap { $0 }.min()!
+            for index in descriptors.indices { descriptors[index].revents = 0 }
+            _ = poll(&descriptors, nfds_t(descriptors.count), Int32(clamping: next > now ? next - now : 0))
+            if descriptors[0].revents != 0 { wakeup.drain() }
         }
     }
 
-    /// Picks up a changed MoA: the engine, the diversion and the registration follow it.
-    private func followUplinks(now: UInt64) {
-        guard let found = try? host.uplinkAddresses() else { return }
-        let next = addresses.withMobile(from: found)
-        for family in schedules.keys {
-            schedules[family]?.moasChanged(to: found.filter { $0.family == family }, at: now)
-        }
-        guard next != addresses else { return }
-        log("matd: mobile addresses now \(next.mobileDescription) (were \(addresses.mobileDescription))")
-        addresses = next
-        publishedAddresses.withLock { $0 = next }
-        engine.send(.setAddresses(next))
-        updateDiversion()
-    }
-
-    private func register(now: UInt64) {
+    func register(now milliseconds: UInt64) {
         guard let client else { return }
+        let now = milliseconds / 1_000
         for home in config.homeAddresses {
             guard var schedule = schedules[home.family], schedule.isDue(at: now) else { continue }
             let moas = schedule.currentMoAs
             guard !moas.isEmpty else { continue }
             do {
-                let sequence = try sequences.next()
-                let result = try client.register(hoa: home, moas: moas, sequence: sequence)
+                let sequence = try signaling.nextSequence()
+                let result = try client.register(hoa: home, moas: moas, sequence: sequence, publicKey: publicKey)
                 schedule.succeeded(moas: moas, at: now)
                 log("matd: registered \(home) -> \(moas.map(\.description).joined(separator: ", ")) seq \(sequence) at \(result.server)")
             } catch {
@@ -141,6 +174,13 @@ public final class MappingService: @unchecked Sendable {
                 log("matd: registering \(home) failed: \(error); retry in \(schedule.nextAttempt - min(now, schedule.nextAttempt)) s")
             }
             schedules[home.family] = schedule
+        }
+    }
+
+    /// Whether every registration the node makes is confirmed for its current MoAs.
+    var isRegistered: Bool {
+        schedules.values.allSatisfy { schedule in
+            schedule.registeredMoAs.map { Set($0) == Set(schedule.currentMoAs) } ?? false
         }
     }
 
@@ -152,7 +192,18 @@ public final class MappingService: @unchecked Sendable {
         guard let client, !pending.isEmpty else { return }
         var changed = false
         for hoa in pending where config.domainPrefixes.contains(where: { $0.contains(hoa) }) {
-            changed = install(try? client.lookup(hoa: hoa), now: now) || changed
+            guard let answer = try? client.lookup(hoa: hoa) else { continue }
+            let isNew = learned[hoa] == nil
+            if isNew, let moa = answer.moas.first {
+                // First contact: the peer does not know this node yet, and would reset a
+                // connection from an address it does not divert. Hold the traffic until it
+                // has checked this node's mapping and acknowledged it.
+                engine.send(.hold(hoa))
+                changed = install(answer, now: now) || changed
+                if !signaling.announce(to: hoa, at: moa, now: now) { engine.send(.release(hoa)) }
+            } else {
+                changed = install(answer, now: now) || changed
+            }
         }
         if changed { updateDiversion() }
     }
@@ -171,32 +222,50 @@ public final class MappingService: @unchecked Sendable {
                 engine.send(.removeMapping(hoa))
                 changed = true
             } catch {
-                learned[hoa]?.expiresAt = now + 1
+                learned[hoa]?.expiresAt = now + 1_000
             }
         }
         if changed { updateDiversion() }
     }
 
-    /// Puts an answer into the engine's table. Returns whether the MoAs changed.
-    private func install(_ answer: PeerMappingAnswer?, now: UInt64) -> Bool {
+    /// Puts an IMS answer into the engine's table. Returns whether the MoAs changed.
+    @discardableResult
+    func install(_ answer: PeerMappingAnswer?, now: UInt64) -> Bool {
         guard let answer, !answer.moas.isEmpty else { return false }
-        let mapping = answer.peerMapping()
-        let expiresAt = answer.isStale ? now + 1 : max(answer.expiresAt, now + 1)
-        let previous = learned[answer.hoa]?.mapping
-        learned[answer.hoa] = (mapping, expiresAt)
+        if let text = answer.publicKey, let key = VerifyingKey(base64: text),
+           !config.peers.contains(where: { $0.homeAddress == answer.hoa && $0.publicKey != nil }) {
+            peerKeys[answer.hoa] = key
+        }
+        // The answer's times are the IMS client's (wall-clock seconds); ours are monotonic.
+        let remaining = answer.isStale ? 1 : max(1, UInt64(answer.remainingTTL(at: IMSClient.systemClock())))
+        let expiresAt = now + remaining * 1_000
+        return install(answer.peerMapping(), expiresAt: expiresAt, reason: "\(answer)")
+    }
+
+    /// Puts a mapping into the engine's table. Returns whether the MoAs changed.
+    func install(_ mapping: PeerMapping, expiresAt: UInt64, reason: String) -> Bool {
+        let previous = learned[mapping.hoa]?.mapping
+        learned[mapping.hoa] = (mapping, expiresAt)
         guard previous?.moas.map(\.address) != mapping.moas.map(\.address) else { return false }
         engine.send(.replaceMapping(mapping))
-        log("matd: mapping \(answer)")
+        log("matd: mapping \(reason)")
         return true
     }
 
-    private func updateDiversion() {
+    func updateDiversion() {
         let peerMoAs = config.peers.flatMap(\.mobileAddresses) + learned.values.flatMap { $0.mapping.moas.map(\.address) }
         do {
-            try host.divertInbound(addresses: addresses, peerMoAs: peerMoAs)
+            try host.divertInbound(addresses: addresses, peerMoAs: Array(Set(peerMoAs)))
         } catch {
             log("matd: updating the inbound diversion failed: \(error)")
         }
+    }
+
+    /// Milliseconds of the monotonic clock.
+    static func milliseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) * 1_000 + UInt64(now.tv_nsec) / 1_000_000
     }
 
     /// Reads the node's TSIG key, refusing a file others can read: the key is what lets

@@ -3,8 +3,9 @@ import Glibc
 #endif
 import MATLinux
 
-/// The node's registration sequence number, kept in a file so that it never repeats
-/// across restarts: each number is written and synced to disk before it is used.
+/// The node's sequence numbers (registrations and signaling), kept in a file so that
+/// they never repeat across restarts: each number, or block of numbers, is written and
+/// synced to disk before it is used.
 public struct SequenceStore: Sendable {
     /// The file holding the last number handed out, in decimal.
     public let path: String
@@ -15,8 +16,16 @@ public struct SequenceStore: Sendable {
     /// in a crash after use, so never reuse it). Written with write-temp-fsync-rename, so
     /// the file always holds a whole number.
     public func next() throws(SystemError) -> UInt64 {
+        try reserve(1).lowerBound
+    }
+
+    /// The next `count` numbers at once, persisted as used before they are returned: a
+    /// crash forfeits the unused rest of the block, it never hands them out again.
+    public func reserve(_ count: UInt64) throws(SystemError) -> ClosedRange<UInt64> {
+        precondition(count > 0)
         let current = try read() ?? 0
-        let next = current &+ 1
+        guard current <= UInt64.max - count else { throw SystemError("sequence \(path)", detail: "exhausted") }
+        let next = current + count
         let temporary = path + ".tmp"
         let text = "\(next)\n"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
@@ -26,7 +35,7 @@ public struct SequenceStore: Sendable {
         close(fd)
         guard written == text.utf8.count, synced == 0 else { throw SystemError("write \(temporary)", errno: errno) }
         guard rename(temporary, path) == 0 else { throw SystemError("rename \(temporary) to \(path)", errno: errno) }
-        return next
+        return (current + 1)...next
     }
 
     /// The last number handed out, or nil before the first.
@@ -45,5 +54,27 @@ public struct SequenceStore: Sendable {
             throw SystemError("read \(path)", detail: "not a sequence number")
         }
         return value
+    }
+}
+
+/// Sequence numbers for every message the node signs, taken from blocks that the store
+/// reserves on disk, so a burst of alerts costs one fsync rather than one per message.
+final class SequenceSource {
+    private let store: SequenceStore
+    private var block: ClosedRange<UInt64>?
+    private var following: UInt64 = 0
+
+    init(store: SequenceStore) { self.store = store }
+
+    /// The next number, never handed out before, in this run or an earlier one.
+    func take() throws(SystemError) -> UInt64 {
+        if let block, following <= block.upperBound {
+            following += 1
+            return following - 1
+        }
+        let fresh = try store.reserve(256)
+        block = fresh
+        following = fresh.lowerBound + 1
+        return fresh.lowerBound
     }
 }

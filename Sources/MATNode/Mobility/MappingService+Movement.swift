@@ -1,0 +1,248 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import MATIMSClient
+import MATLinux
+import MATPacket
+import MATSignaling
+import Synchronization
+
+/// Movement: netlink events, debounced, decide when the uplinks are read again; a new MoA
+/// re-points the datapath, is registered with the IMS, and is announced to every peer,
+/// whose traffic waits until it acknowledges. `matctl rebind` forces the same path.
+extension MappingService {
+    /// Quiet time after the last netlink event before the uplinks are read (milliseconds):
+    /// a move is a burst of events (link, address, route) and a flap is two.
+    static let debounce: UInt64 = 20
+    /// Longest a burst of events can delay the reading.
+    static let maximumDebounce: UInt64 = 200
+
+    func noteNetlinkEvents(now: UInt64) {
+        let events: [NetlinkEvent]
+        do {
+            events = try monitor.readEvents()
+        } catch {
+            log("matd: reading netlink events failed: \(error); reading the uplinks again")
+            events = [.overflow]
+        }
+        var relevant = false
+        for event in events {
+            switch event {
+            case .overflow:
+                // Events were lost: read everything again now rather than trust any of them.
+                log("matd: netlink event overflow; reading the uplinks again")
+                recheckAt = now
+                return
+            case .addressAdded, .addressRemoved, .defaultRouteChanged:
+                relevant = true
+            case .linkChanged(_, let name, _, let notifyPeers):
+                guard config.uplinks.contains(name) else { continue }
+                relevant = true
+                if notifyPeers {
+                    // The guest was live-migrated: tell the peers again even if the MoA
+                    // stayed, so they check it answers from the new host.
+                    log("matd: \(name) reports a live migration (notify peers)")
+                    announceEvenIfUnchanged = true
+                }
+            case .linkRemoved(_, let name):
+                relevant = relevant || config.uplinks.contains(name)
+            }
+        }
+        guard relevant else { return }
+        let started = burstStartedAt ?? now
+        burstStartedAt = started
+        recheckAt = min(now + Self.debounce, started + Self.maximumDebounce)
+    }
+
+    /// Reads the uplinks; on a new MoA (or when forced) re-points the datapath, registers
+    /// and alerts the peers.
+    func followUplinks(now: UInt64) {
+        recheckAt = nil
+        burstStartedAt = nil
+        let force = announceEvenIfUnchanged
+        announceEvenIfUnchanged = false
+        let found = host.uplinkAddresses()
+        pinnedMoAs.removeAll { !found.contains($0) }
+        let ordered = pinnedMoAs + found.filter { !pinnedMoAs.contains($0) }
+        let next = addresses.withMobile(from: ordered)
+        for family in schedules.keys {
+            let chosen = next.mobileAddresses.filter { $0.family == family }
+            schedules[family]?.moasChanged(to: chosen + ordered.filter { $0.family == family && !chosen.contains($0) },
+                                           at: now / 1_000)
+        }
+        guard next != addresses || force else { return }
+        if next != addresses {
+            log("matd: mobile addresses now \(next.mobileDescription) (were \(addresses.mobileDescription))")
+            addresses = next
+            publishedAddresses.withLock { $0 = next }
+            engine.send(.setAddresses(next))
+            updateDiversion()
+        }
+        let peers = activePeers().filter { peer in next.mobileAddresses.contains { $0.family == peer.hoa.family } }
+        for peer in peers { engine.send(.hold(peer.hoa)) }
+        register(now: now)
+        for peer in peers where !signaling.announce(to: peer.hoa, at: peer.moa, now: now) {
+            engine.send(.release(peer.hoa))
+        }
+    }
+
+    /// Every peer this node has a mapping for, with the MoA it sends to.
+    func activePeers() -> [(hoa: IPAddress, moa: IPAddress)] {
+        var peers: [IPAddress: IPAddress] = [:]
+        for peer in config.peers { peers[peer.homeAddress] = peer.mobileAddresses.first }
+        for (hoa, entry) in learned { peers[hoa] = entry.mapping.moas.first?.address }
+        return peers.map { (hoa: $0.key, moa: $0.value) }
+    }
+
+    // MARK: matctl rebind
+
+    /// Forces the movement path (`matctl rebind`): reads the uplinks, re-points the
+    /// datapath, registers with the IMS and alerts every peer, and returns once each peer
+    /// has acknowledged or its retransmissions ran out, or after `timeout` seconds.
+    /// `interface` limits the MoA to one uplink; `moa` picks one of its addresses.
+    /// Idempotent: a second call with nothing changed registers and alerts again.
+    public func rebind(interface: String?, moa: IPAddress?, timeout: Double = 30) -> RebindReport {
+        let ticket = RebindTicket()
+        requests.withLock { $0.append(RebindRequest(interface: interface, moa: moa, ticket: ticket)) }
+        wakeup.signal()
+        guard ticket.done.wait(timeout: .now() + timeout) == .success, let report = ticket.report.withLock({ $0 }) else {
+            return RebindReport(error: "no answer within \(Int(timeout)) s")
+        }
+        return report
+    }
+
+    func takeRebindRequests(now: UInt64) {
+        let pending = requests.withLock { queue -> [RebindRequest] in
+            defer { queue.removeAll() }
+            return queue
+        }
+        for request in pending {
+            if let error = choose(interface: request.interface, moa: request.moa) {
+                request.ticket.finish(RebindReport(error: error))
+                continue
+            }
+            announceEvenIfUnchanged = true
+            followUplinks(now: now)
+            guard !addresses.mobileAddresses.isEmpty else {
+                request.ticket.finish(RebindReport(error: "no uplink has an address to use as MoA"))
+                continue
+            }
+            let registered: Bool? = schedules.isEmpty ? nil : isRegistered
+            rebinds.append(PendingRebind(ticket: request.ticket, awaiting: signaling.awaiting, registered: registered,
+                                         startedAt: now))
+        }
+    }
+
+    /// Pins the MoA `matctl rebind` asked for; returns an error message when it cannot.
+    private func choose(interface: String?, moa: IPAddress?) -> String? {
+        var candidates = host.uplinkAddresses()
+        if let interface {
+            guard config.uplinks.contains(interface) else {
+                return "\(interface) is not an uplink (uplinks: \(config.uplinks.joined(separator: ", ")))"
+            }
+            candidates = host.uplinkAddresses(only: interface)
+            guard !candidates.isEmpty else { return "\(interface) has no usable address" }
+        }
+        if let moa {
+            guard candidates.contains(moa) else {
+                return "\(moa) is not an address of \(interface ?? "any uplink") (found: \(candidates.map(\.description).joined(separator: ", ")))"
+            }
+            pinnedMoAs = [moa]
+        } else {
+            pinnedMoAs = interface == nil ? [] : candidates
+        }
+        return nil
+    }
+
+    func finishRebinds(now: UInt64) {
+        let outstanding = signaling.awaiting
+        rebinds.removeAll { pending in
+            guard pending.awaiting.isDisjoint(with: outstanding) else { return false }
+            let acknowledged = pending.awaiting.filter { settlements[$0] == true }
+            pending.ticket.finish(RebindReport(
+                mobileAddresses: addresses.mobileAddresses.map(\.description), registered: pending.registered,
+                acknowledged: acknowledged.map(\.description).sorted(),
+                unanswered: pending.awaiting.subtracting(acknowledged).map(\.description).sorted(),
+                milliseconds: now - pending.startedAt))
+            return true
+        }
+    }
+}
+
+/// A `matctl rebind` on its way to the service thread.
+struct RebindRequest {
+    var interface: String?
+    var moa: IPAddress?
+    var ticket: RebindTicket
+}
+
+/// A `matctl rebind` waiting for its peers.
+struct PendingRebind {
+    var ticket: RebindTicket
+    var awaiting: Set<IPAddress>
+    var registered: Bool?
+    var startedAt: UInt64
+}
+
+/// Where the service thread leaves a rebind's report for the control thread.
+final class RebindTicket: Sendable {
+    let done = DispatchSemaphore(value: 0)
+    let report = Mutex<RebindReport?>(nil)
+
+    func finish(_ result: RebindReport) {
+        report.withLock { $0 = result }
+        done.signal()
+    }
+}
+
+// MARK: what the signaling asks of the service
+
+extension MappingService: SignalingHost {
+    var nodeAddresses: NodeAddresses { addresses }
+
+    func verifyingKey(for hoa: IPAddress) -> VerifyingKey? {
+        if let key = peerKeys[hoa] { return key }
+        // Unknown senders cost an IMS query each: only HoAs of the domain, at most one
+        // query per HoA every few seconds.
+        guard let client, config.domainPrefixes.contains(where: { $0.contains(hoa) }) else { return nil }
+        let now = Self.milliseconds()
+        if let last = keyLookups[hoa], now < last + 5_000 { return nil }
+        if keyLookups.count > 4_096 { keyLookups.removeAll() }
+        keyLookups[hoa] = now
+        guard let answer = try? client.lookup(hoa: hoa, allowCached: false),
+              let text = answer.publicKey, let key = VerifyingKey(base64: text) else { return nil }
+        peerKeys[hoa] = key
+        return key
+    }
+
+    func currentMoAs(of hoa: IPAddress) -> [IPAddress] {
+        if let entry = learned[hoa] { return entry.mapping.moas.map(\.address) }
+        return config.peers.first { $0.homeAddress == hoa }?.mobileAddresses ?? []
+    }
+
+    func adopt(hoa: IPAddress, moas: [IPAddress], lifetime: UInt32, sequence: UInt64) {
+        let bindings = moas.enumerated().map {
+            MoABinding(address: $0.element, priority: UInt8(clamping: $0.offset), flags: [.confirmed, .reachable])
+        }
+        // Looked up in the IMS again after its TTL, as a learned mapping is.
+        let refresh = UInt64(min(lifetime, config.ims?.recordTTL ?? lifetime))
+        let changed = install(PeerMapping(hoa: hoa, moas: bindings, sequence: sequence),
+                              expiresAt: Self.milliseconds() + max(1, refresh) * 1_000,
+                              reason: "\(hoa) -> \(moas.map(\.description).joined(separator: ", ")) seq \(sequence) (alert, MoA answered)")
+        if changed { updateDiversion() }
+    }
+
+    func settled(hoa: IPAddress, acknowledged: Bool) {
+        settlements[hoa] = acknowledged
+        engine.send(.release(hoa))
+    }
+
+    func lookUpAgain(hoa: IPAddress) -> [IPAddress]? {
+        guard let client, let answer = try? client.lookup(hoa: hoa, allowCached: false), !answer.moas.isEmpty else {
+            return nil
+        }
+        if install(answer, now: Self.milliseconds()) { updateDiversion() }
+        return answer.moas
+    }
+}

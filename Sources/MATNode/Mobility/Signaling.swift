@@ -1,0 +1,291 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import MATLinux
+import MATPacket
+import MATSignaling
+import Synchronization
+
+/// What the signaling needs from the mapping service that owns it.
+protocol SignalingHost: AnyObject {
+    /// The node's HoAs and current MoAs.
+    var nodeAddresses: NodeAddresses { get }
+    /// The key bound to `hoa`: pinned in the configuration, published in the IMS (looked
+    /// up now if not known yet), or nil.
+    func verifyingKey(for hoa: IPAddress) -> VerifyingKey?
+    /// The MoAs this node sends `hoa`'s traffic to now (empty for an unknown peer).
+    func currentMoAs(of hoa: IPAddress) -> [IPAddress]
+    /// A peer proved it is reachable at `moas`: send its traffic there from now on.
+    func adopt(hoa: IPAddress, moas: [IPAddress], lifetime: UInt32, sequence: UInt64)
+    /// A peer acknowledged this node's mapping, or will not: its traffic may flow again.
+    func settled(hoa: IPAddress, acknowledged: Bool)
+    /// Alerts to `hoa` go unanswered (it may have moved too): its MoAs per the IMS now.
+    func lookUpAgain(hoa: IPAddress) -> [IPAddress]?
+}
+
+/// The mobility signaling of one node (docs/signaling.md), run by the mapping service's
+/// thread: binding updates to peers with retransmission until acknowledged, and, for
+/// peers' updates, the checks (rate, receiver, signature, replay), the reachability
+/// challenge to the announced MoA and the acknowledgement.
+final class Signaling {
+    private let port: UInt16
+    private let sockets: [DatagramSocket]
+    private let key: SigningKey
+    private let sequences: SequenceSource
+    private let lifetime: UInt32
+    private var replay = ReplayGuard()
+    private var limiter = RateLimiter()
+    private var outgoing: [IPAddress: Outgoing] = [:]
+    private var challenges: [Nonce: Challenge] = [:]
+    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2048, alignment: 8)
+    private var counting = SignalingCounters()
+    private let published = Mutex(SignalingCounters())
+    weak var host: SignalingHost?
+
+    /// An update of this node's mapping waiting for a peer's acknowledgement.
+    private struct Outgoing {
+        var destination: IPAddress
+        var bytes: [UInt8]
+        var sequence: UInt64
+        var schedule: RetransmitSchedule
+    }
+
+    /// A peer's update whose new MoA has been challenged.
+    private struct Challenge {
+        var peer: IPAddress
+        var moas: [IPAddress]
+        var lifetime: UInt32
+        var sequence: UInt64
+        var expiresAt: UInt64
+    }
+
+    /// Acknowledgements that do not come after this many sends make the node look the
+    /// peer up again: it may have moved at the same time.
+    private static let sendsBeforeLookup = 2
+    /// How long a challenge waits for its response, milliseconds.
+    private static let challengeLifetime: UInt64 = 5_000
+
+    /// Opens the signaling port for each family the node has a HoA of.
+    init(port: UInt16, families: Set<AddressFamily>, key: SigningKey, sequences: SequenceSource,
+         lifetime: UInt32) throws(SystemError) {
+        self.port = port
+        self.key = key
+        self.sequences = sequences
+        self.lifetime = lifetime
+        var sockets: [DatagramSocket] = []
+        for family in [AddressFamily.ipv4, .ipv6] where families.contains(family) {
+            sockets.append(try DatagramSocket(family: family, port: port))
+        }
+        self.sockets = sockets
+    }
+
+    deinit { buffer.deallocate() }
+
+    /// Descriptors to poll for incoming messages.
+    var fileDescriptors: [Int32] { sockets.map(\.fileDescriptor) }
+
+    /// The counters as of the last change.
+    var counters: SignalingCounters { published.withLock { $0 } }
+
+    /// Peers whose acknowledgement of this node's mapping is outstanding.
+    var awaiting: Set<IPAddress> { Set(outgoing.keys) }
+
+    /// The node's public key, for status and the IMS.
+    var publicKey: VerifyingKey { key.publicKey }
+
+    /// The next sequence number, for the IMS registration too (one counter, never repeated).
+    func nextSequence() throws(SystemError) -> UInt64 { try sequences.take() }
+
+    /// Tells `peer` (at `moa`) this node's current MoAs of its family, and keeps telling it
+    /// until it acknowledges or the retransmissions run out. Returns false when the node
+    /// has no HoA or MoA of that family.
+    @discardableResult
+    func announce(to peer: IPAddress, at moa: IPAddress, now: UInt64) -> Bool {
+        guard let host, let (home, mobile) = Self.own(host.nodeAddresses, family: peer.family),
+              let sequence = try? sequences.take() else { return false }
+        let message = SignalMessage(sequence: sequence, sender: home, receiver: peer,
+                                    body: .bindingUpdate(moas: [mobile], lifetime: lifetime))
+        var entry = Outgoing(destination: moa, bytes: SignalCodec.seal(message, with: key), sequence: sequence,
+                             schedule: RetransmitSchedule(now: now))
+        send(entry.bytes, to: moa)
+        entry.schedule.sent(now: now)
+        outgoing[peer] = entry
+        count { $0.updatesSent += 1 }
+        return true
+    }
+
+    /// Reads every waiting datagram and acts on it.
+    func receive(now: UInt64) {
+        for socket in sockets {
+            while let (length, source, _) = try? socket.receive(into: buffer) {
+                guard length <= buffer.count else {
+                    count { $0.refusedMalformed += 1 }
+                    continue
+                }
+                handle(UnsafeRawBufferPointer(rebasing: buffer[0..<length]), from: source, now: now)
+            }
+        }
+        publish()
+    }
+
+    /// Retransmits what is due, looks up peers that stay silent, gives up on the hopeless.
+    /// Returns when it next needs to run (milliseconds), or nil.
+    func tick(now: UInt64) -> UInt64? {
+        for (peer, var entry) in outgoing {
+            guard let due = entry.schedule.nextSendAt else {
+                // The last send has had its full wait.
+                guard entry.schedule.hasExpired(at: now) else { continue }
+                outgoing[peer] = nil
+                count { $0.updatesUnanswered += 1 }
+                log("matd: \(peer) did not acknowledge update seq \(entry.sequence) at \(entry.destination)")
+                host?.settled(hoa: peer, acknowledged: false)
+                continue
+            }
+            guard due <= now else { continue }
+            if entry.schedule.attempts >= Self.sendsBeforeLookup, let moas = host?.lookUpAgain(hoa: peer) {
+                count { $0.peersLookedUpAgain += 1 }
+                if let moa = moas.first, moa != entry.destination {
+                    log("matd: \(peer) is at \(moa) now (per the IMS); updating it there")
+                    entry.destination = moa
+                }
+            }
+            send(entry.bytes, to: entry.destination)
+            entry.schedule.sent(now: now)
+            outgoing[peer] = entry
+            count { $0.updatesRetransmitted += 1 }
+        }
+        challenges = challenges.filter { $0.value.expiresAt > now }
+        publish()
+        return outgoing.values.map { $0.schedule.nextSendAt ?? $0.schedule.deadline }.min()
+    }
+
+    private func handle(_ datagram: UnsafeRawBufferPointer, from source: IPAddress, now: UInt64) {
+        guard limiter.allow(source: source, now: now) else {
+            count { $0.refusedRateLimited += 1 }
+            return
+        }
+        guard let host, let signal = try? SignalCodec.open(datagram) else {
+            count { $0.refusedMalformed += 1 }
+            return
+        }
+        let addresses = host.nodeAddresses
+        guard let home = addresses.homeAddresses.first(where: { $0.family == signal.receiver.family }),
+              signal.receiver == home else {
+            count { $0.refusedWrongReceiver += 1 }
+            return
+        }
+        // A binding update older than the last accepted is dropped before any cryptography.
+        if signal.type == .bindingUpdate, let last = replay.lastSequence(from: signal.sender), signal.sequence < last {
+            count { $0.refusedReplayed += 1 }
+            return
+        }
+        guard let key = host.verifyingKey(for: signal.sender) else {
+            count { $0.refusedUnknownKey += 1 }
+            return
+        }
+        let message: SignalMessage
+        do {
+            message = try signal.verify(with: key)
+        } catch .badSignature {
+            count { $0.refusedBadSignature += 1 }
+            return
+        } catch {
+            count { $0.refusedMalformed += 1 }
+            return
+        }
+        switch message.body {
+        case .bindingUpdate(let moas, let lifetime):
+            handleUpdate(message, moas: moas, lifetime: lifetime, home: home, now: now)
+        case .challenge(let nonce, let sequence):
+            guard let entry = outgoing[message.sender], entry.sequence == sequence else {
+                count { $0.refusedUnexpected += 1 }
+                return
+            }
+            reply(to: message.sender, at: source, home: home, body: .challengeResponse(nonce: nonce, sequence: sequence))
+            count { $0.challengesAnswered += 1 }
+        case .challengeResponse(let nonce, let sequence):
+            guard let pending = challenges[nonce], pending.peer == message.sender, pending.sequence == sequence,
+                  pending.moas.contains(source) else {
+                count { $0.refusedUnexpected += 1 }
+                return
+            }
+            challenges[nonce] = nil
+            host.adopt(hoa: pending.peer, moas: pending.moas, lifetime: pending.lifetime, sequence: sequence)
+            count { $0.bindingsAdopted += 1 }
+            acknowledge(pending.peer, sequence: sequence, at: source, home: home)
+        case .bindingAck(let sequence, _):
+            guard let entry = outgoing[message.sender], entry.sequence == sequence else {
+                count { $0.refusedUnexpected += 1 }
+                return
+            }
+            outgoing[message.sender] = nil
+            count { $0.acksReceived += 1 }
+            host.settled(hoa: message.sender, acknowledged: true)
+        }
+    }
+
+    /// A verified update: already known (a retransmission, or first contact from a peer
+    /// this node looked up), acknowledged at once; otherwise the new MoA is challenged.
+    private func handleUpdate(_ message: SignalMessage, moas: [IPAddress], lifetime: UInt32, home: IPAddress, now: UInt64) {
+        let peer = message.sender
+        let isNewest = replay.accept(sequence: message.sequence, from: peer)
+        guard isNewest || replay.lastSequence(from: peer) == message.sequence else {
+            count { $0.refusedReplayed += 1 }
+            return
+        }
+        if isNewest { count { $0.updatesReceived += 1 } }
+        guard let target = moas.first else { return }
+        if host?.currentMoAs(of: peer).first == target {
+            acknowledge(peer, sequence: message.sequence, at: target, home: home)
+            return
+        }
+        let nonce: Nonce
+        if let (existing, _) = challenges.first(where: { $0.value.peer == peer && $0.value.sequence == message.sequence }) {
+            nonce = existing
+        } else {
+            nonce = Nonce.random()
+            challenges[nonce] = Challenge(peer: peer, moas: moas, lifetime: lifetime, sequence: message.sequence,
+                                          expiresAt: now + Self.challengeLifetime)
+        }
+        reply(to: peer, at: target, home: home, body: .challenge(nonce: nonce, sequence: message.sequence))
+        count { $0.challengesSent += 1 }
+    }
+
+    private func acknowledge(_ peer: IPAddress, sequence: UInt64, at moa: IPAddress, home: IPAddress) {
+        reply(to: peer, at: moa, home: home, body: .bindingAck(sequence: sequence, status: .accepted))
+        count { $0.acksSent += 1 }
+    }
+
+    private func reply(to peer: IPAddress, at moa: IPAddress, home: IPAddress, body: SignalBody) {
+        guard let sequence = try? sequences.take() else { return }
+        let message = SignalMessage(sequence: sequence, sender: home, receiver: peer, body: body)
+        send(SignalCodec.seal(message, with: key), to: moa)
+    }
+
+    private func send(_ bytes: [UInt8], to moa: IPAddress) {
+        guard let socket = sockets.first(where: { $0.family == moa.family }) else { return }
+        do {
+            try socket.send(bytes, to: moa, port: port)
+        } catch {
+            log("matd: signaling to \(moa): \(error)")
+        }
+    }
+
+    private func count(_ change: (inout SignalingCounters) -> Void) { change(&counting) }
+
+    private func publish() {
+        let snapshot = counting
+        published.withLock { $0 = snapshot }
+    }
+
+    private static func own(_ addresses: NodeAddresses, family: AddressFamily) -> (home: IPAddress, mobile: IPAddress)? {
+        switch family {
+        case .ipv4:
+            guard let home = addresses.home4, let mobile = addresses.mobile4 else { return nil }
+            return (.v4(home), .v4(mobile))
+        case .ipv6:
+            guard let home = addresses.home6, let mobile = addresses.mobile6 else { return nil }
+            return (.v6(home), .v6(mobile))
+        }
+    }
+}

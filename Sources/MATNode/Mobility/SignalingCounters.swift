@@ -1,0 +1,52 @@
+/// What the signaling did and what it refused, by metric name (`matctl stats`).
+public struct SignalingCounters: Sendable, Equatable {
+    /// Binding updates sent, first transmissions only.
+    public var updatesSent: UInt64 = 0
+    /// Binding updates sent again because no acknowledgement came.
+    public var updatesRetransmitted: UInt64 = 0
+    /// Acknowledgements of this node's updates.
+    public var acksReceived: UInt64 = 0
+    /// Updates given up on after the last retransmission.
+    public var updatesUnanswered: UInt64 = 0
+    /// Peers looked up in the IMS again because their acknowledgement was late.
+    public var peersLookedUpAgain: UInt64 = 0
+    /// Verified binding updates from peers.
+    public var updatesReceived: UInt64 = 0
+    /// Reachability challenges sent to a peer's announced MoA.
+    public var challengesSent: UInt64 = 0
+    /// Challenges from peers that this node answered.
+    public var challengesAnswered: UInt64 = 0
+    /// Peers' new mappings taken into use after their MoA answered.
+    public var bindingsAdopted: UInt64 = 0
+    /// Acknowledgements sent.
+    public var acksSent: UInt64 = 0
+    /// Datagrams that are not a well-formed signaling message.
+    public var refusedMalformed: UInt64 = 0
+    /// Datagrams over the per-source or global rate limit.
+    public var refusedRateLimited: UInt64 = 0
+    /// Messages naming another node as receiver.
+    public var refusedWrongReceiver: UInt64 = 0
+    /// Messages from a HoA with no pinned or published key.
+    public var refusedUnknownKey: UInt64 = 0
+    /// Messages whose signature does not verify with the sender's key (forged).
+    public var refusedBadSignature: UInt64 = 0
+    /// Binding updates with a sequence number at or below one already accepted.
+    public var refusedReplayed: UInt64 = 0
+    /// Challenges, responses and acknowledgements that match nothing this node is waiting for.
+    public var refusedUnexpected: UInt64 = 0
+
+    public init() {}
+
+    /// Every counter with its metric name.
+    public var named: [(name: String, value: UInt64)] {
+        [("updates_sent", updatesSent), ("updates_retransmitted", updatesRetransmitted),
+         ("acks_received", acksReceived), ("updates_unanswered", updatesUnanswered),
+         ("peers_looked_up_again", peersLookedUpAgain), ("updates_received", updatesReceived),
+         ("challenges_sent", challengesSent), ("challenges_answered", challengesAnswered),
+         ("bindings_adopted", bindingsAdopted), ("acks_sent", acksSent),
+         ("refused_malformed", refusedMalformed), ("refused_rate_limited", refusedRateLimited),
+         ("refused_wrong_receiver", refusedWrongReceiver), ("refused_unknown_key", refusedUnknownKey),
+         ("refused_bad_signature", refusedBadSignature), ("refused_replayed", refusedReplayed),
+         ("refused_unexpected", refusedUnexpected)]
+    }
+}

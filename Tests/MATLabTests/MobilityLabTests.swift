@@ -1,0 +1,199 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import MATNode
+import MATPacket
+import MATSignaling
+import Testing
+
+/// Movement end to end: matd on the VM node and the CN with mat-ims; the VM changes
+/// site (its old link goes away, a new MoA comes up) while traffic flows.
+@Suite(.serialized, .enabled(if: getuid() == 0 || ProcessInfo.processInfo.environment["CI"] != nil,
+                             "needs root for network namespaces (CI runs as root)"))
+struct MobilityLabTests {
+    let vm = Addr.node("vm"), cn = Addr.node("cn")
+
+    /// A lab with mat-ims, and matd on both nodes, registered.
+    func mobileLab(delayElement: Bool = false) throws -> Lab {
+        let lab = try Lab(delayElement: delayElement)
+        if delayElement { try lab.setDelay(rttMilliseconds: 0) }
+        _ = try lab.startIMS()
+        try lab.startMatd("vm", config: try lab.writeIMSConfig("vm"))
+        try lab.startMatd("cn", config: try lab.writeIMSConfig("cn"))
+        for node in ["vm", "cn"] {
+            let home = Addr.node(node).home4
+            #expect(lab.waitForLog(node, "registered \(home)"), "\(lab.matdLog(node))")
+        }
+        return lab
+    }
+
+    /// Neither node knows the other: the CN opens a connection to the VM's HoA, and it
+    /// works at once; then the VM opens one back.
+    @Test func firstContactFromEitherSide() throws {
+        let lab = try mobileLab()
+        defer { lab.close() }
+        let file = try lab.randomFile("payload", megabytes: 5)
+        let exchange = try lab.tcpTransfer(listener: "vm", address: vm.home4, connector: "cn", sender: "cn", file: file)
+        #expect(exchange.listenerSawPeer == cn.home4)
+        try lab.tcpTransfer(listener: "cn", address: cn.home4, connector: "vm", sender: "vm", file: file, port: 5003)
+        let signaling = try signalingCounters(lab, "cn")
+        #expect(signaling["acks_received"] == 1, "\(signaling)")
+        #expect(try signalingCounters(lab, "vm")["bindings_adopted"] == 1)
+    }
+
+    /// A long transfer from the VM to the CN while the VM moves from site A to site B:
+    /// every byte arrives, no reset, and the CN sends to the new MoA afterwards.
+    @Test(arguments: [0.0, 50.0])
+    func handoffUnderLoad(rttMilliseconds: Double) throws {
+        let lab = try mobileLab(delayElement: true)
+        defer { lab.close() }
+        try lab.setDelay(rttMilliseconds: rttMilliseconds)
+        let file = try lab.randomFile("payload", megabytes: 60)
+        let transfer = try PacedTransfer(lab, from: "vm", to: "cn", file: file, megabytesPerSecond: 20)
+        sleep(1)
+        try lab.moveVM(to: "b")
+        try transfer.finish()
+        #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.10*"))
+        #expect(try signalingCounters(lab, "cn")["bindings_adopted", default: 0] >= 1)
+    }
+
+    /// Ten moves back and forth under one connection.
+    @Test func tenMovesBackAndForth() throws {
+        let lab = try mobileLab()
+        defer { lab.close() }
+        let file = try lab.randomFile("payload", megabytes: 60)
+        let transfer = try PacedTransfer(lab, from: "cn", to: "vm", file: file, megabytesPerSecond: 8)
+        for move in 0..<10 {
+            usleep(500_000)
+            try lab.moveVM(to: move % 2 == 0 ? "b" : "a")
+        }
+        try transfer.finish()
+        #expect(try signalingCounters(lab, "vm")["acks_received", default: 0] >= 10)
+    }
+
+    /// The VM changes site while the CN changes address: each alert goes to the other's
+    /// old MoA and is lost; each side looks the other up in the IMS again and recovers.
+    @Test func bothEndsMovingAtOnce() throws {
+        let lab = try mobileLab()
+        defer { lab.close() }
+        let file = try lab.randomFile("payload", megabytes: 40)
+        let transfer = try PacedTransfer(lab, from: "vm", to: "cn", file: file, megabytesPerSecond: 8)
+        sleep(1)
+        try lab.exec("cn", "sh", "-c", """
+            ip addr del 192.0.2.130/25 dev eth0 && ip addr add 192.0.2.140/25 dev eth0 && \
+            ip route replace default via 192.0.2.129 dev eth0
+            """)
+        try lab.moveVM(to: "b")
+        try transfer.finish()
+        #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.10*"))
+        #expect(try lab.matctl("vm", "peers").contains("\(cn.home4) -> 192.0.2.140*"))
+        let looked = try signalingCounters(lab, "vm")["peers_looked_up_again", default: 0]
+            + signalingCounters(lab, "cn")["peers_looked_up_again", default: 0]
+        #expect(looked > 0)
+    }
+
+    /// `matctl rebind` after a move returns once the CN has acknowledged; a second call
+    /// changes nothing and succeeds again.
+    @Test func rebindTwiceInARow() throws {
+        let lab = try mobileLab()
+        defer { lab.close() }
+        #expect(try lab.ping("cn", vm.home4, count: 3) || lab.ping("cn", vm.home4, count: 3))
+        for _ in 0..<2 {
+            let text = try lab.matctl("vm", "rebind", "--json")
+            let report = try JSONDecoder().decode(RebindReport.self, from: Data(text.utf8))
+            #expect(report.acknowledged == [cn.home4], "\(text)")
+            #expect(report.unanswered.isEmpty && report.registered == true, "\(text)")
+            #expect(report.mobileAddresses == [vm.mobile4, vm.mobile6])
+        }
+        let wrong = try lab.run("vm", [LabPaths.matctl, "rebind", "--interface", "eth9", "--socket", lab.socket("vm")])
+        #expect(!wrong.succeeded && wrong.stderr.contains("eth9 is not an uplink"), "\(wrong.summary)")
+        let notMine = try lab.run("vm", [LabPaths.matctl, "rebind", "--moa", "192.0.2.99", "--socket", lab.socket("vm")])
+        #expect(!notMine.succeeded && notMine.stderr.contains("192.0.2.99 is not an address"), "\(notMine.summary)")
+        #expect(try lab.ping("cn", vm.home4))
+    }
+
+    /// Alerts that must not move traffic: signed with the wrong key, replayed, or naming
+    /// another receiver. The VM's mapping of the CN stays and each refusal is counted.
+    @Test func forgedReplayedAndMisaddressedAlertsChangeNothing() throws {
+        let lab = try mobileLab()
+        defer { lab.close() }
+        #expect(try lab.ping("cn", vm.home4, count: 3) || lab.ping("cn", vm.home4, count: 3))
+        let cnKeyText = try String(contentsOfFile: lab.path("cn-state/signing.key"), encoding: .utf8)
+        let cnKey = try SigningKey(rawRepresentation: Array(Data(base64Encoded: cnKeyText.trimmingCharacters(in: .whitespacesAndNewlines))!))
+        let cnHome = IPAddress(cn.home4)!, vmHome = IPAddress(vm.home4)!
+        let elsewhere = [IPAddress("192.0.2.131")!]
+        func update(_ sequence: UInt64, receiver: IPAddress = vmHome, moas: [IPAddress] = elsewhere,
+                    key: SigningKey = cnKey) -> [UInt8] {
+            SignalCodec.seal(SignalMessage(sequence: sequence, sender: cnHome, receiver: receiver,
+                                           body: .bindingUpdate(moas: moas, lifetime: 60)), with: key)
+        }
+        let current = [IPAddress(cn.mobile4)!]
+        try send(lab, [update(1_000_000, key: SigningKey.generate())])
+        try send(lab, [update(1_000_001, moas: current), update(1_000_002, moas: current), update(1_000_001, moas: current)])
+        try send(lab, [update(1_000_003, receiver: IPAddress("198.51.100.99")!)])
+        usleep(300_000)
+        let counters = try signalingCounters(lab, "vm")
+        #expect(counters["refused_bad_signature"] == 1, "\(counters)")
+        #expect(counters["refused_replayed"] == 1, "\(counters)")
+        #expect(counters["refused_wrong_receiver"] == 1, "\(counters)")
+        #expect(try lab.matctl("vm", "peers").contains("\(cn.home4) -> \(cn.mobile4)*"))
+        #expect(try lab.ping("cn", vm.home4))
+    }
+
+    /// Sends datagrams to the VM's signaling port from the CN's namespace.
+    func send(_ lab: Lab, _ datagrams: [[UInt8]]) throws {
+        let hex = datagrams.map { $0.map { String(format: "%02x", $0) }.joined() }.joined(separator: ",")
+        try lab.exec("cn", "python3", "-c", """
+            import socket, sys, time
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            for d in sys.argv[1].split(","):
+                s.sendto(bytes.fromhex(d), ("\(vm.mobile4)", 7540))
+                time.sleep(0.05)
+            """, hex)
+    }
+
+    func signalingCounters(_ lab: Lab, _ node: String) throws -> [String: Int] {
+        try lab.stats(node)["signaling"] as? [String: Int] ?? [:]
+    }
+}
+
+/// A TCP transfer paced to a fixed rate, so it spans moves; `finish` checks the bytes.
+struct PacedTransfer {
+    let lab: Lab
+    let file: String
+    let received: String
+    let listener: Spawned
+    let connector: Spawned
+
+    /// `from` sends `file` to a listener in `to` at `megabytesPerSecond`.
+    init(_ lab: Lab, from sender: String, to receiver: String, file: String, megabytesPerSecond: Int) throws {
+        self.lab = lab
+        self.file = file
+        received = lab.path("received-\(UInt32.random(in: 0...UInt32.max))")
+        let address = Addr.node(receiver).home4
+        listener = try lab.spawn(receiver, ["python3", LabPaths.labPeer, "tcp-listen", address, "5010", "recv", received])
+        guard listener.waitForOutput(timeout: 10, { $0.contains("listening") }) else {
+            throw LabError("listener in \(receiver) did not start:\n\(listener.wait(timeout: 1).summary)")
+        }
+        connector = try lab.spawn(sender, ["python3", LabPaths.labPeer, "tcp-connect", address, "5010", "send", file,
+                                           "\(megabytesPerSecond)"])
+    }
+
+    /// Waits for both ends; the received bytes must hash as the sent ones.
+    func finish() throws {
+        let sent = connector.wait(timeout: 120), got = listener.wait(timeout: 30)
+        guard sent.succeeded, got.succeeded else {
+            throw LabError("paced transfer failed:\n\(sent.summary)\n\(got.summary)\nvm: \(lab.matdLog("vm"))\ncn: \(lab.matdLog("cn"))")
+        }
+        let expected = try lab.sha256(file), actual = try lab.sha256(received)
+        guard expected == actual else { throw LabError("SHA-256 differs: sent \(expected), received \(actual)") }
+    }
+}
+
+extension Lab {
+    /// Moves the VM node's uplink to `site` (Tools/testbed move).
+    func moveVM(to site: String) throws {
+        try check([LabPaths.testbed, "move", site], timeout: 30, environment: ["LAB": name])
+    }
+}

@@ -1,0 +1,67 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// mat-ims in the lab's IMS node, and matd configured to use it.
+extension Lab {
+    /// Starts mat-ims in the lab's IMS node with a key per node; returns the server.
+    func startIMS() throws -> Spawned {
+        try FileManager.default.createDirectory(atPath: path("keys"), withIntermediateDirectories: true)
+        for (node, name) in [("vm", "10.100.51.198.hoa.mat.example."), ("cn", "20.100.51.198.hoa.mat.example.")] {
+            let key = try check([LabPaths.matIMS, "keygen", name], timeout: 10)
+            try key.write(toFile: path("keys/\(node).key"), atomically: true, encoding: .utf8)
+            chmod(path("keys/\(node).key"), 0o600)
+        }
+        let config = """
+            [server]
+            listen = 192.0.2.132:53
+            state-directory = \(path("ims-state"))
+            key-file = \(path("keys/vm.key"))
+            key-file = \(path("keys/cn.key"))
+            [zone]
+            name = mat.example.
+            ns = ns.mat.example.
+            glue = ns.mat.example. 192.0.2.132
+
+            """
+        try config.write(toFile: path("ims.conf"), atomically: true, encoding: .utf8)
+        let server = try spawn("ims", [LabPaths.matIMS, "run", "--config", path("ims.conf")])
+        guard server.waitForOutput(timeout: 20, { $0.contains("listening on") }) else {
+            throw LabError("mat-ims did not start:\n\(server.wait(timeout: 1).summary)")
+        }
+        return server
+    }
+
+    /// A node configuration with an `[ims]` section and no static peers.
+    func writeIMSConfig(_ node: String) throws -> String {
+        let me = Addr.node(node)
+        let text = """
+            [node]
+            home-address = \(me.home4)
+            uplink = eth0
+            domain-prefix = 198.51.100.0/24
+            control-socket = \(socket(node))
+            state-directory = \(path("\(node)-state"))
+            [ims]
+            server = 192.0.2.132
+            zone = mat.example.
+            key-file = \(path("keys/\(node).key"))
+            record-ttl = 5
+
+            """
+        let file = path("\(node)-ims.conf")
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+        return file
+    }
+
+    /// Waits until matd's log in `node` contains `text`.
+    func waitForLog(_ node: String, _ text: String, timeout: Double = 20) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if matdLog(node).contains(text) { return true }
+            usleep(100_000)
+        }
+        return false
+    }
+}
