@@ -44,7 +44,18 @@ extension IMSClient {
             log(.warning, "registration of \(hoa) seq=\(sequence) not sent: \(error)")
             throw .unreachable(error)
         }
-        try checkUpdateReply(exchange, key: key, requestMAC: signed.mac, hoa: hoa, sequence: sequence)
+        do {
+            try checkUpdateReply(exchange, key: key, requestMAC: signed.mac, hoa: hoa, sequence: sequence)
+        } catch .updateRefused(let rcode, let tsigError, let authenticated) where tsigError == .badTime {
+            // The transport resends an update whose reply was lost or late; a server that
+            // applied the first copy refuses the second as a replay. The zone then holds this
+            // very registration (its sequence number is new), which the read-back shows.
+            guard (try? confirm(hoa: hoa, moas: wanted, sequence: sequence, publicKey: publicKey,
+                                server: exchange.server)) != nil else {
+                throw .updateRefused(rcode: rcode, tsigError: tsigError, authenticated: authenticated)
+            }
+            log(.info, "registration of \(hoa) seq=\(sequence) was applied by its first copy; the resent one was refused as a replay")
+        }
         state.withLock { $0.published[hoa] = wanted }
 
         let confirmation = try confirm(hoa: hoa, moas: wanted, sequence: sequence, publicKey: publicKey,

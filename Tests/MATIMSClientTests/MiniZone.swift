@@ -13,6 +13,9 @@ struct MiniZone: Sendable {
     var ignoreUpdates = false
     /// Answer updates NOERROR without signing the reply.
     var unsignedSuccess = false
+    /// Apply updates but answer BADTIME, as a server does to the resent copy of an update
+    /// whose first copy it applied (a replay).
+    var refuseAppliedUpdatesAsReplays = false
 
     /// The reply to `request` at time `now`, or nil to stay silent.
     mutating func handle(_ request: [UInt8], now: UInt64) -> [UInt8]? {
@@ -39,6 +42,9 @@ struct MiniZone: Sendable {
         if let update = try? DNSUpdateRequest(message), update.zone == zone {
             if allowed(update, keyName: context.keyName) {
                 if !ignoreUpdates { apply(update) }
+                if refuseAppliedUpdatesAsReplays {
+                    return TSIG.errorResponse(to: request, outcome: .badTime(context), keyring: keyring, now: now)
+                }
             } else {
                 code = .refused
             }

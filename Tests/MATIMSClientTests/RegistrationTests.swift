@@ -139,6 +139,20 @@ struct RegistrationTests {
         #expect(h.ims.withZone { $0.records }.isEmpty)
     }
 
+    /// A resent update refused as a replay after its first copy was applied (the first
+    /// reply was lost) counts as registered: the read-back shows this very sequence.
+    @Test func replayRefusalOfAnAppliedUpdateIsASuccess() throws {
+        let h = Harness { $0.refuseAppliedUpdatesAsReplays = true }
+        let result = try h.client.register(hoa: Fixture.hoaA, moas: [ip("192.0.2.10")], sequence: 7)
+        #expect(result.confirmation.sequence == 7)
+        #expect(h.log.contains(.info, "was applied by its first copy"))
+        // Nothing applied: the refusal stands.
+        let h2 = Harness { $0.refuseAppliedUpdatesAsReplays = true; $0.ignoreUpdates = true }
+        #expect(throws: IMSClientError.updateRefused(rcode: .notAuth, tsigError: .badTime, authenticated: true)) {
+            try h2.client.register(hoa: Fixture.hoaA, moas: [ip("192.0.2.10")], sequence: 7)
+        }
+    }
+
     @Test func unsignedSuccessReplyIsNotTrusted() throws {
         let h = Harness { $0.unsignedSuccess = true }
         #expect(throws: IMSClientError.responseNotAuthenticated(.unsigned)) {
