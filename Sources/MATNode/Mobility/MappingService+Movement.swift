@@ -14,9 +14,9 @@ import Synchronization
 extension MappingService {
     /// Quiet time after the last netlink event before the uplinks are read (milliseconds):
     /// a move is a burst of events (link, address, route) and a flap is two.
-    static let debounce: UInt64 = 20
+    static let debounce: UInt64 = 5
     /// Longest a burst of events can delay the reading.
-    static let maximumDebounce: UInt64 = 200
+    static let maximumDebounce: UInt64 = 100
 
     func noteNetlinkEvents(now: UInt64) {
         let events: [NetlinkEvent]
@@ -72,6 +72,10 @@ extension MappingService {
                                            at: now / 1_000)
         }
         guard next != addresses || force else { return }
+        // Held before the engine takes the new MoA: not one packet may leave from it
+        // before the peer has accepted it.
+        let peers = activePeers().filter { peer in next.mobileAddresses.contains { $0.family == peer.hoa.family } }
+        for peer in peers { engine.send(.hold(peer.hoa)) }
         if next != addresses {
             log("matd: mobile addresses now \(next.mobileDescription) (were \(addresses.mobileDescription))")
             addresses = next
@@ -79,8 +83,6 @@ extension MappingService {
             engine.send(.setAddresses(next))
             updateDiversion()
         }
-        let peers = activePeers().filter { peer in next.mobileAddresses.contains { $0.family == peer.hoa.family } }
-        for peer in peers { engine.send(.hold(peer.hoa)) }
         register(now: now)
         for peer in peers where !signaling.announce(to: peer.hoa, at: peer.moa, now: now) {
             engine.send(.release(peer.hoa))

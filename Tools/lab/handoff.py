@@ -1,0 +1,416 @@
+#!/usr/bin/env python3
+"""Handoff runs in the lab: a TCP flow and a 10 ms probe stream between the VM node and the
+CN (both running matd, with mat-ims), while the VM moves between sites A and B behind the
+delay element. Used by Tools/demo and `Tools/bench handoff`.
+
+  handoff.py demo  --bin DIR --out DIR [--delays 0,50,100,200]
+  handoff.py bench --bin DIR [--delays 0,50] [--moves 10]
+
+The traffic endpoints are this same script, run inside the lab's namespaces:
+  handoff.py sink ADDR PORT SECONDS     accept one TCP connection, hash what arrives, count it per 100 ms
+  handoff.py source ADDR PORT SECONDS   connect, send random bytes for SECONDS, print their hash
+  handoff.py echo ADDR PORT             echo UDP datagrams back to their sender
+  handoff.py probe ADDR PORT SECONDS    one datagram every 10 ms, record when each echo comes back
+Each endpoint prints one JSON object on standard output when it ends.
+"""
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TESTBED = os.path.join(ROOT, "Tools", "testbed")
+SELF = os.path.abspath(__file__)
+VM_HOA, CN_HOA = "198.51.100.10", "198.51.100.20"
+BIN_MS = 100
+
+
+def family(addr):
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+# ---------------------------------------------------------------- endpoints (in namespaces)
+
+def sink(addr, port, seconds):
+    s = socket.socket(family(addr), socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, int(port)))
+    s.listen(1)
+    s.settimeout(30)
+    print("listening", file=sys.stderr, flush=True)
+    conn, _ = s.accept()
+    conn.settimeout(float(seconds) + 30)
+    digest, total, bins = hashlib.sha256(), 0, {}
+    buffer = bytearray(1 << 20)
+    view = memoryview(buffer)
+    while True:
+        n = conn.recv_into(buffer)
+        if n == 0:
+            break
+        digest.update(view[:n])
+        total += n
+        slot = int(time.monotonic() * 1000) // BIN_MS
+        bins[slot] = bins.get(slot, 0) + n
+    conn.close()
+    print(json.dumps({"bytes": total, "sha256": digest.hexdigest(), "bins": bins}))
+
+
+def source(addr, port, seconds):
+    block = os.urandom(1 << 22)
+    deadline = time.monotonic() + 15
+    while True:
+        s = socket.socket(family(addr), socket.SOCK_STREAM)
+        try:
+            s.connect((addr, int(port)))
+            break
+        except OSError:
+            s.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    digest, total = hashlib.sha256(), 0
+    end = time.monotonic() + float(seconds)
+    offset = 0
+    while time.monotonic() < end:
+        chunk = block[offset:offset + (1 << 16)]
+        s.sendall(chunk)
+        digest.update(chunk)
+        total += len(chunk)
+        offset = (offset + (1 << 16)) % len(block)
+    s.shutdown(socket.SHUT_WR)
+    s.recv(1)
+    s.close()
+    print(json.dumps({"bytes": total, "sha256": digest.hexdigest()}))
+
+
+def echo(addr, port):
+    s = socket.socket(family(addr), socket.SOCK_DGRAM)
+    s.bind((addr, int(port)))
+    print("listening", file=sys.stderr, flush=True)
+    while True:
+        data, peer = s.recvfrom(2048)
+        s.sendto(data, peer)
+
+
+def probe(addr, port, seconds):
+    s = socket.socket(family(addr), socket.SOCK_DGRAM)
+    s.connect((addr, int(port)))
+    s.setblocking(False)
+    received = []
+    start = time.monotonic()
+    end, next_send, seq = start + float(seconds), start, 0
+    while True:
+        now = time.monotonic()
+        if now >= end:
+            break
+        if now >= next_send:
+            try:
+                s.send(seq.to_bytes(8, "big"))
+            except OSError:
+                pass  # no route while the lab moves: that is the gap being measured
+            seq += 1
+            next_send += 0.010
+        try:
+            while True:
+                s.recv(64)
+                received.append(time.monotonic())
+        except (BlockingIOError, ConnectionRefusedError):
+            pass
+        time.sleep(max(0, min(next_send, end) - time.monotonic()))
+    print(json.dumps({"sent": seq, "received": received}))
+
+
+# ---------------------------------------------------------------- the lab
+
+class MobileLab:
+    """Tools/testbed with the delay element, mat-ims and matd on the VM node and the CN."""
+
+    def __init__(self, bin_dir, log):
+        self.bin, self.log = bin_dir, log
+        self.lab = "mh%d" % (os.getpid() % 9000 + 1000)
+        self.work = tempfile.mkdtemp(prefix=self.lab + ".")
+        self.env = dict(os.environ, LAB=self.lab, DELAY="1", MAT_DELAY=os.path.join(bin_dir, "mat-delay"))
+        self.processes = []
+
+    def testbed(self, *args):
+        subprocess.run([TESTBED, *args], env=self.env, check=True, stdout=subprocess.DEVNULL)
+
+    def ns(self, node):
+        return ["ip", "netns", "exec", "%s-%s" % (self.lab, node)]
+
+    def spawn(self, node, args, **kwargs):
+        process = subprocess.Popen(self.ns(node) + args, **kwargs)
+        self.processes.append(process)
+        return process
+
+    def up(self):
+        self.log("building the lab (namespaces, two VM sites, the CN behind the delay element)")
+        self.testbed("up")
+        self.testbed("delay", "0")
+        keys = os.path.join(self.work, "keys")
+        os.makedirs(keys)
+        nodes = {"vm": VM_HOA, "cn": CN_HOA}
+        for node, hoa in nodes.items():
+            name = ".".join(reversed(hoa.split("."))) + ".hoa.mat.example."
+            key = subprocess.run([os.path.join(self.bin, "mat-ims"), "keygen", name], check=True,
+                                 capture_output=True, text=True).stdout
+            path = os.path.join(keys, node + ".key")
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+                f.write(key)
+        with open(os.path.join(self.work, "ims.conf"), "w") as f:
+            f.write("[server]\nlisten = 192.0.2.132:53\nstate-directory = %s/ims\n" % self.work
+                    + "".join("key-file = %s/%s.key\n" % (keys, n) for n in nodes)
+                    + "[zone]\nname = mat.example.\nns = ns.mat.example.\nglue = ns.mat.example. 192.0.2.132\n")
+        self.log("starting mat-ims in the IMS node")
+        self.spawn("ims", [os.path.join(self.bin, "mat-ims"), "run", "--config", os.path.join(self.work, "ims.conf")],
+                   stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.work, "ims.log"), "w"))
+        time.sleep(0.5)
+        for node, hoa in nodes.items():
+            config = os.path.join(self.work, node + ".conf")
+            with open(config, "w") as f:
+                f.write("[node]\nhome-address = %s\nuplink = eth0\ndomain-prefix = 198.51.100.0/24\n" % hoa
+                        + "control-socket = %s/%s.sock\nstate-directory = %s/%s-state\n" % (self.work, node, self.work, node)
+                        + "[ims]\nserver = 192.0.2.132\nzone = mat.example.\nkey-file = %s/%s.key\nrecord-ttl = 5\n" % (keys, node))
+            self.log("starting matd on the %s" % ("VM node" if node == "vm" else "CN"))
+            self.spawn(node, [os.path.join(self.bin, "matd"), "run", "--config", config],
+                       stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.work, node + ".log"), "w"))
+        for node in nodes:
+            self.wait_for_log(node, "registered ")
+
+    def wait_for_log(self, node, text, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(os.path.join(self.work, node + ".log")) as f:
+                if text in f.read():
+                    return
+            time.sleep(0.1)
+        raise SystemExit("handoff: matd on %s did not log %r; see %s" % (node, text, self.work))
+
+    def set_delay(self, rtt_ms):
+        self.testbed("delay", str(rtt_ms))
+
+    def move(self, site):
+        self.testbed("move", site)
+
+    def down(self):
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        subprocess.run([TESTBED, "down"], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def run_flow(lab, seconds, moves_at, sites, log, port=5201):
+    """One TCP flow VM -> CN and a probe stream CN -> VM for `seconds`; moves the VM at the
+    given offsets. Returns (sink, source, probe results, move times)."""
+    sink_process = lab.spawn("cn", ["python3", SELF, "sink", CN_HOA, str(port), str(seconds)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sink_process.stderr.readline()
+    echo_process = lab.spawn("vm", ["python3", SELF, "echo", VM_HOA, str(port + 1)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    echo_process.stderr.readline()
+    source_process = lab.spawn("vm", ["python3", SELF, "source", CN_HOA, str(port), str(seconds)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    probe_process = lab.spawn("cn", ["python3", SELF, "probe", VM_HOA, str(port + 1), str(seconds)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = time.monotonic()
+    move_times = []
+    for offset, site in zip(moves_at, sites):
+        time.sleep(max(0, started + offset - time.monotonic()))
+        move_times.append(time.monotonic())
+        lab.move(site)
+        log("  t=%5.1f s  VM moved to site %s" % (time.monotonic() - started, site.upper()))
+    while source_process.poll() is None and time.monotonic() < started + seconds + 60:
+        time.sleep(0.25)
+        elapsed = time.monotonic() - started
+        if int(elapsed * 4) % 12 == 0 and elapsed < seconds:
+            log("  t=%5.1f s  ..." % elapsed)
+    results = []
+    for process in (source_process, sink_process, probe_process):
+        out, err = process.communicate(timeout=seconds + 60)
+        if process.returncode != 0:
+            raise SystemExit("handoff: %s failed (a reset?):\n%s" % (" ".join(process.args[-4:]), err.strip()))
+        results.append(json.loads(out))
+    echo_process.terminate()
+    echo_process.wait()
+    return results[1], results[0], results[2], move_times
+
+
+def throughput_series(bins):
+    """(time, Mbit/s) per 100 ms bin, from the sink's byte counts."""
+    slots = sorted(int(k) for k in bins)
+    if not slots:
+        return []
+    return [(slot * BIN_MS / 1000.0, bins.get(str(slot), 0) * 8 / (BIN_MS / 1000.0) / 1e6)
+            for slot in range(slots[0], slots[-1] + 1)]
+
+
+def analyse_move(series, received, moved_at):
+    """Gap: the largest silence in the echoes from 0.5 s before to 4 s after the move.
+    Recovery: from the move until throughput (300 ms average) is back to 90% of its level
+    over the 2 s before it."""
+    window = [t for t in received if moved_at - 0.5 <= t <= moved_at + 4]
+    gap = max((b - a for a, b in zip(window, window[1:])), default=4.5) * 1000
+    before = [rate for t, rate in series if moved_at - 2 <= t < moved_at]
+    level = sum(before) / len(before) if before else 0
+    recover = None
+    after = [(t, rate) for t, rate in series if t >= moved_at]
+    for i in range(len(after) - 2):
+        if sum(rate for _, rate in after[i:i + 3]) / 3 >= 0.9 * level:
+            recover = max(0.0, after[i][0] - moved_at)
+            break
+    return gap, recover, level
+
+
+def percentile(values, p):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(round(p / 100 * (len(ordered) - 1)))))]
+
+
+# ---------------------------------------------------------------- the chart
+
+def write_chart(path, runs):
+    """An SVG with one panel per delay: throughput over time, the moves marked."""
+    width, panel, left, top = 900, 170, 60, 30
+    height = top + panel * len(runs) + 40
+    parts = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">' % (width, height),
+             '<rect width="100%" height="100%" fill="white"/>',
+             '<text x="%d" y="18" font-size="14">Throughput over time, VM moved from one site to the other (red line)</text>' % left]
+    peak = max((rate for run in runs for _, rate in run["series"]), default=1) or 1
+    for index, run in enumerate(runs):
+        y0 = top + index * panel
+        plot_h, plot_w = panel - 40, width - left - 20
+        series = run["series"]
+        t0 = series[0][0] if series else 0
+        span = (series[-1][0] - t0) if len(series) > 1 else 1
+        x = lambda t: left + (t - t0) / span * plot_w
+        y = lambda rate: y0 + plot_h - rate / peak * plot_h
+        parts.append('<text x="%d" y="%d">%d ms added RTT: gap %.0f ms, back to 90%% after %s</text>'
+                     % (left, y0 + 12, run["delay"], run["gaps"][0],
+                        "%.2f s" % run["recoveries"][0] if run["recoveries"][0] is not None else "-"))
+        parts.append('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>' % (left, y0 + plot_h, left + plot_w, y0 + plot_h))
+        parts.append('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>' % (left, y0 + 18, left, y0 + plot_h))
+        parts.append('<text x="5" y="%d">%.0f</text><text x="5" y="%d">Mbit/s</text>' % (y0 + 26, peak, y0 + 40))
+        points = " ".join("%.1f,%.1f" % (x(t), y(rate)) for t, rate in series)
+        parts.append('<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="%s"/>' % points)
+        for moved in run["moves"]:
+            parts.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="red" stroke-dasharray="4,3"/>'
+                         % (x(moved), y0 + 18, x(moved), y0 + plot_h))
+        parts.append('<text x="%d" y="%d">0 s</text><text x="%d" y="%d">%.0f s</text>'
+                     % (left, y0 + plot_h + 14, left + plot_w - 20, y0 + plot_h + 14, span))
+    parts.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(parts))
+
+
+# ---------------------------------------------------------------- demo and bench
+
+def demo(args):
+    log = lambda text: print(text, flush=True)
+    delays = [int(d) for d in args.delays.split(",")]
+    lab = MobileLab(args.bin, log)
+    runs, ok = [], True
+    try:
+        lab.up()
+        site = "b"
+        for delay in delays:
+            lab.set_delay(delay)
+            log("\n== %d ms added round-trip delay: 12 s TCP flow VM -> CN, the VM moves at t=5 s" % delay)
+            sink_result, source_result, probe_result, moves = run_flow(lab, 12, [5], [site], log)
+            series = throughput_series(sink_result["bins"])
+            for start in range(0, len(series), 5):
+                chunk = series[start:start + 5]
+                rel = chunk[0][0] - series[0][0]
+                log("  %5.1f-%4.1f s  %7.0f Mbit/s" % (rel, rel + 0.5, sum(r for _, r in chunk) / len(chunk)))
+            gap, recover, level = analyse_move(series, probe_result["received"], moves[0])
+            same = sink_result["sha256"] == source_result["sha256"] and sink_result["bytes"] == source_result["bytes"]
+            ok = ok and same
+            log("  handoff gap %.0f ms; throughput back to 90%% of %.0f Mbit/s after %s; %d MB, SHA-256 %s, no reset"
+                % (gap, level, "%.2f s" % recover if recover is not None else "never", sink_result["bytes"] // 1_000_000,
+                   "identical" if same else "DIFFERS"))
+            base = series[0][0] if series else 0
+            runs.append({"delay": delay, "series": [(t - base, r) for t, r in series], "moves": [m - base for m in moves],
+                         "gaps": [gap], "recoveries": [recover]})
+            site = "a" if site == "b" else "b"
+    finally:
+        lab.down()
+    os.makedirs(args.out, exist_ok=True)
+    chart = os.path.join(args.out, "handoff.svg")
+    write_chart(chart, runs)
+    with open(os.path.join(args.out, "handoff.json"), "w") as f:
+        json.dump(runs, f)
+    log("\nchart: %s (data: %s)" % (chart, os.path.join(args.out, "handoff.json")))
+    log("summary: " + "; ".join("%d ms: gap %.0f ms" % (r["delay"], r["gaps"][0]) for r in runs))
+    if not ok:
+        raise SystemExit("demo: the received bytes differ from the sent ones")
+    log("every transfer arrived byte for byte (SHA-256), with no reset")
+
+
+def bench(args):
+    log = lambda text: print(text, file=sys.stderr, flush=True)
+    delays = [int(d) for d in args.delays.split(",")]
+    lab = MobileLab(args.bin, log)
+    lines = []
+    try:
+        lab.up()
+        for delay in delays:
+            lab.set_delay(delay)
+            log("handoff bench: %d ms RTT, %d moves, one every 4 s" % (delay, args.moves))
+            offsets = [4 + 4 * i for i in range(args.moves)]
+            sites = ["b" if i % 2 == 0 else "a" for i in range(args.moves)]
+            sink_result, source_result, probe_result, moves = run_flow(lab, offsets[-1] + 4, offsets, sites, log)
+            if sink_result["sha256"] != source_result["sha256"]:
+                raise SystemExit("bench handoff: received bytes differ")
+            series = throughput_series(sink_result["bins"])
+            gaps, recoveries = [], []
+            for moved in moves:
+                gap, recover, _ = analyse_move(series, probe_result["received"], moved)
+                gaps.append(gap)
+                recoveries.append(recover if recover is not None else float("inf"))
+            line = "bench: handoff-%d gap_p50_ms=%.0f gap_p95_ms=%.0f recover_s=%.2f recover_p95_s=%.2f moves=%d" % (
+                delay, percentile(gaps, 50), percentile(gaps, 95), percentile(recoveries, 50),
+                percentile(recoveries, 95), len(moves))
+            goal = 50 if delay == 0 else 2 * delay + 50
+            log("  gaps (ms): %s; goal p95 < %d ms: %s" % (" ".join("%.0f" % g for g in gaps), goal,
+                                                          "met" if percentile(gaps, 95) < goal else "MISSED"))
+            print(line, flush=True)
+            lines.append(line)
+    finally:
+        lab.down()
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] in ("sink", "source", "echo", "probe"):
+        {"sink": sink, "source": source, "echo": echo, "probe": probe}[sys.argv[1]](*sys.argv[2:])
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("demo")
+    d.add_argument("--bin", required=True)
+    d.add_argument("--out", required=True)
+    d.add_argument("--delays", default="0,50,100,200")
+    b = sub.add_parser("bench")
+    b.add_argument("--bin", required=True)
+    b.add_argument("--delays", default="0,50")
+    b.add_argument("--moves", type=int, default=10)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("handoff: needs root (network namespaces)")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    (demo if args.command == "demo" else bench)(args)
+
+
+if __name__ == "__main__":
+    main()
