@@ -69,7 +69,11 @@ struct MobilityLabTests {
             try lab.moveVM(to: move % 2 == 0 ? "b" : "a")
         }
         try transfer.finish()
-        #expect(try signalingCounters(lab, "vm")["acks_received", default: 0] >= 10)
+        // One update per move; a move that comes before the previous one was acknowledged
+        // replaces it, so not every update gets its own ack.
+        let counters = try signalingCounters(lab, "vm")
+        #expect(counters["updates_sent", default: 0] >= 10 && counters["acks_received", default: 0] >= 1, "\(counters)")
+        #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> \(vm.mobile4)*"))
     }
 
     /// The VM changes site while the CN changes address, 100 ms of round trip apart: each
