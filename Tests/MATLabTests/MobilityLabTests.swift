@@ -16,16 +16,21 @@ struct MobilityLabTests {
 
     /// A lab with mat-ims, and matd on both nodes, registered.
     func mobileLab(delayElement: Bool = false) throws -> Lab {
+        try mobileLabWithIMS(delayElement: delayElement).lab
+    }
+
+    /// The same, and the mat-ims process.
+    func mobileLabWithIMS(delayElement: Bool = false) throws -> (lab: Lab, ims: Spawned) {
         let lab = try Lab(delayElement: delayElement)
         if delayElement { try lab.setDelay(rttMilliseconds: 0) }
-        _ = try lab.startIMS()
+        let ims = try lab.startIMS()
         try lab.startMatd("vm", config: try lab.writeIMSConfig("vm"))
         try lab.startMatd("cn", config: try lab.writeIMSConfig("cn"))
         for node in ["vm", "cn"] {
             let home = Addr.node(node).home4
             #expect(lab.waitForLog(node, "registered \(home)"), "\(lab.matdLog(node))")
         }
-        return lab
+        return (lab, ims)
     }
 
     /// Neither node knows the other: the CN opens a connection to the VM's HoA, and it
@@ -100,6 +105,24 @@ struct MobilityLabTests {
         let looked = try signalingCounters(lab, "vm")["peers_looked_up_again", default: 0]
             + signalingCounters(lab, "cn")["peers_looked_up_again", default: 0]
         #expect(looked > 0, "vm: \(lab.matdLog("vm"))\ncn: \(lab.matdLog("cn"))")
+    }
+
+    /// The IMS goes down, then the VM moves: its registration fails, its alert still moves
+    /// the CN (the key is known), and the CN's refresh from a stale cache, older than the
+    /// alert, does not move the traffic back.
+    @Test func moveWhileTheIMSIsDown() throws {
+        let (lab, ims) = try mobileLabWithIMS()
+        defer { lab.close() }
+        let file = try lab.randomFile("payload", megabytes: 40)
+        let transfer = try PacedTransfer(lab, from: "vm", to: "cn", file: file, megabytesPerSecond: 4)
+        sleep(1)
+        ims.signal(SIGTERM)
+        _ = ims.wait(timeout: 15)
+        try lab.moveVM(to: "b")
+        try transfer.finish()
+        #expect(lab.waitForLog("vm", "registering \(vm.home4) failed"), "\(lab.matdLog("vm"))")
+        #expect(lab.waitForLog("cn", "serving stale mapping"), "\(lab.matdLog("cn"))")
+        #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.10*"))
     }
 
     /// `matctl rebind` after a move returns once the CN has acknowledged; a second call

@@ -239,6 +239,14 @@ public final class MappingService: @unchecked Sendable {
         // The answer's times are the IMS client's (wall-clock seconds); ours are monotonic.
         let remaining = answer.isStale ? 1 : max(1, UInt64(answer.remainingTTL(at: IMSClient.systemClock())))
         let expiresAt = now + remaining * 1_000
+        // A mapping taken from a peer's alert carries a newer sequence number than what the
+        // IMS may still say (its registration failed, or the answer is a stale cache): an
+        // older answer with other MoAs does not move the traffic back.
+        if let current = learned[answer.hoa]?.mapping, answer.sequence ?? 0 < current.sequence,
+           Set(answer.moas) != Set(current.moas.map(\.address)) {
+            learned[answer.hoa]?.expiresAt = expiresAt
+            return false
+        }
         return install(answer.peerMapping(), expiresAt: expiresAt, reason: "\(answer)")
     }
 
