@@ -14,7 +14,7 @@ import Synchronization
 extension MappingService {
     /// Quiet time after the last netlink event before the uplinks are read (milliseconds):
     /// a move is a burst of events (link, address, route) and a flap is two.
-    static let debounce: UInt64 = 5
+    static let debounce: UInt64 = 2
     /// Longest a burst of events can delay the reading.
     static let maximumDebounce: UInt64 = 100
 
