@@ -27,13 +27,14 @@ struct DelayElementTests {
         try lab.setDelay(rttMilliseconds: 0)
         for target in Self.targets {
             let rtt = try roundTrip(lab, to: target)
-            #expect(rtt.max < 10, "RTT to \(target) with no delay: \(rtt)")
+            // The minimum: on a busy 2-core machine a single round trip can wait for the CPU.
+            #expect(rtt.min < 5, "RTT to \(target) with no delay: \(rtt)")
         }
 
         try lab.setDelay(rttMilliseconds: 100)
         for target in Self.targets {
             let rtt = try roundTrip(lab, to: target)
-            #expect(rtt.min >= 100 && rtt.max <= 130, "RTT to \(target) with 100 ms: \(rtt)")
+            #expect(rtt.min >= 100 && rtt.min <= 115, "RTT to \(target) with 100 ms: \(rtt)")
         }
     }
 
