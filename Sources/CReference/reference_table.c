@@ -1,7 +1,8 @@
 /*
  * C reference of the mapping table lookup. Keep in step with
- * Sources/MATPacket/MappingSlots*.swift: the benchmark's ratio only means something while
- * both sides run the same algorithm on the same memory layout.
+ * Sources/MATPacket/MappingSlots*.swift: the benchmark stops unless a table built here is
+ * byte-identical to the Swift one, and then times this file's lookup over the Swift table's
+ * slot array, so both sides must keep the same algorithm and the same memory layout.
  */
 #include "reference_table.h"
 

@@ -1,9 +1,13 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CReference
 @_spi(Benchmark) import MATPacket
 
 /// Mapping-table lookups at 1,000,000 mappings per family: the Swift table's hot-path
-/// lookups against the C reference of the same algorithm (`reference_table.c`), built from
-/// the same keys with the same capacities and hash seeds, in the same process.
+/// lookups against the C reference of the same algorithm (`reference_table.c`), in the same
+/// process, both probing the same slot arrays (which the C reference, built from the same
+/// keys with the same capacities and hash seeds, must reproduce byte for byte).
 ///
 /// Also prints what the Swift table costs per mapping at that size: the exact raw-slot
 /// bytes, the table's own estimate of its records, and the heap growth glibc reports while
@@ -18,9 +22,7 @@ func runLookupBenchmarks() {
     let moas4 = distinctValues(mappings, using: &random) { UInt32(0x6440_0000) | UInt32(truncatingIfNeeded: $0.next()) & 0x003F_FFFF }
     var heap4 = heapInUse()
     // Presized, as a daemon sizes it from its configuration: the slot arrays are then
-    // allocated once at their final size, like the C tables. (Built by growth instead, the
-    // IPv4 ratio moved between 0.83 and 1.04 with identical machine code, depending on where the
-    // last rehash left the arrays; see docs/mapping-table.md.)
+    // allocated once at their final size.
     var table4 = MappingTable(ipv4Capacity: mappings, hashSeed: 0x1234_5678_9ABC_DEF0)
     for index in 0..<mappings {
         let binding = MoABinding(address: .v4(IPv4Address(moas4.values[index])), priority: 1, flags: [.confirmed, .reachable])
@@ -47,21 +49,31 @@ func runLookupBenchmarks() {
     let forwardKeys6 = lookupKeys(lookups, present: hoas6, using: &random) { IPv6Address(high: 0x2001_0DB8_0001_0000 | $0.next() & 0xFFFF, low: $0.next()) }
     let reverseKeys6 = lookupKeys(lookups, present: moas6, using: &random) { IPv6Address(high: 0x2001_0DB8_0002_0000 | $0.next() & 0xFFFF, low: $0.next()) }
 
-    // C tables with the Swift tables' capacities and seeds, so both probe identically.
+    // C tables built from the same keys with the Swift tables' capacities and seeds. Each
+    // must come out byte-identical to its Swift slot array (every key in the same slot),
+    // which checks that both sides implement the same table. The C lookups are then timed
+    // over the Swift tables' arrays rather than over the C tables' own copies: the contents
+    // are the same, and this keeps out of the ratio where the kernel happened to place each
+    // array in physical memory. With separate copies that placement favoured the arrays
+    // allocated last (the C ones) by about 3% under load; see docs/benchmarks.md.
     let parameters4 = table4.slotParameters, parameters6 = table6.slotParameters
     let cForward4 = hoas4.values.withUnsafeBufferPointer { keys in
         moas4.values.withUnsafeBufferPointer { values in
-            mat_ref_table4_create(parameters4[0].capacity, parameters4[0].seed, keys.baseAddress, values.baseAddress, mappings)!
+            referenceView(mat_ref_table4_create(parameters4[0].capacity, parameters4[0].seed, keys.baseAddress, values.baseAddress, mappings)!,
+                          over: parameters4[0].slots, bytes: parameters4[0].capacity * 8, destroy: mat_ref_table4_destroy)
         }
     }
     let cReverse4 = moas4.values.withUnsafeBufferPointer { keys in
         hoas4.values.withUnsafeBufferPointer { values in
-            mat_ref_table4_create(parameters4[1].capacity, parameters4[1].seed, keys.baseAddress, values.baseAddress, mappings)!
+            referenceView(mat_ref_table4_create(parameters4[1].capacity, parameters4[1].seed, keys.baseAddress, values.baseAddress, mappings)!,
+                          over: parameters4[1].slots, bytes: parameters4[1].capacity * 8, destroy: mat_ref_table4_destroy)
         }
     }
     let hoaWords6 = words(hoas6.values), moaWords6 = words(moas6.values)
-    let cForward6 = mat_ref_table6_create(parameters6[2].capacity, parameters6[2].seed, hoaWords6, moaWords6, mappings)!
-    let cReverse6 = mat_ref_table6_create(parameters6[3].capacity, parameters6[3].seed, moaWords6, hoaWords6, mappings)!
+    let cForward6 = referenceView(mat_ref_table6_create(parameters6[2].capacity, parameters6[2].seed, hoaWords6, moaWords6, mappings)!,
+                                  over: parameters6[2].slots, bytes: parameters6[2].capacity * 32, destroy: mat_ref_table6_destroy)
+    let cReverse6 = referenceView(mat_ref_table6_create(parameters6[3].capacity, parameters6[3].seed, moaWords6, hoaWords6, mappings)!,
+                                  over: parameters6[3].slots, bytes: parameters6[3].capacity * 32, destroy: mat_ref_table6_destroy)
 
     let box4 = TableBox(table4), box6 = TableBox(table6)
     let cases = [
@@ -87,10 +99,10 @@ func runLookupBenchmarks() {
         runCompared(benchCase, rounds: 41)
     }
 
-    mat_ref_table4_destroy(cForward4)
-    mat_ref_table4_destroy(cReverse4)
-    mat_ref_table6_destroy(cForward6)
-    mat_ref_table6_destroy(cReverse6)
+    cForward4.deallocate()
+    cReverse4.deallocate()
+    cForward6.deallocate()
+    cReverse6.deallocate()
     for pointer in [hoaWords6, moaWords6, forwardKeys6.baseAddress!] { pointer.deallocate() }
     forwardKeys4.deallocate()
     reverseKeys4.deallocate()
@@ -140,6 +152,31 @@ private func swiftReverse6(_ table: borrowing MappingTable, _ keys: UnsafeMutabl
         if let hoa = table.hoa(forMoA: key) { sum &+= hoa.high &+ hoa.low }
     }
     return sum
+}
+
+// MARK: - C reference over the Swift slots
+
+/// The C reference's table headers (`mat_ref_table4`, `mat_ref_table6`): both keep their
+/// slot array in `slots`.
+private protocol ReferenceTable {
+    var slots: UnsafeMutablePointer<UInt64>! { get set }
+}
+
+extension mat_ref_table4: ReferenceTable {}
+extension mat_ref_table6: ReferenceTable {}
+
+/// Checks that the C-built `table` holds exactly the `bytes` bytes at `slots` (a Swift slot
+/// array), destroys it, and returns a copy of its header (capacity, shift, seed) that
+/// probes `slots` instead. The Swift table owns `slots` and must outlive the copy, which
+/// the caller deallocates.
+private func referenceView<Table: ReferenceTable>(_ table: UnsafeMutablePointer<Table>, over slots: UnsafeRawPointer, bytes: Int,
+                                                 destroy: (UnsafeMutablePointer<Table>) -> Void) -> UnsafeMutablePointer<Table> {
+    precondition(memcmp(table.pointee.slots, slots, bytes) == 0, "the C reference table's slots differ from the Swift table's")
+    let view = UnsafeMutablePointer<Table>.allocate(capacity: 1)
+    view.initialize(to: table.pointee)
+    view.pointee.slots = UnsafeMutablePointer(mutating: slots.assumingMemoryBound(to: UInt64.self))
+    destroy(table)
+    return view
 }
 
 // MARK: - Data

@@ -1,7 +1,9 @@
 /*
  * C reference of the mapping table's lookup (Sources/MATPacket/MappingSlots*.swift):
  * same hash, same slot layout, same linear probing. Used only by the benchmark, which
- * builds both tables from the same keys and seeds and compares lookup times.
+ * builds a table here from the same keys and seeds as the Swift one, checks that the two
+ * slot arrays are byte-identical, and times both lookups over the Swift table's array
+ * (a copy of this header with `slots` pointing there).
  */
 #ifndef MAT_REFERENCE_TABLE_H
 #define MAT_REFERENCE_TABLE_H
