@@ -276,17 +276,9 @@ public final class MappingService: @unchecked Sendable {
         return UInt64(now.tv_sec) * 1_000 + UInt64(now.tv_nsec) / 1_000_000
     }
 
-    /// Reads the node's TSIG key, refusing a file others can read: the key is what lets
-    /// anyone move this node's traffic.
+    /// Reads the node's TSIG key (a secret file, mode 0600).
     static func loadKey(_ path: String) throws -> TSIGKey {
-        var info = stat()
-        guard stat(path, &info) == 0 else { throw SystemError("read key file \(path)", errno: errno) }
-        guard info.st_mode & 0o077 == 0 else {
-            throw SystemError("key file \(path)", detail: "readable by group or others (mode \(String(info.st_mode & 0o777, radix: 8))); chmod 600 it")
-        }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw SystemError("read key file \(path)", detail: "cannot read")
-        }
+        let data = try SecretFile.read(path, what: "key file")
         let keys = try TSIGKeyFile.parse(String(decoding: data, as: UTF8.self))
         guard let key = keys.first else { throw SystemError("key file \(path)", detail: "holds no key") }
         return key

@@ -26,15 +26,7 @@ public struct SequenceStore: Sendable {
         let current = try read() ?? 0
         guard current <= UInt64.max - count else { throw SystemError("sequence \(path)", detail: "exhausted") }
         let next = current + count
-        let temporary = path + ".tmp"
-        let text = "\(next)\n"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw SystemError("write \(temporary)", errno: errno) }
-        let written = write(fd, text, text.utf8.count)
-        let synced = fsync(fd)
-        close(fd)
-        guard written == text.utf8.count, synced == 0 else { throw SystemError("write \(temporary)", errno: errno) }
-        guard rename(temporary, path) == 0 else { throw SystemError("rename \(temporary) to \(path)", errno: errno) }
+        try DurableFile.replace(path, with: "\(next)\n")
         return (current + 1)...next
     }
 
