@@ -232,10 +232,7 @@ public final class MappingService: @unchecked Sendable {
     @discardableResult
     func install(_ answer: PeerMappingAnswer?, now: UInt64) -> Bool {
         guard let answer, !answer.moas.isEmpty else { return false }
-        if let text = answer.publicKey, let key = VerifyingKey(base64: text),
-           !config.peers.contains(where: { $0.homeAddress == answer.hoa && $0.publicKey != nil }) {
-            peerKeys[answer.hoa] = key
-        }
+        learnKey(from: answer)
         // The answer's times are the IMS client's (wall-clock seconds); ours are monotonic.
         let remaining = answer.isStale ? 1 : max(1, UInt64(answer.remainingTTL(at: IMSClient.systemClock())))
         let expiresAt = now + remaining * 1_000
@@ -248,6 +245,17 @@ public final class MappingService: @unchecked Sendable {
             return false
         }
         return install(answer.peerMapping(), expiresAt: expiresAt, reason: "\(answer)")
+    }
+
+    /// Takes the key an IMS answer publishes for its HoA, unless the configuration pins
+    /// one; returns the key bound to that HoA now.
+    @discardableResult
+    func learnKey(from answer: PeerMappingAnswer) -> VerifyingKey? {
+        let pinned = config.peers.contains { $0.homeAddress == answer.hoa && $0.publicKey != nil }
+        if !pinned, let text = answer.publicKey, let key = VerifyingKey(base64: text) {
+            peerKeys[answer.hoa] = key
+        }
+        return peerKeys[answer.hoa]
     }
 
     /// Puts a mapping into the engine's table. Returns whether the MoAs changed.

@@ -212,10 +212,8 @@ extension MappingService: SignalingHost {
         if let last = keyLookups[hoa], now < last + 5_000 { return nil }
         if keyLookups.count > 4_096 { keyLookups.removeAll() }
         keyLookups[hoa] = now
-        guard let answer = try? client.lookup(hoa: hoa, allowCached: false),
-              let text = answer.publicKey, let key = VerifyingKey(base64: text) else { return nil }
-        peerKeys[hoa] = key
-        return key
+        guard let answer = try? client.lookup(hoa: hoa, allowCached: false) else { return nil }
+        return learnKey(from: answer)
     }
 
     func currentMoAs(of hoa: IPAddress) -> [IPAddress] {
