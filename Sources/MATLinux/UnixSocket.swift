@@ -44,24 +44,58 @@ public struct UnixSocket: ~Copyable {
         return socket
     }
 
-    /// Waits for a client. Returns nil when the listener was shut down.
+    /// Takes a waiting client, non-blocking and close-on-exec. Returns nil when none is
+    /// waiting (the listener is non-blocking, see `setNonBlocking`) or the listener was shut down.
     public func accept() throws(SystemError) -> UnixSocket? {
         while true {
             let client = Glibc.accept(fileDescriptor, nil, nil)
             if client >= 0 {
+                // accept4 is not in Glibc's Swift module; nothing runs between the two calls.
                 _ = fcntl(client, F_SETFD, FD_CLOEXEC)
+                _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
                 return UnixSocket(fileDescriptor: client)
             }
             switch errno {
             case EINTR, ECONNABORTED: continue
-            case EINVAL, EBADF: return nil
+            case EAGAIN, EINVAL, EBADF: return nil
+            // Out of descriptors or memory: the client stays queued; the caller retries later.
             default: throw SystemError("accept on control socket", errno: errno)
             }
         }
     }
 
-    /// Makes blocked `accept` calls return nil.
-    public func shutdownListener() { Glibc.shutdown(fileDescriptor, Int32(SHUT_RDWR)) }
+    /// Makes reads, writes and `accept` return at once instead of waiting.
+    public func setNonBlocking() {
+        _ = fcntl(fileDescriptor, F_SETFL, fcntl(fileDescriptor, F_GETFL) | O_NONBLOCK)
+    }
+
+    /// Reads what is waiting into `buffer`: the byte count, 0 at end of stream, nil when
+    /// nothing is waiting on a non-blocking socket.
+    public func receive(into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int? {
+        while true {
+            let count = recv(fileDescriptor, buffer.baseAddress, buffer.count, 0)
+            if count >= 0 { return count }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN: return nil
+            default: throw SystemError("read from control socket", errno: errno)
+            }
+        }
+    }
+
+    /// Writes what the socket takes now: the byte count, nil when it takes nothing yet. A
+    /// peer that hung up is an error (EPIPE), never a SIGPIPE.
+    public func send(_ bytes: UnsafeRawBufferPointer) throws(SystemError) -> Int? {
+        while true {
+            let count = Glibc.send(fileDescriptor, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
+            if count >= 0 { return count }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN: return nil
+            default: throw SystemError("write to control socket", errno: errno)
+            }
+        }
+    }
 
     /// Gives up on reads and writes that take longer than `seconds`.
     public func setTimeout(seconds: Int) {
@@ -70,29 +104,39 @@ public struct UnixSocket: ~Copyable {
         setsockopt(fileDescriptor, SOL_SOCKET, SO_SNDTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
     }
 
-    /// Reads up to the first newline (not included), at most `limit` bytes.
+    /// Reads up to the first newline (not included), at most `limit` bytes, on a blocking
+    /// socket. The protocol has one line per direction, so reading past it loses nothing.
     public func readLine(limit: Int) throws(SystemError) -> [UInt8] {
         var line: [UInt8] = []
-        var byte: UInt8 = 0
-        while line.count < limit {
-            let count = read(fileDescriptor, &byte, 1)
-            if count == 1 {
-                if byte == UInt8(ascii: "\n") { return line }
-                line.append(byte)
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while line.count <= limit {
+            let count = chunk.withUnsafeMutableBytes { read(fileDescriptor, $0.baseAddress, $0.count) }
+            if count > 0 {
+                if let newline = chunk[0..<count].firstIndex(of: UInt8(ascii: "\n")) {
+                    line.append(contentsOf: chunk[0..<newline])
+                    break
+                }
+                line.append(contentsOf: chunk[0..<count])
             } else if count == 0 {
-                return line
+                break
             } else if errno != EINTR {
                 throw SystemError("read from control socket", errno: errno)
             }
         }
-        throw SystemError("read from control socket", detail: "line longer than \(limit) bytes")
+        guard line.count <= limit else {
+            throw SystemError("read from control socket", detail: "line longer than \(limit) bytes")
+        }
+        return line
     }
 
-    /// Writes all of `bytes`.
+    /// Writes all of `bytes` on a blocking socket. A peer that hung up is an error (EPIPE),
+    /// never a SIGPIPE.
     public func writeAll(_ bytes: [UInt8]) throws(SystemError) {
         var offset = 0
         while offset < bytes.count {
-            let count = bytes.withUnsafeBytes { write(fileDescriptor, $0.baseAddress! + offset, $0.count - offset) }
+            let count = bytes.withUnsafeBytes {
+                Glibc.send(fileDescriptor, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL))
+            }
             if count > 0 {
                 offset += count
             } else if errno != EINTR {
