@@ -86,12 +86,18 @@ public struct PeerReport: Codable, Sendable, Equatable {
     public var mobileAddresses: [Binding]
     public var preferred: String?
     public var sequence: UInt64
+    /// Where the control plane's mapping came from ("configured" or "learned"); nil when
+    /// only the engine's table has it, and no MoAs when only the control plane has it.
+    /// Either means the two disagree, which they never should.
+    public var origin: String?
 
-    public init(homeAddress: String, mobileAddresses: [Binding], preferred: String?, sequence: UInt64) {
+    public init(homeAddress: String, mobileAddresses: [Binding], preferred: String?, sequence: UInt64,
+                origin: String? = nil) {
         self.homeAddress = homeAddress
         self.mobileAddresses = mobileAddresses
         self.preferred = preferred
         self.sequence = sequence
+        self.origin = origin
     }
 }
 
@@ -102,6 +108,12 @@ public struct StatsReport: Codable, Sendable, Equatable {
     public var inboundPackets: UInt64
     public var inboundBytes: UInt64
     public var superPackets: UInt64
+    /// Reads from the TUN device that failed.
+    public var tunReadErrors: UInt64?
+    /// Mappings the engine's table refused (stale sequence, a MoA owned by another HoA).
+    public var refusedMappings: UInt64?
+    /// Held packets sent once their peer was released.
+    public var heldPacketsSent: UInt64?
     /// Every drop reason with its count, zeros included, so scripts can rely on the keys.
     public var drops: [String: UInt64]
     /// The IMS client's counters (queries, timeouts, stale answers served, ...), when an
@@ -109,10 +121,17 @@ public struct StatsReport: Codable, Sendable, Equatable {
     public var ims: [String: UInt64]?
     /// The mobility signaling's counters (alerts sent and acknowledged, refusals by reason).
     public var signaling: [String: UInt64]?
+    /// The control socket's counters (connections, clients that hung up or timed out, ...).
+    public var control: [String: UInt64]?
 
-    public init(_ counters: EngineCounters, ims: [String: UInt64]? = nil, signaling: [String: UInt64]? = nil) {
+    public init(_ counters: EngineCounters, ims: [String: UInt64]? = nil, signaling: [String: UInt64]? = nil,
+                control: [String: UInt64]? = nil) {
         self.ims = ims
         self.signaling = signaling
+        self.control = control
+        tunReadErrors = counters.tunReadErrors
+        refusedMappings = counters.refusedMappings
+        heldPacketsSent = counters.heldPacketsSent
         outboundPackets = counters.outboundPackets
         outboundBytes = counters.outboundBytes
         inboundPackets = counters.inboundPackets

@@ -28,34 +28,54 @@ public final class Engine: @unchecked Sendable {
     private let stopped = Mutex(false)
     private var thread: Thread?
     private let missHandler: @Sendable (IPAddress) -> Void
+    private let refusalHandler: @Sendable (PacketProcessor.Refusal) -> Void
     /// When each unknown HoA was last reported, so a flow to it asks once per second.
     private var reportedMisses: [IPAddress: UInt64] = [:]
-    /// Peers whose outbound packets wait until they confirm this node's new mapping.
-    private var held: Set<IPAddress> = []
+    /// Snapshot requests waiting for the engine thread.
+    private let snapshotRequests = Mutex<[MappingSnapshotTicket]>([])
+    private let publishedMappingCount: Mutex<Int>
+    /// When the last failed TUN read was logged, so a failing device logs once a second.
+    private var lastReadErrorLog: UInt64 = 0
 
     /// A change the engine thread applies between packets.
-    public enum Command: Sendable {
-        case setAddresses(NodeAddresses)
-        case replaceMapping(PeerMapping)
-        case removeMapping(IPAddress)
-        /// Drop outbound packets to this HoA until `.release` (counted as awaiting_binding).
-        case hold(IPAddress)
-        case release(IPAddress)
-    }
+    public typealias Command = PacketProcessor.Command
 
     /// Takes over `tun` and the initial mappings; call `start()` to begin. `onMiss` is
     /// called on the engine thread with a HoA that packets are sent to but that has no
-    /// mapping (at most once per second per HoA); it must return quickly.
+    /// mapping (at most once per second per HoA); `onRefusal` with a mapping the table
+    /// refused. Both must return quickly.
     public init(tun: TunDevice, table: consuming MappingTable, addresses: NodeAddresses,
-                onMiss: @escaping @Sendable (IPAddress) -> Void = { _ in }) throws(SystemError) {
+                onMiss: @escaping @Sendable (IPAddress) -> Void = { _ in },
+                onRefusal: @escaping @Sendable (PacketProcessor.Refusal) -> Void = { _ in }) throws(SystemError) {
         missHandler = onMiss
+        refusalHandler = onRefusal
         self.tun = tun
+        publishedMappingCount = Mutex(table.count)
         processor = PacketProcessor(table: table, addresses: addresses)
         buffer = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 16)
+        let slotSize = VirtioNetHeader.size + 65_536
+        heldPackets = (0..<Self.heldPacketSlots).map { _ in
+            HeldPacket(bytes: UnsafeMutableRawPointer.allocate(byteCount: slotSize, alignment: 16))
+        }
         wakeup = try Wakeup()
     }
 
-    deinit { buffer.deallocate() }
+    deinit {
+        buffer.deallocate()
+        for slot in heldPackets { slot.bytes.deallocate() }
+    }
+
+    /// The last packet dropped for each of a few held peers, sent once the peer is released:
+    /// a TCP sender whose segments were dropped meanwhile has backed its timer off, and one
+    /// segment delivered at once brings the ACK that restarts it.
+    private struct HeldPacket {
+        let bytes: UnsafeMutableRawPointer
+        var peer: IPAddress?
+        var length = 0
+    }
+    private static let heldPacketSlots = 4
+    private var heldPackets: [HeldPacket]
+    private var nextHeldSlot = 0
 
     /// Starts the engine thread.
     public func start() {
@@ -88,9 +108,18 @@ public final class Engine: @unchecked Sendable {
         public var preferred: IPAddress?
     }
 
-    /// The mappings as of the last change, copied by the engine thread.
-    public var mappings: [MappingState] { mappingSnapshot.withLock { $0 } }
-    private let mappingSnapshot = Mutex<[MappingState]>([])
+    /// The number of mappings in the table as of the last change.
+    public var mappingCount: Int { publishedMappingCount.withLock { $0 } }
+
+    /// The table as the engine thread has it now, copied on request (O(table), so only for
+    /// `matctl peers`); nil when the engine does not answer within `timeout` seconds.
+    public func mappings(timeout: Double = 5) -> [MappingState]? {
+        let ticket = MappingSnapshotTicket()
+        snapshotRequests.withLock { $0.append(ticket) }
+        wakeup.signal()
+        guard ticket.done.wait(timeout: .now() + timeout) == .success else { return nil }
+        return ticket.mappings.withLock { $0 }
+    }
 
     private func loop() {
         var descriptors = [pollfd(fd: tun.fileDescriptor, events: Int16(POLLIN), revents: 0),
@@ -107,8 +136,14 @@ public final class Engine: @unchecked Sendable {
             if descriptors[0].revents != 0 {
                 // Drain what is waiting, then go back to poll for commands.
                 for _ in 0..<64 {
-                    guard let length = try? tun.read(into: UnsafeMutableRawBufferPointer(start: buffer, count: bufferSize)),
-                          length > 0 else { break }
+                    let length: Int?
+                    do {
+                        length = try tun.read(into: UnsafeMutableRawBufferPointer(start: buffer, count: bufferSize))
+                    } catch {
+                        readFailed(error)
+                        break
+                    }
+                    guard let length, length > 0 else { break }
                     handle(length: length)
                     sincePublish += 1
                 }
@@ -121,23 +156,61 @@ public final class Engine: @unchecked Sendable {
         publish()
     }
 
+    /// Copies the packet in `buffer` (virtio header included) into the peer's slot, or the
+    /// oldest slot when the peer has none.
+    private func keepHeld(_ peer: IPAddress, length: Int) {
+        let index = heldPackets.firstIndex { $0.peer == peer } ?? {
+            defer { nextHeldSlot = (nextHeldSlot + 1) % Self.heldPacketSlots }
+            return nextHeldSlot
+        }()
+        heldPackets[index].bytes.copyMemory(from: buffer, byteCount: length)
+        heldPackets[index].peer = peer
+        heldPackets[index].length = length
+    }
+
+    /// Translates and writes the packet kept for a released peer, if any.
+    private func sendHeld(_ peer: IPAddress) {
+        guard let index = heldPackets.firstIndex(where: { $0.peer == peer }) else { return }
+        heldPackets[index].peer = nil
+        let slot = heldPackets[index]
+        let header = VirtioNetHeader(loadingFrom: UnsafeRawPointer(slot.bytes))
+        guard processor.handle(slot.bytes + VirtioNetHeader.size, length: slot.length - VirtioNetHeader.size,
+                               checksum: header.checksumMode) else { return }
+        do {
+            try tun.write(UnsafeRawBufferPointer(start: slot.bytes, count: slot.length))
+            processor.counters.heldPacketsSent &+= 1
+        } catch {
+            processor.counters.engineDrops[Int(EngineDropReason.writeFailed.rawValue)] &+= 1
+        }
+    }
+
+    /// A failed read is counted and logged (once a second at most); a device that keeps
+    /// failing is polled again after a pause instead of in a busy loop.
+    private func readFailed(_ error: SystemError) {
+        processor.counters.tunReadErrors &+= 1
+        let now = MonotonicClock.milliseconds()
+        if now >= lastReadErrorLog + 1_000 {
+            lastReadErrorLog = now
+            log("matd: engine: \(error) (\(processor.counters.tunReadErrors) failed reads so far)")
+        }
+        usleep(10_000)
+    }
+
     private func handle(length: Int) {
         guard length > VirtioNetHeader.size else {
             processor.counters.engineDrops[Int(EngineDropReason.badVirtioHeader.rawValue)] &+= 1
             return
         }
         let header = VirtioNetHeader(loadingFrom: UnsafeRawPointer(buffer))
-        let packet = buffer + VirtioNetHeader.size
-        let packetLength = length - VirtioNetHeader.size
-        let direction: PacketProcessor.Direction = isInbound(packet, length: packetLength) ? .inbound : .outbound
-        if direction == .outbound && !held.isEmpty && isHeld(packet, length: packetLength) {
-            processor.counters.engineDrops[Int(EngineDropReason.awaitingBinding.rawValue)] &+= 1
-            return
-        }
-        guard processor.process(packet, length: packetLength, direction: direction, checksum: header.checksumMode) else {
+        guard processor.handle(buffer + VirtioNetHeader.size, length: length - VirtioNetHeader.size,
+                               checksum: header.checksumMode) else {
             if let miss = processor.lastMiss {
                 processor.lastMiss = nil
                 report(miss)
+            }
+            if let peer = processor.lastHeld {
+                processor.lastHeld = nil
+                keepHeld(peer, length: length)
             }
             return
         }
@@ -157,60 +230,28 @@ public final class Engine: @unchecked Sendable {
         missHandler(miss)
     }
 
-    /// Applications send from the HoA; a packet from elsewhere to this node's MoA was
-    /// diverted from the uplink. At home (MoA == HoA) the source alone tells them apart.
-    @inline(__always)
-    private func isInbound(_ packet: UnsafeMutableRawPointer, length: Int) -> Bool {
-        let addresses = processor.addresses
-        switch packet.load(as: UInt8.self) >> 4 {
-        case 4 where length >= 20:
-            let source = IPv4Address(loadingFrom: UnsafeRawPointer(packet), offset: 12)
-            let destination = IPv4Address(loadingFrom: UnsafeRawPointer(packet), offset: 16)
-            return source != addresses.home4 && destination == addresses.mobile4
-        case 6 where length >= 40:
-            let source = IPv6Address(loadingFrom: UnsafeRawPointer(packet), offset: 8)
-            let destination = IPv6Address(loadingFrom: UnsafeRawPointer(packet), offset: 24)
-            return source != addresses.home6 && destination == addresses.mobile6
-        default:
-            return false
-        }
-    }
-
-    private func isHeld(_ packet: UnsafeMutableRawPointer, length: Int) -> Bool {
-        switch packet.load(as: UInt8.self) >> 4 {
-        case 4 where length >= 20:
-            held.contains(.v4(IPv4Address(loadingFrom: UnsafeRawPointer(packet), offset: 16)))
-        case 6 where length >= 40:
-            held.contains(.v6(IPv6Address(loadingFrom: UnsafeRawPointer(packet), offset: 24)))
-        default:
-            false
-        }
-    }
-
     private func applyCommands() {
         let pending = commands.withLock { queue -> [Command] in
             defer { queue.removeAll(keepingCapacity: true) }
             return queue
         }
-        guard !pending.isEmpty || mappingSnapshot.withLock({ $0.isEmpty }) else { return }
         for command in pending {
-            switch command {
-            case .setAddresses(let addresses):
-                processor.addresses = addresses
-            case .replaceMapping(let mapping):
-                try? processor.table.replace(mapping)
-            case .removeMapping(let hoa):
-                _ = processor.table.remove(hoa: hoa)
-            case .hold(let hoa):
-                held.insert(hoa)
-            case .release(let hoa):
-                held.remove(hoa)
-            }
+            if let refusal = processor.apply(command) { refusalHandler(refusal) }
+            if case .release(let peer) = command { sendHeld(peer) }
         }
+        if !pending.isEmpty {
+            let count = processor.table.count
+            publishedMappingCount.withLock { $0 = count }
+        }
+        let tickets = snapshotRequests.withLock { queue -> [MappingSnapshotTicket] in
+            defer { queue.removeAll() }
+            return queue
+        }
+        guard !tickets.isEmpty else { return }
         let snapshot = processor.table.mappings.map {
             MappingState(mapping: $0, preferred: processor.table.preferredMoA(forHoA: $0.hoa))
         }
-        mappingSnapshot.withLock { $0 = snapshot }
+        for ticket in tickets { ticket.finish(snapshot) }
     }
 
     /// Copies the counters field by field into preallocated storage, so publishing never
@@ -223,8 +264,22 @@ public final class Engine: @unchecked Sendable {
             shared.inboundPackets = counters.inboundPackets
             shared.inboundBytes = counters.inboundBytes
             shared.superPackets = counters.superPackets
+            shared.tunReadErrors = counters.tunReadErrors
+            shared.refusedMappings = counters.refusedMappings
+            shared.heldPacketsSent = counters.heldPacketsSent
             for index in shared.packetDrops.indices { shared.packetDrops[index] = counters.packetDrops[index] }
             for index in shared.engineDrops.indices { shared.engineDrops[index] = counters.engineDrops[index] }
         }
+    }
+}
+
+/// Where the engine thread leaves a copy of its table for the thread that asked.
+final class MappingSnapshotTicket: Sendable {
+    let done = DispatchSemaphore(value: 0)
+    let mappings = Mutex<[Engine.MappingState]>([])
+
+    func finish(_ snapshot: [Engine.MappingState]) {
+        mappings.withLock { $0 = snapshot }
+        done.signal()
     }
 }

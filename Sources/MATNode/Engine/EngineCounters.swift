@@ -20,6 +20,10 @@ public enum EngineDropReason: UInt8, CaseIterable, Sendable, CustomStringConvert
     /// first contact): sent now, it would reach the peer from an address the peer does not
     /// divert, and the peer's stack would answer it with a reset.
     case awaitingBinding
+    /// An outbound packet to a MoA a peer announced but has not yet proven it answers at,
+    /// past three times the bytes received from it (QUIC's anti-amplification limit, RFC
+    /// 9000 section 8.1): a forged or mistaken alert cannot aim a flood at a bystander.
+    case unvalidatedPath
 
     public var description: String {
         switch self {
@@ -31,6 +35,7 @@ public enum EngineDropReason: UInt8, CaseIterable, Sendable, CustomStringConvert
         case .badVirtioHeader: "bad_virtio_header"
         case .writeFailed: "write_failed"
         case .awaitingBinding: "awaiting_binding"
+        case .unvalidatedPath: "unvalidated_path"
         }
     }
 }
@@ -43,6 +48,12 @@ public struct EngineCounters: Sendable, Equatable {
     public var inboundBytes: UInt64 = 0
     /// GSO super-packets among the packets above (one read, many wire packets).
     public var superPackets: UInt64 = 0
+    /// Reads from the TUN device that failed (not "nothing waiting").
+    public var tunReadErrors: UInt64 = 0
+    /// Mappings the table refused (stale sequence, a MoA owned by another HoA, ...).
+    public var refusedMappings: UInt64 = 0
+    /// Held packets sent when their peer was released (one per peer and release).
+    public var heldPacketsSent: UInt64 = 0
     /// Drops by packet-core reason, indexed by `DropReason.rawValue`.
     public var packetDrops = [UInt64](repeating: 0, count: DropReason.allCases.count)
     /// Drops by engine reason, indexed by `EngineDropReason.rawValue`.

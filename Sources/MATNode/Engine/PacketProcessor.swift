@@ -16,6 +16,22 @@ public struct PacketProcessor: ~Copyable {
     public var counters = EngineCounters()
     /// The destination HoA of the last packet refused for want of a mapping, until taken.
     public var lastMiss: IPAddress?
+    /// Peers whose outbound packets wait until they confirm this node's new mapping.
+    public var held: Set<IPAddress> = []
+    /// The peer HoA of the last packet dropped because it was held, until taken.
+    public var lastHeld: IPAddress?
+    /// MoAs a peer announced whose reachability check is still out, with what was sent to
+    /// and received from each: at most `amplificationFactor` times the bytes received may go.
+    public var unvalidated: [IPAddress: PathBudget] = [:]
+    /// How many bytes may be sent to an unvalidated MoA per byte received from it.
+    public static let amplificationFactor: UInt64 = 3
+
+    /// Bytes exchanged with an unvalidated MoA.
+    public struct PathBudget: Sendable, Equatable {
+        public var received: UInt64 = 0
+        public var sent: UInt64 = 0
+        public init() {}
+    }
 
     public init(table: consuming MappingTable, addresses: NodeAddresses) {
         self.table = table
@@ -33,6 +49,125 @@ public struct PacketProcessor: ~Copyable {
         case malformed(DropReason)
         /// Refused by the MAT rules.
         case refused(EngineDropReason)
+    }
+
+    /// A change of the table, the addresses or the holds, applied between packets.
+    public enum Command: Sendable {
+        case setAddresses(NodeAddresses)
+        case replaceMapping(PeerMapping)
+        case removeMapping(IPAddress)
+        /// Drop outbound packets to this HoA until `.release` (counted as awaiting_binding).
+        case hold(IPAddress)
+        case release(IPAddress)
+        /// Send at most three times what was received from this MoA until `.endLimit`.
+        case limitUntilValidated(IPAddress)
+        case endLimit(IPAddress)
+    }
+
+    /// A mapping the table refused, with what the table holds for that HoA instead, so
+    /// the control plane can take the table's word for it.
+    public struct Refusal: Sendable, Equatable {
+        public var offered: PeerMapping
+        public var error: MappingError
+        public var current: PeerMapping?
+    }
+
+    /// Applies `command`; returns the refusal when the table would not take a mapping.
+    public mutating func apply(_ command: Command) -> Refusal? {
+        switch command {
+        case .setAddresses(let addresses):
+            self.addresses = addresses
+        case .replaceMapping(let mapping):
+            do {
+                try table.replace(mapping)
+            } catch {
+                counters.refusedMappings &+= 1
+                return Refusal(offered: mapping, error: error, current: table.mapping(for: mapping.hoa))
+            }
+        case .removeMapping(let hoa):
+            table.remove(hoa: hoa)
+        case .hold(let hoa):
+            held.insert(hoa)
+        case .release(let hoa):
+            held.remove(hoa)
+        case .limitUntilValidated(let moa):
+            if unvalidated[moa] == nil { unvalidated[moa] = PathBudget() }
+        case .endLimit(let moa):
+            unvalidated[moa] = nil
+        }
+        return nil
+    }
+
+    /// Handles one packet read from the TUN device: decides its direction, drops it while
+    /// its peer is held, translates it in place. Returns true when it should be written back.
+    ///
+    /// Applications send from the HoA; a packet from elsewhere to this node's MoA was
+    /// diverted from the uplink. At home (MoA == HoA) the source alone tells them apart.
+    @inlinable
+    public mutating func handle(_ base: UnsafeMutableRawPointer, length: Int, checksum: ChecksumMode) -> Bool {
+        let direction: Direction = isInbound(base, length: length) ? .inbound : .outbound
+        if direction == .outbound && !held.isEmpty, let peer = heldPeer(base, length: length) {
+            counters.engineDrops[Int(EngineDropReason.awaitingBinding.rawValue)] &+= 1
+            lastHeld = peer
+            return false
+        }
+        if !unvalidated.isEmpty && !withinBudget(base, length: length, direction: direction) {
+            counters.engineDrops[Int(EngineDropReason.unvalidatedPath.rawValue)] &+= 1
+            return false
+        }
+        return process(base, length: length, direction: direction, checksum: checksum)
+    }
+
+    /// Credits what arrives from an unvalidated MoA; charges what goes to one, if the
+    /// budget allows. Only runs while some MoA is unvalidated.
+    @usableFromInline
+    mutating func withinBudget(_ packet: UnsafeMutableRawPointer, length: Int, direction: Direction) -> Bool {
+        let version = packet.load(as: UInt8.self) >> 4
+        guard (version == 4 && length >= 20) || (version == 6 && length >= 40) else { return true }
+        let moa: IPAddress
+        switch direction {
+        case .inbound:
+            moa = version == 4 ? .v4(IPv4Address(loadingFrom: UnsafeRawPointer(packet), offset: 12))
+                : .v6(IPv6Address(loadingFrom: UnsafeRawPointer(packet), offset: 8))
+            unvalidated[moa]?.received &+= UInt64(length)
+            return true
+        case .outbound:
+            let hoa: IPAddress = version == 4 ? .v4(IPv4Address(loadingFrom: UnsafeRawPointer(packet), offset: 16))
+                : .v6(IPv6Address(loadingFrom: UnsafeRawPointer(packet), offset: 24))
+            guard let preferred = table.preferredMoA(forHoA: hoa), var budget = unvalidated[preferred] else { return true }
+            guard budget.sent &+ UInt64(length) <= budget.received &* Self.amplificationFactor else { return false }
+            budget.sent &+= UInt64(length)
+            unvalidated[preferred] = budget
+            return true
+        }
+    }
+
+    @inlinable
+    func isInbound(_ packet: UnsafeMutableRawPointer, length: Int) -> Bool {
+        switch packet.load(as: UInt8.self) >> 4 {
+        case 4 where length >= 20:
+            let source = IPv4Address(loadingFrom: UnsafeRawPointer(packet), offset: 12)
+            let destination = IPv4Address(loadingFrom: UnsafeRawPointer(packet), offset: 16)
+            return source != addresses.home4 && destination == addresses.mobile4
+        case 6 where length >= 40:
+            let source = IPv6Address(loadingFrom: UnsafeRawPointer(packet), offset: 8)
+            let destination = IPv6Address(loadingFrom: UnsafeRawPointer(packet), offset: 24)
+            return source != addresses.home6 && destination == addresses.mobile6
+        default:
+            return false
+        }
+    }
+
+    /// The destination HoA of a packet to a held peer, or nil.
+    @usableFromInline
+    func heldPeer(_ packet: UnsafeMutableRawPointer, length: Int) -> IPAddress? {
+        let destination: IPAddress
+        switch packet.load(as: UInt8.self) >> 4 {
+        case 4 where length >= 20: destination = .v4(IPv4Address(loadingFrom: UnsafeRawPointer(packet), offset: 16))
+        case 6 where length >= 40: destination = .v6(IPv6Address(loadingFrom: UnsafeRawPointer(packet), offset: 24))
+        default: return nil
+        }
+        return held.contains(destination) ? destination : nil
     }
 
     /// Translates the packet of `length` bytes at `base` in place. Returns true when it
