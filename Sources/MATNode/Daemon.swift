@@ -9,21 +9,40 @@ import Synchronization
 /// matd's parts wired together: TUN device, host setup, engine and control socket.
 public final class Daemon {
     private let config: NodeConfig
+    private let reread: () throws -> NodeConfig
     private let started = Date()
 
-    /// Validates what can be checked before the host is touched.
-    public init(config: NodeConfig) throws {
+    /// Validates what can be checked before the host is touched. `reread` reads the
+    /// configuration file again on SIGHUP.
+    public init(config: NodeConfig, reread: @escaping () throws -> NodeConfig) throws {
         self.config = config
+        self.reread = reread
     }
 
-    /// Sets up the host, carries traffic until SIGTERM or SIGINT, then restores the host.
-    public func runUntilSignalled() throws {
-        // Block the stop signals before any thread starts, so only sigwait below sees them.
+    /// How a run ended.
+    public enum Ending: Sendable {
+        /// SIGTERM or SIGINT: the host was restored.
+        case stopped
+        /// SIGUSR2: the datapath was left in place for the next matd, which takes it over
+        /// with the saved peer state, so sessions survive (docs/operations.md).
+        case handedOver
+    }
+
+    /// The exit status of a matd that handed its datapath over (EX_TEMPFAIL): a service
+    /// manager restarts it (systemd: `RestartForceExitStatus=75`).
+    public static let handOverExitStatus: Int32 = 75
+
+    /// Sets up the host (taking over what a previous matd left), carries traffic until
+    /// SIGTERM or SIGINT (restore the host) or SIGUSR2 (leave it for the next matd).
+    /// SIGHUP reloads the peers and the IMS section; SIGPIPE is ignored (a control client
+    /// that hangs up is an error on its connection, not the daemon's end).
+    public func runUntilSignalled() throws -> Ending {
+        // Block the signals before any thread starts, so only sigwait below sees them.
         var signals = sigset_t()
         sigemptyset(&signals)
-        sigaddset(&signals, SIGTERM)
-        sigaddset(&signals, SIGINT)
+        for number in [SIGTERM, SIGINT, SIGHUP, SIGUSR2] { sigaddset(&signals, number) }
         pthread_sigmask(SIG_BLOCK, &signals, nil)
+        signal(SIGPIPE, SIG_IGN)
 
         let tun = try TunDevice(name: config.tunName)
         let host: HostSetup
@@ -33,7 +52,10 @@ public final class Daemon {
             _ = try? HostSetup.cleanup(config: config)
             throw error
         }
-        defer { host.teardown() }
+        var ending = Ending.stopped
+        defer {
+            if ending == .stopped { host.teardown() }
+        }
 
         let addresses = NodeAddresses(homes: config.homeAddresses).withMobile(from: host.uplinkAddresses())
         var table = MappingTable()
@@ -46,9 +68,9 @@ public final class Daemon {
         try host.divertInbound(addresses: addresses, peerMoAs: config.peers.flatMap(\.mobileAddresses))
         // The engine reports HoAs without a mapping to the service, which needs the engine.
         let service = Mutex<MappingService?>(nil)
-        let engine = try Engine(tun: tun, table: table, addresses: addresses) { hoa in
-            service.withLock { $0 }?.lookUp(hoa)
-        }
+        let engine = try Engine(tun: tun, table: table, addresses: addresses,
+                                onMiss: { hoa in service.withLock { $0 }?.lookUp(hoa) },
+                                onRefusal: { refusal in service.withLock { $0 }?.noteRefusal(refusal) })
         engine.start()
         defer { engine.stop() }
         let mappings = try MappingService(config: config, host: host, engine: engine, addresses: addresses)
@@ -58,16 +80,50 @@ public final class Daemon {
 
         let status = StatusSource(config: config, tun: tun.name, offloads: tun.offloads.description,
                                   started: started)
+        let controlCounters = Mutex<ControlServer?>(nil)
         let control = try ControlServer(path: config.controlSocket) { request in
-            status.reply(to: request, engine: engine, mappings: mappings)
+            status.reply(to: request, engine: engine, mappings: mappings,
+                         control: controlCounters.withLock { $0 }?.counters ?? [:])
         }
+        controlCounters.withLock { $0 = control }
         defer { control.stop() }
 
         log("matd: up on \(tun.name) (offloads \(tun.offloads)), home \(config.homeAddresses), "
             + "mobile \(addresses.mobileDescription), \(config.peers.count) static peer(s)")
-        var received: Int32 = 0
-        sigwait(&signals, &received)
-        log("matd: signal \(received), restoring the host")
+        var inForce = config
+        while true {
+            var received: Int32 = 0
+            guard sigwait(&signals, &received) == 0 else { continue }
+            switch received {
+            case SIGHUP:
+                inForce = reload(inForce, into: mappings)
+                continue
+            case SIGUSR2:
+                ending = .handedOver
+                log("matd: handing over: the datapath stays for the next matd, peer state is saved")
+            default:
+                log("matd: stopping, restoring the host")
+            }
+            return ending
+        }
+    }
+
+    /// Reads the configuration again and hands its run-time part to the service; a file
+    /// that does not validate changes nothing.
+    private func reload(_ inForce: NodeConfig, into mappings: MappingService) -> NodeConfig {
+        let next: NodeConfig
+        do {
+            next = try reread()
+        } catch {
+            log("matd: SIGHUP: configuration not reloaded: \(error)")
+            return inForce
+        }
+        let (merged, notApplied) = inForce.reloaded(from: next)
+        for note in notApplied { log("matd: SIGHUP: \(note)") }
+        mappings.reload(merged)
+        log("matd: SIGHUP: configuration reloaded (\(merged.peers.count) static peer(s), "
+            + "\(merged.ims == nil ? "no IMS" : "IMS at \(merged.ims!.servers.map(\.description).joined(separator: ", "))"))")
+        return merged
     }
 }
 
@@ -78,7 +134,8 @@ struct StatusSource: Sendable {
     let offloads: String
     let started: Date
 
-    func reply(to request: ControlRequest, engine: Engine, mappings: MappingService) -> ControlReply {
+    func reply(to request: ControlRequest, engine: Engine, mappings: MappingService,
+               control: [String: UInt64]) -> ControlReply {
         switch request.command {
         case .status:
             return ControlReply(status: StatusReport(
@@ -86,9 +143,11 @@ struct StatusSource: Sendable {
                 mobileAddresses: mappings.currentAddresses.mobileAddresses.map(\.description),
                 uplinks: config.uplinks, domainPrefixes: config.domainPrefixes.map(\.description),
                 offloads: offloads, uptimeSeconds: UInt64(Date().timeIntervalSince(started)),
-                peerCount: engine.mappings.count, publicKey: mappings.publicKey))
+                peerCount: engine.mappingCount, publicKey: mappings.publicKey))
         case .peers:
-            return ControlReply(peers: engine.mappings.map { state in
+            guard let table = engine.mappings() else { return ControlReply(error: "the engine did not answer within 5 s") }
+            let view = mappings.peerView
+            return ControlReply(peers: table.map { state in
                 let mapping = state.mapping
                 return PeerReport(
                     homeAddress: mapping.hoa.description,
@@ -96,11 +155,16 @@ struct StatusSource: Sendable {
                         PeerReport.Binding(address: $0.address.description, priority: Int($0.priority),
                                            flags: $0.flags.description)
                     },
-                    preferred: state.preferred?.description, sequence: mapping.sequence)
+                    preferred: state.preferred?.description, sequence: mapping.sequence,
+                    origin: view[mapping.hoa]?.rawValue)
+            } + view.filter { hoa, _ in !table.contains { $0.mapping.hoa == hoa } }.map { hoa, origin in
+                // Known to the control plane but not (yet) in the engine's table.
+                PeerReport(homeAddress: hoa.description, mobileAddresses: [], preferred: nil, sequence: 0,
+                           origin: origin.rawValue)
             })
         case .stats:
             return ControlReply(stats: StatsReport(engine.counters, ims: mappings.imsCounters,
-                                                   signaling: mappings.signalingCounters))
+                                                   signaling: mappings.signalingCounters, control: control))
         case .rebind:
             var moa: IPAddress?
             if let text = request.mobileAddress {

@@ -285,3 +285,29 @@ public struct NodeConfig: Sendable, Equatable {
             && !name.contains { $0 == "/" || $0.isWhitespace || $0 == ":" }
     }
 }
+
+extension NodeConfig {
+    /// What SIGHUP applies: this configuration with the run-time part (`[peer]` sections
+    /// and the `[ims]` section, whose key file is read again) taken from `next`, and a
+    /// note for each other setting that differs, which keeps its value until a restart.
+    public func reloaded(from next: NodeConfig) -> (config: NodeConfig, notApplied: [String]) {
+        var merged = self
+        merged.peers = next.peers
+        merged.ims = next.ims
+        var notApplied: [String] = []
+        func note<T: Equatable>(_ key: String, _ old: T, _ new: T) {
+            if old != new { notApplied.append("\(key) changed; it takes effect when matd is restarted") }
+        }
+        note("home-address", homeAddresses, next.homeAddresses)
+        note("uplink", uplinks, next.uplinks)
+        note("domain-prefix", domainPrefixes, next.domainPrefixes)
+        note("tun-name", tunName, next.tunName)
+        note("signaling-port", signalingPort, next.signalingPort)
+        note("control-socket", controlSocket, next.controlSocket)
+        note("state-directory", stateDirectory, next.stateDirectory)
+        note("routing-table", routingTable, next.routingTable)
+        note("rule-priority", rulePriority, next.rulePriority)
+        note("signing-key", signingKeyFile, next.signingKeyFile)
+        return (merged, notApplied)
+    }
+}

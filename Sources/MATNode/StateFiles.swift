@@ -36,5 +36,11 @@ enum DurableFile {
         close(fd)
         guard written == text.utf8.count, synced == 0 else { throw SystemError("write \(temporary)", errno: errno) }
         guard rename(temporary, path) == 0 else { throw SystemError("rename \(temporary) to \(path)", errno: errno) }
+        // The rename itself is durable only once the directory is synced.
+        let directory = (path as NSString).deletingLastPathComponent
+        let directoryDescriptor = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard directoryDescriptor >= 0 else { throw SystemError("open \(directory) to sync it", errno: errno) }
+        defer { close(directoryDescriptor) }
+        guard fsync(directoryDescriptor) == 0 else { throw SystemError("sync \(directory)", errno: errno) }
     }
 }

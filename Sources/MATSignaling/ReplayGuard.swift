@@ -28,6 +28,18 @@ public struct ReplayGuard: Sendable {
     /// How many senders are tracked.
     public var count: Int { last.count }
 
+    /// Every tracked sender with the highest sequence accepted from it, to be kept across
+    /// a restart (`restore(_:)`): a restarted node must not accept old updates again.
+    public var entries: [IPAddress: UInt64] { last }
+
+    /// Takes back what `entries` returned before a restart; for a sender known to both,
+    /// the higher sequence wins. Senders past `capacity` are left out.
+    public mutating func restore(_ saved: [IPAddress: UInt64]) {
+        for (hoa, sequence) in saved where last[hoa] != nil || last.count < capacity {
+            last[hoa] = max(last[hoa] ?? 0, sequence)
+        }
+    }
+
     /// Records `sequence` from `hoa` and returns true if it is strictly greater than the
     /// last one accepted from `hoa`, or if `hoa` is new and there is room for it. Returns
     /// false, changing nothing, otherwise.

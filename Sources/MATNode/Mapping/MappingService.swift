@@ -18,10 +18,12 @@ public final class MappingService: @unchecked Sendable {
     // @unchecked: everything but the Mutex-guarded members and `wakeup` is touched only
     // by the service thread (and by `init` before it starts).
 
-    let config: NodeConfig
+    /// The configuration in force: what SIGHUP may change (peers, the IMS section) is
+    /// replaced by `reload`.
+    var config: NodeConfig
     let host: HostSetup
     let engine: Engine
-    let client: IMSClient?
+    var client: IMSClient?
     let signaling: Signaling
     let monitor: NetlinkMonitor
     var schedules: [AddressFamily: RegistrationSchedule] = [:]
@@ -45,11 +47,33 @@ public final class MappingService: @unchecked Sendable {
     var rebinds: [PendingRebind] = []
     /// How each peer's last alert ended: acknowledged (true) or unanswered (false).
     var settlements: [IPAddress: Bool] = [:]
+    /// Mappings put in on a peer's signed word while its new MoA is challenged, with the
+    /// mapping each replaced (restored if the challenge goes unanswered).
+    var provisional: [IPAddress: (sequence: UInt64, previous: PeerMapping?)] = [:]
     /// When the key of an unknown sender was last looked up in the IMS (milliseconds).
     var keyLookups: [IPAddress: UInt64] = [:]
     let requests = Mutex<[RebindRequest]>([])
     private let misses = Mutex<[IPAddress]>([])
+    /// Mappings the engine's table refused, for the service to take the table's word.
+    let refusals = Mutex<[PacketProcessor.Refusal]>([])
+    /// Configurations read on SIGHUP, waiting to be applied.
+    let reloads = Mutex<[NodeConfig]>([])
+    /// Every peer HoA the service maps, and where its mapping came from: what the control
+    /// socket compares with the engine's table.
+    let publishedPeers = Mutex<[IPAddress: PeerOrigin]>([:])
     let wakeup: Wakeup
+    /// Runs the IMS exchanges off this thread.
+    var imsWorker: IMSWorker!
+    /// Families whose registration is on its way to the IMS.
+    var registering: Set<AddressFamily> = []
+    /// Lookups on their way to the IMS.
+    var lookingUp: Set<PendingLookup> = []
+    /// Where learned mappings, keys and replay state are kept across restarts.
+    let stateFile: String
+    /// Whether the state changed since it was last saved, and when that was (ms).
+    var stateDirty = false
+    var savedReplayChanges = 0
+    var lastStateSave: UInt64 = 0
     private let stopped = Mutex(false)
     private var thread: Thread?
 
@@ -74,21 +98,14 @@ public final class MappingService: @unchecked Sendable {
         for peer in config.peers {
             if let key = peer.publicKey { peerKeys[peer.homeAddress] = key }
         }
-        if let ims = config.ims {
-            let key = try ims.keyFile.map(Self.loadKey)
-            client = IMSClient(
-                configuration: IMSClientConfiguration(names: try MappingNames(zone: ims.zone), servers: ims.servers,
-                                                      key: key, recordTTL: ims.recordTTL),
-                log: { level, message in log("matd: ims \(level.rawValue): \(message)") })
-            if key != nil {
-                for home in config.homeAddresses {
-                    schedules[home.family] = RegistrationSchedule(lifetime: ims.lifetime)
-                }
-            }
-        } else {
-            client = nil
+        publishedPeers.withLock { view in
+            for peer in config.peers { view[peer.homeAddress] = .configured }
         }
+        (client, schedules) = try Self.makeClient(config)
+        stateFile = config.stateDirectory + "/peers.json"
         signaling.host = self
+        imsWorker = IMSWorker { [wakeup] in wakeup.signal() }
+        restoreState()
     }
 
     /// Starts the service thread.
@@ -101,6 +118,7 @@ public final class MappingService: @unchecked Sendable {
 
     /// Stops the service thread and waits for it.
     public func stop() {
+        imsWorker.stop()
         stopped.withLock { $0 = true }
         wakeup.signal()
         while thread?.isFinished == false { usleep(1_000) }
@@ -144,37 +162,60 @@ public final class MappingService: @unchecked Sendable {
             if descriptors[1].revents != 0 { noteNetlinkEvents(now: now) }
             if descriptors[2...].contains(where: { $0.revents != 0 }) { signaling.receive(now: now) }
             if let due = recheckAt, due <= now { followUplinks(now: now) }
+            takeIMSResults(now: now)
+            takeReloads(now: now)
+            takeRefusals()
             takeRebindRequests(now: now)
             register(now: now)
             resolveMisses(now: now)
             refreshLearned(now: now)
             let retransmitAt = signaling.tick(now: now)
             finishRebinds(now: now)
+            saveStateIfChanged(now: now)
             let next = [recheckAt, retransmitAt, now + 1_000].compactMap { $0 }.min()!
             for index in descriptors.indices { descriptors[index].revents = 0 }
             _ = poll(&descriptors, nfds_t(descriptors.count), Int32(clamping: next > now ? next - now : 0))
             if descriptors[0].revents != 0 { wakeup.drain() }
         }
+        saveStateIfChanged(now: Self.milliseconds(), force: true)
     }
 
+    /// Sends the registrations that are due to the IMS worker; `registered` takes the outcome.
     func register(now milliseconds: UInt64) {
         guard let client else { return }
         let now = milliseconds / 1_000
-        for home in config.homeAddresses {
-            guard var schedule = schedules[home.family], schedule.isDue(at: now) else { continue }
+        for home in config.homeAddresses where !registering.contains(home.family) {
+            guard let schedule = schedules[home.family], schedule.isDue(at: now) else { continue }
             let moas = schedule.currentMoAs
             guard !moas.isEmpty else { continue }
+            let sequence: UInt64
             do {
-                let sequence = try signaling.nextSequence()
-                let result = try client.register(hoa: home, moas: moas, sequence: sequence, publicKey: publicKey)
-                schedule.succeeded(moas: moas, at: now)
-                log("matd: registered \(home) -> \(moas.map(\.description).joined(separator: ", ")) seq \(sequence) at \(result.server)")
+                sequence = try signaling.nextSequence()
             } catch {
-                schedule.failed(at: now)
-                log("matd: registering \(home) failed: \(error); retry in \(schedule.nextAttempt - min(now, schedule.nextAttempt)) s")
+                schedules[home.family]?.failed(at: now)
+                log("matd: registering \(home) failed: no sequence number: \(error)")
+                continue
             }
-            schedules[home.family] = schedule
+            registering.insert(home.family)
+            imsWorker.submit(.register(client, hoa: home, moas: moas, sequence: sequence, publicKey: publicKey))
         }
+    }
+
+    /// The IMS's answer to a registration.
+    private func registered(hoa home: IPAddress, moas: [IPAddress], sequence: UInt64,
+                            _ result: Result<RegistrationResult, IMSClientError>, now milliseconds: UInt64) {
+        registering.remove(home.family)
+        guard var schedule = schedules[home.family] else { return }
+        let now = milliseconds / 1_000
+        switch result {
+        case .success(let registration):
+            schedule.succeeded(moas: moas, at: now)
+            log("matd: registered \(home) -> \(moas.map(\.description).joined(separator: ", ")) seq \(sequence) at \(registration.server)")
+        case .failure(let error):
+            schedule.failed(at: now)
+            log("matd: registering \(home) failed: \(error); retry in \(schedule.nextAttempt - min(now, schedule.nextAttempt)) s")
+        }
+        schedules[home.family] = schedule
     }
 
     /// Whether every registration the node makes is confirmed for its current MoAs.
@@ -189,43 +230,78 @@ public final class MappingService: @unchecked Sendable {
             defer { queue.removeAll(keepingCapacity: true) }
             return queue
         }
-        guard let client, !pending.isEmpty else { return }
-        var changed = false
+        guard client != nil else { return }
         for hoa in pending where config.domainPrefixes.contains(where: { $0.contains(hoa) }) {
-            guard let answer = try? client.lookup(hoa: hoa) else { continue }
-            let isNew = learned[hoa] == nil
-            if isNew, let moa = answer.moas.first {
-                // First contact: the peer does not know this node yet, and would reset a
-                // connection from an address it does not divert. Hold the traffic until it
-                // has checked this node's mapping and acknowledged it.
-                engine.send(.hold(hoa))
-                changed = install(answer, now: now) || changed
-                if !signaling.announce(to: hoa, at: moa, now: now) { engine.send(.release(hoa)) }
-            } else {
-                changed = install(answer, now: now) || changed
-            }
+            lookUp(hoa, for: .firstPacket)
         }
-        if changed { updateDiversion() }
     }
 
     /// Looks learned mappings up again when their TTL has run out. An unreachable IMS
     /// answers from the cache (stale, logged and counted by the client), so the engine
     /// keeps the mapping it has.
     private func refreshLearned(now: UInt64) {
-        guard let client else { return }
-        var changed = false
         for (hoa, entry) in learned where entry.expiresAt <= now {
-            do {
-                changed = install(try client.lookup(hoa: hoa, allowCached: false), now: now) || changed
-            } catch IMSClientError.noMapping {
-                learned[hoa] = nil
-                engine.send(.removeMapping(hoa))
-                changed = true
-            } catch {
-                learned[hoa]?.expiresAt = now + 1_000
+            // Not asked again before the answer; the answer sets the next expiry.
+            learned[hoa]?.expiresAt = now + 60_000
+            lookUp(hoa, for: .refresh)
+        }
+    }
+
+    /// Queues a lookup of `hoa` unless one for the same reason is on its way.
+    func lookUp(_ hoa: IPAddress, for purpose: IMSWorker.Purpose) {
+        guard let client, lookingUp.insert(PendingLookup(hoa: hoa, purpose: purpose)).inserted else { return }
+        imsWorker.submit(.lookup(client, hoa: hoa, purpose: purpose))
+    }
+
+    /// Acts on what the IMS worker finished.
+    private func takeIMSResults(now: UInt64) {
+        var changed = false
+        for outcome in imsWorker.takeResults() {
+            switch outcome {
+            case .registered(let hoa, let moas, let sequence, let result):
+                registered(hoa: hoa, moas: moas, sequence: sequence, result, now: now)
+            case .lookedUp(let hoa, let purpose, let result):
+                lookingUp.remove(PendingLookup(hoa: hoa, purpose: purpose))
+                changed = lookedUp(hoa, purpose: purpose, result, now: now) || changed
             }
         }
         if changed { updateDiversion() }
+    }
+
+    /// Uses a lookup's answer as its purpose says. Returns whether a mapping's MoAs changed.
+    private func lookedUp(_ hoa: IPAddress, purpose: IMSWorker.Purpose,
+                          _ result: Result<PeerMappingAnswer, IMSClientError>, now: UInt64) -> Bool {
+        switch (purpose, result) {
+        case (.firstPacket, .success(let answer)):
+            guard learned[hoa] == nil, let moa = answer.moas.first else { return install(answer, now: now) }
+            // First contact: the peer does not know this node yet, and would reset a
+            // connection from an address it does not divert. Hold the traffic until it
+            // has checked this node's mapping and acknowledged it.
+            engine.send(.hold(hoa))
+            let changed = install(answer, now: now)
+            if !signaling.announce(to: hoa, at: moa, now: now) { engine.send(.release(hoa)) }
+            return changed
+        case (.refresh, .success(let answer)):
+            return install(answer, now: now)
+        case (.refresh, .failure(.noMapping)):
+            forget(hoa)
+            return true
+        case (.refresh, .failure):
+            learned[hoa]?.expiresAt = now + 1_000
+            return false
+        case (.key, .success(let answer)):
+            if learnKey(from: answer) != nil { signaling.keyArrived(for: hoa, now: now) }
+            return false
+        case (.again, .success(let answer)):
+            guard !answer.moas.isEmpty else { return false }
+            let changed = install(answer, now: now)
+            signaling.redirect(hoa, to: answer.moas)
+            return changed
+        case (.firstPacket, .failure), (.key, .failure), (.again, .failure):
+            // Counted and logged by the IMS client; the next packet, alert or
+            // retransmission asks again.
+            return false
+        }
     }
 
     /// Puts an IMS answer into the engine's table. Returns whether the MoAs changed.
@@ -252,8 +328,9 @@ public final class MappingService: @unchecked Sendable {
     @discardableResult
     func learnKey(from answer: PeerMappingAnswer) -> VerifyingKey? {
         let pinned = config.peers.contains { $0.homeAddress == answer.hoa && $0.publicKey != nil }
-        if !pinned, let text = answer.publicKey, let key = VerifyingKey(base64: text) {
+        if !pinned, let text = answer.publicKey, let key = VerifyingKey(base64: text), peerKeys[answer.hoa] != key {
             peerKeys[answer.hoa] = key
+            stateDirty = true
         }
         return peerKeys[answer.hoa]
     }
@@ -262,6 +339,8 @@ public final class MappingService: @unchecked Sendable {
     func install(_ mapping: PeerMapping, expiresAt: UInt64, reason: String) -> Bool {
         let previous = learned[mapping.hoa]?.mapping
         learned[mapping.hoa] = (mapping, expiresAt)
+        publishedPeers.withLock { $0[mapping.hoa] = .learned }
+        stateDirty = true
         guard previous?.moas.map(\.address) != mapping.moas.map(\.address) else { return false }
         engine.send(.replaceMapping(mapping))
         log("matd: mapping \(reason)")
@@ -278,11 +357,7 @@ public final class MappingService: @unchecked Sendable {
     }
 
     /// Milliseconds of the monotonic clock.
-    static func milliseconds() -> UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return UInt64(now.tv_sec) * 1_000 + UInt64(now.tv_nsec) / 1_000_000
-    }
+    static func milliseconds() -> UInt64 { MonotonicClock.milliseconds() }
 
     /// Reads the node's TSIG key (a secret file, mode 0600).
     static func loadKey(_ path: String) throws -> TSIGKey {

@@ -130,9 +130,7 @@ extension MappingService {
                 request.ticket.finish(RebindReport(error: "no uplink has an address to use as MoA"))
                 continue
             }
-            let registered: Bool? = schedules.isEmpty ? nil : isRegistered
-            rebinds.append(PendingRebind(ticket: request.ticket, awaiting: signaling.awaiting, registered: registered,
-                                         startedAt: now))
+            rebinds.append(PendingRebind(ticket: request.ticket, awaiting: signaling.awaiting, startedAt: now))
         }
     }
 
@@ -160,10 +158,12 @@ extension MappingService {
     func finishRebinds(now: UInt64) {
         let outstanding = signaling.awaiting
         rebinds.removeAll { pending in
-            guard pending.awaiting.isDisjoint(with: outstanding) else { return false }
+            // Done when every peer has answered (or will not) and the IMS has answered.
+            guard pending.awaiting.isDisjoint(with: outstanding), registering.isEmpty else { return false }
             let acknowledged = pending.awaiting.filter { settlements[$0] == true }
             pending.ticket.finish(RebindReport(
-                mobileAddresses: addresses.mobileAddresses.map(\.description), registered: pending.registered,
+                mobileAddresses: addresses.mobileAddresses.map(\.description),
+                registered: schedules.isEmpty ? nil : isRegistered,
                 acknowledged: acknowledged.map(\.description).sorted(),
                 unanswered: pending.awaiting.subtracting(acknowledged).map(\.description).sorted(),
                 milliseconds: now - pending.startedAt))
@@ -183,7 +183,6 @@ struct RebindRequest {
 struct PendingRebind {
     var ticket: RebindTicket
     var awaiting: Set<IPAddress>
-    var registered: Bool?
     var startedAt: UInt64
 }
 
@@ -203,25 +202,69 @@ final class RebindTicket: Sendable {
 extension MappingService: SignalingHost {
     var nodeAddresses: NodeAddresses { addresses }
 
-    func verifyingKey(for hoa: IPAddress) -> VerifyingKey? {
-        if let key = peerKeys[hoa] { return key }
+    func verifyingKey(for hoa: IPAddress) -> KeyAnswer {
+        if let key = peerKeys[hoa] { return .known(key) }
         // Unknown senders cost an IMS query each: only HoAs of the domain, at most one
         // query per HoA every few seconds.
-        guard let client, config.domainPrefixes.contains(where: { $0.contains(hoa) }) else { return nil }
+        guard client != nil, config.domainPrefixes.contains(where: { $0.contains(hoa) }) else { return .unknown }
+        if lookingUp.contains(PendingLookup(hoa: hoa, purpose: .key)) { return .lookingUp }
         let now = Self.milliseconds()
-        if let last = keyLookups[hoa], now < last + 5_000 { return nil }
+        if let last = keyLookups[hoa], now < last + 5_000 { return .unknown }
         if keyLookups.count > 4_096 { keyLookups.removeAll() }
         keyLookups[hoa] = now
-        guard let answer = try? client.lookup(hoa: hoa, allowCached: false) else { return nil }
-        return learnKey(from: answer)
+        lookUp(hoa, for: .key)
+        return .lookingUp
     }
 
     func currentMoAs(of hoa: IPAddress) -> [IPAddress] {
+        // A mapping on trial is not yet where the peer is known to be.
+        if let trial = provisional[hoa] { return trial.previous?.moas.map(\.address) ?? [] }
         if let entry = learned[hoa] { return entry.mapping.moas.map(\.address) }
         return config.peers.first { $0.homeAddress == hoa }?.mobileAddresses ?? []
     }
 
+    func tryOut(hoa: IPAddress, moas: [IPAddress], sequence: UInt64) {
+        // A second trial before the first was decided goes back, if it fails, to the mapping
+        // that was proven, not to the first trial's.
+        let previous = provisional[hoa].map(\.previous)
+            ?? learned[hoa]?.mapping ?? config.peers.first { $0.homeAddress == hoa }.map(Self.staticMapping)
+        let bindings = moas.enumerated().map { MoABinding(address: $0.element, priority: UInt8(clamping: $0.offset)) }
+        for moa in moas { engine.send(.limitUntilValidated(moa)) }
+        provisional[hoa] = (sequence, previous)
+        let changed = install(PeerMapping(hoa: hoa, moas: bindings, sequence: sequence),
+                              expiresAt: Self.milliseconds() + 10_000,
+                              reason: "\(hoa) -> \(moas.map(\.description).joined(separator: ", ")) seq \(sequence) (alert, MoA being checked)")
+        if changed { updateDiversion() }
+    }
+
+    func challengeFailed(hoa: IPAddress, sequence: UInt64) {
+        guard let trial = provisional[hoa], trial.sequence == sequence else { return }
+        provisional[hoa] = nil
+        for moa in learned[hoa]?.mapping.moas.map(\.address) ?? [] { engine.send(.endLimit(moa)) }
+        log("matd: \(hoa) did not answer at its announced MoA (seq \(sequence)); back to its previous mapping")
+        // The table keeps the newest sequence: the older mapping goes in after a removal.
+        engine.send(.removeMapping(hoa))
+        if config.peers.contains(where: { $0.homeAddress == hoa }), let previous = trial.previous {
+            learned[hoa] = nil
+            publishedPeers.withLock { $0[hoa] = .configured }
+            engine.send(.replaceMapping(previous))
+        } else if let previous = trial.previous {
+            learned[hoa] = (previous, Self.milliseconds() + 1_000)
+            engine.send(.replaceMapping(previous))
+        } else {
+            forget(hoa)
+        }
+        stateDirty = true
+        updateDiversion()
+    }
+
+    func peerIsAlive(hoa: IPAddress) {
+        engine.send(.release(hoa))
+    }
+
     func adopt(hoa: IPAddress, moas: [IPAddress], lifetime: UInt32, sequence: UInt64) {
+        if provisional[hoa]?.sequence == sequence { provisional[hoa] = nil }
+        for moa in moas { engine.send(.endLimit(moa)) }
         let bindings = moas.enumerated().map {
             MoABinding(address: $0.element, priority: UInt8(clamping: $0.offset), flags: [.confirmed, .reachable])
         }
@@ -238,11 +281,9 @@ extension MappingService: SignalingHost {
         engine.send(.release(hoa))
     }
 
-    func lookUpAgain(hoa: IPAddress) -> [IPAddress]? {
-        guard let client, let answer = try? client.lookup(hoa: hoa, allowCached: false), !answer.moas.isEmpty else {
-            return nil
-        }
-        if install(answer, now: Self.milliseconds()) { updateDiversion() }
-        return answer.moas
+    func lookUpAgain(hoa: IPAddress) -> Bool {
+        guard client != nil else { return false }
+        lookUp(hoa, for: .again)
+        return true
     }
 }

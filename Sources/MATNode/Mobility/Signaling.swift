@@ -10,17 +10,34 @@ import Synchronization
 protocol SignalingHost: AnyObject {
     /// The node's HoAs and current MoAs.
     var nodeAddresses: NodeAddresses { get }
-    /// The key bound to `hoa`: pinned in the configuration, published in the IMS (looked
-    /// up now if not known yet), or nil.
-    func verifyingKey(for hoa: IPAddress) -> VerifyingKey?
+    /// The key bound to `hoa`: pinned in the configuration or published in the IMS; when
+    /// not known yet, a lookup may be on its way (`keyArrived` follows its answer).
+    func verifyingKey(for hoa: IPAddress) -> KeyAnswer
     /// The MoAs this node sends `hoa`'s traffic to now (empty for an unknown peer).
     func currentMoAs(of hoa: IPAddress) -> [IPAddress]
+    /// A peer's verified update announces `moas`, now challenged: send there already,
+    /// within the anti-amplification limit, until `adopt` or `challengeFailed`.
+    func tryOut(hoa: IPAddress, moas: [IPAddress], sequence: UInt64)
     /// A peer proved it is reachable at `moas`: send its traffic there from now on.
     func adopt(hoa: IPAddress, moas: [IPAddress], lifetime: UInt32, sequence: UInt64)
+    /// The challenge of update `sequence` from `hoa` went unanswered: undo `tryOut`.
+    func challengeFailed(hoa: IPAddress, sequence: UInt64)
+    /// A peer challenged this node's update: it has the update and takes packets from the
+    /// new MoA, so the traffic held for it may flow before its ack.
+    func peerIsAlive(hoa: IPAddress)
     /// A peer acknowledged this node's mapping, or will not: its traffic may flow again.
     func settled(hoa: IPAddress, acknowledged: Bool)
-    /// Alerts to `hoa` go unanswered (it may have moved too): its MoAs per the IMS now.
-    func lookUpAgain(hoa: IPAddress) -> [IPAddress]?
+    /// Alerts to `hoa` go unanswered (it may have moved too): look it up in the IMS again
+    /// (`redirect` follows the answer). Returns false without an IMS.
+    func lookUpAgain(hoa: IPAddress) -> Bool
+}
+
+/// What the service knows of a signaling peer's key.
+enum KeyAnswer {
+    case known(VerifyingKey)
+    /// Asked of the IMS; the message waits for the answer.
+    case lookingUp
+    case unknown
 }
 
 /// The mobility signaling of one node (docs/signaling.md), run by the mapping service's
@@ -37,6 +54,10 @@ final class Signaling {
     private var limiter = RateLimiter()
     private var outgoing: [IPAddress: Outgoing] = [:]
     private var challenges: [Nonce: Challenge] = [:]
+    /// The latest message of each sender whose key is being looked up, handled again when
+    /// the key arrives (bounded: a flood of unknown senders keeps only the newest few).
+    private var waitingForKey: [IPAddress: (bytes: [UInt8], source: IPAddress, since: UInt64)] = [:]
+    private static let waitingForKeyLimit = 64
     private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2048, alignment: 8)
     private var counting = SignalingCounters()
     private let published = Mutex(SignalingCounters())
@@ -90,6 +111,15 @@ final class Signaling {
     /// Peers whose acknowledgement of this node's mapping is outstanding.
     var awaiting: Set<IPAddress> { Set(outgoing.keys) }
 
+    /// The highest update sequence accepted from each peer, kept across restarts.
+    var replayEntries: [IPAddress: UInt64] { replay.entries }
+
+    /// Bumped whenever `replayEntries` changes, so the service knows to save it.
+    private(set) var replayChanges = 0
+
+    /// Takes back the replay state saved before a restart.
+    func restoreReplay(_ saved: [IPAddress: UInt64]) { replay.restore(saved) }
+
     /// The node's public key, for status and the IMS.
     var publicKey: VerifyingKey { key.publicKey }
 
@@ -142,19 +172,20 @@ final class Signaling {
                 continue
             }
             guard due <= now else { continue }
-            if entry.schedule.attempts >= Self.sendsBeforeLookup, let moas = host?.lookUpAgain(hoa: peer) {
+            if entry.schedule.attempts >= Self.sendsBeforeLookup, host?.lookUpAgain(hoa: peer) == true {
                 count { $0.peersLookedUpAgain += 1 }
-                if let moa = moas.first, moa != entry.destination {
-                    log("matd: \(peer) is at \(moa) now (per the IMS); updating it there")
-                    entry.destination = moa
-                }
             }
             send(entry.bytes, to: entry.destination)
             entry.schedule.sent(now: now)
             outgoing[peer] = entry
             count { $0.updatesRetransmitted += 1 }
         }
-        challenges = challenges.filter { $0.value.expiresAt > now }
+        for (nonce, challenge) in challenges where challenge.expiresAt <= now {
+            challenges[nonce] = nil
+            count { $0.challengesUnanswered += 1 }
+            host?.challengeFailed(hoa: challenge.peer, sequence: challenge.sequence)
+        }
+        waitingForKey = waitingForKey.filter { $0.value.since + Self.challengeLifetime > now }
         publish()
         return outgoing.values.map { $0.schedule.nextSendAt ?? $0.schedule.deadline }.min()
     }
@@ -179,7 +210,18 @@ final class Signaling {
             count { $0.refusedReplayed += 1 }
             return
         }
-        guard let key = host.verifyingKey(for: signal.sender) else {
+        let key: VerifyingKey
+        switch host.verifyingKey(for: signal.sender) {
+        case .known(let known):
+            key = known
+        case .lookingUp:
+            if waitingForKey[signal.sender] == nil && waitingForKey.count >= Self.waitingForKeyLimit {
+                count { $0.refusedUnknownKey += 1 }
+                return
+            }
+            waitingForKey[signal.sender] = (Array(datagram), source, now)
+            return
+        case .unknown:
             count { $0.refusedUnknownKey += 1 }
             return
         }
@@ -203,6 +245,7 @@ final class Signaling {
             }
             reply(to: message.sender, at: source, home: home, body: .challengeResponse(nonce: nonce, sequence: sequence))
             count { $0.challengesAnswered += 1 }
+            host.peerIsAlive(hoa: message.sender)
         case .challengeResponse(let nonce, let sequence):
             guard let pending = challenges[nonce], pending.peer == message.sender, pending.sequence == sequence,
                   pending.moas.contains(source) else {
@@ -224,28 +267,45 @@ final class Signaling {
         }
     }
 
+    /// The IMS answered with `hoa`'s key: the message that waited for it is handled now.
+    func keyArrived(for hoa: IPAddress, now: UInt64) {
+        guard let waiting = waitingForKey.removeValue(forKey: hoa) else { return }
+        waiting.bytes.withUnsafeBytes { handle($0, from: waiting.source, now: now) }
+        publish()
+    }
+
+    /// The IMS says unanswering `peer` is at `moas` now: its retransmissions go there.
+    func redirect(_ peer: IPAddress, to moas: [IPAddress]) {
+        guard let moa = moas.first, var entry = outgoing[peer], moa != entry.destination else { return }
+        log("matd: \(peer) is at \(moa) now (per the IMS); updating it there")
+        entry.destination = moa
+        outgoing[peer] = entry
+    }
+
     /// A verified update: already known (a retransmission, or first contact from a peer
     /// this node looked up), acknowledged at once; otherwise the new MoA is challenged.
     private func handleUpdate(_ message: SignalMessage, moas: [IPAddress], lifetime: UInt32, home: IPAddress, now: UInt64) {
         let peer = message.sender
         let isNewest = replay.accept(sequence: message.sequence, from: peer)
+        if isNewest { replayChanges += 1 }
         guard isNewest || replay.lastSequence(from: peer) == message.sequence else {
             count { $0.refusedReplayed += 1 }
             return
         }
         if isNewest { count { $0.updatesReceived += 1 } }
         guard let target = moas.first else { return }
-        if host?.currentMoAs(of: peer).first == target {
-            acknowledge(peer, sequence: message.sequence, at: target, home: home)
-            return
-        }
         let nonce: Nonce
         if let (existing, _) = challenges.first(where: { $0.value.peer == peer && $0.value.sequence == message.sequence }) {
+            // A retransmission while its challenge is out: the same challenge again.
             nonce = existing
+        } else if host?.currentMoAs(of: peer).first == target {
+            acknowledge(peer, sequence: message.sequence, at: target, home: home)
+            return
         } else {
             nonce = Nonce.random()
             challenges[nonce] = Challenge(peer: peer, moas: moas, lifetime: lifetime, sequence: message.sequence,
                                           expiresAt: now + Self.challengeLifetime)
+            host?.tryOut(hoa: peer, moas: moas, sequence: message.sequence)
         }
         reply(to: peer, at: target, home: home, body: .challenge(nonce: nonce, sequence: message.sequence))
         count { $0.challengesSent += 1 }

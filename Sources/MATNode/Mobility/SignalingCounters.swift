@@ -16,6 +16,8 @@ public struct SignalingCounters: Sendable, Equatable {
     public var challengesSent: UInt64 = 0
     /// Challenges from peers that this node answered.
     public var challengesAnswered: UInt64 = 0
+    /// Challenges whose response never came: the announced MoA was given up.
+    public var challengesUnanswered: UInt64 = 0
     /// Peers' new mappings taken into use after their MoA answered.
     public var bindingsAdopted: UInt64 = 0
     /// Acknowledgements sent.
@@ -43,6 +45,7 @@ public struct SignalingCounters: Sendable, Equatable {
          ("acks_received", acksReceived), ("updates_unanswered", updatesUnanswered),
          ("peers_looked_up_again", peersLookedUpAgain), ("updates_received", updatesReceived),
          ("challenges_sent", challengesSent), ("challenges_answered", challengesAnswered),
+         ("challenges_unanswered", challengesUnanswered),
          ("bindings_adopted", bindingsAdopted), ("acks_sent", acksSent),
          ("refused_malformed", refusedMalformed), ("refused_rate_limited", refusedRateLimited),
          ("refused_wrong_receiver", refusedWrongReceiver), ("refused_unknown_key", refusedUnknownKey),

@@ -1,0 +1,95 @@
+import Foundation
+import MATIMSClient
+import MATPacket
+import Synchronization
+
+/// Runs the IMS client's exchanges (registrations, lookups), which wait on the network
+/// for up to their timeouts, on a thread of its own: a silent IMS then delays only other
+/// IMS work, never the service thread's netlink handling, alerts, retransmissions or
+/// control replies. Jobs run in the order given; results wait in `takeResults()` and
+/// `resultsReady` tells the service to take them.
+final class IMSWorker: Sendable {
+    /// Why a HoA is looked up, which decides what its answer is used for.
+    enum Purpose: Sendable, Hashable {
+        /// An application sends to a HoA the engine has no mapping for.
+        case firstPacket
+        /// A learned mapping's TTL ran out.
+        case refresh
+        /// A peer's alert came in and its key is unknown.
+        case key
+        /// A peer does not acknowledge its alerts: it may have moved too.
+        case again
+    }
+
+    enum Job: Sendable {
+        case register(IMSClient, hoa: IPAddress, moas: [IPAddress], sequence: UInt64, publicKey: String)
+        case lookup(IMSClient, hoa: IPAddress, purpose: Purpose)
+    }
+
+    enum Outcome: Sendable {
+        case registered(hoa: IPAddress, moas: [IPAddress], sequence: UInt64, Result<RegistrationResult, IMSClientError>)
+        case lookedUp(hoa: IPAddress, purpose: Purpose, Result<PeerMappingAnswer, IMSClientError>)
+    }
+
+    private let jobs = Mutex<[Job]>([])
+    private let results = Mutex<[Outcome]>([])
+    private let pending = DispatchSemaphore(value: 0)
+    private let stopped = Mutex(false)
+    private let resultsReady: @Sendable () -> Void
+
+    /// Starts the worker thread; `resultsReady` is called on it after each job.
+    init(resultsReady: @escaping @Sendable () -> Void) {
+        self.resultsReady = resultsReady
+        let thread = Thread { [self] in run() }
+        thread.name = "matd-ims"
+        thread.start()
+    }
+
+    /// Queues `job`.
+    func submit(_ job: Job) {
+        jobs.withLock { $0.append(job) }
+        pending.signal()
+    }
+
+    /// The outcomes of finished jobs, oldest first.
+    func takeResults() -> [Outcome] {
+        results.withLock { list in
+            defer { list.removeAll() }
+            return list
+        }
+    }
+
+    /// Lets the thread end after the job it runs now; it is not waited for (an exchange
+    /// with a silent server ends only at its timeout).
+    func stop() {
+        stopped.withLock { $0 = true }
+        pending.signal()
+    }
+
+    private func run() {
+        while true {
+            pending.wait()
+            if stopped.withLock({ $0 }) { return }
+            guard let job = jobs.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) else { continue }
+            let outcome: Outcome
+            switch job {
+            case .register(let client, let hoa, let moas, let sequence, let publicKey):
+                outcome = .registered(hoa: hoa, moas: moas, sequence: sequence, Result { () throws(IMSClientError) in
+                    try client.register(hoa: hoa, moas: moas, sequence: sequence, publicKey: publicKey)
+                })
+            case .lookup(let client, let hoa, let purpose):
+                outcome = .lookedUp(hoa: hoa, purpose: purpose, Result { () throws(IMSClientError) in
+                    try client.lookup(hoa: hoa, allowCached: purpose == .firstPacket)
+                })
+            }
+            results.withLock { $0.append(outcome) }
+            resultsReady()
+        }
+    }
+}
+
+/// A lookup on its way to the IMS, so the same question is not queued twice.
+struct PendingLookup: Hashable {
+    var hoa: IPAddress
+    var purpose: IMSWorker.Purpose
+}

@@ -1,0 +1,193 @@
+import MATDNS
+import MATIMSClient
+import MATPacket
+
+/// Where the service's mapping of a peer came from.
+public enum PeerOrigin: String, Sendable, Codable {
+    /// A `[peer]` section of the configuration.
+    case configured
+    /// An IMS answer or a peer's verified alert.
+    case learned
+}
+
+/// SIGHUP, the engine's refusals and a restart: the ways the service's view of its peers
+/// changes from outside its own logic, all applied on the service thread.
+extension MappingService {
+    /// Called on SIGHUP with the configuration read anew (its run-time part already
+    /// merged by `NodeConfig.reloaded(from:)`); applied on the service thread.
+    public func reload(_ config: NodeConfig) {
+        reloads.withLock { $0.append(config) }
+        wakeup.signal()
+    }
+
+    /// Called by the engine thread when its table refused a mapping.
+    public func noteRefusal(_ refusal: PacketProcessor.Refusal) {
+        refusals.withLock { $0.append(refusal) }
+        wakeup.signal()
+    }
+
+    /// The peers the service maps, by HoA, for the control socket.
+    public var peerView: [IPAddress: PeerOrigin] { publishedPeers.withLock { $0 } }
+
+    func takeReloads(now: UInt64) {
+        let pending = reloads.withLock { queue -> [NodeConfig] in
+            defer { queue.removeAll() }
+            return queue
+        }
+        for next in pending { apply(next, now: now) }
+    }
+
+    /// Swaps in the new peers and IMS section: peers gone are removed from the engine,
+    /// new or changed ones replaced, pinned keys follow, and a changed `[ims]` section
+    /// gets a new client (its key file read again) and registers at once.
+    private func apply(_ next: NodeConfig, now: UInt64) {
+        if next.ims != config.ims {
+            do {
+                (client, schedules) = try Self.makeClient(next)
+            } catch {
+                log("matd: reload: the [ims] section was not applied: \(error); the old one stays in force")
+                return
+            }
+            for family in schedules.keys {
+                schedules[family]?.moasChanged(to: addresses.mobileAddresses.filter { $0.family == family },
+                                               at: now / 1_000)
+            }
+            log("matd: reload: [ims] section applied")
+        }
+        let oldPeers = Dictionary(config.peers.map { ($0.homeAddress, $0) }, uniquingKeysWith: { first, _ in first })
+        let newPeers = Dictionary(next.peers.map { ($0.homeAddress, $0) }, uniquingKeysWith: { first, _ in first })
+        config = next
+        var changed = false
+        for (hoa, _) in oldPeers where newPeers[hoa] == nil {
+            peerKeys[hoa] = nil
+            publishedPeers.withLock { $0[hoa] = nil }
+            engine.send(.removeMapping(hoa))
+            log("matd: reload: peer \(hoa) removed")
+            changed = true
+        }
+        for (hoa, peer) in newPeers
+        where oldPeers[hoa]?.mobileAddresses != peer.mobileAddresses || oldPeers[hoa]?.publicKey != peer.publicKey {
+            peerKeys[hoa] = peer.publicKey
+            learned[hoa] = nil
+            publishedPeers.withLock { $0[hoa] = .configured }
+            engine.send(.replaceMapping(Self.staticMapping(peer)))
+            log("matd: reload: peer \(hoa) -> \(peer.mobileAddresses.map(\.description).joined(separator: ", "))")
+            changed = true
+        }
+        if changed { updateDiversion() }
+        register(now: now)
+    }
+
+    /// The engine's table is the truth: a refused mapping leaves the service with what
+    /// the table holds for that HoA (nothing, or the mapping it kept).
+    func takeRefusals() {
+        let pending = refusals.withLock { queue -> [PacketProcessor.Refusal] in
+            defer { queue.removeAll() }
+            return queue
+        }
+        guard !pending.isEmpty else { return }
+        for refusal in pending {
+            let hoa = refusal.offered.hoa
+            log("matd: the engine refused the mapping \(hoa) -> "
+                + "\(refusal.offered.moas.map(\.address.description).joined(separator: ", ")): \(refusal.error)")
+            if let current = refusal.current {
+                if learned[hoa] != nil { learned[hoa]?.mapping = current }
+                continue
+            }
+            learned[hoa] = nil
+            if config.peers.contains(where: { $0.homeAddress == hoa }) {
+                config.peers.removeAll { $0.homeAddress == hoa }
+                peerKeys[hoa] = nil
+            }
+            publishedPeers.withLock { $0[hoa] = nil }
+        }
+        updateDiversion()
+    }
+
+    /// Drops a learned mapping from the service and the engine.
+    func forget(_ hoa: IPAddress) {
+        stateDirty = true
+        learned[hoa] = nil
+        publishedPeers.withLock { $0[hoa] = nil }
+        engine.send(.removeMapping(hoa))
+    }
+
+    /// The IMS client and registration schedules an `[ims]` section calls for. Throws
+    /// when the key file is missing, unreadable, readable by others, or holds no key.
+    static func makeClient(_ config: NodeConfig) throws -> (IMSClient?, [AddressFamily: RegistrationSchedule]) {
+        guard let ims = config.ims else { return (nil, [:]) }
+        let key = try ims.keyFile.map(loadKey)
+        let client = IMSClient(
+            configuration: IMSClientConfiguration(names: try MappingNames(zone: ims.zone), servers: ims.servers,
+                                                  key: key, recordTTL: ims.recordTTL),
+            log: { level, message in log("matd: ims \(level.rawValue): \(message)") })
+        var schedules: [AddressFamily: RegistrationSchedule] = [:]
+        if key != nil {
+            for home in config.homeAddresses { schedules[home.family] = RegistrationSchedule(lifetime: ims.lifetime) }
+        }
+        return (client, schedules)
+    }
+
+    /// A configured peer's mapping, as the engine's table holds it.
+    static func staticMapping(_ peer: NodeConfig.StaticPeer) -> PeerMapping {
+        PeerMapping(hoa: peer.homeAddress, moas: peer.mobileAddresses.enumerated().map {
+            MoABinding(address: $0.element, priority: UInt8(clamping: $0.offset), flags: .static)
+        })
+    }
+}
+
+extension MappingService {
+    /// Takes back what the last run saved: learned mappings (looked up again at once, and
+    /// used meanwhile), peers' keys and replay state. Configured peers win over saved ones.
+    func restoreState() {
+        let saved: PeerState
+        do {
+            let (state, skipped) = try PeerState.load(stateFile)
+            if skipped > 0 { log("matd: \(stateFile): \(skipped) entries did not parse and were skipped") }
+            saved = state
+        } catch {
+            log("matd: \(stateFile) not restored: \(error); starting without learned peers")
+            return
+        }
+        let configured = Set(config.peers.map(\.homeAddress))
+        let now = Self.milliseconds()
+        for peer in saved.peers where !configured.contains(peer.hoa) {
+            let mapping = PeerMapping(hoa: peer.hoa, moas: peer.moas.enumerated().map {
+                MoABinding(address: $0.element, priority: UInt8(clamping: $0.offset), flags: .confirmed)
+            }, sequence: peer.sequence)
+            learned[peer.hoa] = (mapping, now + 1_000)
+            publishedPeers.withLock { $0[peer.hoa] = .learned }
+            engine.send(.replaceMapping(mapping))
+        }
+        let pinned = Set(config.peers.filter { $0.publicKey != nil }.map(\.homeAddress))
+        for (hoa, key) in saved.keys where !pinned.contains(hoa) { peerKeys[hoa] = key }
+        signaling.restoreReplay(saved.replay)
+        savedReplayChanges = signaling.replayChanges
+        if !saved.peers.isEmpty {
+            log("matd: restored \(saved.peers.count) learned peer(s) from \(stateFile)")
+            updateDiversion()
+        }
+    }
+
+    /// Saves the state when it changed, at most once a second unless `force`d (on stop).
+    func saveStateIfChanged(now: UInt64, force: Bool = false) {
+        let replayChanged = signaling.replayChanges != savedReplayChanges
+        guard stateDirty || replayChanged, force || now >= lastStateSave + 1_000 else { return }
+        let pinned = Set(config.peers.filter { $0.publicKey != nil }.map(\.homeAddress))
+        let state = PeerState(
+            peers: learned.values.map { entry in
+                PeerState.Peer(hoa: entry.mapping.hoa, moas: entry.mapping.moas.map(\.address),
+                               sequence: entry.mapping.sequence)
+            }.sorted { $0.hoa.description < $1.hoa.description },
+            keys: peerKeys.filter { !pinned.contains($0.key) },
+            replay: signaling.replayEntries)
+        lastStateSave = now
+        do {
+            try state.save(stateFile)
+            stateDirty = false
+            savedReplayChanges = signaling.replayChanges
+        } catch {
+            log("matd: saving \(stateFile) failed: \(error); retrying in 1 s")
+        }
+    }
+}
