@@ -32,8 +32,8 @@ struct Run: ParsableCommand {
 
     func run() throws {
         let node = try loadConfig(config)
-        let daemon = try Daemon(config: node)
-        try daemon.runUntilSignalled()
+        let daemon = try Daemon(config: node) { [config] in try loadConfig(config) }
+        if try daemon.runUntilSignalled() == .handedOver { throw ExitCode(Daemon.handOverExitStatus) }
     }
 }
 
