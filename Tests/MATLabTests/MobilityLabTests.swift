@@ -21,16 +21,7 @@ struct MobilityLabTests {
 
     /// The same, and the mat-ims process.
     func mobileLabWithIMS(delayElement: Bool = false) throws -> (lab: Lab, ims: Spawned) {
-        let lab = try Lab(delayElement: delayElement)
-        if delayElement { try lab.setDelay(rttMilliseconds: 0) }
-        let ims = try lab.startIMS()
-        try lab.startMatd("vm", config: try lab.writeIMSConfig("vm"))
-        try lab.startMatd("cn", config: try lab.writeIMSConfig("cn"))
-        for node in ["vm", "cn"] {
-            let home = Addr.node(node).home4
-            #expect(lab.waitForLog(node, "registered \(home)"), "\(lab.matdLog(node))")
-        }
-        return (lab, ims)
+        try Lab.withIMS(delayElement: delayElement)
     }
 
     /// Neither node knows the other: the CN opens a connection to the VM's HoA, and it

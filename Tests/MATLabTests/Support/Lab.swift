@@ -192,6 +192,15 @@ final class Lab: @unchecked Sendable {
 
     func matdLog(_ node: String) -> String { daemons[node]?.stderr ?? "" }
 
+    /// Sends `signal` to matd in `node`.
+    func signalMatd(_ node: String, _ signal: Int32) throws {
+        guard let daemon = daemons[node] else { throw LabError("no matd in \(node)") }
+        daemon.signal(signal)
+    }
+
+    /// Whether matd in `node` is still running.
+    func isMatdRunning(_ node: String) -> Bool { daemons[node]?.isRunning ?? false }
+
     /// `matctl ARGS --socket <node's socket>`; must succeed.
     func matctl(_ node: String, _ arguments: String...) throws -> String {
         try check([LabPaths.matctl] + arguments + ["--socket", socket(node)], timeout: 20)

@@ -33,6 +33,19 @@ extension Lab {
         return server
     }
 
+    /// A lab with mat-ims, and matd on both nodes, registered; and the mat-ims process.
+    static func withIMS(delayElement: Bool = false) throws -> (lab: Lab, ims: Spawned) {
+        let lab = try Lab(delayElement: delayElement)
+        if delayElement { try lab.setDelay(rttMilliseconds: 0) }
+        let ims = try lab.startIMS()
+        try lab.startMatd("vm", config: try lab.writeIMSConfig("vm"))
+        try lab.startMatd("cn", config: try lab.writeIMSConfig("cn"))
+        for node in ["vm", "cn"] where !lab.waitForLog(node, "registered \(Addr.node(node).home4)") {
+            throw LabError("matd in \(node) did not register:\n\(lab.matdLog(node))")
+        }
+        return (lab, ims)
+    }
+
     /// A node configuration with an `[ims]` section and no static peers.
     func writeIMSConfig(_ node: String) throws -> String {
         let me = Addr.node(node)

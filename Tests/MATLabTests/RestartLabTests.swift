@@ -1,0 +1,57 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import MATNode
+import Testing
+
+/// Restarting matd keeps HoA sessions: after kill -9 the next matd takes over the
+/// datapath it left and the saved peer state; SIGUSR2 hands the datapath over on purpose
+/// (exit 75, for a service manager to restart it); SIGTERM still restores the host.
+@Suite(.serialized, .enabled(if: labTestsEnabled, "needs root: builds network namespaces (runs in CI)"))
+struct RestartLabTests {
+    let vm = Addr.node("vm"), cn = Addr.node("cn")
+
+    /// With the IMS (so the peers are learned, not configured): matd on the VM node is
+    /// killed with SIGKILL in the middle of a transfer and started again; the new one
+    /// restores the CN's mapping from the state directory and the flow goes on.
+    @Test func killNineMidTransferThenStartKeepsTheFlow() throws {
+        let (lab, _) = try Lab.withIMS()
+        defer { lab.close() }
+        let file = try lab.randomFile("payload", megabytes: 30)
+        let transfer = try PacedTransfer(lab, from: "vm", to: "cn", file: file, megabytesPerSecond: 10)
+        sleep(1)
+        // The state is saved at most a second after it changes.
+        #expect(try String(contentsOfFile: lab.path("vm-state/peers.json"), encoding: .utf8).contains(cn.home4))
+        try lab.killMatd("vm")
+        try lab.startMatd("vm", config: lab.path("vm-ims.conf"))
+        try transfer.finish()
+        #expect(lab.matdLog("vm").contains("restored 1 learned peer(s)"), "\(lab.matdLog("vm"))")
+        #expect(try lab.matctl("vm", "peers").contains("\(cn.home4) -> \(cn.mobile4)"))
+    }
+
+    /// SIGUSR2 mid-transfer: matd exits 75 leaving mat0, its rules and its nftables table;
+    /// the next matd takes them over and the flow goes on. SIGTERM then restores the host.
+    @Test func handOverOnSIGUSR2KeepsTheFlowAndStopStillRestoresTheHost() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        let before = try lab.hostState("vm")
+        try lab.startMatd("cn")
+        let daemon = try lab.startMatd("vm")
+        let file = try lab.randomFile("payload", megabytes: 30)
+        let transfer = try PacedTransfer(lab, from: "cn", to: "vm", file: file, megabytesPerSecond: 10)
+        sleep(1)
+        daemon.signal(SIGUSR2)
+        let handedOver = daemon.wait(timeout: 10)
+        #expect(handedOver.status == Daemon.handOverExitStatus, "\(handedOver.summary)")
+        let between = try lab.hostState("vm")
+        #expect(between["ip link"]?.contains(": mat0:") == true)
+        #expect(between["nft list ruleset"]?.contains("table netdev matd_mat0") == true)
+        try lab.startMatd("vm")
+        try transfer.finish()
+        let stopped = try lab.stopMatd("vm")
+        #expect(stopped.status == 0, "\(stopped.summary)")
+        let after = try lab.hostState("vm")
+        #expect(stateDifferences(before, after).isEmpty, "after SIGTERM: \(stateDifferences(before, after))")
+    }
+}

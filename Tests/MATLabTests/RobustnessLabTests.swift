@@ -1,0 +1,146 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import MATLinux
+import MATNode
+import Testing
+
+/// matd never dies by accident and never drops an error: abrupt control clients and
+/// SIGHUP while a flow runs, and a mapping the engine refuses (forced by a reload).
+@Suite(.serialized, .enabled(if: labTestsEnabled, "needs root: builds network namespaces (runs in CI)"))
+struct RobustnessLabTests {
+    let vm = Addr.node("vm"), cn = Addr.node("cn")
+
+    /// 200 control clients that hang up at once (many after their request, so matd's reply
+    /// meets a closed socket: SIGPIPE unless it is handled) and three SIGHUPs, during a
+    /// TCP transfer: matd stays up, answers, and every byte arrives.
+    @Test func abruptControlClientsAndSIGHUPDuringAFlow() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        try lab.startMatd("vm")
+        try lab.startMatd("cn")
+        let file = try lab.randomFile("payload", megabytes: 30)
+        let transfer = try PacedTransfer(lab, from: "vm", to: "cn", file: file, megabytesPerSecond: 10)
+        usleep(500_000)
+        let request = Array(#"{"command":"peers","version":1}"#.utf8) + [UInt8(ascii: "\n")]
+        for index in 0..<200 {
+            let client = try UnixSocket.connect(to: lab.socket("vm"))
+            try client.writeAll(index % 2 == 0 ? request : Array(request.prefix(7)))
+            if index % 50 == 0 { try lab.signalMatd("vm", SIGHUP) }
+        }
+        try transfer.finish()
+        #expect(lab.isMatdRunning("vm"), "matd died:\n\(lab.matdLog("vm"))")
+        let started = Date()
+        _ = try lab.matctl("vm", "status")
+        #expect(Date().timeIntervalSince(started) < 1)
+        #expect(lab.waitForLog("vm", "configuration reloaded"), "\(lab.matdLog("vm"))")
+        let control = try #require(try lab.stats("vm")["control"] as? [String: Any])
+        #expect(counter(control, "connections") >= 200, "\(control)")
+        #expect(drops(try lab.stats("vm")).isEmpty)
+    }
+
+    /// SIGHUP with a peer whose MoA already belongs to another peer: the engine refuses it,
+    /// the refusal is counted and logged, and the control plane and the engine agree that
+    /// the peer is not mapped. Then a valid peer is added and removed the same way, and a
+    /// broken file changes nothing.
+    @Test func reloadedPeersAndARefusalLeaveBothViewsAgreeing() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        let config = try lab.writeConfig("vm")
+        try lab.startMatd("vm", config: config)
+        let base = try String(contentsOfFile: config, encoding: .utf8)
+
+        try (base + "\n[peer]\nhome-address = 198.51.100.99\nmobile-address = \(cn.mobile4)\n")
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        try lab.signalMatd("vm", SIGHUP)
+        #expect(lab.waitForLog("vm", "the engine refused the mapping 198.51.100.99"), "\(lab.matdLog("vm"))")
+        try waitFor { try counter(lab.stats("vm"), "refusedMappings") == 1 }
+        try expectViewsAgree(lab, without: "198.51.100.99")
+
+        try (base + "\n[peer]\nhome-address = 198.51.100.98\nmobile-address = 203.0.113.98\n")
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        try lab.signalMatd("vm", SIGHUP)
+        try waitFor { try peers(lab).contains { $0.homeAddress == "198.51.100.98" && $0.origin == "configured" } }
+        try expectViewsAgree(lab, without: "198.51.100.99")
+        #expect(try lab.exec("vm", "nft", "list", "table", "netdev", "matd_mat0").contains("203.0.113.98"))
+
+        try base.write(toFile: config, atomically: true, encoding: .utf8)
+        try lab.signalMatd("vm", SIGHUP)
+        try waitFor { try !peers(lab).contains { $0.homeAddress == "198.51.100.98" } }
+        try expectViewsAgree(lab, without: "198.51.100.98")
+
+        try "[node]\nbroken = yes\n".write(toFile: config, atomically: true, encoding: .utf8)
+        try lab.signalMatd("vm", SIGHUP)
+        #expect(lab.waitForLog("vm", "configuration not reloaded"), "\(lab.matdLog("vm"))")
+        #expect(try peers(lab).count == 2)
+        #expect(try lab.ping("vm", cn.home4))
+        #expect(lab.isMatdRunning("vm"))
+    }
+
+    /// The IMS silently drops everything (nftables drop in its namespace) while the VM node,
+    /// with 20 peers (the CN and 19 that never answer), moves under a transfer: the alerts
+    /// go out at once, the CN takes the new MoA within a second, `status` answers within
+    /// 100 ms throughout, and the registration fails later, on its own.
+    @Test func aMoveWithTheIMSBlackholedAndTwentyPeersWaitsForNothing() throws {
+        let (lab, _) = try Lab.withIMS()
+        defer { lab.close() }
+        let file = try lab.randomFile("payload", megabytes: 40)
+        try lab.tcpTransfer(listener: "cn", address: cn.home4, connector: "vm", sender: "vm", file: file)
+        let config = lab.path("vm-ims.conf")
+        var text = try String(contentsOfFile: config, encoding: .utf8)
+        for index in 100..<119 {
+            text += "\n[peer]\nhome-address = 198.51.100.\(index)\nmobile-address = 203.0.113.\(index)\n"
+        }
+        try text.write(toFile: config, atomically: true, encoding: .utf8)
+        try lab.signalMatd("vm", SIGHUP)
+        #expect(lab.waitForLog("vm", "reload: peer 198.51.100.118"), "\(lab.matdLog("vm"))")
+        try lab.exec("ims", "nft", "add table inet blackhole { chain input { type filter hook input priority 0; policy drop; }; }")
+
+        let transfer = try PacedTransfer(lab, from: "vm", to: "cn", file: file, megabytesPerSecond: 8)
+        sleep(1)
+        let moved = Date()
+        try lab.moveVM(to: "b")
+        var slowest = 0.0
+        var adoptedAfter: Double?
+        while Date().timeIntervalSince(moved) < 3 {
+            let asked = Date()
+            _ = try lab.matctl("vm", "status")
+            slowest = max(slowest, Date().timeIntervalSince(asked))
+            if adoptedAfter == nil, try lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.10*") {
+                adoptedAfter = Date().timeIntervalSince(moved)
+            }
+            usleep(100_000)
+        }
+        try transfer.finish()
+        let adopted = try #require(adoptedAfter, "the CN never took the new MoA:\n\(lab.matdLog("vm"))")
+        #expect(adopted < 1, "the CN took the new MoA after \(adopted) s")
+        // matctl is a process of its own: its start-up is most of this.
+        #expect(slowest < 0.5, "matctl status took \(slowest) s during the move")
+        #expect(lab.waitForLog("vm", "registering \(vm.home4) failed", timeout: 30), "\(lab.matdLog("vm"))")
+        let signaling = try lab.stats("vm")["signaling"] as? [String: Int] ?? [:]
+        #expect(signaling["updates_sent", default: 0] >= 20, "\(signaling)")
+    }
+
+    private func peers(_ lab: Lab) throws -> [PeerReport] {
+        try JSONDecoder().decode([PeerReport].self, from: Data(lab.matctl("vm", "peers", "--json").utf8))
+    }
+
+    /// Every peer in the engine's table has the control plane's origin and MoAs, and the
+    /// counts match `status`.
+    private func expectViewsAgree(_ lab: Lab, without absent: String) throws {
+        let list = try peers(lab)
+        #expect(list.allSatisfy { $0.origin != nil && !$0.mobileAddresses.isEmpty }, "\(list)")
+        #expect(!list.contains { $0.homeAddress == absent }, "\(list)")
+        let status = try JSONDecoder().decode(StatusReport.self, from: Data(lab.matctl("vm", "status", "--json").utf8))
+        #expect(status.peerCount == list.count)
+    }
+
+    private func waitFor(seconds: Double = 10, _ condition: () throws -> Bool) throws {
+        let deadline = Date().addingTimeInterval(seconds)
+        while try !condition() {
+            guard Date() < deadline else { throw LabError("condition not met within \(seconds) s") }
+            usleep(50_000)
+        }
+    }
+}
