@@ -131,6 +131,14 @@ struct RawHeader {
         return out
     }
 
+    /// The empty truncated reply of response rate limiting's slip: header and question,
+    /// TC set, so a genuine client asks again over TCP.
+    static func truncated(to bytes: [UInt8]) -> [UInt8]? {
+        guard var reply = reply(to: bytes, rcode: .noError, echoQuestion: true) else { return nil }
+        reply[2] |= 0x02
+        return reply
+    }
+
     /// End of a single uncompressed question starting at offset 12.
     static func questionEnd(_ bytes: [UInt8]) -> Int? {
         var i = 12

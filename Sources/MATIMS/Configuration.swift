@@ -56,6 +56,8 @@ public struct ZoneConfiguration: Sendable {
     public var allowTransfer: [TransferRule]
     /// How many past changes IXFR can serve incrementally.
     public var ixfrHistory: Int
+    /// How far one node key may grow the zone.
+    public var updateLimits: UpdateLimits
 
     /// A zone with the defaults: one name server `ns.<zone>`, mailbox `hostmaster.<zone>`,
     /// 10 s mapping and negative TTLs, node keys limited to A, AAAA and TXT.
@@ -76,6 +78,7 @@ public struct ZoneConfiguration: Sendable {
         notify = []
         allowTransfer = []
         ixfrHistory = 1000
+        updateLimits = UpdateLimits()
     }
 
     /// `hoa.<zone>`: node keys live below it.
@@ -96,8 +99,13 @@ public struct IMSConfiguration: Sendable {
     public var journalCompactBytes: Int
     /// Concurrent TCP connections; more are closed at once.
     public var maxTCPConnections: Int
-    /// Seconds a TCP connection may sit idle.
+    /// Concurrent TCP connections from one IPv4 address or IPv6 /64; more are closed at once.
+    public var maxTCPConnectionsPerSource: Int
+    /// Seconds a TCP connection may sit idle, and the most a request may take to arrive
+    /// or a reply to be taken by the client once begun.
     public var tcpIdleTimeout: Int
+    /// UDP response rate limiting.
+    public var rateLimit: RateLimitConfiguration
     /// Largest UDP response sent, whatever the client's EDNS size says.
     public var maxUDPSize: Int
     /// UDP receive threads per listen address (sockets sharing the port); 0 means one
@@ -115,7 +123,9 @@ public struct IMSConfiguration: Sendable {
         self.journalSync = journalSync
         journalCompactBytes = 16 << 20
         maxTCPConnections = 64
+        maxTCPConnectionsPerSource = 8
         tcpIdleTimeout = 10
+        rateLimit = RateLimitConfiguration()
         maxUDPSize = 1232
         udpThreads = 0
         self.keys = keys
@@ -142,6 +152,7 @@ extension IMSConfiguration {
         var adminKeyLines: [(DNSName, Int)] = []
         var transferKeyLines: [(DNSName, Int)] = []
         var keyNames: [DNSName: Int] = [:]
+        var exemptions: [IMSPrefix]? = nil
         for section in file.sections {
             switch section.name {
             case "server":
@@ -167,8 +178,26 @@ extension IMSConfiguration {
                         config.journalCompactBytes = try entry.integer(in: 4096...(1 << 40))
                     case "max-tcp-connections":
                         config.maxTCPConnections = try entry.integer(in: 1...10000)
+                    case "max-tcp-connections-per-source":
+                        config.maxTCPConnectionsPerSource = try entry.integer(in: 1...10000)
                     case "tcp-idle-timeout":
                         config.tcpIdleTimeout = try entry.integer(in: 1...3600)
+                    case "rrl-responses-per-second":
+                        config.rateLimit.responsesPerSecond = try entry.integer(in: 0...1_000_000)
+                    case "rrl-slip":
+                        config.rateLimit.slip = try entry.integer(in: 0...10)
+                    case "rrl-window":
+                        config.rateLimit.window = try entry.integer(in: 1...3600)
+                    case "rrl-exempt":
+                        // Repeatable; the first one replaces the loopback default, `none` empties it.
+                        var list = exemptions ?? []
+                        if entry.value != "none" {
+                            guard let prefix = IMSPrefix(entry.value) else {
+                                throw entry.error("expected an address prefix or `none`, not \(entry.value)")
+                            }
+                            list.append(prefix)
+                        }
+                        exemptions = list
                     case "max-udp-size":
                         config.maxUDPSize = try entry.integer(in: 512...65535)
                     case "udp-threads":
@@ -282,6 +311,12 @@ extension IMSConfiguration {
                         }
                     case "ixfr-history":
                         zone.ixfrHistory = try entry.integer(in: 0...1_000_000)
+                    case "max-addresses-per-name":
+                        zone.updateLimits.addressesPerName = try entry.integer(in: 1...10000)
+                    case "max-records-per-name":
+                        zone.updateLimits.recordsPerName = try entry.integer(in: 1...10000)
+                    case "max-names-per-key":
+                        zone.updateLimits.namesPerKey = try entry.integer(in: 1...1_000_000)
                     default:
                         throw entry.error("unknown key in [zone]")
                     }
@@ -296,6 +331,7 @@ extension IMSConfiguration {
             }
         }
         guard sawServer else { throw ConfigError(line: 0, key: nil, message: "missing [server] section") }
+        if let exemptions { config.rateLimit.exempt = exemptions }
         guard !config.listen.isEmpty else {
             throw ConfigError(line: 0, key: "listen", message: "[server] needs at least one listen address")
         }

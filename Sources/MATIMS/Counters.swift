@@ -15,6 +15,7 @@ public enum IMSCounter: Int, CaseIterable, Sendable, CustomStringConvertible {
     case updatesRefusedNotZone
     case updatesRefusedFormErr
     case updatesRefusedReplay
+    case updatesRefusedLimit
     case updatesFailedJournal
     case tsigBadKey
     case tsigBadSig
@@ -33,7 +34,12 @@ public enum IMSCounter: Int, CaseIterable, Sendable, CustomStringConvertible {
     case notifyGaveUp
     case tcpConnections
     case tcpConnectionsRejected
+    case tcpConnectionsRejectedPerSource
     case tcpIdleClosed
+    case tcpStalledClosed
+    case rrlDropped
+    case rrlSlipped
+    case rrlTSIGExempt
     case journalCompactions
 
     /// The name shown in logs and the `counters.ims.` CH TXT answer.
@@ -53,6 +59,7 @@ public enum IMSCounter: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .updatesRefusedNotZone: "updates-refused-notzone"
         case .updatesRefusedFormErr: "updates-refused-formerr"
         case .updatesRefusedReplay: "updates-refused-replay"
+        case .updatesRefusedLimit: "updates-refused-limit"
         case .updatesFailedJournal: "updates-failed-journal"
         case .tsigBadKey: "tsig-badkey"
         case .tsigBadSig: "tsig-badsig"
@@ -71,7 +78,12 @@ public enum IMSCounter: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .notifyGaveUp: "notify-gave-up"
         case .tcpConnections: "tcp-connections"
         case .tcpConnectionsRejected: "tcp-connections-rejected"
+        case .tcpConnectionsRejectedPerSource: "tcp-connections-rejected-per-source"
         case .tcpIdleClosed: "tcp-idle-closed"
+        case .tcpStalledClosed: "tcp-stalled-closed"
+        case .rrlDropped: "rrl-dropped"
+        case .rrlSlipped: "rrl-slipped"
+        case .rrlTSIGExempt: "rrl-tsig-exempt"
         case .journalCompactions: "journal-compactions"
         }
     }

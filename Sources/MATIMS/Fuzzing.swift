@@ -11,16 +11,26 @@ extension IMSCore {
     /// The clock of the fuzzing instance (seconds since the epoch): sign seeds at this time.
     public static let fuzzingTime: UInt64 = 1_800_000_000
 
+    /// Update limits of the fuzzing instance, small so that a few updates reach them.
+    public static let fuzzingLimits = UpdateLimits(addressesPerName: 4, recordsPerName: 6, namesPerKey: 3)
+    /// Response rate limiting of the fuzzing instance: 4 responses per /24 or /56 (the
+    /// clock does not move), every second limited one slipped, nobody exempt.
+    public static let fuzzingRateLimit = RateLimitConfiguration(responsesPerSecond: 4, slip: 2, window: 1, exempt: [])
+
     /// A server without sockets or files for a fuzz target: zone `mat.example.`, the two
-    /// keys above, a fixed clock. Drive it with `handleDatagram(_:from:)` (UDP rules) or
+    /// keys above, fixed clocks, `fuzzingLimits` and `fuzzingRateLimit`. Drive it with
+    /// `handleDatagram(_:from:)` (UDP rules; with a source, rate limited) or
     /// `handleStream(_:from:)` (TCP rules, transfers); every input ends in a reply or a
-    /// counted drop, and `counters` tells which. Replay protection makes state carry over
-    /// between inputs; make a fresh instance per input for strict reproducibility.
+    /// counted drop, and `counters` tells which. Replay protection and rate limiting make
+    /// state carry over between inputs; make a fresh instance per input for strict
+    /// reproducibility.
     public static func fuzzingInstance() -> IMSCore {
         var zone = ZoneConfiguration(name: try! DNSName("mat.example."))
         zone.adminKeys = [fuzzingAdminKey.name]
         zone.allowTransfer = [.any]
-        let configuration = IMSConfiguration(keys: [fuzzingAdminKey, fuzzingNodeKey], zones: [zone])
-        return try! IMSCore(configuration: configuration, clock: { fuzzingTime })
+        zone.updateLimits = fuzzingLimits
+        var configuration = IMSConfiguration(keys: [fuzzingAdminKey, fuzzingNodeKey], zones: [zone])
+        configuration.rateLimit = fuzzingRateLimit
+        return try! IMSCore(configuration: configuration, clock: { fuzzingTime }, monotonic: { 0 })
     }
 }

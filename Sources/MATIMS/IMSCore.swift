@@ -36,6 +36,10 @@ public final class IMSCore: Sendable {
     let zoneConfigs: [ZoneConfiguration]
     let policies: [UpdatePolicy]
     let clock: @Sendable () -> UInt64
+    /// Seconds from an arbitrary start, for rate limiting.
+    let monotonic: @Sendable () -> Double
+    /// UDP response rate limiting, used when `rrl-responses-per-second` is not 0.
+    let rateLimiter: Mutex<ResponseRateLimiter>
     private let state: Mutex<CoreState>
     private let changeHandler = Mutex<(@Sendable (_ zone: Int, _ serial: UInt32) -> Void)?>(nil)
     /// Bumped (under the zone lock) whenever any zone may have changed; cached answers
@@ -59,11 +63,16 @@ public final class IMSCore: Sendable {
 
     /// Wall-clock seconds, for TSIG.
     public static let systemClock: @Sendable () -> UInt64 = { UInt64(max(0, time(nil))) }
+    /// `CLOCK_MONOTONIC` in seconds, for rate limiting.
+    public static let monotonicClock: @Sendable () -> Double = { monotonicSeconds() }
 
     /// Loads every zone (snapshot, then journal) or creates it from the configuration.
-    public init(configuration: IMSConfiguration, clock: @escaping @Sendable () -> UInt64 = IMSCore.systemClock) throws(JournalError) {
+    public init(configuration: IMSConfiguration, clock: @escaping @Sendable () -> UInt64 = IMSCore.systemClock,
+                monotonic: @escaping @Sendable () -> Double = IMSCore.monotonicClock) throws(JournalError) {
         self.configuration = configuration
         self.clock = clock
+        self.monotonic = monotonic
+        rateLimiter = Mutex(ResponseRateLimiter(configuration.rateLimit))
         keyring = TSIGKeyring(configuration.keys)
         zoneConfigs = configuration.zones
         policies = configuration.zones.map(UpdatePolicy.init)
@@ -158,8 +167,16 @@ public final class IMSCore: Sendable {
     }
 
     /// Handles a batch (one `recvmmsg` worth): one lock, one journal commit. Returns the
-    /// replies per request (empty: no reply).
+    /// replies per request (empty: no reply). Over UDP, requests from sources past their
+    /// response rate are dropped or slipped first, before any parsing or signing.
     public func handle(_ requests: [IMSRequest], transport: IMSTransport) -> [[[UInt8]]] {
+        guard transport == .udp, configuration.rateLimit.responsesPerSecond > 0 else {
+            return process(requests, transport: transport)
+        }
+        return rateLimited(requests) { process($0, transport: .udp) }
+    }
+
+    private func process(_ requests: [IMSRequest], transport: IMSTransport) -> [[[UInt8]]] {
         let now = clock()
         var delta = IMSCounters()
         // Plain queries whose answer is cached skip parsing and the zone lock entirely.
@@ -220,6 +237,11 @@ public final class IMSCore: Sendable {
     /// Adds to a counter (the socket layer counts its own events here).
     func count(_ counter: IMSCounter, _ amount: Int = 1) {
         state.withLock { $0.counters.add(counter, amount) }
+    }
+
+    /// Adds a set of counts under one lock.
+    func count(_ delta: IMSCounters) {
+        state.withLock { $0.counters.merge(delta) }
     }
 
     /// A copy of a zone's records, by apex.
@@ -456,6 +478,8 @@ public final class IMSCore: Sendable {
         /// An update with its final RCODE (NOERROR may still turn SERVFAIL at commit).
         case update(UpdateJob, DNSResponseCode, ZoneDiff?)
         case replayed(UpdateJob)
+        /// Refused: a node key would pass one of the zone's update limits (logged).
+        case limited(UpdateJob, LimitViolation)
         case axfr(TransferJob, ZoneStore)
         case ixfr(TransferJob, [DNSResourceRecord])
         case ixfrUpToDate(TransferJob, DNSResourceRecord)
@@ -520,6 +544,10 @@ public final class IMSCore: Sendable {
                 return .update(job, .refused, nil)
             }
             let result = state.zones[zone].store.process(job.request, role: role, policy: policy)
+            if let violation = result.violation {
+                counters.add(.updatesRefusedLimit)
+                return .limited(job, violation)
+            }
             switch result.responseCode {
             case .noError: break
             case .refused: counters.add(.updatesRefusedPolicy)
@@ -606,6 +634,10 @@ public final class IMSCore: Sendable {
             var response = job.message.response(code: rcode, authoritative: false)
             if response.edns != nil { response.edns = EDNS(udpPayloadSize: UInt16(configuration.maxUDPSize)) }
             return sign(response, tsig: job.context, now: now).map { [$0] } ?? []
+        case .limited(let job, let violation):
+            // Logged here, outside the zone lock; only a key holder can cause this line.
+            IMSLog.write("mat-ims: update signed by \(job.context.keyName) refused: \(violation)")
+            return render(.update(job, .refused, nil), transport: transport, now: now)
         case .replayed(let job):
             return TSIG.errorResponse(to: job.raw, outcome: .badTime(job.context), keyring: keyring, now: now).map { [$0] } ?? []
         case .axfr(let job, let store):
@@ -623,6 +655,14 @@ public final class IMSCore: Sendable {
             let name = message.questions[0].name
             response.answers = counters.lines(includeZero: true).map {
                 DNSResourceRecord(name: name, class: .ch, ttl: 0, data: .txt(strings: [$0]))
+            }
+            // All counters take about 2 KB: over UDP that is truncated like any answer.
+            let limit = message.edns.map { max(512, min(Int($0.udpPayloadSize), configuration.maxUDPSize)) } ?? 512
+            let overhead = tsig.map { $0.keyName.wireLength + $0.data.algorithm.wireLength + 16 + 64 } ?? 0
+            if transport == .udp, ((try? response.encode())?.count ?? .max) + overhead > limit {
+                response.header.isTruncated = true
+                response.answers = []
+                count(.responsesTruncated)
             }
             return sign(response, tsig: tsig, now: now).map { [$0] } ?? []
         }

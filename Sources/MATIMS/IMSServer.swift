@@ -18,7 +18,7 @@ public final class IMSServer: Sendable {
     private let stopRead: Int32
     private let stopWrite: Int32
     private let threads = Mutex<[IMSThread]>([])
-    private let activeConnections = Atomic<Int>(0)
+    private let connections: Mutex<ConnectionLimiter>
     private let stopped = Atomic<Bool>(false)
     private let notifier: Notifier?
 
@@ -30,6 +30,8 @@ public final class IMSServer: Sendable {
         } catch {
             throw IMSServerError(error.description)
         }
+        connections = Mutex(ConnectionLimiter(total: configuration.maxTCPConnections,
+                                              perSource: configuration.maxTCPConnectionsPerSource))
         var udp: [Int32] = []
         var tcp: [Int32] = []
         var bound: [IMSEndpoint] = []
@@ -134,7 +136,7 @@ public final class IMSServer: Sendable {
             return list
         }
         for thread in running { thread.join() }
-        for _ in 0..<300 where activeConnections.load(ordering: .acquiring) > 0 {
+        for _ in 0..<300 where connections.withLock({ $0.active }) > 0 {
             usleep(10_000)
         }
         for fd in udpSockets + tcpSockets { close(fd) }
@@ -168,7 +170,6 @@ public final class IMSServer: Sendable {
     // MARK: TCP
 
     private func acceptTCP(_ listener: Int32) {
-        let limit = core.configuration.maxTCPConnections
         while true {
             let ready = Sockets.waitReadable([listener, stopRead], timeout: -1)
             if ready[1] { return }
@@ -181,17 +182,23 @@ public final class IMSServer: Sendable {
                 if fd < 0 { break }
                 _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
                 let peer = withUnsafeBytes(of: &storage) { Sockets.endpoint(from: $0.baseAddress!) }
-                guard activeConnections.load(ordering: .acquiring) < limit else {
+                switch connections.withLock({ $0.admit(peer?.address) }) {
+                case .admitted:
+                    break
+                case .serverFull:
                     core.count(.tcpConnectionsRejected)
                     close(fd)
                     continue
+                case .sourceFull:
+                    core.count(.tcpConnectionsRejectedPerSource)
+                    close(fd)
+                    continue
                 }
-                activeConnections.add(1, ordering: .acquiringAndReleasing)
                 core.count(.tcpConnections)
                 if let thread = IMSThread.start({ [self] in serveConnection(fd, peer: peer) }) {
                     thread.detach()
                 } else {
-                    activeConnections.subtract(1, ordering: .acquiringAndReleasing)
+                    connections.withLock { $0.release(peer?.address) }
                     close(fd)
                 }
             }
@@ -199,15 +206,15 @@ public final class IMSServer: Sendable {
     }
 
     /// One client: length-prefixed messages (RFC 1035 §4.2.2, RFC 7766) until it closes,
-    /// sits idle past the timeout, or the server stops.
+    /// sits idle past the timeout, stalls in the middle of a message either way, or the
+    /// server stops. Every wait has a deadline, so a slot held by a client that does
+    /// nothing is back within `tcp-idle-timeout`.
     private func serveConnection(_ fd: Int32, peer: IMSEndpoint?) {
         defer {
             close(fd)
-            activeConnections.subtract(1, ordering: .acquiringAndReleasing)
+            connections.withLock { $0.release(peer?.address) }
         }
         let timeout = core.configuration.tcpIdleTimeout
-        var sendTimeout = timeval(tv_sec: timeout, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &sendTimeout, socklen_t(MemoryLayout<timeval>.size))
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         while true {
@@ -222,11 +229,13 @@ public final class IMSServer: Sendable {
             for reply in replies {
                 var framed: [UInt8] = [UInt8(reply.count >> 8), UInt8(truncatingIfNeeded: reply.count)]
                 framed += reply
-                guard writeAll(fd, framed) else { return }
+                guard writeAll(fd, framed, timeoutSeconds: timeout) else { return }
             }
         }
     }
 
+    /// Reads `count` bytes within `timeoutSeconds`. A client that sends nothing at all
+    /// (`idle`, nothing read) is counted as idle; one that stops part-way as stalled.
     private func readExactly(_ fd: Int32, count: Int, timeoutSeconds: Int, idle: Bool) -> [UInt8]? {
         var buffer = [UInt8](repeating: 0, count: count)
         var done = 0
@@ -234,7 +243,7 @@ public final class IMSServer: Sendable {
         while done < count {
             let remaining = deadline - monotonicSeconds()
             guard remaining > 0 else {
-                if idle && done == 0 { core.count(.tcpIdleClosed) }
+                core.count(idle && done == 0 ? .tcpIdleClosed : .tcpStalledClosed)
                 return nil
             }
             let ready = Sockets.waitReadable([fd, stopRead], timeout: Int32(min(remaining * 1000, 60_000)) + 1)
@@ -251,15 +260,25 @@ public final class IMSServer: Sendable {
         return buffer
     }
 
-    private func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+    /// Sends all of `bytes` within `timeoutSeconds`: a client that stops reading (its
+    /// window closed) cannot hold the thread and the connection slot for longer.
+    private func writeAll(_ fd: Int32, _ bytes: [UInt8], timeoutSeconds: Int) -> Bool {
         var done = 0
+        let deadline = monotonicSeconds() + Double(timeoutSeconds)
         while done < bytes.count {
-            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + done, $0.count - done, Int32(MSG_NOSIGNAL)) }
-            if n < 0 {
-                if errno == EINTR { continue }
+            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + done, $0.count - done, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            if n >= 0 {
+                done += n
+                continue
+            }
+            guard errno == EINTR || errno == EAGAIN else { return false }
+            let remaining = deadline - monotonicSeconds()
+            guard remaining > 0 else {
+                core.count(.tcpStalledClosed)
                 return false
             }
-            done += n
+            let ready = Sockets.waitWritable(fd, stop: stopRead, timeout: Int32(min(remaining * 1000, 60_000)) + 1)
+            if ready.stopped { return false }
         }
         return true
     }

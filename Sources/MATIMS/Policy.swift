@@ -11,6 +11,51 @@ public enum KeyRole: Hashable, Sendable {
     case none
 }
 
+/// Bounds on what one node key can make the zone hold, so that a key (stolen, or a buggy
+/// node) cannot grow the zone without end: the policy lets it add any number of records at
+/// its own name and a PTR at every name under `moa.<zone>`.
+public struct UpdateLimits: Hashable, Sendable {
+    /// A and AAAA records together at one name (a node's MoAs).
+    public var addressesPerName: Int
+    /// Records of all types at one name (the MoAs, the TXT, PTRs of several nodes at a
+    /// MoA name).
+    public var recordsPerName: Int
+    /// Names a node key has records at: its own name plus every name holding a PTR to it.
+    public var namesPerKey: Int
+
+    /// 16 addresses, 20 records per name (the addresses plus a few others), 32 names
+    /// (the own name and a PTR for each of 16 MoAs, with room for stale ones).
+    public init(addressesPerName: Int = 16, recordsPerName: Int = 20, namesPerKey: Int = 32) {
+        self.addressesPerName = addressesPerName
+        self.recordsPerName = recordsPerName
+        self.namesPerKey = namesPerKey
+    }
+}
+
+/// An UPDATE that would take a node past one of its `UpdateLimits`.
+public struct LimitViolation: Hashable, Sendable, CustomStringConvertible {
+    public enum Kind: Hashable, Sendable {
+        case addressesPerName
+        case recordsPerName
+        case namesPerKey
+    }
+
+    public var kind: Kind
+    /// The name that would grow too large, or the key that would own too many names.
+    public var name: DNSName
+    /// The count the update would lead to.
+    public var count: Int
+    public var limit: Int
+
+    public var description: String {
+        switch kind {
+        case .addressesPerName: "\(name) would hold \(count) A/AAAA records (max-addresses-per-name \(limit))"
+        case .recordsPerName: "\(name) would hold \(count) records (max-records-per-name \(limit))"
+        case .namesPerKey: "key \(name) would have records at \(count) names (max-names-per-key \(limit))"
+        }
+    }
+}
+
 /// The update policy of one zone: BIND's
 /// `grant * self * A AAAA TXT; grant * subdomain moa.<zone> PTR;`, with the PTR grant
 /// narrowed to PTRs whose target is the key's own name.
@@ -21,6 +66,8 @@ public struct UpdatePolicy: Sendable {
     public let adminKeys: Set<DNSName>
     /// Types a node may write at its own name; nil is every type.
     public let nodeTypes: Set<DNSType>?
+    /// What node keys may grow the zone to; admin keys are not bound.
+    public let limits: UpdateLimits
 
     public init(_ config: ZoneConfiguration) {
         zone = config.name
@@ -28,6 +75,7 @@ public struct UpdatePolicy: Sendable {
         moaSuffix = config.moaSuffix
         adminKeys = config.adminKeys
         nodeTypes = config.nodeTypes
+        limits = config.updateLimits
     }
 
     /// The role of `keyName` in this zone.
@@ -83,5 +131,39 @@ public struct UpdatePolicy: Sendable {
             guard isMoAName(name) else { return false }
             return sets.allSatisfy { $0.type == .ptr && $0.records.allSatisfy { isOwnPTR($0, own: own) } }
         }
+    }
+
+    /// The first limit that `diff`, just applied to `store`, takes a node past. Only
+    /// growth counts: a name or key already over a limit (the limit was lowered, or an
+    /// admin wrote the records) may shrink or stay as it is.
+    public func violation(of diff: ZoneDiff, role: KeyRole, store: ZoneStore) -> LimitViolation? {
+        guard case .node(let own) = role else { return nil }
+        // Per name: (records, addresses) added minus deleted, for the names that gained any.
+        var growth: [DNSName: (records: Int, addresses: Int)] = [:]
+        for record in diff.added {
+            growth[record.name, default: (0, 0)].records += 1
+            if record.type == .a || record.type == .aaaa { growth[record.name, default: (0, 0)].addresses += 1 }
+        }
+        for record in diff.deleted where growth[record.name] != nil {
+            growth[record.name]!.records -= 1
+            if record.type == .a || record.type == .aaaa { growth[record.name]!.addresses -= 1 }
+        }
+        for (name, delta) in growth {
+            let sets = store.rrsets(at: name) ?? []
+            let addresses = sets.filter { $0.type == .a || $0.type == .aaaa }.reduce(0) { $0 + $1.records.count }
+            if delta.addresses > 0, addresses > limits.addressesPerName {
+                return LimitViolation(kind: .addressesPerName, name: name, count: addresses, limit: limits.addressesPerName)
+            }
+            let records = sets.reduce(0) { $0 + $1.records.count }
+            if delta.records > 0, records > limits.recordsPerName {
+                return LimitViolation(kind: .recordsPerName, name: name, count: records, limit: limits.recordsPerName)
+            }
+        }
+        let ownPTRs = { (records: [DNSResourceRecord]) in records.filter { isOwnPTR($0.data, own: own) }.count }
+        let names = 1 + store.ptrCount(to: own)
+        if ownPTRs(diff.added) > ownPTRs(diff.deleted), names > limits.namesPerKey {
+            return LimitViolation(kind: .namesPerKey, name: own, count: names, limit: limits.namesPerKey)
+        }
+        return nil
     }
 }

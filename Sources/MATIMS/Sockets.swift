@@ -146,6 +146,15 @@ enum Sockets {
     }
 }
 
+extension Sockets {
+    /// Waits until `fd` can take more data or `stop` is readable (or `timeout` ms pass).
+    static func waitWritable(_ fd: Int32, stop: Int32, timeout: Int32) -> (writable: Bool, stopped: Bool) {
+        var polls = [pollfd(fd: fd, events: Int16(POLLOUT), revents: 0), pollfd(fd: stop, events: Int16(POLLIN), revents: 0)]
+        guard poll(&polls, 2, timeout) > 0 else { return (false, false) }
+        return (polls[0].revents & Int16(POLLOUT | POLLHUP | POLLERR) != 0, polls[1].revents & Int16(POLLIN) != 0)
+    }
+}
+
 /// `recvmmsg`/`sendmmsg` batches. Glibc declares them only under `_GNU_SOURCE`, which the
 /// Swift Glibc module does not set, so they are looked up at run time; without them the
 /// listener falls back to one `recvfrom` per datagram.

@@ -6,6 +6,8 @@ public struct UpdateResult: Sendable {
     public var responseCode: DNSResponseCode
     /// The change applied, nil when nothing changed (refused, or a no-op update).
     public var diff: ZoneDiff?
+    /// Set when the update was refused because it would pass an `UpdateLimits` bound.
+    public var violation: LimitViolation? = nil
 }
 
 extension ZoneStore {
@@ -33,7 +35,8 @@ extension ZoneStore {
     }
 
     /// RFC 2136 §3.2-3.4 for a decoded UPDATE: prerequisites, permissions, then the
-    /// operations, all or nothing. The serial goes up by one when anything changed
+    /// operations, all or nothing, then the policy's limits on the result (REFUSED, and
+    /// undone, if a node would pass one). The serial goes up by one when anything changed
     /// (or to the SOA serial the update set, if newer). On return the store holds the
     /// new state; `revert(result.diff)` undoes it if the journal cannot take it.
     public mutating func process(_ request: DNSUpdateRequest, role: KeyRole, policy: UpdatePolicy) -> UpdateResult {
@@ -43,7 +46,14 @@ extension ZoneStore {
         guard policy.permits(request.operations, role: role, store: self) else {
             return UpdateResult(responseCode: .refused, diff: nil)
         }
-        return UpdateResult(responseCode: .noError, diff: apply(request.operations))
+        guard let diff = apply(request.operations) else { return UpdateResult(responseCode: .noError, diff: nil) }
+        // The limits are checked on the outcome, which is simpler and exact (deletes and
+        // adds in one update, duplicates, TTL changes); undoing is cheap.
+        if let violation = policy.violation(of: diff, role: role, store: self) {
+            revert(diff)
+            return UpdateResult(responseCode: .refused, diff: nil, violation: violation)
+        }
+        return UpdateResult(responseCode: .noError, diff: diff)
     }
 
     /// Applies operations that already passed the checks, returning the net change (nil if

@@ -43,6 +43,10 @@ public struct ZoneStore: Sendable {
     private var descendants: [DNSName: Int]
     /// Names below the apex that own NS records: zone cuts.
     public private(set) var delegations: Set<DNSName>
+    /// For every PTR target: how many names hold a PTR to it. A node key's share of the
+    /// zone is its own name plus these names, and the update limits bound it without a
+    /// scan of the zone.
+    private var ptrTargets: [DNSName: Int]
     /// The SOA record (kept beside the apex node for quick access).
     public private(set) var soaRecord: DNSResourceRecord
 
@@ -52,6 +56,7 @@ public struct ZoneStore: Sendable {
         nodes = [:]
         descendants = [:]
         delegations = []
+        ptrTargets = [:]
         soaRecord = DNSResourceRecord(name: origin, ttl: soaTTL, data: .soa(soa))
         nodes[origin] = [RRset(type: .soa, ttl: soaTTL, records: [.soa(soa)])]
     }
@@ -76,6 +81,9 @@ public struct ZoneStore: Sendable {
         nodes[name]?.first { $0.type == type }
     }
 
+    /// How many names hold a PTR record pointing at `target`.
+    public func ptrCount(to target: DNSName) -> Int { ptrTargets[target] ?? 0 }
+
     /// Whether `name` exists in the DNS sense: it owns records or has names below it.
     public func nameExists(_ name: DNSName) -> Bool {
         nodes[name] != nil || descendants[name] != nil
@@ -98,6 +106,16 @@ public struct ZoneStore: Sendable {
     /// empty-non-terminal counts and the zone-cut set right. The SOA is not touched here.
     public mutating func setRRsets(_ sets: [RRset], at name: DNSName) {
         let existed = nodes[name] != nil
+        let oldPTRs = nodes[name]?.first { $0.type == .ptr }?.records ?? []
+        let newPTRs = sets.first { $0.type == .ptr }?.records ?? []
+        if oldPTRs != newPTRs {
+            // An RRset holds each record once, so a name counts once per target.
+            for case .ptr(let target) in oldPTRs {
+                let count = (ptrTargets[target] ?? 0) - 1
+                ptrTargets[target] = count > 0 ? count : nil
+            }
+            for case .ptr(let target) in newPTRs { ptrTargets[target, default: 0] += 1 }
+        }
         if sets.isEmpty {
             guard existed else { return }
             nodes[name] = nil
