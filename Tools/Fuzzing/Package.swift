@@ -30,6 +30,8 @@ let package = Package(
         fuzzTarget("FuzzPacket", "MATPacket"),
         fuzzTarget("FuzzMapping", "MATPacket"),
         fuzzTarget("FuzzDNS", "MATDNS"),
+        fuzzTarget("FuzzIMS", "MATIMS", also: [.product(name: "MATDNS", package: rootName),
+                                               .product(name: "MATPacket", package: rootName)]),
         fuzzTarget("FuzzSignaling", "MATSignaling", also: [.product(name: "Crypto", package: "swift-crypto")]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora of the fuzz targets: Corpus/packet/, mapping/, dns/ and signaling/.
+"""Writes the seed corpora of the fuzz targets: Corpus/packet/, mapping/, dns/, signaling/ and ims/.
 
 packet: each seed is the FuzzPacket control block (37 bytes) followed by one valid packet
 with correct checksums (docs/fuzzing.md describes the control block).
 mapping: each seed is a FuzzMapping program: table parameters, then operations.
 dns: each seed is one DNS message as sent over UDP; the UPDATE is TSIG-signed with the key
 FuzzDNS verifies against.
+ims: each seed is a FuzzIMS program: messages, each `control | length | bytes`; the control
+byte says how FuzzIMS signs and sends it (FuzzIMS.swift), so the seeds are unsigned.
 signaling: each seed is one signaling datagram (docs/signaling.md), Ed25519-signed with the
 key FuzzSignaling verifies with (seed bytes 00..1f), by the RFC 8032 code below.
 
@@ -252,6 +254,74 @@ def dns_seeds():
     return seeds
 
 
+# --- FuzzIMS programs (FuzzIMS.swift): `control | length | message` each ---
+
+NODE_KEY, ADMIN_KEY, STRANGER_KEY = 1, 2, 3      # bits 0-1: who signs
+TCP = 4                                          # bit 2
+FROM_LOOPBACK, FROM_V4, FROM_V6 = 1 << 3, 2 << 3, 3 << 3   # bits 3-4: the source
+LATE = 3 << 5                                    # bits 5-6: signed 400 s off the server clock
+IMS_NODE = "10.100.51.198.hoa.mat.example."      # IMSCore.fuzzingNodeKey's name
+
+
+def step(control, msg):
+    return bytes([control]) + struct.pack(">H", len(msg)) + msg
+
+
+def ims_update(id_, updates, prerequisites=()):
+    zone = name("mat.example.") + struct.pack(">HH", 6, 1)
+    return message(id_, 0x2800, [zone], answers=list(prerequisites), authorities=list(updates))
+
+
+def ims_query(id_, qname, qtype, qclass=1, edns=True, authorities=()):
+    opt = [rr(b"\0", 41, b"", rclass=1232, ttl=0)] if edns else []
+    return message(id_, 0x0000, [name(qname) + struct.pack(">HH", qtype, qclass)],
+                   authorities=list(authorities), additionals=opt)
+
+
+def ims_seeds():
+    node = name(IMS_NODE)
+    txt = b"\x03v=1\x05seq=7"
+    ptr = lambda moa: rr(name(moa), 12, node, ttl=10)
+    register = ims_update(0x4001, [rr(node, 1, b"", rclass=255, ttl=0), rr(node, 1, addr("192.0.2.10"), ttl=10),
+                                   rr(node, 16, txt, ttl=10), ptr("10.2.0.192.moa.mat.example.")])
+    soa = (name("ns.mat.example.") + name("hostmaster.mat.example.") + struct.pack(">IIIII", 1, 3600, 600, 86400, 30))
+    seeds = {}
+    seeds["register-read-transfer"] = (
+        step(NODE_KEY | FROM_V4, register)
+        + step(FROM_V4, ims_query(0x4002, IMS_NODE, 1))
+        + step(TCP, ims_query(0x4003, IMS_NODE, 255, edns=False))
+        + step(ADMIN_KEY | TCP, ims_query(0x4004, "mat.example.", 252, edns=False)))
+    seeds["node-past-limits"] = (
+        step(ADMIN_KEY | TCP, ims_update(0x4101, [rr(node, 1, addr("198.51.100.%d" % i), ttl=10) for i in range(1, 5)]))
+        + step(NODE_KEY, ims_update(0x4102, [rr(node, 28, addr("2001:db8::5"), ttl=10)]))
+        + step(NODE_KEY | TCP, ims_update(0x4103, [ptr("%d.2.0.192.moa.mat.example." % i) for i in range(1, 4)]))
+        + step(NODE_KEY, ims_update(0x4104, [rr(node, 1, addr("198.51.100.1"), rclass=254, ttl=0)])))
+    seeds["node-outside-its-names"] = (
+        step(NODE_KEY, ims_update(0x4201, [rr(name("20.100.51.198.hoa.mat.example."), 1, addr("192.0.2.20"), ttl=10)]))
+        + step(NODE_KEY, ims_update(0x4202, [rr(name("9.2.0.192.moa.mat.example."), 12,
+                                                 name("20.100.51.198.hoa.mat.example."), ttl=10)]))
+        + step(NODE_KEY, ims_update(0x4203, [rr(node, 2, name("ns.evil.example."), ttl=10)])))
+    seeds["bad-signatures"] = (
+        step(STRANGER_KEY, register) + step(NODE_KEY | LATE, register) + step(0, register)
+        + step(NODE_KEY, register) + step(NODE_KEY, register))
+    seeds["rate-limited-flood"] = b"".join(
+        step(FROM_V4, ims_query(0x4300 + i, IMS_NODE, 1, edns=i % 2 == 0)) for i in range(8)) \
+        + step(NODE_KEY | FROM_V4, ims_query(0x4310, IMS_NODE, 1)) \
+        + b"".join(step(FROM_V6, ims_query(0x4320 + i, "mat.example.", 6)) for i in range(6))
+    seeds["counters-and-ixfr"] = (
+        step(FROM_LOOPBACK, ims_query(0x4401, "counters.ims.", 16, qclass=3))
+        + step(FROM_LOOPBACK | TCP, ims_query(0x4402, "counters.ims.", 16, qclass=3, edns=False))
+        + step(NODE_KEY, register)
+        + step(0, ims_query(0x4403, "mat.example.", 251, edns=False, authorities=[rr(name("mat.example."), 6, soa)]))
+        + step(TCP, ims_query(0x4404, "mat.example.", 251, edns=False, authorities=[rr(name("mat.example."), 6, soa)])))
+    seeds["notify-and-opcodes"] = (
+        step(FROM_V4, message(0x4501, 0x2400, [name("mat.example.") + struct.pack(">HH", 6, 1)]))
+        + step(0, message(0x4502, 0x1000, [name("mat.example.") + struct.pack(">HH", 6, 1)]))
+        + step(0, b"\x45\x03\x00\x00")
+        + step(TCP, ims_query(0x4504, "example.org.", 1)))
+    return seeds
+
+
 # --- MappingTable programs (FuzzMapping.swift: `ByteReader`) ---
 
 INSERT, REPLACE, REMOVE, EXPIRE, REMOVE_ALL = 0, 1, 3, 5, 7
@@ -422,3 +492,4 @@ if __name__ == "__main__":
     write("mapping", mapping_seeds())
     write("dns", dns_seeds())
     write("signaling", signaling_seeds())
+    write("ims", ims_seeds())
