@@ -34,11 +34,10 @@ public final class MappingService: @unchecked Sendable {
     var learned: [IPAddress: (mapping: PeerMapping, expiresAt: UInt64)] = [:]
     /// Keys bound to peers' HoAs: pinned in the configuration or published in the IMS.
     var peerKeys: [IPAddress: VerifyingKey] = [:]
-    /// When the uplinks are due to be read again after netlink events (milliseconds).
-    var recheckAt: UInt64?
-    /// When the first event of the current burst arrived: a flapping link is read at most
-    /// `maximumDebounce` after it started.
-    var burstStartedAt: UInt64?
+    /// When the uplinks are due to be read again after netlink events.
+    var debounce = MovementDebounce()
+    /// Whether the pending reading was caused by netlink events (a storm counts those).
+    var eventsPending = false
     /// A MoA chosen by `matctl rebind --moa`, preferred while it is on an uplink.
     var pinnedMoAs: [IPAddress] = []
     /// Set by a live-migration event or `matctl rebind`: alert the peers even if the MoA stayed.
@@ -156,12 +155,12 @@ public final class MappingService: @unchecked Sendable {
         var descriptors = ([wakeup.readDescriptor, monitor.fileDescriptor] + signaling.fileDescriptors).map {
             pollfd(fd: $0, events: Int16(POLLIN), revents: 0)
         }
-        recheckAt = 0
+        debounce.readNow(at: 0)
         while !stopped.withLock({ $0 }) {
             let now = Self.milliseconds()
             if descriptors[1].revents != 0 { noteNetlinkEvents(now: now) }
             if descriptors[2...].contains(where: { $0.revents != 0 }) { signaling.receive(now: now) }
-            if let due = recheckAt, due <= now { followUplinks(now: now) }
+            if let due = debounce.dueAt, due <= now { followUplinks(now: now) }
             takeIMSResults(now: now)
             takeReloads(now: now)
             takeRefusals()
@@ -172,7 +171,7 @@ public final class MappingService: @unchecked Sendable {
             let retransmitAt = signaling.tick(now: now)
             finishRebinds(now: now)
             saveStateIfChanged(now: now)
-            let next = [recheckAt, retransmitAt, now + 1_000].compactMap { $0 }.min()!
+            let next = [debounce.dueAt, retransmitAt, now + 1_000].compactMap { $0 }.min()!
             for index in descriptors.indices { descriptors[index].revents = 0 }
             _ = poll(&descriptors, nfds_t(descriptors.count), Int32(clamping: next > now ? next - now : 0))
             if descriptors[0].revents != 0 { wakeup.drain() }

@@ -12,12 +12,6 @@ import Synchronization
 /// re-points the datapath, is registered with the IMS, and is announced to every peer,
 /// whose traffic waits until it acknowledges. `matctl rebind` forces the same path.
 extension MappingService {
-    /// Quiet time after the last netlink event before the uplinks are read (milliseconds):
-    /// a move is a burst of events (link, address, route) and a flap is two.
-    static let debounce: UInt64 = 2
-    /// Longest a burst of events can delay the reading.
-    static let maximumDebounce: UInt64 = 100
-
     func noteNetlinkEvents(now: UInt64) {
         let events: [NetlinkEvent]
         do {
@@ -32,7 +26,7 @@ extension MappingService {
             case .overflow:
                 // Events were lost: read everything again now rather than trust any of them.
                 log("matd: netlink event overflow; reading the uplinks again")
-                recheckAt = now
+                debounce.readNow(at: now)
                 return
             case .addressAdded, .addressRemoved, .defaultRouteChanged:
                 relevant = true
@@ -50,16 +44,15 @@ extension MappingService {
             }
         }
         guard relevant else { return }
-        let started = burstStartedAt ?? now
-        burstStartedAt = started
-        recheckAt = min(now + Self.debounce, started + Self.maximumDebounce)
+        eventsPending = true
+        debounce.eventArrived(at: now)
     }
 
     /// Reads the uplinks; on a new MoA (or when forced) re-points the datapath, registers
     /// and alerts the peers.
     func followUplinks(now: UInt64) {
-        recheckAt = nil
-        burstStartedAt = nil
+        debounce.didRead(at: now, afterEvents: eventsPending)
+        eventsPending = false
         let force = announceEvenIfUnchanged
         announceEvenIfUnchanged = false
         let found = host.uplinkAddresses()
@@ -279,6 +272,14 @@ extension MappingService: SignalingHost {
     func settled(hoa: IPAddress, acknowledged: Bool) {
         settlements[hoa] = acknowledged
         engine.send(.release(hoa))
+        // A learned peer that answers neither its alerts nor, through the IMS, from a new
+        // MoA is gone: its mapping goes, so its traffic is not sent into a hole; the next
+        // packet for it asks the IMS afresh. A configured peer stays as configured.
+        guard !acknowledged, learned[hoa] != nil, !config.peers.contains(where: { $0.homeAddress == hoa }) else { return }
+        log("matd: dropping peer \(hoa): it answered none of its alerts and the IMS knows no other MoA for it")
+        signaling.countPeerDropped()
+        forget(hoa)
+        updateDiversion()
     }
 
     func lookUpAgain(hoa: IPAddress) -> Bool {

@@ -1,0 +1,62 @@
+/// When to read the uplinks again after netlink events, with no I/O and the time passed
+/// in (milliseconds), so every rule has a unit test.
+///
+/// A move is a burst of events (link, address, route): the uplinks are read `quiet` after
+/// the last event of a burst, at most `maximumWait` after its first, so a move costs a
+/// few milliseconds. A flapping link is a storm of bursts: once `stormReads` readings fall
+/// within `stormWindow`, the next reading waits for `stormQuiet` without any event, so a
+/// storm of any length ends in one reading, hence one registration and one round of
+/// alerts, instead of one per flap. The storm lasts until that quiet spell.
+struct MovementDebounce: Equatable {
+    static let quiet: UInt64 = 2
+    static let maximumWait: UInt64 = 100
+    static let stormReads = 3
+    static let stormWindow: UInt64 = 2_000
+    static let stormQuiet: UInt64 = 500
+
+    /// When the uplinks are due to be read; nil when nothing is pending.
+    private(set) var dueAt: UInt64?
+    private var burstStartedAt: UInt64?
+    /// When the uplinks were read after events, newest last, within `stormWindow`.
+    private var recentReads: [UInt64] = []
+    /// Set while a storm lasts: from its recognition to the quiet spell that ends it.
+    private var inStorm = false
+
+    /// Whether readings came so often lately that the next waits for a quiet spell.
+    func isStorm(at now: UInt64) -> Bool {
+        inStorm || recentReads.filter { now < $0 + Self.stormWindow }.count >= Self.stormReads
+    }
+
+    /// A relevant netlink event arrived.
+    mutating func eventArrived(at now: UInt64) {
+        if isStorm(at: now) {
+            inStorm = true
+            dueAt = now + Self.stormQuiet
+            return
+        }
+        let started = burstStartedAt ?? now
+        burstStartedAt = started
+        dueAt = min(now + Self.quiet, started + Self.maximumWait)
+    }
+
+    /// Read at once: events were lost (overflow), or the start or `matctl rebind` asks.
+    mutating func readNow(at now: UInt64) {
+        dueAt = now
+    }
+
+    /// The uplinks were read; `afterEvents` is false for a reading nobody's events caused
+    /// (the start, a rebind), which does not count towards a storm.
+    mutating func didRead(at now: UInt64, afterEvents: Bool) {
+        dueAt = nil
+        burstStartedAt = nil
+        guard afterEvents else { return }
+        if inStorm {
+            // The quiet spell came: the storm is over, and the next move is read at once.
+            inStorm = false
+            recentReads.removeAll()
+            return
+        }
+        recentReads.removeAll { now >= $0 + Self.stormWindow }
+        recentReads.append(now)
+    }
+}
