@@ -267,6 +267,12 @@ final class Signaling {
         }
     }
 
+    /// The service dropped a peer that stopped answering.
+    func countPeerDropped() {
+        count { $0.peersDropped += 1 }
+        publish()
+    }
+
     /// The IMS answered with `hoa`'s key: the message that waited for it is handled now.
     func keyArrived(for hoa: IPAddress, now: UInt64) {
         guard let waiting = waitingForKey.removeValue(forKey: hoa) else { return }
