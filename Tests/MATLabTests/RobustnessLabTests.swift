@@ -3,7 +3,7 @@ import Glibc
 #endif
 import Foundation
 import MATLinux
-import MATNode
+@testable import MATNode
 import Testing
 
 /// matd never dies by accident and never drops an error: abrupt control clients and
@@ -120,6 +120,67 @@ struct RobustnessLabTests {
         #expect(lab.waitForLog("vm", "registering \(vm.home4) failed", timeout: 30), "\(lab.matdLog("vm"))")
         let signaling = try lab.stats("vm")["signaling"] as? [String: Int] ?? [:]
         #expect(signaling["updates_sent", default: 0] >= 20, "\(signaling)")
+    }
+
+    /// 51 address flaps in 5 s on the VM node's uplink (192.0.2.10 and .11 in turn), then
+    /// quiet: once the storm is seen, matd waits for it to end, so the storm costs a few
+    /// readings and ends in one registration and one round of alerts for the final MoA,
+    /// which every peer then has.
+    @Test func aFlapStormEndsInOneRegistrationAndOneRoundOfAlerts() throws {
+        let (lab, _) = try Lab.withIMS()
+        defer { lab.close() }
+        _ = try lab.ping("vm", cn.home4, count: 1)   // first contact: the first echo may be held
+        #expect(try lab.ping("vm", cn.home4))
+        try lab.exec("vm", "sysctl", "-qw", "net.ipv4.conf.eth0.promote_secondaries=1")
+        let updatesBefore = try signalingCount(lab, "vm", "updates_sent")
+        let logBefore = lab.matdLog("vm")
+        let flaps = """
+            for i in $(seq 1 51); do
+              if [ $((i % 2)) = 1 ]; then new=192.0.2.11 old=192.0.2.10; else new=192.0.2.10 old=192.0.2.11; fi
+              ip addr add $new/25 dev eth0; ip addr del $old/25 dev eth0; sleep 0.1
+            done
+            """
+        try lab.exec("vm", "sh", "-c", flaps, timeout: 60)
+        #expect(lab.waitForLog("vm", "registered \(vm.home4) -> 192.0.2.11"), "\(lab.matdLog("vm"))")
+        sleep(2)
+        let during = String(lab.matdLog("vm").dropFirst(logBefore.count))
+        let registrations = during.components(separatedBy: "matd: registered ").count - 1
+        let updates = try signalingCount(lab, "vm", "updates_sent") - updatesBefore
+        // The readings before the storm is recognised, and the one after it.
+        #expect(registrations <= MovementDebounce.stormReads + 1, "\(registrations) registrations:\n\(during)")
+        #expect(updates <= MovementDebounce.stormReads + 1, "\(updates) alerts")
+        let lastRegistration = during.split(separator: "\n").last { $0.hasPrefix("matd: registered ") }
+        #expect(lastRegistration?.contains("-> 192.0.2.11 seq") == true, "\(during)")
+        #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> 192.0.2.11*"))
+        #expect(try lab.ping("vm", cn.home4))
+    }
+
+    /// The CN goes away for good (its matd killed, its network silent) and then the VM node
+    /// moves: its alert to the CN is sent a bounded number of times, the CN's mapping is
+    /// dropped and reported, and nothing is left waiting for it.
+    @Test func aPeerGoneForGoodIsDroppedAfterBoundedRetransmissions() throws {
+        let (lab, _) = try Lab.withIMS()
+        defer { lab.close() }
+        _ = try lab.ping("vm", cn.home4, count: 1)   // first contact: the first echo may be held
+        #expect(try lab.ping("vm", cn.home4))
+        try lab.killMatd("cn")
+        try lab.exec("cn", "nft", "add table inet gone { chain input { type filter hook input priority 0; policy drop; }; }")
+        let sentBefore = try signalingCount(lab, "vm", "updates_sent")
+        try lab.moveVM(to: "b")
+        #expect(lab.waitForLog("vm", "dropping peer \(cn.home4)", timeout: 30), "\(lab.matdLog("vm"))")
+        let signaling = try lab.stats("vm")["signaling"] as? [String: Int] ?? [:]
+        #expect(signaling["updates_sent", default: 0] - sentBefore == 1, "\(signaling)")
+        #expect(signaling["updates_retransmitted", default: 0] <= 5, "\(signaling)")
+        #expect(signaling["peers_dropped"] == 1, "\(signaling)")
+        #expect(try !lab.matctl("vm", "peers").contains(cn.home4))
+        // The CN is not looked up again and again while nobody sends to it.
+        let retransmitted = signaling["updates_retransmitted", default: 0]
+        sleep(3)
+        #expect(try signalingCount(lab, "vm", "updates_retransmitted") == retransmitted)
+    }
+
+    private func signalingCount(_ lab: Lab, _ node: String, _ name: String) throws -> Int {
+        (try lab.stats(node)["signaling"] as? [String: Int])?[name] ?? 0
     }
 
     private func peers(_ lab: Lab) throws -> [PeerReport] {
