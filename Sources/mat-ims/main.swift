@@ -3,6 +3,7 @@
 import Glibc
 #endif
 import ArgumentParser
+import MATConfig
 import MATDNS
 import MATIMS
 import MATPacket
@@ -12,6 +13,7 @@ struct MatIMS: ParsableCommand {
         commandName: "mat-ims",
         abstract: "The MAT mapping server: an authoritative DNS server for the mapping zone that takes TSIG-signed UPDATEs.",
         discussion: "See docs/ims.md for the configuration file, the zone layout and the update policy.",
+        version: MATVersion.current,
         subcommands: [Run.self, CheckConfig.self, KeyGen.self, Name.self],
         defaultSubcommand: Run.self
     )

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MATConfig
 import MATNode
 
 /// `matctl`: asks a running matd about its state over the control socket.
@@ -8,6 +9,7 @@ struct MatCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "matctl",
         abstract: "Query and steer a running matd.",
+        version: MATVersion.current,
         subcommands: [Status.self, Peers.self, Stats.self, Rebind.self])
 }
 

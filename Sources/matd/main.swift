@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MATConfig
 import MATNode
 
 /// `matd`: the per-node MAT daemon.
@@ -8,6 +9,7 @@ struct Matd: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "matd",
         abstract: "The MAT mobility daemon: keeps home-address sessions alive while the node moves.",
+        version: MATVersion.current,
         subcommands: [Run.self, CheckConfig.self, Cleanup.self],
         defaultSubcommand: Run.self)
 }
