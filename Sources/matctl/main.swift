@@ -13,6 +13,14 @@ struct MatCtl: ParsableCommand {
         subcommands: [Status.self, Peers.self, Stats.self, Rebind.self])
 }
 
+/// A failure at run time (matd unreachable, or it refused the request), as opposed to a
+/// usage error: ArgumentParser prints it as one line, without the usage text, and exits 1,
+/// so scripts can tell "matd said no" (1) from "wrong arguments" (64).
+struct ControlFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
 struct CommonOptions: ParsableArguments {
     @Option(name: .long, help: "Control socket of the daemon.")
     var socket = NodeConfig.defaultControlSocket
@@ -20,7 +28,8 @@ struct CommonOptions: ParsableArguments {
     @Flag(name: .long, help: "Print the daemon's reply as JSON.")
     var json = false
 
-    /// Sends `command` and returns the reply, or exits with a clear message.
+    /// Sends `command` and returns the reply; throws `ControlFailure` when matd cannot be
+    /// reached or answers with an error.
     func ask(_ command: ControlRequest.Command) throws -> ControlReply {
         try ask(ControlRequest(command: command))
     }
@@ -30,9 +39,9 @@ struct CommonOptions: ParsableArguments {
         do {
             reply = try sendControlRequest(request, to: socket, timeout: timeout)
         } catch {
-            throw ValidationError("cannot reach matd at \(socket): \(error) (is matd running? see --socket)")
+            throw ControlFailure("cannot reach matd at \(socket): \(error) (is matd running? see --socket)")
         }
-        if let error = reply.error { throw ValidationError("matd: \(error)") }
+        if let error = reply.error { throw ControlFailure("matd: \(error)") }
         return reply
     }
 
@@ -48,7 +57,7 @@ struct Status: ParsableCommand {
     @OptionGroup var options: CommonOptions
 
     func run() throws {
-        guard let status = try options.ask(.status).status else { throw ValidationError("matd sent no status") }
+        guard let status = try options.ask(.status).status else { throw ControlFailure("matd sent no status") }
         if options.json { return try options.printJSON(status) }
         print("tun device:      \(status.tunDevice) (offloads: \(status.offloads.isEmpty ? "none" : status.offloads))")
         print("home addresses:  \(status.homeAddresses.joined(separator: ", "))")
@@ -84,7 +93,7 @@ struct Stats: ParsableCommand {
     @OptionGroup var options: CommonOptions
 
     func run() throws {
-        guard let stats = try options.ask(.stats).stats else { throw ValidationError("matd sent no stats") }
+        guard let stats = try options.ask(.stats).stats else { throw ControlFailure("matd sent no stats") }
         if options.json { return try options.printJSON(stats) }
         print("outbound: \(stats.outboundPackets) packets, \(stats.outboundBytes) bytes")
         print("inbound:  \(stats.inboundPackets) packets, \(stats.inboundBytes) bytes")
@@ -119,7 +128,7 @@ struct Rebind: ParsableCommand {
 
     func run() throws {
         let request = ControlRequest(command: .rebind, interface: interface, mobileAddress: moa)
-        guard let report = try options.ask(request, timeout: 45).rebind else { throw ValidationError("matd sent no report") }
+        guard let report = try options.ask(request, timeout: 45).rebind else { throw ControlFailure("matd sent no report") }
         if options.json {
             try options.printJSON(report)
         } else {
