@@ -82,7 +82,7 @@ import Testing
     @Test func sendingWaitsForBytesFromTheMoAAndStaysWithinThreeTimesThem() throws {
         var processor = try fixture.processor()
         let moa = IPAddress.v4(Fixture.moaPeer)
-        let limited = processor.apply(.limitUntilValidated(moa))
+        let limited = processor.apply(.limitUntilValidated(moa, received: 0))
         #expect(limited == nil)
         let outbound = fixture.udp(Fixture.hoaMe, Fixture.hoaPeer)      // 32 bytes
         #expect(!handle(&processor, outbound), "nothing received yet: nothing may go")
@@ -101,9 +101,18 @@ import Testing
         for _ in 0..<10 { #expect(handle(&processor, outbound)) }
     }
 
+    @Test func theAnnouncingUpdateCountsAsReceived() throws {
+        var processor = try fixture.processor()
+        let limited = processor.apply(.limitUntilValidated(.v4(Fixture.moaPeer), received: 40))
+        #expect(limited == nil)
+        let outbound = fixture.udp(Fixture.hoaMe, Fixture.hoaPeer)      // 32 bytes; 120 allowed
+        for _ in 0..<3 { #expect(handle(&processor, outbound)) }
+        #expect(!handle(&processor, outbound))
+    }
+
     @Test func otherPeersAreNotLimited() throws {
         var processor = try fixture.processor()
-        let limited = processor.apply(.limitUntilValidated(.v4(IPv4Address(203, 0, 113, 7))))
+        let limited = processor.apply(.limitUntilValidated(.v4(IPv4Address(203, 0, 113, 7)), received: 0))
         #expect(limited == nil)
         #expect(handle(&processor, fixture.udp(Fixture.hoaMe, Fixture.hoaPeer)))
     }

@@ -59,8 +59,9 @@ public struct PacketProcessor: ~Copyable {
         /// Drop outbound packets to this HoA until `.release` (counted as awaiting_binding).
         case hold(IPAddress)
         case release(IPAddress)
-        /// Send at most three times what was received from this MoA until `.endLimit`.
-        case limitUntilValidated(IPAddress)
+        /// Send at most three times what was received from this MoA (starting with
+        /// `received` bytes: the update that announced it) until `.endLimit`.
+        case limitUntilValidated(IPAddress, received: UInt64)
         case endLimit(IPAddress)
     }
 
@@ -90,8 +91,12 @@ public struct PacketProcessor: ~Copyable {
             held.insert(hoa)
         case .release(let hoa):
             held.remove(hoa)
-        case .limitUntilValidated(let moa):
-            if unvalidated[moa] == nil { unvalidated[moa] = PathBudget() }
+        case .limitUntilValidated(let moa, let received):
+            if unvalidated[moa] == nil {
+                var budget = PathBudget()
+                budget.received = received
+                unvalidated[moa] = budget
+            }
         case .endLimit(let moa):
             unvalidated[moa] = nil
         }

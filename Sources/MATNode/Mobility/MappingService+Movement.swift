@@ -216,13 +216,13 @@ extension MappingService: SignalingHost {
         return config.peers.first { $0.homeAddress == hoa }?.mobileAddresses ?? []
     }
 
-    func tryOut(hoa: IPAddress, moas: [IPAddress], sequence: UInt64) {
+    func tryOut(hoa: IPAddress, moas: [IPAddress], sequence: UInt64, updateBytes: UInt64) {
         // A second trial before the first was decided goes back, if it fails, to the mapping
         // that was proven, not to the first trial's.
         let previous = provisional[hoa].map(\.previous)
             ?? learned[hoa]?.mapping ?? config.peers.first { $0.homeAddress == hoa }.map(Self.staticMapping)
         let bindings = moas.enumerated().map { MoABinding(address: $0.element, priority: UInt8(clamping: $0.offset)) }
-        for moa in moas { engine.send(.limitUntilValidated(moa)) }
+        for moa in moas { engine.send(.limitUntilValidated(moa, received: updateBytes)) }
         provisional[hoa] = (sequence, previous)
         let changed = install(PeerMapping(hoa: hoa, moas: bindings, sequence: sequence),
                               expiresAt: Self.milliseconds() + 10_000,

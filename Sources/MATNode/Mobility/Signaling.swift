@@ -17,7 +17,8 @@ protocol SignalingHost: AnyObject {
     func currentMoAs(of hoa: IPAddress) -> [IPAddress]
     /// A peer's verified update announces `moas`, now challenged: send there already,
     /// within the anti-amplification limit, until `adopt` or `challengeFailed`.
-    func tryOut(hoa: IPAddress, moas: [IPAddress], sequence: UInt64)
+    /// `updateBytes`, the update's size, counts as received from the new MoA.
+    func tryOut(hoa: IPAddress, moas: [IPAddress], sequence: UInt64, updateBytes: UInt64)
     /// A peer proved it is reachable at `moas`: send its traffic there from now on.
     func adopt(hoa: IPAddress, moas: [IPAddress], lifetime: UInt32, sequence: UInt64)
     /// The challenge of update `sequence` from `hoa` went unanswered: undo `tryOut`.
@@ -237,7 +238,7 @@ final class Signaling {
         }
         switch message.body {
         case .bindingUpdate(let moas, let lifetime):
-            handleUpdate(message, moas: moas, lifetime: lifetime, home: home, now: now)
+            handleUpdate(message, moas: moas, lifetime: lifetime, home: home, size: datagram.count, now: now)
         case .challenge(let nonce, let sequence):
             guard let entry = outgoing[message.sender], entry.sequence == sequence else {
                 count { $0.refusedUnexpected += 1 }
@@ -290,7 +291,8 @@ final class Signaling {
 
     /// A verified update: already known (a retransmission, or first contact from a peer
     /// this node looked up), acknowledged at once; otherwise the new MoA is challenged.
-    private func handleUpdate(_ message: SignalMessage, moas: [IPAddress], lifetime: UInt32, home: IPAddress, now: UInt64) {
+    private func handleUpdate(_ message: SignalMessage, moas: [IPAddress], lifetime: UInt32, home: IPAddress,
+                              size: Int, now: UInt64) {
         let peer = message.sender
         let isNewest = replay.accept(sequence: message.sequence, from: peer)
         if isNewest { replayChanges += 1 }
@@ -311,7 +313,7 @@ final class Signaling {
             nonce = Nonce.random()
             challenges[nonce] = Challenge(peer: peer, moas: moas, lifetime: lifetime, sequence: message.sequence,
                                           expiresAt: now + Self.challengeLifetime)
-            host?.tryOut(hoa: peer, moas: moas, sequence: message.sequence)
+            host?.tryOut(hoa: peer, moas: moas, sequence: message.sequence, updateBytes: UInt64(size))
         }
         reply(to: peer, at: target, home: home, body: .challenge(nonce: nonce, sequence: message.sequence))
         count { $0.challengesSent += 1 }
