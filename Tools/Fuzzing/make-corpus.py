@@ -296,6 +296,12 @@ def ims_seeds():
         + step(NODE_KEY, ims_update(0x4102, [rr(node, 28, addr("2001:db8::5"), ttl=10)]))
         + step(NODE_KEY | TCP, ims_update(0x4103, [ptr("%d.2.0.192.moa.mat.example." % i) for i in range(1, 4)]))
         + step(NODE_KEY, ims_update(0x4104, [rr(node, 1, addr("198.51.100.1"), rclass=254, ttl=0)])))
+    # Two pointers, one moved (delete + add in one UPDATE), then a whole pointer name deleted.
+    seeds["node-moves-pointers"] = (
+        step(NODE_KEY, ims_update(0x4151, [ptr("1.2.0.192.moa.mat.example."), ptr("2.2.0.192.moa.mat.example.")]))
+        + step(NODE_KEY | TCP, ims_update(0x4152, [rr(name("1.2.0.192.moa.mat.example."), 12, node, rclass=254, ttl=0),
+                                                   ptr("3.2.0.192.moa.mat.example.")]))
+        + step(NODE_KEY, ims_update(0x4153, [rr(name("2.2.0.192.moa.mat.example."), 255, b"", rclass=255, ttl=0)])))
     seeds["node-outside-its-names"] = (
         step(NODE_KEY, ims_update(0x4201, [rr(name("20.100.51.198.hoa.mat.example."), 1, addr("192.0.2.20"), ttl=10)]))
         + step(NODE_KEY, ims_update(0x4202, [rr(name("9.2.0.192.moa.mat.example."), 12,
