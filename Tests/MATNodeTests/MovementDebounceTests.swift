@@ -50,26 +50,39 @@ import Testing
         #expect(debounce.dueAt == quietAt + 12)
     }
 
-    @Test func threeQuickReadingsAreNoStormOnceTwoSecondsHavePassed() {
+    @Test func quickReadingsAreNoStormOnceTheWindowHasPassed() {
         var debounce = MovementDebounce()
-        for now: UInt64 in [1_000, 1_100, 1_200] {
+        for now: UInt64 in [1_000, 1_100, 1_200, 1_300] {
             debounce.eventArrived(at: now)
             debounce.didRead(at: now + 2, afterEvents: true)
         }
-        #expect(debounce.isStorm(at: 1_300))
-        #expect(!debounce.isStorm(at: 3_300))
-        debounce.eventArrived(at: 3_300)
-        #expect(debounce.dueAt == 3_302)
+        #expect(debounce.isStorm(at: 1_400))
+        #expect(!debounce.isStorm(at: 2_400))
+        debounce.eventArrived(at: 2_400)
+        #expect(debounce.dueAt == 2_402)
+    }
+
+    @Test func movesHalfASecondApartAreNoStormEvenWithSeveralReadingsEach() {
+        var debounce = MovementDebounce()
+        for move in 0..<10 {
+            let start = UInt64(1_000 + move * 500)
+            // One move: three readings within 20 ms (link, IPv4, IPv6 addresses).
+            for offset: UInt64 in [0, 8, 16] {
+                debounce.eventArrived(at: start + offset)
+                #expect(debounce.dueAt == start + offset + MovementDebounce.quiet, "move \(move)")
+                debounce.didRead(at: start + offset + 2, afterEvents: true)
+            }
+        }
     }
 
     @Test func aStormLastsAsLongAsEventsKeepComing() {
         var debounce = MovementDebounce()
-        for now: UInt64 in [1_000, 1_100, 1_200] {
+        for now: UInt64 in [1_000, 1_100, 1_200, 1_300] {
             debounce.eventArrived(at: now)
             debounce.didRead(at: now + 2, afterEvents: true)
         }
         // Ten seconds of events 400 ms apart: never a reading, the window long gone.
-        for now in stride(from: UInt64(1_300), through: 11_300, by: 400) {
+        for now in stride(from: UInt64(1_400), through: 11_400, by: 400) {
             debounce.eventArrived(at: now)
             #expect(debounce.dueAt == now + MovementDebounce.stormQuiet)
         }

@@ -3,15 +3,17 @@
 ///
 /// A move is a burst of events (link, address, route): the uplinks are read `quiet` after
 /// the last event of a burst, at most `maximumWait` after its first, so a move costs a
-/// few milliseconds. A flapping link is a storm of bursts: once `stormReads` readings fall
-/// within `stormWindow`, the next reading waits for `stormQuiet` without any event, so a
+/// few milliseconds. A flapping link is a storm of bursts: once `stormReads` readings at
+/// least `stormSpacing` apart (the few readings of one move count once) fall within
+/// `stormWindow`, the next reading waits for `stormQuiet` without any event, so a
 /// storm of any length ends in one reading, hence one registration and one round of
 /// alerts, instead of one per flap. The storm lasts until that quiet spell.
 struct MovementDebounce: Equatable {
     static let quiet: UInt64 = 2
     static let maximumWait: UInt64 = 100
-    static let stormReads = 3
-    static let stormWindow: UInt64 = 2_000
+    static let stormReads = 4
+    static let stormSpacing: UInt64 = 50
+    static let stormWindow: UInt64 = 1_000
     static let stormQuiet: UInt64 = 500
 
     /// When the uplinks are due to be read; nil when nothing is pending.
@@ -57,6 +59,7 @@ struct MovementDebounce: Equatable {
             return
         }
         recentReads.removeAll { now >= $0 + Self.stormWindow }
+        if let last = recentReads.last, now < last + Self.stormSpacing { return }
         recentReads.append(now)
     }
 }
