@@ -296,9 +296,9 @@ public final class MappingService: @unchecked Sendable {
             let changed = install(answer, now: now)
             signaling.redirect(hoa, to: answer.moas)
             return changed
-        case (.firstPacket, .failure), (.key, .failure), (.again, .failure):
-            // Counted and logged by the IMS client; the next packet, alert or
-            // retransmission asks again.
+        case (.firstPacket, .failure(let error)), (.key, .failure(let error)), (.again, .failure(let error)):
+            // Counted by the IMS client; the next packet, alert or retransmission asks again.
+            log("matd: looking up \(hoa) (\(purpose)) failed: \(error)")
             return false
         }
     }
