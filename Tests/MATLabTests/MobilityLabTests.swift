@@ -106,6 +106,9 @@ struct MobilityLabTests {
         defer { lab.close() }
         let file = try lab.randomFile("payload", megabytes: 40)
         let transfer = try PacedTransfer(lab, from: "vm", to: "cn", file: file, megabytesPerSecond: 4)
+        // The flow is under way (the CN looked up) before the IMS goes: on a loaded machine
+        // the sender's start alone can take a second.
+        #expect(lab.waitForLog("vm", "mapping \(cn.home4)"), "\(lab.matdLog("vm"))")
         sleep(1)
         ims.signal(SIGTERM)
         _ = ims.wait(timeout: 15)
