@@ -90,6 +90,8 @@ public final class Daemon {
 
         log("matd: up on \(tun.name) (offloads \(tun.offloads)), home \(config.homeAddresses), "
             + "mobile \(addresses.mobileDescription), \(config.peers.count) static peer(s)")
+        let notifications = ServiceNotifications(engine: engine, service: mappings)
+        defer { notifications.stopping() }
         var inForce = config
         while true {
             var received: Int32 = 0

@@ -108,6 +108,12 @@ public final class Engine: @unchecked Sendable {
         public var preferred: IPAddress?
     }
 
+    /// When the engine thread last came round its loop (monotonic milliseconds): at least
+    /// every 100 ms while it is healthy, for the service manager's watchdog.
+    public var lastTurn: UInt64 { turned.withLock { $0 } }
+    private let turned = Mutex(MonotonicClock.milliseconds())
+    private var lastTurnShown: UInt64 = 0
+
     /// The number of mappings in the table as of the last change.
     public var mappingCount: Int { publishedMappingCount.withLock { $0 } }
 
@@ -147,6 +153,11 @@ public final class Engine: @unchecked Sendable {
                     handle(length: length)
                     sincePublish += 1
                 }
+            }
+            let now = MonotonicClock.milliseconds()
+            if now >= lastTurnShown + 100 {
+                turned.withLock { $0 = now }
+                lastTurnShown = now
             }
             if sincePublish >= 64 || ready == 0 {
                 publish()

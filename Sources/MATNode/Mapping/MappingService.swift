@@ -123,6 +123,11 @@ public final class MappingService: @unchecked Sendable {
         while thread?.isFinished == false { usleep(1_000) }
     }
 
+    /// When the service thread last came round its loop (monotonic milliseconds): at
+    /// least once a second while it is healthy, for the service manager's watchdog.
+    public var lastTurn: UInt64 { turned.withLock { $0 } }
+    private let turned = Mutex(MonotonicClock.milliseconds())
+
     /// The node's HoAs and current MoAs.
     public var currentAddresses: NodeAddresses { publishedAddresses.withLock { $0 } }
 
@@ -158,6 +163,7 @@ public final class MappingService: @unchecked Sendable {
         debounce.readNow(at: 0)
         while !stopped.withLock({ $0 }) {
             let now = Self.milliseconds()
+            turned.withLock { $0 = now }
             if descriptors[1].revents != 0 { noteNetlinkEvents(now: now) }
             if descriptors[2...].contains(where: { $0.revents != 0 }) { signaling.receive(now: now) }
             if let due = debounce.dueAt, due <= now { followUplinks(now: now) }
