@@ -80,9 +80,11 @@ let package = Package(
         .testTarget(name: "MATPacketTests", dependencies: ["MATPacket"]),
         .testTarget(name: "MATDNSTests", dependencies: ["MATDNS"]),
         .testTarget(name: "MATSignalingTests", dependencies: ["MATSignaling", "MATPacket"]),
-        .testTarget(name: "MATLinuxTests", dependencies: ["MATLinux", "MATPacket"]),
+        // Helpers more than one test target uses.
+        .target(name: "MATTestSupport", path: "Tests/MATTestSupport"),
+        .testTarget(name: "MATLinuxTests", dependencies: ["MATLinux", "MATPacket", "MATTestSupport"]),
         .testTarget(name: "MATNodeTests", dependencies: ["MATNode", "MATPacket", "MATIMSClient", "MATConfig", "MATLinux", "MATSignaling"]),
-        .testTarget(name: "MATLabTests", dependencies: ["MATNode", "MATLinux", "MATPacket", "MATSignaling", "matd", "matctl", "mat-ims", "mat-delay"]),
+        .testTarget(name: "MATLabTests", dependencies: ["MATNode", "MATLinux", "MATPacket", "MATTestSupport", "MATSignaling", "matd", "matctl", "mat-ims", "mat-delay"]),
         .testTarget(name: "MATIMSTests", dependencies: ["MATIMS", "MATDNS", "MATConfig"]),
         .testTarget(name: "MATIMSClientTests", dependencies: ["MATIMSClient", "MATDNS", "MATPacket"]),
     ],
