@@ -211,8 +211,9 @@ public final class IMSServer: Sendable {
     /// nothing is back within `tcp-idle-timeout`.
     private func serveConnection(_ fd: Int32, peer: IMSEndpoint?) {
         defer {
-            close(fd)
+            // The slot first: once the client sees the close, it may connect again.
             connections.withLock { $0.release(peer?.address) }
+            close(fd)
         }
         let timeout = core.configuration.tcpIdleTimeout
         var one: Int32 = 1
