@@ -49,10 +49,10 @@ let package = Package(
         .target(name: "MATNode", dependencies: ["MATConfig", "MATPacket", "MATLinux", "MATDNS", "MATIMSClient", "MATSignaling"]),
 
         .executableTarget(name: "matd", dependencies: [
-            "MATNode", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "MATNode", "MATConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "matctl", dependencies: [
-            "MATNode", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "MATNode", "MATConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // The IMS client inside matd: registration, lookups, TTL cache, DNS transport.
@@ -61,7 +61,7 @@ let package = Package(
         // The mapping server: zone store, UPDATE policy, journal, transfers, DNS listeners.
         .target(name: "MATIMS", dependencies: ["MATConfig", "MATDNS", "MATPacket"]),
         .executableTarget(name: "mat-ims", dependencies: [
-            "MATIMS", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "MATIMS", "MATLinux", "MATConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // The lab's delay element (no netem on this kernel): a two-port forwarder that holds frames.

@@ -6,6 +6,7 @@ import ArgumentParser
 import MATConfig
 import MATDNS
 import MATIMS
+import MATLinux
 import MATPacket
 
 struct MatIMS: ParsableCommand {
@@ -57,6 +58,11 @@ struct Run: ParsableCommand {
         }
         let addresses = server.endpoints.map(\.description).joined(separator: " ")
         IMSLog.write("mat-ims: listening on \(addresses) (UDP and TCP)")
+        // Under systemd (Type=notify): started once every listener is bound and the
+        // journal replayed; a no-op when run by hand.
+        let manager = SystemdNotifier()
+        notify { try manager.ready() }
+        notify { try manager.status("serving \(configuration.zones.count) zone(s) on \(addresses)") }
         while true {
             var received: Int32 = 0
             guard sigwait(&signals, &received) == 0 else { continue }
@@ -65,6 +71,7 @@ struct Run: ParsableCommand {
                 continue
             }
             IMSLog.write("mat-ims: stopping (signal \(received))")
+            notify { try manager.stopping() }
             server.stop()
             for line in server.core.counters.lines() { IMSLog.write("mat-ims: counter \(line)") }
             return
@@ -144,3 +151,12 @@ struct Name: ParsableCommand {
 }
 
 MatIMS.main()
+
+/// Sends one notification to the service manager; a failure is logged, never fatal.
+func notify(_ send: () throws -> Void) {
+    do {
+        try send()
+    } catch {
+        IMSLog.write("mat-ims: notifying the service manager: \(error)")
+    }
+}
