@@ -32,4 +32,31 @@ struct ServiceManagerLabTests {
         #expect(last == "STOPPING=1")
         #expect(daemon.wait(timeout: 15).status == 0)
     }
+
+    /// mat-ims the same way: READY=1 once it listens, a status line, STOPPING=1.
+    @Test func matIMSTellsTheManagerWhenItServes() throws {
+        let directory = NSTemporaryDirectory() + "mat-ims-notify-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let port = 20_000 + Int.random(in: 0..<20_000)
+        let config = """
+            [server]
+            listen = 127.0.0.1:\(port)
+            state-directory = \(directory)/state
+            [zone]
+            name = mat.example.
+            ns = ns.mat.example.
+            glue = ns.mat.example. 192.0.2.132
+
+            """
+        try config.write(toFile: directory + "/ims.conf", atomically: true, encoding: .utf8)
+        let manager = try NotifySocket(abstract: true)
+        let server = try Spawned(["env", "NOTIFY_SOCKET=\(manager.name)", LabPaths.matIMS, "run",
+                                  "--config", directory + "/ims.conf"])
+        #expect(manager.receive() == "READY=1", "\(server.stderr)")
+        #expect(manager.receive() == "STATUS=serving 1 zone(s) on 127.0.0.1:\(port)")
+        server.signal(SIGTERM)
+        #expect(manager.receive() == "STOPPING=1")
+        #expect(server.wait(timeout: 15).status == 0)
+    }
 }
