@@ -149,8 +149,11 @@ struct StatusSource: Sendable {
         case .peers:
             guard let table = engine.mappings() else { return ControlReply(error: "the engine did not answer within 5 s") }
             let view = mappings.peerView
+            let alerts = mappings.peerSignalStates
+            let now = MonotonicClock.milliseconds()
             return ControlReply(peers: table.map { state in
                 let mapping = state.mapping
+                let alert = alerts[mapping.hoa]
                 return PeerReport(
                     homeAddress: mapping.hoa.description,
                     mobileAddresses: mapping.moas.map {
@@ -158,7 +161,9 @@ struct StatusSource: Sendable {
                                            flags: $0.flags.description)
                     },
                     preferred: state.preferred?.description, sequence: mapping.sequence,
-                    origin: view[mapping.hoa]?.rawValue)
+                    origin: view[mapping.hoa]?.rawValue, alert: alert.map(\.alert.rawValue),
+                    lastAckSecondsAgo: alert?.lastAckAt.map { Double(now - min(now, $0)) / 1_000 },
+                    roundTripMilliseconds: alert?.roundTripMilliseconds)
             } + view.filter { hoa, _ in !table.contains { $0.mapping.hoa == hoa } }.map { hoa, origin in
                 // Known to the control plane but not (yet) in the engine's table.
                 PeerReport(homeAddress: hoa.description, mobileAddresses: [], preferred: nil, sequence: 0,

@@ -83,7 +83,11 @@ struct Peers: ParsableCommand {
                 let mark = binding.address == peer.preferred ? "*" : ""
                 return "\(binding.address)\(mark) (prio \(binding.priority)\(binding.flags.isEmpty ? "" : ", \(binding.flags)"))"
             }
-            print("\(peer.homeAddress) -> \(moas.joined(separator: ", ")) seq \(peer.sequence)")
+            var line = "\(peer.homeAddress) -> \(moas.joined(separator: ", ")) seq \(peer.sequence)"
+            if let alert = peer.alert { line += " alert \(alert)" }
+            if let ago = peer.lastAckSecondsAgo { line += " last-ack \(String(format: "%.1f", ago)) s ago" }
+            if let rtt = peer.roundTripMilliseconds { line += " rtt \(rtt) ms" }
+            print(line)
         }
     }
 }

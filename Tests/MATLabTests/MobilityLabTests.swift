@@ -36,6 +36,12 @@ struct MobilityLabTests {
         let signaling = try signalingCounters(lab, "cn")
         #expect(signaling["acks_received"] == 1, "\(signaling)")
         #expect(try signalingCounters(lab, "vm")["bindings_adopted"] == 1)
+        // The CN alerted the VM once (first contact) and shows how that went.
+        let peers = try JSONDecoder().decode([PeerReport].self, from: Data(lab.matctl("cn", "peers", "--json").utf8))
+        let peer = try #require(peers.first { $0.homeAddress == vm.home4 })
+        #expect(peer.alert == "acknowledged", "\(peers)")
+        #expect(peer.lastAckSecondsAgo.map { $0 < 60 } == true, "\(peers)")
+        #expect(peer.roundTripMilliseconds.map { $0 < 1_000 } ?? true, "\(peers)")
     }
 
     /// A long transfer from the VM to the CN while the VM moves from site A to site B:

@@ -90,14 +90,25 @@ public struct PeerReport: Codable, Sendable, Equatable {
     /// only the engine's table has it, and no MoAs when only the control plane has it.
     /// Either means the two disagree, which they never should.
     public var origin: String?
+    /// The last alert to this peer: `acknowledged`, `awaiting_ack`, `unanswered`; nil
+    /// when this node never alerted it.
+    public var alert: String?
+    /// Seconds since the peer last acknowledged an alert.
+    public var lastAckSecondsAgo: Double?
+    /// Round trip of the last alert that was acknowledged after one send, milliseconds.
+    public var roundTripMilliseconds: UInt64?
 
     public init(homeAddress: String, mobileAddresses: [Binding], preferred: String?, sequence: UInt64,
-                origin: String? = nil) {
+                origin: String? = nil, alert: String? = nil, lastAckSecondsAgo: Double? = nil,
+                roundTripMilliseconds: UInt64? = nil) {
         self.homeAddress = homeAddress
         self.mobileAddresses = mobileAddresses
         self.preferred = preferred
         self.sequence = sequence
         self.origin = origin
+        self.alert = alert
+        self.lastAckSecondsAgo = lastAckSecondsAgo
+        self.roundTripMilliseconds = roundTripMilliseconds
     }
 }
 

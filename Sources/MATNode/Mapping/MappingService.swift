@@ -141,6 +141,9 @@ public final class MappingService: @unchecked Sendable {
         }
     }
 
+    /// How each peer's alerts went, for `matctl peers`.
+    public var peerSignalStates: [IPAddress: PeerSignalState] { signaling.peerSignalStates }
+
     /// The signaling counters by metric name.
     public var signalingCounters: [String: UInt64] {
         Dictionary(signaling.counters.named.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first })

@@ -70,7 +70,13 @@ final class Signaling {
         var bytes: [UInt8]
         var sequence: UInt64
         var schedule: RetransmitSchedule
+        var firstSentAt: UInt64
     }
+
+    /// How each peer's alerts went, for `matctl peers`; published when it changes.
+    private var peerStates: [IPAddress: PeerSignalState] = [:]
+    private var peerStatesChanged = false
+    private let publishedPeerStates = Mutex<[IPAddress: PeerSignalState]>([:])
 
     /// A peer's update whose new MoA has been challenged.
     private struct Challenge {
@@ -132,16 +138,23 @@ final class Signaling {
     /// has no HoA or MoA of that family.
     @discardableResult
     func announce(to peer: IPAddress, at moa: IPAddress, now: UInt64) -> Bool {
-        guard let host, let (home, mobile) = Self.own(host.nodeAddresses, family: peer.family),
-              let sequence = try? sequences.take() else { return false }
+        guard let host, let (home, mobile) = Self.own(host.nodeAddresses, family: peer.family) else { return false }
+        let sequence: UInt64
+        do {
+            sequence = try sequences.take()
+        } catch {
+            log("matd: no alert to \(peer): no sequence number: \(error)")
+            return false
+        }
         let message = SignalMessage(sequence: sequence, sender: home, receiver: peer,
                                     body: .bindingUpdate(moas: [mobile], lifetime: lifetime))
         var entry = Outgoing(destination: moa, bytes: SignalCodec.seal(message, with: key), sequence: sequence,
-                             schedule: RetransmitSchedule(now: now))
+                             schedule: RetransmitSchedule(now: now), firstSentAt: now)
         send(entry.bytes, to: moa)
         entry.schedule.sent(now: now)
         outgoing[peer] = entry
         count { $0.updatesSent += 1 }
+        note(peer) { $0.alert = .awaitingAck }
         return true
     }
 
@@ -168,6 +181,7 @@ final class Signaling {
                 guard entry.schedule.hasExpired(at: now) else { continue }
                 outgoing[peer] = nil
                 count { $0.updatesUnanswered += 1 }
+                note(peer) { $0.alert = .unanswered }
                 log("matd: \(peer) did not acknowledge update seq \(entry.sequence) at \(entry.destination)")
                 host?.settled(hoa: peer, acknowledged: false)
                 continue
@@ -264,6 +278,12 @@ final class Signaling {
             }
             outgoing[message.sender] = nil
             count { $0.acksReceived += 1 }
+            note(message.sender) { state in
+                state.alert = .acknowledged
+                state.lastAckAt = now
+                // Only an update sent once gives a round trip that means something (Karn).
+                state.roundTripMilliseconds = entry.schedule.attempts == 1 ? now - entry.firstSentAt : nil
+            }
             host.settled(hoa: message.sender, acknowledged: true)
         }
     }
@@ -341,9 +361,22 @@ final class Signaling {
 
     private func count(_ change: (inout SignalingCounters) -> Void) { change(&counting) }
 
+    private func note(_ peer: IPAddress, _ change: (inout PeerSignalState) -> Void) {
+        change(&peerStates[peer, default: PeerSignalState()])
+        peerStatesChanged = true
+    }
+
+    /// How each peer's alerts went, as of the last change.
+    var peerSignalStates: [IPAddress: PeerSignalState] { publishedPeerStates.withLock { $0 } }
+
     private func publish() {
         let snapshot = counting
         published.withLock { $0 = snapshot }
+        if peerStatesChanged {
+            let states = peerStates
+            publishedPeerStates.withLock { $0 = states }
+            peerStatesChanged = false
+        }
     }
 
     private static func own(_ addresses: NodeAddresses, family: AddressFamily) -> (home: IPAddress, mobile: IPAddress)? {
@@ -356,4 +389,17 @@ final class Signaling {
             return (.v6(home), .v6(mobile))
         }
     }
+}
+
+/// How a peer's alerts went, for `matctl peers`.
+public struct PeerSignalState: Sendable, Equatable {
+    public enum Alert: String, Sendable {
+        case none, acknowledged, awaitingAck = "awaiting_ack", unanswered
+    }
+    /// The last alert to this peer: acknowledged, still waiting, or given up on.
+    public var alert = Alert.none
+    /// When the last acknowledgement came (monotonic milliseconds).
+    public var lastAckAt: UInt64?
+    /// From the update to its acknowledgement, when it was sent only once.
+    public var roundTripMilliseconds: UInt64?
 }
