@@ -59,12 +59,7 @@ public final class Daemon {
 
         let addresses = NodeAddresses(homes: config.homeAddresses).withMobile(from: host.uplinkAddresses())
         var table = MappingTable()
-        for peer in config.peers {
-            let bindings = peer.mobileAddresses.enumerated().map {
-                MoABinding(address: $0.element, priority: UInt8(clamping: $0.offset), flags: .static)
-            }
-            try table.insert(PeerMapping(hoa: peer.homeAddress, moas: bindings))
-        }
+        for peer in config.peers { try table.insert(peer.mapping) }
         try host.divertInbound(addresses: addresses, peerMoAs: config.peers.flatMap(\.mobileAddresses))
         // The engine reports HoAs without a mapping to the service, which needs the engine.
         let service = Mutex<MappingService?>(nil)

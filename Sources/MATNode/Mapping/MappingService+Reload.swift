@@ -128,12 +128,20 @@ extension MappingService {
         return (client, schedules)
     }
 
-    /// A configured peer's mapping, as the engine's table holds it.
-    static func staticMapping(_ peer: NodeConfig.StaticPeer) -> PeerMapping {
-        PeerMapping(hoa: peer.homeAddress, moas: peer.mobileAddresses.enumerated().map {
-            MoABinding(address: $0.element, priority: UInt8(clamping: $0.offset), flags: .static)
-        })
+}
+
+extension PeerMapping {
+    /// A mapping whose MoAs are preferred in the order given, all with `flags`.
+    init(hoa: IPAddress, ranked moas: [IPAddress], flags: MappingFlags, sequence: UInt64 = 0) {
+        self.init(hoa: hoa, moas: moas.enumerated().map {
+            MoABinding(address: $0.element, priority: UInt8(clamping: $0.offset), flags: flags)
+        }, sequence: sequence)
     }
+}
+
+extension NodeConfig.StaticPeer {
+    /// This configured peer's mapping, as the engine's table holds it.
+    var mapping: PeerMapping { PeerMapping(hoa: homeAddress, ranked: mobileAddresses, flags: .static) }
 }
 
 extension MappingService {
@@ -152,9 +160,7 @@ extension MappingService {
         let configured = Set(config.peers.map(\.homeAddress))
         let now = Self.milliseconds()
         for peer in saved.peers where !configured.contains(peer.hoa) {
-            let mapping = PeerMapping(hoa: peer.hoa, moas: peer.moas.enumerated().map {
-                MoABinding(address: $0.element, priority: UInt8(clamping: $0.offset), flags: .confirmed)
-            }, sequence: peer.sequence)
+            let mapping = PeerMapping(hoa: peer.hoa, ranked: peer.moas, flags: .confirmed, sequence: peer.sequence)
             learned[peer.hoa] = (mapping, now + 1_000)
             publishedPeers.withLock { $0[peer.hoa] = .learned }
             engine.send(.replaceMapping(mapping))

@@ -220,11 +220,10 @@ extension MappingService: SignalingHost {
         // A second trial before the first was decided goes back, if it fails, to the mapping
         // that was proven, not to the first trial's.
         let previous = provisional[hoa].map(\.previous)
-            ?? learned[hoa]?.mapping ?? config.peers.first { $0.homeAddress == hoa }.map(Self.staticMapping)
-        let bindings = moas.enumerated().map { MoABinding(address: $0.element, priority: UInt8(clamping: $0.offset)) }
+            ?? learned[hoa]?.mapping ?? config.peers.first { $0.homeAddress == hoa }?.mapping
         for moa in moas { engine.send(.limitUntilValidated(moa, received: updateBytes)) }
         provisional[hoa] = (sequence, previous)
-        let changed = install(PeerMapping(hoa: hoa, moas: bindings, sequence: sequence),
+        let changed = install(PeerMapping(hoa: hoa, ranked: moas, flags: [], sequence: sequence),
                               expiresAt: Self.milliseconds() + 10_000,
                               reason: "\(hoa) -> \(moas.map(\.description).joined(separator: ", ")) seq \(sequence) (alert, MoA being checked)")
         if changed { updateDiversion() }
@@ -258,12 +257,9 @@ extension MappingService: SignalingHost {
     func adopt(hoa: IPAddress, moas: [IPAddress], lifetime: UInt32, sequence: UInt64) {
         if provisional[hoa]?.sequence == sequence { provisional[hoa] = nil }
         for moa in moas { engine.send(.endLimit(moa)) }
-        let bindings = moas.enumerated().map {
-            MoABinding(address: $0.element, priority: UInt8(clamping: $0.offset), flags: [.confirmed, .reachable])
-        }
         // Looked up in the IMS again after its TTL, as a learned mapping is.
         let refresh = UInt64(min(lifetime, config.ims?.recordTTL ?? lifetime))
-        let changed = install(PeerMapping(hoa: hoa, moas: bindings, sequence: sequence),
+        let changed = install(PeerMapping(hoa: hoa, ranked: moas, flags: [.confirmed, .reachable], sequence: sequence),
                               expiresAt: Self.milliseconds() + max(1, refresh) * 1_000,
                               reason: "\(hoa) -> \(moas.map(\.description).joined(separator: ", ")) seq \(sequence) (alert, MoA answered)")
         if changed { updateDiversion() }
