@@ -40,19 +40,21 @@ extension MappingService {
     /// Swaps in the new peers and IMS section: peers gone are removed from the engine,
     /// new or changed ones replaced, pinned keys follow, and a changed `[ims]` section
     /// gets a new client (its key file read again) and registers at once.
-    private func apply(_ next: NodeConfig, now: UInt64) {
+    private func apply(_ reloaded: NodeConfig, now: UInt64) {
+        var next = reloaded
         if next.ims != config.ims {
             do {
                 (client, schedules) = try Self.makeClient(next)
+                for family in schedules.keys {
+                    schedules[family]?.moasChanged(to: addresses.mobileAddresses.filter { $0.family == family },
+                                                   at: now / 1_000)
+                }
+                log("matd: reload: [ims] section applied")
             } catch {
+                // The peers are still taken; only the section that failed keeps its old value.
                 log("matd: reload: the [ims] section was not applied: \(error); the old one stays in force")
-                return
+                next.ims = config.ims
             }
-            for family in schedules.keys {
-                schedules[family]?.moasChanged(to: addresses.mobileAddresses.filter { $0.family == family },
-                                               at: now / 1_000)
-            }
-            log("matd: reload: [ims] section applied")
         }
         let oldPeers = Dictionary(config.peers.map { ($0.homeAddress, $0) }, uniquingKeysWith: { first, _ in first })
         let newPeers = Dictionary(next.peers.map { ($0.homeAddress, $0) }, uniquingKeysWith: { first, _ in first })
@@ -70,7 +72,7 @@ extension MappingService {
             peerKeys[hoa] = peer.publicKey
             learned[hoa] = nil
             publishedPeers.withLock { $0[hoa] = .configured }
-            engine.send(.replaceMapping(Self.staticMapping(peer)))
+            engine.send(.replaceMapping(peer.mapping))
             log("matd: reload: peer \(hoa) -> \(peer.mobileAddresses.map(\.description).joined(separator: ", "))")
             changed = true
         }
