@@ -138,14 +138,8 @@ final class Signaling {
     /// has no HoA or MoA of that family.
     @discardableResult
     func announce(to peer: IPAddress, at moa: IPAddress, now: UInt64) -> Bool {
-        guard let host, let (home, mobile) = Self.own(host.nodeAddresses, family: peer.family) else { return false }
-        let sequence: UInt64
-        do {
-            sequence = try sequences.take()
-        } catch {
-            log("matd: no alert to \(peer): no sequence number: \(error)")
-            return false
-        }
+        guard let host, let (home, mobile) = Self.own(host.nodeAddresses, family: peer.family),
+              let sequence = takeSequence(for: "an alert to \(peer)") else { return false }
         let message = SignalMessage(sequence: sequence, sender: home, receiver: peer,
                                     body: .bindingUpdate(moas: [mobile], lifetime: lifetime))
         var entry = Outgoing(destination: moa, bytes: SignalCodec.seal(message, with: key), sequence: sequence,
@@ -200,7 +194,9 @@ final class Signaling {
             count { $0.challengesUnanswered += 1 }
             host?.challengeFailed(hoa: challenge.peer, sequence: challenge.sequence)
         }
-        waitingForKey = waitingForKey.filter { $0.value.since + Self.challengeLifetime > now }
+        if !waitingForKey.isEmpty {
+            waitingForKey = waitingForKey.filter { $0.value.since + Self.challengeLifetime > now }
+        }
         publish()
         return outgoing.values.map { $0.schedule.nextSendAt ?? $0.schedule.deadline }.min()
     }
@@ -345,9 +341,20 @@ final class Signaling {
     }
 
     private func reply(to peer: IPAddress, at moa: IPAddress, home: IPAddress, body: SignalBody) {
-        guard let sequence = try? sequences.take() else { return }
+        guard let sequence = takeSequence(for: "a reply to \(peer)") else { return }
         let message = SignalMessage(sequence: sequence, sender: home, receiver: peer, body: body)
         send(SignalCodec.seal(message, with: key), to: moa)
+    }
+
+    /// The next sequence number, or nil (logged) when the counter cannot be persisted: a
+    /// number that might repeat after a crash is never used.
+    private func takeSequence(for what: String) -> UInt64? {
+        do {
+            return try sequences.take()
+        } catch {
+            log("matd: no sequence number for \(what): \(error)")
+            return nil
+        }
     }
 
     private func send(_ bytes: [UInt8], to moa: IPAddress) {
