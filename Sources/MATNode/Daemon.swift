@@ -144,6 +144,7 @@ struct StatusSource: Sendable {
         case .peers:
             guard let table = engine.mappings() else { return ControlReply(error: "the engine did not answer within 5 s") }
             let view = mappings.peerView
+            let inTable = Set(table.map(\.mapping.hoa))
             let alerts = mappings.peerSignalStates
             let now = MonotonicClock.milliseconds()
             return ControlReply(peers: table.map { state in
@@ -159,7 +160,7 @@ struct StatusSource: Sendable {
                     origin: view[mapping.hoa]?.rawValue, alert: alert.map(\.alert.rawValue),
                     lastAckSecondsAgo: alert?.lastAckAt.map { Double(now - min(now, $0)) / 1_000 },
                     roundTripMilliseconds: alert?.roundTripMilliseconds)
-            } + view.filter { hoa, _ in !table.contains { $0.mapping.hoa == hoa } }.map { hoa, origin in
+            } + view.filter { hoa, _ in !inTable.contains(hoa) }.map { hoa, origin in
                 // Known to the control plane but not (yet) in the engine's table.
                 PeerReport(homeAddress: hoa.description, mobileAddresses: [], preferred: nil, sequence: 0,
                            origin: origin.rawValue)
