@@ -348,7 +348,10 @@ public final class MappingService: @unchecked Sendable {
         let previous = learned[mapping.hoa]?.mapping
         learned[mapping.hoa] = (mapping, expiresAt)
         publishedPeers.withLock { $0[mapping.hoa] = .learned }
-        stateDirty = true
+        // A refresh that only moves the expiry leaves the saved state as it is.
+        if previous?.sequence != mapping.sequence || previous?.moas.map(\.address) != mapping.moas.map(\.address) {
+            stateDirty = true
+        }
         guard previous?.moas.map(\.address) != mapping.moas.map(\.address) else { return false }
         engine.send(.replaceMapping(mapping))
         log("matd: mapping \(reason)")
