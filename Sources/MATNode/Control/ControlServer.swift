@@ -77,6 +77,9 @@ private final class ControlLoop: @unchecked Sendable {
     private var connections: [UInt64: ControlConnection] = [:]
     private var nextIdentifier: UInt64 = 0
     private var busyWorkers = 0
+    /// After a failed accept (out of descriptors), the listener rests until then rather
+    /// than waking the loop again at once.
+    private var acceptPausedUntil: UInt64 = 0
     private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16_384, alignment: 8)
 
     init(listener: consuming UnixSocket, limits: ControlServer.Limits,
@@ -103,15 +106,16 @@ private final class ControlLoop: @unchecked Sendable {
             descriptors.removeAll(keepingCapacity: true)
             order.removeAll(keepingCapacity: true)
             descriptors.append(pollfd(fd: wakeup.readDescriptor, events: Int16(POLLIN), revents: 0))
-            let accepting = connections.count < limits.connections
+            let now = MonotonicClock.milliseconds()
+            let resting = now < acceptPausedUntil
+            let accepting = connections.count < limits.connections && !resting
             descriptors.append(pollfd(fd: accepting ? listener.fileDescriptor : -1, events: Int16(POLLIN), revents: 0))
             for (identifier, connection) in connections {
                 guard let events = connection.pollEvents else { continue }
                 descriptors.append(pollfd(fd: connection.socket.fileDescriptor, events: events, revents: 0))
                 order.append(identifier)
             }
-            let now = MonotonicClock.milliseconds()
-            let nextDeadline = connections.values.map(\.deadline).min()
+            let nextDeadline = (connections.values.map(\.deadline) + (resting ? [acceptPausedUntil] : [])).min()
             let timeout = nextDeadline.map { Int32(clamping: $0 > now ? $0 - now : 0) } ?? 1_000
             _ = poll(&descriptors, nfds_t(descriptors.count), timeout)
 
@@ -135,9 +139,10 @@ private final class ControlLoop: @unchecked Sendable {
             do {
                 client = try listener.accept()
             } catch {
-                // Out of descriptors: the client waits in the queue for the next round.
+                // Out of descriptors: the client waits in the queue while the listener rests.
                 count("accept_errors")
-                log("matd: control socket: \(error)")
+                log("matd: control socket: \(error); accepting again in 100 ms")
+                acceptPausedUntil = MonotonicClock.milliseconds() + 100
                 return
             }
             guard let client else { return }
