@@ -65,7 +65,7 @@ public enum SignalCodec {
     /// the signature or decoding the body.
     ///
     /// Checked here: length (at most ``maximumLength``, exactly header + body length +
-    /// signature), magic, version, type, zero flags, a body length the type can have, the
+    /// signature, or that plus a ``Cookie`` after the signature), magic, version, type, zero flags, a body length the type can have, the
     /// two HoAs' encoding, and that they are of one family. Nothing is allocated until
     /// all of that passed; then the bytes are copied once into the result, so the buffer
     /// may be reused as soon as this returns.
@@ -86,7 +86,7 @@ public enum SignalCodec {
         guard SignalWire.bodyLengthFits(bodyLength, for: type) else { throw .badLength }
         let total = headerLength + bodyLength + signatureLength
         guard count >= total else { throw .truncated }
-        guard count == total else { throw .badLength }
+        guard count == total || count == total + cookieLength else { throw .badLength }
         let sender = try SignalWire.address(bytes, at: SignalWire.senderOffset)
         let receiver = try SignalWire.address(bytes, at: SignalWire.receiverOffset)
         guard sender.family == receiver.family else { throw .familyMismatch }
@@ -95,7 +95,8 @@ public enum SignalCodec {
             sequence: SignalWire.u64(bytes, at: SignalWire.sequenceOffset),
             sender: sender,
             receiver: receiver,
-            bytes: Array(bytes),
+            cookie: count == total ? nil : Cookie(bytes, at: total),
+            bytes: Array(bytes[0..<total]),
             bodyLength: bodyLength
         )
     }

@@ -18,7 +18,8 @@ public enum SignalError: Error, Equatable, Sendable, CustomStringConvertible {
     case unknownType(UInt8)
     /// Non-zero flags: no flags are defined in version 1.
     case badFlags
-    /// A body length that does not fit the type, or bytes left after the signature.
+    /// A body length that does not fit the type, or bytes after the signature other than
+    /// a 16-byte cookie.
     case badLength
     /// An address whose family byte is not 4 or 6, or an IPv4 address whose 12 padding
     /// bytes are not zero.

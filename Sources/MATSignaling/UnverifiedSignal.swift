@@ -16,18 +16,29 @@ public struct UnverifiedSignal: Sendable {
     public let sender: IPAddress
     /// The receiver HoA the message names.
     public let receiver: IPAddress
-    /// The whole datagram, signature included.
+    /// The cookie after the signature, when the sender attached one (not signed: it is
+    /// checked by ``SignalAdmission`` against the datagram's source address).
+    public let cookie: Cookie?
+    /// The datagram up to the end of the signature.
     let bytes: [UInt8]
     let bodyLength: Int
 
-    init(type: SignalType, sequence: UInt64, sender: IPAddress, receiver: IPAddress, bytes: [UInt8], bodyLength: Int) {
+    init(type: SignalType, sequence: UInt64, sender: IPAddress, receiver: IPAddress, cookie: Cookie?,
+         bytes: [UInt8], bodyLength: Int) {
         self.type = type
         self.sequence = sequence
         self.sender = sender
         self.receiver = receiver
+        self.cookie = cookie
         self.bytes = bytes
         self.bodyLength = bodyLength
     }
+
+    /// The length of the datagram it came in, cookie included.
+    public var datagramLength: Int { bytes.count + (cookie == nil ? 0 : SignalCodec.cookieLength) }
+
+    /// What a cookie reply to this message echoes: the first 16 bytes of its signature.
+    public var cookieEcho: Cookie { Cookie(bytes, at: SignalCodec.headerLength + bodyLength) }
 
     /// Verifies the signature with `key`, then decodes the body.
     ///

@@ -75,28 +75,13 @@ struct RateLimiterTests {
         do { let ok = limiter.allow(source: a, now: 1_999); #expect(!ok) }
     }
 
-    @Test func globalCapAcrossSources() {
-        var limiter = RateLimiter(perSourceRate: 100, perSourceBurst: 100, globalRate: 5, globalBurst: 10)
-        var allowed = 0
-        for i in 0..<50 where limiter.allow(source: .v4(IPv4Address(198, 51, 100, UInt8(i))), now: 0) { allowed += 1 }
-        #expect(allowed == 10)
-        do { let ok = limiter.allow(source: a, now: 199); #expect(!ok) }
-        do { let ok = limiter.allow(source: a, now: 200); #expect(ok) }  // 5/s: one token per 200 ms
-        do { let ok = limiter.allow(source: b, now: 200); #expect(!ok) }
-        // A source refused by the global bucket keeps its own tokens.
-        var perSourceOnly = RateLimiter(perSourceRate: 1, perSourceBurst: 1, globalRate: 1, globalBurst: 1)
-        do { let ok = perSourceOnly.allow(source: a, now: 0); #expect(ok) }
-        do { let ok = perSourceOnly.allow(source: b, now: 0); #expect(!ok) }  // global empty
-        do { let ok = perSourceOnly.allow(source: b, now: 1_000); #expect(ok) }
-    }
-
     @Test func boundedMemory() {
-        var limiter = RateLimiter(globalRate: 1_000_000, globalBurst: 1_000_000, maximumSources: 16)
+        var limiter = RateLimiter(maximumSources: 16)
         // An attacker exhausts its own bucket.
         for _ in 0..<40 { do { let ok = limiter.allow(source: a, now: 0); #expect(ok) } }
         do { let ok = limiter.allow(source: a, now: 0); #expect(!ok) }
-        // Many spoofed sources: never more than 16 buckets; past that, only the global
-        // bucket limits (so they are allowed here).
+        // Many spoofed sources: never more than 16 buckets; past that, only the shared
+        // budget (SignalAdmission's) limits them, so they are allowed here.
         for i in 0..<1_000 {
             let source = IPAddress.v6(IPv6Address(high: 0x2001_0db8_ffff_0000, low: UInt64(i)))
             do { let ok = limiter.allow(source: source, now: UInt64(i % 10)); #expect(ok) }
@@ -112,12 +97,11 @@ struct RateLimiterTests {
         #expect(allowed == 3)
     }
 
-    @Test func zeroBurstsAllowNothing() {
-        var noSource = RateLimiter(perSourceBurst: 0)
-        do { let ok = noSource.allow(source: a, now: 0); #expect(!ok) }
-        var noGlobal = RateLimiter(globalBurst: 0)
-        do { let ok = noGlobal.allow(source: a, now: 0); #expect(!ok) }
-        do { let ok = noGlobal.allow(source: a, now: 100_000); #expect(!ok) }
+    @Test func zeroBurstAllowsNothing() {
+        var none = RateLimiter(perSourceBurst: 0)
+        do { let ok = none.allow(source: a, now: 0); #expect(!ok) }
+        do { let ok = none.allow(source: a, now: 100_000); #expect(!ok) }
+        #expect(none.trackedSources == 0)
     }
 }
 

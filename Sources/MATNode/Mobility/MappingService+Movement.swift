@@ -195,7 +195,7 @@ final class RebindTicket: Sendable {
 extension MappingService: SignalingHost {
     var nodeAddresses: NodeAddresses { addresses }
 
-    func verifyingKey(for hoa: IPAddress) -> KeyAnswer {
+    func verifyingKey(for hoa: IPAddress, mayLookUp: () -> Bool) -> KeyAnswer {
         if let key = peerKeys[hoa] { return .known(key) }
         // Unknown senders cost an IMS query each: only HoAs of the domain, at most one
         // query per HoA every few seconds.
@@ -203,6 +203,7 @@ extension MappingService: SignalingHost {
         if lookingUp.contains(PendingLookup(hoa: hoa, purpose: .key)) { return .lookingUp }
         let now = Self.milliseconds()
         if let last = keyLookups[hoa], now < last + 5_000 { return .unknown }
+        guard mayLookUp() else { return .unknown }
         if keyLookups.count > 4_096 { keyLookups.removeAll() }
         keyLookups[hoa] = now
         lookUp(hoa, for: .key)

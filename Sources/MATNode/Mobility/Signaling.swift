@@ -11,8 +11,9 @@ protocol SignalingHost: AnyObject {
     /// The node's HoAs and current MoAs.
     var nodeAddresses: NodeAddresses { get }
     /// The key bound to `hoa`: pinned in the configuration or published in the IMS; when
-    /// not known yet, a lookup may be on its way (`keyArrived` follows its answer).
-    func verifyingKey(for hoa: IPAddress) -> KeyAnswer
+    /// not known yet, a lookup may be on its way (`keyArrived` follows its answer), if
+    /// `mayLookUp` (asked only right before one would start) allows it.
+    func verifyingKey(for hoa: IPAddress, mayLookUp: () -> Bool) -> KeyAnswer
     /// The MoAs this node sends `hoa`'s traffic to now (empty for an unknown peer).
     func currentMoAs(of hoa: IPAddress) -> [IPAddress]
     /// A peer's verified update announces `moas`, now challenged: send there already,
@@ -52,12 +53,16 @@ final class Signaling {
     private let sequences: SequenceSource
     private let lifetime: UInt32
     private var replay = ReplayGuard()
-    private var limiter = RateLimiter()
+    private var admission = SignalAdmission()
+    private var cookieJar = CookieJar()
+    /// IMS lookups of unknown senders' keys, all senders together: forged senders must not
+    /// turn the node into a query generator.
+    private var keyLookupBudget = TokenBucket(rate: 10, burst: 20)
     private var outgoing: [IPAddress: Outgoing] = [:]
     private var challenges: [Nonce: Challenge] = [:]
     /// The latest message of each sender whose key is being looked up, handled again when
     /// the key arrives (bounded: a flood of unknown senders keeps only the newest few).
-    private var waitingForKey: [IPAddress: (bytes: [UInt8], source: IPAddress, since: UInt64)] = [:]
+    private var waitingForKey: [IPAddress: (signal: UnverifiedSignal, source: IPAddress, since: UInt64)] = [:]
     private static let waitingForKeyLimit = 64
     private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2048, alignment: 8)
     private var counting = SignalingCounters()
@@ -144,7 +149,7 @@ final class Signaling {
                                     body: .bindingUpdate(moas: [mobile], lifetime: lifetime))
         var entry = Outgoing(destination: moa, bytes: SignalCodec.seal(message, with: key), sequence: sequence,
                              schedule: RetransmitSchedule(now: now), firstSentAt: now)
-        send(entry.bytes, to: moa)
+        send(entry.bytes, to: moa, now: now)
         entry.schedule.sent(now: now)
         outgoing[peer] = entry
         count { $0.updatesSent += 1 }
@@ -184,7 +189,7 @@ final class Signaling {
             if entry.schedule.attempts >= Self.sendsBeforeLookup, host?.lookUpAgain(hoa: peer) == true {
                 count { $0.peersLookedUpAgain += 1 }
             }
-            send(entry.bytes, to: entry.destination)
+            send(entry.bytes, to: entry.destination, now: now)
             entry.schedule.sent(now: now)
             outgoing[peer] = entry
             count { $0.updatesRetransmitted += 1 }
@@ -202,14 +207,55 @@ final class Signaling {
     }
 
     private func handle(_ datagram: UnsafeRawBufferPointer, from source: IPAddress, now: UInt64) {
-        guard limiter.allow(source: source, now: now) else {
-            count { $0.refusedRateLimited += 1 }
+        if SignalCodec.isCookieReply(datagram) {
+            takeCookieReply(datagram, from: source, now: now)
             return
         }
-        guard let host, let signal = try? SignalCodec.open(datagram) else {
+        guard let trailer = SignalCodec.peekTrailer(datagram) else {
             count { $0.refusedMalformed += 1 }
             return
         }
+        switch admission.admit(from: source, cookie: trailer.cookie, now: now) {
+        case .accept:
+            break
+        case .refuse:
+            count { $0.refusedRateLimited += 1 }
+            return
+        case .askForCookie(let cookie):
+            // Stateless, and smaller than what it answers: no work for a stranger under load.
+            transmit(SignalCodec.seal(CookieReply(echo: trailer.echo, cookie: cookie)), to: source)
+            count { $0.cookiesSent += 1 }
+            return
+        }
+        guard let signal = try? SignalCodec.open(datagram) else {
+            count { $0.refusedMalformed += 1 }
+            return
+        }
+        process(signal, from: source, size: datagram.count, now: now)
+    }
+
+    /// A cookie reply to the last message sent to `source`: send that message again, with
+    /// the cookie, now; and attach the cookie to what follows.
+    private func takeCookieReply(_ datagram: UnsafeRawBufferPointer, from source: IPAddress, now: UInt64) {
+        guard admission.admitCookieReply(from: source, now: now) else {
+            count { $0.refusedRateLimited += 1 }
+            return
+        }
+        guard let reply = try? SignalCodec.openCookieReply(datagram) else {
+            count { $0.refusedMalformed += 1 }
+            return
+        }
+        guard let again = cookieJar.take(reply, from: source, now: now) else {
+            count { $0.refusedUnexpected += 1 }
+            return
+        }
+        count { $0.cookiesReceived += 1 }
+        transmit(again, to: source)
+    }
+
+    /// A framed message within its budgets: receiver, staleness, key, signature, then its kind.
+    private func process(_ signal: UnverifiedSignal, from source: IPAddress, size: Int, now: UInt64) {
+        guard let host else { return }
         let addresses = host.nodeAddresses
         guard let home = addresses.homeAddresses.first(where: { $0.family == signal.receiver.family }),
               signal.receiver == home else {
@@ -222,7 +268,7 @@ final class Signaling {
             return
         }
         let key: VerifyingKey
-        switch host.verifyingKey(for: signal.sender) {
+        switch host.verifyingKey(for: signal.sender, mayLookUp: { keyLookupBudget.take(now: now) }) {
         case .known(let known):
             key = known
         case .lookingUp:
@@ -230,7 +276,7 @@ final class Signaling {
                 count { $0.refusedUnknownKey += 1 }
                 return
             }
-            waitingForKey[signal.sender] = (Array(datagram), source, now)
+            waitingForKey[signal.sender] = (signal, source, now)
             return
         case .unknown:
             count { $0.refusedUnknownKey += 1 }
@@ -248,13 +294,14 @@ final class Signaling {
         }
         switch message.body {
         case .bindingUpdate(let moas, let lifetime):
-            handleUpdate(message, moas: moas, lifetime: lifetime, home: home, size: datagram.count, now: now)
+            handleUpdate(message, moas: moas, lifetime: lifetime, home: home, size: size, now: now)
         case .challenge(let nonce, let sequence):
             guard let entry = outgoing[message.sender], entry.sequence == sequence else {
                 count { $0.refusedUnexpected += 1 }
                 return
             }
-            reply(to: message.sender, at: source, home: home, body: .challengeResponse(nonce: nonce, sequence: sequence))
+            reply(to: message.sender, at: source, home: home, body: .challengeResponse(nonce: nonce, sequence: sequence),
+                  now: now)
             count { $0.challengesAnswered += 1 }
             host.peerIsAlive(hoa: message.sender)
         case .challengeResponse(let nonce, let sequence):
@@ -266,7 +313,7 @@ final class Signaling {
             challenges[nonce] = nil
             host.adopt(hoa: pending.peer, moas: pending.moas, lifetime: pending.lifetime, sequence: sequence)
             count { $0.bindingsAdopted += 1 }
-            acknowledge(pending.peer, sequence: sequence, at: source, home: home)
+            acknowledge(pending.peer, sequence: sequence, at: source, home: home, now: now)
         case .bindingAck(let sequence, _):
             guard let entry = outgoing[message.sender], entry.sequence == sequence else {
                 count { $0.refusedUnexpected += 1 }
@@ -293,7 +340,7 @@ final class Signaling {
     /// The IMS answered with `hoa`'s key: the message that waited for it is handled now.
     func keyArrived(for hoa: IPAddress, now: UInt64) {
         guard let waiting = waitingForKey.removeValue(forKey: hoa) else { return }
-        waiting.bytes.withUnsafeBytes { handle($0, from: waiting.source, now: now) }
+        process(waiting.signal, from: waiting.source, size: waiting.signal.datagramLength, now: now)
         publish()
     }
 
@@ -323,7 +370,7 @@ final class Signaling {
             // A retransmission while its challenge is out: the same challenge again.
             nonce = existing
         } else if host?.currentMoAs(of: peer).first == target {
-            acknowledge(peer, sequence: message.sequence, at: target, home: home)
+            acknowledge(peer, sequence: message.sequence, at: target, home: home, now: now)
             return
         } else {
             nonce = Nonce.random()
@@ -331,19 +378,19 @@ final class Signaling {
                                           expiresAt: now + Self.challengeLifetime)
             host?.tryOut(hoa: peer, moas: moas, sequence: message.sequence, updateBytes: UInt64(size))
         }
-        reply(to: peer, at: target, home: home, body: .challenge(nonce: nonce, sequence: message.sequence))
+        reply(to: peer, at: target, home: home, body: .challenge(nonce: nonce, sequence: message.sequence), now: now)
         count { $0.challengesSent += 1 }
     }
 
-    private func acknowledge(_ peer: IPAddress, sequence: UInt64, at moa: IPAddress, home: IPAddress) {
-        reply(to: peer, at: moa, home: home, body: .bindingAck(sequence: sequence, status: .accepted))
+    private func acknowledge(_ peer: IPAddress, sequence: UInt64, at moa: IPAddress, home: IPAddress, now: UInt64) {
+        reply(to: peer, at: moa, home: home, body: .bindingAck(sequence: sequence, status: .accepted), now: now)
         count { $0.acksSent += 1 }
     }
 
-    private func reply(to peer: IPAddress, at moa: IPAddress, home: IPAddress, body: SignalBody) {
+    private func reply(to peer: IPAddress, at moa: IPAddress, home: IPAddress, body: SignalBody, now: UInt64) {
         guard let sequence = takeSequence(for: "a reply to \(peer)") else { return }
         let message = SignalMessage(sequence: sequence, sender: home, receiver: peer, body: body)
-        send(SignalCodec.seal(message, with: key), to: moa)
+        send(SignalCodec.seal(message, with: key), to: moa, now: now)
     }
 
     /// The next sequence number, or nil (logged) when the counter cannot be persisted: a
@@ -357,7 +404,12 @@ final class Signaling {
         }
     }
 
-    private func send(_ bytes: [UInt8], to moa: IPAddress) {
+    /// Sends a sealed message, with `moa`'s cookie when it gave one.
+    private func send(_ sealed: [UInt8], to moa: IPAddress, now: UInt64) {
+        transmit(cookieJar.prepare(sealed, to: moa, now: now), to: moa)
+    }
+
+    private func transmit(_ bytes: [UInt8], to moa: IPAddress) {
         guard let socket = sockets.first(where: { $0.family == moa.family }) else { return }
         do {
             try socket.send(bytes, to: moa, port: port)

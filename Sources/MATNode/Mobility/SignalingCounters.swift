@@ -24,6 +24,10 @@ public struct SignalingCounters: Sendable, Equatable {
     public var bindingsAdopted: UInt64 = 0
     /// Acknowledgements sent.
     public var acksSent: UInt64 = 0
+    /// Cookie replies sent instead of handling a message, while under load.
+    public var cookiesSent: UInt64 = 0
+    /// Cookie replies from peers that answered a message of this node (sent again with it).
+    public var cookiesReceived: UInt64 = 0
     /// Datagrams that are not a well-formed signaling message.
     public var refusedMalformed: UInt64 = 0
     /// Datagrams over the per-source or global rate limit.
@@ -50,6 +54,7 @@ public struct SignalingCounters: Sendable, Equatable {
          ("challenges_sent", challengesSent), ("challenges_answered", challengesAnswered),
          ("challenges_unanswered", challengesUnanswered),
          ("bindings_adopted", bindingsAdopted), ("acks_sent", acksSent),
+         ("cookies_sent", cookiesSent), ("cookies_received", cookiesReceived),
          ("refused_malformed", refusedMalformed), ("refused_rate_limited", refusedRateLimited),
          ("refused_wrong_receiver", refusedWrongReceiver), ("refused_unknown_key", refusedUnknownKey),
          ("refused_bad_signature", refusedBadSignature), ("refused_replayed", refusedReplayed),

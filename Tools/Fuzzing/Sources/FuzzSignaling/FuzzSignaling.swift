@@ -1,5 +1,5 @@
-// libFuzzer target over MATSignaling's codec: `SignalCodec.open` and
-// `UnverifiedSignal.verify` on arbitrary bytes (the whole input is one UDP datagram), with
+// libFuzzer target over MATSignaling's codec: `SignalCodec.open`, `peekTrailer`,
+// `openCookieReply` and `UnverifiedSignal.verify` on arbitrary bytes (the whole input is one UDP datagram), with
 // a fixed key. Like the other targets it has no `main` of its own.
 //
 // A fuzzer cannot forge Ed25519 signatures, so every input is tried twice: as it is, and
@@ -9,11 +9,14 @@
 // Invariants (a violation traps, so libFuzzer saves the input):
 // - nothing traps or reads out of bounds on any input; refusals are typed errors;
 // - `open` on the raw buffer and on an array agree;
-// - what `open` accepts has a sane length and header;
+// - what `open` accepts has a sane length and header, and `peekTrailer` (which runs before
+//   it, under load) reads the same cookie from it;
+// - a cookie reply that opens seals back to the same 40 bytes;
 // - what verifies is canonical: sealing the decoded message with the same key gives back
-//   exactly the input (Ed25519 signing is deterministic), and the message validates;
-// - it does not verify with another key, nor with one bit of it flipped (the bit chosen
-//   by the input);
+//   exactly the input up to its cookie (Ed25519 signing is deterministic), and the message
+//   validates;
+// - it does not verify with another key, nor with one bit of its signed part flipped (the
+//   bit chosen by the input);
 // - a re-signed input that `open` accepts never fails with `badSignature`.
 
 import Crypto
@@ -44,6 +47,10 @@ public func fuzzSignaling(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     default:
         fail("open accepts on one entry point only")
     }
+    if let reply = try? SignalCodec.openCookieReply(raw) {
+        check(SignalCodec.isCookieReply(raw), "a cookie reply without its type byte")
+        check(SignalCodec.seal(reply) == bytes, "a cookie reply does not seal back to its bytes")
+    }
     examine(bytes, resigned: false)
 
     if size >= SignalCodec.headerLength + SignalCodec.signatureLength {
@@ -65,6 +72,11 @@ func examine(_ bytes: [UInt8], resigned: Bool) {
     check(bytes.count >= SignalCodec.headerLength + 9 + SignalCodec.signatureLength, "accepted \(bytes.count) bytes")
     check(bytes[5] == unverified.type.rawValue, "type differs from byte 5")
     check(unverified.sender.family == unverified.receiver.family, "HoAs of two families accepted")
+    let trailer = bytes.withUnsafeBytes { SignalCodec.peekTrailer($0) }
+    check(trailer != nil && trailer?.cookie == unverified.cookie && trailer?.echo == unverified.cookieEcho,
+          "peekTrailer disagrees with open")
+    check(unverified.datagramLength == bytes.count, "datagram length \(unverified.datagramLength) of \(bytes.count) bytes")
+    let signedPart = unverified.cookie == nil ? bytes : Array(bytes.dropLast(SignalCodec.cookieLength))
 
     let message: SignalMessage
     do {
@@ -83,7 +95,7 @@ func examine(_ bytes: [UInt8], resigned: Bool) {
     } catch {
         fail("verified message does not validate: \(error)")
     }
-    check(SignalCodec.seal(message, with: fuzzKey) == bytes, "verified bytes are not what sealing gives: not canonical")
+    check(SignalCodec.seal(message, with: fuzzKey) == signedPart, "verified bytes are not what sealing gives: not canonical")
 
     do {
         _ = try unverified.verify(with: otherVerifyingKey)
@@ -91,11 +103,11 @@ func examine(_ bytes: [UInt8], resigned: Bool) {
     } catch {
         check(error == .badSignature, "another key gives \(error), not badSignature")
     }
-    var tampered = bytes
-    let bit = bytes.count &* 31 &+ Int(bytes[bytes.count / 2])
-    tampered[(bit / 8) % bytes.count] ^= 1 << (bit % 8)
+    var tampered = signedPart
+    let bit = signedPart.count &* 31 &+ Int(signedPart[signedPart.count / 2])
+    tampered[(bit / 8) % signedPart.count] ^= 1 << (bit % 8)
     if let flipped = try? SignalCodec.open(tampered), (try? flipped.verify(with: fuzzVerifyingKey)) != nil {
-        fail("verifies with bit \(bit % 8) of byte \((bit / 8) % bytes.count) flipped")
+        fail("verifies with bit \(bit % 8) of byte \((bit / 8) % signedPart.count) flipped")
     }
 }
 
