@@ -126,6 +126,8 @@ enum LabPaths {
 
     static var testbed: String { repositoryRoot.appendingPathComponent("Tools/testbed").path }
     static var labPeer: String { repositoryRoot.appendingPathComponent("Tools/lab/labpeer.py").path }
+    static var handoff: String { repositoryRoot.appendingPathComponent("Tools/lab/handoff.py").path }
+    static var signalFlood: String { repositoryRoot.appendingPathComponent("Tools/lab/signal-flood.py").path }
 
     /// The build's bin directory: where the test bundle itself lives (SwiftPM puts the test
     /// bundle next to the executables it built with it). `MATLAB_BIN_DIR` overrides.
