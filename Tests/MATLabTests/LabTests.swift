@@ -106,7 +106,7 @@ struct LabTests {
         }
         #expect(homeOnWire.isEmpty, "HoAs on the wire:\n\(sample(homeOnWire))")
         let bad = packets.filter { $0.checksumStatuses.contains { $0.1 == "0" } }
-        #expect(bad.isEmpty, "\(bad.count) packets with bad checksums:\n\(sample(bad))")
+        #expect(bad.isEmpty, "\(bad.count) packets with bad checksums:\n\(sample(bad))\n\(capture.explain(bad))")
         let unverified = packets.filter { $0.checksumStatuses.contains { $0.1 != "1" } }
         #expect(unverified.isEmpty, "\(unverified.count) packets tshark could not verify:\n\(sample(unverified))")
 
@@ -178,7 +178,7 @@ struct LabTests {
         }
         #expect(foreign.isEmpty, "unexpected addresses on the plain host's link:\n\(sample(foreign))")
         let bad = packets.filter { $0.checksumStatuses.contains { $0.1 != "1" } }
-        #expect(bad.isEmpty, "\(bad.count) packets with bad or unverified checksums:\n\(sample(bad))")
+        #expect(bad.isEmpty, "\(bad.count) packets with bad or unverified checksums:\n\(sample(bad))\n\(capture.explain(bad))")
         for node in ["vm", "cn"] {
             for family in Addr.Family.allCases {
                 let moa = Addr.node(node).mobile(family)

@@ -60,6 +60,19 @@ final class Capture {
 }
 
 extension Capture {
+    /// For a failed check: tshark's full dissection of the first two of `packets`, and a
+    /// copy of the capture kept in the temporary directory (the lab's goes with it).
+    func explain(_ packets: [CapturedPacket]) -> String {
+        guard !packets.isEmpty else { return "" }
+        let kept = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "matlab-failed-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).pcap").path
+        let copied = (try? FileManager.default.copyItem(atPath: file, toPath: kept)) != nil
+        let frames = packets.prefix(2).map(\.number).map { "frame.number == \($0)" }.joined(separator: " || ")
+        let detail = (try? check(["tshark", "-n", "-r", file, "-o", "tcp.check_checksum:TRUE", "-x", "-V", "-Y", frames],
+                                 timeout: 60)) ?? "(tshark -V failed)"
+        return (copied ? "capture kept at \(kept)\n" : "") + String(detail.prefix(12_000))
+    }
+
     /// How many packets match a tshark display filter.
     func count(matching filter: String) throws -> Int {
         let output = try check(["tshark", "-n", "-r", file, "-Y", filter, "-T", "fields", "-e", "frame.number"], timeout: 120)
