@@ -167,7 +167,8 @@ struct StatusSource: Sendable {
             })
         case .stats:
             return ControlReply(stats: StatsReport(engine.counters, ims: mappings.imsCounters,
-                                                   signaling: mappings.signalingCounters, control: control))
+                                                   signaling: mappings.signalingCounters, control: control,
+                                                   alertAcknowledged: mappings.signaling.counters.alertAcknowledged))
         case .rebind:
             var moa: IPAddress?
             if let text = request.mobileAddress {

@@ -93,11 +93,29 @@ struct Peers: ParsableCommand {
 }
 
 struct Stats: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Packet and byte counters, drops by reason.")
+    static let configuration = CommandConfiguration(
+        abstract: "Packet and byte counters, drops by reason.",
+        discussion: """
+            --prometheus prints them in the Prometheus text format, with the per-peer gauges of \
+            `matctl peers`: for node_exporter's textfile collector, write it to a temporary file \
+            and rename it into the collector's directory.
+            """)
     @OptionGroup var options: CommonOptions
+
+    @Flag(name: .long, help: "Print the counters in the Prometheus text exposition format.")
+    var prometheus = false
+
+    func validate() throws {
+        if prometheus && options.json { throw ValidationError("--prometheus and --json exclude each other") }
+    }
 
     func run() throws {
         guard let stats = try options.ask(.stats).stats else { throw ControlFailure("matd sent no stats") }
+        if prometheus {
+            let peers = try options.ask(.peers).peers ?? []
+            let status = try options.ask(.status).status
+            return print(PrometheusExposition.render(stats: stats, peers: peers, status: status), terminator: "")
+        }
         if options.json { return try options.printJSON(stats) }
         print("outbound: \(stats.outboundPackets) packets, \(stats.outboundBytes) bytes")
         print("inbound:  \(stats.inboundPackets) packets, \(stats.inboundBytes) bytes")

@@ -134,12 +134,15 @@ public struct StatsReport: Codable, Sendable, Equatable {
     public var signaling: [String: UInt64]?
     /// The control socket's counters (connections, clients that hung up or timed out, ...).
     public var control: [String: UInt64]?
+    /// How long peers took to acknowledge this node's alerts.
+    public var alertAcknowledged: DurationHistogram?
 
     public init(_ counters: EngineCounters, ims: [String: UInt64]? = nil, signaling: [String: UInt64]? = nil,
-                control: [String: UInt64]? = nil) {
+                control: [String: UInt64]? = nil, alertAcknowledged: DurationHistogram? = nil) {
         self.ims = ims
         self.signaling = signaling
         self.control = control
+        self.alertAcknowledged = alertAcknowledged
         tunReadErrors = counters.tunReadErrors
         refusedMappings = counters.refusedMappings
         heldPacketsSent = counters.heldPacketsSent

@@ -320,7 +320,10 @@ final class Signaling {
                 return
             }
             outgoing[message.sender] = nil
-            count { $0.acksReceived += 1 }
+            count { counters in
+                counters.acksReceived += 1
+                counters.alertAcknowledged.record(milliseconds: now - min(now, entry.firstSentAt))
+            }
             note(message.sender) { state in
                 state.alert = .acknowledged
                 state.lastAckAt = now

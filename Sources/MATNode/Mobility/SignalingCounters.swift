@@ -43,6 +43,10 @@ public struct SignalingCounters: Sendable, Equatable {
     /// Challenges, responses and acknowledgements that match nothing this node is waiting for.
     public var refusedUnexpected: UInt64 = 0
 
+    /// From the first send of an alert to its acknowledgement, one sample per acknowledged
+    /// alert: how long each peer took to follow a move.
+    public var alertAcknowledged = DurationHistogram()
+
     public init() {}
 
     /// Every counter with its metric name.
@@ -59,5 +63,35 @@ public struct SignalingCounters: Sendable, Equatable {
          ("refused_wrong_receiver", refusedWrongReceiver), ("refused_unknown_key", refusedUnknownKey),
          ("refused_bad_signature", refusedBadSignature), ("refused_replayed", refusedReplayed),
          ("refused_unexpected", refusedUnexpected)]
+    }
+}
+
+/// A histogram of durations with fixed buckets, as Prometheus exposes one: the count of
+/// samples at or below each bound, their sum and their number.
+public struct DurationHistogram: Sendable, Equatable, Codable {
+    /// Upper bounds of the buckets, milliseconds; a last bucket takes everything above.
+    public static let boundsMilliseconds: [UInt64] = [5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000]
+
+    /// Samples per bucket (not cumulative), one more than there are bounds.
+    public private(set) var buckets: [UInt64]
+    /// The sum of all samples, milliseconds.
+    public private(set) var sumMilliseconds: UInt64 = 0
+    /// How many samples.
+    public private(set) var count: UInt64 = 0
+
+    public init() { buckets = Array(repeating: 0, count: Self.boundsMilliseconds.count + 1) }
+
+    /// Adds one sample.
+    public mutating func record(milliseconds: UInt64) {
+        let index = Self.boundsMilliseconds.firstIndex { milliseconds <= $0 } ?? Self.boundsMilliseconds.count
+        buckets[index] += 1
+        sumMilliseconds &+= milliseconds
+        count += 1
+    }
+
+    /// Samples at or below each bound, then all of them (Prometheus's `le` buckets).
+    public var cumulative: [UInt64] {
+        var running: UInt64 = 0
+        return buckets.map { running += $0; return running }
     }
 }

@@ -1,0 +1,59 @@
+import MATNode
+import Testing
+
+@Suite("Prometheus exposition")
+struct PrometheusExpositionTests {
+    @Test func countersHistogramAndPeersInTheTextFormat() {
+        var counters = EngineCounters()
+        counters.outboundPackets = 7
+        counters.inboundBytes = 1_500
+        var histogram = DurationHistogram()
+        for milliseconds: UInt64 in [3, 5, 6, 40, 20_000] { histogram.record(milliseconds: milliseconds) }
+        let stats = StatsReport(counters, ims: ["queries": 2], signaling: ["acks_received": 4], control: nil,
+                                alertAcknowledged: histogram)
+        let peers = [
+            PeerReport(homeAddress: "198.51.100.20", mobileAddresses: [], preferred: nil, sequence: 1,
+                       alert: "awaiting_ack"),
+            PeerReport(homeAddress: "198.51.100.10", mobileAddresses: [], preferred: nil, sequence: 1,
+                       alert: "acknowledged", lastAckSecondsAgo: 2.5, roundTripMilliseconds: 12),
+        ]
+        let text = PrometheusExposition.render(stats: stats, peers: peers)
+        let lines = text.split(separator: "\n").map(String.init)
+        for expected in [
+            "# HELP matd_packets_total Packets the engine translated, by direction.",
+            "# TYPE matd_packets_total counter",
+            "matd_packets_total{direction=\"outbound\"} 7",
+            "matd_bytes_total{direction=\"inbound\"} 1500",
+            "matd_signaling_events_total{event=\"acks_received\"} 4",
+            "matd_ims_client_events_total{event=\"queries\"} 2",
+            "# TYPE matd_alert_acknowledged_seconds histogram",
+            "matd_alert_acknowledged_seconds_bucket{le=\"0.005\"} 2",
+            "matd_alert_acknowledged_seconds_bucket{le=\"0.01\"} 3",
+            "matd_alert_acknowledged_seconds_bucket{le=\"0.05\"} 4",
+            "matd_alert_acknowledged_seconds_bucket{le=\"10.0\"} 4",
+            "matd_alert_acknowledged_seconds_bucket{le=\"+Inf\"} 5",
+            "matd_alert_acknowledged_seconds_sum 20.054",
+            "matd_alert_acknowledged_seconds_count 5",
+            "matd_peers 2",
+            "matd_peer_alert_state{peer=\"198.51.100.10\",state=\"acknowledged\"} 1",
+            "matd_peer_alert_state{peer=\"198.51.100.20\",state=\"awaiting_ack\"} 1",
+            "matd_peer_last_ack_age_seconds{peer=\"198.51.100.10\"} 2.5",
+            "matd_peer_round_trip_seconds{peer=\"198.51.100.10\"} 0.012",
+        ] {
+            #expect(lines.contains(expected), "missing \(expected) in\n\(text)")
+        }
+        // Every drop reason is there, zeros included, so a rate() never starts from nothing.
+        #expect(lines.filter { $0.hasPrefix("matd_drops_total{") }.count == counters.dropsByReason.count)
+        // Peers come sorted; the control family is absent without counters.
+        #expect(lines.firstIndex(of: "matd_peer_alert_state{peer=\"198.51.100.10\",state=\"acknowledged\"} 1")!
+                < lines.firstIndex(of: "matd_peer_alert_state{peer=\"198.51.100.20\",state=\"awaiting_ack\"} 1")!)
+        #expect(!text.contains("matd_control_events_total"))
+        #expect(text.hasSuffix("\n"))
+    }
+
+    @Test func labelValuesAreEscaped() {
+        let peers = [PeerReport(homeAddress: "a\"b\\c\nd", mobileAddresses: [], preferred: nil, sequence: 0, alert: "x")]
+        let text = PrometheusExposition.render(stats: StatsReport(EngineCounters()), peers: peers)
+        #expect(text.contains("matd_peer_alert_state{peer=\"a\\\"b\\\\c\\nd\",state=\"x\"} 1"), "\(text)")
+    }
+}
