@@ -17,11 +17,14 @@ extension IMSClient {
     /// until the forward name holds exactly `moas`, `seq=<sequence>` and the key. The caller
     /// persists `sequence` before calling and never reuses it. PTRs of MoAs this client
     /// published earlier are removed; after a restart the previous MoAs are read from the
-    /// IMS first. An empty `moas` deregisters (the TXT, and so the sequence, stays).
+    /// IMS first. An empty `moas` deregisters (the TXT, and so the sequence, stays). The
+    /// update is signed with the key named after `hoa`'s name
+    /// (``IMSClientConfiguration/signingKey(for:)``), so one client registers every HoA of
+    /// a dual-stack node.
     @discardableResult
     public func register(hoa: IPAddress, moas: [IPAddress], sequence: UInt64,
                          publicKey: String? = nil) throws(IMSClientError) -> RegistrationResult {
-        guard let key = configuration.key else { throw .noKey }
+        guard let key = configuration.signingKey(for: hoa) else { throw .noKey }
         if let stray = moas.first(where: { $0.family != hoa.family }) {
             throw .familyMismatch(hoa: hoa, moa: stray)
         }

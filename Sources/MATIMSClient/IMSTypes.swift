@@ -24,8 +24,10 @@ public struct IMSClientConfiguration: Sendable {
     /// IMS servers in order of preference; updates go to the first that answers, so list
     /// the primary first.
     public var servers: [DNSServerAddress]
-    /// This node's TSIG key, named after its HoA name. Nil: lookups only.
-    public var key: TSIGKey?
+    /// This node's TSIG keys, one per HoA, each named after its HoA's name (a dual-stack
+    /// node has two: the IMS lets a node key write only the name it is named after).
+    /// Empty: lookups only.
+    public var keys: [TSIGKey]
     /// TTL of the records this node publishes.
     public var recordTTL: UInt32
     /// How long past its TTL a mapping may still be served while the IMS is unreachable;
@@ -39,19 +41,38 @@ public struct IMSClientConfiguration: Sendable {
     /// Pause between confirmation queries, in milliseconds.
     public var confirmationDelayMilliseconds: Int
 
-    /// Creates a configuration.
-    public init(names: MappingNames, servers: [DNSServerAddress], key: TSIGKey? = nil,
+    /// Creates a configuration. `key` and `keys` together make up ``keys`` (`key` first):
+    /// a single-stack node passes its one key as `key`, a dual-stack node both as `keys`.
+    public init(names: MappingNames, servers: [DNSServerAddress], key: TSIGKey? = nil, keys: [TSIGKey] = [],
                 recordTTL: UInt32 = RegistrationBuilder.defaultTTL, maxStaleness: UInt64? = nil,
                 cacheCapacity: Int = 4096, confirmationAttempts: Int = 3,
                 confirmationDelayMilliseconds: Int = 200) {
         self.names = names
         self.servers = servers
-        self.key = key
+        self.keys = (key.map { [$0] } ?? []) + keys
         self.recordTTL = recordTTL
         self.maxStaleness = maxStaleness
         self.cacheCapacity = cacheCapacity
         self.confirmationAttempts = confirmationAttempts
         self.confirmationDelayMilliseconds = confirmationDelayMilliseconds
+    }
+}
+
+extension IMSClientConfiguration {
+    /// The key named after `hoa`'s mapping name, the one every documented policy (mat-ims,
+    /// BIND `grant * self *`, the Knot ACLs of docs/ims.md) lets write that name; nil if
+    /// there is none.
+    public func namedKey(for hoa: IPAddress) -> TSIGKey? {
+        let owner = names.hoaName(for: hoa)
+        return keys.first { $0.name == owner }
+    }
+
+    /// The key a registration of `hoa` is signed with: the one named after its name, else
+    /// the first key (a server with a policy of its own may grant that key the name; the
+    /// documented ones refuse it, which the caller sees as a refusal). matd checks at start
+    /// that every HoA has a named key (``namedKey(for:)``), so it never relies on the second.
+    public func signingKey(for hoa: IPAddress) -> TSIGKey? {
+        namedKey(for: hoa) ?? keys.first
     }
 }
 

@@ -48,8 +48,9 @@ public struct NodeConfig: Sendable, Equatable {
         public var servers: [DNSServerAddress]
         /// The mapping zone.
         public var zone: DNSName
-        /// BIND-syntax file with this node's TSIG key (mode 0600); nil for lookups only.
-        public var keyFile: String?
+        /// BIND-syntax files with this node's TSIG keys (mode 0600), one key per HoA, each
+        /// named after its HoA's name; a file may hold several. Empty: lookups only.
+        public var keyFiles: [String]
         /// TTL of the records this node publishes, seconds.
         public var recordTTL: UInt32
         /// How long a registration counts before it is written again, seconds.
@@ -200,7 +201,7 @@ public struct NodeConfig: Sendable, Equatable {
     }
 
     private static func readIMS(_ section: ConfigFile.Section) throws(ConfigError) -> IMSSettings {
-        var settings = IMSSettings(servers: [], zone: .root, keyFile: nil, recordTTL: 10, lifetime: 300,
+        var settings = IMSSettings(servers: [], zone: .root, keyFiles: [], recordTTL: 10, lifetime: 300,
                                    line: section.line)
         var sawZone = false
         for entry in section.entries {
@@ -218,7 +219,7 @@ public struct NodeConfig: Sendable, Equatable {
                 settings.zone = zone
                 sawZone = true
             case "key-file":
-                settings.keyFile = try absolutePath(entry)
+                settings.keyFiles.append(try absolutePath(entry))
             case "record-ttl":
                 guard let ttl = UInt32(entry.value), (1...86_400).contains(ttl) else {
                     throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not 1-86400 seconds")

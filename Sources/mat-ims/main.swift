@@ -106,8 +106,16 @@ struct KeyGen: ParsableCommand {
         abstract: "Print a new TSIG key in BIND key-file syntax (like tsig-keygen); store it in a 0600 file."
     )
 
-    @Argument(help: "The key name; a node key is named after its HoA name (see `mat-ims name`).")
-    var name: String
+    @Argument(help: "Key names; a node key is named after its HoA name (see `mat-ims name`).")
+    var names: [String] = []
+
+    @Option(help: ArgumentHelp("A node's home address: a key named after its HoA name (repeatable; a dual-stack "
+                               + "node needs one per HoA, printed together they make its key file).",
+                               valueName: "address"))
+    var hoa: [String] = []
+
+    @Option(help: "The mapping zone, for --hoa.")
+    var zone: String = "mat.example."
 
     @Option(help: "hmac-sha256, hmac-sha384 or hmac-sha512.")
     var algorithm: String = "hmac-sha256"
@@ -116,11 +124,26 @@ struct KeyGen: ParsableCommand {
         guard let algorithm = TSIGAlgorithm(keyword: algorithm) else {
             throw ValidationError("unknown algorithm \(self.algorithm)")
         }
-        let keyName: DNSName
-        do { keyName = try DNSName(name) } catch { throw ValidationError("not a domain name: \(name)") }
+        var keyNames: [DNSName] = []
+        for name in names {
+            do { keyNames.append(try DNSName(name)) } catch { throw ValidationError("not a domain name: \(name)") }
+        }
+        if !hoa.isEmpty {
+            let zoneName: DNSName
+            do { zoneName = try DNSName(zone) } catch { throw ValidationError("bad zone \(zone)") }
+            for address in hoa {
+                guard let ip = IPAddress(address) else { throw ValidationError("not an IP address: \(address)") }
+                do { keyNames.append(try IMSNames.hoaName(ip, zone: zoneName)) } catch {
+                    throw ValidationError("bad zone \(zone)")
+                }
+            }
+        }
+        guard !keyNames.isEmpty else { throw ValidationError("give a key name or --hoa ADDRESS") }
         var generator = SystemRandomNumberGenerator()
-        let secret = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
-        print(TSIGKey(name: keyName, algorithm: algorithm, secret: secret).keyFileText, terminator: "")
+        for keyName in keyNames {
+            let secret = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            print(TSIGKey(name: keyName, algorithm: algorithm, secret: secret).keyFileText, terminator: "")
+        }
     }
 }
 

@@ -26,6 +26,18 @@ func loadConfig(_ path: String) throws -> NodeConfig {
     }
 }
 
+/// Checks the `[ims]` key files against the HoAs (``NodeKeys``): a HoA without its key
+/// would be refused by the IMS at every registration. Returns how many keys there are,
+/// nil without an `[ims]` section.
+func loadIMSKeys(_ node: NodeConfig, file: String) throws -> Int? {
+    guard let ims = node.ims else { return nil }
+    do {
+        return try NodeKeys.load(ims, homeAddresses: node.homeAddresses).count
+    } catch {
+        throw ValidationError("\(file): \(error)")
+    }
+}
+
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Set up the host and carry traffic until SIGTERM or SIGINT.")
 
@@ -34,6 +46,7 @@ struct Run: ParsableCommand {
 
     func run() throws {
         let node = try loadConfig(config)
+        _ = try loadIMSKeys(node, file: config)   // before the host is touched
         let daemon = try Daemon(config: node) { [config] in try loadConfig(config) }
         if try daemon.runUntilSignalled() == .handedOver { throw ExitCode(Daemon.handOverExitStatus) }
     }
@@ -48,7 +61,8 @@ struct CheckConfig: ParsableCommand {
 
     func run() throws {
         let node = try loadConfig(file)
-        print("\(file): ok (\(node.homeAddresses.count) home address(es), \(node.peers.count) static peer(s))")
+        let keys = try loadIMSKeys(node, file: file).map { ", \($0) IMS key(s)" } ?? ""
+        print("\(file): ok (\(node.homeAddresses.count) home address(es), \(node.peers.count) static peer(s)\(keys))")
     }
 }
 

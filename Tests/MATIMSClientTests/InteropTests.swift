@@ -9,8 +9,10 @@ import Testing
 /// `MAT_INTEROP_BIND` / `MAT_INTEROP_KNOT` (`127.0.0.1:PORT` of a throwaway `named` /
 /// `knotd` serving `mat.example.`), `MAT_INTEROP_KEY_A` / `MAT_INTEROP_KEY_B` (base64
 /// secrets of the keys of nodes A and B), `MAT_INTEROP_PUBLIC_KEY_A` (the Ed25519 public
-/// key, base64, that node A publishes; `Fixture.publicKeyA` if unset). Node A registers
-/// with its public key, node B without one. A suite runs only when its server is given.
+/// key, base64, that node A publishes; `Fixture.publicKeyA` if unset),
+/// `MAT_INTEROP_KEY_A6` (node A's second key: A is dual stack, its IPv6 HoA has a key of
+/// its own). Node A registers with its public key, node B without one. A suite runs only
+/// when its server is given.
 enum Interop {
     static func environment(_ name: String) -> String? {
         guard let value = getenv(name) else { return nil }
@@ -21,6 +23,9 @@ enum Interop {
 
     static let moaA = ip("192.0.2.10")
     static let moaB = ip("192.0.2.20")
+    /// Node A's IPv6 HoA and MoA: a dual-stack node registers one name per family.
+    static let hoaA6 = ip("2001:db8:100::10")
+    static let moaA6 = ip("2001:db8:a::10")
 
     static func key(for hoa: IPAddress, secret variable: String) -> TSIGKey {
         let secret = environment(variable) ?? ""
@@ -33,6 +38,8 @@ enum Interop {
 
     static var keyA: TSIGKey { key(for: Fixture.hoaA, secret: "MAT_INTEROP_KEY_A") }
     static var keyB: TSIGKey { key(for: Fixture.hoaB, secret: "MAT_INTEROP_KEY_B") }
+    /// Node A's key for its IPv6 HoA, named after that HoA's name.
+    static var keyA6: TSIGKey { key(for: hoaA6, secret: "MAT_INTEROP_KEY_A6") }
     /// The public key node A publishes in its version TXT.
     static let publicKeyA = environment("MAT_INTEROP_PUBLIC_KEY_A") ?? Fixture.publicKeyA
 
@@ -45,9 +52,11 @@ enum Interop {
         }
     }
 
-    static func client(_ server: DNSServerAddress, key: TSIGKey?, servers: [DNSServerAddress]? = nil,
+    static func client(_ server: DNSServerAddress, key: TSIGKey?, keys: [TSIGKey] = [],
+                       servers: [DNSServerAddress]? = nil,
                        clock: @escaping IMSClock = IMSClient.systemClock, log: LogRecorder? = nil) -> IMSClient {
-        let configuration = IMSClientConfiguration(names: Fixture.names, servers: servers ?? [server], key: key)
+        let configuration = IMSClientConfiguration(names: Fixture.names, servers: servers ?? [server], key: key,
+                                                   keys: keys)
         let transport = DNSTransport(options: DNSTransportOptions(udpTimeoutMilliseconds: 500, rounds: 2))
         let printer: IMSLogger = { level, text in print("[ims \(level)] \(text)") }
         return IMSClient(configuration: configuration, transport: transport, clock: clock, log: log?.logger ?? printer)
@@ -59,10 +68,10 @@ enum Interop {
         let transport = DNSTransport()
         var lines: [String] = []
         var owners: [(DNSName, DNSType)] = []
-        for hoa in [Fixture.hoaA, Fixture.hoaB] {
+        for hoa in [Fixture.hoaA, Fixture.hoaB, hoaA6] {
             for type in [DNSType.a, .aaaa, .txt] { owners.append((Fixture.names.hoaName(for: hoa), type)) }
         }
-        for moa in [moaA, moaB, ip("192.0.2.66"), ip("192.0.2.99"), ip("203.0.113.10")] {
+        for moa in [moaA, moaB, ip("192.0.2.66"), ip("192.0.2.99"), ip("203.0.113.10"), moaA6, ip("2001:db8:b::10")] {
             owners.append((Fixture.names.moaName(for: moa), .ptr))
         }
         for (owner, type) in owners {
@@ -135,6 +144,40 @@ enum Interop {
         #expect(try nodeA.lookup(hoa: Fixture.hoaB, allowCached: false).moas == [moaB])
     }
 
+    /// Node A is dual stack: one client with a key per HoA registers both names, node B
+    /// finds A by either HoA and by either MoA, and A's IPv4 key alone cannot write the
+    /// IPv6 name (each key writes only the name it is named after). `refusal` is how this
+    /// server refuses (BIND: REFUSED, signed; Knot: NOTAUTH/BADKEY, unsigned).
+    static func dualStack(_ server: DNSServerAddress, refusal: IMSClientError) throws {
+        let nodeA = client(server, key: nil, keys: [keyA, keyA6])
+        let four = nextSequence(), six = nextSequence()
+        try nodeA.register(hoa: Fixture.hoaA, moas: [moaA], sequence: four, publicKey: publicKeyA)
+        try nodeA.register(hoa: hoaA6, moas: [moaA6], sequence: six, publicKey: publicKeyA)
+        let nodeB = client(server, key: keyB)
+        let byFour = try nodeB.lookup(hoa: Fixture.hoaA), bySix = try nodeB.lookup(hoa: hoaA6)
+        #expect(byFour.moas == [moaA] && byFour.sequence == four && byFour.publicKey == publicKeyA)
+        #expect(bySix.moas == [moaA6] && bySix.sequence == six && bySix.publicKey == publicKeyA)
+        // First contact from either MoA leads to the HoA of its family.
+        #expect(try nodeB.reverseLookup(moa: moaA6).hoa == hoaA6)
+        #expect(try nodeB.reverseLookup(moa: moaA).hoa == Fixture.hoaA)
+        // A moves: both families follow, the old IPv6 pointer goes.
+        let moved6 = ip("2001:db8:b::10")
+        try nodeA.register(hoa: hoaA6, moas: [moved6], sequence: nextSequence(), publicKey: publicKeyA)
+        #expect(try nodeB.lookup(hoa: hoaA6, allowCached: false).moas == [moved6])
+        #expect(try nodeB.reverseLookup(moa: moved6).hoa == hoaA6)
+        #expect(throws: IMSClientError.reverseNotConfirmed(moa: moaA6, candidates: [])) {
+            try nodeB.reverseLookup(moa: moaA6)
+        }
+        try nodeA.register(hoa: hoaA6, moas: [moaA6], sequence: nextSequence(), publicKey: publicKeyA)
+
+        let before = try snapshot(server)
+        let fourOnly = client(server, key: keyA)
+        #expect(throws: refusal) {
+            try fourOnly.register(hoa: hoaA6, moas: [ip("2001:db8:b::66")], sequence: nextSequence())
+        }
+        #expect(try snapshot(server) == before)
+    }
+
     static func staleWhenServerUnreachable(_ server: DNSServerAddress) throws {
         try baseline(server)
         let clock = TestClock(UInt64(time(nil)))
@@ -186,6 +229,10 @@ struct BINDInteropTests {
     @Test func bindLargeMappingOverTCP() throws { try Interop.largeMappingUsesTCP(server) }
 
     @Test func bindStaleMappingWhileUnreachable() throws { try Interop.staleWhenServerUnreachable(server) }
+
+    @Test func bindDualStackNodeRegistersAndIsFoundByBothHoAs() throws {
+        try Interop.dualStack(server, refusal: .updateRefused(rcode: .refused, tsigError: nil, authenticated: true))
+    }
 
     @Test func bindRefusesWrongKeySecret() throws {
         try Interop.baseline(server)
@@ -245,6 +292,10 @@ struct KnotInteropTests {
     @Test func knotLargeMappingOverTCP() throws { try Interop.largeMappingUsesTCP(server) }
 
     @Test func knotStaleMappingWhileUnreachable() throws { try Interop.staleWhenServerUnreachable(server) }
+
+    @Test func knotDualStackNodeRegistersAndIsFoundByBothHoAs() throws {
+        try Interop.dualStack(server, refusal: .updateRefused(rcode: .notAuth, tsigError: .badKey, authenticated: false))
+    }
 
     @Test func knotRefusesKeyUpdatingAnotherNodesName() throws {
         try Interop.baseline(server)

@@ -6,9 +6,13 @@ import Testing
 @testable import MATIMSClient
 
 /// A real `mat-ims` process (the one built with these tests) on a free loopback port,
-/// serving `mat.example.` with the keys of nodes A and B; stopped by `stop()`.
+/// serving `mat.example.` with the keys of nodes A (dual stack: a key per HoA) and B;
+/// stopped by `stop()`.
 final class SpawnedIMS {
     static let keyB = TSIGKey(name: Fixture.names.hoaName(for: Fixture.hoaB), secret: Array(repeating: 0xB0, count: 32))
+    /// Node A's IPv6 HoA, with a key of its own named after its name.
+    static let hoaA6 = ip("2001:db8:100::10")
+    static let keyA6 = TSIGKey(name: Fixture.names.hoaName(for: hoaA6), secret: Array(repeating: 0xA6, count: 32))
 
     /// `mat-ims` next to this test bundle (SwiftPM builds every product into the
     /// directory that holds the test bundle), or `MAT_IMS` if set.
@@ -37,14 +41,17 @@ final class SpawnedIMS {
         directory = String(cString: try #require(made))
         try Fixture.keyA.keyFileText.write(toFile: directory + "/a.key", atomically: true, encoding: .utf8)
         try Self.keyB.keyFileText.write(toFile: directory + "/b.key", atomically: true, encoding: .utf8)
+        try Self.keyA6.keyFileText.write(toFile: directory + "/a6.key", atomically: true, encoding: .utf8)
         // mat-ims refuses key files others can read.
         chmod(directory + "/a.key", 0o600)
         chmod(directory + "/b.key", 0o600)
+        chmod(directory + "/a6.key", 0o600)
         let config = """
             [server]
             listen = 127.0.0.1:0
             key-file = \(directory)/a.key
             key-file = \(directory)/b.key
+            key-file = \(directory)/a6.key
             [zone]
             name = mat.example.
             ns = ns.mat.example.
@@ -78,8 +85,8 @@ final class SpawnedIMS {
 
     var log: String { (try? String(contentsOfFile: directory + "/log", encoding: .utf8)) ?? "" }
 
-    func client(key: TSIGKey?) -> IMSClient {
-        IMSClient(configuration: IMSClientConfiguration(names: Fixture.names, servers: [server], key: key),
+    func client(key: TSIGKey?, keys: [TSIGKey] = []) -> IMSClient {
+        IMSClient(configuration: IMSClientConfiguration(names: Fixture.names, servers: [server], key: key, keys: keys),
                   transport: DNSTransport(options: DNSTransportOptions(udpTimeoutMilliseconds: 1000, rounds: 2)))
     }
 
@@ -98,7 +105,7 @@ final class SpawnedIMS {
     private static func stop(_ process: Process, _ directory: String) {
         if process.isRunning { process.terminate() }
         process.waitUntilExit()
-        for file in ["a.key", "b.key", "ims.conf", "log"] { unlink(directory + "/" + file) }
+        for file in ["a.key", "b.key", "a6.key", "ims.conf", "log"] { unlink(directory + "/" + file) }
         rmdir(directory)
     }
 }
@@ -145,5 +152,30 @@ struct MatIMSServerTests {
             try forger.register(hoa: Fixture.hoaA, moas: [ip("192.0.2.66")], sequence: 3, publicKey: Fixture.publicKeyB)
         }
         #expect(try nodeB.lookup(hoa: Fixture.hoaA, allowCached: false).publicKey == Fixture.publicKeyA)
+    }
+
+    /// A dual-stack node: one client holding a key per HoA signs each registration with
+    /// the key named after that HoA's name, so both names register (with one key, the
+    /// second was REFUSED forever); its IPv4 key alone cannot write the IPv6 name.
+    @Test func dualStackNodeRegistersBothHoAsWithAKeyEach() throws {
+        let ims = try SpawnedIMS()
+        defer { ims.stop() }
+        let hoa6 = SpawnedIMS.hoaA6, moa6 = ip("2001:db8:a::10")
+        let nodeA = ims.client(key: nil, keys: [Fixture.keyA, SpawnedIMS.keyA6])
+        #expect(nodeA.configuration.signingKey(for: hoa6)?.name == SpawnedIMS.keyA6.name)
+        try nodeA.register(hoa: Fixture.hoaA, moas: [ip("192.0.2.10")], sequence: 1, publicKey: Fixture.publicKeyA)
+        try nodeA.register(hoa: hoa6, moas: [moa6], sequence: 2, publicKey: Fixture.publicKeyA)
+        let nodeB = ims.client(key: SpawnedIMS.keyB)
+        #expect(try nodeB.lookup(hoa: Fixture.hoaA).moas == [ip("192.0.2.10")])
+        let six = try nodeB.lookup(hoa: hoa6)
+        #expect(six.moas == [moa6] && six.sequence == 2 && six.publicKey == Fixture.publicKeyA)
+        #expect(try nodeB.reverseLookup(moa: moa6).hoa == hoa6)
+
+        let fourOnly = ims.client(key: Fixture.keyA)
+        #expect(fourOnly.configuration.namedKey(for: hoa6) == nil)
+        #expect(throws: IMSClientError.updateRefused(rcode: .refused, tsigError: nil, authenticated: true)) {
+            try fourOnly.register(hoa: hoa6, moas: [ip("2001:db8:b::66")], sequence: 3)
+        }
+        #expect(try nodeB.lookup(hoa: hoa6, allowCached: false).moas == [moa6])
     }
 }

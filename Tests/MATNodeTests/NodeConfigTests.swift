@@ -45,7 +45,7 @@ import Testing
         let ims = try #require(config.ims)
         #expect(ims.servers.map(\.description) == ["192.0.2.132:5353", "[2001:db8:c::132]:53"])
         #expect(ims.zone.description == "mat.example.")
-        #expect(ims.keyFile == "/etc/mat/node.key")
+        #expect(ims.keyFiles == ["/etc/mat/node.key"])
         #expect(ims.recordTTL == 10 && ims.lifetime == 300)
     }
 

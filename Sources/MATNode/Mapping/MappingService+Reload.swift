@@ -115,16 +115,17 @@ extension MappingService {
     }
 
     /// The IMS client and registration schedules an `[ims]` section calls for. Throws
-    /// when the key file is missing, unreadable, readable by others, or holds no key.
+    /// when a key file is missing, unreadable, readable by others, or holds no key, or
+    /// when the keys do not match the HoAs one to one (``NodeKeys``).
     static func makeClient(_ config: NodeConfig) throws -> (IMSClient?, [AddressFamily: RegistrationSchedule]) {
         guard let ims = config.ims else { return (nil, [:]) }
-        let key = try ims.keyFile.map(loadKey)
+        let keys = try NodeKeys.load(ims, homeAddresses: config.homeAddresses)
         let client = IMSClient(
             configuration: IMSClientConfiguration(names: try MappingNames(zone: ims.zone), servers: ims.servers,
-                                                  key: key, recordTTL: ims.recordTTL),
+                                                  keys: keys, recordTTL: ims.recordTTL),
             log: { level, message in log("matd: ims \(level.rawValue): \(message)") })
         var schedules: [AddressFamily: RegistrationSchedule] = [:]
-        if key != nil {
+        if !keys.isEmpty {
             for home in config.homeAddresses { schedules[home.family] = RegistrationSchedule(lifetime: ims.lifetime) }
         }
         return (client, schedules)

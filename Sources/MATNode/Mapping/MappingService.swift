@@ -77,7 +77,8 @@ public final class MappingService: @unchecked Sendable {
     private var thread: Thread?
 
     /// Prepares the service; `start()` begins the work. Throws when a key file is missing,
-    /// unreadable, readable by others, or holds no key, or the signaling port is taken.
+    /// unreadable, readable by others, or holds no key, when the keys do not match the
+    /// HoAs one to one (``NodeKeys``), or when the signaling port is taken.
     public init(config: NodeConfig, host: HostSetup, engine: Engine, addresses: NodeAddresses) throws {
         self.config = config
         self.host = host
@@ -369,12 +370,4 @@ public final class MappingService: @unchecked Sendable {
 
     /// Milliseconds of the monotonic clock.
     static func milliseconds() -> UInt64 { MonotonicClock.milliseconds() }
-
-    /// Reads the node's TSIG key (a secret file, mode 0600).
-    static func loadKey(_ path: String) throws -> TSIGKey {
-        let data = try SecretFile.read(path, what: "key file")
-        let keys = try TSIGKeyFile.parse(String(decoding: data, as: UTF8.self))
-        guard let key = keys.first else { throw SystemError("key file \(path)", detail: "holds no key") }
-        return key
-    }
 }
