@@ -1,0 +1,232 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+
+/// A dual-stack pair with mat-ims and no static peers, each node configured like
+/// docs/config.md's example: an IPv4 and an IPv6 HoA, one `[ims]` section, one key file
+/// (holding a key per HoA, as `mat-ims keygen --hoa V4 --hoa V6` prints it). Both
+/// families must register, be found, carry first contact, TCP, UDP, ICMP and path MTU
+/// discovery, and follow a move.
+@Suite(.serialized, .enabled(if: labTestsEnabled, "needs root: builds network namespaces (runs in CI)"))
+struct DualStackLabTests {
+    let vm = Addr.node("vm"), cn = Addr.node("cn")
+
+    @Test func dualStackPairThroughTheIMS() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        _ = try lab.startDualStackIMS()
+        for node in ["vm", "cn"] {
+            try lab.startMatd(node, config: try lab.writeDualStackIMSConfig(node))
+        }
+        for node in ["vm", "cn"] {
+            let me = Addr.node(node)
+            for family in Addr.Family.allCases {
+                #expect(lab.waitForLog(node, "registered \(me.home(family)) -> \(me.mobile(family)) seq"),
+                        "\(node) \(family): \(lab.matdLog(node))")
+            }
+        }
+        #expect(!lab.matdLog("vm").contains("REFUSED") && !lab.matdLog("cn").contains("REFUSED"))
+        // Both names are in the IMS itself, each with the MoA of its family.
+        for node in ["vm", "cn"] {
+            let me = Addr.node(node)
+            #expect(try lab.imsAnswer(lab.hoaName(me.home4), "A") == me.mobile4)
+            #expect(try lab.imsAnswer(lab.hoaName(me.home6), "AAAA") == me.mobile6)
+        }
+
+        // First contact, one family from each side: neither node knows the other yet.
+        let file = try lab.randomFile("payload", megabytes: 5)
+        let four = try lab.tcpTransfer(listener: "cn", address: cn.home4, connector: "vm", sender: "vm", file: file)
+        #expect(four.listenerSawPeer == vm.home4 && four.connectorLocal == vm.home4, "\(four)")
+        let six = try lab.tcpTransfer(listener: "vm", address: vm.home6, connector: "cn", sender: "cn", file: file,
+                                      port: 5003)
+        #expect(six.listenerSawPeer == cn.home6 && six.connectorLocal == cn.home6, "\(six)")
+        for family in Addr.Family.allCases {
+            #expect(try lab.matctl("vm", "peers").contains("\(cn.home(family)) -> \(cn.mobile(family))*"))
+            #expect(try lab.matctl("cn", "peers").contains("\(vm.home(family)) -> \(vm.mobile(family))*"))
+        }
+
+        // TCP every way, UDP and ICMP echo both ways, for both families.
+        try trafficMatrix(lab, file: file)
+        try pathMTUDiscovery(lab)
+        try moveUnderLoad(lab)
+    }
+
+    /// The router's link towards the receiver carries 1280 bytes at most: the sender's
+    /// full-size segments (1500) draw "fragmentation needed" / "packet too big" to its
+    /// MoA, which matd must hand to the HoA socket translated, or the transfer stalls (it
+    /// did, at 0 bit/s, before the ICMP-error rule: docs/datapath-experiment.md). One
+    /// direction at a time: a receiver that has learned the small MTU itself advertises a
+    /// small MSS, and its peer would never send a packet too big.
+    func pathMTUDiscovery(_ lab: Lab) throws {
+        let file = try lab.randomFile("pmtu", megabytes: 3)
+        for (sender, receiver, bridge) in [("vm", "cn", "br-c"), ("cn", "vm", "br-a")] {
+            try lab.exec("router", "ip", "link", "set", bridge, "mtu", "1280")
+            for family in Addr.Family.allCases {
+                let peer = Addr.node(receiver).home(family)
+                try lab.tcpTransfer(listener: receiver, address: peer, connector: sender, sender: sender, file: file,
+                                    port: 5004)
+                // The sender's kernel learned the path's MTU for the peer's HoA.
+                let route = try lab.exec(sender, "ip", "route", "get", peer)
+                #expect(route.contains("mtu 1280"), "\(sender) -> \(receiver) \(family): \(route)")
+            }
+            try lab.exec("router", "ip", "link", "set", bridge, "mtu", "1500")
+            // The exceptions live with the routes into mat0, in matd's table, not in main.
+            for family in ["-4", "-6"] {
+                try lab.exec(sender, "ip", family, "route", "flush", "cache", "table", "all")
+            }
+            for family in Addr.Family.allCases {
+                let route = try lab.exec(sender, "ip", "route", "get", Addr.node(receiver).home(family))
+                #expect(!route.contains("mtu 1280"), "the flush left \(sender) with \(route)")
+            }
+        }
+    }
+
+    /// A flow per family from the CN to the VM while the VM moves to site B: both arrive
+    /// whole, both HoAs are registered at the new MoAs, and the CN sends there.
+    func moveUnderLoad(_ lab: Lab) throws {
+        let file = try lab.randomFile("moving", megabytes: 16)
+        let flows = try Addr.Family.allCases.enumerated().map { index, family in
+            try FamilyFlow(lab, family: family, from: "cn", to: "vm", file: file, port: 5010 + index)
+        }
+        sleep(1)
+        try lab.moveVM(to: "b")
+        for flow in flows { try flow.finish() }
+        let moved = ["v4": "203.0.113.10", "v6": "2001:db8:b::10"]
+        for family in Addr.Family.allCases {
+            let moa = try #require(moved[family.rawValue])
+            #expect(lab.waitForLog("vm", "registered \(vm.home(family)) -> \(moa) seq"), "\(lab.matdLog("vm"))")
+            #expect(try lab.imsAnswer(lab.hoaName(vm.home(family)), family == .v4 ? "A" : "AAAA") == moa)
+            let peers = try lab.matctl("cn", "peers")
+            #expect(peers.contains("\(vm.home(family)) -> \(moa)*"), "\(peers)")
+            #expect(try lab.ping("vm", cn.home(family)), "vm -> cn \(family) after the move")
+            #expect(try lab.ping("cn", vm.home(family)), "cn -> vm \(family) after the move")
+            try lab.udpEcho(client: "cn", server: "vm", address: vm.home(family), count: 50)
+        }
+    }
+
+    /// A node whose key file lacks the key of one HoA does not start, and says which key
+    /// it needs; `matd check-config` says the same.
+    @Test func aMissingKeyForOneFamilyIsAnErrorAtStart() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        _ = try lab.startDualStackIMS()
+        let config = try lab.writeDualStackIMSConfig("vm")
+        // Only the IPv4 HoA's key, as docs/config.md's example had it before.
+        let onlyFour = try check([LabPaths.matIMS, "keygen", lab.hoaName(vm.home4)], timeout: 10)
+        try onlyFour.write(toFile: lab.path("keys/vm.key"), atomically: true, encoding: .utf8)
+        chmod(lab.path("keys/vm.key"), 0o600)
+        let expected = "no key for home address \(vm.home6)"
+        let checked = try lab.run("vm", [LabPaths.matd, "check-config", config])
+        #expect(!checked.succeeded && checked.stderr.contains(expected), "\(checked.summary)")
+        let run = try lab.run("vm", [LabPaths.matd, "run", "--config", config], timeout: 30)
+        let name6 = try lab.hoaName(vm.home6)
+        #expect(!run.succeeded && run.stderr.contains(expected) && run.stderr.contains(name6), "\(run.summary)")
+    }
+}
+
+/// A TCP transfer from one node's HoA to the other's in one family, paced so it spans a
+/// move; `finish` checks the bytes.
+struct FamilyFlow {
+    let lab: Lab
+    let file: String
+    let received: String
+    let listener: Spawned
+    let connector: Spawned
+
+    init(_ lab: Lab, family: Addr.Family, from sender: String, to receiver: String, file: String, port: Int,
+         megabytesPerSecond: Int = 4) throws {
+        self.lab = lab
+        self.file = file
+        received = lab.path("received-\(family)-\(UInt32.random(in: 0...UInt32.max))")
+        let address = Addr.node(receiver).home(family)
+        listener = try lab.spawn(receiver, ["python3", LabPaths.labPeer, "tcp-listen", address, "\(port)", "recv",
+                                            received])
+        guard listener.waitForOutput(timeout: 10, { $0.contains("listening") }) else {
+            throw LabError("listener in \(receiver) did not start:\n\(listener.wait(timeout: 1).summary)")
+        }
+        connector = try lab.spawn(sender, ["python3", LabPaths.labPeer, "tcp-connect", address, "\(port)", "send", file,
+                                           "\(megabytesPerSecond)"])
+    }
+
+    func finish() throws {
+        let sent = connector.wait(timeout: 120), got = listener.wait(timeout: 30)
+        guard sent.succeeded, got.succeeded else {
+            throw LabError("flow failed:\n\(sent.summary)\n\(got.summary)\nvm: \(lab.matdLog("vm"))\ncn: \(lab.matdLog("cn"))")
+        }
+        let expected = try lab.sha256(file), actual = try lab.sha256(received)
+        guard expected == actual else { throw LabError("SHA-256 differs: sent \(expected), received \(actual)") }
+    }
+}
+
+extension Lab {
+    /// Starts mat-ims on both of the IMS node's addresses with a key file per node that
+    /// holds a key per HoA (`mat-ims keygen --hoa V4 --hoa V6`).
+    func startDualStackIMS() throws -> Spawned {
+        try FileManager.default.createDirectory(atPath: path("keys"), withIntermediateDirectories: true)
+        for node in ["vm", "cn"] {
+            let me = Addr.node(node)
+            let keys = try check([LabPaths.matIMS, "keygen", "--hoa", me.home4, "--hoa", me.home6,
+                                  "--zone", "mat.example."], timeout: 10)
+            try keys.write(toFile: path("keys/\(node).key"), atomically: true, encoding: .utf8)
+            chmod(path("keys/\(node).key"), 0o600)
+        }
+        let config = """
+            [server]
+            listen = 192.0.2.132:53
+            listen = [2001:db8:c::132]:53
+            state-directory = \(path("ims-state"))
+            key-file = \(path("keys/vm.key"))
+            key-file = \(path("keys/cn.key"))
+            [zone]
+            name = mat.example.
+            ns = ns.mat.example.
+            glue = ns.mat.example. 192.0.2.132
+
+            """
+        try config.write(toFile: path("ims.conf"), atomically: true, encoding: .utf8)
+        let server = try spawn("ims", [LabPaths.matIMS, "run", "--config", path("ims.conf")])
+        guard server.waitForOutput(timeout: 20, { $0.contains("listening on") }) else {
+            throw LabError("mat-ims did not start:\n\(server.wait(timeout: 1).summary)")
+        }
+        return server
+    }
+
+    /// docs/config.md's example for `node`: both HoAs, one `[ims]` section, one key file.
+    func writeDualStackIMSConfig(_ node: String) throws -> String {
+        let me = Addr.node(node)
+        let text = """
+            [node]
+            home-address = \(me.home4)
+            home-address = \(me.home6)
+            uplink = eth0
+            domain-prefix = 198.51.100.0/24
+            domain-prefix = 2001:db8:100::/64
+            control-socket = \(socket(node))
+            state-directory = \(path("\(node)-state"))
+            [ims]
+            server = 192.0.2.132
+            server = [2001:db8:c::132]
+            zone = mat.example.
+            key-file = \(path("keys/\(node).key"))
+            record-ttl = 5
+
+            """
+        let file = path("\(node)-dual.conf")
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+        return file
+    }
+
+    /// The mapping name of `hoa` (`mat-ims name`).
+    func hoaName(_ hoa: String) throws -> String {
+        try check([LabPaths.matIMS, "name", hoa, "--zone", "mat.example."], timeout: 10)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// What mat-ims answers for `name`/`type`, asked from the plain host with dig.
+    func imsAnswer(_ name: String, _ type: String) throws -> String {
+        try exec("plain", "dig", "@192.0.2.132", "+norec", "+short", name, type)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
