@@ -21,7 +21,7 @@ public final class DatagramSocket {
         if family == .ipv6 {
             setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &on, socklen_t(MemoryLayout<Int32>.size))
         }
-        let bound = Self.withSocketAddress(family == .ipv4 ? .v4(IPv4Address(0)) : .v6(IPv6Address(high: 0, low: 0)),
+        let bound = SocketAddress.with(family == .ipv4 ? .v4(IPv4Address(0)) : .v6(IPv6Address(high: 0, low: 0)),
                                            port: port) { bind(fd, $0, $1) }
         guard bound == 0 else {
             let error = errno
@@ -36,7 +36,7 @@ public final class DatagramSocket {
     /// Sends one datagram; the kernel picks the source address by route.
     public func send(_ bytes: [UInt8], to address: IPAddress, port: UInt16) throws(SystemError) {
         let sent = bytes.withUnsafeBytes { buffer in
-            Self.withSocketAddress(address, port: port) {
+            SocketAddress.with(address, port: port) {
                 sendto(fileDescriptor, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT), $0, $1)
             }
         }
@@ -58,47 +58,7 @@ public final class DatagramSocket {
             if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { return nil }
             throw SystemError("receive UDP", errno: errno)
         }
-        guard let (source, port) = Self.address(of: storage) else { return nil }
+        guard let (source, port) = SocketAddress.address(of: storage) else { return nil }
         return (count, source, port)
-    }
-
-    private static func address(of storage: sockaddr_storage) -> (IPAddress, UInt16)? {
-        let family = Int32(storage.ss_family)
-        return withUnsafeBytes(of: storage) { raw -> (IPAddress, UInt16)? in
-            switch family {
-            case AF_INET:
-                let address = raw.load(as: sockaddr_in.self)
-                return (.v4(IPv4Address(UInt32(bigEndian: address.sin_addr.s_addr))), UInt16(bigEndian: address.sin_port))
-            case AF_INET6:
-                let address = raw.load(as: sockaddr_in6.self)
-                let bytes = withUnsafeBytes(of: address.sin6_addr) { Array($0) }
-                let v6 = bytes.withUnsafeBytes { IPv6Address(loadingFrom: $0.baseAddress!, offset: 0) }
-                return (.v6(v6), UInt16(bigEndian: address.sin6_port))
-            default:
-                return nil
-            }
-        }
-    }
-
-    private static func withSocketAddress<R>(_ address: IPAddress, port: UInt16,
-                                             _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
-        switch address {
-        case .v4(let v4):
-            var socketAddress = sockaddr_in()
-            socketAddress.sin_family = sa_family_t(AF_INET)
-            socketAddress.sin_port = port.bigEndian
-            socketAddress.sin_addr.s_addr = v4.value.bigEndian
-            return withUnsafePointer(to: &socketAddress) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-        case .v6(let v6):
-            var socketAddress = sockaddr_in6()
-            socketAddress.sin6_family = sa_family_t(AF_INET6)
-            socketAddress.sin6_port = port.bigEndian
-            withUnsafeMutableBytes(of: &socketAddress.sin6_addr) { v6.store(to: $0.baseAddress!, offset: 0) }
-            return withUnsafePointer(to: &socketAddress) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
-            }
-        }
     }
 }

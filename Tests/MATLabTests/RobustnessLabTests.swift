@@ -25,7 +25,7 @@ struct RobustnessLabTests {
         usleep(500_000)
         let request = Array(#"{"command":"peers","version":1}"#.utf8) + [UInt8(ascii: "\n")]
         for index in 0..<200 {
-            let client = try UnixSocket.connect(to: lab.socket("vm"))
+            let client = try StreamSocket.connect(to: lab.socket("vm"))
             try client.writeAll(index % 2 == 0 ? request : Array(request.prefix(7)))
             if index % 50 == 0 { try lab.signalMatd("vm", SIGHUP) }
         }

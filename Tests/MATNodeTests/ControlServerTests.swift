@@ -42,7 +42,7 @@ import Testing
         defer { control.stop() }
         let line = try requestLine()
         for index in 0..<200 {
-            let client = try UnixSocket.connect(to: path)
+            let client = try StreamSocket.connect(to: path)
             switch index % 4 {
             case 0: try client.writeAll(line)                      // the whole request, then gone
             case 1: try client.writeAll(Array(line.prefix(10)))    // half a request
@@ -72,7 +72,7 @@ import Testing
         limits.requestMilliseconds = 300
         let control = try server(limits: limits)
         defer { control.stop() }
-        let stalled = try UnixSocket.connect(to: path)
+        let stalled = try StreamSocket.connect(to: path)
         try stalled.writeAll(Array(try requestLine().prefix(5)))
         let (reply, milliseconds) = try ask(.status)
         #expect(reply.error == "answered status")
@@ -115,7 +115,7 @@ import Testing
     @Test func aMegabyteOfGarbageGetsAnErrorAndTheServerGoesOn() throws {
         let control = try server()
         defer { control.stop() }
-        let client = try UnixSocket.connect(to: path)
+        let client = try StreamSocket.connect(to: path)
         client.setTimeout(seconds: 5)
         // The server stops reading at its limit and closes after its reply: the rest of the
         // megabyte may not be taken, which is the point.
@@ -123,7 +123,7 @@ import Testing
         let reply = try JSONDecoder().decode(ControlReply.self, from: Data(client.readLine(limit: 4096)))
         #expect(reply.error == "request longer than 4096 bytes")
 
-        let garbage = try UnixSocket.connect(to: path)
+        let garbage = try StreamSocket.connect(to: path)
         try garbage.writeAll(Array("{not json\n".utf8))
         let malformed = try JSONDecoder().decode(ControlReply.self, from: Data(garbage.readLine(limit: 4096)))
         #expect(malformed.error?.hasPrefix("malformed request") == true)
@@ -135,7 +135,7 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: path))
         control.stop()
         #expect(!FileManager.default.fileExists(atPath: path))
-        #expect(throws: SystemError.self) { try UnixSocket.connect(to: path) }
+        #expect(throws: SystemError.self) { try StreamSocket.connect(to: path) }
     }
 
     private func waitUntil(seconds: Double = 3, _ condition: () -> Bool) throws {

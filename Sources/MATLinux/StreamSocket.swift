@@ -1,9 +1,11 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import MATPacket
 
-/// A Unix-domain stream socket: the control socket's listener and its client side.
-public struct UnixSocket: ~Copyable {
+/// A stream socket: a Unix-domain one (the control socket's listener and its client side)
+/// or a TCP listener (the metrics endpoint) and the connections it accepts.
+public struct StreamSocket: ~Copyable {
     /// The open descriptor; closed when the value goes away.
     public let fileDescriptor: Int32
 
@@ -13,7 +15,7 @@ public struct UnixSocket: ~Copyable {
 
     /// Listens at `path` with mode 0600. A stale socket file from a dead process is
     /// replaced; a live one (something answers) is an error, so two daemons cannot share it.
-    public static func listen(at path: String) throws(SystemError) -> UnixSocket {
+    public static func listen(at path: String) throws(SystemError) -> StreamSocket {
         if (try? connect(to: path)) != nil {
             throw SystemError("listen on \(path)", detail: "another process is already listening there")
         }
@@ -31,8 +33,25 @@ public struct UnixSocket: ~Copyable {
         return socket
     }
 
+    /// Listens on TCP `port` of `address` (close-on-exec, address reuse on, so a restart
+    /// does not wait for old connections in TIME_WAIT).
+    public static func listen(on address: IPAddress, port: UInt16) throws(SystemError) -> StreamSocket {
+        let what = "listen on TCP \(address) port \(port)"
+        let domain = address.family == .ipv4 ? AF_INET : AF_INET6
+        let fd = socket(domain, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SystemError(what, errno: errno) }
+        let socket = StreamSocket(fileDescriptor: fd)
+        var on: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
+        guard SocketAddress.with(address, port: port, { bind(fd, $0, $1) }) == 0 else {
+            throw SystemError(what, errno: errno)
+        }
+        guard Glibc.listen(fd, 16) == 0 else { throw SystemError(what, errno: errno) }
+        return socket
+    }
+
     /// Connects to the socket at `path`.
-    public static func connect(to path: String) throws(SystemError) -> UnixSocket {
+    public static func connect(to path: String) throws(SystemError) -> StreamSocket {
         let socket = try make("connect to \(path)")
         var address = try socketAddress(path)
         let connected = withUnsafePointer(to: &address) {
@@ -46,20 +65,20 @@ public struct UnixSocket: ~Copyable {
 
     /// Takes a waiting client, non-blocking and close-on-exec. Returns nil when none is
     /// waiting (the listener is non-blocking, see `setNonBlocking`) or the listener was shut down.
-    public func accept() throws(SystemError) -> UnixSocket? {
+    public func accept() throws(SystemError) -> StreamSocket? {
         while true {
             let client = Glibc.accept(fileDescriptor, nil, nil)
             if client >= 0 {
                 // accept4 is not in Glibc's Swift module; nothing runs between the two calls.
                 _ = fcntl(client, F_SETFD, FD_CLOEXEC)
                 _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
-                return UnixSocket(fileDescriptor: client)
+                return StreamSocket(fileDescriptor: client)
             }
             switch errno {
             case EINTR, ECONNABORTED: continue
             case EAGAIN, EINVAL, EBADF: return nil
             // Out of descriptors or memory: the client stays queued; the caller retries later.
-            default: throw SystemError("accept on control socket", errno: errno)
+            default: throw SystemError("accept", errno: errno)
             }
         }
     }
@@ -78,7 +97,7 @@ public struct UnixSocket: ~Copyable {
             switch errno {
             case EINTR: continue
             case EAGAIN: return nil
-            default: throw SystemError("read from control socket", errno: errno)
+            default: throw SystemError("read from stream socket", errno: errno)
             }
         }
     }
@@ -92,7 +111,7 @@ public struct UnixSocket: ~Copyable {
             switch errno {
             case EINTR: continue
             case EAGAIN: return nil
-            default: throw SystemError("write to control socket", errno: errno)
+            default: throw SystemError("write to stream socket", errno: errno)
             }
         }
     }
@@ -140,15 +159,15 @@ public struct UnixSocket: ~Copyable {
             if count > 0 {
                 offset += count
             } else if errno != EINTR {
-                throw SystemError("write to control socket", errno: errno)
+                throw SystemError("write to stream socket", errno: errno)
             }
         }
     }
 
-    private static func make(_ operation: String) throws(SystemError) -> UnixSocket {
+    private static func make(_ operation: String) throws(SystemError) -> StreamSocket {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SystemError(operation, errno: errno) }
-        return UnixSocket(fileDescriptor: fd)
+        return StreamSocket(fileDescriptor: fd)
     }
 
     private static func socketAddress(_ path: String) throws(SystemError) -> sockaddr_un {
