@@ -76,10 +76,16 @@ public final class Daemon {
         let status = StatusSource(config: config, tun: tun.name, offloads: tun.offloads.description,
                                   started: started)
         let controlCounters = Mutex<ControlServer?>(nil)
-        let control = try ControlServer(path: config.controlSocket) { request in
+        let answer: @Sendable (ControlRequest) -> ControlReply = { request in
             status.reply(to: request, engine: engine, mappings: mappings,
                          control: controlCounters.withLock { $0 }?.counters ?? [:])
         }
+        let metrics = config.metricsListen.map { listen in
+            ControlServer.MetricsEndpoint(address: listen.address, port: listen.port) {
+                status.exposition(answer)
+            }
+        }
+        let control = try ControlServer(path: config.controlSocket, metrics: metrics, handler: answer)
         controlCounters.withLock { $0 = control }
         defer { control.stop() }
 
@@ -130,6 +136,14 @@ struct StatusSource: Sendable {
     let tun: String
     let offloads: String
     let started: Date
+
+    /// The Prometheus exposition, from the same replies `matctl stats --prometheus` uses.
+    func exposition(_ answer: (ControlRequest) -> ControlReply) -> String {
+        guard let stats = answer(ControlRequest(command: .stats)).stats else { return "" }
+        let peers = answer(ControlRequest(command: .peers)).peers ?? []
+        return PrometheusExposition.render(stats: stats, peers: peers,
+                                           status: answer(ControlRequest(command: .status)).status)
+    }
 
     func reply(to request: ControlRequest, engine: Engine, mappings: MappingService,
                control: [String: UInt64]) -> ControlReply {

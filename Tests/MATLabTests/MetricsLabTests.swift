@@ -21,7 +21,14 @@ struct MetricsLabTests {
         // and the control socket.
         let docs = try String(contentsOf: LabPaths.repositoryRoot.appendingPathComponent("docs/operations.md"), encoding: .utf8)
         let section = try #require(docs.components(separatedBy: "## Metrics").dropFirst().first)
-        let block = try #require(section.components(separatedBy: "```").dropFirst().first)
+        let blocks = section.components(separatedBy: "## ").first!.components(separatedBy: "```").enumerated()
+            .filter { $0.offset % 2 == 1 }.map(\.element)
+        let block = try #require(blocks.first { $0.contains("matctl stats --prometheus") })
+        // The scrape configuration there is one Prometheus takes.
+        let scrapeConfig = try #require(blocks.first { $0.contains("scrape_configs") })
+        try scrapeConfig.write(toFile: lab.path("prometheus.yml"), atomically: true, encoding: .utf8)
+        let checked = try runCommand(["promtool", "check", "config", lab.path("prometheus.yml")], timeout: 30)
+        #expect(checked.succeeded, "promtool check config:\n\(checked.summary)")
         let script = block
             .replacingOccurrences(of: "dir=/var/lib/prometheus/node-exporter", with: "dir=\(lab.path("collector"))")
             .replacingOccurrences(of: "matctl stats --prometheus", with: "\(LabPaths.matctl) stats --prometheus --socket \(lab.socket("cn"))")
@@ -49,5 +56,40 @@ struct MetricsLabTests {
         // --json and --prometheus together are a usage error, not a silent choice.
         let both = try runCommand([LabPaths.matctl, "stats", "--prometheus", "--json", "--socket", lab.socket("cn")])
         #expect(!both.succeeded && both.stderr.contains("exclude each other"), "\(both.summary)")
+    }
+
+    /// `metrics-listen`: matd serves the same exposition over HTTP, as Prometheus scrapes it.
+    @Test func metricsListenServesTheExpositionOverHTTP() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        let config = try String(contentsOfFile: try lab.writeConfig("vm"), encoding: .utf8)
+            .replacingOccurrences(of: "[node]\n", with: "[node]\nmetrics-listen = 127.0.0.1:9474\n")
+        let file = lab.path("vm-metrics.conf")
+        try config.write(toFile: file, atomically: true, encoding: .utf8)
+        try lab.startMatd("vm", config: file)
+        try lab.startMatd("cn")
+        #expect(try lab.ping("vm", Addr.cn.home4, count: 3))
+        let scrape = try lab.exec("vm", "python3", "-c", """
+            import urllib.request
+            with urllib.request.urlopen("http://127.0.0.1:9474/metrics", timeout=10) as r:
+                print(r.headers["Content-Type"])
+                print(r.read().decode(), end="")
+            """)
+        let (contentType, body) = (scrape.prefix { $0 != "\n" }, scrape.drop { $0 != "\n" }.dropFirst())
+        #expect(contentType == "text/plain; version=0.0.4; charset=utf-8", "\(scrape)")
+        let saved = lab.path("scraped.prom")
+        try String(body).write(toFile: saved, atomically: true, encoding: .utf8)
+        let lint = try runCommand(["bash", "-c", "promtool check metrics < \"$1\"", "promtool", saved], timeout: 30)
+        #expect(lint.succeeded, "promtool check metrics:\n\(lint.summary)\n\(body)")
+        #expect(body.contains("matd_peers 2\n"), "\(body)")
+        #expect(body.contains("matd_control_events_total{event=\"metrics_requests\"}"), "\(body)")
+        let ping = body.split(separator: "\n").first { $0.hasPrefix("matd_packets_total{direction=\"outbound\"} ") }
+        #expect(ping.flatMap { UInt64($0.split(separator: " ").last ?? "") }.map { $0 >= 3 } == true, "\(body)")
+        // Only on the configured address: the node's MoA does not answer.
+        let elsewhere = try runCommand(lab.inNode("cn", ["python3", "-c", """
+            import socket
+            socket.create_connection(("\(Addr.vm.mobile4)", 9474), timeout=3)
+            """]))
+        #expect(!elsewhere.succeeded, "the metrics port answers on the MoA")
     }
 }

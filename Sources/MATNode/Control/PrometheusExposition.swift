@@ -3,6 +3,9 @@
 /// Names follow Prometheus's conventions: a `matd_` prefix, `_total` on counters, seconds
 /// and bytes as units; docs/operations.md lists them.
 public enum PrometheusExposition {
+    /// The Content-Type of the text format.
+    public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
+
     /// The exposition of `stats`, with one series per peer in `peers` for the per-peer
     /// gauges (address, alert state, last acknowledgement, round trip).
     public static func render(stats: StatsReport, peers: [PeerReport], status: StatusReport? = nil) -> String {
