@@ -32,4 +32,13 @@ public final class Nftables {
         }
         return output
     }
+
+    /// Runs `commands` like `run` and returns nft's JSON output (`nft -j`), for reading
+    /// rulesets without parsing their text form.
+    public func runJSON(_ commands: String) throws(SystemError) -> String {
+        let flags = nft_ctx_output_get_flags(context)
+        nft_ctx_output_set_flags(context, flags | UInt32(NFT_CTX_OUTPUT_JSON))
+        defer { nft_ctx_output_set_flags(context, flags) }
+        return try run(commands)
+    }
 }

@@ -90,7 +90,7 @@ public final class Daemon {
         defer { control.stop() }
 
         log("matd: up on \(tun.name) (offloads \(tun.offloads)), home \(config.homeAddresses), "
-            + "mobile \(addresses.mobileDescription), \(config.peers.count) static peer(s)")
+            + "mobile \(addresses.mobileDescription), \(config.peers.count) static peer(s), IPv6 outbound \(host.ipv6Path.rawValue)")
         let notifications = ServiceNotifications(engine: engine, service: mappings)
         defer { notifications.stopping() }
         var inForce = config

@@ -15,12 +15,26 @@ import MATPacket
 ///   are routed by the main table even when their destination (a peer at home, whose MoA
 ///   is its HoA) lies inside a domain prefix.
 /// - One nftables table, `netdev matd_<tun>`, with an ingress chain per uplink that hands
-///   packets from known peers' MoAs (and ICMP errors about them) to the TUN device.
+///   packets from known peers' MoAs (and ICMP errors about them) to the TUN device, and,
+///   where IPv6 leaves through nftables, a chain on the TUN device that sends the engine's
+///   IPv6 packets to each peer's next hop.
+/// - One table `inet matd_<tun>` that recognises traffic between MoAs that is not HoA
+///   traffic, so the diversion lets it pass (PeerMoATraffic).
 public final class HostSetup {
     private let config: NodeConfig
     private let netlink: RouteNetlink
     private let nftables: Nftables
     private let tun: TunDevice
+    private let routes: RouteLookup
+    private let tunIndex: Int32
+    private let services: MoAServiceWatch
+    /// How IPv6 packets from the engine leave (probed at start).
+    public let ipv6Path: IPv6OutboundPath
+    /// What the diversion was last written for, to write it again when only the routes
+    /// changed (a new gateway after a move).
+    private var diverted: (addresses: NodeAddresses, peerMoAs: [IPAddress])?
+    private var hops6: [IPAddress: RouteLookup.Hop] = [:]
+    private var watchingServices = false
 
     /// The nftables table matd owns for TUN device `tun`.
     public static func tableName(tun: String) -> String {
@@ -34,6 +48,8 @@ public final class HostSetup {
         self.tun = tun
         netlink = try RouteNetlink()
         nftables = try Nftables()
+        routes = try RouteLookup()
+        services = MoAServiceWatch(table: Self.tableName(tun: tun.name))
         try tun.setPersistent(true)
         // No IPv6 link-local address on the TUN device: nothing but HoA traffic should
         // enter it, and router solicitations from it would only be counted as drops.
@@ -43,6 +59,7 @@ public final class HostSetup {
         for uplink in config.uplinks { mtu = min(mtu, (try? netlink.mtu(of: uplink)) ?? mtu) }
         try netlink.setUp(tun.name, mtu: mtu, transmitQueueLength: 10_000)
         let index = try netlink.interfaceIndex(tun.name)
+        tunIndex = index
         for home in config.homeAddresses {
             try netlink.addAddress(IPPrefix(home, length: home.family == .ipv4 ? 32 : 128)!,
                                    interface: index, allowExisting: true)
@@ -51,6 +68,10 @@ public final class HostSetup {
             try netlink.addRoute(prefix, interface: index, table: config.routingTable, allowExisting: true)
         }
         try Self.setDeviceSysctls(tun: tun.name)
+        ipv6Path = try Self.chooseIPv6Path(setting: config.ipv6Forwarding, tun: tun.name,
+                                           needed: config.homeAddresses.contains { $0.family == .ipv6 },
+                                           nftables: nftables)
+        ForwardFirewall.warn(tun: tun.name, ipv6Path: ipv6Path, nftables: nftables)
         for rule in Self.rules(config) {
             // A rule a dead matd left is replaced rather than doubled.
             try? netlink.deleteRule(rule)
@@ -81,16 +102,88 @@ public final class HostSetup {
 
     /// Points the inbound diversion at the node's current MoAs and the peers' MoAs, in one
     /// nftables transaction: the old rules stay in force until the new ones replace them.
+    ///
+    /// The same transaction points the IPv6 outbound chain (nftables path) at each peer's
+    /// next hop. The table of MoA-to-MoA traffic is rewritten just before, keeping the flows
+    /// it has seen.
     public func divertInbound(addresses: NodeAddresses, peerMoAs: [IPAddress]) throws(SystemError) {
         let table = Self.tableName(tun: tun.name)
+        try rewriteMoATrafficTable(addresses: addresses, peerMoAs: peerMoAs)
         var batch = ["add table netdev \(table)", "delete table netdev \(table)", "add table netdev \(table)"]
         for uplink in config.uplinks {
             let chain = "in_" + String(uplink.map { $0.isLetter || $0.isNumber ? $0 : "_" })
             batch.append("add chain netdev \(table) \(chain) { type filter hook ingress device \"\(uplink)\" priority -500; policy accept; }")
+            batch.append(PeerMoATraffic.passRule(table: table, chain: chain))
             batch += rules(table: table, chain: chain, family: .ipv4, addresses: addresses, peerMoAs: peerMoAs)
             batch += rules(table: table, chain: chain, family: .ipv6, addresses: addresses, peerMoAs: peerMoAs)
         }
+        let hops = nextHops6(addresses: addresses, peerMoAs: peerMoAs)
+        if ipv6Path == .nftables, let mobile = addresses.mobile6 {
+            batch += Self.outboundChain6(table: table, tun: tun.name, mobile: mobile, hops: hops)
+        }
         try nftables.run(batch.joined(separator: "\n"))
+        diverted = (addresses, peerMoAs)
+        hops6 = hops
+        // At home (MoA == HoA) a service on that address is HoA traffic's: the engine
+        // decides by source there, as for everything else.
+        services.watch(addresses.mobileAddresses.filter { !config.homeAddresses.contains($0) })
+    }
+
+    /// Writes the diversion again if a peer's IPv6 next hop changed (a new gateway, a
+    /// route change without a new MoA); nothing to do on the sysctl path, where the
+    /// kernel routes each packet itself. Called after netlink reports route changes.
+    public func followRoutes() {
+        guard ipv6Path == .nftables, let diverted else { return }
+        let hops = nextHops6(addresses: diverted.addresses, peerMoAs: diverted.peerMoAs)
+        guard hops != hops6 else { return }
+        do {
+            try divertInbound(addresses: diverted.addresses, peerMoAs: diverted.peerMoAs)
+            log("matd: IPv6 next hops changed: \(hops.map { "\($0.key) \($0.value)" }.sorted().joined(separator: ", "))")
+        } catch {
+            log("matd: pointing IPv6 at the new next hops failed: \(error)")
+        }
+    }
+
+    /// Each IPv6 peer MoA's next hop, looked up as the kernel would forward a packet
+    /// from the node's MoA arriving on the TUN device. A failed lookup is logged; that
+    /// peer gets no rule until the next change.
+    private func nextHops6(addresses: NodeAddresses, peerMoAs: [IPAddress]) -> [IPAddress: RouteLookup.Hop] {
+        guard ipv6Path == .nftables, let mobile = addresses.mobile6 else { return [:] }
+        var hops: [IPAddress: RouteLookup.Hop] = [:]
+        for peer in Set(peerMoAs) where peer.family == .ipv6 {
+            do {
+                if let hop = try routes.forwardingHop(to: peer, from: .v6(mobile), inputInterface: tunIndex) {
+                    hops[peer] = hop
+                } else {
+                    log("matd: no IPv6 route to peer MoA \(peer); its HoA traffic waits for one")
+                }
+            } catch {
+                log("matd: \(error)")
+            }
+        }
+        return hops
+    }
+
+    /// Rewrites the chains of table `inet matd_<tun>` (PeerMoATraffic); its sets stay.
+    private func rewriteMoATrafficTable(addresses: NodeAddresses, peerMoAs: [IPAddress]) throws(SystemError) {
+        let table = Self.tableName(tun: tun.name)
+        var batch: [String] = []
+        for chain in PeerMoATraffic.chains(uplinks: config.uplinks) {
+            // Emptied, then added again below (adding an existing chain changes nothing).
+            // Not deleted: the kernel refuses to add a chain deleted in the same
+            // transaction. A chain that is not there (first start, or a kernel that removed
+            // it with its uplink) answers the listing with an error: nothing to empty.
+            if (try? nftables.run("list chain inet \(table) \(chain)")) != nil {
+                batch.append("flush chain inet \(table) \(chain)")
+            }
+        }
+        batch += PeerMoATraffic.batch(table: table, tun: tun.name, uplinks: config.uplinks,
+                                      addresses: addresses, peerMoAs: peerMoAs)
+        try nftables.run(batch.joined(separator: "\n"))
+        if !watchingServices {
+            watchingServices = true
+            services.start()
+        }
     }
 
     /// The rules for one family, in order: let signaling through to matd's socket, divert
@@ -135,8 +228,17 @@ public final class HostSetup {
 
     /// Removes the policy rules, the nftables table and the TUN device with everything on it.
     public func teardown() {
+        services.stop()
         for rule in Self.rules(config) { try? netlink.deleteRule(rule) }
-        _ = try? nftables.run("delete table netdev \(Self.tableName(tun: tun.name))")
+        let table = Self.tableName(tun: tun.name)
+        // A table that is not there (start failed before writing it) lists with an error.
+        for family in ["netdev", "inet"] where (try? nftables.run("list table \(family) \(table)")) != nil {
+            do {
+                try nftables.run("delete table \(family) \(table)")
+            } catch {
+                log("matd: stop: \(error)")
+            }
+        }
         try? tun.setPersistent(false)
     }
 
@@ -150,9 +252,9 @@ public final class HostSetup {
         }
         let table = tableName(tun: config.tunName)
         let nftables = try Nftables()
-        if (try? nftables.run("list table netdev \(table)")) != nil {
-            try nftables.run("delete table netdev \(table)")
-            removed.append("nftables table netdev \(table)")
+        for family in ["netdev", "inet"] where (try? nftables.run("list table \(family) \(table)")) != nil {
+            try nftables.run("delete table \(family) \(table)")
+            removed.append("nftables table \(family) \(table)")
         }
         if case .some(.some("tun")) = netlink.kind(of: config.tunName) {
             try netlink.deleteLink(config.tunName)
@@ -170,11 +272,10 @@ public final class HostSetup {
         try writeSysctl("net/ipv4/conf/\(tun)/forwarding", "1")
         try writeSysctl("net/ipv4/conf/\(tun)/accept_local", "1")
         try writeSysctl("net/ipv4/conf/\(tun)/rp_filter", "2")
-        // Per-device IPv6 forwarding without the host-wide switch (Linux 6.17 and later).
-        try? writeSysctl("net/ipv6/conf/\(tun)/force_forwarding", "1")
+        // IPv6: force_forwarding or nftables, chosen by chooseIPv6Path.
     }
 
-    private static func writeSysctl(_ key: String, _ value: String) throws(SystemError) {
+    static func writeSysctl(_ key: String, _ value: String) throws(SystemError) {
         let path = "/proc/sys/" + key
         let fd = open(path, O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SystemError("set sysctl \(key)", errno: errno) }

@@ -39,6 +39,9 @@ public struct NodeConfig: Sendable, Equatable {
     /// File with this node's Ed25519 signing key for mobility alerts; nil: the state
     /// directory's `signing.key`, created on first start.
     public var signingKeyFile: String?
+    /// How IPv6 packets from the engine leave (`ipv6-forwarding`): the per-device sysctl,
+    /// nftables, or whichever the kernel has (`auto`, the default).
+    public var ipv6Forwarding: IPv6ForwardingSetting
     /// Peers with a fixed mapping.
     public var peers: [StaticPeer]
     /// Where mappings are registered and looked up; nil for static peers only.
@@ -83,6 +86,7 @@ public struct NodeConfig: Sendable, Equatable {
         routingTable = Self.defaultRoutingTable
         rulePriority = Self.defaultRulePriority
         signingKeyFile = nil
+        ipv6Forwarding = .auto
         peers = []
         ims = nil
         var sawNode = false
@@ -168,6 +172,11 @@ public struct NodeConfig: Sendable, Equatable {
                 rulePriority = priority
             case "signing-key":
                 signingKeyFile = try Self.absolutePath(entry)
+            case "ipv6-forwarding":
+                guard let setting = IPv6ForwardingSetting(rawValue: entry.value) else {
+                    throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not auto, sysctl or nftables")
+                }
+                ipv6Forwarding = setting
             default:
                 throw ConfigError(line: entry.line, key: entry.key, message: "unknown key in [node]")
             }
@@ -319,6 +328,7 @@ extension NodeConfig {
         note("routing-table", routingTable, next.routingTable)
         note("rule-priority", rulePriority, next.rulePriority)
         note("signing-key", signingKeyFile, next.signingKeyFile)
+        note("ipv6-forwarding", ipv6Forwarding, next.ipv6Forwarding)
         return (merged, notApplied)
     }
 }

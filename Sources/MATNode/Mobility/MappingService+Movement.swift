@@ -64,7 +64,10 @@ extension MappingService {
             schedules[family]?.moasChanged(to: chosen + ordered.filter { $0.family == family && !chosen.contains($0) },
                                            at: now / 1_000)
         }
-        guard next != addresses || force else { return }
+        guard next != addresses || force else {
+            host.followRoutes()   // a new gateway with the same MoA: IPv6 next hops (nftables path)
+            return
+        }
         // Held before the engine takes the new MoA: not one packet may leave from it
         // before the peer has accepted it.
         let peers = activePeers().filter { peer in next.mobileAddresses.contains { $0.family == peer.hoa.family } }

@@ -1,0 +1,199 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import MATLinux
+import MATPacket
+import Synchronization
+
+/// Traffic between this node's MoA and a peer's MoA that is not HoA traffic (ssh to the
+/// MoA, monitoring, a service bound to the MoA) is left alone (docs/datapath.md). The
+/// uplinks' diversion sends everything from a peer's MoA to the engine, so packets that
+/// belong to such traffic carry a mark bit when they reach it, and it lets them pass:
+///
+/// - Flows this host itself sends from a local address to a peer's MoA (not through the
+///   TUN device, so not HoA traffic): the `output` chain of table `inet matd_<tun>` puts
+///   (peer MoA, protocol, peer port, local port) into a timed set on every packet, and
+///   (peer MoA, echo id) for pings, whose replies are let through.
+/// - Services bound to the MoA itself (not to the HoA, not to the wildcard address): a
+///   watcher reads the kernel's socket tables every second and keeps (MoA, protocol,
+///   port) in a second set. A wildcard listener stays reachable too, through the engine
+///   (it sees the peer's HoA), since a packet cannot tell which the peer meant.
+///
+/// An `ingress` chain per uplink in that table (priority -510, before the diversion at
+/// -500) looks packets up in both sets and sets the bit; the diversion's first rule takes
+/// it off again and accepts the packet. The sets are in a table of their own because the
+/// diversion's table is replaced on every change and would forget them.
+enum PeerMoATraffic {
+    /// The mark bit that tells the diversion to let a packet pass; cleared before the
+    /// packet goes on, so policy routing and other firewalls never see it.
+    static let markBit: UInt32 = 0x2000_0000
+
+    /// How long a flow is remembered after its last packet from this host, seconds.
+    static let flowTimeout = 3_600
+
+    /// The diversion's first rule: marked packets pass, without the mark.
+    static func passRule(table: String, chain: String) -> String {
+        let cleared = String(~markBit, radix: 16)
+        return "add rule netdev \(table) \(chain) meta mark and 0x\(String(markBit, radix: 16)) == 0x\(String(markBit, radix: 16)) "
+            + "meta mark set meta mark and 0x\(cleared) accept"
+    }
+
+    /// Chains of the inet table, emptied before each rewrite.
+    static func chains(uplinks: [String]) -> [String] {
+        ["out"] + uplinks.map { "in_" + String($0.map { $0.isLetter || $0.isNumber ? $0 : "_" }) }
+    }
+
+    /// The batch that (re)writes the inet table's chains for the current MoAs and peers;
+    /// the sets (and the flows in them) survive it.
+    static func batch(table: String, tun: String, uplinks: [String], addresses: NodeAddresses,
+                      peerMoAs: [IPAddress]) -> [String] {
+        var batch = [
+            "add table inet \(table)",
+            "add set inet \(table) flows4 { type ipv4_addr . inet_proto . inet_service . inet_service; flags dynamic, timeout; timeout \(flowTimeout)s; size 1048576; }",
+            "add set inet \(table) flows6 { type ipv6_addr . inet_proto . inet_service . inet_service; flags dynamic, timeout; timeout \(flowTimeout)s; size 1048576; }",
+            "add set inet \(table) listen4 { type ipv4_addr . inet_proto . inet_service; }",
+            "add set inet \(table) listen6 { type ipv6_addr . inet_proto . inet_service; }",
+            "add set inet \(table) echo4 { typeof ip daddr . icmp id; flags dynamic, timeout; timeout 60s; size 65536; }",
+            "add set inet \(table) echo6 { typeof ip6 daddr . icmpv6 id; flags dynamic, timeout; timeout 60s; size 65536; }",
+            "add chain inet \(table) out { type filter hook output priority 0; policy accept; }",
+        ]
+        let mark = "meta mark set meta mark or 0x\(String(markBit, radix: 16))"
+        for (family, ip, suffix) in [(AddressFamily.ipv4, "ip", "4"), (.ipv6, "ip6", "6")] {
+            let peers = peerMoAs.filter { $0.family == family }.map(\.description).sorted()
+            guard !peers.isEmpty, addresses.mobileAddresses.contains(where: { $0.family == family }) else { continue }
+            let set = "{ " + peers.joined(separator: ", ") + " }"
+            // Locally generated, not routed into the TUN device: not HoA traffic.
+            batch.append("add rule inet \(table) out meta l4proto { tcp, udp } \(ip) daddr \(set) oifname != \"\(tun)\" "
+                         + "update @flows\(suffix) { \(ip) daddr . meta l4proto . th dport . th sport }")
+            let icmp = family == .ipv4 ? "icmp" : "icmpv6"
+            batch.append("add rule inet \(table) out \(icmp) type echo-request \(ip) daddr \(set) oifname != \"\(tun)\" "
+                         + "update @echo\(suffix) { \(ip) daddr . \(icmp) id }")
+        }
+        for (uplink, chain) in zip(uplinks, chains(uplinks: uplinks).dropFirst()) {
+            batch.append("add chain inet \(table) \(chain) { type filter hook ingress device \"\(uplink)\" priority -510; policy accept; }")
+            for (family, ip, suffix) in [(AddressFamily.ipv4, "ip", "4"), (.ipv6, "ip6", "6")] {
+                guard let moa = addresses.mobileAddresses.first(where: { $0.family == family }),
+                      peerMoAs.contains(where: { $0.family == family }) else { continue }
+                let prefix = "add rule inet \(table) \(chain) \(ip) daddr \(moa) meta l4proto { tcp, udp }"
+                batch.append("\(prefix) \(ip) saddr . meta l4proto . th sport . th dport @flows\(suffix) \(mark)")
+                batch.append("\(prefix) \(ip) daddr . meta l4proto . th dport @listen\(suffix) \(mark)")
+                let icmp = family == .ipv4 ? "icmp" : "icmpv6"
+                batch.append("add rule inet \(table) \(chain) \(ip) daddr \(moa) \(icmp) type echo-reply "
+                             + "\(ip) saddr . \(icmp) id @echo\(suffix) \(mark)")
+            }
+        }
+        return batch
+    }
+
+    /// The TCP listeners and UDP sockets bound to one of `mobile` exactly, whose port no
+    /// socket on another local address (the HoA, the wildcard) shares: those are the ones
+    /// only MoA traffic can mean.
+    static func servicesBound(to mobile: [IPAddress]) -> Set<String> {
+        var result = Set<String>()
+        for (file, proto, listenOnly) in [("tcp", "tcp", true), ("tcp6", "tcp", true), ("udp", "udp", false), ("udp6", "udp", false)] {
+            guard let text = try? String(contentsOfFile: "/proc/net/\(file)", encoding: .utf8) else { continue }
+            var onMoA: [UInt16: IPAddress] = [:]
+            var elsewhere = Set<UInt16>()
+            for line in text.split(separator: "\n").dropFirst() {
+                let fields = line.split(separator: " ")
+                guard fields.count > 3 else { continue }
+                if listenOnly && fields[3] != "0A" { continue }
+                let local = fields[1].split(separator: ":")
+                guard local.count == 2, let port = UInt16(local[1], radix: 16),
+                      let address = procAddress(local[0]) else { continue }
+                if mobile.contains(address) { onMoA[port] = address } else { elsewhere.insert(port) }
+            }
+            for (port, address) in onMoA where !elsewhere.contains(port) {
+                result.insert("\(address) . \(proto) . \(port)")
+            }
+        }
+        return result
+    }
+
+    /// An address as /proc/net/{tcp,udp}{,6} shows it: 32-bit words in host order.
+    private static func procAddress(_ hex: Substring) -> IPAddress? {
+        guard hex.count == 8 || hex.count == 32 else { return nil }
+        var bytes: [UInt8] = []
+        var index = hex.startIndex
+        while index < hex.endIndex {
+            let next = hex.index(index, offsetBy: 8)
+            guard let word = UInt32(hex[index..<next], radix: 16) else { return nil }
+            let host = UInt32(littleEndian: word)   // the kernel printed the word in host order
+            bytes += [UInt8(host & 0xff), UInt8(host >> 8 & 0xff), UInt8(host >> 16 & 0xff), UInt8(host >> 24)]
+            index = next
+        }
+        return IPAddress(bytes.count == 4 ? bytes.map(String.init).joined(separator: ".")
+                         : stride(from: 0, to: 16, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }
+                            .joined(separator: ":"))
+    }
+}
+
+/// Keeps the `listen4`/`listen6` sets of table `inet matd_<tun>` equal to the services
+/// bound to the node's MoAs, checking once a second on a thread of its own (with its own
+/// nftables context: libnftables contexts are not shared between threads).
+final class MoAServiceWatch: @unchecked Sendable {
+    private let table: String
+    private let mobile = Mutex<[IPAddress]>([])
+    private let stopping = Atomic<Bool>(false)
+    private let done = DispatchSemaphore(value: 0)
+    private let wake = DispatchSemaphore(value: 0)
+    private var thread: Thread?
+
+    init(table: String) { self.table = table }
+
+    /// Starts watching; the table must exist.
+    func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "matd-moa-services"
+        self.thread = thread
+        thread.start()
+    }
+
+    /// The MoAs to watch from now on; checked at once.
+    func watch(_ addresses: [IPAddress]) {
+        mobile.withLock { $0 = addresses }
+        wake.signal()
+    }
+
+    /// Stops the thread and waits for it.
+    func stop() {
+        guard thread != nil else { return }
+        stopping.store(true, ordering: .releasing)
+        wake.signal()
+        done.wait()
+        thread = nil
+    }
+
+    private func run() {
+        defer { done.signal() }
+        let nftables: Nftables
+        do {
+            nftables = try Nftables()
+        } catch {
+            log("matd: services bound to the MoA cannot be watched: \(error); peers reach them through the engine only")
+            return
+        }
+        var current = Set<String>()
+        var failing = false
+        while !stopping.load(ordering: .acquiring) {
+            let next = PeerMoATraffic.servicesBound(to: mobile.withLock { $0 })
+            if next != current {
+                var batch = ["flush set inet \(table) listen4", "flush set inet \(table) listen6"]
+                for element in next.sorted() {
+                    batch.append("add element inet \(table) listen\(element.contains(":") ? "6" : "4") { \(element) }")
+                }
+                do {
+                    try nftables.run(batch.joined(separator: "\n"))
+                    current = next
+                    failing = false
+                } catch {
+                    // Logged once per failure spell; tried again next second.
+                    if !failing { log("matd: updating the services bound to the MoA failed: \(error)") }
+                    failing = true
+                }
+            }
+            _ = wake.wait(timeout: .now() + 1)
+        }
+    }
+}
