@@ -126,6 +126,38 @@ struct DualStackLabTests {
     }
 }
 
+extension DualStackLabTests {
+    /// The VM's keys are rotated (new secrets under the same names, as `mat-ims keygen`
+    /// makes them): the IMS is restarted with them (it reads keys at start), the VM's key
+    /// file is rewritten, and SIGHUP, with the configuration's text unchanged, makes matd
+    /// sign with the new keys and register both HoAs again at once.
+    @Test func sighupTakesRotatedKeys() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        let ims = try lab.startDualStackIMS()
+        try lab.startMatd("vm", config: try lab.writeDualStackIMSConfig("vm"))
+        for family in Addr.Family.allCases {
+            #expect(lab.waitForLog("vm", "registered \(vm.home(family)) -> \(vm.mobile(family)) seq"), "\(lab.matdLog("vm"))")
+        }
+        ims.signal(SIGTERM)
+        _ = ims.wait(timeout: 15)
+        let rotated = try check([LabPaths.matIMS, "keygen", "--hoa", vm.home4, "--hoa", vm.home6,
+                                 "--zone", "mat.example."], timeout: 10)
+        try rotated.write(toFile: lab.path("keys/vm.key"), atomically: true, encoding: .utf8)
+        chmod(lab.path("keys/vm.key"), 0o600)
+        let restarted = try lab.spawn("ims", [LabPaths.matIMS, "run", "--config", lab.path("ims.conf")])
+        #expect(restarted.waitForOutput(timeout: 20, { $0.contains("listening on") }))
+        try lab.signalMatd("vm", SIGHUP)
+        #expect(lab.waitForLog("vm", "reload: [ims] section applied"), "\(lab.matdLog("vm"))")
+        for family in Addr.Family.allCases {
+            let line = "registered \(vm.home(family)) -> \(vm.mobile(family)) seq"
+            let deadline = Date().addingTimeInterval(20)
+            while Date() < deadline, lab.matdLog("vm").components(separatedBy: line).count < 3 { usleep(100_000) }
+            #expect(lab.matdLog("vm").components(separatedBy: line).count == 3, "\(family): \(lab.matdLog("vm"))")
+        }
+    }
+}
+
 /// A TCP transfer from one node's HoA to the other's in one family, paced so it spans a
 /// move; `finish` checks the bytes.
 struct FamilyFlow {

@@ -38,11 +38,11 @@ extension MappingService {
     }
 
     /// Swaps in the new peers and IMS section: peers gone are removed from the engine,
-    /// new or changed ones replaced, pinned keys follow, and a changed `[ims]` section
-    /// gets a new client (its key file read again) and registers at once.
+    /// new or changed ones replaced, pinned keys follow, and a changed `[ims]` section, or
+    /// one whose key files now hold other keys, gets a new client and registers at once.
     private func apply(_ reloaded: NodeConfig, now: UInt64) {
         var next = reloaded
-        if next.ims != config.ims {
+        if next.ims != config.ims || keysChanged(next) {
             do {
                 (client, schedules) = try Self.makeClient(next)
                 for family in schedules.keys {
@@ -78,6 +78,25 @@ extension MappingService {
         }
         if changed { updateDiversion() }
         register(now: now)
+    }
+
+    /// Whether the key files of `next`'s `[ims]` section hold other keys than the client
+    /// signs with (a key rotated, or the IPv6 HoA's key added, with the section's text as it
+    /// was). Files that cannot be read or do not match the HoAs count as changed, so that
+    /// `makeClient` says why and the old client stays.
+    private func keysChanged(_ next: NodeConfig) -> Bool {
+        guard let ims = next.ims, let client else { return false }
+        // Compared by name, algorithm and secret: TSIGKey is not Equatable (its secret
+        // must not be compared by accident, or printed).
+        func fingerprint(_ keys: [TSIGKey]) -> [String] {
+            keys.map { "\($0.name) \($0.algorithm.rawValue) \($0.base64Secret)" }
+        }
+        do {
+            return fingerprint(try NodeKeys.load(ims, homeAddresses: next.homeAddresses))
+                != fingerprint(client.configuration.keys)
+        } catch {
+            return true
+        }
     }
 
     /// The engine's table is the truth: a refused mapping leaves the service with what
