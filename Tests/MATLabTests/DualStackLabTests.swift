@@ -17,9 +17,9 @@ struct DualStackLabTests {
         let lab = try Lab()
         defer { lab.close() }
         _ = try lab.startDualStackIMS()
-        for node in ["vm", "cn"] {
-            try lab.startMatd(node, config: try lab.writeDualStackIMSConfig(node))
-        }
+        // The CN reaches the IMS over IPv6 only, the VM over IPv4 first.
+        try lab.startMatd("vm", config: try lab.writeDualStackIMSConfig("vm"))
+        try lab.startMatd("cn", config: try lab.writeDualStackIMSConfig("cn", servers: ["[2001:db8:c::132]"]))
         for node in ["vm", "cn"] {
             let me = Addr.node(node)
             for family in Addr.Family.allCases {
@@ -28,6 +28,7 @@ struct DualStackLabTests {
             }
         }
         #expect(!lab.matdLog("vm").contains("REFUSED") && !lab.matdLog("cn").contains("REFUSED"))
+        #expect(lab.matdLog("cn").contains("at [2001:db8:c::132]:53"), "\(lab.matdLog("cn"))")
         // Both names are in the IMS itself, each with the MoA of its family.
         for node in ["vm", "cn"] {
             let me = Addr.node(node)
@@ -49,6 +50,11 @@ struct DualStackLabTests {
 
         // TCP every way, UDP and ICMP echo both ways, for both families.
         try trafficMatrix(lab, file: file)
+        // ICMP errors too: a datagram to a closed port comes back as port unreachable.
+        for family in Addr.Family.allCases {
+            #expect(try lab.udpToClosedPort("vm", cn.home(family)), "vm -> cn \(family)")
+            #expect(try lab.udpToClosedPort("cn", vm.home(family)), "cn -> vm \(family)")
+        }
         try pathMTUDiscovery(lab)
         try moveUnderLoad(lab)
     }
@@ -226,7 +232,9 @@ extension Lab {
     }
 
     /// docs/config.md's example for `node`: both HoAs, one `[ims]` section, one key file.
-    func writeDualStackIMSConfig(_ node: String) throws -> String {
+    /// `servers`: the `[ims]` servers, the IMS node's IPv4 address first by default.
+    func writeDualStackIMSConfig(_ node: String,
+                                 servers: [String] = ["192.0.2.132", "[2001:db8:c::132]"]) throws -> String {
         let me = Addr.node(node)
         let text = """
             [node]
@@ -238,8 +246,7 @@ extension Lab {
             control-socket = \(socket(node))
             state-directory = \(path("\(node)-state"))
             [ims]
-            server = 192.0.2.132
-            server = [2001:db8:c::132]
+            \(servers.map { "server = \($0)" }.joined(separator: "\n"))
             zone = mat.example.
             key-file = \(path("keys/\(node).key"))
             record-ttl = 5
