@@ -161,9 +161,12 @@ struct MobilityLabTests {
                                            body: .bindingUpdate(moas: moas, lifetime: 60)), with: key)
         }
         let current = [IPAddress(cn.mobile4)!]
-        try send(lab, [update(1_000_000, key: SigningKey.generate())])
-        try send(lab, [update(1_000_001, moas: current), update(1_000_002, moas: current), update(1_000_001, moas: current)])
-        try send(lab, [update(1_000_003, receiver: IPAddress("198.51.100.99")!)])
+        // Above every number the CN has used (its sequence file holds the last one reserved).
+        let used = try String(contentsOfFile: lab.path("cn-state/sequence"), encoding: .utf8)
+        let base = try #require(UInt64(used.trimmingCharacters(in: .whitespacesAndNewlines))) + 1_000_000
+        try send(lab, [update(base, key: SigningKey.generate())])
+        try send(lab, [update(base + 1, moas: current), update(base + 2, moas: current), update(base + 1, moas: current)])
+        try send(lab, [update(base + 3, receiver: IPAddress("198.51.100.99")!)])
         usleep(300_000)
         let counters = try signalingCounters(lab, "vm")
         #expect(counters["refused_bad_signature"] == 1, "\(counters)")

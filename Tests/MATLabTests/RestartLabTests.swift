@@ -54,4 +54,38 @@ struct RestartLabTests {
         let after = try lab.hostState("vm")
         #expect(stateDifferences(before, after).isEmpty, "after SIGTERM: \(stateDifferences(before, after))")
     }
+
+    /// A VM restored from a snapshot: its state directory goes back to before numbers it
+    /// has since sent the CN. Its next alert is still above them (docs/signaling.md,
+    /// "Sequence numbers"), so the CN takes it at once instead of refusing it as a replay.
+    @Test func aNodeRestoredFromAnOlderSnapshotIsBelievedAtOnce() throws {
+        let (lab, _) = try Lab.withIMS()
+        defer { lab.close() }
+        #expect(try lab.ping("cn", vm.home4, count: 3) || lab.ping("cn", vm.home4, count: 3))
+        usleep(1_200_000)  // the peer state is saved within a second of a change
+        let state = lab.path("vm-state")
+        let snapshot = try ["sequence", "peers.json"].map { ($0, try Data(contentsOf: URL(fileURLWithPath: "\(state)/\($0)"))) }
+        sleep(1)
+        // After the snapshot: a restart (which reserves the next block of numbers) and two
+        // moves, whose alerts the CN accepts with numbers from that block.
+        try lab.killMatd("vm")
+        try lab.startMatd("vm", config: lab.path("vm-ims.conf"))
+        for site in ["b", "a"] {
+            try lab.moveVM(to: site)
+            #expect(try lab.ping("cn", vm.home4, count: 3) || lab.ping("cn", vm.home4, count: 3))
+        }
+        let before = try lab.stats("cn")["signaling"] as? [String: Int] ?? [:]
+        // The restore: matd dies, the state directory goes back, matd starts again (a
+        // second later, as a restore takes) and moves: it would reuse the block's numbers.
+        try lab.killMatd("vm")
+        for (name, data) in snapshot { try data.write(to: URL(fileURLWithPath: "\(state)/\(name)")) }
+        sleep(1)
+        try lab.startMatd("vm", config: lab.path("vm-ims.conf"))
+        try lab.moveVM(to: "b")
+        #expect(try lab.ping("cn", vm.home4, count: 3) || lab.ping("cn", vm.home4, count: 3))
+        let after = try lab.stats("cn")["signaling"] as? [String: Int] ?? [:]
+        #expect(after["refused_replayed", default: 0] == before["refused_replayed", default: 0], "\(before) -> \(after)")
+        #expect(after["bindings_adopted", default: 0] > before["bindings_adopted", default: 0], "\(before) -> \(after)")
+        #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.10*"))
+    }
 }

@@ -6,11 +6,32 @@ import MATLinux
 /// The node's sequence numbers (registrations and signaling), kept in a file so that
 /// they never repeat across restarts: each number, or block of numbers, is written and
 /// synced to disk before it is used.
+///
+/// A number is never below the wall-clock second it was reserved in, shifted left by 20
+/// bits (``floor(atSecond:)``): a node restored from a snapshot, whose file holds a counter
+/// from before numbers it already sent, starts above all of them as soon as its clock is
+/// past the moment they were reserved, instead of having its alerts and registrations
+/// refused as replays until the old counter catches up. A clock that steps back changes
+/// nothing: the counter never goes down. 2^20 numbers a second is far more than a node
+/// takes, and the product stays exact in a double (below 2^53) until the year 2242.
 public struct SequenceStore: Sendable {
     /// The file holding the last number handed out, in decimal.
     public let path: String
+    /// Wall-clock seconds since 1970.
+    let clock: @Sendable () -> UInt64
 
-    public init(path: String) { self.path = path }
+    public init(path: String, clock: @escaping @Sendable () -> UInt64 = { UInt64(max(0, time(nil))) }) {
+        self.path = path
+        self.clock = clock
+    }
+
+    /// The lowest number reserved in wall-clock second `second`.
+    public static func floor(atSecond second: UInt64) -> UInt64 {
+        second <= UInt64.max >> 20 ? second << 20 : UInt64.max >> 1
+    }
+
+    /// The lowest number a reservation now would start above.
+    public var floorNow: UInt64 { Self.floor(atSecond: clock()) }
 
     /// The next number: one more than the last one handed out (which may have been lost
     /// in a crash after use, so never reuse it). Written with write-temp-fsync-rename, so
@@ -23,7 +44,7 @@ public struct SequenceStore: Sendable {
     /// crash forfeits the unused rest of the block, it never hands them out again.
     public func reserve(_ count: UInt64) throws(SystemError) -> ClosedRange<UInt64> {
         precondition(count > 0)
-        let current = try read() ?? 0
+        let current = max(try read() ?? 0, floorNow)
         guard current <= UInt64.max - count else { throw SystemError("sequence \(path)", detail: "exhausted") }
         let next = current + count
         try DurableFile.replace(path, with: "\(next)\n")
@@ -50,7 +71,9 @@ public struct SequenceStore: Sendable {
 }
 
 /// Sequence numbers for every message the node signs, taken from blocks that the store
-/// reserves on disk, so a burst of alerts costs one fsync rather than one per message.
+/// reserves on disk, so a burst of alerts costs one fsync rather than one per message. A
+/// block the wall clock has passed (its second's floor is above the block) is left for a
+/// new one, so a clock corrected after a snapshot restore takes effect at the next number.
 final class SequenceSource {
     private let store: SequenceStore
     private var block: ClosedRange<UInt64>?
@@ -60,7 +83,7 @@ final class SequenceSource {
 
     /// The next number, never handed out before, in this run or an earlier one.
     func take() throws(SystemError) -> UInt64 {
-        if let block, following <= block.upperBound {
+        if let block, following <= block.upperBound, store.floorNow <= block.upperBound {
             following += 1
             return following - 1
         }
