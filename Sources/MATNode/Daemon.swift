@@ -74,7 +74,7 @@ public final class Daemon {
         defer { mappings.stop() }
 
         let status = StatusSource(config: config, tun: tun.name, offloads: tun.offloads.description,
-                                  started: started)
+                                  ipv6Outbound: host.ipv6Path.rawValue, started: started)
         let controlCounters = Mutex<ControlServer?>(nil)
         let answer: @Sendable (ControlRequest) -> ControlReply = { request in
             status.reply(to: request, engine: engine, mappings: mappings,
@@ -135,6 +135,7 @@ struct StatusSource: Sendable {
     let config: NodeConfig
     let tun: String
     let offloads: String
+    let ipv6Outbound: String
     let started: Date
 
     /// The Prometheus exposition, from the same replies `matctl stats --prometheus` uses.
@@ -154,7 +155,7 @@ struct StatusSource: Sendable {
                 mobileAddresses: mappings.currentAddresses.mobileAddresses.map(\.description),
                 uplinks: config.uplinks, domainPrefixes: config.domainPrefixes.map(\.description),
                 offloads: offloads, uptimeSeconds: UInt64(Date().timeIntervalSince(started)),
-                peerCount: engine.mappingCount, publicKey: mappings.publicKey))
+                peerCount: engine.mappingCount, publicKey: mappings.publicKey, ipv6Outbound: ipv6Outbound))
         case .peers:
             guard let table = engine.mappings() else { return ControlReply(error: "the engine did not answer within 5 s") }
             let view = mappings.peerView

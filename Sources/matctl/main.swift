@@ -10,7 +10,7 @@ struct MatCtl: ParsableCommand {
         commandName: "matctl",
         abstract: "Query and steer a running matd.",
         version: MATVersion.current,
-        subcommands: [Status.self, Peers.self, Stats.self, Rebind.self])
+        subcommands: [Status.self, Peers.self, Stats.self, Rebind.self, Doctor.self])
 }
 
 /// A failure at run time (matd unreachable, or it refused the request), as opposed to a
@@ -162,5 +162,33 @@ struct Rebind: ParsableCommand {
             print("took:             \(report.milliseconds) ms")
         }
         if report.registered == false || !report.unanswered.isEmpty { throw ExitCode(1) }
+    }
+}
+
+struct Doctor: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check this node: configuration, keys, matd, IPv6 outbound, forward policy, IMS, peers.",
+        discussion: """
+            Prints one line per check (ok, warning, PROBLEM) with what to do about each \
+            warning and problem, and exits 1 when there is a problem. Changes nothing. Run it \
+            as root: it reads the key files and the nftables ruleset.
+            """)
+
+    @Option(name: .long, help: "matd's configuration file.")
+    var config = "/etc/mat/matd.conf"
+
+    @Option(name: .long, help: "Control socket of the daemon (default: the configuration's control-socket).")
+    var socket: String?
+
+    func run() throws {
+        let findings = MATNode.Doctor.examine(configPath: config, socket: socket)
+        for finding in findings {
+            let label = finding.verdict == .problem ? "PROBLEM" : finding.verdict.rawValue
+            print("\(label.padding(toLength: 8, withPad: " ", startingAt: 0)) \(finding.check): \(finding.detail)")
+            if let fix = finding.fix, finding.verdict != .ok { print("         fix: \(fix)") }
+        }
+        let problems = findings.filter { $0.verdict == .problem }.count
+        print(problems == 0 ? "doctor: no problem found" : "doctor: \(problems) problem(s)")
+        if problems > 0 { throw ExitCode(1) }
     }
 }

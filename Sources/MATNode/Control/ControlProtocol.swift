@@ -58,11 +58,14 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public var peerCount: Int
     /// The Ed25519 key peers check this node's alerts with (base64; pin it in their `[peer]`).
     public var publicKey: String
+    /// How IPv6 HoA traffic leaves (`sysctl`, `nftables`, `none`; docs/datapath.md).
+    public var ipv6Outbound: String?
 
     public init(tunDevice: String, homeAddresses: [String], mobileAddresses: [String], uplinks: [String],
                 domainPrefixes: [String], offloads: String, uptimeSeconds: UInt64, peerCount: Int,
-                publicKey: String) {
+                publicKey: String, ipv6Outbound: String? = nil) {
         self.publicKey = publicKey
+        self.ipv6Outbound = ipv6Outbound
         self.tunDevice = tunDevice
         self.homeAddresses = homeAddresses
         self.mobileAddresses = mobileAddresses
