@@ -101,22 +101,27 @@ struct RobustnessLabTests {
         sleep(1)
         let moved = Date()
         try lab.moveVM(to: "b")
+        // Asked from this process (no matctl start-up in the figure): status every 50 ms,
+        // and the CN's peers, until 3 s after the move.
         var slowest = 0.0
         var adoptedAfter: Double?
         while Date().timeIntervalSince(moved) < 3 {
             let asked = Date()
-            _ = try lab.matctl("vm", "status")
+            _ = try sendControlRequest(ControlRequest(command: .status), to: lab.socket("vm"))
             slowest = max(slowest, Date().timeIntervalSince(asked))
-            if adoptedAfter == nil, try lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.10*") {
+            if adoptedAfter == nil,
+               let peers = try sendControlRequest(ControlRequest(command: .peers), to: lab.socket("cn")).peers,
+               peers.contains(where: { $0.homeAddress == vm.home4 && $0.preferred == "203.0.113.10" }) {
                 adoptedAfter = Date().timeIntervalSince(moved)
             }
-            usleep(100_000)
+            usleep(50_000)
         }
         try transfer.finish()
         let adopted = try #require(adoptedAfter, "the CN never took the new MoA:\n\(lab.matdLog("vm"))")
-        #expect(adopted < 1, "the CN took the new MoA after \(adopted) s")
-        // matctl is a process of its own: its start-up is most of this.
-        #expect(slowest < 0.5, "matctl status took \(slowest) s during the move")
+        // Alerts that waited for the IMS would come after its timeouts (1 s a round, two
+        // rounds); the margin is for a loaded CI machine.
+        #expect(adopted < 1.5, "the CN took the new MoA after \(adopted) s")
+        #expect(slowest < 0.3, "status took \(slowest) s during the move")
         #expect(lab.waitForLog("vm", "registering \(vm.home4) failed", timeout: 30), "\(lab.matdLog("vm"))")
         let signaling = try lab.stats("vm")["signaling"] as? [String: Int] ?? [:]
         #expect(signaling["updates_sent", default: 0] >= 20, "\(signaling)")
