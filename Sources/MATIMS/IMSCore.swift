@@ -32,7 +32,10 @@ public enum IMSTransport: Sendable {
 /// before the journal has it, so an acknowledged update is durable.
 public final class IMSCore: Sendable {
     public let configuration: IMSConfiguration
-    let keyring: TSIGKeyring
+    /// The TSIG keys, replaced whole by a reload (SIGHUP): a request is checked and its
+    /// answer signed with the keys as they were when it was read.
+    private let keys: Mutex<TSIGKeyring>
+    var keyring: TSIGKeyring { keys.withLock { $0 } }
     let zoneConfigs: [ZoneConfiguration]
     let policies: [UpdatePolicy]
     let clock: @Sendable () -> UInt64
@@ -73,7 +76,7 @@ public final class IMSCore: Sendable {
         self.clock = clock
         self.monotonic = monotonic
         rateLimiter = Mutex(ResponseRateLimiter(configuration.rateLimit))
-        keyring = TSIGKeyring(configuration.keys)
+        keys = Mutex(TSIGKeyring(configuration.keys))
         zoneConfigs = configuration.zones
         policies = configuration.zones.map(UpdatePolicy.init)
         var zones: [ZoneRuntime] = []
@@ -100,6 +103,14 @@ public final class IMSCore: Sendable {
             zones.append(runtime)
         }
         state = Mutex(CoreState(zones: zones, replay: replay, counters: IMSCounters()))
+    }
+
+    /// Takes `keys` in place of the configured ones, for requests read from now on: a
+    /// node's key added to a key file works after a SIGHUP, without a restart or a journal
+    /// replay. Which keys are admin or transfer keys is zone configuration, read at start.
+    public func replaceKeys(_ keys: [TSIGKey]) {
+        let fresh = TSIGKeyring(keys)
+        self.keys.withLock { $0 = fresh }
     }
 
     /// A zone as the configuration describes it before any update.

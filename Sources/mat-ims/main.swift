@@ -23,7 +23,7 @@ struct MatIMS: ParsableCommand {
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Serve the configured zones until SIGTERM or SIGINT (SIGUSR1 prints the counters)."
+        abstract: "Serve the configured zones until SIGTERM or SIGINT (SIGHUP reloads the key files, SIGUSR1 prints the counters)."
     )
 
     @Option(name: .long, help: "The configuration file.")
@@ -63,11 +63,16 @@ struct Run: ParsableCommand {
         let manager = SystemdNotifier()
         notify { try manager.ready() }
         notify { try manager.status("serving \(configuration.zones.count) zone(s) on \(addresses)") }
+        var keysInUse = Set(configuration.keys.map(\.name))
         while true {
             var received: Int32 = 0
             guard sigwait(&signals, &received) == 0 else { continue }
-            if received == SIGUSR1 || received == SIGHUP {
+            if received == SIGUSR1 {
                 for line in server.core.counters.lines() { IMSLog.write("mat-ims: counter \(line)") }
+                continue
+            }
+            if received == SIGHUP {
+                keysInUse = reload(config, into: server.core, started: configuration, keysInUse: keysInUse)
                 continue
             }
             IMSLog.write("mat-ims: stopping (signal \(received))")
@@ -76,6 +81,47 @@ struct Run: ParsableCommand {
             for line in server.core.counters.lines() { IMSLog.write("mat-ims: counter \(line)") }
             return
         }
+    }
+}
+
+/// SIGHUP: the key files are read again and their keys replace the running ones (a new
+/// node's key works without a restart; the zones and their journals are untouched). A
+/// configuration that does not load keeps every running key; other changed settings are
+/// named and wait for a restart. Returns the names of the keys in use afterwards.
+func reload(_ path: String, into core: IMSCore, started: IMSConfiguration, keysInUse: Set<DNSName>) -> Set<DNSName> {
+    let fresh: IMSConfiguration
+    do {
+        fresh = try IMSConfiguration.load(path: path)
+    } catch {
+        IMSLog.write("mat-ims: reload: \(path): \(error); keeping the \(keysInUse.count) keys in use")
+        return keysInUse
+    }
+    let loaded = Set(fresh.keys.map(\.name))
+    core.replaceKeys(fresh.keys)
+    IMSLog.write("mat-ims: reload: \(loaded.count) keys (\(loaded.subtracting(keysInUse).count) new, "
+                 + "\(keysInUse.subtracting(loaded).count) removed)")
+    for setting in fresh.settingsDiffering(from: started) {
+        IMSLog.write("mat-ims: reload: \(setting) changed; it takes effect when mat-ims is restarted")
+    }
+    return loaded
+}
+
+extension IMSConfiguration {
+    /// The settings other than the keys that differ from `other`, by their section or key.
+    func settingsDiffering(from other: IMSConfiguration) -> [String] {
+        func text(_ value: Any) -> String { String(describing: value) }
+        let settings: [(String, String, String)] = [
+            ("listen", text(listen), text(other.listen)),
+            ("state-directory", text(stateDirectory as Any), text(other.stateDirectory as Any)),
+            ("journal settings", text((journalSync, journalCompactBytes)), text((other.journalSync, other.journalCompactBytes))),
+            ("connection limits", text((maxTCPConnections, maxTCPConnectionsPerSource, tcpIdleTimeout)),
+             text((other.maxTCPConnections, other.maxTCPConnectionsPerSource, other.tcpIdleTimeout))),
+            ("rate limiting", text(rateLimit), text(other.rateLimit)),
+            ("max-udp-size", text(maxUDPSize), text(other.maxUDPSize)),
+            ("udp-threads", text(udpThreads), text(other.udpThreads)),
+            ("[zone] sections", text(zones), text(other.zones)),
+        ]
+        return settings.filter { $0.1 != $0.2 }.map(\.0)
     }
 }
 
