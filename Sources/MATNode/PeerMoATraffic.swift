@@ -14,7 +14,10 @@ import Synchronization
 /// - Flows this host itself sends from a local address to a peer's MoA (not through the
 ///   TUN device, so not HoA traffic): the `output` chain of table `inet matd_<tun>` puts
 ///   (peer MoA, protocol, peer port, local port) into a timed set on every packet, and
-///   (peer MoA, echo id) for pings, whose replies are let through.
+///   (peer MoA, echo id) for pings, whose replies are let through. A third set holds the
+///   same flows as an ICMP error quotes them (raw header offsets), so "fragmentation
+///   needed" and "packet too big" about them reach the socket, not the engine: without
+///   them path MTU discovery of such a flow stalls.
 /// - Services bound to the MoA itself (not to the HoA, not to the wildcard address): a
 ///   watcher reads the kernel's socket tables every second and keeps (MoA, protocol,
 ///   port) in a second set. A wildcard listener stays reachable too, through the engine
@@ -56,6 +59,10 @@ enum PeerMoATraffic {
             "add set inet \(table) listen6 { type ipv6_addr . inet_proto . inet_service; }",
             "add set inet \(table) echo4 { typeof ip daddr . icmp id; flags dynamic, timeout; timeout 60s; size 65536; }",
             "add set inet \(table) echo6 { typeof ip6 daddr . icmpv6 id; flags dynamic, timeout; timeout 60s; size 65536; }",
+            // Keyed as an ICMP error quotes the packet: peer, protocol, then the local and
+            // the peer's port as one 32-bit word (raw offsets: nft cannot swap them).
+            "add set inet \(table) quoted4 { typeof @nh,128,32 . @nh,72,8 . @th,0,32; flags dynamic, timeout; timeout \(flowTimeout)s; size 1048576; }",
+            "add set inet \(table) quoted6 { typeof @nh,192,128 . @nh,48,8 . @th,0,32; flags dynamic, timeout; timeout \(flowTimeout)s; size 1048576; }",
             "add chain inet \(table) out { type filter hook output priority 0; policy accept; }",
         ]
         let mark = "meta mark set meta mark or 0x\(String(markBit, radix: 16))"
@@ -66,6 +73,9 @@ enum PeerMoATraffic {
             // Locally generated, not routed into the TUN device: not HoA traffic.
             batch.append("add rule inet \(table) out meta l4proto { tcp, udp } \(ip) daddr \(set) oifname != \"\(tun)\" "
                          + "update @flows\(suffix) { \(ip) daddr . meta l4proto . th dport . th sport }")
+            let quotedKey = family == .ipv4 ? "@nh,128,32 . @nh,72,8 . @th,0,32" : "@nh,192,128 . @nh,48,8 . @th,0,32"
+            batch.append("add rule inet \(table) out meta l4proto { tcp, udp } \(ip) daddr \(set) oifname != \"\(tun)\" "
+                         + "update @quoted\(suffix) { \(quotedKey) }")
             let icmp = family == .ipv4 ? "icmp" : "icmpv6"
             batch.append("add rule inet \(table) out \(icmp) type echo-request \(ip) daddr \(set) oifname != \"\(tun)\" "
                          + "update @echo\(suffix) { \(ip) daddr . \(icmp) id }")
@@ -81,6 +91,14 @@ enum PeerMoATraffic {
                 let icmp = family == .ipv4 ? "icmp" : "icmpv6"
                 batch.append("add rule inet \(table) \(chain) \(ip) daddr \(moa) \(icmp) type echo-reply "
                              + "\(ip) saddr . \(icmp) id @echo\(suffix) \(mark)")
+                // The quoted header starts 8 bytes into the ICMP message (an IPv4 one
+                // without options).
+                let (errors, quoted) = family == .ipv4
+                    ? ("icmp type { destination-unreachable, time-exceeded, parameter-problem }",
+                       "@th,192,32 . @th,136,8 . @th,224,32")
+                    : ("icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem }",
+                       "@th,256,128 . @th,112,8 . @th,384,32")
+                batch.append("add rule inet \(table) \(chain) \(ip) daddr \(moa) \(errors) \(quoted) @quoted\(suffix) \(mark)")
             }
         }
         return batch

@@ -54,6 +54,26 @@ struct PeerMoATrafficLabTests {
         }
     }
 
+    /// Path MTU discovery of a MoA-to-MoA flow: the router's link to the CN carries 1280
+    /// bytes at most, so the VM's full-size segments draw "fragmentation needed" / "packet
+    /// too big" to its MoA quoting MoA to MoA, which the diversion would hand to the engine
+    /// (and the transfer would stall) unless it is recognised as this flow's.
+    @Test func pathMTUDiscoveryOfMoAToMoATraffic() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        try lab.startMatd("vm")
+        try lab.startMatd("cn")
+        let file = try lab.randomFile("pmtu", megabytes: 3)
+        try lab.exec("router", "ip", "link", "set", "br-c", "mtu", "1280")
+        for family in Addr.Family.allCases {
+            let moa = cn.mobile(family)
+            let (peer, _) = try moaTransfer(lab, listener: "cn", address: moa, connector: "vm", listenerMode: "recv", file: file)
+            #expect(peer == vm.mobile(family))
+            let route = try lab.exec("vm", "ip", "route", "get", moa)
+            #expect(route.contains("mtu 1280"), "\(family): \(route)")
+        }
+    }
+
     /// A TCP transfer like `Lab.tcpTransfer`, to a listener bound to `address`, started a
     /// second and a half before the connection: matd looks for services bound to the MoA
     /// once a second. Returns the peer the listener saw and the connector's local address.
