@@ -77,6 +77,34 @@ struct KernelPathLabTests {
         #expect(stateDifferences(before, try lab.hostState("vm")).isEmpty)
     }
 
+    /// Both nodes on the nftables path with the IMS; the VM moves to site B (its uplink
+    /// replaced, a new MoA, a new gateway) under an IPv6 flow it sends to the CN: the VM's
+    /// outbound chain follows to site B's router and the flow arrives whole.
+    @Test func aMoveOnTheNftablesPathFollowsTheNewNextHop() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        _ = try lab.startDualStackIMS()
+        for node in ["vm", "cn"] {
+            let config = try lab.writeDualStackIMSConfig(node)
+            let text = try String(contentsOfFile: config, encoding: .utf8)
+            try text.replacingOccurrences(of: "[node]\n", with: "[node]\nipv6-forwarding = nftables\n")
+                .write(toFile: config, atomically: true, encoding: .utf8)
+            try lab.startMatd(node, config: config)
+            let me = Addr.node(node)
+            #expect(lab.waitForLog(node, "registered \(me.home6) -> \(me.mobile6) seq"), "\(lab.matdLog(node))")
+        }
+        let file = try lab.randomFile("moving", megabytes: 12)
+        let flow = try FamilyFlow(lab, family: .v6, from: "vm", to: "cn", file: file, port: 5012)
+        sleep(1)
+        try lab.moveVM(to: "b")
+        try flow.finish()
+        let chain = try lab.exec("vm", "nft", "list", "chain", "netdev", "matd_mat0", "out6")
+        #expect(chain.contains("ip6 saddr 2001:db8:b::10 ip6 daddr \(cn.mobile6) fwd ip6 to 2001:db8:b::1 device \"eth0\""),
+                "\(chain)")
+        #expect(try lab.ping("vm", cn.home6) && lab.ping("cn", vm.home6), "ping after the move")
+        #expect(try lab.sysctl("vm", "net.ipv6.conf.mat0.force_forwarding") == "0")
+    }
+
     /// HoA TCP each way (the opener sends) and ping each way, over IPv6.
     private func ipv6Traffic(_ lab: Lab, file: String, port: Int = 5001) throws {
         for (opener, listener) in [("vm", "cn"), ("cn", "vm")] {
