@@ -36,6 +36,8 @@ let package = Package(
 
         // Pure: the configuration file syntax matd and mat-ims share.
         .target(name: "MATConfig"),
+        // The one logging path: levels, journald priorities.
+        .target(name: "MATLog"),
 
         // Thin Linux layer: TUN with offloads, netlink through libnl-route and libmnl.
         .systemLibrary(name: "CNetlink", pkgConfig: "libnl-route-3.0",
@@ -46,10 +48,10 @@ let package = Package(
         .target(name: "MATLinux", dependencies: ["MATPacket", "CNetlink", "CMnl", "CNftables", "CShim"]),
 
         // The daemon's parts wired: configuration, engine, mobility state, control.
-        .target(name: "MATNode", dependencies: ["MATConfig", "MATPacket", "MATLinux", "MATDNS", "MATIMSClient", "MATSignaling"]),
+        .target(name: "MATNode", dependencies: ["MATConfig", "MATLog", "MATPacket", "MATLinux", "MATDNS", "MATIMSClient", "MATSignaling"]),
 
         .executableTarget(name: "matd", dependencies: [
-            "MATNode", "MATConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "MATNode", "MATConfig", "MATLog", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "matctl", dependencies: [
             "MATNode", "MATConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -59,9 +61,9 @@ let package = Package(
         .target(name: "MATIMSClient", dependencies: ["MATDNS", "MATPacket"]),
 
         // The mapping server: zone store, UPDATE policy, journal, transfers, DNS listeners.
-        .target(name: "MATIMS", dependencies: ["MATConfig", "MATDNS", "MATPacket"]),
+        .target(name: "MATIMS", dependencies: ["MATConfig", "MATDNS", "MATLog", "MATPacket"]),
         .executableTarget(name: "mat-ims", dependencies: [
-            "MATIMS", "MATLinux", "MATConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "MATIMS", "MATLinux", "MATConfig", "MATLog", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // The lab's delay element (no netem on this kernel): a two-port forwarder that holds frames.
@@ -79,6 +81,7 @@ let package = Package(
 
         .testTarget(name: "MATPacketTests", dependencies: ["MATPacket"]),
         .testTarget(name: "MATDNSTests", dependencies: ["MATDNS"]),
+        .testTarget(name: "MATLogTests", dependencies: ["MATLog"]),
         .testTarget(name: "MATSignalingTests", dependencies: ["MATSignaling", "MATPacket"]),
         // Helpers more than one test target uses.
         .target(name: "MATTestSupport", path: "Tests/MATTestSupport"),

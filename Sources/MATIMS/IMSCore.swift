@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import MATDNS
+import MATLog
 import MATPacket
 import Synchronization
 
@@ -647,7 +648,7 @@ public final class IMSCore: Sendable {
             return sign(response, tsig: job.context, now: now).map { [$0] } ?? []
         case .limited(let job, let violation):
             // Logged here, outside the zone lock; only a key holder can cause this line.
-            IMSLog.write("mat-ims: update signed by \(job.context.keyName) refused: \(violation)")
+            IMSLog.write("mat-ims: update signed by \(job.context.keyName) refused: \(violation)", level: .notice)
             return render(.update(job, .refused, nil), transport: transport, now: now)
         case .replayed(let job):
             return TSIG.errorResponse(to: job.raw, outcome: .badTime(job.context), keyring: keyring, now: now).map { [$0] } ?? []

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import MATDNS
+import MATLog
 import Synchronization
 
 /// Who signed an accepted update, kept so that replay protection survives a restart.
@@ -591,13 +592,10 @@ final class ZoneJournal: @unchecked Sendable {
     }
 }
 
-/// Where the server's log lines go: standard error, one line each.
+/// Where the server's log lines go: the shared ``Log`` path (journald priorities under
+/// systemd), at `info` unless said otherwise.
 public enum IMSLog {
-    public static func write(_ line: String) {
-        var text = line
-        if !text.hasSuffix("\n") { text += "\n" }
-        _ = text.utf8CString.withUnsafeBufferPointer { buffer in
-            Glibc.write(2, buffer.baseAddress, buffer.count - 1)
-        }
+    public static func write(_ line: String, level: LogLevel = .info) {
+        Log.write(level, line)
     }
 }

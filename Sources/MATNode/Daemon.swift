@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import MATLinux
+import MATLog
 import MATPacket
 import Synchronization
 
@@ -103,9 +104,9 @@ public final class Daemon {
                 continue
             case SIGUSR2:
                 ending = .handedOver
-                log("matd: handing over: the datapath stays for the next matd, peer state is saved")
+                log(.notice, "matd: handing over: the datapath stays for the next matd, peer state is saved")
             default:
-                log("matd: stopping, restoring the host")
+                log(.notice, "matd: stopping, restoring the host")
             }
             return ending
         }
@@ -118,7 +119,7 @@ public final class Daemon {
         do {
             next = try reread()
         } catch {
-            log("matd: SIGHUP: configuration not reloaded: \(error)")
+            log(.warning, "matd: SIGHUP: configuration not reloaded: \(error)")
             return inForce
         }
         let (merged, notApplied) = inForce.reloaded(from: next)
@@ -199,7 +200,12 @@ struct StatusSource: Sendable {
     }
 }
 
-/// Writes a line to standard error (journald keeps it under systemd).
+/// Writes a line at `info` (``Log``: standard error, journald priorities under systemd).
 func log(_ message: String) {
-    FileHandle.standardError.write(Data((message + "\n").utf8))
+    Log.write(.info, message)
+}
+
+/// Writes a line at `level`.
+func log(_ level: LogLevel, _ message: String) {
+    Log.write(level, message)
 }

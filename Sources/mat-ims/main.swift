@@ -7,6 +7,7 @@ import MATConfig
 import MATDNS
 import MATIMS
 import MATLinux
+import MATLog
 import MATPacket
 
 struct MatIMS: ParsableCommand {
@@ -29,7 +30,15 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: "The configuration file.")
     var config: String = "/etc/mat/mat-ims.conf"
 
+    @Option(name: .long, help: "Least severe messages logged: error, warning, notice, info or debug.")
+    var logLevel = "info"
+
+    func validate() throws {
+        guard LogLevel(name: logLevel) != nil else { throw ValidationError("--log-level \(logLevel): not error, warning, notice, info or debug") }
+    }
+
     func run() throws {
+        Log.level = LogLevel(name: logLevel) ?? .info
         let configuration: IMSConfiguration
         do {
             configuration = try IMSConfiguration.load(path: config)
@@ -49,7 +58,7 @@ struct Run: ParsableCommand {
             server = try IMSServer(configuration: configuration)
             try server.start()
         } catch {
-            IMSLog.write("mat-ims: \(error)")
+            IMSLog.write("mat-ims: \(error)", level: .error)
             throw ExitCode(1)
         }
         for zone in configuration.zones {
@@ -75,7 +84,7 @@ struct Run: ParsableCommand {
                 keysInUse = reload(config, into: server.core, started: configuration, keysInUse: keysInUse)
                 continue
             }
-            IMSLog.write("mat-ims: stopping (signal \(received))")
+            IMSLog.write("mat-ims: stopping (signal \(received))", level: .notice)
             notify { try manager.stopping() }
             server.stop()
             for line in server.core.counters.lines() { IMSLog.write("mat-ims: counter \(line)") }
@@ -93,7 +102,7 @@ func reload(_ path: String, into core: IMSCore, started: IMSConfiguration, keysI
     do {
         fresh = try IMSConfiguration.load(path: path)
     } catch {
-        IMSLog.write("mat-ims: reload: \(path): \(error); keeping the \(keysInUse.count) keys in use")
+        IMSLog.write("mat-ims: reload: \(path): \(error); keeping the \(keysInUse.count) keys in use", level: .warning)
         return keysInUse
     }
     let loaded = Set(fresh.keys.map(\.name))

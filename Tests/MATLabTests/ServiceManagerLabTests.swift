@@ -59,4 +59,65 @@ struct ServiceManagerLabTests {
         #expect(manager.receive() == "STOPPING=1")
         #expect(server.wait(timeout: 15).status == 0)
     }
+
+    /// With standard error on the journal (systemd sets JOURNAL_STREAM to its device and
+    /// inode), every line carries its priority as `<N>`; `--log-level` drops the less
+    /// severe. matd in the lab, mat-ims on loopback.
+    @Test func journalLinesCarryPrioritiesAndLogLevelFilters() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        // A shell makes the file standard error first, then names it in JOURNAL_STREAM.
+        func journaled(_ log: String, _ command: [String]) -> [String] {
+            ["bash", "-c", "exec 2>\"$1\"; export JOURNAL_STREAM=$(stat -c %d:%i \"$1\"); shift; exec \"$@\"", "journal", log]
+                + command
+        }
+        func waitForControlSocket() {
+            let deadline = Date().addingTimeInterval(20)
+            while Date() < deadline, (try? lab.matctl("vm", "status")) == nil { usleep(50_000) }
+        }
+        let matdLog = lab.path("matd-journal.log")
+        let daemon = try lab.spawn("vm", journaled(matdLog, [LabPaths.matd, "run", "--config", lab.writeConfig("vm")]))
+        waitForControlSocket()
+        daemon.signal(SIGTERM)
+        #expect(daemon.wait(timeout: 15).status == 0)
+        let lines = try String(contentsOfFile: matdLog, encoding: .utf8).split(separator: "\n")
+        #expect(lines.contains { $0.hasPrefix("<6>matd: up on mat0") }, "\(lines)")
+        #expect(lines.contains { $0.hasPrefix("<5>matd: stopping, restoring the host") }, "\(lines)")
+        #expect(lines.allSatisfy { $0.hasPrefix("<") }, "a line without its priority: \(lines)")
+
+        let quietLog = lab.path("matd-quiet.log")
+        let quiet = try lab.spawn("vm", journaled(quietLog, [LabPaths.matd, "run", "--log-level", "notice",
+                                                             "--config", lab.writeConfig("vm")]))
+        waitForControlSocket()
+        quiet.signal(SIGTERM)
+        #expect(quiet.wait(timeout: 15).status == 0)
+        let quietLines = try String(contentsOfFile: quietLog, encoding: .utf8).split(separator: "\n")
+        #expect(!quietLines.contains { $0.contains("matd: up on") } && quietLines.contains { $0.hasPrefix("<5>matd: stopping") },
+                "\(quietLines)")
+        let refused = try runCommand([LabPaths.matd, "run", "--log-level", "loud", "--config", lab.writeConfig("vm")])
+        #expect(!refused.succeeded && refused.stderr.contains("--log-level loud"), "\(refused.summary)")
+
+        // mat-ims the same way.
+        let port = 20_000 + Int.random(in: 0..<20_000)
+        try """
+            [server]
+            listen = 127.0.0.1:\(port)
+            state-directory = \(lab.path("ims-journal-state"))
+            [zone]
+            name = mat.example.
+            ns = ns.mat.example.
+            glue = ns.mat.example. 192.0.2.132
+
+            """.write(toFile: lab.path("ims-journal.conf"), atomically: true, encoding: .utf8)
+        let imsLog = lab.path("ims-journal.log")
+        let ims = try Spawned(journaled(imsLog, [LabPaths.matIMS, "run", "--config", lab.path("ims-journal.conf")]))
+        #expect(ims.waitForOutput(timeout: 10) { _ in
+            (try? String(contentsOfFile: imsLog, encoding: .utf8))?.contains("listening on") == true
+        })
+        ims.signal(SIGTERM)
+        #expect(ims.wait(timeout: 15).status == 0)
+        let imsLines = try String(contentsOfFile: imsLog, encoding: .utf8).split(separator: "\n")
+        #expect(imsLines.contains { $0.hasPrefix("<6>mat-ims: listening on 127.0.0.1:\(port)") }, "\(imsLines)")
+        #expect(imsLines.contains { $0.hasPrefix("<5>mat-ims: stopping") }, "\(imsLines)")
+    }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import MATLinux
+import MATLog
 import MATPacket
 import Synchronization
 
@@ -181,7 +182,7 @@ private final class ControlLoop: @unchecked Sendable {
             } catch {
                 // Out of descriptors: the client waits in the queue while the listener rests.
                 count("accept_errors")
-                log("matd: control socket: \(error); accepting again in 100 ms")
+                log(.error, "matd: control socket: \(error); accepting again in 100 ms")
                 acceptPausedUntil = MonotonicClock.milliseconds() + 100
                 return
             }

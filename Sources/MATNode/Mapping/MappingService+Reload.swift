@@ -1,5 +1,6 @@
 import MATDNS
 import MATIMSClient
+import MATLog
 import MATPacket
 
 /// Where the service's mapping of a peer came from.
@@ -52,7 +53,7 @@ extension MappingService {
                 log("matd: reload: [ims] section applied")
             } catch {
                 // The peers are still taken; only the section that failed keeps its old value.
-                log("matd: reload: the [ims] section was not applied: \(error); the old one stays in force")
+                log(.warning, "matd: reload: the [ims] section was not applied: \(error); the old one stays in force")
                 next.ims = config.ims
             }
         }
@@ -109,7 +110,7 @@ extension MappingService {
         guard !pending.isEmpty else { return }
         for refusal in pending {
             let hoa = refusal.offered.hoa
-            log("matd: the engine refused the mapping \(hoa) -> "
+            log(.warning, "matd: the engine refused the mapping \(hoa) -> "
                 + "\(refusal.offered.moas.map(\.address.description).joined(separator: ", ")): \(refusal.error)")
             if let current = refusal.current {
                 if learned[hoa] != nil { learned[hoa]?.mapping = current }
@@ -142,7 +143,7 @@ extension MappingService {
         let client = IMSClient(
             configuration: IMSClientConfiguration(names: try MappingNames(zone: ims.zone), servers: ims.servers,
                                                   keys: keys, recordTTL: ims.recordTTL),
-            log: { level, message in log("matd: ims \(level.rawValue): \(message)") })
+            log: { level, message in log(LogLevel(name: level.rawValue) ?? .info, "matd: ims \(level.rawValue): \(message)") })
         var schedules: [AddressFamily: RegistrationSchedule] = [:]
         if !keys.isEmpty {
             for home in config.homeAddresses { schedules[home.family] = RegistrationSchedule(lifetime: ims.lifetime) }
@@ -176,7 +177,7 @@ extension MappingService {
             if skipped > 0 { log("matd: \(stateFile): \(skipped) entries did not parse and were skipped") }
             saved = state
         } catch {
-            log("matd: \(stateFile) not restored: \(error); starting without learned peers")
+            log(.warning, "matd: \(stateFile) not restored: \(error); starting without learned peers")
             return
         }
         let configured = Set(config.peers.map(\.homeAddress))
@@ -215,7 +216,7 @@ extension MappingService {
             stateDirty = false
             savedReplayChanges = signaling.replayChanges
         } catch {
-            log("matd: saving \(stateFile) failed: \(error); retrying in 1 s")
+            log(.error, "matd: saving \(stateFile) failed: \(error); retrying in 1 s")
         }
     }
 }

@@ -5,6 +5,7 @@ import Foundation
 import MATDNS
 import MATIMSClient
 import MATLinux
+import MATLog
 import MATPacket
 import MATSignaling
 import Synchronization
@@ -202,7 +203,7 @@ public final class MappingService: @unchecked Sendable {
                 sequence = try signaling.nextSequence()
             } catch {
                 schedules[home.family]?.failed(at: now)
-                log("matd: registering \(home) failed: no sequence number: \(error)")
+                log(.error, "matd: registering \(home) failed: no sequence number: \(error)")
                 continue
             }
             registering.insert(home.family)
@@ -222,7 +223,7 @@ public final class MappingService: @unchecked Sendable {
             log("matd: registered \(home) -> \(moas.map(\.description).joined(separator: ", ")) seq \(sequence) at \(registration.server)")
         case .failure(let error):
             schedule.failed(at: now)
-            log("matd: registering \(home) failed: \(error); retry in \(schedule.nextAttempt - min(now, schedule.nextAttempt)) s")
+            log(.warning, "matd: registering \(home) failed: \(error); retry in \(schedule.nextAttempt - min(now, schedule.nextAttempt)) s")
         }
         schedules[home.family] = schedule
     }
@@ -308,7 +309,7 @@ public final class MappingService: @unchecked Sendable {
             return changed
         case (.firstPacket, .failure(let error)), (.key, .failure(let error)), (.again, .failure(let error)):
             // Counted by the IMS client; the next packet, alert or retransmission asks again.
-            log("matd: looking up \(hoa) (\(purpose)) failed: \(error)")
+            log(.warning, "matd: looking up \(hoa) (\(purpose)) failed: \(error)")
             return false
         }
     }
@@ -364,7 +365,7 @@ public final class MappingService: @unchecked Sendable {
         do {
             try host.divertInbound(addresses: addresses, peerMoAs: Array(Set(peerMoAs)))
         } catch {
-            log("matd: updating the inbound diversion failed: \(error)")
+            log(.error, "matd: updating the inbound diversion failed: \(error)")
         }
     }
 

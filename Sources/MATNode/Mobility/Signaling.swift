@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import MATLinux
+import MATLog
 import MATPacket
 import MATSignaling
 import Synchronization
@@ -181,7 +182,7 @@ final class Signaling {
                 outgoing[peer] = nil
                 count { $0.updatesUnanswered += 1 }
                 note(peer) { $0.alert = .unanswered }
-                log("matd: \(peer) did not acknowledge update seq \(entry.sequence) at \(entry.destination)")
+                log(.warning, "matd: \(peer) did not acknowledge update seq \(entry.sequence) at \(entry.destination)")
                 host?.settled(hoa: peer, acknowledged: false)
                 continue
             }
@@ -402,7 +403,7 @@ final class Signaling {
         do {
             return try sequences.take()
         } catch {
-            log("matd: no sequence number for \(what): \(error)")
+            log(.error, "matd: no sequence number for \(what): \(error)")
             return nil
         }
     }
@@ -417,7 +418,7 @@ final class Signaling {
         do {
             try socket.send(bytes, to: moa, port: port)
         } catch {
-            log("matd: signaling to \(moa): \(error)")
+            log(.warning, "matd: signaling to \(moa): \(error)")
         }
     }
 
