@@ -80,26 +80,35 @@ public final class RouteNetlink {
         guard result == 0 else { throw Self.error("bring \(name) up", result) }
     }
 
-    /// The global-scope addresses on interface `index`, with their prefix lengths.
-    /// Link-local and tentative IPv6 addresses are left out: neither can be a MoA.
+    /// The addresses on interface `index` that other hosts may be told to reach this one
+    /// at, best first (`InterfaceAddress.ranked`: no link-local, tentative, deprecated or
+    /// temporary ones; permanent before dynamic, then the longest preferred lifetime).
     public func addresses(interface index: Int32) throws(SystemError) -> [IPPrefix] {
+        InterfaceAddress.ranked(try addressDump().filter { $0.interface == index }).map(\.prefix)
+    }
+
+    /// Every address of every interface, with its flags, scope and lifetimes, in the
+    /// kernel's order.
+    public func addressDump() throws(SystemError) -> [InterfaceAddress] {
         var cache: OpaquePointer?
         let result = rtnl_addr_alloc_cache(socket, &cache)
         guard result == 0, let cache else { throw Self.error("list addresses", result) }
         defer { nl_cache_free(cache) }
-        var found: [IPPrefix] = []
+        var found: [InterfaceAddress] = []
         var object = nl_cache_get_first(cache)
-        while let current = object {
-            let address = current
-            let flags = UInt32(rtnl_addr_get_flags(address))
-            if rtnl_addr_get_ifindex(address) == index,
-               rtnl_addr_get_scope(address) == Int32(RT_SCOPE_UNIVERSE.rawValue),
-               flags & UInt32(IFA_F_TENTATIVE | IFA_F_DADFAILED) == 0,
-               let local = rtnl_addr_get_local(address),
+        while let address = object {
+            if let local = rtnl_addr_get_local(address),
                let prefix = Self.prefix(local, length: Int(rtnl_addr_get_prefixlen(address))) {
-                found.append(prefix)
+                // libnl takes the 32-bit IFA_FLAGS attribute where the kernel sends it, so
+                // flags above 0xff (mngtmpaddr) are there too.
+                found.append(InterfaceAddress(
+                    interface: Int32(rtnl_addr_get_ifindex(address)), prefix: prefix,
+                    flags: UInt32(rtnl_addr_get_flags(address)),
+                    scope: UInt8(truncatingIfNeeded: rtnl_addr_get_scope(address)),
+                    preferredLifetime: rtnl_addr_get_preferred_lifetime(address),
+                    validLifetime: rtnl_addr_get_valid_lifetime(address)))
             }
-            object = nl_cache_get_next(current)
+            object = nl_cache_get_next(address)
         }
         return found
     }

@@ -18,8 +18,20 @@ public struct NodeConfig: Sendable, Equatable {
 
     /// The node's home addresses: at most one per family.
     public var homeAddresses: [IPAddress]
-    /// Uplink interfaces whose addresses are the node's mobile addresses.
-    public var uplinks: [String]
+    /// The `uplink` entries as written: interface names or fnmatch patterns (`eth*`).
+    public var uplinkEntries: [String]
+    /// The uplink interfaces now, in preference order: `uplinkEntries` with each pattern
+    /// replaced by the present interfaces it matches (`UplinkSelection.resolve`). Read
+    /// afresh on every use, so a NIC plugged in later that matches a pattern is an uplink.
+    public var uplinks: [String] {
+        UplinkSelection.resolve(uplinkEntries, present: isPatterned ? UplinkSelection.presentInterfaces() : [])
+    }
+    /// Whether interface `name` is an uplink (named by an entry or matching a pattern);
+    /// true also for one that is gone, so its removal counts as an uplink's.
+    public func isUplink(_ name: String) -> Bool {
+        uplinkEntries.contains { UplinkSelection.matches($0, name) }
+    }
+    private var isPatterned: Bool { uplinkEntries.contains { UplinkSelection.isPattern($0) } }
     /// The mobility domain: traffic to these prefixes goes through the engine.
     public var domainPrefixes: [IPPrefix]
     /// Name of the TUN device the engine owns.
@@ -76,7 +88,7 @@ public struct NodeConfig: Sendable, Equatable {
     public init(parsing text: String) throws(ConfigError) {
         let file = try ConfigFile(parsing: text)
         homeAddresses = []
-        uplinks = []
+        uplinkEntries = []
         domainPrefixes = []
         tunName = Self.defaultTunName
         signalingPort = Self.defaultSignalingPort
@@ -127,10 +139,10 @@ public struct NodeConfig: Sendable, Equatable {
                     throw ConfigError(line: entry.line, key: entry.key,
                                       message: "\(entry.value) is not an interface name (1-15 bytes, no / or spaces)")
                 }
-                guard !uplinks.contains(entry.value) else {
+                guard !uplinkEntries.contains(entry.value) else {
                     throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) listed twice")
                 }
-                uplinks.append(entry.value)
+                uplinkEntries.append(entry.value)
             case "domain-prefix":
                 guard let prefix = IPPrefix(entry.value) else {
                     throw ConfigError(line: entry.line, key: entry.key,
@@ -264,7 +276,7 @@ public struct NodeConfig: Sendable, Equatable {
         guard !homeAddresses.isEmpty else {
             throw ConfigError(line: nodeLine, key: "home-address", message: "missing in [node]")
         }
-        guard !uplinks.isEmpty else { throw ConfigError(line: nodeLine, key: "uplink", message: "missing in [node]") }
+        guard !uplinkEntries.isEmpty else { throw ConfigError(line: nodeLine, key: "uplink", message: "missing in [node]") }
         guard !domainPrefixes.isEmpty else {
             throw ConfigError(line: nodeLine, key: "domain-prefix", message: "missing in [node]")
         }
@@ -318,7 +330,7 @@ extension NodeConfig {
             if old != new { notApplied.append("\(key) changed; it takes effect when matd is restarted") }
         }
         note("home-address", homeAddresses, next.homeAddresses)
-        note("uplink", uplinks, next.uplinks)
+        note("uplink", uplinkEntries, next.uplinkEntries)
         note("domain-prefix", domainPrefixes, next.domainPrefixes)
         note("tun-name", tunName, next.tunName)
         note("signaling-port", signalingPort, next.signalingPort)

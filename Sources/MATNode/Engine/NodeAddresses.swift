@@ -26,7 +26,9 @@ public struct NodeAddresses: Sendable, Equatable {
         }
     }
 
-    /// The same HoAs with the MoAs taken from the uplinks' addresses: the first of each family.
+    /// The same HoAs with the MoAs taken from the uplinks' addresses: the first of each
+    /// family. `uplinkAddresses` comes best first (`UplinkSelection.candidates`), so this
+    /// is the documented choice (docs/config.md, "Uplinks and the MoA").
     public func withMobile(from uplinkAddresses: [IPAddress]) -> NodeAddresses {
         var next = self
         next.mobile4 = uplinkAddresses.lazy.compactMap { if case .v4(let a) = $0 { a } else { nil } }.first

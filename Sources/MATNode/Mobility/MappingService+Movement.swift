@@ -31,7 +31,9 @@ extension MappingService {
             case .addressAdded, .addressRemoved, .defaultRouteChanged:
                 relevant = true
             case .linkChanged(_, let name, _, let notifyPeers):
-                guard config.uplinks.contains(name) else { continue }
+                // By entry, not by the present uplinks: a NIC just plugged in that matches
+                // a pattern counts, and so does one just removed.
+                guard config.isUplink(name) else { continue }
                 relevant = true
                 if notifyPeers {
                     // The guest was live-migrated: tell the peers again even if the MoA
@@ -40,7 +42,7 @@ extension MappingService {
                     announceEvenIfUnchanged = true
                 }
             case .linkRemoved(_, let name):
-                relevant = relevant || config.uplinks.contains(name)
+                relevant = relevant || config.isUplink(name)
             }
         }
         guard relevant else { return }
