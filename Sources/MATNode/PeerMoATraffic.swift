@@ -86,7 +86,9 @@ enum PeerMoATraffic {
                 guard let moa = addresses.mobileAddresses.first(where: { $0.family == family }),
                       peerMoAs.contains(where: { $0.family == family }) else { continue }
                 let prefix = "add rule inet \(table) \(chain) \(ip) daddr \(moa) meta l4proto { tcp, udp }"
-                batch.append("\(prefix) \(ip) saddr . meta l4proto . th sport . th dport @flows\(suffix) \(mark)")
+                // A packet from the peer keeps the flow too, not only ours.
+                let key = "\(ip) saddr . meta l4proto . th sport . th dport"
+                batch.append("\(prefix) \(key) @flows\(suffix) update @flows\(suffix) { \(key) } \(mark)")
                 batch.append("\(prefix) \(ip) daddr . meta l4proto . th dport @listen\(suffix) \(mark)")
                 let icmp = family == .ipv4 ? "icmp" : "icmpv6"
                 batch.append("add rule inet \(table) \(chain) \(ip) daddr \(moa) \(icmp) type echo-reply "
