@@ -185,6 +185,9 @@ struct StatusSource: Sendable {
             return ControlReply(stats: StatsReport(engine.counters, ims: mappings.imsCounters,
                                                    signaling: mappings.signalingCounters, control: control,
                                                    alertAcknowledged: mappings.signaling.counters.alertAcknowledged))
+        case .events:
+            let (events, next) = EventLog.shared.events(after: request.after)
+            return ControlReply(events: events, nextEvent: next)
         case .rebind:
             var moa: IPAddress?
             if let text = request.mobileAddress {

@@ -10,7 +10,7 @@ struct MatCtl: ParsableCommand {
         commandName: "matctl",
         abstract: "Query and steer a running matd.",
         version: MATVersion.current,
-        subcommands: [Status.self, Peers.self, Stats.self, Rebind.self, Doctor.self])
+        subcommands: [Status.self, Peers.self, Stats.self, Rebind.self, Monitor.self, Doctor.self])
 }
 
 /// A failure at run time (matd unreachable, or it refused the request), as opposed to a
@@ -190,5 +190,42 @@ struct Doctor: ParsableCommand {
         let problems = findings.filter { $0.verdict == .problem }.count
         print(problems == 0 ? "doctor: no problem found" : "doctor: \(problems) problem(s)")
         if problems > 0 { throw ExitCode(1) }
+    }
+}
+
+struct Monitor: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print matd's events as they happen, one JSON object a line, until interrupted.",
+        discussion: """
+            Events: move, registered, registration_failed, alert, ack, unanswered, adopted, \
+            mapping_refused, refused (signaling refusals, at most one a second, with their \
+            counts). Each has a number, the time (seconds since 1970) and details; a gap in the \
+            numbers means events were missed (matd keeps the last 1024). Exits 1 when matd \
+            goes away.
+            """)
+    @OptionGroup var options: CommonOptions
+
+    @Flag(name: .long, help: "Start with the events matd still has, not only new ones.")
+    var history = false
+
+    @Option(name: .long, help: "Stop after this many events (for scripts).")
+    var count: Int?
+
+    func run() throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        var after: UInt64? = try history ? 0 : options.ask(ControlRequest(command: .events)).nextEvent.map { $0 - 1 }
+        var printed = 0
+        while true {
+            let reply = try options.ask(ControlRequest(command: .events, after: after))
+            for event in reply.events ?? [] {
+                print(String(decoding: try encoder.encode(event), as: UTF8.self))
+                printed += 1
+                if let count, printed >= count { return }
+            }
+            fflush(nil)  // piped output: each event as it comes
+            if let next = reply.nextEvent { after = next - 1 }
+            usleep(200_000)
+        }
     }
 }

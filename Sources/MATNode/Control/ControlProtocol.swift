@@ -8,7 +8,7 @@ public enum ControlProtocol {
 /// A request to the daemon.
 public struct ControlRequest: Codable, Sendable, Equatable {
     public enum Command: String, Codable, Sendable, CaseIterable {
-        case status, peers, stats, rebind
+        case status, peers, stats, rebind, events
     }
 
     public var version: Int
@@ -17,12 +17,15 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     public var interface: String?
     /// `rebind`: use this address (on an uplink) as the MoA.
     public var mobileAddress: String?
+    /// `events`: the events numbered above this one; nil: none, only the next number.
+    public var after: UInt64?
 
-    public init(command: Command, interface: String? = nil, mobileAddress: String? = nil) {
+    public init(command: Command, interface: String? = nil, mobileAddress: String? = nil, after: UInt64? = nil) {
         version = ControlProtocol.version
         self.command = command
         self.interface = interface
         self.mobileAddress = mobileAddress
+        self.after = after
     }
 }
 
@@ -34,15 +37,22 @@ public struct ControlReply: Codable, Sendable, Equatable {
     public var peers: [PeerReport]?
     public var stats: StatsReport?
     public var rebind: RebindReport?
+    /// `events`: what happened after the asked number, oldest first.
+    public var events: [MonitorEvent]?
+    /// `events`: the number the next event will have.
+    public var nextEvent: UInt64?
 
     public init(error: String? = nil, status: StatusReport? = nil, peers: [PeerReport]? = nil,
-                stats: StatsReport? = nil, rebind: RebindReport? = nil) {
+                stats: StatsReport? = nil, rebind: RebindReport? = nil, events: [MonitorEvent]? = nil,
+                nextEvent: UInt64? = nil) {
         version = ControlProtocol.version
         self.error = error
         self.status = status
         self.peers = peers
         self.stats = stats
         self.rebind = rebind
+        self.events = events
+        self.nextEvent = nextEvent
     }
 }
 

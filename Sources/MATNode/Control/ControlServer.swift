@@ -449,7 +449,7 @@ extension ControlRequest.Command {
     var waitsOnOtherThreads: Bool {
         switch self {
         case .rebind, .peers: true
-        case .status, .stats: false
+        case .status, .stats, .events: false
         }
     }
 }

@@ -112,6 +112,7 @@ extension MappingService {
             let hoa = refusal.offered.hoa
             log(.warning, "matd: the engine refused the mapping \(hoa) -> "
                 + "\(refusal.offered.moas.map(\.address.description).joined(separator: ", ")): \(refusal.error)")
+            EventLog.shared.post("mapping_refused", ["peer": "\(hoa)", "error": "\(refusal.error)"])
             if let current = refusal.current {
                 if learned[hoa] != nil { learned[hoa]?.mapping = current }
                 continue

@@ -221,9 +221,12 @@ public final class MappingService: @unchecked Sendable {
         case .success(let registration):
             schedule.succeeded(moas: moas, at: now)
             log("matd: registered \(home) -> \(moas.map(\.description).joined(separator: ", ")) seq \(sequence) at \(registration.server)")
+            EventLog.shared.post("registered", ["home": "\(home)", "mobile": moas.map(\.description).joined(separator: " "),
+                                                "sequence": "\(sequence)", "server": "\(registration.server)"])
         case .failure(let error):
             schedule.failed(at: now)
             log(.warning, "matd: registering \(home) failed: \(error); retry in \(schedule.nextAttempt - min(now, schedule.nextAttempt)) s")
+            EventLog.shared.post("registration_failed", ["home": "\(home)", "error": "\(error)"])
         }
         schedules[home.family] = schedule
     }

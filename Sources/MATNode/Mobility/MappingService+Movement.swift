@@ -76,6 +76,7 @@ extension MappingService {
         for peer in peers { engine.send(.hold(peer.hoa)) }
         if next != addresses {
             log("matd: mobile addresses now \(next.mobileDescription) (were \(addresses.mobileDescription))")
+            EventLog.shared.post("move", ["mobile": next.mobileDescription, "previous": addresses.mobileDescription])
             addresses = next
             publishedAddresses.withLock { $0 = next }
             engine.send(.setAddresses(next))

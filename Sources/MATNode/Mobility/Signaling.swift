@@ -67,6 +67,7 @@ final class Signaling {
     private static let waitingForKeyLimit = 64
     private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2048, alignment: 8)
     private var counting = SignalingCounters()
+    private var refusals = RefusalReporter()
     private let published = Mutex(SignalingCounters())
     weak var host: SignalingHost?
 
@@ -154,6 +155,7 @@ final class Signaling {
         entry.schedule.sent(now: now)
         outgoing[peer] = entry
         count { $0.updatesSent += 1 }
+        EventLog.shared.post("alert", ["peer": "\(peer)", "at": "\(moa)", "sequence": "\(sequence)"])
         note(peer) { $0.alert = .awaitingAck }
         return true
     }
@@ -181,6 +183,7 @@ final class Signaling {
                 guard entry.schedule.hasExpired(at: now) else { continue }
                 outgoing[peer] = nil
                 count { $0.updatesUnanswered += 1 }
+                EventLog.shared.post("unanswered", ["peer": "\(peer)", "at": "\(entry.destination)", "sequence": "\(entry.sequence)"])
                 note(peer) { $0.alert = .unanswered }
                 log(.warning, "matd: \(peer) did not acknowledge update seq \(entry.sequence) at \(entry.destination)")
                 host?.settled(hoa: peer, acknowledged: false)
@@ -203,6 +206,7 @@ final class Signaling {
         if !waitingForKey.isEmpty {
             waitingForKey = waitingForKey.filter { $0.value.since + Self.challengeLifetime > now }
         }
+        refusals.report(counting, now: now)
         publish()
         return outgoing.values.map { $0.schedule.nextSendAt ?? $0.schedule.deadline }.min()
     }
@@ -314,6 +318,8 @@ final class Signaling {
             challenges[nonce] = nil
             host.adopt(hoa: pending.peer, moas: pending.moas, lifetime: pending.lifetime, sequence: sequence)
             count { $0.bindingsAdopted += 1 }
+            EventLog.shared.post("adopted", ["peer": "\(pending.peer)", "mobile": pending.moas.map(\.description).joined(separator: " "),
+                                             "sequence": "\(sequence)"])
             acknowledge(pending.peer, sequence: sequence, at: source, home: home, now: now)
         case .bindingAck(let sequence, _):
             guard let entry = outgoing[message.sender], entry.sequence == sequence else {
@@ -325,6 +331,7 @@ final class Signaling {
                 counters.acksReceived += 1
                 counters.alertAcknowledged.record(milliseconds: now - min(now, entry.firstSentAt))
             }
+            EventLog.shared.post("ack", ["peer": "\(message.sender)", "milliseconds": "\(now - min(now, entry.firstSentAt))"])
             note(message.sender) { state in
                 state.alert = .acknowledged
                 state.lastAckAt = now
