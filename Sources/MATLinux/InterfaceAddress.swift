@@ -65,12 +65,20 @@ public struct InterfaceAddress: Sendable, Equatable, CustomStringConvertible {
         return nil
     }
 
+    /// Below this many seconds of preferred lifetime an address is about to be deprecated.
+    public static let endingSoon: UInt32 = 600
+
     /// The fit addresses of `dump` (see `unfitness`), best first:
     /// 1. permanent (configured by hand) before dynamic (SLAAC, DHCP): the operator said so;
     /// 2. for IPv4, the primary address before secondaries (the kernel's source choice);
-    /// 3. the longest preferred lifetime (forever first): when a network is renumbered, the
-    ///    new prefix outlives the old one, which is then left before it is deprecated;
+    /// 3. one with less than `endingSoon` of preferred lifetime left after the others, so
+    ///    the node leaves a prefix being renumbered away before it is deprecated;
     /// 4. the dump's own order (IPv6 lists the newest address first).
+    ///
+    /// Lifetimes are not compared beyond 3: they tick down and are refreshed at different
+    /// times (router advertisements of two prefixes, DHCP renewals), so "the longest" would
+    /// move the node back and forth between two good addresses at every refresh. The
+    /// dump's order does not change when a lifetime is refreshed.
     public static func ranked(_ dump: [InterfaceAddress]) -> [InterfaceAddress] {
         dump.enumerated()
             .filter { $0.element.unfitness == nil }
@@ -78,12 +86,13 @@ public struct InterfaceAddress: Sendable, Equatable, CustomStringConvertible {
                 let a = left.element, b = right.element
                 if a.isPermanent != b.isPermanent { return a.isPermanent }
                 if a.isSecondary4 != b.isSecondary4 { return !a.isSecondary4 }
-                if a.preferredLifetime != b.preferredLifetime { return a.preferredLifetime > b.preferredLifetime }
+                if a.isEndingSoon != b.isEndingSoon { return !a.isEndingSoon }
                 return left.offset < right.offset
             }
             .map(\.element)
     }
 
+    private var isEndingSoon: Bool { preferredLifetime < Self.endingSoon }
     private var isPermanent: Bool { flags & Self.permanent != 0 }
     private var isSecondary4: Bool { prefix.address.family == .ipv4 && flags & Self.secondary != 0 }
 

@@ -82,7 +82,8 @@ public final class RouteNetlink {
 
     /// The addresses on interface `index` that other hosts may be told to reach this one
     /// at, best first (`InterfaceAddress.ranked`: no link-local, tentative, deprecated or
-    /// temporary ones; permanent before dynamic, then the longest preferred lifetime).
+    /// temporary ones; permanent before dynamic, primary before secondary, those about to
+    /// be deprecated last).
     public func addresses(interface index: Int32) throws(SystemError) -> [IPPrefix] {
         InterfaceAddress.ranked(try addressDump().filter { $0.interface == index }).map(\.prefix)
     }

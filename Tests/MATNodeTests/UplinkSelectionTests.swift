@@ -64,17 +64,33 @@ import Testing
 
     // MARK: order within one uplink
 
-    @Test func permanentBeforeDynamicThenLongestPreferredLifetimeThenKernelOrder() {
+    @Test func permanentBeforeDynamicThenNotEndingSoonThenKernelOrder() {
         let dump = [
-            Self.address("2001:db8:a::1", flags: 0, preferred: 1_800, valid: 3_600),        // SLAAC, old prefix
-            Self.address("2001:db8:b::1", flags: 0, preferred: 14_400, valid: 86_400),      // SLAAC, new prefix
+            Self.address("2001:db8:a::1", flags: 0, preferred: 300, valid: 3_600),          // SLAAC, prefix going away
+            Self.address("2001:db8:e::1", flags: 0, preferred: 3_000, valid: 86_400),       // SLAAC
+            Self.address("2001:db8:b::1", flags: 0, preferred: 14_400, valid: 86_400),      // SLAAC
             Self.address("2001:db8:c::1", flags: A.permanent),
             Self.address("2001:db8:d::1", flags: A.permanent),
-            Self.address("198.51.100.7", flags: 0, preferred: 50, valid: 100),             // DHCP
+            Self.address("198.51.100.7", flags: 0, preferred: 50, valid: 100),             // DHCP, lease ending
             Self.address("192.0.2.20", flags: A.permanent),
         ]
         #expect(Self.texts(A.ranked(dump)) == ["2001:db8:c::1", "2001:db8:d::1", "192.0.2.20",
-                                               "2001:db8:b::1", "2001:db8:a::1", "198.51.100.7"])
+                                               "2001:db8:e::1", "2001:db8:b::1", "2001:db8:a::1", "198.51.100.7"])
+    }
+
+    @Test func refreshedLifetimesDoNotMoveTheMoA() {
+        // Two prefixes advertised by two routers: each refresh makes one the longest-lived.
+        // The choice stays with the kernel's order whichever was refreshed last.
+        let first = [Self.address("2001:db8:a::1", flags: 0, preferred: 14_400, valid: 86_400),
+                     Self.address("2001:db8:b::1", flags: 0, preferred: 14_200, valid: 86_200)]
+        var refreshed = first
+        refreshed[0].preferredLifetime = 14_100
+        refreshed[1].preferredLifetime = 14_400
+        #expect(Self.texts(A.ranked(first)) == ["2001:db8:a::1", "2001:db8:b::1"])
+        #expect(Self.texts(A.ranked(refreshed)) == ["2001:db8:a::1", "2001:db8:b::1"])
+        // Until the first is about to be deprecated.
+        refreshed[0].preferredLifetime = A.endingSoon - 1
+        #expect(Self.texts(A.ranked(refreshed)) == ["2001:db8:b::1", "2001:db8:a::1"])
     }
 
     // MARK: several uplinks
