@@ -24,13 +24,16 @@ public struct NodeConfig: Sendable, Equatable {
     /// replaced by the present interfaces it matches (`UplinkSelection.resolve`). Read
     /// afresh on every use, so a NIC plugged in later that matches a pattern is an uplink.
     public var uplinks: [String] {
-        UplinkSelection.resolve(uplinkEntries, present: isPatterned ? UplinkSelection.presentInterfaces() : [])
+        UplinkSelection.resolve(uplinkEntries, present: isPatterned ? UplinkSelection.presentInterfaces() : [],
+                                excluding: notMatchedByPatterns)
     }
     /// Whether interface `name` is an uplink (named by an entry or matching a pattern);
     /// true also for one that is gone, so its removal counts as an uplink's.
     public func isUplink(_ name: String) -> Bool {
-        uplinkEntries.contains { UplinkSelection.matches($0, name) }
+        uplinkEntries.contains { $0 == name || (!notMatchedByPatterns.contains(name) && UplinkSelection.matches($0, name)) }
     }
+    /// Never an uplink by pattern: the TUN device (it carries the HoAs) and loopback.
+    private var notMatchedByPatterns: Set<String> { [tunName, "lo"] }
     private var isPatterned: Bool { uplinkEntries.contains { UplinkSelection.isPattern($0) } }
     /// The mobility domain: traffic to these prefixes goes through the engine.
     public var domainPrefixes: [IPPrefix]

@@ -105,6 +105,10 @@ import Testing
         // Named twice (a name and a pattern): counted at the first.
         #expect(UplinkSelection.resolve(["eth1", "eth?"], present: Self.present) == ["eth1", "eth0"])
         #expect(UplinkSelection.resolve(["en[sx]*"], present: Self.present) == ["ens4", "ens5"])
+        // A pattern never takes the TUN device (its HoAs are global) or lo; a name does.
+        let withTun = Self.present + [(11, "mat0")]
+        #expect(UplinkSelection.resolve(["*"], present: withTun, excluding: ["mat0", "lo"]) == ["eth0", "eth1", "ens4", "ens5"])
+        #expect(UplinkSelection.resolve(["lo", "*"], present: withTun, excluding: ["mat0", "lo"]) == ["lo", "eth0", "eth1", "ens4", "ens5"])
         #expect(UplinkSelection.matches("eth*", "eth12"))
         #expect(!UplinkSelection.matches("eth*", "veth0"))
         #expect(!UplinkSelection.matches("eth0", "eth00"))
@@ -158,5 +162,14 @@ import Testing
         #expect(config.isUplink("mtnx7"))
         #expect(config.isUplink("eth0"))
         #expect(!config.isUplink("eth1"))
+        let everything = try NodeConfig(parsing: """
+            [node]
+            home-address = 198.51.100.10
+            uplink = *
+            domain-prefix = 198.51.100.0/24
+            """)
+        #expect(!everything.uplinks.contains("lo"))
+        #expect(!everything.isUplink("mat0"))
+        #expect(everything.isUplink("eth7"))
     }
 }

@@ -23,10 +23,13 @@ public enum UplinkSelection {
     /// stands for itself (present or not: an uplink between its removal and its return
     /// keeps its place), a pattern for the present interfaces it matches, in index order
     /// (the one plugged first first, so a NIC plugged later does not take the MoA from a
-    /// working one). An interface named by two entries counts at the first.
-    public static func resolve(_ entries: [String], present: [(index: Int32, name: String)]) -> [String] {
+    /// working one). An interface named by two entries counts at the first. A pattern
+    /// never matches `excluded` (matd's TUN device, whose global HoAs would otherwise
+    /// become the MoAs under `uplink = *`, and `lo`); a name given outright is taken as is.
+    public static func resolve(_ entries: [String], present: [(index: Int32, name: String)],
+                               excluding excluded: Set<String> = []) -> [String] {
         var uplinks: [String] = []
-        let byIndex = present.sorted { $0.index < $1.index }
+        let byIndex = present.sorted { $0.index < $1.index }.filter { !excluded.contains($0.name) }
         for entry in entries {
             let names = isPattern(entry) ? byIndex.map(\.name).filter { matches(entry, $0) } : [entry]
             for name in names where !uplinks.contains(name) { uplinks.append(name) }
@@ -41,8 +44,8 @@ public enum UplinkSelection {
     /// when the address returns. `HostSetup.uplinkAddresses()` yields the same list,
     /// built from the same two steps.
     public static func candidates(entries: [String], present: [(index: Int32, name: String)],
-                                  dump: [InterfaceAddress]) -> [IPAddress] {
-        resolve(entries, present: present).flatMap { name -> [IPAddress] in
+                                  excluding excluded: Set<String> = [], dump: [InterfaceAddress]) -> [IPAddress] {
+        resolve(entries, present: present, excluding: excluded).flatMap { name -> [IPAddress] in
             guard let index = present.first(where: { $0.name == name })?.index else { return [] }
             return InterfaceAddress.ranked(dump.filter { $0.interface == index }).map(\.prefix.address)
         }
