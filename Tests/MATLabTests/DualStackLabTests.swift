@@ -16,7 +16,7 @@ struct DualStackLabTests {
     @Test func dualStackPairThroughTheIMS() throws {
         let lab = try Lab()
         defer { lab.close() }
-        _ = try lab.startDualStackIMS()
+        _ = try lab.startIMS(dualStack: true)
         // The CN reaches the IMS over IPv6 only, the VM over IPv4 first.
         try lab.startMatd("vm", config: try lab.writeDualStackIMSConfig("vm"))
         try lab.startMatd("cn", config: try lab.writeDualStackIMSConfig("cn", servers: ["[2001:db8:c::132]"]))
@@ -117,7 +117,7 @@ struct DualStackLabTests {
     @Test func aMissingKeyForOneFamilyIsAnErrorAtStart() throws {
         let lab = try Lab()
         defer { lab.close() }
-        _ = try lab.startDualStackIMS()
+        _ = try lab.startIMS(dualStack: true)
         let config = try lab.writeDualStackIMSConfig("vm")
         // Only the IPv4 HoA's key, as docs/config.md's example had it before.
         let onlyFour = try check([LabPaths.matIMS, "keygen", lab.hoaName(vm.home4)], timeout: 10)
@@ -140,7 +140,7 @@ extension DualStackLabTests {
     @Test func sighupTakesRotatedKeys() throws {
         let lab = try Lab()
         defer { lab.close() }
-        let ims = try lab.startDualStackIMS()
+        let ims = try lab.startIMS(dualStack: true)
         try lab.startMatd("vm", config: try lab.writeDualStackIMSConfig("vm"))
         for family in Addr.Family.allCases {
             #expect(lab.waitForLog("vm", "registered \(vm.home(family)) -> \(vm.mobile(family)) seq"), "\(lab.matdLog("vm"))")
@@ -199,38 +199,6 @@ struct FamilyFlow {
 }
 
 extension Lab {
-    /// Starts mat-ims on both of the IMS node's addresses with a key file per node that
-    /// holds a key per HoA (`mat-ims keygen --hoa V4 --hoa V6`).
-    func startDualStackIMS() throws -> Spawned {
-        try FileManager.default.createDirectory(atPath: path("keys"), withIntermediateDirectories: true)
-        for node in ["vm", "cn"] {
-            let me = Addr.node(node)
-            let keys = try check([LabPaths.matIMS, "keygen", "--hoa", me.home4, "--hoa", me.home6,
-                                  "--zone", "mat.example."], timeout: 10)
-            try keys.write(toFile: path("keys/\(node).key"), atomically: true, encoding: .utf8)
-            chmod(path("keys/\(node).key"), 0o600)
-        }
-        let config = """
-            [server]
-            listen = 192.0.2.132:53
-            listen = [2001:db8:c::132]:53
-            state-directory = \(path("ims-state"))
-            key-file = \(path("keys/vm.key"))
-            key-file = \(path("keys/cn.key"))
-            [zone]
-            name = mat.example.
-            ns = ns.mat.example.
-            glue = ns.mat.example. 192.0.2.132
-
-            """
-        try config.write(toFile: path("ims.conf"), atomically: true, encoding: .utf8)
-        let server = try spawn("ims", [LabPaths.matIMS, "run", "--config", path("ims.conf")])
-        guard server.waitForOutput(timeout: 20, { $0.contains("listening on") }) else {
-            throw LabError("mat-ims did not start:\n\(server.wait(timeout: 1).summary)")
-        }
-        return server
-    }
-
     /// docs/config.md's example for `node`: both HoAs, one `[ims]` section, one key file.
     /// `servers`: the `[ims]` servers, the IMS node's IPv4 address first by default.
     func writeDualStackIMSConfig(_ node: String,

@@ -83,7 +83,7 @@ struct KernelPathLabTests {
     @Test func aMoveOnTheNftablesPathFollowsTheNewNextHop() throws {
         let lab = try Lab()
         defer { lab.close() }
-        _ = try lab.startDualStackIMS()
+        _ = try lab.startIMS(dualStack: true)
         for node in ["vm", "cn"] {
             let config = try lab.writeDualStackIMSConfig(node)
             let text = try String(contentsOfFile: config, encoding: .utf8)

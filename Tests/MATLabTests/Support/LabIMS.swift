@@ -6,16 +6,22 @@ import Foundation
 /// mat-ims in the lab's IMS node, and matd configured to use it.
 extension Lab {
     /// Starts mat-ims in the lab's IMS node with a key per node; returns the server.
-    func startIMS() throws -> Spawned {
+    /// `dualStack`: it listens on both of the IMS node's addresses and each node's key file
+    /// holds a key per HoA (`mat-ims keygen --hoa V4 --hoa V6`).
+    func startIMS(dualStack: Bool = false) throws -> Spawned {
         try FileManager.default.createDirectory(atPath: path("keys"), withIntermediateDirectories: true)
-        for (node, name) in [("vm", "10.100.51.198.hoa.mat.example."), ("cn", "20.100.51.198.hoa.mat.example.")] {
-            let key = try check([LabPaths.matIMS, "keygen", name], timeout: 10)
+        for node in ["vm", "cn"] {
+            let me = Addr.node(node)
+            let homes = dualStack ? [me.home4, me.home6] : [me.home4]
+            let key = try check([LabPaths.matIMS, "keygen"] + homes.flatMap { ["--hoa", $0] } + ["--zone", "mat.example."],
+                                timeout: 10)
             try key.write(toFile: path("keys/\(node).key"), atomically: true, encoding: .utf8)
             chmod(path("keys/\(node).key"), 0o600)
         }
         let config = """
             [server]
             listen = 192.0.2.132:53
+            \(dualStack ? "listen = [2001:db8:c::132]:53" : "")
             state-directory = \(path("ims-state"))
             key-file = \(path("keys/vm.key"))
             key-file = \(path("keys/cn.key"))
