@@ -184,7 +184,8 @@ struct StatusSource: Sendable {
         case .stats:
             return ControlReply(stats: StatsReport(engine.counters, ims: mappings.imsCounters,
                                                    signaling: mappings.signalingCounters, control: control,
-                                                   alertAcknowledged: mappings.signaling.counters.alertAcknowledged))
+                                                   alertAcknowledged: mappings.signaling.counters.alertAcknowledged,
+                                                   imsRequests: mappings.imsCounters == nil ? nil : mappings.imsWorker.durations))
         case .events:
             let (events, next) = EventLog.shared.events(after: request.after)
             return ControlReply(events: events, nextEvent: next)

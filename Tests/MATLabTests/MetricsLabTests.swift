@@ -53,6 +53,11 @@ struct MetricsLabTests {
         let outbound = lines.first { $0.hasPrefix("matd_packets_total{direction=\"outbound\"} ") }
         #expect(outbound.flatMap { UInt64($0.split(separator: " ").last ?? "") }.map { $0 >= 3 } == true, "\(text)")
         #expect(lines.contains { $0.hasPrefix("matd_ims_client_events_total{event=") }, "\(text)")
+        // The registration at start and the first-contact lookup, each timed.
+        for kind in ["registration", "lookup"] {
+            let count = lines.first { $0.hasPrefix("matd_ims_request_seconds_count{kind=\"\(kind)\"} ") }
+            #expect(count.flatMap { UInt64($0.split(separator: " ").last ?? "") }.map { $0 >= 1 } == true, "\(kind): \(text)")
+        }
         // --json and --prometheus together are a usage error, not a silent choice.
         let both = try runCommand([LabPaths.matctl, "stats", "--prometheus", "--json", "--socket", lab.socket("cn")])
         #expect(!both.succeeded && both.stderr.contains("exclude each other"), "\(both.summary)")

@@ -9,8 +9,10 @@ struct PrometheusExpositionTests {
         counters.inboundBytes = 1_500
         var histogram = DurationHistogram()
         for milliseconds: UInt64 in [3, 5, 6, 40, 20_000] { histogram.record(milliseconds: milliseconds) }
+        var lookups = DurationHistogram()
+        lookups.record(milliseconds: 1_200)
         let stats = StatsReport(counters, ims: ["queries": 2], signaling: ["acks_received": 4], control: nil,
-                                alertAcknowledged: histogram)
+                                alertAcknowledged: histogram, imsRequests: ["lookup": lookups, "registration": DurationHistogram()])
         let peers = [
             PeerReport(homeAddress: "198.51.100.20", mobileAddresses: [], preferred: nil, sequence: 1,
                        alert: "awaiting_ack"),
@@ -34,6 +36,11 @@ struct PrometheusExpositionTests {
             "matd_alert_acknowledged_seconds_bucket{le=\"+Inf\"} 5",
             "matd_alert_acknowledged_seconds_sum 20.054",
             "matd_alert_acknowledged_seconds_count 5",
+            "# TYPE matd_ims_request_seconds histogram",
+            "matd_ims_request_seconds_bucket{kind=\"lookup\",le=\"1.0\"} 0",
+            "matd_ims_request_seconds_bucket{kind=\"lookup\",le=\"2.5\"} 1",
+            "matd_ims_request_seconds_sum{kind=\"lookup\"} 1.2",
+            "matd_ims_request_seconds_count{kind=\"registration\"} 0",
             "matd_peers 2",
             "matd_peer_alert_state{peer=\"198.51.100.10\",state=\"acknowledged\"} 1",
             "matd_peer_alert_state{peer=\"198.51.100.20\",state=\"awaiting_ack\"} 1",

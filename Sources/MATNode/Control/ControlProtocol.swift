@@ -149,9 +149,13 @@ public struct StatsReport: Codable, Sendable, Equatable {
     public var control: [String: UInt64]?
     /// How long peers took to acknowledge this node's alerts.
     public var alertAcknowledged: DurationHistogram?
+    /// How long IMS registrations and lookups took, by kind (`registration`, `lookup`).
+    public var imsRequests: [String: DurationHistogram]?
 
     public init(_ counters: EngineCounters, ims: [String: UInt64]? = nil, signaling: [String: UInt64]? = nil,
-                control: [String: UInt64]? = nil, alertAcknowledged: DurationHistogram? = nil) {
+                control: [String: UInt64]? = nil, alertAcknowledged: DurationHistogram? = nil,
+                imsRequests: [String: DurationHistogram]? = nil) {
+        self.imsRequests = imsRequests
         self.ims = ims
         self.signaling = signaling
         self.control = control

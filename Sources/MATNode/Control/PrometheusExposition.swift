@@ -37,6 +37,10 @@ public enum PrometheusExposition {
                           "From the first send of an alert to the peer's acknowledgement (one sample per peer and move).",
                           histogram)
         }
+        if let requests = stats.imsRequests {
+            out.histograms("matd_ims_request_seconds", "IMS registrations and lookups, to the answer or the last timeout.",
+                           label: "kind", requests.sorted { $0.key < $1.key })
+        }
         if let ims = stats.ims {
             out.family("matd_ims_client_events_total", "IMS client: queries, registrations and failures, by event.",
                        .counter, ims.sorted { $0.key < $1.key }.map { (["event": $0.key], .integer($0.value)) })
@@ -89,12 +93,22 @@ struct PrometheusWriter {
 
     mutating func histogram(_ name: String, _ help: String, _ histogram: DurationHistogram) {
         header(name, help, .histogram)
+        samples(of: histogram, name, [:])
+    }
+
+    /// One histogram family with a series per value of `label`.
+    mutating func histograms(_ name: String, _ help: String, label: String, _ series: [(String, DurationHistogram)]) {
+        header(name, help, .histogram)
+        for (value, histogram) in series { samples(of: histogram, name, [label: value]) }
+    }
+
+    private mutating func samples(of histogram: DurationHistogram, _ name: String, _ labels: [String: String]) {
         let bounds = DurationHistogram.boundsMilliseconds.map { String(Double($0) / 1_000) } + ["+Inf"]
         for (bound, count) in zip(bounds, histogram.cumulative) {
-            sample(name + "_bucket", ["le": bound], .integer(count))
+            sample(name + "_bucket", labels.merging(["le": bound]) { $1 }, .integer(count))
         }
-        sample(name + "_sum", [:], .real(Double(histogram.sumMilliseconds) / 1_000))
-        sample(name + "_count", [:], .integer(histogram.count))
+        sample(name + "_sum", labels, .real(Double(histogram.sumMilliseconds) / 1_000))
+        sample(name + "_count", labels, .integer(histogram.count))
     }
 
     private mutating func header(_ name: String, _ help: String, _ kind: Kind) {

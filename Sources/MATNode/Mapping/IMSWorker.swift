@@ -1,5 +1,6 @@
 import Foundation
 import MATIMSClient
+import MATLinux
 import MATPacket
 import Synchronization
 
@@ -32,6 +33,7 @@ final class IMSWorker: Sendable {
     }
 
     private let jobs = Mutex<[Job]>([])
+    private let timings = Mutex<[String: DurationHistogram]>([:])
     private let results = Mutex<[Outcome]>([])
     private let pending = DispatchSemaphore(value: 0)
     private let stopped = Mutex(false)
@@ -50,6 +52,10 @@ final class IMSWorker: Sendable {
         jobs.withLock { $0.append(job) }
         pending.signal()
     }
+
+    /// How long registrations and lookups took (each to its answer or its last timeout),
+    /// by kind: `registration`, `lookup`.
+    var durations: [String: DurationHistogram] { timings.withLock { $0 } }
 
     /// The outcomes of finished jobs, oldest first.
     func takeResults() -> [Outcome] {
@@ -72,6 +78,7 @@ final class IMSWorker: Sendable {
             if stopped.withLock({ $0 }) { return }
             guard let job = jobs.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) else { continue }
             let outcome: Outcome
+            let started = MonotonicClock.milliseconds()
             switch job {
             case .register(let client, let hoa, let moas, let sequence, let publicKey):
                 outcome = .registered(hoa: hoa, moas: moas, sequence: sequence, Result { () throws(IMSClientError) in
@@ -82,6 +89,9 @@ final class IMSWorker: Sendable {
                     try client.lookup(hoa: hoa, allowCached: purpose == .firstPacket)
                 })
             }
+            let kind = if case .registered = outcome { "registration" } else { "lookup" }
+            let took = MonotonicClock.milliseconds() - started
+            timings.withLock { $0[kind, default: DurationHistogram()].record(milliseconds: took) }
             results.withLock { $0.append(outcome) }
             resultsReady()
         }
