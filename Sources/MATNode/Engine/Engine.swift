@@ -36,6 +36,8 @@ public final class Engine: @unchecked Sendable {
     private let publishedMappingCount: Mutex<Int>
     /// When the last failed TUN read was logged, so a failing device logs once a second.
     private var lastReadErrorLog: UInt64 = 0
+    /// When to poll without sleeping (after traffic) and when to block (idle).
+    private var busyPoll: BusyPollPolicy
 
     /// A change the engine thread applies between packets.
     public typealias Command = PacketProcessor.Command
@@ -52,6 +54,8 @@ public final class Engine: @unchecked Sendable {
         self.tun = tun
         publishedMappingCount = Mutex(table.count)
         processor = PacketProcessor(table: table, addresses: addresses)
+        busyPoll = BusyPollPolicy(windowMicroseconds: BusyPollPolicy.windowMicroseconds(
+            fromEnvironment: ProcessInfo.processInfo.environment[BusyPollPolicy.environmentVariable]))
         buffer = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 16)
         let slotSize = VirtioNetHeader.size + 65_536
         heldPackets = (0..<Self.heldPacketSlots).map { _ in
@@ -131,15 +135,17 @@ public final class Engine: @unchecked Sendable {
         var descriptors = [pollfd(fd: tun.fileDescriptor, events: Int16(POLLIN), revents: 0),
                            pollfd(fd: wakeup.readDescriptor, events: Int16(POLLIN), revents: 0)]
         var sincePublish = 0
+        var timeout = BusyPollPolicy.idleTimeoutMilliseconds
         applyCommands()
         while !stopped.withLock({ $0 }) {
-            let ready = poll(&descriptors, 2, 100)
+            let ready = poll(&descriptors, 2, timeout)
             if ready < 0 && errno != EINTR { break }
             if descriptors[1].revents != 0 {
                 wakeup.drain()
                 applyCommands()
             }
-            if descriptors[0].revents != 0 {
+            var handled = 0
+            if ready > 0 && descriptors[0].revents != 0 {
                 // Drain what is waiting, then go back to poll for commands.
                 for _ in 0..<64 {
                     let length: Int?
@@ -151,20 +157,39 @@ public final class Engine: @unchecked Sendable {
                     }
                     guard let length, length > 0 else { break }
                     handle(length: length)
-                    sincePublish += 1
+                    handled += 1
                 }
+                sincePublish += handled
             }
-            let now = MonotonicClock.milliseconds()
+            let nanoseconds = Self.monotonicNanoseconds()
+            if handled > 0 { busyPoll.trafficSeen(at: nanoseconds) }
+            timeout = busyPoll.pollTimeout(at: nanoseconds)
+            if timeout == 0 && handled == 0 {
+                // An empty turn of the spin: let a thread this one woke on its CPU (the
+                // peer's engine, the application the packet went to) run first.
+                sched_yield()
+            }
+            let now = nanoseconds / 1_000_000
             if now >= lastTurnShown + 100 {
                 turned.withLock { $0 = now }
                 lastTurnShown = now
             }
-            if sincePublish >= 64 || ready == 0 {
+            // Every 64 packets, and when a poll finds nothing and the next one will sleep
+            // (an idle timeout, the end of a spin); not on every empty turn of a spin.
+            if sincePublish >= 64 || (ready == 0 && timeout != 0) {
                 publish()
                 sincePublish = 0
             }
         }
         publish()
+    }
+
+    /// Monotonic nanoseconds for the busy-poll window (the same clock as `MonotonicClock`).
+    @inline(__always)
+    private static func monotonicNanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
     }
 
     /// Copies the packet in `buffer` (virtio header included) into the peer's slot, or the
