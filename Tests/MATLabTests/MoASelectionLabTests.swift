@@ -65,6 +65,10 @@ struct MoASelectionLabTests {
         try lab.exec("vm", "ip", "addr", "add", "192.0.2.10/25", "dev", "eth0")
         try lab.exec("vm", "ip", "-6", "addr", "add", "2001:db8:a::10/64", "dev", "eth0", "nodad")
         try waitForMoAs(lab, Self.siteA)
+
+        // Each family fails over on its own: eth0's IPv6 address deprecated, IPv4 stays.
+        try lab.exec("vm", "ip", "-6", "addr", "change", "2001:db8:a::10/64", "dev", "eth0", "preferred_lft", "0")
+        try waitForMoAs(lab, [Self.siteA[0], Self.siteB[1]])
     }
 
     @Test func hotPluggedInterfaceMatchingAPatternIsTaken() throws {
