@@ -3,8 +3,9 @@
 // a fixed key. Like the other targets it has no `main` of its own.
 //
 // A fuzzer cannot forge Ed25519 signatures, so every input is tried twice: as it is, and
-// re-signed (its last 64 bytes replaced by the fixed key's signature over the rest), so
-// that the body decoder behind the signature check is fuzzed too.
+// re-signed (the 64 bytes before its cookie, or its last 64 without one, replaced by the
+// fixed key's signature over what comes before), so that the body decoder behind the
+// signature check is fuzzed too.
 //
 // Invariants (a violation traps, so libFuzzer saves the input):
 // - nothing traps or reads out of bounds on any input; refusals are typed errors;
@@ -53,10 +54,15 @@ public func fuzzSignaling(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     }
     examine(bytes, resigned: false)
 
-    if size >= SignalCodec.headerLength + SignalCodec.signatureLength {
-        let signed = Array(bytes.dropLast(SignalCodec.signatureLength))
+    // Re-signed: the signature is replaced, and a cookie after it (if the framing says
+    // there is one) stays where it is, outside the signature.
+    let cookie = raw.count >= SignalCodec.cookieLength && SignalCodec.peekTrailer(raw)?.cookie != nil
+        ? Array(bytes.suffix(SignalCodec.cookieLength)) : []
+    let framed = Array(bytes.dropLast(cookie.count))
+    if framed.count >= SignalCodec.headerLength + SignalCodec.signatureLength {
+        let signed = Array(framed.dropLast(SignalCodec.signatureLength))
         guard let signature = try? rawSigner.signature(for: signed) else { fail("Crypto could not sign") }
-        examine(signed + Array(signature), resigned: true)
+        examine(signed + Array(signature) + cookie, resigned: true)
     }
     return 0
 }
