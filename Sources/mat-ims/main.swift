@@ -72,6 +72,12 @@ struct Run: ParsableCommand {
         let manager = SystemdNotifier()
         notify { try manager.ready() }
         notify { try manager.status("serving \(configuration.zones.count) zone(s) on \(addresses)") }
+        do {
+            try ServingWatchdog.startIfAsked(manager: manager, server: server, zone: configuration.zones[0].name)
+        } catch {
+            IMSLog.write("mat-ims: watchdog: \(error)", level: .error)
+            throw ExitCode(1)
+        }
         var keysInUse = Set(configuration.keys.map(\.name))
         while true {
             var received: Int32 = 0

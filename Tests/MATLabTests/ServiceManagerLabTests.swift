@@ -33,7 +33,8 @@ struct ServiceManagerLabTests {
         #expect(daemon.wait(timeout: 15).status == 0)
     }
 
-    /// mat-ims the same way: READY=1 once it listens, a status line, STOPPING=1.
+    /// mat-ims the same way: READY=1 once it listens, a status line, watchdog pings while
+    /// it answers its own query, STOPPING=1.
     @Test func matIMSTellsTheManagerWhenItServes() throws {
         let directory = NSTemporaryDirectory() + "mat-ims-notify-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -51,12 +52,21 @@ struct ServiceManagerLabTests {
             """
         try config.write(toFile: directory + "/ims.conf", atomically: true, encoding: .utf8)
         let manager = try NotifySocket(abstract: true)
-        let server = try Spawned(["env", "NOTIFY_SOCKET=\(manager.name)", LabPaths.matIMS, "run",
+        let server = try Spawned(["env", "NOTIFY_SOCKET=\(manager.name)", "WATCHDOG_USEC=1000000", LabPaths.matIMS, "run",
                                   "--config", directory + "/ims.conf"])
         #expect(manager.receive() == "READY=1", "\(server.stderr)")
         #expect(manager.receive() == "STATUS=serving 1 zone(s) on 127.0.0.1:\(port)")
+        var pings = 0
+        let deadline = Date().addingTimeInterval(10)
+        while pings < 3, Date() < deadline, let message = manager.receive() {
+            #expect(message == "WATCHDOG=1")
+            pings += 1
+        }
+        #expect(pings == 3, "\(server.stderr)")
         server.signal(SIGTERM)
-        #expect(manager.receive() == "STOPPING=1")
+        var last: String?
+        while let message = manager.receive() { last = message }
+        #expect(last == "STOPPING=1")
         #expect(server.wait(timeout: 15).status == 0)
     }
 
