@@ -23,7 +23,7 @@ public struct IMSClientStatistics: Hashable, Sendable {
     public var registrations: UInt64 = 0
     /// Updates the server refused (policy, TSIG errors).
     public var refusedUpdates: UInt64 = 0
-    /// Update replies whose TSIG did not verify.
+    /// Update replies and answers to signed queries whose TSIG did not verify.
     public var unauthenticatedResponses: UInt64 = 0
     /// Accepted updates that did not read back as written.
     public var confirmationFailures: UInt64 = 0
@@ -187,17 +187,41 @@ public final class IMSClient: Sendable {
     /// One query, straight to the IMS servers (RD clear, EDNS 1232). Servers answering
     /// SERVFAIL, REFUSED or NOTAUTH are skipped for the next; NXDOMAIN and no-data give
     /// an empty RRset. Only records owned by the question name, of its type and class, count.
+    ///
+    /// A node with a key signs the query with it (TSIG) and takes only an answer signed
+    /// back with it: someone on the path, without the key, cannot hand it a mapping (a MoA,
+    /// a signing key, a sequence number) of their own. Mat-ims, BIND and Knot all sign
+    /// their answers to signed queries. A node without a key (lookups only) asks unsigned.
     func query(_ name: DNSName, type: DNSType, servers: [DNSServerAddress]) throws(IMSClientError) -> RRsetAnswer {
         var message = DNSMessage(header: DNSHeader(id: UInt16.random(in: .min ... .max)),
                                  questions: [DNSQuestion(name: name, type: type)])
         message.edns = EDNS(udpPayloadSize: 1232)
         let request: [UInt8]
-        do { request = try message.encode() } catch { throw .encoding(error) }
+        let signing = configuration.keys.first
+        var requestMAC: [UInt8] = []
+        do {
+            if let signing {
+                let signed = try message.signed(with: signing, now: clock())
+                (request, requestMAC) = (signed.bytes, signed.mac)
+            } else {
+                request = try message.encode()
+            }
+        } catch {
+            throw .encoding(error)
+        }
         let exchange: DNSExchange
         do {
             exchange = try transport.exchange(request, servers: servers, retryOn: [.servFail, .refused, .notAuth])
         } catch {
             throw .unreachable(error)
+        }
+        if let signing {
+            let outcome = TSIG.verifyResponse(exchange.bytes, key: signing, requestMAC: requestMAC, now: clock())
+            guard case .verified = outcome else {
+                count { $0.unauthenticatedResponses += 1 }
+                log(.warning, "an answer from \(exchange.server) for \(name) \(type) is not signed with \(signing.name) (\(outcome)); ignored")
+                throw .responseNotAuthenticated(outcome)
+            }
         }
         let reply = exchange.message
         switch reply.header.responseCode {

@@ -41,6 +41,29 @@ struct LookupTests {
         #expect(mapping.moas.allSatisfy { $0.flags == .confirmed && $0.expiresAt == 99 })
     }
 
+    /// Someone on the path answers without the node's key (a MoA, a key and a sequence of
+    /// their own): the answer is not taken, and the forgery is counted and logged. A node
+    /// without a key asks unsigned and takes unsigned answers.
+    @Test func answersToSignedQueriesMustBeSignedBack() throws {
+        let forged = Harness {
+            $0.publish(hoa: Fixture.hoaB, moas: [ip("203.0.113.66")], sequence: UInt64.max)
+            $0.unsignedAnswers = true
+        }
+        #expect(throws: IMSClientError.self) { try forged.client.lookup(hoa: Fixture.hoaB) }
+        #expect(forged.client.statistics.unauthenticatedResponses == 1)
+        #expect(forged.log.contains(.warning, "is not signed with"), "\(forged.log.all)")
+        #expect(forged.ims.requests.allSatisfy { $0.tsig != nil }, "every query is signed")
+
+        let genuine = Harness { $0.publish(hoa: Fixture.hoaB, moas: [ip("192.0.2.20")], sequence: 4) }
+        #expect(try genuine.client.lookup(hoa: Fixture.hoaB).moas == [ip("192.0.2.20")])
+        let keyless = Harness(key: nil) {
+            $0.publish(hoa: Fixture.hoaB, moas: [ip("192.0.2.20")], sequence: 4)
+            $0.unsignedAnswers = true
+        }
+        #expect(try keyless.client.lookup(hoa: Fixture.hoaB).moas == [ip("192.0.2.20")])
+        #expect(keyless.ims.requests.allSatisfy { $0.tsig == nil })
+    }
+
     @Test func ipv6LookupAsksForAAAA() throws {
         let hoa = ip("2001:db8:100::20")
         let h = Harness { $0.publish(hoa: hoa, moas: [ip("2001:db8:2::20")], sequence: 1) }

@@ -16,6 +16,8 @@ struct MiniZone: Sendable {
     /// Apply updates but answer BADTIME, as a server does to the resent copy of an update
     /// whose first copy it applied (a replay).
     var refuseAppliedUpdatesAsReplays = false
+    /// Answer signed queries unsigned, as someone on the path without the key would.
+    var unsignedAnswers = false
 
     /// The reply to `request` at time `now`, or nil to stay silent.
     mutating func handle(_ request: [UInt8], now: UInt64) -> [UInt8]? {
@@ -28,7 +30,11 @@ struct MiniZone: Sendable {
         var reply = message.response(code: atName.isEmpty ? .nxDomain : .noError)
         reply.edns = nil
         reply.answers = atName.filter { $0.type == question.type }
-        return try? reply.encode()
+        guard let bytes = try? reply.encode() else { return nil }
+        // A signed query gets a signed answer, as mat-ims, BIND and Knot give.
+        guard !unsignedAnswers, case .verified(let context) = TSIG.verifyRequest(request, keyring: keyring, now: now),
+              let key = keyring.key(named: context.keyName) else { return bytes }
+        return try? TSIG.signResponse(bytes, key: key, request: context, now: now).bytes
     }
 
     private mutating func update(_ request: [UInt8], message: DNSMessage, now: UInt64) -> [UInt8]? {
