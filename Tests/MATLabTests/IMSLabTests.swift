@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 import MATNode
 import Testing
@@ -15,8 +18,8 @@ struct IMSLabTests {
         try lab.startMatd("vm", config: try lab.writeIMSConfig("vm"))
         try lab.startMatd("cn", config: try lab.writeIMSConfig("cn"))
         let vm = Addr.node("vm"), cn = Addr.node("cn")
-        #expect(lab.waitForLog("vm", "registered \(vm.home4) -> \(vm.mobile4) seq 1"), "\(lab.matdLog("vm"))")
-        #expect(lab.waitForLog("cn", "registered \(cn.home4) -> \(cn.mobile4) seq 1"), "\(lab.matdLog("cn"))")
+        #expect(lab.waitForLog("vm", "registered \(vm.home4) -> \(vm.mobile4) seq "), "\(lab.matdLog("vm"))")
+        #expect(lab.waitForLog("cn", "registered \(cn.home4) -> \(cn.mobile4) seq "), "\(lab.matdLog("cn"))")
 
         // The CN learns the VM from the IMS on its first packet to it (that packet is lost
         // while the lookup runs), and the VM learns the CN from the CN's alert.
@@ -44,5 +47,44 @@ struct IMSLabTests {
         let sequence = try String(contentsOfFile: lab.path("vm-state/sequence"), encoding: .utf8)
         let last = try #require(UInt64(sequence.trimmingCharacters(in: .whitespacesAndNewlines)))
         #expect(last % 256 == 0 && last > SequenceStore.floor(atSecond: UInt64(time(nil)) - 600), "\(last)")
+    }
+
+    /// Someone on the path answers the CN's lookups (here the CN's configured IMS address
+    /// is the forger's) with a mapping of its own, unsigned: the plain host's address as
+    /// the VM's MoA, the highest sequence, a key nobody holds. The CN takes none of it.
+    /// Pointed at the real IMS (SIGHUP), it has the genuine mapping at the first lookup:
+    /// the forgery left nothing behind, not even its sequence number.
+    @Test func aForgedIMSAnswerChangesNothing() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        _ = try lab.startIMS()
+        let vm = Addr.node("vm")
+        let forger = try lab.spawn("plain", ["python3", LabPaths.forgedIMS, Addr.plain4, Addr.plain4])
+        guard forger.waitForOutput(timeout: 10, { $0.contains("listening") }) else {
+            throw LabError("the forger did not start:\n\(forger.wait(timeout: 1).summary)")
+        }
+        try lab.startMatd("vm", config: try lab.writeIMSConfig("vm"))
+        #expect(lab.waitForLog("vm", "registered \(vm.home4)"), "\(lab.matdLog("vm"))")
+        let genuine = try String(contentsOfFile: try lab.writeIMSConfig("cn"), encoding: .utf8)
+        let forged = genuine.replacingOccurrences(of: "server = 192.0.2.132", with: "server = \(Addr.plain4)")
+        #expect(forged != genuine)
+        try forged.write(toFile: lab.path("cn-ims.conf"), atomically: true, encoding: .utf8)
+        try lab.startMatd("cn", config: lab.path("cn-ims.conf"))
+
+        #expect(!(try lab.ping("cn", vm.home4, count: 3)), "traffic went somewhere on a forged mapping")
+        #expect(forger.stdout.contains("answered type 16"), "the forger was never asked:\n\(forger.stdout)")
+        let ims = try lab.stats("cn")["ims"] as? [String: Int] ?? [:]
+        #expect(ims["ims_unauthenticated_responses", default: 0] > 0, "\(ims)")
+        #expect(!(try lab.matctl("cn", "peers")).contains(vm.home4), "a forged mapping was installed")
+
+        try genuine.write(toFile: lab.path("cn-ims.conf"), atomically: true, encoding: .utf8)
+        try lab.signalMatd("cn", SIGHUP)
+        #expect(lab.waitForLog("cn", "registered"), "\(lab.matdLog("cn"))")
+        #expect(try lab.ping("cn", vm.home4, count: 3) || lab.ping("cn", vm.home4, count: 3), "\(lab.matdLog("cn"))")
+        #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> \(vm.mobile4)*"))
+        // The VM's later alerts are still taken: no forged sequence number stands in front of them.
+        try lab.moveVM(to: "b")
+        #expect(try lab.ping("cn", vm.home4, count: 3) || lab.ping("cn", vm.home4, count: 3))
+        #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.10*"))
     }
 }
