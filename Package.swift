@@ -88,7 +88,7 @@ let package = Package(
         .testTarget(name: "MATLinuxTests", dependencies: ["MATLinux", "MATPacket", "MATTestSupport"]),
         .testTarget(name: "MATNodeTests", dependencies: ["MATNode", "MATPacket", "MATIMSClient", "MATConfig", "MATLinux", "MATSignaling"]),
         .testTarget(name: "MATLabTests", dependencies: ["MATNode", "MATLinux", "MATPacket", "MATTestSupport", "MATSignaling", "matd", "matctl", "mat-ims", "mat-delay"]),
-        .testTarget(name: "MATIMSTests", dependencies: ["MATIMS", "MATDNS", "MATConfig"]),
+        .testTarget(name: "MATIMSTests", dependencies: ["MATIMS", "MATDNS", "MATConfig", "MATPacket"]),
         .testTarget(name: "MATIMSClientTests", dependencies: ["MATIMSClient", "MATDNS", "MATPacket"]),
     ],
     swiftLanguageModes: [.v6]

@@ -50,7 +50,7 @@ public struct ZoneConfiguration: Sendable {
     /// Types a node key may write at its own HoA name; nil means every type.
     public var nodeTypes: Set<DNSType>?
     /// Secondaries to NOTIFY after each change.
-    public var notify: [IMSEndpoint]
+    public var notify: [IPEndpoint]
     /// Who may transfer the zone. Admin keys always may; notify targets' addresses are
     /// added when nothing is configured.
     public var allowTransfer: [TransferRule]
@@ -90,7 +90,7 @@ public struct ZoneConfiguration: Sendable {
 /// Everything mat-ims runs with.
 public struct IMSConfiguration: Sendable {
     /// UDP and TCP listening endpoints (port 0: any free port, the same for both).
-    public var listen: [IMSEndpoint]
+    public var listen: [IPEndpoint]
     /// Where the journal and snapshots live; nil keeps state in memory only (tests, fuzzing).
     public var stateDirectory: String?
     /// Journal durability.
@@ -116,7 +116,7 @@ public struct IMSConfiguration: Sendable {
     /// The zones served.
     public var zones: [ZoneConfiguration]
 
-    public init(listen: [IMSEndpoint] = [], stateDirectory: String? = nil, journalSync: JournalSync = .fsync,
+    public init(listen: [IPEndpoint] = [], stateDirectory: String? = nil, journalSync: JournalSync = .fsync,
                 keys: [TSIGKey] = [], zones: [ZoneConfiguration] = []) {
         self.listen = listen
         self.stateDirectory = stateDirectory
@@ -163,7 +163,7 @@ extension IMSConfiguration {
                 for entry in section.entries {
                     switch entry.key {
                     case "listen":
-                        guard let endpoint = IMSEndpoint(entry.value) else {
+                        guard let endpoint = IPEndpoint(entry.value, defaultPort: 53) else {
                             throw entry.error("not an address[:port] (use [v6]:port for IPv6): \(entry.value)")
                         }
                         config.listen.append(endpoint)
@@ -290,7 +290,7 @@ extension IMSConfiguration {
                             zone.nodeTypes = types
                         }
                     case "notify":
-                        guard let endpoint = IMSEndpoint(entry.value) else {
+                        guard let endpoint = IPEndpoint(entry.value, defaultPort: 53) else {
                             throw entry.error("not an address[:port]: \(entry.value)")
                         }
                         zone.notify.append(endpoint)

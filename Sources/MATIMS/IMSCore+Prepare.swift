@@ -186,7 +186,7 @@ extension IMSCore {
         return best
     }
 
-    func transferAllowed(zone: Int, source: IMSEndpoint?, tsig: TSIGContext?) -> Bool {
+    func transferAllowed(zone: Int, source: IPEndpoint?, tsig: TSIGContext?) -> Bool {
         let config = zoneConfigs[zone]
         if let tsig, config.adminKeys.contains(tsig.keyName) { return true }
         let rules = config.allowTransfer.isEmpty

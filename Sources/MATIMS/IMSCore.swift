@@ -10,9 +10,9 @@ import Synchronization
 public struct IMSRequest: Sendable {
     public var bytes: [UInt8]
     /// Who sent it (nil in tests and fuzzing: no address-based rights).
-    public var source: IMSEndpoint?
+    public var source: IPEndpoint?
 
-    public init(bytes: [UInt8], source: IMSEndpoint? = nil) {
+    public init(bytes: [UInt8], source: IPEndpoint? = nil) {
         self.bytes = bytes
         self.source = source
     }
@@ -168,13 +168,13 @@ public final class IMSCore: Sendable {
 
     /// Handles one UDP datagram; nil means no reply (dropped). This is also the fuzzing
     /// entry point: it needs no sockets, and every input ends in a reply or a counted drop.
-    public func handleDatagram(_ bytes: [UInt8], from source: IMSEndpoint? = nil) -> [UInt8]? {
+    public func handleDatagram(_ bytes: [UInt8], from source: IPEndpoint? = nil) -> [UInt8]? {
         handle([IMSRequest(bytes: bytes, source: source)], transport: .udp)[0].first
     }
 
     /// Handles one message received over TCP (without its length prefix); a zone
     /// transfer gives several messages.
-    public func handleStream(_ bytes: [UInt8], from source: IMSEndpoint? = nil) -> [[UInt8]] {
+    public func handleStream(_ bytes: [UInt8], from source: IPEndpoint? = nil) -> [[UInt8]] {
         handle([IMSRequest(bytes: bytes, source: source)], transport: .tcp)[0]
     }
 

@@ -13,7 +13,7 @@ public final class IMSServer: Sendable {
     /// The engine: usable directly, without sockets (tests, fuzzing).
     public let core: IMSCore
     /// The addresses actually bound (port 0 in the configuration resolved).
-    public let endpoints: [IMSEndpoint]
+    public let endpoints: [IPEndpoint]
     private let udpSockets: [Int32]
     private let tcpSockets: [Int32]
     private let stopRead: Int32
@@ -35,7 +35,7 @@ public final class IMSServer: Sendable {
                                               perSource: configuration.maxTCPConnectionsPerSource))
         var udp: [Int32] = []
         var tcp: [Int32] = []
-        var bound: [IMSEndpoint] = []
+        var bound: [IPEndpoint] = []
         func closeAll() {
             for fd in udp + tcp { close(fd) }
         }
@@ -72,7 +72,7 @@ public final class IMSServer: Sendable {
     }
 
     /// UDP and TCP on one port; port 0 picks one free for both.
-    private static func bindPair(_ endpoint: IMSEndpoint) throws(IMSServerError) -> (Int32, Int32, IMSEndpoint) {
+    private static func bindPair(_ endpoint: IPEndpoint) throws(IMSServerError) -> (Int32, Int32, IPEndpoint) {
         if endpoint.port != 0 {
             let tcp = try Sockets.bound(endpoint, stream: true)
             do {
@@ -210,7 +210,7 @@ public final class IMSServer: Sendable {
     /// sits idle past the timeout, stalls in the middle of a message either way, or the
     /// server stops. Every wait has a deadline, so a slot held by a client that does
     /// nothing is back within `tcp-idle-timeout`.
-    private func serveConnection(_ fd: Int32, peer: IMSEndpoint?) {
+    private func serveConnection(_ fd: Int32, peer: IPEndpoint?) {
         defer {
             // The slot first: once the client sees the close, it may connect again.
             connections.withLock { $0.release(peer?.address) }
@@ -307,7 +307,7 @@ final class Notifier: @unchecked Sendable {
 
     private struct TargetKey: Hashable {
         var zone: Int
-        var target: IMSEndpoint
+        var target: IPEndpoint
     }
 
     static let maxAttempts = 5
@@ -324,7 +324,7 @@ final class Notifier: @unchecked Sendable {
     private var pending: [TargetKey: Pending] = [:]
     private var lastSent: [TargetKey: Double] = [:]
 
-    init(core: IMSCore, listen: [IMSEndpoint]) {
+    init(core: IMSCore, listen: [IPEndpoint]) {
         self.core = core
         var fds: [Int32] = [0, 0]
         _ = pipe(&fds)
@@ -334,10 +334,10 @@ final class Notifier: @unchecked Sendable {
         }
         wakeRead = fds[0]
         wakeWrite = fds[1]
-        let v4 = listen.first { $0.address.family == .ipv4 }.map { IMSEndpoint(address: $0.address, port: 0) }
-            ?? IMSEndpoint(address: .v4(IPv4Address(0)), port: 0)
-        let v6 = listen.first { $0.address.family == .ipv6 }.map { IMSEndpoint(address: $0.address, port: 0) }
-            ?? IMSEndpoint(address: .v6(IPv6Address(high: 0, low: 0)), port: 0)
+        let v4 = listen.first { $0.address.family == .ipv4 }.map { IPEndpoint(address: $0.address, port: 0) }
+            ?? IPEndpoint(address: .v4(IPv4Address(0)), port: 0)
+        let v6 = listen.first { $0.address.family == .ipv6 }.map { IPEndpoint(address: $0.address, port: 0) }
+            ?? IPEndpoint(address: .v6(IPv6Address(high: 0, low: 0)), port: 0)
         socket4 = (try? Sockets.bound(v4, stream: false)) ?? -1
         socket6 = (try? Sockets.bound(v6, stream: false)) ?? -1
     }
@@ -408,7 +408,7 @@ final class Notifier: @unchecked Sendable {
         }
     }
 
-    private func send(zone: Int, to target: IMSEndpoint, id: UInt16) {
+    private func send(zone: Int, to target: IPEndpoint, id: UInt16) {
         let fd = target.address.family == .ipv4 ? socket4 : socket6
         guard fd >= 0 else { return }
         let config = core.zoneConfigs[zone]

@@ -11,7 +11,7 @@ public struct IMSServerError: Error, CustomStringConvertible, Sendable {
 
 /// Thin wrappers over the BSD socket calls the listeners use.
 enum Sockets {
-    static func storage(for endpoint: IMSEndpoint) -> (sockaddr_storage, socklen_t) {
+    static func storage(for endpoint: IPEndpoint) -> (sockaddr_storage, socklen_t) {
         var storage = sockaddr_storage()
         switch endpoint.address {
         case .v4(let a):
@@ -36,12 +36,12 @@ enum Sockets {
         }
     }
 
-    static func endpoint(from raw: UnsafeRawPointer) -> IMSEndpoint? {
+    static func endpoint(from raw: UnsafeRawPointer) -> IPEndpoint? {
         let family = raw.load(as: sockaddr.self).sa_family
         switch Int32(family) {
         case AF_INET:
             let sin = raw.load(as: sockaddr_in.self)
-            return IMSEndpoint(address: .v4(IPv4Address(UInt32(bigEndian: sin.sin_addr.s_addr))),
+            return IPEndpoint(address: .v4(IPv4Address(UInt32(bigEndian: sin.sin_addr.s_addr))),
                                port: UInt16(bigEndian: sin.sin_port))
         case AF_INET6:
             let sin6 = raw.load(as: sockaddr_in6.self)
@@ -51,17 +51,17 @@ enum Sockets {
             }
             // A v4-mapped source on a dual-stack socket is an IPv4 peer.
             if address.high == 0, address.low >> 32 == 0xFFFF {
-                return IMSEndpoint(address: .v4(IPv4Address(UInt32(truncatingIfNeeded: address.low))),
+                return IPEndpoint(address: .v4(IPv4Address(UInt32(truncatingIfNeeded: address.low))),
                                    port: UInt16(bigEndian: sin6.sin6_port))
             }
-            return IMSEndpoint(address: .v6(address), port: UInt16(bigEndian: sin6.sin6_port))
+            return IPEndpoint(address: .v6(address), port: UInt16(bigEndian: sin6.sin6_port))
         default:
             return nil
         }
     }
 
     /// A socket bound to `endpoint`, non-blocking, close-on-exec.
-    static func bound(_ endpoint: IMSEndpoint, stream: Bool) throws(IMSServerError) -> Int32 {
+    static func bound(_ endpoint: IPEndpoint, stream: Bool) throws(IMSServerError) -> Int32 {
         let family = endpoint.address.family == .ipv4 ? AF_INET : AF_INET6
         let type = (stream ? Int32(SOCK_STREAM.rawValue) : Int32(SOCK_DGRAM.rawValue)) | Int32(SOCK_CLOEXEC.rawValue)
             | Int32(SOCK_NONBLOCK.rawValue)
@@ -98,7 +98,7 @@ enum Sockets {
         return fd
     }
 
-    static func localEndpoint(_ fd: Int32) -> IMSEndpoint? {
+    static func localEndpoint(_ fd: Int32) -> IPEndpoint? {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let result = withUnsafeMutablePointer(to: &storage) {
@@ -109,7 +109,7 @@ enum Sockets {
     }
 
     /// Sends one datagram.
-    static func send(_ fd: Int32, _ bytes: [UInt8], to endpoint: IMSEndpoint) -> Bool {
+    static func send(_ fd: Int32, _ bytes: [UInt8], to endpoint: IPEndpoint) -> Bool {
         var (storage, length) = storage(for: endpoint)
         let sent = bytes.withUnsafeBytes { buffer in
             withUnsafePointer(to: &storage) {
@@ -122,7 +122,7 @@ enum Sockets {
     }
 
     /// Receives one datagram, if one is waiting.
-    static func receive(_ fd: Int32, into buffer: inout [UInt8]) -> (Int, IMSEndpoint?)? {
+    static func receive(_ fd: Int32, into buffer: inout [UInt8]) -> (Int, IPEndpoint?)? {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let n = buffer.withUnsafeMutableBytes { raw in

@@ -44,7 +44,7 @@ public struct NodeConfig: Sendable, Equatable {
     /// Path of the control socket (mode 0600).
     public var controlSocket: String
     /// Where the Prometheus metrics endpoint listens (`metrics-listen`); nil: none.
-    public var metricsListen: ListenAddress?
+    public var metricsListen: IPEndpoint?
     /// Directory for state that must survive restarts (sequence numbers).
     public var stateDirectory: String
     /// Routing table that holds the domain-prefix routes into the TUN device.
@@ -165,7 +165,7 @@ public struct NodeConfig: Sendable, Equatable {
             case "control-socket":
                 controlSocket = try Self.absolutePath(entry)
             case "metrics-listen":
-                guard let endpoint = ListenAddress(entry.value) else {
+                guard let endpoint = IPEndpoint(entry.value, defaultPort: nil), endpoint.port > 0 else {
                     throw ConfigError(line: entry.line, key: entry.key,
                                       message: "\(entry.value) is not ADDRESS:PORT like 127.0.0.1:9474 or [::1]:9474")
                 }
@@ -345,36 +345,5 @@ extension NodeConfig {
         note("signing-key", signingKeyFile, next.signingKeyFile)
         note("ipv6-forwarding", ipv6Forwarding, next.ipv6Forwarding)
         return (merged, notApplied)
-    }
-}
-
-/// A TCP address to listen on: `127.0.0.1:9474`, `[::1]:9474`.
-public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
-    public var address: IPAddress
-    public var port: UInt16
-
-    public init(address: IPAddress, port: UInt16) {
-        self.address = address
-        self.port = port
-    }
-
-    /// Parses `ADDRESS:PORT`, an IPv6 address in brackets; the port may not be 0.
-    public init?(_ text: String) {
-        guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]), port > 0 else {
-            return nil
-        }
-        var host = text[..<colon]
-        if host.hasPrefix("[") && host.hasSuffix("]") {
-            host = host.dropFirst().dropLast()
-            guard host.contains(":") else { return nil }
-        } else if host.contains(":") {
-            return nil  // IPv6 without brackets: which colon ends the address?
-        }
-        guard let address = IPAddress(String(host)) else { return nil }
-        self.init(address: address, port: port)
-    }
-
-    public var description: String {
-        address.family == .ipv6 ? "[\(address)]:\(port)" : "\(address):\(port)"
     }
 }

@@ -16,7 +16,7 @@ import MATPacket
 final class ServingWatchdog: Sendable {
     private let manager: SystemdNotifier
     private let core: IMSCore
-    private let target: IMSEndpoint
+    private let target: IPEndpoint
     private let query: [UInt8]
 
     /// Starts the watchdog thread when the manager asks for one (`WATCHDOG_USEC`).
@@ -28,7 +28,7 @@ final class ServingWatchdog: Sendable {
         thread.start()
     }
 
-    private init(manager: SystemdNotifier, core: IMSCore, listen: IMSEndpoint, zone: DNSName) throws {
+    private init(manager: SystemdNotifier, core: IMSCore, listen: IPEndpoint, zone: DNSName) throws {
         self.manager = manager
         self.core = core
         let address: IPAddress = switch listen.address {
@@ -36,7 +36,7 @@ final class ServingWatchdog: Sendable {
         case .v6(let v6) where v6.high == 0 && v6.low == 0: .v6(IPv6Address(high: 0, low: 1))
         default: listen.address
         }
-        target = IMSEndpoint(address: address, port: listen.port)
+        target = IPEndpoint(address: address, port: listen.port)
         query = try DNSMessage(header: DNSHeader(id: 0x4d41), questions: [DNSQuestion(name: zone, type: .soa)]).encode()
     }
 

@@ -81,10 +81,10 @@ struct ConfigTests {
     }
 
     @Test func endpointsAndPrefixesParse() {
-        #expect(IMSEndpoint("192.0.2.1")?.port == 53)
-        #expect(IMSEndpoint("[2001:db8::1]:5353")?.port == 5353)
-        #expect(IMSEndpoint("2001:db8::1")?.port == 53)
-        #expect(IMSEndpoint("[2001:db8::1") == nil)
+        #expect(IPEndpoint("192.0.2.1", defaultPort: 53)?.port == 53)
+        #expect(IPEndpoint("[2001:db8::1]:5353", defaultPort: 53)?.port == 5353)
+        #expect(IPEndpoint("2001:db8::1", defaultPort: 53)?.port == 53)
+        #expect(IPEndpoint("[2001:db8::1", defaultPort: 53) == nil)
         let v4 = IMSPrefix("198.51.100.0/24")!
         #expect(v4.contains(IPAddressLiteral.v4("198.51.100.7")) && !v4.contains(IPAddressLiteral.v4("198.51.101.7")))
         let v6 = IMSPrefix("2001:db8::/32")!

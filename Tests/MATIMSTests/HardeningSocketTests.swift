@@ -15,7 +15,7 @@ enum Source {
     }
 
     static func bind(_ fd: Int32, _ address: String) {
-        var (storage, length) = Sockets.storage(for: IMSEndpoint(address: IPAddress(address)!, port: 0))
+        var (storage, length) = Sockets.storage(for: IPEndpoint(address: IPAddress(address)!, port: 0))
         let result = withUnsafePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, length) }
         }
@@ -24,7 +24,7 @@ enum Source {
 
     /// A TCP connection to `server` from `address`; the kernel completes it before the
     /// server accepts (the backlog), so whether the server keeps it shows only later.
-    static func connect(to server: IMSEndpoint, from address: String, receiveBuffer: Int32? = nil) -> Int32 {
+    static func connect(to server: IPEndpoint, from address: String, receiveBuffer: Int32? = nil) -> Int32 {
         let fd = socket(server.address.family, stream: true)
         if var size = receiveBuffer {
             setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
@@ -148,7 +148,7 @@ struct HardeningSocketTests {
         let server: IMSServer
         do {
             server = try self.server {
-                $0.listen = [IMSEndpoint("[::1]:0")!]
+                $0.listen = [IPEndpoint("[::1]:0", defaultPort: 53)!]
                 $0.maxTCPConnectionsPerSource = 1
             }
         } catch {

@@ -53,7 +53,7 @@ func testZone() -> ZoneConfiguration {
 }
 
 func testConfiguration(stateDirectory: String? = nil) -> IMSConfiguration {
-    IMSConfiguration(listen: [IMSEndpoint("127.0.0.1:0")!], stateDirectory: stateDirectory, journalSync: .write,
+    IMSConfiguration(listen: [IPEndpoint("127.0.0.1:0", defaultPort: 53)!], stateDirectory: stateDirectory, journalSync: .write,
                      keys: [node1Key, node2Key, node6Key, adminKey, transferKey], zones: [testZone()])
 }
 
@@ -105,7 +105,7 @@ func queryBytes(_ qname: DNSName, _ type: DNSType, id: UInt16 = 7, edns: UInt16?
 }
 
 func query(_ core: IMSCore, _ qname: DNSName, _ type: DNSType, edns: UInt16? = nil, tcp: Bool = false,
-           source: IMSEndpoint? = nil) throws -> DNSMessage {
+           source: IPEndpoint? = nil) throws -> DNSMessage {
     let bytes = try queryBytes(qname, type, edns: edns)
     let reply: [UInt8]
     if tcp {

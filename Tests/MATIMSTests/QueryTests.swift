@@ -1,5 +1,6 @@
 import MATDNS
 @testable import MATIMS
+import MATPacket
 import Testing
 
 @Suite("Queries: authoritative answers, EDNS, truncation, bad input")
@@ -129,15 +130,15 @@ struct QueryTests {
     @Test func countersAreReadableFromLoopbackOnly() throws {
         let core = try makeCore()
         let bytes = try queryBytes(IMSCore.countersName, .txt, qclass: .ch)
-        let local = try DNSMessage(bytes: try #require(core.handleStream(bytes, from: IMSEndpoint("127.0.0.1:4000")).first))
+        let local = try DNSMessage(bytes: try #require(core.handleStream(bytes, from: IPEndpoint("127.0.0.1:4000", defaultPort: 53)).first))
         #expect(local.answers.contains { $0.data == .txt(strings: ["queries 0"]) })
         #expect(local.answers.count == IMSCounter.allCases.count)
         // All of them do not fit a UDP reply (even with EDNS): truncated, the client retries over TCP.
         let withEDNS = try queryBytes(IMSCore.countersName, .txt, edns: 1232, qclass: .ch)
-        let udp = try DNSMessage(bytes: try #require(core.handleDatagram(withEDNS, from: IMSEndpoint("127.0.0.1:4000"))))
+        let udp = try DNSMessage(bytes: try #require(core.handleDatagram(withEDNS, from: IPEndpoint("127.0.0.1:4000", defaultPort: 53))))
         #expect(udp.header.isTruncated && udp.answers.isEmpty && rcode(udp) == .noError)
-        #expect(try #require(core.handleDatagram(withEDNS, from: IMSEndpoint("127.0.0.1:4000"))).count <= 1232)
-        let remote = try DNSMessage(bytes: try #require(core.handleDatagram(bytes, from: IMSEndpoint("192.0.2.1:4000"))))
+        #expect(try #require(core.handleDatagram(withEDNS, from: IPEndpoint("127.0.0.1:4000", defaultPort: 53))).count <= 1232)
+        let remote = try DNSMessage(bytes: try #require(core.handleDatagram(bytes, from: IPEndpoint("192.0.2.1:4000", defaultPort: 53))))
         #expect(rcode(remote) == .refused)
     }
 

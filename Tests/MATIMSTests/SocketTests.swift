@@ -8,7 +8,7 @@ import Testing
 
 /// A tiny DNS client over real sockets.
 struct Client {
-    static func udpSocket(bindTo endpoint: IMSEndpoint? = nil) throws -> Int32 {
+    static func udpSocket(bindTo endpoint: IPEndpoint? = nil) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         #expect(fd >= 0)
         if let endpoint {
@@ -21,14 +21,14 @@ struct Client {
         return fd
     }
 
-    static func receive(_ fd: Int32, timeoutMs: Int32 = 3000) -> ([UInt8], IMSEndpoint?)? {
+    static func receive(_ fd: Int32, timeoutMs: Int32 = 3000) -> ([UInt8], IPEndpoint?)? {
         guard Sockets.waitReadable([fd], timeout: timeoutMs)[0] else { return nil }
         var buffer = [UInt8](repeating: 0, count: 65536)
         guard let (n, source) = Sockets.receive(fd, into: &buffer) else { return nil }
         return (Array(buffer[0..<n]), source)
     }
 
-    static func exchangeUDP(_ bytes: [UInt8], with server: IMSEndpoint) throws -> DNSMessage {
+    static func exchangeUDP(_ bytes: [UInt8], with server: IPEndpoint) throws -> DNSMessage {
         let fd = try udpSocket()
         defer { close(fd) }
         #expect(Sockets.send(fd, bytes, to: server))
@@ -36,7 +36,7 @@ struct Client {
         return try DNSMessage(bytes: reply)
     }
 
-    static func connectTCP(_ server: IMSEndpoint) throws -> Int32 {
+    static func connectTCP(_ server: IPEndpoint) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var (storage, length) = Sockets.storage(for: server)
         let result = withUnsafePointer(to: &storage) {
@@ -73,7 +73,7 @@ struct Client {
 struct SocketTests {
     @Test func udpAndTCPQueriesUpdatesTransfersAndNotify() throws {
         // The test plays the secondary: NOTIFY comes here.
-        let secondary = try Client.udpSocket(bindTo: IMSEndpoint("127.0.0.1:0")!)
+        let secondary = try Client.udpSocket(bindTo: IPEndpoint("127.0.0.1:0", defaultPort: 53)!)
         defer { close(secondary) }
         let secondaryEndpoint = try #require(Sockets.localEndpoint(secondary))
         var config = testConfiguration()
@@ -196,7 +196,7 @@ struct SocketTests {
 
     @Test func listeningOnIPv6Loopback() throws {
         var config = testConfiguration()
-        config.listen = [IMSEndpoint("[::1]:0")!]
+        config.listen = [IPEndpoint("[::1]:0", defaultPort: 53)!]
         let server: IMSServer
         do {
             server = try IMSServer(configuration: config)

@@ -1,11 +1,12 @@
 import MATDNS
 @testable import MATIMS
+import MATPacket
 import Testing
 
 @Suite("Zone transfers: AXFR, IXFR, multi-message TSIG")
 struct TransferTests {
-    let local = IMSEndpoint("127.0.0.1:40000")!
-    let remote = IMSEndpoint("192.0.2.77:40000")!
+    let local = IPEndpoint("127.0.0.1:40000", defaultPort: 53)!
+    let remote = IPEndpoint("192.0.2.77:40000", defaultPort: 53)!
 
     func transferRequest(_ type: DNSType, serial: UInt32? = nil) throws -> [UInt8] {
         var message = DNSMessage(header: DNSHeader(id: 42), questions: [DNSQuestion(name: zoneName, type: type)])

@@ -59,11 +59,11 @@ func step(_ core: IMSCore, control: UInt8, message: [UInt8]) {
     /// Signed with the node or the admin key, which the server knows.
     let knownSigner = signing == 1 || signing == 2
     let tcp = control & 4 != 0
-    let source: IMSEndpoint? = switch (control >> 3) & 3 {
+    let source: IPEndpoint? = switch (control >> 3) & 3 {
     case 0: nil
-    case 1: IMSEndpoint("127.0.0.1:5353")
-    case 2: IMSEndpoint(address: .v4(IPv4Address(0xC000_0200 | UInt32(control))), port: 5353)
-    default: IMSEndpoint("[2001:db8::1]:5353")
+    case 1: IPEndpoint("127.0.0.1:5353", defaultPort: 53)
+    case 2: IPEndpoint(address: .v4(IPv4Address(0xC000_0200 | UInt32(control))), port: 5353)
+    default: IPEndpoint("[2001:db8::1]:5353", defaultPort: 53)
     }
     let time = UInt64(Int64(IMSCore.fuzzingTime) + timeOffsets[Int(control >> 5) & 3])
     var request = message
