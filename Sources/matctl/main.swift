@@ -197,7 +197,7 @@ struct Monitor: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print matd's events as they happen, one JSON object a line, until interrupted.",
         discussion: """
-            Events: move, registered, registration_failed, alert, ack, unanswered, adopted, \
+            Events: move, registered, registration_failed, alert, ack, unanswered, adopted, key_changed, \
             mapping_refused, refused (signaling refusals, at most one a second, with their \
             counts). Each has a number, the time (seconds since 1970) and details; a gap in the \
             numbers means events were missed (matd keeps the last 1024). Exits 1 when matd \

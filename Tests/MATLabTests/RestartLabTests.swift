@@ -3,6 +3,8 @@ import Glibc
 #endif
 import Foundation
 import MATNode
+import MATPacket
+import MATSignaling
 import Testing
 
 /// Restarting matd keeps HoA sessions: after kill -9 the next matd takes over the
@@ -87,5 +89,49 @@ struct RestartLabTests {
         #expect(after["refused_replayed", default: 0] == before["refused_replayed", default: 0], "\(before) -> \(after)")
         #expect(after["bindings_adopted", default: 0] > before["bindings_adopted", default: 0], "\(before) -> \(after)")
         #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.10*"))
+    }
+
+    /// The VM's key was stolen and used: an alert signed with it carries a sequence just
+    /// below 2^64, so the CN refuses the VM's own alerts as replays. The VM rotates its key
+    /// (a new signing key, registered in the IMS); once the CN's next lookup brings the new
+    /// key, the VM's alerts are taken again: sequence numbers count per key.
+    @Test func aRotatedKeyEndsAStolenKeysHold() throws {
+        let (lab, _) = try Lab.withIMS()
+        defer { lab.close() }
+        #expect(try lab.ping("cn", vm.home4, count: 3) || lab.ping("cn", vm.home4, count: 3))
+        let keyFile = lab.path("vm-state/signing.key")
+        let stolenText = try String(contentsOfFile: keyFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let stolen = try SigningKey(rawRepresentation: Array(try #require(Data(base64Encoded: stolenText))))
+        let update = SignalCodec.seal(SignalMessage(sequence: UInt64.max - 1, sender: IPAddress(vm.home4)!,
+                                                    receiver: IPAddress(cn.home4)!,
+                                                    body: .bindingUpdate(moas: [IPAddress(vm.mobile4)!], lifetime: 60)),
+                                      with: stolen)
+        try lab.exec("vm", "python3", "-c", """
+            import socket, sys
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.sendto(bytes.fromhex(sys.argv[1]), ("\(cn.mobile4)", 7540))
+            """, update.map { String(format: "%02x", $0) }.joined())
+        usleep(500_000)
+        func signaling() throws -> [String: Int] { try lab.stats("cn")["signaling"] as? [String: Int] ?? [:] }
+        let held = try signaling()
+        try lab.moveVM(to: "b")
+        sleep(1)
+        let behind = try signaling()
+        #expect(behind["refused_replayed", default: 0] > held["refused_replayed", default: 0],
+                "the VM's alert was not refused behind the stolen sequence: \(behind)")
+
+        // The rotation: a new key at the next start, registered with it.
+        try lab.stopMatd("vm")
+        unlink(keyFile)
+        try lab.startMatd("vm", config: lab.path("vm-ims.conf"))
+        #expect(lab.waitForLog("vm", "created signing key"), "\(lab.matdLog("vm"))")
+        #expect(lab.waitForLog("cn", "\(vm.home4) has a new signing key", timeout: 30), "\(lab.matdLog("cn"))")
+        let before = try signaling()
+        try lab.moveVM(to: "a")
+        #expect(try lab.ping("cn", vm.home4, count: 3) || lab.ping("cn", vm.home4, count: 3))
+        let after = try signaling()
+        #expect(after["refused_replayed", default: 0] == before["refused_replayed", default: 0], "\(before) -> \(after)")
+        #expect(after["bindings_adopted", default: 0] > before["bindings_adopted", default: 0], "\(before) -> \(after)")
+        #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> \(vm.mobile4)*"))
     }
 }

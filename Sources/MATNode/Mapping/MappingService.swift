@@ -342,10 +342,26 @@ public final class MappingService: @unchecked Sendable {
     func learnKey(from answer: PeerMappingAnswer) -> VerifyingKey? {
         let pinned = config.peers.contains { $0.homeAddress == answer.hoa && $0.publicKey != nil }
         if !pinned, let text = answer.publicKey, let key = VerifyingKey(base64: text), peerKeys[answer.hoa] != key {
+            if peerKeys[answer.hoa] != nil { keyReplaced(answer.hoa, by: text) }
             peerKeys[answer.hoa] = key
             stateDirty = true
         }
         return peerKeys[answer.hoa]
+    }
+
+    /// A peer's key changed (it rotated it, after a theft say): sequence numbers count per
+    /// key, so its alerts and its mapping start afresh. The old key's messages no longer
+    /// verify, so none of them can be replayed; a huge sequence signed with the old key
+    /// stops shadowing the owner's alerts (the replay guard) and its registrations (the
+    /// engine table keeps the highest sequence, so the mapping goes in after a removal).
+    private func keyReplaced(_ hoa: IPAddress, by text: String) {
+        signaling.forgetReplay(hoa)
+        if learned.removeValue(forKey: hoa) != nil {
+            provisional[hoa] = nil
+            engine.send(.removeMapping(hoa))
+        }
+        log(.notice, "matd: \(hoa) has a new signing key (\(text)); its alerts and mapping start afresh")
+        EventLog.shared.post("key_changed", ["peer": "\(hoa)", "key": text])
     }
 
     /// Puts a mapping into the engine's table. Returns whether the MoAs changed.

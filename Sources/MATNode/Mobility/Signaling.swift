@@ -134,6 +134,12 @@ final class Signaling {
     /// Takes back the replay state saved before a restart.
     func restoreReplay(_ saved: [IPAddress: UInt64]) { replay.restore(saved) }
 
+    /// `hoa`'s key changed: its sequence numbers are counted afresh.
+    func forgetReplay(_ hoa: IPAddress) {
+        replay.forget(hoa)
+        replayChanges += 1
+    }
+
     /// The node's public key, for status and the IMS.
     var publicKey: VerifyingKey { key.publicKey }
 
