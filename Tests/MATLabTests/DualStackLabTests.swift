@@ -18,8 +18,8 @@ struct DualStackLabTests {
         defer { lab.close() }
         _ = try lab.startIMS(dualStack: true)
         // The CN reaches the IMS over IPv6 only, the VM over IPv4 first.
-        try lab.startMatd("vm", config: try lab.writeDualStackIMSConfig("vm"))
-        try lab.startMatd("cn", config: try lab.writeDualStackIMSConfig("cn", servers: ["[2001:db8:c::132]"]))
+        try lab.startMatd("vm", config: try lab.writeIMSConfig("vm", dualStack: true))
+        try lab.startMatd("cn", config: try lab.writeIMSConfig("cn", dualStack: true, servers: ["[2001:db8:c::132]"]))
         for node in ["vm", "cn"] {
             let me = Addr.node(node)
             for family in Addr.Family.allCases {
@@ -94,7 +94,7 @@ struct DualStackLabTests {
     func moveUnderLoad(_ lab: Lab) throws {
         let file = try lab.randomFile("moving", megabytes: 16)
         let flows = try Addr.Family.allCases.enumerated().map { index, family in
-            try FamilyFlow(lab, family: family, from: "cn", to: "vm", file: file, port: 5010 + index)
+            try PacedTransfer(lab, family: family, from: "cn", to: "vm", file: file, megabytesPerSecond: 4, port: 5010 + index)
         }
         sleep(1)
         try lab.moveVM(to: "b")
@@ -118,7 +118,7 @@ struct DualStackLabTests {
         let lab = try Lab()
         defer { lab.close() }
         _ = try lab.startIMS(dualStack: true)
-        let config = try lab.writeDualStackIMSConfig("vm")
+        let config = try lab.writeIMSConfig("vm", dualStack: true)
         // Only the IPv4 HoA's key, as docs/config.md's example had it before.
         let onlyFour = try check([LabPaths.matIMS, "keygen", lab.hoaName(vm.home4)], timeout: 10)
         try onlyFour.write(toFile: lab.path("keys/vm.key"), atomically: true, encoding: .utf8)
@@ -141,7 +141,7 @@ extension DualStackLabTests {
         let lab = try Lab()
         defer { lab.close() }
         let ims = try lab.startIMS(dualStack: true)
-        try lab.startMatd("vm", config: try lab.writeDualStackIMSConfig("vm"))
+        try lab.startMatd("vm", config: try lab.writeIMSConfig("vm", dualStack: true))
         for family in Addr.Family.allCases {
             #expect(lab.waitForLog("vm", "registered \(vm.home(family)) -> \(vm.mobile(family)) seq"), "\(lab.matdLog("vm"))")
         }
@@ -164,67 +164,7 @@ extension DualStackLabTests {
     }
 }
 
-/// A TCP transfer from one node's HoA to the other's in one family, paced so it spans a
-/// move; `finish` checks the bytes.
-struct FamilyFlow {
-    let lab: Lab
-    let file: String
-    let received: String
-    let listener: Spawned
-    let connector: Spawned
-
-    init(_ lab: Lab, family: Addr.Family, from sender: String, to receiver: String, file: String, port: Int,
-         megabytesPerSecond: Int = 4) throws {
-        self.lab = lab
-        self.file = file
-        received = lab.path("received-\(family)-\(UInt32.random(in: 0...UInt32.max))")
-        let address = Addr.node(receiver).home(family)
-        listener = try lab.spawn(receiver, ["python3", LabPaths.labPeer, "tcp-listen", address, "\(port)", "recv",
-                                            received])
-        guard listener.waitForOutput(timeout: 10, { $0.contains("listening") }) else {
-            throw LabError("listener in \(receiver) did not start:\n\(listener.wait(timeout: 1).summary)")
-        }
-        connector = try lab.spawn(sender, ["python3", LabPaths.labPeer, "tcp-connect", address, "\(port)", "send", file,
-                                           "\(megabytesPerSecond)"])
-    }
-
-    func finish() throws {
-        let sent = connector.wait(timeout: 120), got = listener.wait(timeout: 30)
-        guard sent.succeeded, got.succeeded else {
-            throw LabError("flow failed:\n\(sent.summary)\n\(got.summary)\nvm: \(lab.matdLog("vm"))\ncn: \(lab.matdLog("cn"))")
-        }
-        let expected = try lab.sha256(file), actual = try lab.sha256(received)
-        guard expected == actual else { throw LabError("SHA-256 differs: sent \(expected), received \(actual)") }
-    }
-}
-
 extension Lab {
-    /// docs/config.md's example for `node`: both HoAs, one `[ims]` section, one key file.
-    /// `servers`: the `[ims]` servers, the IMS node's IPv4 address first by default.
-    func writeDualStackIMSConfig(_ node: String,
-                                 servers: [String] = ["192.0.2.132", "[2001:db8:c::132]"]) throws -> String {
-        let me = Addr.node(node)
-        let text = """
-            [node]
-            home-address = \(me.home4)
-            home-address = \(me.home6)
-            uplink = eth0
-            domain-prefix = 198.51.100.0/24
-            domain-prefix = 2001:db8:100::/64
-            control-socket = \(socket(node))
-            state-directory = \(path("\(node)-state"))
-            [ims]
-            \(servers.map { "server = \($0)" }.joined(separator: "\n"))
-            zone = mat.example.
-            key-file = \(path("keys/\(node).key"))
-            record-ttl = 5
-
-            """
-        let file = path("\(node)-dual.conf")
-        try text.write(toFile: file, atomically: true, encoding: .utf8)
-        return file
-    }
-
     /// The mapping name of `hoa` (`mat-ims name`).
     func hoaName(_ hoa: String) throws -> String {
         try check([LabPaths.matIMS, "name", hoa, "--zone", "mat.example."], timeout: 10)

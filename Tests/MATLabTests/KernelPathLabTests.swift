@@ -85,7 +85,7 @@ struct KernelPathLabTests {
         defer { lab.close() }
         _ = try lab.startIMS(dualStack: true)
         for node in ["vm", "cn"] {
-            let config = try lab.writeDualStackIMSConfig(node)
+            let config = try lab.writeIMSConfig(node, dualStack: true)
             let text = try String(contentsOfFile: config, encoding: .utf8)
             try text.replacingOccurrences(of: "[node]\n", with: "[node]\nipv6-forwarding = nftables\n")
                 .write(toFile: config, atomically: true, encoding: .utf8)
@@ -94,7 +94,7 @@ struct KernelPathLabTests {
             #expect(lab.waitForLog(node, "registered \(me.home6) -> \(me.mobile6) seq"), "\(lab.matdLog(node))")
         }
         let file = try lab.randomFile("moving", megabytes: 12)
-        let flow = try FamilyFlow(lab, family: .v6, from: "vm", to: "cn", file: file, port: 5012)
+        let flow = try PacedTransfer(lab, family: .v6, from: "vm", to: "cn", file: file, megabytesPerSecond: 4, port: 5012)
         sleep(1)
         try lab.moveVM(to: "b")
         try flow.finish()

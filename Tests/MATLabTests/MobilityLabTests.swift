@@ -201,17 +201,19 @@ struct PacedTransfer {
     let listener: Spawned
     let connector: Spawned
 
-    /// `from` sends `file` to a listener in `to` at `megabytesPerSecond`.
-    init(_ lab: Lab, from sender: String, to receiver: String, file: String, megabytesPerSecond: Int) throws {
+    /// `from` sends `file` to a listener on `to`'s HoA of `family`, port `port`, at
+    /// `megabytesPerSecond`.
+    init(_ lab: Lab, family: Addr.Family = .v4, from sender: String, to receiver: String, file: String,
+         megabytesPerSecond: Int, port: Int = 5010) throws {
         self.lab = lab
         self.file = file
-        received = lab.path("received-\(UInt32.random(in: 0...UInt32.max))")
-        let address = Addr.node(receiver).home4
-        listener = try lab.spawn(receiver, ["python3", LabPaths.labPeer, "tcp-listen", address, "5010", "recv", received])
+        received = lab.path("received-\(family)-\(UInt32.random(in: 0...UInt32.max))")
+        let address = Addr.node(receiver).home(family)
+        listener = try lab.spawn(receiver, ["python3", LabPaths.labPeer, "tcp-listen", address, "\(port)", "recv", received])
         guard listener.waitForOutput(timeout: 10, { $0.contains("listening") }) else {
             throw LabError("listener in \(receiver) did not start:\n\(listener.wait(timeout: 1).summary)")
         }
-        connector = try lab.spawn(sender, ["python3", LabPaths.labPeer, "tcp-connect", address, "5010", "send", file,
+        connector = try lab.spawn(sender, ["python3", LabPaths.labPeer, "tcp-connect", address, "\(port)", "send", file,
                                            "\(megabytesPerSecond)"])
     }
 

@@ -52,18 +52,25 @@ extension Lab {
         return (lab, ims)
     }
 
-    /// A node configuration with an `[ims]` section and no static peers.
-    func writeIMSConfig(_ node: String) throws -> String {
+    /// A node configuration with an `[ims]` section and no static peers. `dualStack`:
+    /// both HoAs, as docs/config.md's example (its key file then holds a key per HoA, see
+    /// `startIMS(dualStack:)`). `servers`: the `[ims]` servers; by default the IMS node's
+    /// IPv4 address, and its IPv6 one after it for a dual-stack node.
+    func writeIMSConfig(_ node: String, dualStack: Bool = false, servers: [String]? = nil) throws -> String {
         let me = Addr.node(node)
+        let homes = dualStack ? "home-address = \(me.home4)\nhome-address = \(me.home6)" : "home-address = \(me.home4)"
+        let prefixes = dualStack ? "domain-prefix = 198.51.100.0/24\ndomain-prefix = 2001:db8:100::/64"
+            : "domain-prefix = 198.51.100.0/24"
+        let imsServers = servers ?? (dualStack ? ["192.0.2.132", "[2001:db8:c::132]"] : ["192.0.2.132"])
         let text = """
             [node]
-            home-address = \(me.home4)
+            \(homes)
             uplink = eth0
-            domain-prefix = 198.51.100.0/24
+            \(prefixes)
             control-socket = \(socket(node))
             state-directory = \(path("\(node)-state"))
             [ims]
-            server = 192.0.2.132
+            \(imsServers.map { "server = \($0)" }.joined(separator: "\n"))
             zone = mat.example.
             key-file = \(path("keys/\(node).key"))
             record-ttl = 5
