@@ -182,10 +182,11 @@ struct StatusSource: Sendable {
                            origin: origin.rawValue)
             })
         case .stats:
-            return ControlReply(stats: StatsReport(engine.counters, ims: mappings.imsCounters,
+            let ims = mappings.imsCounters
+            return ControlReply(stats: StatsReport(engine.counters, ims: ims,
                                                    signaling: mappings.signalingCounters, control: control,
                                                    alertAcknowledged: mappings.signaling.counters.alertAcknowledged,
-                                                   imsRequests: mappings.imsCounters == nil ? nil : mappings.imsWorker.durations))
+                                                   imsRequests: ims == nil ? nil : mappings.imsWorker.durations))
         case .events:
             let (events, next) = EventLog.shared.events(after: request.after)
             return ControlReply(events: events, nextEvent: next)

@@ -112,7 +112,7 @@ struct PrometheusWriter {
     }
 
     private mutating func header(_ name: String, _ help: String, _ kind: Kind) {
-        text += "# HELP \(name) \(help.replacingBackslashesAndNewlines())\n# TYPE \(name) \(kind.rawValue)\n"
+        text += "# HELP \(name) \(Self.escape(help, quotes: false))\n# TYPE \(name) \(kind.rawValue)\n"
     }
 
     private mutating func sample(_ name: String, _ labels: [String: String], _ value: Value) {
@@ -124,28 +124,14 @@ struct PrometheusWriter {
         text += " \(value.text)\n"
     }
 
-    /// Label values escape backslash, double quote and newline.
-    static func escape(_ value: String) -> String {
+    /// Text escaped as the format wants: backslash and newline always, the double quote in
+    /// label values (`quotes`) but not in HELP text.
+    static func escape(_ value: String, quotes: Bool = true) -> String {
         var out = ""
         for character in value {
             switch character {
             case "\\": out += "\\\\"
-            case "\"": out += "\\\""
-            case "\n": out += "\\n"
-            default: out.append(character)
-            }
-        }
-        return out
-    }
-}
-
-private extension String {
-    /// HELP text escapes backslash and newline.
-    func replacingBackslashesAndNewlines() -> String {
-        var out = ""
-        for character in self {
-            switch character {
-            case "\\": out += "\\\\"
+            case "\"" where quotes: out += "\\\""
             case "\n": out += "\\n"
             default: out.append(character)
             }

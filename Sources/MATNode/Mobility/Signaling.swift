@@ -333,16 +333,17 @@ final class Signaling {
                 return
             }
             outgoing[message.sender] = nil
+            let took = now - min(now, entry.firstSentAt)
             count { counters in
                 counters.acksReceived += 1
-                counters.alertAcknowledged.record(milliseconds: now - min(now, entry.firstSentAt))
+                counters.alertAcknowledged.record(milliseconds: took)
             }
-            EventLog.shared.post("ack", ["peer": "\(message.sender)", "milliseconds": "\(now - min(now, entry.firstSentAt))"])
+            EventLog.shared.post("ack", ["peer": "\(message.sender)", "milliseconds": "\(took)"])
             note(message.sender) { state in
                 state.alert = .acknowledged
                 state.lastAckAt = now
                 // Only an update sent once gives a round trip that means something (Karn).
-                state.roundTripMilliseconds = entry.schedule.attempts == 1 ? now - entry.firstSentAt : nil
+                state.roundTripMilliseconds = entry.schedule.attempts == 1 ? took : nil
             }
             host.settled(hoa: message.sender, acknowledged: true)
         }
