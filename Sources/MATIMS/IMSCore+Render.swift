@@ -19,7 +19,7 @@ extension IMSCore {
             return sign(response, tsig: job.context, now: now).map { [$0] } ?? []
         case .limited(let job, let violation):
             // Logged here, outside the zone lock; only a key holder can cause this line.
-            IMSLog.write("mat-ims: update signed by \(job.context.keyName) refused: \(violation)", level: .notice)
+            Log.write(.notice, "mat-ims: update signed by \(job.context.keyName) refused: \(violation)")
             return render(.update(job, .refused, nil), transport: transport, now: now)
         case .replayed(let job):
             return TSIG.errorResponse(to: job.raw, outcome: .badTime(job.context), keyring: keyring, now: now).map { [$0] } ?? []

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import MATDNS
+import MATLog
 import MATPacket
 
 /// Phase 2 of a batch, under the lock: zone work and one journal commit for all accepted updates.
@@ -122,7 +123,7 @@ extension IMSCore {
                 do {
                     try journal.commit()
                 } catch {
-                    IMSLog.write("mat-ims: \(error)")
+                    Log.write(.info, "mat-ims: \(error)")
                     failed = true
                 }
             }

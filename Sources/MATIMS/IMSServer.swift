@@ -394,7 +394,7 @@ final class Notifier: @unchecked Sendable {
                 if entry.attempts >= Self.maxAttempts {
                     pending[key] = nil
                     core.count(.notifyGaveUp)
-                    IMSLog.write("mat-ims: NOTIFY for \(core.zoneConfigs[key.zone].name) to \(key.target) unanswered; giving up", level: .warning)
+                    Log.write(.warning, "mat-ims: NOTIFY for \(core.zoneConfigs[key.zone].name) to \(key.target) unanswered; giving up")
                     continue
                 }
                 entry.id = UInt16.random(in: 0...UInt16.max)

@@ -588,14 +588,6 @@ final class ZoneJournal: @unchecked Sendable {
     }
 
     private func log(_ message: String) {
-        IMSLog.write("mat-ims: \(message)")
-    }
-}
-
-/// Where the server's log lines go: the shared ``Log`` path (journald priorities under
-/// systemd), at `info` unless said otherwise.
-public enum IMSLog {
-    public static func write(_ line: String, level: LogLevel = .info) {
-        Log.write(level, line)
+        Log.write(.info, "mat-ims: \(message)")
     }
 }

@@ -5,6 +5,7 @@ import Foundation
 import MATDNS
 import MATIMS
 import MATLinux
+import MATLog
 import MATPacket
 
 /// The service manager's watchdog (`WatchdogSec=` in the unit), fed only while mat-ims
@@ -45,7 +46,7 @@ final class ServingWatchdog: Sendable {
         do {
             socket = try DatagramSocket(family: target.address.family, port: 0)
         } catch {
-            IMSLog.write("mat-ims: watchdog: \(error); systemd will restart mat-ims", level: .error)
+            Log.write(.error, "mat-ims: watchdog: \(error); systemd will restart mat-ims")
             return
         }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 8)
@@ -55,11 +56,10 @@ final class ServingWatchdog: Sendable {
                 do {
                     try manager.watchdog()
                 } catch {
-                    IMSLog.write("mat-ims: notifying the service manager: \(error)", level: .warning)
+                    Log.write(.warning, "mat-ims: notifying the service manager: \(error)")
                 }
             } else {
-                IMSLog.write("mat-ims: watchdog: the server does not answer; not telling systemd it is alive",
-                             level: .error)
+                Log.write(.error, "mat-ims: watchdog: the server does not answer; not telling systemd it is alive")
             }
             let (seconds, attoseconds) = period.components
             usleep(useconds_t(clamping: seconds * 1_000_000 + attoseconds / 1_000_000_000_000))

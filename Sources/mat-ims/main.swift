@@ -58,15 +58,15 @@ struct Run: ParsableCommand {
             server = try IMSServer(configuration: configuration)
             try server.start()
         } catch {
-            IMSLog.write("mat-ims: \(error)", level: .error)
+            Log.write(.error, "mat-ims: \(error)")
             throw ExitCode(1)
         }
         for zone in configuration.zones {
             let serial = server.core.zone(zone.name)?.serial ?? 0
-            IMSLog.write("mat-ims: zone \(zone.name) serial \(serial), \(server.core.zone(zone.name)?.nameCount ?? 0) names")
+            Log.write(.info, "mat-ims: zone \(zone.name) serial \(serial), \(server.core.zone(zone.name)?.nameCount ?? 0) names")
         }
         let addresses = server.endpoints.map(\.description).joined(separator: " ")
-        IMSLog.write("mat-ims: listening on \(addresses) (UDP and TCP)")
+        Log.write(.info, "mat-ims: listening on \(addresses) (UDP and TCP)")
         // Under systemd (Type=notify): started once every listener is bound and the
         // journal replayed; a no-op when run by hand.
         let manager = SystemdNotifier()
@@ -75,7 +75,7 @@ struct Run: ParsableCommand {
         do {
             try ServingWatchdog.startIfAsked(manager: manager, server: server, zone: configuration.zones[0].name)
         } catch {
-            IMSLog.write("mat-ims: watchdog: \(error)", level: .error)
+            Log.write(.error, "mat-ims: watchdog: \(error)")
             throw ExitCode(1)
         }
         var keysInUse = Set(configuration.keys.map(\.name))
@@ -83,17 +83,17 @@ struct Run: ParsableCommand {
             var received: Int32 = 0
             guard sigwait(&signals, &received) == 0 else { continue }
             if received == SIGUSR1 {
-                for line in server.core.counters.lines() { IMSLog.write("mat-ims: counter \(line)") }
+                for line in server.core.counters.lines() { Log.write(.info, "mat-ims: counter \(line)") }
                 continue
             }
             if received == SIGHUP {
                 keysInUse = reload(config, into: server.core, started: configuration, keysInUse: keysInUse)
                 continue
             }
-            IMSLog.write("mat-ims: stopping (signal \(received))", level: .notice)
+            Log.write(.notice, "mat-ims: stopping (signal \(received))")
             notify { try manager.stopping() }
             server.stop()
-            for line in server.core.counters.lines() { IMSLog.write("mat-ims: counter \(line)") }
+            for line in server.core.counters.lines() { Log.write(.info, "mat-ims: counter \(line)") }
             return
         }
     }
@@ -108,15 +108,15 @@ func reload(_ path: String, into core: IMSCore, started: IMSConfiguration, keysI
     do {
         fresh = try IMSConfiguration.load(path: path)
     } catch {
-        IMSLog.write("mat-ims: reload: \(path): \(error); keeping the \(keysInUse.count) keys in use", level: .warning)
+        Log.write(.warning, "mat-ims: reload: \(path): \(error); keeping the \(keysInUse.count) keys in use")
         return keysInUse
     }
     let loaded = Set(fresh.keys.map(\.name))
     core.replaceKeys(fresh.keys)
-    IMSLog.write("mat-ims: reload: \(loaded.count) keys (\(loaded.subtracting(keysInUse).count) new, "
-                 + "\(keysInUse.subtracting(loaded).count) removed)")
+    Log.write(.info, "mat-ims: reload: \(loaded.count) keys (\(loaded.subtracting(keysInUse).count) new, "
+                     + "\(keysInUse.subtracting(loaded).count) removed)")
     for setting in fresh.settingsDiffering(from: started) {
-        IMSLog.write("mat-ims: reload: \(setting) changed; it takes effect when mat-ims is restarted")
+        Log.write(.info, "mat-ims: reload: \(setting) changed; it takes effect when mat-ims is restarted")
     }
     return loaded
 }
@@ -155,7 +155,7 @@ struct CheckConfig: ParsableCommand {
             let zones = configuration.zones.map { $0.name.description }.joined(separator: ", ")
             print("\(file): OK (zones: \(zones); \(configuration.keys.count) keys)")
         } catch {
-            IMSLog.write("\(file): \(error)")
+            Log.write(.info, "\(file): \(error)")
             throw ExitCode(1)
         }
     }
@@ -241,6 +241,6 @@ func notify(_ send: () throws -> Void) {
     do {
         try send()
     } catch {
-        IMSLog.write("mat-ims: notifying the service manager: \(error)")
+        Log.write(.info, "mat-ims: notifying the service manager: \(error)")
     }
 }
