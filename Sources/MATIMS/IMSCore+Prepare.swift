@@ -126,6 +126,9 @@ extension IMSCore {
                 return .reply(simpleReply(to: message, rcode: .formErr, tsig: tsig, now: now))
             }
             return .transfer(TransferJob(message: message, kind: .ixfr(serial: clientSOA.serial), zone: zone, tsig: tsig))
+        case _ where question.name == WhoAmI.name(in: zoneConfigs[zone].name):
+            counters.add(.queries)
+            return .reply(whoAmIReply(to: message, question: question, source: request.source, tsig: tsig, now: now))
         default:
             let limit: Int
             if let edns = message.edns {

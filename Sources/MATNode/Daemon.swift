@@ -151,12 +151,15 @@ struct StatusSource: Sendable {
                control: [String: UInt64]) -> ControlReply {
         switch request.command {
         case .status:
-            return ControlReply(status: StatusReport(
+            var status = StatusReport(
                 tunDevice: tun, homeAddresses: config.homeAddresses.map(\.description),
                 mobileAddresses: mappings.currentAddresses.mobileAddresses.map(\.description),
                 uplinks: config.uplinks, domainPrefixes: config.domainPrefixes.map(\.description),
                 offloads: offloads, uptimeSeconds: UInt64(Date().timeIntervalSince(started)),
-                peerCount: engine.mappingCount, publicKey: mappings.publicKey, ipv6Outbound: ipv6Outbound))
+                peerCount: engine.mappingCount, publicKey: mappings.publicKey, ipv6Outbound: ipv6Outbound)
+            let announced = mappings.announcedAddresses.mobileAddresses.map(\.description)
+            if announced != status.mobileAddresses { status.publicAddresses = announced }
+            return ControlReply(status: status)
         case .peers:
             guard let table = engine.mappings() else { return ControlReply(error: "the engine did not answer within 5 s") }
             let view = mappings.peerView

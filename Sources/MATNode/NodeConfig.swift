@@ -57,6 +57,9 @@ public struct NodeConfig: Sendable, Equatable {
     /// How IPv6 packets from the engine leave (`ipv6-forwarding`): the per-device sysctl,
     /// nftables, or whichever the kernel has (`auto`, the default).
     public var ipv6Forwarding: IPv6ForwardingSetting
+    /// The public addresses published in place of private MoAs behind 1:1 NAT
+    /// (`public-address`, see ``PublicAddresses``).
+    public var publicAddresses: PublicAddresses
     /// Peers with a fixed mapping.
     public var peers: [StaticPeer]
     /// Where mappings are registered and looked up; nil for static peers only.
@@ -102,6 +105,7 @@ public struct NodeConfig: Sendable, Equatable {
         rulePriority = Self.defaultRulePriority
         signingKeyFile = nil
         ipv6Forwarding = .auto
+        publicAddresses = PublicAddresses()
         peers = []
         ims = nil
         var sawNode = false
@@ -192,6 +196,8 @@ public struct NodeConfig: Sendable, Equatable {
                     throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not auto, sysctl or nftables")
                 }
                 ipv6Forwarding = setting
+            case "public-address":
+                publicAddresses.entries.append(try PublicAddresses.parse(entry, existing: publicAddresses.entries))
             default:
                 throw ConfigError(line: entry.line, key: entry.key, message: "unknown key in [node]")
             }
@@ -287,6 +293,7 @@ public struct NodeConfig: Sendable, Equatable {
             throw ConfigError(line: nodeLine, key: "home-address",
                               message: "\(home) lies outside every domain-prefix")
         }
+        try publicAddresses.validate(uplinks: uplinkEntries, domainPrefixes: domainPrefixes, hasIMS: ims != nil)
         var seen: Set<IPAddress> = Set(homeAddresses)
         for peer in peers {
             guard domainPrefixes.contains(where: { $0.contains(peer.homeAddress) }) else {
@@ -344,6 +351,7 @@ extension NodeConfig {
         note("rule-priority", rulePriority, next.rulePriority)
         note("signing-key", signingKeyFile, next.signingKeyFile)
         note("ipv6-forwarding", ipv6Forwarding, next.ipv6Forwarding)
+        note("public-address", publicAddresses, next.publicAddresses)
         return (merged, notApplied)
     }
 }

@@ -62,6 +62,9 @@ struct Status: ParsableCommand {
         print("tun device:      \(status.tunDevice) (offloads: \(status.offloads.isEmpty ? "none" : status.offloads))")
         print("home addresses:  \(status.homeAddresses.joined(separator: ", "))")
         print("mobile addresses: \(status.mobileAddresses.isEmpty ? "none" : status.mobileAddresses.joined(separator: ", "))")
+        if let published = status.publicAddresses {
+            print("public addresses: \(published.isEmpty ? "none yet (asking the IMS)" : published.joined(separator: ", ")) (behind NAT)")
+        }
         print("uplinks:         \(status.uplinks.joined(separator: ", "))")
         print("domain:          \(status.domainPrefixes.joined(separator: ", "))")
         print("peers:           \(status.peerCount)")

@@ -70,6 +70,9 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public var publicKey: String
     /// How IPv6 HoA traffic leaves (`sysctl`, `nftables`, `none`; docs/datapath.md).
     public var ipv6Outbound: String?
+    /// The MoAs registered and announced, when they differ from `mobileAddresses` (behind
+    /// 1:1 NAT: the public addresses; `public-address` in docs/config.md).
+    public var publicAddresses: [String]?
 
     public init(tunDevice: String, homeAddresses: [String], mobileAddresses: [String], uplinks: [String],
                 domainPrefixes: [String], offloads: String, uptimeSeconds: UInt64, peerCount: Int,

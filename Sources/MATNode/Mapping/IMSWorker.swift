@@ -25,11 +25,15 @@ final class IMSWorker: Sendable {
     enum Job: Sendable {
         case register(IMSClient, hoa: IPAddress, moas: [IPAddress], sequence: UInt64, publicKey: String)
         case lookup(IMSClient, hoa: IPAddress, purpose: Purpose)
+        /// Which address the IMS sees this node's queries of `family` come from, asked
+        /// for the local MoA `local` (behind 1:1 NAT, its public address).
+        case publicAddress(IMSClient, family: AddressFamily, local: IPAddress)
     }
 
     enum Outcome: Sendable {
         case registered(hoa: IPAddress, moas: [IPAddress], sequence: UInt64, Result<RegistrationResult, IMSClientError>)
         case lookedUp(hoa: IPAddress, purpose: Purpose, Result<PeerMappingAnswer, IMSClientError>)
+        case publicAddress(family: AddressFamily, local: IPAddress, Result<IPAddress?, IMSClientError>)
     }
 
     private let jobs = Mutex<[Job]>([])
@@ -87,6 +91,10 @@ final class IMSWorker: Sendable {
             case .lookup(let client, let hoa, let purpose):
                 outcome = .lookedUp(hoa: hoa, purpose: purpose, Result { () throws(IMSClientError) in
                     try client.lookup(hoa: hoa, allowCached: purpose == .firstPacket)
+                })
+            case .publicAddress(let client, let family, let local):
+                outcome = .publicAddress(family: family, local: local, Result { () throws(IMSClientError) in
+                    try client.publicAddress(family: family)
                 })
             }
             let kind = if case .registered = outcome { "registration" } else { "lookup" }

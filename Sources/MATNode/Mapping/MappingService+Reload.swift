@@ -47,7 +47,7 @@ extension MappingService {
             do {
                 (client, schedules) = try Self.makeClient(next)
                 for family in schedules.keys {
-                    schedules[family]?.moasChanged(to: addresses.mobileAddresses.filter { $0.family == family },
+                    schedules[family]?.moasChanged(to: publicState.announced.mobileAddresses.filter { $0.family == family },
                                                    at: now / 1_000)
                 }
                 log("matd: reload: [ims] section applied")

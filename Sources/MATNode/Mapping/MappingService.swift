@@ -50,6 +50,10 @@ public final class MappingService: @unchecked Sendable {
     /// Mappings put in on a peer's signed word while its new MoA is challenged, with the
     /// mapping each replaced (restored if the challenge goes unanswered).
     var provisional: [IPAddress: (sequence: UInt64, previous: PeerMapping?)] = [:]
+    /// Public addresses behind 1:1 NAT: what is announced, asked and learned.
+    var publicState = PublicAddressState()
+    /// `publicState.announced` as of the last change, for the control thread.
+    let publishedAnnounced = Mutex(NodeAddresses())
     /// When the key of an unknown sender was last looked up in the IMS (milliseconds).
     var keyLookups: [IPAddress: UInt64] = [:]
     let requests = Mutex<[RebindRequest]>([])
@@ -176,6 +180,7 @@ public final class MappingService: @unchecked Sendable {
             takeReloads(now: now)
             takeRefusals()
             takeRebindRequests(now: now)
+            askPublicAddressesAgain(now: now)
             register(now: now)
             resolveMisses(now: now)
             refreshLearned(now: now)
@@ -276,6 +281,8 @@ public final class MappingService: @unchecked Sendable {
             case .lookedUp(let hoa, let purpose, let result):
                 lookingUp.remove(PendingLookup(hoa: hoa, purpose: purpose))
                 changed = lookedUp(hoa, purpose: purpose, result, now: now) || changed
+            case .publicAddress(let family, let local, let result):
+                learnedPublicAddress(family: family, local: local, result, now: now)
             }
         }
         if changed { updateDiversion() }

@@ -61,10 +61,12 @@ extension MappingService {
         pinnedMoAs.removeAll { !found.contains($0) }
         let ordered = pinnedMoAs + found.filter { !pinnedMoAs.contains($0) }
         let next = addresses.withMobile(from: ordered)
+        // Behind NAT the registration and the alerts name the public address (for `auto`
+        // once the IMS has said it): families being asked wait for the answer.
+        let asking = refreshAnnounced(for: next, moved: next != addresses || force, now: now)
         for family in schedules.keys {
-            let chosen = next.mobileAddresses.filter { $0.family == family }
-            schedules[family]?.moasChanged(to: chosen + ordered.filter { $0.family == family && !chosen.contains($0) },
-                                           at: now / 1_000)
+            guard let moas = registrationMoAs(family: family, candidates: ordered) else { continue }
+            schedules[family]?.moasChanged(to: moas, at: now / 1_000)
         }
         guard next != addresses || force else {
             host.followRoutes()   // a new gateway with the same MoA: IPv6 next hops (nftables path)
@@ -83,8 +85,12 @@ extension MappingService {
             updateDiversion()
         }
         register(now: now)
-        for peer in peers where !signaling.announce(to: peer.hoa, at: peer.moa, now: now) {
-            engine.send(.release(peer.hoa))
+        for peer in peers {
+            if asking.contains(peer.hoa.family) {
+                publicState.waiting[peer.hoa.family, default: []].append(peer)
+            } else if !signaling.announce(to: peer.hoa, at: peer.moa, now: now) {
+                engine.send(.release(peer.hoa))
+            }
         }
     }
 
@@ -199,7 +205,12 @@ final class RebindTicket: Sendable {
 // MARK: what the signaling asks of the service
 
 extension MappingService: SignalingHost {
-    var nodeAddresses: NodeAddresses { addresses }
+    /// The HoAs and the MoAs announced (public ones behind NAT): what alerts carry.
+    var nodeAddresses: NodeAddresses {
+        var announced = publicState.announced
+        (announced.home4, announced.home6) = (addresses.home4, addresses.home6)
+        return announced
+    }
 
     func verifyingKey(for hoa: IPAddress, mayLookUp: () -> Bool) -> KeyAnswer {
         if let key = peerKeys[hoa] { return .known(key) }

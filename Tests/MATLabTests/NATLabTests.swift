@@ -1,0 +1,139 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import MATNode
+import Testing
+
+/// Behind NAT (docs/datapath.md, "Behind NAT"): a NAT router in front of site N
+/// (Tools/lab/nat-site) maps the VM's private 192.0.2.70 1:1 to 203.0.113.60, as a public
+/// cloud does. matd keeps translating with the private address and publishes the public
+/// one, learned from the IMS (`public-address = auto`) or configured.
+@Suite(.serialized, .enabled(if: getuid() == 0 || ProcessInfo.processInfo.environment["CI"] != nil,
+                             "needs root for network namespaces (CI runs as root)"))
+struct NATLabTests {
+    let vm = Addr.node("vm"), cn = Addr.node("cn")
+
+    /// The lab with site N and mat-ims; matd on the CN (public) and on the VM with
+    /// `publicAddress` as its `public-address` line.
+    func natLab(publicAddress: String, vmBehindNAT: Bool) throws -> NATLab {
+        let lab = try NATLab()
+        do {
+            _ = try lab.lab.startIMS()
+            if vmBehindNAT { try lab.moveVM(host: 70) }
+            let config = try lab.lab.writeIMSConfig("vm")
+            let text = try String(contentsOfFile: config, encoding: .utf8)
+                .replacingOccurrences(of: "uplink = eth0\n", with: "uplink = eth0\npublic-address = \(publicAddress)\n")
+            try text.write(toFile: config, atomically: true, encoding: .utf8)
+            try lab.lab.startMatd("vm", config: config)
+            try lab.lab.startMatd("cn", config: try lab.lab.writeIMSConfig("cn"))
+            for node in ["vm", "cn"] where !lab.lab.waitForLog(node, "registered \(Addr.node(node).home4)") {
+                throw LabError("matd in \(node) did not register:\n\(lab.lab.matdLog(node))")
+            }
+        } catch {
+            lab.close()
+            throw error
+        }
+        return lab
+    }
+
+    /// A move from site A (public) into site N under a TCP flow: the VM asks the IMS which
+    /// address it sees, registers and announces 203.0.113.60, the CN challenges it there
+    /// (the NAT forwards), and every byte arrives. Both ends' views are checked.
+    @Test func aMoveIntoOneToOneNATUnderATCPFlow() throws {
+        let nat = try natLab(publicAddress: "auto", vmBehindNAT: false)
+        defer { nat.close() }
+        let lab = nat.lab
+        #expect(lab.waitForLog("vm", "the IMS sees 192.0.2.10 as 192.0.2.10 (no NAT)"), "\(lab.matdLog("vm"))")
+        let file = try lab.randomFile("payload", megabytes: 30)
+        let transfer = try PacedTransfer(lab, from: "vm", to: "cn", file: file, megabytesPerSecond: 10)
+        #expect(lab.waitForLog("vm", "mapping \(cn.home4)"), "\(lab.matdLog("vm"))")
+        sleep(1)
+        try nat.moveVM(host: 70)
+        try transfer.finish()
+        #expect(lab.waitForLog("vm", "the IMS sees 192.0.2.70 as 203.0.113.60"), "\(lab.matdLog("vm"))")
+        let status = try JSONDecoder().decode(StatusReport.self, from: Data(lab.matctl("vm", "status", "--json").utf8))
+        // IPv6 is routed, not translated: the IPv6 MoA is its own public address.
+        #expect(status.mobileAddresses == ["192.0.2.70", "2001:db8:d::70"], "\(status)")
+        #expect(status.publicAddresses == ["203.0.113.60", "2001:db8:d::70"], "\(status)")
+        #expect(try lab.matctl("vm", "status").contains("public addresses: 203.0.113.60, 2001:db8:d::70 (behind NAT)"))
+        #expect(lab.waitForLog("vm", "registered \(vm.home4) -> 203.0.113.60"), "\(lab.matdLog("vm"))")
+        #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.60*"), "\(lab.matdLog("cn"))")
+        #expect(try lab.matctl("vm", "peers").contains("\(cn.home4) -> \(cn.mobile4)*"))
+        // The CN took the public address once its challenge was answered through the NAT.
+        let counters = try lab.stats("cn")["signaling"] as? [String: Int] ?? [:]
+        #expect(counters["challenges_sent", default: 0] >= 1 && counters["bindings_adopted", default: 0] >= 1
+                && counters["challenges_unanswered", default: 0] == 0, "\(counters)")
+        let answered = try lab.stats("vm")["signaling"] as? [String: Int] ?? [:]
+        #expect(answered["challenges_answered", default: 0] >= 1, "\(answered)")
+        // Nothing ever went to the private address from outside.
+        #expect(!lab.matdLog("cn").contains("192.0.2.70"), "\(lab.matdLog("cn"))")
+    }
+
+    /// The CN's correspondent sits behind 1:1 NAT from the start, its public address
+    /// configured: first contact from the CN (its alert and its packets reach the VM
+    /// through the NAT), then the CN moves under a TCP flow towards the VM and the VM,
+    /// behind the NAT, follows.
+    @Test func aCorrespondentBehindOneToOneNAT() throws {
+        let nat = try natLab(publicAddress: "203.0.113.60", vmBehindNAT: true)
+        defer { nat.close() }
+        let lab = nat.lab
+        #expect(lab.waitForLog("vm", "registered \(vm.home4) -> 203.0.113.60"), "\(lab.matdLog("vm"))")
+        let file = try lab.randomFile("payload", megabytes: 5)
+        let exchange = try lab.tcpTransfer(listener: "vm", address: vm.home4, connector: "cn", sender: "cn", file: file)
+        #expect(exchange.listenerSawPeer == cn.home4)
+        #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.60*"), "\(lab.matdLog("cn"))")
+        let flow = try lab.randomFile("flow", megabytes: 20)
+        let transfer = try PacedTransfer(lab, from: "cn", to: "vm", file: flow, megabytesPerSecond: 8)
+        sleep(1)
+        try lab.exec("cn", "sh", "-c", """
+            ip -batch - <<EOF
+            addr del 192.0.2.130/25 dev eth0
+            addr add 192.0.2.140/25 dev eth0
+            route replace default via 192.0.2.129 dev eth0
+            EOF
+            """)
+        try transfer.finish()
+        #expect(try lab.matctl("vm", "peers").contains("\(cn.home4) -> 192.0.2.140*"), "\(lab.matdLog("vm"))")
+        #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.60*"))
+        let status = try JSONDecoder().decode(StatusReport.self, from: Data(lab.matctl("vm", "status", "--json").utf8))
+        // IPv6 is routed, not translated: the IPv6 MoA is its own public address.
+        #expect(status.mobileAddresses == ["192.0.2.70", "2001:db8:d::70"], "\(status)")
+        #expect(status.publicAddresses == ["203.0.113.60", "2001:db8:d::70"], "\(status)")
+    }
+}
+
+/// A lab with site N behind a NAT router (Tools/lab/nat-site); `close()` removes both.
+final class NATLab: @unchecked Sendable {
+    let lab: Lab
+    private var closed = false
+
+    init() throws {
+        lab = try Lab()
+        do {
+            try check([LabPaths.natSite, "up"], timeout: 60, environment: ["LAB": lab.name])
+        } catch {
+            close()
+            throw error
+        }
+    }
+
+    deinit { close() }
+
+    /// Moves the VM node into site N as 192.0.2.HOST (70 is the 1:1 NAT's; others are masqueraded).
+    func moveVM(host: Int) throws {
+        try check([LabPaths.natSite, "move-vm", "\(host)"], timeout: 30, environment: ["LAB": lab.name])
+    }
+
+    func close() {
+        guard !closed else { return }
+        closed = true
+        // matd first (the lab's close), then the NAT namespace, which Tools/testbed does not know.
+        lab.close()
+        _ = try? runCommand([LabPaths.natSite, "down"], timeout: 60, environment: ["LAB": lab.name])
+    }
+}
+
+extension LabPaths {
+    static var natSite: String { repositoryRoot.appendingPathComponent("Tools/lab/nat-site").path }
+}
