@@ -38,6 +38,8 @@ let package = Package(
         .target(name: "MATConfig"),
         // The one logging path: levels, journald priorities.
         .target(name: "MATLog"),
+        // Pure: the Prometheus text exposition writer matd and mat-ims share.
+        .target(name: "MATMetrics"),
 
         // Thin Linux layer: TUN with offloads, netlink through libnl-route and libmnl.
         .systemLibrary(name: "CNetlink", pkgConfig: "libnl-route-3.0",
@@ -45,10 +47,10 @@ let package = Package(
         .systemLibrary(name: "CMnl", pkgConfig: "libmnl", providers: [.apt(["libmnl-dev"])]),
         .systemLibrary(name: "CNftables", pkgConfig: "libnftables", providers: [.apt(["libnftables-dev"])]),
         .target(name: "CShim"),
-        .target(name: "MATLinux", dependencies: ["MATPacket", "CNetlink", "CMnl", "CNftables", "CShim"]),
+        .target(name: "MATLinux", dependencies: ["MATPacket", "MATLog", "CNetlink", "CMnl", "CNftables", "CShim"]),
 
         // The daemon's parts wired: configuration, engine, mobility state, control.
-        .target(name: "MATNode", dependencies: ["MATConfig", "MATLog", "MATPacket", "MATLinux", "MATDNS", "MATIMSClient", "MATSignaling"]),
+        .target(name: "MATNode", dependencies: ["MATConfig", "MATLog", "MATMetrics", "MATPacket", "MATLinux", "MATDNS", "MATIMSClient", "MATSignaling"]),
 
         .executableTarget(name: "matd", dependencies: [
             "MATNode", "MATConfig", "MATLog", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -61,7 +63,7 @@ let package = Package(
         .target(name: "MATIMSClient", dependencies: ["MATDNS", "MATPacket"]),
 
         // The mapping server: zone store, UPDATE policy, journal, transfers, DNS listeners.
-        .target(name: "MATIMS", dependencies: ["MATConfig", "MATDNS", "MATLog", "MATPacket"]),
+        .target(name: "MATIMS", dependencies: ["MATConfig", "MATDNS", "MATLog", "MATMetrics", "MATPacket"]),
         .executableTarget(name: "mat-ims", dependencies: [
             "MATIMS", "MATLinux", "MATConfig", "MATLog", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),

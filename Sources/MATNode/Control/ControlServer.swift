@@ -1,6 +1,7 @@
 import Foundation
 import MATLinux
 import MATLog
+import MATMetrics
 import MATPacket
 import Synchronization
 
@@ -13,15 +14,14 @@ import Synchronization
 /// for the engine's table) run on a worker thread each, so `status` is answered at once
 /// while they run. A hung-up client is an error on its own connection, never a SIGPIPE.
 ///
-/// The same thread serves the optional metrics endpoint (`metrics-listen`): plain HTTP,
-/// `GET /metrics` answered with the Prometheus exposition, one request per connection,
-/// under the same limits and deadlines.
+/// The optional metrics endpoint (`metrics-listen`) is MATLinux's `MetricsServer`, the one
+/// mat-ims serves too, on a thread of its own under the same limits and deadlines.
 public final class ControlServer: Sendable {
     /// Where the metrics endpoint listens, and what it answers.
     public struct MetricsEndpoint: Sendable {
         public var address: IPAddress
         public var port: UInt16
-        /// The exposition; runs on a worker thread.
+        /// The exposition; runs on the metrics thread.
         public var render: @Sendable () -> String
 
         public init(address: IPAddress, port: UInt16, render: @escaping @Sendable () -> String) {
@@ -48,6 +48,7 @@ public final class ControlServer: Sendable {
     }
 
     private let loop: ControlLoop
+    private let metricsServer: MetricsServer?
     private let path: String
 
     /// Listens at `path` (mode 0600), and for `metrics` on its TCP address, and starts
@@ -64,16 +65,20 @@ public final class ControlServer: Sendable {
                 throw SystemError("create directory \(directory) for the control socket", detail: "\(error)")
             }
         }
-        var metricsListener: MetricsListener?
         if let metrics {
-            let socket = try StreamSocket.listen(on: metrics.address, port: metrics.port)
-            socket.setNonBlocking()
-            metricsListener = MetricsListener(socket: socket)
+            var metricsLimits = MetricsServer.Limits()
+            metricsLimits.requestBytes = limits.requestBytes
+            metricsLimits.requestMilliseconds = limits.requestMilliseconds
+            metricsLimits.replyMilliseconds = limits.replyMilliseconds
+            metricsServer = try MetricsServer(address: metrics.address, port: metrics.port, limits: metricsLimits,
+                                              threadName: "matd-metrics", contentType: PrometheusWriter.contentType,
+                                              render: metrics.render)
+        } else {
+            metricsServer = nil
         }
         let listener = try StreamSocket.listen(at: path)
         listener.setNonBlocking()
-        loop = try ControlLoop(listener: listener, metricsListener: metricsListener, limits: limits,
-                               render: metrics?.render, handler: handler)
+        loop = try ControlLoop(listener: listener, limits: limits, handler: handler)
         self.path = path
         let thread = Thread { [loop] in loop.run() }
         thread.name = "matd-control"
@@ -82,28 +87,24 @@ public final class ControlServer: Sendable {
 
     /// Stops answering, closes every connection and removes the socket file.
     public func stop() {
+        metricsServer?.stop()
         loop.stop()
         unlink(path)
     }
 
-    /// What the control socket has seen, by metric name.
-    public var counters: [String: UInt64] { loop.counters.withLock { $0 } }
-}
-
-/// The metrics endpoint's listener (a class, so the optional can be borrowed).
-private final class MetricsListener {
-    let socket: StreamSocket
-    init(socket: consuming StreamSocket) { self.socket = socket }
+    /// What the control socket and the metrics endpoint have seen, by metric name (events
+    /// both count, such as `clients_timed_out`, added up).
+    public var counters: [String: UInt64] {
+        loop.counters.withLock { $0 }.merging(metricsServer?.counters ?? [:], uniquingKeysWith: +)
+    }
 }
 
 /// The control thread's state: the listener and the open connections. Touched only by
 /// that thread, except `finished`, `stopped` and `counters`.
 private final class ControlLoop: @unchecked Sendable {
     private let listener: StreamSocket
-    private let metricsListener: MetricsListener?
     private let limits: ControlServer.Limits
     private let handler: @Sendable (ControlRequest) -> ControlReply
-    private let render: (@Sendable () -> String)?
     private let wakeup: Wakeup
     private let stopped = Mutex(false)
     private let done = DispatchSemaphore(value: 0)
@@ -118,12 +119,10 @@ private final class ControlLoop: @unchecked Sendable {
     private var acceptPausedUntil: UInt64 = 0
     private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16_384, alignment: 8)
 
-    init(listener: consuming StreamSocket, metricsListener: MetricsListener?, limits: ControlServer.Limits,
-         render: (@Sendable () -> String)?, handler: @escaping @Sendable (ControlRequest) -> ControlReply) throws(SystemError) {
+    init(listener: consuming StreamSocket, limits: ControlServer.Limits,
+         handler: @escaping @Sendable (ControlRequest) -> ControlReply) throws(SystemError) {
         self.listener = listener
-        self.metricsListener = metricsListener
         self.limits = limits
-        self.render = render
         self.handler = handler
         wakeup = try Wakeup()
     }
@@ -148,8 +147,6 @@ private final class ControlLoop: @unchecked Sendable {
             let resting = now < acceptPausedUntil
             let accepting = connections.count < limits.connections && !resting
             descriptors.append(pollfd(fd: accepting ? listener.fileDescriptor : -1, events: Int16(POLLIN), revents: 0))
-            let metricsDescriptor = metricsListener?.socket.fileDescriptor ?? -1
-            descriptors.append(pollfd(fd: accepting ? metricsDescriptor : -1, events: Int16(POLLIN), revents: 0))
             for (identifier, connection) in connections {
                 guard let events = connection.pollEvents else { continue }
                 descriptors.append(pollfd(fd: connection.socket.fileDescriptor, events: events, revents: 0))
@@ -163,9 +160,8 @@ private final class ControlLoop: @unchecked Sendable {
                 wakeup.drain()
                 takeWorkerReplies()
             }
-            if descriptors[1].revents != 0 { acceptClients(listener, kind: .control) }
-            if descriptors[2].revents != 0, let metricsListener { acceptClients(metricsListener.socket, kind: .metrics) }
-            for (index, identifier) in order.enumerated() where descriptors[index + 3].revents != 0 {
+            if descriptors[1].revents != 0 { acceptClients() }
+            for (index, identifier) in order.enumerated() where descriptors[index + 2].revents != 0 {
                 guard let connection = connections[identifier] else { continue }
                 serve(connection, identifier: identifier)
             }
@@ -174,7 +170,7 @@ private final class ControlLoop: @unchecked Sendable {
         connections.removeAll()
     }
 
-    private func acceptClients(_ listener: borrowing StreamSocket, kind: ControlConnection.Kind) {
+    private func acceptClients() {
         while connections.count < limits.connections {
             let client: StreamSocket?
             do {
@@ -189,8 +185,8 @@ private final class ControlLoop: @unchecked Sendable {
             guard let client else { return }
             nextIdentifier += 1
             connections[nextIdentifier] = ControlConnection(
-                socket: client, kind: kind, deadline: MonotonicClock.milliseconds() + limits.requestMilliseconds)
-            count(kind == .control ? "connections" : "metrics_connections")
+                socket: client, deadline: MonotonicClock.milliseconds() + limits.requestMilliseconds)
+            count("connections")
         }
     }
 
@@ -200,10 +196,7 @@ private final class ControlLoop: @unchecked Sendable {
             case .readingRequest:
                 while let line = try connection.readRequest(buffer: buffer, limit: limits.requestBytes) {
                     guard case .complete(let bytes) = line else { continue }
-                    switch connection.kind {
-                    case .control: return answer(bytes, on: connection, identifier: identifier)
-                    case .metrics: return answerHTTP(bytes, on: connection, identifier: identifier)
-                    }
+                    return answer(bytes, on: connection, identifier: identifier)
                 }
             case .writingReply:
                 if try connection.writeReply() { connections[identifier] = nil }
@@ -213,13 +206,7 @@ private final class ControlLoop: @unchecked Sendable {
         } catch ControlConnection.Failure.tooLong {
             count("requests_too_long")
             let deadline = MonotonicClock.milliseconds() + limits.replyMilliseconds
-            switch connection.kind {
-            case .control:
-                connection.queue(ControlReply(error: "request longer than \(limits.requestBytes) bytes"), deadline: deadline)
-            case .metrics:
-                connection.queue(HTTPResponse.bytes(status: "431 Request Header Fields Too Large", body: "request too long\n"),
-                                 deadline: deadline)
-            }
+            connection.queue(ControlReply(error: "request longer than \(limits.requestBytes) bytes"), deadline: deadline)
         } catch {
             // The client hung up or reset: only its connection ends.
             count("clients_gone")
@@ -254,38 +241,6 @@ private final class ControlLoop: @unchecked Sendable {
                                     deadline: replyDeadline)
         }
         runOnWorker(connection, identifier: identifier) { [handler] in ControlConnection.encode(handler(request)) }
-    }
-
-    /// One HTTP request to the metrics endpoint: `GET /metrics` (or `HEAD`) is rendered on a
-    /// worker thread (it asks the engine for its table); anything else is answered at once.
-    private func answerHTTP(_ requestLine: [UInt8], on connection: ControlConnection, identifier: UInt64) {
-        let replyDeadline = MonotonicClock.milliseconds() + limits.replyMilliseconds
-        let parts = String(decoding: requestLine, as: UTF8.self).split(separator: " ")
-        guard parts.count == 3, parts[2].hasPrefix("HTTP/1."), let render else {
-            count("metrics_malformed")
-            return connection.queue(HTTPResponse.bytes(status: "400 Bad Request", body: "not an HTTP/1 request\n"),
-                                    deadline: replyDeadline)
-        }
-        guard parts[0] == "GET" || parts[0] == "HEAD" else {
-            return connection.queue(HTTPResponse.bytes(status: "405 Method Not Allowed", body: "GET /metrics\n"),
-                                    deadline: replyDeadline)
-        }
-        guard parts[1].split(separator: "?", maxSplits: 1).first == "/metrics" else {
-            count("metrics_not_found")
-            return connection.queue(HTTPResponse.bytes(status: "404 Not Found", body: "GET /metrics\n"),
-                                    deadline: replyDeadline)
-        }
-        guard busyWorkers < limits.workers else {
-            count("requests_busy")
-            return connection.queue(HTTPResponse.bytes(status: "503 Service Unavailable", body: "busy\n"),
-                                    deadline: replyDeadline)
-        }
-        count("metrics_requests")
-        let head = parts[0] == "HEAD"
-        runOnWorker(connection, identifier: identifier) {
-            HTTPResponse.bytes(status: "200 OK", body: render(), contentType: PrometheusExposition.contentType,
-                               omitBody: head)
-        }
     }
 
     private func runOnWorker(_ connection: ControlConnection, identifier: UInt64,
@@ -335,25 +290,21 @@ private final class ControlLoop: @unchecked Sendable {
     }
 }
 
-/// One client of the control socket or the metrics endpoint: the request it is sending,
-/// then the reply it reads.
+/// One client of the control socket: the request line it is sending, then the reply it reads.
 private final class ControlConnection {
-    enum Kind { case control, metrics }
     enum State { case readingRequest, waitingForWorker, writingReply }
     enum Line { case complete([UInt8]), partial }
     enum Failure: Error { case tooLong, closed }
 
     let socket: StreamSocket
-    let kind: Kind
     var state = State.readingRequest
     var deadline: UInt64
     private var input: [UInt8] = []
     private var output: [UInt8] = []
     private var written = 0
 
-    init(socket: consuming StreamSocket, kind: Kind, deadline: UInt64) {
+    init(socket: consuming StreamSocket, deadline: UInt64) {
         self.socket = socket
-        self.kind = kind
         self.deadline = deadline
     }
 
@@ -368,21 +319,14 @@ private final class ControlConnection {
 
     /// Reads what is waiting; returns the request line once it is complete, `.partial`
     /// when more is to come, nil when nothing more is waiting now. A client that closes
-    /// its end after the request without a newline has sent its line all the same. An
-    /// HTTP request is complete at the blank line after its headers (all read, so closing
-    /// after the reply sends a FIN, not a reset); its request line is returned.
+    /// its end after the request without a newline has sent its line all the same.
     func readRequest(buffer: UnsafeMutableRawBufferPointer, limit: Int) throws -> Line? {
         guard let count = try socket.receive(into: buffer) else { return nil }
         if count == 0 {
             guard !input.isEmpty else { throw Failure.closed }
-            return .complete(kind == .metrics ? Self.firstLine(of: input) : input)
+            return .complete(input)
         }
         let received = UnsafeRawBufferPointer(rebasing: buffer[0..<count])
-        if kind == .metrics {
-            guard input.count + count <= limit else { throw Failure.tooLong }
-            input.append(contentsOf: received)
-            return Self.endsHeaders(input) ? .complete(Self.firstLine(of: input)) : .partial
-        }
         if let newline = received.firstIndex(of: UInt8(ascii: "\n")) {
             guard input.count + newline <= limit else { throw Failure.tooLong }
             input.append(contentsOf: received[0..<newline])
@@ -408,18 +352,6 @@ private final class ControlConnection {
         }
         bytes.append(UInt8(ascii: "\n"))
         return bytes
-    }
-
-    private static func endsHeaders(_ input: [UInt8]) -> Bool {
-        let crlf: [UInt8] = [13, 10, 13, 10], lf: [UInt8] = [10, 10]
-        return input.indices.contains { index in
-            input[index...].starts(with: crlf) || input[index...].starts(with: lf)
-        }
-    }
-
-    private static func firstLine(of input: [UInt8]) -> [UInt8] {
-        let end = input.firstIndex(of: UInt8(ascii: "\n")) ?? input.endIndex
-        return Array(input[..<end].filter { $0 != 13 })
     }
 
     /// Queues bytes ready to send and switches to writing them.
@@ -472,16 +404,5 @@ extension JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return encoder
-    }
-}
-
-/// The few HTTP/1.1 responses the metrics endpoint sends; each closes the connection.
-enum HTTPResponse {
-    static func bytes(status: String, body: String, contentType: String = "text/plain; charset=utf-8",
-                      omitBody: Bool = false) -> [UInt8] {
-        let payload = Array(body.utf8)
-        let head = "HTTP/1.1 \(status)\r\nContent-Type: \(contentType)\r\nContent-Length: \(payload.count)\r\n"
-            + "Connection: close\r\n\r\n"
-        return Array(head.utf8) + (omitBody ? [] : payload)
     }
 }

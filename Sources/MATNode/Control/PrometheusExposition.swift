@@ -1,11 +1,10 @@
+import MATMetrics
+
 /// matd's counters in the Prometheus text exposition format (version 0.0.4), for
 /// `matctl stats --prometheus` (node_exporter's textfile collector) and `metrics-listen`.
 /// Names follow Prometheus's conventions: a `matd_` prefix, `_total` on counters, seconds
 /// and bytes as units; docs/operations.md lists them.
 public enum PrometheusExposition {
-    /// The Content-Type of the text format.
-    public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
-
     /// The exposition of `stats`, with one series per peer in `peers` for the per-peer
     /// gauges (address, alert state, last acknowledgement, round trip).
     public static func render(stats: StatsReport, peers: [PeerReport], status: StatusReport? = nil) -> String {
@@ -33,13 +32,13 @@ public enum PrometheusExposition {
                        .counter, signaling.sorted { $0.key < $1.key }.map { (["event": $0.key], .integer($0.value)) })
         }
         if let histogram = stats.alertAcknowledged {
-            out.histogram("matd_alert_acknowledged_seconds",
-                          "From the first send of an alert to the peer's acknowledgement (one sample per peer and move).",
-                          histogram)
+            out.histograms("matd_alert_acknowledged_seconds",
+                           "From the first send of an alert to the peer's acknowledgement (one sample per peer and move).",
+                           [([:], histogram.prometheus)])
         }
         if let requests = stats.imsRequests {
             out.histograms("matd_ims_request_seconds", "IMS registrations and lookups, to the answer or the last timeout.",
-                           label: "kind", requests.sorted { $0.key < $1.key })
+                           requests.sorted { $0.key < $1.key }.map { (["kind": $0.key], $0.value.prometheus) })
         }
         if let ims = stats.ims {
             out.family("matd_ims_client_events_total", "IMS client: queries, registrations and failures, by event.",
@@ -68,74 +67,10 @@ public enum PrometheusExposition {
     }
 }
 
-/// Writes metric families: HELP and TYPE lines, then the samples with escaped labels.
-struct PrometheusWriter {
-    enum Kind: String { case counter, gauge, histogram }
-    enum Value {
-        case integer(UInt64)
-        case real(Double)
-
-        var text: String {
-            switch self {
-            case .integer(let value): String(value)
-            case .real(let value): value.isFinite ? String(value) : (value.isNaN ? "NaN" : (value > 0 ? "+Inf" : "-Inf"))
-            }
-        }
-    }
-
-    private(set) var text = ""
-
-    /// One family; written even without samples, so scrapers always see its HELP and TYPE.
-    mutating func family(_ name: String, _ help: String, _ kind: Kind, _ samples: [([String: String], Value)]) {
-        header(name, help, kind)
-        for (labels, value) in samples { sample(name, labels, value) }
-    }
-
-    mutating func histogram(_ name: String, _ help: String, _ histogram: DurationHistogram) {
-        header(name, help, .histogram)
-        samples(of: histogram, name, [:])
-    }
-
-    /// One histogram family with a series per value of `label`.
-    mutating func histograms(_ name: String, _ help: String, label: String, _ series: [(String, DurationHistogram)]) {
-        header(name, help, .histogram)
-        for (value, histogram) in series { samples(of: histogram, name, [label: value]) }
-    }
-
-    private mutating func samples(of histogram: DurationHistogram, _ name: String, _ labels: [String: String]) {
-        let bounds = DurationHistogram.boundsMilliseconds.map { String(Double($0) / 1_000) } + ["+Inf"]
-        for (bound, count) in zip(bounds, histogram.cumulative) {
-            sample(name + "_bucket", labels.merging(["le": bound]) { $1 }, .integer(count))
-        }
-        sample(name + "_sum", labels, .real(Double(histogram.sumMilliseconds) / 1_000))
-        sample(name + "_count", labels, .integer(histogram.count))
-    }
-
-    private mutating func header(_ name: String, _ help: String, _ kind: Kind) {
-        text += "# HELP \(name) \(Self.escape(help, quotes: false))\n# TYPE \(name) \(kind.rawValue)\n"
-    }
-
-    private mutating func sample(_ name: String, _ labels: [String: String], _ value: Value) {
-        text += name
-        if !labels.isEmpty {
-            text += "{" + labels.sorted { $0.key < $1.key }.map { "\($0.key)=\"\(Self.escape($0.value))\"" }
-                .joined(separator: ",") + "}"
-        }
-        text += " \(value.text)\n"
-    }
-
-    /// Text escaped as the format wants: backslash and newline always, the double quote in
-    /// label values (`quotes`) but not in HELP text.
-    static func escape(_ value: String, quotes: Bool = true) -> String {
-        var out = ""
-        for character in value {
-            switch character {
-            case "\\": out += "\\\\"
-            case "\"" where quotes: out += "\\\""
-            case "\n": out += "\\n"
-            default: out.append(character)
-            }
-        }
-        return out
+extension DurationHistogram {
+    /// The histogram as the writer takes it: bounds in seconds, cumulative counts.
+    var prometheus: PrometheusWriter.Histogram {
+        PrometheusWriter.Histogram(boundsSeconds: Self.boundsMilliseconds.map { Double($0) / 1_000 }, cumulative: cumulative,
+                                   sumSeconds: Double(sumMilliseconds) / 1_000, count: count)
     }
 }
