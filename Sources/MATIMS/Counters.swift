@@ -41,6 +41,7 @@ public enum IMSCounter: Int, CaseIterable, Sendable, CustomStringConvertible {
     case rrlSlipped
     case rrlTSIGExempt
     case journalCompactions
+    case mappingsExpired
 
     /// The name shown in logs and the `counters.ims.` CH TXT answer.
     public var description: String {
@@ -85,6 +86,7 @@ public enum IMSCounter: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .rrlSlipped: "rrl-slipped"
         case .rrlTSIGExempt: "rrl-tsig-exempt"
         case .journalCompactions: "journal-compactions"
+        case .mappingsExpired: "mappings-expired"
         }
     }
 }

@@ -134,6 +134,7 @@ extension IMSCore {
                 } else {
                     counters.add(.updatesAccepted)
                     state.zones[zone].history.append(diff)
+                    state.expiry[zone]?.track(diff, store: state.zones[zone].store, now: monotonic())
                 }
             }
             if failed {
@@ -155,5 +156,65 @@ extension IMSCore {
             }
             changed.append((zone, state.zones[zone].store.serial))
         }
+    }
+}
+
+/// Registration lifetimes: mappings no newer registration renewed in time are removed.
+extension IMSCore {
+    /// Removes every mapping whose registration lifetime has passed (``MappingExpiry``):
+    /// its MoAs and its PTRs, as one journaled change per mapping, with NOTIFY as for an
+    /// update. The server calls it every second; returns how many mappings expired. A
+    /// journal that fails leaves them in place, to be tried again at the next call.
+    @discardableResult
+    public func expireMappings() -> Int {
+        let now = monotonic()
+        var changed: [(Int, UInt32)] = []
+        var expired: [DNSName] = []
+        state.withLock { state in
+            for zone in state.zones.indices {
+                guard var expiry = state.expiry[zone] else { continue }
+                let due = expiry.due(at: now)
+                guard !due.isEmpty else { continue }
+                var diffs: [ZoneDiff] = []
+                var names: [DNSName] = []
+                for name in due {
+                    let operations = expiry.expire(name, in: state.zones[zone].store)
+                    guard let diff = state.zones[zone].store.apply(operations) else { continue }
+                    if let journal = state.zones[zone].journal, !journal.stage(diff, signer: nil) {
+                        state.zones[zone].store.revert(diff)
+                        Log.write(.error, "mat-ims: expiring \(name): the change does not encode; kept")
+                        continue
+                    }
+                    diffs.append(diff)
+                    names.append(name)
+                }
+                if let journal = state.zones[zone].journal, !diffs.isEmpty {
+                    do {
+                        try journal.commit()
+                    } catch {
+                        for diff in diffs.reversed() { state.zones[zone].store.revert(diff) }
+                        state.counters.add(.updatesFailedJournal, diffs.count)
+                        Log.write(.error, "mat-ims: expiring \(names.count) mapping(s) failed, retried in a second: \(error)")
+                        continue
+                    }
+                }
+                state.expiry[zone] = expiry
+                guard !diffs.isEmpty else { continue }
+                generation.add(1, ordering: .acquiringAndReleasing)
+                state.zones[zone].history += diffs
+                let limit = zoneConfigs[zone].ixfrHistory
+                if state.zones[zone].history.count > limit {
+                    state.zones[zone].history.removeFirst(state.zones[zone].history.count - limit)
+                }
+                state.counters.add(.mappingsExpired, diffs.count)
+                changed.append((zone, state.zones[zone].store.serial))
+                expired += names
+            }
+        }
+        for name in expired { Log.write(.info, "mat-ims: \(name) expired: no registration within its lifetime") }
+        if !changed.isEmpty, let handler = changeHandler.withLock({ $0 }) {
+            for (zone, serial) in changed { handler(zone, serial) }
+        }
+        return expired.count
     }
 }

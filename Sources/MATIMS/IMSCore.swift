@@ -63,6 +63,8 @@ public final class IMSCore: Sendable {
         var zones: [ZoneRuntime]
         var replay: ReplayGuard
         var counters: IMSCounters
+        /// Per zone, the registration lifetimes (nil for a zone too long for `hoa.`).
+        var expiry: [MappingExpiry?] = []
     }
 
     /// Wall-clock seconds, for TSIG.
@@ -103,7 +105,13 @@ public final class IMSCore: Sendable {
             }
             zones.append(runtime)
         }
-        state = Mutex(CoreState(zones: zones, replay: replay, counters: IMSCounters()))
+        let start = monotonic()
+        let expiry = zip(configuration.zones, zones).map { zone, runtime -> MappingExpiry? in
+            guard var expiry = try? MappingExpiry(zone: zone.name) else { return nil }
+            expiry.track(runtime.store, now: start)
+            return expiry
+        }
+        state = Mutex(CoreState(zones: zones, replay: replay, counters: IMSCounters(), expiry: expiry))
     }
 
     /// Takes `keys` in place of the configured ones, for requests read from now on: a

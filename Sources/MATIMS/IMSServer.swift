@@ -101,7 +101,7 @@ public final class IMSServer: Sendable {
         throw lastError
     }
 
-    /// Starts the listener and NOTIFY threads.
+    /// Starts the listener, expiry and NOTIFY threads.
     public func start() throws(IMSServerError) {
         var started: [IMSThread] = []
         for fd in udpSockets {
@@ -116,6 +116,13 @@ public final class IMSServer: Sendable {
             }
             started.append(thread)
         }
+        // Registration lifetimes: a second's delay past one costs nothing.
+        guard let expiry = IMSThread.start({ [self, stopRead] in
+            while !Sockets.waitReadable([stopRead], timeout: 1_000)[0] { core.expireMappings() }
+        }) else {
+            throw IMSServerError("cannot start a thread")
+        }
+        started.append(expiry)
         if let notifier {
             core.onZoneChange { zone, serial in notifier.zoneChanged(zone, serial: serial) }
             guard let thread = IMSThread.start({ [stopRead] in notifier.run(stop: stopRead) }) else {

@@ -31,7 +31,8 @@ extension IMSClient {
         if let publicKey, !MappingNames.isValidPublicKey(publicKey) { throw .invalidPublicKey(publicKey) }
         let wanted = RegistrationBuilder.unique(moas)
         let previous = previouslyPublished(hoa)
-        let builder = RegistrationBuilder(names: configuration.names, ttl: configuration.recordTTL)
+        let builder = RegistrationBuilder(names: configuration.names, ttl: configuration.recordTTL,
+                                          lifetime: configuration.registrationLifetime)
         let signed: TSIGSignedMessage
         do {
             signed = try builder.signedUpdate(id: UInt16.random(in: .min ... .max), hoa: hoa, moas: wanted,

@@ -176,7 +176,8 @@ public final class IMSClient: Sendable {
         let version = versions.records.lazy.compactMap { MappingNames.version(from: $0.data) }.first
         let ttl = (addresses.records + versions.records).map(\.ttl).min() ?? 0
         return PeerMappingAnswer(hoa: hoa, moas: moas, sequence: version?.sequence, ttl: ttl, fetchedAt: now,
-                                 source: .ims(addresses.server), publicKey: version?.publicKey)
+                                 source: .ims(addresses.server), publicKey: version?.publicKey,
+                                 lifetime: version?.lifetime)
     }
 
     struct RRsetAnswer {

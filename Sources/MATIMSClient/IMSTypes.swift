@@ -30,6 +30,9 @@ public struct IMSClientConfiguration: Sendable {
     public var keys: [TSIGKey]
     /// TTL of the records this node publishes.
     public var recordTTL: UInt32
+    /// The lifetime each registration publishes (`"life=<seconds>"`): mat-ims removes the
+    /// MoAs once it passes without a newer registration. Nil publishes none.
+    public var registrationLifetime: UInt32?
     /// How long past its TTL a mapping may still be served while the IMS is unreachable;
     /// nil: for as long as the IMS stays unreachable.
     public var maxStaleness: UInt64?
@@ -46,8 +49,9 @@ public struct IMSClientConfiguration: Sendable {
     public init(names: MappingNames, servers: [DNSServerAddress], key: TSIGKey? = nil, keys: [TSIGKey] = [],
                 recordTTL: UInt32 = RegistrationBuilder.defaultTTL, maxStaleness: UInt64? = nil,
                 cacheCapacity: Int = 4096, confirmationAttempts: Int = 3,
-                confirmationDelayMilliseconds: Int = 200) {
+                confirmationDelayMilliseconds: Int = 200, registrationLifetime: UInt32? = nil) {
         self.names = names
+        self.registrationLifetime = registrationLifetime
         self.servers = servers
         self.keys = (key.map { [$0] } ?? []) + keys
         self.recordTTL = recordTTL
@@ -100,6 +104,9 @@ public struct PeerMappingAnswer: Hashable, Sendable, CustomStringConvertible {
     /// as published (standard base64 of 32 octets); nil if the TXT has none, or none that
     /// is valid. Signed mobility alerts from this HoA verify with it.
     public var publicKey: String?
+    /// The registration's lifetime from the `"life=<seconds>"` string of the same TXT; nil
+    /// if it publishes none.
+    public var lifetime: UInt32?
     /// The smallest TTL among the records read, as published.
     public var ttl: UInt32
     /// Clock reading when the answer was fetched from the IMS.
@@ -109,8 +116,9 @@ public struct PeerMappingAnswer: Hashable, Sendable, CustomStringConvertible {
 
     /// Creates an answer.
     public init(hoa: IPAddress, moas: [IPAddress], sequence: UInt64?, ttl: UInt32, fetchedAt: UInt64,
-                source: AnswerSource, publicKey: String? = nil) {
+                source: AnswerSource, publicKey: String? = nil, lifetime: UInt32? = nil) {
         self.hoa = hoa
+        self.lifetime = lifetime
         self.moas = moas
         self.sequence = sequence
         self.publicKey = publicKey

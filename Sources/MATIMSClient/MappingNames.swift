@@ -83,10 +83,15 @@ public struct MappingNames: Hashable, Sendable {
 
     /// The version TXT for a sequence number: `"v=1" "seq=<n>"`, followed by
     /// `"key=<base64>"` when the node publishes its Ed25519 public key (standard base64
-    /// of the 32-octet key, see ``isValidPublicKey(_:)``). The key is written as given.
-    public static func versionRecord(sequence: UInt64, publicKey: String? = nil) -> DNSRecordData {
+    /// of the 32-octet key, see ``isValidPublicKey(_:)``) and `"life=<seconds>"` when the
+    /// registration has a lifetime (mat-ims removes the MoAs once it has passed without a
+    /// newer registration; readers of any server drop a mapping whose sequence has not
+    /// moved for that long). The key is written as given.
+    public static func versionRecord(sequence: UInt64, publicKey: String? = nil,
+                                     lifetime: UInt32? = nil) -> DNSRecordData {
         var strings = ["v=1", "seq=\(sequence)"]
         if let publicKey { strings.append("key=\(publicKey)") }
+        if let lifetime { strings.append("life=\(lifetime)") }
         return .txt(strings: strings)
     }
 
@@ -106,13 +111,16 @@ public struct MappingNames: Hashable, Sendable {
     /// `v=1` and one well-formed `seq=`. The public key is the text after `key=` when there
     /// is exactly one `key=` string and it is a valid key (``isValidPublicKey(_:)``);
     /// otherwise it is nil and the rest of the record still counts, as for any string a
-    /// reader does not understand. Unknown strings are ignored.
+    /// reader does not understand. The lifetime is the number after `life=` when there is
+    /// exactly one, in 1...2^32-1 without leading zeros; otherwise nil (no lifetime).
+    /// Unknown strings are ignored.
     public static func version(from data: DNSRecordData) -> MappingVersion? {
         guard case .txt(let strings) = data else { return nil }
         var version = 0
         var sequence: UInt64?
         var sequences = 0
         var keys: [String] = []
+        var lifetimes: [Substring] = []
         for string in strings {
             let text = String(decoding: string, as: UTF8.self)
             if text == "v=1" {
@@ -124,12 +132,22 @@ public struct MappingNames: Hashable, Sendable {
                 sequence = UInt64(digits)
             } else if text.hasPrefix("key=") {
                 keys.append(String(text.dropFirst(4)))
+            } else if text.hasPrefix("life=") {
+                lifetimes.append(text.dropFirst(5))
             }
         }
         guard version == 1, sequences == 1, let sequence else { return nil }
         // Two keys are ambiguous: believe neither.
         let publicKey = keys.count == 1 && isValidPublicKey(keys[0]) ? keys[0] : nil
-        return MappingVersion(sequence: sequence, publicKey: publicKey)
+        return MappingVersion(sequence: sequence, publicKey: publicKey,
+                              lifetime: lifetimes.count == 1 ? lifetime(lifetimes[0]) : nil)
+    }
+
+    /// Decimal seconds, 1...2^32-1, in the one spelling `versionRecord` writes.
+    private static func lifetime(_ digits: Substring) -> UInt32? {
+        guard let first = digits.utf8.first, first != UInt8(ascii: "0"), digits.utf8.count <= 10,
+              digits.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
+        return UInt32(digits)
     }
 
     /// Whether `text` is an Ed25519 public key as the version TXT carries it: standard
@@ -219,17 +237,21 @@ public struct MappingNames: Hashable, Sendable {
     }
 }
 
-/// The fields of a node's version TXT (`"v=1" "seq=<n>" ["key=<base64>"]`).
+/// The fields of a node's version TXT (`"v=1" "seq=<n>" ["key=<base64>"] ["life=<seconds>"]`).
 public struct MappingVersion: Hashable, Sendable {
     /// The mapping sequence number.
     public var sequence: UInt64
     /// The node's Ed25519 public key, standard base64 of 32 octets; nil if the record
     /// carries none or none that is valid.
     public var publicKey: String?
+    /// How long the registration holds without a newer one, seconds; nil: for ever (a
+    /// writer that publishes no lifetime, such as a hand-made nsupdate).
+    public var lifetime: UInt32?
 
     /// Creates the fields.
-    public init(sequence: UInt64, publicKey: String? = nil) {
+    public init(sequence: UInt64, publicKey: String? = nil, lifetime: UInt32? = nil) {
         self.sequence = sequence
         self.publicKey = publicKey
+        self.lifetime = lifetime
     }
 }

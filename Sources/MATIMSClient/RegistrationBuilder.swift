@@ -6,7 +6,8 @@ import MATPacket
 /// The message, applied atomically by the server, does in order:
 /// 1. delete the A, AAAA and TXT RRsets at the HoA name;
 /// 2. add one A/AAAA per new MoA and the TXT `"v=1" "seq=<n>"` (with `"key=<base64>"`
-///    when the node publishes its Ed25519 public key);
+///    when the node publishes its Ed25519 public key, and `"life=<seconds>"` when the
+///    registration has a lifetime);
 /// 3. for each new MoA, replace the PTR RRset at its MoA name with a PTR to the HoA name
 ///    (the MoA is this node's now, whoever held it before);
 /// 4. for each MoA the node no longer has, delete only the PTR that points to this HoA,
@@ -21,14 +22,18 @@ public struct RegistrationBuilder: Hashable, Sendable {
     public var names: MappingNames
     /// TTL of the published records; short, so peers re-query soon after a move.
     public var ttl: UInt32
+    /// The registration's lifetime, published as `"life=<seconds>"` in the TXT; nil
+    /// publishes none (the mapping then never expires).
+    public var lifetime: UInt32?
 
     /// The default TTL of mapping records, in seconds.
     public static let defaultTTL: UInt32 = 10
 
     /// Creates a builder for a zone layout.
-    public init(names: MappingNames, ttl: UInt32 = RegistrationBuilder.defaultTTL) {
+    public init(names: MappingNames, ttl: UInt32 = RegistrationBuilder.defaultTTL, lifetime: UInt32? = nil) {
         self.names = names
         self.ttl = ttl
+        self.lifetime = lifetime
     }
 
     /// The UPDATE replacing `hoa`'s mapping with `moas` at `sequence`. `publicKey`, the
@@ -48,7 +53,8 @@ public struct RegistrationBuilder: Hashable, Sendable {
         for moa in current {
             builder.add(owner, ttl: ttl, MappingNames.addressRecord(moa))
         }
-        builder.add(owner, ttl: ttl, MappingNames.versionRecord(sequence: sequence, publicKey: publicKey))
+        builder.add(owner, ttl: ttl, MappingNames.versionRecord(sequence: sequence, publicKey: publicKey,
+                                                                        lifetime: lifetime))
         for moa in current {
             let reverse = names.moaName(for: moa)
             builder.deleteRRset(reverse, type: .ptr)

@@ -70,6 +70,20 @@ struct MappingNamesTests {
         #expect(MappingNames.sequence(from: .txt(strings: ["seq=9", "k=abc", "v=1"])) == 9)
     }
 
+    /// `life=` carries the registration's lifetime; a reader that cannot make sense of it
+    /// takes the mapping without one, as for any string it does not understand.
+    @Test func versionTXTWithLifetime() {
+        let record = MappingNames.versionRecord(sequence: 42, publicKey: Fixture.publicKeyA, lifetime: 300)
+        #expect(record == .txt(strings: ["v=1", "seq=42", "key=\(Fixture.publicKeyA)", "life=300"]))
+        #expect(MappingNames.version(from: record)
+                    == MappingVersion(sequence: 42, publicKey: Fixture.publicKeyA, lifetime: 300))
+        #expect(MappingNames.version(from: .txt(strings: ["life=4294967295", "seq=1", "v=1"]))?.lifetime == UInt32.max)
+        for bad in [["life=0"], ["life=030"], ["life="], ["life=4294967296"], ["life=1x"], ["life=5", "life=5"]] {
+            let version = MappingNames.version(from: .txt(strings: ["v=1", "seq=1"] + bad))
+            #expect(version == MappingVersion(sequence: 1), "\(bad)")
+        }
+    }
+
     @Test func versionTXTWithPublicKey() {
         let record = MappingNames.versionRecord(sequence: 42, publicKey: Fixture.publicKeyA)
         #expect(record == .txt(strings: ["v=1", "seq=42", "key=\(Fixture.publicKeyA)"]))

@@ -99,6 +99,14 @@ struct RegistrationBuilderTests {
         ])
     }
 
+    @Test func theLifetimeGoesIntoTheVersionTXT() throws {
+        let withLifetime = RegistrationBuilder(names: builder.names, ttl: 10, lifetime: 120)
+        let message = withLifetime.update(id: 1, hoa: Fixture.hoaA, moas: [ip("192.0.2.10")], sequence: 7)
+        let operations = try DNSUpdateRequest(message).operations
+        let txt = DNSResourceRecord(name: owner, ttl: 10, data: .txt(strings: ["v=1", "seq=7", "life=120"]))
+        #expect(operations.filter { if case .add(let rr) = $0 { rr.type == .txt } else { false } } == [.add(txt)])
+    }
+
     @Test func publicKeyGoesIntoTheVersionTXT() throws {
         let message = builder.update(id: 0x4D41, hoa: Fixture.hoaA, moas: [ip("192.0.2.10"), ip("192.0.2.11")],
                                      sequence: 7, publicKey: Fixture.publicKeyA, previousMoAs: [ip("192.0.2.9")])

@@ -143,7 +143,8 @@ extension MappingService {
         let keys = try NodeKeys.load(ims, homeAddresses: config.homeAddresses)
         let client = IMSClient(
             configuration: IMSClientConfiguration(names: try MappingNames(zone: ims.zone), servers: ims.servers,
-                                                  keys: keys, recordTTL: ims.recordTTL),
+                                                  keys: keys, recordTTL: ims.recordTTL,
+                                                  registrationLifetime: UInt32(clamping: ims.lifetime)),
             log: { level, message in log(LogLevel(name: level.rawValue) ?? .info, "matd: ims \(level.rawValue): \(message)") })
         var schedules: [AddressFamily: RegistrationSchedule] = [:]
         if !keys.isEmpty {

@@ -54,6 +54,8 @@ public final class MappingService: @unchecked Sendable {
     var publicState = PublicAddressState()
     /// `publicState.announced` as of the last change, for the control thread.
     let publishedAnnounced = Mutex(NodeAddresses())
+    /// Registration lifetimes of learned mappings (``MappingLifetimes``).
+    var lifetimes = MappingLifetimes()
     /// When the key of an unknown sender was last looked up in the IMS (milliseconds).
     var keyLookups: [IPAddress: UInt64] = [:]
     let requests = Mutex<[RebindRequest]>([])
@@ -258,6 +260,7 @@ public final class MappingService: @unchecked Sendable {
     /// answers from the cache (stale, logged and counted by the client), so the engine
     /// keeps the mapping it has.
     private func refreshLearned(now: UInt64) {
+        checkLapsedMappings(now: now)
         for (hoa, entry) in learned where entry.expiresAt <= now {
             // Not asked again before the answer; the answer sets the next expiry.
             learned[hoa]?.expiresAt = now + 60_000
@@ -291,6 +294,7 @@ public final class MappingService: @unchecked Sendable {
     /// Uses a lookup's answer as its purpose says. Returns whether a mapping's MoAs changed.
     private func lookedUp(_ hoa: IPAddress, purpose: IMSWorker.Purpose,
                           _ result: Result<PeerMappingAnswer, IMSClientError>, now: UInt64) -> Bool {
+        if purpose != .key, case .success(let answer) = result, !admitLifetime(of: answer, now: now) { return true }
         switch (purpose, result) {
         case (.firstPacket, .success(let answer)):
             guard learned[hoa] == nil, let moa = answer.moas.first else { return install(answer, now: now) }
@@ -301,6 +305,10 @@ public final class MappingService: @unchecked Sendable {
             let changed = install(answer, now: now)
             if !signaling.announce(to: hoa, at: moa, now: now) { engine.send(.release(hoa)) }
             return changed
+        case (.refresh, .success(let answer)) where answer.moas.isEmpty:
+            // Deregistered, or expired by the IMS: the TXT stays, the MoAs went.
+            forget(hoa)
+            return true
         case (.refresh, .success(let answer)):
             return install(answer, now: now)
         case (.refresh, .failure(.noMapping)):
@@ -363,6 +371,7 @@ public final class MappingService: @unchecked Sendable {
     /// engine table keeps the highest sequence, so the mapping goes in after a removal).
     private func keyReplaced(_ hoa: IPAddress, by text: String) {
         signaling.forgetReplay(hoa)
+        lifetimes.forget(hoa)
         if learned.removeValue(forKey: hoa) != nil {
             provisional[hoa] = nil
             engine.send(.removeMapping(hoa))

@@ -275,6 +275,7 @@ extension MappingService: SignalingHost {
     func adopt(hoa: IPAddress, moas: [IPAddress], lifetime: UInt32, sequence: UInt64) {
         if provisional[hoa]?.sequence == sequence { provisional[hoa] = nil }
         for moa in moas { engine.send(.endLimit(moa)) }
+        lifetimes.renewed(hoa, sequence: sequence, lifetime: lifetime, now: Self.milliseconds())
         // Looked up in the IMS again after its TTL, as a learned mapping is.
         let refresh = UInt64(min(lifetime, config.ims?.recordTTL ?? lifetime))
         let changed = install(PeerMapping(hoa: hoa, ranked: moas, flags: [.confirmed, .reachable], sequence: sequence),

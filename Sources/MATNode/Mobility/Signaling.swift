@@ -355,6 +355,12 @@ final class Signaling {
         publish()
     }
 
+    /// The service dropped a mapping whose registration lifetime passed.
+    func countMappingLapsed() {
+        count { $0.mappingsLapsed += 1 }
+        publish()
+    }
+
     /// The IMS answered with `hoa`'s key: the message that waited for it is handled now.
     func keyArrived(for hoa: IPAddress, now: UInt64) {
         guard let waiting = waitingForKey.removeValue(forKey: hoa) else { return }

@@ -10,6 +10,8 @@ public struct SignalingCounters: Sendable, Equatable {
     public var updatesUnanswered: UInt64 = 0
     /// Learned peers whose mapping was dropped because they stopped answering.
     public var peersDropped: UInt64 = 0
+    /// Learned mappings dropped because their registration was not renewed within its lifetime.
+    public var mappingsLapsed: UInt64 = 0
     /// Peers looked up in the IMS again because their acknowledgement was late.
     public var peersLookedUpAgain: UInt64 = 0
     /// Verified binding updates from peers.
@@ -54,7 +56,8 @@ public struct SignalingCounters: Sendable, Equatable {
         [("updates_sent", updatesSent), ("updates_retransmitted", updatesRetransmitted),
          ("acks_received", acksReceived), ("updates_unanswered", updatesUnanswered),
          ("peers_looked_up_again", peersLookedUpAgain),
-         ("peers_dropped", peersDropped), ("updates_received", updatesReceived),
+         ("peers_dropped", peersDropped), ("mappings_lapsed", mappingsLapsed),
+         ("updates_received", updatesReceived),
          ("challenges_sent", challengesSent), ("challenges_answered", challengesAnswered),
          ("challenges_unanswered", challengesUnanswered),
          ("bindings_adopted", bindingsAdopted), ("acks_sent", acksSent),

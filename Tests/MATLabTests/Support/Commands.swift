@@ -129,6 +129,7 @@ enum LabPaths {
     static var handoff: String { repositoryRoot.appendingPathComponent("Tools/lab/handoff.py").path }
     static var signalFlood: String { repositoryRoot.appendingPathComponent("Tools/lab/signal-flood.py").path }
     static var forgedIMS: String { repositoryRoot.appendingPathComponent("Tools/lab/forged-ims.py").path }
+    static var udpTrace: String { repositoryRoot.appendingPathComponent("Tools/lab/udp-trace.py").path }
 
     /// The build's bin directory: where the test bundle itself lives (SwiftPM puts the test
     /// bundle next to the executables it built with it). `MATLAB_BIN_DIR` overrides.

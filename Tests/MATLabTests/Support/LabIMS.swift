@@ -55,8 +55,10 @@ extension Lab {
     /// A node configuration with an `[ims]` section and no static peers. `dualStack`:
     /// both HoAs, as docs/config.md's example (its key file then holds a key per HoA, see
     /// `startIMS(dualStack:)`). `servers`: the `[ims]` servers; by default the IMS node's
-    /// IPv4 address, and its IPv6 one after it for a dual-stack node.
-    func writeIMSConfig(_ node: String, dualStack: Bool = false, servers: [String]? = nil) throws -> String {
+    /// IPv4 address, and its IPv6 one after it for a dual-stack node. `lifetime`: the
+    /// `[ims] lifetime` (matd's default when nil).
+    func writeIMSConfig(_ node: String, dualStack: Bool = false, servers: [String]? = nil,
+                        lifetime: Int? = nil) throws -> String {
         let me = Addr.node(node)
         let homes = dualStack ? "home-address = \(me.home4)\nhome-address = \(me.home6)" : "home-address = \(me.home4)"
         let prefixes = dualStack ? "domain-prefix = 198.51.100.0/24\ndomain-prefix = 2001:db8:100::/64"
@@ -74,6 +76,7 @@ extension Lab {
             zone = mat.example.
             key-file = \(path("keys/\(node).key"))
             record-ttl = 5
+            \(lifetime.map { "lifetime = \($0)" } ?? "")
 
             """
         let file = path("\(node)-ims.conf")

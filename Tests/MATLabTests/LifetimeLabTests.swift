@@ -1,0 +1,151 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+
+/// Old-address takeover (docs/security.md, S6): VM X dies without a word (matd killed with
+/// SIGKILL, its link gone) and its MoA is given to another host Z. X's registration
+/// lifetime (short here: the configurable minimum) runs out, so the CN stops sending X's
+/// traffic to Z and stops taking Z's packets as X's, whether mat-ims expires the mapping or,
+/// with the IMS gone too, the CN lets the stale mapping lapse itself.
+@Suite(.serialized, .enabled(if: labTestsEnabled, "needs root: builds network namespaces (runs in CI)"))
+struct LifetimeLabTests {
+    /// `[ims] lifetime` of the nodes, seconds: the smallest matd takes.
+    static let lifetime = 10.0
+    /// `record-ttl` of the lab's IMS configurations: how often the CN reads a peer again.
+    static let recordTTL = 5.0
+    /// For a loaded machine: lookups, the engine's turn, process start-up.
+    static let slack = 10.0
+
+    let vm = Addr.node("vm"), cn = Addr.node("cn")
+
+    /// mat-ims expires X's mapping: the CN drops it within lifetime + one record TTL of X's
+    /// death, after which Z gets none of X's traffic and Z's packets reach the CN as Z's.
+    @Test func aDeadNodesMoAGivenToAnotherHostLosesItsTrafficAndIdentityAtTheIMSExpiry() throws {
+        let (lab, ims) = try learnedLab()
+        defer { lab.close() }
+        let run = try takeOver(lab, alsoKilling: nil)
+        #expect(ims.stderr.contains("10.100.51.198.hoa.mat.example. expired"), "\(ims.stderr)")
+        try check(run, lab: lab)
+    }
+
+    /// The IMS dies with X: the CN keeps getting X's mapping from its cache (stale), until
+    /// the sequence number, unrenewed for a lifetime, makes it lapse.
+    @Test func withTheIMSGoneTooTheStaleMappingLapsesAfterItsLifetime() throws {
+        let (lab, ims) = try learnedLab()
+        defer { lab.close() }
+        let run = try takeOver(lab, alsoKilling: ims)
+        let signaling = try lab.stats("cn")["signaling"] as? [String: Int] ?? [:]
+        #expect(signaling["mappings_lapsed", default: 0] >= 1, "\(signaling)")
+        #expect(lab.matdLog("cn").contains("serving stale mapping"), "\(lab.matdLog("cn"))")
+        try check(run, lab: lab)
+    }
+
+    // MARK: the scenario
+
+    /// mat-ims, matd on both nodes with the short lifetime, and the CN has learned the VM.
+    private func learnedLab() throws -> (Lab, Spawned) {
+        let lab = try Lab()
+        do {
+            let ims = try lab.startIMS()
+            for node in ["vm", "cn"] {
+                try lab.startMatd(node, config: try lab.writeIMSConfig(node, lifetime: Int(Self.lifetime)))
+                guard lab.waitForLog(node, "registered \(Addr.node(node).home4)") else {
+                    throw LabError("matd in \(node) did not register:\n\(lab.matdLog(node))")
+                }
+            }
+            #expect(try lab.ping("cn", vm.home4) || lab.ping("cn", vm.home4))
+            #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> \(vm.mobile4)"))
+            return (lab, ims)
+        } catch {
+            lab.close()
+            throw error
+        }
+    }
+
+    struct Takeover {
+        /// When X died (Unix seconds).
+        var killedAt: Double
+        /// When the CN's table no longer held X.
+        var droppedAt: Double
+        /// What Z received from the CN, and what the CN received from Z: "<time> <source>".
+        var atZ: [(Double, String)]
+        var atCN: [(Double, String)]
+    }
+
+    /// X dies, Z takes X's MoA on X's site, and both talk: the CN sends to X's HoA, Z
+    /// sends to the CN's MoA. Returns once the CN has dropped X, with what each side saw.
+    private func takeOver(_ lab: Lab, alsoKilling ims: Spawned?) throws -> Takeover {
+        let sinkZ = try lab.spawn("plain", ["python3", LabPaths.udpTrace, "sink", "5003", "300"])
+        let sinkCN = try lab.spawn("cn", ["python3", LabPaths.udpTrace, "sink", "5004", "300"])
+        for sink in [sinkZ, sinkCN] where !sink.waitForOutput(timeout: 10, { $0.contains("listening") }) {
+            throw LabError("udp sink did not start:\n\(sink.wait(timeout: 1).summary)")
+        }
+        try lab.killMatd("vm")
+        try lab.exec("vm", "ip", "link", "set", "eth0", "down")
+        if let ims {
+            ims.signal(SIGKILL)
+            ims.wait(timeout: 10)
+        }
+        let killedAt = Date().timeIntervalSince1970
+        // Z: the host without MAT, moved onto site A with X's MoA.
+        try lab.exec("router", "ip", "link", "set", lab.routerPort("plain"), "master", "br-a")
+        try lab.exec("plain", "ip", "-4", "addr", "flush", "dev", "eth0")
+        try lab.exec("plain", "ip", "addr", "add", "\(vm.mobile4)/25", "dev", "eth0")
+        try lab.exec("plain", "ip", "route", "replace", "default", "via", "192.0.2.1", "dev", "eth0")
+        try lab.exec("router", "ip", "neigh", "flush", "dev", "br-a")
+        let toX = try lab.spawn("cn", ["python3", LabPaths.udpTrace, "send", vm.home4, "5003", "300", "0.05"])
+        let fromZ = try lab.spawn("plain", ["python3", LabPaths.udpTrace, "send", cn.mobile4, "5004", "300", "0.05"])
+
+        let deadline = killedAt + Self.lifetime + Self.recordTTL + Self.slack
+        var droppedAt: Double?
+        while Date().timeIntervalSince1970 < deadline + 20 {
+            if try !lab.matctl("cn", "peers").contains(vm.home4) {
+                droppedAt = Date().timeIntervalSince1970
+                break
+            }
+            usleep(200_000)
+        }
+        guard let droppedAt else {
+            throw LabError("the CN still maps \(vm.home4) \(Int(deadline + 20 - killedAt)) s after X died:\n"
+                           + "\(try lab.matctl("cn", "peers"))\n\(lab.matdLog("cn"))")
+        }
+        // Traffic for a while after the drop, to see where it goes.
+        sleep(3)
+        for process in [toX, fromZ, sinkZ, sinkCN] { process.signal(SIGTERM) }
+        for process in [toX, fromZ, sinkZ, sinkCN] { process.wait(timeout: 10) }
+        func lines(_ sink: Spawned) -> [(Double, String)] {
+            sink.stdout.split(separator: "\n").compactMap { line in
+                let parts = line.split(separator: " ")
+                guard parts.count == 2, let time = Double(parts[0]) else { return nil }
+                return (time, String(parts[1]))
+            }
+        }
+        let taken = droppedAt - killedAt
+        print("takeover: the CN dropped X \(String(format: "%.1f", taken)) s after X died "
+              + "(lifetime \(Int(Self.lifetime)) s, record TTL \(Int(Self.recordTTL)) s, IMS \(ims == nil ? "up" : "down"))")
+        #expect(taken <= deadline - killedAt, "dropped after \(taken) s")
+        return Takeover(killedAt: killedAt, droppedAt: droppedAt, atZ: lines(sinkZ), atCN: lines(sinkCN))
+    }
+
+    /// What must hold once the CN has dropped X: nothing of X's reaches Z any more, and
+    /// Z's packets are Z's. Before, both happened: the hazard the lifetime bounds.
+    private func check(_ run: Takeover, lab: Lab) throws {
+        // The engine applies the removal within a turn; a second covers the datagrams in flight.
+        let settled = run.droppedAt + 1
+        let toZBefore = run.atZ.filter { $0.0 < run.droppedAt }
+        let toZAfter = run.atZ.filter { $0.0 >= settled }
+        #expect(!toZBefore.isEmpty, "X's traffic never reached Z: the takeover did not happen, so the test shows nothing")
+        #expect(toZAfter.isEmpty, "Z still got X's traffic after the drop: \(toZAfter.prefix(5))")
+        let asX = run.atCN.filter { $0.1 == vm.home4 }
+        let afterAsX = asX.filter { $0.0 >= settled }
+        let afterAsZ = run.atCN.filter { $0.0 >= settled && $0.1 == vm.mobile4 }
+        #expect(!asX.isEmpty, "Z's packets were never taken as X's before the drop: the test shows nothing")
+        #expect(afterAsX.isEmpty, "Z's packets were still delivered as X after the drop: \(afterAsX.prefix(5))")
+        #expect(!afterAsZ.isEmpty, "Z's packets did not reach the CN as Z's after the drop: \(run.atCN.suffix(5))")
+        let lastAsX = asX.last.map { $0.0 - run.killedAt } ?? 0
+        print("takeover: Z's packets were taken as X's until \(String(format: "%.1f", lastAsX)) s after X died; "
+              + "\(toZBefore.count) of the CN's datagrams for X reached Z, none after the drop")
+    }
+}
