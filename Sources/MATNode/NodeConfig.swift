@@ -60,6 +60,10 @@ public struct NodeConfig: Sendable, Equatable {
     /// The public addresses published in place of private MoAs behind 1:1 NAT
     /// (`public-address`, see ``PublicAddresses``).
     public var publicAddresses: PublicAddresses
+    /// The command run when the hypervisor announces this guest after a live migration
+    /// (`on-notify-peers`): its words, the first an absolute path; the interface's name
+    /// is appended. nil: the announcement only re-alerts the peers (``Readdresser``).
+    public var onNotifyPeers: [String]?
     /// Peers with a fixed mapping.
     public var peers: [StaticPeer]
     /// Where mappings are registered and looked up; nil for static peers only.
@@ -106,6 +110,7 @@ public struct NodeConfig: Sendable, Equatable {
         signingKeyFile = nil
         ipv6Forwarding = .auto
         publicAddresses = PublicAddresses()
+        onNotifyPeers = nil
         peers = []
         ims = nil
         var sawNode = false
@@ -196,6 +201,13 @@ public struct NodeConfig: Sendable, Equatable {
                     throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not auto, sysctl or nftables")
                 }
                 ipv6Forwarding = setting
+            case "on-notify-peers":
+                let words = entry.value.split(whereSeparator: \.isWhitespace).map(String.init)
+                guard let program = words.first, program.hasPrefix("/") else {
+                    throw ConfigError(line: entry.line, key: entry.key,
+                                      message: "\(entry.value) does not start with an absolute path (a command, no shell)")
+                }
+                onNotifyPeers = words
             case "public-address":
                 publicAddresses.entries.append(try PublicAddresses.parse(entry, existing: publicAddresses.entries))
             default:
@@ -351,6 +363,7 @@ extension NodeConfig {
         note("rule-priority", rulePriority, next.rulePriority)
         note("signing-key", signingKeyFile, next.signingKeyFile)
         note("ipv6-forwarding", ipv6Forwarding, next.ipv6Forwarding)
+        note("on-notify-peers", onNotifyPeers, next.onNotifyPeers)
         note("public-address", publicAddresses, next.publicAddresses)
         return (merged, notApplied)
     }

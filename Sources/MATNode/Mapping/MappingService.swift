@@ -43,6 +43,8 @@ public final class MappingService: @unchecked Sendable {
     var pinnedMoAs: [IPAddress] = []
     /// Set by a live-migration event or `matctl rebind`: alert the peers even if the MoA stayed.
     var announceEvenIfUnchanged = false
+    /// Runs `on-notify-peers` after a live migration; nil when none is configured.
+    let readdresser: Readdresser?
     /// The `matctl rebind` calls waiting for their peers' acknowledgements.
     var rebinds: [PendingRebind] = []
     /// How each peer's last alert ended: acknowledged (true) or unanswered (false).
@@ -102,6 +104,7 @@ public final class MappingService: @unchecked Sendable {
         signaling = try Signaling(port: config.signalingPort, families: Set(config.homeAddresses.map(\.family)),
                                   key: signingKey, sequences: sequences, lifetime: lifetime)
         monitor = try NetlinkMonitor()
+        readdresser = Readdresser(command: config.onNotifyPeers)
         for peer in config.peers {
             if let key = peer.publicKey { peerKeys[peer.homeAddress] = key }
         }

@@ -40,6 +40,7 @@ extension MappingService {
                     // stayed, so they check it answers from the new host.
                     log("matd: \(name) reports a live migration (notify peers)")
                     announceEvenIfUnchanged = true
+                    readdresser?.announced(on: name)
                 }
             case .linkRemoved(_, let name):
                 relevant = relevant || config.isUplink(name)

@@ -1,0 +1,130 @@
+import Foundation
+import MATConfig
+import Testing
+@testable import MATNode
+
+/// When a guest renews its address after live-migration announcements, with the clock in
+/// the test's hands.
+@Suite struct ReaddressPolicyTests {
+    @Test func theFirstAnnouncementRunsAtOnceAndTheRestOfTheBurstIsDropped() {
+        var policy = ReaddressPolicy()
+        let first = policy.announced(on: "eth0", at: 10_000)
+        #expect(first)
+        // QEMU's default announcement rounds: 50 ms, then 100 ms more each.
+        var runs = 0
+        for offset: UInt64 in [50, 150, 300, 500, 750] where policy.announced(on: "eth0", at: 10_000 + offset) {
+            runs += 1
+        }
+        #expect(runs == 0)
+        let again = policy.finished(on: "eth0", at: 11_000)
+        #expect(!again, "nothing came in past the holdoff")
+    }
+
+    @Test func theBurstIsDroppedEvenAfterTheRunEnded() {
+        var policy = ReaddressPolicy()
+        _ = policy.announced(on: "eth0", at: 10_000)
+        _ = policy.finished(on: "eth0", at: 10_400)
+        let late = policy.announced(on: "eth0", at: 10_900)
+        #expect(!late, "the same migration's last rounds")
+    }
+
+    @Test func aLaterMigrationRunsAgain() {
+        var policy = ReaddressPolicy()
+        _ = policy.announced(on: "eth0", at: 10_000)
+        _ = policy.finished(on: "eth0", at: 11_000)
+        let next = policy.announced(on: "eth0", at: 10_000 + ReaddressPolicy.holdoff)
+        #expect(next)
+    }
+
+    @Test func anAnnouncementDuringALongRunRunsOnceMoreWhenItEnds() {
+        var policy = ReaddressPolicy()
+        _ = policy.announced(on: "eth0", at: 10_000)
+        let during = policy.announced(on: "eth0", at: 14_000)
+        #expect(!during, "never two runs at once")
+        let duringAgain = policy.announced(on: "eth0", at: 14_100)
+        #expect(!duringAgain)
+        let rerun = policy.finished(on: "eth0", at: 15_000)
+        #expect(rerun, "the second migration gets its renewal")
+        let done = policy.finished(on: "eth0", at: 16_000)
+        #expect(!done, "and only one")
+    }
+
+    @Test func interfacesAreIndependent() {
+        var policy = ReaddressPolicy()
+        let eth0 = policy.announced(on: "eth0", at: 10_000)
+        let eth1 = policy.announced(on: "eth1", at: 10_010)
+        #expect(eth0 && eth1)
+    }
+
+    @Test func aRunIsOverdueAfterTheTimeoutAndNotBefore() {
+        var policy = ReaddressPolicy()
+        #expect(!policy.isOverdue("eth0", at: 10_000))
+        _ = policy.announced(on: "eth0", at: 10_000)
+        #expect(!policy.isOverdue("eth0", at: 10_000 + ReaddressPolicy.timeout - 1))
+        #expect(policy.isOverdue("eth0", at: 10_000 + ReaddressPolicy.timeout))
+        _ = policy.finished(on: "eth0", at: 50_000)
+        #expect(!policy.isOverdue("eth0", at: 50_000))
+    }
+
+    @Test func aFinishWithoutARunChangesNothing() {
+        var policy = ReaddressPolicy()
+        let spurious = policy.finished(on: "eth0", at: 10_000)
+        #expect(!spurious)
+        let first = policy.announced(on: "eth0", at: 10_001)
+        #expect(first)
+    }
+}
+
+/// `on-notify-peers` in the configuration, and the driver running a real command.
+@Suite struct ReaddresserTests {
+    static let base = "[node]\nhome-address = 198.51.100.10\nuplink = eth0\ndomain-prefix = 198.51.100.0/24\n"
+
+    @Test func theKeyIsACommandWithAnAbsolutePath() throws {
+        let config = try NodeConfig(parsing: Self.base + "on-notify-peers = /usr/local/sbin/renew --quick\n")
+        #expect(config.onNotifyPeers == ["/usr/local/sbin/renew", "--quick"])
+        let none = try NodeConfig(parsing: Self.base)
+        #expect(none.onNotifyPeers == nil)
+        #expect(throws: ConfigError.self) { try NodeConfig(parsing: Self.base + "on-notify-peers = udhcpc -i\n") }
+    }
+
+    @Test func aBurstOfAnnouncementsRunsTheCommandOnceWithTheInterface() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("readdress-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let record = directory.appendingPathComponent("runs").path
+        // sh -c SCRIPT NAME: the appended interface is $0.
+        let readdresser = try #require(Readdresser(command: ["/bin/sh", "-c", "echo \"$0\" >> \(record)"]))
+        for _ in 0..<5 { readdresser.announced(on: "eth0") }
+        let deadline = Date().addingTimeInterval(20)
+        var lines: [Substring] = []
+        while Date() < deadline {
+            lines = ((try? String(contentsOfFile: record, encoding: .utf8)) ?? "").split(separator: "\n")
+            if !lines.isEmpty { break }
+            usleep(20_000)
+        }
+        // Give a wrongly started second run time to show up.
+        usleep(300_000)
+        lines = try String(contentsOfFile: record, encoding: .utf8).split(separator: "\n")
+        #expect(lines == ["eth0"])
+        #expect(Readdresser(command: nil) == nil)
+    }
+
+    /// matd blocks SIGTERM and friends in every thread; the command must not inherit that,
+    /// or it could not be stopped.
+    @Test func theCommandStartsWithNoSignalBlocked() throws {
+        let record = FileManager.default.temporaryDirectory.appendingPathComponent("readdress-mask-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
+        defer { unlink(record) }
+        var blocked = sigset_t()
+        var previous = sigset_t()
+        sigemptyset(&blocked)
+        for number in [SIGTERM, SIGINT, SIGHUP, SIGUSR2] { sigaddset(&blocked, number) }
+        pthread_sigmask(SIG_BLOCK, &blocked, &previous)
+        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+        let readdresser = try #require(Readdresser(command: ["/bin/sh", "-c", "grep SigBlk /proc/self/status > \(record).tmp && mv \(record).tmp \(record)"]))
+        readdresser.announced(on: "eth1")
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline && access(record, F_OK) != 0 { usleep(20_000) }
+        let line = try String(contentsOfFile: record, encoding: .utf8)
+        #expect(line.trimmingCharacters(in: .whitespacesAndNewlines) == "SigBlk:\t0000000000000000")
+    }
+}
