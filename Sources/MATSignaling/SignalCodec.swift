@@ -20,20 +20,30 @@ public enum SignalCodec {
     public static let headerLength = 52
     /// Bytes of the Ed25519 signature that ends every message.
     public static let signatureLength = 64
+    /// What a mover pads its binding updates to: the longest datagram that still leaves
+    /// room for a cookie. The receiver may send an unvalidated MoA three times what it
+    /// received from it, the update included (as QUIC pads its first datagram for the
+    /// same limit), so a padded update lets about 3.5 KB through in the round trip before
+    /// the challenge is answered instead of about 400 bytes: TCP acknowledgements of data
+    /// still in flight no longer use it up and push the peer's traffic back a round trip.
+    public static let paddedUpdateLength = maximumLength - cookieLength
 
     /// Encodes `message` and signs it with `key`: header, body, then the signature over
     /// both. Ed25519 signing is deterministic (RFC 8032), so the same message and key
-    /// always give the same bytes.
+    /// always give the same bytes. A binding update's body is padded with zero bytes
+    /// (signed with it) until the datagram is `paddedTo` bytes long, when that is longer.
     ///
-    /// - Precondition: `message` passes ``SignalMessage/validate()``.
-    public static func seal(_ message: SignalMessage, with key: SigningKey) -> [UInt8] {
+    /// - Precondition: `message` passes ``SignalMessage/validate()``, and `paddedTo` is at
+    ///   most ``maximumLength``.
+    public static func seal(_ message: SignalMessage, with key: SigningKey, paddedTo: Int = 0) -> [UInt8] {
+        precondition(paddedTo <= maximumLength, "padding a signaling message past the longest datagram")
         do {
             try message.validate()
         } catch {
             preconditionFailure("sealing an invalid signaling message: \(error)")
         }
         var out: [UInt8] = []
-        out.reserveCapacity(headerLength + 1 + maximumMoAs * SignalWire.addressLength + 4 + signatureLength)
+        out.reserveCapacity(max(paddedTo, headerLength + 1 + maximumMoAs * SignalWire.addressLength + 4 + signatureLength))
         out.append(contentsOf: SignalWire.magic)
         out.append(version)
         out.append(message.type.rawValue)
@@ -47,6 +57,7 @@ public enum SignalCodec {
             out.append(UInt8(moas.count))
             for moa in moas { SignalWire.append(moa, to: &out) }
             SignalWire.append(lifetime, to: &out)
+            out.append(contentsOf: repeatElement(0, count: max(0, paddedTo - out.count - signatureLength)))
         case .bindingAck(let sequence, let status):
             SignalWire.append(sequence, to: &out)
             out.append(status.rawValue)

@@ -21,7 +21,8 @@ enum SignalWire {
     static func bodyLengthFits(_ length: Int, for type: SignalType) -> Bool {
         switch type {
         case .bindingUpdate:
-            length >= 1 + addressLength + 4 && (length - 5) % addressLength == 0
+            // Padding may follow the lifetime, so any length from one MoA's up.
+            length >= 1 + addressLength + 4
         case .bindingAck:
             length == 8 + 1
         case .challenge, .challengeResponse:

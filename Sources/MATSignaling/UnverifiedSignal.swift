@@ -67,13 +67,16 @@ public struct UnverifiedSignal: Sendable {
         return SignalMessage(sequence: sequence, sender: sender, receiver: receiver, body: body)
     }
 
-    /// Count byte, that many addresses of the sender's family, lifetime. The body length
-    /// was checked against the type's shape by `open`.
+    /// Count byte, that many addresses of the sender's family, lifetime, then zero bytes
+    /// of padding up to the body length (see ``SignalCodec/paddedUpdateLength``).
     private func decodeBindingUpdate(from start: Int) throws(SignalError) -> SignalBody {
         let count = Int(bytes[start])
         guard count > 0 else { throw .noAddresses }
-        guard 1 + count * SignalWire.addressLength + 4 == bodyLength else { throw .badBody }
+        let used = 1 + count * SignalWire.addressLength + 4
+        guard used <= bodyLength else { throw .badBody }
         guard count <= SignalCodec.maximumMoAs else { throw .tooManyAddresses }
+        // Zero, so the padding carries nothing and every update has one encoding.
+        for i in (start + used)..<(start + bodyLength) where bytes[i] != 0 { throw .badBody }
         var moas: [IPAddress] = []
         moas.reserveCapacity(count)
         for i in 0..<count {

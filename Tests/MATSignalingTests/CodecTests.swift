@@ -63,6 +63,33 @@ struct CodecTests {
         #expect(try decode(expected + signature) == message)
     }
 
+    /// A mover pads its updates (so the receiver's 3x budget for the unvalidated MoA starts
+    /// at about 3.5 KB); the padding is signed, leaves room for a cookie, and decodes away.
+    @Test(arguments: [Fixture.hoaA4, Fixture.hoaA6])
+    func paddedUpdates(sender: IPAddress) throws {
+        let receiver = sender.family == Fixture.hoaB4.family ? Fixture.hoaB4 : Fixture.hoaB6
+        let moa = sender.family == Fixture.moa4.family ? Fixture.moa4 : Fixture.moa6
+        let message = SignalMessage(sequence: 9, sender: sender, receiver: receiver,
+                                    body: .bindingUpdate(moas: [moa, moa], lifetime: 60))
+        let padded = SignalCodec.seal(message, with: Fixture.keyA, paddedTo: SignalCodec.paddedUpdateLength)
+        #expect(padded.count == SignalCodec.paddedUpdateLength)
+        #expect(Array(padded[50..<52]) == be16(UInt16(SignalCodec.paddedUpdateLength - 52 - 64)))
+        let opened = try SignalCodec.open(padded)
+        #expect(opened.datagramLength == SignalCodec.paddedUpdateLength)
+        #expect(try opened.verify(with: Fixture.keyA.publicKey) == message)
+        let withCookie = SignalCodec.attaching(Cookie(high: 0x0102_0304_0506_0708, low: 0x1112_1314_1516_1718), to: padded)
+        #expect(withCookie.count == SignalCodec.maximumLength)
+        #expect(try SignalCodec.open(withCookie).verify(with: Fixture.keyA.publicKey) == message)
+        // The padding is signed: flipping one of its bytes breaks the signature.
+        var tampered = padded
+        tampered[600] = 1
+        #expect(throws: SignalError.badSignature) { try SignalCodec.open(tampered).verify(with: Fixture.keyA.publicKey) }
+        // Shorter than the message already is: no padding. Other types are never padded.
+        #expect(SignalCodec.seal(message, with: Fixture.keyA, paddedTo: 100) == SignalCodec.seal(message, with: Fixture.keyA))
+        let ack = SignalMessage(sequence: 9, sender: sender, receiver: receiver, body: .bindingAck(sequence: 1, status: .accepted))
+        #expect(SignalCodec.seal(ack, with: Fixture.keyA, paddedTo: SignalCodec.paddedUpdateLength).count == 52 + 9 + 64)
+    }
+
     @Test func ipv6AddressesSitAtTheirOffsets() throws {
         let message = SignalMessage(sequence: 3, sender: Fixture.hoaA6, receiver: Fixture.hoaB6,
                                     body: .challenge(nonce: Fixture.nonce, sequence: 0xFFEE))

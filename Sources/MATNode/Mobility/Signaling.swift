@@ -155,7 +155,8 @@ final class Signaling {
               let sequence = takeSequence(for: "an alert to \(peer)") else { return false }
         let message = SignalMessage(sequence: sequence, sender: home, receiver: peer,
                                     body: .bindingUpdate(moas: [mobile], lifetime: lifetime))
-        var entry = Outgoing(destination: moa, bytes: SignalCodec.seal(message, with: key), sequence: sequence,
+        var entry = Outgoing(destination: moa, bytes: SignalCodec.seal(message, with: key, paddedTo: SignalCodec.paddedUpdateLength),
+                             sequence: sequence,
                              schedule: RetransmitSchedule(now: now), firstSentAt: now)
         send(entry.bytes, to: moa, now: now)
         entry.schedule.sent(now: now)
