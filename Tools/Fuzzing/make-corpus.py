@@ -479,10 +479,18 @@ def signaling_seeds():
     seeds["v4-binding-update-9"] = signal(BINDING_UPDATE, 44, V4_HOA_A, V4_HOA_B, binding_update(moas))
     seeds["v4-binding-update-v6-moa"] = signal(BINDING_UPDATE, 45, V4_HOA_A, V4_HOA_B, binding_update([V6_MOA_A]))
     seeds["v4-binding-ack-status-2"] = signal(BINDING_ACK, 9, V4_HOA_B, V4_HOA_A, struct.pack(">QB", 42, 2))
+    # Padded as a mover sends them (1184 bytes), and padding that is not zero (refused).
+    def padded(body, length=1184):
+        return body + bytes(length - 52 - 64 - len(body))
+    seeds["v4-binding-update-padded"] = signal(BINDING_UPDATE, 46, V4_HOA_A, V4_HOA_B, padded(binding_update([V4_MOA_A])))
+    seeds["v6-binding-update-padded"] = signal(BINDING_UPDATE, 46, V6_HOA_A, V6_HOA_B, padded(binding_update([V6_MOA_A])))
+    seeds["v4-binding-update-bad-padding"] = signal(BINDING_UPDATE, 47, V4_HOA_A, V4_HOA_B,
+                                                    binding_update([V4_MOA_A]) + b"\0\0\x01" + bytes(40))
     # Under load: a message with a cookie after its signature, and a cookie reply (type 5).
     cookie = bytes(range(0xC0, 0xD0))
     seeds["v4-binding-update-cookie"] = seeds["v4-binding-update"] + cookie
     seeds["v6-challenge-response-cookie"] = seeds["v6-challenge-response"] + cookie
+    seeds["v6-binding-update-padded-cookie"] = seeds["v6-binding-update-padded"] + cookie
     echo = seeds["v4-binding-update"][-64:-48]
     seeds["cookie-reply"] = b"MATs" + bytes([1, 5, 0, 0]) + echo + cookie
     return seeds
