@@ -65,7 +65,7 @@ let package = Package(
         // The mapping server: zone store, UPDATE policy, journal, transfers, DNS listeners.
         .target(name: "MATIMS", dependencies: ["MATConfig", "MATDNS", "MATLog", "MATMetrics", "MATPacket"]),
         .executableTarget(name: "mat-ims", dependencies: [
-            "MATIMS", "MATLinux", "MATConfig", "MATLog", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "MATIMS", "MATLinux", "MATConfig", "MATLog", "MATMetrics", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // The lab's delay element (no netem on this kernel): a two-port forwarder that holds frames.

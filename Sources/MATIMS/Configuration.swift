@@ -93,6 +93,8 @@ public struct IMSConfiguration: Sendable {
     public var listen: [IPEndpoint]
     /// Where the journal and snapshots live; nil keeps state in memory only (tests, fuzzing).
     public var stateDirectory: String?
+    /// Where the Prometheus metrics endpoint listens (`metrics-listen`); nil: none.
+    public var metricsListen: IPEndpoint?
     /// Journal durability.
     public var journalSync: JournalSync
     /// The journal is compacted into a snapshot when it grows past this.
@@ -169,6 +171,11 @@ extension IMSConfiguration {
                         config.listen.append(endpoint)
                     case "state-directory":
                         config.stateDirectory = entry.value
+                    case "metrics-listen":
+                        guard let endpoint = IPEndpoint(entry.value, defaultPort: nil), endpoint.port > 0 else {
+                            throw entry.error("\(entry.value) is not ADDRESS:PORT like 127.0.0.1:9475 or [::1]:9475")
+                        }
+                        config.metricsListen = endpoint
                     case "journal-sync":
                         guard let mode = JournalSync(rawValue: entry.value) else {
                             throw entry.error("must be fsync or write, not \(entry.value)")

@@ -8,7 +8,9 @@ import MATDNS
 import MATIMS
 import MATLinux
 import MATLog
+import MATMetrics
 import MATPacket
+import Synchronization
 
 struct MatIMS: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -53,6 +55,7 @@ struct Run: ParsableCommand {
         pthread_sigmask(SIG_BLOCK, &signals, nil)
         signal(SIGPIPE, SIG_IGN)
 
+        let started = MonotonicClock.milliseconds()
         let server: IMSServer
         do {
             server = try IMSServer(configuration: configuration)
@@ -78,6 +81,13 @@ struct Run: ParsableCommand {
             Log.write(.error, "mat-ims: watchdog: \(error)")
             throw ExitCode(1)
         }
+        let metrics: MetricsServer?
+        do {
+            metrics = try startMetrics(configuration, server: server, started: started)
+        } catch {
+            Log.write(.error, "mat-ims: metrics-listen: \(error)")
+            throw ExitCode(1)
+        }
         var keysInUse = Set(configuration.keys.map(\.name))
         while true {
             var received: Int32 = 0
@@ -92,11 +102,27 @@ struct Run: ParsableCommand {
             }
             Log.write(.notice, "mat-ims: stopping (signal \(received))")
             notify { try manager.stopping() }
+            metrics?.stop()
             server.stop()
             for line in server.core.counters.lines() { Log.write(.info, "mat-ims: counter \(line)") }
             return
         }
     }
+}
+
+/// The Prometheus endpoint on `metrics-listen`, if configured (docs/ims.md, "Metrics").
+func startMetrics(_ configuration: IMSConfiguration, server: IMSServer, started: UInt64) throws(SystemError) -> MetricsServer? {
+    guard let listen = configuration.metricsListen else { return nil }
+    // The exposition shows the endpoint's own counters, so it needs the server it runs on.
+    let endpoint = Mutex<MetricsServer?>(nil)
+    let metrics = try MetricsServer(address: listen.address, port: listen.port, threadName: "mat-ims-metrics",
+                                    contentType: PrometheusWriter.contentType) { [core = server.core] in
+        IMSExposition.render(core: core, uptimeSeconds: (MonotonicClock.milliseconds() - started) / 1_000,
+                             endpoint: endpoint.withLock { $0 }?.counters ?? [:])
+    }
+    endpoint.withLock { $0 = metrics }
+    Log.write(.info, "mat-ims: metrics on http://\(listen)/metrics")
+    return metrics
 }
 
 /// SIGHUP: the key files are read again and their keys replace the running ones (a new
@@ -128,6 +154,7 @@ extension IMSConfiguration {
         let settings: [(String, String, String)] = [
             ("listen", text(listen), text(other.listen)),
             ("state-directory", text(stateDirectory as Any), text(other.stateDirectory as Any)),
+            ("metrics-listen", text(metricsListen as Any), text(other.metricsListen as Any)),
             ("journal settings", text((journalSync, journalCompactBytes)), text((other.journalSync, other.journalCompactBytes))),
             ("connection limits", text((maxTCPConnections, maxTCPConnectionsPerSource, tcpIdleTimeout)),
              text((other.maxTCPConnections, other.maxTCPConnectionsPerSource, other.tcpIdleTimeout))),

@@ -8,7 +8,8 @@ extension Lab {
     /// Starts mat-ims in the lab's IMS node with a key per node; returns the server.
     /// `dualStack`: it listens on both of the IMS node's addresses and each node's key file
     /// holds a key per HoA (`mat-ims keygen --hoa V4 --hoa V6`).
-    func startIMS(dualStack: Bool = false) throws -> Spawned {
+    /// `metricsListen`: mat-ims's `metrics-listen` (its Prometheus endpoint), if any.
+    func startIMS(dualStack: Bool = false, metricsListen: String? = nil) throws -> Spawned {
         try FileManager.default.createDirectory(atPath: path("keys"), withIntermediateDirectories: true)
         for node in ["vm", "cn"] {
             let me = Addr.node(node)
@@ -23,6 +24,7 @@ extension Lab {
             listen = 192.0.2.132:53
             \(dualStack ? "listen = [2001:db8:c::132]:53" : "")
             state-directory = \(path("ims-state"))
+            \(metricsListen.map { "metrics-listen = \($0)" } ?? "")
             key-file = \(path("keys/vm.key"))
             key-file = \(path("keys/cn.key"))
             [zone]
