@@ -33,3 +33,48 @@ extension IMSClient {
         }
     }
 }
+
+extension IMSClient {
+    /// Seconds this client adds to the host's clock for TSIG: the IMS's time minus the
+    /// host's, as the IMS last said in a signed BADTIME refusal; 0 until then.
+    public var clockCorrection: Int64 { state.withLock { $0.clockCorrection } }
+
+    /// The time TSIG signs and checks with: the host's clock plus ``clockCorrection``.
+    func tsigNow() -> UInt64 {
+        let correction = clockCorrection
+        let now = clock()
+        return correction >= 0 ? now &+ UInt64(correction) : now - min(now, correction.magnitude)
+    }
+
+    /// Takes the server's time from a TSIG refusal for time that verifies with `key`
+    /// against the request (so only the server, not someone on the path, can set it):
+    /// the host's clock is outside the fudge, or was stepped back behind a request the
+    /// server already took (its replay protection refuses anything signed more than a
+    /// second before that). TSIG then signs with the server's time, so a clock step costs
+    /// one refused request instead of blocking every registration until the host's clock
+    /// catches up or is fixed. Returns whether the correction changed (worth a retry).
+    func learnServerTime(from exchange: DNSExchange, key: TSIGKey, requestMAC: [UInt8]) -> Bool {
+        let outcome = TSIG.verifyResponse(exchange.bytes, key: key, requestMAC: requestMAC, now: tsigNow())
+        let context: TSIGContext
+        switch outcome {
+        case .verified(let verified) where verified.data.error == .badTime: context = verified
+        case .badTime(let verified): context = verified
+        default: return false
+        }
+        var serverTime = context.data.timeSigned
+        if context.data.error == .badTime, context.data.otherData.count == 6 {
+            serverTime = context.data.otherData.reduce(0) { $0 << 8 | UInt64($1) }
+        }
+        let correction = Int64(bitPattern: serverTime &- clock())
+        let previous = state.withLock { state -> Int64 in
+            defer { state.clockCorrection = correction }
+            return state.clockCorrection
+        }
+        // Within a second of what is in use: the refusal is not about this clock.
+        guard (correction - previous).magnitude > 1 else { return false }
+        count { $0.clockCorrections += 1 }
+        log(.warning, "the IMS \(exchange.server) refused a request for its time: its clock is \(correction) s from this "
+            + "host's (was \(previous) s); TSIG uses the IMS's time from now on")
+        return true
+    }
+}

@@ -21,9 +21,18 @@ extension IMSClient {
     /// update is signed with the key named after `hoa`'s name
     /// (``IMSClientConfiguration/signingKey(for:)``), so one client registers every HoA of
     /// a dual-stack node.
+    ///
+    /// A signed BADTIME refusal (this host's clock outside the fudge, or stepped back
+    /// behind the last update the server took) teaches the client the server's time and
+    /// the update is sent once more at once, signed with it.
     @discardableResult
     public func register(hoa: IPAddress, moas: [IPAddress], sequence: UInt64,
                          publicKey: String? = nil) throws(IMSClientError) -> RegistrationResult {
+        try register(hoa: hoa, moas: moas, sequence: sequence, publicKey: publicKey, retried: false)
+    }
+
+    private func register(hoa: IPAddress, moas: [IPAddress], sequence: UInt64, publicKey: String?,
+                          retried: Bool) throws(IMSClientError) -> RegistrationResult {
         guard let key = configuration.signingKey(for: hoa) else { throw .noKey }
         if let stray = moas.first(where: { $0.family != hoa.family }) {
             throw .familyMismatch(hoa: hoa, moa: stray)
@@ -31,13 +40,14 @@ extension IMSClient {
         if let publicKey, !MappingNames.isValidPublicKey(publicKey) { throw .invalidPublicKey(publicKey) }
         let wanted = RegistrationBuilder.unique(moas)
         let previous = previouslyPublished(hoa)
+        let correctionUsed = clockCorrection
         let builder = RegistrationBuilder(names: configuration.names, ttl: configuration.recordTTL,
                                           lifetime: configuration.registrationLifetime)
         let signed: TSIGSignedMessage
         do {
             signed = try builder.signedUpdate(id: UInt16.random(in: .min ... .max), hoa: hoa, moas: wanted,
                                               sequence: sequence, publicKey: publicKey, previousMoAs: previous,
-                                              key: key, now: clock())
+                                              key: key, now: tsigNow())
         } catch {
             throw .encoding(error)
         }
@@ -56,6 +66,11 @@ extension IMSClient {
             // very registration (its sequence number is new), which the read-back shows.
             guard (try? confirm(hoa: hoa, moas: wanted, sequence: sequence, publicKey: publicKey,
                                 server: exchange.server)) != nil else {
+                // The server's time may also have come with the read-back's refused query.
+                if !retried, learnServerTime(from: exchange, key: key, requestMAC: signed.mac)
+                    || (clockCorrection - correctionUsed).magnitude > 1 {
+                    return try register(hoa: hoa, moas: moas, sequence: sequence, publicKey: publicKey, retried: true)
+                }
                 throw .updateRefused(rcode: rcode, tsigError: tsigError, authenticated: authenticated)
             }
             log(.info, "registration of \(hoa) seq=\(sequence) was applied by its first copy; the resent one was refused as a replay")
@@ -84,7 +99,7 @@ extension IMSClient {
     private func checkUpdateReply(_ exchange: DNSExchange, key: TSIGKey, requestMAC: [UInt8], hoa: IPAddress,
                                   sequence: UInt64) throws(IMSClientError) {
         let rcode = exchange.message.extendedResponseCode
-        let outcome = TSIG.verifyResponse(exchange.bytes, key: key, requestMAC: requestMAC, now: clock())
+        let outcome = TSIG.verifyResponse(exchange.bytes, key: key, requestMAC: requestMAC, now: tsigNow())
         let refusal: IMSClientError
         switch outcome {
         case .verified(let context):

@@ -27,6 +27,8 @@ public struct IMSClientStatistics: Hashable, Sendable {
     public var unauthenticatedResponses: UInt64 = 0
     /// Accepted updates that did not read back as written.
     public var confirmationFailures: UInt64 = 0
+    /// Times the IMS's signed BADTIME refusal moved the clock TSIG uses.
+    public var clockCorrections: UInt64 = 0
 
     /// Creates zeroed counters.
     public init() {}
@@ -41,7 +43,7 @@ public struct IMSClientStatistics: Hashable, Sendable {
          ("ims_no_mapping", noMapping), ("ims_reverse_lookups", reverseLookups),
          ("ims_reverse_unconfirmed", reverseUnconfirmed), ("ims_registrations", registrations),
          ("ims_refused_updates", refusedUpdates), ("ims_unauthenticated_responses", unauthenticatedResponses),
-         ("ims_confirmation_failures", confirmationFailures)]
+         ("ims_confirmation_failures", confirmationFailures), ("ims_clock_corrections", clockCorrections)]
     }
 }
 
@@ -64,6 +66,9 @@ public final class IMSClient: Sendable {
         /// MoAs this client last had accepted per HoA, so the next update can drop
         /// their PTRs.
         var published: [IPAddress: [IPAddress]] = [:]
+        /// Seconds added to `clock` for TSIG: the IMS's time minus this host's, learned
+        /// from a signed BADTIME refusal (``IMSClient/learnServerTime(from:key:requestMAC:)``).
+        var clockCorrection: Int64 = 0
     }
 
     /// The system clock: whole seconds since the epoch.
@@ -193,7 +198,12 @@ public final class IMSClient: Sendable {
     /// back with it: someone on the path, without the key, cannot hand it a mapping (a MoA,
     /// a signing key, a sequence number) of their own. Mat-ims, BIND and Knot all sign
     /// their answers to signed queries. A node without a key (lookups only) asks unsigned.
-    func query(_ name: DNSName, type: DNSType, servers: [DNSServerAddress]) throws(IMSClientError) -> RRsetAnswer {
+    ///
+    /// A signed refusal for time (BADTIME: this host's clock is outside the server's
+    /// fudge) teaches the client the server's time, and the query is sent once more at
+    /// once (``learnServerTime(from:key:requestMAC:)``).
+    func query(_ name: DNSName, type: DNSType, servers: [DNSServerAddress],
+               retried: Bool = false) throws(IMSClientError) -> RRsetAnswer {
         var message = DNSMessage(header: DNSHeader(id: UInt16.random(in: .min ... .max)),
                                  questions: [DNSQuestion(name: name, type: type)])
         message.edns = EDNS(udpPayloadSize: 1232)
@@ -202,7 +212,7 @@ public final class IMSClient: Sendable {
         var requestMAC: [UInt8] = []
         do {
             if let signing {
-                let signed = try message.signed(with: signing, now: clock())
+                let signed = try message.signed(with: signing, now: tsigNow())
                 (request, requestMAC) = (signed.bytes, signed.mac)
             } else {
                 request = try message.encode()
@@ -217,7 +227,10 @@ public final class IMSClient: Sendable {
             throw .unreachable(error)
         }
         if let signing {
-            let outcome = TSIG.verifyResponse(exchange.bytes, key: signing, requestMAC: requestMAC, now: clock())
+            let outcome = TSIG.verifyResponse(exchange.bytes, key: signing, requestMAC: requestMAC, now: tsigNow())
+            if !retried, learnServerTime(from: exchange, key: signing, requestMAC: requestMAC) {
+                return try query(name, type: type, servers: servers, retried: true)
+            }
             guard case .verified = outcome else {
                 count { $0.unauthenticatedResponses += 1 }
                 log(.warning, "an answer from \(exchange.server) for \(name) \(type) is not signed with \(signing.name) (\(outcome)); ignored")
