@@ -40,6 +40,10 @@ let package = Package(
         .target(name: "MATLog"),
         // Pure: the Prometheus text exposition writer matd and mat-ims share.
         .target(name: "MATMetrics"),
+        // Command-line options the executables share (--log-level).
+        .target(name: "MATCommandLine", dependencies: [
+            "MATLog", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
 
         // Thin Linux layer: TUN with offloads, netlink through libnl-route and libmnl.
         .systemLibrary(name: "CNetlink", pkgConfig: "libnl-route-3.0",
@@ -53,7 +57,7 @@ let package = Package(
         .target(name: "MATNode", dependencies: ["MATConfig", "MATLog", "MATMetrics", "MATPacket", "MATLinux", "MATDNS", "MATIMSClient", "MATSignaling"]),
 
         .executableTarget(name: "matd", dependencies: [
-            "MATNode", "MATConfig", "MATLog", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "MATNode", "MATConfig", "MATLog", "MATCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "matctl", dependencies: [
             "MATNode", "MATConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -65,7 +69,7 @@ let package = Package(
         // The mapping server: zone store, UPDATE policy, journal, transfers, DNS listeners.
         .target(name: "MATIMS", dependencies: ["MATConfig", "MATDNS", "MATLog", "MATMetrics", "MATPacket"]),
         .executableTarget(name: "mat-ims", dependencies: [
-            "MATIMS", "MATLinux", "MATConfig", "MATLog", "MATMetrics", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "MATIMS", "MATLinux", "MATConfig", "MATLog", "MATMetrics", "MATCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // The lab's delay element (no netem on this kernel): a two-port forwarder that holds frames.
@@ -83,7 +87,7 @@ let package = Package(
 
         .testTarget(name: "MATPacketTests", dependencies: ["MATPacket"]),
         .testTarget(name: "MATDNSTests", dependencies: ["MATDNS"]),
-        .testTarget(name: "MATLogTests", dependencies: ["MATLog"]),
+        .testTarget(name: "MATLogTests", dependencies: ["MATLog", "MATCommandLine"]),
         .testTarget(name: "MATSignalingTests", dependencies: ["MATSignaling", "MATPacket"]),
         // Helpers more than one test target uses.
         .target(name: "MATTestSupport", path: "Tests/MATTestSupport"),

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import MATLog
 
 /// A client of systemd's service notification protocol (sd_notify(3)), so a daemon run
 /// with `Type=notify` can say when it is ready, what it is doing and that it is alive,
@@ -76,6 +77,18 @@ public struct SystemdNotifier: Sendable {
 
     /// `WATCHDOG=1`: the daemon is alive; due every `watchdogInterval`.
     public func watchdog() throws(SystemError) { try send("WATCHDOG=1") }
+
+    /// Sends one notification (`notify { try $0.ready() }`) and logs a failure as a warning
+    /// from `program` instead of throwing it: a daemon must not stop because its manager's
+    /// socket went away, nor lose the notification silently. matd and mat-ims both send
+    /// through this.
+    public func report(_ program: String, _ notify: (SystemdNotifier) throws -> Void) {
+        do {
+            try notify(self)
+        } catch {
+            Log.write(.warning, "\(program): notifying the service manager: \(error)")
+        }
+    }
 
     /// Sends `message` (newline-separated `KEY=VALUE` assignments) as one datagram.
     public func send(_ message: String) throws(SystemError) {

@@ -18,7 +18,7 @@ final class ServiceNotifications: Sendable {
     init(engine: Engine, service: MappingService) {
         running = notifier.isEnabled
         guard running else { return }
-        Self.report { try notifier.ready() }
+        notifier.report("matd") { try $0.ready() }
         let interval = notifier.watchdogInterval.map { UInt64($0.components.seconds) * 1_000
             + UInt64($0.components.attoseconds / 1_000_000_000_000_000) }
         let thread = Thread { [self, notifier] in
@@ -30,7 +30,7 @@ final class ServiceNotifications: Sendable {
             while !stopped.withLock({ $0 }) {
                 let status = "mobile \(service.currentAddresses.mobileDescription), \(engine.mappingCount) peer(s)"
                 if status != lastStatus {
-                    Self.report { try notifier.status(status) }
+                    notifier.report("matd") { try $0.status(status) }
                     lastStatus = status
                 }
                 let now = MonotonicClock.milliseconds()
@@ -38,7 +38,7 @@ final class ServiceNotifications: Sendable {
                     // Both threads must have turned within half the interval.
                     let fresh = now < engine.lastTurn + interval / 2 && now < service.lastTurn + interval / 2
                     if fresh {
-                        Self.report { try notifier.watchdog() }
+                        notifier.report("matd") { try $0.watchdog() }
                         lastPing = now
                     }
                 }
@@ -55,14 +55,6 @@ final class ServiceNotifications: Sendable {
         guard running else { return }
         stopped.withLock { $0 = true }
         done.wait()
-        Self.report { try notifier.stopping() }
-    }
-
-    private static func report(_ send: () throws -> Void) {
-        do {
-            try send()
-        } catch {
-            log("matd: notifying the service manager: \(error)")
-        }
+        notifier.report("matd") { try $0.stopping() }
     }
 }

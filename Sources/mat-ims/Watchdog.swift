@@ -53,11 +53,7 @@ final class ServingWatchdog: Sendable {
         defer { buffer.deallocate() }
         while true {
             if answers(socket, buffer) || core.handleDatagram(query) != nil {
-                do {
-                    try manager.watchdog()
-                } catch {
-                    Log.write(.warning, "mat-ims: notifying the service manager: \(error)")
-                }
+                manager.report("mat-ims") { try $0.watchdog() }
             } else {
                 Log.write(.error, "mat-ims: watchdog: the server does not answer; not telling systemd it is alive")
             }

@@ -3,6 +3,7 @@
 import Glibc
 #endif
 import ArgumentParser
+import MATCommandLine
 import MATConfig
 import MATDNS
 import MATIMS
@@ -32,15 +33,10 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: "The configuration file.")
     var config: String = "/etc/mat/mat-ims.conf"
 
-    @Option(name: .long, help: "Least severe messages logged: error, warning, notice, info or debug.")
-    var logLevel = "info"
-
-    func validate() throws {
-        guard LogLevel(name: logLevel) != nil else { throw ValidationError("--log-level \(logLevel): not error, warning, notice, info or debug") }
-    }
+    @OptionGroup var logging: LogLevelOption
 
     func run() throws {
-        Log.level = LogLevel(name: logLevel) ?? .info
+        logging.apply()
         let configuration: IMSConfiguration
         do {
             configuration = try IMSConfiguration.load(path: config)
@@ -73,8 +69,8 @@ struct Run: ParsableCommand {
         // Under systemd (Type=notify): started once every listener is bound and the
         // journal replayed; a no-op when run by hand.
         let manager = SystemdNotifier()
-        notify { try manager.ready() }
-        notify { try manager.status("serving \(configuration.zones.count) zone(s) on \(addresses)") }
+        manager.report("mat-ims") { try $0.ready() }
+        manager.report("mat-ims") { try $0.status("serving \(configuration.zones.count) zone(s) on \(addresses)") }
         do {
             try ServingWatchdog.startIfAsked(manager: manager, server: server, zone: configuration.zones[0].name)
         } catch {
@@ -101,7 +97,7 @@ struct Run: ParsableCommand {
                 continue
             }
             Log.write(.notice, "mat-ims: stopping (signal \(received))")
-            notify { try manager.stopping() }
+            manager.report("mat-ims") { try $0.stopping() }
             metrics?.stop()
             server.stop()
             for line in server.core.counters.lines() { Log.write(.info, "mat-ims: counter \(line)") }
@@ -262,12 +258,3 @@ struct Name: ParsableCommand {
 }
 
 MatIMS.main()
-
-/// Sends one notification to the service manager; a failure is logged, never fatal.
-func notify(_ send: () throws -> Void) {
-    do {
-        try send()
-    } catch {
-        Log.write(.info, "mat-ims: notifying the service manager: \(error)")
-    }
-}

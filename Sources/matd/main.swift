@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
+import MATCommandLine
 import MATConfig
-import MATLog
 import MATNode
 
 /// `matd`: the per-node MAT daemon.
@@ -45,15 +45,10 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: "Configuration file.")
     var config = "/etc/mat/matd.conf"
 
-    @Option(name: .long, help: "Least severe messages logged: error, warning, notice, info or debug.")
-    var logLevel = "info"
-
-    func validate() throws {
-        guard LogLevel(name: logLevel) != nil else { throw ValidationError("--log-level \(logLevel): not error, warning, notice, info or debug") }
-    }
+    @OptionGroup var logging: LogLevelOption
 
     func run() throws {
-        Log.level = LogLevel(name: logLevel) ?? .info
+        logging.apply()
         let node = try loadConfig(config)
         _ = try loadIMSKeys(node, file: config)   // before the host is touched
         let daemon = try Daemon(config: node) { [config] in try loadConfig(config) }
@@ -82,15 +77,10 @@ struct Cleanup: ParsableCommand {
     @Option(name: .long, help: "Configuration file.")
     var config = "/etc/mat/matd.conf"
 
-    @Option(name: .long, help: "Least severe messages logged: error, warning, notice, info or debug.")
-    var logLevel = "info"
-
-    func validate() throws {
-        guard LogLevel(name: logLevel) != nil else { throw ValidationError("--log-level \(logLevel): not error, warning, notice, info or debug") }
-    }
+    @OptionGroup var logging: LogLevelOption
 
     func run() throws {
-        Log.level = LogLevel(name: logLevel) ?? .info
+        logging.apply()
         let node = try loadConfig(config)
         let removed = try HostSetup.cleanup(config: node)
         print(removed.isEmpty ? "nothing to clean up" : removed.map { "removed \($0)" }.joined(separator: "\n"))
