@@ -47,6 +47,12 @@ public struct RegistrationSchedule: Hashable, Sendable {
         }
     }
 
+    /// Something published with the mapping changed (the signing key): register again at
+    /// `now`, whatever the MoAs.
+    public mutating func renew(at now: UInt64) {
+        nextAttempt = now
+    }
+
     /// A registration of `moas` was confirmed at `now`.
     public mutating func succeeded(moas: [IPAddress], at now: UInt64) {
         registeredMoAs = moas

@@ -204,6 +204,10 @@ struct StatusSource: Sendable {
             let report = mappings.rebind(interface: request.interface, moa: moa)
             if let error = report.error { return ControlReply(error: "rebind: \(error)") }
             return ControlReply(rebind: report)
+        case .rotateKey:
+            let report = mappings.rotateKey()
+            if let error = report.error { return ControlReply(error: "rotate-key: \(error)") }
+            return ControlReply(keyRotation: report)
         }
     }
 }

@@ -10,7 +10,7 @@ struct MatCtl: ParsableCommand {
         commandName: "matctl",
         abstract: "Query and steer a running matd.",
         version: MATVersion.current,
-        subcommands: [Status.self, Peers.self, Stats.self, Rebind.self, Monitor.self, Doctor.self])
+        subcommands: [Status.self, Peers.self, Stats.self, Rebind.self, RotateKey.self, Monitor.self, Doctor.self])
 }
 
 /// A failure at run time (matd unreachable, or it refused the request), as opposed to a
@@ -165,6 +165,35 @@ struct Rebind: ParsableCommand {
             print("took:             \(report.milliseconds) ms")
         }
         if report.registered == false || !report.unanswered.isEmpty { throw ExitCode(1) }
+    }
+}
+
+struct RotateKey: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rotate-key",
+        abstract: "Give this node a new signing key and register it with the IMS.",
+        discussion: """
+            Writes a new key to the signing-key file, signs with it from then on and \
+            registers it; returns once the IMS has the new key. Peers take it at their next \
+            lookup of this node (within its record TTL); alerts signed with the old key are \
+            refused wherever the new one is known. Exits non-zero when the IMS did not \
+            confirm the new key (matd goes on trying).
+            """)
+    @OptionGroup var options: CommonOptions
+
+    func run() throws {
+        guard let report = try options.ask(ControlRequest(command: .rotateKey), timeout: 45).keyRotation else {
+            throw ControlFailure("matd sent no report")
+        }
+        if options.json {
+            try options.printJSON(report)
+        } else {
+            print("public key:   \(report.publicKey)")
+            print("was:          \(report.previousKey)")
+            print("registration: \(report.registered.map { $0 ? "confirmed" : "NOT CONFIRMED" } ?? "no IMS key")")
+            print("took:         \(report.milliseconds) ms")
+        }
+        if report.registered == false { throw ExitCode(1) }
     }
 }
 

@@ -8,7 +8,7 @@ public enum ControlProtocol {
 /// A request to the daemon.
 public struct ControlRequest: Codable, Sendable, Equatable {
     public enum Command: String, Codable, Sendable, CaseIterable {
-        case status, peers, stats, rebind, events
+        case status, peers, stats, rebind, events, rotateKey
     }
 
     public var version: Int
@@ -37,6 +37,8 @@ public struct ControlReply: Codable, Sendable, Equatable {
     public var peers: [PeerReport]?
     public var stats: StatsReport?
     public var rebind: RebindReport?
+    /// `rotateKey`: the new key and its registration.
+    public var keyRotation: KeyRotationReport?
     /// `events`: what happened after the asked number, oldest first.
     public var events: [MonitorEvent]?
     /// `events`: the number the next event will have.
@@ -44,9 +46,10 @@ public struct ControlReply: Codable, Sendable, Equatable {
 
     public init(error: String? = nil, status: StatusReport? = nil, peers: [PeerReport]? = nil,
                 stats: StatsReport? = nil, rebind: RebindReport? = nil, events: [MonitorEvent]? = nil,
-                nextEvent: UInt64? = nil) {
+                nextEvent: UInt64? = nil, keyRotation: KeyRotationReport? = nil) {
         version = ControlProtocol.version
         self.error = error
+        self.keyRotation = keyRotation
         self.status = status
         self.peers = peers
         self.stats = stats

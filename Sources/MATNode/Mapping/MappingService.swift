@@ -58,6 +58,11 @@ public final class MappingService: @unchecked Sendable {
     let publishedAnnounced = Mutex(NodeAddresses())
     /// Registration lifetimes of learned mappings (``MappingLifetimes``).
     var lifetimes = MappingLifetimes()
+    /// `matctl rotate-key` requests, the rotations waiting for their registrations, and
+    /// the signing key each family's last confirmed registration published.
+    let keyRotationRequests = Mutex<[KeyRotationTicket]>([])
+    var keyRotations: [PendingKeyRotation] = []
+    var confirmedKeys: [AddressFamily: String?] = [:]
     /// When the key of an unknown sender was last looked up in the IMS (milliseconds).
     var keyLookups: [IPAddress: UInt64] = [:]
     let requests = Mutex<[RebindRequest]>([])
@@ -185,6 +190,7 @@ public final class MappingService: @unchecked Sendable {
             takeReloads(now: now)
             takeRefusals()
             takeRebindRequests(now: now)
+            rotateKeys(now: now)
             askPublicAddressesAgain(now: now)
             register(now: now)
             resolveMisses(now: now)
@@ -230,6 +236,7 @@ public final class MappingService: @unchecked Sendable {
         switch result {
         case .success(let registration):
             schedule.succeeded(moas: moas, at: now)
+            confirmedKeys[home.family] = registration.publicKey
             log("matd: registered \(home) -> \(moas.map(\.description).joined(separator: ", ")) seq \(sequence) at \(registration.server)")
             EventLog.shared.post("registered", ["home": "\(home)", "mobile": moas.map(\.description).joined(separator: " "),
                                                 "sequence": "\(sequence)", "server": "\(registration.server)"])

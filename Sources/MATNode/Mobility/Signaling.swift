@@ -50,7 +50,7 @@ enum KeyAnswer {
 final class Signaling {
     private let port: UInt16
     private let sockets: [DatagramSocket]
-    private let key: SigningKey
+    private var key: SigningKey
     private let sequences: SequenceSource
     private let lifetime: UInt32
     private var replay = ReplayGuard()
@@ -139,6 +139,11 @@ final class Signaling {
         replay.forget(hoa)
         replayChanges += 1
     }
+
+    /// Signs everything from now on with `key` (`matctl rotate-key`). Updates on their
+    /// way keep the old signature: peers that already have the new key refuse them and
+    /// take the next alert.
+    func replaceKey(_ key: SigningKey) { self.key = key }
 
     /// The node's public key, for status and the IMS.
     var publicKey: VerifyingKey { key.publicKey }
