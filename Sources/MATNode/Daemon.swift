@@ -64,9 +64,12 @@ public final class Daemon {
         try host.divertInbound(addresses: addresses, peerMoAs: config.peers.flatMap(\.mobileAddresses))
         // The engine reports HoAs without a mapping to the service, which needs the engine.
         let service = Mutex<MappingService?>(nil)
+        let encap = try EncapPath.open(config, tun: tun.name)
         let engine = try Engine(tun: tun, table: table, addresses: addresses,
                                 onMiss: { hoa in service.withLock { $0 }?.lookUp(hoa) },
-                                onRefusal: { refusal in service.withLock { $0 }?.noteRefusal(refusal) })
+                                onRefusal: { refusal in service.withLock { $0 }?.noteRefusal(refusal) },
+                                encap: encap,
+                                onProbeAnswer: { moa, nonce in service.withLock { $0 }?.probeAnswered(from: moa, nonce: nonce) })
         engine.start()
         defer { engine.stop() }
         let mappings = try MappingService(config: config, host: host, engine: engine, addresses: addresses)
@@ -169,7 +172,7 @@ struct StatusSource: Sendable {
             return ControlReply(peers: table.map { state in
                 let mapping = state.mapping
                 let alert = alerts[mapping.hoa]
-                return PeerReport(
+                var report = PeerReport(
                     homeAddress: mapping.hoa.description,
                     mobileAddresses: mapping.moas.map {
                         PeerReport.Binding(address: $0.address.description, priority: Int($0.priority),
@@ -179,6 +182,8 @@ struct StatusSource: Sendable {
                     origin: view[mapping.hoa]?.rawValue, alert: alert.map(\.alert.rawValue),
                     lastAckSecondsAgo: alert?.lastAckAt.map { Double(now - min(now, $0)) / 1_000 },
                     roundTripMilliseconds: alert?.roundTripMilliseconds)
+                if state.encapsulated { report.path = EncapPolicy.Mode.encapsulated.rawValue }
+                return report
             } + view.filter { hoa, _ in !inTable.contains(hoa) }.map { hoa, origin in
                 // Known to the control plane but not (yet) in the engine's table.
                 PeerReport(homeAddress: hoa.description, mobileAddresses: [], preferred: nil, sequence: 0,
@@ -186,10 +191,12 @@ struct StatusSource: Sendable {
             })
         case .stats:
             let ims = mappings.imsCounters
-            return ControlReply(stats: StatsReport(engine.counters, ims: ims,
-                                                   signaling: mappings.signalingCounters, control: control,
-                                                   alertAcknowledged: mappings.signaling.counters.alertAcknowledged,
-                                                   imsRequests: ims == nil ? nil : mappings.imsWorker.durations))
+            var stats = StatsReport(engine.counters, ims: ims,
+                                    signaling: mappings.signalingCounters, control: control,
+                                    alertAcknowledged: mappings.signaling.counters.alertAcknowledged,
+                                    imsRequests: ims == nil ? nil : mappings.imsWorker.durations)
+            stats.encapsulation = engine.encapCounters.map { Dictionary(uniqueKeysWithValues: $0.named) }
+            return ControlReply(stats: stats)
         case .events:
             let (events, next) = EventLog.shared.events(after: request.after)
             return ControlReply(events: events, nextEvent: next)

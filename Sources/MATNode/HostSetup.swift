@@ -35,6 +35,11 @@ public final class HostSetup {
     private var diverted: (addresses: NodeAddresses, peerMoAs: [IPAddress])?
     private var hops6: [IPAddress: RouteLookup.Hop] = [:]
     private var watchingServices = false
+    /// Peers' MoAs whose traffic comes in UDP (docs/datapath.md, "Behind NAT"): all of it
+    /// goes to the stack, where the fragments of a large datagram are put together again
+    /// (the ingress hook sees them one by one, the later ones without a UDP header, and
+    /// would otherwise divert those into the engine). Set before `divertInbound`.
+    public var encapsulatedMoAs: Set<IPAddress> = []
 
     /// The nftables table matd owns for TUN device `tun`.
     public static func tableName(tun: String) -> String {
@@ -190,6 +195,12 @@ public final class HostSetup {
     /// peers' packets to the TUN device, divert ICMP errors that quote a packet of ours to a
     /// peer (path MTU discovery needs them translated), and drop what a missing device would
     /// otherwise let fall through to the local stack (which would reset peers' sessions).
+    /// The UDP ports of matd's own sockets that peers' MoAs send to: the signaling port,
+    /// and the encapsulation's unless it is off.
+    private var localPorts: String {
+        config.udpEncapsulation == .off ? "\(config.signalingPort)" : "{ \(config.signalingPort), \(config.encapPort) }"
+    }
+
     private func rules(table: String, chain: String, family: AddressFamily,
                        addresses: NodeAddresses, peerMoAs: [IPAddress]) -> [String] {
         let peers = peerMoAs.filter { $0.family == family }
@@ -218,8 +229,12 @@ public final class HostSetup {
         }.joined(separator: ", ") + " }"
         let prefix = "add rule netdev \(table) \(chain) \(ip) daddr \(mobile)"
         let device = "device \"\(tun.name)\""
+        let encapsulated = peers.filter { encapsulatedMoAs.contains($0) }
         return [
-            "\(prefix) \(ip) saddr \(set) udp dport \(config.signalingPort) accept",
+            "\(prefix) \(ip) saddr \(set) udp dport \(localPorts) accept",
+        ] + (encapsulated.isEmpty ? [] : [
+            "\(prefix) \(ip) saddr { \(encapsulated.map(\.description).joined(separator: ", ")) } accept",
+        ]) + [
             "\(prefix) \(ip) saddr \(set) \(fwd) to \(home) \(device)",
             "\(prefix) \(errors) \(quoted(quotedPeers)) \(fwd) to \(home) \(device)",
             "\(prefix) \(ip) saddr \(set) drop",

@@ -60,6 +60,10 @@ public struct NodeConfig: Sendable, Equatable {
     /// The public addresses published in place of private MoAs behind 1:1 NAT
     /// (`public-address`, see ``PublicAddresses``).
     public var publicAddresses: PublicAddresses
+    /// When peers' traffic goes in UDP (`udp-encapsulation`, see ``EncapPolicy``).
+    public var udpEncapsulation: EncapSetting
+    /// UDP port of the encapsulation, the same on every node (`encap-port`).
+    public var encapPort: UInt16
     /// The command run when the hypervisor announces this guest after a live migration
     /// (`on-notify-peers`): its words, the first an absolute path; the interface's name
     /// is appended. nil: the announcement only re-alerts the peers (``Readdresser``).
@@ -89,6 +93,7 @@ public struct NodeConfig: Sendable, Equatable {
     /// Defaults for the optional keys.
     public static let defaultTunName = "mat0"
     public static let defaultSignalingPort: UInt16 = 7540
+    public static let defaultEncapPort: UInt16 = 7541
     public static let defaultControlSocket = "/run/matd/control.sock"
     public static let defaultStateDirectory = "/var/lib/matd"
     public static let defaultRoutingTable: UInt32 = 7540
@@ -110,6 +115,8 @@ public struct NodeConfig: Sendable, Equatable {
         signingKeyFile = nil
         ipv6Forwarding = .auto
         publicAddresses = PublicAddresses()
+        udpEncapsulation = .auto
+        encapPort = Self.defaultEncapPort
         onNotifyPeers = nil
         peers = []
         ims = nil
@@ -208,6 +215,16 @@ public struct NodeConfig: Sendable, Equatable {
                                       message: "\(entry.value) does not start with an absolute path (a command, no shell)")
                 }
                 onNotifyPeers = words
+            case "udp-encapsulation":
+                guard let setting = EncapSetting(rawValue: entry.value) else {
+                    throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not auto, off or always")
+                }
+                udpEncapsulation = setting
+            case "encap-port":
+                guard let port = UInt16(entry.value), port > 0 else {
+                    throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not a port (1-65535)")
+                }
+                encapPort = port
             case "public-address":
                 publicAddresses.entries.append(try PublicAddresses.parse(entry, existing: publicAddresses.entries))
             default:
@@ -306,6 +323,10 @@ public struct NodeConfig: Sendable, Equatable {
                               message: "\(home) lies outside every domain-prefix")
         }
         try publicAddresses.validate(uplinks: uplinkEntries, domainPrefixes: domainPrefixes, hasIMS: ims != nil)
+        if udpEncapsulation != .off && encapPort == signalingPort {
+            let line = file.sections.flatMap(\.entries).first { $0.key == "encap-port" }?.line ?? nodeLine
+            throw ConfigError(line: line, key: "encap-port", message: "\(encapPort) is the signaling-port too: give each its own")
+        }
         var seen: Set<IPAddress> = Set(homeAddresses)
         for peer in peers {
             guard domainPrefixes.contains(where: { $0.contains(peer.homeAddress) }) else {
@@ -365,6 +386,8 @@ extension NodeConfig {
         note("ipv6-forwarding", ipv6Forwarding, next.ipv6Forwarding)
         note("on-notify-peers", onNotifyPeers, next.onNotifyPeers)
         note("public-address", publicAddresses, next.publicAddresses)
+        note("udp-encapsulation", udpEncapsulation, next.udpEncapsulation)
+        note("encap-port", encapPort, next.encapPort)
         return (merged, notApplied)
     }
 }

@@ -90,6 +90,7 @@ struct Peers: ParsableCommand {
             if let alert = peer.alert { line += " alert \(alert)" }
             if let ago = peer.lastAckSecondsAgo { line += " last-ack \(String(format: "%.1f", ago)) s ago" }
             if let rtt = peer.roundTripMilliseconds { line += " rtt \(rtt) ms" }
+            if let path = peer.path { line += " path \(path)" }
             print(line)
         }
     }

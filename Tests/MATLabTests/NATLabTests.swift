@@ -68,6 +68,44 @@ struct NATLabTests {
         #expect(answered["challenges_answered", default: 0] >= 1, "\(answered)")
         // Nothing ever went to the private address from outside.
         #expect(!lab.matdLog("cn").contains("192.0.2.70"), "\(lab.matdLog("cn"))")
+        // The probe came through the 1:1 NAT: translated packets, no UDP.
+        #expect(nat.waitForEncap("vm", "encap_probe_answers_received", atLeast: 1), "\(lab.matdLog("vm"))")
+        let encap = try nat.encapCounters("vm")
+        #expect(encap["encap_packets_sent"] == 0 && encap["encap_packets_received"] == 0, "\(encap)")
+        #expect(try !lab.matctl("vm", "peers").contains("udp-encap") && !lab.matctl("cn", "peers").contains("udp-encap"))
+    }
+
+    /// A move from site A into site N behind masquerade (port-restricted) under a TCP
+    /// flow: the CN's probe answer does not come through the NAT, so the VM's traffic with
+    /// the CN goes in UDP, both ways, with keepalives; every byte of the flow arrives, and
+    /// a connection the CN opens to the VM afterwards (which masquerade alone would drop)
+    /// works too.
+    @Test func aMoveIntoMasqueradeUnderATCPFlow() throws {
+        let nat = try natLab(publicAddress: "auto", vmBehindNAT: false)
+        defer { nat.close() }
+        let lab = nat.lab
+        let file = try lab.randomFile("payload", megabytes: 60)
+        let transfer = try PacedTransfer(lab, from: "vm", to: "cn", file: file, megabytesPerSecond: 8)
+        #expect(lab.waitForLog("vm", "mapping \(cn.home4)"), "\(lab.matdLog("vm"))")
+        sleep(1)
+        try nat.moveVM(host: 80)
+        #expect(lab.waitForLog("vm", "the IMS sees 192.0.2.80 as 203.0.113.50"), "\(lab.matdLog("vm"))")
+        #expect(lab.waitForLog("vm", "traffic goes in UDP"), "\(lab.matdLog("vm"))")
+        try transfer.finish()
+        #expect(try lab.matctl("vm", "peers").contains("\(cn.home4) -> \(cn.mobile4)*"))
+        #expect(try lab.matctl("vm", "peers").contains("path udp-encap"), "\(lab.matdLog("vm"))")
+        #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.50*"), "\(lab.matdLog("cn"))")
+        #expect(try lab.matctl("cn", "peers").contains("path udp-encap"), "\(lab.matdLog("cn"))")
+        // The CN opens a connection to the VM's HoA: its SYN reaches the VM only in UDP.
+        let reply = try lab.randomFile("reply", megabytes: 5)
+        let exchange = try lab.tcpTransfer(listener: "vm", address: vm.home4, connector: "cn", sender: "cn", file: reply,
+                                           port: 5020)
+        #expect(exchange.listenerSawPeer == cn.home4)
+        let vmEncap = try nat.encapCounters("vm"), cnEncap = try nat.encapCounters("cn")
+        #expect(vmEncap["encap_packets_sent", default: 0] > 1_000 && vmEncap["encap_packets_received", default: 0] > 100,
+                "\(vmEncap)")
+        #expect(cnEncap["encap_packets_received", default: 0] > 1_000 && cnEncap["encap_probes_answered", default: 0] >= 3,
+                "\(cnEncap)")
     }
 
     /// The CN's correspondent sits behind 1:1 NAT from the start, its public address
@@ -123,6 +161,21 @@ final class NATLab: @unchecked Sendable {
     /// Moves the VM node into site N as 192.0.2.HOST (70 is the 1:1 NAT's; others are masqueraded).
     func moveVM(host: Int) throws {
         try check([LabPaths.natSite, "move-vm", "\(host)"], timeout: 30, environment: ["LAB": lab.name])
+    }
+
+    /// The UDP encapsulation's counters of matd in `node`.
+    func encapCounters(_ node: String) throws -> [String: Int] {
+        try lab.stats(node)["encapsulation"] as? [String: Int] ?? [:]
+    }
+
+    /// Waits until the encapsulation counter `name` of matd in `node` reaches `atLeast`.
+    func waitForEncap(_ node: String, _ name: String, atLeast: Int, timeout: Double = 20) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let value = try? encapCounters(node)[name], value >= atLeast { return true }
+            usleep(200_000)
+        }
+        return false
     }
 
     func close() {

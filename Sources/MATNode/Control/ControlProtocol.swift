@@ -116,6 +116,8 @@ public struct PeerReport: Codable, Sendable, Equatable {
     public var lastAckSecondsAgo: Double?
     /// Round trip of the last alert that was acknowledged after one send, milliseconds.
     public var roundTripMilliseconds: UInt64?
+    /// `udp-encap` while its traffic goes in UDP (docs/datapath.md, "Behind NAT"); nil: direct.
+    public var path: String?
 
     public init(homeAddress: String, mobileAddresses: [Binding], preferred: String?, sequence: UInt64,
                 origin: String? = nil, alert: String? = nil, lastAckSecondsAgo: Double? = nil,
@@ -157,6 +159,8 @@ public struct StatsReport: Codable, Sendable, Equatable {
     public var alertAcknowledged: DurationHistogram?
     /// How long IMS registrations and lookups took, by kind (`registration`, `lookup`).
     public var imsRequests: [String: DurationHistogram]?
+    /// The UDP encapsulation's counters (`encap_packets_sent`, ...), unless it is off.
+    public var encapsulation: [String: UInt64]?
 
     public init(_ counters: EngineCounters, ims: [String: UInt64]? = nil, signaling: [String: UInt64]? = nil,
                 control: [String: UInt64]? = nil, alertAcknowledged: DurationHistogram? = nil,

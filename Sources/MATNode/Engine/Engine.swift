@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import MATLinux
 import MATPacket
+import MATSignaling
 import Synchronization
 
 /// The packet engine: one thread that reads packets (GSO super-packets included) from the
@@ -18,11 +19,14 @@ public final class Engine: @unchecked Sendable {
     // @unchecked: `processor` and `buffer` are touched only by the engine thread; other
     // threads reach the engine through `commands`, `published` and `wakeup` only.
 
-    private let tun: TunDevice
-    private var processor: PacketProcessor
-    private let buffer: UnsafeMutableRawPointer
+    let tun: TunDevice
+    var processor: PacketProcessor
+    /// Where packets are read to: `storage` after room for an encapsulation header, so a
+    /// packet that goes in UDP is sent from where it was read.
+    let buffer: UnsafeMutableRawPointer
+    private let storage: UnsafeMutableRawPointer
     private let bufferSize = VirtioNetHeader.size + 65_536
-    private let wakeup: Wakeup
+    let wakeup: Wakeup
     private let commands = Mutex<[Command]>([])
     private let published = Mutex(EngineCounters())
     private let stopped = Mutex(false)
@@ -38,6 +42,16 @@ public final class Engine: @unchecked Sendable {
     private var lastReadErrorLog: UInt64 = 0
     /// When to poll without sleeping (after traffic) and when to block (idle).
     private var busyPoll: BusyPollPolicy
+    /// The UDP encapsulation (nil: `udp-encapsulation = off`), whether any peer's traffic
+    /// goes in it now, the service's changes to it, and what the service is told.
+    let encap: EncapPath?
+    var encapActive = false
+    let encapCommands = Mutex<[EncapCommand]>([])
+    let publishedEncap = Mutex(EncapCounters())
+    /// The MoAs whose traffic goes in UDP, as of the last change, for the service.
+    let publishedEncapMoAs = Mutex<Set<IPAddress>>([])
+    let probeAnswerHandler: @Sendable (IPAddress, [UInt8]) -> Void
+    var lastEncapExpiry: UInt64 = 0
 
     /// A change the engine thread applies between packets.
     public typealias Command = PacketProcessor.Command
@@ -48,15 +62,20 @@ public final class Engine: @unchecked Sendable {
     /// refused. Both must return quickly.
     public init(tun: TunDevice, table: consuming MappingTable, addresses: NodeAddresses,
                 onMiss: @escaping @Sendable (IPAddress) -> Void = { _ in },
-                onRefusal: @escaping @Sendable (PacketProcessor.Refusal) -> Void = { _ in }) throws(SystemError) {
+                onRefusal: @escaping @Sendable (PacketProcessor.Refusal) -> Void = { _ in },
+                encap: EncapPath? = nil,
+                onProbeAnswer: @escaping @Sendable (IPAddress, [UInt8]) -> Void = { _, _ in }) throws(SystemError) {
         missHandler = onMiss
         refusalHandler = onRefusal
+        self.encap = encap
+        probeAnswerHandler = onProbeAnswer
         self.tun = tun
         publishedMappingCount = Mutex(table.count)
         processor = PacketProcessor(table: table, addresses: addresses)
         busyPoll = BusyPollPolicy(windowMicroseconds: BusyPollPolicy.windowMicroseconds(
             fromEnvironment: ProcessInfo.processInfo.environment[BusyPollPolicy.environmentVariable]))
-        buffer = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 16)
+        storage = UnsafeMutableRawPointer.allocate(byteCount: EncapWire.headerLength + bufferSize, alignment: 16)
+        buffer = storage + EncapWire.headerLength
         let slotSize = VirtioNetHeader.size + 65_536
         heldPackets = (0..<Self.heldPacketSlots).map { _ in
             HeldPacket(bytes: UnsafeMutableRawPointer.allocate(byteCount: slotSize, alignment: 16))
@@ -65,7 +84,7 @@ public final class Engine: @unchecked Sendable {
     }
 
     deinit {
-        buffer.deallocate()
+        storage.deallocate()
         for slot in heldPackets { slot.bytes.deallocate() }
     }
 
@@ -110,6 +129,8 @@ public final class Engine: @unchecked Sendable {
     public struct MappingState: Sendable {
         public var mapping: PeerMapping
         public var preferred: IPAddress?
+        /// Whether its traffic goes in UDP (docs/datapath.md, "Behind NAT").
+        public var encapsulated = false
     }
 
     /// When the engine thread last came round its loop (monotonic milliseconds): at least
@@ -134,11 +155,12 @@ public final class Engine: @unchecked Sendable {
     private func loop() {
         var descriptors = [pollfd(fd: tun.fileDescriptor, events: Int16(POLLIN), revents: 0),
                            pollfd(fd: wakeup.readDescriptor, events: Int16(POLLIN), revents: 0)]
+            + (encap?.fileDescriptors ?? []).map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
         var sincePublish = 0
         var timeout = BusyPollPolicy.idleTimeoutMilliseconds
         applyCommands()
         while !stopped.withLock({ $0 }) {
-            let ready = poll(&descriptors, 2, timeout)
+            let ready = poll(&descriptors, nfds_t(descriptors.count), timeout)
             if ready < 0 && errno != EINTR { break }
             if descriptors[1].revents != 0 {
                 wakeup.drain()
@@ -160,6 +182,11 @@ public final class Engine: @unchecked Sendable {
                     handled += 1
                 }
                 sincePublish += handled
+            }
+            if ready > 0 && descriptors.count > 2 {
+                for index in 2..<descriptors.count where descriptors[index].revents != 0 {
+                    handled += receiveEncapsulated(descriptor: descriptors[index].fd)
+                }
             }
             let nanoseconds = Self.monotonicNanoseconds()
             if handled > 0 { busyPoll.trafficSeen(at: nanoseconds) }
@@ -237,6 +264,7 @@ public final class Engine: @unchecked Sendable {
             processor.counters.engineDrops[Int(EngineDropReason.badVirtioHeader.rawValue)] &+= 1
             return
         }
+        if encapActive && sendEncapsulated(length: length) { return }
         let header = VirtioNetHeader(loadingFrom: UnsafeRawPointer(buffer))
         guard processor.handle(buffer + VirtioNetHeader.size, length: length - VirtioNetHeader.size,
                                checksum: header.checksumMode) else {
@@ -275,6 +303,7 @@ public final class Engine: @unchecked Sendable {
             if let refusal = processor.apply(command) { refusalHandler(refusal) }
             if case .release(let peer) = command { sendHeld(peer) }
         }
+        applyEncapCommands()
         if !pending.isEmpty {
             let count = processor.table.count
             publishedMappingCount.withLock { $0 = count }
@@ -284,8 +313,10 @@ public final class Engine: @unchecked Sendable {
             return queue
         }
         guard !tickets.isEmpty else { return }
-        let snapshot = processor.table.mappings.map {
-            MappingState(mapping: $0, preferred: processor.table.preferredMoA(forHoA: $0.hoa))
+        let snapshot = processor.table.mappings.map { mapping in
+            let preferred = processor.table.preferredMoA(forHoA: mapping.hoa)
+            return MappingState(mapping: mapping, preferred: preferred,
+                                encapsulated: preferred.map { encap?.endpoints.port(for: $0) != nil } ?? false)
         }
         for ticket in tickets { ticket.finish(snapshot) }
     }
@@ -305,6 +336,10 @@ public final class Engine: @unchecked Sendable {
             shared.heldPacketsSent = counters.heldPacketsSent
             for index in shared.packetDrops.indices { shared.packetDrops[index] = counters.packetDrops[index] }
             for index in shared.engineDrops.indices { shared.engineDrops[index] = counters.engineDrops[index] }
+        }
+        if let encap {
+            let counters = encap.counters
+            publishedEncap.withLock { $0 = counters }
         }
     }
 }

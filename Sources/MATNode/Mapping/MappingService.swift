@@ -56,6 +56,10 @@ public final class MappingService: @unchecked Sendable {
     var publicState = PublicAddressState()
     /// `publicState.announced` as of the last change, for the control thread.
     let publishedAnnounced = Mutex(NodeAddresses())
+    /// The UDP encapsulation's policy and probe sockets (nil: `udp-encapsulation = off`),
+    /// and whether it tracks any peer.
+    var encapControl: EncapControl?
+    var encapTracking = false
     /// Registration lifetimes of learned mappings (``MappingLifetimes``).
     var lifetimes = MappingLifetimes()
     /// `matctl rotate-key` requests, the rotations waiting for their registrations, and
@@ -117,6 +121,9 @@ public final class MappingService: @unchecked Sendable {
             for peer in config.peers { view[peer.homeAddress] = .configured }
         }
         (client, schedules) = try Self.makeClient(config)
+        if config.udpEncapsulation != .off {
+            encapControl = try EncapControl(setting: config.udpEncapsulation, families: Set(config.homeAddresses.map(\.family)))
+        }
         stateFile = config.stateDirectory + "/peers.json"
         signaling.host = self
         imsWorker = IMSWorker { [wakeup] in wakeup.signal() }
@@ -196,9 +203,10 @@ public final class MappingService: @unchecked Sendable {
             resolveMisses(now: now)
             refreshLearned(now: now)
             let retransmitAt = signaling.tick(now: now)
+            let encapAt = tickEncap(now: now)
             finishRebinds(now: now)
             saveStateIfChanged(now: now)
-            let next = [debounce.dueAt, retransmitAt, now + 1_000].compactMap { $0 }.min()!
+            let next = [debounce.dueAt, retransmitAt, encapAt, now + 1_000].compactMap { $0 }.min()!
             for index in descriptors.indices { descriptors[index].revents = 0 }
             _ = poll(&descriptors, nfds_t(descriptors.count), Int32(clamping: next > now ? next - now : 0))
             if descriptors[0].revents != 0 { wakeup.drain() }

@@ -58,7 +58,7 @@ extension MappingService {
             case (.v6, _): announced.mobile6 = nil
             }
         }
-        if announced != publicState.announced, announced.mobileAddresses != next.mobileAddresses {
+        if announced != publicState.announced, asking.isEmpty, announced.mobileAddresses != next.mobileAddresses {
             log("matd: behind NAT: publishing \(announced.mobileDescription) for \(next.mobileDescription)")
         }
         publicState.announced = announced
@@ -114,6 +114,10 @@ extension MappingService {
         case .success(let address?):
             publicState.learned[local] = address
             log("matd: the IMS sees \(local) as \(address)\(address == local ? " (no NAT)" : "")")
+        case .success(nil) where client?.configuration.servers.contains(where: { $0.address.family == family }) == false:
+            // No IMS server of this family to ask: the address is published as it is.
+            publicState.learned[local] = local
+            log("matd: no \(family) IMS server to ask which address it sees; publishing \(local) as it is")
         case .success(nil):
             // BIND and Knot do not answer the question: publish the local address, say why.
             publicState.learned[local] = local

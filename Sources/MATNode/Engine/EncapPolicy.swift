@@ -1,0 +1,207 @@
+import MATPacket
+
+/// `udp-encapsulation` (docs/config.md): when traffic to a peer goes in UDP instead of as
+/// translated packets.
+public enum EncapSetting: String, Sendable, Equatable {
+    /// Encapsulate only to peers the reachability probe shows the path does not carry
+    /// unsolicited packets for (a port-restricted NAT in front of this node).
+    case auto
+    /// Never: translated packets only.
+    case off
+    /// To every peer, whatever the path (for measurements and for networks known to need it).
+    case always
+}
+
+/// When this node sends a peer's traffic in UDP rather than as translated packets, and
+/// back (docs/datapath.md, "Behind NAT"). Pure: the caller passes the time (monotonic
+/// milliseconds) and carries out the actions.
+///
+/// Behind NAT (the node's announced MoA is not its local one) each peer is probed: the
+/// node asks the peer, from a socket of its own, to send a probe answer to the node's
+/// encapsulation port, which the node's NAT has seen nothing for. A 1:1 NAT forwards it
+/// (translated packets get through too: direct, zero overhead); a port-restricted NAT
+/// (masquerade) drops it, and after `probes` unanswered requests the peer's traffic goes
+/// in UDP, with a keepalive every `keepaliveInterval` to hold the NAT's binding. Every
+/// `reprobeInterval` the probe is tried again, and an answer goes back to direct.
+public struct EncapPolicy: Sendable {
+    public enum Mode: String, Sendable, Equatable {
+        case direct, probing
+        case encapsulated = "udp-encap"
+    }
+
+    public enum Action: Sendable, Equatable {
+        case sendProbe(IPAddress, nonce: [UInt8])
+        case startEncap(IPAddress)
+        case stopEncap(IPAddress)
+        case keepalive(IPAddress)
+    }
+
+    struct Peer {
+        var mode: Mode
+        var nonce: [UInt8] = []
+        var probesSent = 0
+        var nextProbeAt: UInt64 = 0
+        var nextKeepaliveAt: UInt64 = 0
+    }
+
+    public let setting: EncapSetting
+    public let probeInterval: UInt64
+    public let probes: Int
+    public let keepaliveInterval: UInt64
+    public let reprobeInterval: UInt64
+    private let makeNonce: @Sendable () -> [UInt8]
+    private var peers: [IPAddress: Peer] = [:]
+    private var behindNAT = false
+
+    public init(setting: EncapSetting, probeInterval: UInt64 = 1_000, probes: Int = 3,
+                keepaliveInterval: UInt64 = 15_000, reprobeInterval: UInt64 = 60_000,
+                makeNonce: @escaping @Sendable () -> [UInt8] = { (0..<16).map { _ in UInt8.random(in: 0...255) } }) {
+        self.setting = setting
+        self.probeInterval = probeInterval
+        self.probes = probes
+        self.keepaliveInterval = keepaliveInterval
+        self.reprobeInterval = reprobeInterval
+        self.makeNonce = makeNonce
+    }
+
+    /// The mode for traffic to `moa`; nil for a MoA not tracked.
+    public func mode(of moa: IPAddress) -> Mode? { peers[moa]?.mode }
+
+    /// The peers' MoAs traffic goes to now, and whether this node is behind NAT: new MoAs
+    /// are decided for, MoAs gone are forgotten, and a change of `behindNAT` starts over.
+    public mutating func track(_ moas: Set<IPAddress>, behindNAT: Bool, now: UInt64) -> [Action] {
+        var actions: [Action] = []
+        let restart = behindNAT != self.behindNAT
+        self.behindNAT = behindNAT
+        for (moa, peer) in peers where !moas.contains(moa) || restart {
+            if peer.mode == .encapsulated && (!moas.contains(moa) || setting != .always) { actions.append(.stopEncap(moa)) }
+            if !moas.contains(moa) || setting != .always { peers[moa] = nil }
+        }
+        for moa in moas.sorted(by: { $0.description < $1.description }) where peers[moa] == nil {
+            switch setting {
+            case .off:
+                peers[moa] = Peer(mode: .direct)
+            case .always:
+                peers[moa] = Peer(mode: .encapsulated, nextKeepaliveAt: now + keepaliveInterval)
+                actions += [.startEncap(moa), .keepalive(moa)]
+            case .auto:
+                if behindNAT {
+                    peers[moa] = Peer(mode: .probing)
+                    actions += probe(moa, now: now)
+                } else {
+                    peers[moa] = Peer(mode: .direct)
+                }
+            }
+        }
+        return actions
+    }
+
+    /// A probe answer from `moa`: the path carries unsolicited packets, so direct.
+    /// Answers with another nonce (old, or forged) change nothing.
+    public mutating func probeAnswered(from moa: IPAddress, nonce: [UInt8], now: UInt64) -> [Action] {
+        guard var peer = peers[moa], !peer.nonce.isEmpty, peer.nonce == nonce, setting == .auto else { return [] }
+        let was = peer.mode
+        peer = Peer(mode: .direct)
+        peers[moa] = peer
+        return was == .encapsulated ? [.stopEncap(moa)] : []
+    }
+
+    /// Probes, the fallback and keepalives that are due at `now`.
+    public mutating func tick(now: UInt64) -> [Action] {
+        var actions: [Action] = []
+        for moa in peers.keys.sorted(by: { $0.description < $1.description }) {
+            guard let peer = peers[moa] else { continue }
+            switch peer.mode {
+            case .direct:
+                break
+            case .probing where now >= peer.nextProbeAt:
+                if peer.probesSent < probes {
+                    actions += probe(moa, now: now)
+                } else {
+                    // Nothing came back: the NAT drops what it has not seen.
+                    peers[moa]?.mode = .encapsulated
+                    peers[moa]?.nextKeepaliveAt = now + keepaliveInterval
+                    peers[moa]?.probesSent = 0
+                    peers[moa]?.nonce = []
+                    peers[moa]?.nextProbeAt = now + reprobeInterval
+                    actions += [.startEncap(moa), .keepalive(moa)]
+                }
+            case .probing:
+                break
+            case .encapsulated:
+                if now >= peer.nextKeepaliveAt {
+                    peers[moa]?.nextKeepaliveAt = now + keepaliveInterval
+                    actions.append(.keepalive(moa))
+                }
+                if setting == .auto && now >= peer.nextProbeAt {
+                    // One request per round: an answer goes back to direct, silence stays.
+                    peers[moa]?.nonce = makeNonce()
+                    peers[moa]?.nextProbeAt = now + reprobeInterval
+                    actions.append(.sendProbe(moa, nonce: peers[moa]!.nonce))
+                }
+            }
+        }
+        return actions
+    }
+
+    /// The earliest time `tick` has something to do; nil when nothing is pending.
+    public var nextDeadline: UInt64? {
+        peers.values.compactMap { peer -> UInt64? in
+            switch peer.mode {
+            case .direct: nil
+            case .probing: peer.nextProbeAt
+            case .encapsulated: setting == .auto ? min(peer.nextKeepaliveAt, peer.nextProbeAt) : peer.nextKeepaliveAt
+            }
+        }.min()
+    }
+
+    private mutating func probe(_ moa: IPAddress, now: UInt64) -> [Action] {
+        let nonce = makeNonce()
+        peers[moa]?.nonce = nonce
+        peers[moa]?.probesSent += 1
+        peers[moa]?.nextProbeAt = now + probeInterval
+        return [.sendProbe(moa, nonce: nonce)]
+    }
+}
+
+/// The other side: where this node sends a peer's traffic in UDP, learned from the
+/// datagrams that peer sends (its NAT's binding, whatever port it chose), and forgotten
+/// `lifetime` ms after the last one (the peer went back to direct, or away). Pure.
+public struct EncapEndpoints: Sendable {
+    public let lifetime: UInt64
+    private var ports: [IPAddress: (port: UInt16, lastSeen: UInt64, commanded: Bool)] = [:]
+
+    public init(lifetime: UInt64 = 60_000) { self.lifetime = lifetime }
+
+    public var isEmpty: Bool { ports.isEmpty }
+
+    /// The port to send `moa`'s traffic to in UDP, or nil: direct.
+    @inlinable
+    public func port(for moa: IPAddress) -> UInt16? { lookup(moa) }
+
+    @usableFromInline
+    func lookup(_ moa: IPAddress) -> UInt16? { ports[moa]?.port }
+
+    /// A datagram came from `moa`:`port`: send there from now on.
+    public mutating func heard(_ moa: IPAddress, port: UInt16, now: UInt64) {
+        let commanded = ports[moa]?.commanded ?? false
+        ports[moa] = (port, now, commanded)
+    }
+
+    /// This node decided to encapsulate to `moa` at `port` (its own policy): kept until stopped.
+    public mutating func start(_ moa: IPAddress, port: UInt16, now: UInt64) {
+        ports[moa] = (ports[moa]?.port ?? port, now, true)
+    }
+
+    public mutating func stop(_ moa: IPAddress) { ports[moa] = nil }
+
+    /// Forgets learned endpoints not heard from for `lifetime`; returns them.
+    public mutating func expire(now: UInt64) -> [IPAddress] {
+        let gone = ports.filter { !$0.value.commanded && now >= $0.value.lastSeen + lifetime }.map(\.key)
+        for moa in gone { ports[moa] = nil }
+        return gone
+    }
+
+    /// The MoAs traffic goes to in UDP now.
+    public var moas: [IPAddress] { Array(ports.keys) }
+}

@@ -1,0 +1,193 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import MATLinux
+import MATPacket
+import MATSignaling
+
+/// A change of where traffic goes in UDP, from the service's ``EncapPolicy``.
+public enum EncapCommand: Sendable {
+    /// Send `moa`'s traffic in UDP to its `port` (until `.stop`).
+    case start(IPAddress, port: UInt16)
+    case stop(IPAddress)
+}
+
+/// The UDP encapsulation's per-packet work on the engine thread (docs/datapath.md,
+/// "Behind NAT"). A peer whose traffic goes in UDP gets the application's packet as it
+/// was read, HoA to HoA and untranslated (its checksums, partial or not, stay valid, and a
+/// super-packet stays whole), behind an 8-byte header, from the buffer it was read into.
+/// Only runs while some peer's traffic goes in UDP (`encapActive`); otherwise the direct
+/// path pays one predictable branch.
+extension Engine {
+    /// Asks the engine thread to start or stop sending a peer's traffic in UDP.
+    public func encapsulate(_ command: EncapCommand) {
+        encapCommands.withLock { $0.append(command) }
+        wakeup.signal()
+    }
+
+    /// The encapsulation's counters as of the last publication; nil when it is off.
+    public var encapCounters: EncapCounters? { encap == nil ? nil : publishedEncap.withLock { $0 } }
+
+    func applyEncapCommands() {
+        guard let encap else { return }
+        let pending = encapCommands.withLock { queue -> [EncapCommand] in
+            defer { queue.removeAll() }
+            return queue
+        }
+        let now = MonotonicClock.milliseconds()
+        for command in pending {
+            switch command {
+            case .start(let moa, let port): encap.endpoints.start(moa, port: port, now: now)
+            case .stop(let moa): encap.endpoints.stop(moa)
+            }
+        }
+        if now >= lastEncapExpiry + 1_000 {
+            lastEncapExpiry = now
+            for moa in encap.endpoints.expire(now: now) {
+                log("matd: no UDP from \(moa) for \(encap.endpoints.lifetime / 1_000) s: its traffic goes direct again")
+            }
+        }
+        encapActive = !encap.endpoints.isEmpty
+        publishEncapMoAs(encap)
+    }
+
+    /// The MoAs whose traffic goes in UDP now, for the inbound diversion to let theirs by.
+    public var encapsulatedMoAs: Set<IPAddress> { publishedEncapMoAs.withLock { $0 } }
+
+    func publishEncapMoAs(_ encap: EncapPath) {
+        let moas = Set(encap.endpoints.moas)
+        publishedEncapMoAs.withLock { $0 = moas }
+    }
+
+    /// Sends the application's packet in `buffer` in UDP when its peer's traffic goes
+    /// there; false leaves it to the translation. Held peers are left to the processor,
+    /// which drops and keeps their packets as for the direct path.
+    @inline(__always)
+    func sendEncapsulated(length: Int) -> Bool {
+        guard let encap, length >= VirtioNetHeader.size + 20 else { return false }
+        let packet = buffer + VirtioNetHeader.size
+        let moa: IPAddress
+        switch packet.load(as: UInt8.self) >> 4 {
+        case 4:
+            guard IPv4Address(loadingFrom: UnsafeRawPointer(packet), offset: 12) == processor.addresses.home4 else { return false }
+            let destination = IPv4Address(loadingFrom: UnsafeRawPointer(packet), offset: 16)
+            guard let peer = processor.table.preferredMoA(forHoA: destination),
+                  processor.held.isEmpty || !processor.held.contains(.v4(destination)) else { return false }
+            moa = .v4(peer)
+        case 6 where length >= VirtioNetHeader.size + 40:
+            guard IPv6Address(loadingFrom: UnsafeRawPointer(packet), offset: 8) == processor.addresses.home6 else { return false }
+            let destination = IPv6Address(loadingFrom: UnsafeRawPointer(packet), offset: 24)
+            guard let peer = processor.table.preferredMoA(forHoA: destination),
+                  processor.held.isEmpty || !processor.held.contains(.v6(destination)) else { return false }
+            moa = .v6(peer)
+        default:
+            return false
+        }
+        guard let port = encap.endpoints.port(for: moa) else { return false }
+        let datagram = buffer - EncapWire.headerLength
+        EncapWire.writeHeader(.packet, at: datagram)
+        if encap.send(UnsafeRawPointer(datagram), length: EncapWire.headerLength + length, to: moa, port: port) {
+            encap.counters.packetsSent &+= 1
+            processor.counters.outboundPackets &+= 1
+            processor.counters.outboundBytes &+= UInt64(length - VirtioNetHeader.size)
+        } else {
+            encap.counters.sendFailures &+= 1
+        }
+        return true
+    }
+
+    /// Reads what waits on an encapsulation socket (up to 64 datagrams); returns how many
+    /// carried packets went into the TUN device.
+    func receiveEncapsulated(descriptor: Int32) -> Int {
+        guard let encap else { return 0 }
+        guard let socket = encap.socket4?.fileDescriptor == descriptor ? encap.socket4 : encap.socket6 else { return 0 }
+        var delivered = 0
+        for _ in 0..<64 {
+            guard let (length, source, sourcePort) = encap.receive(socket) else { break }
+            let datagram = UnsafeRawBufferPointer(start: encap.receiveBuffer, count: min(length, EncapPath.receiveSize))
+            guard length <= EncapPath.receiveSize, let frame = EncapWire.parse(datagram) else {
+                encap.counters.refused &+= 1
+                continue
+            }
+            switch frame {
+            case .packet:
+                if deliverEncapsulated(encap, length: length, source: source, sourcePort: sourcePort) { delivered += 1 }
+            case .keepalive:
+                guard isPeerMoA(source) else { encap.counters.refused &+= 1; continue }
+                encap.counters.keepalivesReceived &+= 1
+                let known = encap.endpoints.port(for: source) != nil
+                encap.endpoints.heard(source, port: sourcePort, now: MonotonicClock.milliseconds())
+                encapActive = true
+                if !known { publishEncapMoAs(encap) }
+            case .probeRequest:
+                // Answered to the encapsulation port, not the port it came from: what the
+                // requester's NAT has not seen is the point of the probe.
+                guard isPeerMoA(source), encap.mayAnswerProbe(now: MonotonicClock.milliseconds()) else {
+                    encap.counters.refused &+= 1
+                    continue
+                }
+                let nonce = Array(datagram[EncapWire.headerLength...])
+                do {
+                    try encap.sendControl(EncapWire.control(.probeAnswer, nonce: nonce), to: source, port: encap.port)
+                    encap.counters.probesAnswered &+= 1
+                } catch {
+                    encap.counters.sendFailures &+= 1
+                }
+            case .probeAnswer:
+                encap.counters.probeAnswersReceived &+= 1
+                probeAnswerHandler(source, Array(datagram[EncapWire.headerLength...]))
+            }
+        }
+        return delivered
+    }
+
+    /// A carried packet goes into the TUN device, as a translated inbound packet would,
+    /// when its source HoA's peer sends from the datagram's address and it is for this
+    /// node's HoA; anything else is refused (a spoofed datagram cannot inject traffic
+    /// from a HoA whose peer is elsewhere).
+    private func deliverEncapsulated(_ encap: EncapPath, length: Int, source: IPAddress, sourcePort: UInt16) -> Bool {
+        let start = encap.receiveBuffer + EncapWire.headerLength
+        let packet = start + VirtioNetHeader.size
+        let packetLength = length - EncapWire.headerLength - VirtioNetHeader.size
+        let genuine: Bool
+        switch source {
+        case .v4(let address) where packet.load(as: UInt8.self) >> 4 == 4:
+            let inner = IPv4Address(loadingFrom: UnsafeRawPointer(packet), offset: 12)
+            genuine = processor.table.preferredMoA(forHoA: inner) == address
+                && IPv4Address(loadingFrom: UnsafeRawPointer(packet), offset: 16) == processor.addresses.home4
+        case .v6(let address) where packet.load(as: UInt8.self) >> 4 == 6 && packetLength >= 40:
+            let inner = IPv6Address(loadingFrom: UnsafeRawPointer(packet), offset: 8)
+            genuine = processor.table.preferredMoA(forHoA: inner) == address
+                && IPv6Address(loadingFrom: UnsafeRawPointer(packet), offset: 24) == processor.addresses.home6
+        default:
+            genuine = false
+        }
+        guard genuine else {
+            encap.counters.refused &+= 1
+            return false
+        }
+        let known = encap.endpoints.port(for: source) != nil
+        encap.endpoints.heard(source, port: sourcePort, now: MonotonicClock.milliseconds())
+        if !known {
+            encapActive = true
+            publishEncapMoAs(encap)
+        }
+        do {
+            try tun.write(UnsafeRawBufferPointer(start: start, count: length - EncapWire.headerLength))
+            encap.counters.packetsReceived &+= 1
+            processor.counters.inboundPackets &+= 1
+            processor.counters.inboundBytes &+= UInt64(packetLength)
+            return true
+        } catch {
+            processor.counters.engineDrops[Int(EngineDropReason.writeFailed.rawValue)] &+= 1
+            return false
+        }
+    }
+
+    private func isPeerMoA(_ address: IPAddress) -> Bool {
+        switch address {
+        case .v4(let a): processor.table.hoa(forMoA: a) != nil
+        case .v6(let a): processor.table.hoa(forMoA: a) != nil
+        }
+    }
+}

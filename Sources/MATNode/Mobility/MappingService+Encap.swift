@@ -1,0 +1,94 @@
+import MATLinux
+import MATLog
+import MATPacket
+import MATSignaling
+import Synchronization
+
+/// The service thread's side of the UDP encapsulation: the ``EncapPolicy``, the sockets it
+/// sends probe requests from (ephemeral ports, so the probe answer, sent to the
+/// encapsulation port, is something this node's NAT has not seen), and the answers the
+/// engine passes back.
+final class EncapControl: @unchecked Sendable {
+    // @unchecked: `policy` is touched by the service thread only; `answers` is a Mutex.
+    var policy: EncapPolicy
+    let probeSockets: [AddressFamily: DatagramSocket]
+    let answers = Mutex<[(IPAddress, [UInt8])]>([])
+
+    init(setting: EncapSetting, families: Set<AddressFamily>) throws(SystemError) {
+        policy = EncapPolicy(setting: setting)
+        var sockets: [AddressFamily: DatagramSocket] = [:]
+        for family in families { sockets[family] = try DatagramSocket(family: family, port: 0) }
+        probeSockets = sockets
+    }
+}
+
+extension MappingService {
+    /// Called by the engine thread with a probe answer's source and nonce.
+    public func probeAnswered(from moa: IPAddress, nonce: [UInt8]) {
+        guard let control = encapControl else { return }
+        let added = control.answers.withLock { queue -> Bool in
+            guard queue.count < 64 else { return false }
+            queue.append((moa, nonce))
+            return true
+        }
+        if added { wakeup.signal() }
+    }
+
+    /// Decides, for the peers whose alerts are settled, whether their traffic goes in UDP,
+    /// and carries out what is due. Returns when it next has something to do.
+    func tickEncap(now: UInt64) -> UInt64? {
+        guard let control = encapControl, let encap = engine.encap else { return nil }
+        let behindNAT = publicState.announced.mobileAddresses != addresses.mobileAddresses
+        let idle = control.policy.setting == .off || (control.policy.setting == .auto && !behindNAT
+            && control.policy.nextDeadline == nil && !encapTracking)
+        if !idle {
+            // A peer still being alerted does not know this node's MoA yet: it would not
+            // answer a probe, which would then look like a NAT that drops them.
+            let awaiting = signaling.awaiting
+            let moas = Set(activePeers().filter { !awaiting.contains($0.hoa) }.map(\.moa))
+            encapTracking = !moas.isEmpty
+            run(control.policy.track(moas, behindNAT: behindNAT, now: now), control: control, encap: encap)
+        }
+        for (moa, nonce) in control.answers.withLock({ queue in defer { queue.removeAll() }; return queue }) {
+            run(control.policy.probeAnswered(from: moa, nonce: nonce, now: now), control: control, encap: encap)
+        }
+        run(control.policy.tick(now: now), control: control, encap: encap)
+        let encapsulated = engine.encapsulatedMoAs
+        if encapsulated != host.encapsulatedMoAs {
+            host.encapsulatedMoAs = encapsulated
+            updateDiversion()
+        }
+        return control.policy.nextDeadline
+    }
+
+    private func run(_ actions: [EncapPolicy.Action], control: EncapControl, encap: EncapPath) {
+        for action in actions {
+            switch action {
+            case .sendProbe(let moa, let nonce):
+                do {
+                    try control.probeSockets[moa.family]?.send(EncapWire.control(.probeRequest, nonce: nonce),
+                                                                to: moa, port: config.encapPort)
+                } catch {
+                    log(.warning, "matd: probe request to \(moa): \(error)")
+                }
+            case .startEncap(let moa):
+                log("matd: \(moa) did not answer the probe through this node's NAT: its traffic goes in UDP "
+                    + "(port \(config.encapPort)) now")
+                EventLog.shared.post("encapsulation", ["peer": "\(moa)", "mode": "udp"])
+                engine.encapsulate(.start(moa, port: config.encapPort))
+                host.encapsulatedMoAs.insert(moa)
+                updateDiversion()
+            case .stopEncap(let moa):
+                log("matd: traffic to \(moa) goes direct again")
+                EventLog.shared.post("encapsulation", ["peer": "\(moa)", "mode": "direct"])
+                engine.encapsulate(.stop(moa))
+            case .keepalive(let moa):
+                do {
+                    try encap.sendControl(EncapWire.control(.keepalive), to: moa, port: config.encapPort)
+                } catch {
+                    log(.warning, "matd: keepalive to \(moa): \(error)")
+                }
+            }
+        }
+    }
+}
