@@ -85,6 +85,8 @@ public final class MappingService: @unchecked Sendable {
     var registering: Set<AddressFamily> = []
     /// Lookups on their way to the IMS.
     var lookingUp: Set<PendingLookup> = []
+    /// The wall clock sequence numbers start from: the host's, or the IMS's if ahead.
+    let sequenceClock = SequenceClock()
     /// Where learned mappings, keys and replay state are kept across restarts.
     let stateFile: String
     /// Whether the state changed since it was last saved, and when that was (ms).
@@ -106,7 +108,8 @@ public final class MappingService: @unchecked Sendable {
         wakeup = try Wakeup()
         try FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
-        let sequences = SequenceSource(store: SequenceStore(path: config.stateDirectory + "/sequence"))
+        let sequences = SequenceSource(store: SequenceStore(path: config.stateDirectory + "/sequence",
+                                                            clock: sequenceClock.closure))
         let signingKey = try SigningKeyFile.load(config.signingKeyFile ?? config.stateDirectory + "/signing.key",
                                                  createIfMissing: config.signingKeyFile == nil)
         let lifetime = UInt32(clamping: config.ims?.lifetime ?? 300)
@@ -295,6 +298,7 @@ public final class MappingService: @unchecked Sendable {
     /// Acts on what the IMS worker finished.
     private func takeIMSResults(now: UInt64) {
         var changed = false
+        if let client { sequenceClock.follow(client.clockCorrection) }
         for outcome in imsWorker.takeResults() {
             switch outcome {
             case .registered(let hoa, let moas, let sequence, let result):
