@@ -57,6 +57,39 @@ struct DualStackLabTests {
         }
         try pathMTUDiscovery(lab)
         try moveUnderLoad(lab)
+        try aLateIPv6AddressConcernsOnlyIPv6Peers(lab)
+    }
+
+    /// The VM's IPv6 address comes up after its IPv4 one (as SLAAC after DHCP): only the
+    /// IPv6 peer is alerted; the IPv4 peer's traffic is neither held nor re-announced.
+    func aLateIPv6AddressConcernsOnlyIPv6Peers(_ lab: Lab) throws {
+        func signaling() throws -> [String: Int] { try lab.stats("vm")["signaling"] as? [String: Int] ?? [:] }
+        func held() throws -> UInt64 { drops(try lab.stats("vm"))["awaiting_binding"] ?? 0 }
+        _ = try lab.exec("vm", "ip", "-6", "addr", "del", "2001:db8:b::10/64", "dev", "eth0")
+        #expect(lab.waitForLog("vm", "mobile addresses now 203.0.113.10 (were"), "\(lab.matdLog("vm"))")
+        let before = try signaling()
+        let heldBefore = try held()
+        // IPv4 traffic to the CN throughout: a hold would drop some of it.
+        let pings = try lab.spawn("vm", ["ping", "-q", "-i", "0.01", "-c", "300", cn.home4])
+        usleep(500_000)
+        _ = try lab.exec("vm", "ip", "-6", "addr", "add", "2001:db8:b::10/64", "dev", "eth0", "nodad")
+        #expect(lab.waitForLog("vm", "mobile addresses now 203.0.113.10, 2001:db8:b::10 (were 203.0.113.10)"),
+                "\(lab.matdLog("vm"))")
+        var after = try signaling()
+        let deadline = Date().addingTimeInterval(15)
+        while after["acks_received", default: 0] <= before["acks_received", default: 0], Date() < deadline {
+            usleep(100_000)
+            after = try signaling()
+        }
+        // One alert (to the IPv6 peer), acknowledged; none to the IPv4 peer.
+        #expect(after["updates_sent", default: 0] == before["updates_sent", default: 0] + 1, "\(before) -> \(after)")
+        #expect(after["acks_received", default: 0] == before["acks_received", default: 0] + 1, "\(before) -> \(after)")
+        // The IPv4 pings were never held.
+        _ = pings.wait(timeout: 30)
+        #expect(try held() == heldBefore)
+        for family in Addr.Family.allCases {
+            #expect(try lab.ping("vm", cn.home(family)), "vm -> cn \(family) after IPv6 came back")
+        }
     }
 
     /// The router's link towards the receiver carries 1280 bytes at most: the sender's

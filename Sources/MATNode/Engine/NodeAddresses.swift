@@ -36,6 +36,17 @@ public struct NodeAddresses: Sendable, Equatable {
         return next
     }
 
+    /// Whether the peers of `family` must hear of a move to `next`: the node has a MoA of
+    /// that family there, and it differs from this one's. Peers of a family whose MoA
+    /// stayed are left alone (not held, not alerted) when only the other family's changed,
+    /// for example an IPv6 address coming up by SLAAC seconds after the IPv4 one.
+    public func mobileChanged(to next: NodeAddresses, family: AddressFamily) -> Bool {
+        switch family {
+        case .ipv4: next.mobile4 != nil && next.mobile4 != mobile4
+        case .ipv6: next.mobile6 != nil && next.mobile6 != mobile6
+        }
+    }
+
     /// The HoAs, IPv4 first.
     public var homeAddresses: [IPAddress] {
         [home4.map(IPAddress.v4), home6.map(IPAddress.v6)].compactMap { $0 }

@@ -74,8 +74,14 @@ extension MappingService {
             return
         }
         // Held before the engine takes the new MoA: not one packet may leave from it
-        // before the peer has accepted it.
-        let peers = activePeers().filter { peer in next.mobileAddresses.contains { $0.family == peer.hoa.family } }
+        // before the peer has accepted it. Only peers of a family whose MoA changed: an
+        // IPv6 address that comes up after the IPv4 one (SLAAC after DHCP, or a reading
+        // between the two) must not hold the IPv4 peers' traffic for another round trip.
+        let peers = activePeers().filter { peer in
+            let family = peer.hoa.family
+            return force ? next.mobileAddresses.contains { $0.family == family }
+                : addresses.mobileChanged(to: next, family: family)
+        }
         for peer in peers { engine.send(.hold(peer.hoa)) }
         if next != addresses {
             log("matd: mobile addresses now \(next.mobileDescription) (were \(addresses.mobileDescription))")
