@@ -215,6 +215,10 @@ struct StatusSource: Sendable {
             let report = mappings.rotateKey()
             if let error = report.error { return ControlReply(error: "rotate-key: \(error)") }
             return ControlReply(keyRotation: report)
+        case .deregister:
+            let report = mappings.deregister()
+            if let error = report.error { return ControlReply(error: "deregister: \(error)") }
+            return ControlReply(deregistration: report)
         }
     }
 }

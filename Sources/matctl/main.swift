@@ -10,7 +10,7 @@ struct MatCtl: ParsableCommand {
         commandName: "matctl",
         abstract: "Query and steer a running matd.",
         version: MATVersion.current,
-        subcommands: [Status.self, Peers.self, Stats.self, Rebind.self, RotateKey.self, Monitor.self, Doctor.self])
+        subcommands: [Status.self, Peers.self, Stats.self, Rebind.self, RotateKey.self, Deregister.self, Monitor.self, Doctor.self])
 }
 
 /// A failure at run time (matd unreachable, or it refused the request), as opposed to a
@@ -195,6 +195,31 @@ struct RotateKey: ParsableCommand {
             print("took:         \(report.milliseconds) ms")
         }
         if report.registered == false { throw ExitCode(1) }
+    }
+}
+
+struct Deregister: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Withdraw this node's mapping from the IMS, for a node going away for good.",
+        discussion: """
+            Removes the node's MoAs from the IMS (the sequence number and key stay) and \
+            registers nothing more until `matctl rebind` or a restart; peers drop the \
+            mapping at their next lookup. Run it before stopping a node that will not come \
+            back: a stop alone does not deregister, since `systemctl restart` stops too. \
+            Exits non-zero when the IMS did not take it.
+            """)
+    @OptionGroup var options: CommonOptions
+
+    func run() throws {
+        guard let report = try options.ask(ControlRequest(command: .deregister), timeout: 45).deregistration else {
+            throw ControlFailure("matd sent no report")
+        }
+        if options.json {
+            try options.printJSON(report)
+        } else {
+            print("deregistered: \(report.homeAddresses.isEmpty ? "nothing (no IMS key)" : report.homeAddresses.joined(separator: ", "))")
+            print("took:         \(report.milliseconds) ms")
+        }
     }
 }
 

@@ -42,6 +42,36 @@ struct LifetimeLabTests {
         try check(run, lab: lab)
     }
 
+    /// `matctl deregister` on a node going away: the IMS stops mapping it, the CN drops
+    /// it at its next lookup (a record TTL) instead of at the end of its lifetime (300 s
+    /// here), nothing registers it again, and `matctl rebind` brings it back.
+    @Test func aDeregisteredNodeIsDroppedAtThePeersNextLookupAndRebindBringsItBack() throws {
+        let (lab, _) = try Lab.withIMS()
+        defer { lab.close() }
+        #expect(try lab.ping("cn", vm.home4) || lab.ping("cn", vm.home4))
+        #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> \(vm.mobile4)"))
+        let registrations = lab.matdLog("vm").components(separatedBy: "registered \(vm.home4) -> \(vm.mobile4) ").count
+        let output = try lab.matctl("vm", "deregister")
+        #expect(output.contains("deregistered: \(vm.home4)"), "\(output)")
+        let started = Date()
+        var dropped: Double?
+        while dropped == nil && Date().timeIntervalSince(started) < Self.recordTTL + Self.slack {
+            if try !lab.matctl("cn", "peers").contains(vm.home4) { dropped = Date().timeIntervalSince(started) }
+            usleep(200_000)
+        }
+        #expect(dropped != nil, "the CN still maps \(vm.home4):\n\(lab.matdLog("cn"))")
+        print("deregister: the CN dropped the VM \(dropped.map { String(format: "%.1f", $0) } ?? "never") s after")
+        // Withdrawn stays withdrawn: the CN finds no mapping, and the VM registers nothing.
+        #expect(try !lab.ping("cn", vm.home4, count: 2))
+        #expect(lab.matdLog("vm").components(separatedBy: "registered \(vm.home4) -> \(vm.mobile4) ").count == registrations,
+                "\(lab.matdLog("vm"))")
+        let rebind = try lab.run("vm", [LabPaths.matctl, "rebind", "--socket", lab.socket("vm")], timeout: 60)
+        #expect(rebind.stdout.contains("registration:     confirmed"), "\(rebind.summary)")
+        #expect(lab.matdLog("vm").components(separatedBy: "registered \(vm.home4) -> \(vm.mobile4) ").count > registrations,
+                "\(lab.matdLog("vm"))")
+        #expect(try lab.ping("cn", vm.home4, count: 3) || lab.ping("cn", vm.home4, count: 3))
+    }
+
     // MARK: the scenario
 
     /// mat-ims, matd on both nodes with the short lifetime, and the CN has learned the VM.

@@ -8,7 +8,7 @@ public enum ControlProtocol {
 /// A request to the daemon.
 public struct ControlRequest: Codable, Sendable, Equatable {
     public enum Command: String, Codable, Sendable, CaseIterable {
-        case status, peers, stats, rebind, events, rotateKey
+        case status, peers, stats, rebind, events, rotateKey, deregister
     }
 
     public var version: Int
@@ -39,6 +39,8 @@ public struct ControlReply: Codable, Sendable, Equatable {
     public var rebind: RebindReport?
     /// `rotateKey`: the new key and its registration.
     public var keyRotation: KeyRotationReport?
+    /// `deregister`: what the IMS no longer holds.
+    public var deregistration: DeregistrationReport?
     /// `events`: what happened after the asked number, oldest first.
     public var events: [MonitorEvent]?
     /// `events`: the number the next event will have.
@@ -46,7 +48,9 @@ public struct ControlReply: Codable, Sendable, Equatable {
 
     public init(error: String? = nil, status: StatusReport? = nil, peers: [PeerReport]? = nil,
                 stats: StatsReport? = nil, rebind: RebindReport? = nil, events: [MonitorEvent]? = nil,
-                nextEvent: UInt64? = nil, keyRotation: KeyRotationReport? = nil) {
+                nextEvent: UInt64? = nil, keyRotation: KeyRotationReport? = nil,
+                deregistration: DeregistrationReport? = nil) {
+        self.deregistration = deregistration
         version = ControlProtocol.version
         self.error = error
         self.keyRotation = keyRotation

@@ -380,7 +380,7 @@ extension ControlRequest.Command {
     /// Requests answered by waiting on another thread run on a worker of their own.
     var waitsOnOtherThreads: Bool {
         switch self {
-        case .rebind, .peers, .rotateKey: true
+        case .rebind, .peers, .rotateKey, .deregister: true
         case .status, .stats, .events: false
         }
     }

@@ -67,6 +67,11 @@ public final class MappingService: @unchecked Sendable {
     let keyRotationRequests = Mutex<[KeyRotationTicket]>([])
     var keyRotations: [PendingKeyRotation] = []
     var confirmedKeys: [AddressFamily: String?] = [:]
+    /// `matctl deregister`: requests, those waiting for the IMS, and whether the node
+    /// has withdrawn its mapping (it then registers nothing until a rebind or a restart).
+    let deregistrationRequests = Mutex<[DeregistrationTicket]>([])
+    var pendingDeregistrations: [PendingDeregistration] = []
+    var withdrawn = false
     /// When the key of an unknown sender was last looked up in the IMS (milliseconds).
     var keyLookups: [IPAddress: UInt64] = [:]
     let requests = Mutex<[RebindRequest]>([])
@@ -201,6 +206,7 @@ public final class MappingService: @unchecked Sendable {
             takeRefusals()
             takeRebindRequests(now: now)
             rotateKeys(now: now)
+            deregistrations(now: now)
             askPublicAddressesAgain(now: now)
             register(now: now)
             resolveMisses(now: now)
@@ -219,7 +225,7 @@ public final class MappingService: @unchecked Sendable {
 
     /// Sends the registrations that are due to the IMS worker; `registered` takes the outcome.
     func register(now milliseconds: UInt64) {
-        guard let client else { return }
+        guard let client, !withdrawn else { return }
         let now = milliseconds / 1_000
         for home in config.homeAddresses where !registering.contains(home.family) {
             guard let schedule = schedules[home.family], schedule.isDue(at: now) else { continue }

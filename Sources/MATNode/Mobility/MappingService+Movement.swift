@@ -137,6 +137,10 @@ extension MappingService {
                 continue
             }
             announceEvenIfUnchanged = true
+            if withdrawn {
+                withdrawn = false
+                for family in schedules.keys { schedules[family]?.renew(at: now / 1_000) }
+            }
             followUplinks(now: now)
             guard !addresses.mobileAddresses.isEmpty else {
                 request.ticket.finish(RebindReport(error: "no uplink has an address to use as MoA"))
