@@ -124,3 +124,23 @@ final class KeyRotationTicket: Sendable {
         done.signal()
     }
 }
+
+extension MappingService {
+    /// A peer's message does not verify with the key the IMS last gave for it: the peer may
+    /// have rotated its key since this node's last lookup. Asks the IMS for the key again,
+    /// at most once per peer every 5 s and within the signaling's global lookup budget,
+    /// so forged messages cannot make the node a query generator. A pinned key changes
+    /// only with the configuration.
+    func keyMayHaveChanged(for hoa: IPAddress, mayLookUp: () -> Bool) -> Bool {
+        guard !config.peers.contains(where: { $0.homeAddress == hoa && $0.publicKey != nil }),
+              client != nil, config.domainPrefixes.contains(where: { $0.contains(hoa) }) else { return false }
+        if lookingUp.contains(PendingLookup(hoa: hoa, purpose: .key)) { return true }
+        let now = Self.milliseconds()
+        if let last = keyLookups[hoa], now < last + 5_000 { return false }
+        guard mayLookUp() else { return false }
+        if keyLookups.count > 4_096 { keyLookups.removeAll() }
+        keyLookups[hoa] = now
+        lookUp(hoa, for: .key)
+        return true
+    }
+}

@@ -33,6 +33,10 @@ protocol SignalingHost: AnyObject {
     /// Alerts to `hoa` go unanswered (it may have moved too): look it up in the IMS again
     /// (`redirect` follows the answer). Returns false without an IMS.
     func lookUpAgain(hoa: IPAddress) -> Bool
+    /// A message from `hoa` does not verify with the key bound to it, which the IMS may
+    /// have replaced (a rotation): whether a lookup of its key is on its way now (bounded
+    /// as for unknown senders; `keyArrived` follows its answer).
+    func keyMayHaveChanged(for hoa: IPAddress, mayLookUp: () -> Bool) -> Bool
 }
 
 /// What the service knows of a signaling peer's key.
@@ -303,6 +307,14 @@ final class Signaling {
         do {
             message = try signal.verify(with: key)
         } catch .badSignature {
+            // The sender may have rotated its key: the message waits for the IMS's answer
+            // (at most one lookup per sender every 5 s, within the global budget), and is
+            // refused if it still does not verify.
+            if waitingForKey[signal.sender] != nil || waitingForKey.count < Self.waitingForKeyLimit,
+               host.keyMayHaveChanged(for: signal.sender, mayLookUp: { keyLookupBudget.take(now: now) }) {
+                waitingForKey[signal.sender] = (signal, source, now)
+                return
+            }
             count { $0.refusedBadSignature += 1 }
             return
         } catch {
