@@ -1,5 +1,7 @@
 import Foundation
 import MATConfig
+import MATLinux
+import MATPacket
 import Testing
 @testable import MATNode
 
@@ -93,8 +95,10 @@ import Testing
         defer { try? FileManager.default.removeItem(at: directory) }
         let record = directory.appendingPathComponent("runs").path
         // sh -c SCRIPT NAME: the appended interface is $0.
-        let readdresser = try #require(Readdresser(command: ["/bin/sh", "-c", "echo \"$0\" >> \(record)"]))
-        for _ in 0..<5 { readdresser.announced(on: "eth0") }
+        let wakeup = try Wakeup()
+        let readdresser = try #require(Readdresser(command: ["/bin/sh", "-c", "echo \"$0\" >> \(record)"], wakeup: wakeup))
+        let before = NodeAddresses(homes: [IPAddress("198.51.100.10")!]).withMobile(from: [IPAddress("192.0.2.50")!])
+        for _ in 0..<5 { readdresser.announced(on: "eth0", addresses: before) }
         let deadline = Date().addingTimeInterval(20)
         var lines: [Substring] = []
         while Date() < deadline {
@@ -106,7 +110,14 @@ import Testing
         usleep(300_000)
         lines = try String(contentsOfFile: record, encoding: .utf8).split(separator: "\n")
         #expect(lines == ["eth0"])
-        #expect(Readdresser(command: nil) == nil)
+        // The service hears of the end once, with the addresses of the announcement.
+        var ready = pollfd(fd: wakeup.readDescriptor, events: Int16(POLLIN), revents: 0)
+        #expect(poll(&ready, 1, 10_000) == 1)
+        let finished = readdresser.takeFinished()
+        #expect(finished == [before])
+        let again = readdresser.takeFinished()
+        #expect(again.isEmpty)
+        #expect(Readdresser(command: nil, wakeup: nil) == nil)
     }
 
     /// matd blocks SIGTERM and friends in every thread; the command must not inherit that,
@@ -120,8 +131,8 @@ import Testing
         for number in [SIGTERM, SIGINT, SIGHUP, SIGUSR2] { sigaddset(&blocked, number) }
         pthread_sigmask(SIG_BLOCK, &blocked, &previous)
         defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
-        let readdresser = try #require(Readdresser(command: ["/bin/sh", "-c", "grep SigBlk /proc/self/status > \(record).tmp && mv \(record).tmp \(record)"]))
-        readdresser.announced(on: "eth1")
+        let readdresser = try #require(Readdresser(command: ["/bin/sh", "-c", "grep SigBlk /proc/self/status > \(record).tmp && mv \(record).tmp \(record)"], wakeup: nil))
+        readdresser.announced(on: "eth1", addresses: NodeAddresses())
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline && access(record, F_OK) != 0 { usleep(20_000) }
         let line = try String(contentsOfFile: record, encoding: .utf8)

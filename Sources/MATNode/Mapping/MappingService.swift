@@ -121,7 +121,7 @@ public final class MappingService: @unchecked Sendable {
         signaling = try Signaling(port: config.signalingPort, families: Set(config.homeAddresses.map(\.family)),
                                   key: signingKey, sequences: sequences, lifetime: lifetime)
         monitor = try NetlinkMonitor()
-        readdresser = Readdresser(command: config.onNotifyPeers)
+        readdresser = Readdresser(command: config.onNotifyPeers, wakeup: wakeup)
         for peer in config.peers {
             if let key = peer.publicKey { peerKeys[peer.homeAddress] = key }
         }
@@ -199,6 +199,7 @@ public final class MappingService: @unchecked Sendable {
             let now = Self.milliseconds()
             turned.withLock { $0 = now }
             if descriptors[1].revents != 0 { noteNetlinkEvents(now: now) }
+            takeRenewals(now: now)
             if descriptors[2...].contains(where: { $0.revents != 0 }) { signaling.receive(now: now) }
             if let due = debounce.dueAt, due <= now { followUplinks(now: now) }
             takeIMSResults(now: now)

@@ -34,13 +34,20 @@ extension MappingService {
                 // By entry, not by the present uplinks: a NIC just plugged in that matches
                 // a pattern counts, and so does one just removed.
                 guard config.isUplink(name) else { continue }
+                if notifyPeers, let readdresser {
+                    // The renewal moves the node (its address events) or, on the same
+                    // site, has the peers alerted when it ends (takeRenewals). QEMU's
+                    // announcement rounds themselves are no movement: five readings in a
+                    // second would count as a flapping link and hold the real move back.
+                    readdresser.announced(on: name, addresses: addresses)
+                    continue
+                }
                 relevant = true
                 if notifyPeers {
                     // The guest was live-migrated: tell the peers again even if the MoA
                     // stayed, so they check it answers from the new host.
                     log("matd: \(name) reports a live migration (notify peers)")
                     announceEvenIfUnchanged = true
-                    readdresser?.announced(on: name)
                 }
             case .linkRemoved(_, let name):
                 relevant = relevant || config.isUplink(name)

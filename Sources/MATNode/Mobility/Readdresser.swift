@@ -8,22 +8,39 @@ import Synchronization
 /// guest that landed on another site takes that site's address, and the address events
 /// that follow move matd like any other handoff. No hypervisor hook is needed for it.
 /// ``ReaddressPolicy`` decides when; this class only starts, waits for and stops the
-/// command, each run waited for on a thread of its own.
+/// command, each run waited for on a thread of its own, and tells the service thread
+/// (through `wakeup`) when one ended.
 final class Readdresser: Sendable {
     /// The command's words (no shell); the interface's name is appended.
     private let command: [String]
-    private let state = Mutex<(policy: ReaddressPolicy, running: [String: pid_t])>((ReaddressPolicy(), [:]))
+    private let wakeup: Wakeup?
+    private struct State {
+        var policy = ReaddressPolicy()
+        var running: [String: pid_t] = [:]
+        /// The node's addresses when each interface's renewal was asked for.
+        var before: [String: NodeAddresses] = [:]
+        /// Those of the renewals that ended since the service last asked.
+        var finished: [NodeAddresses] = []
+    }
+    private let state = Mutex(State())
 
     /// nil when no command is configured.
-    init?(command: [String]?) {
+    init?(command: [String]?, wakeup: Wakeup?) {
         guard let command, !command.isEmpty else { return nil }
         self.command = command
+        self.wakeup = wakeup
     }
 
-    /// An announcement arrived on `interface` (called on the service thread).
-    func announced(on interface: String) {
+    /// An announcement arrived on `interface` while the node had `addresses` (called on
+    /// the service thread).
+    func announced(on interface: String, addresses: NodeAddresses) {
         let now = MonotonicClock.milliseconds()
-        if state.withLock({ $0.policy.announced(on: interface, at: now) }) {
+        let run = state.withLock { locked in
+            guard locked.policy.announced(on: interface, at: now) else { return false }
+            locked.before[interface] = addresses
+            return true
+        }
+        if run {
             start(interface)
         } else {
             log(.debug, "matd: \(interface): migration announced again; its address renewal has already been started")
@@ -66,13 +83,24 @@ final class Readdresser: Sendable {
         }
     }
 
+    /// The node's addresses at the announcement of each renewal that ended since the
+    /// last call, oldest first.
+    func takeFinished() -> [NodeAddresses] {
+        state.withLock { locked in
+            defer { locked.finished.removeAll() }
+            return locked.finished
+        }
+    }
+
     /// A run ended (or never started): the policy may want another for an announcement
-    /// that came meanwhile.
+    /// that came meanwhile; otherwise the service hears of it.
     private func finish(_ interface: String, pid: pid_t?) {
         let again = state.withLock { locked -> Bool in
             if let pid, locked.running[interface] == pid { locked.running[interface] = nil }
-            return locked.policy.finished(on: interface, at: MonotonicClock.milliseconds())
+            let again = locked.policy.finished(on: interface, at: MonotonicClock.milliseconds())
+            if !again, let before = locked.before.removeValue(forKey: interface) { locked.finished.append(before) }
+            return again
         }
-        if again { start(interface) }
+        if again { start(interface) } else { wakeup?.signal() }
     }
 }
