@@ -166,11 +166,12 @@ extension Engine {
             encap.counters.refused &+= 1
             return false
         }
-        let known = encap.endpoints.port(for: source) != nil
-        encap.endpoints.heard(source, port: sourcePort, now: MonotonicClock.milliseconds())
-        if !known {
-            encapActive = true
-            publishEncapMoAs(encap)
+        // Only keepalives make a peer's traffic go back in UDP: they come from the side that
+        // decided to encapsulate, as long as it does. Packets keep a known entry fresh and
+        // follow a port the NAT changed; learning from them too would have two peers keep
+        // each other in UDP after the deciding one went back to direct.
+        if encap.endpoints.port(for: source) != nil {
+            encap.endpoints.heard(source, port: sourcePort, now: MonotonicClock.milliseconds())
         }
         do {
             try tun.write(UnsafeRawBufferPointer(start: start, count: length - EncapWire.headerLength))

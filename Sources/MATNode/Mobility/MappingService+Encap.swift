@@ -38,7 +38,8 @@ extension MappingService {
     /// and carries out what is due. Returns when it next has something to do.
     func tickEncap(now: UInt64) -> UInt64? {
         guard let control = encapControl, let encap = engine.encap else { return nil }
-        let behindNAT = publicState.announced.mobileAddresses != addresses.mobileAddresses
+        // Not while the IMS is being asked: the answer may well be "no NAT".
+        let behindNAT = publicState.asking.isEmpty && publicState.announced.mobileAddresses != addresses.mobileAddresses
         let idle = control.policy.setting == .off || (control.policy.setting == .auto && !behindNAT
             && control.policy.nextDeadline == nil && !encapTracking)
         if !idle {
