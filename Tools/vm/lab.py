@@ -6,6 +6,9 @@ probe stream run between the correspondent node and the guest's HoA.
   lab.py check [--keep]     one migration; exits non-zero unless the guest took site B's
                             address by itself (no hook), matd moved, and the flow arrived
                             byte-identical with no reset
+  lab.py check --no-readdress   the control: the guest's matd without on-notify-peers; the
+                            check fails (the guest keeps site A's address on site B)
+  lab.py demo --out DIR     the same, narrated, with a chart of the probe stream (DIR/vm-migration.svg)
   lab.py bench              the same, printing
                             bench: vm-migration downtime_ms=.. gap_ms=.. recover_s=.. identical=yes
 
@@ -29,6 +32,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -104,8 +108,42 @@ class QMP:
         self.sock.close()
 
 
+class ConsoleWatch:
+    """Reads a console file as QEMU writes it and notes when each line showed up (the
+    guest's own clock is not worth much under emulation): the timeline of a migration."""
+
+    def __init__(self, path):
+        self.path, self.lines, self.stopped = path, [], threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        partial, offset = b"", 0
+        while not self.stopped.is_set():
+            try:
+                with open(self.path, "rb") as f:
+                    f.seek(offset)
+                    data = f.read()
+            except FileNotFoundError:
+                data = b""
+            offset += len(data)
+            now = time.monotonic()
+            *complete, partial = (partial + data).split(b"\n")
+            self.lines += [(now, line.decode(errors="replace").rstrip("\r")) for line in complete]
+            time.sleep(0.01)
+
+    def first(self, text, after=0.0):
+        """When the first line containing `text` showed up (after `after`), or None."""
+        return next((t for t, line in self.lines if text in line and t >= after), None)
+
+    def stop(self):
+        self.stopped.set()
+        self.thread.join()
+
+
 class VMLab:
-    def __init__(self, keep=False):
+    def __init__(self, keep=False, readdress=True):
+        self.readdress = readdress
         self.lab = "matvm%d" % (os.getpid() % 9000 + 1000)
         self.keep = keep
         # On disk, not tmpfs: QEMU opens the images; the IMS journal goes to /dev/shm as in
@@ -205,6 +243,9 @@ class VMLab:
         moa = settings["moa"]
         self.spawn(node, ["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--user=root",
                           "--interface=br0", "--bind-interfaces", "--dhcp-authoritative", "--log-dhcp",
+                          # No ping of the address before offering it (a second or more
+                          # each time): the address is reserved for the guest's MAC.
+                          "--no-ping",
                           "--dhcp-range=%s,%s,%s,1h" % (moa, moa, settings["mask"]),
                           "--group=root", "--dhcp-host=%s,%s" % (GUEST_MAC, moa),
                           "--dhcp-option=option:router,%s" % settings["gw"],
@@ -235,7 +276,7 @@ class VMLab:
         with open(os.path.join(tree, "matd.conf"), "w") as f:
             f.write("[node]\nhome-address = %s\nuplink = eth0\ndomain-prefix = 198.51.100.0/24\n" % GUEST_HOA
                     + "control-socket = /run/mat/control.sock\nstate-directory = /run/mat/state\n"
-                    + "on-notify-peers = /etc/mat-run/readdress\n"
+                    + ("on-notify-peers = /etc/mat-run/readdress\n" if self.readdress else "")
                     + "[ims]\nserver = 192.0.2.132\nzone = mat.example.\nkey-file = /etc/mat-run/guest.key\nrecord-ttl = 5\n")
         image = self.path("config.img")
         self.run("mkfs.ext4", "-q", "-F", "-L", "mat-run", "-d", tree, image, "16M")
@@ -293,6 +334,7 @@ class VMLab:
         # Both the echo and the TCP receiver say "listening".
         self.wait_for("the guest's echo and receiver", lambda: self.read("console-a.log").count("listening") >= 2, 120)
         destination = self.qemu("b", incoming="tcp:%s:%d" % (SITES["b"]["hv"].split("/")[0], MIGRATION_PORT))
+        watch = ConsoleWatch(self.path("console-b.log"))
         qmp_a, qmp_b = QMP(self.path("qmp-a.sock")), QMP(self.path("qmp-b.sock"))
         self.wait_for("QEMU on host B to wait for the migration",
                       lambda: qmp_b.command("query-status")["status"] == "inmigrate", 60)
@@ -344,6 +386,14 @@ class VMLab:
         out, _ = probe.communicate(timeout=seconds + 60)
         received = json.loads(out)["received"]
         gap, recover = self.gap(received, migrate_at)
+        watch.stop()
+        timeline = [("migration started", migrate_at), ("QEMU: migration completed", switched_at)]
+        for label, text in (("guest: announcement seen, renewal started", "renewing the address"),
+                            ("guest: site B's lease", "udhcpc: eth0 %s/" % SITES["b"]["moa"]),
+                            ("guest: matd on the new MoA", "mobile addresses now %s" % SITES["b"]["moa"]),
+                            ("guest: registered with the IMS", "registered %s -> %s" % (GUEST_HOA, SITES["b"]["moa"]))):
+            timeline.append((label, watch.first(text, after=migrate_at)))
+        timeline.append(("CN: probe echoes back", migrate_at + recover))
         console = self.read("console-b.log")
         return {
             "downtime_ms": info.get("downtime"), "total_ms": info.get("total-time"),
@@ -352,6 +402,8 @@ class VMLab:
             "announced": "live migration announced; renewing the address" in console,
             "moved": "mobile addresses now %s" % SITES["b"]["moa"] in console,
             "sender": self.read("sender.log").strip(), "guest": line,
+            "timeline": [(label, None if at is None else at - migrate_at) for label, at in timeline],
+            "echoes": [t - migrate_at for t in received],
         }
 
     @staticmethod
@@ -370,15 +422,52 @@ class VMLab:
         return (widest[1] - widest[0]) * 1000, widest[1] - migrate_at
 
 
+def write_chart(path, figures):
+    """Probe echoes per second (10 ms probes, 100 ms bins) around the migration, with the
+    timeline's events marked."""
+    width, height, left, top, bottom = 900, 330, 60, 40, 60
+    start, end = -3.0, 8.0
+    bins = {}
+    for t in figures["echoes"]:
+        if start <= t < end:
+            bins[int((t - start) * 10)] = bins.get(int((t - start) * 10), 0) + 1
+    count = int((end - start) * 10)
+    plot_w, plot_h = width - left - 20, height - top - bottom
+    x = lambda t: left + (t - start) / (end - start) * plot_w
+    y = lambda rate: top + plot_h - min(rate, 120) / 120 * plot_h
+    parts = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">' % (width, height),
+             '<rect width="100%" height="100%" fill="white"/>',
+             '<text x="%d" y="18" font-size="14">Probe echoes per second at the CN (a probe every 10 ms) while QEMU migrates the guest:'
+             ' downtime %d ms, gap %.0f ms</text>' % (left, figures["downtime_ms"], figures["gap_ms"]),
+             '<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>' % (left, top + plot_h, left + plot_w, top + plot_h),
+             '<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>' % (left, top, left, top + plot_h),
+             '<text x="5" y="%d">100/s</text>' % (y(100) + 4)]
+    points = " ".join("%.1f,%.1f" % (x(start + (i + 0.5) / 10), y(bins.get(i, 0) * 10)) for i in range(count))
+    parts.append('<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="%s"/>' % points)
+    for index, (label, at) in enumerate(figures["timeline"]):
+        if at is None:
+            continue
+        parts.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="red" stroke-dasharray="4,3"/>' % (x(at), top, x(at), top + plot_h))
+        parts.append('<text x="%.1f" y="%d" fill="red" font-size="10">%s (%.2f s)</text>'
+                     % (x(at) + 3, top + 12 + 11 * index, label, at))
+    for second in range(int(start), int(end) + 1):
+        parts.append('<text x="%.1f" y="%d">%d s</text>' % (x(second) - 8, top + plot_h + 16, second))
+    parts.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(parts))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["check", "bench"])
+    parser.add_argument("mode", choices=["check", "bench", "demo"])
+    parser.add_argument("--out", default="/tmp/mat-demo", help="demo: where the chart goes")
     parser.add_argument("--keep", action="store_true", help="keep the lab's files (consoles, logs)")
+    parser.add_argument("--no-readdress", action="store_true", help="the guest's matd without on-notify-peers (a control run)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("vm-lab: needs root (network namespaces, TAP devices)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    lab = VMLab(keep=args.keep)
+    lab = VMLab(keep=args.keep, readdress=not args.no_readdress)
     try:
         lab.build()
         lab.up()
@@ -395,6 +484,9 @@ def main():
     log("sender: %s; %s" % (figures["sender"], figures["guest"]))
     log("largest gap in the probe stream %.0f ms; traffic back %.2f s after the migration started"
         % (figures["gap_ms"], figures["recover_s"]))
+    log("timeline (s after the migration started; guest lines as they reached the console):")
+    for label, at in figures["timeline"]:
+        log("  %7s  %s" % ("-" if at is None else "%.2f" % at, label))
     checks = [
         ("QEMU's migration completed (downtime %s ms, %s ms in all)" % (figures["downtime_ms"], figures["total_ms"]), True),
         ("matd in the guest saw the announcement and ran on-notify-peers", figures["announced"]),
@@ -407,6 +499,11 @@ def main():
         print("%s: %s" % ("PASS" if ok else "FAIL", text), file=sys.stderr, flush=True)
     lab.keep = lab.keep or bool(failed)
     lab.down()
+    if args.mode == "demo":
+        os.makedirs(args.out, exist_ok=True)
+        chart = os.path.join(args.out, "vm-migration.svg")
+        write_chart(chart, figures)
+        print("chart: %s" % chart, flush=True)
     if args.mode == "bench":
         print("bench: vm-migration downtime_ms=%d gap_ms=%.0f recover_s=%.2f identical=%s"
               % (figures["downtime_ms"], figures["gap_ms"], figures["recover_s"], "yes" if figures["identical"] else "no"), flush=True)
