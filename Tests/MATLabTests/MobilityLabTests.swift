@@ -53,11 +53,32 @@ struct MobilityLabTests {
         try lab.setDelay(rttMilliseconds: rttMilliseconds)
         let file = try lab.randomFile("payload", megabytes: 60)
         let transfer = try PacedTransfer(lab, from: "vm", to: "cn", file: file, megabytesPerSecond: 20)
+        // Two more flows to the same peer across the move, each sending every 5 ms: ICMP
+        // echo and UDP datagrams (to the discard port).
+        let pings = try lab.spawn("vm", ["ping", "-q", "-i", "0.005", "-c", "600", cn.home4])
+        let datagrams = try lab.spawn("vm", ["python3", "-c", """
+            import socket, time
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            for _ in range(600):
+                s.sendto(b"x", ("\(cn.home4)", 9))
+                time.sleep(0.005)
+            """])
         sleep(1)
+        let heldBefore = counter(try lab.stats("vm"), "heldPacketsSent")
         try lab.moveVM(to: "b")
         try transfer.finish()
+        _ = pings.wait(timeout: 30)
+        _ = datagrams.wait(timeout: 30)
         #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.10*"))
         #expect(try signalingCounters(lab, "cn")["bindings_adopted", default: 0] >= 1)
+        if rttMilliseconds >= 50 {
+            // The hold lasted a round trip and dropped packets of the ping and UDP flows
+            // (TCP, its window full of data whose ACKs went to the old MoA, may send
+            // nothing then): each flow's last one went out at the release. Before, one
+            // packet per peer did, so of several connections only one restarted at once.
+            let released = counter(try lab.stats("vm"), "heldPacketsSent") - heldBefore
+            #expect(released >= 2, "held packets sent at the release: \(released)")
+        }
     }
 
     /// Ten moves back and forth under one connection.

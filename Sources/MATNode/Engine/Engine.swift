@@ -88,17 +88,23 @@ public final class Engine: @unchecked Sendable {
         for slot in heldPackets { slot.bytes.deallocate() }
     }
 
-    /// The last packet dropped for each of a few held peers, sent once the peer is released:
-    /// a TCP sender whose segments were dropped meanwhile has backed its timer off, and one
-    /// segment delivered at once brings the ACK that restarts it.
+    /// The last packet dropped for each held flow (`HeldFlow`: peer, protocol, ports), in
+    /// a few slots shared by all held peers, sent once the peer is released: a TCP sender
+    /// whose segments were dropped meanwhile has backed its timer off, and one segment of
+    /// its own delivered at once brings the ACK that restarts it. (With one slot per peer,
+    /// the slot often held a UDP datagram or another connection's segment, and the TCP
+    /// flow waited for its retransmission timer: 400 ms at 50 ms RTT.)
     private struct HeldPacket {
         let bytes: UnsafeMutableRawPointer
-        var peer: IPAddress?
+        var flow: HeldFlow?
         var length = 0
+        /// When it was kept, in keeps: the oldest slot is reused first, and a released
+        /// peer's packets go out in the order they came.
+        var keptAt: UInt64 = 0
     }
-    private static let heldPacketSlots = 4
+    private static let heldPacketSlots = 16
     private var heldPackets: [HeldPacket]
-    private var nextHeldSlot = 0
+    private var keeps: UInt64 = 0
 
     /// Starts the engine thread.
     public func start() {
@@ -219,31 +225,41 @@ public final class Engine: @unchecked Sendable {
         return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
     }
 
-    /// Copies the packet in `buffer` (virtio header included) into the peer's slot, or the
-    /// oldest slot when the peer has none.
+    /// Copies the packet in `buffer` (virtio header included) into its flow's slot, else a
+    /// free one, else the one kept longest ago. Runs only for packets a hold dropped.
     private func keepHeld(_ peer: IPAddress, length: Int) {
-        let index = heldPackets.firstIndex { $0.peer == peer } ?? {
-            defer { nextHeldSlot = (nextHeldSlot + 1) % Self.heldPacketSlots }
-            return nextHeldSlot
-        }()
+        let flow = HeldFlow(packet: UnsafeRawPointer(buffer + VirtioNetHeader.size),
+                            length: length - VirtioNetHeader.size, peer: peer)
+        var index = 0
+        for candidate in heldPackets.indices {
+            let slot = heldPackets[candidate]
+            if slot.flow == flow { index = candidate; break }
+            let best = heldPackets[index]
+            if best.flow != nil && (slot.flow == nil || slot.keptAt < best.keptAt) { index = candidate }
+        }
+        keeps &+= 1
         heldPackets[index].bytes.copyMemory(from: buffer, byteCount: length)
-        heldPackets[index].peer = peer
+        heldPackets[index].flow = flow
         heldPackets[index].length = length
+        heldPackets[index].keptAt = keeps
     }
 
-    /// Translates and writes the packet kept for a released peer, if any.
+    /// Translates and writes the packets kept for a released peer, oldest first.
     private func sendHeld(_ peer: IPAddress) {
-        guard let index = heldPackets.firstIndex(where: { $0.peer == peer }) else { return }
-        heldPackets[index].peer = nil
-        let slot = heldPackets[index]
-        let header = VirtioNetHeader(loadingFrom: UnsafeRawPointer(slot.bytes))
-        guard processor.handle(slot.bytes + VirtioNetHeader.size, length: slot.length - VirtioNetHeader.size,
-                               checksum: header.checksumMode) else { return }
-        do {
-            try tun.write(UnsafeRawBufferPointer(start: slot.bytes, count: slot.length))
-            processor.counters.heldPacketsSent &+= 1
-        } catch {
-            processor.counters.engineDrops[Int(EngineDropReason.writeFailed.rawValue)] &+= 1
+        let kept = heldPackets.indices.filter { heldPackets[$0].flow?.peer == peer }
+            .sorted { heldPackets[$0].keptAt < heldPackets[$1].keptAt }
+        for index in kept {
+            heldPackets[index].flow = nil
+            let slot = heldPackets[index]
+            let header = VirtioNetHeader(loadingFrom: UnsafeRawPointer(slot.bytes))
+            guard processor.handle(slot.bytes + VirtioNetHeader.size, length: slot.length - VirtioNetHeader.size,
+                                   checksum: header.checksumMode) else { continue }
+            do {
+                try tun.write(UnsafeRawBufferPointer(start: slot.bytes, count: slot.length))
+                processor.counters.heldPacketsSent &+= 1
+            } catch {
+                processor.counters.engineDrops[Int(EngineDropReason.writeFailed.rawValue)] &+= 1
+            }
         }
     }
 
