@@ -107,7 +107,10 @@ public final class IMSCore: Sendable {
         }
         let start = monotonic()
         let expiry = zip(configuration.zones, zones).map { zone, runtime -> MappingExpiry? in
-            guard var expiry = try? MappingExpiry(zone: zone.name) else { return nil }
+            guard var expiry = try? MappingExpiry(zone: zone.name) else {
+                Log.write(.warning, "mat-ims: \(zone.name) is too long for names under hoa.: its mappings never expire")
+                return nil
+            }
             expiry.track(runtime.store, now: start)
             return expiry
         }
