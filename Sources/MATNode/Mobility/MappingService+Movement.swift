@@ -259,7 +259,17 @@ extension MappingService: SignalingHost {
             ?? learned[hoa]?.mapping ?? config.peers.first { $0.homeAddress == hoa }?.mapping
         for moa in moas { engine.send(.limitUntilValidated(moa, received: updateBytes)) }
         provisional[hoa] = (sequence, previous)
-        let changed = install(PeerMapping(hoa: hoa, ranked: moas, flags: [], sequence: sequence),
+        // The MoAs in use until now stay in the trial, last and least preferred, so the
+        // peer's packets still on their way from there are translated, not dropped as
+        // from an unknown peer: the alert overtakes them when the engine is behind on its
+        // queue (about a thousand packets a move at 50 ms RTT under a bulk flow). The
+        // challenge's answer or failure ends the trial and with it the old MoAs.
+        let current = learned[hoa]?.mapping ?? config.peers.first { $0.homeAddress == hoa }?.mapping
+        let stragglers = (current?.moas.map(\.address) ?? []).filter { !moas.contains($0) }
+        let bindings = moas.enumerated().map { MoABinding(address: $0.element, priority: UInt8(clamping: $0.offset)) }
+            + stragglers.prefix(max(0, MappingTable.maximumMoAsPerMapping - moas.count))
+                .map { MoABinding(address: $0, priority: .max) }
+        let changed = install(PeerMapping(hoa: hoa, moas: bindings, sequence: sequence),
                               expiresAt: Self.milliseconds() + 10_000,
                               reason: "\(hoa) -> \(moas.map(\.description).joined(separator: ", ")) seq \(sequence) (alert, MoA being checked)")
         if changed { updateDiversion() }
