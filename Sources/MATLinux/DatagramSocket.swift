@@ -1,6 +1,10 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+// SOCK_STREAM, SOCK_DGRAM and the SOCK_ flags come from a header this target's C modules
+// include too: in a clean build the compiler can credit them to one of those modules, and
+// a file that does not import it cannot see them (seen with MATLinux depending on MATLog).
+import CMnl
 import MATPacket
 
 /// A non-blocking UDP socket bound to a port on every address of one family.
