@@ -493,6 +493,13 @@ def signaling_seeds():
     seeds["v6-binding-update-padded-cookie"] = seeds["v6-binding-update-padded"] + cookie
     echo = seeds["v4-binding-update"][-64:-48]
     seeds["cookie-reply"] = b"MATs" + bytes([1, 5, 0, 0]) + echo + cookie
+    # The UDP encapsulation on the encap-port (EncapWire): a carried IPv4 packet (virtio
+    # header, then an IPv4 header), a keepalive, a probe request and its answer.
+    encap = lambda kind: b"MATu" + bytes([1, kind, 0, 0])
+    seeds["encap-packet-v4"] = encap(1) + bytes(10) + bytes([0x45]) + bytes(19)
+    seeds["encap-keepalive"] = encap(2)
+    seeds["encap-probe-request"] = encap(3) + nonce
+    seeds["encap-probe-answer"] = encap(4) + nonce
     return seeds
 
 

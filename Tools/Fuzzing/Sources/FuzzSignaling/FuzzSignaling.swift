@@ -36,6 +36,7 @@ let rawSigner = try! Curve25519.Signing.PrivateKey(rawRepresentation: fuzzSeed)
 public func fuzzSignaling(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let raw = UnsafeRawBufferPointer(start: data, count: size)
     let bytes = Array(raw)
+    examineEncap(raw)
 
     let viaBuffer = Result { () throws(SignalError) in try SignalCodec.open(raw) }
     let viaArray = Result { () throws(SignalError) in try SignalCodec.open(bytes) }
@@ -123,4 +124,29 @@ func check(_ condition: Bool, _ message: @autoclosure () -> String) {
 
 func fail(_ message: String) -> Never {
     fatalError("FuzzSignaling invariant violated: \(message)")
+}
+
+/// The UDP encapsulation's framing (`EncapWire`, docs/signaling.md) on the same datagram:
+/// what parses has a length its kind allows and a packet of IP version 4 or 6; a control
+/// datagram encodes back to the same bytes; and signaling never takes an encapsulation
+/// datagram (their magics differ), so the two can share nothing by mistake.
+func examineEncap(_ raw: UnsafeRawBufferPointer) {
+    guard let frame = EncapWire.parse(raw) else { return }
+    let bytes = Array(raw)
+    check(bytes.count >= EncapWire.headerLength && bytes.prefix(6) == [0x4D, 0x41, 0x54, 0x75, 1, bytes[5]],
+          "encapsulation header accepted with another magic or version")
+    let rest = Array(bytes.dropFirst(EncapWire.headerLength))
+    switch frame {
+    case .packet:
+        check(rest.count >= EncapWire.virtioHeaderLength + EncapWire.minimumPacketLength, "short packet accepted")
+        let version = rest[EncapWire.virtioHeaderLength] >> 4
+        check(version == 4 || version == 6, "IP version \(version) accepted")
+    case .keepalive:
+        check(bytes == EncapWire.control(.keepalive), "a keepalive does not encode back")
+    case .probeRequest:
+        check(bytes == EncapWire.control(.probeRequest, nonce: rest), "a probe request does not encode back")
+    case .probeAnswer:
+        check(bytes == EncapWire.control(.probeAnswer, nonce: rest), "a probe answer does not encode back")
+    }
+    check((try? SignalCodec.open(raw)) == nil, "signaling opened an encapsulation datagram")
 }
