@@ -1,6 +1,7 @@
 // libFuzzer target over MATSignaling's codec: `SignalCodec.open`, `peekTrailer`,
 // `openCookieReply` and `UnverifiedSignal.verify` on arbitrary bytes (the whole input is one UDP datagram), with
-// a fixed key. Like the other targets it has no `main` of its own.
+// a fixed key, and `EncapWire.parse` (the UDP encapsulation) on the same bytes. Like the
+// other targets it has no `main` of its own.
 //
 // A fuzzer cannot forge Ed25519 signatures, so every input is tried twice: as it is, and
 // re-signed (the 64 bytes before its cookie, or its last 64 without one, replaced by the
