@@ -75,6 +75,28 @@ struct NATLabTests {
         #expect(try !lab.matctl("vm", "peers").contains("udp-encap") && !lab.matctl("cn", "peers").contains("udp-encap"))
     }
 
+    /// A lying "what is my address" answer does not redirect the CN's traffic: the NAT
+    /// router shows the IMS the VM's queries as coming from 203.0.113.99 (an address of
+    /// the router's with nothing behind it), so after the move the VM publishes that; the
+    /// CN challenges it there, nobody answers, and the CN goes back to the MoA it had.
+    @Test func aWrongPublicAddressIsChallengedAndNotTaken() throws {
+        let nat = try natLab(publicAddress: "auto", vmBehindNAT: false)
+        defer { nat.close() }
+        let lab = nat.lab
+        try lab.exec("nat", "ip", "addr", "add", "203.0.113.99/24", "dev", "o")
+        try lab.exec("nat", "nft", "insert", "rule", "ip", "nat", "postrouting", "oifname", "o", "ip", "saddr", "192.0.2.70",
+                     "ip", "daddr", "192.0.2.132", "udp", "dport", "53", "snat", "to", "203.0.113.99")
+        #expect(try lab.ping("vm", cn.home4) || lab.ping("vm", cn.home4))
+        #expect(lab.waitForLog("cn", "\(vm.home4) -> \(vm.mobile4) seq"), "\(lab.matdLog("cn"))")
+        try nat.moveVM(host: 70)
+        #expect(lab.waitForLog("vm", "the IMS sees 192.0.2.70 as 203.0.113.99"), "\(lab.matdLog("vm"))")
+        #expect(lab.waitForLog("cn", "did not answer at its announced MoA"), "\(lab.matdLog("cn"))")
+        let counters = try lab.stats("cn")["signaling"] as? [String: Int] ?? [:]
+        #expect(counters["challenges_unanswered", default: 0] >= 1, "\(counters)")
+        let peers = try lab.matctl("cn", "peers")
+        #expect(!peers.contains("203.0.113.99*") && peers.contains("\(vm.home4) -> \(vm.mobile4)*"), "\(peers)")
+    }
+
     /// A move from site A into site N behind masquerade (port-restricted) under a TCP
     /// flow: the CN's probe answer does not come through the NAT, so the VM's traffic with
     /// the CN goes in UDP, both ways, with keepalives; every byte of the flow arrives, and
