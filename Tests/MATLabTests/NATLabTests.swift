@@ -123,10 +123,13 @@ struct NATLabTests {
         let exchange = try lab.tcpTransfer(listener: "vm", address: vm.home4, connector: "cn", sender: "cn", file: reply,
                                            port: 5020)
         #expect(exchange.listenerSawPeer == cn.home4)
+        // Counted per datagram, and one datagram carries a whole super-packet (up to
+        // 64 KB): about 50 MB after the move is 800 datagrams or more, fewer the more the
+        // kernel aggregates (794 in a CI run at load 8).
         let vmEncap = try nat.encapCounters("vm"), cnEncap = try nat.encapCounters("cn")
-        #expect(vmEncap["encap_packets_sent", default: 0] > 1_000 && vmEncap["encap_packets_received", default: 0] > 100,
+        #expect(vmEncap["encap_packets_sent", default: 0] > 300 && vmEncap["encap_packets_received", default: 0] > 100,
                 "\(vmEncap)")
-        #expect(cnEncap["encap_packets_received", default: 0] > 1_000 && cnEncap["encap_probes_answered", default: 0] >= 3,
+        #expect(cnEncap["encap_packets_received", default: 0] > 300 && cnEncap["encap_probes_answered", default: 0] >= 3,
                 "\(cnEncap)")
     }
 
