@@ -271,15 +271,17 @@ struct BINDInteropTests {
 
     /// The node's clock runs 1000 s behind, outside BIND's 300 s fudge: BIND refuses the
     /// update with a signed BADTIME carrying its time, the client takes that time and the
-    /// update goes through at the second try (D5, as against mat-ims in ClockStepTests).
+    /// update goes through at the second try (D5, as against mat-ims in ClockStepTests; the
+    /// refusal it recovered from is counted as a clock correction, not a refused update).
     @Test func bindRefusesSignatureOutsideFudgeAndItsTimeIsTaken() throws {
         try Interop.baseline(server)
         let skewed = Interop.client(server, key: Interop.keyA, clock: { IMSClient.systemClock() - 1000 })
         let result = try skewed.register(hoa: Fixture.hoaA, moas: [ip("192.0.2.99")], sequence: Interop.nextSequence())
         #expect(result.moas == [ip("192.0.2.99")])
-        #expect(skewed.statistics.refusedUpdates == 1)
         #expect(skewed.statistics.clockCorrections == 1)
         #expect((skewed.clockCorrection - 1000).magnitude <= 2, "correction \(skewed.clockCorrection) s")
+        // The zone as the other tests leave it, which Interop/client/run reads afterwards.
+        try Interop.baseline(server)
     }
 }
 
