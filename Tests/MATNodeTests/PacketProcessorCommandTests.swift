@@ -1,4 +1,4 @@
-import MATNode
+@testable import MATNode
 import MATPacket
 import Testing
 
@@ -84,30 +84,59 @@ import Testing
         let moa = IPAddress.v4(Fixture.moaPeer)
         let limited = processor.apply(.limitUntilValidated(moa, received: 0))
         #expect(limited == nil)
-        let outbound = fixture.udp(Fixture.hoaMe, Fixture.hoaPeer)      // 32 bytes
-        #expect(!handle(&processor, outbound), "nothing received yet: nothing may go")
+        let flows = (0..<4).map { fixture.udp(Fixture.hoaMe, Fixture.hoaPeer, sourcePort: 5000 + UInt16($0)) }  // 32 bytes each
+        #expect(!handle(&processor, flows[0]), "nothing received yet: nothing may go")
         #expect(processor.counters.engineDrops[Int(EngineDropReason.unvalidatedPath.rawValue)] == 1)
         #expect(handle(&processor, fixture.udp(Fixture.moaPeer, Fixture.moaMe)))   // 32 bytes in
-        for _ in 0..<3 { #expect(handle(&processor, outbound)) }                    // 96 bytes out
-        #expect(!handle(&processor, outbound), "a fourth would pass three times what came in")
-        #expect(processor.unvalidated[moa] == {
-            var budget = PacketProcessor.PathBudget()
-            budget.received = 32
-            budget.sent = 96
-            return budget
-        }())
+        for flow in flows.prefix(3) { #expect(handle(&processor, flow)) }          // 96 bytes out
+        #expect(!handle(&processor, flows[3]), "a fourth would pass three times what came in")
+        #expect(processor.unvalidated[moa]?.received == 32)
+        #expect(processor.unvalidated[moa]?.sent == 96)
         let ended = processor.apply(.endLimit(moa))
         #expect(ended == nil)
-        for _ in 0..<10 { #expect(handle(&processor, outbound)) }
+        for _ in 0..<10 { #expect(handle(&processor, flows[0])) }
+    }
+
+    /// A bulk connection's ACKs in the round trip of the check cannot take it all: a probe
+    /// (or a ping, or another connection) still gets through.
+    @Test func noFlowSpendsMoreThanHalfOfTheAllowance() throws {
+        var processor = try fixture.processor()
+        let moa = IPAddress.v4(Fixture.moaPeer)
+        let limited = processor.apply(.limitUntilValidated(moa, received: 1184))     // 3552 bytes may go
+        #expect(limited == nil)
+        let bulk = fixture.udp(Fixture.hoaMe, Fixture.hoaPeer, sourcePort: 6000)
+        var bulkSent = 0
+        while handle(&processor, bulk) { bulkSent += 1 }
+        #expect(bulkSent == 1776 / 32)
+        let probe = fixture.udp(Fixture.hoaMe, Fixture.hoaPeer, sourcePort: 6001)
+        for _ in 0..<5 { #expect(handle(&processor, probe)) }
+        #expect(!handle(&processor, bulk), "the bulk flow stays at its half")
+        #expect(processor.unvalidated[moa]?.sent == UInt64(bulkSent + 5) * 32)
+    }
+
+    /// Flows past the tracked ones share one account, which also gets at most half.
+    @Test func untrackedFlowsShareOneHalf() throws {
+        var processor = try fixture.processor()
+        let moa = IPAddress.v4(Fixture.moaPeer)
+        let limited = processor.apply(.limitUntilValidated(moa, received: 100_000))
+        #expect(limited == nil)
+        let tracked = PacketProcessor.PathBudget.trackedFlows
+        for port in 0..<tracked { #expect(handle(&processor, fixture.udp(Fixture.hoaMe, Fixture.hoaPeer, sourcePort: UInt16(port)))) }
+        var untrackedSent = 0
+        while handle(&processor, fixture.udp(Fixture.hoaMe, Fixture.hoaPeer, sourcePort: UInt16(tracked + untrackedSent))) {
+            untrackedSent += 1
+        }
+        #expect(untrackedSent == 150_000 / 32)
+        #expect(processor.unvalidated[moa]?.sent == UInt64(tracked + untrackedSent) * 32)
     }
 
     @Test func theAnnouncingUpdateCountsAsReceived() throws {
         var processor = try fixture.processor()
         let limited = processor.apply(.limitUntilValidated(.v4(Fixture.moaPeer), received: 40))
         #expect(limited == nil)
-        let outbound = fixture.udp(Fixture.hoaMe, Fixture.hoaPeer)      // 32 bytes; 120 allowed
-        for _ in 0..<3 { #expect(handle(&processor, outbound)) }
-        #expect(!handle(&processor, outbound))
+        let flows = (0..<4).map { fixture.udp(Fixture.hoaMe, Fixture.hoaPeer, sourcePort: 5000 + UInt16($0)) }  // 120 bytes allowed
+        for flow in flows.prefix(3) { #expect(handle(&processor, flow)) }
+        #expect(!handle(&processor, flows[3]))
     }
 
     @Test func otherPeersAreNotLimited() throws {

@@ -14,9 +14,9 @@ import Testing
     }
 
     /// A UDP datagram with a correct checksum, built by hand here.
-    func udp(_ source: IPv4Address, _ destination: IPv4Address) -> [UInt8] {
+    func udp(_ source: IPv4Address, _ destination: IPv4Address, sourcePort: UInt16 = 5000) -> [UInt8] {
         var packet: [UInt8] = [0x45, 0, 0, 32, 0, 1, 0, 0, 64, 17, 0, 0] + source.bytes + destination.bytes
-            + [0x13, 0x88, 0x13, 0x89, 0, 12, 0, 0, 1, 2, 3, 4]
+            + [UInt8(sourcePort >> 8), UInt8(sourcePort & 0xff), 0x13, 0x89, 0, 12, 0, 0, 1, 2, 3, 4]
         packet.withUnsafeMutableBytes { buffer in
             let header = ~InternetChecksum.sum(buffer.baseAddress!, count: 20)
             buffer.storeBytes(of: header.bigEndian, toByteOffset: 10, as: UInt16.self)

@@ -88,7 +88,7 @@ public final class Engine: @unchecked Sendable {
         for slot in heldPackets { slot.bytes.deallocate() }
     }
 
-    /// The last packet dropped for each held flow (`HeldFlow`: peer, protocol, ports), in
+    /// The last packet dropped for each held flow (`PacketFlow`: peer, protocol, ports), in
     /// a few slots shared by all held peers, sent once the peer is released: a TCP sender
     /// whose segments were dropped meanwhile has backed its timer off, and one segment of
     /// its own delivered at once brings the ACK that restarts it. (With one slot per peer,
@@ -96,7 +96,7 @@ public final class Engine: @unchecked Sendable {
     /// flow waited for its retransmission timer: 400 ms at 50 ms RTT.)
     private struct HeldPacket {
         let bytes: UnsafeMutableRawPointer
-        var flow: HeldFlow?
+        var flow: PacketFlow?
         var length = 0
         /// When it was kept, in keeps: the oldest slot is reused first, and a released
         /// peer's packets go out in the order they came.
@@ -228,7 +228,7 @@ public final class Engine: @unchecked Sendable {
     /// Copies the packet in `buffer` (virtio header included) into its flow's slot, else a
     /// free one, else the one kept longest ago. Runs only for packets a hold dropped.
     private func keepHeld(_ peer: IPAddress, length: Int) {
-        let flow = HeldFlow(packet: UnsafeRawPointer(buffer + VirtioNetHeader.size),
+        let flow = PacketFlow(packet: UnsafeRawPointer(buffer + VirtioNetHeader.size),
                             length: length - VirtioNetHeader.size, peer: peer)
         var index = 0
         for candidate in heldPackets.indices {

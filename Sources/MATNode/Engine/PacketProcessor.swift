@@ -26,11 +26,36 @@ public struct PacketProcessor: ~Copyable {
     /// How many bytes may be sent to an unvalidated MoA per byte received from it.
     public static let amplificationFactor: UInt64 = 3
 
-    /// Bytes exchanged with an unvalidated MoA.
+    /// Bytes exchanged with an unvalidated MoA, and what each flow sent there.
+    ///
+    /// No one flow may spend more than half of what may go: in the round trip a check
+    /// takes, a bulk connection's ACKs of data still in flight (hundreds of them at 50 ms)
+    /// would otherwise use it all and starve a ping, a probe or another connection.
     public struct PathBudget: Sendable, Equatable {
         public var received: UInt64 = 0
         public var sent: UInt64 = 0
+        /// Bytes sent per flow, for the first `trackedFlows` flows.
+        var sentByFlow: [PacketFlow: UInt64] = [:]
+        /// Bytes sent by flows past the first `trackedFlows`, which share one account.
+        var sentByUntrackedFlows: UInt64 = 0
+        static let trackedFlows = 64
         public init() {}
+
+        /// Charges `length` bytes of `flow` if both the path's allowance (`factor` times
+        /// what was received) and the flow's half of it leave room; false otherwise.
+        mutating func charge(_ flow: PacketFlow, length: UInt64, factor: UInt64) -> Bool {
+            let allowance = received &* factor
+            guard sent &+ length <= allowance else { return false }
+            if sentByFlow[flow] == nil && sentByFlow.count >= Self.trackedFlows {
+                guard sentByUntrackedFlows &+ length <= allowance / 2 else { return false }
+                sentByUntrackedFlows &+= length
+            } else {
+                guard sentByFlow[flow, default: 0] &+ length <= allowance / 2 else { return false }
+                sentByFlow[flow, default: 0] &+= length
+            }
+            sent &+= length
+            return true
+        }
     }
 
     public init(table: consuming MappingTable, addresses: NodeAddresses) {
@@ -124,7 +149,7 @@ public struct PacketProcessor: ~Copyable {
     }
 
     /// Credits what arrives from an unvalidated MoA; charges what goes to one, if the
-    /// budget allows. Only runs while some MoA is unvalidated.
+    /// budget and the flow's share of it allow. Only runs while some MoA is unvalidated.
     @usableFromInline
     mutating func withinBudget(_ packet: UnsafeMutableRawPointer, length: Int, direction: Direction) -> Bool {
         let version = packet.load(as: UInt8.self) >> 4
@@ -139,11 +164,9 @@ public struct PacketProcessor: ~Copyable {
         case .outbound:
             let hoa: IPAddress = version == 4 ? .v4(IPv4Address(loadingFrom: UnsafeRawPointer(packet), offset: 16))
                 : .v6(IPv6Address(loadingFrom: UnsafeRawPointer(packet), offset: 24))
-            guard let preferred = table.preferredMoA(forHoA: hoa), var budget = unvalidated[preferred] else { return true }
-            guard budget.sent &+ UInt64(length) <= budget.received &* Self.amplificationFactor else { return false }
-            budget.sent &+= UInt64(length)
-            unvalidated[preferred] = budget
-            return true
+            guard let preferred = table.preferredMoA(forHoA: hoa), unvalidated[preferred] != nil else { return true }
+            let flow = PacketFlow(packet: UnsafeRawPointer(packet), length: length, peer: hoa)
+            return unvalidated[preferred]!.charge(flow, length: UInt64(length), factor: Self.amplificationFactor)
         }
     }
 

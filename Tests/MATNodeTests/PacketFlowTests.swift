@@ -4,7 +4,7 @@ import Testing
 
 /// The flow a held packet is kept under: each TCP connection and UDP socket pair to a
 /// peer has its own, so releasing the peer restarts every connection at once.
-@Suite struct HeldFlowTests {
+@Suite struct PacketFlowTests {
     static let peer = IPAddress("198.51.100.20")!
     static let peer6 = IPAddress("2001:db8:1::20")!
 
@@ -21,8 +21,8 @@ import Testing
             + [0x20, 0x01, 0x0D, 0xB8, 0, 1] + [UInt8](repeating: 0, count: 9) + [0x20] + payload
     }
 
-    func flow(_ packet: [UInt8], peer: IPAddress = Self.peer) -> HeldFlow {
-        packet.withUnsafeBytes { HeldFlow(packet: $0.baseAddress!, length: $0.count, peer: peer) }
+    func flow(_ packet: [UInt8], peer: IPAddress = Self.peer) -> PacketFlow {
+        packet.withUnsafeBytes { PacketFlow(packet: $0.baseAddress!, length: $0.count, peer: peer) }
     }
 
     /// A TCP header from `source` to `destination` port, no options, no payload.
