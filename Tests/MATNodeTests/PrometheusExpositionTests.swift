@@ -58,6 +58,23 @@ struct PrometheusExpositionTests {
         #expect(text.hasSuffix("\n"))
     }
 
+    /// The UDP encapsulation's counters are one family, the event a label without the
+    /// `encap_` prefix; absent when the encapsulation is off (no counters).
+    @Test func encapsulationCountersAreOneFamily() {
+        var stats = StatsReport(EngineCounters())
+        #expect(!PrometheusExposition.render(stats: stats, peers: []).contains("matd_encapsulation"))
+        var counters = EncapCounters()
+        counters.packetsSent = 812
+        counters.refused = 3
+        stats.encapsulation = Dictionary(uniqueKeysWithValues: counters.named)
+        let lines = PrometheusExposition.render(stats: stats, peers: []).split(separator: "\n").map(String.init)
+        #expect(lines.contains("# TYPE matd_encapsulation_events_total counter"))
+        #expect(lines.contains("matd_encapsulation_events_total{event=\"packets_sent\"} 812"))
+        #expect(lines.contains("matd_encapsulation_events_total{event=\"refused\"} 3"))
+        #expect(lines.contains("matd_encapsulation_events_total{event=\"keepalives_received\"} 0"))
+        #expect(lines.filter { $0.hasPrefix("matd_encapsulation_events_total{") }.count == counters.named.count)
+    }
+
     @Test func labelValuesAreEscaped() {
         let peers = [PeerReport(homeAddress: "a\"b\\c\nd", mobileAddresses: [], preferred: nil, sequence: 0, alert: "x")]
         let text = PrometheusExposition.render(stats: StatsReport(EngineCounters()), peers: peers)

@@ -31,6 +31,15 @@ public enum PrometheusExposition {
             out.family("matd_signaling_events_total", "Mobility signaling: messages sent, received and refused, by event.",
                        .counter, signaling.sorted { $0.key < $1.key }.map { (["event": $0.key], .integer($0.value)) })
         }
+        if let encapsulation = stats.encapsulation {
+            // The counters' names less their `encap_` prefix: one family, the event a label.
+            out.family("matd_encapsulation_events_total",
+                       "UDP encapsulation: packets carried, keepalives, probes and refusals, by event.", .counter,
+                       encapsulation.sorted { $0.key < $1.key }.map { counter in
+                           let event = counter.key.hasPrefix("encap_") ? String(counter.key.dropFirst(6)) : counter.key
+                           return (["event": event], .integer(counter.value))
+                       })
+        }
         if let histogram = stats.alertAcknowledged {
             out.histograms("matd_alert_acknowledged_seconds",
                            "From the first send of an alert to the peer's acknowledgement (one sample per peer and move).",
