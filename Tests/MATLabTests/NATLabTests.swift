@@ -131,6 +131,10 @@ struct NATLabTests {
                 "\(vmEncap)")
         #expect(cnEncap["encap_packets_received", default: 0] > 300 && cnEncap["encap_probes_answered", default: 0] >= 3,
                 "\(cnEncap)")
+        // A Prometheus scrape carries the same counters.
+        let scraped = try nat.scrapedEncap("vm")
+        #expect(scraped["packets_sent", default: 0] >= vmEncap["encap_packets_sent", default: 0]
+                && scraped["packets_sent", default: 0] > 300 && scraped.count == vmEncap.count, "\(scraped)")
     }
 
     /// The CN's correspondent sits behind 1:1 NAT from the start, its public address
@@ -191,6 +195,20 @@ final class NATLab: @unchecked Sendable {
     /// The UDP encapsulation's counters of matd in `node`.
     func encapCounters(_ node: String) throws -> [String: Int] {
         try lab.stats(node)["encapsulation"] as? [String: Int] ?? [:]
+    }
+
+    /// The `matd_encapsulation_events_total` series of `matctl stats --prometheus` in
+    /// `node`, by event.
+    func scrapedEncap(_ node: String) throws -> [String: Int] {
+        let prefix = "matd_encapsulation_events_total{event=\""
+        var counters: [String: Int] = [:]
+        for line in try lab.matctl(node, "stats", "--prometheus").split(separator: "\n") where line.hasPrefix(prefix) {
+            let rest = line.dropFirst(prefix.count)
+            guard let quote = rest.firstIndex(of: "\""), let space = rest.lastIndex(of: " "),
+                  let value = Int(rest[rest.index(after: space)...]) else { continue }
+            counters[String(rest[..<quote])] = value
+        }
+        return counters
     }
 
     /// Waits until the encapsulation counter `name` of matd in `node` reaches `atLeast`.
