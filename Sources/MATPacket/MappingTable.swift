@@ -6,9 +6,11 @@
 ///   packet engine reads once or twice per packet: `preferredMoA(forHoA:)` on send,
 ///   `hoa(forMoA:)` on receive. O(1), no allocation, no reference counting, no existentials;
 ///   each answer is precomputed so a lookup normally touches one cache line;
-/// - the **control half**, one ordinary `PeerMapping` record per peer, in a dense array
-///   that the forward slots index. Only inserts, replaces, removals, expiry sweeps and the
-///   control socket touch it.
+/// - the **control half**, one compact record per peer (``MappingRecord``: 32 bytes for
+///   IPv4, 40 for IPv6) in a dense array per family that the forward slots index, with a
+///   one-MoA mapping's binding inline and longer lists out of line. Only inserts,
+///   replaces, removals, expiry sweeps and the control socket touch it; the
+///   `PeerMapping` values they take and return are rebuilt from it.
 ///
 /// Which MoA is preferred: among a mapping's bindings, those flagged `.reachable` come
 /// first, then the lowest `priority`, then the earliest in the list. Expired bindings drop
@@ -29,8 +31,12 @@ public struct MappingTable: ~Copyable, @unchecked Sendable {
     @usableFromInline var reverse4: IPv4Slots
     @usableFromInline var forward6: IPv6Slots
     @usableFromInline var reverse6: IPv6Slots
-    /// One record per mapping, densely packed; forward slots store the index.
-    var records: ContiguousArray<PeerMapping> = []
+    /// One compact record per IPv4 mapping, densely packed; forward4 stores the index.
+    var records4: ContiguousArray<MappingRecord<IPv4Address>> = []
+    /// One compact record per IPv6 mapping; forward6 stores the index.
+    var records6: ContiguousArray<MappingRecord<IPv6Address>> = []
+    /// Binding lists of the mappings with more than one MoA.
+    var spilled = SpilledBindings()
     /// Smallest `expiresAt` among all stored bindings, or `.max`, so a sweep with nothing
     /// due is O(1).
     var earliestExpiry: UInt64 = .max
@@ -62,7 +68,8 @@ public struct MappingTable: ~Copyable, @unchecked Sendable {
         reverse4 = IPv4Slots(capacity: capacity4, seed: SlotPolicy.nextSeed(after: seed ^ 1), keepsRecords: false)
         forward6 = IPv6Slots(capacity: capacity6, seed: SlotPolicy.nextSeed(after: seed ^ 2), keepsRecords: true)
         reverse6 = IPv6Slots(capacity: capacity6, seed: SlotPolicy.nextSeed(after: seed ^ 3), keepsRecords: false)
-        records.reserveCapacity(min(ipv4Capacity + ipv6Capacity, maximumMappings))
+        records4.reserveCapacity(min(ipv4Capacity, maximumMappings))
+        records6.reserveCapacity(min(ipv6Capacity, maximumMappings))
         self.maximumMappings = maximumMappings
     }
 
@@ -114,14 +121,14 @@ public struct MappingTable: ~Copyable, @unchecked Sendable {
     // MARK: Control plane queries
 
     /// Number of mappings (peers), both families.
-    public var count: Int { records.count }
+    public var count: Int { records4.count + records6.count }
 
     /// Whether the table holds no mapping.
-    public var isEmpty: Bool { records.isEmpty }
+    public var isEmpty: Bool { records4.isEmpty && records6.isEmpty }
 
     /// The stored mapping of `hoa`, as last inserted or replaced (minus expired bindings).
     public func mapping(for hoa: IPAddress) -> PeerMapping? {
-        recordIndex(of: hoa).map { records[$0] }
+        recordIndex(of: hoa).map { storedMapping(hoa.family, $0) }
     }
 
     /// The MoA the family-specific `preferredMoA(forHoA:)` returns, for either family.
@@ -141,7 +148,13 @@ public struct MappingTable: ~Copyable, @unchecked Sendable {
     }
 
     /// Every stored mapping, in no particular order (for the control socket).
-    public var mappings: [PeerMapping] { Array(records) }
+    public var mappings: [PeerMapping] {
+        var result: [PeerMapping] = []
+        result.reserveCapacity(count)
+        for index in records4.indices { result.append(storedMapping(.ipv4, index)) }
+        for index in records6.indices { result.append(storedMapping(.ipv6, index)) }
+        return result
+    }
 
     /// What the table occupies: exact for the raw slots, estimated for the records.
     public var memory: MappingMemory {
@@ -177,7 +190,7 @@ public struct MappingTable: ~Copyable, @unchecked Sendable {
             try add(mapping)
             return
         }
-        let old = records[index]
+        let old = storedMapping(mapping.hoa.family, index)
         if mapping.sequence < old.sequence {
             throw .staleSequence(hoa: mapping.hoa, stored: old.sequence, offered: mapping.sequence)
         }
@@ -188,7 +201,7 @@ public struct MappingTable: ~Copyable, @unchecked Sendable {
         reserveReverse(added, family: mapping.hoa.family)
         for binding in added { insertReverse(binding.address, hoa: mapping.hoa) }
         setPreferred(of: mapping)
-        records[index] = mapping
+        setBindings(mapping.hoa.family, index, mapping.moas, sequence: mapping.sequence)
         noteExpiries(of: mapping.moas)
     }
 
@@ -198,7 +211,7 @@ public struct MappingTable: ~Copyable, @unchecked Sendable {
     @discardableResult
     public mutating func remove(hoa: IPAddress) -> PeerMapping? {
         guard let index = recordIndex(of: hoa) else { return nil }
-        return removeRecord(at: index)
+        return removeRecord(hoa.family, at: index)
     }
 
     /// Removes every mapping. The slot arrays keep their size, so a reload of the same
@@ -208,7 +221,9 @@ public struct MappingTable: ~Copyable, @unchecked Sendable {
         reverse4.removeAll()
         forward6.removeAll()
         reverse6.removeAll()
-        records.removeAll(keepingCapacity: true)
+        records4.removeAll(keepingCapacity: true)
+        records6.removeAll(keepingCapacity: true)
+        spilled.removeAll()
         earliestExpiry = .max
     }
 
@@ -223,26 +238,31 @@ public struct MappingTable: ~Copyable, @unchecked Sendable {
         var result = MappingExpiry()
         guard now >= earliestExpiry else { return result }
         var next = UInt64.max
-        var index = 0
-        while index < records.count {
-            let record = records[index]
-            guard record.moas.contains(where: { $0.isExpired(at: now) }) else {
-                next = min(next, Self.earliestExpiry(of: record.moas))
+        for family in [AddressFamily.ipv4, .ipv6] {
+            var index = 0
+            while index < recordCount(family) {
+                let due = recordExpiry(family, index)
+                guard due <= now else {
+                    next = min(next, due)
+                    index += 1
+                    continue
+                }
+                let mapping = storedMapping(family, index)
+                let live = mapping.moas.filter { !$0.isExpired(at: now) }
+                if live.isEmpty {
+                    // The last record moves into `index`, so the loop looks at it next.
+                    result.removed.append(removeRecord(family, at: index))
+                    continue
+                }
+                if live.count != mapping.moas.count {
+                    for binding in mapping.moas where binding.isExpired(at: now) { removeReverse(binding.address) }
+                    setBindings(family, index, live, sequence: mapping.sequence)
+                    setPreferred(of: PeerMapping(hoa: mapping.hoa, moas: live))
+                    result.changed.append(mapping.hoa)
+                }
+                next = min(next, Self.earliestExpiry(of: live))
                 index += 1
-                continue
             }
-            let live = record.moas.filter { !$0.isExpired(at: now) }
-            if live.isEmpty {
-                // The last record moves into `index`, so the loop looks at it next.
-                result.removed.append(removeRecord(at: index))
-                continue
-            }
-            for binding in record.moas where binding.isExpired(at: now) { removeReverse(binding.address) }
-            records[index].moas = live
-            setPreferred(of: records[index])
-            result.changed.append(record.hoa)
-            next = min(next, Self.earliestExpiry(of: live))
-            index += 1
         }
         earliestExpiry = next
         return result

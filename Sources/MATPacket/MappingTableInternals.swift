@@ -2,7 +2,7 @@
 /// record array and its index in the forward slots, the reverse index, and the preference
 /// rule. None of it runs per packet.
 extension MappingTable {
-    /// Index into `records` of the mapping of `hoa`.
+    /// Index of the mapping of `hoa` in its family's record array (`records4` or `records6`).
     func recordIndex(of hoa: IPAddress) -> Int? {
         switch hoa {
         case .v4(let address):
@@ -35,44 +35,96 @@ extension MappingTable {
 
     /// Adds a validated mapping of a new HoA.
     mutating func add(_ mapping: PeerMapping) throws(MappingError) {
-        guard records.count < maximumMappings else { throw .tableFull(limit: maximumMappings) }
-        let record = UInt32(records.count)
+        guard count < maximumMappings else { throw .tableFull(limit: maximumMappings) }
         let preferred = Self.preferredIndex(of: mapping.moas)
         switch (mapping.hoa, mapping.moas[preferred].address) {
         case let (.v4(hoa), .v4(moa)):
             forward4.reserve(1)
-            forward4.insertNew(key: hoa.value, value: moa.value, record: record)
+            forward4.insertNew(key: hoa.value, value: moa.value, record: UInt32(records4.count))
+            records4.append(MappingRecord(hoa: hoa, sequence: mapping.sequence, bindings: mapping.moas, spilled: &spilled))
         case let (.v6(hoa), .v6(moa)):
             forward6.reserve(1)
-            forward6.insertNew(key: hoa, value: moa, record: record)
+            forward6.insertNew(key: hoa, value: moa, record: UInt32(records6.count))
+            records6.append(MappingRecord(hoa: hoa, sequence: mapping.sequence, bindings: mapping.moas, spilled: &spilled))
         default:
             preconditionFailure("validated mapping mixes families")
         }
         reserveReverse(mapping.moas, family: mapping.hoa.family)
         for binding in mapping.moas { insertReverse(binding.address, hoa: mapping.hoa) }
-        records.append(mapping)
         noteExpiries(of: mapping.moas)
     }
 
-    /// Removes record `index` and its slots; the last record takes its place.
+    /// Records of `family`.
+    func recordCount(_ family: AddressFamily) -> Int {
+        switch family {
+        case .ipv4: records4.count
+        case .ipv6: records6.count
+        }
+    }
+
+    /// The mapping stored in record `index` of `family`, rebuilt from the record and, for
+    /// an inline binding, its address in the forward slot.
+    func storedMapping(_ family: AddressFamily, _ index: Int) -> PeerMapping {
+        switch family {
+        case .ipv4:
+            let record = records4[index]
+            let moa = IPv4Address(forward4.value(at: forward4.find(record.hoa.value)!))
+            return PeerMapping(hoa: .v4(record.hoa), moas: record.bindings(preferred: .v4(moa), spilled: spilled),
+                               sequence: record.sequence)
+        case .ipv6:
+            let record = records6[index]
+            let moa = forward6.value(at: forward6.find(high: record.hoa.high, low: record.hoa.low)!)
+            return PeerMapping(hoa: .v6(record.hoa), moas: record.bindings(preferred: .v6(moa), spilled: spilled),
+                               sequence: record.sequence)
+        }
+    }
+
+    /// Earliest non-zero expiry of record `index` of `family`, or `.max`; reads no slot.
+    func recordExpiry(_ family: AddressFamily, _ index: Int) -> UInt64 {
+        switch family {
+        case .ipv4: records4[index].earliestExpiry(spilled: spilled)
+        case .ipv6: records6[index].earliestExpiry(spilled: spilled)
+        }
+    }
+
+    /// Stores new bindings (validated, non-empty) in record `index` of `family`. The
+    /// forward slot is the caller's to update (`setPreferred`).
+    mutating func setBindings(_ family: AddressFamily, _ index: Int, _ bindings: [MoABinding], sequence: UInt64) {
+        switch family {
+        case .ipv4: records4[index].setBindings(bindings, sequence: sequence, spilled: &spilled)
+        case .ipv6: records6[index].setBindings(bindings, sequence: sequence, spilled: &spilled)
+        }
+    }
+
+    /// Removes record `index` of `family` and its slots; the family's last record takes
+    /// its place.
     @discardableResult
-    mutating func removeRecord(at index: Int) -> PeerMapping {
-        let removed = records[index]
+    mutating func removeRecord(_ family: AddressFamily, at index: Int) -> PeerMapping {
+        let removed = storedMapping(family, index)
         for binding in removed.moas { removeReverse(binding.address) }
-        switch removed.hoa {
-        case .v4(let hoa): forward4.remove(at: forward4.find(hoa.value)!)
-        case .v6(let hoa): forward6.remove(at: forward6.find(high: hoa.high, low: hoa.low)!)
-        }
-        let last = records.count - 1
-        if index != last {
-            records.swapAt(index, last)
-            let record = UInt32(index)
-            switch records[index].hoa {
-            case .v4(let hoa): forward4.setRecord(record, at: forward4.find(hoa.value)!)
-            case .v6(let hoa): forward6.setRecord(record, at: forward6.find(high: hoa.high, low: hoa.low)!)
+        switch family {
+        case .ipv4:
+            let record = records4[index]
+            forward4.remove(at: forward4.find(record.hoa.value)!)
+            spilled.release(record.spill)
+            let last = records4.count - 1
+            if index != last {
+                records4[index] = records4[last]
+                forward4.setRecord(UInt32(index), at: forward4.find(records4[index].hoa.value)!)
             }
+            records4.removeLast()
+        case .ipv6:
+            let record = records6[index]
+            forward6.remove(at: forward6.find(high: record.hoa.high, low: record.hoa.low)!)
+            spilled.release(record.spill)
+            let last = records6.count - 1
+            if index != last {
+                records6[index] = records6[last]
+                let moved = records6[index].hoa
+                forward6.setRecord(UInt32(index), at: forward6.find(high: moved.high, low: moved.low)!)
+            }
+            records6.removeLast()
         }
-        records.removeLast()
         return removed
     }
 
@@ -142,17 +194,22 @@ extension MappingTable {
         return earliest
     }
 
-    /// Heap held by the records, estimated from capacities and glibc's chunk rounding.
+    /// Heap held by the control half: both record arrays and the spilled binding lists,
+    /// estimated from capacities and glibc's chunk rounding.
     func controlBytes() -> Int {
-        var bytes = Self.mallocChunk(records.capacity * MemoryLayout<PeerMapping>.stride + 32)
-        for record in records {
-            bytes += Self.mallocChunk(32 + record.moas.capacity * MemoryLayout<MoABinding>.stride)
-        }
-        return bytes
+        Self.arrayHeapBytes(capacity: records4.capacity, stride: MemoryLayout<MappingRecord<IPv4Address>>.stride)
+            + Self.arrayHeapBytes(capacity: records6.capacity, stride: MemoryLayout<MappingRecord<IPv6Address>>.stride)
+            + spilled.heapBytes
+    }
+
+    /// Heap of a Swift array buffer of `capacity` elements of `stride` bytes (a 32-byte
+    /// header before the elements); 0 for capacity 0, which uses the shared empty buffer.
+    static func arrayHeapBytes(capacity: Int, stride: Int) -> Int {
+        capacity == 0 ? 0 : mallocChunk(32 + capacity * stride)
     }
 
     /// Size of the glibc malloc chunk serving a request of `bytes` (8-byte header, 16-byte
-    /// granularity, 32-byte minimum); approximate for the large, mmap-served record array.
+    /// granularity, 32-byte minimum); approximate for the large, mmap-served record arrays.
     static func mallocChunk(_ bytes: Int) -> Int { max(32, (bytes + 8 + 15) & ~15) }
 
     /// Test and diagnostic view of the slot tables.
