@@ -70,6 +70,11 @@ public final class Daemon {
                                 onRefusal: { refusal in service.withLock { $0 }?.noteRefusal(refusal) },
                                 encap: encap,
                                 onProbeAnswer: { moa, nonce in service.withLock { $0 }?.probeAnswered(from: moa, nonce: nonce) })
+        if KernelFastPath.enabled(setting: KernelFastPath.defaultSetting) {
+            engine.fastPath = try KernelFastPath(config: config)
+        } else {
+            log("matd: kernel fast path off: the TUN engine carries all HoA traffic")
+        }
         engine.start()
         defer { engine.stop() }
         let mappings = try MappingService(config: config, host: host, engine: engine, addresses: addresses)
@@ -162,6 +167,7 @@ struct StatusSource: Sendable {
                 peerCount: engine.mappingCount, publicKey: mappings.publicKey, ipv6Outbound: ipv6Outbound)
             let announced = mappings.announcedAddresses.mobileAddresses.map(\.description)
             if announced != status.mobileAddresses { status.publicAddresses = announced }
+            status.kernelFastPath = engine.fastPath?.state ?? "off"
             return ControlReply(status: status)
         case .peers:
             guard let table = engine.mappings() else { return ControlReply(error: "the engine did not answer within 5 s") }
@@ -183,6 +189,7 @@ struct StatusSource: Sendable {
                     lastAckSecondsAgo: alert?.lastAckAt.map { Double(now - min(now, $0)) / 1_000 },
                     roundTripMilliseconds: alert?.roundTripMilliseconds)
                 if state.encapsulated { report.path = EncapPolicy.Mode.encapsulated.rawValue }
+                if state.fastPath { report.path = "kernel" }
                 return report
             } + view.filter { hoa, _ in !inTable.contains(hoa) }.map { hoa, origin in
                 // Known to the control plane but not (yet) in the engine's table.
@@ -196,6 +203,7 @@ struct StatusSource: Sendable {
                                     alertAcknowledged: mappings.signaling.counters.alertAcknowledged,
                                     imsRequests: ims == nil ? nil : mappings.imsWorker.durations)
             stats.encapsulation = engine.encapCounters.map { Dictionary(uniqueKeysWithValues: $0.named) }
+            stats.kernelFastPath = engine.fastPath?.counters()
             return ControlReply(stats: stats)
         case .events:
             let (events, next) = EventLog.shared.events(after: request.after)

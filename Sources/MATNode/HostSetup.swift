@@ -245,9 +245,8 @@ public final class HostSetup {
     public func teardown() {
         services.stop()
         for rule in Self.rules(config) { try? netlink.deleteRule(rule) }
-        let table = Self.tableName(tun: tun.name)
         // A table that is not there (start failed before writing it) lists with an error.
-        for family in ["netdev", "inet"] where (try? nftables.run("list table \(family) \(table)")) != nil {
+        for (family, table) in Self.tables(tun: tun.name) where (try? nftables.run("list table \(family) \(table)")) != nil {
             do {
                 try nftables.run("delete table \(family) \(table)")
             } catch {
@@ -255,6 +254,11 @@ public final class HostSetup {
             }
         }
         try? tun.setPersistent(false)
+    }
+
+    /// matd's nftables tables: the diversion, MoA-to-MoA traffic, the kernel fast path.
+    static func tables(tun: String) -> [(family: String, name: String)] {
+        [("netdev", tableName(tun: tun)), ("inet", tableName(tun: tun)), ("inet", KernelFastPath.tableName(tun: tun))]
     }
 
     /// Removes what a matd that died without `teardown` left: its policy rules, its
@@ -265,9 +269,8 @@ public final class HostSetup {
         for (prefix, rule) in zip(config.domainPrefixes, rules(config)) where (try? netlink.deleteRule(rule)) != nil {
             removed.append("rule pref \(rule.priority) to \(prefix) iif lo lookup \(rule.table)")
         }
-        let table = tableName(tun: config.tunName)
         let nftables = try Nftables()
-        for family in ["netdev", "inet"] where (try? nftables.run("list table \(family) \(table)")) != nil {
+        for (family, table) in tables(tun: config.tunName) where (try? nftables.run("list table \(family) \(table)")) != nil {
             try nftables.run("delete table \(family) \(table)")
             removed.append("nftables table \(family) \(table)")
         }

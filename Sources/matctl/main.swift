@@ -67,6 +67,7 @@ struct Status: ParsableCommand {
         }
         print("uplinks:         \(status.uplinks.joined(separator: ", "))")
         print("domain:          \(status.domainPrefixes.joined(separator: ", "))")
+        if let fast = status.kernelFastPath { print("kernel fast path: \(fast)") }
         print("peers:           \(status.peerCount)")
         print("uptime:          \(status.uptimeSeconds) s")
         print("public key:      \(status.publicKey)")
@@ -124,6 +125,9 @@ struct Stats: ParsableCommand {
         print("outbound: \(stats.outboundPackets) packets, \(stats.outboundBytes) bytes")
         print("inbound:  \(stats.inboundPackets) packets, \(stats.inboundBytes) bytes")
         print("super-packets: \(stats.superPackets)")
+        if let fast = stats.kernelFastPath {
+            print("kernel fast path (not in the counts above): \(fast.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
+        }
         let drops = stats.drops.filter { $0.value > 0 }.sorted { $0.key < $1.key }
         print("drops:    \(drops.isEmpty ? "none" : drops.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
         if let ims = stats.ims {

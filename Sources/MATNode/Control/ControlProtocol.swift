@@ -80,6 +80,9 @@ public struct StatusReport: Codable, Sendable, Equatable {
     /// The MoAs registered and announced, when they differ from `mobileAddresses` (behind
     /// 1:1 NAT: the public addresses; `public-address` in docs/config.md).
     public var publicAddresses: [String]?
+    /// The kernel fast path: `on, N peer(s)`, `off`, or why it is not carrying traffic
+    /// (docs/datapath.md, "Kernel fast path").
+    public var kernelFastPath: String?
 
     public init(tunDevice: String, homeAddresses: [String], mobileAddresses: [String], uplinks: [String],
                 domainPrefixes: [String], offloads: String, uptimeSeconds: UInt64, peerCount: Int,
@@ -120,7 +123,8 @@ public struct PeerReport: Codable, Sendable, Equatable {
     public var lastAckSecondsAgo: Double?
     /// Round trip of the last alert that was acknowledged after one send, milliseconds.
     public var roundTripMilliseconds: UInt64?
-    /// `udp-encap` while its traffic goes in UDP (docs/datapath.md, "Behind NAT"); nil: direct.
+    /// `udp-encap` while its traffic goes in UDP (docs/datapath.md, "Behind NAT"),
+    /// `kernel` while nftables translates it (the kernel fast path); nil: the engine.
     public var path: String?
 
     public init(homeAddress: String, mobileAddresses: [Binding], preferred: String?, sequence: UInt64,
@@ -165,6 +169,9 @@ public struct StatsReport: Codable, Sendable, Equatable {
     public var imsRequests: [String: DurationHistogram]?
     /// The UDP encapsulation's counters (`encap_packets_sent`, ...), unless it is off.
     public var encapsulation: [String: UInt64]?
+    /// What the kernel fast path translated (`out4_packets`, `in6_bytes`, ...): packets
+    /// not in the engine's counters above; nil when it is off.
+    public var kernelFastPath: [String: UInt64]?
 
     public init(_ counters: EngineCounters, ims: [String: UInt64]? = nil, signaling: [String: UInt64]? = nil,
                 control: [String: UInt64]? = nil, alertAcknowledged: DurationHistogram? = nil,

@@ -52,6 +52,10 @@ public final class Engine: @unchecked Sendable {
     let publishedEncapMoAs = Mutex<Set<IPAddress>>([])
     let probeAnswerHandler: @Sendable (IPAddress, [UInt8]) -> Void
     var lastEncapExpiry: UInt64 = 0
+    /// The kernel fast path (nil: off); set before `start()`. Its rules are derived from
+    /// this thread's state after every change (``FastPathRuleset``).
+    public var fastPath: KernelFastPath?
+    private var fastPathStale = true
 
     /// A change the engine thread applies between packets.
     public typealias Command = PacketProcessor.Command
@@ -137,6 +141,8 @@ public final class Engine: @unchecked Sendable {
         public var preferred: IPAddress?
         /// Whether its traffic goes in UDP (docs/datapath.md, "Behind NAT").
         public var encapsulated = false
+        /// Whether the kernel translates its packets (docs/datapath.md, "Kernel fast path").
+        public var fastPath = false
     }
 
     /// When the engine thread last came round its loop (monotonic milliseconds): at least
@@ -319,7 +325,12 @@ public final class Engine: @unchecked Sendable {
             if let refusal = processor.apply(command) { refusalHandler(refusal) }
             if case .release(let peer) = command { sendHeld(peer) }
         }
+        let encapBefore = encap == nil ? [] : encapsulatedMoAs
         applyEncapCommands()
+        if fastPathStale || !pending.isEmpty || (encap != nil && encapsulatedMoAs != encapBefore) {
+            fastPathStale = false
+            refreshFastPath()
+        }
         if !pending.isEmpty {
             let count = processor.table.count
             publishedMappingCount.withLock { $0 = count }
@@ -329,12 +340,26 @@ public final class Engine: @unchecked Sendable {
             return queue
         }
         guard !tickets.isEmpty else { return }
+        let onFastPath = fastPath?.hoas ?? []
         let snapshot = processor.table.mappings.map { mapping in
             let preferred = processor.table.preferredMoA(forHoA: mapping.hoa)
             return MappingState(mapping: mapping, preferred: preferred,
-                                encapsulated: preferred.map { encap?.endpoints.port(for: $0) != nil } ?? false)
+                                encapsulated: preferred.map { encap?.endpoints.port(for: $0) != nil } ?? false,
+                                fastPath: onFastPath.contains(mapping.hoa))
         }
         for ticket in tickets { ticket.finish(snapshot) }
+    }
+
+    /// Points the kernel fast path at what this thread's state allows now: run after every
+    /// change, before the next packet is read, so a peer about to be held has no rule left
+    /// by the time the engine looks at its packets.
+    private func refreshFastPath() {
+        guard let fastPath else { return }
+        fastPath.update(FastPathRuleset.eligible(
+            mappings: processor.table.mappings, preferred: { self.processor.table.preferredMoA(forHoA: $0) },
+            addresses: processor.addresses, held: processor.held, unvalidated: Set(processor.unvalidated.keys),
+            encapsulated: encap == nil ? [] : encapsulatedMoAs, domainPrefixes: fastPath.domainPrefixes,
+            limit: KernelFastPath.peerLimit))
     }
 
     /// Copies the counters field by field into preallocated storage, so publishing never

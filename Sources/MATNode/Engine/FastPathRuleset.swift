@@ -1,0 +1,192 @@
+import MATPacket
+
+/// What the kernel fast path translates (docs/datapath.md, "Kernel fast path"): the
+/// peers whose mappings are settled, derived from the engine's state, and the nftables
+/// text that makes the kernel rewrite their packets statelessly.
+///
+/// The engine's table stays the source of truth; this is computed from it after every
+/// change (``eligible(mappings:preferred:addresses:held:unvalidated:encapsulated:domainPrefixes:limit:)``)
+/// and the rules are rewritten in one transaction when it differs. Only the packets that
+/// a stateless rewrite of the two addresses gets right are taken: TCP, UDP (not to matd's
+/// own ports) and ICMP echo, unfragmented (IPv6: no extension header). ICMP errors (their
+/// quoted header must be translated too), fragments and everything else still reach the
+/// engine through the TUN device.
+public struct FastPathRuleset: Equatable, Sendable {
+    /// One peer the kernel translates for.
+    public struct Peer: Hashable, Sendable, Comparable {
+        public var hoa: IPAddress
+        /// Where its packets go (the engine's preferred MoA).
+        public var preferred: IPAddress
+        /// Every MoA its packets may come from (the receive rule).
+        public var moas: [IPAddress]
+
+        public init(hoa: IPAddress, preferred: IPAddress, moas: [IPAddress]) {
+            self.hoa = hoa
+            self.preferred = preferred
+            self.moas = moas
+        }
+
+        public static func < (a: Peer, b: Peer) -> Bool { a.hoa.description < b.hoa.description }
+    }
+
+    /// The node's own addresses the rules rewrite from and to.
+    public var addresses: NodeAddresses
+    /// The peers, sorted by HoA.
+    public var peers: [Peer]
+
+    public init(addresses: NodeAddresses, peers: [Peer]) {
+        self.addresses = addresses
+        self.peers = peers.sorted()
+    }
+
+    /// The HoAs on the fast path.
+    public var hoas: Set<IPAddress> { Set(peers.map(\.hoa)) }
+
+    /// The peers the kernel may translate for, at most `limit` (by HoA order). A peer is
+    /// left to the engine when:
+    /// - it is held (the engine must see its packets to hold them) or any of its MoAs is
+    ///   still being checked (`unvalidated`: the engine limits what goes there, and must
+    ///   count what comes from there) or is a trial binding (no flags: announced, not
+    ///   proven);
+    /// - its traffic goes in UDP (`encapsulated`);
+    /// - it is at home, or this node is (a MoA inside a domain prefix: the host's
+    ///   routing would send the rewritten packet back into the TUN device);
+    /// - this node has no MoA of its family, or no HoA.
+    public static func eligible(mappings: [PeerMapping], preferred: (IPAddress) -> IPAddress?,
+                                addresses: NodeAddresses, held: Set<IPAddress>, unvalidated: Set<IPAddress>,
+                                encapsulated: Set<IPAddress>, domainPrefixes: [IPPrefix], limit: Int) -> FastPathRuleset {
+        func inDomain(_ address: IPAddress) -> Bool { domainPrefixes.contains { $0.contains(address) } }
+        var peers: [Peer] = []
+        for mapping in mappings where !held.contains(mapping.hoa) {
+            let family = mapping.hoa.family
+            let own: IPAddress? = family == .ipv4 ? addresses.mobile4.map(IPAddress.v4) : addresses.mobile6.map(IPAddress.v6)
+            let home: IPAddress? = family == .ipv4 ? addresses.home4.map(IPAddress.v4) : addresses.home6.map(IPAddress.v6)
+            guard let own, home != nil, !inDomain(own), let target = preferred(mapping.hoa),
+                  !mapping.moas.isEmpty else { continue }
+            let moas = mapping.moas.map(\.address)
+            let settled = mapping.moas.allSatisfy { !$0.flags.isEmpty }
+            guard settled, moas.allSatisfy({ $0.family == family && !inDomain($0) && !unvalidated.contains($0)
+                                                && !encapsulated.contains($0) }) else { continue }
+            peers.append(Peer(hoa: mapping.hoa, preferred: target, moas: moas))
+        }
+        return FastPathRuleset(addresses: addresses, peers: Array(peers.sorted().prefix(limit)))
+    }
+
+    /// Where the rules go and what they must leave alone.
+    public struct Placement: Sendable, Equatable {
+        /// The nftables table (family `inet`), matd's alone.
+        public var table: String
+        /// The uplinks that exist now: one ingress chain each.
+        public var uplinks: [String]
+        /// Uplinks whose effective IPv4 `rp_filter` is strict: a packet rewritten to come
+        /// from a peer's HoA would fail the reverse-path check there (the HoA is routed into
+        /// the TUN device), so their IPv4 inbound stays with the engine.
+        public var strictReversePath: Set<String>
+        /// matd's own UDP ports (signaling, encapsulation), never rewritten.
+        public var localPorts: [UInt16]
+        /// The bit PeerMoATraffic sets on MoA-to-MoA traffic that is not HoA traffic.
+        public var markBit: UInt32
+
+        public init(table: String, uplinks: [String], strictReversePath: Set<String> = [],
+                    localPorts: [UInt16], markBit: UInt32) {
+            self.table = table
+            self.uplinks = uplinks
+            self.strictReversePath = strictReversePath
+            self.localPorts = localPorts
+            self.markBit = markBit
+        }
+    }
+
+    /// Priority of the output chain: after filter (0), so PeerMoATraffic's output chain
+    /// sees the application's HoA packet, not the rewritten MoA one (which it would take
+    /// for MoA-to-MoA traffic), and after conntrack (-200), which keys the flow by HoAs as
+    /// on the engine's path.
+    public static let outputPriority = 10
+    /// Priority of the ingress chains: after PeerMoATraffic's marking (-510), before the
+    /// diversion into the TUN device (-500), which a rewritten packet no longer matches.
+    public static let ingressPriority = -505
+
+    /// Named counters (packets, bytes) the rules count into.
+    public static let counterNames = ["out4", "in4", "out6", "in6"]
+
+    /// The chain name for an uplink.
+    public static func ingressChain(_ uplink: String) -> String {
+        "in_" + String(uplink.map { $0.isLetter || $0.isNumber ? $0 : "_" })
+    }
+
+    /// One nftables transaction that makes the table say exactly this: the table,
+    /// counters, maps and chains are added if missing (counters keep their values), the
+    /// chains and maps emptied and filled again. Applied whole or not at all.
+    public func batch(_ placement: Placement) -> [String] {
+        let table = "inet \(placement.table)"
+        var batch = ["add table \(table)"]
+        batch += Self.counterNames.map { "add counter \(table) \($0)" }
+        for (suffix, type) in [("4", "ipv4_addr"), ("6", "ipv6_addr")] {
+            for direction in ["out", "in"] {
+                batch.append("add map \(table) \(direction)\(suffix) { type \(type) : \(type); }")
+                batch.append("flush map \(table) \(direction)\(suffix)")
+            }
+        }
+        batch.append("add chain \(table) out { type route hook output priority \(Self.outputPriority); policy accept; }")
+        batch.append("flush chain \(table) out")
+        for uplink in placement.uplinks {
+            let chain = Self.ingressChain(uplink)
+            batch.append("add chain \(table) \(chain) { type filter hook ingress device \"\(uplink)\" priority \(Self.ingressPriority); policy accept; }")
+            batch.append("flush chain \(table) \(chain)")
+        }
+        let mark = "0x" + String(placement.markBit, radix: 16)
+        let ports = "{ " + placement.localPorts.map(String.init).joined(separator: ", ") + " }"
+        for family in [AddressFamily.ipv4, .ipv6] {
+            let peers = self.peers.filter { $0.hoa.family == family }
+            guard !peers.isEmpty else { continue }
+            let suffix = family == .ipv4 ? "4" : "6"
+            let (home, mobile): (String, String)
+            let ip: String, unfragmented: String, icmp: String
+            switch family {
+            case .ipv4:
+                guard let h = addresses.home4, let m = addresses.mobile4 else { continue }
+                (home, mobile) = (h.description, m.description)
+                ip = "ip"
+                unfragmented = "ip frag-off & 0x3fff == 0"
+                icmp = "icmp type { echo-request, echo-reply }"
+            case .ipv6:
+                guard let h = addresses.home6, let m = addresses.mobile6 else { continue }
+                (home, mobile) = (h.description, m.description)
+                ip = "ip6"
+                // The first next header: packets with extension headers (a fragment
+                // header among them) are not matched.
+                unfragmented = ""
+                icmp = "ip6 nexthdr ipv6-icmp icmpv6 type { echo-request, echo-reply }"
+            }
+            let transport = family == .ipv4 ? "ip protocol" : "ip6 nexthdr"
+            let out = "add rule \(table) out \(ip) saddr \(home)" + (unfragmented.isEmpty ? "" : " \(unfragmented)")
+            let rewriteOut = "\(ip) daddr set \(ip) daddr map @out\(suffix) \(ip) saddr set \(mobile) counter name out\(suffix)"
+            batch.append("\(out) \(transport) { tcp, udp } \(rewriteOut)")
+            batch.append("\(out) \(icmp) \(rewriteOut)")
+            for uplink in placement.uplinks where family == .ipv6 || !placement.strictReversePath.contains(uplink) {
+                let chain = Self.ingressChain(uplink)
+                let into = "add rule \(table) \(chain) \(ip) daddr \(mobile)" + (unfragmented.isEmpty ? "" : " \(unfragmented)")
+                let rewriteIn = "\(ip) saddr set \(ip) saddr map @in\(suffix) \(ip) daddr set \(home) counter name in\(suffix)"
+                batch.append("\(into) \(transport) tcp \(rewriteIn)")
+                batch.append("\(into) \(transport) udp udp dport != \(ports) \(rewriteIn)")
+                batch.append("\(into) \(icmp) \(rewriteIn)")
+            }
+            batch.append("add element \(table) out\(suffix) { "
+                         + peers.map { "\($0.hoa) : \($0.preferred)" }.joined(separator: ", ") + " }")
+            // A MoA belongs to one HoA (the table refuses a second owner); kept unique
+            // here too, since one duplicate would fail the whole transaction.
+            var owners: [IPAddress: IPAddress] = [:]
+            for peer in peers { for moa in peer.moas where owners[moa] == nil { owners[moa] = peer.hoa } }
+            batch.append("add element \(table) in\(suffix) { "
+                         + owners.map { "\($0.key) : \($0.value)" }.sorted().joined(separator: ", ") + " }")
+        }
+        // MoA-to-MoA traffic that is not HoA traffic (PeerMoATraffic marked it) is left
+        // alone: first in every ingress chain.
+        for uplink in placement.uplinks {
+            let chain = Self.ingressChain(uplink)
+            guard let index = batch.firstIndex(of: "flush chain \(table) \(chain)") else { continue }
+            batch.insert("add rule \(table) \(chain) meta mark & \(mark) == \(mark) accept", at: index + 1)
+        }
+        return batch
+    }
+}

@@ -1,0 +1,169 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import MATLinux
+import MATPacket
+import Synchronization
+
+/// The kernel fast path (docs/datapath.md, "Kernel fast path"): nftables rewrites the
+/// packets of settled mappings statelessly, so they never cross the TUN device and the
+/// engine's wakeups. The engine thread computes a ``FastPathRuleset`` from its table
+/// after every change and hands it here; this writes it in one transaction, so the rules
+/// for a peer are gone before the engine starts holding its packets.
+///
+/// Table `inet matd_<tun>_fast`, matd's alone: removed on stop with the others.
+public final class KernelFastPath: @unchecked Sendable {
+    // @unchecked: `nftables`, `applied` and `placement` are touched only by the engine
+    // thread; other threads read `published` and the counters (own context).
+
+    /// The environment variable that overrides `kernel-fast-path` (`on` or `off`).
+    public static let environmentVariable = "MATD_KERNEL_FAST_PATH"
+    /// Whether the fast path is on when neither `kernel-fast-path` nor the environment says.
+    public static let defaultSetting = false
+    /// At most this many peers are translated by the kernel (the rest by the engine):
+    /// every change rewrites the maps whole.
+    public static let peerLimit = 4_096
+
+    /// Whether the fast path is wanted: the environment variable if set, else `setting`.
+    public static func enabled(setting: Bool, environment: [String: String] = ProcessInfo.processInfo.environment) -> Bool {
+        switch environment[environmentVariable]?.lowercased() {
+        case "on", "1", "yes", "true": true
+        case "off", "0", "no", "false": false
+        default: setting
+        }
+    }
+
+    /// The table for TUN device `tun`.
+    public static func tableName(tun: String) -> String { HostSetup.tableName(tun: tun) + "_fast" }
+
+    let table: String
+    let domainPrefixes: [IPPrefix]
+    private let uplinks: [String]
+    private let localPorts: [UInt16]
+    private let nftables: Nftables
+    /// What the kernel has now (nil: nothing yet, or the last write failed and the table
+    /// was removed), and where it was put.
+    private var applied: FastPathRuleset?
+    private var appliedUplinks: [String] = []
+    private var failures = 0
+    /// Set when the first write failed: the kernel or nft lacks what the rules need.
+    private(set) var unavailable: String?
+    private let published = Mutex<(hoas: Set<IPAddress>, state: String)>(([], "starting"))
+
+    /// Prepares the fast path for a node; nothing is written before the first `update`.
+    public init(config: NodeConfig) throws(SystemError) {
+        table = Self.tableName(tun: config.tunName)
+        domainPrefixes = config.domainPrefixes
+        uplinks = config.uplinks
+        localPorts = config.udpEncapsulation == .off ? [config.signalingPort] : [config.signalingPort, config.encapPort]
+        nftables = try Nftables()
+    }
+
+    /// The HoAs the kernel translates for now, for `matctl peers`.
+    public var hoas: Set<IPAddress> { published.withLock { $0.hoas } }
+
+    /// `on` (with the number of peers), or why it is not carrying traffic.
+    public var state: String { published.withLock { $0.state } }
+
+    /// Makes the kernel's rules say `ruleset`; called on the engine thread after every
+    /// change of its state. Does nothing when they already do. A write that fails removes
+    /// the table, so every packet goes through the engine, and is logged; the first
+    /// failing write (the probe at start) turns the fast path off for good.
+    func update(_ ruleset: FastPathRuleset) {
+        guard unavailable == nil else { return }
+        if applied == nil && failures == 0 && published.withLock({ $0.state }) == "starting" {
+            do {
+                try probe()
+            } catch {
+                unavailable = "\(error)"
+                published.withLock { $0 = ([], "unavailable: \(error)") }
+                log(.warning, "matd: kernel fast path unavailable (\(error)); the TUN engine carries all HoA traffic "
+                    + "(needs Linux 5.10 and nftables 1.0; kernel-fast-path = off silences this)")
+                return
+            }
+        }
+        let present = uplinks.filter { if_nametoindex($0) != 0 }
+        guard ruleset != applied || present != appliedUplinks else { return }
+        var batch: [String] = []
+        // Chains of uplinks that went away: the kernel may keep them, without a device.
+        for uplink in appliedUplinks where !present.contains(uplink) {
+            let chain = FastPathRuleset.ingressChain(uplink)
+            if (try? nftables.run("list chain inet \(table) \(chain)")) != nil { batch.append("delete chain inet \(table) \(chain)") }
+        }
+        batch += ruleset.batch(FastPathRuleset.Placement(
+            table: table, uplinks: present, strictReversePath: Set(present.filter(Self.strictReversePath)),
+            localPorts: localPorts, markBit: PeerMoATraffic.markBit))
+        do {
+            try nftables.run(batch.joined(separator: "\n"))
+            let first = applied == nil && failures == 0
+            applied = ruleset
+            appliedUplinks = present
+            published.withLock { $0 = (ruleset.hoas, "on, \(ruleset.peers.count) peer(s)") }
+            if first {
+                log("matd: kernel fast path on: nftables translates settled mappings (table inet \(table))")
+            }
+        } catch {
+            failures += 1
+            applied = nil
+            appliedUplinks = []
+            remove()
+            published.withLock { $0 = ([], "failed, retried at the next change: \(error)") }
+            log(.error, "matd: writing the kernel fast path failed (\(error)); the TUN engine carries all HoA traffic until the next change")
+        }
+    }
+
+    /// Loads every form of rule the fast path uses, for one IPv4 and one IPv6 peer, into a
+    /// table that the same transaction deletes again: nothing stays, and a kernel or nft
+    /// that lacks a feature (the `inet` ingress hook, a `route` chain, a map lookup as a
+    /// value) refuses it here rather than at the first peer.
+    private func probe() throws(SystemError) {
+        let probeTable = table + "_probe"
+        let ruleset = FastPathRuleset(
+            addresses: NodeAddresses(home4: IPv4Address("198.51.100.1"), mobile4: IPv4Address("192.0.2.1"),
+                                     home6: IPv6Address("2001:db8:100::1"), mobile6: IPv6Address("2001:db8:a::1")),
+            peers: [FastPathRuleset.Peer(hoa: .v4(IPv4Address("198.51.100.2")!), preferred: .v4(IPv4Address("192.0.2.2")!),
+                                         moas: [.v4(IPv4Address("192.0.2.2")!)]),
+                    FastPathRuleset.Peer(hoa: .v6(IPv6Address("2001:db8:100::2")!), preferred: .v6(IPv6Address("2001:db8:a::2")!),
+                                         moas: [.v6(IPv6Address("2001:db8:a::2")!)])])
+        let batch = ruleset.batch(FastPathRuleset.Placement(table: probeTable, uplinks: ["lo"], localPorts: localPorts,
+                                                            markBit: PeerMoATraffic.markBit))
+        try nftables.run((batch + ["delete table inet \(probeTable)"]).joined(separator: "\n"))
+    }
+
+    /// Removes the table (nothing translated by the kernel any more).
+    private func remove() {
+        guard (try? nftables.run("list table inet \(table)")) != nil else { return }
+        do {
+            try nftables.run("delete table inet \(table)")
+        } catch {
+            log(.error, "matd: removing the kernel fast path table failed: \(error)")
+        }
+    }
+
+    /// Whether IPv4 reverse-path filtering on `uplink` is strict (the larger of `all` and
+    /// the device's value is 1).
+    static func strictReversePath(_ uplink: String) -> Bool {
+        func value(_ device: String) -> Int {
+            (try? String(contentsOfFile: "/proc/sys/net/ipv4/conf/\(device)/rp_filter", encoding: .utf8))
+                .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
+        }
+        return max(value("all"), value(uplink)) == 1
+    }
+
+    /// What the kernel counted on the fast path (`out4_packets`, `in6_bytes`, ...), read
+    /// with a context of the caller's own; nil when the table is not there.
+    public func counters() -> [String: UInt64]? {
+        guard let nftables = try? Nftables(),
+              let text = try? nftables.runJSON("list counters table inet \(table)"),
+              let json = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+              let items = json["nftables"] as? [[String: Any]] else { return nil }
+        var result: [String: UInt64] = [:]
+        for item in items {
+            guard let counter = item["counter"] as? [String: Any], let name = counter["name"] as? String else { continue }
+            result["\(name)_packets"] = (counter["packets"] as? NSNumber)?.uint64Value ?? 0
+            result["\(name)_bytes"] = (counter["bytes"] as? NSNumber)?.uint64Value ?? 0
+        }
+        return result.isEmpty ? nil : result
+    }
+}
