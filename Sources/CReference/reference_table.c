@@ -157,3 +157,9 @@ size_t mat_ref_heap_bytes_in_use(void) {
     return 0;
 #endif
 }
+
+void mat_ref_trim_heap(void) {
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
+}

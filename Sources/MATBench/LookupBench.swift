@@ -9,9 +9,9 @@ import CReference
 /// process, both probing the same slot arrays (which the C reference, built from the same
 /// keys with the same capacities and hash seeds, must reproduce byte for byte).
 ///
-/// Also prints what the Swift table costs per mapping at that size: the exact raw-slot
-/// bytes, the table's own estimate of its records, and the heap growth glibc reports while
-/// the table is built.
+/// Also prints what the Swift table costs per mapping at that size, presized and grown:
+/// the exact raw-slot bytes, the table's own estimate of its records, and the heap
+/// (`mallinfo2`) and resident-set growth measured while the table is built.
 func runLookupBenchmarks() {
     let mappings = 1_000_000
     let lookups = 1_000_000
@@ -20,28 +20,37 @@ func runLookupBenchmarks() {
     // IPv4: HoAs drawn from 10.0.0.0/8, MoAs from 100.64.0.0/10 (no traffic is sent).
     let hoas4 = distinctValues(mappings, using: &random) { UInt32(0x0A00_0000) | UInt32(truncatingIfNeeded: $0.next()) & 0x00FF_FFFF }
     let moas4 = distinctValues(mappings, using: &random) { UInt32(0x6440_0000) | UInt32(truncatingIfNeeded: $0.next()) & 0x003F_FFFF }
-    var heap4 = heapInUse()
-    // Presized, as a daemon sizes it from its configuration: the slot arrays are then
-    // allocated once at their final size.
-    var table4 = MappingTable(ipv4Capacity: mappings, hashSeed: 0x1234_5678_9ABC_DEF0)
-    for index in 0..<mappings {
-        let binding = MoABinding(address: .v4(IPv4Address(moas4.values[index])), priority: 1, flags: [.confirmed, .reachable])
-        try! table4.insert(PeerMapping(hoa: .v4(IPv4Address(hoas4.values[index])), moas: [binding], sequence: 1))
+    let mapping4 = { (index: Int) in
+        PeerMapping(hoa: .v4(IPv4Address(hoas4.values[index])), moas: [
+            MoABinding(address: .v4(IPv4Address(moas4.values[index])), priority: 1, flags: [.confirmed, .reachable]),
+        ], sequence: 1)
     }
-    heap4 = heapInUse() - heap4
     // IPv6: HoAs under 2001:db8:1::/48, MoAs under 2001:db8:2::/48, random below the /48.
     let hoas6 = distinctValues(mappings, using: &random) { IPv6Address(high: 0x2001_0DB8_0001_0000 | $0.next() & 0xFFFF, low: $0.next()) }
     let moas6 = distinctValues(mappings, using: &random) { IPv6Address(high: 0x2001_0DB8_0002_0000 | $0.next() & 0xFFFF, low: $0.next()) }
-    var heap6 = heapInUse()
-    var table6 = MappingTable(ipv6Capacity: mappings, hashSeed: 0x0FED_CBA9_8765_4321)
-    for index in 0..<mappings {
-        let binding = MoABinding(address: .v6(moas6.values[index]), priority: 1, flags: [.confirmed, .reachable])
-        try! table6.insert(PeerMapping(hoa: .v6(hoas6.values[index]), moas: [binding], sequence: 1))
+    let mapping6 = { (index: Int) in
+        PeerMapping(hoa: .v6(hoas6.values[index]), moas: [
+            MoABinding(address: .v6(moas6.values[index]), priority: 1, flags: [.confirmed, .reachable]),
+        ], sequence: 1)
     }
-    heap6 = heapInUse() - heap6
 
-    printMemory("ipv4", table: table4, heap: heap4, mappings: mappings, hot: table4.memory.ipv4HotBytes)
-    printMemory("ipv6", table: table6, heap: heap6, mappings: mappings, hot: table6.memory.ipv6HotBytes)
+    // Presized, as a daemon sizes it from its configuration: the slot arrays are then
+    // allocated once at their final size. These are the tables the lookups use.
+    let built4 = measuredBuild(mappings, ipv4Capacity: mappings, seed: 0x1234_5678_9ABC_DEF0, mapping4)
+    printMemory("ipv4", built4, mappings: mappings, hot: built4.table.memory.ipv4HotBytes)
+    let built6 = measuredBuild(mappings, ipv6Capacity: mappings, seed: 0x0FED_CBA9_8765_4321, mapping6)
+    printMemory("ipv6", built6, mappings: mappings, hot: built6.table.memory.ipv6HotBytes)
+    // Grown, as matd builds its table today (no capacity given: rehashes and array
+    // doublings on the way), measured and freed before the lookups.
+    do {
+        let grown4 = measuredBuild(mappings, seed: 0x1234_5678_9ABC_DEF0, mapping4)
+        printMemory("ipv4-grown", grown4, mappings: mappings, hot: grown4.table.memory.ipv4HotBytes)
+    }
+    do {
+        let grown6 = measuredBuild(mappings, seed: 0x0FED_CBA9_8765_4321, mapping6)
+        printMemory("ipv6-grown", grown6, mappings: mappings, hot: grown6.table.memory.ipv6HotBytes)
+    }
+    let table4 = built4.table, table6 = built6.table
 
     // Lookup keys: 90% present, 10% absent from the same ranges, in random order.
     let forwardKeys4 = lookupKeys(lookups, present: hoas4, using: &random) { UInt32(0x0A00_0000) | UInt32(truncatingIfNeeded: $0.next()) & 0x00FF_FFFF }
@@ -261,14 +270,58 @@ private func words(_ addresses: [IPv6Address]) -> UnsafeMutablePointer<UInt64> {
 
 // MARK: - Memory
 
+/// A table built from `count` mappings, with what its building took from the heap and
+/// from the resident set.
+private struct MeasuredTable: ~Copyable {
+    var table: MappingTable
+    /// Growth of glibc's heap in use (small chunks plus mmap-served blocks).
+    var heap: Int
+    /// Growth of the process's resident set.
+    var resident: Int
+}
+
+/// Builds a table from `mapping(0..<count)`, measuring heap and resident-set growth. The
+/// mappings are made one at a time, so each `[MoABinding]` the caller passes in is freed
+/// or kept by the table, and only what the table keeps counts.
+private func measuredBuild(_ count: Int, ipv4Capacity: Int = 0, ipv6Capacity: Int = 0, seed: UInt64,
+                           _ mapping: (Int) -> PeerMapping) -> MeasuredTable {
+    let heap = heapInUse(), resident = residentBytes()
+    var table = MappingTable(ipv4Capacity: ipv4Capacity, ipv6Capacity: ipv6Capacity, hashSeed: seed)
+    for index in 0..<count { try! table.insert(mapping(index)) }
+    return MeasuredTable(table: table, heap: heapInUse() - heap, resident: residentBytes() - resident)
+}
+
 /// Heap bytes in use according to glibc (small chunks plus mmap-served blocks).
 private func heapInUse() -> Int { Int(mat_ref_heap_bytes_in_use()) }
 
-/// Prints one `bench: mapping-memory-<family>` line.
-private func printMemory(_ family: String, table: borrowing MappingTable, heap: Int, mappings: Int, hot: Int) {
-    let control = table.memory.controlBytes
+/// Resident set size of this process, from /proc/self/statm, after handing free heap
+/// pages back to the kernel (`malloc_trim`): otherwise memory freed earlier, by a rehash or
+/// by a previous table, stays resident, and is either counted against the table or reused
+/// by it without adding to the resident set. What remains is what live allocations touch,
+/// a check that the heap figure misses nothing (for example memory mapped directly).
+private func residentBytes() -> Int {
+    mat_ref_trim_heap()
+    let fd = open("/proc/self/statm", O_RDONLY)
+    guard fd >= 0 else { return 0 }
+    defer { close(fd) }
+    var text: [UInt8] = []
+    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 128) { buffer in
+        let got = read(fd, buffer.baseAddress, buffer.count)
+        if got > 0 { text = Array(buffer[..<got]) }
+    }
+    // "size resident shared text lib data dt": the second field.
+    let fields = text.split(separator: UInt8(ascii: " "))
+    guard fields.count > 1, let pages = Int(String(decoding: fields[1], as: UTF8.self)) else { return 0 }
+    return pages * sysconf(Int32(_SC_PAGESIZE))
+}
+
+/// Prints one `bench: mapping-memory-<name>` line: the table's own figure (exact slot
+/// sizes plus its estimate of the control half), then the heap and resident-set growth
+/// measured while it was built, all per mapping.
+private func printMemory(_ name: String, _ built: borrowing MeasuredTable, mappings: Int, hot: Int) {
+    let control = built.table.memory.controlBytes
     func perEntry(_ bytes: Int) -> String { format(Double(bytes) / Double(mappings), 1) }
-    print("bench: mapping-memory-\(family) entries=\(mappings) bytes_per_entry=\(perEntry(hot + control))"
+    print("bench: mapping-memory-\(name) entries=\(mappings) bytes_per_entry=\(perEntry(hot + control))"
         + " hot_bytes_per_entry=\(perEntry(hot)) control_bytes_per_entry=\(perEntry(control))"
-        + " measured_heap_bytes_per_entry=\(perEntry(heap))")
+        + " measured_heap_bytes_per_entry=\(perEntry(built.heap)) measured_rss_bytes_per_entry=\(perEntry(built.resident))")
 }

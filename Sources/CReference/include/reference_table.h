@@ -56,6 +56,9 @@ uint64_t mat_ref_table6_lookup_batch(const mat_ref_table6 *table, const uint64_t
 /* Heap bytes in use according to the C library (glibc: mallinfo2 small chunks plus
  * mmap-served blocks), so the benchmark can report measured table memory; 0 elsewhere. */
 size_t mat_ref_heap_bytes_in_use(void);
+/* Returns free heap pages to the kernel (glibc: malloc_trim(0)), so the resident set the
+ * benchmark reads counts live memory only; a no-op elsewhere. */
+void mat_ref_trim_heap(void);
 
 #ifdef __cplusplus
 }
