@@ -9,9 +9,10 @@ import CReference
 /// process, both probing the same slot arrays (which the C reference, built from the same
 /// keys with the same capacities and hash seeds, must reproduce byte for byte).
 ///
-/// Also prints what the Swift table costs per mapping at that size, presized and grown:
-/// the exact raw-slot bytes, the table's own estimate of its records, and the heap
-/// (`mallinfo2`) and resident-set growth measured while the table is built.
+/// Also prints what the Swift table costs per mapping at that size, presized, grown and
+/// with two MoAs per mapping: the exact raw-slot bytes, the table's own estimate of its
+/// records, and the heap (`mallinfo2`) and resident-set growth measured while the table is
+/// built.
 func runLookupBenchmarks() {
     let mappings = 1_000_000
     let lookups = 1_000_000
@@ -49,6 +50,18 @@ func runLookupBenchmarks() {
     do {
         let grown6 = measuredBuild(mappings, seed: 0x0FED_CBA9_8765_4321, mapping6)
         printMemory("ipv6-grown", grown6, mappings: mappings, hot: grown6.table.memory.ipv6HotBytes)
+    }
+    // Two MoAs per mapping: the list no longer fits the record and goes to the spilled
+    // pool, whose cost this line shows (the reverse slots grow to 2M entries on the way).
+    // The second MoAs come from 192.0.0.0/12 by index, apart from the first ones' range.
+    do {
+        let twoMoAs = measuredBuild(mappings, ipv4Capacity: mappings, seed: 0x1234_5678_9ABC_DEF0) { index in
+            PeerMapping(hoa: .v4(IPv4Address(hoas4.values[index])), moas: [
+                MoABinding(address: .v4(IPv4Address(moas4.values[index])), priority: 1, flags: [.confirmed, .reachable]),
+                MoABinding(address: .v4(IPv4Address(0xC000_0000 | UInt32(index))), priority: 2, flags: [.confirmed]),
+            ], sequence: 1)
+        }
+        printMemory("ipv4-2moas", twoMoAs, mappings: mappings, hot: twoMoAs.table.memory.ipv4HotBytes)
     }
     let table4 = built4.table, table6 = built6.table
 
