@@ -14,7 +14,7 @@ import Testing
     let path = NSTemporaryDirectory() + "matd-control-\(UInt32.random(in: 0...UInt32.max)).sock"
 
     /// Answers `status` at once and `rebind` after `rebindDelay` seconds.
-    func server(rebindDelay: Double = 0, limits: ControlServer.Limits = ControlServer.Limits()) throws -> ControlServer {
+    func server(rebindDelay: Double = 0, limits: ControlServer.Limits = ControlServer.defaultLimits) throws -> ControlServer {
         try ControlServer(path: path, limits: limits) { request in
             switch request.command {
             case .rebind:
@@ -68,7 +68,7 @@ import Testing
     }
 
     @Test func aStalledClientDelaysNobodyAndIsDroppedAtItsDeadline() throws {
-        var limits = ControlServer.Limits()
+        var limits = ControlServer.defaultLimits
         limits.requestMilliseconds = 300
         let control = try server(limits: limits)
         defer { control.stop() }
@@ -100,7 +100,7 @@ import Testing
     }
 
     @Test func slowRequestsBeyondTheWorkersAreToldBusy() throws {
-        var limits = ControlServer.Limits()
+        var limits = ControlServer.defaultLimits
         limits.workers = 1
         let control = try server(rebindDelay: 1, limits: limits)
         defer { control.stop() }

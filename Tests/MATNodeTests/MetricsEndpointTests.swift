@@ -12,7 +12,7 @@ import Testing
     let path = NSTemporaryDirectory() + "matd-metrics-\(UInt32.random(in: 0...UInt32.max)).sock"
     let port = UInt16.random(in: 20_000...60_000)
 
-    func server(limits: ControlServer.Limits = ControlServer.Limits()) throws -> ControlServer {
+    func server(limits: ControlServer.Limits = ControlServer.defaultLimits) throws -> ControlServer {
         let endpoint = ControlServer.MetricsEndpoint(address: IPAddress("127.0.0.1")!, port: port) {
             "# TYPE matd_test counter\nmatd_test_total 1\n"
         }
@@ -65,7 +65,7 @@ import Testing
     }
 
     @Test func everythingElseGetsAShortError() throws {
-        let control = try server(limits: { var limits = ControlServer.Limits(); limits.requestBytes = 512; return limits }())
+        let control = try server(limits: { var limits = ControlServer.defaultLimits; limits.requestBytes = 512; return limits }())
         defer { control.stop() }
         #expect(try exchange("GET / HTTP/1.1\r\n\r\n").hasPrefix("HTTP/1.1 404 Not Found"))
         #expect(try exchange("POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n").hasPrefix("HTTP/1.1 405"))
@@ -79,7 +79,7 @@ import Testing
     }
 
     @Test func aStalledScraperCostsOnlyItself() throws {
-        var limits = ControlServer.Limits()
+        var limits = ControlServer.defaultLimits
         limits.requestMilliseconds = 300
         let control = try server(limits: limits)
         defer { control.stop() }
