@@ -148,13 +148,7 @@ public struct MappingTable: ~Copyable, @unchecked Sendable {
     }
 
     /// Every stored mapping, in no particular order (for the control socket).
-    public var mappings: [PeerMapping] {
-        var result: [PeerMapping] = []
-        result.reserveCapacity(count)
-        for index in records4.indices { result.append(storedMapping(.ipv4, index)) }
-        for index in records6.indices { result.append(storedMapping(.ipv6, index)) }
-        return result
-    }
+    public var mappings: [PeerMapping] { allMappings() }
 
     /// What the table occupies: exact for the raw slots, estimated for the records.
     public var memory: MappingMemory {
