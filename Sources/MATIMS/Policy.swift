@@ -99,6 +99,27 @@ public struct UpdatePolicy: Sendable {
         }
     }
 
+    /// `operations` as `role` may have them: a node key's deletion of the PTR set at a MoA
+    /// name deletes only its own PTRs there when others' are in it too.
+    ///
+    /// A registration replaces the PTR set at each of its MoAs. When the MoA still holds
+    /// the PTR of a node that left it (killed, its registration not expired yet), the set is
+    /// not all the key's own, and refusing the deletion would refuse the whole registration
+    /// until the old node's lifetime ran out. Narrowed, the registration goes in at once and
+    /// the MoA has two claimants, which the peers settle by reachability: a peer takes a MoA
+    /// for a HoA only when that HoA answers from it, signed with its key (docs/security.md,
+    /// S6). No key gains anything by this: adding its own PTR next to others' was always
+    /// allowed, and deleting another's still is not.
+    public func narrowed(_ operations: [DNSUpdateOperation], role: KeyRole, store: ZoneStore) -> [DNSUpdateOperation] {
+        guard case .node(let own) = role else { return operations }
+        return operations.flatMap { operation -> [DNSUpdateOperation] in
+            guard case .deleteRRset(let name, .ptr) = operation, isMoAName(name),
+                  let records = store.rrset(at: name, type: .ptr)?.records,
+                  !records.allSatisfy({ isOwnPTR($0, own: own) }) else { return [operation] }
+            return records.filter { isOwnPTR($0, own: own) }.map { .deleteRecord(name, $0) }
+        }
+    }
+
     private func mayWriteOwn(_ type: DNSType) -> Bool {
         guard type != .soa, type != .ns else { return false }
         return nodeTypes?.contains(type) ?? true

@@ -34,7 +34,8 @@ extension ZoneStore {
         return nil
     }
 
-    /// RFC 2136 §3.2-3.4 for a decoded UPDATE: prerequisites, permissions, then the
+    /// RFC 2136 §3.2-3.4 for a decoded UPDATE: prerequisites, permissions (a node's deletion
+    /// of a MoA's PTR set narrowed to its own PTRs, ``UpdatePolicy/narrowed(_:role:store:)``), then the
     /// operations, all or nothing, then the policy's limits on the result (REFUSED, and
     /// undone, if a node would pass one). The serial goes up by one when anything changed
     /// (or to the SOA serial the update set, if newer). On return the store holds the
@@ -43,10 +44,11 @@ extension ZoneStore {
         if let failed = checkPrerequisites(request.prerequisites) {
             return UpdateResult(responseCode: failed, diff: nil)
         }
-        guard policy.permits(request.operations, role: role, store: self) else {
+        let operations = policy.narrowed(request.operations, role: role, store: self)
+        guard policy.permits(operations, role: role, store: self) else {
             return UpdateResult(responseCode: .refused, diff: nil)
         }
-        guard let diff = apply(request.operations) else { return UpdateResult(responseCode: .noError, diff: nil) }
+        guard let diff = apply(operations) else { return UpdateResult(responseCode: .noError, diff: nil) }
         // The limits are checked on the outcome, which is simpler and exact (deletes and
         // adds in one update, duplicates, TTL changes); undoing is cheap.
         if let violation = policy.violation(of: diff, role: role, store: self) {

@@ -106,15 +106,43 @@ struct PolicyTests {
         #expect(rcode(forged) == .refused)
         let wrongType = try send(update(node1Key, at: baseTime + 2) { $0.add(moa("192.0.2.12"), ttl: 10, a("192.0.2.12")) }, to: core)
         #expect(rcode(wrongType) == .refused)
-        // node2 takes over the MoA: it may add its own PTR, not remove node1's.
+        // node2 takes over the MoA: it may add its own PTR, not remove node1's. Its deletion
+        // of the PTR set removes its own PTR only (UpdatePolicy.narrowed).
         #expect(rcode(try send(update(node2Key) { $0.add(first, ttl: 10, .ptr(node2)) }, to: core)) == .noError)
-        #expect(rcode(try send(update(node2Key, at: baseTime + 1) { $0.deleteRRset(first, type: .ptr) }, to: core)) == .refused)
+        #expect(rcode(try send(update(node2Key, at: baseTime + 1) { $0.deleteRRset(first, type: .ptr) }, to: core)) == .noError)
+        #expect(try #require(core.zone(zoneName)).rrset(at: first, type: .ptr)?.records == [.ptr(node1)])
+        #expect(rcode(try send(update(node2Key, at: baseTime + 2) { $0.add(first, ttl: 10, .ptr(node2)) }, to: core)) == .noError)
         #expect(rcode(try send(update(node2Key, at: baseTime + 2) { $0.delete(first, .ptr(node1)) }, to: core)) == .refused)
         #expect(rcode(try send(update(node2Key, at: baseTime + 3) { $0.deleteAllRRsets(first) }, to: core)) == .refused)
         // node1 cleans up its own pointer.
         #expect(rcode(try send(update(node1Key, at: baseTime + 3) { $0.delete(first, .ptr(node1)) }, to: core)) == .noError)
         #expect(try #require(core.zone(zoneName)).rrset(at: first, type: .ptr)?.records == [.ptr(node2)])
         #expect(rcode(try send(update(node2Key, at: baseTime + 4) { $0.deleteRRset(first, type: .ptr) }, to: core)) == .noError)
+    }
+
+    /// A node registering a MoA whose PTR still names a node that left it (killed, its
+    /// mapping not expired yet): the registration goes in at once, the old node's PTR
+    /// stays beside the new one, and the peers settle the two claims by reachability.
+    @Test func aRegistrationAtAMoAStillClaimedByAnotherNodeGoesInAndLeavesThatClaim() throws {
+        let core = try makeCore()
+        let taken = moa("192.0.2.10")
+        #expect(rcode(try send(update(node1Key) { u in
+            u.deleteRRset(taken, type: .ptr)
+            u.add(taken, ttl: 10, .ptr(node1))
+        }, to: core)) == .noError)
+        let registration = try send(update(node2Key) { u in
+            u.deleteRRset(node2, type: .a)
+            u.add(node2, ttl: 10, a("192.0.2.10"))
+            u.deleteRRset(taken, type: .ptr)
+            u.add(taken, ttl: 10, .ptr(node2))
+        }, to: core)
+        #expect(rcode(registration) == .noError)
+        let zone = try #require(core.zone(zoneName))
+        #expect(Set(zone.rrset(at: taken, type: .ptr)?.records ?? []) == [.ptr(node1), .ptr(node2)])
+        #expect(zone.rrset(at: node2, type: .a)?.records == [a("192.0.2.10")])
+        // Still not: another node's PTR by name, or the whole name.
+        #expect(rcode(try send(update(node2Key, at: baseTime + 1) { $0.delete(taken, .ptr(node1)) }, to: core)) == .refused)
+        #expect(rcode(try send(update(node2Key, at: baseTime + 2) { $0.deleteAllRRsets(taken) }, to: core)) == .refused)
     }
 
     @Test func adminKeysMayChangeAnythingInTheZone() throws {

@@ -129,6 +129,9 @@ extension MappingService {
 
     /// Drops a learned mapping from the service and the engine.
     func forget(_ hoa: IPAddress) {
+        endTrial(of: hoa)
+        idle.forget(hoa)
+        signaling.cancelProbes(of: hoa)
         stateDirty = true
         learned[hoa] = nil
         publishedPeers.withLock { $0[hoa] = nil }
@@ -145,6 +148,7 @@ extension MappingService {
             configuration: IMSClientConfiguration(names: try MappingNames(zone: ims.zone), servers: ims.servers,
                                                   keys: keys, recordTTL: ims.recordTTL,
                                                   registrationLifetime: UInt32(clamping: ims.lifetime)),
+            clock: WallClock.seconds,
             log: { level, message in log(LogLevel(name: level.rawValue) ?? .info, "matd: ims \(level.rawValue): \(message)") })
         var schedules: [AddressFamily: RegistrationSchedule] = [:]
         if !keys.isEmpty {
@@ -187,6 +191,7 @@ extension MappingService {
         for peer in saved.peers where !configured.contains(peer.hoa) {
             let mapping = PeerMapping(hoa: peer.hoa, ranked: peer.moas, flags: .confirmed, sequence: peer.sequence)
             learned[peer.hoa] = (mapping, now + 1_000)
+            idle.track(peer.hoa, now: now)
             publishedPeers.withLock { $0[peer.hoa] = .learned }
             engine.send(.replaceMapping(mapping))
         }

@@ -62,6 +62,11 @@ public final class MappingService: @unchecked Sendable {
     var encapTracking = false
     /// Registration lifetimes of learned mappings (``MappingLifetimes``).
     var lifetimes = MappingLifetimes()
+    /// IMS answers whose new MoAs or key are being probed (``AnswerTrial``).
+    var answerTrials: [IPAddress: AnswerTrial] = [:]
+    /// Learned peers' silence, probed after a while (``IdleProbing``); set from the IMS's
+    /// record TTL in `init`.
+    var idle = IdleProbing(idleAfter: 30_000)
     /// `matctl rotate-key` requests, the rotations waiting for their registrations, and
     /// the signing key each family's last confirmed registration published.
     let keyRotationRequests = Mutex<[KeyRotationTicket]>([])
@@ -91,7 +96,7 @@ public final class MappingService: @unchecked Sendable {
     /// Lookups on their way to the IMS.
     var lookingUp: Set<PendingLookup> = []
     /// The wall clock sequence numbers start from: the host's, or the IMS's if ahead.
-    let sequenceClock = SequenceClock()
+    let sequenceClock = SequenceClock(host: WallClock.seconds)
     /// Where learned mappings, keys and replay state are kept across restarts.
     let stateFile: String
     /// Whether the state changed since it was last saved, and when that was (ms).
@@ -130,7 +135,12 @@ public final class MappingService: @unchecked Sendable {
         }
         (client, schedules) = try Self.makeClient(config)
         if config.udpEncapsulation != .off {
-            encapControl = try EncapControl(setting: config.udpEncapsulation, families: Set(config.homeAddresses.map(\.family)))
+            encapControl = try EncapControl(config)
+        }
+        idle = IdleProbing(idleAfter: Self.idleProbeAfter(config))
+        if let step = WallClock.step {
+            log(.warning, "matd: \(ClockStep.variable) is set (for tests only): the wall clock, \(WallClock.seconds()) now, "
+                + "steps by \(step.seconds) s in \(step.afterMilliseconds) ms")
         }
         stateFile = config.stateDirectory + "/peers.json"
         signaling.host = self
@@ -212,6 +222,7 @@ public final class MappingService: @unchecked Sendable {
             register(now: now)
             resolveMisses(now: now)
             refreshLearned(now: now)
+            probeIdlePeers(now: now)
             let retransmitAt = signaling.tick(now: now)
             let encapAt = tickEncap(now: now)
             finishRebinds(now: now)
@@ -347,6 +358,14 @@ public final class MappingService: @unchecked Sendable {
             learned[hoa]?.expiresAt = now + 1_000
             return false
         case (.key, .success(let answer)):
+            // A key that replaces one is taken only if the message that made this node ask
+            // (a peer's, signed with the key it uses now) verifies with it: an answer alone
+            // changes no key.
+            if let held = peerKeys[hoa], let text = answer.publicKey, let key = VerifyingKey(base64: text), key != held,
+               !signaling.waitingMessageVerifies(from: hoa, with: key) {
+                log(.warning, "matd: \(hoa): the IMS names another key (\(text)), but no message of \(hoa)'s verifies with it; kept the old one")
+                return false
+            }
             if learnKey(from: answer) != nil { signaling.keyArrived(for: hoa, now: now) }
             return false
         case (.again, .success(let answer)):
@@ -365,9 +384,8 @@ public final class MappingService: @unchecked Sendable {
     @discardableResult
     func install(_ answer: PeerMappingAnswer?, now: UInt64) -> Bool {
         guard let answer, !answer.moas.isEmpty else { return false }
-        learnKey(from: answer)
         // The answer's times are the IMS client's (wall-clock seconds); ours are monotonic.
-        let remaining = answer.isStale ? 1 : max(1, UInt64(answer.remainingTTL(at: IMSClient.systemClock())))
+        let remaining = answer.isStale ? 1 : max(1, UInt64(answer.remainingTTL(at: WallClock.seconds())))
         let expiresAt = now + remaining * 1_000
         // A mapping taken from a peer's alert carries a newer sequence number than what the
         // IMS may still say (its registration failed, or the answer is a stale cache): an
@@ -377,7 +395,7 @@ public final class MappingService: @unchecked Sendable {
             learned[answer.hoa]?.expiresAt = expiresAt
             return false
         }
-        return install(answer.peerMapping(), expiresAt: expiresAt, reason: "\(answer)")
+        return takeChecked(answer, expiresAt: expiresAt, now: now)
     }
 
     /// Takes the key an IMS answer publishes for its HoA, unless the configuration pins
@@ -398,7 +416,7 @@ public final class MappingService: @unchecked Sendable {
     /// verify, so none of them can be replayed; a huge sequence signed with the old key
     /// stops shadowing the owner's alerts (the replay guard) and its registrations (the
     /// engine table keeps the highest sequence, so the mapping goes in after a removal).
-    private func keyReplaced(_ hoa: IPAddress, by text: String) {
+    func keyReplaced(_ hoa: IPAddress, by text: String) {
         signaling.forgetReplay(hoa)
         lifetimes.forget(hoa)
         if learned.removeValue(forKey: hoa) != nil {
@@ -413,6 +431,7 @@ public final class MappingService: @unchecked Sendable {
     func install(_ mapping: PeerMapping, expiresAt: UInt64, reason: String) -> Bool {
         let previous = learned[mapping.hoa]?.mapping
         learned[mapping.hoa] = (mapping, expiresAt)
+        idle.track(mapping.hoa, now: Self.milliseconds())
         publishedPeers.withLock { $0[mapping.hoa] = .learned }
         // A refresh that only moves the expiry leaves the saved state as it is.
         if previous?.sequence != mapping.sequence || previous?.moas.map(\.address) != mapping.moas.map(\.address) {
@@ -431,6 +450,12 @@ public final class MappingService: @unchecked Sendable {
         } catch {
             log(.error, "matd: updating the inbound diversion failed: \(error)")
         }
+    }
+
+    /// How long a learned peer may stay silent before it is probed: three record TTLs (so a
+    /// peer is checked about once per three lookups), 30 s by default, at least 3 s.
+    static func idleProbeAfter(_ config: NodeConfig) -> UInt64 {
+        max(3, 3 * UInt64(config.ims?.recordTTL ?? 10)) * 1_000
     }
 
     /// Milliseconds of the monotonic clock.

@@ -252,12 +252,14 @@ extension MappingService: SignalingHost {
         return config.peers.first { $0.homeAddress == hoa }?.mobileAddresses ?? []
     }
 
-    func tryOut(hoa: IPAddress, moas: [IPAddress], sequence: UInt64, updateBytes: UInt64) {
+    func tryOut(hoa: IPAddress, moas: [IPAddress], unproven: [IPAddress], sequence: UInt64, updateBytes: UInt64) {
         // A second trial before the first was decided goes back, if it fails, to the mapping
         // that was proven, not to the first trial's.
         let previous = provisional[hoa].map(\.previous)
             ?? learned[hoa]?.mapping ?? config.peers.first { $0.homeAddress == hoa }?.mapping
-        for moa in moas { engine.send(.limitUntilValidated(moa, received: updateBytes)) }
+        // A signed update supersedes what the IMS said: its trial is over.
+        endTrial(of: hoa)
+        for moa in unproven { engine.send(.limitUntilValidated(moa, received: updateBytes)) }
         provisional[hoa] = (sequence, previous)
         // The MoAs in use until now stay in the trial, last and least preferred, so the
         // peer's packets still on their way from there are translated, not dropped as
@@ -303,6 +305,7 @@ extension MappingService: SignalingHost {
     func adopt(hoa: IPAddress, moas: [IPAddress], lifetime: UInt32, sequence: UInt64) {
         if provisional[hoa]?.sequence == sequence { provisional[hoa] = nil }
         for moa in moas { engine.send(.endLimit(moa)) }
+        settleClaims(to: moas, provenBy: hoa)
         lifetimes.renewed(hoa, sequence: sequence, lifetime: lifetime, now: Self.milliseconds())
         // Looked up in the IMS again after its TTL, as a learned mapping is.
         let refresh = UInt64(min(lifetime, config.ims?.recordTTL ?? lifetime))

@@ -17,14 +17,22 @@ protocol SignalingHost: AnyObject {
     func verifyingKey(for hoa: IPAddress, mayLookUp: () -> Bool) -> KeyAnswer
     /// The MoAs this node sends `hoa`'s traffic to now (empty for an unknown peer).
     func currentMoAs(of hoa: IPAddress) -> [IPAddress]
-    /// A peer's verified update announces `moas`, now challenged: send there already,
-    /// within the anti-amplification limit, until `adopt` or `challengeFailed`.
-    /// `updateBytes`, the update's size, counts as received from the new MoA.
-    func tryOut(hoa: IPAddress, moas: [IPAddress], sequence: UInt64, updateBytes: UInt64)
-    /// A peer proved it is reachable at `moas`: send its traffic there from now on.
+    /// A peer's verified update announces `moas`, of which `unproven` are now challenged:
+    /// send there already, within the anti-amplification limit, until `adopt` or
+    /// `challengeFailed`. `updateBytes`, the update's size, counts as received from each.
+    func tryOut(hoa: IPAddress, moas: [IPAddress], unproven: [IPAddress], sequence: UInt64, updateBytes: UInt64)
+    /// A peer proved it is reachable at `moas` (each answered its own challenge, or was
+    /// proven before): send its traffic there from now on.
     func adopt(hoa: IPAddress, moas: [IPAddress], lifetime: UInt32, sequence: UInt64)
-    /// The challenge of update `sequence` from `hoa` went unanswered: undo `tryOut`.
+    /// No MoA of update `sequence` from `hoa` answered its challenge: undo `tryOut`.
     func challengeFailed(hoa: IPAddress, sequence: UInt64)
+    /// A signed message of `hoa`'s answered something only this node sent (a probe, a
+    /// challenge or an update of this node's): `hoa` is alive and, when `moa` is given,
+    /// reachable there. `key` is the key the answer verified with when it is not the one
+    /// bound to `hoa` (a probe of a key an IMS answer named).
+    func reached(hoa: IPAddress, at moa: IPAddress?, key: VerifyingKey?)
+    /// Nothing answered from `moa` for `hoa`: a probe's or a challenge's last wait ended.
+    func unreachable(hoa: IPAddress, at moa: IPAddress)
     /// A peer challenged this node's update: it has the update and takes packets from the
     /// new MoA, so the traffic held for it may flow before its ack.
     func peerIsAlive(hoa: IPAddress)
@@ -65,6 +73,9 @@ final class Signaling {
     private var keyLookupBudget = TokenBucket(rate: 10, burst: 20)
     private var outgoing: [IPAddress: Outgoing] = [:]
     private var challenges: [Nonce: Challenge] = [:]
+    /// Each challenged update's listed MoAs and those proven so far, by peer.
+    private var trials: [IPAddress: Trial] = [:]
+    private var probes = ReachabilityProbes()
     /// The latest message of each sender whose key is being looked up, handled again when
     /// the key arrives (bounded: a flood of unknown senders keeps only the newest few).
     private var waitingForKey: [IPAddress: (signal: UnverifiedSignal, source: IPAddress, since: UInt64)] = [:]
@@ -89,14 +100,28 @@ final class Signaling {
     private var peerStatesChanged = false
     private let publishedPeerStates = Mutex<[IPAddress: PeerSignalState]>([:])
 
-    /// A peer's update whose new MoA has been challenged.
+    /// The challenge of one MoA a peer's update lists.
     private struct Challenge {
         var peer: IPAddress
-        var moas: [IPAddress]
-        var lifetime: UInt32
+        var moa: IPAddress
         var sequence: UInt64
         var expiresAt: UInt64
     }
+
+    /// A peer's update whose MoAs are being challenged, each on its own: only the MoAs
+    /// that answer from themselves are adopted, so an update cannot slip a bystander in
+    /// behind an address of the sender's own.
+    private struct Trial {
+        var sequence: UInt64
+        var moas: [IPAddress]
+        var lifetime: UInt32
+        var proven: Set<IPAddress>
+        var acknowledged = false
+    }
+
+    /// The sequence a challenge names when it is a probe (``ReachabilityProbes``): no update
+    /// has it, as sequence numbers start from the wall clock.
+    static let probeSequence: UInt64 = 0
 
     /// Acknowledgements that do not come after this many sends make the node look the
     /// peer up again: it may have moved at the same time.
@@ -217,17 +242,54 @@ final class Signaling {
         for (nonce, challenge) in challenges where challenge.expiresAt <= now {
             challenges[nonce] = nil
             count { $0.challengesUnanswered += 1 }
-            host?.challengeFailed(hoa: challenge.peer, sequence: challenge.sequence)
+            host?.unreachable(hoa: challenge.peer, at: challenge.moa)
+            let open = challenges.values.contains { $0.peer == challenge.peer && $0.sequence == challenge.sequence }
+            guard !open, let trial = trials[challenge.peer], trial.sequence == challenge.sequence else { continue }
+            trials[challenge.peer] = nil
+            if !trial.acknowledged { host?.challengeFailed(hoa: challenge.peer, sequence: challenge.sequence) }
         }
+        sendProbes(now: now)
         if !waitingForKey.isEmpty {
             waitingForKey = waitingForKey.filter { $0.value.since + Self.challengeLifetime > now }
         }
         refusals.report(counting, now: now)
         publish()
-        return outgoing.values.map { $0.schedule.nextSendAt ?? $0.schedule.deadline }.min()
+        return (outgoing.values.map { $0.schedule.nextSendAt ?? $0.schedule.deadline } + [probes.nextEvent].compactMap { $0 }).min()
+    }
+
+    /// Probes `peer` at each of `moas` (``ReachabilityProbes``): `reached` follows each
+    /// answer from its MoA, `unreachable` each probe that stays unanswered. `key` is the
+    /// key the answers must verify with when it is not the one bound to `peer`.
+    func probe(_ peer: IPAddress, at moas: [IPAddress], key: VerifyingKey?, now: UInt64) {
+        guard !probes.start(peer, at: moas, key: key, now: now).isEmpty else { return }
+        sendProbes(now: now)
+        publish()
+    }
+
+    /// Whether a probe of `peer` is out.
+    func isProbing(_ peer: IPAddress) -> Bool { probes.isProbing(peer) }
+
+    /// Drops the probes of `peer` (its mapping went).
+    func cancelProbes(of peer: IPAddress) { probes.cancel(peer) }
+
+    private func sendProbes(now: UInt64) {
+        for (nonce, probe) in probes.due(at: now) {
+            guard let host, let (home, _) = Self.own(host.nodeAddresses, family: probe.peer.family) else { continue }
+            reply(to: probe.peer, at: probe.moa, home: home, body: .challenge(nonce: nonce, sequence: Self.probeSequence), now: now)
+            count { $0.probesSent += 1 }
+        }
+        for probe in probes.expired(at: now) {
+            count { $0.probesUnanswered += 1 }
+            host?.unreachable(hoa: probe.peer, at: probe.moa)
+        }
     }
 
     private func handle(_ datagram: UnsafeRawBufferPointer, from source: IPAddress, now: UInt64) {
+        if EncapWire.parse(datagram) == .keepalive {
+            // A peer behind NAT holding open the binding this node's alerts reach it through.
+            count { $0.keepalivesReceived += 1 }
+            return
+        }
         if SignalCodec.isCookieReply(datagram) {
             takeCookieReply(datagram, from: source, now: now)
             return
@@ -304,8 +366,19 @@ final class Signaling {
             return
         }
         let message: SignalMessage
+        var candidate: VerifyingKey?
         do {
             message = try signal.verify(with: key)
+        } catch .badSignature where signal.type == .challengeResponse && !probes.candidateKeys(of: signal.sender).isEmpty {
+            // The answer to a probe of a key an IMS answer named: verified with that key,
+            // and good for that probe only.
+            guard let verified = probes.candidateKeys(of: signal.sender).lazy
+                .compactMap({ key in (try? signal.verify(with: key)).map { (message: $0, key: key) } }).first else {
+                count { $0.refusedBadSignature += 1 }
+                return
+            }
+            message = verified.message
+            candidate = verified.key
         } catch .badSignature {
             // The sender may have rotated its key: the message waits for the IMS's answer
             // (at most one lookup per sender every 5 s, within the global budget), and is
@@ -324,6 +397,11 @@ final class Signaling {
         switch message.body {
         case .bindingUpdate(let moas, let lifetime):
             handleUpdate(message, moas: moas, lifetime: lifetime, home: home, size: size, now: now)
+        case .challenge(let nonce, Self.probeSequence):
+            // A probe: answered from here, whatever this node has sent.
+            reply(to: message.sender, at: source, home: home,
+                  body: .challengeResponse(nonce: nonce, sequence: Self.probeSequence), now: now)
+            count { $0.probesReceived += 1 }
         case .challenge(let nonce, let sequence):
             guard let entry = outgoing[message.sender], entry.sequence == sequence else {
                 count { $0.refusedUnexpected += 1 }
@@ -332,24 +410,40 @@ final class Signaling {
             reply(to: message.sender, at: source, home: home, body: .challengeResponse(nonce: nonce, sequence: sequence),
                   now: now)
             count { $0.challengesAnswered += 1 }
+            host.reached(hoa: message.sender, at: source, key: nil)
             host.peerIsAlive(hoa: message.sender)
+        case .challengeResponse(let nonce, Self.probeSequence):
+            guard probes.candidateKey(for: nonce, from: message.sender) == candidate,
+                  let probe = probes.answered(nonce, by: message.sender, from: source) else {
+                count { $0.refusedUnexpected += 1 }
+                return
+            }
+            count { $0.probesAnswered += 1 }
+            host.reached(hoa: probe.peer, at: probe.moa, key: probe.key)
         case .challengeResponse(let nonce, let sequence):
             guard let pending = challenges[nonce], pending.peer == message.sender, pending.sequence == sequence,
-                  pending.moas.contains(source) else {
+                  pending.moa == source, var trial = trials[pending.peer], trial.sequence == sequence else {
                 count { $0.refusedUnexpected += 1 }
                 return
             }
             challenges[nonce] = nil
-            host.adopt(hoa: pending.peer, moas: pending.moas, lifetime: pending.lifetime, sequence: sequence)
+            trial.proven.insert(source)
+            let first = !trial.acknowledged
+            trial.acknowledged = true
+            trials[pending.peer] = challenges.values.contains { $0.peer == pending.peer } ? trial : nil
+            let moas = trial.moas.filter(trial.proven.contains)
+            host.adopt(hoa: pending.peer, moas: moas, lifetime: trial.lifetime, sequence: sequence)
+            host.reached(hoa: pending.peer, at: source, key: nil)
             count { $0.bindingsAdopted += 1 }
-            EventLog.shared.post("adopted", ["peer": "\(pending.peer)", "mobile": pending.moas.map(\.description).joined(separator: " "),
+            EventLog.shared.post("adopted", ["peer": "\(pending.peer)", "mobile": moas.map(\.description).joined(separator: " "),
                                              "sequence": "\(sequence)"])
-            acknowledge(pending.peer, sequence: sequence, at: source, home: home, now: now)
+            if first { acknowledge(pending.peer, sequence: sequence, at: source, home: home, now: now) }
         case .bindingAck(let sequence, _):
             guard let entry = outgoing[message.sender], entry.sequence == sequence else {
                 count { $0.refusedUnexpected += 1 }
                 return
             }
+            host.reached(hoa: message.sender, at: source, key: nil)
             outgoing[message.sender] = nil
             let took = now - min(now, entry.firstSentAt)
             count { counters in
@@ -373,6 +467,18 @@ final class Signaling {
         publish()
     }
 
+    /// The service took a MoA from a HoA whose claim to it was stale (``MappingService/settleClaims(to:provenBy:)``).
+    func countClaimSettled() {
+        count { $0.claimsSettled += 1 }
+        publish()
+    }
+
+    /// The service dropped a learned peer that answered none of its idle probes.
+    func countIdlePeerDropped() {
+        count { $0.idlePeersDropped += 1 }
+        publish()
+    }
+
     /// The service dropped a mapping whose registration lifetime passed.
     func countMappingLapsed() {
         count { $0.mappingsLapsed += 1 }
@@ -384,6 +490,12 @@ final class Signaling {
         guard let waiting = waitingForKey.removeValue(forKey: hoa) else { return }
         process(waiting.signal, from: waiting.source, size: waiting.signal.datagramLength, now: now)
         publish()
+    }
+
+    /// Whether the message of `hoa` waiting for its key verifies with `key`.
+    func waitingMessageVerifies(from hoa: IPAddress, with key: VerifyingKey) -> Bool {
+        guard let waiting = waitingForKey[hoa] else { return false }
+        return (try? waiting.signal.verify(with: key)) != nil
     }
 
     /// The IMS says unanswering `peer` is at `moas` now: its retransmissions go there.
@@ -405,23 +517,52 @@ final class Signaling {
             count { $0.refusedReplayed += 1 }
             return
         }
-        if isNewest { count { $0.updatesReceived += 1 } }
-        guard let target = moas.first else { return }
-        let nonce: Nonce
-        if let (existing, _) = challenges.first(where: { $0.value.peer == peer && $0.value.sequence == message.sequence }) {
-            // A retransmission while its challenge is out: the same challenge again.
-            nonce = existing
-        } else if host?.currentMoAs(of: peer).first == target {
+        if isNewest {
+            count { $0.updatesReceived += 1 }
+            // Newest, so signed now: the peer is alive (where, only a challenge tells).
+            host?.reached(hoa: peer, at: nil, key: nil)
+        }
+        var listed: [IPAddress] = []
+        for moa in moas where !listed.contains(moa) { listed.append(moa) }
+        guard let target = listed.first, let host else { return }
+        let open = challenges.filter { $0.value.peer == peer && $0.value.sequence == message.sequence }
+        if !open.isEmpty {
+            // A retransmission while its challenges are out: the same challenges again.
+            for (nonce, challenge) in open {
+                reply(to: peer, at: challenge.moa, home: home, body: .challenge(nonce: nonce, sequence: message.sequence), now: now)
+                count { $0.challengesSent += 1 }
+            }
+            return
+        }
+        let known = Set(host.currentMoAs(of: peer))
+        let unproven = listed.filter { !known.contains($0) }
+        if unproven.isEmpty {
+            // Every MoA answered before: a reordering or a MoA given up needs no check.
+            if Set(listed) != known || host.currentMoAs(of: peer).first != target {
+                host.adopt(hoa: peer, moas: listed, lifetime: lifetime, sequence: message.sequence)
+            }
             acknowledge(peer, sequence: message.sequence, at: target, home: home, now: now)
             return
-        } else {
-            nonce = Nonce.random()
-            challenges[nonce] = Challenge(peer: peer, moas: moas, lifetime: lifetime, sequence: message.sequence,
-                                          expiresAt: now + Self.challengeLifetime)
-            host?.tryOut(hoa: peer, moas: moas, sequence: message.sequence, updateBytes: UInt64(size))
         }
-        reply(to: peer, at: target, home: home, body: .challenge(nonce: nonce, sequence: message.sequence), now: now)
-        count { $0.challengesSent += 1 }
+        if let stale = trials[peer], stale.sequence != message.sequence {
+            // A newer update replaces the one being checked; its challenges are void, and
+            // the MoAs only they were checking are not used.
+            let void = challenges.filter { $0.value.peer == peer && $0.value.sequence == stale.sequence }
+            for (nonce, challenge) in void {
+                challenges[nonce] = nil
+                if !listed.contains(challenge.moa) { host.unreachable(hoa: peer, at: challenge.moa) }
+            }
+        }
+        trials[peer] = Trial(sequence: message.sequence, moas: listed, lifetime: lifetime,
+                             proven: Set(listed).intersection(known))
+        host.tryOut(hoa: peer, moas: listed, unproven: unproven, sequence: message.sequence, updateBytes: UInt64(size))
+        for moa in unproven {
+            let nonce = Nonce.random()
+            challenges[nonce] = Challenge(peer: peer, moa: moa, sequence: message.sequence,
+                                          expiresAt: now + Self.challengeLifetime)
+            reply(to: peer, at: moa, home: home, body: .challenge(nonce: nonce, sequence: message.sequence), now: now)
+            count { $0.challengesSent += 1 }
+        }
     }
 
     private func acknowledge(_ peer: IPAddress, sequence: UInt64, at moa: IPAddress, home: IPAddress, now: UInt64) {
@@ -444,6 +585,14 @@ final class Signaling {
             log(.error, "matd: no sequence number for \(what): \(error)")
             return nil
         }
+    }
+
+    /// Sends `moa` a keepalive from the signaling port to its signaling port: behind a NAT
+    /// that forwards only what answers the inside, it keeps open the binding a peer's alert
+    /// comes back through (docs/datapath.md, "Behind NAT").
+    func sendKeepalive(to moa: IPAddress) {
+        transmit(EncapWire.control(.keepalive), to: moa)
+        count { $0.keepalivesSent += 1 }
     }
 
     /// Sends a sealed message, with `moa`'s cookie when it gave one.

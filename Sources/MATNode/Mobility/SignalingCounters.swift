@@ -26,10 +26,27 @@ public struct SignalingCounters: Sendable, Equatable {
     public var bindingsAdopted: UInt64 = 0
     /// Acknowledgements sent.
     public var acksSent: UInt64 = 0
+    /// Reachability probes sent (resends included) to a MoA an IMS answer named or an idle
+    /// peer was silent at.
+    public var probesSent: UInt64 = 0
+    /// Probes answered by the peer from the probed MoA.
+    public var probesAnswered: UInt64 = 0
+    /// Probes whose last wait ended with no answer.
+    public var probesUnanswered: UInt64 = 0
+    /// Peers' probes this node answered.
+    public var probesReceived: UInt64 = 0
+    /// Learned peers dropped because they answered none of their idle probes.
+    public var idlePeersDropped: UInt64 = 0
+    /// MoAs taken from a HoA's mapping because another HoA answered from them.
+    public var claimsSettled: UInt64 = 0
     /// Cookie replies sent instead of handling a message, while under load.
     public var cookiesSent: UInt64 = 0
     /// Cookie replies from peers that answered a message of this node (sent again with it).
     public var cookiesReceived: UInt64 = 0
+    /// Keepalives sent to peers' signaling ports from behind NAT, and received from peers
+    /// behind NAT (docs/datapath.md, "Behind NAT").
+    public var keepalivesSent: UInt64 = 0
+    public var keepalivesReceived: UInt64 = 0
     /// Datagrams that are not a well-formed signaling message.
     public var refusedMalformed: UInt64 = 0
     /// Datagrams over the per-source or global rate limit.
@@ -61,7 +78,11 @@ public struct SignalingCounters: Sendable, Equatable {
          ("challenges_sent", challengesSent), ("challenges_answered", challengesAnswered),
          ("challenges_unanswered", challengesUnanswered),
          ("bindings_adopted", bindingsAdopted), ("acks_sent", acksSent),
+         ("probes_sent", probesSent), ("probes_answered", probesAnswered),
+         ("probes_unanswered", probesUnanswered), ("probes_received", probesReceived),
+         ("idle_peers_dropped", idlePeersDropped), ("claims_settled", claimsSettled),
          ("cookies_sent", cookiesSent), ("cookies_received", cookiesReceived),
+         ("keepalives_sent", keepalivesSent), ("keepalives_received", keepalivesReceived),
          ("refused_malformed", refusedMalformed), ("refused_rate_limited", refusedRateLimited),
          ("refused_wrong_receiver", refusedWrongReceiver), ("refused_unknown_key", refusedUnknownKey),
          ("refused_bad_signature", refusedBadSignature), ("refused_replayed", refusedReplayed),

@@ -152,12 +152,13 @@ final class Lab: @unchecked Sendable {
         return configPath
     }
 
-    /// Starts matd in `node` and waits until its control socket answers.
+    /// Starts matd in `node` and waits until its control socket answers. `environment`
+    /// is added to matd's (a test-only variable such as `MATD_TEST_CLOCK_STEP`).
     @discardableResult
-    func startMatd(_ node: String, config: String? = nil) throws -> Spawned {
+    func startMatd(_ node: String, config: String? = nil, environment: [String: String] = [:]) throws -> Spawned {
         if let old = daemons[node], old.isRunning { throw LabError("matd already runs in \(node)") }
         let configPath = try config ?? writeConfig(node)
-        let daemon = try Spawned(inNode(node, [LabPaths.matd, "run", "--config", configPath]))
+        let daemon = try Spawned(inNode(node, [LabPaths.matd, "run", "--config", configPath]), environment: environment)
         daemons[node] = daemon
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {

@@ -1,0 +1,80 @@
+import MATPacket
+import MATSignaling
+
+/// An IMS answer that names something this node has not seen proven: a MoA no signed
+/// message came from, or another key than the one bound to the HoA. Nothing of it is
+/// taken for good before the peer answers a probe from that MoA, signed with that key.
+///
+/// A lookup's answer is signed by the IMS only when the node has an IMS key; even then it
+/// says only what the HoA's key holder registered, and a holder of a stolen key can
+/// register a bystander's address, a key of its own or a sequence number far above the
+/// owner's. So the answer's new MoAs go into the table limited to 3x what came from them
+/// (``PacketProcessor/Command/limitUntilValidated(_:received:)``) and are probed; each
+/// one that answers is adopted, and the answer's key and sequence with the first. If none
+/// answers, the mapping goes back to what was proven before (or goes, for a first
+/// contact), so the next lookup starts from there: the answer changed nothing lasting.
+///
+/// Pure: the service feeds it the probes' outcomes.
+struct AnswerTrial: Equatable {
+    /// The mapping the answer asks for, MoAs in its order of preference.
+    let answer: PeerMapping
+    /// The key the answer names, when it differs from the one bound to the HoA.
+    let key: VerifyingKey?
+    /// What was proven before the answer, put back if no MoA answers.
+    let previous: PeerMapping?
+    /// MoAs of the answer known to reach the peer: proven before, or answered since.
+    private(set) var proven: Set<IPAddress>
+    /// MoAs whose probe is still out.
+    private(set) var pending: Set<IPAddress>
+    /// Whether a probe was answered: something of the answer is proven now.
+    private(set) var answeredAny = false
+
+    /// What to do with an answer, given what is proven now.
+    enum Decision: Equatable {
+        /// Nothing new: take the answer as it is.
+        case take
+        /// Probe these MoAs (with the answer's key, when it is a new one) before any of it
+        /// is taken for good.
+        case probe(AnswerTrial)
+    }
+
+    /// Decides on an answer mapping `answer` (its MoAs), naming `answerKey`, with `heldKey`
+    /// bound to the HoA now and `previous` the proven mapping. A new key puts every MoA on
+    /// trial: what the old key proved says nothing about the new one.
+    static func decide(_ answer: PeerMapping, answerKey: VerifyingKey?, heldKey: VerifyingKey?,
+                       previous: PeerMapping?) -> Decision {
+        let newKey = answerKey.flatMap { $0 == heldKey || heldKey == nil ? nil : $0 }
+        let known = newKey == nil ? Set(previous?.moas.map(\.address) ?? []) : []
+        let moas = answer.moas.map(\.address)
+        let unproven = Set(moas).subtracting(known)
+        guard !unproven.isEmpty else { return .take }
+        return .probe(AnswerTrial(answer: answer, key: newKey, previous: previous,
+                                  proven: Set(moas).intersection(known), pending: unproven))
+    }
+
+    /// The MoAs to probe.
+    var toProbe: [IPAddress] { answer.moas.map(\.address).filter { pending.contains($0) } }
+
+    /// The answer's mapping with only its proven MoAs, or nil when none is.
+    var provenMapping: PeerMapping? {
+        let moas = answer.moas.filter { proven.contains($0.address) }
+        guard !moas.isEmpty else { return nil }
+        return PeerMapping(hoa: answer.hoa, moas: moas, sequence: answer.sequence)
+    }
+
+    /// The probe of `moa` was answered. Returns whether it is the trial's first answer
+    /// (the time to take the answer's key).
+    mutating func answered(_ moa: IPAddress) -> Bool {
+        guard pending.remove(moa) != nil else { return false }
+        let first = !answeredAny
+        answeredAny = true
+        proven.insert(moa)
+        return first
+    }
+
+    /// The probe of `moa` went unanswered.
+    mutating func failed(_ moa: IPAddress) { pending.remove(moa) }
+
+    /// Whether every probe is over.
+    var isDecided: Bool { pending.isEmpty }
+}

@@ -1,0 +1,160 @@
+import MATIMSClient
+import MATLog
+import MATPacket
+import MATSignaling
+
+/// Reachability checks of what the IMS says (``AnswerTrial``) and of peers gone quiet
+/// (``IdleProbing``), both by probes (``ReachabilityProbes``) the signaling sends.
+extension MappingService {
+    /// Takes an IMS answer whose MoAs were all proven before, with the key bound now;
+    /// otherwise puts it on trial. Returns whether the engine's MoAs changed.
+    func takeChecked(_ answer: PeerMappingAnswer, expiresAt: UInt64, now: UInt64) -> Bool {
+        let mapping = answer.peerMapping()
+        let pinned = config.peers.contains { $0.homeAddress == answer.hoa && $0.publicKey != nil }
+        let answerKey = pinned ? nil : answer.publicKey.flatMap(VerifyingKey.init(base64:))
+        let held = peerKeys[answer.hoa]
+        let proven = provenMapping(of: answer.hoa)
+        switch AnswerTrial.decide(mapping, answerKey: answerKey, heldKey: held, previous: proven) {
+        case .take:
+            answerTrials[answer.hoa] = nil
+            learnKey(from: answer)
+            return install(mapping, expiresAt: expiresAt, reason: "\(answer)")
+        case .probe(let trial):
+            if let current = answerTrials[answer.hoa], current.answer == trial.answer, current.key == trial.key {
+                // The same answer again while its probes are out.
+                learned[answer.hoa]?.expiresAt = expiresAt
+                return false
+            }
+            endTrial(of: answer.hoa)
+            answerTrials[answer.hoa] = trial
+            signaling.probe(answer.hoa, at: trial.toProbe, key: trial.key, now: now)
+            log("matd: \(answer.hoa): the IMS says \(answer); probing \(trial.toProbe.map(\.description).joined(separator: ", "))"
+                + (trial.key == nil ? "" : " with the new key") + " before it is taken")
+            EventLog.shared.post("answer_on_trial", ["peer": "\(answer.hoa)", "probing": trial.toProbe.map(\.description).joined(separator: " "),
+                                                     "new_key": trial.key == nil ? "no" : "yes"])
+            guard proven == nil else {
+                // The proven mapping stays in use until a probe is answered.
+                learned[answer.hoa]?.expiresAt = expiresAt
+                return false
+            }
+            // First contact: nothing proven to keep. The answer goes in with every MoA
+            // limited; its key is the only one there is (the peer's signed answers need it).
+            // Otherwise the answer is not in the table, and needs no limit.
+            for moa in trial.toProbe { engine.send(.limitUntilValidated(moa, received: 0)) }
+            if held == nil { learnKey(from: answer) }
+            return install(mapping, expiresAt: expiresAt, reason: "\(answer) (first contact, MoAs being probed)")
+        }
+    }
+
+    /// What is proven of `hoa` now: a trial's previous mapping, or the mapping in use.
+    func provenMapping(of hoa: IPAddress) -> PeerMapping? {
+        if let trial = answerTrials[hoa] { return trial.previous }
+        if let trial = provisional[hoa] { return trial.previous }
+        return learned[hoa]?.mapping
+    }
+
+    func reached(hoa: IPAddress, at moa: IPAddress?, key: VerifyingKey?) {
+        let now = Self.milliseconds()
+        idle.heard(hoa, now: now)
+        // A new key is proven only by an answer verified with it.
+        guard let moa, var trial = answerTrials[hoa], trial.pending.contains(moa), trial.key == key else { return }
+        let first = trial.answered(moa)
+        answerTrials[hoa] = trial.isDecided ? nil : trial
+        engine.send(.endLimit(moa))
+        if first, let key = trial.key {
+            // Replaces the mapping and the replay state too (keyReplaced).
+            keyReplaced(hoa, by: key.base64)
+            peerKeys[hoa] = key
+        }
+        guard let mapping = trial.provenMapping else { return }
+        if let current = learned[hoa]?.mapping, mapping.sequence < current.sequence {
+            // The table keeps the newest sequence: an older one goes in after a removal.
+            engine.send(.removeMapping(hoa))
+            learned[hoa] = nil
+        }
+        settleClaims(to: [moa], provenBy: hoa)
+        let expiresAt = learned[hoa]?.expiresAt ?? now + UInt64(config.ims?.recordTTL ?? 10) * 1_000
+        if install(mapping, expiresAt: expiresAt, reason: "\(mapping.description) (IMS answer, \(moa) answered its probe)") {
+            updateDiversion()
+        }
+    }
+
+    func unreachable(hoa: IPAddress, at moa: IPAddress) {
+        if var trial = answerTrials[hoa], trial.pending.contains(moa) {
+            trial.failed(moa)
+            answerTrials[hoa] = trial.isDecided ? nil : trial
+            // An answered MoA put the proven part in already (`reached`).
+            if trial.isDecided, !trial.answeredAny { trialFailed(hoa, trial) }
+        }
+        if learned[hoa]?.mapping.moas.contains(where: { $0.address == moa }) != true { engine.send(.endLimit(moa)) }
+        guard !signaling.isProbing(hoa), learned[hoa] != nil, idle.roundFailed(hoa) else { return }
+        log(.notice, "matd: dropping peer \(hoa): silent for \(idle.idleAfter / 1_000) s and it answered none of its probes")
+        EventLog.shared.post("idle_peer_dropped", ["peer": "\(hoa)"])
+        signaling.countIdlePeerDropped()
+        forget(hoa)
+        updateDiversion()
+    }
+
+    /// No MoA new in the answer answered: nothing of it is kept. A first contact is
+    /// forgotten (the next packet asks again); otherwise the proven mapping stayed in use.
+    private func trialFailed(_ hoa: IPAddress, _ trial: AnswerTrial) {
+        log(.warning, "matd: \(hoa): no MoA of the IMS answer \(trial.answer.description) answered its probe"
+            + (trial.key == nil ? "" : " with the key it names") + "; not taken")
+        EventLog.shared.post("answer_refused", ["peer": "\(hoa)"])
+        guard trial.previous == nil else { return }
+        for moa in trial.answer.moas { engine.send(.endLimit(moa.address)) }
+        forget(hoa)
+        updateDiversion()
+    }
+
+    /// Ends `hoa`'s trial, if any. The MoAs of a first contact's trial were limited (and
+    /// go from the table with the mapping, or with the next one); no other trial's were.
+    func endTrial(of hoa: IPAddress) {
+        guard let trial = answerTrials.removeValue(forKey: hoa), trial.previous == nil else { return }
+        for moa in trial.pending { engine.send(.endLimit(moa)) }
+    }
+
+    /// `hoa` answered from `moas` with its key: another learned HoA's claim to any of them
+    /// is stale (its node left the address, killed before its registration lifetime ran
+    /// out), and would keep the new tenant out of the table and have the tenant's packets
+    /// taken as the old node's. Those MoAs go from that mapping, and the mapping with them
+    /// if they were all it had. A live node cannot lose its MoA this way: a claimant
+    /// elsewhere cannot answer from it (the probe and the challenge name the claimant's
+    /// HoA as receiver, which the node there refuses).
+    func settleClaims(to moas: [IPAddress], provenBy hoa: IPAddress) {
+        for (other, entry) in learned where other != hoa {
+            let remaining = entry.mapping.moas.filter { !moas.contains($0.address) }
+            guard remaining.count < entry.mapping.moas.count else { continue }
+            log(.notice, "matd: \(hoa) answered from \(moas.map(\.description).joined(separator: ", ")), which "
+                + "\(other)'s mapping still claimed; \(other) no longer has it")
+            EventLog.shared.post("claim_settled", ["peer": "\(hoa)", "previous": "\(other)",
+                                                   "mobile": moas.map(\.description).joined(separator: " ")])
+            signaling.countClaimSettled()
+            if remaining.isEmpty {
+                provisional[other] = nil
+                forget(other)
+            } else {
+                engine.send(.removeMapping(other))
+                learned[other] = nil
+                _ = install(PeerMapping(hoa: other, moas: remaining, sequence: entry.mapping.sequence),
+                            expiresAt: entry.expiresAt, reason: "\(other): claim to \(moas) settled for \(hoa)")
+            }
+        }
+    }
+
+    /// Probes the learned peers that have been silent for a while.
+    func probeIdlePeers(now: UInt64) {
+        for hoa in idle.due(at: now) {
+            guard let mapping = learned[hoa]?.mapping else {
+                idle.forget(hoa)
+                continue
+            }
+            // A peer whose mapping is being checked anyway needs no probe of its own.
+            guard provisional[hoa] == nil, answerTrials[hoa] == nil else {
+                idle.heard(hoa, now: now)
+                continue
+            }
+            signaling.probe(hoa, at: mapping.moas.map(\.address), key: nil, now: now)
+        }
+    }
+}

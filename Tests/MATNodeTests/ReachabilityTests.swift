@@ -1,0 +1,206 @@
+import MATPacket
+import MATSignaling
+import Testing
+@testable import MATNode
+
+private let peer = IPAddress("198.51.100.10")!
+private let other = IPAddress("198.51.100.20")!
+private let own = IPAddress("203.0.113.10")!
+private let bystander = IPAddress("203.0.113.99")!
+private let moved = IPAddress("203.0.113.20")!
+
+/// Probes of a peer's MoAs, with the clock (ms) in the test's hands.
+@Suite struct ReachabilityProbesTests {
+    @Test func eachMoAIsProbedOnItsOwnAndResentUntilItExpires() {
+        var probes = ReachabilityProbes()
+        let nonces = probes.start(peer, at: [own, bystander, own], key: nil, now: 0)
+        #expect(nonces.count == 2, "one probe per distinct MoA")
+        var sent = probes.due(at: 0).map(\.probe.moa)
+        #expect(Set(sent) == [own, bystander])
+        #expect(probes.due(at: 499).isEmpty)
+        // Sent at 0, 0.5, 1.5 and 3.5 s, waited for until 5.5 s.
+        for at: UInt64 in [500, 1_500, 3_500] {
+            sent = probes.due(at: at).map(\.probe.moa)
+            #expect(sent.count == 2, "resent at \(at)")
+        }
+        #expect(probes.due(at: 5_000).isEmpty, "four sends at most")
+        #expect(probes.expired(at: 5_499).isEmpty)
+        #expect(probes.nextEvent == 5_500)
+        let gone = probes.expired(at: 5_500)
+        #expect(Set(gone.map(\.moa)) == [own, bystander])
+        #expect(!probes.isProbing(peer))
+        #expect(probes.nextEvent == nil)
+    }
+
+    @Test func onlyAnAnswerFromTheProbedMoAByThePeerCounts() {
+        var probes = ReachabilityProbes()
+        let nonces = probes.start(peer, at: [bystander], key: nil, now: 0)
+        let nonce = try! #require(nonces.first)
+        // From an address of the key holder's own: proves nothing about the bystander.
+        let fromElsewhere = probes.answered(nonce, by: peer, from: own)
+        #expect(fromElsewhere == nil)
+        let byAnother = probes.answered(nonce, by: other, from: bystander)
+        #expect(byAnother == nil)
+        let unknown = probes.answered(Nonce.random(), by: peer, from: bystander)
+        #expect(unknown == nil)
+        #expect(probes.isProbing(peer), "still out")
+        let right = probes.answered(nonce, by: peer, from: bystander)
+        #expect(right?.moa == bystander)
+        let again = probes.answered(nonce, by: peer, from: bystander)
+        #expect(again == nil, "answered once")
+    }
+
+    @Test func aProbeOfANewKeyNamesThatKeyAndDoesNotDuplicate() {
+        var probes = ReachabilityProbes()
+        let key = SigningKey.generate().publicKey
+        let first = probes.start(peer, at: [moved], key: key, now: 0)
+        let second = probes.start(peer, at: [moved], key: key, now: 100)
+        #expect(first.count == 1 && second.isEmpty, "the same MoA with the same key is probed once")
+        #expect(probes.candidateKeys(of: peer) == [key])
+        #expect(probes.candidateKey(for: first[0], from: peer) == key)
+        #expect(probes.candidateKeys(of: other).isEmpty)
+        probes.cancel(peer)
+        #expect(!probes.isProbing(peer))
+    }
+
+    @Test func theNumberOutIsBounded() {
+        var probes = ReachabilityProbes(capacity: 3)
+        let started = probes.start(peer, at: [own, bystander, moved, IPAddress("203.0.113.30")!], key: nil, now: 0)
+        #expect(started.count == 3)
+        let more = probes.start(other, at: [own], key: nil, now: 0)
+        #expect(more.isEmpty)
+    }
+}
+
+/// When a learned peer's silence makes it probed, and what the probes' outcome does.
+@Suite struct IdleProbingTests {
+    @Test func aSilentPeerIsProbedOnceAndDroppedWhenNothingAnswers() {
+        var idle = IdleProbing(idleAfter: 30_000)
+        idle.track(peer, now: 1_000)
+        idle.track(peer, now: 20_000)
+        #expect(idle.nextDue == 31_000, "tracked from the first time only")
+        #expect(idle.due(at: 30_999).isEmpty)
+        #expect(idle.due(at: 31_000) == [peer])
+        #expect(idle.due(at: 40_000).isEmpty, "one probe round at a time")
+        #expect(idle.nextDue == nil)
+        let drop = idle.roundFailed(peer)
+        #expect(drop)
+        #expect(idle.lastHeard[peer] == nil)
+    }
+
+    @Test func aPeerThatAnswersStaysAndIsMeasuredAfresh() {
+        var idle = IdleProbing(idleAfter: 30_000)
+        idle.track(peer, now: 0)
+        #expect(idle.due(at: 30_000) == [peer])
+        idle.heard(peer, now: 30_200)
+        let drop = idle.roundFailed(peer)
+        #expect(!drop, "a probe that went unanswered after the peer was heard drops nothing")
+        #expect(idle.due(at: 60_199).isEmpty)
+        #expect(idle.due(at: 60_200) == [peer])
+    }
+
+    @Test func trafficOfItsOwnKeepsAPeerFromBeingProbed() {
+        var idle = IdleProbing(idleAfter: 10_000)
+        idle.track(peer, now: 0)
+        idle.track(other, now: 0)
+        for at in stride(from: UInt64(5_000), through: 50_000, by: 5_000) {
+            idle.heard(peer, now: at)
+            #expect(!idle.due(at: at).contains(peer))
+        }
+        idle.heard(IPAddress("192.0.2.1")!, now: 0)
+        #expect(idle.lastHeard[IPAddress("192.0.2.1")!] == nil, "heard from an untracked HoA tracks nothing")
+        idle.forget(other)
+        #expect(idle.due(at: .max - 1) == [peer])
+    }
+
+    @Test func aRoundNotStartedDropsNothing() {
+        var idle = IdleProbing(idleAfter: 10_000)
+        idle.track(peer, now: 0)
+        let drop = idle.roundFailed(peer)
+        #expect(!drop, "a probe of another purpose failing (an IMS answer's) is no idle check")
+    }
+}
+
+/// What of an IMS answer is taken before and after its probes.
+@Suite struct AnswerTrialTests {
+    let key = SigningKey.generate().publicKey
+    let foreign = SigningKey.generate().publicKey
+
+    func mapping(_ moas: [IPAddress], sequence: UInt64) -> PeerMapping {
+        PeerMapping(hoa: peer, ranked: moas, flags: .confirmed, sequence: sequence)
+    }
+
+    @Test func anAnswerWithProvenMoAsAndTheSameKeyIsTaken() {
+        let previous = mapping([own], sequence: 5)
+        #expect(AnswerTrial.decide(mapping([own], sequence: 6), answerKey: key, heldKey: key, previous: previous) == .take)
+        // A huge sequence with the same MoA changes nothing about where the traffic goes.
+        #expect(AnswerTrial.decide(mapping([own], sequence: .max), answerKey: nil, heldKey: key, previous: previous) == .take)
+    }
+
+    @Test func aBystanderBehindAnOwnAddressIsProbedAndOnlyWhatAnswersIsTaken() throws {
+        let previous = mapping([own], sequence: 5)
+        let decision = AnswerTrial.decide(mapping([own, bystander], sequence: .max), answerKey: key, heldKey: key,
+                                          previous: previous)
+        guard case .probe(var trial) = decision else { Issue.record("not on trial: \(decision)"); return }
+        #expect(trial.toProbe == [bystander], "the proven MoA needs no probe")
+        #expect(trial.key == nil)
+        trial.failed(bystander)
+        #expect(trial.isDecided)
+        #expect(!trial.answeredAny, "nothing new proven: the answer is not taken, sequence and all")
+        #expect(trial.provenMapping?.moas.map(\.address) == [own])
+    }
+
+    @Test func aForeignKeyPutsEveryMoAOnTrialAndIsTakenOnlyWithAnAnswer() {
+        let previous = mapping([own], sequence: 5)
+        let decision = AnswerTrial.decide(mapping([own, moved], sequence: 9), answerKey: foreign, heldKey: key,
+                                          previous: previous)
+        guard case .probe(var trial) = decision else { Issue.record("not on trial: \(decision)"); return }
+        #expect(trial.key == foreign)
+        #expect(trial.toProbe == [own, moved], "what the old key proved says nothing of the new one")
+        #expect(trial.provenMapping == nil)
+        let first = trial.answered(moved)
+        #expect(first)
+        let again = trial.answered(moved)
+        #expect(!again)
+        #expect(trial.provenMapping?.moas.map(\.address) == [moved])
+        #expect(trial.provenMapping?.sequence == 9)
+        #expect(!trial.isDecided)
+        trial.failed(own)
+        #expect(trial.isDecided && trial.answeredAny)
+    }
+
+    @Test func aFirstContactIsOnTrialWithItsOwnKey() {
+        let decision = AnswerTrial.decide(mapping([own], sequence: 1), answerKey: key, heldKey: nil, previous: nil)
+        guard case .probe(let trial) = decision else { Issue.record("not on trial: \(decision)"); return }
+        #expect(trial.key == nil, "no key held: the answer's is the only one, taken at once")
+        #expect(trial.previous == nil)
+        #expect(trial.toProbe == [own])
+    }
+
+    @Test func aMoveTheIMSLearnedFirstIsProbed() {
+        let decision = AnswerTrial.decide(mapping([moved], sequence: 6), answerKey: key, heldKey: key,
+                                          previous: mapping([own], sequence: 5))
+        guard case .probe(let trial) = decision else { Issue.record("not on trial: \(decision)"); return }
+        #expect(trial.toProbe == [moved])
+        #expect(trial.previous?.moas.map(\.address) == [own])
+    }
+}
+
+/// The test-only wall clock step (`MATD_TEST_CLOCK_STEP`).
+@Suite struct ClockStepParsingTests {
+    @Test func aStepParsesAndAppliesFromItsTimeOn() throws {
+        let back = try #require(ClockStep(parsing: "-1000@8"))
+        #expect(back == ClockStep(parsing: "-1000@8.0"))
+        #expect(back.apply(wall: 1_700_000_000, elapsed: 7_999) == 1_700_000_000)
+        #expect(back.apply(wall: 1_700_000_000, elapsed: 8_000) == 1_699_999_000)
+        #expect(back.apply(wall: 10, elapsed: 9_000) == 0, "never below 1970")
+        let forward = try #require(ClockStep(parsing: "+30@0.5"))
+        #expect(forward.apply(wall: 100, elapsed: 500) == 130)
+    }
+
+    @Test func anythingElseIsNoStep() {
+        for text in ["", "1000", "@8", "-1000@", "x@8", "-1000@-1", "-1000@nan", "1@2@3", "-1000@inf"] {
+            #expect(ClockStep(parsing: text) == nil, "\(text)")
+        }
+    }
+}
