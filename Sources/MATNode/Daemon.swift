@@ -70,7 +70,7 @@ public final class Daemon {
                                 onRefusal: { refusal in service.withLock { $0 }?.noteRefusal(refusal) },
                                 encap: encap,
                                 onProbeAnswer: { moa, nonce in service.withLock { $0 }?.probeAnswered(from: moa, nonce: nonce) })
-        if KernelFastPath.enabled(setting: KernelFastPath.defaultSetting) {
+        if KernelFastPath.enabled(setting: config.kernelFastPath) {
             engine.fastPath = try KernelFastPath(config: config)
         } else {
             log("matd: kernel fast path off: the TUN engine carries all HoA traffic")

@@ -64,6 +64,9 @@ public struct NodeConfig: Sendable, Equatable {
     public var udpEncapsulation: EncapSetting
     /// UDP port of the encapsulation, the same on every node (`encap-port`).
     public var encapPort: UInt16
+    /// Whether nftables translates settled mappings in the kernel (`kernel-fast-path`,
+    /// docs/datapath.md "Kernel fast path"); `MATD_KERNEL_FAST_PATH` overrides it.
+    public var kernelFastPath: Bool
     /// The command run when the hypervisor announces this guest after a live migration
     /// (`on-notify-peers`): its words, the first an absolute path; the interface's name
     /// is appended. nil: the announcement only re-alerts the peers (``Readdresser``).
@@ -117,6 +120,7 @@ public struct NodeConfig: Sendable, Equatable {
         publicAddresses = PublicAddresses()
         udpEncapsulation = .auto
         encapPort = Self.defaultEncapPort
+        kernelFastPath = KernelFastPath.defaultSetting
         onNotifyPeers = nil
         peers = []
         ims = nil
@@ -220,6 +224,11 @@ public struct NodeConfig: Sendable, Equatable {
                     throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not auto, off or always")
                 }
                 udpEncapsulation = setting
+            case "kernel-fast-path":
+                guard ["on", "off"].contains(entry.value) else {
+                    throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not on or off")
+                }
+                kernelFastPath = entry.value == "on"
             case "encap-port":
                 guard let port = UInt16(entry.value), port > 0 else {
                     throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not a port (1-65535)")
@@ -388,6 +397,7 @@ extension NodeConfig {
         note("public-address", publicAddresses, next.publicAddresses)
         note("udp-encapsulation", udpEncapsulation, next.udpEncapsulation)
         note("encap-port", encapPort, next.encapPort)
+        note("kernel-fast-path", kernelFastPath, next.kernelFastPath)
         return (merged, notApplied)
     }
 }

@@ -38,12 +38,15 @@ import Testing
         #expect(eligible([peer], held: [IPAddress("198.51.100.20")!]).peers.isEmpty, "held")
         #expect(eligible([peer], unvalidated: [IPAddress("192.0.2.130")!]).peers.isEmpty, "MoA being checked")
         #expect(eligible([peer], encapsulated: [IPAddress("192.0.2.130")!]).peers.isEmpty, "in UDP")
-        #expect(eligible([mapping("198.51.100.20", ["192.0.2.130"], flags: [])]).peers.isEmpty, "trial binding")
+        // A trial after an alert: the announced MoA is being checked, the old one stays as
+        // a straggler; the whole peer stays with the engine until the check ends.
         let trialWithStraggler = PeerMapping(hoa: IPAddress("198.51.100.20")!, moas: [
             MoABinding(address: IPAddress("203.0.113.20")!, priority: 0),
             MoABinding(address: IPAddress("192.0.2.130")!, priority: .max, flags: .static),
         ])
-        #expect(eligible([trialWithStraggler]).peers.isEmpty, "a trial keeps the old MoA as a straggler")
+        #expect(eligible([trialWithStraggler], unvalidated: [IPAddress("203.0.113.20")!]).peers.isEmpty, "trial")
+        #expect(eligible([mapping("198.51.100.20", ["203.0.113.20"], flags: [])]).hoas == [IPAddress("198.51.100.20")!],
+                "adopted: its MoA was checked (the table may keep the trial's flags)")
         #expect(eligible([mapping("198.51.100.20", ["198.51.100.20"])]).peers.isEmpty, "peer at home")
         var home = own
         home.mobile4 = home.home4

@@ -46,8 +46,8 @@ public struct FastPathRuleset: Equatable, Sendable {
     /// left to the engine when:
     /// - it is held (the engine must see its packets to hold them) or any of its MoAs is
     ///   still being checked (`unvalidated`: the engine limits what goes there, and must
-    ///   count what comes from there) or is a trial binding (no flags: announced, not
-    ///   proven);
+    ///   count what comes from there; a peer's trial after an alert has its announced MoAs
+    ///   there until the challenge is answered or fails);
     /// - its traffic goes in UDP (`encapsulated`);
     /// - it is at home, or this node is (a MoA inside a domain prefix: the host's
     ///   routing would send the rewritten packet back into the TUN device);
@@ -64,8 +64,7 @@ public struct FastPathRuleset: Equatable, Sendable {
             guard let own, home != nil, !inDomain(own), let target = preferred(mapping.hoa),
                   !mapping.moas.isEmpty else { continue }
             let moas = mapping.moas.map(\.address)
-            let settled = mapping.moas.allSatisfy { !$0.flags.isEmpty }
-            guard settled, moas.allSatisfy({ $0.family == family && !inDomain($0) && !unvalidated.contains($0)
+            guard moas.allSatisfy({ $0.family == family && !inDomain($0) && !unvalidated.contains($0)
                                                 && !encapsulated.contains($0) }) else { continue }
             peers.append(Peer(hoa: mapping.hoa, preferred: target, moas: moas))
         }

@@ -47,6 +47,9 @@ public final class KernelFastPath: @unchecked Sendable {
     private var applied: FastPathRuleset?
     private var appliedUplinks: [String] = []
     private var failures = 0
+    /// Transactions written (each a change of the peers on the fast path or of the node's
+    /// addresses), for `matctl stats`.
+    private let writes = Atomic<UInt64>(0)
     /// Set when the first write failed: the kernel or nft lacks what the rules need.
     private(set) var unavailable: String?
     private let published = Mutex<(hoas: Set<IPAddress>, state: String)>(([], "starting"))
@@ -99,6 +102,7 @@ public final class KernelFastPath: @unchecked Sendable {
             let first = applied == nil && failures == 0
             applied = ruleset
             appliedUplinks = present
+            writes.add(1, ordering: .relaxed)
             published.withLock { $0 = (ruleset.hoas, "on, \(ruleset.peers.count) peer(s)") }
             if first {
                 log("matd: kernel fast path on: nftables translates settled mappings (table inet \(table))")
@@ -164,6 +168,8 @@ public final class KernelFastPath: @unchecked Sendable {
             result["\(name)_packets"] = (counter["packets"] as? NSNumber)?.uint64Value ?? 0
             result["\(name)_bytes"] = (counter["bytes"] as? NSNumber)?.uint64Value ?? 0
         }
-        return result.isEmpty ? nil : result
+        guard !result.isEmpty else { return nil }
+        result["rule_writes"] = writes.load(ordering: .relaxed)
+        return result
     }
 }

@@ -1,0 +1,202 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import MATNode
+import Testing
+
+/// The kernel fast path (docs/datapath.md, "Kernel fast path"): nftables translates the
+/// HoA traffic of settled mappings, the TUN engine everything else. HoA traffic of every
+/// kind still arrives whole and with valid checksums, ICMP errors (path MTU discovery)
+/// still reach the applications, a move under a TCP flow still holds and releases, and
+/// stop leaves nothing behind.
+@Suite(.serialized, .enabled(if: labTestsEnabled, "needs root: builds network namespaces (runs in CI)"))
+struct KernelFastPathLabTests {
+    let vm = Addr.node("vm"), cn = Addr.node("cn")
+    static let on = "kernel-fast-path = on"
+
+    /// Both nodes with static peers and the fast path on, every peer on it.
+    func fastLab() throws -> Lab {
+        let lab = try Lab()
+        for node in ["vm", "cn"] {
+            try lab.startMatd(node, config: lab.writeConfig(node, adding: Self.on))
+        }
+        for node in ["vm", "cn"] {
+            #expect(try waitForFastPath(lab, node, peers: 2), "\(node): \(show(lab, node))")
+        }
+        return lab
+    }
+
+    /// Waits until `peers` peers of `node` show `path kernel`.
+    func waitForFastPath(_ lab: Lab, _ node: String, peers: Int, timeout: Double = 20) throws -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let reports = try JSONDecoder().decode([PeerReport].self, from: Data(lab.matctl(node, "peers", "--json").utf8))
+            if reports.filter({ $0.path == "kernel" }).count >= peers { return true }
+            usleep(100_000)
+        }
+        return false
+    }
+
+    /// A node's peers and log, for a failed check.
+    func show(_ lab: Lab, _ node: String) -> String {
+        "\(node) peers:\n\((try? lab.matctl(node, "peers")) ?? "?")\nstats: \((try? lab.matctl(node, "stats")) ?? "?")\n\(lab.matdLog(node))"
+    }
+
+    func fastCounters(_ lab: Lab, _ node: String) throws -> [String: UInt64] {
+        let stats = try lab.stats(node)
+        var result: [String: UInt64] = [:]
+        for (key, value) in stats["kernelFastPath"] as? [String: Any] ?? [:] {
+            result[key] = (value as? NSNumber)?.uint64Value ?? 0
+        }
+        return result
+    }
+
+    /// TCP both ways (byte for byte), UDP, ping, and an ICMP error each way, both families,
+    /// with transmit checksum offload off on the uplinks so the capture sees what a NIC
+    /// would send: only MoAs on the wire, every checksum valid, the bulk counted by the
+    /// kernel and not by the engines; the port-unreachable errors went through the engine.
+    @Test func hoaTrafficOnTheFastPathWithValidChecksums() throws {
+        let lab = try fastLab()
+        defer { lab.close() }
+        try lab.checksumOffloadOff("vm", "cn")
+        let status = try lab.matctl("vm", "status")
+        #expect(status.contains("kernel fast path: on, 2 peer(s)"), "\(status)")
+        let before = try ["vm": lab.stats("vm"), "cn": lab.stats("cn")]
+        let capture = try Capture(lab, interface: lab.routerPort("vm"), name: "fast")
+        let file = try lab.randomFile("payload", megabytes: 4)
+        for family in Addr.Family.allCases {
+            try lab.tcpTransfer(listener: "cn", address: cn.home(family), connector: "vm", sender: "vm", file: file)
+            try lab.tcpTransfer(listener: "vm", address: vm.home(family), connector: "cn", sender: "cn", file: file)
+            let echo = try lab.udpEcho(client: "vm", server: "cn", address: cn.home(family), count: 50)
+            #expect(echo.listenerSawPeer == vm.home(family))
+            try lab.udpEcho(client: "cn", server: "vm", address: vm.home(family), count: 50)
+            #expect(try lab.ping("vm", cn.home(family)), "ping vm -> cn \(family)")
+            #expect(try lab.ping("cn", vm.home(family)), "ping cn -> vm \(family)")
+            #expect(try lab.udpToClosedPort("vm", cn.home(family)), "port unreachable cn -> vm \(family)")
+            #expect(try lab.udpToClosedPort("cn", vm.home(family)), "port unreachable vm -> cn \(family)")
+        }
+        try capture.stop()
+        let packets = try capture.packets()
+        let allowed = [vm.mobile4, vm.mobile6, cn.mobile4, cn.mobile6]
+        let foreign = packets.filter { $0.addresses.contains { !allowed.contains($0) && !Addr.isInfrastructure($0) } }
+        #expect(foreign.isEmpty, "addresses other than MoAs on the wire:\n\(sample(foreign))")
+        let bad = packets.filter { $0.checksumStatuses.contains { $0.1 == "0" } }
+        #expect(bad.isEmpty, "\(bad.count) packets with bad checksums:\n\(sample(bad))\n\(capture.explain(bad))")
+        let tcp = packets.filter { $0["tcp.checksum.status"] == ["1"] }
+        #expect(tcp.count > 4 * 4_000_000 / 65_536, "TCP packets validated: \(tcp.count)")
+
+        for node in ["vm", "cn"] {
+            let fast = try fastCounters(lab, node)
+            for direction in ["out", "in"] {
+                #expect(fast["\(direction)4_bytes", default: 0] > 4_000_000 && fast["\(direction)6_bytes", default: 0] > 4_000_000,
+                        "\(node) kernel fast path: \(fast)")
+            }
+            let after = try lab.stats(node)
+            let engine = counter(after, "outboundBytes") - counter(before[node]!, "outboundBytes")
+            #expect(engine < 200_000, "\(node): \(engine) bytes still went through the engine")
+            // The ICMP errors (port unreachable, one per family) did.
+            #expect(counter(after, "outboundPackets") > counter(before[node]!, "outboundPackets"), "\(after)")
+            #expect(drops(after).isEmpty, "\(node) dropped packets: \(drops(after))")
+        }
+    }
+
+    /// With checksum offload and GSO as the lab has them (veth: on), the full traffic
+    /// matrix, and path MTU discovery: a router link of 1280 bytes draws "fragmentation
+    /// needed" / "packet too big" for the fast path's packets, which the engine must
+    /// translate for the HoA socket (the kernel never rewrites ICMP errors).
+    @Test func trafficMatrixAndPathMTUDiscovery() throws {
+        let lab = try fastLab()
+        defer { lab.close() }
+        let file = try lab.randomFile("payload", megabytes: 20)
+        try trafficMatrix(lab, file: file)
+        try DualStackLabTests().pathMTUDiscovery(lab)
+        for node in ["vm", "cn"] {
+            #expect(try fastCounters(lab, node)["out4_bytes", default: 0] > 40_000_000, "\(node)")
+            #expect(drops(try lab.stats(node)).isEmpty, "\(node)")
+        }
+    }
+
+    /// Traffic between the MoAs that no HoA sent (a service bound to the MoA) is left
+    /// alone by the fast path as by the engine: the listener sees the peer's MoA, and the
+    /// kernel's rewrite counters do not move.
+    @Test func moaToMoATrafficIsLeftAlone() throws {
+        let lab = try fastLab()
+        defer { lab.close() }
+        let file = try lab.randomFile("payload", megabytes: 4)
+        let before = try fastCounters(lab, "cn")
+        let received = lab.path("moa-received")
+        let server = try lab.spawn("cn", ["python3", LabPaths.labPeer, "tcp-listen", cn.mobile4, "5020", "recv", received])
+        #expect(server.waitForOutput(timeout: 10) { $0.contains("listening") })
+        sleep(2)   // matd looks for services bound to the MoA once a second
+        let client = try lab.run("vm", ["python3", LabPaths.labPeer, "tcp-connect", cn.mobile4, "5020", "send", file])
+        let result = server.wait(timeout: 30)
+        #expect(client.succeeded && result.succeeded, "\(client.summary)\n\(result.summary)")
+        #expect(result.stderr.contains("peer \(vm.mobile4)"), "\(result.stderr)")
+        #expect(try lab.sha256(received) == lab.sha256(file))
+        let after = try fastCounters(lab, "cn")
+        #expect(after["in4_bytes", default: 0] - before["in4_bytes", default: 0] < 100_000, "\(before) -> \(after)")
+    }
+
+    /// A move under a TCP flow with the IMS, 50 ms of round trip between the nodes: the
+    /// fast path carries the flow before; at the move the VM's rules for the CN go (its
+    /// engine holds the CN's packets: a ping flow's last one is sent at the release), the
+    /// bytes arrive whole, and afterwards the rules on both sides name the new MoA.
+    @Test func aMoveUnderATCPFlow() throws {
+        let lab = try Lab(delayElement: true)
+        defer { lab.close() }
+        try lab.setDelay(rttMilliseconds: 50)
+        _ = try lab.startIMS()
+        for node in ["vm", "cn"] {
+            let path = try lab.writeIMSConfig(node)
+            let text = try String(contentsOfFile: path, encoding: .utf8)
+            try text.replacingOccurrences(of: "[node]\n", with: "[node]\n\(Self.on)\n").write(toFile: path, atomically: true, encoding: .utf8)
+            try lab.startMatd(node, config: path)
+        }
+        for node in ["vm", "cn"] {
+            #expect(lab.waitForLog(node, "registered \(Addr.node(node).home4)"), "\(lab.matdLog(node))")
+        }
+        let file = try lab.randomFile("payload", megabytes: 40)
+        let transfer = try PacedTransfer(lab, from: "vm", to: "cn", file: file, megabytesPerSecond: 8)
+        #expect(try waitForFastPath(lab, "cn", peers: 1), "\(show(lab, "cn"))")
+        #expect(try waitForFastPath(lab, "vm", peers: 1), "\(show(lab, "vm"))")
+        let pings = try lab.spawn("vm", ["ping", "-q", "-i", "0.005", "-c", "400", cn.home4])
+        sleep(1)
+        let before = try lab.stats("vm")
+        let writesBefore = try fastCounters(lab, "vm")["rule_writes", default: 0]
+        try lab.moveVM(to: "b")
+        try transfer.finish()
+        _ = pings.wait(timeout: 30)
+        #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.10*"), "\(show(lab, "cn"))")
+        #expect(try waitForFastPath(lab, "cn", peers: 1), "\(show(lab, "cn"))")
+        #expect(try waitForFastPath(lab, "vm", peers: 1), "\(show(lab, "vm"))")
+        // The hold: the CN's rules went and came back, and the engine held its packets.
+        #expect(try fastCounters(lab, "vm")["rule_writes", default: 0] >= writesBefore + 2, "\(show(lab, "vm"))")
+        let after = try lab.stats("vm")
+        #expect(counter(after, "heldPacketsSent") > counter(before, "heldPacketsSent"), "\(show(lab, "vm"))")
+        let cnMap = try lab.exec("cn", "nft", "list", "map", "inet", "matd_mat0_fast", "out4")
+        #expect(cnMap.contains("\(vm.home4) : 203.0.113.10"), "\(cnMap)")
+        let vmChain = try lab.exec("vm", "nft", "list", "chain", "inet", "matd_mat0_fast", "out")
+        #expect(vmChain.contains("ip saddr set 203.0.113.10"), "\(vmChain)")
+        #expect(try lab.ping("vm", cn.home4) && lab.ping("cn", vm.home4))
+        try lab.stopMatd("vm")
+        #expect(try !lab.exec("vm", "nft", "list", "tables").contains("matd"), "tables left after stop")
+    }
+
+    /// `kernel-fast-path = off`: no table, every peer through the engine.
+    @Test func offLeavesEverythingToTheEngine() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        for node in ["vm", "cn"] {
+            try lab.startMatd(node, config: lab.writeConfig(node, adding: "kernel-fast-path = off"))
+        }
+        #expect(try lab.ping("vm", cn.home4))
+        #expect(try lab.matctl("vm", "status").contains("kernel fast path: off"))
+        #expect(try !lab.matctl("vm", "peers").contains("path kernel"))
+        #expect(try !lab.exec("vm", "nft", "list", "tables").contains("matd_mat0_fast"))
+        // The engine publishes its counters within 100 ms of going idle.
+        let deadline = Date().addingTimeInterval(10)
+        while counter(try lab.stats("vm"), "outboundPackets") < 3 && Date() < deadline { usleep(100_000) }
+        #expect(counter(try lab.stats("vm"), "outboundPackets") >= 3, "\(show(lab, "vm"))")
+    }
+}
