@@ -67,6 +67,13 @@ public struct NodeConfig: Sendable, Equatable {
     /// Whether nftables translates settled mappings in the kernel (`kernel-fast-path`,
     /// docs/datapath.md "Kernel fast path"); `MATD_KERNEL_FAST_PATH` overrides it.
     public var kernelFastPath: Bool
+    /// Seconds between keepalives to a peer reached in UDP (`encap-keepalive`): shorter
+    /// than the NAT's UDP timeout. A peer forgets a node's UDP path four of them after the
+    /// last one, so the nodes must agree, like on `encap-port`.
+    public var encapKeepalive: UInt64
+    /// Seconds between probes, while a peer is reached in UDP, of whether the path now
+    /// carries translated packets (`encap-reprobe`).
+    public var encapReprobe: UInt64
     /// The command run when the hypervisor announces this guest after a live migration
     /// (`on-notify-peers`): its words, the first an absolute path; the interface's name
     /// is appended. nil: the announcement only re-alerts the peers (``Readdresser``).
@@ -97,6 +104,8 @@ public struct NodeConfig: Sendable, Equatable {
     public static let defaultTunName = "mat0"
     public static let defaultSignalingPort: UInt16 = 7540
     public static let defaultEncapPort: UInt16 = 7541
+    public static let defaultEncapKeepalive: UInt64 = 15
+    public static let defaultEncapReprobe: UInt64 = 60
     public static let defaultControlSocket = "/run/matd/control.sock"
     public static let defaultStateDirectory = "/var/lib/matd"
     public static let defaultRoutingTable: UInt32 = 7540
@@ -121,6 +130,8 @@ public struct NodeConfig: Sendable, Equatable {
         udpEncapsulation = .auto
         encapPort = Self.defaultEncapPort
         kernelFastPath = KernelFastPath.defaultSetting
+        encapKeepalive = Self.defaultEncapKeepalive
+        encapReprobe = Self.defaultEncapReprobe
         onNotifyPeers = nil
         peers = []
         ims = nil
@@ -234,6 +245,16 @@ public struct NodeConfig: Sendable, Equatable {
                     throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not a port (1-65535)")
                 }
                 encapPort = port
+            case "encap-keepalive":
+                guard let seconds = UInt64(entry.value), (1...300).contains(seconds) else {
+                    throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not 1-300 (seconds)")
+                }
+                encapKeepalive = seconds
+            case "encap-reprobe":
+                guard let seconds = UInt64(entry.value), (1...3_600).contains(seconds) else {
+                    throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not 1-3600 (seconds)")
+                }
+                encapReprobe = seconds
             case "public-address":
                 publicAddresses.entries.append(try PublicAddresses.parse(entry, existing: publicAddresses.entries))
             default:
@@ -398,6 +419,8 @@ extension NodeConfig {
         note("udp-encapsulation", udpEncapsulation, next.udpEncapsulation)
         note("encap-port", encapPort, next.encapPort)
         note("kernel-fast-path", kernelFastPath, next.kernelFastPath)
+        note("encap-keepalive", encapKeepalive, next.encapKeepalive)
+        note("encap-reprobe", encapReprobe, next.encapReprobe)
         return (merged, notApplied)
     }
 }

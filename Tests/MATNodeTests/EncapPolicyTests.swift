@@ -1,3 +1,4 @@
+import MATConfig
 import MATNode
 import MATPacket
 import Testing
@@ -83,6 +84,35 @@ import Testing
         #expect(always.tick(now: 100_000) == [.keepalive(peer)])   // never probes, never goes back
         #expect(always.track([peer], behindNAT: true, now: 100_001).isEmpty)
         #expect(always.mode(of: peer) == .encapsulated)
+    }
+
+    /// `encap-keepalive = 1` and `encap-reprobe = 3` (as the lab runs them): keepalives,
+    /// which hold both the encapsulation's and the signaling's NAT bindings, every second
+    /// while in UDP and none once direct; a probe every three seconds.
+    @Test func configuredIntervalsPaceKeepalivesAndReprobes() throws {
+        let config = try NodeConfig(parsing: KernelPathConfigTests.config("encap-keepalive = 1\nencap-reprobe = 3"))
+        let counter = Counter()
+        var policy = EncapPolicy(setting: .auto, keepaliveInterval: config.encapKeepalive * 1_000,
+                                 reprobeInterval: config.encapReprobe * 1_000, makeNonce: { [counter] in counter.next() })
+        _ = policy.track([peer], behindNAT: true, now: 0)
+        for now in stride(from: UInt64(1_000), through: 2_000, by: 1_000) { _ = policy.tick(now: now) }
+        #expect(policy.tick(now: 3_000) == [.startEncap(peer), .keepalive(peer)])
+        #expect(policy.tick(now: 3_999).isEmpty && policy.nextDeadline == 4_000)
+        #expect(policy.tick(now: 4_000) == [.keepalive(peer)])
+        #expect(policy.tick(now: 5_000) == [.keepalive(peer)])
+        #expect(policy.tick(now: 6_000) == [.keepalive(peer), .sendProbe(peer, nonce: Self.nonce(4))])
+        // Silence (the NAT still drops what it has not seen): in UDP, probed again 3 s on.
+        #expect(policy.tick(now: 9_000) == [.keepalive(peer), .sendProbe(peer, nonce: Self.nonce(5))])
+        #expect(policy.probeAnswered(from: peer, nonce: Self.nonce(5), now: 9_020) == [.stopEncap(peer)])
+        #expect(policy.tick(now: 60_000).isEmpty && policy.nextDeadline == nil)
+    }
+
+    @Test func encapIntervalsDefaultAndAreBounded() throws {
+        let defaults = try NodeConfig(parsing: KernelPathConfigTests.config(""))
+        #expect(defaults.encapKeepalive == 15 && defaults.encapReprobe == 60)
+        for bad in ["encap-keepalive = 0", "encap-keepalive = 301", "encap-reprobe = 0", "encap-reprobe = 1m"] {
+            #expect(throws: ConfigError.self, "\(bad)") { try NodeConfig(parsing: KernelPathConfigTests.config(bad)) }
+        }
     }
 
     @Test func learnedEndpointsLapseButCommandedOnesStay() {

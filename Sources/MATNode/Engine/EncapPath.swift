@@ -38,7 +38,10 @@ public final class EncapPath: @unchecked Sendable {
     public let port: UInt16
     let socket4: DatagramSocket?
     let socket6: DatagramSocket?
-    var endpoints = EncapEndpoints()
+    /// Probe answers go from these (ephemeral ports), not from `port`: a node in UDP sends
+    /// its keepalives to `port`, and an answer from there would pass its NAT as a reply.
+    let answerSockets: [AddressFamily: DatagramSocket]
+    var endpoints: EncapEndpoints
     var counters = EncapCounters()
     /// Receive buffer: the encapsulation header, the virtio header, a 64 KiB packet.
     let receiveBuffer: UnsafeMutableRawPointer
@@ -50,11 +53,16 @@ public final class EncapPath: @unchecked Sendable {
     /// The largest super-packet one datagram carries whole (its UDP payload, headers in).
     public static let maximumSuperPacket: UInt32 = 65_000
 
-    /// Binds `port` for each family in `families`.
-    public init(port: UInt16, families: Set<AddressFamily>) throws(SystemError) {
+    /// Binds `port` for each family in `families`; a peer's UDP path is forgotten
+    /// `lifetime` ms after its last keepalive.
+    public init(port: UInt16, families: Set<AddressFamily>, lifetime: UInt64 = 60_000) throws(SystemError) {
         self.port = port
         socket4 = families.contains(.ipv4) ? try DatagramSocket(family: .ipv4, port: port) : nil
         socket6 = families.contains(.ipv6) ? try DatagramSocket(family: .ipv6, port: port) : nil
+        var answers: [AddressFamily: DatagramSocket] = [:]
+        for family in families { answers[family] = try DatagramSocket(family: family, port: 0) }
+        answerSockets = answers
+        endpoints = EncapEndpoints(lifetime: lifetime)
         receiveBuffer = UnsafeMutableRawPointer.allocate(byteCount: Self.receiveSize, alignment: 16)
     }
 
@@ -65,7 +73,9 @@ public final class EncapPath: @unchecked Sendable {
     /// cap costs the direct path nothing measurable: 65,000 instead of 65,536 bytes).
     static func open(_ config: NodeConfig, tun: String) throws(SystemError) -> EncapPath? {
         guard config.udpEncapsulation != .off else { return nil }
-        let path = try EncapPath(port: config.encapPort, families: Set(config.homeAddresses.map(\.family)))
+        // Four keepalive intervals of the peer's (the nodes agree on `encap-keepalive`).
+        let path = try EncapPath(port: config.encapPort, families: Set(config.homeAddresses.map(\.family)),
+                                 lifetime: config.encapKeepalive * 4_000)
         do {
             try LinkGSO.setMaximumSize(maximumSuperPacket, of: tun)
         } catch {
@@ -82,6 +92,15 @@ public final class EncapPath: @unchecked Sendable {
     public func sendControl(_ bytes: [UInt8], to moa: IPAddress, port: UInt16) throws(SystemError) {
         guard let socket = moa.family == .ipv4 ? socket4 : socket6 else {
             throw SystemError("encapsulation to \(moa)", detail: "no \(moa.family) socket")
+        }
+        try socket.send(bytes, to: moa, port: port)
+    }
+
+    /// Answers a probe request from `moa` to its `port`, from an ephemeral port: what
+    /// the requester's NAT has seen nothing from.
+    func sendProbeAnswer(_ bytes: [UInt8], to moa: IPAddress) throws(SystemError) {
+        guard let socket = answerSockets[moa.family] else {
+            throw SystemError("probe answer to \(moa)", detail: "no \(moa.family) socket")
         }
         try socket.send(bytes, to: moa, port: port)
     }

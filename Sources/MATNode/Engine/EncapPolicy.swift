@@ -33,6 +33,8 @@ public struct EncapPolicy: Sendable {
         case sendProbe(IPAddress, nonce: [UInt8])
         case startEncap(IPAddress)
         case stopEncap(IPAddress)
+        /// Hold this node's NAT bindings towards the peer open: the encapsulation
+        /// port's (the peer's traffic in UDP) and the signaling port's (its alerts).
         case keepalive(IPAddress)
     }
 

@@ -120,15 +120,16 @@ extension Engine {
                 encapActive = true
                 if !known { publishEncapMoAs(encap) }
             case .probeRequest:
-                // Answered to the encapsulation port, not the port it came from: what the
-                // requester's NAT has not seen is the point of the probe.
+                // Answered to the encapsulation port, not the port it came from, and from
+                // another port than ours: what the requester's NAT has not seen (not even
+                // the keepalives of a node already in UDP) is the point of the probe.
                 guard isPeerMoA(source), encap.mayAnswerProbe(now: MonotonicClock.milliseconds()) else {
                     encap.counters.refused &+= 1
                     continue
                 }
                 let nonce = Array(datagram[EncapWire.headerLength...])
                 do {
-                    try encap.sendControl(EncapWire.control(.probeAnswer, nonce: nonce), to: source, port: encap.port)
+                    try encap.sendProbeAnswer(EncapWire.control(.probeAnswer, nonce: nonce), to: source)
                     encap.counters.probesAnswered &+= 1
                 } catch {
                     encap.counters.sendFailures &+= 1

@@ -14,10 +14,11 @@ final class EncapControl: @unchecked Sendable {
     let probeSockets: [AddressFamily: DatagramSocket]
     let answers = Mutex<[(IPAddress, [UInt8])]>([])
 
-    init(setting: EncapSetting, families: Set<AddressFamily>) throws(SystemError) {
-        policy = EncapPolicy(setting: setting)
+    init(_ config: NodeConfig) throws(SystemError) {
+        policy = EncapPolicy(setting: config.udpEncapsulation, keepaliveInterval: config.encapKeepalive * 1_000,
+                             reprobeInterval: config.encapReprobe * 1_000)
         var sockets: [AddressFamily: DatagramSocket] = [:]
-        for family in families { sockets[family] = try DatagramSocket(family: family, port: 0) }
+        for family in Set(config.homeAddresses.map(\.family)) { sockets[family] = try DatagramSocket(family: family, port: 0) }
         probeSockets = sockets
     }
 }
@@ -89,6 +90,9 @@ extension MappingService {
                 } catch {
                     log(.warning, "matd: keepalive to \(moa): \(error)")
                 }
+                // The signaling port's binding too: the peer's next alert (it moved) comes
+                // back through it, however long this node has been silent.
+                signaling.sendKeepalive(to: moa)
             }
         }
     }
