@@ -51,7 +51,10 @@ let package = Package(
         .systemLibrary(name: "CMnl", pkgConfig: "libmnl", providers: [.apt(["libmnl-dev"])]),
         .systemLibrary(name: "CNftables", pkgConfig: "libnftables", providers: [.apt(["libnftables-dev"])]),
         .target(name: "CShim"),
-        .target(name: "MATLinux", dependencies: ["MATPacket", "MATLog", "CNetlink", "CMnl", "CNftables", "CShim"]),
+        // Typed system calls every daemon shares: clock, socket addresses, threads, wakeups.
+        .target(name: "CSystem"),
+        .target(name: "MATSystem", dependencies: ["MATPacket", "CSystem"]),
+        .target(name: "MATLinux", dependencies: ["MATPacket", "MATLog", "MATSystem", "CNetlink", "CMnl", "CNftables", "CShim"]),
 
         // The daemon's parts wired: configuration, engine, mobility state, control.
         .target(name: "MATNode", dependencies: ["MATConfig", "MATLog", "MATMetrics", "MATPacket", "MATLinux", "MATDNS", "MATIMSClient", "MATSignaling"]),
@@ -64,17 +67,17 @@ let package = Package(
         ]),
 
         // The IMS client inside matd: registration, lookups, TTL cache, DNS transport.
-        .target(name: "MATIMSClient", dependencies: ["MATDNS", "MATPacket"]),
+        .target(name: "MATIMSClient", dependencies: ["MATDNS", "MATPacket", "MATSystem"]),
 
         // The mapping server: zone store, UPDATE policy, journal, transfers, DNS listeners.
-        .target(name: "MATIMS", dependencies: ["MATConfig", "MATDNS", "MATLog", "MATMetrics", "MATPacket"]),
+        .target(name: "MATIMS", dependencies: ["MATConfig", "MATDNS", "MATLog", "MATMetrics", "MATPacket", "MATSystem"]),
         .executableTarget(name: "mat-ims", dependencies: [
             "MATIMS", "MATLinux", "MATConfig", "MATLog", "MATMetrics", "MATCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // The lab's delay element (no netem on this kernel): a two-port forwarder that holds frames.
         .executableTarget(name: "mat-delay", dependencies: [
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "MATSystem", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // C reference of the translation loop and table lookup, used only by the benchmark.
@@ -93,8 +96,8 @@ let package = Package(
         .target(name: "MATTestSupport", path: "Tests/MATTestSupport"),
         .testTarget(name: "MATLinuxTests", dependencies: ["MATLinux", "MATPacket", "MATTestSupport"]),
         .testTarget(name: "MATNodeTests", dependencies: ["MATNode", "MATPacket", "MATIMSClient", "MATConfig", "MATLinux", "MATSignaling"]),
-        .testTarget(name: "MATLabTests", dependencies: ["MATNode", "MATLinux", "MATPacket", "MATTestSupport", "MATSignaling", "matd", "matctl", "mat-ims", "mat-delay"]),
-        .testTarget(name: "MATIMSTests", dependencies: ["MATIMS", "MATDNS", "MATConfig", "MATPacket"]),
+        .testTarget(name: "MATLabTests", dependencies: ["MATNode", "MATLinux", "MATPacket", "MATTestSupport", "MATSignaling", "MATSystem", "matd", "matctl", "mat-ims", "mat-delay"]),
+        .testTarget(name: "MATIMSTests", dependencies: ["MATIMS", "MATDNS", "MATConfig", "MATPacket", "MATSystem"]),
         .testTarget(name: "MATIMSClientTests", dependencies: ["MATIMSClient", "MATDNS", "MATPacket"]),
     ],
     swiftLanguageModes: [.v6]

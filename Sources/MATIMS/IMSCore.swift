@@ -4,6 +4,7 @@ import Glibc
 import MATDNS
 import MATLog
 import MATPacket
+import MATSystem
 import Synchronization
 
 /// One request as it arrived.
@@ -70,7 +71,7 @@ public final class IMSCore: Sendable {
     /// Wall-clock seconds, for TSIG.
     public static let systemClock: @Sendable () -> UInt64 = { UInt64(max(0, time(nil))) }
     /// `CLOCK_MONOTONIC` in seconds, for rate limiting.
-    public static let monotonicClock: @Sendable () -> Double = { monotonicSeconds() }
+    public static let monotonicClock: @Sendable () -> Double = { MonotonicClock.seconds() }
 
     /// Loads every zone (snapshot, then journal) or creates it from the configuration.
     public init(configuration: IMSConfiguration, clock: @escaping @Sendable () -> UInt64 = IMSCore.systemClock,

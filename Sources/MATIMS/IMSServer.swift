@@ -4,6 +4,7 @@ import Glibc
 import MATDNS
 import MATLog
 import MATPacket
+import MATSystem
 import Synchronization
 
 /// The mapping server on sockets: per listen address one UDP thread (batched with
@@ -18,7 +19,7 @@ public final class IMSServer: Sendable {
     private let tcpSockets: [Int32]
     private let stopRead: Int32
     private let stopWrite: Int32
-    private let threads = Mutex<[IMSThread]>([])
+    private let threads = Mutex<[SystemThread]>([])
     private let connections: Mutex<ConnectionLimiter>
     private let stopped = Atomic<Bool>(false)
     private let notifier: Notifier?
@@ -103,21 +104,21 @@ public final class IMSServer: Sendable {
 
     /// Starts the listener, expiry and NOTIFY threads.
     public func start() throws(IMSServerError) {
-        var started: [IMSThread] = []
+        var started: [SystemThread] = []
         for fd in udpSockets {
-            guard let thread = IMSThread.start({ [self] in serveUDP(fd) }) else {
+            guard let thread = SystemThread.start(name: "mat-ims-udp", { [self] in serveUDP(fd) }) else {
                 throw IMSServerError("cannot start a thread")
             }
             started.append(thread)
         }
         for fd in tcpSockets {
-            guard let thread = IMSThread.start({ [self] in acceptTCP(fd) }) else {
+            guard let thread = SystemThread.start(name: "mat-ims-tcp", { [self] in acceptTCP(fd) }) else {
                 throw IMSServerError("cannot start a thread")
             }
             started.append(thread)
         }
         // Registration lifetimes: a second's delay past one costs nothing.
-        guard let expiry = IMSThread.start({ [self, stopRead] in
+        guard let expiry = SystemThread.start(name: "mat-ims-expiry", { [self, stopRead] in
             while !Sockets.waitReadable([stopRead], timeout: 1_000)[0] { core.expireMappings() }
         }) else {
             throw IMSServerError("cannot start a thread")
@@ -125,7 +126,7 @@ public final class IMSServer: Sendable {
         started.append(expiry)
         if let notifier {
             core.onZoneChange { zone, serial in notifier.zoneChanged(zone, serial: serial) }
-            guard let thread = IMSThread.start({ [stopRead] in notifier.run(stop: stopRead) }) else {
+            guard let thread = SystemThread.start(name: "mat-ims-notify", { [stopRead] in notifier.run(stop: stopRead) }) else {
                 throw IMSServerError("cannot start a thread")
             }
             started.append(thread)
@@ -139,7 +140,7 @@ public final class IMSServer: Sendable {
         guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
         var byte: UInt8 = 1
         _ = write(stopWrite, &byte, 1)
-        let running = threads.withLock { list -> [IMSThread] in
+        let running = threads.withLock { list -> [SystemThread] in
             defer { list.removeAll() }
             return list
         }
@@ -189,7 +190,7 @@ public final class IMSServer: Sendable {
                 }
                 if fd < 0 { break }
                 _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-                let peer = withUnsafeBytes(of: &storage) { Sockets.endpoint(from: $0.baseAddress!) }
+                let peer = SocketAddress.endpoint(of: storage)
                 switch connections.withLock({ $0.admit(peer?.address) }) {
                 case .admitted:
                     break
@@ -203,7 +204,7 @@ public final class IMSServer: Sendable {
                     continue
                 }
                 core.count(.tcpConnections)
-                if let thread = IMSThread.start({ [self] in serveConnection(fd, peer: peer) }) {
+                if let thread = SystemThread.start(name: "mat-ims-conn", { [self] in serveConnection(fd, peer: peer) }) {
                     thread.detach()
                 } else {
                     connections.withLock { $0.release(peer?.address) }
@@ -248,9 +249,9 @@ public final class IMSServer: Sendable {
     private func readExactly(_ fd: Int32, count: Int, timeoutSeconds: Int, idle: Bool) -> [UInt8]? {
         var buffer = [UInt8](repeating: 0, count: count)
         var done = 0
-        let deadline = monotonicSeconds() + Double(timeoutSeconds)
+        let deadline = MonotonicClock.seconds() + Double(timeoutSeconds)
         while done < count {
-            let remaining = deadline - monotonicSeconds()
+            let remaining = deadline - MonotonicClock.seconds()
             guard remaining > 0 else {
                 core.count(idle && done == 0 ? .tcpIdleClosed : .tcpStalledClosed)
                 return nil
@@ -273,7 +274,7 @@ public final class IMSServer: Sendable {
     /// window closed) cannot hold the thread and the connection slot for longer.
     private func writeAll(_ fd: Int32, _ bytes: [UInt8], timeoutSeconds: Int) -> Bool {
         var done = 0
-        let deadline = monotonicSeconds() + Double(timeoutSeconds)
+        let deadline = MonotonicClock.seconds() + Double(timeoutSeconds)
         while done < bytes.count {
             let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + done, $0.count - done, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
             if n >= 0 {
@@ -281,7 +282,7 @@ public final class IMSServer: Sendable {
                 continue
             }
             guard errno == EINTR || errno == EAGAIN else { return false }
-            let remaining = deadline - monotonicSeconds()
+            let remaining = deadline - MonotonicClock.seconds()
             guard remaining > 0 else {
                 core.count(.tcpStalledClosed)
                 return false
@@ -291,12 +292,6 @@ public final class IMSServer: Sendable {
         }
         return true
     }
-}
-
-func monotonicSeconds() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
 }
 
 /// Sends NOTIFY (RFC 1996) to each zone's secondaries after a change, from the listen
@@ -363,7 +358,7 @@ final class Notifier: @unchecked Sendable {
     func run(stop: Int32) {
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
-            let now = monotonicSeconds()
+            let now = MonotonicClock.seconds()
             let next = pending.values.map(\.nextAt).min()
             let timeout: Int32 = next.map { Int32(max(0, min(($0 - now) * 1000, 60_000)).rounded(.up)) } ?? -1
             let ready = Sockets.waitReadable([stop, wakeRead, socket4, socket6], timeout: timeout)
@@ -374,7 +369,7 @@ final class Notifier: @unchecked Sendable {
                     defer { queue.removeAll() }
                     return queue
                 }
-                let time = monotonicSeconds()
+                let time = MonotonicClock.seconds()
                 for (zone, serial) in changes {
                     for target in core.zoneConfigs[zone].notify {
                         let key = TargetKey(zone: zone, target: target)
@@ -396,7 +391,7 @@ final class Notifier: @unchecked Sendable {
                     }
                 }
             }
-            let time = monotonicSeconds()
+            let time = MonotonicClock.seconds()
             for (key, var entry) in pending where entry.nextAt <= time {
                 if entry.attempts >= Self.maxAttempts {
                     pending[key] = nil

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import MATDNS
 import MATLog
+import MATSystem
 import Synchronization
 
 /// Who signed an accepted update, kept so that replay protection survives a restart.
@@ -421,7 +422,7 @@ final class ZoneJournal: @unchecked Sendable {
             return false
         }
         compacting.store(true, ordering: .releasing)
-        let started = IMSThread.start { [self] in
+        let started = SystemThread.start(name: "mat-ims-journal") { [self] in
             do {
                 try writeSnapshot(store: store, stamps: stamps)
                 unlink(oldJournalPath)

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import MATPacket
+import MATSystem
 
 /// Why the server could not start.
 public struct IMSServerError: Error, CustomStringConvertible, Sendable {
@@ -11,55 +12,6 @@ public struct IMSServerError: Error, CustomStringConvertible, Sendable {
 
 /// Thin wrappers over the BSD socket calls the listeners use.
 enum Sockets {
-    static func storage(for endpoint: IPEndpoint) -> (sockaddr_storage, socklen_t) {
-        var storage = sockaddr_storage()
-        switch endpoint.address {
-        case .v4(let a):
-            withUnsafeMutableBytes(of: &storage) { raw in
-                let sin = raw.baseAddress!.assumingMemoryBound(to: sockaddr_in.self)
-                sin.pointee.sin_family = sa_family_t(AF_INET)
-                sin.pointee.sin_port = endpoint.port.bigEndian
-                sin.pointee.sin_addr.s_addr = a.value.bigEndian
-            }
-            return (storage, socklen_t(MemoryLayout<sockaddr_in>.size))
-        case .v6(let a):
-            withUnsafeMutableBytes(of: &storage) { raw in
-                let sin6 = raw.baseAddress!.assumingMemoryBound(to: sockaddr_in6.self)
-                sin6.pointee.sin6_family = sa_family_t(AF_INET6)
-                sin6.pointee.sin6_port = endpoint.port.bigEndian
-                withUnsafeMutableBytes(of: &sin6.pointee.sin6_addr) { bytes in
-                    bytes.storeBytes(of: a.high.bigEndian, toByteOffset: 0, as: UInt64.self)
-                    bytes.storeBytes(of: a.low.bigEndian, toByteOffset: 8, as: UInt64.self)
-                }
-            }
-            return (storage, socklen_t(MemoryLayout<sockaddr_in6>.size))
-        }
-    }
-
-    static func endpoint(from raw: UnsafeRawPointer) -> IPEndpoint? {
-        let family = raw.load(as: sockaddr.self).sa_family
-        switch Int32(family) {
-        case AF_INET:
-            let sin = raw.load(as: sockaddr_in.self)
-            return IPEndpoint(address: .v4(IPv4Address(UInt32(bigEndian: sin.sin_addr.s_addr))),
-                               port: UInt16(bigEndian: sin.sin_port))
-        case AF_INET6:
-            let sin6 = raw.load(as: sockaddr_in6.self)
-            let address = withUnsafeBytes(of: sin6.sin6_addr) { bytes in
-                IPv6Address(high: UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
-                            low: UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
-            }
-            // A v4-mapped source on a dual-stack socket is an IPv4 peer.
-            if address.high == 0, address.low >> 32 == 0xFFFF {
-                return IPEndpoint(address: .v4(IPv4Address(UInt32(truncatingIfNeeded: address.low))),
-                                   port: UInt16(bigEndian: sin6.sin6_port))
-            }
-            return IPEndpoint(address: .v6(address), port: UInt16(bigEndian: sin6.sin6_port))
-        default:
-            return nil
-        }
-    }
-
     /// A socket bound to `endpoint`, non-blocking, close-on-exec.
     static func bound(_ endpoint: IPEndpoint, stream: Bool) throws(IMSServerError) -> Int32 {
         let family = endpoint.address.family == .ipv4 ? AF_INET : AF_INET6
@@ -79,10 +31,7 @@ enum Sockets {
             setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
             setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         }
-        var (storage, length) = storage(for: endpoint)
-        let result = withUnsafePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-        }
+        let result = SocketAddress.with(endpoint) { bind(fd, $0, $1) }
         guard result == 0 else {
             let reason = errnoText()
             close(fd)
@@ -105,18 +54,13 @@ enum Sockets {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
         guard result == 0 else { return nil }
-        return withUnsafeBytes(of: &storage) { endpoint(from: $0.baseAddress!) }
+        return SocketAddress.endpoint(of: storage)
     }
 
     /// Sends one datagram.
     static func send(_ fd: Int32, _ bytes: [UInt8], to endpoint: IPEndpoint) -> Bool {
-        var (storage, length) = storage(for: endpoint)
         let sent = bytes.withUnsafeBytes { buffer in
-            withUnsafePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(fd, buffer.baseAddress, buffer.count, 0, $0, length)
-                }
-            }
+            SocketAddress.with(endpoint) { sendto(fd, buffer.baseAddress, buffer.count, 0, $0, $1) }
         }
         return sent == bytes.count
     }
@@ -133,7 +77,7 @@ enum Sockets {
             }
         }
         guard n >= 0 else { return nil }
-        return (n, withUnsafeBytes(of: &storage) { endpoint(from: $0.baseAddress!) })
+        return (n, SocketAddress.endpoint(of: storage))
     }
 
     /// Waits until one of `fds` is readable (or `timeout` ms pass; -1 waits forever).
@@ -155,21 +99,10 @@ extension Sockets {
     }
 }
 
-/// `recvmmsg`/`sendmmsg` batches. Glibc declares them only under `_GNU_SOURCE`, which the
-/// Swift Glibc module does not set, so they are looked up at run time; without them the
-/// listener falls back to one `recvfrom` per datagram.
+/// `recvmmsg`/`sendmmsg` batches (MATSystem's `MultipleMessages`): one system call for
+/// every datagram queued, and one for all their answers.
 final class DatagramBatch {
-    typealias RecvMMsg = @convention(c) (Int32, UnsafeMutableRawPointer?, UInt32, Int32, UnsafeMutableRawPointer?) -> Int32
-    typealias SendMMsg = @convention(c) (Int32, UnsafeMutableRawPointer?, UInt32, Int32) -> Int32
-
-    static let recvmmsgFunction: RecvMMsg? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "recvmmsg")
-        .map { unsafeBitCast($0, to: RecvMMsg.self) }
-    static let sendmmsgFunction: SendMMsg? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "sendmmsg")
-        .map { unsafeBitCast($0, to: SendMMsg.self) }
-
-    /// `struct mmsghdr { struct msghdr msg_hdr; unsigned int msg_len; }`, padded to 8.
-    static let headerStride = (MemoryLayout<msghdr>.size + 4 + 7) & ~7
-    static let lengthOffset = MemoryLayout<msghdr>.size
+    static let headerStride = MultipleMessages.headerStride
 
     let capacity: Int
     let slotSize: Int
@@ -181,6 +114,7 @@ final class DatagramBatch {
     private let sendHeaders: UnsafeMutableRawPointer
 
     init(capacity: Int = 32, slotSize: Int = 16 * 1024) {
+        precondition(MultipleMessages.layoutMatches, "struct mmsghdr does not have the layout MATSystem assumes")
         self.capacity = capacity
         self.slotSize = slotSize
         buffers = .allocate(byteCount: capacity * slotSize, alignment: 16)
@@ -202,17 +136,10 @@ final class DatagramBatch {
         sendHeaders.deallocate()
     }
 
-    /// `MSG_WAITFORONE`: block for the first datagram only, then take what is queued.
-    static let waitForOne: Int32 = 0x10000
-
     /// Receives up to `capacity` datagrams: with `blocking`, waits (up to the socket's
     /// receive timeout) for the first and takes whatever else is queued; otherwise only
     /// what is queued. Datagrams larger than a slot come back empty (counted as malformed).
     func receive(_ fd: Int32, blocking: Bool, oversized: inout Int) -> [IMSRequest]? {
-        guard let recvmmsg = Self.recvmmsgFunction else {
-            if blocking, !Sockets.waitReadable([fd], timeout: 200)[0] { return nil }
-            return receiveOneByOne(fd, oversized: &oversized)
-        }
         for i in 0..<capacity {
             receiveIOV[i] = iovec(iov_base: buffers + i * slotSize, iov_len: slotSize)
             var header = msghdr()
@@ -222,16 +149,17 @@ final class DatagramBatch {
             header.msg_iovlen = 1
             (receiveHeaders + i * Self.headerStride).storeBytes(of: header, as: msghdr.self)
         }
-        let n = recvmmsg(fd, receiveHeaders, UInt32(capacity), blocking ? Self.waitForOne : Int32(MSG_DONTWAIT), nil)
+        let n = MultipleMessages.receive(fd, receiveHeaders, count: capacity,
+                                         flags: blocking ? MultipleMessages.waitForOne : Int32(MSG_DONTWAIT))
         guard n > 0 else { return nil }
         var requests: [IMSRequest] = []
         requests.reserveCapacity(Int(n))
         for i in 0..<Int(n) {
             let slot = receiveHeaders + i * Self.headerStride
-            let header = slot.load(as: msghdr.self)
-            let length = Int(slot.load(fromByteOffset: Self.lengthOffset, as: UInt32.self))
-            let source = Sockets.endpoint(from: UnsafeRawPointer(names + i))
-            if header.msg_flags & Int32(MSG_TRUNC) != 0 {
+            let header = slot.load(as: MultipleMessages.Header.self)
+            let length = Int(header.length)
+            let source = SocketAddress.endpoint(at: UnsafeRawPointer(names + i))
+            if header.message.msg_flags & Int32(MSG_TRUNC) != 0 {
                 oversized += 1
                 requests.append(IMSRequest(bytes: [], source: source))
                 continue
@@ -242,20 +170,6 @@ final class DatagramBatch {
         return requests
     }
 
-    private func receiveOneByOne(_ fd: Int32, oversized: inout Int) -> [IMSRequest]? {
-        var requests: [IMSRequest] = []
-        var buffer = [UInt8](repeating: 0, count: slotSize + 1)
-        while requests.count < capacity, let (n, source) = Sockets.receive(fd, into: &buffer) {
-            if n > slotSize {
-                oversized += 1
-                requests.append(IMSRequest(bytes: [], source: source))
-            } else {
-                requests.append(IMSRequest(bytes: Array(buffer[0..<n]), source: source))
-            }
-        }
-        return requests.isEmpty ? nil : requests
-    }
-
     /// Sends replies to the senders of the batch just received (same order; an empty
     /// reply list means none for that request).
     func send(_ fd: Int32, replies: [[[UInt8]]], to requests: [IMSRequest]) {
@@ -264,12 +178,6 @@ final class DatagramBatch {
             for message in reply { outgoing.append((index, message)) }
         }
         guard !outgoing.isEmpty else { return }
-        guard let sendmmsg = Self.sendmmsgFunction, Self.recvmmsgFunction != nil else {
-            for (index, message) in outgoing {
-                if let source = requests[index].source { _ = Sockets.send(fd, message, to: source) }
-            }
-            return
-        }
         var start = 0
         while start < outgoing.count {
             let chunk = outgoing[start..<min(start + capacity, outgoing.count)]
@@ -281,7 +189,7 @@ final class DatagramBatch {
                 sendIOV[count] = iovec(iov_base: base, iov_len: message.count)
                 var header = msghdr()
                 if let source = requests[index].source {
-                    let (storage, length) = Sockets.storage(for: source)
+                    let (storage, length) = SocketAddress.storage(for: source)
                     (names + count).pointee = storage
                     header.msg_name = UnsafeMutableRawPointer(names + count)
                     header.msg_namelen = length
@@ -295,7 +203,7 @@ final class DatagramBatch {
             }
             var sent = 0
             while sent < count {
-                let n = sendmmsg(fd, sendHeaders + sent * Self.headerStride, UInt32(count - sent), 0)
+                let n = MultipleMessages.send(fd, sendHeaders + sent * Self.headerStride, count: count - sent, flags: 0)
                 if n <= 0 {
                     if n < 0 && errno == EINTR { continue }
                     break

@@ -1,4 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import MATPacket
+import MATSystem
 
 /// An IMS server to query or update: an IP address and a port.
 public struct DNSServerAddress: Hashable, Sendable, CustomStringConvertible {
@@ -11,6 +15,12 @@ public struct DNSServerAddress: Hashable, Sendable, CustomStringConvertible {
     public init(address: IPAddress, port: UInt16 = 53) {
         self.address = address
         self.port = port
+    }
+
+    /// The server a kernel socket address names; nil for a family other than IPv4 and IPv6.
+    init?(_ storage: sockaddr_storage) {
+        guard let endpoint = SocketAddress.endpoint(of: storage) else { return nil }
+        self.init(address: endpoint.address, port: endpoint.port)
     }
 
     /// Parses `192.0.2.1`, `192.0.2.1:5353`, `2001:db8::1`, `[2001:db8::1]` or

@@ -1,5 +1,6 @@
 import Glibc
 import MATPacket
+import MATSystem
 
 /// Why one exchange with one server failed.
 public enum DNSSocketError: Error, Hashable, Sendable, CustomStringConvertible {
@@ -23,13 +24,9 @@ public enum DNSSocketError: Error, Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// Milliseconds of a monotonic clock, for deadlines only (never shown, never compared
+/// Milliseconds of the monotonic clock, for deadlines only (never shown, never compared
 /// with wall time).
-func monotonicMilliseconds() -> Int64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
-}
+func monotonicMilliseconds() -> Int64 { Int64(MonotonicClock.milliseconds()) }
 
 /// A socket file descriptor that is closed when the value goes away.
 final class SocketHandle {
@@ -110,7 +107,7 @@ final class SocketHandle {
                 }
             }
             if received >= 0 {
-                return (Array(buffer[0..<received]), Self.serverAddress(storage))
+                return (Array(buffer[0..<received]), DNSServerAddress(storage))
             }
             let error = errno
             if error == EINTR { continue }
@@ -146,48 +143,9 @@ final class SocketHandle {
         default: .system(call: call, errno: error)
         }
     }
-
-    /// The server address a kernel socket address names, nil for other families.
-    static func serverAddress(_ storage: sockaddr_storage) -> DNSServerAddress? {
-        var copy = storage
-        return withUnsafePointer(to: &copy) { pointer -> DNSServerAddress? in
-            switch Int32(storage.ss_family) {
-            case AF_INET:
-                return pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
-                    DNSServerAddress(address: .v4(IPv4Address(UInt32(bigEndian: sin.pointee.sin_addr.s_addr))),
-                                     port: UInt16(bigEndian: sin.pointee.sin_port))
-                }
-            case AF_INET6:
-                return pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin6 in
-                    var raw = sin6.pointee.sin6_addr
-                    let v6 = withUnsafeBytes(of: &raw) { IPv6Address(loadingFrom: $0.baseAddress!, offset: 0) }
-                    return DNSServerAddress(address: .v6(v6), port: UInt16(bigEndian: sin6.pointee.sin6_port))
-                }
-            default:
-                return nil
-            }
-        }
-    }
 }
 
 /// Calls `body` with the kernel socket address of `server`.
 func withSocketAddress<R>(_ server: DNSServerAddress, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
-    switch server.address {
-    case .v4(let v4):
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_port = server.port.bigEndian
-        sin.sin_addr.s_addr = v4.value.bigEndian
-        return withUnsafePointer(to: &sin) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-    case .v6(let v6):
-        var sin6 = sockaddr_in6()
-        sin6.sin6_family = sa_family_t(AF_INET6)
-        sin6.sin6_port = server.port.bigEndian
-        withUnsafeMutableBytes(of: &sin6.sin6_addr) { v6.store(to: $0.baseAddress!, offset: 0) }
-        return withUnsafePointer(to: &sin6) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
-        }
-    }
+    SocketAddress.with(IPEndpoint(address: server.address, port: server.port), body)
 }

@@ -25,8 +25,8 @@ public final class DatagramSocket {
         if family == .ipv6 {
             setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &on, socklen_t(MemoryLayout<Int32>.size))
         }
-        let bound = SocketAddress.with(family == .ipv4 ? .v4(IPv4Address(0)) : .v6(IPv6Address(high: 0, low: 0)),
-                                           port: port) { bind(fd, $0, $1) }
+        let any: IPAddress = family == .ipv4 ? .v4(IPv4Address(0)) : .v6(IPv6Address(high: 0, low: 0))
+        let bound = SocketAddress.with(IPEndpoint(address: any, port: port)) { bind(fd, $0, $1) }
         guard bound == 0 else {
             let error = errno
             close(fd)
@@ -40,7 +40,7 @@ public final class DatagramSocket {
     /// Sends one datagram; the kernel picks the source address by route.
     public func send(_ bytes: [UInt8], to address: IPAddress, port: UInt16) throws(SystemError) {
         let sent = bytes.withUnsafeBytes { buffer in
-            SocketAddress.with(address, port: port) {
+            SocketAddress.with(IPEndpoint(address: address, port: port)) {
                 sendto(fileDescriptor, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT), $0, $1)
             }
         }
@@ -62,7 +62,7 @@ public final class DatagramSocket {
             if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { return nil }
             throw SystemError("receive UDP", errno: errno)
         }
-        guard let (source, port) = SocketAddress.address(of: storage) else { return nil }
-        return (count, source, port)
+        guard let source = SocketAddress.endpoint(of: storage) else { return nil }
+        return (count, source.address, source.port)
     }
 }

@@ -47,7 +47,7 @@ public struct StreamSocket: ~Copyable {
         let socket = StreamSocket(fileDescriptor: fd)
         var on: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
-        guard SocketAddress.with(address, port: port, { bind(fd, $0, $1) }) == 0 else {
+        guard SocketAddress.with(IPEndpoint(address: address, port: port), { bind(fd, $0, $1) }) == 0 else {
             throw SystemError(what, errno: errno)
         }
         guard Glibc.listen(fd, 16) == 0 else { throw SystemError(what, errno: errno) }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import MATSystem
 
 /// One direction of the wire: frames read from `input` wait in a ring for `delay`
 /// nanoseconds, then go out of `output` in the order they came.
@@ -9,7 +10,6 @@ final class Direction {
     let output: PacketSocket
     let delay: UInt64
     let ring: FrameRing
-    private let calls: Kernel.Calls
     private let receiveVector: MessageVector
     private let sendVector: MessageVector
     /// Where frames go that have no slot (ring full): read to count them, then forgotten.
@@ -33,11 +33,10 @@ final class Direction {
     var dropped: UInt64 { droppedRingFull + droppedOversize + droppedSendError }
 
     init(from input: PacketSocket, to output: PacketSocket, delay: UInt64, slots: Int, slotSize: Int,
-         batch: Int, calls: Kernel.Calls) {
+         batch: Int) {
         self.input = input
         self.output = output
         self.delay = delay
-        self.calls = calls
         ring = FrameRing(capacity: slots, slotSize: slotSize)
         receiveVector = MessageVector(capacity: batch)
         sendVector = MessageVector(capacity: batch)
@@ -58,7 +57,7 @@ final class Direction {
                 let buffer = toRing ? ring.slot(at: ring.position(ring.count + index)) : scratch
                 receiveVector.set(index, buffer: buffer, length: ring.slotSize, receiving: true)
             }
-            let got = calls.receiveMany(input.fd, receiveVector.raw, UInt32(wanted), Int32(MSG_DONTWAIT | MSG_TRUNC), nil)
+            let got = MultipleMessages.receive(input.fd, receiveVector.raw, count: wanted, flags: Int32(MSG_DONTWAIT | MSG_TRUNC))
             if got < 0 {
                 let code = errno
                 if code == EAGAIN || code == EWOULDBLOCK || code == EINTR { return }
@@ -69,7 +68,7 @@ final class Direction {
                 }
                 return
             }
-            let due = monotonicNanoseconds() &+ delay
+            let due = MonotonicClock.nanoseconds() &+ delay
             // Frames that stay are packed to the front of what was read, in order.
             var kept = 0
             for index in 0..<Int(got) {
@@ -110,7 +109,7 @@ final class Direction {
                 sendVector.set(ready, buffer: ring.slot(at: position), length: ring.length(at: position), receiving: false)
                 ready += 1
             }
-            let sent = calls.sendMany(output.fd, sendVector.raw, UInt32(ready), Int32(MSG_DONTWAIT))
+            let sent = MultipleMessages.send(output.fd, sendVector.raw, count: ready, flags: Int32(MSG_DONTWAIT))
             if sent > 0 {
                 for index in 0..<Int(sent) { forwardedBytes &+= UInt64(ring.length(at: ring.position(index))) }
                 forwarded &+= UInt64(sent)

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import MATSystem
 
 /// The bump in the wire: two packet sockets and a direction each way, served by one
 /// thread. It polls both sockets (and the stop signals) with a timeout that ends when the
@@ -11,18 +12,16 @@ final class Forwarder {
     /// first -> second, and second -> first.
     let outbound: Direction
     let inbound: Direction
-    private let calls: Kernel.Calls
     private let signals: StopSignals
     private let pollSet: UnsafeMutablePointer<pollfd>
 
     init(between first: PacketSocket, and second: PacketSocket, delay: UInt64, slots: Int, slotSize: Int,
-         batch: Int, calls: Kernel.Calls, signals: StopSignals) {
+         batch: Int, signals: StopSignals) {
         self.first = first
         self.second = second
-        self.calls = calls
         self.signals = signals
-        outbound = Direction(from: first, to: second, delay: delay, slots: slots, slotSize: slotSize, batch: batch, calls: calls)
-        inbound = Direction(from: second, to: first, delay: delay, slots: slots, slotSize: slotSize, batch: batch, calls: calls)
+        outbound = Direction(from: first, to: second, delay: delay, slots: slots, slotSize: slotSize, batch: batch)
+        inbound = Direction(from: second, to: first, delay: delay, slots: slots, slotSize: slotSize, batch: batch)
         pollSet = .allocate(capacity: 3)
         pollSet.initialize(repeating: pollfd(), count: 3)
         pollSet[0].fd = first.fd
@@ -37,7 +36,7 @@ final class Forwarder {
     func run() throws -> Int32 {
         var timeout = timespec()
         while true {
-            let now = monotonicNanoseconds()
+            let now = MonotonicClock.nanoseconds()
             outbound.flush(now: now)
             inbound.flush(now: now)
 
@@ -52,12 +51,12 @@ final class Forwarder {
             if !inbound.waitingForOutput, let due = inbound.ring.headDueTime { next = min(next, due) }
             let ready: Int32
             if next == UInt64.max {
-                ready = calls.poll(pollSet, 3, nil, nil)
+                ready = MultipleMessages.poll(pollSet, count: 3, timeout: nil)
             } else {
                 let wait = next > now ? next - now : 0
                 timeout.tv_sec = Int(wait / 1_000_000_000)
                 timeout.tv_nsec = Int(wait % 1_000_000_000)
-                ready = calls.poll(pollSet, 3, &timeout, nil)
+                ready = MultipleMessages.poll(pollSet, count: 3, timeout: &timeout)
             }
             if ready < 0 {
                 if errno == EINTR { continue }

@@ -2,6 +2,7 @@ import ArgumentParser
 #if canImport(Glibc)
 import Glibc
 #endif
+import MATSystem
 
 /// `mat-delay`: the lab's delay element. The kernel of the lab machines has no `tc netem`,
 /// so this is a bump in the wire between two interfaces of one namespace: every frame
@@ -51,13 +52,15 @@ struct MatDelay: ParsableCommand {
     }
 
     func run() throws {
-        let calls = try Kernel.Calls()
+        guard MultipleMessages.layoutMatches else {
+            throw DelayError("struct mmsghdr does not have the layout mat-delay assumes")
+        }
         let first = try PacketSocket(interface: between[0])
         let second = try PacketSocket(interface: between[1])
         let signals = try StopSignals()
         let delay = UInt64((delayMilliseconds * 1_000_000).rounded())
         let forwarder = Forwarder(between: first, and: second, delay: delay, slots: slots, slotSize: slotSize,
-                                  batch: batch, calls: calls, signals: signals)
+                                  batch: batch, signals: signals)
         warn("forwarding \(first.interface) <-> \(second.interface), \(formatted(delayMilliseconds)) ms each way, "
              + "\(slots) slots of \(slotSize) bytes per direction")
         let stop = try forwarder.run()

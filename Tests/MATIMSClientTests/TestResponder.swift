@@ -207,7 +207,7 @@ final class TestResponder: Sendable {
         _ = withUnsafeMutablePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
-        return SocketHandle.serverAddress(storage)?.port ?? 0
+        return DNSServerAddress(storage)?.port ?? 0
     }
 }
 
@@ -222,5 +222,5 @@ func deadPort() -> DNSServerAddress {
     var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
     _ = withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
     close(fd)
-    return SocketHandle.serverAddress(storage)!
+    return DNSServerAddress(storage)!
 }

@@ -4,6 +4,7 @@ import Glibc
 import MATDNS
 @testable import MATIMS
 import MATPacket
+import MATSystem
 import Testing
 
 /// Sockets from a chosen loopback source (127.0.0.0/8 is all local on Linux, so
@@ -15,7 +16,7 @@ enum Source {
     }
 
     static func bind(_ fd: Int32, _ address: String) {
-        var (storage, length) = Sockets.storage(for: IPEndpoint(address: IPAddress(address)!, port: 0))
+        var (storage, length) = SocketAddress.storage(for: IPEndpoint(address: IPAddress(address)!, port: 0))
         let result = withUnsafePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, length) }
         }
@@ -30,7 +31,7 @@ enum Source {
             setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         }
         bind(fd, address)
-        var (storage, length) = Sockets.storage(for: server)
+        var (storage, length) = SocketAddress.storage(for: server)
         let result = withUnsafePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, length) }
         }

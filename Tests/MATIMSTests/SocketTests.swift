@@ -4,6 +4,7 @@ import Glibc
 import MATDNS
 @testable import MATIMS
 import MATPacket
+import MATSystem
 import Testing
 
 /// A tiny DNS client over real sockets.
@@ -12,7 +13,7 @@ struct Client {
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         #expect(fd >= 0)
         if let endpoint {
-            var (storage, length) = Sockets.storage(for: endpoint)
+            var (storage, length) = SocketAddress.storage(for: endpoint)
             let result = withUnsafePointer(to: &storage) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
             }
@@ -38,7 +39,7 @@ struct Client {
 
     static func connectTCP(_ server: IPEndpoint) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var (storage, length) = Sockets.storage(for: server)
+        var (storage, length) = SocketAddress.storage(for: server)
         let result = withUnsafePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) }
         }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import MATSystem
 import Testing
 
 /// A signaling flood from spoofed sources at the CN while the VM moves (docs/signaling.md,
@@ -24,7 +25,7 @@ struct FloodLabTests {
         let probe = try lab.spawn("cn", ["python3", LabPaths.handoff, "probe", vm.home4, "5301", "24"])
         sleep(3)
 
-        let quietMove = monotonicSeconds()
+        let quietMove = MonotonicClock.seconds()
         try lab.moveVM(to: "b")
         sleep(4)
 
@@ -33,7 +34,7 @@ struct FloodLabTests {
         let flood = try lab.spawn("plain", ["python3", LabPaths.signalFlood, cn.mobile4, "7540", cn.home4,
                                             "203.0.113.128/25", "198.51.100.0/24", "5000", "12"])
         sleep(3)
-        let floodedMove = monotonicSeconds()
+        let floodedMove = MonotonicClock.seconds()
         try lab.moveVM(to: "a")
         let floodResult = flood.wait(timeout: 30)
         let cpuAfter = try matdCPUSeconds(lab, "cn")
@@ -111,11 +112,5 @@ struct FloodLabTests {
     func largestGap(_ echoes: [Double], around moment: Double) -> Double {
         let window = echoes.filter { $0 >= moment - 0.5 && $0 <= moment + 4 }
         return zip(window, window.dropFirst()).map { $1 - $0 }.max() ?? 4.5
-    }
-
-    func monotonicSeconds() -> Double {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
     }
 }

@@ -200,7 +200,7 @@ public final class Engine: @unchecked Sendable {
                     handled += receiveEncapsulated(descriptor: descriptors[index].fd)
                 }
             }
-            let nanoseconds = Self.monotonicNanoseconds()
+            let nanoseconds = MonotonicClock.nanoseconds()
             if handled > 0 { busyPoll.trafficSeen(at: nanoseconds) }
             timeout = busyPoll.pollTimeout(at: nanoseconds)
             if timeout == 0 && handled == 0 {
@@ -221,14 +221,6 @@ public final class Engine: @unchecked Sendable {
             }
         }
         publish()
-    }
-
-    /// Monotonic nanoseconds for the busy-poll window (the same clock as `MonotonicClock`).
-    @inline(__always)
-    private static func monotonicNanoseconds() -> UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
     }
 
     /// Copies the packet in `buffer` (virtio header included) into its flow's slot, else a

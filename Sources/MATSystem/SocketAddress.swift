@@ -1,0 +1,63 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import MATPacket
+
+/// Conversions between `IPEndpoint` and the kernel's socket addresses (`sockaddr_in`,
+/// `sockaddr_in6`), for every socket of the project.
+public enum SocketAddress {
+    /// The endpoint in the socket address at `raw`; nil for a family other than IPv4 and
+    /// IPv6. A v4-mapped IPv6 address (a dual-stack socket's IPv4 peer) comes back as IPv4.
+    public static func endpoint(at raw: UnsafeRawPointer) -> IPEndpoint? {
+        switch Int32(raw.load(as: sockaddr.self).sa_family) {
+        case AF_INET:
+            let sin = raw.load(as: sockaddr_in.self)
+            return IPEndpoint(address: .v4(IPv4Address(UInt32(bigEndian: sin.sin_addr.s_addr))),
+                              port: UInt16(bigEndian: sin.sin_port))
+        case AF_INET6:
+            let sin6 = raw.load(as: sockaddr_in6.self)
+            let address = withUnsafeBytes(of: sin6.sin6_addr) { IPv6Address(loadingFrom: $0.baseAddress!, offset: 0) }
+            let port = UInt16(bigEndian: sin6.sin6_port)
+            if address.high == 0, address.low >> 32 == 0xFFFF {
+                return IPEndpoint(address: .v4(IPv4Address(UInt32(truncatingIfNeeded: address.low))), port: port)
+            }
+            return IPEndpoint(address: .v6(address), port: port)
+        default:
+            return nil
+        }
+    }
+
+    /// The endpoint in `storage` (see ``endpoint(at:)``).
+    public static func endpoint(of storage: sockaddr_storage) -> IPEndpoint? {
+        withUnsafeBytes(of: storage) { endpoint(at: $0.baseAddress!) }
+    }
+
+    /// `endpoint` as a socket address in a `sockaddr_storage`, with its length.
+    public static func storage(for endpoint: IPEndpoint) -> (sockaddr_storage, socklen_t) {
+        var storage = sockaddr_storage()
+        switch endpoint.address {
+        case .v4(let v4):
+            var sin = sockaddr_in()
+            sin.sin_family = sa_family_t(AF_INET)
+            sin.sin_port = endpoint.port.bigEndian
+            sin.sin_addr.s_addr = v4.value.bigEndian
+            withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: sin, as: sockaddr_in.self) }
+            return (storage, socklen_t(MemoryLayout<sockaddr_in>.size))
+        case .v6(let v6):
+            var sin6 = sockaddr_in6()
+            sin6.sin6_family = sa_family_t(AF_INET6)
+            sin6.sin6_port = endpoint.port.bigEndian
+            withUnsafeMutableBytes(of: &sin6.sin6_addr) { v6.store(to: $0.baseAddress!, offset: 0) }
+            withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: sin6, as: sockaddr_in6.self) }
+            return (storage, socklen_t(MemoryLayout<sockaddr_in6>.size))
+        }
+    }
+
+    /// Calls `body` with `endpoint` as a socket address and its length.
+    public static func with<R>(_ endpoint: IPEndpoint, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
+        var (storage, length) = storage(for: endpoint)
+        return withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, length) }
+        }
+    }
+}
