@@ -230,10 +230,16 @@ public final class HostSetup {
         let prefix = "add rule netdev \(table) \(chain) \(ip) daddr \(mobile)"
         let device = "device \"\(tun.name)\""
         let encapsulated = peers.filter { encapsulatedMoAs.contains($0) }
+        // A datagram in UDP larger than the path MTU comes in fragments: the first has the
+        // UDP header (the rule above), the later ones none, and they must reach the stack
+        // to be put together. Only fragments: the peer's translated packets (it went back to
+        // direct before this node noticed) are diverted as always, or the stack would reset
+        // the peer's connections.
+        let fragment = family == .ipv4 ? "ip frag-off & 0x1fff != 0" : "frag frag-off != 0"
         return [
             "\(prefix) \(ip) saddr \(set) udp dport \(localPorts) accept",
         ] + (encapsulated.isEmpty ? [] : [
-            "\(prefix) \(ip) saddr { \(encapsulated.map(\.description).joined(separator: ", ")) } accept",
+            "\(prefix) \(ip) saddr { \(encapsulated.map(\.description).joined(separator: ", ")) } \(fragment) accept",
         ]) + [
             "\(prefix) \(ip) saddr \(set) \(fwd) to \(home) \(device)",
             "\(prefix) \(errors) \(quoted(quotedPeers)) \(fwd) to \(home) \(device)",

@@ -15,18 +15,22 @@ struct NATLabTests {
     let vm = Addr.node("vm"), cn = Addr.node("cn")
 
     /// The lab with site N and mat-ims; matd on the CN (public) and on the VM with
-    /// `publicAddress` as its `public-address` line.
-    func natLab(publicAddress: String, vmBehindNAT: Bool) throws -> NATLab {
+    /// `publicAddress` as its `public-address` line, and `extra` lines in both `[node]`s.
+    func natLab(publicAddress: String, vmBehindNAT: Bool, extra: String = "") throws -> NATLab {
         let lab = try NATLab()
         do {
             _ = try lab.lab.startIMS()
             if vmBehindNAT { try lab.moveVM(host: 70) }
             let config = try lab.lab.writeIMSConfig("vm")
             let text = try String(contentsOfFile: config, encoding: .utf8)
-                .replacingOccurrences(of: "uplink = eth0\n", with: "uplink = eth0\npublic-address = \(publicAddress)\n")
+                .replacingOccurrences(of: "uplink = eth0\n", with: "uplink = eth0\npublic-address = \(publicAddress)\n\(extra)")
             try text.write(toFile: config, atomically: true, encoding: .utf8)
             try lab.lab.startMatd("vm", config: config)
-            try lab.lab.startMatd("cn", config: try lab.lab.writeIMSConfig("cn"))
+            let cnConfig = try lab.lab.writeIMSConfig("cn")
+            let cnText = try String(contentsOfFile: cnConfig, encoding: .utf8)
+                .replacingOccurrences(of: "uplink = eth0\n", with: "uplink = eth0\n\(extra)")
+            try cnText.write(toFile: cnConfig, atomically: true, encoding: .utf8)
+            try lab.lab.startMatd("cn", config: cnConfig)
             for node in ["vm", "cn"] where !lab.lab.waitForLog(node, "registered \(Addr.node(node).home4)") {
                 throw LabError("matd in \(node) did not register:\n\(lab.lab.matdLog(node))")
             }
@@ -137,6 +141,91 @@ struct NATLabTests {
                 && scraped["packets_sent", default: 0] > 300 && scraped.count == vmEncap.count, "\(scraped)")
     }
 
+    /// A NAT that forgets a UDP binding 3 s after its last packet out and then lets in,
+    /// to a port still bound, UDP from anywhere (endpoint-independent filtering, as many
+    /// home routers do). The VM, in UDP behind it with keepalives every second, sends
+    /// nothing for 8 s; the CN moves: its alert, from an address the NAT has never seen,
+    /// reaches the VM through the signaling binding the keepalives held open, and the VM
+    /// follows at once (by the alert, not by a lookup once the mapping lapses).
+    @Test func aCorrespondentThatMovesAlertsANodeSilentBehindNAT() throws {
+        let nat = try natLab(publicAddress: "auto", vmBehindNAT: false, extra: "encap-keepalive = 1\n")
+        defer { nat.close() }
+        let lab = nat.lab
+        try nat.cone(seconds: 3)
+        #expect(try lab.ping("vm", cn.home4) || lab.ping("vm", cn.home4))
+        try nat.moveVM(host: 80)
+        #expect(lab.waitForLog("vm", "the IMS sees 192.0.2.80 as 203.0.113.50"), "\(lab.matdLog("vm"))")
+        #expect(lab.waitForLog("vm", "traffic goes in UDP"), "\(lab.matdLog("vm"))")
+        #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.50*"), "\(lab.matdLog("cn"))")
+        // One datagram from a port nothing else uses: its binding is what silence leaves.
+        _ = try lab.exec("vm", "python3", "-c", """
+            import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("192.0.2.80", 40999)); s.sendto(b"x", ("203.0.113.1", 9))
+            """)
+        sleep(8)
+        let bindings = try lab.exec("nat", "nft", "list", "map", "ip", "cone", "bindings")
+        #expect(!bindings.contains("40999 ") && bindings.contains("7540 expires") && bindings.contains("7541 expires"),
+                "\(bindings)")
+        let before = try lab.stats("vm")["signaling"] as? [String: Int] ?? [:]
+        #expect(before["keepalives_sent", default: 0] >= 8, "\(before)")
+        let cnCounters = try lab.stats("cn")["signaling"] as? [String: Int] ?? [:]
+        #expect(cnCounters["keepalives_received", default: 0] >= 8 && cnCounters["refused_malformed", default: 0] == 0,
+                "\(cnCounters)")
+        let moved = Date()
+        try lab.exec("cn", "sh", "-c", """
+            ip -batch - <<EOF
+            addr del 192.0.2.130/25 dev eth0
+            addr add 192.0.2.140/25 dev eth0
+            route replace default via 192.0.2.129 dev eth0
+            EOF
+            """)
+        #expect(lab.waitForLog("vm", "\(cn.home4) -> 192.0.2.140 seq", timeout: 10), "\(lab.matdLog("vm"))")
+        let followed = Date().timeIntervalSince(moved)
+        #expect(lab.matdLog("vm").contains("192.0.2.140 seq") && lab.matdLog("vm").contains("(alert, MoA"),
+                "\(lab.matdLog("vm"))")
+        // Within the CN's first retransmissions, not the lapse of a lookup (minutes).
+        #expect(followed < 5, "the VM followed \(followed) s after the move")
+        let after = try lab.stats("vm")["signaling"] as? [String: Int] ?? [:]
+        #expect(after["updates_received", default: 0] > before["updates_received", default: 0], "\(after)")
+        #expect(try lab.ping("vm", cn.home4) || lab.ping("vm", cn.home4), "\(lab.matdLog("vm"))")
+    }
+
+    /// The 60 s return to direct, at `encap-reprobe = 3`: the VM in UDP behind masquerade
+    /// stays there while the NAT drops what it has not seen (its reprobes are answered from
+    /// a port its keepalives never went to), and goes back to direct within a reprobe of the
+    /// NAT becoming 1:1 on the same public address; the CN follows once the keepalives stop.
+    /// A TCP flow runs across all of it, byte-identical.
+    @Test func aNodeInUDPGoesDirectWhenItsNATBecomesOneToOne() throws {
+        let nat = try natLab(publicAddress: "auto", vmBehindNAT: false, extra: "encap-keepalive = 1\nencap-reprobe = 3\n")
+        defer { nat.close() }
+        let lab = nat.lab
+        #expect(try lab.ping("vm", cn.home4) || lab.ping("vm", cn.home4))
+        try nat.moveVM(host: 80)
+        #expect(lab.waitForLog("vm", "traffic goes in UDP"), "\(lab.matdLog("vm"))")
+        let file = try lab.randomFile("payload", megabytes: 80)
+        let transfer = try PacedTransfer(lab, from: "vm", to: "cn", file: file, megabytesPerSecond: 8)
+        // Two reprobes (3 s apart) under masquerade: unanswered, still in UDP.
+        sleep(7)
+        #expect(!lab.matdLog("vm").contains("goes direct again"), "\(lab.matdLog("vm"))")
+        #expect(try lab.matctl("vm", "peers").contains("path udp-encap"), "\(lab.matdLog("vm"))")
+        try nat.oneToOne(host: 80)
+        #expect(lab.waitForLog("vm", "traffic to \(cn.mobile4) goes direct again", timeout: 15), "\(lab.matdLog("vm"))")
+        #expect(lab.waitForLog("cn", "no UDP from 203.0.113.50 for 4 s", timeout: 15), "\(lab.matdLog("cn"))")
+        try transfer.finish()
+        #expect(try !lab.matctl("vm", "peers").contains("udp-encap") && !lab.matctl("cn", "peers").contains("udp-encap"))
+        // Direct both ways now: a connection the CN opens to the VM (which the masquerade
+        // would have dropped) carries no UDP.
+        let sent = try nat.encapCounters("vm")["encap_packets_sent", default: 0]
+        let received = try nat.encapCounters("cn")["encap_packets_received", default: 0]
+        let reply = try lab.randomFile("reply", megabytes: 5)
+        let exchange = try lab.tcpTransfer(listener: "vm", address: vm.home4, connector: "cn", sender: "cn", file: reply,
+                                           port: 5020)
+        #expect(exchange.listenerSawPeer == cn.home4)
+        #expect(try nat.encapCounters("vm")["encap_packets_sent", default: 0] == sent)
+        #expect(try nat.encapCounters("cn")["encap_packets_received", default: 0] == received)
+        #expect(try nat.encapCounters("vm")["encap_probe_answers_received", default: 0] >= 1)
+    }
+
     /// The CN's correspondent sits behind 1:1 NAT from the start, its public address
     /// configured: first contact from the CN (its alert and its packets reach the VM
     /// through the NAT), then the CN moves under a TCP flow towards the VM and the VM,
@@ -190,6 +279,17 @@ final class NATLab: @unchecked Sendable {
     /// Moves the VM node into site N as 192.0.2.HOST (70 is the 1:1 NAT's; others are masqueraded).
     func moveVM(host: Int) throws {
         try check([LabPaths.natSite, "move-vm", "\(host)"], timeout: 30, environment: ["LAB": lab.name])
+    }
+
+    /// The NAT forgets UDP flows `seconds` after their last packet and filters independently
+    /// of the endpoint (Tools/lab/nat-site cone).
+    func cone(seconds: Int) throws {
+        try check([LabPaths.natSite, "cone", "\(seconds)"], timeout: 30, environment: ["LAB": lab.name])
+    }
+
+    /// The NAT maps 192.0.2.HOST 1:1 to the masquerade's address (Tools/lab/nat-site one-to-one).
+    func oneToOne(host: Int) throws {
+        try check([LabPaths.natSite, "one-to-one", "\(host)"], timeout: 30, environment: ["LAB": lab.name])
     }
 
     /// The UDP encapsulation's counters of matd in `node`.

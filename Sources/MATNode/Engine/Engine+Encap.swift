@@ -25,6 +25,11 @@ extension Engine {
         wakeup.signal()
     }
 
+    /// Wakes the engine thread, which forgets the UDP paths of peers whose keepalives
+    /// stopped when it wakes (checked at most once a second): an idle engine sleeps until
+    /// something wakes it.
+    public func expireEncapEndpoints() { wakeup.signal() }
+
     /// The encapsulation's counters as of the last publication; nil when it is off.
     public var encapCounters: EncapCounters? { encap == nil ? nil : publishedEncap.withLock { $0 } }
 

@@ -56,6 +56,7 @@ extension MappingService {
         }
         run(control.policy.tick(now: now), control: control, encap: encap)
         let encapsulated = engine.encapsulatedMoAs
+        if !encapsulated.isEmpty { engine.expireEncapEndpoints() }
         if encapsulated != host.encapsulatedMoAs {
             host.encapsulatedMoAs = encapsulated
             updateDiversion()
