@@ -141,4 +141,109 @@ struct ReachabilityLabTests {
               + "the dead VM was dropped \(droppedAfter.map { String(format: "%.1f", $0) } ?? "never") s after it died "
               + "(idle after \(Int(Self.idleAfter)) s, lifetime 300 s)")
     }
+    // MARK: a MoA claimed by two HoAs
+
+    /// Z's HoA: the plain host runs matd with it, or its key claims a MoA.
+    static let tenant = "198.51.100.30"
+    static let tenantName = "30.100.51.198.hoa.mat.example."
+
+    /// VM X is killed (its registration has 300 s to go) and its MoA given to Z, which
+    /// runs matd. mat-ims takes Z's registration at once (X's PTR stays beside Z's), and
+    /// the CN, which still maps X there, gives the MoA to Z when Z answers from it.
+    @Test func aDeadNodesMoAGoesToTheNewTenantThatAnswersFromIt() throws {
+        let lab = try claimLab()
+        defer { lab.close() }
+        try lab.killMatd("vm")
+        try lab.exec("vm", "ip", "link", "set", "eth0", "down")
+        // Z: the plain host, moved onto site A with X's MoA.
+        try lab.exec("router", "ip", "link", "set", lab.routerPort("plain"), "master", "br-a")
+        try lab.exec("plain", "ip", "-4", "addr", "flush", "dev", "eth0")
+        try lab.exec("plain", "ip", "addr", "add", "\(vm.mobile4)/25", "dev", "eth0")
+        try lab.exec("plain", "ip", "route", "replace", "default", "via", "192.0.2.1", "dev", "eth0")
+        try lab.exec("router", "ip", "neigh", "flush", "dev", "br-a")
+        let startedAt = Date()
+        try lab.startMatd("plain", config: try tenantConfig(lab))
+        #expect(lab.waitForLog("plain", "registered \(Self.tenant) -> \(vm.mobile4)", timeout: 30), "\(lab.matdLog("plain"))")
+        let registeredAfter = Date().timeIntervalSince(startedAt)
+        #expect(registeredAfter < 10, "Z registered \(registeredAfter) s after its start")
+
+        // The CN still maps X at that MoA: Z answers from it with its key, and takes it.
+        #expect(try lab.ping("cn", Self.tenant, count: 3) || lab.ping("cn", Self.tenant, count: 3), "\(lab.matdLog("cn"))")
+        let peers = try lab.matctl("cn", "peers")
+        #expect(peers.contains("\(Self.tenant) -> \(vm.mobile4)"), "\(peers)")
+        #expect(!peers.contains(vm.home4), "\(peers)")
+        let signaling = try lab.stats("cn")["signaling"] as? [String: Int] ?? [:]
+        #expect(signaling["claims_settled", default: 0] >= 1, "\(signaling)")
+        print("claims: Z registered X's MoA \(String(format: "%.1f", registeredAfter)) s after its matd started "
+              + "(X's registration had about 300 s left); the CN gave Z the MoA at its first contact")
+    }
+
+    /// Z's key claims live X's MoA, as a registration would (PTR set replaced: mat-ims
+    /// keeps X's PTR beside Z's). The CN, asked to reach Z, probes the claim there: X does
+    /// not answer for Z, so the CN takes nothing and X keeps its MoA and its traffic.
+    @Test func aLiveNodesMoAClaimedByAnotherKeyStaysItsOwn() throws {
+        let lab = try claimLab()
+        defer { lab.close() }
+        let key = SigningKey.generate().publicKey.base64
+        let moaName = "10.2.0.192.moa.mat.example."
+        let update = try lab.run("plain", ["sh", "-c", """
+            printf 'server 192.0.2.132\\nzone mat.example.\\nupdate delete \(Self.tenantName) A\\n\
+            update add \(Self.tenantName) 5 A \(vm.mobile4)\\nupdate delete \(Self.tenantName) TXT\\n\
+            update add \(Self.tenantName) 5 TXT "v=1" "seq=5" "key=\(key)" "life=300"\\n\
+            update delete \(moaName) PTR\\nupdate add \(moaName) 5 PTR \(Self.tenantName)\\nsend\\n' \
+            | nsupdate -t 5 -k \(lab.path("keys/plain.key"))
+            """], timeout: 30)
+        #expect(update.status == 0, "\(update.summary)")
+        let pointers = try lab.exec("plain", "dig", "+short", "@192.0.2.132", moaName, "PTR")
+        #expect(pointers.contains(Self.tenantName) && pointers.contains("10.100.51.198.hoa.mat.example."), "\(pointers)")
+
+        #expect(!(try lab.ping("cn", Self.tenant, count: 3)), "the CN reached Z at X's MoA")
+        #expect(lab.waitForLog("cn", "; not taken", timeout: Self.probeWait + Self.slack), "\(lab.matdLog("cn"))")
+        let peers = try lab.matctl("cn", "peers")
+        #expect(peers.contains("\(vm.home4) -> \(vm.mobile4)"), "\(peers)")
+        #expect(!peers.contains(Self.tenant), "\(peers)")
+        #expect(try lab.ping("cn", vm.home4, count: 3) || lab.ping("cn", vm.home4, count: 3))
+        let signaling = try lab.stats("cn")["signaling"] as? [String: Int] ?? [:]
+        #expect(signaling["claims_settled", default: 0] == 0, "\(signaling)")
+    }
+
+    /// mat-ims with a key for Z too, matd on X (the VM) and the CN, and the CN has learned X.
+    private func claimLab() throws -> Lab {
+        let lab = try Lab()
+        do {
+            _ = try lab.startIMS(more: ["plain": Self.tenant])
+            for node in ["vm", "cn"] {
+                try lab.startMatd(node, config: try lab.writeIMSConfig(node))
+                guard lab.waitForLog(node, "registered \(Addr.node(node).home4)") else {
+                    throw LabError("matd in \(node) did not register:\n\(lab.matdLog(node))")
+                }
+            }
+            #expect(try lab.ping("cn", vm.home4) || lab.ping("cn", vm.home4))
+            #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> \(vm.mobile4)"))
+            return lab
+        } catch {
+            lab.close()
+            throw error
+        }
+    }
+
+    private func tenantConfig(_ lab: Lab) throws -> String {
+        let text = """
+            [node]
+            home-address = \(Self.tenant)
+            uplink = eth0
+            domain-prefix = 198.51.100.0/24
+            control-socket = \(lab.socket("plain"))
+            state-directory = \(lab.path("plain-state"))
+            [ims]
+            server = 192.0.2.132
+            zone = mat.example.
+            key-file = \(lab.path("keys/plain.key"))
+            record-ttl = 5
+
+            """
+        let file = lab.path("plain-ims.conf")
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+        return file
+    }
 }

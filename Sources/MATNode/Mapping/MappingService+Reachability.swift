@@ -72,7 +72,8 @@ extension MappingService {
             engine.send(.removeMapping(hoa))
             learned[hoa] = nil
         }
-        settleClaims(to: [moa], provenBy: hoa)
+        // A claim settled here means the table refused this mapping before: put it in anew.
+        if settleClaims(to: [moa], provenBy: hoa) { learned[hoa] = nil }
         let expiresAt = learned[hoa]?.expiresAt ?? now + UInt64(config.ims?.recordTTL ?? 10) * 1_000
         if install(mapping, expiresAt: expiresAt, reason: "\(mapping.description) (IMS answer, \(moa) answered its probe)") {
             updateDiversion()
@@ -121,7 +122,10 @@ extension MappingService {
     /// if they were all it had. A live node cannot lose its MoA this way: a claimant
     /// elsewhere cannot answer from it (the probe and the challenge name the claimant's
     /// HoA as receiver, which the node there refuses).
-    func settleClaims(to moas: [IPAddress], provenBy hoa: IPAddress) {
+    /// Returns whether it took a MoA from anyone.
+    @discardableResult
+    func settleClaims(to moas: [IPAddress], provenBy hoa: IPAddress) -> Bool {
+        var settled = false
         for (other, entry) in learned where other != hoa {
             let remaining = entry.mapping.moas.filter { !moas.contains($0.address) }
             guard remaining.count < entry.mapping.moas.count else { continue }
@@ -130,6 +134,7 @@ extension MappingService {
             EventLog.shared.post("claim_settled", ["peer": "\(hoa)", "previous": "\(other)",
                                                    "mobile": moas.map(\.description).joined(separator: " ")])
             signaling.countClaimSettled()
+            settled = true
             if remaining.isEmpty {
                 provisional[other] = nil
                 forget(other)
@@ -140,6 +145,7 @@ extension MappingService {
                             expiresAt: entry.expiresAt, reason: "\(other): claim to \(moas) settled for \(hoa)")
             }
         }
+        return settled
     }
 
     /// Probes the learned peers that have been silent for a while.

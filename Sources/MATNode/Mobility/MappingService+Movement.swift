@@ -305,7 +305,8 @@ extension MappingService: SignalingHost {
     func adopt(hoa: IPAddress, moas: [IPAddress], lifetime: UInt32, sequence: UInt64) {
         if provisional[hoa]?.sequence == sequence { provisional[hoa] = nil }
         for moa in moas { engine.send(.endLimit(moa)) }
-        settleClaims(to: moas, provenBy: hoa)
+        // A claim settled here means the table refused the trial: put the mapping in anew.
+        if settleClaims(to: moas, provenBy: hoa) { learned[hoa] = nil }
         lifetimes.renewed(hoa, sequence: sequence, lifetime: lifetime, now: Self.milliseconds())
         // Looked up in the IMS again after its TTL, as a learned mapping is.
         let refresh = UInt64(min(lifetime, config.ims?.recordTTL ?? lifetime))

@@ -9,11 +9,12 @@ extension Lab {
     /// `dualStack`: it listens on both of the IMS node's addresses and each node's key file
     /// holds a key per HoA (`mat-ims keygen --hoa V4 --hoa V6`).
     /// `metricsListen`: mat-ims's `metrics-listen` (its Prometheus endpoint), if any.
-    func startIMS(dualStack: Bool = false, metricsListen: String? = nil) throws -> Spawned {
+    /// `more`: other nodes' IPv4 HoAs by node name, each with a key `keys/<node>.key`.
+    func startIMS(dualStack: Bool = false, metricsListen: String? = nil, more: [String: String] = [:]) throws -> Spawned {
         try FileManager.default.createDirectory(atPath: path("keys"), withIntermediateDirectories: true)
-        for node in ["vm", "cn"] {
+        for node in ["vm", "cn"] + more.keys.sorted() {
             let me = Addr.node(node)
-            let homes = dualStack ? [me.home4, me.home6] : [me.home4]
+            let homes = more[node].map { [$0] } ?? (dualStack ? [me.home4, me.home6] : [me.home4])
             let key = try check([LabPaths.matIMS, "keygen"] + homes.flatMap { ["--hoa", $0] } + ["--zone", "mat.example."],
                                 timeout: 10)
             try key.write(toFile: path("keys/\(node).key"), atomically: true, encoding: .utf8)
@@ -27,6 +28,7 @@ extension Lab {
             \(metricsListen.map { "metrics-listen = \($0)" } ?? "")
             key-file = \(path("keys/vm.key"))
             key-file = \(path("keys/cn.key"))
+            \(more.keys.sorted().map { "key-file = \(path("keys/\($0).key"))" }.joined(separator: "\n"))
             [zone]
             name = mat.example.
             ns = ns.mat.example.
