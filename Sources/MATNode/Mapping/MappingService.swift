@@ -135,7 +135,7 @@ public final class MappingService: @unchecked Sendable {
         }
         (client, schedules) = try Self.makeClient(config)
         if config.udpEncapsulation != .off {
-            encapControl = try EncapControl(setting: config.udpEncapsulation, families: Set(config.homeAddresses.map(\.family)))
+            encapControl = try EncapControl(config)
         }
         idle = IdleProbing(idleAfter: Self.idleProbeAfter(config))
         if let step = WallClock.step {

@@ -237,6 +237,11 @@ final class Signaling {
     }
 
     private func handle(_ datagram: UnsafeRawBufferPointer, from source: IPAddress, now: UInt64) {
+        if EncapWire.parse(datagram) == .keepalive {
+            // A peer behind NAT holding open the binding this node's alerts reach it through.
+            count { $0.keepalivesReceived += 1 }
+            return
+        }
         if SignalCodec.isCookieReply(datagram) {
             takeCookieReply(datagram, from: source, now: now)
             return
@@ -532,6 +537,14 @@ final class Signaling {
             log(.error, "matd: no sequence number for \(what): \(error)")
             return nil
         }
+    }
+
+    /// Sends `moa` a keepalive from the signaling port to its signaling port: behind a NAT
+    /// that forwards only what answers the inside, it keeps open the binding a peer's alert
+    /// comes back through (docs/datapath.md, "Behind NAT").
+    func sendKeepalive(to moa: IPAddress) {
+        transmit(EncapWire.control(.keepalive), to: moa)
+        count { $0.keepalivesSent += 1 }
     }
 
     /// Sends a sealed message, with `moa`'s cookie when it gave one.

@@ -43,6 +43,10 @@ public struct SignalingCounters: Sendable, Equatable {
     public var cookiesSent: UInt64 = 0
     /// Cookie replies from peers that answered a message of this node (sent again with it).
     public var cookiesReceived: UInt64 = 0
+    /// Keepalives sent to peers' signaling ports from behind NAT, and received from peers
+    /// behind NAT (docs/datapath.md, "Behind NAT").
+    public var keepalivesSent: UInt64 = 0
+    public var keepalivesReceived: UInt64 = 0
     /// Datagrams that are not a well-formed signaling message.
     public var refusedMalformed: UInt64 = 0
     /// Datagrams over the per-source or global rate limit.
@@ -78,6 +82,7 @@ public struct SignalingCounters: Sendable, Equatable {
          ("probes_unanswered", probesUnanswered), ("probes_received", probesReceived),
          ("idle_peers_dropped", idlePeersDropped), ("claims_settled", claimsSettled),
          ("cookies_sent", cookiesSent), ("cookies_received", cookiesReceived),
+         ("keepalives_sent", keepalivesSent), ("keepalives_received", keepalivesReceived),
          ("refused_malformed", refusedMalformed), ("refused_rate_limited", refusedRateLimited),
          ("refused_wrong_receiver", refusedWrongReceiver), ("refused_unknown_key", refusedUnknownKey),
          ("refused_bad_signature", refusedBadSignature), ("refused_replayed", refusedReplayed),
