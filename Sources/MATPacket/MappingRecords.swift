@@ -10,65 +10,76 @@
 /// binding is the preferred one. A mapping with two or more MoAs keeps its whole list, in
 /// the caller's order, out of line in ``SpilledBindings``; the record then points there.
 ///
-/// Sizes: 32 bytes per IPv4 record, 40 per IPv6 record, against a 40-byte `PeerMapping`
-/// plus an 80-byte malloc chunk for its one-element `[MoABinding]` before.
-/// No packet ever reads these.
+/// Sizes: 24 bytes per IPv4 record, 32 per IPv6 record (sequence, one packed word, HoA),
+/// against a 40-byte `PeerMapping` plus an 80-byte malloc chunk for its one-element
+/// `[MoABinding]` before. No packet ever reads these.
+///
+/// The packed word holds the inline binding: expiry in bits 0-46, priority in bits 47-54,
+/// flags in bits 55-62, bit 63 clear. A binding that does not fit (an expiry of 2^47 s or
+/// more, over four million years of a monotonic clock) is spilled like a longer list, so
+/// nothing is ever truncated. With bit 63 set, bits 0-31 are the index of the record's
+/// list in ``SpilledBindings``.
 struct MappingRecord<Address: PacketAddress> {
     /// The mapping's sequence, as published by its owner.
     var sequence: UInt64
-    /// The only binding's `expiresAt` when the binding is inline; unused otherwise.
-    var expiresAt: UInt64
+    /// The inline binding or the spilled list's index; see the type's comment.
+    private var packed: UInt64
     /// The mapping's HoA, the key of its forward slot.
     var hoa: Address
-    /// 0 when the mapping's one binding is stored inline; otherwise 1 + the index of its
-    /// binding list in ``SpilledBindings``.
-    var spill: UInt32
-    /// The only binding's priority when inline.
-    var priority: UInt8
-    /// The only binding's flags when inline.
-    var flags: MappingFlags
 
-    /// A record for `bindings` (validated, non-empty), spilling them when there are two or
-    /// more.
+    private static var spilledBit: UInt64 { 1 << 63 }
+    private static var priorityShift: UInt64 { 47 }
+    private static var flagsShift: UInt64 { 55 }
+    /// Largest expiry the packed word holds.
+    static var largestInlineExpiry: UInt64 { 1 << 47 - 1 }
+
+    /// A record for `bindings` (validated, non-empty), spilling them unless there is one
+    /// that fits the packed word.
     init(hoa: Address, sequence: UInt64, bindings: [MoABinding], spilled: inout SpilledBindings) {
         self.hoa = hoa
         self.sequence = sequence
-        expiresAt = 0
-        priority = 0
-        flags = []
-        spill = 0
+        packed = 0
         setBindings(bindings, sequence: sequence, spilled: &spilled)
     }
 
+    /// Index of the record's list in ``SpilledBindings``, or nil when its one binding is
+    /// inline.
+    var spill: UInt32? {
+        packed & Self.spilledBit == 0 ? nil : UInt32(truncatingIfNeeded: packed)
+    }
+
     /// Stores `bindings` (validated, non-empty) and `sequence`, reusing or releasing the
-    /// record's spilled list as the new count requires.
+    /// record's spilled list as the new bindings require.
     mutating func setBindings(_ bindings: [MoABinding], sequence: UInt64, spilled: inout SpilledBindings) {
         self.sequence = sequence
-        if bindings.count == 1 {
-            spilled.release(spill)
-            spill = 0
+        if bindings.count == 1, bindings[0].expiresAt <= Self.largestInlineExpiry {
+            if let spill { spilled.release(spill) }
             let binding = bindings[0]
-            expiresAt = binding.expiresAt
-            priority = binding.priority
-            flags = binding.flags
-        } else if spill == 0 {
-            spill = spilled.store(bindings)
-        } else {
+            packed = binding.expiresAt | UInt64(binding.priority) << Self.priorityShift
+                | UInt64(binding.flags.rawValue) << Self.flagsShift
+        } else if let spill {
             spilled.update(spill, to: bindings)
+        } else {
+            packed = Self.spilledBit | UInt64(spilled.store(bindings))
         }
     }
+
+    /// Expiry of the inline binding.
+    private var inlineExpiry: UInt64 { packed & Self.largestInlineExpiry }
 
     /// The record's bindings; `preferred` is the forward slot's value, which is the address
     /// of an inline binding.
     func bindings(preferred: IPAddress, spilled: SpilledBindings) -> [MoABinding] {
-        if spill != 0 { return spilled[spill] }
-        return [MoABinding(address: preferred, priority: priority, expiresAt: expiresAt, flags: flags)]
+        if let spill { return spilled[spill] }
+        return [MoABinding(address: preferred, priority: UInt8(truncatingIfNeeded: packed >> Self.priorityShift),
+                           expiresAt: inlineExpiry,
+                           flags: MappingFlags(rawValue: UInt8(truncatingIfNeeded: packed >> Self.flagsShift)))]
     }
 
     /// Earliest non-zero `expiresAt` among the bindings, or `.max`.
     func earliestExpiry(spilled: SpilledBindings) -> UInt64 {
-        if spill != 0 { return MappingTable.earliestExpiry(of: spilled[spill]) }
-        return expiresAt == 0 ? .max : expiresAt
+        if let spill { return MappingTable.earliestExpiry(of: spilled[spill]) }
+        return inlineExpiry == 0 ? .max : inlineExpiry
     }
 }
 
@@ -81,27 +92,26 @@ struct SpilledBindings {
     /// Indexes of free entries in `lists`.
     var free: [UInt32] = []
 
-    /// The list of reference `spill` (1-based, as records keep it).
-    subscript(spill: UInt32) -> [MoABinding] { lists[Int(spill) - 1] }
+    /// The list at `index`.
+    subscript(index: UInt32) -> [MoABinding] { lists[Int(index)] }
 
-    /// Keeps `bindings` and returns their 1-based reference.
+    /// Keeps `bindings` and returns their index.
     mutating func store(_ bindings: [MoABinding]) -> UInt32 {
         if let index = free.popLast() {
             lists[Int(index)] = bindings
-            return index + 1
+            return index
         }
         lists.append(bindings)
-        return UInt32(lists.count)
+        return UInt32(lists.count - 1)
     }
 
-    /// Replaces the list of reference `spill`.
-    mutating func update(_ spill: UInt32, to bindings: [MoABinding]) { lists[Int(spill) - 1] = bindings }
+    /// Replaces the list at `index`.
+    mutating func update(_ index: UInt32, to bindings: [MoABinding]) { lists[Int(index)] = bindings }
 
-    /// Frees the list of reference `spill`; 0 (an inline record) is a no-op.
-    mutating func release(_ spill: UInt32) {
-        guard spill != 0 else { return }
-        lists[Int(spill) - 1] = []
-        free.append(spill - 1)
+    /// Frees the list at `index`.
+    mutating func release(_ index: UInt32) {
+        lists[Int(index)] = []
+        free.append(index)
     }
 
     /// Drops every list.

@@ -128,7 +128,7 @@ extension MappingTable {
         case .ipv4:
             let record = records4[index]
             forward4.remove(at: forward4.find(record.hoa.value)!)
-            spilled.release(record.spill)
+            if let spill = record.spill { spilled.release(spill) }
             let last = records4.count - 1
             if index != last {
                 records4[index] = records4[last]
@@ -138,7 +138,7 @@ extension MappingTable {
         case .ipv6:
             let record = records6[index]
             forward6.remove(at: forward6.find(high: record.hoa.high, low: record.hoa.low)!)
-            spilled.release(record.spill)
+            if let spill = record.spill { spilled.release(spill) }
             let last = records6.count - 1
             if index != last {
                 records6[index] = records6[last]

@@ -30,27 +30,48 @@ private func expectStored(_ table: borrowing MappingTable, _ mapping: PeerMappin
 @Suite("MappingRecord")
 struct MappingRecordTests {
     @Test func recordsHaveTheDocumentedSizes() {
-        #expect(MemoryLayout<MappingRecord<IPv4Address>>.stride == 32)
-        #expect(MemoryLayout<MappingRecord<IPv6Address>>.stride == 40)
+        #expect(MemoryLayout<MappingRecord<IPv4Address>>.stride == 24)
+        #expect(MemoryLayout<MappingRecord<IPv6Address>>.stride == 32)
     }
 
-    /// An inline binding keeps every field, including expiries near the top of the clock
-    /// and flag bits without a name.
+    /// An inline binding keeps every field: the largest expiry the packed word holds, the
+    /// largest priority, every flag bit (named or not). A larger expiry spills the binding
+    /// instead of truncating it, and moves back inline when it fits again.
     @Test func inlineBindingKeepsEveryField() throws {
         var table = MappingTable(hashSeed: 11)
+        let largest = MappingRecord<IPv4Address>.largestInlineExpiry
+        #expect(largest == 1 << 47 - 1)
         let mapping4 = PeerMapping(hoa: v4("192.0.2.1"), moas: [
-            bind(v4("198.51.100.1"), priority: 250, expiresAt: .max - 1, flags: [.confirmed, .static, MappingFlags(rawValue: 0x80)]),
+            bind(v4("198.51.100.1"), priority: 255, expiresAt: largest, flags: MappingFlags(rawValue: 0xFF)),
         ], sequence: .max)
-        let mapping6 = PeerMapping(hoa: v6("2001:db8::1"), moas: [
-            bind(v6("2001:db8:ff::1"), priority: 3, expiresAt: 12345, flags: [.reachable]),
+        var mapping6 = PeerMapping(hoa: v6("2001:db8::1"), moas: [
+            bind(v6("2001:db8:ff::1"), priority: 3, expiresAt: 12345, flags: [.reachable, MappingFlags(rawValue: 0x80)]),
         ], sequence: 7)
         try table.insert(mapping4)
         try table.insert(mapping6)
         #expect(table.spilled.count == 0, "one-MoA mappings stay inline")
         expectStored(table, mapping4)
         expectStored(table, mapping6)
-        let all = Set(table.mappings)
+        var all = Set(table.mappings)
         #expect(all == [mapping4, mapping6])
+
+        let far = PeerMapping(hoa: v4("192.0.2.2"), moas: [bind(v4("198.51.100.2"), priority: 1, expiresAt: largest + 1)])
+        try table.insert(far)
+        mapping6.moas[0].expiresAt = .max - 1
+        mapping6.sequence += 1
+        try table.replace(mapping6)
+        #expect(table.spilled.count == 2, "expiries past the packed word's range spill")
+        expectStored(table, far)
+        expectStored(table, mapping6)
+        mapping6.moas[0].expiresAt = largest
+        try table.replace(mapping6)
+        #expect(table.spilled.count == 1, "and come back inline when they fit")
+        expectStored(table, mapping6)
+        let sweep = table.removeExpired(now: largest)
+        let removedHoAs = Set(sweep.removed.map(\.hoa))
+        #expect(removedHoAs == [v4("192.0.2.1"), v6("2001:db8::1")] && sweep.removed.count == 2)
+        all = Set(table.mappings)
+        #expect(all == [far])
     }
 
     /// One MoA -> three (spills) -> one other (back inline, pool entry freed) -> two
@@ -189,8 +210,8 @@ struct MappingRecordTests {
     /// The memory report counts the record arrays and every spilled list.
     @Test func memoryCountsRecordsAndSpilledLists() throws {
         var table = MappingTable(ipv4Capacity: 100, ipv6Capacity: 10, hashSeed: 15)
-        let records = MappingTable.arrayHeapBytes(capacity: table.records4.capacity, stride: 32)
-            + MappingTable.arrayHeapBytes(capacity: table.records6.capacity, stride: 40)
+        let records = MappingTable.arrayHeapBytes(capacity: table.records4.capacity, stride: 24)
+            + MappingTable.arrayHeapBytes(capacity: table.records6.capacity, stride: 32)
         #expect(table.memory.controlBytes == records)
         try table.insert(PeerMapping(hoa: v4("192.0.2.1"), moas: [bind(v4("10.0.0.1"))]))
         #expect(table.memory.controlBytes == records, "an inline binding costs nothing beyond its record")
