@@ -6,8 +6,8 @@
 ///   packet engine reads once or twice per packet: `preferredMoA(forHoA:)` on send,
 ///   `hoa(forMoA:)` on receive. O(1), no allocation, no reference counting, no existentials;
 ///   each answer is precomputed so a lookup normally touches one cache line;
-/// - the **control half**, one compact record per peer (``MappingRecord``: 32 bytes for
-///   IPv4, 40 for IPv6) in a dense array per family that the forward slots index, with a
+/// - the **control half**, one compact record per peer (``MappingRecord``: 24 bytes for
+///   IPv4, 32 for IPv6) in a dense array per family that the forward slots index, with a
 ///   one-MoA mapping's binding inline and longer lists out of line. Only inserts,
 ///   replaces, removals, expiry sweeps and the control socket touch it; the
 ///   `PeerMapping` values they take and return are rebuilt from it.
