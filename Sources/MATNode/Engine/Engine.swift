@@ -347,8 +347,11 @@ public final class Engine: @unchecked Sendable {
     /// by the time the engine looks at its packets.
     private func refreshFastPath() {
         guard let fastPath else { return }
+        // Each change walks the whole table (about 100 ms at 1M mappings): past the limit
+        // the engine carries every peer instead.
+        let mappings = processor.table.count <= KernelFastPath.peerLimit ? processor.table.mappings : []
         fastPath.update(FastPathRuleset.eligible(
-            mappings: processor.table.mappings, preferred: { self.processor.table.preferredMoA(forHoA: $0) },
+            mappings: mappings, preferred: { self.processor.table.preferredMoA(forHoA: $0) },
             addresses: processor.addresses, held: processor.held, unvalidated: Set(processor.unvalidated.keys),
             encapsulated: encap == nil ? [] : encapsulatedMoAs, domainPrefixes: fastPath.domainPrefixes,
             limit: KernelFastPath.peerLimit))

@@ -21,8 +21,8 @@ public final class KernelFastPath: @unchecked Sendable {
     public static let environmentVariable = "MATD_KERNEL_FAST_PATH"
     /// Whether the fast path is on when neither `kernel-fast-path` nor the environment says.
     public static let defaultSetting = false
-    /// At most this many peers are translated by the kernel (the rest by the engine):
-    /// every change rewrites the maps whole.
+    /// With more mappings than this in the engine's table the kernel translates none
+    /// (the engine all): every change walks the table and rewrites the maps whole.
     public static let peerLimit = 4_096
 
     /// Whether the fast path is wanted: the environment variable if set, else `setting`.
