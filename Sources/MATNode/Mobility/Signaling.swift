@@ -24,9 +24,7 @@ final class Signaling {
     /// turn the node into a query generator.
     private var keyLookupBudget = TokenBucket(rate: 10, burst: 20)
     private var outgoing: [IPAddress: Outgoing] = [:]
-    private var challenges: [Nonce: Challenge] = [:]
-    /// Each challenged update's listed MoAs and those proven so far, by peer.
-    private var trials: [IPAddress: Trial] = [:]
+    private var challenges = UpdateChallenges()
     private var probes = ReachabilityProbes()
     /// The latest message of each sender whose key is being looked up, handled again when
     /// the key arrives (bounded: a flood of unknown senders keeps only the newest few).
@@ -52,25 +50,6 @@ final class Signaling {
     private var peerStatesChanged = false
     private let publishedPeerStates = Mutex<[IPAddress: PeerSignalState]>([:])
 
-    /// The challenge of one MoA a peer's update lists.
-    private struct Challenge {
-        var peer: IPAddress
-        var moa: IPAddress
-        var sequence: UInt64
-        var expiresAt: UInt64
-    }
-
-    /// A peer's update whose MoAs are being challenged, each on its own: only the MoAs
-    /// that answer from themselves are adopted, so an update cannot slip a bystander in
-    /// behind an address of the sender's own.
-    private struct Trial {
-        var sequence: UInt64
-        var moas: [IPAddress]
-        var lifetime: UInt32
-        var proven: Set<IPAddress>
-        var acknowledged = false
-    }
-
     /// The sequence a challenge names when it is a probe (``ReachabilityProbes``): no update
     /// has it, as sequence numbers start from the wall clock.
     static let probeSequence: UInt64 = 0
@@ -78,8 +57,6 @@ final class Signaling {
     /// Acknowledgements that do not come after this many sends make the node look the
     /// peer up again: it may have moved at the same time.
     private static let sendsBeforeLookup = 2
-    /// How long a challenge waits for its response, milliseconds.
-    private static let challengeLifetime: UInt64 = 5_000
 
     /// Opens the signaling port for each family the node has a HoA of.
     init(port: UInt16, families: Set<AddressFamily>, key: SigningKey, sequences: SequenceSource,
@@ -191,22 +168,19 @@ final class Signaling {
             outgoing[peer] = entry
             count { $0.updatesRetransmitted += 1 }
         }
-        for (nonce, challenge) in challenges where challenge.expiresAt <= now {
-            challenges[nonce] = nil
+        for expiry in challenges.expire(at: now) {
             count { $0.challengesUnanswered += 1 }
-            host?.unreachable(hoa: challenge.peer, at: challenge.moa)
-            let open = challenges.values.contains { $0.peer == challenge.peer && $0.sequence == challenge.sequence }
-            guard !open, let trial = trials[challenge.peer], trial.sequence == challenge.sequence else { continue }
-            trials[challenge.peer] = nil
-            if !trial.acknowledged { host?.challengeFailed(hoa: challenge.peer, sequence: challenge.sequence) }
+            host?.unreachable(hoa: expiry.peer, at: expiry.moa)
+            if expiry.trialFailed { host?.challengeFailed(hoa: expiry.peer, sequence: expiry.sequence) }
         }
         sendProbes(now: now)
         if !waitingForKey.isEmpty {
-            waitingForKey = waitingForKey.filter { $0.value.since + Self.challengeLifetime > now }
+            waitingForKey = waitingForKey.filter { $0.value.since + UpdateChallenges.lifetime > now }
         }
         refusals.report(counting, now: now)
         publish()
-        return (outgoing.values.map { $0.schedule.nextSendAt ?? $0.schedule.deadline } + [probes.nextEvent].compactMap { $0 }).min()
+        return (outgoing.values.map { $0.schedule.nextSendAt ?? $0.schedule.deadline }
+            + [probes.nextEvent, challenges.nextExpiry].compactMap { $0 }).min()
     }
 
     /// Probes `peer` at each of `moas` (``ReachabilityProbes``): `reached` follows each
@@ -373,23 +347,16 @@ final class Signaling {
             count { $0.probesAnswered += 1 }
             host.reached(hoa: probe.peer, at: probe.moa, key: probe.key)
         case .challengeResponse(let nonce, let sequence):
-            guard let pending = challenges[nonce], pending.peer == message.sender, pending.sequence == sequence,
-                  pending.moa == source, var trial = trials[pending.peer], trial.sequence == sequence else {
+            guard let proof = challenges.response(nonce, from: message.sender, sequence: sequence, source: source) else {
                 count { $0.refusedUnexpected += 1 }
                 return
             }
-            challenges[nonce] = nil
-            trial.proven.insert(source)
-            let first = !trial.acknowledged
-            trial.acknowledged = true
-            trials[pending.peer] = challenges.values.contains { $0.peer == pending.peer } ? trial : nil
-            let moas = trial.moas.filter(trial.proven.contains)
-            host.adopt(hoa: pending.peer, moas: moas, lifetime: trial.lifetime, sequence: sequence)
-            host.reached(hoa: pending.peer, at: source, key: nil)
+            host.adopt(hoa: message.sender, moas: proof.moas, lifetime: proof.lifetime, sequence: sequence)
+            host.reached(hoa: message.sender, at: source, key: nil)
             count { $0.bindingsAdopted += 1 }
-            EventLog.shared.post("adopted", ["peer": "\(pending.peer)", "mobile": moas.map(\.description).joined(separator: " "),
+            EventLog.shared.post("adopted", ["peer": "\(message.sender)", "mobile": proof.moas.map(\.description).joined(separator: " "),
                                              "sequence": "\(sequence)"])
-            if first { acknowledge(pending.peer, sequence: sequence, at: source, home: home, now: now) }
+            if proof.first { acknowledge(message.sender, sequence: sequence, at: source, home: home, now: now) }
         case .bindingAck(let sequence, _):
             guard let entry = outgoing[message.sender], entry.sequence == sequence else {
                 count { $0.refusedUnexpected += 1 }
@@ -474,47 +441,29 @@ final class Signaling {
             // Newest, so signed now: the peer is alive (where, only a challenge tells).
             host?.reached(hoa: peer, at: nil, key: nil)
         }
-        var listed: [IPAddress] = []
-        for moa in moas where !listed.contains(moa) { listed.append(moa) }
-        guard let target = listed.first, let host else { return }
-        let open = challenges.filter { $0.value.peer == peer && $0.value.sequence == message.sequence }
-        if !open.isEmpty {
+        guard let host, let target = moas.first else { return }
+        let decision = challenges.update(from: peer, sequence: message.sequence, moas: moas, lifetime: lifetime,
+                                         inUse: host.currentMoAs(of: peer), now: now)
+        switch decision {
+        case .again(let open):
             // A retransmission while its challenges are out: the same challenges again.
-            for (nonce, challenge) in open {
-                reply(to: peer, at: challenge.moa, home: home, body: .challenge(nonce: nonce, sequence: message.sequence), now: now)
-                count { $0.challengesSent += 1 }
-            }
-            return
-        }
-        let known = Set(host.currentMoAs(of: peer))
-        let unproven = listed.filter { !known.contains($0) }
-        if unproven.isEmpty {
-            // Every MoA answered before: a reordering or a MoA given up needs no check.
-            if Set(listed) != known || host.currentMoAs(of: peer).first != target {
-                host.adopt(hoa: peer, moas: listed, lifetime: lifetime, sequence: message.sequence)
-            }
+            for (nonce, moa) in open { challenge(peer, at: moa, nonce: nonce, sequence: message.sequence, home: home, now: now) }
+        case .failedBefore:
+            count { $0.refusedUnexpected += 1 }
+        case .known(let adopt):
+            if let adopt { host.adopt(hoa: peer, moas: adopt, lifetime: lifetime, sequence: message.sequence) }
             acknowledge(peer, sequence: message.sequence, at: target, home: home, now: now)
-            return
+        case .challenge(let sent, let unproven, let void):
+            for moa in void { host.unreachable(hoa: peer, at: moa) }
+            let listed = challenges.trials[peer]?.moas ?? moas
+            host.tryOut(hoa: peer, moas: listed, unproven: unproven, sequence: message.sequence, updateBytes: UInt64(size))
+            for (nonce, moa) in sent { challenge(peer, at: moa, nonce: nonce, sequence: message.sequence, home: home, now: now) }
         }
-        if let stale = trials[peer], stale.sequence != message.sequence {
-            // A newer update replaces the one being checked; its challenges are void, and
-            // the MoAs only they were checking are not used.
-            let void = challenges.filter { $0.value.peer == peer && $0.value.sequence == stale.sequence }
-            for (nonce, challenge) in void {
-                challenges[nonce] = nil
-                if !listed.contains(challenge.moa) { host.unreachable(hoa: peer, at: challenge.moa) }
-            }
-        }
-        trials[peer] = Trial(sequence: message.sequence, moas: listed, lifetime: lifetime,
-                             proven: Set(listed).intersection(known))
-        host.tryOut(hoa: peer, moas: listed, unproven: unproven, sequence: message.sequence, updateBytes: UInt64(size))
-        for moa in unproven {
-            let nonce = Nonce.random()
-            challenges[nonce] = Challenge(peer: peer, moa: moa, sequence: message.sequence,
-                                          expiresAt: now + Self.challengeLifetime)
-            reply(to: peer, at: moa, home: home, body: .challenge(nonce: nonce, sequence: message.sequence), now: now)
-            count { $0.challengesSent += 1 }
-        }
+    }
+
+    private func challenge(_ peer: IPAddress, at moa: IPAddress, nonce: Nonce, sequence: UInt64, home: IPAddress, now: UInt64) {
+        reply(to: peer, at: moa, home: home, body: .challenge(nonce: nonce, sequence: sequence), now: now)
+        count { $0.challengesSent += 1 }
     }
 
     private func acknowledge(_ peer: IPAddress, sequence: UInt64, at moa: IPAddress, home: IPAddress, now: UInt64) {
