@@ -174,8 +174,8 @@ public struct MappingMemory: Hashable, Sendable {
     public var ipv4HotBytes: Int
     /// Exact size of the raw IPv6 slot arrays (forward, reverse, record index).
     public var ipv6HotBytes: Int
-    /// Estimated heap of the control-plane records: the record array's capacity plus each
-    /// MoA array's buffer rounded the way glibc malloc rounds it.
+    /// Estimated heap of the control half: the record arrays' capacities, the spilled
+    /// binding lists and their pool, rounded the way glibc malloc rounds each buffer.
     public var controlBytes: Int
 
     /// Creates a memory report.
