@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import MATLog
 import MATSystem
 
 /// One direction of the wire: frames read from `input` wait in a ring for `delay`
@@ -142,8 +143,8 @@ final class Direction {
     }
 }
 
-/// A line on standard error, prefixed with the program's name (one write, unbuffered).
+/// A line on standard error through the project's one logging path, prefixed with the
+/// program's name.
 func warn(_ message: String) {
-    var line = "mat-delay: \(message)\n"
-    line.withUTF8 { bytes in _ = write(STDERR_FILENO, bytes.baseAddress, bytes.count) }
+    Log.write(.notice, "mat-delay: \(message)")
 }
