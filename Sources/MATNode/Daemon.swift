@@ -76,7 +76,10 @@ public final class Daemon {
             log("matd: kernel fast path off: the TUN engine carries all HoA traffic")
         }
         engine.start()
-        defer { engine.stop() }
+        defer {
+            engine.stop()
+            engine.fastPath?.close()
+        }
         let mappings = try MappingService(config: config, host: host, engine: engine, addresses: addresses)
         service.withLock { $0 = mappings }
         mappings.start()

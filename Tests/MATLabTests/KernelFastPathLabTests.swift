@@ -183,6 +183,21 @@ struct KernelFastPathLabTests {
         #expect(try !lab.exec("vm", "nft", "list", "tables").contains("matd"), "tables left after stop")
     }
 
+    /// The table belongs to matd's netlink socket: after kill -9 the kernel has removed it,
+    /// so HoA traffic waits in the TUN device as without the fast path (nothing translated
+    /// by mappings no one maintains); a new matd writes it again.
+    @Test func theRulesDieWithMatd() throws {
+        let lab = try fastLab()
+        defer { lab.close() }
+        #expect(try lab.ping("vm", cn.home4))
+        try lab.killMatd("vm")
+        #expect(try !lab.exec("vm", "nft", "list", "tables").contains("matd_mat0_fast"))
+        #expect(try !lab.ping("vm", cn.home4, count: 2), "HoA traffic got through with matd dead")
+        try lab.startMatd("vm", config: lab.writeConfig("vm", adding: Self.on))
+        #expect(try waitForFastPath(lab, "vm", peers: 2), "\(show(lab, "vm"))")
+        #expect(try lab.ping("vm", cn.home4))
+    }
+
     /// `kernel-fast-path = off`: no table, every peer through the engine.
     @Test func offLeavesEverythingToTheEngine() throws {
         let lab = try Lab()

@@ -98,6 +98,7 @@ import Testing
         }
         // Counters are added, never deleted, so they keep counting across rewrites.
         #expect(batch.contains("add counter inet matd_mat0_fast out4"))
+        #expect(batch.first == "add table inet matd_mat0_fast { flags owner; }", "dies with matd's socket")
         #expect(!batch.contains { $0.hasPrefix("delete") })
         // ICMP errors are never rewritten by the kernel: nothing matches their types.
         #expect(!batch.contains { $0.contains("destination-unreachable") || $0.contains("packet-too-big") })

@@ -116,9 +116,14 @@ public struct FastPathRuleset: Equatable, Sendable {
     /// One nftables transaction that makes the table say exactly this: the table,
     /// counters, maps and chains are added if missing (counters keep their values), the
     /// chains and maps emptied and filled again. Applied whole or not at all.
+    ///
+    /// The table is owned by the netlink socket that writes it (`flags owner`, Linux
+    /// 5.12): the kernel removes it when that socket closes, so the rules never outlive
+    /// matd (a crash, a hand-over): its peers' packets then wait in the TUN device, as
+    /// without the fast path, instead of being translated by mappings no one maintains.
     public func batch(_ placement: Placement) -> [String] {
         let table = "inet \(placement.table)"
-        var batch = ["add table \(table)"]
+        var batch = ["add table \(table) { flags owner; }"]
         batch += Self.counterNames.map { "add counter \(table) \($0)" }
         for (suffix, type) in [("4", "ipv4_addr"), ("6", "ipv6_addr")] {
             for direction in ["out", "in"] {

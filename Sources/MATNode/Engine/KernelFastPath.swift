@@ -89,6 +89,10 @@ public final class KernelFastPath: @unchecked Sendable {
         let present = uplinks.filter { if_nametoindex($0) != 0 }
         guard ruleset != applied || present != appliedUplinks else { return }
         var batch: [String] = []
+        // A table from before the owner flag (an older matd) cannot become owned: replaced.
+        if writes.load(ordering: .relaxed) == 0, (try? nftables.run("list table inet \(table)")) != nil {
+            batch.append("delete table inet \(table)")
+        }
         // Chains of uplinks that went away: the kernel may keep them, without a device.
         for uplink in appliedUplinks where !present.contains(uplink) {
             let chain = FastPathRuleset.ingressChain(uplink)
@@ -133,6 +137,13 @@ public final class KernelFastPath: @unchecked Sendable {
         let batch = ruleset.batch(FastPathRuleset.Placement(table: probeTable, uplinks: ["lo"], localPorts: localPorts,
                                                             markBit: PeerMoATraffic.markBit))
         try nftables.run((batch + ["delete table inet \(probeTable)"]).joined(separator: "\n"))
+    }
+
+    /// Removes the table, from the engine thread's context (the table's owner) after the
+    /// engine has stopped; the kernel would remove it with the context's socket anyway.
+    public func close() {
+        remove()
+        published.withLock { $0 = ([], "off (stopped)") }
     }
 
     /// Removes the table (nothing translated by the kernel any more).
