@@ -218,9 +218,13 @@ struct MappingRecordTests {
         let moas = [bind(v4("10.0.0.2")), bind(v4("10.0.0.3"))]
         try table.insert(PeerMapping(hoa: v4("192.0.2.2"), moas: moas))
         let spilled = table.memory.controlBytes - records
-        // The list's buffer (32-byte header + 2 x 32-byte bindings: a 112-byte chunk) and
-        // the pool's own array of list references.
-        #expect(moas.capacity == 2)
-        #expect(spilled == 112 + MappingTable.arrayHeapBytes(capacity: table.spilled.lists.capacity, stride: 8))
+        // The list's buffer (32-byte header + 2 x 16-byte compact IPv4 bindings: an 80-byte
+        // chunk, where two generic 32-byte bindings took 112) and the pool's own array of
+        // list references.
+        #expect(spilled == 80 + MappingTable.arrayHeapBytes(capacity: table.spilled.lists.capacity, stride: 8))
+        try table.insert(PeerMapping(hoa: v6("2001:db8::1"), moas: [bind(v6("2001:db8:1::1")), bind(v6("2001:db8:1::2"))]))
+        // Two compact IPv6 bindings: 32 + 2 x 32 bytes, a 112-byte chunk.
+        #expect(table.memory.controlBytes
+            == records + 80 + 112 + MappingTable.arrayHeapBytes(capacity: table.spilled.lists.capacity, stride: 8))
     }
 }
