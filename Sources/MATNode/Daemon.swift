@@ -191,8 +191,11 @@ struct StatusSource: Sendable {
                     origin: view[mapping.hoa]?.rawValue, alert: alert.map(\.alert.rawValue),
                     lastAckSecondsAgo: alert?.lastAckAt.map { Double(now - min(now, $0)) / 1_000 },
                     roundTripMilliseconds: alert?.roundTripMilliseconds)
-                if state.encapsulated { report.path = EncapPolicy.Mode.encapsulated.rawValue }
-                if state.fastPath { report.path = "kernel" }
+                if state.encapsulated {
+                    report.path = EncapPolicy.Mode.encapsulated.rawValue
+                } else if state.fastPath {
+                    report.path = "kernel"
+                }
                 return report
             } + view.filter { hoa, _ in !inTable.contains(hoa) }.map { hoa, origin in
                 // Known to the control plane but not (yet) in the engine's table.

@@ -196,9 +196,13 @@ public final class Engine: @unchecked Sendable {
                 sincePublish += handled
             }
             if ready > 0 && descriptors.count > 2 {
+                let encapsulatedBefore = fastPath == nil ? [] : encapsulatedMoAs
                 for index in 2..<descriptors.count where descriptors[index].revents != 0 {
                     handled += receiveEncapsulated(descriptor: descriptors[index].fd)
                 }
+                // A peer's first keepalive puts its traffic in UDP here, not through a
+                // command: its kernel fast-path rules must go before its next packet.
+                if fastPath != nil && encapsulatedMoAs != encapsulatedBefore { refreshFastPath() }
             }
             let nanoseconds = MonotonicClock.nanoseconds()
             if handled > 0 { busyPoll.trafficSeen(at: nanoseconds) }
