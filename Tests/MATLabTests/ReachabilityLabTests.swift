@@ -132,8 +132,14 @@ struct ReachabilityLabTests {
             if try !lab.matctl("cn", "peers").contains(vm.home4) { droppedAfter = Date().timeIntervalSince(killedAt) }
             usleep(200_000)
         }
-        let dropped = try signaling()
         #expect(droppedAfter != nil, "the CN still maps the dead VM:\n\(lab.matdLog("cn"))")
+        // And it stays dropped: a refresh lookup on its way at the drop does not bring it back.
+        let stayUntil = Date().addingTimeInterval(2 * Self.recordTTL)
+        while droppedAfter != nil && Date() < stayUntil {
+            #expect(try !lab.matctl("cn", "peers").contains(vm.home4), "mapped again:\n\(lab.matdLog("cn"))")
+            usleep(500_000)
+        }
+        let dropped = try signaling()
         #expect(dropped["idle_peers_dropped", default: 0] == 1, "\(dropped)")
         #expect(lab.matdLog("cn").contains("dropping peer \(vm.home4): silent for 15 s"), "\(lab.matdLog("cn"))")
         print("idle probing: the live VM answered \(answered["probes_answered", default: 0]) probe(s) "

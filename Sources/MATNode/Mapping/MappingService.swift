@@ -345,6 +345,10 @@ public final class MappingService: @unchecked Sendable {
             let changed = install(answer, now: now)
             if !signaling.announce(to: hoa, at: moa, now: now) { engine.send(.release(hoa)) }
             return changed
+        case (.refresh, _) where learned[hoa] == nil:
+            // Dropped while the lookup was on its way (it stopped answering, its lifetime
+            // passed): the answer must not bring it back; its next packet asks afresh.
+            return false
         case (.refresh, .success(let answer)) where answer.moas.isEmpty:
             // Deregistered, or expired by the IMS: the TXT stays, the MoAs went.
             forget(hoa)
