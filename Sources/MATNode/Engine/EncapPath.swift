@@ -53,12 +53,33 @@ public final class EncapPath: @unchecked Sendable {
     /// The largest super-packet one datagram carries whole (its UDP payload, headers in).
     public static let maximumSuperPacket: UInt32 = 65_000
 
+    /// The encapsulation sockets' kernel buffers: a TCP flow's burst of super-packets, up
+    /// to 65 KB each and about twice that in the kernel's accounting once fragmented,
+    /// overflows the default 208 KB at once (a full send buffer fails the send, a full
+    /// receive buffer drops the datagram: the flow's packets lost either way).
+    /// `MATD_ENCAP_SOCKET_BUFFER` (bytes; 0 leaves the kernel's default) overrides it for
+    /// measurements.
+    static let defaultSocketBuffer: Int32 = 4 << 20
+    static let socketBufferVariable = "MATD_ENCAP_SOCKET_BUFFER"
+
+    /// The buffer size `MATD_ENCAP_SOCKET_BUFFER` asks for (a decimal number of bytes, 0
+    /// for the kernel's default); anything else keeps `defaultSocketBuffer`.
+    static func socketBuffer(fromEnvironment value: String?) -> Int32 {
+        guard let value, let bytes = Int32(value), bytes >= 0 else { return defaultSocketBuffer }
+        return bytes
+    }
+
     /// Binds `port` for each family in `families`; a peer's UDP path is forgotten
     /// `lifetime` ms after its last keepalive.
     public init(port: UInt16, families: Set<AddressFamily>, lifetime: UInt64 = 60_000) throws(SystemError) {
         self.port = port
         socket4 = families.contains(.ipv4) ? try DatagramSocket(family: .ipv4, port: port) : nil
         socket6 = families.contains(.ipv6) ? try DatagramSocket(family: .ipv6, port: port) : nil
+        let buffer = Self.socketBuffer(fromEnvironment: getenv(Self.socketBufferVariable).map { String(cString: $0) })
+        if buffer > 0 {
+            try socket4?.setBuffers(bytes: buffer)
+            try socket6?.setBuffers(bytes: buffer)
+        }
         var answers: [AddressFamily: DatagramSocket] = [:]
         for family in families { answers[family] = try DatagramSocket(family: family, port: 0) }
         answerSockets = answers
