@@ -186,6 +186,51 @@ private let moved = IPAddress("203.0.113.20")!
     }
 }
 
+/// Answers none of whose probes was answered, not tried again for a while.
+@Suite struct RefusedAnswersTests {
+    let key = SigningKey.generate().publicKey
+
+    func trial(_ moas: [IPAddress], sequence: UInt64, key: VerifyingKey?) -> AnswerTrial {
+        let answer = PeerMapping(hoa: peer, ranked: moas, flags: .confirmed, sequence: sequence)
+        guard case .probe(let trial) = AnswerTrial.decide(answer, answerKey: key, heldKey: key == nil ? nil : self.key,
+                                                           previous: PeerMapping(hoa: peer, ranked: [own], flags: .confirmed)) else {
+            fatalError("not on trial")
+        }
+        return trial
+    }
+
+    @Test func theSameAnswerIsNotTriedAgainUntilTheHoldOffPasses() {
+        var refused = RefusedAnswers(holdOff: 300_000)
+        let hostile = trial([bystander], sequence: .max, key: nil)
+        refused.refused(hostile, now: 1_000)
+        #expect(refused.isRefused(hostile.answer, key: nil, now: 1_000))
+        #expect(refused.isRefused(hostile.answer, key: nil, now: 300_999))
+        #expect(!refused.isRefused(hostile.answer, key: nil, now: 301_000))
+    }
+
+    @Test func aChangedAnswerOrAProofIsTriedAtOnce() {
+        var refused = RefusedAnswers()
+        let hostile = trial([bystander], sequence: 9, key: nil)
+        refused.refused(hostile, now: 0)
+        #expect(!refused.isRefused(trial([bystander], sequence: 10, key: nil).answer, key: nil, now: 1), "another sequence")
+        #expect(!refused.isRefused(trial([moved], sequence: 9, key: nil).answer, key: nil, now: 1), "another MoA")
+        #expect(!refused.isRefused(hostile.answer, key: key, now: 1), "another key")
+        refused.forget(peer)
+        #expect(!refused.isRefused(hostile.answer, key: nil, now: 1))
+    }
+
+    @Test func theMemoryIsBounded() {
+        var refused = RefusedAnswers(capacity: 2)
+        for index in 1...3 {
+            let hoa = IPAddress("198.51.100.\(100 + index)")!
+            let answer = PeerMapping(hoa: hoa, ranked: [bystander], flags: .confirmed, sequence: 1)
+            guard case .probe(let trial) = AnswerTrial.decide(answer, answerKey: nil, heldKey: nil, previous: nil) else { return }
+            refused.refused(trial, now: 0)
+        }
+        #expect(refused.entries.count <= 2)
+    }
+}
+
 /// The test-only wall clock step (`MATD_TEST_CLOCK_STEP`).
 @Suite struct ClockStepParsingTests {
     @Test func aStepParsesAndAppliesFromItsTimeOn() throws {

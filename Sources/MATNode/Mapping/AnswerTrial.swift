@@ -78,3 +78,37 @@ struct AnswerTrial: Equatable {
     /// Whether every probe is over.
     var isDecided: Bool { pending.isEmpty }
 }
+
+/// IMS answers whose probes all went unanswered, remembered for a while so that reading
+/// the same answer again (every record TTL, or at each first packet) does not probe, or
+/// alert, the same addresses again: a key holder who registers a bystander's address gets
+/// one trial per peer per ``holdOff``, not one per lookup. A changed answer (another
+/// sequence, key or MoA) is tried at once. Pure: the caller passes the time (ms).
+struct RefusedAnswers {
+    /// How long a refused answer is not tried again (ms).
+    let holdOff: UInt64
+    /// Most HoAs remembered; past it the memory starts afresh.
+    let capacity: Int
+    private(set) var entries: [IPAddress: (answer: PeerMapping, key: VerifyingKey?, until: UInt64)] = [:]
+
+    init(holdOff: UInt64 = 300_000, capacity: Int = 4_096) {
+        self.holdOff = holdOff
+        self.capacity = max(1, capacity)
+    }
+
+    /// `trial` ended with no answer at `now`.
+    mutating func refused(_ trial: AnswerTrial, now: UInt64) {
+        if entries[trial.answer.hoa] == nil, entries.count >= capacity { entries.removeAll() }
+        entries[trial.answer.hoa] = (trial.answer, trial.key, now + holdOff)
+    }
+
+    /// Whether `answer` with `key` (as a trial would test it) was refused less than
+    /// ``holdOff`` ago.
+    func isRefused(_ answer: PeerMapping, key: VerifyingKey?, now: UInt64) -> Bool {
+        guard let entry = entries[answer.hoa], now < entry.until else { return false }
+        return entry.answer == answer && entry.key == key
+    }
+
+    /// Forgets `hoa` (a proven mapping of it came since).
+    mutating func forget(_ hoa: IPAddress) { entries[hoa] = nil }
+}

@@ -25,6 +25,12 @@ extension MappingService {
                 learned[answer.hoa]?.expiresAt = expiresAt
                 return false
             }
+            if refusedAnswers.isRefused(trial.answer, key: trial.key, now: now) {
+                // Its probes went unanswered a short while ago: the same addresses are
+                // not probed again (nor alerted, for a first contact) on every reading.
+                learned[answer.hoa]?.expiresAt = expiresAt
+                return false
+            }
             endTrial(of: answer.hoa)
             answerTrials[answer.hoa] = trial
             signaling.probe(answer.hoa, at: trial.toProbe, key: trial.key, now: now)
@@ -60,6 +66,7 @@ extension MappingService {
         guard let moa, var trial = answerTrials[hoa], trial.pending.contains(moa), trial.key == key else { return }
         let first = trial.answered(moa)
         answerTrials[hoa] = trial.isDecided ? nil : trial
+        refusedAnswers.forget(hoa)
         engine.send(.endLimit(moa))
         if first, let key = trial.key {
             // Replaces the mapping and the replay state too (keyReplaced).
@@ -102,6 +109,7 @@ extension MappingService {
         log(.warning, "matd: \(hoa): no MoA of the IMS answer \(trial.answer.description) answered its probe"
             + (trial.key == nil ? "" : " with the key it names") + "; not taken")
         EventLog.shared.post("answer_refused", ["peer": "\(hoa)"])
+        refusedAnswers.refused(trial, now: Self.milliseconds())
         guard trial.previous == nil else { return }
         for moa in trial.answer.moas { engine.send(.endLimit(moa.address)) }
         forget(hoa)

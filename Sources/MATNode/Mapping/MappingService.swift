@@ -62,8 +62,10 @@ public final class MappingService: @unchecked Sendable {
     var encapTracking = false
     /// Registration lifetimes of learned mappings (``MappingLifetimes``).
     var lifetimes = MappingLifetimes()
-    /// IMS answers whose new MoAs or key are being probed (``AnswerTrial``).
+    /// IMS answers whose new MoAs or key are being probed (``AnswerTrial``), and those
+    /// none of whose probes was answered (``RefusedAnswers``).
     var answerTrials: [IPAddress: AnswerTrial] = [:]
+    var refusedAnswers = RefusedAnswers()
     /// Learned peers' silence, probed after a while (``IdleProbing``); set from the IMS's
     /// record TTL in `init`.
     var idle = IdleProbing(idleAfter: 30_000)
@@ -343,7 +345,8 @@ public final class MappingService: @unchecked Sendable {
             // has checked this node's mapping and acknowledged it.
             engine.send(.hold(hoa))
             let changed = install(answer, now: now)
-            if !signaling.announce(to: hoa, at: moa, now: now) { engine.send(.release(hoa)) }
+            // Nothing installed (an answer refused a short while ago): nothing to alert.
+            if learned[hoa] == nil || !signaling.announce(to: hoa, at: moa, now: now) { engine.send(.release(hoa)) }
             return changed
         case (.refresh, _) where learned[hoa] == nil:
             // Dropped while the lookup was on its way (it stopped answering, its lifetime
