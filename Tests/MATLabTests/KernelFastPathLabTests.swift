@@ -99,6 +99,9 @@ struct KernelFastPathLabTests {
             #expect(counter(after, "outboundPackets") > counter(before[node]!, "outboundPackets"), "\(after)")
             #expect(drops(after).isEmpty, "\(node) dropped packets: \(drops(after))")
         }
+        let exposition = try lab.matctl("vm", "stats", "--prometheus")
+        let line = exposition.split(separator: "\n").first { $0.hasPrefix("matd_kernel_fast_path_bytes_total{direction=\"outbound\",family=\"ipv6\"} ") }
+        #expect(line.flatMap { UInt64($0.split(separator: " ").last ?? "") }.map { $0 > 4_000_000 } == true, "\(exposition)")
     }
 
     /// With checksum offload and GSO as the lab has them (veth: on), the full traffic

@@ -75,6 +75,21 @@ struct PrometheusExpositionTests {
         #expect(lines.filter { $0.hasPrefix("matd_encapsulation_events_total{") }.count == counters.named.count)
     }
 
+    /// The kernel fast path's counters: direction and family as labels, and its rule
+    /// writes; absent when the fast path is off.
+    @Test func kernelFastPathCounters() {
+        var stats = StatsReport(EngineCounters())
+        #expect(!PrometheusExposition.render(stats: stats, peers: []).contains("matd_kernel_fast_path"))
+        stats.kernelFastPath = ["out4_packets": 10, "out4_bytes": 1_000, "in6_packets": 7, "in6_bytes": 700,
+                                "in4_packets": 0, "in4_bytes": 0, "out6_packets": 0, "out6_bytes": 0, "rule_writes": 3]
+        let lines = PrometheusExposition.render(stats: stats, peers: []).split(separator: "\n").map(String.init)
+        #expect(lines.contains("# TYPE matd_kernel_fast_path_packets_total counter"))
+        #expect(lines.contains("matd_kernel_fast_path_packets_total{direction=\"outbound\",family=\"ipv4\"} 10"))
+        #expect(lines.contains("matd_kernel_fast_path_bytes_total{direction=\"inbound\",family=\"ipv6\"} 700"))
+        #expect(lines.filter { $0.hasPrefix("matd_kernel_fast_path_packets_total{") }.count == 4)
+        #expect(lines.contains("matd_kernel_fast_path_rule_writes_total 3"))
+    }
+
     @Test func labelValuesAreEscaped() {
         let peers = [PeerReport(homeAddress: "a\"b\\c\nd", mobileAddresses: [], preferred: nil, sequence: 0, alert: "x")]
         let text = PrometheusExposition.render(stats: StatsReport(EngineCounters()), peers: peers)

@@ -40,6 +40,27 @@ public enum PrometheusExposition {
                            return (["event": event], .integer(counter.value))
                        })
         }
+        if let fast = stats.kernelFastPath {
+            // `out4_packets` and the like: direction and family as labels; not in the
+            // engine's families above (docs/datapath.md, "Kernel fast path").
+            func series(_ unit: String) -> [([String: String], PrometheusWriter.Value)] {
+                fast.keys.sorted().compactMap { key in
+                    let parts = key.split(separator: "_", maxSplits: 1)
+                    guard parts.count == 2, parts[1] == unit, let value = fast[key], let last = parts[0].last,
+                          ["4", "6"].contains(last), ["out", "in"].contains(String(parts[0].dropLast())) else { return nil }
+                    return (["direction": parts[0].hasPrefix("out") ? "outbound" : "inbound",
+                             "family": last == "4" ? "ipv4" : "ipv6"], .integer(value))
+                }
+            }
+            out.family("matd_kernel_fast_path_packets_total",
+                       "Packets the kernel fast path translated (not in matd_packets_total), by direction and family.",
+                       .counter, series("packets"))
+            out.family("matd_kernel_fast_path_bytes_total",
+                       "Bytes the kernel fast path translated (not in matd_bytes_total), by direction and family.",
+                       .counter, series("bytes"))
+            out.family("matd_kernel_fast_path_rule_writes_total", "Transactions that changed the kernel fast path's rules.",
+                       .counter, [([:], .integer(fast["rule_writes"] ?? 0))])
+        }
         if let histogram = stats.alertAcknowledged {
             out.histograms("matd_alert_acknowledged_seconds",
                            "From the first send of an alert to the peer's acknowledgement (one sample per peer and move).",
