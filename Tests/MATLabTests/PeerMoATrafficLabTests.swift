@@ -16,8 +16,9 @@ struct PeerMoATrafficLabTests {
     @Test func moaToMoATrafficIsLeftAloneBesideTranslatedHoATraffic() throws {
         let lab = try Lab()
         defer { lab.close() }
-        try lab.startMatd("vm")
-        try lab.startMatd("cn")
+        // The engine's path, whose counters tell MoA traffic from HoA traffic below
+        // (KernelFastPathLabTests.moaToMoATrafficIsLeftAlone: the fast path's).
+        for node in ["vm", "cn"] { try lab.startMatd(node, config: lab.writeConfig(node, adding: "kernel-fast-path = off")) }
         let file = try lab.randomFile("payload", megabytes: 10)
         usleep(300_000)
         let before = try ["vm": lab.stats("vm"), "cn": lab.stats("cn")]
@@ -129,8 +130,9 @@ struct PeerMoATrafficLabTests {
         defer { lab.close() }
         try lab.exec("vm", "nft", "add table inet hostfw")
         try lab.exec("vm", "nft", "add chain inet hostfw forward { type filter hook forward priority 0; policy drop; }")
-        try lab.startMatd("vm")
-        try lab.startMatd("cn")
+        // What the engine writes back is forwarded; the kernel fast path's packets are
+        // the host's own and pass a forward chain's policy (docs/datapath.md).
+        for node in ["vm", "cn"] { try lab.startMatd(node, config: lab.writeConfig(node, adding: "kernel-fast-path = off")) }
         let fix = "nft insert rule inet hostfw forward iifname \"mat0\" accept"
         #expect(lab.matdLog("vm").contains("forward chain inet hostfw forward drops by default"), "\(lab.matdLog("vm"))")
         #expect(lab.matdLog("vm").contains("Allow it with: \(fix)"), "\(lab.matdLog("vm"))")
