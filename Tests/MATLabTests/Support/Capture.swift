@@ -35,6 +35,7 @@ final class Capture {
         "frame.number", "_ws.col.Protocol", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst",
         "ip.checksum.status", "tcp.checksum.status", "udp.checksum.status",
         "icmp.checksum.status", "icmpv6.checksum.status", "icmp.type", "icmpv6.type",
+        "tcp.checksum", "tcp.checksum_calculated",
     ]
 
     /// The packets, dissected with checksum validation on.
@@ -91,9 +92,18 @@ struct CapturedPacket: CustomStringConvertible {
     var isIPv6: Bool { !self["ipv6.src"].isEmpty }
 
     /// Checksum statuses by protocol: tshark says 0 bad, 1 good, 2 unverified.
+    ///
+    /// A TCP checksum of 0xffff where the sum gives 0x0000 is the same value in ones'
+    /// complement (RFC 1624, section 3) and every receiver takes it; tshark calls it bad.
+    /// Linux writes it when it finishes a checksum in software (`skb_checksum_help`
+    /// turns a zero result into 0xffff), as on an uplink with transmit offload off.
     var checksumStatuses: [(String, String)] {
         ["ip", "tcp", "udp", "icmp", "icmpv6"].flatMap { proto in
-            self["\(proto).checksum.status"].map { (proto, $0) }
+            self["\(proto).checksum.status"].map { status in
+                let negativeZero = proto == "tcp" && status == "0"
+                    && self["tcp.checksum"].first == "0xffff" && self["tcp.checksum_calculated"].first == "0x0000"
+                return (proto, negativeZero ? "1" : status)
+            }
         }
     }
 
