@@ -40,7 +40,10 @@ struct MonitorLabTests {
 
         let kinds = vmEvents.map(\.kind)
         #expect(kinds.first == "move", "\(kinds)")
-        #expect(vmEvents.first?.details["mobile"]?.contains("203.0.113.10") == true, "\(vmEvents)")
+        // Under load matd may read the uplink between the lab's flush and its new address:
+        // a move to "none" first, then the one to site B.
+        #expect(vmEvents.contains { $0.kind == "move" && $0.details["mobile"]?.contains("203.0.113.10") == true },
+                "\(vmEvents)")
         for kind in ["alert", "ack", "registered"] { #expect(kinds.contains(kind), "no \(kind) in \(kinds)") }
         #expect(vmEvents.first { $0.kind == "alert" }?.details["peer"] == cn.home4, "\(vmEvents)")
         let numbers = vmEvents.map(\.number)
