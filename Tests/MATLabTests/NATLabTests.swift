@@ -172,13 +172,7 @@ struct NATLabTests {
         #expect(cnCounters["keepalives_received", default: 0] >= 8 && cnCounters["refused_malformed", default: 0] == 0,
                 "\(cnCounters)")
         let moved = Date()
-        try lab.exec("cn", "sh", "-c", """
-            ip -batch - <<EOF
-            addr del 192.0.2.130/25 dev eth0
-            addr add 192.0.2.140/25 dev eth0
-            route replace default via 192.0.2.129 dev eth0
-            EOF
-            """)
+        try nat.moveCN()
         #expect(lab.waitForLog("vm", "\(cn.home4) -> 192.0.2.140 seq", timeout: 10), "\(lab.matdLog("vm"))")
         let followed = Date().timeIntervalSince(moved)
         let learned = lab.matdLog("vm").split(separator: "\n").filter { $0.contains("\(cn.home4) -> 192.0.2.140 seq") }
@@ -242,13 +236,7 @@ struct NATLabTests {
         let flow = try lab.randomFile("flow", megabytes: 20)
         let transfer = try PacedTransfer(lab, from: "cn", to: "vm", file: flow, megabytesPerSecond: 8)
         sleep(1)
-        try lab.exec("cn", "sh", "-c", """
-            ip -batch - <<EOF
-            addr del 192.0.2.130/25 dev eth0
-            addr add 192.0.2.140/25 dev eth0
-            route replace default via 192.0.2.129 dev eth0
-            EOF
-            """)
+        try nat.moveCN()
         try transfer.finish()
         #expect(try lab.matctl("vm", "peers").contains("\(cn.home4) -> 192.0.2.140*"), "\(lab.matdLog("vm"))")
         #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.60*"))
@@ -290,6 +278,17 @@ final class NATLab: @unchecked Sendable {
     /// The NAT maps 192.0.2.HOST 1:1 to the masquerade's address (Tools/lab/nat-site one-to-one).
     func oneToOne(host: Int) throws {
         try check([LabPaths.natSite, "one-to-one", "\(host)"], timeout: 30, environment: ["LAB": lab.name])
+    }
+
+    /// Moves the CN within its site, from 192.0.2.130 to 192.0.2.140.
+    func moveCN() throws {
+        try lab.exec("cn", "sh", "-c", """
+            ip -batch - <<EOF
+            addr del 192.0.2.130/25 dev eth0
+            addr add 192.0.2.140/25 dev eth0
+            route replace default via 192.0.2.129 dev eth0
+            EOF
+            """)
     }
 
     /// The UDP encapsulation's counters of matd in `node`.
