@@ -20,8 +20,9 @@ public struct DoctorFinding: Sendable, Equatable {
 
 /// `matctl doctor` (docs/operations.md): what an operator checks before trusting a node.
 /// The configuration and key files, whether matd runs and has a MoA per HoA family, how
-/// IPv6 leaves, the host's forward policy, the IMS (reachable, its clock within the TSIG
-/// fudge, this node's registrations there and current), and whether peers answer alerts.
+/// IPv6 leaves, the host's forward policy (and its input policy, with the kernel fast
+/// path), the IMS (reachable, its clock within the TSIG fudge, this node's registrations
+/// there and current), and whether peers answer alerts.
 /// Reads only: nothing on the host or in the IMS changes.
 public enum Doctor {
     /// How far the IMS's clock may be from this host's before updates are refused (TSIG fudge).
@@ -103,6 +104,23 @@ public enum Doctor {
             if dropping.isEmpty { note(.ok, "forward policy", "no forward chain drops \(config.tunName)'s packets") }
         } catch {
             note(.warning, "forward policy", "cannot read the nftables ruleset: \(error)", fix: "run matctl doctor as root")
+        }
+
+        // The kernel fast path's inbound packets come from the uplink: an input chain that
+        // drops them keeps matd's inbound on the engine (slower, not broken): a warning.
+        let fastPath = status?.kernelFastPath.map { $0.hasPrefix("on") } ?? KernelFastPath.enabled(setting: config.kernelFastPath)
+        if fastPath {
+            do {
+                let dropping = try FastPathFirewall.findings(uplinks: config.uplinks, nftables: try Nftables())
+                for finding in dropping {
+                    note(.warning, "input policy", "\(finding.family) \(finding.table) \(finding.chain) drops the kernel fast "
+                         + "path's packets (mark \(FastPathFirewall.mark)): inbound HoA traffic takes the engine "
+                         + "until matd restarts with a rule that accepts them", fix: finding.fix)
+                }
+                if dropping.isEmpty { note(.ok, "input policy", "no input chain drops the kernel fast path's packets") }
+            } catch {
+                note(.warning, "input policy", "cannot read the nftables ruleset: \(error)", fix: "run matctl doctor as root")
+            }
         }
 
         if let ims = config.ims {

@@ -17,41 +17,29 @@ enum ForwardFirewall {
         var fix: String
     }
 
-    /// The forward chains (families ip, ip6, inet) with policy drop that do not accept
+    /// The forward chains (families ip, ip6, inet) that drop by default and do not accept
     /// packets from `tun`. IPv6 packets bypass the forward hook when they leave through
     /// nftables (`ipv6Path` `.nftables`), so an ip6-only chain then does not matter.
     static func findings(tun: String, ipv6Path: IPv6OutboundPath, nftables: Nftables) throws -> [Finding] {
-        let text = try nftables.runJSON("list chains")
-        guard let root = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
-              let items = root["nftables"] as? [[String: Any]] else { return [] }
-        var result: [Finding] = []
-        for item in items {
-            guard let chain = item["chain"] as? [String: Any], chain["hook"] as? String == "forward",
-                  chain["policy"] as? String == "drop", let family = chain["family"] as? String,
-                  let table = chain["table"] as? String, let name = chain["name"] as? String,
-                  ["ip", "ip6", "inet"].contains(family) else { continue }
-            if family == "ip6" && ipv6Path != .sysctl { continue }
-            let rules = try nftables.run("list chain \(family) \(table) \(name)")
-            if acceptsTun(rules, tun: tun) { continue }
+        try HostFirewall.droppingChains(hook: "forward", nftables: nftables).compactMap { chain in
+            if chain.family == "ip6" && ipv6Path != .sysctl { return nil }
+            if chain.rules.contains(where: { acceptsTun($0, tun: tun) }) { return nil }
             // Tables that iptables-nft made (Docker, ufw) are edited with iptables, so the
             // rule survives their own reloads; anything else with nft.
-            let fix: String
-            if table == "filter" && name == "FORWARD" && family != "inet" {
-                fix = "\(family == "ip" ? "iptables" : "ip6tables") -I FORWARD -i \(tun) -j ACCEPT"
-            } else {
-                fix = "nft insert rule \(family) \(table) \(name) iifname \"\(tun)\" accept"
-            }
-            result.append(Finding(family: family, table: table, chain: name, fix: fix))
+            let fix = chain.madeByIptables
+                ? "\(chain.family == "ip" ? "iptables" : "ip6tables") -I FORWARD -i \(tun) -j ACCEPT"
+                : "nft insert rule \(chain.family) \(chain.table) \(chain.name) iifname \"\(tun)\" accept"
+            return Finding(family: chain.family, table: chain.table, chain: chain.name, fix: fix)
         }
-        return result
     }
 
     /// Whether the chain's text has a rule that accepts everything arriving on `tun`.
     static func acceptsTun(_ listing: String, tun: String) -> Bool {
-        listing.split(separator: "\n").contains { line in
-            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).filter { !["counter", "packets", "bytes"].contains($0) && Int($0) == nil }
-            return words == ["iifname", "\"\(tun)\"", "accept"] || words == ["iif", "\"\(tun)\"", "accept"]
-        }
+        HostFirewall.rules(listing).contains { acceptsTun($0, tun: tun) }
+    }
+
+    static func acceptsTun(_ rule: [String], tun: String) -> Bool {
+        rule == ["iifname", "\"\(tun)\"", "accept"] || rule == ["iif", "\"\(tun)\"", "accept"]
     }
 
     /// Logs each finding with its fix; returns how many there were.
@@ -70,5 +58,61 @@ enum ForwardFirewall {
                 + "drops by default, so HoA traffic the engine sends out of \(tun) is dropped. Allow it with: \(finding.fix)")
         }
         return found.count
+    }
+}
+
+/// What matd reads of the host's own nftables firewall: the base chains at a hook that
+/// drop what no rule accepts, with their rules as words. One reader for the forward check
+/// (``ForwardFirewall``) and the input check of the kernel fast path (``FastPathFirewall``).
+/// It reads the text nft prints, the way an admin writes rules; rules it does not
+/// recognise count as not accepting, so a check errs towards warning.
+enum HostFirewall {
+    /// A base chain and its rules.
+    struct Chain: Sendable, Equatable {
+        var family: String
+        var table: String
+        var name: String
+        /// Each rule's words without counters and comments (`iifname "mat0" accept`).
+        var rules: [[String]]
+
+        /// iptables-nft's tables (Docker, ufw): edited with iptables, so a rule survives
+        /// their own reloads.
+        var madeByIptables: Bool { table == "filter" && name == name.uppercased() && family != "inet" }
+    }
+
+    /// The base chains at `hook` (families ip, ip6, inet) that drop what they do not
+    /// accept: policy drop, or a last rule that drops or rejects everything.
+    static func droppingChains(hook: String, nftables: Nftables) throws -> [Chain] {
+        let text = try nftables.runJSON("list chains")
+        guard let root = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+              let items = root["nftables"] as? [[String: Any]] else { return [] }
+        var result: [Chain] = []
+        for item in items {
+            guard let chain = item["chain"] as? [String: Any], chain["hook"] as? String == hook,
+                  let family = chain["family"] as? String, let table = chain["table"] as? String,
+                  let name = chain["name"] as? String, ["ip", "ip6", "inet"].contains(family) else { continue }
+            let rules = Self.rules(try nftables.run("list chain \(family) \(table) \(name)"))
+            guard chain["policy"] as? String == "drop" || rules.last.map(dropsEverything) == true else { continue }
+            result.append(Chain(family: family, table: table, name: name, rules: rules))
+        }
+        return result
+    }
+
+    /// The rules of one chain as nft lists it, each as its words without counters
+    /// (`counter packets 12 bytes 3400`) and without a trailing comment.
+    static func rules(_ listing: String) -> [[String]] {
+        listing.split(separator: "\n").compactMap { line in
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+            guard let first = words.first, words.last != "{", first != "}",
+                  !["type", "policy", "comment", "devices", "flags"].contains(first) else { return nil }
+            let rule = words.prefix { $0 != "comment" }
+                .filter { !["counter", "packets", "bytes"].contains($0) && Int($0) == nil }
+            return rule.isEmpty ? nil : rule
+        }
+    }
+
+    /// Whether a rule drops or rejects every packet that reaches it (no match before the verdict).
+    static func dropsEverything(_ rule: [String]) -> Bool {
+        rule == ["drop"] || rule.first == "reject"
     }
 }

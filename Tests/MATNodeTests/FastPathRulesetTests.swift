@@ -75,16 +75,16 @@ import Testing
             "add rule inet matd_mat0_fast out ip saddr 198.51.100.10 ip frag-off & 0x3fff == 0 icmp type { echo-request, echo-reply } "
                 + "ip daddr set ip daddr map @out4 ip saddr set 192.0.2.10 counter name out4",
             "add rule inet matd_mat0_fast in_eth0 ip daddr 192.0.2.10 ip frag-off & 0x3fff == 0 ip protocol tcp "
-                + "ip saddr set ip saddr map @in4 ip daddr set 198.51.100.10 counter name in4",
+                + "ip saddr set ip saddr map @in4 ip daddr set 198.51.100.10 meta mark set meta mark | 0x10000000 counter name in4",
             "add rule inet matd_mat0_fast in_eth0 ip daddr 192.0.2.10 ip frag-off & 0x3fff == 0 ip protocol udp udp dport != { 7540, 7541 } "
-                + "ip saddr set ip saddr map @in4 ip daddr set 198.51.100.10 counter name in4",
+                + "ip saddr set ip saddr map @in4 ip daddr set 198.51.100.10 meta mark set meta mark | 0x10000000 counter name in4",
             "add chain inet matd_mat0_fast in_wlan_1 { type filter hook ingress device \"wlan-1\" priority -505; policy accept; }",
             "add element inet matd_mat0_fast out4 { 198.51.100.20 : 192.0.2.130 }",
             "add element inet matd_mat0_fast in4 { 192.0.2.130 : 198.51.100.20, 203.0.113.20 : 198.51.100.20 }",
             "add rule inet matd_mat0_fast out ip6 saddr 2001:db8:100::10 ip6 nexthdr { tcp, udp } "
                 + "ip6 daddr set ip6 daddr map @out6 ip6 saddr set 2001:db8:a::10 counter name out6",
             "add rule inet matd_mat0_fast in_eth0 ip6 daddr 2001:db8:a::10 ip6 nexthdr ipv6-icmp icmpv6 type { echo-request, echo-reply } "
-                + "ip6 saddr set ip6 saddr map @in6 ip6 daddr set 2001:db8:100::10 counter name in6",
+                + "ip6 saddr set ip6 saddr map @in6 ip6 daddr set 2001:db8:100::10 meta mark set meta mark | 0x10000000 counter name in6",
             "add element inet matd_mat0_fast out6 { 2001:db8:100::20 : 2001:db8:c::130 }",
         ]
         for line in expected { #expect(batch.contains(line), "missing: \(line)\n\(batch.joined(separator: "\n"))") }
@@ -113,6 +113,30 @@ import Testing
         #expect(batch.contains { $0.contains(" in_eth0 ip6 daddr ") })
         #expect(batch.contains { $0.contains(" in_wlan_1 ip daddr ") })
         #expect(batch.contains { $0.contains(" out ip saddr ") }, "outbound is not affected by rp_filter")
+    }
+
+    @Test func everyInboundRewriteMarksItsPacketForTheHostFirewall() {
+        let batch = eligible([mapping("198.51.100.20", ["192.0.2.130"]), mapping("2001:db8:100::20", ["2001:db8:c::130"])])
+            .batch(placement)
+        let inbound = batch.filter { $0.contains(" in_eth0 ip daddr ") || $0.contains(" in_eth0 ip6 daddr ") }
+        #expect(inbound.count == 6, "\(inbound)")
+        #expect(inbound.allSatisfy { $0.contains("meta mark set meta mark | 0x10000000 counter name in") }, "\(inbound)")
+        #expect(!batch.contains { $0.contains(" out ") && $0.contains("meta mark set") }, "outbound is not marked")
+        #expect(FastPathRuleset.translatedMark & placement.markBit == 0, "distinct from the MoA-to-MoA bit")
+    }
+
+    @Test func familiesTheInputChainWouldDropKeepTheirInboundWithTheEngine() {
+        var fenced = placement
+        fenced.engineInbound = [.ipv4]
+        let batch = eligible([mapping("198.51.100.20", ["192.0.2.130"]), mapping("2001:db8:100::20", ["2001:db8:c::130"])])
+            .batch(fenced)
+        #expect(!batch.contains { $0.contains(" ip daddr 192.0.2.10") }, "no IPv4 inbound rewrite on any uplink")
+        #expect(batch.contains { $0.contains(" in_eth0 ip6 daddr ") } && batch.contains { $0.contains(" in_wlan_1 ip6 daddr ") })
+        #expect(batch.contains { $0.contains(" out ip saddr ") }, "outbound is not affected")
+        fenced.engineInbound = [.ipv4, .ipv6]
+        let none = eligible([mapping("198.51.100.20", ["192.0.2.130"])]).batch(fenced)
+        #expect(!none.contains { $0.contains("counter name in") })
+        #expect(none.contains("add element inet matd_mat0_fast in4 { 192.0.2.130 : 198.51.100.20 }"))
     }
 
     @Test func noPeersLeavesEmptyMapsAndChains() {

@@ -85,14 +85,18 @@ public struct FastPathRuleset: Equatable, Sendable {
         public var localPorts: [UInt16]
         /// The bit PeerMoATraffic sets on MoA-to-MoA traffic that is not HoA traffic.
         public var markBit: UInt32
+        /// Families whose inbound stays with the engine on every uplink: the host's input
+        /// chain would drop what the fast path delivers (``FastPathFirewall``).
+        public var engineInbound: Set<AddressFamily>
 
         public init(table: String, uplinks: [String], strictReversePath: Set<String> = [],
-                    localPorts: [UInt16], markBit: UInt32) {
+                    localPorts: [UInt16], markBit: UInt32, engineInbound: Set<AddressFamily> = []) {
             self.table = table
             self.uplinks = uplinks
             self.strictReversePath = strictReversePath
             self.localPorts = localPorts
             self.markBit = markBit
+            self.engineInbound = engineInbound
         }
     }
 
@@ -104,6 +108,14 @@ public struct FastPathRuleset: Equatable, Sendable {
     /// Priority of the ingress chains: after PeerMoATraffic's marking (-510), before the
     /// diversion into the TUN device (-500), which a rewritten packet no longer matches.
     public static let ingressPriority = -505
+
+    /// The bit every inbound packet the fast path translates carries in its mark (`meta
+    /// mark`), so a host firewall's input chain can accept exactly those: they arrive on the
+    /// uplink, not on the TUN device (docs/datapath.md, "Differences for a host firewall").
+    /// Set on the packet, not on its connection: at the ingress hook conntrack has not seen
+    /// it yet, and the firewall needs it only for a flow's first packet (the rest match
+    /// `ct state established`). Distinct from PeerMoATraffic's bit (`0x20000000`).
+    public static let translatedMark: UInt32 = 0x1000_0000
 
     /// Named counters (packets, bytes) the rules count into.
     public static let counterNames = ["out4", "in4", "out6", "in6"]
@@ -139,6 +151,7 @@ public struct FastPathRuleset: Equatable, Sendable {
             batch.append("flush chain \(table) \(chain)")
         }
         let mark = "0x" + String(placement.markBit, radix: 16)
+        let translated = "0x" + String(Self.translatedMark, radix: 16)
         let ports = "{ " + placement.localPorts.map(String.init).joined(separator: ", ") + " }"
         for family in [AddressFamily.ipv4, .ipv6] {
             let peers = self.peers.filter { $0.hoa.family == family }
@@ -167,10 +180,12 @@ public struct FastPathRuleset: Equatable, Sendable {
             let rewriteOut = "\(ip) daddr set \(ip) daddr map @out\(suffix) \(ip) saddr set \(mobile) counter name out\(suffix)"
             batch.append("\(out) \(transport) { tcp, udp } \(rewriteOut)")
             batch.append("\(out) \(icmp) \(rewriteOut)")
-            for uplink in placement.uplinks where family == .ipv6 || !placement.strictReversePath.contains(uplink) {
+            for uplink in placement.uplinks where !placement.engineInbound.contains(family)
+                && (family == .ipv6 || !placement.strictReversePath.contains(uplink)) {
                 let chain = Self.ingressChain(uplink)
                 let into = "add rule \(table) \(chain) \(ip) daddr \(mobile)" + (unfragmented.isEmpty ? "" : " \(unfragmented)")
-                let rewriteIn = "\(ip) saddr set \(ip) saddr map @in\(suffix) \(ip) daddr set \(home) counter name in\(suffix)"
+                let rewriteIn = "\(ip) saddr set \(ip) saddr map @in\(suffix) \(ip) daddr set \(home) "
+                    + "meta mark set meta mark | \(translated) counter name in\(suffix)"
                 batch.append("\(into) \(transport) tcp \(rewriteIn)")
                 batch.append("\(into) \(transport) udp udp dport != \(ports) \(rewriteIn)")
                 batch.append("\(into) \(icmp) \(rewriteIn)")

@@ -41,7 +41,11 @@ public final class KernelFastPath: @unchecked Sendable {
     let domainPrefixes: [IPPrefix]
     private let uplinks: [String]
     private let localPorts: [UInt16]
+    private let tun: String
     private let nftables: Nftables
+    /// Families whose inbound the engine keeps: the host's input chain would drop the
+    /// fast path's packets (``FastPathFirewall``, checked once at start).
+    private var engineInbound: Set<AddressFamily> = []
     /// What the kernel has now (nil: nothing yet, or the last write failed and the table
     /// was removed), and where it was put.
     private var applied: FastPathRuleset?
@@ -59,6 +63,7 @@ public final class KernelFastPath: @unchecked Sendable {
         table = Self.tableName(tun: config.tunName)
         domainPrefixes = config.domainPrefixes
         uplinks = config.uplinks
+        tun = config.tunName
         localPorts = config.udpEncapsulation == .off ? [config.signalingPort] : [config.signalingPort, config.encapPort]
         nftables = try Nftables()
     }
@@ -85,6 +90,7 @@ public final class KernelFastPath: @unchecked Sendable {
                     + "(needs Linux 5.10 and nftables 1.0; kernel-fast-path = off silences this)")
                 return
             }
+            engineInbound = FastPathFirewall.check(uplinks: uplinks, tun: tun, nftables: nftables)
         }
         let present = uplinks.filter { if_nametoindex($0) != 0 }
         guard ruleset != applied || present != appliedUplinks else { return }
@@ -100,14 +106,17 @@ public final class KernelFastPath: @unchecked Sendable {
         }
         batch += ruleset.batch(FastPathRuleset.Placement(
             table: table, uplinks: present, strictReversePath: Set(present.filter(Self.strictReversePath)),
-            localPorts: localPorts, markBit: PeerMoATraffic.markBit))
+            localPorts: localPorts, markBit: PeerMoATraffic.markBit, engineInbound: engineInbound))
         do {
             try nftables.run(batch.joined(separator: "\n"))
             let first = applied == nil && failures == 0
             applied = ruleset
             appliedUplinks = present
             writes.add(1, ordering: .relaxed)
-            published.withLock { $0 = (ruleset.hoas, "on, \(ruleset.peers.count) peer(s)") }
+            let fenced = engineInbound.isEmpty ? "" : "; inbound "
+                + engineInbound.map { $0 == .ipv4 ? "IPv4" : "IPv6" }.sorted().joined(separator: " and ")
+                + " through the engine (the host's input chain drops it)"
+            published.withLock { $0 = (ruleset.hoas, "on, \(ruleset.peers.count) peer(s)\(fenced)") }
             if first {
                 log("matd: kernel fast path on: nftables translates settled mappings (table inet \(table))")
             }
@@ -167,20 +176,66 @@ public final class KernelFastPath: @unchecked Sendable {
     }
 
     /// What the kernel counted on the fast path (`out4_packets`, `in6_bytes`, ...), read
-    /// with a context of the caller's own; nil when the table is not there.
+    /// with a context of the caller's own; nil when the table is not there. A read that
+    /// fails otherwise is counted (`read_failures`, returned with `rule_writes` in place of
+    /// the kernel's counters) and logged, the first time and whenever its error changes.
     public func counters() -> [String: UInt64]? {
-        guard let nftables = try? Nftables(),
-              let text = try? nftables.runJSON("list counters table inet \(table)"),
-              let json = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
-              let items = json["nftables"] as? [[String: Any]] else { return nil }
+        let result: [String: UInt64]
+        do {
+            let nftables = try Nftables()
+            do {
+                result = try Self.parseCounters(try nftables.runJSON("list counters table inet \(table)"))
+            } catch {
+                if try !Self.tableExists(table, nftables: nftables) { return nil }
+                throw error
+            }
+        } catch {
+            let failures = readFailures.add(1, ordering: .relaxed).newValue
+            let text = "\(error)"
+            let changed = lastReadError.withLock { last in
+                defer { last = text }
+                return last != text
+            }
+            if changed {
+                log(.error, "matd: reading the kernel fast path's counters failed (\(error)); \(failures) failure(s) so far")
+            }
+            return ["rule_writes": writes.load(ordering: .relaxed), "read_failures": failures]
+        }
+        guard !result.isEmpty else { return nil }
+        var counted = result
+        counted["rule_writes"] = writes.load(ordering: .relaxed)
+        let failures = readFailures.load(ordering: .relaxed)
+        if failures > 0 { counted["read_failures"] = failures }
+        return counted
+    }
+
+    /// Failed reads of the counters, and the last one's error (logged when it changes).
+    private let readFailures = Atomic<UInt64>(0)
+    private let lastReadError = Mutex<String?>(nil)
+
+    /// The named counters in nft's JSON (`list counters`): `name_packets`, `name_bytes`.
+    /// Throws on text that is not nft's JSON; counters without numbers count as 0.
+    static func parseCounters(_ text: String) throws -> [String: UInt64] {
+        guard let json = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+              let items = json["nftables"] as? [[String: Any]] else {
+            throw SystemError("nftables: list counters", detail: "not nft's JSON: \(text.prefix(80))")
+        }
         var result: [String: UInt64] = [:]
         for item in items {
             guard let counter = item["counter"] as? [String: Any], let name = counter["name"] as? String else { continue }
             result["\(name)_packets"] = (counter["packets"] as? NSNumber)?.uint64Value ?? 0
             result["\(name)_bytes"] = (counter["bytes"] as? NSNumber)?.uint64Value ?? 0
         }
-        guard !result.isEmpty else { return nil }
-        result["rule_writes"] = writes.load(ordering: .relaxed)
         return result
+    }
+
+    /// Whether the `inet` table exists (listing the tables fails only if nftables does).
+    static func tableExists(_ table: String, nftables: Nftables) throws -> Bool {
+        let text = try nftables.runJSON("list tables inet")
+        guard let json = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+              let items = json["nftables"] as? [[String: Any]] else {
+            throw SystemError("nftables: list tables", detail: "not nft's JSON: \(text.prefix(80))")
+        }
+        return items.contains { ($0["table"] as? [String: Any])?["name"] as? String == table }
     }
 }

@@ -1,0 +1,130 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import MATNode
+import Testing
+
+/// The kernel fast path and a host firewall (docs/datapath.md, "Differences for a host
+/// firewall"): its inbound packets come from the uplink, marked `0x10000000`. An input
+/// chain that drops by default without accepting the mark would drop a peer's new
+/// connections to the HoA; matd finds it at start, says which rule to add (in its log and
+/// in `matctl doctor`), and keeps that family's inbound with the engine, so the flow still
+/// works. With the rule, the fast path carries inbound too.
+@Suite(.serialized, .enabled(if: labTestsEnabled, "needs root: builds network namespaces (runs in CI)"))
+struct KernelFastPathFirewallLabTests {
+    let vm = Addr.node("vm"), cn = Addr.node("cn")
+    let fast = KernelFastPathLabTests()
+
+    /// docs/deploy.md's node firewall as it was before the fast path: input policy drop,
+    /// HoA traffic accepted from `mat0` only.
+    static let engineOnlyFirewall = """
+        add table inet hostfw { chain input { type filter hook input priority 0; policy drop; \
+        ct state established,related accept; iifname "lo" accept; meta l4proto { icmp, ipv6-icmp } accept; \
+        udp dport { 7540, 7541 } accept; iifname "mat0" accept; }; }
+        """
+
+    /// A TCP connection from the CN to the VM's HoA, each family (the connection a
+    /// firewall accepting only `mat0` dropped), bytes compared.
+    func inboundConnections(_ lab: Lab, file: String) throws {
+        for family in Addr.Family.allCases {
+            try lab.tcpTransfer(listener: "vm", address: vm.home(family), connector: "cn", sender: "cn", file: file)
+        }
+    }
+
+    /// Polls the VM's engine until it has counted at least `bytes` inbound bytes more than `before`.
+    func engineInbound(_ lab: Lab, since before: UInt64, atLeast bytes: UInt64) throws -> UInt64 {
+        let deadline = Date().addingTimeInterval(10)
+        var now = counter(try lab.stats("vm"), "inboundBytes")
+        while now - before < bytes && Date() < deadline {
+            usleep(100_000)
+            now = counter(try lab.stats("vm"), "inboundBytes")
+        }
+        return now - before
+    }
+
+    func doctor(_ lab: Lab, config: String) throws -> CommandResult {
+        try runCommand(lab.inNode("vm", [LabPaths.matctl, "doctor", "--config", config, "--socket", lab.socket("vm")]),
+                       timeout: 60)
+    }
+
+    @Test func aDroppingInputChainKeepsInboundWithTheEngineUntilItAcceptsTheMark() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        try lab.exec("vm", "nft", Self.engineOnlyFirewall)
+        let config = try lab.writeConfig("vm", adding: KernelFastPathLabTests.on)
+        try lab.startMatd("vm", config: config)
+        try lab.startMatd("cn", config: lab.writeConfig("cn", adding: KernelFastPathLabTests.on))
+        let fix = "nft 'insert rule inet hostfw input meta mark & 0x10000000 == 0x10000000 accept'"
+        #expect(lab.matdLog("vm").contains("input chain inet hostfw input drops by default"), "\(lab.matdLog("vm"))")
+        #expect(lab.matdLog("vm").contains("Allow it with: \(fix)"), "\(lab.matdLog("vm"))")
+        #expect(!lab.matdLog("cn").contains("input chain"), "\(lab.matdLog("cn"))")
+        // Outbound still takes the fast path; inbound the engine.
+        #expect(try fast.waitForFastPath(lab, "vm", peers: 2), "\(fast.show(lab, "vm"))")
+        #expect(try lab.matctl("vm", "status").contains("inbound IPv4 and IPv6 through the engine"), "\(fast.show(lab, "vm"))")
+
+        let file = try lab.randomFile("payload", megabytes: 4)
+        let engineBefore = counter(try lab.stats("vm"), "inboundBytes")
+        try inboundConnections(lab, file: file)
+        let viaEngine = try engineInbound(lab, since: engineBefore, atLeast: 8_000_000)
+        #expect(viaEngine >= 8_000_000, "the engine carried \(viaEngine) inbound bytes\n\(fast.show(lab, "vm"))")
+        let fenced = try fast.fastCounters(lab, "vm")
+        #expect(fenced["in4_packets", default: 0] == 0 && fenced["in6_packets", default: 0] == 0, "\(fenced)")
+        #expect(fenced["out4_packets", default: 0] > 0 && fenced["out6_packets", default: 0] > 0, "\(fenced)")
+
+        // matctl doctor says the same, and its fix, run as printed, is the documented rule.
+        let warned = try doctor(lab, config: config)
+        #expect(warned.stdout.contains("warning  input policy: inet hostfw input drops the kernel fast path's packets"),
+                "\(warned.summary)")
+        let line = try #require(warned.stdout.split(separator: "\n").first { $0.contains("fix: nft 'insert rule inet hostfw input") })
+        let command = String(line.split(separator: ":", maxSplits: 1)[1]).trimmingCharacters(in: .whitespaces)
+        #expect(command == fix)
+        try lab.exec("vm", "sh", "-c", command)
+        let fixed = try doctor(lab, config: config)
+        #expect(fixed.stdout.contains("ok       input policy: "), "\(fixed.summary)")
+
+        // Restarted with the rule: the fast path carries inbound too, and the firewall lets it in.
+        try lab.stopMatd("vm")
+        try lab.startMatd("vm", config: config)
+        #expect(!lab.matdLog("vm").contains("input chain"), "\(lab.matdLog("vm"))")
+        #expect(try fast.waitForFastPath(lab, "vm", peers: 2), "\(fast.show(lab, "vm"))")
+        #expect(try !lab.matctl("vm", "status").contains("through the engine"))
+        let before = try fast.fastCounters(lab, "vm")
+        try inboundConnections(lab, file: file)
+        let after = try fast.fastCounters(lab, "vm")
+        for family in ["4", "6"] {
+            let moved = after["in\(family)_bytes", default: 0] - before["in\(family)_bytes", default: 0]
+            #expect(moved > 4_000_000, "in\(family): \(before) -> \(after)\n\(fast.show(lab, "vm"))")
+        }
+        #expect(drops(try lab.stats("vm")).isEmpty, "\(fast.show(lab, "vm"))")
+    }
+
+    /// A chain of one family that ends in a drop (policy accept) fences that family only;
+    /// an accept for the uplink counts as accepting the fast path's packets.
+    @Test func aChainEndingInADropFencesItsFamilyOnly() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        try lab.exec("vm", "nft", """
+            add table ip hostfw4 { chain input { type filter hook input priority 0; \
+            ct state established,related accept; iifname "mat0" accept; udp dport { 7540, 7541 } accept; \
+            icmp type echo-request accept; counter drop; }; }
+            """)
+        try lab.startMatd("vm", config: lab.writeConfig("vm", adding: KernelFastPathLabTests.on))
+        try lab.startMatd("cn", config: lab.writeConfig("cn", adding: KernelFastPathLabTests.on))
+        #expect(lab.matdLog("vm").contains("input chain ip hostfw4 input drops by default"), "\(lab.matdLog("vm"))")
+        #expect(try fast.waitForFastPath(lab, "vm", peers: 2), "\(fast.show(lab, "vm"))")
+        #expect(try lab.matctl("vm", "status").contains("; inbound IPv4 through the engine"), "\(fast.show(lab, "vm"))")
+        let file = try lab.randomFile("payload", megabytes: 4)
+        try inboundConnections(lab, file: file)
+        let counters = try fast.fastCounters(lab, "vm")
+        #expect(counters["in4_packets", default: 0] == 0 && counters["in6_bytes", default: 0] > 4_000_000, "\(counters)")
+        try lab.stopMatd("vm")
+
+        // Accepting everything from the uplink lets the fast path's packets in as well.
+        let uplink = try #require(lab.exec("vm", "ip", "-o", "-4", "route", "show", "default")
+            .split(separator: " ").drop { $0 != "dev" }.dropFirst().first)
+        try lab.exec("vm", "nft", "insert rule ip hostfw4 input iifname \"\(uplink)\" accept")
+        try lab.startMatd("vm", config: lab.writeConfig("vm", adding: KernelFastPathLabTests.on))
+        #expect(!lab.matdLog("vm").contains("input chain"), "\(lab.matdLog("vm"))")
+    }
+}
