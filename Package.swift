@@ -11,6 +11,7 @@ let package = Package(
     name: "MAT",
     products: [
         .library(name: "MATPacket", targets: ["MATPacket"]),
+        .library(name: "MATWire", targets: ["MATWire"]),
         .library(name: "MATDNS", targets: ["MATDNS"]),
         .library(name: "MATLinux", targets: ["MATLinux"]),
         .library(name: "MATIMS", targets: ["MATIMS"]),
@@ -29,6 +30,8 @@ let package = Package(
     targets: [
         // Pure logic, no I/O: packet views, checksums, translation, mapping table.
         .target(name: "MATPacket", swiftSettings: hotPathSettings),
+        // Pure, no I/O, no Foundation: the big-endian readers and writers every wire format shares.
+        .target(name: "MATWire"),
         // Pure logic, no I/O: DNS messages, names, UPDATE, TSIG.
         .target(name: "MATDNS", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         // Pure logic, no I/O: mobility signaling messages, Ed25519 authentication, replay and rate limits.
@@ -89,6 +92,7 @@ let package = Package(
         ),
 
         .testTarget(name: "MATPacketTests", dependencies: ["MATPacket"]),
+        .testTarget(name: "MATWireTests", dependencies: ["MATWire"]),
         .testTarget(name: "MATDNSTests", dependencies: ["MATDNS"]),
         .testTarget(name: "MATLogTests", dependencies: ["MATLog", "MATCommandLine"]),
         .testTarget(name: "MATSignalingTests", dependencies: ["MATSignaling", "MATPacket"]),
