@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .library(name: "MATPacket", targets: ["MATPacket"]),
         .library(name: "MATWire", targets: ["MATWire"]),
+        .library(name: "MATWire", targets: ["MATWire"]),
         .library(name: "MATDNS", targets: ["MATDNS"]),
         .library(name: "MATLinux", targets: ["MATLinux"]),
         .library(name: "MATIMS", targets: ["MATIMS"]),
@@ -32,8 +33,10 @@ let package = Package(
         .target(name: "MATPacket", swiftSettings: hotPathSettings),
         // Pure, no I/O, no Foundation: the big-endian readers and writers every wire format shares.
         .target(name: "MATWire"),
+        // Pure, no I/O, no Foundation: the big-endian readers and writers every wire format shares.
+        .target(name: "MATWire"),
         // Pure logic, no I/O: DNS messages, names, UPDATE, TSIG.
-        .target(name: "MATDNS", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "MATDNS", dependencies: ["MATWire", .product(name: "Crypto", package: "swift-crypto")]),
         // Pure logic, no I/O: mobility signaling messages, Ed25519 authentication, replay and rate limits.
         .target(name: "MATSignaling", dependencies: ["MATPacket", .product(name: "Crypto", package: "swift-crypto")]),
 
@@ -92,6 +95,7 @@ let package = Package(
         ),
 
         .testTarget(name: "MATPacketTests", dependencies: ["MATPacket"]),
+        .testTarget(name: "MATWireTests", dependencies: ["MATWire"]),
         .testTarget(name: "MATWireTests", dependencies: ["MATWire"]),
         .testTarget(name: "MATDNSTests", dependencies: ["MATDNS"]),
         .testTarget(name: "MATLogTests", dependencies: ["MATLog", "MATCommandLine"]),

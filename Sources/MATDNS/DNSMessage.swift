@@ -1,3 +1,5 @@
+import MATWire
+
 /// The fixed 12-octet header, minus the section counts (those follow from the sections,
 /// so they cannot disagree with them).
 public struct DNSHeader: Hashable, Sendable {

@@ -1,3 +1,5 @@
+import MATWire
+
 /// A fully qualified domain name.
 ///
 /// Held as its uncompressed wire form (length-prefixed labels ending in the root's zero

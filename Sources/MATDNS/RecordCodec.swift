@@ -1,5 +1,7 @@
 // Wire encoding and decoding of questions, records and their RDATA.
 
+import MATWire
+
 extension WireReader {
     mutating func question() throws(DNSParseError) -> DNSQuestion {
         let name = try name()

@@ -1,3 +1,5 @@
+import MATWire
+
 /// What a verified (or rejected) TSIG record said, kept for answering: a server needs the
 /// key name and the request MAC to sign its response, and the rest to build error replies.
 public struct TSIGContext: Hashable, Sendable {
@@ -122,14 +124,14 @@ public enum TSIG {
                      error: DNSResponseCode, otherData: [UInt8], macLength: Int?,
                      timersOnly: Bool = false) throws(DNSEncodeError) -> TSIGSignedMessage {
         guard message.count >= 12 else { throw .notAMessage }
-        let arcount = UInt16(message[10]) << 8 | UInt16(message[11])
+        let arcount = BigEndian.u16(message, at: 10)
         guard arcount < 0xFFFF else { throw .notAMessage }
         guard timeSigned <= 0xFFFF_FFFF_FFFF else { throw .timeOutOfRange }
         let length = macLength ?? key.algorithm.digestLength
         guard length <= key.algorithm.digestLength, length >= key.algorithm.minimumMACLength else {
             throw .badMACLength
         }
-        let id = UInt16(message[0]) << 8 | UInt16(message[1])
+        let id = BigEndian.u16(message, at: 0)
         var data = TSIGData(algorithm: key.algorithm.name, timeSigned: timeSigned, fudge: fudge, mac: [],
                             originalID: id, error: error, otherData: otherData)
         let full = message.withUnsafeBufferPointer { buffer in
@@ -246,13 +248,13 @@ public enum TSIG {
     private static func replySkeleton(_ request: [UInt8], rcode: DNSResponseCode) -> [UInt8]? {
         guard request.count >= 12 else { return nil }
         let layout = request.withUnsafeBufferPointer { try? MessageLayout.scan($0) }
-        let id = UInt16(request[0]) << 8 | UInt16(request[1])
+        let id = BigEndian.u16(request, at: 0)
         let opcode = DNSOpcode(request[2] >> 3)
         let header = DNSHeader(id: id, isResponse: true, opcode: opcode, responseCode: rcode)
         var writer = WireWriter(compress: false)
         writer.u16(id)
         writer.u16(header.flags)
-        if let layout, questionsParse(request, count: Int(request[4]) << 8 | Int(request[5]), end: layout.questionEnd) {
+        if let layout, questionsParse(request, count: Int(BigEndian.u16(request, at: 4)), end: layout.questionEnd) {
             // Copying the question octets keeps any compression pointers in it valid:
             // they can only point into the question section, which sits at the same offsets.
             writer.append(request[4..<6])

@@ -1,10 +1,13 @@
-/// A bounds-checked cursor over a whole DNS message.
+import MATWire
+
+/// A bounds-checked cursor over a whole DNS message: the integer reads are MATWire's,
+/// names (with compression) are read here.
 ///
 /// It keeps the whole message (not just the current field) because compression pointers
 /// may point anywhere before the name being read. Every read checks against `limit`, so no
 /// malformed input can read past the end; the unchecked buffer subscripts are only ever used
 /// after such a check.
-struct WireReader {
+struct WireReader: ByteReading {
     let buffer: UnsafeBufferPointer<UInt8>
     var position: Int
     /// Reads in the current field may not pass this (the RDATA end while decoding RDATA).
@@ -16,51 +19,7 @@ struct WireReader {
         self.limit = buffer.count
     }
 
-    var remaining: Int { limit - position }
-
-    @inline(__always)
-    func need(_ count: Int) throws(DNSParseError) {
-        if count > limit - position { throw .truncated(offset: position) }
-    }
-
-    mutating func u8() throws(DNSParseError) -> UInt8 {
-        try need(1)
-        defer { position += 1 }
-        return buffer[position]
-    }
-
-    mutating func u16() throws(DNSParseError) -> UInt16 {
-        try need(2)
-        defer { position += 2 }
-        return UInt16(buffer[position]) << 8 | UInt16(buffer[position + 1])
-    }
-
-    mutating func u32() throws(DNSParseError) -> UInt32 {
-        try need(4)
-        defer { position += 4 }
-        var v: UInt32 = 0
-        for i in 0..<4 { v = v << 8 | UInt32(buffer[position + i]) }
-        return v
-    }
-
-    mutating func u48() throws(DNSParseError) -> UInt64 {
-        try need(6)
-        defer { position += 6 }
-        var v: UInt64 = 0
-        for i in 0..<6 { v = v << 8 | UInt64(buffer[position + i]) }
-        return v
-    }
-
-    mutating func bytes(_ count: Int) throws(DNSParseError) -> [UInt8] {
-        try need(count)
-        defer { position += count }
-        return Array(buffer[position..<position + count])
-    }
-
-    mutating func skip(_ count: Int) throws(DNSParseError) {
-        try need(count)
-        position += count
-    }
+    static func shortInput(at offset: Int) -> DNSParseError { .truncated(offset: offset) }
 
     /// A name can need at most 127 jumps (each label at least two octets of a 255-octet
     /// name); anything beyond is hostile, even though backward-only pointers already
@@ -141,8 +100,8 @@ struct WireReader {
 }
 
 /// An append-only message builder that remembers where names were written, so later
-/// names can point back at them (RFC 1035 §4.1.4).
-struct WireWriter {
+/// names can point back at them (RFC 1035 §4.1.4). The integer writes are MATWire's.
+struct WireWriter: ByteWriting {
     var bytes: [UInt8] = []
     /// Lower-cased uncompressed suffix -> offset of its first occurrence. Nil when the
     /// caller asked for no compression.
@@ -151,34 +110,6 @@ struct WireWriter {
     init(compress: Bool, capacity: Int = 512) {
         bytes.reserveCapacity(capacity)
         suffixes = compress ? [:] : nil
-    }
-
-    mutating func u8(_ v: UInt8) { bytes.append(v) }
-
-    mutating func u16(_ v: UInt16) {
-        bytes.append(UInt8(v >> 8))
-        bytes.append(UInt8(truncatingIfNeeded: v))
-    }
-
-    mutating func u32(_ v: UInt32) {
-        for shift in stride(from: 24, through: 0, by: -8) {
-            bytes.append(UInt8(truncatingIfNeeded: v >> UInt32(shift)))
-        }
-    }
-
-    mutating func u48(_ v: UInt64) {
-        for shift in stride(from: 40, through: 0, by: -8) {
-            bytes.append(UInt8(truncatingIfNeeded: v >> UInt64(shift)))
-        }
-    }
-
-    mutating func append<C: Collection>(_ data: C) where C.Element == UInt8 {
-        bytes.append(contentsOf: data)
-    }
-
-    mutating func patchU16(at offset: Int, _ v: UInt16) {
-        bytes[offset] = UInt8(v >> 8)
-        bytes[offset + 1] = UInt8(truncatingIfNeeded: v)
     }
 
     /// Writes a name, compressed against earlier names when `compress` is true and the
