@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "MATPacket", targets: ["MATPacket"]),
         .library(name: "MATWire", targets: ["MATWire"]),
         .library(name: "MATWire", targets: ["MATWire"]),
+        .library(name: "MATWire", targets: ["MATWire"]),
         .library(name: "MATDNS", targets: ["MATDNS"]),
         .library(name: "MATLinux", targets: ["MATLinux"]),
         .library(name: "MATIMS", targets: ["MATIMS"]),
@@ -35,10 +36,12 @@ let package = Package(
         .target(name: "MATWire"),
         // Pure, no I/O, no Foundation: the big-endian readers and writers every wire format shares.
         .target(name: "MATWire"),
+        // Pure, no I/O, no Foundation: the big-endian readers and writers every wire format shares.
+        .target(name: "MATWire"),
         // Pure logic, no I/O: DNS messages, names, UPDATE, TSIG.
         .target(name: "MATDNS", dependencies: ["MATWire", .product(name: "Crypto", package: "swift-crypto")]),
         // Pure logic, no I/O: mobility signaling messages, Ed25519 authentication, replay and rate limits.
-        .target(name: "MATSignaling", dependencies: ["MATPacket", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "MATSignaling", dependencies: ["MATPacket", "MATWire", .product(name: "Crypto", package: "swift-crypto")]),
 
         // Pure: the configuration file syntax matd and mat-ims share.
         .target(name: "MATConfig"),
@@ -95,6 +98,7 @@ let package = Package(
         ),
 
         .testTarget(name: "MATPacketTests", dependencies: ["MATPacket"]),
+        .testTarget(name: "MATWireTests", dependencies: ["MATWire"]),
         .testTarget(name: "MATWireTests", dependencies: ["MATWire"]),
         .testTarget(name: "MATWireTests", dependencies: ["MATWire"]),
         .testTarget(name: "MATDNSTests", dependencies: ["MATDNS"]),

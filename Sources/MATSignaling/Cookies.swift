@@ -1,5 +1,6 @@
 import Crypto
 import MATPacket
+import MATWire
 
 /// Sixteen opaque bytes a node under load hands a source, which that source attaches to
 /// its next messages to prove it receives at its address (docs/signaling.md, "Under load").
@@ -24,7 +25,7 @@ public struct Cookie: Hashable, Sendable, CustomStringConvertible {
     func matches(_ other: Cookie) -> Bool { (high ^ other.high) | (low ^ other.low) == 0 }
 
     init<C: RandomAccessCollection<UInt8>>(_ bytes: C, at offset: Int) where C.Index == Int {
-        self.init(high: SignalWire.u64(bytes, at: offset), low: SignalWire.u64(bytes, at: offset + 8))
+        self.init(high: BigEndian.u64(bytes, at: offset), low: BigEndian.u64(bytes, at: offset + 8))
     }
 }
 
@@ -64,7 +65,7 @@ extension SignalCodec {
     /// signature (and cookie) long; ``open(_:)-(UnsafeRawBufferPointer)`` checks the rest.
     public static func peekTrailer(_ bytes: UnsafeRawBufferPointer) -> (echo: Cookie, cookie: Cookie?)? {
         guard bytes.count >= headerLength, bytes.count <= maximumLength else { return nil }
-        let total = headerLength + Int(SignalWire.u16(bytes, at: SignalWire.bodyLengthOffset)) + signatureLength
+        let total = headerLength + Int(BigEndian.u16(bytes, at: SignalWire.bodyLengthOffset)) + signatureLength
         guard bytes.count == total || bytes.count == total + cookieLength else { return nil }
         let echo = Cookie(bytes, at: total - signatureLength)
         return (echo, bytes.count == total ? nil : Cookie(bytes, at: total))
@@ -75,7 +76,7 @@ extension SignalCodec {
         var out = SignalWire.magic
         out.append(version)
         out.append(cookieReplyType)
-        SignalWire.append(UInt16(0), to: &out)
+        out.appendBigEndian(UInt16(0))
         out += reply.echo.bytes
         out += reply.cookie.bytes
         return out
@@ -88,7 +89,7 @@ extension SignalCodec {
         for i in 0..<4 where bytes[i] != SignalWire.magic[i] { throw .badMagic }
         guard bytes[SignalWire.versionOffset] == version else { throw .unsupportedVersion(bytes[SignalWire.versionOffset]) }
         guard bytes[SignalWire.typeOffset] == cookieReplyType else { throw .unknownType(bytes[SignalWire.typeOffset]) }
-        guard SignalWire.u16(bytes, at: SignalWire.flagsOffset) == 0 else { throw .badFlags }
+        guard BigEndian.u16(bytes, at: SignalWire.flagsOffset) == 0 else { throw .badFlags }
         return CookieReply(echo: Cookie(bytes, at: 8), cookie: Cookie(bytes, at: 24))
     }
 

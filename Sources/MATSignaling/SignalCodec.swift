@@ -1,4 +1,5 @@
 import MATPacket
+import MATWire
 
 /// Encodes, signs and frames signaling messages (version 1; docs/signaling.md).
 ///
@@ -47,27 +48,26 @@ public enum SignalCodec {
         out.append(contentsOf: SignalWire.magic)
         out.append(version)
         out.append(message.type.rawValue)
-        SignalWire.append(UInt16(0), to: &out)  // flags
-        SignalWire.append(message.sequence, to: &out)
+        out.appendBigEndian(UInt16(0))  // flags
+        out.appendBigEndian(message.sequence)
         SignalWire.append(message.sender, to: &out)
         SignalWire.append(message.receiver, to: &out)
-        SignalWire.append(UInt16(0), to: &out)  // body length, filled in below
+        out.appendBigEndian(UInt16(0))  // body length, filled in below
         switch message.body {
         case .bindingUpdate(let moas, let lifetime):
             out.append(UInt8(moas.count))
             for moa in moas { SignalWire.append(moa, to: &out) }
-            SignalWire.append(lifetime, to: &out)
+            out.appendBigEndian(lifetime)
             out.append(contentsOf: repeatElement(0, count: max(0, paddedTo - out.count - signatureLength)))
         case .bindingAck(let sequence, let status):
-            SignalWire.append(sequence, to: &out)
+            out.appendBigEndian(sequence)
             out.append(status.rawValue)
         case .challenge(let nonce, let sequence), .challengeResponse(let nonce, let sequence):
             SignalWire.append(nonce, to: &out)
-            SignalWire.append(sequence, to: &out)
+            out.appendBigEndian(sequence)
         }
         let bodyLength = out.count - headerLength
-        out[SignalWire.bodyLengthOffset] = UInt8(bodyLength >> 8)
-        out[SignalWire.bodyLengthOffset + 1] = UInt8(truncatingIfNeeded: bodyLength)
+        out.storeBigEndian(UInt16(truncatingIfNeeded: bodyLength), at: SignalWire.bodyLengthOffset)
         out.append(contentsOf: key.sign(out))
         return out
     }
@@ -92,8 +92,8 @@ public enum SignalCodec {
         guard version == Self.version else { throw .unsupportedVersion(version) }
         let typeByte = bytes[SignalWire.typeOffset]
         guard let type = SignalType(rawValue: typeByte) else { throw .unknownType(typeByte) }
-        guard SignalWire.u16(bytes, at: SignalWire.flagsOffset) == 0 else { throw .badFlags }
-        let bodyLength = Int(SignalWire.u16(bytes, at: SignalWire.bodyLengthOffset))
+        guard BigEndian.u16(bytes, at: SignalWire.flagsOffset) == 0 else { throw .badFlags }
+        let bodyLength = Int(BigEndian.u16(bytes, at: SignalWire.bodyLengthOffset))
         guard SignalWire.bodyLengthFits(bodyLength, for: type) else { throw .badLength }
         let total = headerLength + bodyLength + signatureLength
         guard count >= total else { throw .truncated }
@@ -103,7 +103,7 @@ public enum SignalCodec {
         guard sender.family == receiver.family else { throw .familyMismatch }
         return UnverifiedSignal(
             type: type,
-            sequence: SignalWire.u64(bytes, at: SignalWire.sequenceOffset),
+            sequence: BigEndian.u64(bytes, at: SignalWire.sequenceOffset),
             sender: sender,
             receiver: receiver,
             cookie: count == total ? nil : Cookie(bytes, at: total),

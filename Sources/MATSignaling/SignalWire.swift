@@ -1,7 +1,8 @@
 import MATPacket
+import MATWire
 
 /// Field offsets and sizes of the version 1 wire format (docs/signaling.md), and the
-/// bounds-checked readers and the writers the codec shares.
+/// address and nonce fields the codec shares.
 enum SignalWire {
     static let magic: [UInt8] = [0x4D, 0x41, 0x54, 0x73]  // "MATs"
     static let versionOffset = 4
@@ -30,27 +31,9 @@ enum SignalWire {
         }
     }
 
-    // MARK: Reading. Callers check that `offset + size <= bytes.count` first; the
-    // subscripts still trap rather than read out of bounds if one ever does not.
-
-    @inline(__always)
-    static func u16<C: RandomAccessCollection<UInt8>>(_ bytes: C, at offset: Int) -> UInt16 where C.Index == Int {
-        UInt16(bytes[offset]) << 8 | UInt16(bytes[offset + 1])
-    }
-
-    @inline(__always)
-    static func u32<C: RandomAccessCollection<UInt8>>(_ bytes: C, at offset: Int) -> UInt32 where C.Index == Int {
-        var value: UInt32 = 0
-        for i in 0..<4 { value = value << 8 | UInt32(bytes[offset + i]) }
-        return value
-    }
-
-    @inline(__always)
-    static func u64<C: RandomAccessCollection<UInt8>>(_ bytes: C, at offset: Int) -> UInt64 where C.Index == Int {
-        var value: UInt64 = 0
-        for i in 0..<8 { value = value << 8 | UInt64(bytes[offset + i]) }
-        return value
-    }
+    // MARK: Reading (integers through MATWire's `BigEndian`). Callers check that
+    // `offset + size <= bytes.count` first; the subscripts still trap rather than read out
+    // of bounds if one ever does not.
 
     /// Reads a 17-byte address: family 4 (address in the first 4 bytes, the other 12 zero)
     /// or family 6.
@@ -59,48 +42,35 @@ enum SignalWire {
         switch bytes[offset] {
         case 4:
             for i in 5..<addressLength where bytes[offset + i] != 0 { throw .badAddress }
-            return .v4(IPv4Address(u32(bytes, at: offset + 1)))
+            return .v4(IPv4Address(BigEndian.u32(bytes, at: offset + 1)))
         case 6:
-            return .v6(IPv6Address(high: u64(bytes, at: offset + 1), low: u64(bytes, at: offset + 9)))
+            return .v6(IPv6Address(high: BigEndian.u64(bytes, at: offset + 1), low: BigEndian.u64(bytes, at: offset + 9)))
         default:
             throw .badAddress
         }
     }
 
     static func nonce<C: RandomAccessCollection<UInt8>>(_ bytes: C, at offset: Int) -> Nonce where C.Index == Int {
-        Nonce(high: u64(bytes, at: offset), low: u64(bytes, at: offset + 8))
+        Nonce(high: BigEndian.u64(bytes, at: offset), low: BigEndian.u64(bytes, at: offset + 8))
     }
 
     // MARK: Writing.
-
-    static func append(_ value: UInt16, to out: inout [UInt8]) {
-        out.append(UInt8(value >> 8))
-        out.append(UInt8(truncatingIfNeeded: value))
-    }
-
-    static func append(_ value: UInt32, to out: inout [UInt8]) {
-        for shift in stride(from: 24, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: value >> shift)) }
-    }
-
-    static func append(_ value: UInt64, to out: inout [UInt8]) {
-        for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: value >> shift)) }
-    }
 
     static func append(_ address: IPAddress, to out: inout [UInt8]) {
         switch address {
         case .v4(let v4):
             out.append(4)
-            append(v4.value, to: &out)
+            out.appendBigEndian(v4.value)
             out.append(contentsOf: repeatElement(0, count: 12))
         case .v6(let v6):
             out.append(6)
-            append(v6.high, to: &out)
-            append(v6.low, to: &out)
+            out.appendBigEndian(v6.high)
+            out.appendBigEndian(v6.low)
         }
     }
 
     static func append(_ nonce: Nonce, to out: inout [UInt8]) {
-        append(nonce.high, to: &out)
-        append(nonce.low, to: &out)
+        out.appendBigEndian(nonce.high)
+        out.appendBigEndian(nonce.low)
     }
 }

@@ -1,4 +1,5 @@
 import MATPacket
+import MATWire
 
 /// A datagram whose framing and header passed `SignalCodec.open`, but whose signature has
 /// not been checked and whose body has not been read.
@@ -56,13 +57,13 @@ public struct UnverifiedSignal: Sendable {
         case .bindingAck:
             let statusByte = bytes[bodyStart + 8]
             guard let status = AckStatus(rawValue: statusByte) else { throw .unknownStatus(statusByte) }
-            body = .bindingAck(sequence: SignalWire.u64(bytes, at: bodyStart), status: status)
+            body = .bindingAck(sequence: BigEndian.u64(bytes, at: bodyStart), status: status)
         case .challenge:
             body = .challenge(nonce: SignalWire.nonce(bytes, at: bodyStart),
-                              sequence: SignalWire.u64(bytes, at: bodyStart + SignalWire.nonceLength))
+                              sequence: BigEndian.u64(bytes, at: bodyStart + SignalWire.nonceLength))
         case .challengeResponse:
             body = .challengeResponse(nonce: SignalWire.nonce(bytes, at: bodyStart),
-                                      sequence: SignalWire.u64(bytes, at: bodyStart + SignalWire.nonceLength))
+                                      sequence: BigEndian.u64(bytes, at: bodyStart + SignalWire.nonceLength))
         }
         return SignalMessage(sequence: sequence, sender: sender, receiver: receiver, body: body)
     }
@@ -84,7 +85,7 @@ public struct UnverifiedSignal: Sendable {
             guard moa.family == sender.family else { throw .familyMismatch }
             moas.append(moa)
         }
-        let lifetime = SignalWire.u32(bytes, at: start + 1 + count * SignalWire.addressLength)
+        let lifetime = BigEndian.u32(bytes, at: start + 1 + count * SignalWire.addressLength)
         return .bindingUpdate(moas: moas, lifetime: lifetime)
     }
 }
