@@ -12,8 +12,6 @@ let package = Package(
     products: [
         .library(name: "MATPacket", targets: ["MATPacket"]),
         .library(name: "MATWire", targets: ["MATWire"]),
-        .library(name: "MATWire", targets: ["MATWire"]),
-        .library(name: "MATWire", targets: ["MATWire"]),
         .library(name: "MATDNS", targets: ["MATDNS"]),
         .library(name: "MATLinux", targets: ["MATLinux"]),
         .library(name: "MATIMS", targets: ["MATIMS"]),
@@ -32,10 +30,6 @@ let package = Package(
     targets: [
         // Pure logic, no I/O: packet views, checksums, translation, mapping table.
         .target(name: "MATPacket", swiftSettings: hotPathSettings),
-        // Pure, no I/O, no Foundation: the big-endian readers and writers every wire format shares.
-        .target(name: "MATWire"),
-        // Pure, no I/O, no Foundation: the big-endian readers and writers every wire format shares.
-        .target(name: "MATWire"),
         // Pure, no I/O, no Foundation: the big-endian readers and writers every wire format shares.
         .target(name: "MATWire"),
         // Pure logic, no I/O: DNS messages, names, UPDATE, TSIG.
@@ -98,8 +92,6 @@ let package = Package(
         ),
 
         .testTarget(name: "MATPacketTests", dependencies: ["MATPacket"]),
-        .testTarget(name: "MATWireTests", dependencies: ["MATWire"]),
-        .testTarget(name: "MATWireTests", dependencies: ["MATWire"]),
         .testTarget(name: "MATWireTests", dependencies: ["MATWire"]),
         .testTarget(name: "MATDNSTests", dependencies: ["MATDNS"]),
         .testTarget(name: "MATLogTests", dependencies: ["MATLog", "MATCommandLine"]),
