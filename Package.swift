@@ -73,7 +73,7 @@ let package = Package(
         .target(name: "MATIMSClient", dependencies: ["MATDNS", "MATPacket", "MATSystem"]),
 
         // The mapping server: zone store, UPDATE policy, journal, transfers, DNS listeners.
-        .target(name: "MATIMS", dependencies: ["MATConfig", "MATDNS", "MATLog", "MATMetrics", "MATPacket", "MATSystem"]),
+        .target(name: "MATIMS", dependencies: ["MATConfig", "MATDNS", "MATLog", "MATMetrics", "MATPacket", "MATSystem", "MATWire"]),
         .executableTarget(name: "mat-ims", dependencies: [
             "MATIMS", "MATLinux", "MATConfig", "MATLog", "MATMetrics", "MATCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),

@@ -1,84 +1,36 @@
 import MATDNS
-
-/// Appends big-endian integers to a byte array (journal and snapshot files).
-struct ByteWriter {
-    var bytes: [UInt8] = []
-
-    mutating func u8(_ v: UInt8) { bytes.append(v) }
-    mutating func u16(_ v: UInt16) {
-        bytes.append(UInt8(v >> 8))
-        bytes.append(UInt8(truncatingIfNeeded: v))
-    }
-    mutating func u32(_ v: UInt32) {
-        for shift in stride(from: 24, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: v >> UInt32(shift))) }
-    }
-    mutating func u48(_ v: UInt64) {
-        for shift in stride(from: 40, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: v >> UInt64(shift))) }
-    }
-    mutating func append<C: Collection>(_ data: C) where C.Element == UInt8 { bytes.append(contentsOf: data) }
-}
+import MATWire
 
 /// Why bytes read from disk are not what was written.
 struct CorruptData: Error {}
 
-/// Reads big-endian integers with bounds checks.
-struct ByteReader {
-    let bytes: [UInt8]
+/// Reads journal and snapshot files (big-endian integers through MATWire), checked
+/// against `limit`.
+struct JournalReader: ByteReading {
+    let buffer: [UInt8]
     var position: Int
-    let end: Int
+    let limit: Int
 
     init(_ bytes: [UInt8], from start: Int = 0, to end: Int? = nil) {
-        self.bytes = bytes
+        buffer = bytes
         position = start
-        self.end = end ?? bytes.count
+        limit = end ?? bytes.count
     }
 
-    var remaining: Int { end - position }
+    static func shortInput(at offset: Int) -> CorruptData { CorruptData() }
 
-    mutating func need(_ n: Int) throws(CorruptData) {
-        guard n >= 0, n <= end - position else { throw CorruptData() }
-    }
-    mutating func u8() throws(CorruptData) -> UInt8 {
-        try need(1)
-        defer { position += 1 }
-        return bytes[position]
-    }
-    mutating func u16() throws(CorruptData) -> UInt16 {
-        try need(2)
-        defer { position += 2 }
-        return UInt16(bytes[position]) << 8 | UInt16(bytes[position + 1])
-    }
-    mutating func u32() throws(CorruptData) -> UInt32 {
-        try need(4)
-        var v: UInt32 = 0
-        for i in 0..<4 { v = v << 8 | UInt32(bytes[position + i]) }
-        position += 4
-        return v
-    }
-    mutating func u48() throws(CorruptData) -> UInt64 {
-        try need(6)
-        var v: UInt64 = 0
-        for i in 0..<6 { v = v << 8 | UInt64(bytes[position + i]) }
-        position += 6
-        return v
-    }
-    mutating func take(_ n: Int) throws(CorruptData) -> [UInt8] {
-        try need(n)
-        defer { position += n }
-        return Array(bytes[position..<position + n])
-    }
     /// An uncompressed name, as `DNSName.wireBytes` wrote it.
     mutating func name() throws(CorruptData) -> DNSName {
         var length = 0
         while true {
             try need(length + 1)
-            let label = Int(bytes[position + length])
+            let label = Int(buffer[position + length])
             if label == 0 { break }
             guard label <= 63 else { throw CorruptData() }
             length += label + 1
             guard length < 255 else { throw CorruptData() }
         }
-        let wire = try take(length + 1)
+        let wire = try bytes(length + 1)
         do { return try DNSName(wireBytes: wire) } catch { throw CorruptData() }
     }
 }
@@ -107,9 +59,9 @@ struct RawHeader {
 
     init?(_ bytes: [UInt8]) {
         guard bytes.count >= 12 else { return nil }
-        id = UInt16(bytes[0]) << 8 | UInt16(bytes[1])
-        flags = UInt16(bytes[2]) << 8 | UInt16(bytes[3])
-        qdcount = UInt16(bytes[4]) << 8 | UInt16(bytes[5])
+        id = BigEndian.u16(bytes, at: 0)
+        flags = BigEndian.u16(bytes, at: 2)
+        qdcount = BigEndian.u16(bytes, at: 4)
     }
 
     var isResponse: Bool { flags & 0x8000 != 0 }
@@ -122,8 +74,11 @@ struct RawHeader {
         guard let header = RawHeader(bytes) else { return nil }
         var flags: UInt16 = 0x8000 | UInt16(header.opcode.rawValue) << 11 | (rcode.rawValue & 0xF)
         if header.recursionDesired { flags |= 0x0100 }
-        var out: [UInt8] = [UInt8(header.id >> 8), UInt8(truncatingIfNeeded: header.id),
-                            UInt8(flags >> 8), UInt8(truncatingIfNeeded: flags), 0, 0, 0, 0, 0, 0, 0, 0]
+        var out: [UInt8] = []
+        out.reserveCapacity(12)
+        out.appendBigEndian(header.id)
+        out.appendBigEndian(flags)
+        out.append(contentsOf: repeatElement(0, count: 8))
         if echoQuestion, header.qdcount == 1, let end = questionEnd(bytes) {
             out[5] = 1
             out.append(contentsOf: bytes[12..<end])

@@ -5,6 +5,7 @@ import MATDNS
 import MATLog
 import MATPacket
 import MATSystem
+import MATWire
 import Synchronization
 
 /// The mapping server on sockets: per listen address one UDP thread (batched with
@@ -229,7 +230,7 @@ public final class IMSServer: Sendable {
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         while true {
             guard let prefix = readExactly(fd, count: 2, timeoutSeconds: timeout, idle: true) else { return }
-            let length = Int(prefix[0]) << 8 | Int(prefix[1])
+            let length = Int(BigEndian.u16(prefix, at: 0))
             guard let message = readExactly(fd, count: length, timeoutSeconds: timeout, idle: false) else { return }
             let replies = core.handleStream(message, from: peer)
             if replies.isEmpty {
@@ -237,7 +238,9 @@ public final class IMSServer: Sendable {
                 return
             }
             for reply in replies {
-                var framed: [UInt8] = [UInt8(reply.count >> 8), UInt8(truncatingIfNeeded: reply.count)]
+                var framed: [UInt8] = []
+                framed.reserveCapacity(2 + reply.count)
+                framed.appendBigEndian(UInt16(truncatingIfNeeded: reply.count))
                 framed += reply
                 guard writeAll(fd, framed, timeoutSeconds: timeout) else { return }
             }
@@ -382,8 +385,8 @@ final class Notifier: @unchecked Sendable {
             for (index, fd) in [socket4, socket6].enumerated() where ready[2 + index] && fd >= 0 {
                 while let (n, source) = Sockets.receive(fd, into: &buffer) {
                     guard n >= 12, let source else { continue }
-                    let id = UInt16(buffer[0]) << 8 | UInt16(buffer[1])
-                    let flags = UInt16(buffer[2]) << 8 | UInt16(buffer[3])
+                    let id = BigEndian.u16(buffer, at: 0)
+                    let flags = BigEndian.u16(buffer, at: 2)
                     guard flags & 0x8000 != 0, (flags >> 11) & 0xF == 4 else { continue }
                     if let key = pending.first(where: { $0.key.target == source && $0.value.id == id && $0.value.attempts > 0 })?.key {
                         pending[key] = nil

@@ -4,6 +4,7 @@ import Glibc
 import MATDNS
 import MATLog
 import MATSystem
+import MATWire
 import Synchronization
 
 /// Who signed an accepted update, kept so that replay protection survives a restart.
@@ -257,7 +258,7 @@ final class ZoneJournal: @unchecked Sendable {
         var offset = 8
         var chained = false
         while offset < bytes.count {
-            var reader = ByteReader(bytes, from: offset)
+            var reader = JournalReader(bytes, from: offset)
             guard let length = try? reader.u32(), let crc = try? reader.u32(),
                   Int(length) <= reader.remaining,
                   CRC32C.checksum(bytes[reader.position..<reader.position + Int(length)]) == crc else {
@@ -498,23 +499,23 @@ final class ZoneJournal: @unchecked Sendable {
         guard bytes.count >= 12, Array(bytes[0..<8]) == Self.snapshotMagic else {
             throw JournalError(description: "\(snapshotPath) is not a mat-ims snapshot")
         }
-        var tail = ByteReader(bytes, from: bytes.count - 4)
+        var tail = JournalReader(bytes, from: bytes.count - 4)
         guard let crc = try? tail.u32(), CRC32C.checksum(bytes[0..<(bytes.count - 4)]) == crc else {
             throw JournalError(description: "\(snapshotPath) fails its checksum (damaged on disk)")
         }
         do throws(CorruptData) {
-            var reader = ByteReader(bytes, from: 8, to: bytes.count - 4)
+            var reader = JournalReader(bytes, from: 8, to: bytes.count - 4)
             let serial = try reader.u32()
             var stamps: [SignerStamp] = []
             for _ in 0..<(try reader.u32()) {
                 let name = try reader.name()
                 let time = try reader.u48()
-                let mac = try reader.take(Int(try reader.u16()))
+                let mac = try reader.bytes(Int(try reader.u16()))
                 stamps.append(SignerStamp(keyName: name, timeSigned: time, mac: mac))
             }
             var messages: [[UInt8]] = []
             for _ in 0..<(try reader.u32()) {
-                messages.append(try reader.take(Int(try reader.u32())))
+                messages.append(try reader.bytes(Int(try reader.u32())))
             }
             let (records, _) = try RecordPacker.unpack(messages)
             guard let soa = records.first, case .soa(let soaData) = soa.data, soaData.serial == serial,
@@ -555,18 +556,18 @@ final class ZoneJournal: @unchecked Sendable {
     }
 
     static func decodeEntry(_ bytes: [UInt8], from start: Int, to end: Int) throws(CorruptData) -> (ZoneDiff, SignerStamp?) {
-        var reader = ByteReader(bytes, from: start, to: end)
+        var reader = JournalReader(bytes, from: start, to: end)
         guard try reader.u8() == 1 else { throw CorruptData() }
         let keyName = try reader.name()
         var stamp: SignerStamp? = nil
         if !keyName.isRoot {
             let time = try reader.u48()
-            let mac = try reader.take(Int(try reader.u16()))
+            let mac = try reader.bytes(Int(try reader.u16()))
             stamp = SignerStamp(keyName: keyName, timeSigned: time, mac: mac)
         }
         var messages: [[UInt8]] = []
         for _ in 0..<(try reader.u16()) {
-            messages.append(try reader.take(Int(try reader.u32())))
+            messages.append(try reader.bytes(Int(try reader.u32())))
         }
         guard reader.remaining == 0 else { throw CorruptData() }
         let (removed, added) = try RecordPacker.unpack(messages)

@@ -1,3 +1,4 @@
+import MATWire
 import Synchronization
 
 /// A plain query recognised from its raw bytes: header, one uncompressed question of
@@ -28,7 +29,7 @@ struct FastQuery {
         }
         let nameEnd = i + 1
         guard nameEnd + 4 <= count else { return nil }
-        let qtype = UInt16(b[nameEnd]) << 8 | UInt16(b[nameEnd + 1])
+        let qtype = BigEndian.u16(b, at: nameEnd)
         guard b[nameEnd + 2] == 0, b[nameEnd + 3] == 1,  // class IN
               qtype != 0, qtype < 250 || qtype == 255 else { return nil }
         let questionEnd = nameEnd + 4
@@ -38,13 +39,13 @@ struct FastQuery {
             // OPT: root owner, type 41, class = payload size, version 0, well-formed options.
             let o = questionEnd
             guard o + 11 <= count, b[o] == 0, b[o + 1] == 0, b[o + 2] == 41, b[o + 6] == 0 else { return nil }
-            let size = Int(b[o + 3]) << 8 | Int(b[o + 4])
+            let size = Int(BigEndian.u16(b, at: o + 3))
             var p = o + 11
-            let end = p + (Int(b[o + 9]) << 8 | Int(b[o + 10]))
+            let end = p + Int(BigEndian.u16(b, at: o + 9))
             guard end == count else { return nil }
             while p < end {
                 guard p + 4 <= end else { return nil }
-                p += 4 + (Int(b[p + 2]) << 8 | Int(b[p + 3]))
+                p += 4 + Int(BigEndian.u16(b, at: p + 2))
             }
             guard p == end else { return nil }
             limit = max(512, min(size, maxUDPSize))
