@@ -135,6 +135,16 @@ public final class Engine: @unchecked Sendable {
     /// The counters as of the last publication (at most ~100 ms or 64 packets old).
     public var counters: EngineCounters { published.withLock { $0 } }
 
+    /// The peers (HoAs) whose packets the engine translated inbound since the last call,
+    /// as of its last publication: what idle probing counts as hearing from them.
+    public func takeInboundPeers() -> Set<IPAddress> {
+        publishedInbound.withLock { peers in
+            defer { peers.removeAll(keepingCapacity: true) }
+            return peers
+        }
+    }
+    private let publishedInbound = Mutex<Set<IPAddress>>([])
+
     /// A mapping the engine holds and the MoA it sends to now.
     public struct MappingState: Sendable {
         public var mapping: PeerMapping
@@ -364,6 +374,11 @@ public final class Engine: @unchecked Sendable {
     /// Copies the counters field by field into preallocated storage, so publishing never
     /// makes the engine's own arrays shared (which would cost a copy on the next drop).
     private func publish() {
+        if !processor.inboundPeers.isEmpty {
+            let peers = processor.inboundPeers.take()
+            // Bounded even if nobody takes them: a busy node has more to do than grow this.
+            publishedInbound.withLock { if $0.count < 4_096 { $0.formUnion(peers) } }
+        }
         let counters = processor.counters
         published.withLock { shared in
             shared.outboundPackets = counters.outboundPackets

@@ -58,6 +58,10 @@ public struct PacketProcessor: ~Copyable {
         }
     }
 
+    /// The peers whose packets were translated inbound, for the control plane's idle
+    /// probing (``ReceiveMarks``).
+    public var inboundPeers = ReceiveMarks()
+
     public init(table: consuming MappingTable, addresses: NodeAddresses) {
         self.table = table
         self.addresses = addresses
@@ -230,6 +234,7 @@ public struct PacketProcessor: ~Copyable {
             } else {
                 counters.inboundPackets &+= 1
                 counters.inboundBytes &+= UInt64(packetLength)
+                inboundPeers.mark(translated: UnsafeRawPointer(base))
             }
             return true
         case .malformed(let reason):
