@@ -87,12 +87,16 @@ import Testing
         let flows = (0..<4).map { fixture.udp(Fixture.hoaMe, Fixture.hoaPeer, sourcePort: 5000 + UInt16($0)) }  // 32 bytes each
         #expect(!handle(&processor, flows[0]), "nothing received yet: nothing may go")
         #expect(processor.counters.engineDrops[Int(EngineDropReason.unvalidatedPath.rawValue)] == 1)
+        // The engine keeps the refused packet for the moment the MoA answers.
+        #expect(processor.lastLimited == PacketProcessor.LimitedPacket(peer: .v4(Fixture.hoaPeer), moa: moa))
+        processor.lastLimited = nil
         #expect(handle(&processor, fixture.udp(Fixture.moaPeer, Fixture.moaMe)))   // 32 bytes in
         for flow in flows.prefix(3) { #expect(handle(&processor, flow)) }          // 96 bytes out
         #expect(!handle(&processor, flows[3]), "a fourth would pass three times what came in")
+        #expect(processor.lastLimited?.moa == moa)
         #expect(processor.unvalidated[moa]?.received == 32)
         #expect(processor.unvalidated[moa]?.sent == 96)
-        let ended = processor.apply(.endLimit(moa))
+        let ended = processor.apply(.endLimit(moa, validated: true))
         #expect(ended == nil)
         for _ in 0..<10 { #expect(handle(&processor, flows[0])) }
     }

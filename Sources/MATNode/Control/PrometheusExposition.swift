@@ -25,7 +25,7 @@ public enum PrometheusExposition {
                    [([:], .integer(stats.tunReadErrors ?? 0))])
         out.family("matd_refused_mappings_total", "Mappings the engine's table refused.", .counter,
                    [([:], .integer(stats.refusedMappings ?? 0))])
-        out.family("matd_held_packets_sent_total", "Held packets sent once their peer was released.", .counter,
+        out.family("matd_held_packets_sent_total", "Kept packets sent once their peer was released or its new MoA answered.", .counter,
                    [([:], .integer(stats.heldPacketsSent ?? 0))])
         if let signaling = stats.signaling {
             out.family("matd_signaling_events_total", "Mobility signaling: messages sent, received and refused, by event.",

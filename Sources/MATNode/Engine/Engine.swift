@@ -92,15 +92,18 @@ public final class Engine: @unchecked Sendable {
         for slot in heldPackets { slot.bytes.deallocate() }
     }
 
-    /// The last packet dropped for each held flow (`PacketFlow`: peer, protocol, ports), in
-    /// a few slots shared by all held peers, sent once the peer is released: a TCP sender
-    /// whose segments were dropped meanwhile has backed its timer off, and one segment of
-    /// its own delivered at once brings the ACK that restarts it. (With one slot per peer,
-    /// the slot often held a UDP datagram or another connection's segment, and the TCP
-    /// flow waited for its retransmission timer: 400 ms at 50 ms RTT.)
+    /// The last packet dropped for each held or limited flow (`PacketFlow`: peer, protocol,
+    /// ports), in a few slots shared by all peers, sent once the peer is released or the
+    /// unvalidated MoA it was going to answers: a TCP sender whose segments (or ACKs) were
+    /// dropped meanwhile has backed its timer off, and one packet of the flow delivered at
+    /// once brings the ACK that restarts it. (With one slot per peer, the slot often held a
+    /// UDP datagram or another connection's segment, and the TCP flow waited for its
+    /// retransmission timer: 400 ms at 50 ms RTT.)
     private struct HeldPacket {
         let bytes: UnsafeMutableRawPointer
         var flow: PacketFlow?
+        /// The unvalidated MoA whose budget refused the packet; nil for a hold.
+        var waitingFor: IPAddress?
         var length = 0
         /// When it was kept, in keeps: the oldest slot is reused first, and a released
         /// peer's packets go out in the order they came.
@@ -238,8 +241,9 @@ public final class Engine: @unchecked Sendable {
     }
 
     /// Copies the packet in `buffer` (virtio header included) into its flow's slot, else a
-    /// free one, else the one kept longest ago. Runs only for packets a hold dropped.
-    private func keepHeld(_ peer: IPAddress, length: Int) {
+    /// free one, else the one kept longest ago. Runs only for packets a hold or an
+    /// unvalidated path's budget dropped.
+    private func keepHeld(_ peer: IPAddress, waitingFor moa: IPAddress?, length: Int) {
         let flow = PacketFlow(packet: UnsafeRawPointer(buffer + VirtioNetHeader.size),
                             length: length - VirtioNetHeader.size, peer: peer)
         var index = 0
@@ -252,20 +256,28 @@ public final class Engine: @unchecked Sendable {
         keeps &+= 1
         heldPackets[index].bytes.copyMemory(from: buffer, byteCount: length)
         heldPackets[index].flow = flow
+        heldPackets[index].waitingFor = moa
         heldPackets[index].length = length
         heldPackets[index].keptAt = keeps
     }
 
-    /// Translates and writes the packets kept for a released peer, oldest first.
-    private func sendHeld(_ peer: IPAddress) {
-        let kept = heldPackets.indices.filter { heldPackets[$0].flow?.peer == peer }
+    /// Translates and writes the kept packets `which` selects, oldest first.
+    private func sendKept(where which: (HeldPacket) -> Bool) {
+        let kept = heldPackets.indices.filter { heldPackets[$0].flow != nil && which(heldPackets[$0]) }
             .sorted { heldPackets[$0].keptAt < heldPackets[$1].keptAt }
         for index in kept {
             heldPackets[index].flow = nil
             let slot = heldPackets[index]
             let header = VirtioNetHeader(loadingFrom: UnsafeRawPointer(slot.bytes))
             guard processor.handle(slot.bytes + VirtioNetHeader.size, length: slot.length - VirtioNetHeader.size,
-                                   checksum: header.checksumMode) else { continue }
+                                   checksum: header.checksumMode) else {
+                // Refused again (held anew, another unvalidated path): gone, not kept for
+                // later, and no note of it may be taken for the next packet read.
+                processor.lastHeld = nil
+                processor.lastLimited = nil
+                processor.lastMiss = nil
+                continue
+            }
             do {
                 try tun.write(UnsafeRawBufferPointer(start: slot.bytes, count: slot.length))
                 processor.counters.heldPacketsSent &+= 1
@@ -302,7 +314,11 @@ public final class Engine: @unchecked Sendable {
             }
             if let peer = processor.lastHeld {
                 processor.lastHeld = nil
-                keepHeld(peer, length: length)
+                keepHeld(peer, waitingFor: nil, length: length)
+            }
+            if let limited = processor.lastLimited {
+                processor.lastLimited = nil
+                keepHeld(limited.peer, waitingFor: limited.moa, length: length)
             }
             return
         }
@@ -329,7 +345,19 @@ public final class Engine: @unchecked Sendable {
         }
         for command in pending {
             if let refusal = processor.apply(command) { refusalHandler(refusal) }
-            if case .release(let peer) = command { sendHeld(peer) }
+            switch command {
+            case .release(let peer):
+                sendKept { $0.flow?.peer == peer && $0.waitingFor == nil }
+            case .endLimit(let moa, validated: true):
+                sendKept { $0.waitingFor == moa }
+            case .endLimit(let moa, validated: false):
+                for index in heldPackets.indices where heldPackets[index].waitingFor == moa {
+                    heldPackets[index].flow = nil
+                    heldPackets[index].waitingFor = nil
+                }
+            default:
+                break
+            }
         }
         let encapBefore = encap == nil ? [] : encapsulatedMoAs
         applyEncapCommands()

@@ -52,7 +52,8 @@ public struct EngineCounters: Sendable, Equatable {
     public var tunReadErrors: UInt64 = 0
     /// Mappings the table refused (stale sequence, a MoA owned by another HoA, ...).
     public var refusedMappings: UInt64 = 0
-    /// Held packets sent when their peer was released (one per peer and release).
+    /// Kept packets sent when their peer was released or the unvalidated MoA they were
+    /// going to answered (the last one of each flow).
     public var heldPacketsSent: UInt64 = 0
     /// Drops by packet-core reason, indexed by `DropReason.rawValue`.
     public var packetDrops = [UInt64](repeating: 0, count: DropReason.allCases.count)

@@ -20,11 +20,22 @@ public struct PacketProcessor: ~Copyable {
     public var held: Set<IPAddress> = []
     /// The peer HoA of the last packet dropped because it was held, until taken.
     public var lastHeld: IPAddress?
+    /// The last packet dropped because its unvalidated path's budget was spent, until taken.
+    public var lastLimited: LimitedPacket?
     /// MoAs a peer announced whose reachability check is still out, with what was sent to
     /// and received from each: at most `amplificationFactor` times the bytes received may go.
     public var unvalidated: [IPAddress: PathBudget] = [:]
     /// How many bytes may be sent to an unvalidated MoA per byte received from it.
     public static let amplificationFactor: UInt64 = 3
+
+    /// Where a packet refused by the unvalidated-path budget was going: the engine keeps
+    /// the last one per flow and sends it when the check of `moa` ends, so a bulk sender
+    /// whose ACKs were dropped gets the newest one at once instead of waiting for its
+    /// retransmission timer.
+    public struct LimitedPacket: Sendable, Equatable {
+        public var peer: IPAddress
+        public var moa: IPAddress
+    }
 
     /// Bytes exchanged with an unvalidated MoA, and what each flow sent there.
     ///
@@ -91,7 +102,9 @@ public struct PacketProcessor: ~Copyable {
         /// Send at most three times what was received from this MoA (starting with
         /// `received` bytes: the update that announced it) until `.endLimit`.
         case limitUntilValidated(IPAddress, received: UInt64)
-        case endLimit(IPAddress)
+        /// The check of this MoA is over: it answered (`validated`), or it did not and the
+        /// packets kept for it must not go there (the mapping leaves it after this).
+        case endLimit(IPAddress, validated: Bool)
     }
 
     /// A mapping the table refused, with what the table holds for that HoA instead, so
@@ -126,7 +139,7 @@ public struct PacketProcessor: ~Copyable {
                 budget.received = received
                 unvalidated[moa] = budget
             }
-        case .endLimit(let moa):
+        case .endLimit(let moa, _):
             unvalidated[moa] = nil
         }
         return nil
@@ -145,32 +158,35 @@ public struct PacketProcessor: ~Copyable {
             lastHeld = peer
             return false
         }
-        if !unvalidated.isEmpty && !withinBudget(base, length: length, direction: direction) {
+        if !unvalidated.isEmpty, let limited = overBudget(base, length: length, direction: direction) {
             counters.engineDrops[Int(EngineDropReason.unvalidatedPath.rawValue)] &+= 1
+            lastLimited = limited
             return false
         }
         return process(base, length: length, direction: direction, checksum: checksum)
     }
 
     /// Credits what arrives from an unvalidated MoA; charges what goes to one, if the
-    /// budget and the flow's share of it allow. Only runs while some MoA is unvalidated.
+    /// budget and the flow's share of it allow, else says where the refused packet was
+    /// going. Only runs while some MoA is unvalidated.
     @usableFromInline
-    mutating func withinBudget(_ packet: UnsafeMutableRawPointer, length: Int, direction: Direction) -> Bool {
+    mutating func overBudget(_ packet: UnsafeMutableRawPointer, length: Int, direction: Direction) -> LimitedPacket? {
         let version = packet.load(as: UInt8.self) >> 4
-        guard (version == 4 && length >= 20) || (version == 6 && length >= 40) else { return true }
+        guard (version == 4 && length >= 20) || (version == 6 && length >= 40) else { return nil }
         let moa: IPAddress
         switch direction {
         case .inbound:
             moa = version == 4 ? .v4(IPv4Address(loadingFrom: UnsafeRawPointer(packet), offset: 12))
                 : .v6(IPv6Address(loadingFrom: UnsafeRawPointer(packet), offset: 8))
             unvalidated[moa]?.received &+= UInt64(length)
-            return true
+            return nil
         case .outbound:
             let hoa: IPAddress = version == 4 ? .v4(IPv4Address(loadingFrom: UnsafeRawPointer(packet), offset: 16))
                 : .v6(IPv6Address(loadingFrom: UnsafeRawPointer(packet), offset: 24))
-            guard let preferred = table.preferredMoA(forHoA: hoa), unvalidated[preferred] != nil else { return true }
+            guard let preferred = table.preferredMoA(forHoA: hoa), unvalidated[preferred] != nil else { return nil }
             let flow = PacketFlow(packet: UnsafeRawPointer(packet), length: length, peer: hoa)
-            return unvalidated[preferred]!.charge(flow, length: UInt64(length), factor: Self.amplificationFactor)
+            let charged = unvalidated[preferred]!.charge(flow, length: UInt64(length), factor: Self.amplificationFactor)
+            return charged ? nil : LimitedPacket(peer: hoa, moa: preferred)
         }
     }
 

@@ -67,7 +67,7 @@ extension MappingService {
         let first = trial.answered(moa)
         answerTrials[hoa] = trial.isDecided ? nil : trial
         refusedAnswers.forget(hoa)
-        engine.send(.endLimit(moa))
+        engine.send(.endLimit(moa, validated: true))
         if first, let key = trial.key {
             // Replaces the mapping and the replay state too (keyReplaced).
             keyReplaced(hoa, by: key.base64)
@@ -94,7 +94,7 @@ extension MappingService {
             // An answered MoA put the proven part in already (`reached`).
             if trial.isDecided, !trial.answeredAny { trialFailed(hoa, trial) }
         }
-        if learned[hoa]?.mapping.moas.contains(where: { $0.address == moa }) != true { engine.send(.endLimit(moa)) }
+        if learned[hoa]?.mapping.moas.contains(where: { $0.address == moa }) != true { engine.send(.endLimit(moa, validated: false)) }
         guard !signaling.isProbing(hoa), learned[hoa] != nil, idle.roundFailed(hoa) else { return }
         log(.notice, "matd: dropping peer \(hoa): silent for \(idle.idleAfter / 1_000) s and it answered none of its probes")
         EventLog.shared.post("idle_peer_dropped", ["peer": "\(hoa)"])
@@ -111,7 +111,7 @@ extension MappingService {
         EventLog.shared.post("answer_refused", ["peer": "\(hoa)"])
         refusedAnswers.refused(trial, now: Self.milliseconds())
         guard trial.previous == nil else { return }
-        for moa in trial.answer.moas { engine.send(.endLimit(moa.address)) }
+        for moa in trial.answer.moas { engine.send(.endLimit(moa.address, validated: false)) }
         forget(hoa)
         updateDiversion()
     }
@@ -120,7 +120,7 @@ extension MappingService {
     /// go from the table with the mapping, or with the next one); no other trial's were.
     func endTrial(of hoa: IPAddress) {
         guard let trial = answerTrials.removeValue(forKey: hoa), trial.previous == nil else { return }
-        for moa in trial.pending { engine.send(.endLimit(moa)) }
+        for moa in trial.pending { engine.send(.endLimit(moa, validated: false)) }
     }
 
     /// `hoa` answered from `moas` with its key: another learned HoA's claim to any of them

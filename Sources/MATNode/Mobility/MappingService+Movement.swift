@@ -280,7 +280,7 @@ extension MappingService: SignalingHost {
     func challengeFailed(hoa: IPAddress, sequence: UInt64) {
         guard let trial = provisional[hoa], trial.sequence == sequence else { return }
         provisional[hoa] = nil
-        for moa in learned[hoa]?.mapping.moas.map(\.address) ?? [] { engine.send(.endLimit(moa)) }
+        for moa in learned[hoa]?.mapping.moas.map(\.address) ?? [] { engine.send(.endLimit(moa, validated: false)) }
         log("matd: \(hoa) did not answer at its announced MoA (seq \(sequence)); back to its previous mapping")
         // The table keeps the newest sequence: the older mapping goes in after a removal.
         engine.send(.removeMapping(hoa))
@@ -304,7 +304,7 @@ extension MappingService: SignalingHost {
 
     func adopt(hoa: IPAddress, moas: [IPAddress], lifetime: UInt32, sequence: UInt64) {
         if provisional[hoa]?.sequence == sequence { provisional[hoa] = nil }
-        for moa in moas { engine.send(.endLimit(moa)) }
+        for moa in moas { engine.send(.endLimit(moa, validated: true)) }
         // A claim settled here means the table refused the trial: put the mapping in anew.
         if settleClaims(to: moas, provenBy: hoa) { learned[hoa] = nil }
         lifetimes.renewed(hoa, sequence: sequence, lifetime: lifetime, now: Self.milliseconds())
