@@ -17,6 +17,9 @@ public struct EncapCounters: Sendable, Equatable {
     public var refused: UInt64 = 0
     /// Packets that could not be sent (no socket of the family, the kernel refused).
     public var sendFailures: UInt64 = 0
+    /// TCP packets cut into path-MTU-sized segments before they went in UDP (each segment
+    /// is one datagram in `packetsSent`).
+    public var packetsSegmented: UInt64 = 0
 
     public init() {}
 
@@ -24,16 +27,18 @@ public struct EncapCounters: Sendable, Equatable {
         [("encap_packets_sent", packetsSent), ("encap_packets_received", packetsReceived),
          ("encap_keepalives_received", keepalivesReceived), ("encap_probes_answered", probesAnswered),
          ("encap_probe_answers_received", probeAnswersReceived), ("encap_refused", refused),
-         ("encap_send_failures", sendFailures)]
+         ("encap_send_failures", sendFailures), ("encap_packets_segmented", packetsSegmented)]
     }
 }
 
 /// The engine's side of the UDP encapsulation (docs/datapath.md, "Behind NAT"): the
 /// sockets on `encap-port`, where each peer's traffic goes in UDP (``EncapEndpoints``),
 /// and the per-packet work: sending an application's HoA packet, untranslated, in one
-/// datagram, and writing a received one into the TUN device as the translated inbound
-/// packet would have been. Raw buffers only, no allocation per packet. Owned by the
-/// engine thread; the sockets may also send control datagrams from the service thread.
+/// datagram, or a TCP packet too large for the path (a GSO super-packet) cut into
+/// path-MTU-sized segments in one system call (EncapSegments.swift), and writing a
+/// received one into the TUN device as the translated inbound packet would have been.
+/// Raw buffers only, no allocation per packet. Owned by the engine thread; the sockets may
+/// also send control datagrams from the service thread.
 public final class EncapPath: @unchecked Sendable {
     public let port: UInt16
     let socket4: DatagramSocket?
@@ -49,6 +54,16 @@ public final class EncapPath: @unchecked Sendable {
     /// Probe requests answered, at most 20 a second (no reflector for spoofed sources
     /// beyond the peers' own MoAs, and not a fast one even for those).
     private var probeBudget = (tokens: 20, refilledAt: UInt64(0))
+    /// Cuts TCP packets too large for the path, and the vectors that send the segments
+    /// (preallocated: ``SegmentVectors``).
+    var segmenter = TCPSegmenter()
+    let vectors = SegmentVectors()
+    /// How segments go: in one `sendmsg` as one buffer the kernel cuts (`UDP_SEGMENT`,
+    /// Linux 4.18), else in one `sendmmsg`.
+    let segmentation: Segmentation
+    /// The MTU towards each MoA traffic goes to in UDP (``RouteMTU``), refreshed once a
+    /// second and after a send the kernel found too large.
+    var pathMTUs: [IPAddress: Int] = [:]
 
     /// The largest super-packet one datagram carries whole (its UDP payload, headers in).
     public static let maximumSuperPacket: UInt32 = 65_000
@@ -84,10 +99,36 @@ public final class EncapPath: @unchecked Sendable {
         for family in families { answers[family] = try DatagramSocket(family: family, port: 0) }
         answerSockets = answers
         endpoints = EncapEndpoints(lifetime: lifetime)
+        let takesUDPSegment = (socket4 ?? socket6).map(Self.takesUDPSegment) ?? false
+        segmentation = Segmentation(fromEnvironment: getenv(Self.segmentationVariable).map { String(cString: $0) },
+                                    takesUDPSegment: takesUDPSegment)
+        if segmentation != .off {
+            for socket in [socket4, socket6].compactMap({ $0 }) { try Self.setFragmentation(socket, allowed: false) }
+        }
         receiveBuffer = UnsafeMutableRawPointer.allocate(byteCount: Self.receiveSize, alignment: 16)
     }
 
     deinit { receiveBuffer.deallocate() }
+
+    /// How a TCP packet too large for the path goes in UDP.
+    enum Segmentation: Equatable {
+        case udpSegment, multipleMessages
+        /// Whole, one datagram the kernel fragments (as before segmentation; only for
+        /// measurements).
+        case off
+
+        /// `MATD_ENCAP_SEGMENTATION`: `sendmmsg` even where the kernel has `UDP_SEGMENT`
+        /// (to measure and test that path on such a kernel), `off`, or unset: the best
+        /// the kernel has.
+        init(fromEnvironment value: String?, takesUDPSegment: Bool) {
+            switch value {
+            case "sendmmsg": self = .multipleMessages
+            case "off": self = .off
+            default: self = takesUDPSegment ? .udpSegment : .multipleMessages
+            }
+        }
+    }
+    static let segmentationVariable = "MATD_ENCAP_SEGMENTATION"
 
     /// The encapsulation `config` asks for (nil when `udp-encapsulation = off`), with the
     /// TUN device's super-packets capped so that one always fits in one datagram (the

@@ -14,8 +14,9 @@ public enum EncapCommand: Sendable {
 
 /// The UDP encapsulation's per-packet work on the engine thread (docs/datapath.md,
 /// "Behind NAT"). A peer whose traffic goes in UDP gets the application's packet as it
-/// was read, HoA to HoA and untranslated (its checksums, partial or not, stay valid, and a
-/// super-packet stays whole), behind an 8-byte header, from the buffer it was read into.
+/// was read, HoA to HoA and untranslated (its checksums, partial or not, stay valid),
+/// behind an 8-byte header, from the buffer it was read into; a TCP super-packet, or a
+/// TCP packet too large for the path, goes as path-MTU-sized segments (``TCPSegmenter``).
 /// Only runs while some peer's traffic goes in UDP (`encapActive`); otherwise the direct
 /// path pays one predictable branch.
 extension Engine {
@@ -48,6 +49,7 @@ extension Engine {
         }
         if now >= lastEncapExpiry + 1_000 {
             lastEncapExpiry = now
+            encap.refreshPathMTUs()
             for moa in encap.endpoints.expire(now: now) {
                 log("matd: no UDP from \(moa) for \(encap.endpoints.lifetime / 1_000) s: its traffic goes direct again")
             }
@@ -89,14 +91,59 @@ extension Engine {
             return false
         }
         guard let port = encap.endpoints.port(for: moa) else { return false }
+        let virtio = VirtioNetHeader(loadingFrom: UnsafeRawPointer(buffer))
+        let gso = virtio.gsoTypeRaw & 0x7F
+        let tcpSuperPacket = gso == VirtioNetHeader.GSOType.tcpv4.rawValue || gso == VirtioNetHeader.GSOType.tcpv6.rawValue
+        let room = encap.datagramRoom(to: moa)
+        if encap.segmentation != .off && (tcpSuperPacket || EncapWire.headerLength + length > room) {
+            // Cut to the path's MTU (a TCP packet; anything else goes whole below, and the
+            // kernel fragments it): fragments would be put together again at the NAT and
+            // at the peer, and one lost loses them all.
+            if sendSegmented(encap, packet: UnsafeRawPointer(packet), length: length - VirtioNetHeader.size, room: room,
+                             gsoSize: tcpSuperPacket ? Int(virtio.gsoSize) : 0, to: moa, port: port) {
+                processor.counters.outboundPackets &+= 1
+                processor.counters.outboundBytes &+= UInt64(length - VirtioNetHeader.size)
+                return true
+            }
+        }
         let datagram = buffer - EncapWire.headerLength
         EncapWire.writeHeader(.packet, at: datagram)
-        if encap.send(UnsafeRawPointer(datagram), length: EncapWire.headerLength + length, to: moa, port: port) {
+        let whole = EncapWire.headerLength + length
+        if whole > room ? encap.sendFragmentable(UnsafeRawPointer(datagram), length: whole, to: moa, port: port)
+                        : encap.send(UnsafeRawPointer(datagram), length: whole, to: moa, port: port) {
             encap.counters.packetsSent &+= 1
             processor.counters.outboundPackets &+= 1
             processor.counters.outboundBytes &+= UInt64(length - VirtioNetHeader.size)
         } else {
             encap.counters.sendFailures &+= 1
+        }
+        return true
+    }
+
+    /// Cuts the TCP packet at `packet` into segments that fit `room` and sends them; false
+    /// when it cannot be cut (it goes whole). When the kernel refuses segments because it
+    /// learned a smaller path MTU since the last lookup (a router's ICMP error for a
+    /// datagram sent with DF), the packet is cut again to the new MTU and sent once more,
+    /// whole (the receiving TCP drops what it already has).
+    private func sendSegmented(_ encap: EncapPath, packet: UnsafeRawPointer, length: Int, room: Int, gsoSize: Int,
+                               to moa: IPAddress, port: UInt16) -> Bool {
+        var room = room
+        for attempt in 0..<2 {
+            guard encap.segmenter.segment(packet, length: length, limit: room, gsoSize: gsoSize,
+                                          prefix: EncapPath.segmentPrefix) else { return attempt > 0 }
+            let segments = encap.segmenter.count
+            let sent = encap.sendSegments(of: packet, to: moa, port: port)
+            encap.counters.packetsSent &+= UInt64(sent)
+            if sent == segments {
+                encap.counters.packetsSegmented &+= 1
+                return true
+            }
+            encap.counters.sendFailures &+= UInt64(segments - sent)
+            guard errno == EMSGSIZE || errno == EINVAL else { return true }
+            encap.lookUpPathMTU(moa)
+            let smaller = encap.datagramRoom(to: moa)
+            guard smaller < room else { return true }
+            room = smaller
         }
         return true
     }

@@ -1,0 +1,220 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import MATLinux
+import MATPacket
+import MATSignaling
+import MATSystem
+
+/// The vectors that send one packet's segments in one system call, allocated once: two
+/// `iovec`s per segment (its headers in the segmenter's slot, its payload where the packet
+/// was read), an `mmsghdr` per segment for `sendmmsg`, a `msghdr` with a `UDP_SEGMENT`
+/// control message for `sendmsg`, and the destination.
+final class SegmentVectors {
+    let iovecs: UnsafeMutablePointer<iovec>
+    let messages: UnsafeMutableRawPointer
+    let control: UnsafeMutableRawPointer
+    let target: UnsafeMutablePointer<sockaddr_storage>
+    var targetLength: socklen_t = 0
+
+    /// `SOL_UDP` and `UDP_SEGMENT` (linux/udp.h), which Glibc does not export.
+    static let solUDP: Int32 = 17
+    static let udpSegment: Int32 = 103
+    /// The kernel's limits for one `UDP_SEGMENT` send: 64 segments (`UDP_MAX_SEGMENTS`
+    /// before Linux 6.9) and a UDP payload that fits an IP packet.
+    static let maximumGSOSegments = 64
+    static let maximumGSOBytes = 65_000
+    /// `CMSG_SPACE(sizeof(uint16_t))` and `CMSG_LEN(sizeof(uint16_t))` on 64-bit Linux.
+    static let controlSpace = 24
+    static let controlLength = 18
+
+    init() {
+        iovecs = .allocate(capacity: 2 * TCPSegmenter.maximumSegments)
+        messages = .allocate(byteCount: MultipleMessages.headerStride * TCPSegmenter.maximumSegments, alignment: 16)
+        control = .allocate(byteCount: Self.controlSpace, alignment: 16)
+        target = .allocate(capacity: 1)
+    }
+
+    deinit {
+        iovecs.deallocate()
+        messages.deallocate()
+        control.deallocate()
+        target.deallocate()
+    }
+
+    /// Sets the destination, without allocating.
+    func setTarget(_ moa: IPAddress, port: UInt16) {
+        target.withMemoryRebound(to: UInt8.self, capacity: MemoryLayout<sockaddr_storage>.size) {
+            $0.initialize(repeating: 0, count: MemoryLayout<sockaddr_storage>.size)
+        }
+        switch moa {
+        case .v4(let address):
+            target.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
+                $0.pointee.sin_family = sa_family_t(AF_INET)
+                $0.pointee.sin_port = port.bigEndian
+                $0.pointee.sin_addr.s_addr = address.value.bigEndian
+            }
+            targetLength = socklen_t(MemoryLayout<sockaddr_in>.size)
+        case .v6(let address):
+            target.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
+                $0.pointee.sin6_family = sa_family_t(AF_INET6)
+                $0.pointee.sin6_port = port.bigEndian
+                withUnsafeMutableBytes(of: &$0.pointee.sin6_addr) { bytes in
+                    bytes.storeBytes(of: address.high.bigEndian, toByteOffset: 0, as: UInt64.self)
+                    bytes.storeBytes(of: address.low.bigEndian, toByteOffset: 8, as: UInt64.self)
+                }
+            }
+            targetLength = socklen_t(MemoryLayout<sockaddr_in6>.size)
+        }
+    }
+}
+
+extension EncapPath {
+    /// The bytes of encapsulation header and virtio header in front of each carried packet.
+    static let segmentPrefix = EncapWire.headerLength + VirtioNetHeader.size
+
+    /// Whether `socket` takes `UDP_SEGMENT` (Linux 4.18; 0 leaves it off per socket, each
+    /// send asks for it in a control message).
+    static func takesUDPSegment(_ socket: DatagramSocket) -> Bool {
+        var off: Int32 = 0
+        return setsockopt(socket.fileDescriptor, SegmentVectors.solUDP, SegmentVectors.udpSegment, &off,
+                          socklen_t(MemoryLayout<Int32>.size)) == 0
+    }
+
+    /// `IP_MTU_DISCOVER`/`IPV6_MTU_DISCOVER` and their `_DO` and `_WANT` values
+    /// (linux/in.h, linux/in6.h).
+    private static let ipMTUDiscover: Int32 = 10, ipv6MTUDiscover: Int32 = 23
+    private static let discoverDo: Int32 = 2, discoverWant: Int32 = 1
+
+    /// Whether datagrams from `socket` may be fragmented. Not, normally: every datagram
+    /// goes with DF, so a router whose link is smaller answers with an ICMP error the
+    /// kernel learns the path MTU from, and a send larger than what it learned fails at
+    /// once (the segments are cut again to the new MTU) instead of going in fragments. A
+    /// UDP GSO send's segments would go without DF otherwise (the kernel decides DF on the
+    /// whole buffer). Only a packet that cannot be cut goes with fragmentation allowed.
+    static func setFragmentation(_ socket: DatagramSocket, allowed: Bool) throws(SystemError) {
+        var value = allowed ? discoverWant : discoverDo
+        let done = socket.family == .ipv4
+            ? setsockopt(socket.fileDescriptor, Int32(IPPROTO_IP), ipMTUDiscover, &value, socklen_t(MemoryLayout<Int32>.size))
+            : setsockopt(socket.fileDescriptor, Int32(IPPROTO_IPV6), ipv6MTUDiscover, &value,
+                         socklen_t(MemoryLayout<Int32>.size))
+        guard done == 0 else { throw SystemError("set path MTU discovery of UDP port", errno: errno) }
+    }
+
+    /// Sends a datagram too large for the path that cannot be cut (not TCP) with
+    /// fragmentation allowed for it alone (two more system calls, only for such packets).
+    func sendFragmentable(_ datagram: UnsafeRawPointer, length: Int, to moa: IPAddress, port: UInt16) -> Bool {
+        guard segmentation != .off, let socket = moa.family == .ipv4 ? socket4 : socket6 else {
+            return send(datagram, length: length, to: moa, port: port)
+        }
+        do {
+            try Self.setFragmentation(socket, allowed: true)
+            let sent = send(datagram, length: length, to: moa, port: port)
+            try Self.setFragmentation(socket, allowed: false)
+            return sent
+        } catch {
+            return false
+        }
+    }
+
+    /// The largest UDP payload that goes to `moa` unfragmented: the path MTU less the
+    /// outer IP and UDP headers. The MTU is looked up once per MoA (a system call or three
+    /// on the first packet) and then refreshed by `refreshPathMTUs`.
+    @inline(__always)
+    func datagramRoom(to moa: IPAddress) -> Int {
+        let mtu = pathMTUs[moa] ?? lookUpPathMTU(moa)
+        return mtu - (moa.family == .ipv4 ? 28 : 48)
+    }
+
+    /// Looks up the MTU towards `moa` again (1280, the least IPv6 allows, and 576 for IPv4,
+    /// when the lookup fails: small segments rather than fragments).
+    @discardableResult
+    func lookUpPathMTU(_ moa: IPAddress) -> Int {
+        let mtu: Int
+        do {
+            mtu = try RouteMTU.toward(moa)
+        } catch {
+            log(.warning, "matd: \(error); segments to \(moa) go at the minimum MTU")
+            mtu = moa.family == .ipv4 ? 576 : 1280
+        }
+        pathMTUs[moa] = mtu
+        return mtu
+    }
+
+    /// Once a second: the MTUs of the MoAs in UDP looked up again (the kernel lowers one
+    /// when a router on the path answers a datagram too large with an ICMP error); those
+    /// of MoAs no longer in UDP forgotten.
+    func refreshPathMTUs() {
+        let moas = Set(endpoints.moas)
+        for moa in pathMTUs.keys where !moas.contains(moa) { pathMTUs[moa] = nil }
+        for moa in moas { lookUpPathMTU(moa) }
+    }
+
+    /// Sends the segments `segmenter` cut from `packet` to `moa`:`port`, each behind an
+    /// encapsulation header and the virtio header of a plain packet with a complete
+    /// checksum (the receiving kernel checks it as it checks any packet's). One `sendmsg`
+    /// with `UDP_SEGMENT` for up to 64 segments, else one `sendmmsg`. Returns the number of
+    /// datagrams the kernel took.
+    func sendSegments(of packet: UnsafeRawPointer, to moa: IPAddress, port: UInt16) -> Int {
+        let count = segmenter.count
+        let header = VirtioNetHeader()
+        for index in 0..<count {
+            let slot = segmenter.header(index)
+            EncapWire.writeHeader(.packet, at: slot)
+            header.store(to: slot + EncapWire.headerLength)
+            let (offset, length) = segmenter.payload(index)
+            vectors.iovecs[2 * index] = iovec(iov_base: slot, iov_len: segmenter.headerLength)
+            vectors.iovecs[2 * index + 1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: packet + offset),
+                                                  iov_len: length)
+        }
+        vectors.setTarget(moa, port: port)
+        guard let fd = (moa.family == .ipv4 ? socket4 : socket6)?.fileDescriptor else { return 0 }
+        return segmentation == .udpSegment ? sendWithUDPSegment(fd, count: count) : sendWithMultipleMessages(fd, count: count)
+    }
+
+    /// Up to 64 segments (and 65,000 bytes) per `sendmsg`, which the kernel cuts at
+    /// `segmentSize`: every segment but the packet's last has exactly that size.
+    private func sendWithUDPSegment(_ fd: Int32, count: Int) -> Int {
+        let size = segmenter.segmentSize
+        let perSend = max(1, min(SegmentVectors.maximumGSOSegments, SegmentVectors.maximumGSOBytes / size))
+        let control = vectors.control
+        control.initializeMemory(as: UInt8.self, repeating: 0, count: SegmentVectors.controlSpace)
+        control.storeBytes(of: SegmentVectors.controlLength, as: Int.self)
+        control.storeBytes(of: SegmentVectors.solUDP, toByteOffset: 8, as: Int32.self)
+        control.storeBytes(of: SegmentVectors.udpSegment, toByteOffset: 12, as: Int32.self)
+        control.storeBytes(of: UInt16(size), toByteOffset: 16, as: UInt16.self)
+        var message = msghdr()
+        message.msg_name = UnsafeMutableRawPointer(vectors.target)
+        message.msg_namelen = vectors.targetLength
+        var sent = 0
+        var start = 0
+        while start < count {
+            let segments = min(perSend, count - start)
+            message.msg_iov = vectors.iovecs + 2 * start
+            message.msg_iovlen = 2 * segments
+            // One segment needs no cutting (and the kernel refuses a segment size larger
+            // than the path's MTU even where it has nothing to cut).
+            message.msg_control = segments > 1 ? control : nil
+            message.msg_controllen = segments > 1 ? SegmentVectors.controlSpace : 0
+            guard sendmsg(fd, &message, Int32(MSG_DONTWAIT)) > 0 else { break }
+            sent += segments
+            start += segments
+        }
+        return sent
+    }
+
+    /// One `mmsghdr` per segment, all in one `sendmmsg`.
+    private func sendWithMultipleMessages(_ fd: Int32, count: Int) -> Int {
+        for index in 0..<count {
+            let header = (vectors.messages + index * MultipleMessages.headerStride)
+                .assumingMemoryBound(to: MultipleMessages.Header.self)
+            header.pointee = MultipleMessages.Header()
+            header.pointee.message.msg_name = UnsafeMutableRawPointer(vectors.target)
+            header.pointee.message.msg_namelen = vectors.targetLength
+            header.pointee.message.msg_iov = vectors.iovecs + 2 * index
+            header.pointee.message.msg_iovlen = 2
+        }
+        let sent = MultipleMessages.send(fd, vectors.messages, count: count, flags: Int32(MSG_DONTWAIT))
+        return max(0, Int(sent))
+    }
+}
