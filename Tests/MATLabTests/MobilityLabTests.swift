@@ -65,7 +65,6 @@ struct MobilityLabTests {
             """])
         sleep(1)
         let heldBefore = counter(try lab.stats("vm"), "heldPacketsSent")
-        let keptBefore = counter(try lab.stats("cn"), "heldPacketsSent")
         try lab.moveVM(to: "b")
         try transfer.finish()
         _ = pings.wait(timeout: 30)
@@ -79,14 +78,43 @@ struct MobilityLabTests {
             // packet per peer did, so of several connections only one restarted at once.
             let released = counter(try lab.stats("vm"), "heldPacketsSent") - heldBefore
             #expect(released >= 2, "held packets sent at the release: \(released)")
-            // The CN's ACKs to the new MoA beyond the limit (the bulk flow's half of three
-            // times the update) were dropped; the last one went out when the MoA answered.
-            let cn = try lab.stats("cn")
-            if let limited = drops(cn)["unvalidated_path"], limited > 0 {
-                #expect(counter(cn, "heldPacketsSent") > keptBefore, "limited: \(limited), kept sent: \(counter(cn, "heldPacketsSent") - keptBefore)")
-            }
 
         }
+    }
+
+    /// The CN may send the VM's new MoA three times what came from it until the MoA
+    /// answers its challenge, and one flow half of that; a flow that does not wait for
+    /// ACKs (here UDP, 1,000 bytes every 2 ms; under a bulk transfer from the VM, the CN's
+    /// ACKs of data that reached it after the alert, as `Tools/bench handoff` showed)
+    /// passes it in that round trip. The last packet the limit dropped of each flow goes
+    /// out the moment the MoA answers, so a TCP sender hears of everything that arrived
+    /// without waiting for its retransmission timer; nothing else of what was dropped.
+    @Test func theLimitsLastDropOfAFlowGoesOutWhenTheMoAAnswers() throws {
+        // The engine's path: the kernel fast path would carry the flow to the old MoA
+        // until its rules are rewritten, and the limit would never see it.
+        let lab = try Lab.withIMS(delayElement: true, environment: [KernelFastPath.environmentVariable: "off"]).lab
+        defer { lab.close() }
+        try lab.setDelay(rttMilliseconds: 50)
+        let datagrams = try lab.spawn("cn", ["python3", "-c", """
+            import socket, time
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            for _ in range(2000):
+                s.sendto(b"x" * 1000, ("\(vm.home4)", 9))
+                time.sleep(0.002)
+            """])
+        defer { _ = datagrams.wait(timeout: 30) }
+        let deadline = Date().addingTimeInterval(20)
+        while try !lab.matctl("cn", "peers").contains("\(vm.home4) -> \(vm.mobile4)") && Date() < deadline { usleep(100_000) }
+        let before = try lab.stats("cn")
+        try lab.moveVM(to: "b")
+        let settled = Date().addingTimeInterval(20)
+        while try !lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.10*") && Date() < settled { usleep(100_000) }
+        usleep(200_000)
+        let after = try lab.stats("cn")
+        let limited = (drops(after)["unvalidated_path"] ?? 0) - (drops(before)["unvalidated_path"] ?? 0)
+        let sent = counter(after, "heldPacketsSent") - counter(before, "heldPacketsSent")
+        #expect(limited > 0, "the CN's limit dropped nothing: \(drops(after))\n\(lab.matdLog("cn"))")
+        #expect(sent >= 1 && sent < limited, "limited \(limited), kept and sent \(sent)")
     }
 
     /// Ten moves back and forth under one connection.

@@ -44,12 +44,13 @@ extension Lab {
     }
 
     /// A lab with mat-ims, and matd on both nodes, registered; and the mat-ims process.
-    static func withIMS(delayElement: Bool = false) throws -> (lab: Lab, ims: Spawned) {
+    /// `environment`: matd's on both nodes.
+    static func withIMS(delayElement: Bool = false, environment: [String: String] = [:]) throws -> (lab: Lab, ims: Spawned) {
         let lab = try Lab(delayElement: delayElement)
         if delayElement { try lab.setDelay(rttMilliseconds: 0) }
         let ims = try lab.startIMS()
-        try lab.startMatd("vm", config: try lab.writeIMSConfig("vm"))
-        try lab.startMatd("cn", config: try lab.writeIMSConfig("cn"))
+        try lab.startMatd("vm", config: try lab.writeIMSConfig("vm"), environment: environment)
+        try lab.startMatd("cn", config: try lab.writeIMSConfig("cn"), environment: environment)
         for node in ["vm", "cn"] where !lab.waitForLog(node, "registered \(Addr.node(node).home4)") {
             throw LabError("matd in \(node) did not register:\n\(lab.matdLog(node))")
         }
