@@ -83,7 +83,7 @@ private let moved = IPAddress("203.0.113.20")!
         #expect(idle.due(at: 31_000) == [peer])
         #expect(idle.due(at: 40_000).isEmpty, "one probe round at a time")
         #expect(idle.nextDue == nil)
-        let drop = idle.roundFailed(peer)
+        let drop = idle.roundFailed(peer, now: 36_500)
         #expect(drop)
         #expect(idle.lastHeard[peer] == nil)
     }
@@ -93,7 +93,7 @@ private let moved = IPAddress("203.0.113.20")!
         idle.track(peer, now: 0)
         #expect(idle.due(at: 30_000) == [peer])
         idle.heard(peer, now: 30_200)
-        let drop = idle.roundFailed(peer)
+        let drop = idle.roundFailed(peer, now: 35_500)
         #expect(!drop, "a probe that went unanswered after the peer was heard drops nothing")
         #expect(idle.due(at: 60_199).isEmpty)
         #expect(idle.due(at: 60_200) == [peer])
@@ -116,8 +116,47 @@ private let moved = IPAddress("203.0.113.20")!
     @Test func aRoundNotStartedDropsNothing() {
         var idle = IdleProbing(idleAfter: 10_000)
         idle.track(peer, now: 0)
-        let drop = idle.roundFailed(peer)
+        let drop = idle.roundFailed(peer, now: 5_500)
         #expect(!drop, "a probe of another purpose failing (an IMS answer's) is no idle check")
+    }
+
+    @Test func dataPutsTheProbeOffUntilTheDataOnlyLimit() {
+        var idle = IdleProbing(idleAfter: 10_000)
+        #expect(idle.dataOnlyLimit == 100_000)
+        idle.track(peer, now: 0)
+        idle.track(other, now: 0)
+        idle.dataArrived(from: IPAddress("192.0.2.1")!, now: 0)
+        #expect(idle.lastData.isEmpty, "data from an untracked address tracks nothing")
+        // Data every 5 s: never idle, but probed once the limit has passed since it was heard.
+        for at in stride(from: UInt64(5_000), to: 100_000, by: 5_000) {
+            idle.dataArrived(from: peer, now: at)
+            #expect(idle.due(at: at) == (at >= 10_000 && at < 15_000 ? [other] : []), "at \(at)")
+        }
+        idle.dataArrived(from: peer, now: 100_000)
+        #expect(idle.nextDue == 100_000)
+        #expect(idle.due(at: 100_000) == [peer], "ten idle periods of data alone: probed whatever the data says")
+        // That round goes unanswered: dropped, although the data still comes.
+        idle.dataArrived(from: peer, now: 102_000)
+        let drop = idle.roundFailed(peer, now: 105_500)
+        #expect(drop, "past the limit only a signed word keeps a peer")
+    }
+
+    @Test func dataDuringARoundKeepsAPeerWithinTheLimit() {
+        var idle = IdleProbing(idleAfter: 10_000)
+        idle.track(peer, now: 0)
+        idle.dataArrived(from: peer, now: 3_000)
+        #expect(idle.due(at: 12_999).isEmpty, "its data counts as hearing from it")
+        #expect(idle.due(at: 13_000) == [peer], "an idle period after its last data")
+        // Its signaling port is blocked, say: the probes go unanswered, the data comes again.
+        idle.dataArrived(from: peer, now: 14_000)
+        let drop = idle.roundFailed(peer, now: 18_500)
+        #expect(!drop, "data came during the round")
+        #expect(idle.due(at: 23_999).isEmpty)
+        #expect(idle.due(at: 24_000) == [peer])
+        // Silent since: that round's failure drops it.
+        let silent = idle.roundFailed(peer, now: 29_500)
+        #expect(silent)
+        #expect(idle.lastHeard[peer] == nil && idle.lastData[peer] == nil)
     }
 }
 
@@ -132,9 +171,11 @@ private let moved = IPAddress("203.0.113.20")!
 
     @Test func anAnswerWithProvenMoAsAndTheSameKeyIsTaken() {
         let previous = mapping([own], sequence: 5)
-        #expect(AnswerTrial.decide(mapping([own], sequence: 6), answerKey: key, heldKey: key, previous: previous) == .take)
+        #expect(AnswerTrial.decide(mapping([own], sequence: 6), answerKey: key, heldKey: key, previous: previous)
+                == .take(mapping([own], sequence: 6)))
         // A huge sequence with the same MoA changes nothing about where the traffic goes.
-        #expect(AnswerTrial.decide(mapping([own], sequence: .max), answerKey: nil, heldKey: key, previous: previous) == .take)
+        #expect(AnswerTrial.decide(mapping([own], sequence: .max), answerKey: nil, heldKey: key, previous: previous)
+                == .take(mapping([own], sequence: .max)))
     }
 
     @Test func aBystanderBehindAnOwnAddressIsProbedAndOnlyWhatAnswersIsTaken() throws {
@@ -175,6 +216,34 @@ private let moved = IPAddress("203.0.113.20")!
         #expect(trial.key == nil, "no key held: the answer's is the only one, taken at once")
         #expect(trial.previous == nil)
         #expect(trial.toProbe == [own])
+    }
+
+    @Test func anUnsignedAnswerSetsNoSequenceAndChangesNoKey() {
+        let previous = mapping([own], sequence: 5)
+        // Someone on the path answers a node without an IMS key: the largest sequence...
+        #expect(AnswerTrial.decide(mapping([own], sequence: .max), answerKey: key, heldKey: key, previous: previous,
+                                   authenticated: false) == .take(previous),
+                "an unsigned sequence is never taken: the proven one stays")
+        // ...a key of its own, at an address of its own or the peer's: refused, nothing probed.
+        #expect(AnswerTrial.decide(mapping([moved], sequence: 9), answerKey: foreign, heldKey: key, previous: previous,
+                                   authenticated: false) == .refuse)
+        #expect(AnswerTrial.decide(mapping([own], sequence: 9), answerKey: foreign, heldKey: key, previous: previous,
+                                   authenticated: false) == .refuse)
+        // Signed, the same key change is probed (the IMS vouches for what the key holder wrote).
+        guard case .probe = AnswerTrial.decide(mapping([own], sequence: 9), answerKey: foreign, heldKey: key,
+                                               previous: previous) else { Issue.record("a signed key change is probed"); return }
+        // A new MoA is probed with the held key, and taken with the proven sequence.
+        let decision = AnswerTrial.decide(mapping([moved], sequence: .max), answerKey: key, heldKey: key,
+                                          previous: previous, authenticated: false)
+        guard case .probe(var trial) = decision else { Issue.record("not on trial: \(decision)"); return }
+        #expect(trial.key == nil && trial.toProbe == [moved])
+        _ = trial.answered(moved)
+        #expect(trial.provenMapping == mapping([moved], sequence: 5))
+        // A first contact: the answer's key is the only one there is; its sequence is not taken.
+        let first = AnswerTrial.decide(mapping([own], sequence: .max), answerKey: key, heldKey: nil, previous: nil,
+                                       authenticated: false)
+        guard case .probe(let contact) = first else { Issue.record("not on trial: \(first)"); return }
+        #expect(contact.toProbe == [own] && contact.key == nil && contact.answer.sequence == 0)
     }
 
     @Test func aMoveTheIMSLearnedFirstIsProbed() {

@@ -31,23 +31,46 @@ struct AnswerTrial: Equatable {
 
     /// What to do with an answer, given what is proven now.
     enum Decision: Equatable {
-        /// Nothing new: take the answer as it is.
-        case take
+        /// Nothing new: take this mapping (the answer's, with an unsigned answer's sequence
+        /// replaced by the proven one).
+        case take(PeerMapping)
         /// Probe these MoAs (with the answer's key, when it is a new one) before any of it
         /// is taken for good.
         case probe(AnswerTrial)
+        /// An unsigned answer naming another key than the one bound to the HoA: nothing of
+        /// it is taken, and nothing is probed.
+        case refuse
     }
 
     /// Decides on an answer mapping `answer` (its MoAs), naming `answerKey`, with `heldKey`
     /// bound to the HoA now and `previous` the proven mapping. A new key puts every MoA on
     /// trial: what the old key proved says nothing about the new one.
+    ///
+    /// `authenticated` is false for the answers of a node without an IMS key, which asks
+    /// unsigned: anyone on the path may have written them. Such an answer
+    /// - never replaces a held key (``Decision/refuse``): a probe of a new key would prove
+    ///   only that someone holds it, and an attacker answers at an address of its own with
+    ///   a key of its own. The peer's next alert, which does not verify with the old key,
+    ///   has its key looked up and taken only if the alert verifies with it (a rotation);
+    /// - never sets a sequence number: a probe proves where the key holder is, not what
+    ///   number it registered, and a forged `seq=18446744073709551615` would make every
+    ///   later genuine answer and alert look older. Its mapping carries the proven mapping's
+    ///   sequence (0 at a first contact), so any newer signed alert still wins;
+    /// - gets its new MoAs probed with the held key, as a signed answer's, and limited to
+    ///   3x what came from them until then. At a first contact its key is the only one
+    ///   there is (trust on first use: an on-path attacker can answer a first contact).
     static func decide(_ answer: PeerMapping, answerKey: VerifyingKey?, heldKey: VerifyingKey?,
-                       previous: PeerMapping?) -> Decision {
+                       previous: PeerMapping?, authenticated: Bool = true) -> Decision {
+        var answer = answer
+        if !authenticated {
+            if let answerKey, let heldKey, answerKey != heldKey { return .refuse }
+            answer.sequence = previous?.sequence ?? 0
+        }
         let newKey = answerKey.flatMap { $0 == heldKey || heldKey == nil ? nil : $0 }
         let known = newKey == nil ? Set(previous?.moas.map(\.address) ?? []) : []
         let moas = answer.moas.map(\.address)
         let unproven = Set(moas).subtracting(known)
-        guard !unproven.isEmpty else { return .take }
+        guard !unproven.isEmpty else { return .take(answer) }
         return .probe(AnswerTrial(answer: answer, key: newKey, previous: previous,
                                   proven: Set(moas).intersection(known), pending: unproven))
     }

@@ -11,18 +11,28 @@ import MATPacket
 /// as its address) well before its registration lifetime runs out, while a live idle peer
 /// keeps its mapping however long it stays quiet.
 ///
-/// Data packets do not count as being heard: they are not signed, and anyone who spoofs a
-/// MoA can send them. A peer under bulk traffic is therefore probed every ``idleAfter``
-/// too, which costs one small datagram each way per MoA.
+/// Data packets from the peer (the engine translated them from its MoA to its HoA,
+/// ``ReceiveMarks``) count too, but less: they are not signed, and anyone who spoofs the
+/// MoA (the next tenant of a dead node's address, say) can send them. So they put off the
+/// probe, and keep a peer whose probe round went unanswered while they kept coming (a
+/// peer whose signaling port is blocked), but only for ``dataOnlyLimit`` after the peer
+/// was last heard from itself: after that it is probed whatever its data says, and
+/// dropped if that round goes unanswered. A peer sending bulk data is thus probed once
+/// per ``dataOnlyLimit`` instead of once per ``idleAfter``.
 ///
 /// Pure: the caller passes the time (monotonic milliseconds).
 struct IdleProbing {
     /// Silence after which a peer is probed (ms).
     let idleAfter: UInt64
+    /// How long data alone keeps a peer from its probe, or from being dropped (ms): ten
+    /// idle periods, about a registration lifetime with the defaults (300 s).
+    var dataOnlyLimit: UInt64 { idleAfter * 10 }
     /// When each tracked peer was last heard from, or its mapping learned (ms).
     private(set) var lastHeard: [IPAddress: UInt64] = [:]
-    /// Peers whose probe round is out.
-    private(set) var probing: Set<IPAddress> = []
+    /// When data last came from each tracked peer (ms).
+    private(set) var lastData: [IPAddress: UInt64] = [:]
+    /// Peers whose probe round is out, with when it started (ms).
+    private(set) var probing: [IPAddress: UInt64] = [:]
 
     init(idleAfter: UInt64) { self.idleAfter = max(1, idleAfter) }
 
@@ -37,37 +47,55 @@ struct IdleProbing {
     mutating func heard(_ hoa: IPAddress, now: UInt64) {
         guard lastHeard[hoa] != nil else { return }
         lastHeard[hoa] = now
-        probing.remove(hoa)
+        probing[hoa] = nil
+    }
+
+    /// Packets of `hoa`'s came in through the engine by `now` (unsigned evidence).
+    mutating func dataArrived(from hoa: IPAddress, now: UInt64) {
+        guard lastHeard[hoa] != nil else { return }
+        lastData[hoa] = now
     }
 
     /// `hoa`'s mapping went: nothing more to measure.
     mutating func forget(_ hoa: IPAddress) {
         lastHeard[hoa] = nil
-        probing.remove(hoa)
+        lastData[hoa] = nil
+        probing[hoa] = nil
     }
 
-    /// Peers silent for ``idleAfter`` at `now` and not being probed already: each is
-    /// returned once and counts as being probed from then on.
+    /// Peers silent for ``idleAfter`` at `now` (data counting, within ``dataOnlyLimit``)
+    /// and not being probed already: each is returned once and counts as being probed
+    /// from then on.
     mutating func due(at now: UInt64) -> [IPAddress] {
         var due: [IPAddress] = []
-        for (hoa, heard) in lastHeard where !probing.contains(hoa) && now >= heard + idleAfter {
-            probing.insert(hoa)
+        for hoa in lastHeard.keys where probing[hoa] == nil && now >= dueAt(hoa) {
+            probing[hoa] = now
             due.append(hoa)
         }
         return due.sorted { $0.description < $1.description }
     }
 
-    /// The probe round of `hoa` ended with no answer: whether to drop its mapping (true
-    /// when the round was an idle check; a peer heard from meanwhile is kept). The peer is
-    /// forgotten either way when dropped.
-    mutating func roundFailed(_ hoa: IPAddress) -> Bool {
-        guard probing.remove(hoa) != nil else { return false }
-        lastHeard[hoa] = nil
+    /// When `hoa` becomes due: an idle period after it was last heard from, or after its
+    /// last data, but no later than ``dataOnlyLimit`` after it was last heard from.
+    private func dueAt(_ hoa: IPAddress) -> UInt64 {
+        let heard = lastHeard[hoa] ?? 0
+        let evidence = max(heard, lastData[hoa] ?? 0)
+        return min(evidence, heard + dataOnlyLimit - idleAfter) + idleAfter
+    }
+
+    /// The probe round of `hoa` ended with no answer at `now`: whether to drop its
+    /// mapping. True when the round was an idle check, unless the peer was heard from
+    /// meanwhile, or its data kept coming during the round within ``dataOnlyLimit``. The
+    /// peer is forgotten when dropped.
+    mutating func roundFailed(_ hoa: IPAddress, now: UInt64) -> Bool {
+        guard let started = probing.removeValue(forKey: hoa) else { return false }
+        if let data = lastData[hoa], data >= started, now < (lastHeard[hoa] ?? 0) + dataOnlyLimit { return false }
+        forget(hoa)
         return true
     }
 
     /// When the next tracked peer becomes due, if any.
     var nextDue: UInt64? {
-        lastHeard.filter { !probing.contains($0.key) }.values.map { $0 + idleAfter }.min()
+        lastHeard.keys.filter { probing[$0] == nil }.map(dueAt).min()
     }
 }

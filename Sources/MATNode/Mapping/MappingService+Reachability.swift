@@ -14,11 +14,20 @@ extension MappingService {
         let answerKey = pinned ? nil : answer.publicKey.flatMap(VerifyingKey.init(base64:))
         let held = peerKeys[answer.hoa]
         let proven = provenMapping(of: answer.hoa)
-        switch AnswerTrial.decide(mapping, answerKey: answerKey, heldKey: held, previous: proven) {
-        case .take:
+        // A node without an IMS key asks unsigned, so anyone on the path may answer.
+        let authenticated = client?.configuration.keys.isEmpty == false
+        switch AnswerTrial.decide(mapping, answerKey: answerKey, heldKey: held, previous: proven,
+                                  authenticated: authenticated) {
+        case .take(let taken):
             answerTrials[answer.hoa] = nil
             learnKey(from: answer)
-            return install(mapping, expiresAt: expiresAt, reason: "\(answer)")
+            return install(taken, expiresAt: expiresAt, reason: "\(answer)")
+        case .refuse:
+            log(.warning, "matd: \(answer.hoa): an unsigned IMS answer names another key than the one held "
+                + "(\(answer)); not taken (this node has no IMS key to sign its lookups with)")
+            EventLog.shared.post("answer_refused", ["peer": "\(answer.hoa)", "why": "unsigned_key_change"])
+            learned[answer.hoa]?.expiresAt = expiresAt
+            return false
         case .probe(let trial):
             if let current = answerTrials[answer.hoa], current.answer == trial.answer, current.key == trial.key {
                 // The same answer again while its probes are out.
@@ -65,6 +74,7 @@ extension MappingService {
         // A new key is proven only by an answer verified with it.
         guard let moa, var trial = answerTrials[hoa], trial.pending.contains(moa), trial.key == key else { return }
         let first = trial.answered(moa)
+        if first { alertFirstContact(hoa, at: moa, now: now) }
         answerTrials[hoa] = trial.isDecided ? nil : trial
         refusedAnswers.forget(hoa)
         engine.send(.endLimit(moa, validated: true))
@@ -95,7 +105,7 @@ extension MappingService {
             if trial.isDecided, !trial.answeredAny { trialFailed(hoa, trial) }
         }
         if learned[hoa]?.mapping.moas.contains(where: { $0.address == moa }) != true { engine.send(.endLimit(moa, validated: false)) }
-        guard !signaling.isProbing(hoa), learned[hoa] != nil, idle.roundFailed(hoa) else { return }
+        guard !signaling.isProbing(hoa), learned[hoa] != nil, idle.roundFailed(hoa, now: Self.milliseconds()) else { return }
         log(.notice, "matd: dropping peer \(hoa): silent for \(idle.idleAfter / 1_000) s and it answered none of its probes")
         EventLog.shared.post("idle_peer_dropped", ["peer": "\(hoa)"])
         signaling.countIdlePeerDropped()
@@ -158,6 +168,9 @@ extension MappingService {
 
     /// Probes the learned peers that have been silent for a while.
     func probeIdlePeers(now: UInt64) {
+        // Data from a peer counts as hearing from it, within limits (``IdleProbing``).
+        for hoa in engine.takeInboundPeers() { idle.dataArrived(from: hoa, now: now) }
+        expireFirstContactAlerts(now: now)
         for hoa in idle.due(at: now) {
             guard let mapping = learned[hoa]?.mapping else {
                 idle.forget(hoa)

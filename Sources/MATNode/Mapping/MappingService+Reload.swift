@@ -130,6 +130,7 @@ extension MappingService {
     /// Drops a learned mapping from the service and the engine.
     func forget(_ hoa: IPAddress) {
         endTrial(of: hoa)
+        dropFirstContactAlert(hoa)
         idle.forget(hoa)
         signaling.cancelProbes(of: hoa)
         stateDirty = true

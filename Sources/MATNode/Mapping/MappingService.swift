@@ -66,6 +66,9 @@ public final class MappingService: @unchecked Sendable {
     /// none of whose probes was answered (``RefusedAnswers``).
     var answerTrials: [IPAddress: AnswerTrial] = [:]
     var refusedAnswers = RefusedAnswers()
+    /// First contacts whose alert waits for the first answer to a probe of the peer's MoAs
+    /// (``alertFirstContact(_:at:now:)``), with when they began (ms).
+    var firstContactAlerts: [IPAddress: UInt64] = [:]
     /// Learned peers' silence, probed after a while (``IdleProbing``); set from the IMS's
     /// record TTL in `init`.
     var idle = IdleProbing(idleAfter: 30_000)
@@ -345,8 +348,16 @@ public final class MappingService: @unchecked Sendable {
             // has checked this node's mapping and acknowledged it.
             engine.send(.hold(hoa))
             let changed = install(answer, now: now)
-            // Nothing installed (an answer refused a short while ago): nothing to alert.
-            if learned[hoa] == nil || !signaling.announce(to: hoa, at: moa, now: now) { engine.send(.release(hoa)) }
+            if learned[hoa] == nil {
+                // Nothing installed (an answer refused a short while ago): nothing to alert.
+                engine.send(.release(hoa))
+            } else if answerTrials[hoa] != nil {
+                // Its MoAs are being probed: the alert (1184 bytes) waits for the first of
+                // them to answer, so a forged answer cannot aim it at a bystander.
+                firstContactAlerts[hoa] = now
+            } else if !signaling.announce(to: hoa, at: moa, now: now) {
+                engine.send(.release(hoa))
+            }
             return changed
         case (.refresh, _) where learned[hoa] == nil:
             // Dropped while the lookup was on its way (it stopped answering, its lifetime
