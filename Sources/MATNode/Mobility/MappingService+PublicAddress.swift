@@ -110,22 +110,34 @@ extension MappingService {
         publicState.asking[family] = nil
         // An answer about an address the node has left since is of no use.
         guard addresses.mobileAddresses.contains(local) else { return }
+        let answer: IPAddress?, failed: Bool
         switch result {
-        case .success(let address?):
+        case .success(let address): (answer, failed) = (address, false)
+        case .failure: (answer, failed) = (nil, true)
+        }
+        let hasServer = client?.configuration.servers.contains(where: { $0.address.family == family }) ?? false
+        switch PublicAddresses.judge(answer, failed: failed, for: local, hasServer: hasServer,
+                                     domainPrefixes: config.domainPrefixes) {
+        case .seen(let address):
             publicState.learned[local] = address
             log("matd: the IMS sees \(local) as \(address)\(address == local ? " (no NAT)" : "")")
-        case .success(nil) where client?.configuration.servers.contains(where: { $0.address.family == family }) == false:
-            // No IMS server of this family to ask: the address is published as it is.
+        case .noServer:
             publicState.learned[local] = local
             log("matd: no \(family) IMS server to ask which address it sees; publishing \(local) as it is")
-        case .success(nil):
+        case .notAnswered:
             // BIND and Knot do not answer the question: publish the local address, say why.
             publicState.learned[local] = local
             log(.warning, "matd: the IMS does not say which address it sees (not mat-ims?); publishing \(local) "
                 + "as it is: behind NAT, set public-address to the public address")
-        case .failure(let error):
+        case .unusable(let address, let reason):
+            publicState.learned[local] = local
+            log(.warning, "matd: the IMS sees \(local) as \(address), which cannot be a public address (\(reason)); "
+                + "publishing \(local) as it is: behind NAT, set public-address to the public address")
+        case .failed:
             publicState.retryAt[family] = now + 2_000
-            log(.warning, "matd: asking the IMS for the public address of \(local) failed: \(error); asking again in 2 s")
+            if case .failure(let error) = result {
+                log(.warning, "matd: asking the IMS for the public address of \(local) failed: \(error); asking again in 2 s")
+            }
             return
         }
         refreshAnnounced(for: addresses, moved: false, now: now)

@@ -112,6 +112,38 @@ public struct PublicAddresses: Sendable, Equatable {
         }
     }
 
+    /// What an answer to "which address does the IMS see" for the local MoA `local` means.
+    public enum Answer: Sendable, Equatable {
+        /// Publish this address for `local` (`local` itself: no NAT on the way).
+        case seen(IPAddress)
+        /// No IMS server of `local`'s family to ask: publish `local` as it is.
+        case noServer
+        /// The IMS does not answer the question (BIND, Knot): publish `local`, and say
+        /// that behind NAT `public-address` must be given.
+        case notAnswered
+        /// The IMS named an address peers cannot send to (another family, unspecified,
+        /// loopback, link-local, multicast, a home address): publish `local`, and say why
+        /// the answer was not taken (a misconfigured IMS or a broken NAT in front of it
+        /// must not make the node announce, say, its peers' HoA prefix or `::1`).
+        case unusable(IPAddress, reason: String)
+        /// Nobody answered (no IMS reachable): ask again later; nothing is published for
+        /// the family meanwhile.
+        case failed
+    }
+
+    /// Judges the IMS's `answer` (nil: it has no such record; `failed`: no answer at all)
+    /// for `local`; `hasServer`: whether some IMS server is of `local`'s family.
+    public static func judge(_ answer: IPAddress?, failed: Bool, for local: IPAddress, hasServer: Bool,
+                             domainPrefixes: [IPPrefix]) -> Answer {
+        if failed { return .failed }
+        guard let answer else { return hasServer ? .notAnswered : .noServer }
+        guard answer.family == local.family else {
+            return .unusable(answer, reason: "an \(answer.family) address for an \(local.family) one")
+        }
+        if let problem = unusable(answer, domainPrefixes: domainPrefixes) { return .unusable(answer, reason: problem) }
+        return .seen(answer)
+    }
+
     /// Why `address` cannot be what peers send to, or nil.
     static func unusable(_ address: IPAddress, domainPrefixes: [IPPrefix]) -> String? {
         if domainPrefixes.contains(where: { $0.contains(address) }) {
