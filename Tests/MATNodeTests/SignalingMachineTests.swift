@@ -194,6 +194,24 @@ private typealias F = SignalingFixture
         #expect(machine.counters.cookiesSent == 2 && machine.counters.updatesReceived == 1)
     }
 
+    @Test func aChangedByteAnywhereInASignedUpdateIsRefusedAndDecidesNothing() {
+        var (machine, environment) = F.machine()
+        let update = F.update([F.peerNewMoA], sequence: 10)
+        for offset in update.indices {
+            for flip: UInt8 in [0x01, 0x80] {
+                var forged = update
+                forged[offset] ^= flip
+                let actions = machine.receive(forged, from: F.peerNewMoA, now: UInt64(offset) * 1_000,
+                                              environment: environment)
+                #expect(actions.isEmpty, "byte \(offset) ^ \(flip): \(actions)")
+            }
+        }
+        let refused = machine.counters.named.filter { $0.name.hasPrefix("refused_") }.reduce(0) { $0 + $1.value }
+        #expect(refused == UInt64(update.count * 2), "each one counted as refused")
+        #expect(machine.counters.refusedRateLimited == 0, "each one was looked at, none turned away unread")
+        #expect(machine.replayEntries.isEmpty && machine.counters.challengesSent == 0)
+    }
+
     @Test func keepalivesAndGarbageAreCountedAndCostNothing() {
         var (machine, environment) = F.machine()
         #expect(machine.receive(EncapWire.control(.keepalive), from: F.peerMoA, now: 0, environment: environment).isEmpty)
