@@ -10,7 +10,9 @@ import Testing
 /// chain that drops by default without accepting the mark would drop a peer's new
 /// connections to the HoA; matd finds it at start, says which rule to add (in its log and
 /// in `matctl doctor`), and keeps that family's inbound with the engine, so the flow still
-/// works. With the rule, the fast path carries inbound too.
+/// works. With the rule, the fast path carries inbound too. Likewise a strict IPv4
+/// `rp_filter` on the uplink, which would drop the rewritten packets, keeps IPv4 inbound
+/// with the engine (docs/datapath.md, "Inbound").
 @Suite(.serialized, .enabled(if: labTestsEnabled, "needs root: builds network namespaces (runs in CI)"))
 struct KernelFastPathFirewallLabTests {
     let vm = Addr.node("vm"), cn = Addr.node("cn")
@@ -41,6 +43,12 @@ struct KernelFastPathFirewallLabTests {
             now = counter(try lab.stats("vm"), "inboundBytes")
         }
         return now - before
+    }
+
+    /// The device of `node`'s IPv4 default route: its uplink.
+    func uplink(_ lab: Lab, _ node: String) throws -> String {
+        let words = try lab.exec(node, "ip", "-o", "-4", "route", "show", "default").split(separator: " ")
+        return try #require(words.drop { $0 != "dev" }.dropFirst().first.map(String.init))
     }
 
     func doctor(_ lab: Lab, config: String) throws -> CommandResult {
@@ -121,10 +129,35 @@ struct KernelFastPathFirewallLabTests {
         try lab.stopMatd("vm")
 
         // Accepting everything from the uplink lets the fast path's packets in as well.
-        let uplink = try #require(lab.exec("vm", "ip", "-o", "-4", "route", "show", "default")
-            .split(separator: " ").drop { $0 != "dev" }.dropFirst().first)
+        let uplink = try uplink(lab, "vm")
         try lab.exec("vm", "nft", "insert rule ip hostfw4 input iifname \"\(uplink)\" accept")
         try lab.startMatd("vm", config: lab.writeConfig("vm", adding: KernelFastPathLabTests.on))
         #expect(!lab.matdLog("vm").contains("input chain"), "\(lab.matdLog("vm"))")
+    }
+
+    /// Strict reverse-path filtering on the uplink (`rp_filter` 1) would drop an IPv4
+    /// packet rewritten to come from a peer's HoA (routed into the TUN device): matd
+    /// leaves IPv4 inbound to the engine there, IPv6 and outbound stay on the fast path,
+    /// and a connection to the HoA works in both families.
+    @Test func strictReversePathFilteringKeepsIPv4InboundWithTheEngine() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        let uplink = try uplink(lab, "vm")
+        try lab.exec("vm", "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.\(uplink).rp_filter=1")
+        try lab.startMatd("vm", config: lab.writeConfig("vm", adding: KernelFastPathLabTests.on))
+        try lab.startMatd("cn", config: lab.writeConfig("cn", adding: KernelFastPathLabTests.on))
+        #expect(try fast.waitForFastPath(lab, "vm", peers: 2), "\(fast.show(lab, "vm"))")
+        #expect(try fast.waitForFastPath(lab, "cn", peers: 2), "\(fast.show(lab, "cn"))")
+        let chain = try lab.exec("vm", "nft", "list", "table", "inet", "matd_mat0_fast")
+        #expect(!chain.contains("ip daddr \(vm.mobile4)") && chain.contains("ip6 daddr \(vm.mobile6)"), "\(chain)")
+        let file = try lab.randomFile("payload", megabytes: 4)
+        let engineBefore = counter(try lab.stats("vm"), "inboundBytes")
+        try inboundConnections(lab, file: file)
+        let viaEngine = try engineInbound(lab, since: engineBefore, atLeast: 4_000_000)
+        #expect(viaEngine >= 4_000_000 && viaEngine < 6_000_000, "the engine carried \(viaEngine) inbound bytes (IPv4 only)")
+        let counters = try fast.fastCounters(lab, "vm")
+        #expect(counters["in4_packets", default: 0] == 0 && counters["in6_bytes", default: 0] > 4_000_000, "\(counters)")
+        #expect(counters["out4_packets", default: 0] > 0, "outbound IPv4 is not affected: \(counters)")
+        #expect(drops(try lab.stats("vm")).isEmpty, "\(fast.show(lab, "vm"))")
     }
 }
