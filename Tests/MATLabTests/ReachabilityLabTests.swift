@@ -149,6 +149,116 @@ struct ReachabilityLabTests {
               + "the dead VM was dropped \(droppedAfter.map { String(format: "%.1f", $0) } ?? "never") s after it died "
               + "(idle after \(Int(Self.idleAfter)) s, lifetime 300 s)")
     }
+    /// A learned peer that only sends data (its matd is killed: nobody answers at its
+    /// signaling port, but packets still come from its MoA through the CN's engine) is
+    /// neither probed nor dropped while the data comes, for longer than two idle periods
+    /// and a probe's wait; once the data stops it is probed and dropped as any silent peer.
+    /// The engine path is pinned: packets the kernel fast path translates never reach the
+    /// engine, so they are no evidence (docs/security.md, R8).
+    @Test func aPeerSendingOnlyDataIsNeitherProbedNorDropped() throws {
+        let (lab, _) = try Lab.withIMS(environment: ["MATD_KERNEL_FAST_PATH": "off"])
+        defer { lab.close() }
+        #expect(try lab.ping("cn", vm.home4) || lab.ping("cn", vm.home4))
+        func signaling() throws -> [String: Int] { try lab.stats("cn")["signaling"] as? [String: Int] ?? [:] }
+        try lab.killMatd("vm")
+        let sink = try lab.spawn("cn", ["python3", LabPaths.udpTrace, "sink", "5003", "120"])
+        guard sink.waitForOutput(timeout: 10, { $0.contains("listening") }) else {
+            throw LabError("udp sink did not start:\n\(sink.wait(timeout: 1).summary)")
+        }
+        // From the VM's MoA to the CN's, as the VM's engine would send its HoA's packets.
+        let dataFor = Self.idleAfter * 2 + Self.probeWait + 5
+        let flow = try lab.spawn("vm", ["python3", LabPaths.udpTrace, "send", cn.mobile4, "5003", "\(Int(dataFor))", "0.2"])
+        defer { for process in [flow, sink] { process.signal(SIGKILL); process.wait(timeout: 10) } }
+        let before = try signaling()
+        flow.wait(timeout: dataFor + 30)
+        let whileData = try signaling()
+        #expect(whileData["probes_sent", default: 0] == before["probes_sent", default: 0],
+                "the CN probed a peer whose data kept coming: \(before) -> \(whileData)")
+        #expect(whileData["idle_peers_dropped", default: 0] == 0, "\(whileData)")
+        #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> \(vm.mobile4)"))
+        // The data went through the CN's engine: it arrived from the VM's HoA.
+        let fromHome = sink.stdout.split(separator: "\n").filter { $0.hasSuffix(" \(vm.home4)") }.count
+        #expect(Double(fromHome) >= dataFor * 5 * 0.8, "\(fromHome) datagrams from \(vm.home4)")
+
+        // Data stopped: probed an idle period later, dropped when nobody answers.
+        let stoppedAt = Date()
+        var droppedAfter: Double?
+        while droppedAfter == nil && Date().timeIntervalSince(stoppedAt) < Self.idleAfter + Self.probeWait + Self.slack {
+            if try !lab.matctl("cn", "peers").contains(vm.home4) { droppedAfter = Date().timeIntervalSince(stoppedAt) }
+            usleep(200_000)
+        }
+        let after = try signaling()
+        #expect(droppedAfter != nil, "the CN still maps the VM:\n\(lab.matdLog("cn"))")
+        #expect(after["idle_peers_dropped", default: 0] == 1, "\(after)")
+        print("data only: no probe in \(Int(dataFor)) s of data alone (\(fromHome) datagrams through the engine); "
+              + "dropped \(droppedAfter.map { String(format: "%.1f", $0) } ?? "never") s after the data stopped")
+    }
+
+    /// A first contact's alert waits for the peer's probe: an IMS answer that names a
+    /// bystander as the MoA (a stolen key registered it) gets the bystander the probes
+    /// only, never the 1184-byte alert; a genuine first contact still goes through, and
+    /// its time (lookup, probe, alert, challenge, acknowledgement) is reported.
+    @Test func aFirstContactAlertsOnlyAMoAThatAnsweredItsProbe() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        _ = try lab.startIMS(more: ["plain": Self.tenant])
+        for node in ["vm", "cn"] {
+            try lab.startMatd(node, config: try lab.writeIMSConfig(node))
+            guard lab.waitForLog(node, "registered \(Addr.node(node).home4)") else {
+                throw LabError("matd in \(node) did not register:\n\(lab.matdLog(node))")
+            }
+        }
+        // A genuine first contact, timed by its first echo.
+        let firstEcho = try Self.firstContactMilliseconds(lab, from: "cn", to: vm.home4)
+        #expect(firstEcho != nil)
+        let contact = try lab.stats("cn")["signaling"] as? [String: Int] ?? [:]
+        #expect(contact["probes_answered", default: 0] >= 1 && contact["updates_sent", default: 0] == 1, "\(contact)")
+
+        // Z's key registers Z's HoA at the plain host, where no matd runs.
+        let sink = try lab.spawn("plain", ["python3", "-c", SecurityLabTests.sizedSink, "7540", "60"])
+        defer { sink.signal(SIGKILL); sink.wait(timeout: 10) }
+        guard sink.waitForOutput(timeout: 10, { $0.contains("listening") }) else {
+            throw LabError("udp sink did not start:\n\(sink.wait(timeout: 1).summary)")
+        }
+        let key = SigningKey.generate().publicKey.base64
+        let update = try lab.run("plain", ["sh", "-c", """
+            printf 'server 192.0.2.132\\nzone mat.example.\\nupdate delete \(Self.tenantName) A\\n\
+            update add \(Self.tenantName) 5 A \(Addr.plain4)\\nupdate delete \(Self.tenantName) TXT\\n\
+            update add \(Self.tenantName) 5 TXT "v=1" "seq=5" "key=\(key)" "life=300"\\nsend\\n' \
+            | nsupdate -t 5 -k \(lab.path("keys/plain.key"))
+            """], timeout: 30)
+        #expect(update.status == 0, "\(update.summary)")
+        #expect(!(try lab.ping("cn", Self.tenant, count: 3)), "the CN reached Z at the bystander")
+        #expect(lab.waitForLog("cn", "; not taken", timeout: Self.probeWait + Self.slack), "\(lab.matdLog("cn"))")
+        usleep(1_000_000)
+        sink.signal(SIGKILL)
+        sink.wait(timeout: 10)
+        let received = SecurityLabTests.datagrams(sink)
+        let after = try lab.stats("cn")["signaling"] as? [String: Int] ?? [:]
+        #expect(after["updates_sent", default: 0] == contact["updates_sent", default: 0], "an alert went out: \(after)")
+        #expect(!received.isEmpty && received.count <= 4 && received.allSatisfy { $0.bytes <= 200 },
+                "the bystander got \(received)")
+        #expect(try !lab.matctl("cn", "peers").contains(Self.tenant))
+        print("first contact: first echo after \(firstEcho.map { String(format: "%.1f", $0) } ?? "?") ms; "
+              + "an answer naming a bystander got it \(received.count) datagram(s), the largest \(received.map(\.bytes).max() ?? 0) bytes, "
+              + "and \(after["updates_sent", default: 0] - contact["updates_sent", default: 0]) alert(s) went out")
+    }
+
+    /// Milliseconds from the first packet of a first contact to its first echo: pings
+    /// 2 ms apart (the first is dropped for want of a mapping and starts the lookup; later
+    /// ones are held or kept until the peer has this node's mapping), so the first reply,
+    /// of request k, came (k - 1) x 2 ms + its round trip after the first request.
+    static func firstContactMilliseconds(_ lab: Lab, from node: String, to address: String) throws -> Double? {
+        let ping = try lab.run(node, ["ping", "-n", "-i", "0.002", "-c", "1500", "-w", "5", address])
+        for line in ping.stdout.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard let seq = fields.first(where: { $0.hasPrefix("icmp_seq=") }).flatMap({ Int($0.dropFirst(9)) }),
+                  let rtt = fields.first(where: { $0.hasPrefix("time=") }).flatMap({ Double($0.dropFirst(5)) }) else { continue }
+            return Double(seq - 1) * 2 + rtt
+        }
+        return nil
+    }
+
     // MARK: a MoA claimed by two HoAs
 
     /// Z's HoA: the plain host runs matd with it, or its key claims a MoA.

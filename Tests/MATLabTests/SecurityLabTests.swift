@@ -1,0 +1,139 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import MATPacket
+import MATSignaling
+import Testing
+
+/// Signaling that names a bystander (docs/security.md, S4): what the bystander gets is
+/// bounded, and nothing of it is taken.
+@Suite(.serialized, .enabled(if: labTestsEnabled, "needs root: builds network namespaces (runs in CI)"))
+struct SecurityLabTests {
+    let vm = Addr.node("vm"), cn = Addr.node("cn")
+    /// The size of a padded binding update (`SignalCodec.paddedUpdateLength`).
+    static let updateBytes = 1184
+
+    /// The CN's key signs an alert that lists the plain host (a bystander) first and the
+    /// CN's own MoA after it, as a redirecting peer would. The VM challenges the bystander
+    /// (the CN's MoA is proven already) and, until the challenge ends unanswered 5 s
+    /// later, sends the bystander at most 3x the alert's bytes of the flow it sends the
+    /// CN's HoA meanwhile; the bystander is never adopted, and the CN has all of the flow
+    /// back afterwards.
+    @Test func anAlertListingABystanderGetsItOneChallengeAndNoFlood() throws {
+        let (lab, _) = try Lab.withIMS()
+        defer { lab.close() }
+        // The VM learns the CN from the CN's first-contact alert.
+        #expect(try lab.ping("cn", vm.home4, count: 3) || lab.ping("cn", vm.home4, count: 3))
+        #expect(try lab.ping("vm", cn.home4, count: 3) || lab.ping("vm", cn.home4, count: 3))
+        #expect(try lab.matctl("vm", "peers").contains("\(cn.home4) -> \(cn.mobile4)"))
+
+        // Every datagram the bystander gets, signaling and data, with its size.
+        let signalingSink = try lab.spawn("plain", ["python3", "-c", Self.sizedSink, "7540", "60"])
+        let dataSink = try lab.spawn("plain", ["python3", "-c", Self.sizedSink, "5003", "60"])
+        let cnSink = try lab.spawn("cn", ["python3", "-c", Self.sizedSink, "5003", "60"])
+        defer { for process in [signalingSink, dataSink, cnSink] { process.signal(SIGKILL); process.wait(timeout: 10) } }
+        for sink in [signalingSink, dataSink, cnSink] where !sink.waitForOutput(timeout: 10, { $0.contains("listening") }) {
+            throw LabError("udp sink did not start:\n\(sink.wait(timeout: 1).summary)")
+        }
+        func signaling() throws -> [String: Int] { try lab.stats("vm")["signaling"] as? [String: Int] ?? [:] }
+        let before = try signaling()
+
+        // Up to 200 datagrams of 1000 bytes a second from the VM to the CN's HoA, for 12 s.
+        let flowStart = Date()
+        let flow = try lab.spawn("vm", ["python3", "-c", """
+            import socket, sys, time
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            end, sent = time.time() + 12, 0
+            while time.time() < end:
+                s.sendto(b"x" * 1000, (sys.argv[1], 5003))
+                sent += 1
+                time.sleep(0.005)
+            print(f"sent {sent}", flush=True)
+            """, cn.home4])
+        defer { flow.signal(SIGKILL); flow.wait(timeout: 10) }
+        usleep(1_000_000)
+
+        let keyText = try String(contentsOfFile: lab.path("cn-state/signing.key"), encoding: .utf8)
+        let cnKey = try SigningKey(rawRepresentation: Array(Data(base64Encoded: keyText.trimmingCharacters(in: .whitespacesAndNewlines))!))
+        let used = try String(contentsOfFile: lab.path("cn-state/sequence"), encoding: .utf8)
+        let sequence = try #require(UInt64(used.trimmingCharacters(in: .whitespacesAndNewlines))) + 1_000_000
+        let alert = SignalCodec.seal(SignalMessage(sequence: sequence, sender: IPAddress(cn.home4)!, receiver: IPAddress(vm.home4)!,
+                                                   body: .bindingUpdate(moas: [IPAddress(Addr.plain4)!, IPAddress(cn.mobile4)!],
+                                                                        lifetime: 60)),
+                                     with: cnKey, paddedTo: Self.updateBytes)
+        let hex = alert.map { String(format: "%02x", $0) }.joined()
+        try lab.exec("cn", "python3", "-c", """
+            import socket, sys
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.sendto(bytes.fromhex(sys.argv[1]), (sys.argv[2], 7540))
+            """, hex, vm.mobile4)
+        let sentAt = Date()
+        let trial = try lab.matctl("vm", "peers")
+        // The trial's end: the challenge's 5 s wait, then back to the CN's own MoA.
+        var peers = trial
+        while !(peers.contains("\(cn.home4) -> \(cn.mobile4)") && !peers.contains(Addr.plain4)),
+              Date().timeIntervalSince(sentAt) < 15 {
+            usleep(200_000)
+            peers = try lab.matctl("vm", "peers")
+        }
+        let endedAfter = Date().timeIntervalSince(sentAt)
+        let trialEnded = Date().timeIntervalSince1970
+        #expect(trial.contains(Addr.plain4), "the alert was not even tried: \(trial)\n\(lab.matdLog("vm"))")
+        #expect(peers.contains("\(cn.home4) -> \(cn.mobile4)") && !peers.contains(Addr.plain4), "\(peers)")
+        let after = try signaling()
+        #expect(after["challenges_sent", default: 0] == before["challenges_sent", default: 0] + 1, "\(before) -> \(after)")
+        #expect(after["challenges_unanswered", default: 0] == before["challenges_unanswered", default: 0] + 1)
+        #expect(after["bindings_adopted", default: 0] == before["bindings_adopted", default: 0], "the bystander was adopted")
+
+        flow.wait(timeout: 30)
+        usleep(500_000)
+        for process in [signalingSink, dataSink, cnSink] { process.signal(SIGKILL) }
+        for process in [signalingSink, dataSink, cnSink] { process.wait(timeout: 10) }
+        let signalingAtBystander = Self.datagrams(signalingSink)
+        let dataAtBystander = Self.datagrams(dataSink)
+        let dataAtCN = Self.datagrams(cnSink)
+        let dataBytes = dataAtBystander.map(\.bytes).reduce(0, +)
+        let sent = flow.stdout.split(separator: " ").last.flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
+        let flowEnd = flowStart.timeIntervalSince1970 + 12
+        // One challenge, no retransmission of it and nothing else; data within 3x the alert.
+        #expect(signalingAtBystander.count == 1 && signalingAtBystander.allSatisfy { $0.bytes <= 200 },
+                "the bystander got \(signalingAtBystander) on its signaling port")
+        #expect(dataBytes <= 3 * Self.updateBytes, "the bystander got \(dataBytes) bytes of data")
+        // During the trial the flow went to the bystander within its budget, the rest was
+        // dropped; once the trial ended the CN had all of it again.
+        let afterTrial = dataAtCN.filter { $0.at > trialEnded }.count
+        let expected = Double(sent) * (flowEnd - trialEnded) / 12
+        #expect(sent > 0 && Double(afterTrial) >= expected * 0.8,
+                "the CN got \(afterTrial) datagrams after the trial, of about \(Int(expected)) (\(sent) sent in all)")
+        print("alert listing a bystander: the bystander got \(signalingAtBystander.count) signaling datagram(s) "
+              + "(\(signalingAtBystander.map(\.bytes).reduce(0, +)) bytes) and \(dataAtBystander.count) data datagrams "
+              + "(\(dataBytes) bytes, of the \(sent) x 1000 bytes the VM sent the CN's HoA; the CN got \(afterTrial) of about \(Int(expected)) after the trial); "
+              + "the trial ended \(String(format: "%.1f", endedAfter)) s after the alert")
+    }
+
+    /// Prints "listening", then "<unix time> <source> <bytes>" per datagram on the port.
+    static let sizedSink = """
+        import socket, sys, time
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("0.0.0.0", int(sys.argv[1])))
+        print("listening", flush=True)
+        end = time.time() + float(sys.argv[2])
+        while time.time() < end:
+            s.settimeout(max(0.01, end - time.time()))
+            try:
+                data, source = s.recvfrom(65535)
+            except socket.timeout:
+                break
+            print(f"{time.time():.3f} {source[0]} {len(data)}", flush=True)
+        """
+
+    /// The datagrams a `sizedSink` printed: when, from where, how many bytes.
+    static func datagrams(_ sink: Spawned) -> [(at: Double, source: String, bytes: Int)] {
+        sink.stdout.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ")
+            guard fields.count == 3, let at = Double(fields[0]), let bytes = Int(fields[2]) else { return nil }
+            return (at, String(fields[1]), bytes)
+        }
+    }
+}
