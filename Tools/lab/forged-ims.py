@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """A forger of IMS answers, for the lab tests only (run inside a lab namespace):
 
-  forged-ims.py ADDR MOA
+  forged-ims.py ADDR MOA [KEY]
 
 Answers every DNS query on UDP ADDR:53 as if it were the IMS, authoritatively and
 unsigned, with a mapping of its own: A MOA, and a version TXT with the highest sequence
-number and a key nobody holds. An attacker on the path would answer like this; a node
+number and a key nobody holds (or KEY, base64: the genuine key, to forge only the
+sequence). An attacker on the path would answer like this; a node
 that signs its lookups must not take it. Prints "listening" once bound, then one line
 per answer.
 """
@@ -38,10 +39,10 @@ def txt(strings):
 
 
 def main(argv):
-    if len(argv) != 3:
+    if len(argv) not in (3, 4):
         sys.exit(__doc__)
     address, moa = argv[1], argv[2]
-    key = base64.b64encode(os.urandom(32))
+    key = argv[3].encode() if len(argv) == 4 else base64.b64encode(os.urandom(32))
     records = {1: socket.inet_aton(moa), 16: txt([b"v=1", b"seq=18446744073709551615", b"key=" + key])}
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((address, 53))
