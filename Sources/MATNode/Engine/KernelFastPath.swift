@@ -20,7 +20,7 @@ public final class KernelFastPath: @unchecked Sendable {
     /// The environment variable that overrides `kernel-fast-path` (`on` or `off`).
     public static let environmentVariable = "MATD_KERNEL_FAST_PATH"
     /// Whether the fast path is on when neither `kernel-fast-path` nor the environment says.
-    public static let defaultSetting = false
+    public static let defaultSetting = true
     /// With more mappings than this in the engine's table the kernel translates none
     /// (the engine all): every change walks the table and rewrites the maps whole.
     public static let peerLimit = 4_096
