@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "MATWire", targets: ["MATWire"]),
         .library(name: "MATDNS", targets: ["MATDNS"]),
         .library(name: "MATLinux", targets: ["MATLinux"]),
+        .library(name: "MATIMSCore", targets: ["MATIMSCore"]),
         .library(name: "MATIMS", targets: ["MATIMS"]),
         .library(name: "MATIMSClient", targets: ["MATIMSClient"]),
         .library(name: "MATSignaling", targets: ["MATSignaling"]),
@@ -72,10 +73,14 @@ let package = Package(
         // The IMS client inside matd: registration, lookups, TTL cache, DNS transport.
         .target(name: "MATIMSClient", dependencies: ["MATDNS", "MATPacket", "MATSystem"]),
 
-        // The mapping server: zone store, UPDATE policy, journal, transfers, DNS listeners.
-        .target(name: "MATIMS", dependencies: ["MATConfig", "MATDNS", "MATLog", "MATMetrics", "MATPacket", "MATSystem", "MATWire"]),
+        // The mapping server's pure core, no sockets, files or clocks of its own: zone store,
+        // UPDATE policy and limits, queries, transfers, response cache, rate limiting, expiry,
+        // the journal's byte format. DNS messages in, DNS messages out.
+        .target(name: "MATIMSCore", dependencies: ["MATDNS", "MATLog", "MATPacket", "MATWire"]),
+        // The mapping server around it: DNS listeners, journal files, configuration files, metrics.
+        .target(name: "MATIMS", dependencies: ["MATIMSCore", "MATConfig", "MATDNS", "MATLog", "MATMetrics", "MATPacket", "MATSystem", "MATWire"]),
         .executableTarget(name: "mat-ims", dependencies: [
-            "MATIMS", "MATLinux", "MATConfig", "MATLog", "MATMetrics", "MATCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "MATIMS", "MATIMSCore", "MATLinux", "MATConfig", "MATLog", "MATMetrics", "MATCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // The lab's delay element (no netem on this kernel): a two-port forwarder that holds frames.
@@ -101,7 +106,7 @@ let package = Package(
         .testTarget(name: "MATLinuxTests", dependencies: ["MATLinux", "MATPacket", "MATTestSupport"]),
         .testTarget(name: "MATNodeTests", dependencies: ["MATNode", "MATPacket", "MATIMSClient", "MATConfig", "MATLinux", "MATSignaling"]),
         .testTarget(name: "MATLabTests", dependencies: ["MATNode", "MATLinux", "MATPacket", "MATTestSupport", "MATSignaling", "MATSystem", "matd", "matctl", "mat-ims", "mat-delay"]),
-        .testTarget(name: "MATIMSTests", dependencies: ["MATIMS", "MATDNS", "MATConfig", "MATPacket", "MATSystem"]),
+        .testTarget(name: "MATIMSTests", dependencies: ["MATIMS", "MATIMSCore", "MATDNS", "MATConfig", "MATPacket", "MATSystem"]),
         .testTarget(name: "MATIMSClientTests", dependencies: ["MATIMSClient", "MATDNS", "MATPacket"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,3 +1,4 @@
+import MATIMSCore
 import MATMetrics
 
 /// mat-ims's counters and zone gauges in the Prometheus text exposition format (0.0.4),
@@ -58,26 +59,5 @@ public enum IMSExposition {
         out.family("mat_ims_metrics_events_total", "The metrics endpoint: connections and their outcomes, by event.",
                    .counter, endpoint.sorted { $0.key < $1.key }.map { (["event": $0.key], .integer($0.value)) })
         return out.text
-    }
-}
-
-extension IMSCore {
-    /// What the exposition shows of one zone.
-    public struct ZoneGauges: Sendable {
-        public var name: String
-        public var serial: UInt32
-        public var names: Int
-        /// Committed bytes in the journal file; nil without a state directory.
-        public var journalBytes: Int?
-    }
-
-    /// Every zone's serial, size and journal size, read under one lock.
-    public var zoneGauges: [ZoneGauges] {
-        state.withLock { state in
-            zip(zoneConfigs, state.zones).map { config, zone in
-                ZoneGauges(name: config.name.description, serial: zone.store.serial, names: zone.store.nameCount,
-                           journalBytes: zone.journal?.size)
-            }
-        }
     }
 }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import MATDNS
+import MATIMSCore
 import MATLog
 import MATPacket
 import MATSystem

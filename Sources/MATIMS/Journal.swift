@@ -2,153 +2,10 @@
 import Glibc
 #endif
 import MATDNS
+import MATIMSCore
 import MATLog
 import MATSystem
-import MATWire
 import Synchronization
-
-/// Who signed an accepted update, kept so that replay protection survives a restart.
-public struct SignerStamp: Hashable, Sendable {
-    public var keyName: DNSName
-    public var timeSigned: UInt64
-    public var mac: [UInt8]
-}
-
-/// RFC 8945 §5.2.3: per key, the latest Time Signed accepted; anything signed earlier
-/// than the second before it is refused (BADTIME), even inside the fudge window. Within
-/// those two seconds a request is taken only if its MAC was not seen before: clients
-/// legitimately send several updates per second (and a pipelining client's datagrams may
-/// be handled out of order across a second boundary), while a byte-identical resend is a
-/// replay. MACs are remembered by their first 8 octets (HMAC output: a collision between
-/// two honest messages is a 2^-64 event, and forging one needs the key).
-public struct ReplayGuard: Sendable {
-    struct Entry: Sendable {
-        var time: UInt64
-        var macs: Set<UInt64>
-        /// MACs seen at `time - 1`.
-        var previous: Set<UInt64>
-    }
-    private(set) var latest: [DNSName: Entry] = [:]
-    /// How many distinct MACs one key may use within one second (8 octets each).
-    static let maxPerSecond = 1 << 18
-
-    public init() {}
-
-    static func fingerprint(_ mac: [UInt8]) -> UInt64 {
-        var v: UInt64 = 0
-        for b in mac.prefix(8) { v = v << 8 | UInt64(b) }
-        return v
-    }
-
-    /// Whether a request signed at `time` with `mac` is fresh; if so it is remembered.
-    public mutating func admit(key: DNSName, time: UInt64, mac: [UInt8]) -> Bool {
-        let print = Self.fingerprint(mac)
-        guard var entry = latest.removeValue(forKey: key) else {
-            latest[key] = Entry(time: time, macs: [print], previous: [])
-            return true
-        }
-        // Taken out of the dictionary so the sets grow without being copied.
-        defer { latest[key] = entry }
-        if time > entry.time {
-            entry.previous = time == entry.time + 1 ? entry.macs : []
-            entry.macs = [print]
-            entry.time = time
-            return true
-        }
-        if time == entry.time {
-            return entry.macs.count < Self.maxPerSecond && entry.macs.insert(print).inserted
-        }
-        if time + 1 == entry.time {
-            return entry.previous.count < Self.maxPerSecond && entry.previous.insert(print).inserted
-        }
-        return false
-    }
-
-    /// Restores state from a persisted stamp (journal replay, snapshot).
-    mutating func restore(_ stamp: SignerStamp) {
-        _ = admit(key: stamp.keyName, time: stamp.timeSigned, mac: stamp.mac)
-    }
-
-    var stamps: [SignerStamp] {
-        func bytes(_ print: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: print >> (56 - 8 * UInt64($0))) } }
-        return latest.flatMap { key, entry in
-            entry.previous.map { SignerStamp(keyName: key, timeSigned: entry.time - 1, mac: bytes($0)) }
-                + entry.macs.map { SignerStamp(keyName: key, timeSigned: entry.time, mac: bytes($0)) }
-        }
-    }
-}
-
-/// Packs resource records into DNS messages (answer and authority sections) and back, so
-/// that the journal and snapshots reuse the DNS codec, compression and its hostile-input
-/// checks instead of a format of their own.
-enum RecordPacker {
-    static let targetSize = 32 * 1024
-
-    static func pack(_ first: [DNSResourceRecord], _ second: [DNSResourceRecord] = []) -> [[UInt8]]? {
-        var messages: [[UInt8]] = []
-        var current = DNSMessage()
-        var estimate = 12
-        func flush() -> Bool {
-            guard !current.answers.isEmpty || !current.authorities.isEmpty || messages.isEmpty else { return true }
-            guard let bytes = try? current.encode() else { return false }
-            messages.append(bytes)
-            current = DNSMessage()
-            estimate = 12
-            return true
-        }
-        for (index, section) in [first, second].enumerated() {
-            for record in section {
-                let size = record.name.wireLength + 10 + rdataEstimate(record.data)
-                if estimate + size > targetSize && !(current.answers.isEmpty && current.authorities.isEmpty) {
-                    guard flush() else { return nil }
-                }
-                if index == 0 { current.answers.append(record) } else { current.authorities.append(record) }
-                estimate += size
-            }
-        }
-        guard flush() else { return nil }
-        return messages
-    }
-
-    static func unpack(_ messages: [[UInt8]]) throws(CorruptData) -> ([DNSResourceRecord], [DNSResourceRecord]) {
-        var first: [DNSResourceRecord] = []
-        var second: [DNSResourceRecord] = []
-        for bytes in messages {
-            guard let message = try? DNSMessage(bytes: bytes) else { throw CorruptData() }
-            first += message.answers
-            second += message.authorities
-        }
-        return (first, second)
-    }
-
-    /// An upper bound of the RDATA length (names uncompressed).
-    static func rdataEstimate(_ data: DNSRecordData) -> Int {
-        switch data {
-        case .a: 4
-        case .aaaa: 16
-        case .ns(let n), .cname(let n), .ptr(let n): n.wireLength
-        case .mx(_, let n): 2 + n.wireLength
-        case .txt(let strings): strings.reduce(0) { $0 + $1.count + 1 }
-        case .soa(let s): s.primary.wireLength + s.mailbox.wireLength + 20
-        case .opt(let options): options.reduce(0) { $0 + 4 + $1.data.count }
-        case .tsig(let t): t.algorithm.wireLength + 16 + t.mac.count + t.otherData.count
-        case .empty: 0
-        case .unknown(_, let raw): raw.count
-        }
-    }
-}
-
-/// Why state on disk could not be used.
-public struct JournalError: Error, CustomStringConvertible, Sendable {
-    public var description: String
-}
-
-/// What the journal brought back at start.
-struct LoadedZone {
-    var store: ZoneStore
-    var history: [ZoneDiff]
-    var stamps: [SignerStamp]
-}
 
 /// The zone's durable state: a snapshot file with the whole zone at some serial, and an
 /// append-only journal of every change accepted since, each record checksummed.
@@ -158,10 +15,7 @@ struct LoadedZone {
 /// (and power loss with fsync). A torn record at the end (a crash mid-write, so never
 /// acknowledged) is cut off at start. Compaction writes a new snapshot from a copy of the
 /// zone on a background thread and then drops the old journal; see docs/ims.md.
-final class ZoneJournal: @unchecked Sendable {
-    static let journalMagic = Array("MATIMSJ1".utf8)
-    static let snapshotMagic = Array("MATIMSS1".utf8)
-
+final class ZoneJournal: ZoneJournaling, @unchecked Sendable {
     let directory: String
     let base: String
     let sync: JournalSync
@@ -183,6 +37,17 @@ final class ZoneJournal: @unchecked Sendable {
 
     deinit {
         if fd >= 0 { Glibc.close(fd) }
+    }
+
+    /// How the core opens each zone's journal files in `configuration`'s state
+    /// directory; nil without one (state kept in memory only).
+    static func opener(for configuration: IMSConfiguration) -> ZoneJournalOpener? {
+        guard let directory = configuration.stateDirectory else { return nil }
+        let sync = configuration.journalSync
+        return { zone, initial throws(JournalError) in
+            let journal = ZoneJournal(directory: directory, zone: zone.name, sync: sync)
+            return (journal, try journal.load(initial: initial, historyLimit: zone.ixfrHistory))
+        }
     }
 
     /// A file name for the zone: its presentation form without the trailing dot, with
@@ -251,30 +116,26 @@ final class ZoneJournal: @unchecked Sendable {
             if !bytes.isEmpty { truncateFile(path, to: 0) }
             return
         }
-        guard Array(bytes[0..<8]) == Self.journalMagic else {
+        guard Array(bytes[0..<8]) == JournalFormat.journalMagic else {
             throw JournalError(description: "\(path) is not a mat-ims journal")
         }
         if bytes.count > 8 { sawRecords = true }
         var offset = 8
         var chained = false
         while offset < bytes.count {
-            var reader = JournalReader(bytes, from: offset)
-            guard let length = try? reader.u32(), let crc = try? reader.u32(),
-                  Int(length) <= reader.remaining,
-                  CRC32C.checksum(bytes[reader.position..<reader.position + Int(length)]) == crc else {
+            guard let payload = JournalFormat.recordPayload(in: bytes, at: offset) else {
                 // A torn or damaged tail: never acknowledged, or the disk lost it. Cut it.
                 log("journal \(path): \(bytes.count - offset) bytes at offset \(offset) unreadable; truncated")
                 truncateFile(path, to: offset)
                 break
             }
-            let payloadStart = reader.position
             let entry: (ZoneDiff, SignerStamp?)
             do {
-                entry = try Self.decodeEntry(bytes, from: payloadStart, to: payloadStart + Int(length))
+                entry = try JournalFormat.decodeEntry(bytes, from: payload.lowerBound, to: payload.upperBound)
             } catch {
                 throw JournalError(description: "\(path): record at offset \(offset) passes its checksum but does not decode")
             }
-            offset = payloadStart + Int(length)
+            offset = payload.upperBound
             let (diff, stamp) = entry
             if diff.oldSerial == loaded.store.serial {
                 loaded.store.apply(diff)
@@ -324,7 +185,7 @@ final class ZoneJournal: @unchecked Sendable {
         fstat(fd, &info)
         size = Int(info.st_size)
         if size == 0 {
-            guard writeAll(Self.journalMagic) else {
+            guard writeAll(JournalFormat.journalMagic) else {
                 throw JournalError(description: "cannot write \(journalPath): \(errnoText())")
             }
             size = 8
@@ -345,12 +206,8 @@ final class ZoneJournal: @unchecked Sendable {
 
     /// Queues a record; `commit` writes everything queued.
     func stage(_ diff: ZoneDiff, signer: SignerStamp?) -> Bool {
-        guard let payload = Self.encodeEntry(diff, signer: signer) else { return false }
-        var writer = ByteWriter()
-        writer.u32(UInt32(payload.count))
-        writer.u32(CRC32C.checksum(payload))
-        writer.append(payload)
-        pending += writer.bytes
+        guard let record = JournalFormat.record(diff, signer: signer) else { return false }
+        pending += record
         return true
     }
 
@@ -448,31 +305,13 @@ final class ZoneJournal: @unchecked Sendable {
 
     /// Writes the whole zone to a temporary file, syncs it and renames it into place.
     func writeSnapshot(store: ZoneStore, stamps: [SignerStamp]) throws(JournalError) {
-        var writer = ByteWriter()
-        writer.append(Self.snapshotMagic)
-        writer.u32(store.serial)
-        writer.u32(UInt32(stamps.count))
-        for stamp in stamps {
-            writer.append(stamp.keyName.wireBytes)
-            writer.u48(stamp.timeSigned)
-            writer.u16(UInt16(stamp.mac.count))
-            writer.append(stamp.mac)
-        }
-        guard let messages = RecordPacker.pack(store.allRecords()) else {
-            throw JournalError(description: "zone \(store.origin) cannot be encoded")
-        }
-        writer.u32(UInt32(messages.count))
-        for message in messages {
-            writer.u32(UInt32(message.count))
-            writer.append(message)
-        }
-        writer.u32(CRC32C.checksum(writer.bytes))
+        let bytes = try JournalFormat.snapshot(store: store, stamps: stamps)
         let temporary = snapshotPath + ".tmp"
         let out = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard out >= 0 else { throw JournalError(description: "cannot create \(temporary): \(errnoText())") }
         var done = 0
-        while done < writer.bytes.count {
-            let n = writer.bytes.withUnsafeBytes { write(out, $0.baseAddress! + done, $0.count - done) }
+        while done < bytes.count {
+            let n = bytes.withUnsafeBytes { write(out, $0.baseAddress! + done, $0.count - done) }
             if n < 0 {
                 if errno == EINTR { continue }
                 let reason = errnoText()
@@ -496,86 +335,7 @@ final class ZoneJournal: @unchecked Sendable {
 
     private func readSnapshot(origin: DNSName) throws(JournalError) -> LoadedZone? {
         guard let bytes = try readWholeFile(snapshotPath) else { return nil }
-        guard bytes.count >= 12, Array(bytes[0..<8]) == Self.snapshotMagic else {
-            throw JournalError(description: "\(snapshotPath) is not a mat-ims snapshot")
-        }
-        var tail = JournalReader(bytes, from: bytes.count - 4)
-        guard let crc = try? tail.u32(), CRC32C.checksum(bytes[0..<(bytes.count - 4)]) == crc else {
-            throw JournalError(description: "\(snapshotPath) fails its checksum (damaged on disk)")
-        }
-        do throws(CorruptData) {
-            var reader = JournalReader(bytes, from: 8, to: bytes.count - 4)
-            let serial = try reader.u32()
-            var stamps: [SignerStamp] = []
-            for _ in 0..<(try reader.u32()) {
-                let name = try reader.name()
-                let time = try reader.u48()
-                let mac = try reader.bytes(Int(try reader.u16()))
-                stamps.append(SignerStamp(keyName: name, timeSigned: time, mac: mac))
-            }
-            var messages: [[UInt8]] = []
-            for _ in 0..<(try reader.u32()) {
-                messages.append(try reader.bytes(Int(try reader.u32())))
-            }
-            let (records, _) = try RecordPacker.unpack(messages)
-            guard let soa = records.first, case .soa(let soaData) = soa.data, soaData.serial == serial,
-                  soa.name == origin else { throw CorruptData() }
-            var store = ZoneStore(origin: origin, soa: soaData, soaTTL: soa.ttl)
-            for record in records.dropFirst() {
-                guard record.name.isSubdomain(of: origin) else { throw CorruptData() }
-                store.add(record)
-            }
-            return LoadedZone(store: store, history: [], stamps: stamps)
-        } catch {
-            throw JournalError(description: "\(snapshotPath) does not decode")
-        }
-    }
-
-    // MARK: Records
-
-    /// Payload: version, signer (key name, time, MAC; a root name when none), then the
-    /// diff as DNS messages: answers = old SOA + deleted, authorities = new SOA + added.
-    static func encodeEntry(_ diff: ZoneDiff, signer: SignerStamp?) -> [UInt8]? {
-        var writer = ByteWriter()
-        writer.u8(1)
-        if let signer {
-            writer.append(signer.keyName.wireBytes)
-            writer.u48(signer.timeSigned)
-            writer.u16(UInt16(signer.mac.count))
-            writer.append(signer.mac)
-        } else {
-            writer.u8(0)
-        }
-        guard let messages = RecordPacker.pack([diff.oldSOA] + diff.deleted, [diff.newSOA] + diff.added) else { return nil }
-        writer.u16(UInt16(messages.count))
-        for message in messages {
-            writer.u32(UInt32(message.count))
-            writer.append(message)
-        }
-        return writer.bytes
-    }
-
-    static func decodeEntry(_ bytes: [UInt8], from start: Int, to end: Int) throws(CorruptData) -> (ZoneDiff, SignerStamp?) {
-        var reader = JournalReader(bytes, from: start, to: end)
-        guard try reader.u8() == 1 else { throw CorruptData() }
-        let keyName = try reader.name()
-        var stamp: SignerStamp? = nil
-        if !keyName.isRoot {
-            let time = try reader.u48()
-            let mac = try reader.bytes(Int(try reader.u16()))
-            stamp = SignerStamp(keyName: keyName, timeSigned: time, mac: mac)
-        }
-        var messages: [[UInt8]] = []
-        for _ in 0..<(try reader.u16()) {
-            messages.append(try reader.bytes(Int(try reader.u32())))
-        }
-        guard reader.remaining == 0 else { throw CorruptData() }
-        let (removed, added) = try RecordPacker.unpack(messages)
-        guard let oldSOA = removed.first, oldSOA.type == .soa, let newSOA = added.first, newSOA.type == .soa else {
-            throw CorruptData()
-        }
-        return (ZoneDiff(oldSOA: oldSOA, newSOA: newSOA, deleted: Array(removed.dropFirst()), added: Array(added.dropFirst())),
-                stamp)
+        return try JournalFormat.readSnapshot(bytes, origin: origin, path: snapshotPath)
     }
 
     private func syncFile(_ fd: Int32) {

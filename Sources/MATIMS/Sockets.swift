@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import MATIMSCore
 import MATPacket
 import MATSystem
 

@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import MATDNS
 import MATIMS
+import MATIMSCore
 import MATLinux
 import MATLog
 import MATPacket

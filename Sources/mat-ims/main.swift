@@ -7,6 +7,7 @@ import MATCommandLine
 import MATConfig
 import MATDNS
 import MATIMS
+import MATIMSCore
 import MATLinux
 import MATLog
 import MATMetrics

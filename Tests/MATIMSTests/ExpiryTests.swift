@@ -1,5 +1,6 @@
 import MATDNS
 @testable import MATIMS
+@testable import MATIMSCore
 import Synchronization
 import Testing
 

@@ -1,6 +1,7 @@
 import MATConfig
 import MATDNS
 import MATIMS
+import MATIMSCore
 import MATPacket
 import Testing
 

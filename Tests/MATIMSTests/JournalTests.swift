@@ -3,6 +3,7 @@ import Glibc
 #endif
 import MATDNS
 @testable import MATIMS
+@testable import MATIMSCore
 import Testing
 
 @Suite("Journal: acknowledged updates survive a crash and a restart")
@@ -156,8 +157,8 @@ struct JournalTests {
                             added: [DNSResourceRecord(name: node6, ttl: 10, data: aaaa("2001:db8::1")),
                                     DNSResourceRecord(name: moa("192.0.2.1"), ttl: 10, data: .ptr(node1))])
         let stamp = SignerStamp(keyName: node1, timeSigned: baseTime, mac: [1, 2, 3])
-        let payload = try #require(ZoneJournal.encodeEntry(diff, signer: stamp))
-        let (decoded, decodedStamp) = try ZoneJournal.decodeEntry(payload, from: 0, to: payload.count)
+        let payload = try #require(JournalFormat.encodeEntry(diff, signer: stamp))
+        let (decoded, decodedStamp) = try JournalFormat.decodeEntry(payload, from: 0, to: payload.count)
         #expect(decoded == diff)
         #expect(decodedStamp == stamp)
         #expect(ZoneJournal.fileBase(for: name("Mat.Example.")) == "mat.example")

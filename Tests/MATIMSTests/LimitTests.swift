@@ -1,6 +1,7 @@
 import MATConfig
 import MATDNS
 @testable import MATIMS
+@testable import MATIMSCore
 import MATPacket
 import Testing
 

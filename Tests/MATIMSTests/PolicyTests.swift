@@ -1,5 +1,6 @@
 import MATDNS
 @testable import MATIMS
+@testable import MATIMSCore
 import Testing
 
 @Suite("Update policy: a node key writes only its own names")

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import MATDNS
 @testable import MATIMS
+@testable import MATIMSCore
 import MATPacket
 import MATSystem
 import Testing

@@ -1,5 +1,6 @@
 import MATDNS
 @testable import MATIMS
+@testable import MATIMSCore
 import Testing
 
 @Suite("TSIG at the server: every failure refused, the zone unchanged")

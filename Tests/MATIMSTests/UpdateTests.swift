@@ -1,5 +1,6 @@
 import MATDNS
 @testable import MATIMS
+@testable import MATIMSCore
 import Testing
 
 @Suite("UPDATE semantics (RFC 2136 §3)")

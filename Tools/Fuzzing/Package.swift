@@ -30,7 +30,7 @@ let package = Package(
         fuzzTarget("FuzzPacket", "MATPacket"),
         fuzzTarget("FuzzMapping", "MATPacket"),
         fuzzTarget("FuzzDNS", "MATDNS"),
-        fuzzTarget("FuzzIMS", "MATIMS", also: [.product(name: "MATDNS", package: rootName),
+        fuzzTarget("FuzzIMS", "MATIMSCore", also: [.product(name: "MATDNS", package: rootName),
                                                .product(name: "MATPacket", package: rootName)]),
         fuzzTarget("FuzzSignaling", "MATSignaling", also: [.product(name: "Crypto", package: "swift-crypto")]),
     ],

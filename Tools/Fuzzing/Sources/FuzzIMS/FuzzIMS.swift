@@ -1,4 +1,4 @@
-// libFuzzer target over MATIMS: the whole request handler of mat-ims (`IMSCore`, as the
+// libFuzzer target over MATIMSCore: the whole request handler of mat-ims (`IMSCore`, as the
 // UDP and TCP listeners drive it), on a fresh `IMSCore.fuzzingInstance()` per input, so
 // every input reproduces. Like the other targets it has no `main` of its own.
 //
@@ -26,7 +26,7 @@
 // - at the end, an AXFR gives exactly the zone's records, between two copies of its SOA.
 
 import MATDNS
-import MATIMS
+import MATIMSCore
 import MATPacket
 
 let zoneName = try! DNSName("mat.example.")

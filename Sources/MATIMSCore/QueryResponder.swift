@@ -2,11 +2,15 @@ import MATDNS
 
 /// The sections of an answer from one zone.
 public struct QueryAnswer: Sendable {
+    /// NOERROR, or NXDOMAIN for a name the zone does not hold.
     public var responseCode: DNSResponseCode = .noError
     /// AA: off only for referrals below a zone cut.
     public var authoritative = true
+    /// The answer section.
     public var answers: [DNSResourceRecord] = []
+    /// The authority section: the SOA of a negative answer, or the NS set of a referral.
     public var authorities: [DNSResourceRecord] = []
+    /// The additional section: glue for the NS records.
     public var additionals: [DNSResourceRecord] = []
 }
 

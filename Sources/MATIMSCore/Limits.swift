@@ -26,8 +26,9 @@ struct SourcePrefix: Hashable, Sendable {
 
 /// Concurrent TCP connections, in all and per source, so that one client cannot take
 /// every connection slot. Pure bookkeeping; the accept loop asks it before serving.
-struct ConnectionLimiter: Sendable {
-    enum Admission: Equatable {
+public struct ConnectionLimiter: Sendable {
+    /// What `admit` decided.
+    public enum Admission: Equatable, Sendable {
         case admitted
         /// `max-tcp-connections` reached.
         case serverFull
@@ -39,12 +40,16 @@ struct ConnectionLimiter: Sendable {
     /// (SLAAC, privacy addresses), so counting single IPv6 addresses would not bound it.
     static let v6PrefixLength = 64
 
-    let total: Int
-    let perSource: Int
-    private(set) var active = 0
+    /// `max-tcp-connections`.
+    public let total: Int
+    /// `max-tcp-connections-per-source`.
+    public let perSource: Int
+    /// Connections holding a slot now.
+    public private(set) var active = 0
     private var bySource: [SourcePrefix: Int] = [:]
 
-    init(total: Int, perSource: Int) {
+    /// No connections yet, at most `total` in all and `perSource` per source.
+    public init(total: Int, perSource: Int) {
         self.total = total
         self.perSource = perSource
     }
@@ -55,7 +60,7 @@ struct ConnectionLimiter: Sendable {
 
     /// Takes a slot for a connection from `source` (nil: an address family without a
     /// per-source count), or says which limit refuses it.
-    mutating func admit(_ source: IPAddress?) -> Admission {
+    public mutating func admit(_ source: IPAddress?) -> Admission {
         guard active < total else { return .serverFull }
         if let source {
             let key = Self.key(source)
@@ -68,7 +73,7 @@ struct ConnectionLimiter: Sendable {
     }
 
     /// Gives back the slot `admit` took.
-    mutating func release(_ source: IPAddress?) {
+    public mutating func release(_ source: IPAddress?) {
         active -= 1
         guard let source else { return }
         let key = Self.key(source)
@@ -77,7 +82,7 @@ struct ConnectionLimiter: Sendable {
     }
 
     /// How many connections `source`'s prefix holds now.
-    func held(by source: IPAddress) -> Int { bySource[Self.key(source)] ?? 0 }
+    public func held(by source: IPAddress) -> Int { bySource[Self.key(source)] ?? 0 }
 }
 
 /// Response rate limiting for UDP, after BIND's RRL: answers to one source prefix (/24
@@ -98,7 +103,9 @@ public struct RateLimitConfiguration: Hashable, Sendable {
     /// network, and local tools (benchmarks, dig) should see the server as it is.
     public var exempt: [IMSPrefix]
 
+    /// The IPv4 prefix one response budget covers.
     public static let ipv4PrefixLength = 24
+    /// The IPv6 prefix one response budget covers.
     public static let ipv6PrefixLength = 56
 
     /// 100 responses per second per prefix, every second limited one truncated, a 15 s

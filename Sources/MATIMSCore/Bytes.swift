@@ -2,7 +2,7 @@ import MATDNS
 import MATWire
 
 /// Why bytes read from disk are not what was written.
-struct CorruptData: Error {}
+public struct CorruptData: Error {}
 
 /// Reads journal and snapshot files (big-endian integers through MATWire), checked
 /// against `limit`.

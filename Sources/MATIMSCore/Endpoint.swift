@@ -2,9 +2,12 @@ import MATPacket
 
 /// An address prefix for access lists (`127.0.0.0/8`, `2001:db8::/32`).
 public struct IMSPrefix: Hashable, Sendable, CustomStringConvertible {
+    /// The prefix's address (bits past `length` are ignored).
     public var address: IPAddress
+    /// The prefix length in bits.
     public var length: Int
 
+    /// Parses `address/length` or a bare address (a host prefix); nil if malformed.
     public init?(_ text: String) {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count <= 2, let address = IPAddress(String(parts[0])) else { return nil }
@@ -38,5 +41,6 @@ public struct IMSPrefix: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// `address/length`.
     public var description: String { "\(address)/\(length)" }
 }

@@ -2,10 +2,14 @@ import MATDNS
 
 /// The records of one name and type, with the one TTL they share (RFC 2181 §5.2).
 public struct RRset: Hashable, Sendable {
+    /// The records' type.
     public var type: DNSType
+    /// The TTL they share.
     public var ttl: UInt32
+    /// The record data, in the order added.
     public var records: [DNSRecordData]
 
+    /// An RRset of `records`.
     public init(type: DNSType, ttl: UInt32, records: [DNSRecordData]) {
         self.type = type
         self.ttl = ttl
@@ -219,13 +223,16 @@ public struct ZoneStore: Sendable {
 /// One accepted change of a zone: what it removed and added, and the SOA before and after.
 /// It is the unit of the journal, of IXFR and of rollback.
 public struct ZoneDiff: Hashable, Sendable {
+    /// The SOA record before the change.
     public var oldSOA: DNSResourceRecord
+    /// The SOA record after it (serial advanced).
     public var newSOA: DNSResourceRecord
     /// Records removed, with the TTL they had.
     public var deleted: [DNSResourceRecord]
     /// Records added, with their TTL.
     public var added: [DNSResourceRecord]
 
+    /// A change as the journal or IXFR history holds it.
     public init(oldSOA: DNSResourceRecord, newSOA: DNSResourceRecord, deleted: [DNSResourceRecord],
                 added: [DNSResourceRecord]) {
         self.oldSOA = oldSOA
@@ -234,7 +241,9 @@ public struct ZoneDiff: Hashable, Sendable {
         self.added = added
     }
 
+    /// The serial before the change.
     public var oldSerial: UInt32 { Self.serial(of: oldSOA) }
+    /// The serial after it.
     public var newSerial: UInt32 { Self.serial(of: newSOA) }
 
     static func serial(of record: DNSResourceRecord) -> UInt32 {

@@ -31,6 +31,6 @@ extension IMSCore {
         zone.updateLimits = fuzzingLimits
         var configuration = IMSConfiguration(keys: [fuzzingAdminKey, fuzzingNodeKey], zones: [zone])
         configuration.rateLimit = fuzzingRateLimit
-        return try! IMSCore(configuration: configuration, clock: { fuzzingTime }, monotonic: { 0 })
+        return try! IMSCore(configuration: configuration, clock: { fuzzingTime }, monotonic: { 0 }, journals: nil)
     }
 }

@@ -34,19 +34,23 @@ public struct UpdateLimits: Hashable, Sendable {
 
 /// An UPDATE that would take a node past one of its `UpdateLimits`.
 public struct LimitViolation: Hashable, Sendable, CustomStringConvertible {
+    /// Which limit.
     public enum Kind: Hashable, Sendable {
         case addressesPerName
         case recordsPerName
         case namesPerKey
     }
 
+    /// Which limit the update would pass.
     public var kind: Kind
     /// The name that would grow too large, or the key that would own too many names.
     public var name: DNSName
     /// The count the update would lead to.
     public var count: Int
+    /// The configured limit.
     public var limit: Int
 
+    /// The log line's wording.
     public var description: String {
         switch kind {
         case .addressesPerName: "\(name) would hold \(count) A/AAAA records (max-addresses-per-name \(limit))"
@@ -60,15 +64,20 @@ public struct LimitViolation: Hashable, Sendable, CustomStringConvertible {
 /// `grant * self * A AAAA TXT; grant * subdomain moa.<zone> PTR;`, with the PTR grant
 /// narrowed to PTRs whose target is the key's own name.
 public struct UpdatePolicy: Sendable {
+    /// The zone apex.
     public let zone: DNSName
+    /// `hoa.<zone>`: node keys are named below it.
     public let hoaSuffix: DNSName
+    /// `moa.<zone>`: the reverse first-contact names.
     public let moaSuffix: DNSName
+    /// Keys that may change anything in the zone.
     public let adminKeys: Set<DNSName>
     /// Types a node may write at its own name; nil is every type.
     public let nodeTypes: Set<DNSType>?
     /// What node keys may grow the zone to; admin keys are not bound.
     public let limits: UpdateLimits
 
+    /// The policy `config` describes.
     public init(_ config: ZoneConfiguration) {
         zone = config.name
         hoaSuffix = config.hoaSuffix

@@ -95,17 +95,21 @@ public enum IMSCounter: Int, CaseIterable, Sendable, CustomStringConvertible {
 public struct IMSCounters: Sendable, Equatable {
     private var values = [Int](repeating: 0, count: IMSCounter.allCases.count)
 
+    /// Every counter at zero.
     public init() {}
 
+    /// One counter's value.
     public subscript(counter: IMSCounter) -> Int {
         get { values[counter.rawValue] }
         set { values[counter.rawValue] = newValue }
     }
 
+    /// Adds `amount` to `counter` (wrapping, never trapping).
     public mutating func add(_ counter: IMSCounter, _ amount: Int = 1) {
         values[counter.rawValue] &+= amount
     }
 
+    /// Adds every counter of `other`.
     public mutating func merge(_ other: IMSCounters) {
         for i in values.indices { values[i] &+= other.values[i] }
     }

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import MATDNS
 import MATLog
 import MATPacket

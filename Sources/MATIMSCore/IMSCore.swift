@@ -1,18 +1,16 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import MATDNS
 import MATLog
 import MATPacket
-import MATSystem
 import Synchronization
 
 /// One request as it arrived.
 public struct IMSRequest: Sendable {
+    /// The DNS message as received (over TCP without its length prefix).
     public var bytes: [UInt8]
     /// Who sent it (nil in tests and fuzzing: no address-based rights).
     public var source: IPEndpoint?
 
+    /// A request of `bytes` from `source`.
     public init(bytes: [UInt8], source: IPEndpoint? = nil) {
         self.bytes = bytes
         self.source = source
@@ -25,7 +23,8 @@ public enum IMSTransport: Sendable {
     case tcp
 }
 
-/// The mapping server without sockets: DNS messages in, DNS messages out.
+/// The mapping server without sockets, files or clocks of its own: DNS messages in, DNS
+/// messages out. The server (MATIMS) gives it the clocks and the zones' journals.
 ///
 /// Thread-safe. Each call handles a batch in three phases: checks that need no shared
 /// state (TSIG, parsing) run without the lock; zone work for the whole batch runs under
@@ -33,12 +32,14 @@ public enum IMSTransport: Sendable {
 /// commit); replies are encoded and signed after the lock is released. Nothing leaves
 /// before the journal has it, so an acknowledged update is durable.
 public final class IMSCore: Sendable {
+    /// What the core was started with (keys since replaced by `replaceKeys`).
     public let configuration: IMSConfiguration
     /// The TSIG keys, replaced whole by a reload (SIGHUP): a request is checked and its
     /// answer signed with the keys as they were when it was read.
     private let keys: Mutex<TSIGKeyring>
     var keyring: TSIGKeyring { keys.withLock { $0 } }
-    let zoneConfigs: [ZoneConfiguration]
+    /// The zones, in configuration order: a zone's index here is its index everywhere.
+    public let zoneConfigs: [ZoneConfiguration]
     let policies: [UpdatePolicy]
     let clock: @Sendable () -> UInt64
     /// Seconds from an arbitrary start, for rate limiting.
@@ -57,7 +58,7 @@ public final class IMSCore: Sendable {
     struct ZoneRuntime {
         var store: ZoneStore
         var history: [ZoneDiff]
-        var journal: ZoneJournal?
+        var journal: (any ZoneJournaling)?
     }
 
     struct CoreState {
@@ -68,14 +69,12 @@ public final class IMSCore: Sendable {
         var expiry: [MappingExpiry?] = []
     }
 
-    /// Wall-clock seconds, for TSIG.
-    public static let systemClock: @Sendable () -> UInt64 = { UInt64(max(0, time(nil))) }
-    /// `CLOCK_MONOTONIC` in seconds, for rate limiting.
-    public static let monotonicClock: @Sendable () -> Double = { MonotonicClock.seconds() }
-
-    /// Loads every zone (snapshot, then journal) or creates it from the configuration.
-    public init(configuration: IMSConfiguration, clock: @escaping @Sendable () -> UInt64 = IMSCore.systemClock,
-                monotonic: @escaping @Sendable () -> Double = IMSCore.monotonicClock) throws(JournalError) {
+    /// Loads every zone (through `journals`, which gives each zone's stored state and
+    /// journal; nil keeps the zones in memory only) or creates it from the configuration.
+    /// `clock` is wall-clock seconds, for TSIG; `monotonic` seconds from an arbitrary
+    /// start, for rate limiting and registration lifetimes.
+    public init(configuration: IMSConfiguration, clock: @escaping @Sendable () -> UInt64,
+                monotonic: @escaping @Sendable () -> Double, journals: ZoneJournalOpener?) throws(JournalError) {
         self.configuration = configuration
         self.clock = clock
         self.monotonic = monotonic
@@ -88,9 +87,8 @@ public final class IMSCore: Sendable {
         for zone in configuration.zones {
             let initial = Self.initialStore(zone, serial: UInt32(truncatingIfNeeded: clock()))
             var runtime: ZoneRuntime
-            if let directory = configuration.stateDirectory {
-                let journal = ZoneJournal(directory: directory, zone: zone.name, sync: configuration.journalSync)
-                let loaded = try journal.load(initial: initial, historyLimit: zone.ixfrHistory)
+            if let journals {
+                let (journal, loaded) = try journals(zone, initial)
                 for stamp in loaded.stamps.sorted(by: { $0.timeSigned < $1.timeSigned }) { replay.restore(stamp) }
                 runtime = ZoneRuntime(store: loaded.store, history: loaded.history, journal: journal)
             } else {
@@ -172,7 +170,7 @@ public final class IMSCore: Sendable {
 
     /// Called (outside the lock) after a change to zone `index` is durable; the server
     /// hooks NOTIFY here.
-    func onZoneChange(_ handler: @escaping @Sendable (_ zone: Int, _ serial: UInt32) -> Void) {
+    public func onZoneChange(_ handler: @escaping @Sendable (_ zone: Int, _ serial: UInt32) -> Void) {
         changeHandler.withLock { $0 = handler }
     }
 
@@ -259,7 +257,7 @@ public final class IMSCore: Sendable {
     public var counters: IMSCounters { state.withLock { $0.counters } }
 
     /// Adds to a counter (the socket layer counts its own events here).
-    func count(_ counter: IMSCounter, _ amount: Int = 1) {
+    public func count(_ counter: IMSCounter, _ amount: Int = 1) {
         state.withLock { $0.counters.add(counter, amount) }
     }
 
@@ -275,12 +273,12 @@ public final class IMSCore: Sendable {
     }
 
     /// The current SOA serial of zone `index`.
-    func serial(ofZone index: Int) -> UInt32 {
+    public func serial(ofZone index: Int) -> UInt32 {
         state.withLock { $0.zones[index].store.serial }
     }
 
     /// The current SOA record of zone `index`.
-    func soaRecord(ofZone index: Int) -> DNSResourceRecord {
+    public func soaRecord(ofZone index: Int) -> DNSResourceRecord {
         state.withLock { $0.zones[index].store.soaRecord }
     }
 
