@@ -217,4 +217,32 @@ struct KernelFastPathLabTests {
         while counter(try lab.stats("vm"), "outboundPackets") < 3 && Date() < deadline { usleep(100_000) }
         #expect(counter(try lab.stats("vm"), "outboundPackets") >= 3, "\(show(lab, "vm"))")
     }
+
+    /// When the probe at start fails (a kernel before 5.12 refuses the owned table, one
+    /// before 5.10 the `inet` ingress hook), matd says so once and the engine carries all
+    /// HoA traffic. Forced here the way an old kernel refuses it: the probe's table exists
+    /// without the owner flag, and an existing table cannot become owned (EOPNOTSUPP).
+    @Test func aRefusedProbeLeavesEverythingToTheEngine() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        try lab.exec("vm", "nft", "add table inet matd_mat0_fast_probe")
+        for node in ["vm", "cn"] {
+            try lab.startMatd(node, config: lab.writeConfig(node, adding: Self.on))
+        }
+        #expect(lab.waitForLog("vm", "kernel fast path unavailable"), "\(lab.matdLog("vm"))")
+        #expect(lab.matdLog("vm").contains("the TUN engine carries all HoA traffic"), "\(lab.matdLog("vm"))")
+        #expect(try waitForFastPath(lab, "cn", peers: 2), "the CN's own fast path is unaffected: \(show(lab, "cn"))")
+        let file = try lab.randomFile("payload", megabytes: 2)
+        for family in Addr.Family.allCases {
+            try lab.tcpTransfer(listener: "vm", address: vm.home(family), connector: "cn", sender: "cn", file: file)
+            try lab.tcpTransfer(listener: "cn", address: cn.home(family), connector: "vm", sender: "vm", file: file)
+        }
+        #expect(try lab.matctl("vm", "status").contains("kernel fast path: unavailable"), "\(show(lab, "vm"))")
+        #expect(try !lab.matctl("vm", "peers").contains("path kernel"))
+        let tables = try lab.exec("vm", "nft", "list", "tables").split(separator: "\n")
+        #expect(!tables.contains("table inet matd_mat0_fast") && tables.contains("table inet matd_mat0_fast_probe"), "\(tables)")
+        let deadline = Date().addingTimeInterval(10)
+        while counter(try lab.stats("vm"), "outboundBytes") < 4_000_000 && Date() < deadline { usleep(100_000) }
+        #expect(counter(try lab.stats("vm"), "outboundBytes") >= 4_000_000, "the engine carried it: \(show(lab, "vm"))")
+    }
 }
