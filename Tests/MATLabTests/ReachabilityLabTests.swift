@@ -100,11 +100,18 @@ struct ReachabilityLabTests {
         let atBystander = times(sinkBystander)
         let atVM = times(sinkVM).filter { $0 >= attackedAt && $0 < movedAt }
         #expect(atBystander.isEmpty, "the bystander got \(atBystander.count) of the CN's datagrams for the VM")
-        // 20 a second were sent from the attack to the move; the VM got them all but a few.
+        // Up to 20 a second were sent from the attack to the move (fewer when the machine is
+        // loaded: the sender sleeps between them). The VM kept getting them: a trial that
+        // took the flow away would leave a gap of a probe's wait (5.5 s); 2.1 s were seen at
+        // a load of 20 with the flow untouched.
         let sent = (movedAt - attackedAt) * 20
-        #expect(Double(atVM.count) >= sent * 0.9, "the VM got \(atVM.count) of about \(Int(sent)) datagrams")
+        let gaps = zip(atVM.dropFirst(), atVM).map { $0 - $1 }
+        let longestGap = max(atVM.first.map { $0 - attackedAt } ?? .infinity, movedAt - (atVM.last ?? attackedAt), gaps.max() ?? 0)
+        #expect(longestGap < 4, "the VM went \(longestGap) s without the CN's datagrams (\(atVM.count) of at most \(Int(sent)))")
+        #expect(Double(atVM.count) >= sent * 0.5, "the VM got \(atVM.count) of at most \(Int(sent)) datagrams")
         print("hostile answer: \(probes) probes for \(settled) trial(s) of it, the bystander got "
-              + "\(atBystander.count) datagrams, the VM \(atVM.count) of about \(Int(sent)) "
+              + "\(atBystander.count) datagrams, the VM \(atVM.count) of at most \(Int(sent)), none more than "
+              + "\(String(format: "%.2f", longestGap)) s apart "
               + "(moved \(String(format: "%.1f", movedAt - attackedAt)) s after the attack)")
     }
 
