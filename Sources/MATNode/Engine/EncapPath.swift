@@ -58,6 +58,8 @@ public final class EncapPath: @unchecked Sendable {
     /// (preallocated: ``SegmentVectors``).
     var segmenter = TCPSegmenter()
     let vectors = SegmentVectors()
+    /// Puts received segments of one flow back together for the TUN device.
+    var coalescer = TCPCoalescer()
     /// How segments go: in one `sendmsg` as one buffer the kernel cuts (`UDP_SEGMENT`,
     /// Linux 4.18), else in one `sendmmsg`.
     let segmentation: Segmentation
@@ -103,7 +105,10 @@ public final class EncapPath: @unchecked Sendable {
         segmentation = Segmentation(fromEnvironment: getenv(Self.segmentationVariable).map { String(cString: $0) },
                                     takesUDPSegment: takesUDPSegment)
         if segmentation != .off {
-            for socket in [socket4, socket6].compactMap({ $0 }) { try Self.setFragmentation(socket, allowed: false) }
+            for socket in [socket4, socket6].compactMap({ $0 }) {
+                try Self.setFragmentation(socket, allowed: false)
+                Self.receiveTrains(socket)
+            }
         }
         receiveBuffer = UnsafeMutableRawPointer.allocate(byteCount: Self.receiveSize, alignment: 16)
     }
@@ -208,15 +213,5 @@ public final class EncapPath: @unchecked Sendable {
         guard probeBudget.tokens > 0 else { return false }
         probeBudget.tokens -= 1
         return true
-    }
-
-    /// Receives one datagram from `socket` into the receive buffer.
-    func receive(_ socket: DatagramSocket) -> (length: Int, source: IPAddress, port: UInt16)? {
-        do {
-            return try socket.receive(into: UnsafeMutableRawBufferPointer(start: receiveBuffer, count: Self.receiveSize))
-        } catch {
-            counters.refused &+= 1
-            return nil
-        }
     }
 }

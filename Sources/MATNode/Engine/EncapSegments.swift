@@ -16,10 +16,15 @@ final class SegmentVectors {
     let control: UnsafeMutableRawPointer
     let target: UnsafeMutablePointer<sockaddr_storage>
     var targetLength: socklen_t = 0
+    /// Where a read puts the sender's address and the `UDP_GRO` control message.
+    let source: UnsafeMutablePointer<sockaddr_storage>
+    let receiveControl: UnsafeMutableRawPointer
+    static let receiveControlSpace = 64
 
     /// `SOL_UDP` and `UDP_SEGMENT` (linux/udp.h), which Glibc does not export.
     static let solUDP: Int32 = 17
     static let udpSegment: Int32 = 103
+    static let udpGRO: Int32 = 104
     /// The kernel's limits for one `UDP_SEGMENT` send: 64 segments (`UDP_MAX_SEGMENTS`
     /// before Linux 6.9) and a UDP payload that fits an IP packet.
     static let maximumGSOSegments = 64
@@ -33,6 +38,8 @@ final class SegmentVectors {
         messages = .allocate(byteCount: MultipleMessages.headerStride * TCPSegmenter.maximumSegments, alignment: 16)
         control = .allocate(byteCount: Self.controlSpace, alignment: 16)
         target = .allocate(capacity: 1)
+        source = .allocate(capacity: 1)
+        receiveControl = .allocate(byteCount: Self.receiveControlSpace, alignment: 16)
     }
 
     deinit {
@@ -40,6 +47,8 @@ final class SegmentVectors {
         messages.deallocate()
         control.deallocate()
         target.deallocate()
+        source.deallocate()
+        receiveControl.deallocate()
     }
 
     /// Sets the destination, without allocating.
@@ -114,6 +123,59 @@ extension EncapPath {
             return sent
         } catch {
             return false
+        }
+    }
+
+    /// Asks the kernel to hand over a train of datagrams from one sender in one read
+    /// (`UDP_GRO`, Linux 5.0): a peer's `UDP_SEGMENT` send arrives as it was sent. Where
+    /// the kernel does not have it, each read is one datagram, as before.
+    static func receiveTrains(_ socket: DatagramSocket) {
+        var on: Int32 = 1
+        if setsockopt(socket.fileDescriptor, SegmentVectors.solUDP, SegmentVectors.udpGRO, &on,
+                      socklen_t(MemoryLayout<Int32>.size)) != 0 {
+            log("matd: UDP_GRO refused (\(String(cString: strerror(errno)))): encapsulated datagrams are read one by one")
+        }
+    }
+
+    /// Reads what waits on `socket` into the receive buffer: one datagram, or a train of
+    /// datagrams of `segmentSize` bytes each (the last may be shorter); nil when nothing
+    /// waits. A read the kernel cut short is counted as refused and skipped.
+    func receiveTrain(_ socket: DatagramSocket) -> (length: Int, source: IPAddress, port: UInt16, segmentSize: Int)? {
+        while true {
+            var vector = iovec(iov_base: receiveBuffer, iov_len: Self.receiveSize)
+            var message = msghdr()
+            message.msg_name = UnsafeMutableRawPointer(vectors.source)
+            message.msg_namelen = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            message.msg_control = vectors.receiveControl
+            message.msg_controllen = SegmentVectors.receiveControlSpace
+            let count = withUnsafeMutablePointer(to: &vector) { vector in
+                message.msg_iov = vector
+                message.msg_iovlen = 1
+                return recvmsg(socket.fileDescriptor, &message, Int32(MSG_DONTWAIT))
+            }
+            guard count >= 0 else {
+                if errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR { counters.refused &+= 1 }
+                return nil
+            }
+            guard message.msg_flags & Int32(MSG_TRUNC) == 0,
+                  let endpoint = SocketAddress.endpoint(at: UnsafeRawPointer(vectors.source)) else {
+                counters.refused &+= 1
+                continue
+            }
+            var segmentSize = 0
+            // cmsghdr: length (size_t), level, type (int each), then the data, 8-aligned.
+            var offset = 0
+            while offset + 16 <= message.msg_controllen {
+                let length = vectors.receiveControl.load(fromByteOffset: offset, as: Int.self)
+                let level = vectors.receiveControl.load(fromByteOffset: offset + 8, as: Int32.self)
+                let type = vectors.receiveControl.load(fromByteOffset: offset + 12, as: Int32.self)
+                guard length >= 16, offset + length <= message.msg_controllen else { break }
+                if level == SegmentVectors.solUDP, type == SegmentVectors.udpGRO, length >= 20 {
+                    segmentSize = Int(vectors.receiveControl.load(fromByteOffset: offset + 16, as: Int32.self))
+                }
+                offset += (length + 7) & ~7
+            }
+            return (count, endpoint.address, endpoint.port, segmentSize > 0 ? segmentSize : 0)
         }
     }
 

@@ -148,58 +148,92 @@ extension Engine {
         return true
     }
 
-    /// Reads what waits on an encapsulation socket (up to 64 datagrams); returns how many
-    /// carried packets went into the TUN device.
+    /// Reads what waits on an encapsulation socket (up to 64 reads, each a datagram or,
+    /// with `UDP_GRO`, a train of datagrams of one sender the kernel kept together);
+    /// returns how many carried packets went into the TUN device. Consecutive TCP segments
+    /// of one flow go in as one super-packet (``TCPCoalescer``).
     func receiveEncapsulated(descriptor: Int32) -> Int {
         guard let encap else { return 0 }
         guard let socket = encap.socket4?.fileDescriptor == descriptor ? encap.socket4 : encap.socket6 else { return 0 }
         var delivered = 0
         for _ in 0..<64 {
-            guard let (length, source, sourcePort) = encap.receive(socket) else { break }
-            let datagram = UnsafeRawBufferPointer(start: encap.receiveBuffer, count: min(length, EncapPath.receiveSize))
-            guard length <= EncapPath.receiveSize, let frame = EncapWire.parse(datagram) else {
+            guard let (length, source, sourcePort, segmentSize) = encap.receiveTrain(socket) else { break }
+            guard length <= EncapPath.receiveSize else {
                 encap.counters.refused &+= 1
                 continue
             }
-            switch frame {
-            case .packet:
-                if deliverEncapsulated(encap, length: length, source: source, sourcePort: sourcePort) { delivered += 1 }
-            case .keepalive:
-                guard isPeerMoA(source) else { encap.counters.refused &+= 1; continue }
-                encap.counters.keepalivesReceived &+= 1
-                let known = encap.endpoints.port(for: source) != nil
-                encap.endpoints.heard(source, port: sourcePort, now: MonotonicClock.milliseconds())
-                encapActive = true
-                if !known { publishEncapMoAs(encap) }
-            case .probeRequest:
-                // Answered to the encapsulation port, not the port it came from, and from
-                // another port than ours: what the requester's NAT has not seen (not even
-                // the keepalives of a node already in UDP) is the point of the probe.
-                guard isPeerMoA(source), encap.mayAnswerProbe(now: MonotonicClock.milliseconds()) else {
-                    encap.counters.refused &+= 1
-                    continue
-                }
-                let nonce = Array(datagram[EncapWire.headerLength...])
-                do {
-                    try encap.sendProbeAnswer(EncapWire.control(.probeAnswer, nonce: nonce), to: source)
-                    encap.counters.probesAnswered &+= 1
-                } catch {
-                    encap.counters.sendFailures &+= 1
-                }
-            case .probeAnswer:
-                encap.counters.probeAnswersReceived &+= 1
-                probeAnswerHandler(source, Array(datagram[EncapWire.headerLength...]))
+            let step = segmentSize > 0 ? segmentSize : length
+            var offset = 0
+            while offset < length {
+                let size = min(step, length - offset)
+                delivered += receiveDatagram(encap, at: encap.receiveBuffer + offset, length: size, source: source,
+                                             sourcePort: sourcePort)
+                offset += size
             }
+            flushCoalesced(encap)
         }
         return delivered
+    }
+
+    /// One datagram at `base`: a carried packet (1 when it went into the TUN device, or
+    /// joined the packet being put together for it) or a control datagram (0).
+    private func receiveDatagram(_ encap: EncapPath, at base: UnsafeMutableRawPointer, length: Int,
+                                 source: IPAddress, sourcePort: UInt16) -> Int {
+        let datagram = UnsafeRawBufferPointer(start: base, count: length)
+        guard let frame = EncapWire.parse(datagram) else {
+            encap.counters.refused &+= 1
+            return 0
+        }
+        switch frame {
+        case .packet:
+            return deliverEncapsulated(encap, at: base, length: length, source: source, sourcePort: sourcePort) ? 1 : 0
+        case .keepalive:
+            guard isPeerMoA(source) else { encap.counters.refused &+= 1; return 0 }
+            encap.counters.keepalivesReceived &+= 1
+            let known = encap.endpoints.port(for: source) != nil
+            encap.endpoints.heard(source, port: sourcePort, now: MonotonicClock.milliseconds())
+            encapActive = true
+            if !known { publishEncapMoAs(encap) }
+        case .probeRequest:
+            // Answered to the encapsulation port, not the port it came from, and from
+            // another port than ours: what the requester's NAT has not seen (not even
+            // the keepalives of a node already in UDP) is the point of the probe.
+            guard isPeerMoA(source), encap.mayAnswerProbe(now: MonotonicClock.milliseconds()) else {
+                encap.counters.refused &+= 1
+                return 0
+            }
+            let nonce = Array(datagram[EncapWire.headerLength...])
+            do {
+                try encap.sendProbeAnswer(EncapWire.control(.probeAnswer, nonce: nonce), to: source)
+                encap.counters.probesAnswered &+= 1
+            } catch {
+                encap.counters.sendFailures &+= 1
+            }
+        case .probeAnswer:
+            encap.counters.probeAnswersReceived &+= 1
+            probeAnswerHandler(source, Array(datagram[EncapWire.headerLength...]))
+        }
+        return 0
+    }
+
+    /// Writes the packet the coalescer put together, if any, into the TUN device.
+    private func flushCoalesced(_ encap: EncapPath) {
+        let length = encap.coalescer.finish()
+        guard length > 0 else { return }
+        do {
+            try tun.write(UnsafeRawBufferPointer(start: encap.coalescer.buffer, count: length))
+        } catch {
+            processor.counters.engineDrops[Int(EngineDropReason.writeFailed.rawValue)] &+= 1
+        }
     }
 
     /// A carried packet goes into the TUN device, as a translated inbound packet would,
     /// when its source HoA's peer sends from the datagram's address and it is for this
     /// node's HoA; anything else is refused (a spoofed datagram cannot inject traffic
     /// from a HoA whose peer is elsewhere).
-    private func deliverEncapsulated(_ encap: EncapPath, length: Int, source: IPAddress, sourcePort: UInt16) -> Bool {
-        let start = encap.receiveBuffer + EncapWire.headerLength
+    private func deliverEncapsulated(_ encap: EncapPath, at base: UnsafeMutableRawPointer, length: Int,
+                                     source: IPAddress, sourcePort: UInt16) -> Bool {
+        let start = base + EncapWire.headerLength
         let packet = start + VirtioNetHeader.size
         let packetLength = length - EncapWire.headerLength - VirtioNetHeader.size
         let genuine: Bool
@@ -225,6 +259,23 @@ extension Engine {
         // each other in UDP after the deciding one went back to direct.
         if encap.endpoints.port(for: source) != nil {
             encap.endpoints.heard(source, port: sourcePort, now: MonotonicClock.milliseconds())
+        }
+        // A plain packet (a segment cut by the peer) may join the others of its flow.
+        let virtio = VirtioNetHeader(loadingFrom: UnsafeRawPointer(start))
+        if virtio.flags == 0 && virtio.gsoTypeRaw == 0 {
+            var joined = encap.coalescer.add(UnsafeRawPointer(packet), count: packetLength)
+            if !joined {
+                flushCoalesced(encap)
+                joined = encap.coalescer.add(UnsafeRawPointer(packet), count: packetLength)
+            }
+            if joined {
+                encap.counters.packetsReceived &+= 1
+                processor.counters.inboundPackets &+= 1
+                processor.counters.inboundBytes &+= UInt64(packetLength)
+                return true
+            }
+        } else {
+            flushCoalesced(encap)
         }
         do {
             try tun.write(UnsafeRawBufferPointer(start: start, count: length - EncapWire.headerLength))
