@@ -241,6 +241,9 @@ struct KernelFastPathLabTests {
         #expect(try !lab.matctl("vm", "peers").contains("path kernel"))
         let tables = try lab.exec("vm", "nft", "list", "tables").split(separator: "\n")
         #expect(!tables.contains("table inet matd_mat0_fast") && tables.contains("table inet matd_mat0_fast_probe"), "\(tables)")
+        // No table is not a failed read: no counters in the stats, and none counted as failed.
+        #expect(try lab.stats("vm")["kernelFastPath"] == nil, "\(show(lab, "vm"))")
+        #expect(!lab.matdLog("vm").contains("reading the kernel fast path's counters failed"))
         let deadline = Date().addingTimeInterval(10)
         while counter(try lab.stats("vm"), "outboundBytes") < 4_000_000 && Date() < deadline { usleep(100_000) }
         #expect(counter(try lab.stats("vm"), "outboundBytes") >= 4_000_000, "the engine carried it: \(show(lab, "vm"))")
