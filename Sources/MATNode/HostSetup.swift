@@ -34,6 +34,10 @@ public final class HostSetup {
     /// changed (a new gateway after a move).
     private var diverted: (addresses: NodeAddresses, peerMoAs: [IPAddress])?
     private var hops6: [IPAddress: RouteLookup.Hop] = [:]
+    /// What the rules of both tables were last written for; while it holds, a change of
+    /// peers only adds and deletes set elements (`PeerMoASets`).
+    private var divertedShape: DiversionShape?
+    private var divertedSets = PeerMoASets()
     private var watchingServices = false
     /// Peers' MoAs whose traffic comes in UDP (docs/datapath.md, "Behind NAT"): all of it
     /// goes to the stack, where the fragments of a large datagram are put together again
@@ -110,28 +114,60 @@ public final class HostSetup {
     ///
     /// The same transaction points the IPv6 outbound chain (nftables path) at each peer's
     /// next hop. The table of MoA-to-MoA traffic is rewritten just before, keeping the flows
-    /// it has seen.
+    /// it has seen. When only the peers changed, both tables keep their rules and only the
+    /// elements of their peer sets change.
     public func divertInbound(addresses: NodeAddresses, peerMoAs: [IPAddress]) throws(SystemError) {
         let table = Self.tableName(tun: tun.name)
-        try rewriteMoATrafficTable(addresses: addresses, peerMoAs: peerMoAs)
-        var batch = ["add table netdev \(table)", "delete table netdev \(table)", "add table netdev \(table)"]
-        for uplink in config.uplinks {
-            let chain = "in_" + String(uplink.map { $0.isLetter || $0.isNumber ? $0 : "_" })
-            batch.append("add chain netdev \(table) \(chain) { type filter hook ingress device \"\(uplink)\" priority -500; policy accept; }")
-            batch.append(PeerMoATraffic.passRule(table: table, chain: chain))
-            batch += rules(table: table, chain: chain, family: .ipv4, addresses: addresses, peerMoAs: peerMoAs)
-            batch += rules(table: table, chain: chain, family: .ipv6, addresses: addresses, peerMoAs: peerMoAs)
-        }
+        let sets = PeerMoASets(addresses: Set(peerMoAs))
         let hops = nextHops6(addresses: addresses, peerMoAs: peerMoAs)
-        if ipv6Path == .nftables, let mobile = addresses.mobile6 {
-            batch += Self.outboundChain6(table: table, tun: tun.name, mobile: mobile, hops: hops)
+        let shape = DiversionShape(addresses: addresses, encapsulated: encapsulatedMoAs.intersection(sets.addresses), hops6: hops)
+        if shape == divertedShape {
+            let batch = divertedSets.changes(to: sets, tableFamily: "netdev", table: table, quoted: true)
+                + divertedSets.changes(to: sets, tableFamily: "inet", table: table, quoted: false)
+            do {
+                if !batch.isEmpty { try nftables.run(batch.joined(separator: "\n")) }
+            } catch {
+                // The sets are not what this process thinks (someone edited them): write all.
+                log("matd: updating the peer sets failed (\(error)); writing the tables again")
+                try rewrite(table: table, shape: shape, sets: sets)
+            }
+        } else {
+            try rewrite(table: table, shape: shape, sets: sets)
         }
-        try nftables.run(batch.joined(separator: "\n"))
+        divertedShape = shape
+        divertedSets = sets
         diverted = (addresses, peerMoAs)
         hops6 = hops
         // At home (MoA == HoA) a service on that address is HoA traffic's: the engine
         // decides by source there, as for everything else.
         services.watch(addresses.mobileAddresses.filter { !config.homeAddresses.contains($0) })
+    }
+
+    /// What the rules of the tables depend on besides the peer sets.
+    private struct DiversionShape: Equatable {
+        var addresses: NodeAddresses
+        var encapsulated: Set<IPAddress>
+        var hops6: [IPAddress: RouteLookup.Hop]
+    }
+
+    /// Writes both tables whole: rules, sets and every element.
+    private func rewrite(table: String, shape: DiversionShape, sets: PeerMoASets) throws(SystemError) {
+        divertedShape = nil
+        try rewriteMoATrafficTable(addresses: shape.addresses, sets: sets)
+        var batch = ["add table netdev \(table)", "delete table netdev \(table)", "add table netdev \(table)"]
+        batch += PeerMoASets.declarations(tableFamily: "netdev", table: table, quoted: true)
+        batch += sets.fill(tableFamily: "netdev", table: table, quoted: true)
+        for uplink in config.uplinks {
+            let chain = "in_" + String(uplink.map { $0.isLetter || $0.isNumber ? $0 : "_" })
+            batch.append("add chain netdev \(table) \(chain) { type filter hook ingress device \"\(uplink)\" priority -500; policy accept; }")
+            batch.append(PeerMoATraffic.passRule(table: table, chain: chain))
+            batch += rules(table: table, chain: chain, family: .ipv4, addresses: shape.addresses, encapsulated: shape.encapsulated)
+            batch += rules(table: table, chain: chain, family: .ipv6, addresses: shape.addresses, encapsulated: shape.encapsulated)
+        }
+        if ipv6Path == .nftables, let mobile = shape.addresses.mobile6 {
+            batch += Self.outboundChain6(table: table, tun: tun.name, mobile: mobile, hops: shape.hops6)
+        }
+        try nftables.run(batch.joined(separator: "\n"))
     }
 
     /// Writes the diversion again if a peer's IPv6 next hop changed (a new gateway, a
@@ -169,8 +205,9 @@ public final class HostSetup {
         return hops
     }
 
-    /// Rewrites the chains of table `inet matd_<tun>` (PeerMoATraffic); its sets stay.
-    private func rewriteMoATrafficTable(addresses: NodeAddresses, peerMoAs: [IPAddress]) throws(SystemError) {
+    /// Rewrites the chains of table `inet matd_<tun>` (PeerMoATraffic) and its peer sets;
+    /// the sets of flows stay.
+    private func rewriteMoATrafficTable(addresses: NodeAddresses, sets: PeerMoASets) throws(SystemError) {
         let table = Self.tableName(tun: tun.name)
         var batch: [String] = []
         for chain in PeerMoATraffic.chains(uplinks: config.uplinks) {
@@ -182,8 +219,8 @@ public final class HostSetup {
                 batch.append("flush chain inet \(table) \(chain)")
             }
         }
-        batch += PeerMoATraffic.batch(table: table, tun: tun.name, uplinks: config.uplinks,
-                                      addresses: addresses, peerMoAs: peerMoAs)
+        batch += PeerMoATraffic.batch(table: table, tun: tun.name, uplinks: config.uplinks, addresses: addresses)
+        batch += sets.fill(tableFamily: "inet", table: table, quoted: false)
         try nftables.run(batch.joined(separator: "\n"))
         if !watchingServices {
             watchingServices = true
@@ -202,34 +239,29 @@ public final class HostSetup {
     }
 
     private func rules(table: String, chain: String, family: AddressFamily,
-                       addresses: NodeAddresses, peerMoAs: [IPAddress]) -> [String] {
-        let peers = peerMoAs.filter { $0.family == family }
-        let mobile: String, home: String, quoted: (String) -> String, errors: String
+                       addresses: NodeAddresses, encapsulated: Set<IPAddress>) -> [String] {
+        let mobile: String, home: String, errors: String
         let (ip, fwd) = family == .ipv4 ? ("ip", "fwd ip") : ("ip6", "fwd ip6")
+        let quotedSource: String
         switch family {
         case .ipv4:
-            guard let moa = addresses.mobile4, let hoa = addresses.home4, !peers.isEmpty else { return [] }
+            guard let moa = addresses.mobile4, let hoa = addresses.home4 else { return [] }
             mobile = moa.description
             home = hoa.description
-            quoted = { "@th,160,32 \(Self.hex(moa.bytes)) @th,192,32 \($0)" }
+            quotedSource = "@th,160,32 \(PeerMoASets.hex(.v4(moa)))"
             errors = "icmp type { destination-unreachable, time-exceeded, parameter-problem }"
         case .ipv6:
-            guard let moa = addresses.mobile6, let hoa = addresses.home6, !peers.isEmpty else { return [] }
+            guard let moa = addresses.mobile6, let hoa = addresses.home6 else { return [] }
             mobile = moa.description
             home = hoa.description
-            quoted = { "@th,128,128 \(Self.hex(moa.bytes)) @th,256,128 \($0)" }
+            quotedSource = "@th,128,128 \(PeerMoASets.hex(.v6(moa)))"
             errors = "icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem }"
         }
-        let set = "{ " + peers.map(\.description).joined(separator: ", ") + " }"
-        let quotedPeers = "{ " + peers.map { address -> String in
-            switch address {
-            case .v4(let a): Self.hex(a.bytes)
-            case .v6(let a): Self.hex(a.bytes)
-            }
-        }.joined(separator: ", ") + " }"
+        let peers = "@" + PeerMoASets.name(family)
+        let quoted = "\(quotedSource) \(PeerMoASets.quotedExpression(family)) @\(PeerMoASets.quotedName(family))"
         let prefix = "add rule netdev \(table) \(chain) \(ip) daddr \(mobile)"
         let device = "device \"\(tun.name)\""
-        let encapsulated = peers.filter { encapsulatedMoAs.contains($0) }
+        let encapsulatedHere = encapsulated.filter { $0.family == family }.map(\.description).sorted()
         // A datagram in UDP larger than the path MTU comes in fragments: the first has the
         // UDP header (the rule above), the later ones none, and they must reach the stack
         // to be put together. Only fragments: the peer's translated packets (it went back to
@@ -237,13 +269,13 @@ public final class HostSetup {
         // the peer's connections.
         let fragment = family == .ipv4 ? "ip frag-off & 0x1fff != 0" : "frag frag-off != 0"
         return [
-            "\(prefix) \(ip) saddr \(set) udp dport \(localPorts) accept",
-        ] + (encapsulated.isEmpty ? [] : [
-            "\(prefix) \(ip) saddr { \(encapsulated.map(\.description).joined(separator: ", ")) } \(fragment) accept",
+            "\(prefix) \(ip) saddr \(peers) udp dport \(localPorts) accept",
+        ] + (encapsulatedHere.isEmpty ? [] : [
+            "\(prefix) \(ip) saddr { \(encapsulatedHere.joined(separator: ", ")) } \(fragment) accept",
         ]) + [
-            "\(prefix) \(ip) saddr \(set) \(fwd) to \(home) \(device)",
-            "\(prefix) \(errors) \(quoted(quotedPeers)) \(fwd) to \(home) \(device)",
-            "\(prefix) \(ip) saddr \(set) drop",
+            "\(prefix) \(ip) saddr \(peers) \(fwd) to \(home) \(device)",
+            "\(prefix) \(errors) \(quoted) \(fwd) to \(home) \(device)",
+            "\(prefix) \(ip) saddr \(peers) drop",
         ]
     }
 
@@ -307,9 +339,5 @@ public final class HostSetup {
         guard write(fd, value, value.utf8.count) == value.utf8.count else {
             throw SystemError("set sysctl \(key)", errno: errno)
         }
-    }
-
-    private static func hex(_ bytes: [UInt8]) -> String {
-        "0x" + bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
     }
 }

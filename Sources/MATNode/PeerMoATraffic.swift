@@ -47,10 +47,10 @@ enum PeerMoATraffic {
         ["out"] + uplinks.map { "in_" + String($0.map { $0.isLetter || $0.isNumber ? $0 : "_" }) }
     }
 
-    /// The batch that (re)writes the inet table's chains for the current MoAs and peers;
-    /// the sets (and the flows in them) survive it.
-    static func batch(table: String, tun: String, uplinks: [String], addresses: NodeAddresses,
-                      peerMoAs: [IPAddress]) -> [String] {
+    /// The batch that (re)writes the inet table's chains for the current MoAs; the sets
+    /// (and the flows in them) survive it. The peers' MoAs are the elements of its
+    /// `PeerMoASets`, filled by the caller.
+    static func batch(table: String, tun: String, uplinks: [String], addresses: NodeAddresses) -> [String] {
         var batch = [
             "add table inet \(table)",
             "add set inet \(table) flows4 { type ipv4_addr . inet_proto . inet_service . inet_service; flags dynamic, timeout; timeout \(flowTimeout)s; size 1048576; }",
@@ -64,12 +64,11 @@ enum PeerMoATraffic {
             "add set inet \(table) quoted4 { typeof @nh,128,32 . @nh,72,8 . @th,0,32; flags dynamic, timeout; timeout \(flowTimeout)s; size 1048576; }",
             "add set inet \(table) quoted6 { typeof @nh,192,128 . @nh,48,8 . @th,0,32; flags dynamic, timeout; timeout \(flowTimeout)s; size 1048576; }",
             "add chain inet \(table) out { type filter hook output priority 0; policy accept; }",
-        ]
+        ] + PeerMoASets.declarations(tableFamily: "inet", table: table, quoted: false)
         let mark = "meta mark set meta mark or 0x\(String(markBit, radix: 16))"
         for (family, ip, suffix) in [(AddressFamily.ipv4, "ip", "4"), (.ipv6, "ip6", "6")] {
-            let peers = peerMoAs.filter { $0.family == family }.map(\.description).sorted()
-            guard !peers.isEmpty, addresses.mobileAddresses.contains(where: { $0.family == family }) else { continue }
-            let set = "{ " + peers.joined(separator: ", ") + " }"
+            guard addresses.mobileAddresses.contains(where: { $0.family == family }) else { continue }
+            let set = "@" + PeerMoASets.name(family)
             // Locally generated, not routed into the TUN device: not HoA traffic.
             batch.append("add rule inet \(table) out meta l4proto { tcp, udp } \(ip) daddr \(set) oifname != \"\(tun)\" "
                          + "update @flows\(suffix) { \(ip) daddr . meta l4proto . th dport . th sport }")
@@ -83,8 +82,7 @@ enum PeerMoATraffic {
         for (uplink, chain) in zip(uplinks, chains(uplinks: uplinks).dropFirst()) {
             batch.append("add chain inet \(table) \(chain) { type filter hook ingress device \"\(uplink)\" priority -510; policy accept; }")
             for (family, ip, suffix) in [(AddressFamily.ipv4, "ip", "4"), (.ipv6, "ip6", "6")] {
-                guard let moa = addresses.mobileAddresses.first(where: { $0.family == family }),
-                      peerMoAs.contains(where: { $0.family == family }) else { continue }
+                guard let moa = addresses.mobileAddresses.first(where: { $0.family == family }) else { continue }
                 let prefix = "add rule inet \(table) \(chain) \(ip) daddr \(moa) meta l4proto { tcp, udp }"
                 // A packet from the peer keeps the flow too, not only ours.
                 let key = "\(ip) saddr . meta l4proto . th sport . th dport"
