@@ -1,7 +1,11 @@
 import MATPacket
 import MATSignaling
 
-/// What the signaling needs from the mapping service that owns it.
+/// What the signaling needs from the mapping service that owns it. ``SignalingMachine``
+/// asks the questions (addresses, keys, MoAs in use, lookups) through its
+/// ``SignalingEnvironment`` while it decides; the rest are the ``SignalingAction``s that
+/// ``Signaling`` carries out after each event, so the service may call back into the
+/// signaling from them.
 protocol SignalingHost: AnyObject {
     /// The node's HoAs and current MoAs.
     var nodeAddresses: NodeAddresses { get }
