@@ -129,10 +129,12 @@ public final class HostSetup {
             } catch {
                 // The sets are not what this process thinks (someone edited them): write all.
                 log("matd: updating the peer sets failed (\(error)); writing the tables again")
-                try rewrite(table: table, shape: shape, sets: sets)
+                try rewrite(table: table, shape: shape, sets: sets, whole: true)
             }
         } else {
-            try rewrite(table: table, shape: shape, sets: sets)
+            // A move rewrites the rules; the sets keep their elements (only what changed
+            // is added or deleted), unless nothing this process wrote can be trusted.
+            try rewrite(table: table, shape: shape, sets: sets, whole: divertedShape == nil)
         }
         divertedShape = shape
         divertedSets = sets
@@ -150,22 +152,34 @@ public final class HostSetup {
         var hops6: [IPAddress: RouteLookup.Hop]
     }
 
-    /// Writes both tables whole: rules, sets and every element.
-    private func rewrite(table: String, shape: DiversionShape, sets: PeerMoASets) throws(SystemError) {
+    /// Writes the rules of both tables, and either every element of their sets (`whole`:
+    /// the first time, or after a failure; the netdev table is created afresh) or only the
+    /// elements that changed since the last write.
+    private func rewrite(table: String, shape: DiversionShape, sets: PeerMoASets, whole: Bool) throws(SystemError) {
+        let previous = divertedSets
         divertedShape = nil
-        try rewriteMoATrafficTable(addresses: shape.addresses, sets: sets)
-        var batch = ["add table netdev \(table)", "delete table netdev \(table)", "add table netdev \(table)"]
+        try rewriteMoATrafficTable(addresses: shape.addresses, setsBatch: whole
+            ? sets.fill(tableFamily: "inet", table: table, quoted: false)
+            : previous.changes(to: sets, tableFamily: "inet", table: table, quoted: false))
+        var batch = whole ? ["add table netdev \(table)", "delete table netdev \(table)", "add table netdev \(table)"]
+            : ["add table netdev \(table)"]
         batch += PeerMoASets.declarations(tableFamily: "netdev", table: table, quoted: true)
-        batch += sets.fill(tableFamily: "netdev", table: table, quoted: true)
+        batch += whole ? sets.fill(tableFamily: "netdev", table: table, quoted: true)
+            : previous.changes(to: sets, tableFamily: "netdev", table: table, quoted: true)
         for uplink in config.uplinks {
             let chain = "in_" + String(uplink.map { $0.isLetter || $0.isNumber ? $0 : "_" })
             batch.append("add chain netdev \(table) \(chain) { type filter hook ingress device \"\(uplink)\" priority -500; policy accept; }")
+            batch.append("flush chain netdev \(table) \(chain)")
             batch.append(PeerMoATraffic.passRule(table: table, chain: chain))
             batch += rules(table: table, chain: chain, family: .ipv4, addresses: shape.addresses, encapsulated: shape.encapsulated)
             batch += rules(table: table, chain: chain, family: .ipv6, addresses: shape.addresses, encapsulated: shape.encapsulated)
         }
-        if ipv6Path == .nftables, let mobile = shape.addresses.mobile6 {
-            batch += Self.outboundChain6(table: table, tun: tun.name, mobile: mobile, hops: shape.hops6)
+        if ipv6Path == .nftables {
+            let chain = Self.outboundChain6(table: table, tun: tun.name, mobile: shape.addresses.mobile6 ?? IPv6Address(high: 0, low: 0),
+                                            hops: shape.addresses.mobile6 == nil ? [:] : shape.hops6)
+            batch.append(chain[0])
+            batch.append("flush chain netdev \(table) out6")
+            batch += chain.dropFirst()
         }
         try nftables.run(batch.joined(separator: "\n"))
     }
@@ -205,9 +219,9 @@ public final class HostSetup {
         return hops
     }
 
-    /// Rewrites the chains of table `inet matd_<tun>` (PeerMoATraffic) and its peer sets;
-    /// the sets of flows stay.
-    private func rewriteMoATrafficTable(addresses: NodeAddresses, sets: PeerMoASets) throws(SystemError) {
+    /// Rewrites the chains of table `inet matd_<tun>` (PeerMoATraffic) and applies
+    /// `setsBatch` to its peer sets; the sets of flows stay.
+    private func rewriteMoATrafficTable(addresses: NodeAddresses, setsBatch: [String]) throws(SystemError) {
         let table = Self.tableName(tun: tun.name)
         var batch: [String] = []
         for chain in PeerMoATraffic.chains(uplinks: config.uplinks) {
@@ -220,7 +234,7 @@ public final class HostSetup {
             }
         }
         batch += PeerMoATraffic.batch(table: table, tun: tun.name, uplinks: config.uplinks, addresses: addresses)
-        batch += sets.fill(tableFamily: "inet", table: table, quoted: false)
+        batch += setsBatch
         try nftables.run(batch.joined(separator: "\n"))
         if !watchingServices {
             watchingServices = true
