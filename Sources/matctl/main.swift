@@ -79,7 +79,8 @@ struct Peers: ParsableCommand {
     @OptionGroup var options: CommonOptions
 
     func run() throws {
-        let peers = try options.ask(.peers).peers ?? []
+        // The reply lists every mapping: a node with 100,000 needs more than a status does.
+        let peers = try options.ask(ControlRequest(command: .peers), timeout: 60).peers ?? []
         if options.json { return try options.printJSON(peers) }
         if peers.isEmpty { return print("no peers") }
         for peer in peers {

@@ -128,6 +128,14 @@ public final class Engine: @unchecked Sendable {
         wakeup.signal()
     }
 
+    /// Asks the engine thread to apply `commands` in order, with one wakeup (a move holds
+    /// every peer at once).
+    public func send(_ batch: [Command]) {
+        guard !batch.isEmpty else { return }
+        commands.withLock { $0.append(contentsOf: batch) }
+        wakeup.signal()
+    }
+
     /// Stops the engine thread and waits for it to finish.
     public func stop() {
         stopped.withLock { $0 = true }

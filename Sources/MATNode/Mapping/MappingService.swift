@@ -54,6 +54,10 @@ public final class MappingService: @unchecked Sendable {
     var provisional: [IPAddress: (sequence: UInt64, previous: PeerMapping?)] = [:]
     /// Public addresses behind 1:1 NAT: what is announced, asked and learned.
     var publicState = PublicAddressState()
+    /// The alerts of the last move not sent yet.
+    var alerts = AlertQueue()
+    /// When the service loop last walked the learned peers for refreshes and idle probes.
+    var lastPeerScan: UInt64 = 0
     /// `publicState.announced` as of the last change, for the control thread.
     let publishedAnnounced = Mutex(NodeAddresses())
     /// The UDP encapsulation's policy and probe sockets (nil: `udp-encapsulation = off`),
@@ -217,6 +221,7 @@ public final class MappingService: @unchecked Sendable {
             takeRenewals(now: now)
             if descriptors[2...].contains(where: { $0.revents != 0 }) { signaling.receive(now: now) }
             if let due = debounce.dueAt, due <= now { followUplinks(now: now) }
+            sendQueuedAlerts(now: now)
             takeIMSResults(now: now)
             takeReloads(now: now)
             takeRefusals()
@@ -226,13 +231,18 @@ public final class MappingService: @unchecked Sendable {
             askPublicAddressesAgain(now: now)
             register(now: now)
             resolveMisses(now: now)
-            refreshLearned(now: now)
-            probeIdlePeers(now: now)
+            // Both walk every learned peer: not on every turn, which comes at once while
+            // a move's alerts are still going out (`AlertQueue`).
+            if now >= lastPeerScan + 100 {
+                lastPeerScan = now
+                refreshLearned(now: now)
+                probeIdlePeers(now: now)
+            }
             let retransmitAt = signaling.tick(now: now)
             let encapAt = tickEncap(now: now)
             finishRebinds(now: now)
             saveStateIfChanged(now: now)
-            let next = [debounce.dueAt, retransmitAt, encapAt, now + 1_000].compactMap { $0 }.min()!
+            let next = [debounce.dueAt, retransmitAt, encapAt, alerts.isEmpty ? now + 1_000 : now].compactMap { $0 }.min()!
             for index in descriptors.indices { descriptors[index].revents = 0 }
             _ = poll(&descriptors, nfds_t(descriptors.count), Int32(clamping: next > now ? next - now : 0))
             if descriptors[0].revents != 0 { wakeup.drain() }

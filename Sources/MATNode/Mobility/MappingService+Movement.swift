@@ -89,7 +89,7 @@ extension MappingService {
             return force ? next.mobileAddresses.contains { $0.family == family }
                 : addresses.mobileChanged(to: next, family: family)
         }
-        for peer in peers { engine.send(.hold(peer.hoa)) }
+        engine.send(peers.map { .hold($0.hoa) })
         if next != addresses {
             log("matd: mobile addresses now \(next.mobileDescription) (were \(addresses.mobileDescription))")
             EventLog.shared.post("move", ["mobile": next.mobileDescription, "previous": addresses.mobileDescription])
@@ -99,12 +99,21 @@ extension MappingService {
             updateDiversion()
         }
         register(now: now)
-        for peer in peers {
-            if asking.contains(peer.hoa.family) {
-                publicState.waiting[peer.hoa.family, default: []].append(peer)
-            } else if !signaling.announce(to: peer.hoa, at: peer.moa, now: now) {
-                engine.send(.release(peer.hoa))
-            }
+        for peer in peers where asking.contains(peer.hoa.family) {
+            publicState.waiting[peer.hoa.family, default: []].append(peer)
+        }
+        alerts.replace(with: peers.filter { !asking.contains($0.hoa.family) },
+                       first: Set(config.peers.map(\.homeAddress)),
+                       recentSince: now > idle.idleAfter ? now - idle.idleAfter : 0,
+                       lastHeard: { [idle] hoa in max(idle.lastHeard[hoa] ?? 0, idle.lastData[hoa] ?? 0) })
+        sendQueuedAlerts(now: now)
+    }
+
+    /// Sends the next alerts of the last move (`AlertQueue`); a peer that cannot be
+    /// alerted is not held.
+    func sendQueuedAlerts(now: UInt64) {
+        for peer in alerts.next() where !signaling.announce(to: peer.hoa, at: peer.moa, now: now) {
+            engine.send(.release(peer.hoa))
         }
     }
 

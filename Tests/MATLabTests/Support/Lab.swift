@@ -152,15 +152,17 @@ final class Lab: @unchecked Sendable {
         return configPath
     }
 
-    /// Starts matd in `node` and waits until its control socket answers. `environment`
-    /// is added to matd's (a test-only variable such as `MATD_TEST_CLOCK_STEP`).
+    /// Starts matd in `node` and waits until its control socket answers, for `timeout`
+    /// seconds. `environment` is added to matd's (a test-only variable such as
+    /// `MATD_TEST_CLOCK_STEP`).
     @discardableResult
-    func startMatd(_ node: String, config: String? = nil, environment: [String: String] = [:]) throws -> Spawned {
+    func startMatd(_ node: String, config: String? = nil, environment: [String: String] = [:],
+                   timeout: Double = 20) throws -> Spawned {
         if let old = daemons[node], old.isRunning { throw LabError("matd already runs in \(node)") }
         let configPath = try config ?? writeConfig(node)
         let daemon = try Spawned(inNode(node, [LabPaths.matd, "run", "--config", configPath]), environment: environment)
         daemons[node] = daemon
-        let deadline = Date().addingTimeInterval(20)
+        let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if !daemon.isRunning {
                 throw LabError("matd in \(node) exited at start:\n\(daemon.wait(timeout: 1).summary)")
@@ -171,7 +173,7 @@ final class Lab: @unchecked Sendable {
             }
             usleep(50_000)
         }
-        throw LabError("matd in \(node) did not answer on \(socket(node)) within 20 s:\n\(daemon.stderr)")
+        throw LabError("matd in \(node) did not answer on \(socket(node)) within \(Int(timeout)) s:\n\(daemon.stderr)")
     }
 
     /// Sends SIGTERM to matd in `node` and waits for it to exit.

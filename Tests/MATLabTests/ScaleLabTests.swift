@@ -1,0 +1,117 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import MATNode
+import MATSignaling
+import Testing
+
+/// matd with 100,000 learned mappings (issue 9, "Never blocks"): the control plane and
+/// the engine do no work in proportion to the table per command, so `matctl` still answers
+/// at once and a move still reaches the one live peer at once.
+@Suite(.serialized) struct ScaleLabTests {
+
+    /// The VM's state file holds 100,000 learned IPv6 peers (HoAs in 2001:db8:4000::/96, MoAs
+    /// in 2001:db8:4001::/96, where nothing answers), as after a restart of a busy node; the
+    /// CN is a configured peer with a pinned key, both ways. Times `matctl peers` and
+    /// `matctl status`, then moves the VM and times the CN's adoption of its new IPv4 MoA.
+    /// The engine path: the kernel fast path keeps no per-mapping state to measure here.
+    /// Run without the learned peers first, as the baseline the figures compare with.
+    @Test(arguments: [0, 100_000])
+    func aMoveWithAHundredThousandMappingsLoaded(learnedPeers: Int) throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        try writeLearnedPeers(lab.path("vm-state"), count: learnedPeers)
+        // Static peers that know each other's keys: no IMS, so nothing looks the 100,000 up.
+        let keys = ["vm": SigningKey.generate(), "cn": SigningKey.generate()]
+        for (node, key) in keys {
+            try FileManager.default.createDirectory(atPath: lab.path("\(node)-state"), withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+            try (Data(key.rawRepresentation).base64EncodedString() + "\n")
+                .write(toFile: lab.path("\(node)-state/signing.key"), atomically: true, encoding: .utf8)
+            chmod(lab.path("\(node)-state/signing.key"), 0o600)
+            let peer = Addr.node(node == "vm" ? "cn" : "vm")
+            let config = """
+                [node]
+                home-address = \(Addr.node(node).home4)
+                home-address = \(Addr.node(node).home6)
+                uplink = eth0
+                domain-prefix = 198.51.100.0/24
+                domain-prefix = 2001:db8:100::/64
+                control-socket = \(lab.socket(node))
+                state-directory = \(lab.path("\(node)-state"))
+
+                [peer]
+                home-address = \(peer.home4)
+                mobile-address = \(peer.mobile4)
+                public-key = \(keys[node == "vm" ? "cn" : "vm"]!.publicKey.base64)
+
+                """
+            try config.write(toFile: lab.path("\(node)-scale.conf"), atomically: true, encoding: .utf8)
+        }
+        let started = Date()
+        // Parsing the file and writing 100,000 set elements takes a while in a debug build
+        // on a loaded machine.
+        try lab.startMatd("vm", config: lab.path("vm-scale.conf"), environment: [KernelFastPath.environmentVariable: "off"],
+                          timeout: 180)
+        let startSeconds = Date().timeIntervalSince(started)
+        try lab.startMatd("cn", config: lab.path("cn-scale.conf"), environment: [KernelFastPath.environmentVariable: "off"])
+        #expect(learnedPeers == 0 || lab.matdLog("vm").contains("restored \(learnedPeers) learned peer(s)"), "\(lab.matdLog("vm"))")
+        #expect(try lab.ping("vm", Addr.cn.home4))
+
+        let (peers, peersSeconds) = try timed { try lab.matctl("vm", "peers") }
+        let (_, statusSeconds) = try timed { try lab.matctl("vm", "status") }
+        let listed = peers.split(separator: "\n").filter { $0.contains("2001:db8:4000::") }.count
+        #expect(listed == learnedPeers, "matctl peers listed \(listed)")
+        #expect(peersSeconds < 15, "matctl peers took \(peersSeconds) s")
+        #expect(statusSeconds < 0.5, "matctl status took \(statusSeconds) s")
+
+        // The IPv6 MoA changes too: the 100,000 IPv6 peers are alerted, the CN first.
+        try lab.moveVM(to: "b")
+        let start = Date()
+        var adopted: Double?
+        while adopted == nil && Date().timeIntervalSince(start) < 30 {
+            if try lab.matctl("cn", "peers").contains("\(Addr.vm.home4) -> 203.0.113.10*") {
+                adopted = Date().timeIntervalSince(start)
+            } else {
+                usleep(10_000)
+            }
+        }
+        let (_, statusDuringMove) = try timed { try lab.matctl("vm", "status") }
+        print("scale: learned=\(learnedPeers) start_s=\(format(startSeconds)) peers_s=\(format(peersSeconds)) status_s=\(format(statusSeconds)) "
+            + "move_adopted_s=\(adopted.map(format) ?? "never") status_after_move_s=\(format(statusDuringMove))")
+        let logs = "vm: \(lab.matdLog("vm").suffix(3_000))\ncn: \(lab.matdLog("cn").suffix(3_000))"
+        #expect(adopted.map { $0 < 5 } == true, "the CN adopted the VM's new MoA after \(adopted.map(format) ?? "never") s\n\(logs)")
+        #expect(statusDuringMove < 0.5, "matctl status took \(statusDuringMove) s right after the move")
+        // The VM holds its traffic to the CN until the CN's challenge arrives.
+        var flowing: Double?
+        while flowing == nil && Date().timeIntervalSince(start) < 30 {
+            if try lab.ping("vm", Addr.cn.home4, count: 1) { flowing = Date().timeIntervalSince(start) }
+        }
+        print("scale: learned=\(learnedPeers) flow_back_s=\(flowing.map(format) ?? "never")")
+        #expect(flowing.map { $0 < 10 } == true, "VM to CN after the move: \(flowing.map(format) ?? "never") s\n\(logs)")
+    }
+
+    private func writeLearnedPeers(_ directory: String, count learnedPeers: Int) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        var text = "{\"version\": 1, \"keys\": {}, \"replay\": {}, \"peers\": [\n"
+        for index in 0..<learnedPeers {
+            let suffix = String(index >> 16, radix: 16) + ":" + String(index & 0xffff, radix: 16)
+            text += "{\"hoa\": \"2001:db8:4000::\(suffix)\", \"moas\": [\"2001:db8:4001::\(suffix)\"], \"sequence\": 1}"
+            text += index + 1 < learnedPeers ? ",\n" : "\n"
+        }
+        text += "]}\n"
+        let file = directory + "/peers.json"
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+        chmod(file, 0o600)
+    }
+
+    private func timed<T>(_ body: () throws -> T) rethrows -> (T, Double) {
+        let start = Date()
+        let value = try body()
+        return (value, Date().timeIntervalSince(start))
+    }
+
+    private func format(_ seconds: Double) -> String { String(format: "%.3f", seconds) }
+}

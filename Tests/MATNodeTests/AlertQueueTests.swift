@@ -1,0 +1,41 @@
+import MATPacket
+import Testing
+@testable import MATNode
+
+@Suite struct AlertQueueTests {
+    func peer(_ n: Int) -> AlertQueue.Peer {
+        (hoa: .v6(IPv6Address(high: 0x2001_0db8_0000_0000, low: UInt64(n))), moa: .v6(IPv6Address(high: 0x2001_0db8_0001_0000, low: UInt64(n))))
+    }
+
+    /// Configured peers go first, then those heard from recently, newest first; the rest
+    /// wait for later turns, `perTurn` at a time.
+    @Test func configuredThenRecentFirstAndBoundedPerTurn() {
+        var queue = AlertQueue()
+        let peers = (0..<1_000).map(peer)
+        let configured = peers[500].hoa
+        queue.replace(with: peers, first: [configured], recentSince: 5_000, lastHeard: { hoa in
+            if hoa == peers[7].hoa { return 9_000 }
+            if hoa == peers[3].hoa { return 8_000 }
+            if hoa == peers[2].hoa { return 4_000 }   // heard, but too long ago to come first
+            return 0
+        })
+        let first = queue.next()
+        #expect(first.count == AlertQueue.perTurn)
+        #expect(first.prefix(3).map(\.hoa) == [configured, peers[7].hoa, peers[3].hoa])
+        #expect(first[3].hoa == peers[0].hoa, "the rest, peers[2] too, in the order given")
+        var sent = first.count
+        while !queue.isEmpty { sent += queue.next().count }
+        #expect(sent == 1_000)
+        #expect(queue.next().isEmpty)
+    }
+
+    /// A newer move replaces what the last one had not sent.
+    @Test func aNewerMoveReplacesWhatWaits() {
+        var queue = AlertQueue()
+        queue.replace(with: (0..<1_000).map(peer), first: [], recentSince: 0, lastHeard: { _ in 0 })
+        _ = queue.next()
+        queue.replace(with: [peer(1)], first: [], recentSince: 0, lastHeard: { _ in 0 })
+        #expect(queue.count == 1)
+        #expect(queue.next().map(\.hoa) == [peer(1).hoa])
+    }
+}
