@@ -103,8 +103,14 @@ struct MobilityLabTests {
                 time.sleep(0.002)
             """])
         defer { _ = datagrams.wait(timeout: 30) }
-        let deadline = Date().addingTimeInterval(20)
-        while try !lab.matctl("cn", "peers").contains("\(vm.home4) -> \(vm.mobile4)") && Date() < deadline { usleep(100_000) }
+        // The first contact is over when the VM knows the CN: only then does the VM's move
+        // alert it (until then the CN learns the move from the IMS, on another path).
+        let deadline = Date().addingTimeInterval(30)
+        while try !(lab.matctl("cn", "peers").contains("\(vm.home4) -> \(vm.mobile4)")
+                    && lab.matctl("vm", "peers").contains("\(cn.home4) -> ")) && Date() < deadline {
+            usleep(100_000)
+        }
+        try #require(lab.matctl("vm", "peers").contains("\(cn.home4) -> "), "the first contact did not finish:\n\(lab.matdLog("cn"))")
         let before = try lab.stats("cn")
         try lab.moveVM(to: "b")
         let settled = Date().addingTimeInterval(20)
