@@ -23,13 +23,8 @@ import Testing
         defer { lab.close() }
         try writeLearnedPeers(lab.path("vm-state"), count: learnedPeers)
         // Static peers that know each other's keys: no IMS, so nothing looks the 100,000 up.
-        let keys = ["vm": SigningKey.generate(), "cn": SigningKey.generate()]
-        for (node, key) in keys {
-            try FileManager.default.createDirectory(atPath: lab.path("\(node)-state"), withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
-            try (Data(key.rawRepresentation).base64EncodedString() + "\n")
-                .write(toFile: lab.path("\(node)-state/signing.key"), atomically: true, encoding: .utf8)
-            chmod(lab.path("\(node)-state/signing.key"), 0o600)
+        let keys = ["vm": try lab.writeSigningKey("vm"), "cn": try lab.writeSigningKey("cn")]
+        for node in keys.keys {
             let peer = Addr.node(node == "vm" ? "cn" : "vm")
             let config = """
                 [node]

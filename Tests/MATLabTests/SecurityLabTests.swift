@@ -123,12 +123,7 @@ struct SecurityLabTests {
         let lab = try Lab()
         defer { lab.close() }
         _ = try lab.startIMS()
-        let cnKey = SigningKey.generate()
-        try FileManager.default.createDirectory(atPath: lab.path("cn-state"), withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
-        try (Data(cnKey.rawRepresentation).base64EncodedString() + "\n").write(toFile: lab.path("cn-state/signing.key"),
-                                                                              atomically: true, encoding: .utf8)
-        chmod(lab.path("cn-state/signing.key"), 0o600)
+        let cnKey = try lab.writeSigningKey("cn")
         let vmConfig = try String(contentsOfFile: try lab.writeIMSConfig("vm"), encoding: .utf8) + """
             [peer]
             home-address = \(cn.home4)

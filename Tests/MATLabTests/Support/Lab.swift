@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import MATSignaling
 
 /// Addresses of the testbed (see the header of Tools/testbed).
 enum Addr {
@@ -150,6 +151,18 @@ final class Lab: @unchecked Sendable {
         let configPath = path(file ?? "\(node).conf")
         try text.write(toFile: configPath, atomically: true, encoding: .utf8)
         return configPath
+    }
+
+    /// Writes a new signing key into `node`'s state directory (mode 0600 in a 0700
+    /// directory, as matd writes it), for matd to take at start; returns the key.
+    func writeSigningKey(_ node: String) throws -> SigningKey {
+        let key = SigningKey.generate()
+        try FileManager.default.createDirectory(atPath: path("\(node)-state"), withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        let file = path("\(node)-state/signing.key")
+        try (Data(key.rawRepresentation).base64EncodedString() + "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        chmod(file, 0o600)
+        return key
     }
 
     /// Starts matd in `node` and waits until its control socket answers, for `timeout`
