@@ -253,6 +253,8 @@ extension Engine {
             encap.counters.refused &+= 1
             return false
         }
+        // The peer's data, as a translated packet is: idle probing counts it (ReceiveMarks).
+        processor.inboundPeers.mark(translated: UnsafeRawPointer(packet))
         // Only keepalives make a peer's traffic go back in UDP: they come from the side that
         // decided to encapsulate, as long as it does. Packets keep a known entry fresh and
         // follow a port the NAT changed; learning from them too would have two peers keep

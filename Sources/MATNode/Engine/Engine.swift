@@ -214,7 +214,6 @@ public final class Engine: @unchecked Sendable {
                     handle(length: length)
                     handled += 1
                 }
-                sincePublish += handled
             }
             if ready > 0 && descriptors.count > 2 {
                 let encapsulatedBefore = fastPath == nil ? [] : encapsulatedMoAs
@@ -225,6 +224,9 @@ public final class Engine: @unchecked Sendable {
                 // command: its kernel fast-path rules must go before its next packet.
                 if fastPath != nil && encapsulatedMoAs != encapsulatedBefore { refreshFastPath() }
             }
+            // Encapsulated packets count too: a peer's steady flow in UDP never leaves a
+            // poll empty, and its marks and counters must not wait for one.
+            sincePublish += handled
             let nanoseconds = MonotonicClock.nanoseconds()
             if handled > 0 { busyPoll.trafficSeen(at: nanoseconds) }
             timeout = busyPoll.pollTimeout(at: nanoseconds)
