@@ -33,8 +33,8 @@ public final class Engine: @unchecked Sendable {
     private var thread: Thread?
     private let missHandler: @Sendable (IPAddress) -> Void
     private let refusalHandler: @Sendable (PacketProcessor.Refusal) -> Void
-    /// When each unknown HoA was last reported, so a flow to it asks once per second.
-    private var reportedMisses: [IPAddress: UInt64] = [:]
+    /// Which unknown HoAs are reported (``MissReports``).
+    private var missReports = MissReports()
     /// Snapshot requests waiting for the engine thread.
     private let snapshotRequests = Mutex<[MappingSnapshotTicket]>([])
     private let publishedMappingCount: Mutex<Int>
@@ -81,37 +81,19 @@ public final class Engine: @unchecked Sendable {
         storage = UnsafeMutableRawPointer.allocate(byteCount: EncapWire.headerLength + bufferSize, alignment: 16)
         buffer = storage + EncapWire.headerLength
         let slotSize = VirtioNetHeader.size + 65_536
-        heldPackets = (0..<Self.heldPacketSlots).map { _ in
-            HeldPacket(bytes: UnsafeMutableRawPointer.allocate(byteCount: slotSize, alignment: 16))
-        }
+        heldBuffers = (0..<PacketHolds.slotCount).map { _ in UnsafeMutableRawPointer.allocate(byteCount: slotSize, alignment: 16) }
         wakeup = try Wakeup()
     }
 
     deinit {
         storage.deallocate()
-        for slot in heldPackets { slot.bytes.deallocate() }
+        for bytes in heldBuffers { bytes.deallocate() }
     }
 
-    /// The last packet dropped for each held or limited flow (`PacketFlow`: peer, protocol,
-    /// ports), in a few slots shared by all peers, sent once the peer is released or the
-    /// unvalidated MoA it was going to answers: a TCP sender whose segments (or ACKs) were
-    /// dropped meanwhile has backed its timer off, and one packet of the flow delivered at
-    /// once brings the ACK that restarts it. (With one slot per peer, the slot often held a
-    /// UDP datagram or another connection's segment, and the TCP flow waited for its
-    /// retransmission timer: 400 ms at 50 ms RTT.)
-    private struct HeldPacket {
-        let bytes: UnsafeMutableRawPointer
-        var flow: PacketFlow?
-        /// The unvalidated MoA whose budget refused the packet; nil for a hold.
-        var waitingFor: IPAddress?
-        var length = 0
-        /// When it was kept, in keeps: the oldest slot is reused first, and a released
-        /// peer's packets go out in the order they came.
-        var keptAt: UInt64 = 0
-    }
-    private static let heldPacketSlots = 16
-    private var heldPackets: [HeldPacket]
-    private var keeps: UInt64 = 0
+    /// The packets kept while their peer is held or their path unvalidated
+    /// (``PacketHolds``), buffer `i` holding the packet of `holds.slots[i]`.
+    private var holds = PacketHolds()
+    private let heldBuffers: [UnsafeMutableRawPointer]
 
     /// Starts the engine thread.
     public func start() {
@@ -271,15 +253,13 @@ public final class Engine: @unchecked Sendable {
         heldPackets[index].keptAt = keeps
     }
 
-    /// Translates and writes the kept packets `which` selects, oldest first.
-    private func sendKept(where which: (HeldPacket) -> Bool) {
-        let kept = heldPackets.indices.filter { heldPackets[$0].flow != nil && which(heldPackets[$0]) }
-            .sorted { heldPackets[$0].keptAt < heldPackets[$1].keptAt }
-        for index in kept {
-            heldPackets[index].flow = nil
-            let slot = heldPackets[index]
-            let header = VirtioNetHeader(loadingFrom: UnsafeRawPointer(slot.bytes))
-            guard processor.handle(slot.bytes + VirtioNetHeader.size, length: slot.length - VirtioNetHeader.size,
+    /// Translates and writes the kept packets of `slots`, in that order.
+    private func sendKept(_ slots: [Int]) {
+        for index in slots {
+            let bytes = heldBuffers[index]
+            let length = holds.slots[index].length
+            let header = VirtioNetHeader(loadingFrom: UnsafeRawPointer(bytes))
+            guard processor.handle(bytes + VirtioNetHeader.size, length: length - VirtioNetHeader.size,
                                    checksum: header.checksumMode) else {
                 // Refused again (held anew, another unvalidated path): gone, not kept for
                 // later, and no note of it may be taken for the next packet read.
@@ -289,7 +269,7 @@ public final class Engine: @unchecked Sendable {
                 continue
             }
             do {
-                try tun.write(UnsafeRawBufferPointer(start: slot.bytes, count: slot.length))
+                try tun.write(UnsafeRawBufferPointer(start: bytes, count: length))
                 processor.counters.heldPacketsSent &+= 1
             } catch {
                 processor.counters.engineDrops[Int(EngineDropReason.writeFailed.rawValue)] &+= 1
@@ -341,11 +321,7 @@ public final class Engine: @unchecked Sendable {
     }
 
     private func report(_ miss: IPAddress) {
-        let now = UInt64(time(nil))
-        if let last = reportedMisses[miss], now < last + 1 { return }
-        if reportedMisses.count > 4096 { reportedMisses.removeAll(keepingCapacity: true) }
-        reportedMisses[miss] = now
-        missHandler(miss)
+        if missReports.report(miss, now: MonotonicClock.milliseconds()) { missHandler(miss) }
     }
 
     private func applyCommands() {
@@ -355,25 +331,14 @@ public final class Engine: @unchecked Sendable {
         }
         for command in pending {
             if let refusal = processor.apply(command) { refusalHandler(refusal) }
-            switch command {
-            case .release(let peer):
-                sendKept { $0.flow?.peer == peer && $0.waitingFor == nil }
-            case .endLimit(let moa, validated: true):
-                sendKept { $0.waitingFor == moa }
-            case .endLimit(let moa, validated: false):
-                for index in heldPackets.indices where heldPackets[index].waitingFor == moa {
-                    heldPackets[index].flow = nil
-                    heldPackets[index].waitingFor = nil
-                }
-            default:
-                break
-            }
+            sendKept(holds.ended(by: command))
         }
         let encapBefore = encap == nil ? [] : encapsulatedMoAs
         applyEncapCommands()
-        if fastPathStale || !pending.isEmpty || (encap != nil && encapsulatedMoAs != encapBefore) {
+        let encapChanged = encap == nil ? [] : encapsulatedMoAs.symmetricDifference(encapBefore)
+        if fastPathStale || !pending.isEmpty || !encapChanged.isEmpty || fastPath?.hasBacklog == true {
             fastPathStale = false
-            refreshFastPath()
+            refreshFastPath(pending, encapsulationChanged: encapChanged)
         }
         if !pending.isEmpty {
             let count = processor.table.count
