@@ -232,25 +232,13 @@ public final class Engine: @unchecked Sendable {
         publish()
     }
 
-    /// Copies the packet in `buffer` (virtio header included) into its flow's slot, else a
-    /// free one, else the one kept longest ago. Runs only for packets a hold or an
-    /// unvalidated path's budget dropped.
+    /// Copies the packet in `buffer` (virtio header included) into the slot ``PacketHolds``
+    /// gives its flow. Runs only for packets a hold or an unvalidated path's budget dropped.
     private func keepHeld(_ peer: IPAddress, waitingFor moa: IPAddress?, length: Int) {
         let flow = PacketFlow(packet: UnsafeRawPointer(buffer + VirtioNetHeader.size),
-                            length: length - VirtioNetHeader.size, peer: peer)
-        var index = 0
-        for candidate in heldPackets.indices {
-            let slot = heldPackets[candidate]
-            if slot.flow == flow { index = candidate; break }
-            let best = heldPackets[index]
-            if best.flow != nil && (slot.flow == nil || slot.keptAt < best.keptAt) { index = candidate }
-        }
-        keeps &+= 1
-        heldPackets[index].bytes.copyMemory(from: buffer, byteCount: length)
-        heldPackets[index].flow = flow
-        heldPackets[index].waitingFor = moa
-        heldPackets[index].length = length
-        heldPackets[index].keptAt = keeps
+                              length: length - VirtioNetHeader.size, peer: peer)
+        let index = holds.keep(flow, waitingFor: moa, length: length)
+        heldBuffers[index].copyMemory(from: buffer, byteCount: length)
     }
 
     /// Translates and writes the kept packets of `slots`, in that order.
@@ -335,10 +323,9 @@ public final class Engine: @unchecked Sendable {
         }
         let encapBefore = encap == nil ? [] : encapsulatedMoAs
         applyEncapCommands()
-        let encapChanged = encap == nil ? [] : encapsulatedMoAs.symmetricDifference(encapBefore)
-        if fastPathStale || !pending.isEmpty || !encapChanged.isEmpty || fastPath?.hasBacklog == true {
+        if fastPathStale || !pending.isEmpty || (encap != nil && encapsulatedMoAs != encapBefore) {
             fastPathStale = false
-            refreshFastPath(pending, encapsulationChanged: encapChanged)
+            refreshFastPath()
         }
         if !pending.isEmpty {
             let count = processor.table.count
