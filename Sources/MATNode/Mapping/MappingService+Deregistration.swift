@@ -29,12 +29,12 @@ extension MappingService {
             defer { queue.removeAll() }
             return queue
         }) {
-            guard client != nil, !schedules.isEmpty else {
+            guard client != nil, !registrations.families.isEmpty else {
                 ticket.finish(DeregistrationReport(homeAddresses: [], milliseconds: 0))
                 continue
             }
-            withdrawn = true
-            let homes = config.homeAddresses.filter { schedules[$0.family] != nil }
+            registrations.withdraw()
+            let homes = config.homeAddresses.filter { registrations.schedules[$0.family] != nil }
             log(.notice, "matd: deregistering \(homes.map(\.description).joined(separator: ", ")); "
                 + "no more registrations until matctl rebind or a restart")
             EventLog.shared.post("deregistering", ["home": homes.map(\.description).joined(separator: " ")])
@@ -42,11 +42,11 @@ extension MappingService {
         }
         guard let client else { return }
         for index in pendingDeregistrations.indices {
-            for home in pendingDeregistrations[index].unsent where !registering.contains(home.family) {
+            for home in pendingDeregistrations[index].unsent where registrations.isIdle(home.family) {
                 pendingDeregistrations[index].unsent.removeAll { $0 == home }
                 do {
                     let sequence = try signaling.nextSequence()
-                    registering.insert(home.family)
+                    registrations.sent(home.family)
                     imsWorker.submit(.register(client, hoa: home, moas: [], sequence: sequence, publicKey: publicKey))
                     pendingDeregistrations[index].sent.append(home)
                 } catch {
@@ -56,8 +56,8 @@ extension MappingService {
             }
         }
         pendingDeregistrations.removeAll { pending in
-            guard pending.unsent.isEmpty, pending.sent.allSatisfy({ !registering.contains($0.family) }) else { return false }
-            let failed = pending.failed + pending.sent.filter { schedules[$0.family]?.registeredMoAs?.isEmpty != true }
+            guard pending.unsent.isEmpty, pending.sent.allSatisfy({ registrations.isIdle($0.family) }) else { return false }
+            let failed = pending.failed + pending.sent.filter { registrations.schedules[$0.family]?.registeredMoAs?.isEmpty != true }
             pending.ticket.finish(DeregistrationReport(
                 error: failed.isEmpty ? nil : "the IMS did not take the deregistration of "
                     + failed.map(\.description).joined(separator: ", ") + " (see the log)",

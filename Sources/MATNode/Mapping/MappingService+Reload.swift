@@ -45,11 +45,11 @@ extension MappingService {
         var next = reloaded
         if next.ims != config.ims || keysChanged(next) {
             do {
-                (client, schedules) = try Self.makeClient(next)
-                for family in schedules.keys {
-                    schedules[family]?.moasChanged(to: publicState.announced.mobileAddresses.filter { $0.family == family },
-                                                   at: now / 1_000)
-                }
+                let (madeClient, madeSchedules) = try Self.makeClient(next)
+                client = madeClient
+                let announced = publicState.announced.mobileAddresses
+                registrations.replaceSchedules(madeSchedules, moas: { family in announced.filter { $0.family == family } },
+                                               at: now)
                 log("matd: reload: [ims] section applied")
             } catch {
                 // The peers are still taken; only the section that failed keeps its old value.

@@ -27,7 +27,10 @@ public final class MappingService: @unchecked Sendable {
     var client: IMSClient?
     let signaling: Signaling
     let monitor: NetlinkMonitor
-    var schedules: [AddressFamily: RegistrationSchedule] = [:]
+    /// When each family's mapping is written to the IMS (``Registrations``).
+    var registrations = Registrations()
+    /// Each family's registration schedule; none without an IMS key.
+    var schedules: [AddressFamily: RegistrationSchedule] { registrations.schedules }
     var addresses: NodeAddresses
     /// `addresses` as of the last change, for the control thread.
     let publishedAddresses: Mutex<NodeAddresses>
@@ -56,6 +59,8 @@ public final class MappingService: @unchecked Sendable {
     var publicState = PublicAddressState()
     /// The alerts of the last move not sent yet.
     var alerts = AlertQueue()
+    /// The peers whose traffic waits for their answer to the last move's alert.
+    var peerHolds = PeerHolds()
     /// When the service loop last walked the learned peers for refreshes and idle probes.
     var lastPeerScan: UInt64 = 0
     /// `publicState.announced` as of the last change, for the control thread.
@@ -81,11 +86,9 @@ public final class MappingService: @unchecked Sendable {
     let keyRotationRequests = Mutex<[KeyRotationTicket]>([])
     var keyRotations: [PendingKeyRotation] = []
     var confirmedKeys: [AddressFamily: String?] = [:]
-    /// `matctl deregister`: requests, those waiting for the IMS, and whether the node
-    /// has withdrawn its mapping (it then registers nothing until a rebind or a restart).
+    /// `matctl deregister`: requests and those waiting for the IMS.
     let deregistrationRequests = Mutex<[DeregistrationTicket]>([])
     var pendingDeregistrations: [PendingDeregistration] = []
-    var withdrawn = false
     /// When the key of an unknown sender was last looked up in the IMS (milliseconds).
     var keyLookups: [IPAddress: UInt64] = [:]
     let requests = Mutex<[RebindRequest]>([])
@@ -101,7 +104,7 @@ public final class MappingService: @unchecked Sendable {
     /// Runs the IMS exchanges off this thread.
     var imsWorker: IMSWorker!
     /// Families whose registration is on its way to the IMS.
-    var registering: Set<AddressFamily> = []
+    var registering: Set<AddressFamily> { registrations.inFlight }
     /// Lookups on their way to the IMS.
     var lookingUp: Set<PendingLookup> = []
     /// The wall clock sequence numbers start from: the host's, or the IMS's if ahead.
@@ -142,7 +145,9 @@ public final class MappingService: @unchecked Sendable {
         publishedPeers.withLock { view in
             for peer in config.peers { view[peer.homeAddress] = .configured }
         }
-        (client, schedules) = try Self.makeClient(config)
+        let (madeClient, madeSchedules) = try Self.makeClient(config)
+        client = madeClient
+        registrations = Registrations(madeSchedules)
         if config.udpEncapsulation != .off {
             encapControl = try EncapControl(config)
         }
@@ -251,53 +256,42 @@ public final class MappingService: @unchecked Sendable {
     }
 
     /// Sends the registrations that are due to the IMS worker; `registered` takes the outcome.
-    func register(now milliseconds: UInt64) {
-        guard let client, !withdrawn else { return }
-        let now = milliseconds / 1_000
-        for home in config.homeAddresses where !registering.contains(home.family) {
-            guard let schedule = schedules[home.family], schedule.isDue(at: now) else { continue }
-            let moas = schedule.currentMoAs
-            guard !moas.isEmpty else { continue }
+    func register(now: UInt64) {
+        guard let client else { return }
+        for (home, moas) in registrations.due(for: config.homeAddresses, at: now) {
             let sequence: UInt64
             do {
                 sequence = try signaling.nextSequence()
             } catch {
-                schedules[home.family]?.failed(at: now)
+                registrations.notSent(home.family, at: now)
                 log(.error, "matd: registering \(home) failed: no sequence number: \(error)")
                 continue
             }
-            registering.insert(home.family)
+            registrations.sent(home.family)
             imsWorker.submit(.register(client, hoa: home, moas: moas, sequence: sequence, publicKey: publicKey))
         }
     }
 
     /// The IMS's answer to a registration.
     private func registered(hoa home: IPAddress, moas: [IPAddress], sequence: UInt64,
-                            _ result: Result<RegistrationResult, IMSClientError>, now milliseconds: UInt64) {
-        registering.remove(home.family)
-        guard var schedule = schedules[home.family] else { return }
-        let now = milliseconds / 1_000
+                            _ result: Result<RegistrationResult, IMSClientError>, now: UInt64) {
+        let succeeded = if case .success = result { true } else { false }
+        guard let schedule = registrations.answered(home.family, moas: moas, succeeded: succeeded, at: now) else { return }
         switch result {
         case .success(let registration):
-            schedule.succeeded(moas: moas, at: now)
             confirmedKeys[home.family] = registration.publicKey
             log("matd: registered \(home) -> \(moas.map(\.description).joined(separator: ", ")) seq \(sequence) at \(registration.server)")
             EventLog.shared.post("registered", ["home": "\(home)", "mobile": moas.map(\.description).joined(separator: " "),
                                                 "sequence": "\(sequence)", "server": "\(registration.server)"])
         case .failure(let error):
-            schedule.failed(at: now)
-            log(.warning, "matd: registering \(home) failed: \(error); retry in \(schedule.nextAttempt - min(now, schedule.nextAttempt)) s")
+            let seconds = now / 1_000
+            log(.warning, "matd: registering \(home) failed: \(error); retry in \(schedule.nextAttempt - min(seconds, schedule.nextAttempt)) s")
             EventLog.shared.post("registration_failed", ["home": "\(home)", "error": "\(error)"])
         }
-        schedules[home.family] = schedule
     }
 
     /// Whether every registration the node makes is confirmed for its current MoAs.
-    var isRegistered: Bool {
-        schedules.values.allSatisfy { schedule in
-            schedule.registeredMoAs.map { Set($0) == Set(schedule.currentMoAs) } ?? false
-        }
-    }
+    var isRegistered: Bool { registrations.isRegistered }
 
     private func resolveMisses(now: UInt64) {
         let pending = misses.withLock { queue -> [IPAddress] in

@@ -35,11 +35,11 @@ extension MappingService {
             start(ticket, now: now)
         }
         keyRotations.removeAll { rotation in
-            let families = schedules.keys
+            let families = registrations.families
             let done = families.allSatisfy { confirmedKeys[$0] == rotation.publicKey }
             if done {
                 rotation.ticket.finish(KeyRotationReport(previousKey: rotation.previousKey, publicKey: rotation.publicKey,
-                                                         registered: schedules.isEmpty ? nil : true,
+                                                         registered: families.isEmpty ? nil : true,
                                                          milliseconds: now - rotation.startedAt))
                 return true
             }
@@ -51,14 +51,8 @@ extension MappingService {
                 return true
             }
             // A registration that was on its way with the old key pushed the next one out
-            // by half a lifetime: ask for one with the new key again (a failing IMS keeps
-            // its backoff; the next attempt carries the new key anyway).
-            let seconds = now / 1_000
-            for family in families where confirmedKeys[family] != rotation.publicKey && !registering.contains(family) {
-                guard let schedule = schedules[family], schedule.consecutiveFailures == 0,
-                      !schedule.isDue(at: seconds) else { continue }
-                schedules[family]?.renew(at: seconds)
-            }
+            // by half a lifetime: ask for one with the new key again.
+            registrations.renew(where: { confirmedKeys[$0] != rotation.publicKey }, at: now)
             return false
         }
     }
@@ -78,7 +72,7 @@ extension MappingService {
         let publicKey = fresh.publicKey.base64
         log(.notice, "matd: new signing key \(path) (public key \(publicKey), was \(previous)); registering it")
         EventLog.shared.post("key_rotated", ["key": publicKey, "previous": previous])
-        for family in schedules.keys { schedules[family]?.renew(at: now / 1_000) }
+        registrations.renewAll(at: now)
         keyRotations.append(PendingKeyRotation(ticket: ticket, previousKey: previous, publicKey: publicKey, startedAt: now))
     }
 }

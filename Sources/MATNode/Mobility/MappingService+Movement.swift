@@ -72,24 +72,17 @@ extension MappingService {
         // Behind NAT the registration and the alerts name the public address (for `auto`
         // once the IMS has said it): families being asked wait for the answer.
         let asking = refreshAnnounced(for: next, moved: next != addresses || force, now: now)
-        for family in schedules.keys {
+        for family in registrations.families {
             guard let moas = registrationMoAs(family: family, candidates: ordered) else { continue }
-            schedules[family]?.moasChanged(to: moas, at: now / 1_000)
+            registrations.moasChanged(family, to: moas, at: now)
         }
         guard next != addresses || force else {
             host.followRoutes()   // a new gateway with the same MoA: IPv6 next hops (nftables path)
             return
         }
-        // Held before the engine takes the new MoA: not one packet may leave from it
-        // before the peer has accepted it. Only peers of a family whose MoA changed: an
-        // IPv6 address that comes up after the IPv4 one (SLAAC after DHCP, or a reading
-        // between the two) must not hold the IPv4 peers' traffic for another round trip.
-        let peers = activePeers().filter { peer in
-            let family = peer.hoa.family
-            return force ? next.mobileAddresses.contains { $0.family == family }
-                : addresses.mobileChanged(to: next, family: family)
-        }
-        engine.send(peers.map { .hold($0.hoa) })
+        // Held before the engine takes the new MoA (``PeerHolds``).
+        let peers = PeerHolds.concerned(activePeers(), from: addresses, to: next, force: force)
+        engine.send(peerHolds.hold(peers.map(\.hoa), now: now))
         if next != addresses {
             log("matd: mobile addresses now \(next.mobileDescription) (were \(addresses.mobileDescription))")
             EventLog.shared.post("move", ["mobile": next.mobileDescription, "previous": addresses.mobileDescription])
@@ -113,8 +106,15 @@ extension MappingService {
     /// alerted is not held.
     func sendQueuedAlerts(now: UInt64) {
         for peer in alerts.next() where !signaling.announce(to: peer.hoa, at: peer.moa, now: now) {
-            engine.send(.release(peer.hoa))
+            endHold(peer.hoa, .notAlerted, now: now)
         }
+    }
+
+    /// Ends `hoa`'s hold (``PeerHolds``): the engine releases its traffic.
+    func endHold(_ hoa: IPAddress, _ reason: PeerHolds.End, now: UInt64) {
+        let ending = peerHolds.end(hoa, reason, now: now)
+        engine.send(ending.command)
+        if let heldFor = ending.heldFor { log(.debug, "matd: \(hoa): traffic released after \(heldFor) ms (\(reason.rawValue))") }
     }
 
     /// Every peer this node has a mapping for, with the MoA it sends to.
@@ -153,10 +153,7 @@ extension MappingService {
                 continue
             }
             announceEvenIfUnchanged = true
-            if withdrawn {
-                withdrawn = false
-                for family in schedules.keys { schedules[family]?.renew(at: now / 1_000) }
-            }
+            registrations.resume(at: now)
             followUplinks(now: now)
             guard !addresses.mobileAddresses.isEmpty else {
                 request.ticket.finish(RebindReport(error: "no uplink has an address to use as MoA"))
@@ -308,7 +305,7 @@ extension MappingService: SignalingHost {
     }
 
     func peerIsAlive(hoa: IPAddress) {
-        engine.send(.release(hoa))
+        endHold(hoa, .signOfLife, now: Self.milliseconds())
     }
 
     func adopt(hoa: IPAddress, moas: [IPAddress], lifetime: UInt32, sequence: UInt64) {
@@ -327,7 +324,7 @@ extension MappingService: SignalingHost {
 
     func settled(hoa: IPAddress, acknowledged: Bool) {
         settlements[hoa] = acknowledged
-        engine.send(.release(hoa))
+        endHold(hoa, acknowledged ? .acknowledged : .unanswered, now: Self.milliseconds())
         // A learned peer that answers neither its alerts nor, through the IMS, from a new
         // MoA is gone: its mapping goes, so its traffic is not sent into a hole; the next
         // packet for it asks the IMS afresh. A configured peer stays as configured.

@@ -142,12 +142,12 @@ extension MappingService {
         }
         refreshAnnounced(for: addresses, moved: false, now: now)
         if let moas = registrationMoAs(family: family, candidates: host.uplinkAddresses()) {
-            schedules[family]?.moasChanged(to: moas, at: now / 1_000)
+            registrations.moasChanged(family, to: moas, at: now)
         }
         register(now: now)
         for peer in publicState.waiting.removeValue(forKey: family) ?? []
         where !signaling.announce(to: peer.hoa, at: peer.moa, now: now) {
-            engine.send(.release(peer.hoa))
+            endHold(peer.hoa, .notAlerted, now: now)
         }
     }
 
