@@ -72,15 +72,66 @@ struct LifetimeLabTests {
         #expect(try lab.ping("cn", vm.home4, count: 3) || lab.ping("cn", vm.home4, count: 3))
     }
 
+    /// X's registration has 300 s to go, and Z, on X's MoA, keeps sending the CN packets
+    /// (which the CN's engine translates as X's: the kernel fast path is pinned off, its
+    /// packets count for nothing). Data is evidence of X for two idle periods at most: the
+    /// CN probes X then whatever Z sends, nobody answers for X, and the CN drops X within
+    /// two idle periods and a probe's wait of X's last signed word, long before the
+    /// lifetime; from then on Z's packets reach the CN as Z's. (Before: ten idle periods.)
+    @Test func aNewTenantsDataKeepsADeadNodesMappingForAtMostTwoIdlePeriods() throws {
+        let (lab, _) = try learnedLab(lifetime: 300, environment: ["MATD_KERNEL_FAST_PATH": "off"])
+        defer { lab.close() }
+        let sinkCN = try lab.spawn("cn", ["python3", LabPaths.udpTrace, "sink", "5004", "120"])
+        guard sinkCN.waitForOutput(timeout: 10, { $0.contains("listening") }) else {
+            throw LabError("udp sink did not start:\n\(sinkCN.wait(timeout: 1).summary)")
+        }
+        try lab.killMatd("vm")
+        try lab.exec("vm", "ip", "link", "set", "eth0", "down")
+        let killedAt = Date().timeIntervalSince1970
+        try giveXsMoAToZ(lab)
+        let bound = 2 * 3 * Self.recordTTL + 5.5
+        let fromZ = try lab.spawn("plain", ["python3", LabPaths.udpTrace, "send", cn.mobile4, "5004", "\(Int(bound + 40))", "0.05"])
+        defer { for process in [fromZ, sinkCN] { process.signal(SIGKILL); process.wait(timeout: 10) } }
+        var droppedAt: Double?
+        while droppedAt == nil && Date().timeIntervalSince1970 < killedAt + bound + Self.slack {
+            if try !lab.matctl("cn", "peers").contains(vm.home4) { droppedAt = Date().timeIntervalSince1970 }
+            usleep(200_000)
+        }
+        guard let droppedAt else {
+            throw LabError("the CN still maps \(vm.home4) \(Int(bound + Self.slack)) s after X died, with Z sending:\n"
+                           + "\(try lab.matctl("cn", "peers"))\n\(lab.matdLog("cn"))")
+        }
+        sleep(3)
+        #expect(fromZ.isRunning, "Z stopped sending before the drop: the test shows nothing")
+        for process in [fromZ, sinkCN] { process.signal(SIGKILL) }
+        for process in [fromZ, sinkCN] { process.wait(timeout: 10) }
+        let atCN = sinkCN.stdout.split(separator: "\n").compactMap { line -> (Double, String)? in
+            let parts = line.split(separator: " ")
+            guard parts.count == 2, let time = Double(parts[0]) else { return nil }
+            return (time, String(parts[1]))
+        }
+        let settled = droppedAt + 1
+        let asX = atCN.filter { $0.1 == vm.home4 }
+        #expect(asX.contains { $0.0 >= droppedAt - 2 }, "Z's packets were not taken as X's up to the drop: the test shows nothing")
+        #expect(!asX.contains { $0.0 >= settled }, "Z's packets were still delivered as X after the drop")
+        #expect(atCN.contains { $0.0 >= settled && $0.1 == vm.mobile4 }, "Z's packets did not reach the CN as Z's: \(atCN.suffix(5))")
+        let signaling = try lab.stats("cn")["signaling"] as? [String: Int] ?? [:]
+        #expect(signaling["idle_peers_dropped", default: 0] == 1, "\(signaling)")
+        print("tenant's data: the CN dropped X \(String(format: "%.1f", droppedAt - killedAt)) s after X died "
+              + "while Z sent it \(asX.count) datagrams taken as X's (bound: two idle periods + a probe's wait, "
+              + "\(Int(bound)) s, lifetime 300 s)")
+    }
+
     // MARK: the scenario
 
-    /// mat-ims, matd on both nodes with the short lifetime, and the CN has learned the VM.
-    private func learnedLab() throws -> (Lab, Spawned) {
+    /// mat-ims, matd on both nodes with `lifetime` (the short one by default), and the CN
+    /// has learned the VM.
+    private func learnedLab(lifetime: Int = Int(Self.lifetime), environment: [String: String] = [:]) throws -> (Lab, Spawned) {
         let lab = try Lab()
         do {
             let ims = try lab.startIMS()
             for node in ["vm", "cn"] {
-                try lab.startMatd(node, config: try lab.writeIMSConfig(node, lifetime: Int(Self.lifetime)))
+                try lab.startMatd(node, config: try lab.writeIMSConfig(node, lifetime: lifetime), environment: environment)
                 guard lab.waitForLog(node, "registered \(Addr.node(node).home4)") else {
                     throw LabError("matd in \(node) did not register:\n\(lab.matdLog(node))")
                 }
@@ -119,12 +170,7 @@ struct LifetimeLabTests {
             ims.wait(timeout: 10)
         }
         let killedAt = Date().timeIntervalSince1970
-        // Z: the host without MAT, moved onto site A with X's MoA.
-        try lab.exec("router", "ip", "link", "set", lab.routerPort("plain"), "master", "br-a")
-        try lab.exec("plain", "ip", "-4", "addr", "flush", "dev", "eth0")
-        try lab.exec("plain", "ip", "addr", "add", "\(vm.mobile4)/25", "dev", "eth0")
-        try lab.exec("plain", "ip", "route", "replace", "default", "via", "192.0.2.1", "dev", "eth0")
-        try lab.exec("router", "ip", "neigh", "flush", "dev", "br-a")
+        try giveXsMoAToZ(lab)
         let toX = try lab.spawn("cn", ["python3", LabPaths.udpTrace, "send", vm.home4, "5003", "300", "0.05"])
         let fromZ = try lab.spawn("plain", ["python3", LabPaths.udpTrace, "send", cn.mobile4, "5004", "300", "0.05"])
 
@@ -159,6 +205,15 @@ struct LifetimeLabTests {
               + "(lifetime \(Int(Self.lifetime)) s, record TTL \(Int(Self.recordTTL)) s, IMS \(ims == nil ? "up" : "down"))")
         #expect(taken <= deadline - killedAt, "dropped after \(taken) s")
         return Takeover(killedAt: killedAt, droppedAt: droppedAt, atZ: lines(sinkZ), atCN: lines(sinkCN))
+    }
+
+    /// Z: the host without MAT, moved onto site A with X's MoA.
+    private func giveXsMoAToZ(_ lab: Lab) throws {
+        try lab.exec("router", "ip", "link", "set", lab.routerPort("plain"), "master", "br-a")
+        try lab.exec("plain", "ip", "-4", "addr", "flush", "dev", "eth0")
+        try lab.exec("plain", "ip", "addr", "add", "\(vm.mobile4)/25", "dev", "eth0")
+        try lab.exec("plain", "ip", "route", "replace", "default", "via", "192.0.2.1", "dev", "eth0")
+        try lab.exec("router", "ip", "neigh", "flush", "dev", "br-a")
     }
 
     /// What must hold once the CN has dropped X: nothing of X's reaches Z any more, and

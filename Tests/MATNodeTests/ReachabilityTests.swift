@@ -122,23 +122,65 @@ private let moved = IPAddress("203.0.113.20")!
 
     @Test func dataPutsTheProbeOffUntilTheDataOnlyLimit() {
         var idle = IdleProbing(idleAfter: 10_000)
-        #expect(idle.dataOnlyLimit == 100_000)
+        #expect(idle.dataOnlyLimit == 20_000)
         idle.track(peer, now: 0)
         idle.track(other, now: 0)
         idle.dataArrived(from: IPAddress("192.0.2.1")!, now: 0)
         #expect(idle.lastData.isEmpty, "data from an untracked address tracks nothing")
-        // Data every 5 s: never idle, but probed once the limit has passed since it was heard.
-        for at in stride(from: UInt64(5_000), to: 100_000, by: 5_000) {
+        // Data every second: never idle, but probed once the limit has passed since it was heard.
+        for at in stride(from: UInt64(1_000), to: 20_000, by: 1_000) {
             idle.dataArrived(from: peer, now: at)
-            #expect(idle.due(at: at) == (at >= 10_000 && at < 15_000 ? [other] : []), "at \(at)")
+            #expect(idle.due(at: at) == (at == 10_000 ? [other] : []), "at \(at)")
         }
-        idle.dataArrived(from: peer, now: 100_000)
-        #expect(idle.nextDue == 100_000)
-        #expect(idle.due(at: 100_000) == [peer], "ten idle periods of data alone: probed whatever the data says")
+        idle.dataArrived(from: peer, now: 20_000)
+        #expect(idle.nextDue == 20_000)
+        #expect(idle.due(at: 20_000) == [peer], "two idle periods of data alone: probed whatever the data says")
         // That round goes unanswered: dropped, although the data still comes.
-        idle.dataArrived(from: peer, now: 102_000)
-        let drop = idle.roundFailed(peer, now: 105_500)
+        idle.dataArrived(from: peer, now: 22_000)
+        let drop = idle.roundFailed(peer, now: 25_500)
         #expect(drop, "past the limit only a signed word keeps a peer")
+    }
+
+    /// A dead node's MoA given to a new tenant that keeps sending (docs/security.md, S6 and
+    /// R8): however the data comes, the mapping goes within the limit and one probe round
+    /// of the node's last signed word; before, ten idle periods.
+    @Test func aNewTenantsDataKeepsADeadNodesMappingForAtMostTheLimitAndARound() {
+        for idleAfter: UInt64 in [1_000, 10_000, 30_000] {
+            var idle = IdleProbing(idleAfter: idleAfter)
+            idle.track(peer, now: 0)
+            var droppedAt: UInt64?
+            var at: UInt64 = 0
+            while droppedAt == nil && at < 100 * idleAfter {
+                at += 100
+                idle.dataArrived(from: peer, now: at)
+                _ = idle.due(at: at)
+                // Each round's last wait ends 5.5 s after it started, unanswered.
+                if let started = idle.probing[peer], at >= started + 5_500, idle.roundFailed(peer, now: at) {
+                    droppedAt = at
+                }
+            }
+            #expect(droppedAt == 2 * idleAfter + 5_500, "idle \(idleAfter): dropped at \(droppedAt.map(String.init) ?? "never")")
+        }
+    }
+
+    /// A live peer that sends data and answers its probes is probed once per limit, not
+    /// once per idle period.
+    @Test func aLivePeerSendingDataIsProbedOncePerLimit() {
+        func probes(withData: Bool) -> Int {
+            var idle = IdleProbing(idleAfter: 10_000)
+            idle.track(peer, now: 0)
+            var count = 0
+            for at in stride(from: UInt64(100), through: 200_000, by: 100) {
+                if withData { idle.dataArrived(from: peer, now: at) }
+                if idle.due(at: at) == [peer] {
+                    count += 1
+                    idle.heard(peer, now: at + 50)
+                }
+            }
+            return count
+        }
+        #expect(probes(withData: true) == 9, "200 s of data: one probe per 20 s (the last one's answer restarts the count)")
+        #expect(probes(withData: false) == 19)
     }
 
     @Test func dataDuringARoundKeepsAPeerWithinTheLimit() {
@@ -151,11 +193,12 @@ private let moved = IPAddress("203.0.113.20")!
         idle.dataArrived(from: peer, now: 14_000)
         let drop = idle.roundFailed(peer, now: 18_500)
         #expect(!drop, "data came during the round")
-        #expect(idle.due(at: 23_999).isEmpty)
-        #expect(idle.due(at: 24_000) == [peer])
-        // Silent since: that round's failure drops it.
-        let silent = idle.roundFailed(peer, now: 29_500)
-        #expect(silent)
+        #expect(idle.due(at: 19_999).isEmpty)
+        #expect(idle.due(at: 20_000) == [peer], "the limit: two idle periods after it was last heard")
+        // Its data still comes, but that round's failure drops it.
+        idle.dataArrived(from: peer, now: 22_000)
+        let dropped = idle.roundFailed(peer, now: 25_500)
+        #expect(dropped)
         #expect(idle.lastHeard[peer] == nil && idle.lastData[peer] == nil)
     }
 }

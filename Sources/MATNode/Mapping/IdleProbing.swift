@@ -11,22 +11,29 @@ import MATPacket
 /// as its address) well before its registration lifetime runs out, while a live idle peer
 /// keeps its mapping however long it stays quiet.
 ///
-/// Data packets from the peer (the engine translated them from its MoA to its HoA,
-/// ``ReceiveMarks``) count too, but less: they are not signed, and anyone who spoofs the
-/// MoA (the next tenant of a dead node's address, say) can send them. So they put off the
-/// probe, and keep a peer whose probe round went unanswered while they kept coming (a
-/// peer whose signaling port is blocked), but only for ``dataOnlyLimit`` after the peer
-/// was last heard from itself: after that it is probed whatever its data says, and
-/// dropped if that round goes unanswered. A peer sending bulk data is thus probed once
-/// per ``dataOnlyLimit`` instead of once per ``idleAfter``.
+/// Data packets from the peer (the engine translated them from its MoA to its HoA, or
+/// they came from its MoA in UDP encapsulation: ``ReceiveMarks``) count too, but less:
+/// they are not signed, and anyone who sends from the MoA (the next tenant of a dead
+/// node's address, say) can send them. So they put off the probe, and keep a peer whose
+/// probe round went unanswered while they kept coming (a peer whose signaling port is
+/// blocked), but only for ``dataOnlyLimit`` after the peer was last heard from itself:
+/// after that it is probed whatever its data says, and dropped if that round goes
+/// unanswered. So data keeps a dead node's mapping (the new tenant of its address
+/// taken for it) for at most ``dataOnlyLimit`` and one probe round after the node's last
+/// signed word, and a live peer sending bulk data is probed once per ``dataOnlyLimit``
+/// instead of once per ``idleAfter``.
 ///
 /// Pure: the caller passes the time (monotonic milliseconds).
 struct IdleProbing {
     /// Silence after which a peer is probed (ms).
     let idleAfter: UInt64
-    /// How long data alone keeps a peer from its probe, or from being dropped (ms): ten
-    /// idle periods, about a registration lifetime with the defaults (300 s).
-    var dataOnlyLimit: UInt64 { idleAfter * 10 }
+    /// How long data alone keeps a peer from its probe, or from being dropped (ms): two
+    /// idle periods (60 s with the default record TTL), the longest a new tenant's data
+    /// keeps a dead node's mapping short of the probe round, and half the probes of a
+    /// silent peer for one that sends data.
+    var dataOnlyLimit: UInt64 { idleAfter * Self.dataOnlyPeriods }
+    /// ``dataOnlyLimit`` in idle periods.
+    static let dataOnlyPeriods: UInt64 = 2
     /// When each tracked peer was last heard from, or its mapping learned (ms).
     private(set) var lastHeard: [IPAddress: UInt64] = [:]
     /// When data last came from each tracked peer (ms).
