@@ -282,11 +282,30 @@ private let moved = IPAddress("203.0.113.20")!
         #expect(trial.key == nil && trial.toProbe == [moved])
         _ = trial.answered(moved)
         #expect(trial.provenMapping == mapping([moved], sequence: 5))
-        // A first contact: the answer's key is the only one there is; its sequence is not taken.
-        let first = AnswerTrial.decide(mapping([own], sequence: .max), answerKey: key, heldKey: nil, previous: nil,
-                                       authenticated: false)
-        guard case .probe(let contact) = first else { Issue.record("not on trial: \(first)"); return }
-        #expect(contact.toProbe == [own] && contact.key == nil && contact.answer.sequence == 0)
+    }
+
+    /// A node without an IMS key has nothing to check a first contact's answer with: the
+    /// answer's key would pass its own probe whoever wrote it. It is refused, unprobed,
+    /// whatever it names; signed, the same answer is on trial with its key.
+    @Test func anUnsignedAnswerStartsNoFirstContact() {
+        for moas in [[own], [own, moved], [bystander]] {
+            for answerKey in [key, foreign, nil] as [VerifyingKey?] {
+                #expect(AnswerTrial.decide(mapping(moas, sequence: .max), answerKey: answerKey, heldKey: nil, previous: nil,
+                                           authenticated: false) == .refuseUnkeyed)
+            }
+        }
+        guard case .probe(let contact) = AnswerTrial.decide(mapping([own], sequence: 1), answerKey: key, heldKey: nil,
+                                                            previous: nil) else {
+            Issue.record("a signed first contact is probed")
+            return
+        }
+        #expect(contact.toProbe == [own])
+        // With a key held (pinned), an unsigned answer's new MoA is probed with it, as before.
+        guard case .probe = AnswerTrial.decide(mapping([moved], sequence: 1), answerKey: nil, heldKey: key, previous: nil,
+                                               authenticated: false) else {
+            Issue.record("an unsigned answer for a pinned key is probed")
+            return
+        }
     }
 
     @Test func aMoveTheIMSLearnedFirstIsProbed() {

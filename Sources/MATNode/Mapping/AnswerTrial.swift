@@ -40,6 +40,9 @@ struct AnswerTrial: Equatable {
         /// An unsigned answer naming another key than the one bound to the HoA: nothing of
         /// it is taken, and nothing is probed.
         case refuse
+        /// An unsigned answer for a HoA with no key bound (a first contact of a node
+        /// without an IMS key): nothing of it is taken, and nothing is probed.
+        case refuseUnkeyed
     }
 
     /// Decides on an answer mapping `answer` (its MoAs), naming `answerKey`, with `heldKey`
@@ -57,13 +60,18 @@ struct AnswerTrial: Equatable {
     ///   later genuine answer and alert look older. Its mapping carries the proven mapping's
     ///   sequence (0 at a first contact), so any newer signed alert still wins;
     /// - gets its new MoAs probed with the held key, as a signed answer's, and limited to
-    ///   3x what came from them until then. At a first contact its key is the only one
-    ///   there is (trust on first use: an on-path attacker can answer a first contact).
+    ///   3x what came from them until then;
+    /// - never starts a first contact (``Decision/refuseUnkeyed``): with no key held, the
+    ///   answer's key is the only one there is, and a probe or a challenge with it proves
+    ///   nothing, since an on-path attacker answers with a key of its own from an address
+    ///   of its own (trust on first use is what it needs). Such a node reaches the peers it
+    ///   holds a key for: pinned in a `[peer]`, or proven before.
     static func decide(_ answer: PeerMapping, answerKey: VerifyingKey?, heldKey: VerifyingKey?,
                        previous: PeerMapping?, authenticated: Bool = true) -> Decision {
         var answer = answer
         if !authenticated {
-            if let answerKey, let heldKey, answerKey != heldKey { return .refuse }
+            guard let heldKey else { return .refuseUnkeyed }
+            if let answerKey, answerKey != heldKey { return .refuse }
             answer.sequence = previous?.sequence ?? 0
         }
         let newKey = answerKey.flatMap { $0 == heldKey || heldKey == nil ? nil : $0 }

@@ -14,10 +14,11 @@ extension MappingService {
         let answerKey = pinned ? nil : answer.publicKey.flatMap(VerifyingKey.init(base64:))
         let held = peerKeys[answer.hoa]
         let proven = provenMapping(of: answer.hoa)
-        // A node without an IMS key asks unsigned, so anyone on the path may answer.
-        let authenticated = client?.configuration.keys.isEmpty == false
         switch AnswerTrial.decide(mapping, answerKey: answerKey, heldKey: held, previous: proven,
-                                  authenticated: authenticated) {
+                                  authenticated: lookupsAreSigned) {
+        case .refuseUnkeyed:
+            refusedUnkeyed(answer.hoa, now: now)
+            return false
         case .take(let taken):
             answerTrials[answer.hoa] = nil
             learnKey(from: answer)
@@ -59,6 +60,24 @@ extension MappingService {
             if held == nil { learnKey(from: answer) }
             return install(mapping, expiresAt: expiresAt, reason: "\(answer) (first contact, MoAs being probed)")
         }
+    }
+
+    /// Whether this node's lookups are signed (it has an IMS key) and only signed answers
+    /// count. A node without an IMS key asks unsigned, so anyone on the path may answer.
+    var lookupsAreSigned: Bool { client?.configuration.keys.isEmpty == false }
+
+    /// An unsigned answer (or key) for `hoa`, which has no key bound here, was refused: a
+    /// node without an IMS key has nothing to check it with (``AnswerTrial``). Logged once
+    /// per HoA per 5 min (each packet for it asks again, once a second at most), always
+    /// posted as an event.
+    func refusedUnkeyed(_ hoa: IPAddress, now: UInt64) {
+        EventLog.shared.post("answer_refused", ["peer": "\(hoa)", "why": "unsigned_first_contact"])
+        if let last = unkeyedRefusals[hoa], now < last + 300_000 { return }
+        if unkeyedRefusals.count >= 4_096 { unkeyedRefusals.removeAll() }
+        unkeyedRefusals[hoa] = now
+        log(.warning, "matd: \(hoa): not learned from the IMS: this node has no IMS key, so its lookups are unsigned "
+            + "and their answers cannot be checked (anyone on the path could answer with a key of its own); "
+            + "give this node an IMS key ([ims] key-file), or pin the peer's key in a [peer] section")
     }
 
     /// What is proven of `hoa` now: a trial's previous mapping, or the mapping in use.

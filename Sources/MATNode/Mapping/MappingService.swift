@@ -91,6 +91,9 @@ public final class MappingService: @unchecked Sendable {
     var pendingDeregistrations: [PendingDeregistration] = []
     /// When the key of an unknown sender was last looked up in the IMS (milliseconds).
     var keyLookups: [IPAddress: UInt64] = [:]
+    /// When an unsigned answer for each HoA with no key held was last logged as refused
+    /// (``refusedUnkeyed(_:now:)``).
+    var unkeyedRefusals: [IPAddress: UInt64] = [:]
     let requests = Mutex<[RebindRequest]>([])
     private let misses = Mutex<[IPAddress]>([])
     /// Mappings the engine's table refused, for the service to take the table's word.
@@ -378,6 +381,11 @@ public final class MappingService: @unchecked Sendable {
             return true
         case (.refresh, .failure):
             learned[hoa]?.expiresAt = now + 1_000
+            return false
+        case (.key, .success) where !lookupsAreSigned && peerKeys[hoa] == nil:
+            // Unsigned: the key would be whoever answered's, and the message waiting for
+            // it may be that answerer's too.
+            refusedUnkeyed(hoa, now: now)
             return false
         case (.key, .success(let answer)):
             // A key that replaces one is taken only if the message that made this node ask
