@@ -1,4 +1,4 @@
-import MATNode
+@testable import MATNode
 import MATPacket
 import Testing
 
@@ -15,59 +15,70 @@ import Testing
         })
     }
 
-    func eligible(_ mappings: [PeerMapping], addresses: NodeAddresses? = nil, held: Set<IPAddress> = [],
-                  unvalidated: Set<IPAddress> = [], encapsulated: Set<IPAddress> = [], limit: Int = 100) -> FastPathRuleset {
-        FastPathRuleset.eligible(mappings: mappings, preferred: { hoa in mappings.first { $0.hoa == hoa }?.moas.first?.address },
-                                 addresses: addresses ?? own, held: held, unvalidated: unvalidated,
-                                 encapsulated: encapsulated, domainPrefixes: domain, limit: limit)
+    func peer(_ mapping: PeerMapping, held: Set<IPAddress> = [], unvalidated: Set<IPAddress> = [],
+              encapsulated: Set<IPAddress> = []) -> FastPathRuleset.Peer? {
+        FastPathRuleset.peer(for: mapping, preferred: mapping.moas.first?.address, held: held, unvalidated: unvalidated,
+                             encapsulated: encapsulated, domainPrefixes: domain)
     }
 
     @Test func settledPeersOfBothFamiliesAreTaken() {
-        let ruleset = eligible([mapping("198.51.100.20", ["192.0.2.130", "203.0.113.20"]),
-                                mapping("2001:db8:100::20", ["2001:db8:c::130"], flags: [.confirmed, .reachable]),
-                                mapping("198.51.100.30", ["192.0.2.140"], flags: .confirmed)])
-        #expect(ruleset.hoas == [IPAddress("198.51.100.20")!, IPAddress("2001:db8:100::20")!, IPAddress("198.51.100.30")!])
-        let first = ruleset.peers.first { $0.hoa == IPAddress("198.51.100.20")! }
+        let first = peer(mapping("198.51.100.20", ["192.0.2.130", "203.0.113.20"]))
         #expect(first?.preferred == IPAddress("192.0.2.130")!)
         #expect(first?.moas == [IPAddress("192.0.2.130")!, IPAddress("203.0.113.20")!])
+        #expect(peer(mapping("2001:db8:100::20", ["2001:db8:c::130"], flags: [.confirmed, .reachable]))?.hoa
+                == IPAddress("2001:db8:100::20")!)
+        #expect(peer(mapping("198.51.100.30", ["192.0.2.140"], flags: .confirmed)) != nil)
+        #expect(FastPathRuleset(addresses: own, domainPrefixes: domain).families == [.ipv4, .ipv6])
     }
 
     /// Everything the engine must see stays with it.
     @Test func unsettledPeersStayWithTheEngine() {
-        let peer = mapping("198.51.100.20", ["192.0.2.130"])
-        #expect(eligible([peer], held: [IPAddress("198.51.100.20")!]).peers.isEmpty, "held")
-        #expect(eligible([peer], unvalidated: [IPAddress("192.0.2.130")!]).peers.isEmpty, "MoA being checked")
-        #expect(eligible([peer], encapsulated: [IPAddress("192.0.2.130")!]).peers.isEmpty, "in UDP")
+        let settled = mapping("198.51.100.20", ["192.0.2.130"])
+        #expect(peer(settled, held: [IPAddress("198.51.100.20")!]) == nil, "held")
+        #expect(peer(settled, unvalidated: [IPAddress("192.0.2.130")!]) == nil, "MoA being checked")
+        #expect(peer(settled, encapsulated: [IPAddress("192.0.2.130")!]) == nil, "in UDP")
+        #expect(FastPathRuleset.peer(for: settled, preferred: nil, held: [], unvalidated: [], encapsulated: [],
+                                     domainPrefixes: domain) == nil, "no preferred MoA")
         // A trial after an alert: the announced MoA is being checked, the old one stays as
         // a straggler; the whole peer stays with the engine until the check ends.
         let trialWithStraggler = PeerMapping(hoa: IPAddress("198.51.100.20")!, moas: [
             MoABinding(address: IPAddress("203.0.113.20")!, priority: 0),
             MoABinding(address: IPAddress("192.0.2.130")!, priority: .max, flags: .static),
         ])
-        #expect(eligible([trialWithStraggler], unvalidated: [IPAddress("203.0.113.20")!]).peers.isEmpty, "trial")
-        #expect(eligible([mapping("198.51.100.20", ["203.0.113.20"], flags: [])]).hoas == [IPAddress("198.51.100.20")!],
+        #expect(peer(trialWithStraggler, unvalidated: [IPAddress("203.0.113.20")!]) == nil, "trial")
+        #expect(peer(mapping("198.51.100.20", ["203.0.113.20"], flags: [])) != nil,
                 "adopted: its MoA was checked (the table may keep the trial's flags)")
-        #expect(eligible([mapping("198.51.100.20", ["198.51.100.20"])]).peers.isEmpty, "peer at home")
+        #expect(peer(mapping("198.51.100.20", ["198.51.100.20"])) == nil, "peer at home")
+        #expect(peer(mapping("198.51.100.20", ["2001:db8:c::130"])) == nil, "a MoA of another family")
         var home = own
         home.mobile4 = home.home4
-        #expect(eligible([peer], addresses: home).peers.isEmpty, "this node at home")
+        #expect(FastPathRuleset(addresses: home, domainPrefixes: domain).families == [.ipv6], "this node at home in IPv4")
         var noMobile4 = own
         noMobile4.mobile4 = nil
-        #expect(eligible([peer, mapping("2001:db8:100::20", ["2001:db8:c::130"])], addresses: noMobile4).hoas
-                == [IPAddress("2001:db8:100::20")!], "no IPv4 MoA: only IPv6 peers")
+        #expect(FastPathRuleset(addresses: noMobile4, domainPrefixes: domain).families == [.ipv6], "no IPv4 MoA")
+        var noHome6 = own
+        noHome6.home6 = nil
+        #expect(FastPathRuleset(addresses: noHome6, domainPrefixes: domain).families == [.ipv4], "no IPv6 HoA")
     }
 
-    @Test func atMostTheLimitInHoAOrder() {
-        let peers = (1...5).map { mapping("198.51.100.\(20 + $0)", ["192.0.2.\(130 + $0)"]) }
-        #expect(eligible(peers.reversed(), limit: 2).hoas == [IPAddress("198.51.100.21")!, IPAddress("198.51.100.22")!])
+    /// The rules and, as a first write does, the elements of `mappings`.
+    func firstWrite(_ mappings: [PeerMapping], addresses: NodeAddresses? = nil,
+                    placement: FastPathRuleset.Placement? = nil) -> [String] {
+        var elements = FastPathElements(limit: 100)
+        var decisions: [IPAddress: FastPathRuleset.Peer?] = [:]
+        for mapping in mappings { decisions.updateValue(peer(mapping), forKey: mapping.hoa) }
+        let placement = placement ?? self.placement
+        return FastPathRuleset(addresses: addresses ?? own, domainPrefixes: domain).batch(placement)
+            + FastPathRuleset.flushMaps(table: placement.table)
+            + FastPathRuleset.elements(elements.apply(decisions), table: placement.table)
     }
 
     let placement = FastPathRuleset.Placement(table: "matd_mat0_fast", uplinks: ["eth0", "wlan-1"],
                                               localPorts: [7540, 7541], markBit: 0x2000_0000)
 
     @Test func rendersTheRewritesOfBothDirections() {
-        let batch = eligible([mapping("198.51.100.20", ["192.0.2.130", "203.0.113.20"]),
-                              mapping("2001:db8:100::20", ["2001:db8:c::130"])]).batch(placement)
+        let batch = firstWrite([mapping("198.51.100.20", ["192.0.2.130", "203.0.113.20"]),
+                                mapping("2001:db8:100::20", ["2001:db8:c::130"])])
         let expected = [
             "add chain inet matd_mat0_fast out { type route hook output priority 10; policy accept; }",
             "add rule inet matd_mat0_fast out ip saddr 198.51.100.10 ip frag-off & 0x3fff == 0 ip protocol { tcp, udp } "
@@ -100,6 +111,9 @@ import Testing
         #expect(batch.contains("add counter inet matd_mat0_fast out4"))
         #expect(batch.first == "add table inet matd_mat0_fast { flags owner; }", "dies with matd's socket")
         #expect(!batch.contains { $0.hasPrefix("delete") })
+        // The rules keep the maps' elements; only a write from scratch flushes them.
+        let rules = FastPathRuleset(addresses: own, domainPrefixes: domain).batch(placement)
+        #expect(!rules.contains { $0.contains("flush map") || $0.contains("element") }, "\(rules)")
         // ICMP errors are never rewritten by the kernel: nothing matches their types.
         #expect(!batch.contains { $0.contains("destination-unreachable") || $0.contains("packet-too-big") })
     }
@@ -107,8 +121,8 @@ import Testing
     @Test func strictReversePathUplinksKeepIPv4InboundWithTheEngine() {
         var strict = placement
         strict.strictReversePath = ["eth0"]
-        let batch = eligible([mapping("198.51.100.20", ["192.0.2.130"]), mapping("2001:db8:100::20", ["2001:db8:c::130"])])
-            .batch(strict)
+        let batch = firstWrite([mapping("198.51.100.20", ["192.0.2.130"]), mapping("2001:db8:100::20", ["2001:db8:c::130"])],
+                               placement: strict)
         #expect(!batch.contains { $0.contains(" in_eth0 ip daddr ") })
         #expect(batch.contains { $0.contains(" in_eth0 ip6 daddr ") })
         #expect(batch.contains { $0.contains(" in_wlan_1 ip daddr ") })
@@ -116,8 +130,7 @@ import Testing
     }
 
     @Test func everyInboundRewriteMarksItsPacketForTheHostFirewall() {
-        let batch = eligible([mapping("198.51.100.20", ["192.0.2.130"]), mapping("2001:db8:100::20", ["2001:db8:c::130"])])
-            .batch(placement)
+        let batch = firstWrite([mapping("198.51.100.20", ["192.0.2.130"]), mapping("2001:db8:100::20", ["2001:db8:c::130"])])
         let inbound = batch.filter { $0.contains(" in_eth0 ip daddr ") || $0.contains(" in_eth0 ip6 daddr ") }
         #expect(inbound.count == 6, "\(inbound)")
         #expect(inbound.allSatisfy { $0.contains("meta mark set meta mark | 0x10000000 counter name in") }, "\(inbound)")
@@ -128,22 +141,33 @@ import Testing
     @Test func familiesTheInputChainWouldDropKeepTheirInboundWithTheEngine() {
         var fenced = placement
         fenced.engineInbound = [.ipv4]
-        let batch = eligible([mapping("198.51.100.20", ["192.0.2.130"]), mapping("2001:db8:100::20", ["2001:db8:c::130"])])
-            .batch(fenced)
+        let batch = firstWrite([mapping("198.51.100.20", ["192.0.2.130"]), mapping("2001:db8:100::20", ["2001:db8:c::130"])],
+                               placement: fenced)
         #expect(!batch.contains { $0.contains(" ip daddr 192.0.2.10") }, "no IPv4 inbound rewrite on any uplink")
         #expect(batch.contains { $0.contains(" in_eth0 ip6 daddr ") } && batch.contains { $0.contains(" in_wlan_1 ip6 daddr ") })
         #expect(batch.contains { $0.contains(" out ip saddr ") }, "outbound is not affected")
         fenced.engineInbound = [.ipv4, .ipv6]
-        let none = eligible([mapping("198.51.100.20", ["192.0.2.130"])]).batch(fenced)
+        let none = firstWrite([mapping("198.51.100.20", ["192.0.2.130"])], placement: fenced)
         #expect(!none.contains { $0.contains("counter name in") })
         #expect(none.contains("add element inet matd_mat0_fast in4 { 192.0.2.130 : 198.51.100.20 }"))
     }
 
-    @Test func noPeersLeavesEmptyMapsAndChains() {
-        let batch = eligible([]).batch(placement)
-        #expect(!batch.contains { $0.hasPrefix("add rule") && !$0.contains("meta mark") })
-        #expect(!batch.contains { $0.hasPrefix("add element") })
-        #expect(batch.contains("flush map inet matd_mat0_fast out4") && batch.contains("flush map inet matd_mat0_fast in6"))
+    /// The rules do not depend on the peers: written once, with the maps empty (a lookup
+    /// that finds nothing stops the rule, and the packet goes on to the engine), they stay
+    /// while peers come and go as elements.
+    @Test func theRulesDoNotNameThePeers() {
+        let none = firstWrite([])
+        #expect(none.contains { $0.contains(" out ip saddr ") } && none.contains { $0.contains(" in_eth0 ip6 daddr ") })
+        #expect(!none.contains { $0.hasPrefix("add element") })
+        #expect(none.contains("flush map inet matd_mat0_fast out4") && none.contains("flush map inet matd_mat0_fast in6"))
+        let some = firstWrite([mapping("198.51.100.20", ["192.0.2.130"])])
+        #expect(none.filter { !$0.hasPrefix("add element") } == some.filter { !$0.hasPrefix("add element") })
+        // At home in IPv4: no IPv4 rewrite at all, IPv6 still.
+        var home = own
+        home.mobile4 = home.home4
+        let atHome = firstWrite([mapping("198.51.100.20", ["192.0.2.130"])], addresses: home)
+        #expect(!atHome.contains { $0.contains(" ip saddr ") || $0.contains(" ip daddr ") }, "\(atHome)")
+        #expect(atHome.contains { $0.contains(" ip6 saddr ") })
     }
 
     @Test func theEnvironmentOverridesTheSetting() {

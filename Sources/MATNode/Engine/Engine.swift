@@ -203,8 +203,10 @@ public final class Engine: @unchecked Sendable {
                     handled += receiveEncapsulated(descriptor: descriptors[index].fd)
                 }
                 // A peer's first keepalive puts its traffic in UDP here, not through a
-                // command: its kernel fast-path rules must go before its next packet.
-                if fastPath != nil && encapsulatedMoAs != encapsulatedBefore { refreshFastPath() }
+                // command: its kernel fast-path elements must go before its next packet.
+                if fastPath != nil && encapsulatedMoAs != encapsulatedBefore {
+                    refreshFastPath(encapsulationChanged: encapsulatedMoAs.symmetricDifference(encapsulatedBefore))
+                }
             }
             // Encapsulated packets count too: a peer's steady flow in UDP never leaves a
             // poll empty, and its marks and counters must not wait for one.
@@ -323,9 +325,10 @@ public final class Engine: @unchecked Sendable {
         }
         let encapBefore = encap == nil ? [] : encapsulatedMoAs
         applyEncapCommands()
-        if fastPathStale || !pending.isEmpty || (encap != nil && encapsulatedMoAs != encapBefore) {
+        let encapChanged = encap == nil ? [] : encapsulatedMoAs.symmetricDifference(encapBefore)
+        if fastPathStale || !pending.isEmpty || !encapChanged.isEmpty || fastPath?.hasBacklog == true {
             fastPathStale = false
-            refreshFastPath()
+            refreshFastPath(pending, encapsulationChanged: encapChanged)
         }
         if !pending.isEmpty {
             let count = processor.table.count
@@ -336,29 +339,51 @@ public final class Engine: @unchecked Sendable {
             return queue
         }
         guard !tickets.isEmpty else { return }
-        let onFastPath = fastPath?.hoas ?? []
         let snapshot = processor.table.mappings.map { mapping in
             let preferred = processor.table.preferredMoA(forHoA: mapping.hoa)
             return MappingState(mapping: mapping, preferred: preferred,
                                 encapsulated: preferred.map { encap?.endpoints.port(for: $0) != nil } ?? false,
-                                fastPath: onFastPath.contains(mapping.hoa))
+                                fastPath: fastPath?.carries(mapping.hoa) ?? false)
         }
         for ticket in tickets { ticket.finish(snapshot) }
     }
 
     /// Points the kernel fast path at what this thread's state allows now: run after every
-    /// change, before the next packet is read, so a peer about to be held has no rule left
-    /// by the time the engine looks at its packets.
-    private func refreshFastPath() {
+    /// change, before the next packet is read, so a peer about to be held has no element
+    /// left by the time the engine looks at its packets. Decides only for the HoAs that
+    /// `commands` and the MoAs put in or taken out of UDP (`encapsulationChanged`) touched,
+    /// and for the next part of the backlog of a write from scratch (the whole table, once
+    /// at start and after a failed write; the engine comes back for the rest at once).
+    private func refreshFastPath(_ commands: [Command] = [], encapsulationChanged: Set<IPAddress> = []) {
         guard let fastPath else { return }
-        // Each change walks the whole table (about 100 ms at 1M mappings): past the limit
-        // the engine carries every peer instead.
-        let mappings = processor.table.count <= KernelFastPath.peerLimit ? processor.table.mappings : []
-        fastPath.update(FastPathRuleset.eligible(
-            mappings: mappings, preferred: { self.processor.table.preferredMoA(forHoA: $0) },
-            addresses: processor.addresses, held: processor.held, unvalidated: Set(processor.unvalidated.keys),
-            encapsulated: encap == nil ? [] : encapsulatedMoAs, domainPrefixes: fastPath.domainPrefixes,
-            limit: KernelFastPath.peerLimit))
+        if fastPath.wantsAllPeers { fastPath.restart(with: processor.table.mappings.map(\.hoa)) }
+        var hoas = Set(fastPath.takeBacklog())
+        var moas = encapsulationChanged
+        for command in commands {
+            switch command {
+            case .replaceMapping(let mapping): hoas.insert(mapping.hoa)
+            case .removeMapping(let hoa), .hold(let hoa), .release(let hoa): hoas.insert(hoa)
+            case .limitUntilValidated(let moa, _), .endLimit(let moa, _): moas.insert(moa)
+            case .setAddresses: break   // the rules' part (FastPathRuleset.families)
+            }
+        }
+        for moa in moas {
+            if let hoa = processor.table.hoa(forMoA: moa) { hoas.insert(hoa) }
+            if let hoa = fastPath.owner(ofMoA: moa) { hoas.insert(hoa) }
+        }
+        let unvalidated = Set(processor.unvalidated.keys)
+        let encapsulated = encap == nil ? [] : encapsulatedMoAs
+        var decisions: [IPAddress: FastPathRuleset.Peer?] = [:]
+        for hoa in hoas {
+            let peer = processor.table.mapping(for: hoa).flatMap {
+                FastPathRuleset.peer(for: $0, preferred: processor.table.preferredMoA(forHoA: hoa), held: processor.held,
+                                     unvalidated: unvalidated, encapsulated: encapsulated, domainPrefixes: fastPath.domainPrefixes)
+            }
+            decisions.updateValue(peer, forKey: hoa)   // nil kept: no peer on the fast path
+        }
+        fastPath.update(FastPathRuleset(addresses: processor.addresses, domainPrefixes: fastPath.domainPrefixes),
+                        decisions: decisions)
+        if fastPath.hasBacklog { wakeup.signal() }
     }
 
     /// Copies the counters field by field into preallocated storage, so publishing never

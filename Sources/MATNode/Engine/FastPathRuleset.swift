@@ -1,16 +1,19 @@
 import MATPacket
 
-/// What the kernel fast path translates (docs/datapath.md, "Kernel fast path"): the
-/// peers whose mappings are settled, derived from the engine's state, and the nftables
-/// text that makes the kernel rewrite their packets statelessly.
+/// What the kernel fast path translates (docs/datapath.md, "Kernel fast path"): which
+/// peers may be on it, and the nftables text that makes the kernel rewrite their packets
+/// statelessly.
 ///
-/// The engine's table stays the source of truth; this is computed from it after every
-/// change (``eligible(mappings:preferred:addresses:held:unvalidated:encapsulated:domainPrefixes:limit:)``)
-/// and the rules are rewritten in one transaction when it differs. Only the packets that
-/// a stateless rewrite of the two addresses gets right are taken: TCP, UDP (not to matd's
-/// own ports) and ICMP echo, unfragmented (IPv6: no extension header). ICMP errors (their
-/// quoted header must be translated too), fragments and everything else still reach the
-/// engine through the TUN device.
+/// The engine's table stays the source of truth. The rules depend only on the node's
+/// addresses (this value), the uplinks and the families whose inbound stays with the
+/// engine (``Placement``), and are rewritten only when those change; each peer is an
+/// element of the named maps the rules look up, decided one HoA at a time
+/// (``peer(for:preferred:held:unvalidated:encapsulated:domainPrefixes:)``) and written as
+/// element deltas (``FastPathElements``). Only the packets that a stateless rewrite of the
+/// two addresses gets right are taken: TCP, UDP (not to matd's own ports) and ICMP echo,
+/// unfragmented (IPv6: no extension header). ICMP errors (their quoted header must be
+/// translated too), fragments and everything else still reach the engine through the TUN
+/// device.
 public struct FastPathRuleset: Equatable, Sendable {
     /// One peer the kernel translates for.
     public struct Peer: Hashable, Sendable, Comparable {
@@ -31,44 +34,41 @@ public struct FastPathRuleset: Equatable, Sendable {
 
     /// The node's own addresses the rules rewrite from and to.
     public var addresses: NodeAddresses
-    /// The peers, sorted by HoA.
-    public var peers: [Peer]
+    /// The families the rules translate: this node has a HoA and a MoA of the family, and
+    /// is not at home (a MoA inside a domain prefix: the host's routing would send the
+    /// rewritten packet back into the TUN device).
+    public var families: Set<AddressFamily>
 
-    public init(addresses: NodeAddresses, peers: [Peer]) {
+    public init(addresses: NodeAddresses, domainPrefixes: [IPPrefix]) {
         self.addresses = addresses
-        self.peers = peers.sorted()
+        var families: Set<AddressFamily> = []
+        if addresses.home4 != nil, let mobile = addresses.mobile4, !domainPrefixes.contains(where: { $0.contains(.v4(mobile)) }) {
+            families.insert(.ipv4)
+        }
+        if addresses.home6 != nil, let mobile = addresses.mobile6, !domainPrefixes.contains(where: { $0.contains(.v6(mobile)) }) {
+            families.insert(.ipv6)
+        }
+        self.families = families
     }
 
-    /// The HoAs on the fast path.
-    public var hoas: Set<IPAddress> { Set(peers.map(\.hoa)) }
-
-    /// The peers the kernel may translate for, at most `limit` (by HoA order). A peer is
-    /// left to the engine when:
+    /// The peer the kernel may translate for, from its mapping and its preferred MoA; nil
+    /// when it is left to the engine:
     /// - it is held (the engine must see its packets to hold them) or any of its MoAs is
     ///   still being checked (`unvalidated`: the engine limits what goes there, and must
     ///   count what comes from there; a peer's trial after an alert has its announced MoAs
     ///   there until the challenge is answered or fails);
     /// - its traffic goes in UDP (`encapsulated`);
-    /// - it is at home, or this node is (a MoA inside a domain prefix: the host's
-    ///   routing would send the rewritten packet back into the TUN device);
-    /// - this node has no MoA of its family, or no HoA.
-    public static func eligible(mappings: [PeerMapping], preferred: (IPAddress) -> IPAddress?,
-                                addresses: NodeAddresses, held: Set<IPAddress>, unvalidated: Set<IPAddress>,
-                                encapsulated: Set<IPAddress>, domainPrefixes: [IPPrefix], limit: Int) -> FastPathRuleset {
-        func inDomain(_ address: IPAddress) -> Bool { domainPrefixes.contains { $0.contains(address) } }
-        var peers: [Peer] = []
-        for mapping in mappings where !held.contains(mapping.hoa) {
-            let family = mapping.hoa.family
-            let own: IPAddress? = family == .ipv4 ? addresses.mobile4.map(IPAddress.v4) : addresses.mobile6.map(IPAddress.v6)
-            let home: IPAddress? = family == .ipv4 ? addresses.home4.map(IPAddress.v4) : addresses.home6.map(IPAddress.v6)
-            guard let own, home != nil, !inDomain(own), let target = preferred(mapping.hoa),
-                  !mapping.moas.isEmpty else { continue }
-            let moas = mapping.moas.map(\.address)
-            guard moas.allSatisfy({ $0.family == family && !inDomain($0) && !unvalidated.contains($0)
-                                                && !encapsulated.contains($0) }) else { continue }
-            peers.append(Peer(hoa: mapping.hoa, preferred: target, moas: moas))
-        }
-        return FastPathRuleset(addresses: addresses, peers: Array(peers.sorted().prefix(limit)))
+    /// - it is at home (a MoA inside a domain prefix), or has no MoA or a MoA of another
+    ///   family than its HoA.
+    /// Whether this node can translate the peer's family is the rules' part (``families``).
+    public static func peer(for mapping: PeerMapping, preferred: IPAddress?, held: Set<IPAddress>,
+                            unvalidated: Set<IPAddress>, encapsulated: Set<IPAddress>, domainPrefixes: [IPPrefix]) -> Peer? {
+        let family = mapping.hoa.family
+        guard !held.contains(mapping.hoa), let preferred, !mapping.moas.isEmpty else { return nil }
+        let moas = mapping.moas.map(\.address)
+        guard moas.allSatisfy({ moa in moa.family == family && !domainPrefixes.contains { $0.contains(moa) }
+                                    && !unvalidated.contains(moa) && !encapsulated.contains(moa) }) else { return nil }
+        return Peer(hoa: mapping.hoa, preferred: preferred, moas: moas)
     }
 
     /// Where the rules go and what they must leave alone.
@@ -125,9 +125,10 @@ public struct FastPathRuleset: Equatable, Sendable {
         "in_" + String(uplink.map { $0.isLetter || $0.isNumber ? $0 : "_" })
     }
 
-    /// One nftables transaction that makes the table say exactly this: the table,
-    /// counters, maps and chains are added if missing (counters keep their values), the
-    /// chains and maps emptied and filled again. Applied whole or not at all.
+    /// The commands that make the table's rules say exactly this: the table, counters and
+    /// maps are added if missing (counters keep their values, maps their elements), the
+    /// chains emptied and filled again. Part of one transaction, applied whole or not at
+    /// all; the maps' elements are ``elements(_:table:)``'s.
     ///
     /// The table is owned by the netlink socket that writes it (`flags owner`, Linux
     /// 5.12): the kernel removes it when that socket closes, so the rules never outlive
@@ -140,22 +141,22 @@ public struct FastPathRuleset: Equatable, Sendable {
         for (suffix, type) in [("4", "ipv4_addr"), ("6", "ipv6_addr")] {
             for direction in ["out", "in"] {
                 batch.append("add map \(table) \(direction)\(suffix) { type \(type) : \(type); }")
-                batch.append("flush map \(table) \(direction)\(suffix)")
             }
         }
         batch.append("add chain \(table) out { type route hook output priority \(Self.outputPriority); policy accept; }")
         batch.append("flush chain \(table) out")
+        let mark = "0x" + String(placement.markBit, radix: 16)
         for uplink in placement.uplinks {
             let chain = Self.ingressChain(uplink)
             batch.append("add chain \(table) \(chain) { type filter hook ingress device \"\(uplink)\" priority \(Self.ingressPriority); policy accept; }")
             batch.append("flush chain \(table) \(chain)")
+            // MoA-to-MoA traffic that is not HoA traffic (PeerMoATraffic marked it) is left
+            // alone: first in every ingress chain.
+            batch.append("add rule \(table) \(chain) meta mark & \(mark) == \(mark) accept")
         }
-        let mark = "0x" + String(placement.markBit, radix: 16)
         let translated = "0x" + String(Self.translatedMark, radix: 16)
         let ports = "{ " + placement.localPorts.map(String.init).joined(separator: ", ") + " }"
-        for family in [AddressFamily.ipv4, .ipv6] {
-            let peers = self.peers.filter { $0.hoa.family == family }
-            guard !peers.isEmpty else { continue }
+        for family in [AddressFamily.ipv4, .ipv6] where families.contains(family) {
             let suffix = family == .ipv4 ? "4" : "6"
             let (home, mobile): (String, String)
             let ip: String, unfragmented: String, icmp: String
@@ -175,6 +176,8 @@ public struct FastPathRuleset: Equatable, Sendable {
                 unfragmented = ""
                 icmp = "ip6 nexthdr ipv6-icmp icmpv6 type { echo-request, echo-reply }"
             }
+            // A destination (source) that is no peer's is not in the map: the lookup fails,
+            // the rule stops there, and the packet goes on to the engine untouched.
             let transport = family == .ipv4 ? "ip protocol" : "ip6 nexthdr"
             let out = "add rule \(table) out \(ip) saddr \(home)" + (unfragmented.isEmpty ? "" : " \(unfragmented)")
             let rewriteOut = "\(ip) daddr set \(ip) daddr map @out\(suffix) \(ip) saddr set \(mobile) counter name out\(suffix)"
@@ -190,22 +193,46 @@ public struct FastPathRuleset: Equatable, Sendable {
                 batch.append("\(into) \(transport) udp udp dport != \(ports) \(rewriteIn)")
                 batch.append("\(into) \(icmp) \(rewriteIn)")
             }
-            batch.append("add element \(table) out\(suffix) { "
-                         + peers.map { "\($0.hoa) : \($0.preferred)" }.joined(separator: ", ") + " }")
-            // A MoA belongs to one HoA (the table refuses a second owner); kept unique
-            // here too, since one duplicate would fail the whole transaction.
-            var owners: [IPAddress: IPAddress] = [:]
-            for peer in peers { for moa in peer.moas where owners[moa] == nil { owners[moa] = peer.hoa } }
-            batch.append("add element \(table) in\(suffix) { "
-                         + owners.map { "\($0.key) : \($0.value)" }.sorted().joined(separator: ", ") + " }")
         }
-        // MoA-to-MoA traffic that is not HoA traffic (PeerMoATraffic marked it) is left
-        // alone: first in every ingress chain.
-        for uplink in placement.uplinks {
-            let chain = Self.ingressChain(uplink)
-            guard let index = batch.firstIndex(of: "flush chain \(table) \(chain)") else { continue }
-            batch.insert("add rule \(table) \(chain) meta mark & \(mark) == \(mark) accept", at: index + 1)
+        return batch
+    }
+
+    /// The names of the maps of `family`: HoA -> preferred MoA, MoA -> HoA.
+    static func maps(_ family: AddressFamily) -> (out: String, in: String) { family == .ipv4 ? ("out4", "in4") : ("out6", "in6") }
+
+    /// The commands that empty every map of `table` (a write from scratch).
+    static func flushMaps(table: String) -> [String] {
+        ["out4", "in4", "out6", "in6"].map { "flush map inet \(table) \($0)" }
+    }
+
+    /// Elements per `add element` / `delete element` command: one transaction still, in
+    /// lines nft parses without trouble.
+    static let elementsPerCommand = 4_096
+
+    /// The commands that make `delta`'s changes to the maps of `table`: flushes, then
+    /// deletions, then additions (a key deleted and added with another value is replaced).
+    static func elements(_ delta: FastPathElements.Delta, table: String) -> [String] {
+        var batch: [String] = []
+        for family in [AddressFamily.ipv4, .ipv6] where delta.flushed.contains(family) {
+            let (out, into) = maps(family)
+            batch += ["flush map inet \(table) \(out)", "flush map inet \(table) \(into)"]
         }
+        func commands(_ verb: String, _ map: (AddressFamily) -> String, _ elements: [FastPathElements.Element], values: Bool) {
+            for family in [AddressFamily.ipv4, .ipv6] {
+                let members = elements.filter { $0.key.family == family }
+                var start = 0
+                while start < members.count {
+                    let chunk = members[start..<min(start + elementsPerCommand, members.count)]
+                    batch.append("\(verb) element inet \(table) \(map(family)) { "
+                                 + chunk.map { values ? "\($0.key) : \($0.value)" : "\($0.key)" }.joined(separator: ", ") + " }")
+                    start += elementsPerCommand
+                }
+            }
+        }
+        commands("delete", { maps($0).out }, delta.outDeleted, values: false)
+        commands("delete", { maps($0).in }, delta.inDeleted, values: false)
+        commands("add", { maps($0).out }, delta.outAdded, values: true)
+        commands("add", { maps($0).in }, delta.inAdded, values: true)
         return batch
     }
 }

@@ -8,22 +8,31 @@ import Synchronization
 
 /// The kernel fast path (docs/datapath.md, "Kernel fast path"): nftables rewrites the
 /// packets of settled mappings statelessly, so they never cross the TUN device and the
-/// engine's wakeups. The engine thread computes a ``FastPathRuleset`` from its table
-/// after every change and hands it here; this writes it in one transaction, so the rules
-/// for a peer are gone before the engine starts holding its packets.
+/// engine's wakeups. After every change the engine thread hands here the rules
+/// (``FastPathRuleset``) and its decisions for the HoAs the change touched; this writes
+/// what differs in one transaction (the peers' elements as deltas, ``FastPathElements``;
+/// the rules only when they changed), so the elements of a peer are gone before the
+/// engine starts holding its packets. Nothing here walks the engine's table, except the
+/// backlog of a write from scratch, taken ``backlogPerTurn`` HoAs per turn.
 ///
 /// Table `inet matd_<tun>_fast`, matd's alone: removed on stop with the others.
 public final class KernelFastPath: @unchecked Sendable {
-    // @unchecked: `nftables`, `applied` and `placement` are touched only by the engine
-    // thread; other threads read `published` and the counters (own context).
+    // @unchecked: `nftables`, `applied`, `elements` and the rest of the write state are
+    // touched only by the engine thread; other threads read `published` and the counters
+    // (own context).
 
     /// The environment variable that overrides `kernel-fast-path` (`on` or `off`).
     public static let environmentVariable = "MATD_KERNEL_FAST_PATH"
     /// Whether the fast path is on when neither `kernel-fast-path` nor the environment says.
     public static let defaultSetting = true
-    /// With more mappings than this in the engine's table the kernel translates none
-    /// (the engine all): every change walks the table and rewrites the maps whole.
-    public static let peerLimit = 4_096
+    /// At most this many peers are in the kernel's maps; the engine carries the others.
+    /// A change costs the same with the maps full (about 0.4 ms per transaction at 0 and at
+    /// 100,000 peers); each peer costs the kernel about 280 bytes (IPv6), so the limit
+    /// caps that at about 70 MB (docs/benchmarks.md, "Kernel fast path at scale").
+    public static let peerLimit = 262_144
+    /// HoAs of the backlog of a write from scratch looked at per turn of the engine's
+    /// loop: about 20 ms of nft work, between which packets keep flowing.
+    static let backlogPerTurn = 1_024
 
     /// Whether the fast path is wanted: the environment variable if set, else `setting`.
     public static func enabled(setting: Bool, environment: [String: String] = ProcessInfo.processInfo.environment) -> Bool {
@@ -46,17 +55,21 @@ public final class KernelFastPath: @unchecked Sendable {
     /// Families whose inbound the engine keeps: the host's input chain would drop the
     /// fast path's packets (``FastPathFirewall``, checked once at start).
     private var engineInbound: Set<AddressFamily> = []
-    /// What the kernel has now (nil: nothing yet, or the last write failed and the table
-    /// was removed), and where it was put.
+    /// The rules the kernel has now (nil: nothing yet, or the last write failed and the
+    /// table was removed), where they were put, and the peers in its maps.
     private var applied: FastPathRuleset?
-    private var appliedUplinks: [String] = []
+    private var appliedPlacement: FastPathRuleset.Placement?
+    private var elements = FastPathElements(limit: KernelFastPath.peerLimit)
+    /// Whether the maps are to be filled from scratch: the engine hands every HoA of its
+    /// table to ``restart(with:)`` (at start, and after a failed write removed the table).
+    private(set) var wantsAllPeers = true
     private var failures = 0
     /// Transactions written (each a change of the peers on the fast path or of the node's
     /// addresses), for `matctl stats`.
     private let writes = Atomic<UInt64>(0)
     /// Set when the first write failed: the kernel or nft lacks what the rules need.
     private(set) var unavailable: String?
-    private let published = Mutex<(hoas: Set<IPAddress>, state: String)>(([], "starting"))
+    private let published = Mutex("starting")
 
     /// Prepares the fast path for a node; nothing is written before the first `update`.
     public init(config: NodeConfig) throws(SystemError) {
@@ -68,24 +81,45 @@ public final class KernelFastPath: @unchecked Sendable {
         nftables = try Nftables()
     }
 
-    /// The HoAs the kernel translates for now, for `matctl peers`.
-    public var hoas: Set<IPAddress> { published.withLock { $0.hoas } }
-
     /// `on` (with the number of peers), or why it is not carrying traffic.
-    public var state: String { published.withLock { $0.state } }
+    public var state: String { published.withLock { $0 } }
 
-    /// Makes the kernel's rules say `ruleset`; called on the engine thread after every
-    /// change of its state. Does nothing when they already do. A write that fails removes
-    /// the table, so every packet goes through the engine, and is logged; the first
-    /// failing write (the probe at start) turns the fast path off for good.
-    func update(_ ruleset: FastPathRuleset) {
+    /// Whether the kernel translates `hoa`'s packets now (engine thread only).
+    func carries(_ hoa: IPAddress) -> Bool {
+        guard let applied, applied.families.contains(hoa.family) else { return false }
+        return elements.peers[hoa] != nil
+    }
+
+    /// The HoA whose MoA `moa` is in the kernel's maps (engine thread only).
+    func owner(ofMoA moa: IPAddress) -> IPAddress? { elements.owner(ofMoA: moa) }
+
+    /// Starts a write from scratch: `hoas` (every HoA of the engine's table) wait in the
+    /// backlog, and the next ``update(_:decisions:)`` writes the table whole.
+    func restart(with hoas: [IPAddress]) {
+        elements.restart(backlog: hoas)
+        wantsAllPeers = false
+    }
+
+    /// Whether HoAs wait in the backlog (the engine comes back for them at once).
+    var hasBacklog: Bool { elements.hasBacklog }
+
+    /// The next HoAs of the backlog, for the engine to decide on.
+    func takeBacklog() -> ArraySlice<IPAddress> { elements.takeBacklog(Self.backlogPerTurn) }
+
+    /// Makes the kernel's rules say `ruleset` and its maps hold `decisions` (the engine's
+    /// peer, or nil, for each HoA its last change touched); called on the engine thread
+    /// after every change of its state, before it reads another packet. Writes only what
+    /// differs, in one transaction. A write that fails removes the table, so every packet
+    /// goes through the engine, and is logged; the next update writes it from scratch. The
+    /// first failing write (the probe at start) turns the fast path off for good.
+    func update(_ ruleset: FastPathRuleset, decisions: [IPAddress: FastPathRuleset.Peer?]) {
         guard unavailable == nil else { return }
-        if applied == nil && failures == 0 && published.withLock({ $0.state }) == "starting" {
+        if applied == nil && failures == 0 && writes.load(ordering: .relaxed) == 0 && published.withLock({ $0 }) == "starting" {
             do {
                 try probe()
             } catch {
                 unavailable = "\(error)"
-                published.withLock { $0 = ([], "unavailable: \(error)") }
+                published.withLock { $0 = "unavailable: \(error)" }
                 log(.warning, "matd: kernel fast path unavailable (\(error)); the TUN engine carries all HoA traffic "
                     + "(needs Linux 5.10 and nftables 1.0; kernel-fast-path = off silences this)")
                 return
@@ -93,42 +127,60 @@ public final class KernelFastPath: @unchecked Sendable {
             engineInbound = FastPathFirewall.check(uplinks: uplinks, tun: tun, nftables: nftables)
         }
         let present = uplinks.filter { if_nametoindex($0) != 0 }
-        guard ruleset != applied || present != appliedUplinks else { return }
-        var batch: [String] = []
-        // A table from before the owner flag (an older matd) cannot become owned: replaced.
-        if writes.load(ordering: .relaxed) == 0, (try? nftables.run("list table inet \(table)")) != nil {
-            batch.append("delete table inet \(table)")
-        }
-        // Chains of uplinks that went away: the kernel may keep them, without a device.
-        for uplink in appliedUplinks where !present.contains(uplink) {
-            let chain = FastPathRuleset.ingressChain(uplink)
-            if (try? nftables.run("list chain inet \(table) \(chain)")) != nil { batch.append("delete chain inet \(table) \(chain)") }
-        }
-        batch += ruleset.batch(FastPathRuleset.Placement(
+        let placement = FastPathRuleset.Placement(
             table: table, uplinks: present, strictReversePath: Set(present.filter(Self.strictReversePath)),
-            localPorts: localPorts, markBit: PeerMoATraffic.markBit, engineInbound: engineInbound))
+            localPorts: localPorts, markBit: PeerMoATraffic.markBit, engineInbound: engineInbound)
+        let fresh = applied == nil
+        var batch: [String] = []
+        if fresh {
+            // A table from before the owner flag (an older matd) cannot become owned: replaced.
+            if writes.load(ordering: .relaxed) == 0, (try? nftables.run("list table inet \(table)")) != nil {
+                batch.append("delete table inet \(table)")
+            }
+            batch += ruleset.batch(placement) + FastPathRuleset.flushMaps(table: table)
+        } else if ruleset != applied || placement != appliedPlacement {
+            // Chains of uplinks that went away: the kernel may keep them, without a device.
+            for uplink in appliedPlacement?.uplinks ?? [] where !present.contains(uplink) {
+                let chain = FastPathRuleset.ingressChain(uplink)
+                if (try? nftables.run("list chain inet \(table) \(chain)")) != nil { batch.append("delete chain inet \(table) \(chain)") }
+            }
+            batch += ruleset.batch(placement)
+        }
+        let delta = elements.apply(decisions)
+        if delta.refused > 0 && !refusedLogged {
+            refusedLogged = true
+            log(.warning, "matd: kernel fast path: \(delta.refused) peer(s) left to the engine: the maps hold "
+                + "\(Self.peerLimit) peers at most (or a MoA was another peer's); logged once")
+        }
+        batch += FastPathRuleset.elements(delta, table: table)
+        guard !batch.isEmpty else { return }
         do {
             try nftables.run(batch.joined(separator: "\n"))
-            let first = applied == nil && failures == 0
             applied = ruleset
-            appliedUplinks = present
+            appliedPlacement = placement
             writes.add(1, ordering: .relaxed)
             let fenced = engineInbound.isEmpty ? "" : "; inbound "
                 + engineInbound.map { $0 == .ipv4 ? "IPv4" : "IPv6" }.sorted().joined(separator: " and ")
                 + " through the engine (the host's input chain drops it)"
-            published.withLock { $0 = (ruleset.hoas, "on, \(ruleset.peers.count) peer(s)\(fenced)") }
-            if first {
+            let peers = ruleset.families.reduce(0) { $0 + elements.count($1) }
+            published.withLock { $0 = "on, \(peers) peer(s)\(fenced)" }
+            if fresh && failures == 0 {
                 log("matd: kernel fast path on: nftables translates settled mappings (table inet \(table))")
             }
         } catch {
             failures += 1
             applied = nil
-            appliedUplinks = []
+            appliedPlacement = nil
+            elements.restart(backlog: [])
+            wantsAllPeers = true
             remove()
-            published.withLock { $0 = ([], "failed, retried at the next change: \(error)") }
+            published.withLock { $0 = "failed, retried at the next change: \(error)" }
             log(.error, "matd: writing the kernel fast path failed (\(error)); the TUN engine carries all HoA traffic until the next change")
         }
     }
+
+    /// Whether a peer the maps had no room for (``peerLimit``) was logged.
+    private var refusedLogged = false
 
     /// Loads every form of rule the fast path uses, for one IPv4 and one IPv6 peer, into a
     /// table that the same transaction deletes again: nothing stays, and a kernel or nft
@@ -139,12 +191,18 @@ public final class KernelFastPath: @unchecked Sendable {
         let ruleset = FastPathRuleset(
             addresses: NodeAddresses(home4: IPv4Address("198.51.100.1"), mobile4: IPv4Address("192.0.2.1"),
                                      home6: IPv6Address("2001:db8:100::1"), mobile6: IPv6Address("2001:db8:a::1")),
-            peers: [FastPathRuleset.Peer(hoa: .v4(IPv4Address("198.51.100.2")!), preferred: .v4(IPv4Address("192.0.2.2")!),
-                                         moas: [.v4(IPv4Address("192.0.2.2")!)]),
-                    FastPathRuleset.Peer(hoa: .v6(IPv6Address("2001:db8:100::2")!), preferred: .v6(IPv6Address("2001:db8:a::2")!),
-                                         moas: [.v6(IPv6Address("2001:db8:a::2")!)])])
+            domainPrefixes: [])
+        var elements = FastPathElements(limit: 2)
+        let delta = elements.apply([
+            .v4(IPv4Address("198.51.100.2")!): FastPathRuleset.Peer(hoa: .v4(IPv4Address("198.51.100.2")!), preferred: .v4(IPv4Address("192.0.2.2")!),
+                                                                    moas: [.v4(IPv4Address("192.0.2.2")!)]),
+            .v6(IPv6Address("2001:db8:100::2")!): FastPathRuleset.Peer(hoa: .v6(IPv6Address("2001:db8:100::2")!),
+                                                                       preferred: .v6(IPv6Address("2001:db8:a::2")!),
+                                                                       moas: [.v6(IPv6Address("2001:db8:a::2")!)]),
+        ])
         let batch = ruleset.batch(FastPathRuleset.Placement(table: probeTable, uplinks: ["lo"], localPorts: localPorts,
                                                             markBit: PeerMoATraffic.markBit))
+            + FastPathRuleset.elements(delta, table: probeTable)
         try nftables.run((batch + ["delete table inet \(probeTable)"]).joined(separator: "\n"))
     }
 
@@ -152,7 +210,7 @@ public final class KernelFastPath: @unchecked Sendable {
     /// engine has stopped; the kernel would remove it with the context's socket anyway.
     public func close() {
         remove()
-        published.withLock { $0 = ([], "off (stopped)") }
+        published.withLock { $0 = "off (stopped)" }
     }
 
     /// Removes the table (nothing translated by the kernel any more).
