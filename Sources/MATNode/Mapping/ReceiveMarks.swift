@@ -1,13 +1,16 @@
 import MATPacket
 
-/// The peers whose packets the engine translated inbound since the control plane last
-/// looked: evidence that a learned peer is alive without any signaling, which
-/// ``IdleProbing`` counts (a peer sending bulk data needs no probe to show it is there).
+/// The peers whose packets the engine delivered inbound since the control plane last
+/// looked, translated or carried in UDP encapsulation: evidence that a learned peer is
+/// alive without any signaling, which ``IdleProbing`` counts, for a limited time (a
+/// peer sending bulk data needs a probe less often to show it is there).
 ///
-/// The engine marks the source of each inbound packet it translated (the peer's HoA by
-/// then) in a small direct-mapped set: per packet one load and compare, and a store only
-/// for a peer's first packet since the last ``take()``. The engine hands the marks over
-/// when it publishes its counters (every 64 packets, or when it goes idle). Two peers in
+/// The engine marks the source of each inbound packet it translated, or carried packet
+/// it wrote into the TUN device (the peer's HoA either way), in a small direct-mapped
+/// set: per packet one load and compare, and a store only for a peer's first packet
+/// since the last ``take()``. The engine hands the marks over when it publishes its
+/// counters (every 64 packets, translated or carried, or when it goes idle). Packets the
+/// kernel fast path translates never reach the engine and are not marked. Two peers in
 /// one slot overwrite each other, so one of them may miss a mark: that costs it a probe
 /// at worst, never a mapping kept on someone else's packets.
 public struct ReceiveMarks {
