@@ -61,7 +61,7 @@ let package = Package(
         .target(name: "MATLinux", dependencies: ["MATPacket", "MATLog", "MATSystem", "CNetlink", "CMnl", "CNftables", "CShim"]),
 
         // The daemon's parts wired: configuration, engine, mobility state, control.
-        .target(name: "MATNode", dependencies: ["MATConfig", "MATLog", "MATMetrics", "MATPacket", "MATLinux", "MATDNS", "MATIMSClient", "MATSignaling"]),
+        .target(name: "MATNode", dependencies: ["MATConfig", "MATLog", "MATMetrics", "MATPacket", "MATLinux", "MATDNS", "MATIMSClient", "MATSignaling", "MATSystem", "MATWire"]),
 
         .executableTarget(name: "matd", dependencies: [
             "MATNode", "MATConfig", "MATLog", "MATCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -71,16 +71,16 @@ let package = Package(
         ]),
 
         // The IMS client inside matd: registration, lookups, TTL cache, DNS transport.
-        .target(name: "MATIMSClient", dependencies: ["MATDNS", "MATPacket", "MATSystem"]),
+        .target(name: "MATIMSClient", dependencies: ["MATDNS", "MATPacket", "MATSystem", "MATWire"]),
 
         // The mapping server's pure core, no sockets, files or clocks of its own: zone store,
         // UPDATE policy and limits, queries, transfers, response cache, rate limiting, expiry,
         // the journal's byte format. DNS messages in, DNS messages out.
-        .target(name: "MATIMSCore", dependencies: ["MATDNS", "MATLog", "MATPacket", "MATWire"]),
+        .target(name: "MATIMSCore", dependencies: ["MATDNS", "MATPacket", "MATWire"]),
         // The mapping server around it: DNS listeners, journal files, configuration files, metrics.
         .target(name: "MATIMS", dependencies: ["MATIMSCore", "MATConfig", "MATDNS", "MATLog", "MATMetrics", "MATPacket", "MATSystem", "MATWire"]),
         .executableTarget(name: "mat-ims", dependencies: [
-            "MATIMS", "MATIMSCore", "MATLinux", "MATConfig", "MATLog", "MATMetrics", "MATCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "MATIMS", "MATIMSCore", "MATLinux", "MATConfig", "MATLog", "MATMetrics", "MATCommandLine", "MATSystem", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // The lab's delay element (no netem on this kernel): a two-port forwarder that holds frames.

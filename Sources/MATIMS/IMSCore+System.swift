@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import MATIMSCore
+import MATLog
 import MATSystem
 
 /// The core as the server runs it: the system's clocks and the zones' journal files.
@@ -18,5 +19,25 @@ extension IMSCore {
                             monotonic: @escaping @Sendable () -> Double = IMSCore.monotonicClock) throws(JournalError) {
         try self.init(configuration: configuration, clock: clock, monotonic: monotonic,
                       journals: ZoneJournal.opener(for: configuration))
+    }
+}
+
+/// The core's events, written to the one log by the server that runs it.
+extension IMSCore {
+    /// Writes every event the core queued since the last call (``takeEvents()``).
+    public func logEvents() {
+        for event in takeEvents() { Log.write(Self.logLevel(of: event), "mat-ims: \(event)") }
+    }
+
+    /// How severe each event is: a failing journal or a change that does not encode is an
+    /// error; a zone whose mappings never expire a warning; a refusal only a key holder
+    /// can cause a notice; an expiry is routine.
+    static func logLevel(of event: IMSEvent) -> LogLevel {
+        switch event {
+        case .journalCommitFailed, .expiryNotEncodable, .expiryCommitFailed: .error
+        case .zoneWithoutExpiry, .eventsDropped: .warning
+        case .updateRefusedByLimit: .notice
+        case .mappingExpired: .info
+        }
     }
 }

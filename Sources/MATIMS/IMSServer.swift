@@ -34,6 +34,7 @@ public final class IMSServer: Sendable {
         } catch {
             throw IMSServerError(error.description)
         }
+        core.logEvents()
         connections = Mutex(ConnectionLimiter(total: configuration.maxTCPConnections,
                                               perSource: configuration.maxTCPConnectionsPerSource))
         var udp: [Int32] = []
@@ -121,7 +122,10 @@ public final class IMSServer: Sendable {
         }
         // Registration lifetimes: a second's delay past one costs nothing.
         guard let expiry = SystemThread.start(name: "mat-ims-expiry", { [self, stopRead] in
-            while !Sockets.waitReadable([stopRead], timeout: 1_000)[0] { core.expireMappings() }
+            while !Sockets.waitReadable([stopRead], timeout: 1_000)[0] {
+                core.expireMappings()
+                core.logEvents()
+            }
         }) else {
             throw IMSServerError("cannot start a thread")
         }
@@ -175,6 +179,7 @@ public final class IMSServer: Sendable {
             guard let requests = batch.receive(fd, blocking: true, oversized: &oversized) else { continue }
             let replies = core.handle(requests, transport: .udp)
             batch.send(fd, replies: replies, to: requests)
+            core.logEvents()
         }
     }
 
@@ -234,6 +239,7 @@ public final class IMSServer: Sendable {
             let length = Int(BigEndian.u16(prefix, at: 0))
             guard let message = readExactly(fd, count: length, timeoutSeconds: timeout, idle: false) else { return }
             let replies = core.handleStream(message, from: peer)
+            core.logEvents()
             if replies.isEmpty {
                 // A malformed message we do not answer: RFC 7766 lets us close.
                 return

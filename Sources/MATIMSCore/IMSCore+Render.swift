@@ -1,5 +1,4 @@
 import MATDNS
-import MATLog
 import MATPacket
 
 /// Phase 3 of a batch, with no lock: replies encoded and signed.
@@ -15,8 +14,8 @@ extension IMSCore {
             if response.edns != nil { response.edns = EDNS(udpPayloadSize: UInt16(configuration.maxUDPSize)) }
             return sign(response, tsig: job.context, now: now).map { [$0] } ?? []
         case .limited(let job, let violation):
-            // Logged here, outside the zone lock; only a key holder can cause this line.
-            Log.write(.notice, "mat-ims: update signed by \(job.context.keyName) refused: \(violation)")
+            // Recorded here, outside the zone lock; only a key holder can cause this event.
+            record(.updateRefusedByLimit(key: job.context.keyName, violation: violation))
             return render(.update(job, .refused, nil), transport: transport, now: now)
         case .replayed(let job):
             return TSIG.errorResponse(to: job.raw, outcome: .badTime(job.context), keyring: keyring, now: now).map { [$0] } ?? []

@@ -1,5 +1,4 @@
 import MATDNS
-import MATLog
 import MATPacket
 
 /// Phase 2 of a batch, under the lock: zone work and one journal commit for all accepted updates.
@@ -10,7 +9,7 @@ extension IMSCore {
         /// An update with its final RCODE (NOERROR may still turn SERVFAIL at commit).
         case update(UpdateJob, DNSResponseCode, ZoneDiff?)
         case replayed(UpdateJob)
-        /// Refused: a node key would pass one of the zone's update limits (logged).
+        /// Refused: a node key would pass one of the zone's update limits (an ``IMSEvent``).
         case limited(UpdateJob, LimitViolation)
         case axfr(TransferJob, ZoneStore)
         case ixfr(TransferJob, [DNSResourceRecord])
@@ -120,7 +119,7 @@ extension IMSCore {
                 do {
                     try journal.commit()
                 } catch {
-                    Log.write(.info, "mat-ims: \(error)")
+                    record(.journalCommitFailed(zone: zoneConfigs[zone].name, error: "\(error)"))
                     failed = true
                 }
             }
@@ -179,7 +178,7 @@ extension IMSCore {
                     guard let diff = state.zones[zone].store.apply(operations) else { continue }
                     if let journal = state.zones[zone].journal, !journal.stage(diff, signer: nil) {
                         state.zones[zone].store.revert(diff)
-                        Log.write(.error, "mat-ims: expiring \(name): the change does not encode; kept")
+                        record(.expiryNotEncodable(name: name))
                         continue
                     }
                     diffs.append(diff)
@@ -191,7 +190,7 @@ extension IMSCore {
                     } catch {
                         for diff in diffs.reversed() { state.zones[zone].store.revert(diff) }
                         state.counters.add(.updatesFailedJournal, diffs.count)
-                        Log.write(.error, "mat-ims: expiring \(names.count) mapping(s) failed, retried in a second: \(error)")
+                        record(.expiryCommitFailed(zone: zoneConfigs[zone].name, count: names.count, error: "\(error)"))
                         continue
                     }
                 }
@@ -208,7 +207,7 @@ extension IMSCore {
                 expired += names
             }
         }
-        for name in expired { Log.write(.info, "mat-ims: \(name) expired: no registration within its lifetime") }
+        for name in expired { record(.mappingExpired(name: name)) }
         if !changed.isEmpty, let handler = changeHandler.withLock({ $0 }) {
             for (zone, serial) in changed { handler(zone, serial) }
         }

@@ -1,5 +1,4 @@
 import MATDNS
-import MATLog
 import MATPacket
 import Synchronization
 
@@ -52,6 +51,11 @@ public final class IMSCore: Sendable {
     /// from an older generation are never served.
     let generation = Atomic<UInt64>(0)
     let cache = ResponseCache()
+    /// What happened that the server should log (``takeEvents()``); a leaf lock, never
+    /// held while taking another.
+    let eventQueue = Mutex(EventQueue())
+    /// Events queued and not yet taken, so that a take with none costs no lock.
+    let pendingEvents = Atomic<Int>(0)
     /// `counters.ims.` in class CH.
     static let countersName = try! DNSName("counters.ims.")
 
@@ -105,15 +109,17 @@ public final class IMSCore: Sendable {
             zones.append(runtime)
         }
         let start = monotonic()
+        var tooLong: [DNSName] = []
         let expiry = zip(configuration.zones, zones).map { zone, runtime -> MappingExpiry? in
             guard var expiry = try? MappingExpiry(zone: zone.name) else {
-                Log.write(.warning, "mat-ims: \(zone.name) is too long for names under hoa.: its mappings never expire")
+                tooLong.append(zone.name)
                 return nil
             }
             expiry.track(runtime.store, now: start)
             return expiry
         }
         state = Mutex(CoreState(zones: zones, replay: replay, counters: IMSCounters(), expiry: expiry))
+        for zone in tooLong { record(.zoneWithoutExpiry(zone: zone)) }
     }
 
     /// Takes `keys` in place of the configured ones, for requests read from now on: a
