@@ -1,5 +1,6 @@
 import Glibc
 import MATDNS
+import MATWire
 import Synchronization
 
 /// Timeouts and retry budget of a transport.
@@ -198,9 +199,13 @@ public final class DNSTransport: DNSExchanging {
         }
         try socket.connect(to: server, deadline: deadline)
         let length = UInt16(truncatingIfNeeded: request.count)
-        try socket.sendAll([UInt8(length >> 8), UInt8(length & 0xFF)] + request, deadline: deadline)
+        var framed: [UInt8] = []
+        framed.reserveCapacity(2 + request.count)
+        framed.appendBigEndian(length)
+        framed += request
+        try socket.sendAll(framed, deadline: deadline)
         let prefix = try socket.receiveExactly(2, deadline: deadline)
-        let bytes = try socket.receiveExactly(Int(prefix[0]) << 8 | Int(prefix[1]), deadline: deadline)
+        let bytes = try socket.receiveExactly(Int(BigEndian.u16(prefix, at: 0)), deadline: deadline)
         guard let message = try? DNSMessage(bytes: bytes), Self.answers(message, request: parsed) else {
             count { $0.ignoredResponses += 1 }
             throw .badStream

@@ -1,4 +1,5 @@
 import MATDNS
+import MATWire
 
 extension IMSClient {
     /// How far the IMS server's clock is from this host's, in seconds (server minus here),
@@ -25,7 +26,7 @@ extension IMSClient {
         case .verified(let context), .badTime(let context):
             var serverTime = context.data.timeSigned
             if context.data.error == .badTime, context.data.otherData.count == 6 {
-                serverTime = context.data.otherData.reduce(0) { $0 << 8 | UInt64($1) }
+                serverTime = BigEndian.u48(context.data.otherData, at: 0)
             }
             return (Int64(bitPattern: serverTime &- received), exchange.server)
         default:
@@ -63,7 +64,7 @@ extension IMSClient {
         }
         var serverTime = context.data.timeSigned
         if context.data.error == .badTime, context.data.otherData.count == 6 {
-            serverTime = context.data.otherData.reduce(0) { $0 << 8 | UInt64($1) }
+            serverTime = BigEndian.u48(context.data.otherData, at: 0)
         }
         let correction = Int64(bitPattern: serverTime &- clock())
         let previous = state.withLock { state -> Int64 in

@@ -59,8 +59,7 @@ struct FastQuery {
             let c = b[j]
             key[j - 12] = (c >= 0x41 && c <= 0x5A) ? c | 0x20 : c
         }
-        key[questionEnd - 12] = UInt8(limit >> 8)
-        key[questionEnd - 11] = UInt8(truncatingIfNeeded: limit)
+        key.storeBigEndian(UInt16(limit), at: questionEnd - 12)
         key[questionEnd - 10] = edns ? 1 : 0
         self.key = key
         self.questionEnd = questionEnd

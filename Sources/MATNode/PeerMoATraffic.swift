@@ -4,6 +4,8 @@ import Glibc
 import Foundation
 import MATLinux
 import MATPacket
+import MATSystem
+import MATWire
 import Synchronization
 
 /// Traffic between this node's MoA and a peer's MoA that is not HoA traffic (ssh to the
@@ -137,13 +139,13 @@ enum PeerMoATraffic {
         while index < hex.endIndex {
             let next = hex.index(index, offsetBy: 8)
             guard let word = UInt32(hex[index..<next], radix: 16) else { return nil }
-            let host = UInt32(littleEndian: word)   // the kernel printed the word in host order
-            bytes += [UInt8(host & 0xff), UInt8(host >> 8 & 0xff), UInt8(host >> 16 & 0xff), UInt8(host >> 24)]
+            // The kernel printed the word as loaded from the address's bytes in host
+            // order: its bytes in memory are the address's, in network order.
+            withUnsafeBytes(of: word) { bytes += $0 }
             index = next
         }
-        return IPAddress(bytes.count == 4 ? bytes.map(String.init).joined(separator: ".")
-                         : stride(from: 0, to: 16, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }
-                            .joined(separator: ":"))
+        return bytes.count == 4 ? .v4(IPv4Address(BigEndian.u32(bytes, at: 0)))
+            : .v6(IPv6Address(high: BigEndian.u64(bytes, at: 0), low: BigEndian.u64(bytes, at: 8)))
     }
 }
 

@@ -1,4 +1,5 @@
 import MATPacket
+import MATWire
 
 /// The kind of a signaling message: the `type` byte at offset 5 of the header.
 public enum SignalType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
@@ -49,8 +50,8 @@ public struct Nonce: Hashable, Sendable, CustomStringConvertible {
     /// Builds a nonce from exactly 16 bytes (a precondition: anything else traps).
     public init(bytes: [UInt8]) {
         precondition(bytes.count == 16, "a nonce is 16 bytes, got \(bytes.count)")
-        high = bytes[0..<8].reduce(0) { $0 << 8 | UInt64($1) }
-        low = bytes[8..<16].reduce(0) { $0 << 8 | UInt64($1) }
+        high = BigEndian.u64(bytes, at: 0)
+        low = BigEndian.u64(bytes, at: 8)
     }
 
     /// A fresh nonce from the system's cryptographically secure generator.
