@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import MATIMSClient
 import MATLinux
+import MATLog
 import MATPacket
 import MATSignaling
 import Synchronization
@@ -114,7 +115,10 @@ extension MappingService {
     func endHold(_ hoa: IPAddress, _ reason: PeerHolds.End, now: UInt64) {
         let ending = peerHolds.end(hoa, reason, now: now)
         engine.send(ending.command)
-        if let heldFor = ending.heldFor { log(.debug, "matd: \(hoa): traffic released after \(heldFor) ms (\(reason.rawValue))") }
+        // Checked first: a move with 100,000 peers ends as many holds.
+        if let heldFor = ending.heldFor, Log.level == .debug {
+            log(.debug, "matd: \(hoa): traffic released after \(heldFor) ms (\(reason.rawValue))")
+        }
     }
 
     /// Every peer this node has a mapping for, with the MoA it sends to.
