@@ -120,25 +120,43 @@ struct SecurityLabTests {
     /// A node without an IMS key (the CN: lookups only, unsigned) has nothing to check an
     /// answer for a peer it holds no key for: the answer's key would pass its own probe,
     /// whoever wrote it (someone on the path answers with a key and an address of its
-    /// own). So it learns no peer from the IMS, not even the genuine one, and probes and
-    /// alerts nobody; a forger on the path answering its lookups (the plain host as the
-    /// VM's MoA, a key nobody holds, the largest sequence) gets nothing either. (Before:
-    /// trust on first use; the CN took the genuine answer, and would have taken the
-    /// forger's had it answered its probe.)
+    /// own). So it learns no peer from the IMS, not even the genuine one: neither the key
+    /// of a sender whose alert it got (the VM pins the CN's key in a `[peer]` and moves)
+    /// nor a first contact of its own, and it challenges, probes and alerts nobody; a
+    /// forger on the path answering its lookups (the plain host as the VM's MoA, a key
+    /// nobody holds, the largest sequence) gets nothing either. (Before: trust on first
+    /// use; the CN took the genuine key and answer, and would have taken the forger's had
+    /// it answered its probe.)
     @Test func aNodeWithoutAnIMSKeyLearnsNoPeerFromAnUnsignedAnswer() throws {
         let lab = try Lab()
         defer { lab.close() }
         _ = try lab.startIMS()
-        try lab.startMatd("vm", config: try lab.writeIMSConfig("vm"))
-        #expect(lab.waitForLog("vm", "registered \(vm.home4)"), "\(lab.matdLog("vm"))")
+        let cnKey = try lab.writeSigningKey("cn")
         let genuine = try String(contentsOfFile: try lab.writeIMSConfig("cn"), encoding: .utf8)
             .split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.hasPrefix("key-file") }.joined(separator: "\n")
         try genuine.write(toFile: lab.path("cn-ims.conf"), atomically: true, encoding: .utf8)
         try lab.startMatd("cn", config: lab.path("cn-ims.conf"))
+        let vmConfig = try String(contentsOfFile: try lab.writeIMSConfig("vm"), encoding: .utf8) + """
+            [peer]
+            home-address = \(cn.home4)
+            mobile-address = \(cn.mobile4)
+            public-key = \(cnKey.publicKey.base64)
+
+            """
+        try vmConfig.write(toFile: lab.path("vm-ims.conf"), atomically: true, encoding: .utf8)
+        try lab.startMatd("vm", config: lab.path("vm-ims.conf"))
+        #expect(lab.waitForLog("vm", "registered \(vm.home4)"), "\(lab.matdLog("vm"))")
         func signaling() throws -> [String: Int] { try lab.stats("cn")["signaling"] as? [String: Int] ?? [:] }
 
-        #expect(try !lab.ping("cn", vm.home4, count: 3), "the CN reached the VM on an unsigned answer")
+        // The VM's alert: the CN asks the IMS for the VM's key, unsigned, and takes none.
+        try lab.moveVM(to: "b")
         #expect(lab.waitForLog("cn", "\(vm.home4): not learned from the IMS"), "\(lab.matdLog("cn"))")
+        #expect(try !lab.matctl("cn", "peers").contains(vm.home4))
+        let alerted = try signaling()
+        #expect(alerted["challenges_sent", default: 0] == 0 && alerted["updates_received", default: 0] == 0,
+                "the CN took the VM's alert on a key from an unsigned answer: \(alerted)")
+        // Its own first contact: the same.
+        #expect(try !lab.ping("cn", vm.home4, count: 3), "the CN reached the VM on an unsigned answer")
         #expect(try !lab.matctl("cn", "peers").contains(vm.home4))
 
         let forger = try lab.spawn("plain", ["python3", LabPaths.forgedIMS, Addr.plain4, Addr.plain4])
