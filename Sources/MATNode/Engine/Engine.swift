@@ -33,8 +33,8 @@ public final class Engine: @unchecked Sendable {
     private var thread: Thread?
     private let missHandler: @Sendable (IPAddress) -> Void
     private let refusalHandler: @Sendable (PacketProcessor.Refusal) -> Void
-    /// Which unknown HoAs are reported (``MissReports``).
-    private var missReports = MissReports()
+    /// Unknown HoAs are reported at most once a second each.
+    private var missReports = AddressThrottle(interval: 1_000)
     /// Snapshot requests waiting for the engine thread.
     private let snapshotRequests = Mutex<[MappingSnapshotTicket]>([])
     private let publishedMappingCount: Mutex<Int>
@@ -311,7 +311,7 @@ public final class Engine: @unchecked Sendable {
     }
 
     private func report(_ miss: IPAddress) {
-        if missReports.report(miss, now: MonotonicClock.milliseconds()) { missHandler(miss) }
+        if missReports.take(miss, now: MonotonicClock.milliseconds()) { missHandler(miss) }
     }
 
     private func applyCommands() {

@@ -89,8 +89,8 @@ public final class MappingService: @unchecked Sendable {
     /// `matctl deregister`: requests and those waiting for the IMS.
     let deregistrationRequests = Mutex<[DeregistrationTicket]>([])
     var pendingDeregistrations: [PendingDeregistration] = []
-    /// When the key of an unknown sender was last looked up in the IMS (milliseconds).
-    var keyLookups: [IPAddress: UInt64] = [:]
+    /// The IMS lookups of unknown or perhaps rotated keys: at most one per HoA every 5 s.
+    var keyLookups = AddressThrottle(interval: 5_000)
     /// When an unsigned answer for each HoA with no key held was last logged as refused
     /// (``refusedUnkeyed(_:now:)``).
     var unkeyedRefusals: [IPAddress: UInt64] = [:]

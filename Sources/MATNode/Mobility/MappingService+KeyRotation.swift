@@ -130,10 +130,8 @@ extension MappingService {
               client != nil, config.domainPrefixes.contains(where: { $0.contains(hoa) }) else { return false }
         if lookingUp.contains(PendingLookup(hoa: hoa, purpose: .key)) { return true }
         let now = Self.milliseconds()
-        if let last = keyLookups[hoa], now < last + 5_000 { return false }
-        guard mayLookUp() else { return false }
-        if keyLookups.count > 4_096 { keyLookups.removeAll() }
-        keyLookups[hoa] = now
+        guard keyLookups.allows(hoa, now: now), mayLookUp() else { return false }
+        keyLookups.record(hoa, now: now)
         lookUp(hoa, for: .key)
         return true
     }

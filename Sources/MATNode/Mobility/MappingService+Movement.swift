@@ -247,10 +247,8 @@ extension MappingService: SignalingHost {
         guard client != nil, config.domainPrefixes.contains(where: { $0.contains(hoa) }) else { return .unknown }
         if lookingUp.contains(PendingLookup(hoa: hoa, purpose: .key)) { return .lookingUp }
         let now = Self.milliseconds()
-        if let last = keyLookups[hoa], now < last + 5_000 { return .unknown }
-        guard mayLookUp() else { return .unknown }
-        if keyLookups.count > 4_096 { keyLookups.removeAll() }
-        keyLookups[hoa] = now
+        guard keyLookups.allows(hoa, now: now), mayLookUp() else { return .unknown }
+        keyLookups.record(hoa, now: now)
         lookUp(hoa, for: .key)
         return .lookingUp
     }
