@@ -1,0 +1,170 @@
+import MATPacket
+import MATSignaling
+
+/// A relay's registrations (docs/datapath.md, "Not yet supported: a relay for the rest"):
+/// which HoAs each binding registered (a binding is the address and port a node's
+/// registrations come from, its NAT's), kept `lifetime` ms after the binding's last
+/// registration, and whether a relayed packet may go on. Pure: the caller verifies each
+/// registration's signature before it comes here, passes the time (monotonic
+/// milliseconds), counts the refusals and carries the packets.
+///
+/// The rules that make a relay neither an injector nor an open reflector: a packet goes on
+/// only from a live binding, only when its inner source HoA is one that binding registered,
+/// only to a HoA some live binding registered, and only within the sending binding's rate.
+/// A HoA belongs to one binding at a time: a registration with a higher sequence number
+/// takes it over (the node moved, or its NAT chose another port); one with a sequence
+/// number not above the last taken for any of its HoAs is a replay and is refused.
+public struct RelayTable: Sendable {
+    /// Where a node's registrations come from, and where its relayed packets go.
+    public struct Binding: Hashable, Sendable, CustomStringConvertible {
+        public let address: IPAddress
+        public let port: UInt16
+        public init(address: IPAddress, port: UInt16) {
+            self.address = address
+            self.port = port
+        }
+        public var description: String {
+            address.family == .ipv4 ? "\(address):\(port)" : "[\(address)]:\(port)"
+        }
+    }
+
+    public enum Registration: Equatable, Sendable {
+        case accepted
+        /// A sequence number not above the last taken for one of the HoAs.
+        case replayed
+        /// The table holds `capacity` bindings already.
+        case full
+    }
+
+    /// What happens to a relayed packet.
+    public enum Decision: Equatable, Sendable {
+        case forward(to: Binding)
+        /// The sender is not a live binding.
+        case unknownSender
+        /// The inner packet's source HoA is not one the sending binding registered.
+        case unregisteredSource
+        /// No live binding registered the destination HoA.
+        case unknownDestination
+        /// The sending binding sent more than its rate.
+        case rateLimited
+    }
+
+    struct Entry {
+        var hoas: Set<IPAddress>
+        var lastSeen: UInt64
+        var bucket: TokenBucket
+    }
+
+    public let lifetime: UInt64
+    public let rate: UInt32
+    public let burst: UInt32
+    public let capacity: Int
+    private var bindings: [Binding: Entry] = [:]
+    /// Each registered HoA's binding and the sequence number it was taken with.
+    private var owners: [IPAddress: (binding: Binding, sequence: UInt64)] = [:]
+
+    /// `lifetime`: ms a binding lives after its last registration (four keepalive
+    /// intervals); `rate` and `burst`: relayed packets a second, and at once, per binding;
+    /// `capacity`: the most bindings kept (a bound on memory).
+    public init(lifetime: UInt64 = 60_000, rate: UInt32 = 20_000, burst: UInt32 = 2_000, capacity: Int = 10_000) {
+        self.lifetime = lifetime
+        self.rate = rate
+        self.burst = burst
+        self.capacity = capacity
+    }
+
+    public var count: Int { bindings.count }
+
+    /// The HoAs `binding` holds now.
+    public func hoas(of binding: Binding) -> Set<IPAddress> { bindings[binding]?.hoas ?? [] }
+
+    /// A registration of `hoas` with `sequence`, its signature already verified, from
+    /// `binding` at `now`. Accepted, it refreshes the binding and takes each HoA over from
+    /// whichever binding held it; a binding left with no HoA is forgotten.
+    public mutating func register(_ hoas: Set<IPAddress>, sequence: UInt64, from binding: Binding,
+                                  now: UInt64) -> Registration {
+        expire(now: now)
+        for hoa in hoas {
+            if let owner = owners[hoa], sequence <= owner.sequence, !(owner.binding == binding && sequence == owner.sequence) {
+                return .replayed
+            }
+        }
+        if bindings[binding] == nil && bindings.count >= capacity { return .full }
+        for hoa in hoas {
+            if let previous = owners[hoa]?.binding, previous != binding {
+                bindings[previous]?.hoas.remove(hoa)
+                if bindings[previous]?.hoas.isEmpty == true { bindings[previous] = nil }
+            }
+            owners[hoa] = (binding, sequence)
+        }
+        var entry = bindings[binding] ?? Entry(hoas: [], lastSeen: now, bucket: TokenBucket(rate: rate, burst: burst))
+        // HoAs the node no longer registers are its to give up.
+        for hoa in entry.hoas.subtracting(hoas) where owners[hoa]?.binding == binding { owners[hoa] = nil }
+        entry.hoas = hoas
+        entry.lastSeen = now
+        bindings[binding] = entry
+        return .accepted
+    }
+
+    /// Whether a packet from `sender` whose inner source HoA is `source`, relayed to
+    /// `destination` (a HoA), goes on at `now`, and where.
+    public mutating func route(from sender: Binding, source: IPAddress, destination: IPAddress, now: UInt64) -> Decision {
+        guard let entry = bindings[sender], now < entry.lastSeen + lifetime else { return .unknownSender }
+        guard entry.hoas.contains(source) else { return .unregisteredSource }
+        guard let target = owners[destination]?.binding, let targetEntry = bindings[target],
+              now < targetEntry.lastSeen + lifetime else { return .unknownDestination }
+        guard bindings[sender]!.bucket.take(now: now) else { return .rateLimited }
+        return .forward(to: target)
+    }
+
+    /// Forgets the bindings not registered again within `lifetime`; returns them. The
+    /// sequence numbers of their HoAs are forgotten with them: a node that comes back after
+    /// that may start again from any number, and an old registration replayed then would
+    /// only hold a HoA until its node registers again.
+    @discardableResult
+    public mutating func expire(now: UInt64) -> [Binding] {
+        let gone = bindings.filter { now >= $0.value.lastSeen + lifetime }.map(\.key)
+        for binding in gone {
+            for hoa in bindings[binding]!.hoas where owners[hoa]?.binding == binding { owners[hoa] = nil }
+            bindings[binding] = nil
+        }
+        return gone
+    }
+}
+
+/// When a node sends a peer's traffic through the relay rather than to the peer's public
+/// address (docs/datapath.md, "Not yet supported: a relay for the rest"): once the peer's
+/// traffic goes in UDP, hole punching has three keepalive intervals to show a keepalive
+/// from the peer; without one, the relay. A keepalive from the peer later (the hole opened
+/// after all) goes back to the peer's address. Pure: the caller passes the time.
+public struct RelayFallback: Sendable {
+    public let keepaliveInterval: UInt64
+    private var peers: [IPAddress: (since: UInt64, heard: UInt64?)] = [:]
+
+    public init(keepaliveInterval: UInt64 = 15_000) { self.keepaliveInterval = keepaliveInterval }
+
+    /// `moa`'s traffic goes in UDP from `now` on (a second call changes nothing).
+    public mutating func encapsulated(_ moa: IPAddress, now: UInt64) {
+        if peers[moa] == nil { peers[moa] = (now, nil) }
+    }
+
+    /// A keepalive came from `moa` at `now`.
+    public mutating func heard(_ moa: IPAddress, now: UInt64) {
+        peers[moa]?.heard = now
+    }
+
+    /// `moa`'s traffic goes direct again, or the peer is gone.
+    public mutating func stopped(_ moa: IPAddress) { peers[moa] = nil }
+
+    /// Whether `moa`'s traffic goes through the relay at `now`: in UDP, and no keepalive
+    /// from the peer within the last three intervals (or since it went in UDP).
+    public func relayed(_ moa: IPAddress, now: UInt64) -> Bool {
+        guard let peer = peers[moa] else { return false }
+        return now >= (peer.heard ?? peer.since) + 3 * keepaliveInterval
+    }
+
+    /// The earliest time `relayed` changes by the clock alone; nil when nothing waits.
+    public func nextDeadline(now: UInt64) -> UInt64? {
+        peers.values.map { ($0.heard ?? $0.since) + 3 * keepaliveInterval }.filter { $0 > now }.min()
+    }
+}
