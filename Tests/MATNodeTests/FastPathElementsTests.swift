@@ -135,7 +135,8 @@ import Testing
         #expect(few.flushed.isEmpty && few.outDeleted.count == 1)
     }
 
-    /// A write from scratch takes the table's HoAs a part at a time, in order, once.
+    /// A write from scratch takes the table's HoAs a part at a time, in order, once; so do
+    /// joining peers.
     @Test func theBacklogIsTakenInParts() {
         var elements = filled(0..<10)
         elements.restart(backlog: (0..<5).map { address("2001:db8:4000::\($0)") })
@@ -148,6 +149,12 @@ import Testing
         #expect(!elements.hasBacklog)
         let after = elements.takeBacklog(2)
         #expect(after.isEmpty)
+        // Joining peers wait there too, in the order they came.
+        elements.enqueue(address("198.51.100.20"))
+        elements.enqueue(address("198.51.100.21"))
+        #expect(elements.backlogCount == 2)
+        let joining = Array(elements.takeBacklog(10))
+        #expect(joining == [address("198.51.100.20"), address("198.51.100.21")] && elements.backlogCount == 0)
     }
 
     /// Large deltas go in commands of at most 4,096 elements.

@@ -214,6 +214,12 @@ public final class Engine: @unchecked Sendable {
             let nanoseconds = MonotonicClock.nanoseconds()
             if handled > 0 { busyPoll.trafficSeen(at: nanoseconds) }
             timeout = busyPoll.pollTimeout(at: nanoseconds)
+            // Peers joining the kernel fast path are written a part at a time, every few
+            // milliseconds, not one transaction per command.
+            if let fastPath, fastPath.hasBacklog {
+                if fastPath.backlogDue(at: nanoseconds / 1_000_000) { refreshFastPath() }
+                timeout = min(timeout, KernelFastPath.backlogIntervalMilliseconds)
+            }
             if timeout == 0 && handled == 0 {
                 // An empty turn of the spin: let a thread this one woke on its CPU (the
                 // peer's engine, the application the packet went to) run first.
@@ -326,7 +332,7 @@ public final class Engine: @unchecked Sendable {
         let encapBefore = encap == nil ? [] : encapsulatedMoAs
         applyEncapCommands()
         let encapChanged = encap == nil ? [] : encapsulatedMoAs.symmetricDifference(encapBefore)
-        if fastPathStale || !pending.isEmpty || !encapChanged.isEmpty || fastPath?.hasBacklog == true {
+        if fastPathStale || !pending.isEmpty || !encapChanged.isEmpty || fastPath?.backlogFull == true {
             fastPathStale = false
             refreshFastPath(pending, encapsulationChanged: encapChanged)
         }
@@ -351,13 +357,14 @@ public final class Engine: @unchecked Sendable {
     /// Points the kernel fast path at what this thread's state allows now: run after every
     /// change, before the next packet is read, so a peer about to be held has no element
     /// left by the time the engine looks at its packets. Decides only for the HoAs that
-    /// `commands` and the MoAs put in or taken out of UDP (`encapsulationChanged`) touched,
-    /// and for the next part of the backlog of a write from scratch (the whole table, once
-    /// at start and after a failed write; the engine comes back for the rest at once).
+    /// `commands` and the MoAs put in or taken out of UDP (`encapsulationChanged`) touched
+    /// and the kernel's maps hold; a touched HoA not in them joins the backlog, whose next
+    /// part is decided on when due (the whole table goes there once at start and after a
+    /// failed write; the engine comes back at once while a full part waits).
     private func refreshFastPath(_ commands: [Command] = [], encapsulationChanged: Set<IPAddress> = []) {
         guard let fastPath else { return }
         if fastPath.wantsAllPeers { fastPath.restart(with: processor.table.mappings.map(\.hoa)) }
-        var hoas = Set(fastPath.takeBacklog())
+        var hoas: Set<IPAddress> = []
         var moas = encapsulationChanged
         for command in commands {
             switch command {
@@ -371,6 +378,12 @@ public final class Engine: @unchecked Sendable {
             if let hoa = processor.table.hoa(forMoA: moa) { hoas.insert(hoa) }
             if let hoa = fastPath.owner(ofMoA: moa) { hoas.insert(hoa) }
         }
+        for hoa in hoas where !fastPath.holds(hoa) {
+            hoas.remove(hoa)
+            fastPath.enqueue(hoa)
+        }
+        let now = MonotonicClock.milliseconds()
+        if fastPath.backlogDue(at: now) { hoas.formUnion(fastPath.takeBacklog(at: now)) }
         let unvalidated = Set(processor.unvalidated.keys)
         let encapsulated = encap == nil ? [] : encapsulatedMoAs
         var decisions: [IPAddress: FastPathRuleset.Peer?] = [:]
@@ -383,7 +396,7 @@ public final class Engine: @unchecked Sendable {
         }
         fastPath.update(FastPathRuleset(addresses: processor.addresses, domainPrefixes: fastPath.domainPrefixes),
                         decisions: decisions)
-        if fastPath.hasBacklog { wakeup.signal() }
+        if fastPath.backlogFull { wakeup.signal() }
     }
 
     /// Copies the counters field by field into preallocated storage, so publishing never

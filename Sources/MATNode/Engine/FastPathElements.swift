@@ -11,16 +11,31 @@ import MATPacket
 /// before it reads another packet, so the kernel never translates for a peer the engine
 /// holds. Pure: the kernel is written by ``KernelFastPath``.
 ///
-/// The first write (and the one after a failure) does not walk the table in one go: the
-/// HoAs to look at wait in a backlog, taken a bounded number per turn of the engine's
-/// loop, so packets keep flowing while 100,000 peers go into the maps.
+/// A peer joins the maps later than it leaves them: a HoA not in the maps that a change
+/// touched waits in a backlog, taken a bounded number at a time, every few milliseconds
+/// (``KernelFastPath``), and decided on then. So the 100,000 mappings restored at start,
+/// one command each, cost a hundred transactions rather than 100,000, and the first write
+/// (and the one after a failure) does not walk the table in one go while packets wait.
 struct FastPathElements: Equatable, Sendable {
     /// One element of a map: `key : value`.
     struct Element: Hashable, Sendable, Comparable {
         var key: IPAddress
         var value: IPAddress
 
-        static func < (a: Element, b: Element) -> Bool { (a.key.description, a.value.description) < (b.key.description, b.value.description) }
+        static func < (a: Element, b: Element) -> Bool {
+            FastPathElements.precedes(a.key, b.key) || (a.key == b.key && FastPathElements.precedes(a.value, b.value))
+        }
+    }
+
+    /// Address order without text: IPv4 before IPv6, then by value (a sort of 100,000
+    /// addresses by their text took seconds in a debug build).
+    static func precedes(_ a: IPAddress, _ b: IPAddress) -> Bool {
+        switch (a, b) {
+        case (.v4(let x), .v4(let y)): x < y
+        case (.v6(let x), .v6(let y)): x < y
+        case (.v4, .v6): true
+        case (.v6, .v4): false
+        }
     }
 
     /// What changes in the maps: the maps of `flushed` families are emptied first, then
@@ -61,6 +76,13 @@ struct FastPathElements: Equatable, Sendable {
 
     /// Whether HoAs are waiting in the backlog.
     var hasBacklog: Bool { backlogTaken < backlog.count }
+
+    /// How many HoAs wait in the backlog.
+    var backlogCount: Int { backlog.count - backlogTaken }
+
+    /// Puts `hoa` at the end of the backlog (a HoA there twice is decided twice, the
+    /// second time without a change).
+    mutating func enqueue(_ hoa: IPAddress) { backlog.append(hoa) }
 
     /// Forgets every element (the kernel's maps are empty: the first write, or the table
     /// was removed after a failure) and puts `hoas` in the backlog.

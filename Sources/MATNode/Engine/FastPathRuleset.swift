@@ -29,7 +29,7 @@ public struct FastPathRuleset: Equatable, Sendable {
             self.moas = moas
         }
 
-        public static func < (a: Peer, b: Peer) -> Bool { a.hoa.description < b.hoa.description }
+        public static func < (a: Peer, b: Peer) -> Bool { FastPathElements.precedes(a.hoa, b.hoa) }
     }
 
     /// The node's own addresses the rules rewrite from and to.

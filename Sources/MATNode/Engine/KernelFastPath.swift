@@ -30,9 +30,12 @@ public final class KernelFastPath: @unchecked Sendable {
     /// 100,000 peers); each peer costs the kernel about 280 bytes (IPv6), so the limit
     /// caps that at about 70 MB (docs/benchmarks.md, "Kernel fast path at scale").
     public static let peerLimit = 262_144
-    /// HoAs of the backlog of a write from scratch looked at per turn of the engine's
-    /// loop: about 20 ms of nft work, between which packets keep flowing.
+    /// HoAs of the backlog (peers joining, a write from scratch) decided on per write:
+    /// about 20 ms of nft work, between which packets keep flowing.
     static let backlogPerTurn = 1_024
+    /// How long a joining peer waits at most for the next write of the backlog (the
+    /// engine carries it meanwhile).
+    static let backlogIntervalMilliseconds: Int32 = 20
 
     /// Whether the fast path is wanted: the environment variable if set, else `setting`.
     public static func enabled(setting: Bool, environment: [String: String] = ProcessInfo.processInfo.environment) -> Bool {
@@ -100,11 +103,31 @@ public final class KernelFastPath: @unchecked Sendable {
         wantsAllPeers = false
     }
 
-    /// Whether HoAs wait in the backlog (the engine comes back for them at once).
+    /// Whether HoAs wait in the backlog.
     var hasBacklog: Bool { elements.hasBacklog }
 
+    /// Whether the kernel's maps hold `hoa` (a change to it is written at once).
+    func holds(_ hoa: IPAddress) -> Bool { elements.peers[hoa] != nil }
+
+    /// Puts a HoA not in the maps in the backlog: decided on at the next write of it.
+    func enqueue(_ hoa: IPAddress) { elements.enqueue(hoa) }
+
+    /// Whether the backlog is to be written now (monotonic milliseconds): it holds a full
+    /// part, or its oldest HoA waited ``backlogIntervalMilliseconds``.
+    func backlogDue(at now: UInt64) -> Bool {
+        elements.backlogCount >= Self.backlogPerTurn
+            || (elements.hasBacklog && now >= lastBacklogWrite + UInt64(Self.backlogIntervalMilliseconds))
+    }
+
+    /// Whether a full part waits (the engine comes back for it at once).
+    var backlogFull: Bool { elements.backlogCount >= Self.backlogPerTurn }
+
     /// The next HoAs of the backlog, for the engine to decide on.
-    func takeBacklog() -> ArraySlice<IPAddress> { elements.takeBacklog(Self.backlogPerTurn) }
+    func takeBacklog(at now: UInt64) -> ArraySlice<IPAddress> {
+        lastBacklogWrite = now
+        return elements.takeBacklog(Self.backlogPerTurn)
+    }
+    private var lastBacklogWrite: UInt64 = 0
 
     /// Makes the kernel's rules say `ruleset` and its maps hold `decisions` (the engine's
     /// peer, or nil, for each HoA its last change touched); called on the engine thread
