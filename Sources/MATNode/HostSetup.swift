@@ -30,12 +30,9 @@ public final class HostSetup {
     private let services: MoAServiceWatch
     /// How IPv6 packets from the engine leave (probed at start).
     public let ipv6Path: IPv6OutboundPath
-    /// What the diversion was last written for, to write it again when only the routes
-    /// changed (a new gateway after a move).
-    private var diverted: (addresses: NodeAddresses, peerMoAs: [IPAddress])?
-    private var hops6: [IPAddress: RouteLookup.Hop] = [:]
     /// What the rules of both tables were last written for; while it holds, a change of
-    /// peers only adds and deletes set elements (`PeerMoASets`).
+    /// peers only adds and deletes set elements (`PeerMoASets`). With `divertedSets`, what
+    /// the diversion is written again for when only the routes changed (a new gateway).
     private var divertedShape: DiversionShape?
     private var divertedSets = PeerMoASets()
     private var watchingServices = false
@@ -138,8 +135,6 @@ public final class HostSetup {
         }
         divertedShape = shape
         divertedSets = sets
-        diverted = (addresses, peerMoAs)
-        hops6 = hops
         // At home (MoA == HoA) a service on that address is HoA traffic's: the engine
         // decides by source there, as for everything else.
         services.watch(addresses.mobileAddresses.filter { !config.homeAddresses.contains($0) })
@@ -175,8 +170,7 @@ public final class HostSetup {
             batch += rules(table: table, chain: chain, family: .ipv6, addresses: shape.addresses, encapsulated: shape.encapsulated)
         }
         if ipv6Path == .nftables {
-            let chain = Self.outboundChain6(table: table, tun: tun.name, mobile: shape.addresses.mobile6 ?? IPv6Address(high: 0, low: 0),
-                                            hops: shape.addresses.mobile6 == nil ? [:] : shape.hops6)
+            let chain = Self.outboundChain6(table: table, tun: tun.name, mobile: shape.addresses.mobile6, hops: shape.hops6)
             batch.append(chain[0])
             batch.append("flush chain netdev \(table) out6")
             batch += chain.dropFirst()
@@ -188,11 +182,12 @@ public final class HostSetup {
     /// route change without a new MoA); nothing to do on the sysctl path, where the
     /// kernel routes each packet itself. Called after netlink reports route changes.
     public func followRoutes() {
-        guard ipv6Path == .nftables, let diverted else { return }
-        let hops = nextHops6(addresses: diverted.addresses, peerMoAs: diverted.peerMoAs)
-        guard hops != hops6 else { return }
+        guard ipv6Path == .nftables, let shape = divertedShape else { return }
+        let peerMoAs = Array(divertedSets.addresses)
+        let hops = nextHops6(addresses: shape.addresses, peerMoAs: peerMoAs)
+        guard hops != shape.hops6 else { return }
         do {
-            try divertInbound(addresses: diverted.addresses, peerMoAs: diverted.peerMoAs)
+            try divertInbound(addresses: shape.addresses, peerMoAs: peerMoAs)
             log("matd: IPv6 next hops changed: \(hops.map { "\($0.key) \($0.value)" }.sorted().joined(separator: ", "))")
         } catch {
             log("matd: pointing IPv6 at the new next hops failed: \(error)")

@@ -90,11 +90,15 @@ extension HostSetup {
     /// hop, so the usual case (every peer behind the default gateway) is one rule.
     /// A peer with no route gets no rule: the kernel drops its packets and counts them
     /// (Ip6InAddrErrors), as it would any packet without a route.
-    static func outboundChain6(table: String, tun: String, mobile: IPv6Address,
+    /// Without an IPv6 MoA (`mobile` nil) the chain has no rule: the engine translates
+    /// no IPv6 packet then, so none comes from the TUN device to forward.
+    static func outboundChain6(table: String, tun: String, mobile: IPv6Address?,
                                hops: [IPAddress: RouteLookup.Hop]) -> [String] {
+        let chain = "add chain netdev \(table) out6 { type filter hook ingress device \"\(tun)\" priority -500; policy accept; }"
+        guard let mobile else { return [chain] }
         var byHop: [RouteLookup.Hop: [IPAddress]] = [:]
         for (peer, hop) in hops { byHop[hop, default: []].append(peer) }
-        var batch = ["add chain netdev \(table) out6 { type filter hook ingress device \"\(tun)\" priority -500; policy accept; }"]
+        var batch = [chain]
         for (hop, peers) in byHop.sorted(by: { $0.key.description < $1.key.description }) {
             let set = peers.map(\.description).sorted().joined(separator: ", ")
             batch.append("add rule netdev \(table) out6 ip6 saddr \(mobile) ip6 daddr { \(set) } "
