@@ -128,8 +128,9 @@ public final class Engine: @unchecked Sendable {
     /// The counters as of the last publication (at most ~100 ms or 64 packets old).
     public var counters: EngineCounters { published.withLock { $0 } }
 
-    /// The peers (HoAs) whose packets the engine translated inbound since the last call,
-    /// as of its last publication: what idle probing counts as hearing from them.
+    /// The peers (HoAs) whose packets the engine translated inbound or delivered from a
+    /// carried (encapsulated) packet since the last call, as of its last publication: what
+    /// idle probing counts as hearing from them. The kernel fast path's packets are not among them.
     public func takeInboundPeers() -> Set<IPAddress> {
         publishedInbound.withLock { peers in
             defer { peers.removeAll(keepingCapacity: true) }
