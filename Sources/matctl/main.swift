@@ -145,8 +145,8 @@ struct Rebind: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Re-bind after a migration: take the current MoA, register it, alert every peer.",
         discussion: """
-            Returns when the IMS has the new mapping and every peer has acknowledged it (or \
-            stopped answering). Idempotent: call it again and nothing changes but the \
+            Returns when the IMS has the new mapping, every peer has been alerted (a move's \
+            alerts go out a few hundred at a time) and has acknowledged it (or stopped answering). Idempotent: call it again and nothing changes but the \
             sequence numbers. Exits non-zero when the rebind fails or a peer did not answer.
             """)
     @OptionGroup var options: CommonOptions
@@ -166,6 +166,8 @@ struct Rebind: ParsableCommand {
             print("mobile addresses: \(report.mobileAddresses.joined(separator: ", "))")
             let registration = report.registered.map { $0 ? "confirmed" : "FAILED (peers alerted anyway)" } ?? "no IMS key"
             print("registration:     \(registration)")
+            print("peers:            \(report.alerted) alerted, \(report.acknowledged.count) acknowledged, "
+                + "\(report.unanswered.count) unanswered")
             print("acknowledged:     \(report.acknowledged.isEmpty ? "none" : report.acknowledged.joined(separator: ", "))")
             if !report.unanswered.isEmpty { print("unanswered:       \(report.unanswered.joined(separator: ", "))") }
             print("took:             \(report.milliseconds) ms")

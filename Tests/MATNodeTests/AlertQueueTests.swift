@@ -38,4 +38,21 @@ import Testing
         #expect(queue.count == 1)
         #expect(queue.next().map(\.hoa) == [peer(1).hoa])
     }
+
+    /// `matctl rebind` reports once the whole round went out, not when the peers of its
+    /// first turn have answered: with 1,000 peers, the 744 still queued keep it waiting
+    /// even when nobody is outstanding, and they count in its round.
+    @Test func aRebindIsDoneOnlyOnceTheWholeRoundWentOut() {
+        var queue = AlertQueue()
+        let peers = (0..<1_000).map(peer)
+        queue.replace(with: peers, first: [], recentSince: 0, lastHeard: { _ in 0 })
+        let firstTurn = Set(queue.next().map(\.hoa))
+        let rebind = PendingRebind(ticket: RebindTicket(), round: firstTurn.union(queue.hoas), startedAt: 0)
+        #expect(rebind.round.count == 1_000)
+        #expect(!rebind.isDone(alertsWaiting: queue.count, outstanding: [], registering: false))
+        #expect(!rebind.isDone(alertsWaiting: 0, outstanding: [peers[999].hoa], registering: false))
+        #expect(!rebind.isDone(alertsWaiting: 0, outstanding: [], registering: true))
+        while !queue.isEmpty { _ = queue.next() }
+        #expect(rebind.isDone(alertsWaiting: queue.count, outstanding: [peer(5_000).hoa], registering: false))
+    }
 }

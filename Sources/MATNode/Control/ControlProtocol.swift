@@ -202,6 +202,8 @@ public struct RebindReport: Codable, Sendable, Equatable {
     public var mobileAddresses: [String]
     /// Whether the IMS confirmed the registration; nil without an IMS key.
     public var registered: Bool?
+    /// How many peers the move alerted: `acknowledged` and `unanswered` together.
+    public var alerted: Int
     /// Peers (HoAs) that acknowledged the new mapping.
     public var acknowledged: [String]
     /// Peers that did not acknowledge before the retransmissions ran out.
@@ -209,11 +211,12 @@ public struct RebindReport: Codable, Sendable, Equatable {
     /// From the request to the last acknowledgement, milliseconds.
     public var milliseconds: UInt64
 
-    public init(error: String? = nil, mobileAddresses: [String] = [], registered: Bool? = nil,
+    public init(error: String? = nil, mobileAddresses: [String] = [], registered: Bool? = nil, alerted: Int = 0,
                 acknowledged: [String] = [], unanswered: [String] = [], milliseconds: UInt64 = 0) {
         self.error = error
         self.mobileAddresses = mobileAddresses
         self.registered = registered
+        self.alerted = alerted
         self.acknowledged = acknowledged
         self.unanswered = unanswered
         self.milliseconds = milliseconds

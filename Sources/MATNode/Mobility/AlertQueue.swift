@@ -20,6 +20,8 @@ struct AlertQueue {
 
     var isEmpty: Bool { waiting.isEmpty }
     var count: Int { waiting.count }
+    /// The HoAs still to alert, in no order.
+    var hoas: [IPAddress] { waiting.map(\.hoa) }
 
     /// Replaces what waits by `peers`: `first` ones first, then those heard from since
     /// `recentSince` by `lastHeard` (newest first), then the rest in no order (sorting

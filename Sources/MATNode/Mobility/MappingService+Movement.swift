@@ -132,8 +132,9 @@ extension MappingService {
     // MARK: matctl rebind
 
     /// Forces the movement path (`matctl rebind`): reads the uplinks, re-points the
-    /// datapath, registers with the IMS and alerts every peer, and returns once each peer
-    /// has acknowledged or its retransmissions ran out, or after `timeout` seconds.
+    /// datapath, registers with the IMS and alerts every peer, and returns once the whole
+    /// round of alerts has gone out (`AlertQueue` sends it over several turns) and each
+    /// peer has acknowledged or its retransmissions ran out, or after `timeout` seconds.
     /// `interface` limits the MoA to one uplink; `moa` picks one of its addresses.
     /// Idempotent: a second call with nothing changed registers and alerts again.
     public func rebind(interface: String?, moa: IPAddress?, timeout: Double = 30) -> RebindReport {
@@ -163,7 +164,9 @@ extension MappingService {
                 request.ticket.finish(RebindReport(error: "no uplink has an address to use as MoA"))
                 continue
             }
-            rebinds.append(PendingRebind(ticket: request.ticket, awaiting: signaling.awaiting, startedAt: now))
+            // The round: what was sent this turn and what the queue sends in the next ones.
+            let round = signaling.awaiting.union(alerts.hoas)
+            rebinds.append(PendingRebind(ticket: request.ticket, round: round, startedAt: now))
         }
     }
 
@@ -189,16 +192,21 @@ extension MappingService {
     }
 
     func finishRebinds(now: UInt64) {
+        // While alerts wait in the queue no rebind is done, and the outstanding set (as
+        // large as the round) is not built on every turn that sends 256 of them.
+        guard !rebinds.isEmpty, alerts.isEmpty else { return }
         let outstanding = signaling.awaiting
         rebinds.removeAll { pending in
-            // Done when every peer has answered (or will not) and the IMS has answered.
-            guard pending.awaiting.isDisjoint(with: outstanding), registering.isEmpty else { return false }
-            let acknowledged = pending.awaiting.filter { settlements[$0] == true }
+            guard pending.isDone(alertsWaiting: alerts.count, outstanding: outstanding, registering: !registering.isEmpty) else {
+                return false
+            }
+            let acknowledged = pending.round.filter { settlements[$0] == true }
             pending.ticket.finish(RebindReport(
                 mobileAddresses: addresses.mobileAddresses.map(\.description),
                 registered: schedules.isEmpty ? nil : isRegistered,
+                alerted: pending.round.count,
                 acknowledged: acknowledged.map(\.description).sorted(),
-                unanswered: pending.awaiting.subtracting(acknowledged).map(\.description).sorted(),
+                unanswered: pending.round.subtracting(acknowledged).map(\.description).sorted(),
                 milliseconds: now - pending.startedAt))
             return true
         }
@@ -215,8 +223,15 @@ struct RebindRequest {
 /// A `matctl rebind` waiting for its peers.
 struct PendingRebind {
     var ticket: RebindTicket
-    var awaiting: Set<IPAddress>
+    /// Every peer the rebind's move alerts (or was still alerting before it).
+    var round: Set<IPAddress>
     var startedAt: UInt64
+
+    /// Done when the whole round has gone out (no alert waits in the queue), every peer in
+    /// it has answered or will not (none is `outstanding`), and the IMS has answered.
+    func isDone(alertsWaiting: Int, outstanding: Set<IPAddress>, registering: Bool) -> Bool {
+        alertsWaiting == 0 && !registering && round.isDisjoint(with: outstanding)
+    }
 }
 
 /// Where the service thread leaves a rebind's report for the control thread.
