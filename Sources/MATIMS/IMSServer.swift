@@ -190,14 +190,9 @@ public final class IMSServer: Sendable {
             let ready = Sockets.waitReadable([listener, stopRead], timeout: -1)
             if ready[1] { return }
             while true {
-                var storage = sockaddr_storage()
-                var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-                let fd = withUnsafeMutablePointer(to: &storage) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(listener, $0, &length) }
-                }
+                let (fd, peer) = SocketAddress.receiving { accept(listener, $0, $1) }
                 if fd < 0 { break }
                 _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-                let peer = SocketAddress.endpoint(of: storage)
                 switch connections.withLock({ $0.admit(peer?.address) }) {
                 case .admitted:
                     break

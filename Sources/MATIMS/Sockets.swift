@@ -49,13 +49,8 @@ enum Sockets {
     }
 
     static func localEndpoint(_ fd: Int32) -> IPEndpoint? {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let result = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard result == 0 else { return nil }
-        return SocketAddress.endpoint(of: storage)
+        let (result, endpoint) = SocketAddress.receiving { getsockname(fd, $0, $1) }
+        return result == 0 ? endpoint : nil
     }
 
     /// Sends one datagram.
@@ -68,17 +63,11 @@ enum Sockets {
 
     /// Receives one datagram, if one is waiting.
     static func receive(_ fd: Int32, into buffer: inout [UInt8]) -> (Int, IPEndpoint?)? {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let n = buffer.withUnsafeMutableBytes { raw in
-            withUnsafeMutablePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    recvfrom(fd, raw.baseAddress, raw.count, Int32(MSG_DONTWAIT), $0, &length)
-                }
-            }
+        let (n, source) = buffer.withUnsafeMutableBytes { raw in
+            SocketAddress.receiving { recvfrom(fd, raw.baseAddress, raw.count, Int32(MSG_DONTWAIT), $0, $1) }
         }
         guard n >= 0 else { return nil }
-        return (n, SocketAddress.endpoint(of: storage))
+        return (n, source)
     }
 
     /// Waits until one of `fds` is readable (or `timeout` ms pass; -1 waits forever).

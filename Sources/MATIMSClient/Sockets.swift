@@ -97,17 +97,11 @@ final class SocketHandle {
     func receiveDatagram(deadline: Int64) throws(DNSSocketError) -> (bytes: [UInt8], from: DNSServerAddress?) {
         var buffer = [UInt8](repeating: 0, count: 65_535)
         while true {
-            var storage = sockaddr_storage()
-            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            let received = buffer.withUnsafeMutableBytes { raw in
-                withUnsafeMutablePointer(to: &storage) { sp in
-                    sp.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        recvfrom(fd, raw.baseAddress, raw.count, 0, $0, &length)
-                    }
-                }
+            let (received, source) = buffer.withUnsafeMutableBytes { raw in
+                SocketAddress.receiving { recvfrom(fd, raw.baseAddress, raw.count, 0, $0, $1) }
             }
             if received >= 0 {
-                return (Array(buffer[0..<received]), DNSServerAddress(storage))
+                return (Array(buffer[0..<received]), source.map { DNSServerAddress(address: $0.address, port: $0.port) })
             }
             let error = errno
             if error == EINTR { continue }

@@ -51,18 +51,14 @@ public final class DatagramSocket {
     /// than the buffer is reported with its full length, so the caller can drop it.
     public func receive(into buffer: UnsafeMutableRawBufferPointer) throws(SystemError)
         -> (length: Int, source: IPAddress, port: UInt16)? {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let count = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                recvfrom(fileDescriptor, buffer.baseAddress, buffer.count, Int32(MSG_TRUNC), $0, &length)
-            }
+        let (count, endpoint) = SocketAddress.receiving {
+            recvfrom(fileDescriptor, buffer.baseAddress, buffer.count, Int32(MSG_TRUNC), $0, $1)
         }
         if count < 0 {
             if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { return nil }
             throw SystemError("receive UDP", errno: errno)
         }
-        guard let source = SocketAddress.endpoint(of: storage) else { return nil }
+        guard let source = endpoint else { return nil }
         return (count, source.address, source.port)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import MATLog
+import MATSystem
 import Synchronization
 
 /// What the clients of a ``StreamServer`` speak: where a request ends and what answers it.
@@ -53,21 +54,30 @@ public final class StreamServer: Sendable {
     }
 
     private let loop: StreamLoop
+    private let thread: SystemThread
+    private let stopped = Atomic<Bool>(false)
 
     /// Serves `service` on `listener` from a thread named `name`. `connectionCounter` names
     /// the counter of accepted connections; `logPrefix` starts the server's log lines.
     public init(listener: consuming StreamSocket, service: some StreamService, limits: Limits,
                 name: String, connectionCounter: String, logPrefix: String) throws(SystemError) {
         listener.setNonBlocking()
-        loop = try StreamLoop(listener: listener, service: service, limits: limits,
-                              connectionCounter: connectionCounter, logPrefix: logPrefix)
-        let thread = Thread { [loop] in loop.run() }
-        thread.name = name
-        thread.start()
+        let loop = try StreamLoop(listener: listener, service: service, limits: limits, name: name,
+                                  connectionCounter: connectionCounter, logPrefix: logPrefix)
+        guard let thread = SystemThread.start(name: name, { loop.run() }) else {
+            throw SystemError("start the \(name) thread", errno: EAGAIN)
+        }
+        self.loop = loop
+        self.thread = thread
     }
 
     /// Stops serving and closes every connection; replies still being made are dropped.
-    public func stop() { loop.stop() }
+    /// Idempotent.
+    public func stop() {
+        guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        loop.stop()
+        thread.join()
+    }
 
     /// What the server has seen, by event: the connection counter, `requests_too_long`,
     /// `clients_gone`, `clients_timed_out`, `accept_errors`, `requests_busy`, and what
@@ -85,7 +95,8 @@ private final class StreamLoop: @unchecked Sendable {
     private let logPrefix: String
     private let wakeup: Wakeup
     private let stopped = Mutex(false)
-    private let done = DispatchSemaphore(value: 0)
+    /// The serving thread's name; its workers are named after it.
+    private let name: String
     /// Replies of worker threads, by connection, ready to send.
     private let finished = Mutex<[(UInt64, [UInt8])]>([])
     let counters = Mutex<[String: UInt64]>([:])
@@ -97,8 +108,9 @@ private final class StreamLoop: @unchecked Sendable {
     private var acceptPausedUntil: UInt64 = 0
     private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16_384, alignment: 8)
 
-    init(listener: consuming StreamSocket, service: any StreamService, limits: StreamServer.Limits,
+    init(listener: consuming StreamSocket, service: any StreamService, limits: StreamServer.Limits, name: String,
          connectionCounter: String, logPrefix: String) throws(SystemError) {
+        self.name = name
         self.listener = listener
         self.service = service
         self.limits = limits
@@ -109,14 +121,13 @@ private final class StreamLoop: @unchecked Sendable {
 
     deinit { buffer.deallocate() }
 
+    /// Tells the serving thread to end; the server joins it.
     func stop() {
         stopped.withLock { $0 = true }
         wakeup.signal()
-        done.wait()
     }
 
     func run() {
-        defer { done.signal() }
         var descriptors: [pollfd] = []
         var order: [UInt64] = []
         while !stopped.withLock({ $0 }) {
@@ -202,15 +213,19 @@ private final class StreamLoop: @unchecked Sendable {
                 count("requests_busy")
                 return connection.queue(busy, deadline: replyDeadline())
             }
-            busyWorkers += 1
-            connection.state = .waitingForWorker
-            let thread = Thread { [self] in
+            let worker = SystemThread.start(name: "\(name)-worker") { [self] in
                 let reply = work()
                 finished.withLock { $0.append((identifier, reply)) }
                 wakeup.signal()
             }
-            thread.name = "\(Thread.current.name ?? "stream")-worker"
-            thread.start()
+            guard let worker else {
+                // No thread to be had: the client hears that the server is busy.
+                count("requests_busy")
+                return connection.queue(busy, deadline: replyDeadline())
+            }
+            worker.detach()
+            busyWorkers += 1
+            connection.state = .waitingForWorker
         }
     }
 

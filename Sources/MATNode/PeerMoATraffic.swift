@@ -156,18 +156,16 @@ final class MoAServiceWatch: @unchecked Sendable {
     private let table: String
     private let mobile = Mutex<[IPAddress]>([])
     private let stopping = Atomic<Bool>(false)
-    private let done = DispatchSemaphore(value: 0)
     private let wake = DispatchSemaphore(value: 0)
-    private var thread: Thread?
+    private var thread: SystemThread?
 
     init(table: String) { self.table = table }
 
-    /// Starts watching; the table must exist.
+    /// Starts watching; the table must exist. Without a thread to be had, the services
+    /// are not watched (logged): peers reach them through the engine only.
     func start() {
-        let thread = Thread { [self] in run() }
-        thread.name = "matd-moa-services"
-        self.thread = thread
-        thread.start()
+        thread = SystemThread.start(name: "matd-moa-svc") { [self] in run() }
+        if thread == nil { log("matd: services bound to the MoA cannot be watched: no thread; peers reach them through the engine only") }
     }
 
     /// The MoAs to watch from now on; checked at once.
@@ -178,15 +176,14 @@ final class MoAServiceWatch: @unchecked Sendable {
 
     /// Stops the thread and waits for it.
     func stop() {
-        guard thread != nil else { return }
+        guard let thread else { return }
         stopping.store(true, ordering: .releasing)
         wake.signal()
-        done.wait()
-        thread = nil
+        thread.join()
+        self.thread = nil
     }
 
     private func run() {
-        defer { done.signal() }
         let nftables: Nftables
         do {
             nftables = try Nftables()

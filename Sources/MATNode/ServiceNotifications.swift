@@ -1,5 +1,6 @@
 import Foundation
 import MATLinux
+import MATSystem
 import Synchronization
 
 /// Tells a service manager (systemd, `Type=notify`) how matd is: ready once the datapath
@@ -10,7 +11,7 @@ import Synchronization
 final class ServiceNotifications: Sendable {
     private let notifier = SystemdNotifier()
     private let stopped = Mutex(false)
-    private let done = DispatchSemaphore(value: 0)
+    private let thread = Mutex<SystemThread?>(nil)
     private let running: Bool
 
     /// Sends READY=1 and the first status, and starts the thread that keeps the status
@@ -21,7 +22,7 @@ final class ServiceNotifications: Sendable {
         notifier.report("matd") { try $0.ready() }
         let interval = notifier.watchdogInterval.map { UInt64($0.components.seconds) * 1_000
             + UInt64($0.components.attoseconds / 1_000_000_000_000_000) }
-        let thread = Thread { [self, notifier] in
+        let started = SystemThread.start(name: "matd-notify") { [self, notifier] in
             var lastStatus = ""
             // Pings at half the manager's interval, as sd_notify(3) advises; the status
             // is looked at once a second.
@@ -44,17 +45,16 @@ final class ServiceNotifications: Sendable {
                 }
                 usleep(UInt32(period * 1_000))
             }
-            done.signal()
         }
-        thread.name = "matd-notify"
-        thread.start()
+        if started == nil { log(.warning, "matd: no thread for the service manager's status and watchdog pings") }
+        thread.withLock { $0 = started }
     }
 
     /// Sends STOPPING=1 and ends the thread.
     func stopping() {
         guard running else { return }
         stopped.withLock { $0 = true }
-        done.wait()
+        thread.withLock { $0 }?.join()
         notifier.report("matd") { try $0.stopping() }
     }
 }

@@ -32,6 +32,19 @@ public enum SocketAddress {
         withUnsafeBytes(of: storage) { endpoint(at: $0.baseAddress!) }
     }
 
+    /// Calls `body` with room for a socket address and its length, for a call that fills
+    /// them (`recvfrom`, `accept`, `getsockname`), and returns its result with the endpoint
+    /// it left there: nil when it left none (it failed, or another family).
+    public static func receiving<R>(_ body: (UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> R)
+        -> (result: R, endpoint: IPEndpoint?) {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let result = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, &length) }
+        }
+        return (result, endpoint(of: storage))
+    }
+
     /// `endpoint` as a socket address in a `sockaddr_storage`, with its length.
     public static func storage(for endpoint: IPEndpoint) -> (sockaddr_storage, socklen_t) {
         var storage = sockaddr_storage()

@@ -8,6 +8,7 @@ import MATIMSCore
 import MATLinux
 import MATLog
 import MATPacket
+import MATSystem
 
 /// The service manager's watchdog (`WatchdogSec=` in the unit), fed only while mat-ims
 /// answers: at half the interval a thread asks the server for its first zone's SOA over
@@ -25,9 +26,10 @@ final class ServingWatchdog: Sendable {
     static func startIfAsked(manager: SystemdNotifier, server: IMSServer, zone: DNSName) throws {
         guard let interval = manager.watchdogInterval else { return }
         let watchdog = try ServingWatchdog(manager: manager, core: server.core, listen: server.endpoints[0], zone: zone)
-        let thread = Thread { watchdog.run(every: interval / 2) }
-        thread.name = "mat-ims-watchdog"
-        thread.start()
+        guard let thread = SystemThread.start(name: "mat-ims-watchdog", { watchdog.run(every: interval / 2) }) else {
+            throw SystemError("start the watchdog thread", errno: EAGAIN)
+        }
+        thread.detach()
     }
 
     private init(manager: SystemdNotifier, core: IMSCore, listen: IPEndpoint, zone: DNSName) throws {
