@@ -1,3 +1,5 @@
+import MATPacket
+
 /// The UDP encapsulation used only where a NAT does not carry translated packets
 /// (docs/signaling.md, "UDP encapsulation"). Datagrams go between the two nodes'
 /// `encap-port`s; each starts with an 8-byte header:
@@ -6,13 +8,15 @@
 /// | --- | --- | --- |
 /// | 0 | 4 | magic `MATu` (`4D 41 54 75`) |
 /// | 4 | 1 | version = 1 |
-/// | 5 | 1 | kind: 1 packet, 2 keepalive, 3 probe request, 4 probe answer |
+/// | 5 | 1 | kind: 1 packet, 2 keepalive, 3 probe request, 4 probe answer, 5 relay registration, 6 relayed packet |
 /// | 6 | 2 | zero |
 ///
 /// A packet carries, after the header, the 10-byte `virtio_net_hdr` the sender's TUN
 /// device gave it and the HoA-to-HoA IP packet itself, untranslated (the datagram's
 /// addresses are the MoAs). A keepalive is the header alone; a probe request and its
-/// answer carry a 16-byte nonce. Pure and allocation-free: parsing reads raw bytes.
+/// answer carry a 16-byte nonce. A relayed packet is laid out as a packet (so a node sends
+/// it from the same buffer); a relay registration is signed (``RelayRegistration``).
+/// Pure and allocation-free: parsing reads raw bytes.
 public enum EncapWire {
     public static let magic: (UInt8, UInt8, UInt8, UInt8) = (0x4D, 0x41, 0x54, 0x75)
     public static let version: UInt8 = 1
@@ -25,6 +29,11 @@ public enum EncapWire {
 
     public enum Kind: UInt8, Sendable {
         case packet = 1, keepalive = 2, probeRequest = 3, probeAnswer = 4
+        /// A node's signed list of its HoAs, to a relay (``RelayRegistration``).
+        case registration = 5
+        /// A packet for a HoA registered at a relay: to the relay, which sends the same
+        /// datagram on to that HoA's node.
+        case relayed = 6
     }
 
     /// What a datagram is, with the offset of what follows the header.
@@ -35,6 +44,11 @@ public enum EncapWire {
         /// The nonce starts at `headerLength`.
         case probeRequest
         case probeAnswer
+        /// The sequence number starts at `headerLength`; ``RelayRegistration/init(_:)``
+        /// reads it.
+        case registration
+        /// Laid out as ``packet``.
+        case relayed
     }
 
     /// Reads a datagram's header; nil for anything that is not exactly one of the forms
@@ -47,10 +61,18 @@ public enum EncapWire {
               let kind = Kind(rawValue: datagram[5]) else { return nil }
         let rest = datagram.count - headerLength
         switch kind {
-        case .packet:
+        case .packet, .relayed:
             guard rest >= virtioHeaderLength + minimumPacketLength else { return nil }
             let ipVersion = datagram[headerLength + virtioHeaderLength] >> 4
-            return ipVersion == 4 || ipVersion == 6 ? .packet : nil
+            guard ipVersion == 4 || ipVersion == 6 else { return nil }
+            return kind == .packet ? .packet : .relayed
+        case .registration:
+            guard rest >= RelayRegistration.fixedLength else { return nil }
+            let count = Int(datagram[headerLength + 8])
+            guard (1...RelayRegistration.maximumHoAs).contains(count),
+                  rest == RelayRegistration.fixedLength + count * RelayRegistration.addressLength
+                          + RelayRegistration.signatureLength else { return nil }
+            return .registration
         case .keepalive:
             return rest == 0 ? .keepalive : nil
         case .probeRequest:
@@ -71,9 +93,29 @@ public enum EncapWire {
         base.storeBytes(of: UInt16(0), toByteOffset: 6, as: UInt16.self)
     }
 
+    /// The inner IP packet's source and destination addresses of a packet or relayed
+    /// packet datagram (one ``parse(_:)`` took as either); nil when the packet is shorter
+    /// than its version's header.
+    public static func innerAddresses(_ datagram: UnsafeRawBufferPointer) -> (source: IPAddress, destination: IPAddress)? {
+        let start = headerLength + virtioHeaderLength
+        guard datagram.count >= start + minimumPacketLength, let base = datagram.baseAddress else { return nil }
+        switch datagram[start] >> 4 {
+        case 4:
+            return (.v4(IPv4Address(loadingFrom: base, offset: start + 12)),
+                    .v4(IPv4Address(loadingFrom: base, offset: start + 16)))
+        case 6:
+            guard datagram.count >= start + 40 else { return nil }
+            return (.v6(IPv6Address(loadingFrom: base, offset: start + 8)),
+                    .v6(IPv6Address(loadingFrom: base, offset: start + 24)))
+        default:
+            return nil
+        }
+    }
+
     /// A keepalive, or a probe request or answer with `nonce` (16 bytes).
     public static func control(_ kind: Kind, nonce: [UInt8] = []) -> [UInt8] {
-        precondition(kind != .packet && (kind == .keepalive ? nonce.isEmpty : nonce.count == nonceLength))
+        precondition([.keepalive, .probeRequest, .probeAnswer].contains(kind)
+                     && (kind == .keepalive ? nonce.isEmpty : nonce.count == nonceLength))
         var bytes = [UInt8](repeating: 0, count: headerLength)
         bytes.withUnsafeMutableBytes { writeHeader(kind, at: $0.baseAddress!) }
         return bytes + nonce

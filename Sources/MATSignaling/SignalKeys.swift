@@ -31,7 +31,8 @@ public struct SigningKey: Sendable {
     public var rawRepresentation: [UInt8] { Array(key.rawRepresentation) }
 
     /// Signs `bytes`. Internal: the only things this key signs are signaling messages
-    /// framed by ``SignalCodec``, so a signature can never be replayed as something else.
+    /// framed by ``SignalCodec`` and relay registrations framed by ``RelayRegistration``,
+    /// whose first four bytes differ, so a signature can never be replayed as something else.
     func sign(_ bytes: [UInt8]) -> [UInt8] {
         guard let signature = try? key.signature(for: bytes), signature.count == SignalCodec.signatureLength else {
             // Ed25519 signing over a byte string has no failure mode in BoringSSL.

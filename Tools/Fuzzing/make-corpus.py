@@ -500,6 +500,11 @@ def signaling_seeds():
     seeds["encap-keepalive"] = encap(2)
     seeds["encap-probe-request"] = encap(3) + nonce
     seeds["encap-probe-answer"] = encap(4) + nonce
+    # The relay kinds: a registration of two HoAs signed with the fixed key, and a
+    # relayed IPv6 packet (laid out as a packet).
+    registration = encap(5) + struct.pack(">QB", 9, 2) + signal_address(V4_HOA_A) + signal_address(V6_HOA_A)
+    seeds["encap-relay-registration"] = registration + ed25519_sign(SIGNAL_SEED, registration)
+    seeds["encap-relayed-v6"] = encap(6) + bytes(10) + bytes([0x60]) + bytes(39)
     return seeds
 
 

@@ -212,6 +212,10 @@ extension Engine {
         case .probeAnswer:
             encap.counters.probeAnswersReceived &+= 1
             probeAnswerHandler(source, Array(datagram[EncapWire.headerLength...]))
+        case .registration, .relayed:
+            // Relay kinds (docs/signaling.md, "Relay"): this node is not a relay, and
+            // takes relayed packets only once it registers with one, which it does not yet.
+            encap.counters.refused &+= 1
         }
         return 0
     }

@@ -1,6 +1,7 @@
 // libFuzzer target over MATSignaling's codec: `SignalCodec.open`, `peekTrailer`,
 // `openCookieReply` and `UnverifiedSignal.verify` on arbitrary bytes (the whole input is one UDP datagram), with
-// a fixed key, and `EncapWire.parse` (the UDP encapsulation) on the same bytes. Like the
+// a fixed key, and `EncapWire.parse` (the UDP encapsulation, with its relay registration
+// and relayed packet) on the same bytes. Like the
 // other targets it has no `main` of its own.
 //
 // A fuzzer cannot forge Ed25519 signatures, so every input is tried twice: as it is, and
@@ -150,6 +151,38 @@ func examineEncap(_ raw: UnsafeRawBufferPointer) {
         check(bytes == EncapWire.control(.probeRequest, nonce: rest), "a probe request does not encode back")
     case .probeAnswer:
         check(bytes == EncapWire.control(.probeAnswer, nonce: rest), "a probe answer does not encode back")
+    case .relayed:
+        check(rest.count >= EncapWire.virtioHeaderLength + EncapWire.minimumPacketLength, "short relayed packet accepted")
+        let version = rest[EncapWire.virtioHeaderLength] >> 4
+        check(version == 4 || version == 6, "IP version \(version) accepted")
+        let addresses = EncapWire.innerAddresses(raw)
+        check((addresses == nil) == (version == 6 && rest.count < EncapWire.virtioHeaderLength + 40),
+              "inner addresses read from a packet shorter than its header, or not read from a whole one")
+    case .registration:
+        examineRegistration(bytes)
     }
     check((try? SignalCodec.open(raw)) == nil, "signaling opened an encapsulation datagram")
+}
+
+/// A relay registration (`RelayRegistration`), as it is and re-signed with the fixed key:
+/// what opens is canonical (sealing its HoAs and sequence number gives back its signed
+/// part, and the whole input when it verifies), never verifies with another key, and a
+/// re-signed one verifies. Its signature can never open as signaling (checked above).
+func examineRegistration(_ bytes: [UInt8]) {
+    let signedPart = Array(bytes.dropLast(64))
+    let resigned = signedPart + Array(try! rawSigner.signature(for: signedPart))
+    for input in [bytes, resigned] {
+        guard let registration = input.withUnsafeBytes({ RelayRegistration($0) }) else { continue }
+        check((1...RelayRegistration.maximumHoAs).contains(registration.hoas.count)
+              && Set(registration.hoas).count == registration.hoas.count, "a registration opened with bad HoAs")
+        let sealed = RelayRegistration.seal(hoas: registration.hoas, sequence: registration.sequence, with: fuzzKey)
+        check(Array(sealed.dropLast(64)) == signedPart, "a registration does not encode back")
+        check(!registration.verify(with: otherVerifyingKey), "a registration verifies with another key")
+        if input == resigned {
+            check(registration.verify(with: fuzzVerifyingKey), "a re-signed registration does not verify")
+        }
+        if registration.verify(with: fuzzVerifyingKey) {
+            check(sealed == input, "a verified registration is not what sealing gives")
+        }
+    }
 }
