@@ -371,7 +371,7 @@ public final class Engine: @unchecked Sendable {
             switch command {
             case .replaceMapping(let mapping): hoas.insert(mapping.hoa)
             case .removeMapping(let hoa), .hold(let hoa), .release(let hoa): hoas.insert(hoa)
-            case .limitUntilValidated(let moa, _), .endLimit(let moa, _): moas.insert(moa)
+            case .limitUntilValidated(let moa, _), .limitUntilProven(let moa), .endLimit(let moa, _): moas.insert(moa)
             case .setAddresses: break   // the rules' part (FastPathRuleset.families)
             }
         }

@@ -45,6 +45,9 @@ public struct PacketProcessor: ~Copyable {
     public struct PathBudget: Sendable, Equatable {
         public var received: UInt64 = 0
         public var sent: UInt64 = 0
+        /// Whether packets from the MoA are translated (delivered as its peer's) before the
+        /// check ends: false for a MoA only an IMS answer names (``Command/limitUntilProven(_:)``).
+        public var deliversInbound = true
         /// Bytes sent per flow, for the first `trackedFlows` flows.
         var sentByFlow: [PacketFlow: UInt64] = [:]
         /// Bytes sent by flows past the first `trackedFlows`, which share one account.
@@ -102,6 +105,11 @@ public struct PacketProcessor: ~Copyable {
         /// Send at most three times what was received from this MoA (starting with
         /// `received` bytes: the update that announced it) until `.endLimit`.
         case limitUntilValidated(IPAddress, received: UInt64)
+        /// As `.limitUntilValidated(moa, received: 0)`, and packets from the MoA are
+        /// dropped, not delivered as the peer's, until `.endLimit`: a first contact's MoA,
+        /// which only an IMS answer names and which may be a dead peer's old address held
+        /// by another host now (the probe signed with the peer's key proves it).
+        case limitUntilProven(IPAddress)
         /// The check of this MoA is over: it answered (`validated`), or it did not and the
         /// packets kept for it must not go there (the mapping leaves it after this).
         case endLimit(IPAddress, validated: Bool)
@@ -139,6 +147,10 @@ public struct PacketProcessor: ~Copyable {
                 budget.received = received
                 unvalidated[moa] = budget
             }
+        case .limitUntilProven(let moa):
+            var budget = unvalidated[moa] ?? PathBudget()
+            budget.deliversInbound = false
+            unvalidated[moa] = budget
         case .endLimit(let moa, _):
             unvalidated[moa] = nil
         }
@@ -160,15 +172,18 @@ public struct PacketProcessor: ~Copyable {
         }
         if !unvalidated.isEmpty, let limited = overBudget(base, length: length, direction: direction) {
             counters.engineDrops[Int(EngineDropReason.unvalidatedPath.rawValue)] &+= 1
-            lastLimited = limited
+            // An inbound packet from an unproven MoA is not kept: it is no packet of the peer's.
+            if direction == .outbound { lastLimited = limited }
             return false
         }
         return process(base, length: length, direction: direction, checksum: checksum)
     }
 
-    /// Credits what arrives from an unvalidated MoA; charges what goes to one, if the
-    /// budget and the flow's share of it allow, else says where the refused packet was
-    /// going. Only runs while some MoA is unvalidated.
+    /// Credits what arrives from an unvalidated MoA, and refuses it if the MoA is not
+    /// proven to be its peer's yet (``PathBudget/deliversInbound``); charges what goes to
+    /// one, if the budget and the flow's share of it allow. Returns where a refused packet
+    /// was going (for an inbound one, its source), or nil to go on. Only runs while some
+    /// MoA is unvalidated.
     @usableFromInline
     mutating func overBudget(_ packet: UnsafeMutableRawPointer, length: Int, direction: Direction) -> LimitedPacket? {
         let version = packet.load(as: UInt8.self) >> 4
@@ -178,8 +193,10 @@ public struct PacketProcessor: ~Copyable {
         case .inbound:
             moa = version == 4 ? .v4(IPv4Address(loadingFrom: UnsafeRawPointer(packet), offset: 12))
                 : .v6(IPv6Address(loadingFrom: UnsafeRawPointer(packet), offset: 8))
-            unvalidated[moa]?.received &+= UInt64(length)
-            return nil
+            guard unvalidated[moa] != nil else { return nil }
+            unvalidated[moa]!.received &+= UInt64(length)
+            guard !unvalidated[moa]!.deliversInbound, let hoa = table.hoa(forMoA: moa) else { return nil }
+            return LimitedPacket(peer: hoa, moa: moa)
         case .outbound:
             let hoa: IPAddress = version == 4 ? .v4(IPv4Address(loadingFrom: UnsafeRawPointer(packet), offset: 16))
                 : .v6(IPv6Address(loadingFrom: UnsafeRawPointer(packet), offset: 24))

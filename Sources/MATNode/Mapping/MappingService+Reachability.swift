@@ -54,9 +54,11 @@ extension MappingService {
                 return false
             }
             // First contact: nothing proven to keep. The answer goes in with every MoA
-            // limited; its key is the only one there is (the peer's signed answers need it).
-            // Otherwise the answer is not in the table, and needs no limit.
-            for moa in trial.toProbe { engine.send(.limitUntilValidated(moa, received: 0)) }
+            // limited, and nothing from them is taken as the peer's before a probe signed
+            // with its key is answered there: a dead peer's old MoA, still registered, may
+            // be another host's now. Its key is the only one there is (the peer's signed
+            // answers need it). Otherwise the answer is not in the table, and needs no limit.
+            for moa in trial.toProbe { engine.send(.limitUntilProven(moa)) }
             if held == nil { learnKey(from: answer) }
             return install(mapping, expiresAt: expiresAt, reason: "\(answer) (first contact, MoAs being probed)")
         }
