@@ -82,6 +82,8 @@ public struct NodeConfig: Sendable, Equatable {
     public var peers: [StaticPeer]
     /// Where mappings are registered and looked up; nil for static peers only.
     public var ims: IMSSettings?
+    /// The `[relay]` section: this node relays, or the relay it registers with; nil: neither.
+    public var relay: RelaySettings?
 
     /// The `[ims]` section: the mapping service in DNS.
     public struct IMSSettings: Sendable, Equatable {
@@ -135,6 +137,7 @@ public struct NodeConfig: Sendable, Equatable {
         onNotifyPeers = nil
         peers = []
         ims = nil
+        relay = nil
         var sawNode = false
         for section in file.sections {
             switch section.name {
@@ -149,9 +152,12 @@ public struct NodeConfig: Sendable, Equatable {
             case "ims":
                 guard ims == nil else { throw ConfigError(line: section.line, key: nil, message: "[ims] appears twice") }
                 ims = try Self.readIMS(section)
+            case "relay":
+                guard relay == nil else { throw ConfigError(line: section.line, key: nil, message: "[relay] appears twice") }
+                relay = try RelaySettings.read(section)
             default:
                 throw ConfigError(line: section.line, key: nil,
-                                  message: "unknown section [\(section.name)] (known: [node], [peer], [ims])")
+                                  message: "unknown section [\(section.name)] (known: [node], [peer], [ims], [relay])")
             }
         }
         guard sawNode else { throw ConfigError(line: 0, key: nil, message: "missing [node] section") }
@@ -357,6 +363,7 @@ public struct NodeConfig: Sendable, Equatable {
             let line = file.sections.flatMap(\.entries).first { $0.key == "encap-port" }?.line ?? nodeLine
             throw ConfigError(line: line, key: "encap-port", message: "\(encapPort) is the signaling-port too: give each its own")
         }
+        try relay?.validate(homeAddresses: homeAddresses, encapsulation: udpEncapsulation)
         var seen: Set<IPAddress> = Set(homeAddresses)
         for peer in peers {
             guard domainPrefixes.contains(where: { $0.contains(peer.homeAddress) }) else {
@@ -421,6 +428,7 @@ extension NodeConfig {
         note("kernel-fast-path", kernelFastPath, next.kernelFastPath)
         note("encap-keepalive", encapKeepalive, next.encapKeepalive)
         note("encap-reprobe", encapReprobe, next.encapReprobe)
+        note("[relay]", relay, next.relay)
         return (merged, notApplied)
     }
 }

@@ -53,7 +53,7 @@ import Testing
         ("uplink = eth0", "line 1: uplink: appears before any [section]"),
         ("[node]\nhome-address = 198.51.100.300", "line 2: home-address: 198.51.100.300 is not an IPv4 or IPv6 address"),
         ("[node]\ncolour = blue", "line 2: colour: unknown key in [node]"),
-        ("[nodes]", "line 1: unknown section [nodes] (known: [node], [peer], [ims])"),
+        ("[nodes]", "line 1: unknown section [nodes] (known: [node], [peer], [ims], [relay])"),
         ("[node]\n[ims]\nzone = mat.example.", "line 2: server: missing in [ims]"),
         ("[node]\n[ims]\nserver = 192.0.2.132:99999", "line 3: server: 192.0.2.132:99999 is not ADDRESS[:PORT] (IPv6 as [ADDRESS]:PORT)"),
         ("[node]\n[ims]\nserver = 192.0.2.132\nzone = a..b", "line 4: zone: a..b is not a DNS zone name"),
