@@ -1,0 +1,104 @@
+import MATPacket
+import MATSignaling
+
+/// What a relay (`[relay] serve = on`) does with the two relay kinds of the encapsulation
+/// (docs/signaling.md, "Relay"), for the engine thread to drive: a registration is opened,
+/// its signature checked with the key of every HoA it lists, and given to the
+/// ``RelayTable``; a relayed packet is routed by its inner addresses. Pure apart from the
+/// Ed25519 check: the caller passes the time, sends what is forwarded and counts the
+/// outcomes (``Counters``).
+///
+/// Keys: a `client-key` pinned in `[relay]` wins; otherwise the key the HoA's IMS TXT record
+/// published, which the mapping service hands over (``learn(_:for:)``). A HoA with neither
+/// cannot register.
+public struct RelayForwarder: Sendable {
+    public enum RegistrationOutcome: Equatable, Sendable {
+        case accepted
+        /// Not a well-formed registration (a bad address, a HoA listed twice).
+        case malformed
+        /// No key is known for this HoA (pinned or from the IMS): the caller may look it up.
+        case noKey(IPAddress)
+        /// The signature does not verify with one of the HoAs' keys.
+        case badSignature
+        case replayed
+        case full
+    }
+
+    /// Outcomes since start, for `matctl stats`.
+    public struct Counters: Equatable, Sendable {
+        public var registrations: UInt64 = 0
+        public var registrationsRefused: UInt64 = 0
+        public var badSignatures: UInt64 = 0
+        public var forwarded: UInt64 = 0
+        /// Relayed packets from a sender that is no live registration.
+        public var unknownSender: UInt64 = 0
+        /// Relayed packets whose inner source HoA the sender did not register.
+        public var unregisteredSource: UInt64 = 0
+        /// Relayed packets for a HoA no live binding registered (or too short to name one).
+        public var unknownDestination: UInt64 = 0
+        public var rateLimited: UInt64 = 0
+        public init() {}
+    }
+
+    public private(set) var table: RelayTable
+    public private(set) var counters = Counters()
+    private let pinned: [IPAddress: VerifyingKey]
+    private var learned: [IPAddress: VerifyingKey] = [:]
+
+    public init(table: RelayTable = RelayTable(), pinnedKeys: [IPAddress: VerifyingKey] = [:]) {
+        self.table = table
+        pinned = pinnedKeys
+    }
+
+    /// The key `hoa`'s IMS TXT record publishes, as the mapping service found it; a
+    /// pinned key is kept over it.
+    public mutating func learn(_ key: VerifyingKey, for hoa: IPAddress) { learned[hoa] = key }
+
+    /// A datagram `EncapWire.parse` took as a registration, from `sender` at `now`.
+    public mutating func register(_ datagram: UnsafeRawBufferPointer, from sender: RelayTable.Binding,
+                                  now: UInt64) -> RegistrationOutcome {
+        let outcome = check(datagram, from: sender, now: now)
+        switch outcome {
+        case .accepted: counters.registrations &+= 1
+        case .badSignature:
+            counters.badSignatures &+= 1
+            counters.registrationsRefused &+= 1
+        default: counters.registrationsRefused &+= 1
+        }
+        return outcome
+    }
+
+    private mutating func check(_ datagram: UnsafeRawBufferPointer, from sender: RelayTable.Binding,
+                                now: UInt64) -> RegistrationOutcome {
+        guard let registration = RelayRegistration(datagram) else { return .malformed }
+        for hoa in registration.hoas {
+            guard let key = pinned[hoa] ?? learned[hoa] else { return .noKey(hoa) }
+            guard registration.verify(with: key) else { return .badSignature }
+        }
+        switch table.register(Set(registration.hoas), sequence: registration.sequence, from: sender, now: now) {
+        case .accepted: return .accepted
+        case .replayed: return .replayed
+        case .full: return .full
+        }
+    }
+
+    /// Where a datagram `EncapWire.parse` took as a relayed packet, from `sender` at `now`,
+    /// goes (unchanged); nil when it goes nowhere (counted by reason).
+    public mutating func route(_ datagram: UnsafeRawBufferPointer, from sender: RelayTable.Binding,
+                               now: UInt64) -> RelayTable.Binding? {
+        guard let inner = EncapWire.innerAddresses(datagram) else {
+            counters.unknownDestination &+= 1
+            return nil
+        }
+        switch table.route(from: sender, source: inner.source, destination: inner.destination, now: now) {
+        case .forward(let binding):
+            counters.forwarded &+= 1
+            return binding
+        case .unknownSender: counters.unknownSender &+= 1
+        case .unregisteredSource: counters.unregisteredSource &+= 1
+        case .unknownDestination: counters.unknownDestination &+= 1
+        case .rateLimited: counters.rateLimited &+= 1
+        }
+        return nil
+    }
+}

@@ -1,0 +1,63 @@
+import MATNode
+import MATPacket
+import MATSignaling
+import Testing
+
+/// A relay's handling of registrations and relayed packets (docs/signaling.md, "Relay"),
+/// with real signatures and the clock in the test's hands.
+@Suite struct RelayForwarderTests {
+    let vmKey = SigningKey.generate(), cnKey = SigningKey.generate()
+    let vmHoA = IPAddress("198.51.100.10")!, cnHoA = IPAddress("198.51.100.20")!
+    let vmNAT = RelayTable.Binding(address: IPAddress("203.0.113.50")!, port: 40_001)
+    let cnNAT = RelayTable.Binding(address: IPAddress("203.0.113.51")!, port: 40_002)
+
+    func register(_ forwarder: inout RelayForwarder, _ bytes: [UInt8], from sender: RelayTable.Binding,
+                  now: UInt64 = 0) -> RelayForwarder.RegistrationOutcome {
+        bytes.withUnsafeBytes { forwarder.register($0, from: sender, now: now) }
+    }
+
+    func route(_ forwarder: inout RelayForwarder, from source: IPAddress, to destination: IPAddress,
+               sender: RelayTable.Binding, now: UInt64 = 10) -> RelayTable.Binding? {
+        var packet = [UInt8](repeating: 0, count: 20)
+        packet[0] = 0x45
+        guard case .v4(let s) = source, case .v4(let d) = destination else { return nil }
+        packet.replaceSubrange(12..<16, with: s.bytes)
+        packet.replaceSubrange(16..<20, with: d.bytes)
+        let datagram: [UInt8] = [0x4D, 0x41, 0x54, 0x75, 1, 6, 0, 0] + [UInt8](repeating: 0, count: 10) + packet
+        return datagram.withUnsafeBytes { forwarder.route($0, from: sender, now: now) }
+    }
+
+    @Test func signedRegistrationsLetTwoNodesReachEachOtherAndNothingElse() {
+        var forwarder = RelayForwarder(pinnedKeys: [vmHoA: vmKey.publicKey])
+        forwarder.learn(cnKey.publicKey, for: cnHoA)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 1, with: vmKey), from: vmNAT) == .accepted)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [cnHoA], sequence: 5, with: cnKey), from: cnNAT) == .accepted)
+        #expect(route(&forwarder, from: vmHoA, to: cnHoA, sender: vmNAT) == cnNAT)
+        #expect(route(&forwarder, from: cnHoA, to: vmHoA, sender: cnNAT) == vmNAT)
+        // The CN's NAT cannot send as the VM's HoA.
+        #expect(route(&forwarder, from: vmHoA, to: cnHoA, sender: cnNAT) == nil)
+        #expect(forwarder.counters.forwarded == 2 && forwarder.counters.unregisteredSource == 1)
+        #expect(forwarder.counters.registrations == 2 && forwarder.counters.registrationsRefused == 0)
+    }
+
+    @Test func aWrongKeyAnUnknownHoAAndAReplayAreRefusedAndCounted() {
+        var forwarder = RelayForwarder(pinnedKeys: [vmHoA: vmKey.publicKey])
+        forwarder.learn(cnKey.publicKey, for: vmHoA)  // a pinned key wins over the IMS's
+        // The CN's key signing for the VM's HoA: a forged takeover.
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 9, with: cnKey), from: cnNAT)
+                == .badSignature)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [cnHoA], sequence: 1, with: cnKey), from: cnNAT)
+                == .noKey(cnHoA))
+        let first = RelayRegistration.seal(hoas: [vmHoA], sequence: 3, with: vmKey)
+        #expect(register(&forwarder, first, from: vmNAT) == .accepted)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 2, with: vmKey), from: cnNAT)
+                == .replayed)
+        #expect(register(&forwarder, Array(first.dropLast()), from: vmNAT) == .malformed)
+        #expect(forwarder.counters.badSignatures == 1 && forwarder.counters.registrationsRefused == 4)
+        #expect(forwarder.table.hoas(of: vmNAT) == [vmHoA] && forwarder.table.hoas(of: cnNAT).isEmpty)
+        // Nothing relayed from a binding that never registered, nor to a HoA nobody holds.
+        #expect(route(&forwarder, from: cnHoA, to: vmHoA, sender: cnNAT) == nil)
+        #expect(route(&forwarder, from: vmHoA, to: cnHoA, sender: vmNAT) == nil)
+        #expect(forwarder.counters.unknownSender == 1 && forwarder.counters.unknownDestination == 1)
+    }
+}
