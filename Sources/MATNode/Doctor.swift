@@ -64,7 +64,15 @@ public enum Doctor {
         if let ims = config.ims {
             do {
                 keys = try NodeKeys.load(ims, homeAddresses: config.homeAddresses)
-                note(.ok, "ims keys", keys.map(\.name.description).joined(separator: ", "))
+                if keys.isEmpty {
+                    // Its lookups go unsigned, so no answer can be checked (docs/security.md, D3).
+                    let pinned = config.peers.filter { $0.publicKey != nil }.count
+                    note(.warning, "ims keys", "no key-file: matd does not register, and learns no peer from the IMS "
+                         + "whose key it does not hold; it reaches only the \(pinned) [peer](s) with public-key",
+                         fix: "mat-ims keygen --hoa <each home address> makes a file with a key per HoA; set key-file (docs/config.md)")
+                } else {
+                    note(.ok, "ims keys", keys.map(\.name.description).joined(separator: ", "))
+                }
             } catch {
                 note(.problem, "ims keys", "\(error)",
                      fix: "mat-ims keygen --hoa <each home address> makes a file with a key per HoA (docs/config.md)")

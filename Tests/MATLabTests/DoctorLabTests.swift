@@ -29,6 +29,19 @@ struct DoctorLabTests {
             #expect(healthy.stdout.contains(line), "missing \(line) in\n\(healthy.stdout)")
         }
 
+        // Without key-file the node registers nothing and, its lookups unsigned, learns
+        // only the peers whose keys it holds: doctor says both, as a warning.
+        let keyless = try String(contentsOfFile: lab.path("vm-ims.conf"), encoding: .utf8)
+            .split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.hasPrefix("key-file") }
+            .joined(separator: "\n")
+        try keyless.write(toFile: lab.path("vm-keyless.conf"), atomically: true, encoding: .utf8)
+        let unkeyed = try runCommand(lab.inNode("vm", [LabPaths.matctl, "doctor", "--config", lab.path("vm-keyless.conf"),
+                                                       "--socket", lab.socket("vm")]), timeout: 60)
+        #expect(unkeyed.status == 0, "\(unkeyed.summary)")
+        #expect(unkeyed.stdout.contains("warning  ims keys: no key-file: matd does not register, and learns no peer from "
+                                        + "the IMS whose key it does not hold; it reaches only the 0 [peer](s) with public-key"),
+                "\(unkeyed.stdout)")
+
         // A host firewall that drops forwarded packets by default, as Docker's does.
         try lab.exec("vm", "nft", "add table inet fw")
         try lab.exec("vm", "nft", "add chain inet fw forward { type filter hook forward priority 0; policy drop; }")
