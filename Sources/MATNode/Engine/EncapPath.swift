@@ -48,6 +48,8 @@ public final class EncapPath: @unchecked Sendable {
     let answerSockets: [AddressFamily: DatagramSocket]
     var endpoints: EncapEndpoints
     var counters = EncapCounters()
+    /// The relay's registrations and forwarding (`[relay] serve = on`); nil on other nodes.
+    var relay: RelayForwarder?
     /// Receive buffer: the encapsulation header, the virtio header, a 64 KiB packet.
     let receiveBuffer: UnsafeMutableRawPointer
     static let receiveSize = EncapWire.headerLength + VirtioNetHeader.size + 65_536
@@ -143,6 +145,11 @@ public final class EncapPath: @unchecked Sendable {
         // Four keepalive intervals of the peer's (the nodes agree on `encap-keepalive`).
         let path = try EncapPath(port: config.encapPort, families: Set(config.homeAddresses.map(\.family)),
                                  lifetime: config.encapKeepalive * 4_000)
+        if let relay = config.relay, relay.serves {
+            // A registration lives four keepalive intervals, as a UDP path does.
+            path.relay = RelayForwarder(table: RelayTable(lifetime: config.encapKeepalive * 4_000),
+                                        pinnedKeys: relay.clientKeys)
+        }
         do {
             try LinkGSO.setMaximumSize(maximumSuperPacket, of: tun)
         } catch {

@@ -212,10 +212,20 @@ extension Engine {
         case .probeAnswer:
             encap.counters.probeAnswersReceived &+= 1
             probeAnswerHandler(source, Array(datagram[EncapWire.headerLength...]))
-        case .registration, .relayed:
-            // Relay kinds (docs/signaling.md, "Relay"): this node is not a relay, and
+        case .registration:
+            // Relay kinds (docs/signaling.md, "Relay"): only a relay takes them; a node
             // takes relayed packets only once it registers with one, which it does not yet.
-            encap.counters.refused &+= 1
+            guard encap.relay != nil else { encap.counters.refused &+= 1; return 0 }
+            let sender = RelayTable.Binding(address: source, port: sourcePort)
+            _ = encap.relay?.register(datagram, from: sender, now: MonotonicClock.milliseconds())
+        case .relayed:
+            guard encap.relay != nil else { encap.counters.refused &+= 1; return 0 }
+            let sender = RelayTable.Binding(address: source, port: sourcePort)
+            // Sent on unchanged: the receiving node reads the inner packet as it was sent.
+            if let target = encap.relay?.route(datagram, from: sender, now: MonotonicClock.milliseconds()),
+               !encap.send(base, length: length, to: target.address, port: target.port) {
+                encap.counters.sendFailures &+= 1
+            }
         }
         return 0
     }

@@ -1,0 +1,80 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import MATSignaling
+import Testing
+
+/// The relay side (docs/signaling.md, "Relay"): matd in the CN with `[relay] serve = on`
+/// forwards relayed packets between two registered senders (sockets in the VM's and the
+/// plain host's namespaces, each registering a HoA signed with a key pinned as a
+/// `client-key`), unchanged, and refuses a takeover with another node's key and a packet
+/// whose inner source the sender did not register.
+@Suite(.serialized, .enabled(if: getuid() == 0 || ProcessInfo.processInfo.environment["CI"] != nil,
+                             "needs root for network namespaces (CI runs as root)"))
+struct RelayLabTests {
+    /// Sends the hex datagrams given (`-` waits 0.3 s) from UDP port 7541 to the relay's
+    /// encap-port, then prints the hex of every datagram received for `listen` seconds.
+    static let script = """
+        import socket, sys, time
+        relay, listen = sys.argv[1], float(sys.argv[2])
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("0.0.0.0", 7541))
+        for item in sys.argv[3:]:
+            if item == "-":
+                time.sleep(0.3)
+            else:
+                s.sendto(bytes.fromhex(item), (relay, 7541))
+        s.settimeout(0.2)
+        end = time.time() + listen
+        while time.time() < end:
+            try:
+                print(s.recv(70000).hex(), flush=True)
+            except socket.timeout:
+                pass
+        """
+
+    static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+
+    /// A relayed IPv4 packet from `source` to `destination` with `payload`.
+    static func relayed(_ source: [UInt8], _ destination: [UInt8], payload: [UInt8]) -> [UInt8] {
+        var packet: [UInt8] = [0x45, 0, 0, UInt8(20 + payload.count), 0, 0, 0, 0, 64, 17, 0, 0]
+        packet += source + destination + payload
+        return [0x4D, 0x41, 0x54, 0x75, 1, 6, 0, 0] + [UInt8](repeating: 0, count: 10) + packet
+    }
+
+    @Test func aRelayForwardsBetweenRegisteredNodesAndRefusesForgeries() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        let keyA = SigningKey.generate(), keyB = SigningKey.generate()
+        let hoaA = "198.51.100.31", hoaB = "198.51.100.32"
+        let config = try lab.writeConfig("cn")
+        let text = try String(contentsOfFile: config, encoding: .utf8) + """
+
+            [relay]
+            serve = on
+            client-key = \(hoaA) \(keyA.publicKey.base64)
+            client-key = \(hoaB) \(keyB.publicKey.base64)
+            """
+        try text.write(toFile: config, atomically: true, encoding: .utf8)
+        try lab.startMatd("cn", config: config)
+        let scriptPath = lab.path("relay-client.py")
+        try Self.script.write(toFile: scriptPath, atomically: true, encoding: .utf8)
+
+        let a: [UInt8] = [198, 51, 100, 31], b: [UInt8] = [198, 51, 100, 32], stranger: [UInt8] = [198, 51, 100, 40]
+        let registerB = RelayRegistration.seal(hoas: [.v4(.init(198, 51, 100, 32))], sequence: 1, with: keyB)
+        let registerA = RelayRegistration.seal(hoas: [.v4(.init(198, 51, 100, 31))], sequence: 1, with: keyA)
+        // A's key signing for B's HoA with a higher sequence number: a forged takeover.
+        let forged = RelayRegistration.seal(hoas: [.v4(.init(198, 51, 100, 32))], sequence: 2, with: keyA)
+        let first = Self.relayed(a, b, payload: Array("first through the relay".utf8))
+        let spoofed = Self.relayed(stranger, b, payload: Array("from a HoA A never registered".utf8))
+        let second = Self.relayed(a, b, payload: Array("second, after the forgery".utf8))
+
+        let receiver = try lab.spawn("plain", ["python3", scriptPath, Addr.cn.mobile4, "8", Self.hex(registerB)])
+        try lab.exec("vm", "python3", scriptPath, Addr.cn.mobile4, "1", "-", "-", "-", Self.hex(registerA), "-",
+                     Self.hex(first), Self.hex(spoofed), Self.hex(forged), "-", Self.hex(second))
+        _ = receiver.wait(timeout: 20)
+        let received = receiver.stdout.split(separator: "\n").map(String.init)
+        #expect(received == [Self.hex(first), Self.hex(second)], "plain received \(received)\n\(lab.matdLog("cn"))")
+    }
+}
