@@ -1,4 +1,5 @@
 import CNftables
+import Foundation
 
 /// Applies nftables commands through libnftables. A batch given to `run` is one netlink
 /// transaction: it applies whole or not at all, so a half-written ruleset never exists.
@@ -40,5 +41,29 @@ public final class Nftables {
         nft_ctx_output_set_flags(context, flags | UInt32(NFT_CTX_OUTPUT_JSON))
         defer { nft_ctx_output_set_flags(context, flags) }
         return try run(commands)
+    }
+
+    /// The names of `family`'s tables. Use this, not `list table`, to ask whether a table
+    /// is there: listing a table or one of its chains makes nft read every element of every
+    /// set in it first (1.1 s for a chain beside a set of 100,000 addresses, measured with
+    /// nft 1.0.6), listing the tables or the chains reads no set.
+    public func tableNames(family: String) throws(SystemError) -> Set<String> {
+        Set(try objects("list tables \(family)", kind: "table").compactMap { $0["name"] as? String })
+    }
+
+    /// The names of the chains of `family`'s table `table` (cheap, as ``tableNames(family:)``).
+    public func chainNames(family: String, table: String) throws(SystemError) -> Set<String> {
+        Set(try objects("list chains \(family)", kind: "chain")
+            .filter { $0["table"] as? String == table }.compactMap { $0["name"] as? String })
+    }
+
+    /// The objects of one kind (`table`, `chain`) in the JSON answer to a listing.
+    private func objects(_ listing: String, kind: String) throws(SystemError) -> [[String: Any]] {
+        let text = try runJSON(listing)
+        guard let json = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+              let items = json["nftables"] as? [[String: Any]] else {
+            throw SystemError("nftables: \(listing)", detail: "not nft's JSON: \(text.prefix(80))")
+        }
+        return items.compactMap { $0[kind] as? [String: Any] }
     }
 }

@@ -56,7 +56,8 @@ struct PeerMoASets: Equatable {
             + Self.elements("add", next.addresses.subtracting(addresses), tableFamily: tableFamily, table: table, quoted: quoted)
     }
 
-    private static func elements(_ verb: String, _ addresses: Set<IPAddress>, tableFamily: String, table: String,
+    /// The commands that add or delete (`verb`) `addresses` in the sets of `table`.
+    static func elements(_ verb: String, _ addresses: Set<IPAddress>, tableFamily: String, table: String,
                                  quoted: Bool) -> [String] {
         var batch: [String] = []
         for family in [AddressFamily.ipv4, .ipv6] {

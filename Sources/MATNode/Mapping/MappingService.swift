@@ -35,7 +35,11 @@ public final class MappingService: @unchecked Sendable {
     /// `addresses` as of the last change, for the control thread.
     let publishedAddresses: Mutex<NodeAddresses>
     /// Mappings learned from the IMS or from peers' alerts, with when to look them up again.
-    var learned: [IPAddress: (mapping: PeerMapping, expiresAt: UInt64)] = [:]
+    var learned = LearnedPeers()
+    /// What the diversion was last written for in whole (nil: not yet, or that write
+    /// failed); while the node's addresses and the configured peers' MoAs stay, a change of
+    /// learned peers only adds and deletes their MoAs.
+    var diverted: (addresses: NodeAddresses, configured: Set<IPAddress>)?
     /// Keys bound to peers' HoAs: pinned in the configuration or published in the IMS.
     var peerKeys: [IPAddress: VerifyingKey] = [:]
     /// When the uplinks are due to be read again after netlink events.
@@ -114,6 +118,8 @@ public final class MappingService: @unchecked Sendable {
     let sequenceClock = SequenceClock(host: WallClock.seconds)
     /// Where learned mappings, keys and replay state are kept across restarts.
     let stateFile: String
+    /// Writes `stateFile` off this thread.
+    let stateWriter: StateWriter
     /// Whether the state changed since it was last saved, and when that was (ms).
     var stateDirty = false
     var savedReplayChanges = 0
@@ -160,6 +166,7 @@ public final class MappingService: @unchecked Sendable {
                 + "steps by \(step.seconds) s in \(step.afterMilliseconds) ms")
         }
         stateFile = config.stateDirectory + "/peers.json"
+        stateWriter = StateWriter(path: stateFile)
         signaling.host = self
         imsWorker = IMSWorker { [wakeup] in wakeup.signal() }
         restoreState()
@@ -435,11 +442,22 @@ public final class MappingService: @unchecked Sendable {
         return true
     }
 
+    /// Points the diversion at the node's addresses and every peer's MoA: after a move or a
+    /// reload in whole, otherwise only the learned MoAs that appeared or vanished.
     func updateDiversion() {
-        let peerMoAs = config.peers.flatMap(\.mobileAddresses) + learned.values.flatMap { $0.mapping.moas.map(\.address) }
+        let changes = learned.takeMoAChanges()
+        let configured = Set(config.peers.flatMap(\.mobileAddresses))
         do {
-            try host.divertInbound(addresses: addresses, peerMoAs: Array(Set(peerMoAs)))
+            if let diverted, diverted.addresses == addresses, diverted.configured == configured {
+                try host.changePeerMoAs(adding: changes.appeared.subtracting(configured),
+                                        removing: changes.vanished.subtracting(configured))
+            } else {
+                diverted = nil
+                try host.divertInbound(addresses: addresses, peerMoAs: Array(configured.union(learned.moas)))
+                diverted = (addresses, configured)
+            }
         } catch {
+            diverted = nil
             log(.error, "matd: updating the inbound diversion failed: \(error)")
         }
     }
