@@ -234,6 +234,20 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
+/// IPv4 addresses before IPv6 ones, each family in numeric order: an order for lists and
+/// files that costs no text form per comparison (sorting 100,000 addresses by their
+/// `description` cost seconds).
+extension IPAddress: Comparable {
+    public static func < (a: IPAddress, b: IPAddress) -> Bool {
+        switch (a, b) {
+        case (.v4(let x), .v4(let y)): x < y
+        case (.v6(let x), .v6(let y)): x < y
+        case (.v4, .v6): true
+        case (.v6, .v4): false
+        }
+    }
+}
+
 /// The IP version of an address or packet.
 public enum AddressFamily: UInt8, Sendable, CustomStringConvertible {
     case ipv4 = 4

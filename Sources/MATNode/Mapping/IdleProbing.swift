@@ -79,7 +79,7 @@ struct IdleProbing {
             probing[hoa] = now
             due.append(hoa)
         }
-        return due.sorted { $0.description < $1.description }
+        return due.sorted()
     }
 
     /// When `hoa` becomes due: an idle period after it was last heard from, or after its

@@ -68,7 +68,7 @@ struct MappingLifetimes {
             entries[hoa]?.lapsed = true
             lapsed.append(hoa)
         }
-        return lapsed.sorted { $0.description < $1.description }
+        return lapsed.sorted()
     }
 
     /// When the next live entry lapses, if any.

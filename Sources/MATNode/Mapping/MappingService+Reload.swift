@@ -209,22 +209,26 @@ extension MappingService {
     /// Saves the state when it changed, at most once a second unless `force`d (on stop).
     func saveStateIfChanged(now: UInt64, force: Bool = false) {
         let replayChanged = signaling.replayChanges != savedReplayChanges
-        guard stateDirty || replayChanged, force || now >= lastStateSave + 1_000 else { return }
+        if force {
+            stateWriter.close(writing: stateDirty || replayChanged || stateWriter.behind ? stateSnapshot() : nil)
+            return
+        }
+        guard stateDirty || replayChanged, now >= lastStateSave + 1_000 else { return }
+        lastStateSave = now
+        stateWriter.submit(stateSnapshot())
+        stateDirty = false
+        savedReplayChanges = signaling.replayChanges
+    }
+
+    /// What `peers.json` keeps, as of now (``StateWriter`` sorts and writes it).
+    private func stateSnapshot() -> PeerState {
         let pinned = Set(config.peers.filter { $0.publicKey != nil }.map(\.homeAddress))
-        let state = PeerState(
+        return PeerState(
             peers: learned.values.map { entry in
                 PeerState.Peer(hoa: entry.mapping.hoa, moas: entry.mapping.moas.map(\.address),
                                sequence: entry.mapping.sequence)
-            }.sorted { $0.hoa.description < $1.hoa.description },
+            },
             keys: peerKeys.filter { !pinned.contains($0.key) },
             replay: signaling.replayEntries)
-        lastStateSave = now
-        do {
-            try state.save(stateFile)
-            stateDirty = false
-            savedReplayChanges = signaling.replayChanges
-        } catch {
-            log(.error, "matd: saving \(stateFile) failed: \(error); retrying in 1 s")
-        }
     }
 }
