@@ -13,7 +13,7 @@ import Testing
         var queue = AlertQueue()
         let peers = (0..<1_000).map(peer)
         let configured = peers[500].hoa
-        queue.replace(with: peers, first: [configured], recentSince: 5_000, lastHeard: { hoa in
+        queue.startRound(with: peers, first: [configured], recentSince: 5_000, lastHeard: { hoa in
             if hoa == peers[7].hoa { return 9_000 }
             if hoa == peers[3].hoa { return 8_000 }
             if hoa == peers[2].hoa { return 4_000 }   // heard, but too long ago to come first
@@ -29,14 +29,20 @@ import Testing
         #expect(queue.next().isEmpty)
     }
 
-    /// A newer move replaces what the last one had not sent.
-    @Test func aNewerMoveReplacesWhatWaits() {
+    /// A newer move's alerts go first; what the last one had not sent still goes after
+    /// them, once each (those peers are held until alerted).
+    @Test func aNewerMoveGoesFirstAndWhatWaitsStillGoes() {
         var queue = AlertQueue()
-        queue.replace(with: (0..<1_000).map(peer), first: [], recentSince: 0, lastHeard: { _ in 0 })
-        _ = queue.next()
-        queue.replace(with: [peer(1)], first: [], recentSince: 0, lastHeard: { _ in 0 })
-        #expect(queue.count == 1)
-        #expect(queue.next().map(\.hoa) == [peer(1).hoa])
+        queue.startRound(with: (0..<1_000).map(peer), first: [], recentSince: 0, lastHeard: { _ in 0 })
+        let firstTurn = queue.next().map(\.hoa)
+        // A move of the other family names two peers: one already alerted, one still waiting.
+        queue.startRound(with: [peer(1), peer(900)], first: [], recentSince: 0, lastHeard: { _ in 0 })
+        #expect(queue.count == 1_000 - AlertQueue.perTurn + 1)
+        var sent: [IPAddress] = []
+        while !queue.isEmpty { sent += queue.next().map(\.hoa) }
+        #expect(Array(sent.prefix(2)) == [peer(1).hoa, peer(900).hoa])
+        #expect(Set(sent).count == sent.count)
+        #expect(Set(firstTurn + sent) == Set((0..<1_000).map { peer($0).hoa }))
     }
 
     /// `matctl rebind` reports once the whole round went out, not when the peers of its
@@ -45,7 +51,7 @@ import Testing
     @Test func aRebindIsDoneOnlyOnceTheWholeRoundWentOut() {
         var queue = AlertQueue()
         let peers = (0..<1_000).map(peer)
-        queue.replace(with: peers, first: [], recentSince: 0, lastHeard: { _ in 0 })
+        queue.startRound(with: peers, first: [], recentSince: 0, lastHeard: { _ in 0 })
         let firstTurn = Set(queue.next().map(\.hoa))
         let rebind = PendingRebind(ticket: RebindTicket(), round: firstTurn.union(queue.hoas), startedAt: 0)
         #expect(rebind.round.count == 1_000)

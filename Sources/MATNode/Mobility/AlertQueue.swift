@@ -7,7 +7,9 @@ import MATPacket
 /// Each alert is signed and sent on the service thread, which also answers the peers'
 /// challenges. With 100,000 learned peers, alerting them all at once kept that thread
 /// busy for many seconds, and the one peer that was talking waited behind the others for
-/// its alert and then for the answer to its challenge. A newer move replaces what waits.
+/// its alert and then for the answer to its challenge. A newer move's alerts go before
+/// what an earlier one still has waiting, which stays queued: those peers are held until
+/// their alert is answered (an alert names the node's MoAs as they are when it is sent).
 struct AlertQueue {
     /// A peer to alert, at the MoA it is sent to.
     typealias Peer = (hoa: IPAddress, moa: IPAddress)
@@ -23,11 +25,14 @@ struct AlertQueue {
     /// The HoAs still to alert, in no order.
     var hoas: [IPAddress] { waiting.map(\.hoa) }
 
-    /// Replaces what waits by `peers`: `first` ones first, then those heard from since
-    /// `recentSince` by `lastHeard` (newest first), then the rest in no order (sorting
-    /// them all would cost the move time before its first alert).
-    mutating func replace(with peers: [Peer], first: Set<IPAddress>, recentSince: UInt64,
-                          lastHeard: (IPAddress) -> UInt64) {
+    /// Queues a move's alerts to `peers` before what waits: `first` ones first, then those
+    /// heard from since `recentSince` by `lastHeard` (newest first), then the rest in no
+    /// order (sorting them all would cost the move time before its first alert). Peers an
+    /// earlier round still has waiting and this one does not name (the other family's,
+    /// after a move of one family only) keep their place after them; dropping them would
+    /// leave them held with no alert to end the hold.
+    mutating func startRound(with peers: [Peer], first: Set<IPAddress>, recentSince: UInt64,
+                             lastHeard: (IPAddress) -> UInt64) {
         var leading: [Peer] = [], recent: [(peer: Peer, heard: UInt64)] = [], rest: [Peer] = []
         for peer in peers {
             if first.contains(peer.hoa) {
@@ -37,8 +42,9 @@ struct AlertQueue {
                 if heard >= recentSince && heard > 0 { recent.append((peer, heard)) } else { rest.append(peer) }
             }
         }
-        let ordered = leading + recent.sorted { $0.heard > $1.heard }.map(\.peer) + rest
-        waiting = ordered.reversed()
+        let named = Set(peers.map(\.hoa))
+        let earlier = waiting.filter { !named.contains($0.hoa) }
+        waiting = earlier + (leading + recent.sorted { $0.heard > $1.heard }.map(\.peer) + rest).reversed()
     }
 
     /// The next alerts to send: at most `perTurn`.

@@ -96,7 +96,7 @@ extension MappingService {
         for peer in peers where asking.contains(peer.hoa.family) {
             publicState.waiting[peer.hoa.family, default: []].append(peer)
         }
-        alerts.replace(with: peers.filter { !asking.contains($0.hoa.family) },
+        alerts.startRound(with: peers.filter { !asking.contains($0.hoa.family) },
                        first: Set(config.peers.map(\.homeAddress)),
                        recentSince: now > idle.idleAfter ? now - idle.idleAfter : 0,
                        lastHeard: { [idle] hoa in max(idle.lastHeard[hoa] ?? 0, idle.lastData[hoa] ?? 0) })
