@@ -43,15 +43,20 @@ public final class Nftables {
         return try run(commands)
     }
 
-    /// The names of `family`'s tables. Use this, not `list table`, to ask whether a table
-    /// is there: listing a table or one of its chains makes nft read every element of every
-    /// set in it first (1.1 s for a chain beside a set of 100,000 addresses, measured with
-    /// nft 1.0.6), listing the tables or the chains reads no set.
-    public func tableNames(family: String) throws(SystemError) -> Set<String> {
-        Set(try objects("list tables \(family)", kind: "table").compactMap { $0["name"] as? String })
+    /// Deletes `family`'s table `name` if it is there, and says whether it was (had
+    /// chains: every table matd writes has). Asking lists the chains: listing the tables,
+    /// a table or one of its chains makes nft read every element of every set first (0.4,
+    /// 1.5 and 1.1 s beside a set of 100,000 addresses, nft 1.0.6), listing the chains
+    /// does not (6 ms).
+    @discardableResult
+    public func deleteTable(family: String, name: String) throws(SystemError) -> Bool {
+        let present = try objects("list chains \(family)", kind: "chain").contains { $0["table"] as? String == name }
+        // Added first, so the delete cannot fail on a table that is not there.
+        try run("add table \(family) \(name)\ndelete table \(family) \(name)")
+        return present
     }
 
-    /// The names of the chains of `family`'s table `table` (cheap, as ``tableNames(family:)``).
+    /// The names of the chains of `family`'s table `table` (cheap, as ``deleteTable(family:name:)`` says).
     public func chainNames(family: String, table: String) throws(SystemError) -> Set<String> {
         Set(try objects("list chains \(family)", kind: "chain")
             .filter { $0["table"] as? String == table }.compactMap { $0["name"] as? String })

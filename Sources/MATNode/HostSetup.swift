@@ -328,26 +328,14 @@ public final class HostSetup {
     public func teardown() {
         services.stop()
         for rule in Self.rules(config) { try? netlink.deleteRule(rule) }
-        // A table that is not there (start failed before writing it) has nothing to delete.
-        for (family, table) in Self.tables(tun: tun.name) where Self.exists(table, family: family, nftables: nftables) {
+        for (family, table) in Self.tables(tun: tun.name) {
             do {
-                try nftables.run("delete table \(family) \(table)")
+                try nftables.deleteTable(family: family, name: table)
             } catch {
                 log("matd: stop: \(error)")
             }
         }
         try? tun.setPersistent(false)
-    }
-
-    /// Whether `family`'s `table` is there; when nftables cannot say, it is taken to be
-    /// (the delete that follows reports what is wrong).
-    private static func exists(_ table: String, family: String, nftables: Nftables) -> Bool {
-        do {
-            return try nftables.tableNames(family: family).contains(table)
-        } catch {
-            log("matd: listing the nftables tables failed: \(error)")
-            return true
-        }
     }
 
     /// matd's nftables tables: the diversion, MoA-to-MoA traffic, the kernel fast path.
@@ -364,8 +352,7 @@ public final class HostSetup {
             removed.append("rule pref \(rule.priority) to \(prefix) iif lo lookup \(rule.table)")
         }
         let nftables = try Nftables()
-        for (family, table) in tables(tun: config.tunName) where exists(table, family: family, nftables: nftables) {
-            try nftables.run("delete table \(family) \(table)")
+        for (family, table) in tables(tun: config.tunName) where try nftables.deleteTable(family: family, name: table) {
             removed.append("nftables table \(family) \(table)")
         }
         if case .some(.some("tun")) = netlink.kind(of: config.tunName) {
