@@ -171,7 +171,7 @@ public struct StatsReport: Codable, Sendable, Equatable {
     public var encapsulation: [String: UInt64]?
     /// What the kernel fast path translated (`out4_packets`, `in6_bytes`, ...): packets
     /// not in the engine's counters above; and `rule_writes`, the transactions that changed
-    /// its rules. nil when it is off.
+    /// its rules or its maps' elements. nil when it is off.
     public var kernelFastPath: [String: UInt64]?
 
     public init(_ counters: EngineCounters, ims: [String: UInt64]? = nil, signaling: [String: UInt64]? = nil,

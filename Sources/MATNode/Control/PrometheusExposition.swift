@@ -58,7 +58,7 @@ public enum PrometheusExposition {
             out.family("matd_kernel_fast_path_bytes_total",
                        "Bytes the kernel fast path translated (not in matd_bytes_total), by direction and family.",
                        .counter, series("bytes"))
-            out.family("matd_kernel_fast_path_rule_writes_total", "Transactions that changed the kernel fast path's rules.",
+            out.family("matd_kernel_fast_path_rule_writes_total", "Transactions that changed the kernel fast path's rules or its maps' elements.",
                        .counter, [([:], .integer(fast["rule_writes"] ?? 0))])
         }
         if let histogram = stats.alertAcknowledged {
