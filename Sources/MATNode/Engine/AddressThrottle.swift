@@ -3,7 +3,8 @@ import MATPacket
 /// At most one of something per address per `interval`: the engine's report of a HoA
 /// without a mapping (each at most once a second, so a flow to an unknown HoA asks once
 /// a second, not once a packet), the service's IMS lookup of an unknown or perhaps rotated
-/// key (each at most once per 5 s). Pure: the time (monotonic milliseconds) is passed in.
+/// key (each at most once per 5 s), its warning about an unsigned answer for a HoA whose
+/// key it does not hold (once per 5 min). Pure: the time (monotonic milliseconds) is passed in.
 struct AddressThrottle {
     /// Milliseconds between two of the same address.
     let interval: UInt64

@@ -74,9 +74,7 @@ extension MappingService {
     /// posted as an event.
     func refusedUnkeyed(_ hoa: IPAddress, now: UInt64) {
         EventLog.shared.post("answer_refused", ["peer": "\(hoa)", "why": "unsigned_first_contact"])
-        if let last = unkeyedRefusals[hoa], now < last + 300_000 { return }
-        if unkeyedRefusals.count >= 4_096 { unkeyedRefusals.removeAll() }
-        unkeyedRefusals[hoa] = now
+        guard unkeyedRefusals.take(hoa, now: now) else { return }
         log(.warning, "matd: \(hoa): not learned from the IMS: this node has no IMS key, so its lookups are unsigned "
             + "and their answers cannot be checked (anyone on the path could answer with a key of its own); "
             + "give this node an IMS key ([ims] key-file), or pin the peer's key in a [peer] section")

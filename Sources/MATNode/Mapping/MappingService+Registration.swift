@@ -39,7 +39,4 @@ extension MappingService {
             EventLog.shared.post("registration_failed", ["home": "\(home)", "error": "\(error)"])
         }
     }
-
-    /// Whether every registration the node makes is confirmed for its current MoAs.
-    var isRegistered: Bool { registrations.isRegistered }
 }

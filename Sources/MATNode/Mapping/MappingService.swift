@@ -29,8 +29,6 @@ public final class MappingService: @unchecked Sendable {
     let monitor: NetlinkMonitor
     /// When each family's mapping is written to the IMS (``Registrations``).
     var registrations = Registrations()
-    /// Each family's registration schedule; none without an IMS key.
-    var schedules: [AddressFamily: RegistrationSchedule] { registrations.schedules }
     var addresses: NodeAddresses
     /// `addresses` as of the last change, for the control thread.
     let publishedAddresses: Mutex<NodeAddresses>
@@ -95,9 +93,9 @@ public final class MappingService: @unchecked Sendable {
     var pendingDeregistrations: [PendingDeregistration] = []
     /// The IMS lookups of unknown or perhaps rotated keys: at most one per HoA every 5 s.
     var keyLookups = AddressThrottle(interval: 5_000)
-    /// When an unsigned answer for each HoA with no key held was last logged as refused
-    /// (``refusedUnkeyed(_:now:)``).
-    var unkeyedRefusals: [IPAddress: UInt64] = [:]
+    /// The warnings about unsigned answers for a HoA with no key held (``refusedUnkeyed(_:now:)``):
+    /// at most one per HoA every 5 min.
+    var unkeyedRefusals = AddressThrottle(interval: 300_000)
     let requests = Mutex<[RebindRequest]>([])
     private let misses = Mutex<[IPAddress]>([])
     /// Mappings the engine's table refused, for the service to take the table's word.
@@ -110,8 +108,6 @@ public final class MappingService: @unchecked Sendable {
     let wakeup: Wakeup
     /// Runs the IMS exchanges off this thread.
     var imsWorker: IMSWorker!
-    /// Families whose registration is on its way to the IMS.
-    var registering: Set<AddressFamily> { registrations.inFlight }
     /// Lookups on their way to the IMS.
     var lookingUp: Set<PendingLookup> = []
     /// The wall clock sequence numbers start from: the host's, or the IMS's if ahead.

@@ -197,13 +197,13 @@ extension MappingService {
         guard !rebinds.isEmpty, alerts.isEmpty else { return }
         let outstanding = signaling.awaiting
         rebinds.removeAll { pending in
-            guard pending.isDone(alertsWaiting: alerts.count, outstanding: outstanding, registering: !registering.isEmpty) else {
+            guard pending.isDone(alertsWaiting: alerts.count, outstanding: outstanding, registering: !registrations.inFlight.isEmpty) else {
                 return false
             }
             let acknowledged = pending.round.filter { settlements[$0] == true }
             pending.ticket.finish(RebindReport(
                 mobileAddresses: addresses.mobileAddresses.map(\.description),
-                registered: schedules.isEmpty ? nil : isRegistered,
+                registered: registrations.schedules.isEmpty ? nil : registrations.isRegistered,
                 alerted: pending.round.count,
                 acknowledged: acknowledged.map(\.description).sorted(),
                 unanswered: pending.round.subtracting(acknowledged).map(\.description).sorted(),
