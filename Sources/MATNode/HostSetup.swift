@@ -119,15 +119,8 @@ public final class HostSetup {
         let hops = nextHops6(addresses: addresses, peerMoAs: peerMoAs)
         let shape = DiversionShape(addresses: addresses, encapsulated: encapsulatedMoAs.intersection(sets.addresses), hops6: hops)
         if shape == divertedShape {
-            let batch = divertedSets.changes(to: sets, tableFamily: "netdev", table: table, quoted: true)
-                + divertedSets.changes(to: sets, tableFamily: "inet", table: table, quoted: false)
-            do {
-                if !batch.isEmpty { try nftables.run(batch.joined(separator: "\n")) }
-            } catch {
-                // The sets are not what this process thinks (someone edited them): write all.
-                log("matd: updating the peer sets failed (\(error)); writing the tables again")
-                try rewrite(table: table, shape: shape, sets: sets, whole: true)
-            }
+            try changeElements(deleted: divertedSets.addresses.subtracting(sets.addresses),
+                               added: sets.addresses.subtracting(divertedSets.addresses), into: sets, shape: shape)
         } else {
             // A move rewrites the rules; the sets keep their elements (only what changed
             // is added or deleted), unless nothing this process wrote can be trusted.
@@ -156,23 +149,31 @@ public final class HostSetup {
                               peerMoAs: Array(divertedSets.addresses.subtracting(removing).union(adding)))
             return
         }
-        let table = Self.tableName(tun: tun.name)
         let added = adding.subtracting(divertedSets.addresses)
         let deleted = removing.intersection(divertedSets.addresses)
+        divertedSets.addresses.subtract(deleted)
+        divertedSets.addresses.formUnion(added)
+        try changeElements(deleted: deleted, added: added, into: divertedSets, shape: shape)
+        divertedShape = shape
+    }
+
+    /// Deletes `deleted` from and adds `added` to the peer sets of both tables, after which
+    /// they hold `sets`; the rules stay. If that fails, the sets are not what this process
+    /// thinks (someone edited them): both tables are written whole.
+    private func changeElements(deleted: Set<IPAddress>, added: Set<IPAddress>, into sets: PeerMoASets,
+                                shape: DiversionShape) throws(SystemError) {
+        let table = Self.tableName(tun: tun.name)
         var batch: [String] = []
         for (tableFamily, quoted) in [("netdev", true), ("inet", false)] {
             batch += PeerMoASets.elements("delete", deleted, tableFamily: tableFamily, table: table, quoted: quoted)
             batch += PeerMoASets.elements("add", added, tableFamily: tableFamily, table: table, quoted: quoted)
         }
-        divertedSets.addresses.subtract(deleted)
-        divertedSets.addresses.formUnion(added)
         guard !batch.isEmpty else { return }
         do {
             try nftables.run(batch.joined(separator: "\n"))
         } catch {
             log("matd: updating the peer sets failed (\(error)); writing the tables again")
-            try rewrite(table: table, shape: shape, sets: divertedSets, whole: true)
-            divertedShape = shape
+            try rewrite(table: table, shape: shape, sets: sets, whole: true)
         }
     }
 
