@@ -43,20 +43,24 @@ public final class Nftables {
         return try run(commands)
     }
 
-    /// Deletes `family`'s table `name` if it is there, and says whether it was (had
-    /// chains: every table matd writes has). Asking lists the chains: listing the tables,
-    /// a table or one of its chains makes nft read every element of every set first (0.4,
-    /// 1.5 and 1.1 s beside a set of 100,000 addresses, nft 1.0.6), listing the chains
-    /// does not (6 ms).
+    /// Whether `family`'s table `name` is there (has chains: every table matd writes has).
+    /// Asking lists the chains: listing the tables, a table or one of its chains makes nft
+    /// read every element of every set first (0.4, 1.5 and 1.1 s beside a set of 100,000
+    /// addresses, nft 1.0.6), listing the chains does not (6 ms).
+    public func hasTable(family: String, name: String) throws(SystemError) -> Bool {
+        try objects("list chains \(family)", kind: "chain").contains { $0["table"] as? String == name }
+    }
+
+    /// Deletes `family`'s table `name` if it is there, and says whether it was (``hasTable(family:name:)``).
     @discardableResult
     public func deleteTable(family: String, name: String) throws(SystemError) -> Bool {
-        let present = try objects("list chains \(family)", kind: "chain").contains { $0["table"] as? String == name }
+        let present = try hasTable(family: family, name: name)
         // Added first, so the delete cannot fail on a table that is not there.
         try run("add table \(family) \(name)\ndelete table \(family) \(name)")
         return present
     }
 
-    /// The names of the chains of `family`'s table `table` (cheap, as ``deleteTable(family:name:)`` says).
+    /// The names of the chains of `family`'s table `table` (cheap, as ``hasTable(family:name:)`` says).
     public func chainNames(family: String, table: String) throws(SystemError) -> Set<String> {
         Set(try objects("list chains \(family)", kind: "chain")
             .filter { $0["table"] as? String == table }.compactMap { $0["name"] as? String })

@@ -156,16 +156,22 @@ public final class KernelFastPath: @unchecked Sendable {
         let fresh = applied == nil
         var batch: [String] = []
         if fresh {
-            // A table from before the owner flag (an older matd) cannot become owned: replaced.
-            if writes.load(ordering: .relaxed) == 0, (try? nftables.run("list table inet \(table)")) != nil {
-                batch.append("delete table inet \(table)")
+            // A table from before the owner flag (an older matd) cannot become owned: replaced
+            // (added first, so the delete cannot fail on a table that is not there).
+            if writes.load(ordering: .relaxed) == 0 {
+                batch += ["add table inet \(table)", "delete table inet \(table)"]
             }
             batch += ruleset.batch(placement) + FastPathRuleset.flushMaps(table: table)
         } else if ruleset != applied || placement != appliedPlacement {
             // Chains of uplinks that went away: the kernel may keep them, without a device.
-            for uplink in appliedPlacement?.uplinks ?? [] where !present.contains(uplink) {
-                let chain = FastPathRuleset.ingressChain(uplink)
-                if (try? nftables.run("list chain inet \(table) \(chain)")) != nil { batch.append("delete chain inet \(table) \(chain)") }
+            let gone = (appliedPlacement?.uplinks ?? []).filter { !present.contains($0) }.map(FastPathRuleset.ingressChain)
+            if !gone.isEmpty {
+                do {
+                    let chains = try nftables.chainNames(family: "inet", table: table)
+                    for chain in gone where chains.contains(chain) { batch.append("delete chain inet \(table) \(chain)") }
+                } catch {
+                    log(.error, "matd: kernel fast path: listing its chains failed (\(error)); chains of removed uplinks stay")
+                }
             }
             batch += ruleset.batch(placement)
         }
@@ -238,9 +244,8 @@ public final class KernelFastPath: @unchecked Sendable {
 
     /// Removes the table (nothing translated by the kernel any more).
     private func remove() {
-        guard (try? nftables.run("list table inet \(table)")) != nil else { return }
         do {
-            try nftables.run("delete table inet \(table)")
+            try nftables.deleteTable(family: "inet", name: table)
         } catch {
             log(.error, "matd: removing the kernel fast path table failed: \(error)")
         }
@@ -267,7 +272,7 @@ public final class KernelFastPath: @unchecked Sendable {
             do {
                 result = try Self.parseCounters(try nftables.runJSON("list counters table inet \(table)"))
             } catch {
-                if try !Self.tableExists(table, nftables: nftables) { return nil }
+                if try !nftables.hasTable(family: "inet", name: table) { return nil }
                 throw error
             }
         } catch {
@@ -308,15 +313,5 @@ public final class KernelFastPath: @unchecked Sendable {
             result["\(name)_bytes"] = (counter["bytes"] as? NSNumber)?.uint64Value ?? 0
         }
         return result
-    }
-
-    /// Whether the `inet` table exists (listing the tables fails only if nftables does).
-    static func tableExists(_ table: String, nftables: Nftables) throws -> Bool {
-        let text = try nftables.runJSON("list tables inet")
-        guard let json = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
-              let items = json["nftables"] as? [[String: Any]] else {
-            throw SystemError("nftables: list tables", detail: "not nft's JSON: \(text.prefix(80))")
-        }
-        return items.contains { ($0["table"] as? [String: Any])?["name"] as? String == table }
     }
 }
