@@ -72,15 +72,21 @@ struct IMSEventTests {
         #expect(core.counters[.updatesFailedJournal] == 1)
     }
 
-    /// A journal that fails is tried again at the next call; a change that does not
-    /// encode would not encode the next time either: the mapping stays.
-    @Test func anExpiryTheJournalDoesNotTakeIsAnEvent() throws {
-        let journal = FaultyJournal()
+    /// A core writing to `journal` whose one registration's 30 s lifetime has just passed.
+    private func coreWithALapsedRegistration(_ journal: FaultyJournal) throws -> IMSCore {
         let clock = TestMonotonic()
         let core = try coreWithJournal(journal, monotonic: clock)
         try send(registration(node1Key, owner: node1, moas: ["192.0.2.10"], sequence: 1, lifetime: 30, at: baseTime),
                  to: core)
         clock.advance(31)
+        return core
+    }
+
+    /// A journal that fails is tried again at the next call; a change that does not
+    /// encode would not encode the next time either: the mapping stays.
+    @Test func anExpiryTheJournalDoesNotTakeIsAnEvent() throws {
+        let journal = FaultyJournal()
+        let core = try coreWithALapsedRegistration(journal)
         journal.failCommits(true)
         #expect(core.expireMappings() == 0)
         #expect(core.takeEvents() == [.expiryCommitFailed(zone: zoneName, count: 1, error: "disk full")])
@@ -97,11 +103,7 @@ struct IMSEventTests {
 
     @Test func anExpiryRetriedAfterAFailingJournalGoesThrough() throws {
         let journal = FaultyJournal()
-        let clock = TestMonotonic()
-        let core = try coreWithJournal(journal, monotonic: clock)
-        try send(registration(node1Key, owner: node1, moas: ["192.0.2.10"], sequence: 1, lifetime: 30, at: baseTime),
-                 to: core)
-        clock.advance(31)
+        let core = try coreWithALapsedRegistration(journal)
         journal.failCommits(true)
         #expect(core.expireMappings() == 0)
         #expect(core.takeEvents().count == 1)
