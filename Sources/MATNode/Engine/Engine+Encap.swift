@@ -267,6 +267,8 @@ extension Engine {
             encap.counters.refused &+= 1
             return false
         }
+        // A first contact's MoA delivers nothing as the peer's before its probe is answered.
+        guard processor.admitsCarried(from: source, length: packetLength) else { return false }
         // The peer's data, as a translated packet is: idle probing counts it (ReceiveMarks).
         processor.inboundPeers.mark(translated: UnsafeRawPointer(packet))
         // Only keepalives make a peer's traffic go back in UDP: they come from the side that
