@@ -191,7 +191,9 @@ struct StatusSource: Sendable {
                     origin: view[mapping.hoa]?.rawValue, alert: alert.map(\.alert.rawValue),
                     lastAckSecondsAgo: alert?.lastAckAt.map { Double(now - min(now, $0)) / 1_000 },
                     roundTripMilliseconds: alert?.roundTripMilliseconds)
-                if state.encapsulated {
+                if state.relayed {
+                    report.path = "relay"
+                } else if state.encapsulated {
                     report.path = EncapPolicy.Mode.encapsulated.rawValue
                 } else if state.fastPath {
                     report.path = "kernel"

@@ -4,6 +4,7 @@ import Glibc
 import MATLinux
 import MATPacket
 import MATSignaling
+import Synchronization
 
 /// Counters of the UDP encapsulation (`matctl stats`, `encapsulation`).
 public struct EncapCounters: Sendable, Equatable {
@@ -20,6 +21,16 @@ public struct EncapCounters: Sendable, Equatable {
     /// TCP packets cut into path-MTU-sized segments before they went in UDP (each segment
     /// is one datagram in `packetsSent`).
     public var packetsSegmented: UInt64 = 0
+    /// A node with `[relay] address` (docs/signaling.md, "Relay"): packets it sent
+    /// through the relay (each datagram, segments included; also in `packetsSent`), relayed
+    /// packets it took from the relay (also in `packetsReceived`), relayed packets it
+    /// refused (not from its relay, not from a peer reached in UDP, not for its HoA),
+    /// and its registrations sent and failed.
+    public var relayPacketsSent: UInt64 = 0
+    public var relayPacketsReceived: UInt64 = 0
+    public var relayRefused: UInt64 = 0
+    public var relayRegistrationsSent: UInt64 = 0
+    public var relayRegistrationFailures: UInt64 = 0
 
     public init() {}
 
@@ -28,7 +39,15 @@ public struct EncapCounters: Sendable, Equatable {
          ("encap_keepalives_received", keepalivesReceived), ("encap_probes_answered", probesAnswered),
          ("encap_probe_answers_received", probeAnswersReceived), ("encap_refused", refused),
          ("encap_send_failures", sendFailures), ("encap_packets_segmented", packetsSegmented)]
+            + (relayClient ? [("encap_relay_packets_sent", relayPacketsSent),
+                              ("encap_relay_packets_received", relayPacketsReceived),
+                              ("encap_relay_refused", relayRefused),
+                              ("encap_relay_registrations_sent", relayRegistrationsSent),
+                              ("encap_relay_registration_failures", relayRegistrationFailures)] : [])
     }
+
+    /// Whether the node registers with a relay: the relay counters are shown only then.
+    public var relayClient = false
 }
 
 /// The engine's side of the UDP encapsulation (docs/datapath.md, "Behind NAT"): the
@@ -50,6 +69,15 @@ public final class EncapPath: @unchecked Sendable {
     var counters = EncapCounters()
     /// The relay's registrations and forwarding (`[relay] serve = on`); nil on other nodes.
     var relay: RelayForwarder?
+    /// The relay this node registers with (`[relay] address`, at its `encap-port`); nil
+    /// for none. Relayed packets are taken only from there.
+    var relayServer: RelayTable.Binding?
+    /// When a peer's traffic in UDP goes through `relayServer` (``RelayFallback``), and
+    /// the MoAs whose traffic does now.
+    var fallback = RelayFallback()
+    var relayedMoAs: Set<IPAddress> = []
+    /// Registrations sent and failed on the service thread (``countRegistration(sent:)``).
+    private let registrations = Atomic<UInt64>(0), registrationFailures = Atomic<UInt64>(0)
     /// Receive buffer: the encapsulation header, the virtio header, a 64 KiB packet.
     let receiveBuffer: UnsafeMutableRawPointer
     static let receiveSize = EncapWire.headerLength + VirtioNetHeader.size + 65_536
@@ -150,6 +178,11 @@ public final class EncapPath: @unchecked Sendable {
             path.relay = RelayForwarder(table: RelayTable(lifetime: config.encapKeepalive * 4_000),
                                         pinnedKeys: relay.clientKeys)
         }
+        if let address = config.relay?.address {
+            path.relayServer = RelayTable.Binding(address: address, port: config.encapPort)
+            path.fallback = RelayFallback(keepaliveInterval: config.encapKeepalive * 1_000)
+            path.counters.relayClient = true
+        }
         do {
             try LinkGSO.setMaximumSize(maximumSuperPacket, of: tun)
         } catch {
@@ -158,6 +191,23 @@ public final class EncapPath: @unchecked Sendable {
             log(.warning, "matd: \(error); super-packets to peers reached in UDP may be dropped")
         }
         return path
+    }
+
+    /// Counts a registration with the relay the service thread sent, or failed to send.
+    func countRegistration(sent: Bool) {
+        if sent {
+            registrations.add(1, ordering: .relaxed)
+        } else {
+            registrationFailures.add(1, ordering: .relaxed)
+        }
+    }
+
+    /// `counters` with the registrations the service thread counted.
+    func withRegistrations(_ counters: EncapCounters) -> EncapCounters {
+        var counters = counters
+        counters.relayRegistrationsSent = registrations.load(ordering: .relaxed)
+        counters.relayRegistrationFailures = registrationFailures.load(ordering: .relaxed)
+        return counters
     }
 
     var fileDescriptors: [Int32] { [socket4?.fileDescriptor, socket6?.fileDescriptor].compactMap { $0 } }

@@ -205,24 +205,27 @@ extension EncapPath {
 
     /// Once a second: the MTUs of the MoAs in UDP looked up again (the kernel lowers one
     /// when a router on the path answers a datagram too large with an ICMP error); those
-    /// of MoAs no longer in UDP forgotten.
+    /// of MoAs no longer in UDP forgotten. The relay's too while traffic goes through it.
     func refreshPathMTUs() {
-        let moas = Set(endpoints.moas)
+        var moas = Set(endpoints.moas)
+        if !relayedMoAs.isEmpty, let relayServer { moas.insert(relayServer.address) }
         for moa in pathMTUs.keys where !moas.contains(moa) { pathMTUs[moa] = nil }
         for moa in moas { lookUpPathMTU(moa) }
     }
 
     /// Sends the segments `segmenter` cut from `packet` to `moa`:`port`, each behind an
-    /// encapsulation header and the virtio header of a plain packet with a complete
-    /// checksum (the receiving kernel checks it as it checks any packet's). One `sendmsg`
+    /// encapsulation header of `kind` (a packet, or a relayed packet to the relay) and the
+    /// virtio header of a plain packet with a complete checksum (the receiving kernel
+    /// checks it as it checks any packet's). One `sendmsg`
     /// with `UDP_SEGMENT` for up to 64 segments, else one `sendmmsg`. Returns the number of
     /// datagrams the kernel took.
-    func sendSegments(of packet: UnsafeRawPointer, to moa: IPAddress, port: UInt16) -> Int {
+    func sendSegments(of packet: UnsafeRawPointer, to moa: IPAddress, port: UInt16,
+                      kind: EncapWire.Kind = .packet) -> Int {
         let count = segmenter.count
         let header = VirtioNetHeader()
         for index in 0..<count {
             let slot = segmenter.header(index)
-            EncapWire.writeHeader(.packet, at: slot)
+            EncapWire.writeHeader(kind, at: slot)
             header.store(to: slot + EncapWire.headerLength)
             let (offset, length) = segmenter.payload(index)
             vectors.iovecs[2 * index] = iovec(iov_base: slot, iov_len: segmenter.headerLength)

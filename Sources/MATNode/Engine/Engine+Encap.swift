@@ -32,7 +32,7 @@ extension Engine {
     public func expireEncapEndpoints() { wakeup.signal() }
 
     /// The encapsulation's counters as of the last publication; nil when it is off.
-    public var encapCounters: EncapCounters? { encap == nil ? nil : publishedEncap.withLock { $0 } }
+    public var encapCounters: EncapCounters? { encap.map { $0.withRegistrations(publishedEncap.withLock { $0 }) } }
 
     func applyEncapCommands() {
         guard let encap else { return }
@@ -43,8 +43,12 @@ extension Engine {
         let now = MonotonicClock.milliseconds()
         for command in pending {
             switch command {
-            case .start(let moa, let port): encap.endpoints.start(moa, port: port, now: now)
-            case .stop(let moa): encap.endpoints.stop(moa)
+            case .start(let moa, let port):
+                encap.endpoints.start(moa, port: port, now: now)
+                encap.fallback.encapsulated(moa, now: now)
+            case .stop(let moa):
+                encap.endpoints.stop(moa)
+                encap.fallback.stopped(moa)
             }
         }
         if now >= lastEncapExpiry + 1_000 {
@@ -53,6 +57,7 @@ extension Engine {
             for moa in encap.endpoints.expire(now: now) {
                 log("matd: no UDP from \(moa) for \(encap.endpoints.lifetime / 1_000) s: its traffic goes direct again")
             }
+            followRelayFallback(encap, now: now)
         }
         encapActive = !encap.endpoints.isEmpty
         publishEncapMoAs(encap)
@@ -60,6 +65,27 @@ extension Engine {
 
     /// The MoAs whose traffic goes in UDP now, for the inbound diversion to let theirs by.
     public var encapsulatedMoAs: Set<IPAddress> { publishedEncapMoAs.withLock { $0 } }
+
+    /// Sends the traffic of the peers in UDP that ``RelayFallback`` says so through the
+    /// relay (no keepalive from them for three intervals: hole punching failed), and that
+    /// of the others to their MoAs (a keepalive came: the hole opened after all).
+    func followRelayFallback(_ encap: EncapPath, now: UInt64) {
+        guard let relay = encap.relayServer else { return }
+        if !encap.relayedMoAs.isEmpty || !encap.endpoints.isEmpty {
+            var relayed = Set<IPAddress>()
+            for moa in encap.endpoints.moas where encap.fallback.relayed(moa, now: now) { relayed.insert(moa) }
+            for moa in relayed.subtracting(encap.relayedMoAs) {
+                log("matd: no keepalive from \(moa) for \(3 * encap.fallback.keepaliveInterval / 1_000) s: its traffic "
+                    + "goes through the relay \(relay.address) now")
+                EventLog.shared.post("encapsulation", ["peer": "\(moa)", "mode": "relay"])
+            }
+            for moa in encap.relayedMoAs.subtracting(relayed) where encap.endpoints.port(for: moa) != nil {
+                log("matd: a keepalive came from \(moa): its traffic goes to it in UDP again, not through the relay")
+                EventLog.shared.post("encapsulation", ["peer": "\(moa)", "mode": "udp"])
+            }
+            encap.relayedMoAs = relayed
+        }
+    }
 
     func publishEncapMoAs(_ encap: EncapPath) {
         let moas = Set(encap.endpoints.moas)
@@ -90,28 +116,38 @@ extension Engine {
         default:
             return false
         }
-        guard let port = encap.endpoints.port(for: moa) else { return false }
+        guard var port = encap.endpoints.port(for: moa) else { return false }
+        // Through the relay when hole punching failed (``RelayFallback``): the same
+        // datagram, of the relayed kind, to the relay, which finds the peer by the inner
+        // destination HoA.
+        var target = moa, kind = EncapWire.Kind.packet
+        if !encap.relayedMoAs.isEmpty, encap.relayedMoAs.contains(moa), let relay = encap.relayServer {
+            target = relay.address
+            port = relay.port
+            kind = .relayed
+        }
         let virtio = VirtioNetHeader(loadingFrom: UnsafeRawPointer(buffer))
         let gso = virtio.gsoTypeRaw & 0x7F
         let tcpSuperPacket = gso == VirtioNetHeader.GSOType.tcpv4.rawValue || gso == VirtioNetHeader.GSOType.tcpv6.rawValue
-        let room = encap.datagramRoom(to: moa)
+        let room = encap.datagramRoom(to: target)
         if encap.segmentation != .off && (tcpSuperPacket || EncapWire.headerLength + length > room) {
             // Cut to the path's MTU (a TCP packet; anything else goes whole below, and the
             // kernel fragments it): fragments would be put together again at the NAT and
             // at the peer, and one lost loses them all.
             if sendSegmented(encap, packet: UnsafeRawPointer(packet), length: length - VirtioNetHeader.size, room: room,
-                             gsoSize: tcpSuperPacket ? Int(virtio.gsoSize) : 0, to: moa, port: port) {
+                             gsoSize: tcpSuperPacket ? Int(virtio.gsoSize) : 0, to: target, port: port, kind: kind) {
                 processor.counters.outboundPackets &+= 1
                 processor.counters.outboundBytes &+= UInt64(length - VirtioNetHeader.size)
                 return true
             }
         }
         let datagram = buffer - EncapWire.headerLength
-        EncapWire.writeHeader(.packet, at: datagram)
+        EncapWire.writeHeader(kind, at: datagram)
         let whole = EncapWire.headerLength + length
-        if whole > room ? encap.sendFragmentable(UnsafeRawPointer(datagram), length: whole, to: moa, port: port)
-                        : encap.send(UnsafeRawPointer(datagram), length: whole, to: moa, port: port) {
+        if whole > room ? encap.sendFragmentable(UnsafeRawPointer(datagram), length: whole, to: target, port: port)
+                        : encap.send(UnsafeRawPointer(datagram), length: whole, to: target, port: port) {
             encap.counters.packetsSent &+= 1
+            if kind == .relayed { encap.counters.relayPacketsSent &+= 1 }
             processor.counters.outboundPackets &+= 1
             processor.counters.outboundBytes &+= UInt64(length - VirtioNetHeader.size)
         } else {
@@ -126,14 +162,15 @@ extension Engine {
     /// datagram sent with DF), the packet is cut again to the new MTU and sent once more,
     /// whole (the receiving TCP drops what it already has).
     private func sendSegmented(_ encap: EncapPath, packet: UnsafeRawPointer, length: Int, room: Int, gsoSize: Int,
-                               to moa: IPAddress, port: UInt16) -> Bool {
+                               to moa: IPAddress, port: UInt16, kind: EncapWire.Kind) -> Bool {
         var room = room
         for attempt in 0..<2 {
             guard encap.segmenter.segment(packet, length: length, limit: room, gsoSize: gsoSize,
                                           prefix: EncapPath.segmentPrefix) else { return attempt > 0 }
             let segments = encap.segmenter.count
-            let sent = encap.sendSegments(of: packet, to: moa, port: port)
+            let sent = encap.sendSegments(of: packet, to: moa, port: port, kind: kind)
             encap.counters.packetsSent &+= UInt64(sent)
+            if kind == .relayed { encap.counters.relayPacketsSent &+= UInt64(sent) }
             if sent == segments {
                 encap.counters.packetsSegmented &+= 1
                 return true
@@ -191,9 +228,14 @@ extension Engine {
             guard isPeerMoA(source) else { encap.counters.refused &+= 1; return 0 }
             encap.counters.keepalivesReceived &+= 1
             let known = encap.endpoints.port(for: source) != nil
-            encap.endpoints.heard(source, port: sourcePort, now: MonotonicClock.milliseconds())
+            let now = MonotonicClock.milliseconds()
+            encap.endpoints.heard(source, port: sourcePort, now: now)
             encapActive = true
             if !known { publishEncapMoAs(encap) }
+            if encap.relayServer != nil {
+                encap.fallback.heard(source, now: now)
+                if encap.relayedMoAs.contains(source) { followRelayFallback(encap, now: now) }
+            }
         case .probeRequest:
             // Answered to the encapsulation port, not the port it came from, and from
             // another port than ours: what the requester's NAT has not seen (not even
@@ -213,13 +255,15 @@ extension Engine {
             encap.counters.probeAnswersReceived &+= 1
             probeAnswerHandler(source, Array(datagram[EncapWire.headerLength...]))
         case .registration:
-            // Relay kinds (docs/signaling.md, "Relay"): only a relay takes them; a node
-            // takes relayed packets only once it registers with one, which it does not yet.
+            // Relay kinds (docs/signaling.md, "Relay"): only a relay takes registrations.
             guard encap.relay != nil else { encap.counters.refused &+= 1; return 0 }
             let sender = RelayTable.Binding(address: source, port: sourcePort)
             _ = encap.relay?.register(datagram, from: sender, now: MonotonicClock.milliseconds())
         case .relayed:
-            guard encap.relay != nil else { encap.counters.refused &+= 1; return 0 }
+            // A node that is no relay takes a relayed packet only from its own relay.
+            guard encap.relay != nil else {
+                return deliverRelayed(encap, at: base, length: length, source: source, sourcePort: sourcePort) ? 1 : 0
+            }
             let sender = RelayTable.Binding(address: source, port: sourcePort)
             // Sent on unchanged: the receiving node reads the inner packet as it was sent.
             if let target = encap.relay?.route(datagram, from: sender, now: MonotonicClock.milliseconds()),
@@ -269,8 +313,6 @@ extension Engine {
         }
         // A first contact's MoA delivers nothing as the peer's before its probe is answered.
         guard processor.admitsCarried(from: source, length: packetLength) else { return false }
-        // The peer's data, as a translated packet is: idle probing counts it (ReceiveMarks).
-        processor.inboundPeers.mark(translated: UnsafeRawPointer(packet))
         // Only keepalives make a peer's traffic go back in UDP: they come from the side that
         // decided to encapsulate, as long as it does. Packets keep a known entry fresh and
         // follow a port the NAT changed; learning from them too would have two peers keep
@@ -278,6 +320,54 @@ extension Engine {
         if encap.endpoints.port(for: source) != nil {
             encap.endpoints.heard(source, port: sourcePort, now: MonotonicClock.milliseconds())
         }
+        return writeCarried(encap, at: base, length: length)
+    }
+
+    /// A relayed packet (docs/signaling.md, "Relay") goes into the TUN device as a carried
+    /// packet does, with the relay standing for the peer's MoA: only from the relay this
+    /// node registers with (its address and `encap-port`), only when its inner source HoA
+    /// is a peer whose MoA this node reaches in UDP (only for such peers does the relay
+    /// stand in), and only for this node's HoA. Anything else is refused and counted.
+    private func deliverRelayed(_ encap: EncapPath, at base: UnsafeMutableRawPointer, length: Int,
+                                source: IPAddress, sourcePort: UInt16) -> Bool {
+        guard let relay = encap.relayServer else {
+            encap.counters.refused &+= 1
+            return false
+        }
+        let packet = base + EncapWire.headerLength + VirtioNetHeader.size
+        let packetLength = length - EncapWire.headerLength - VirtioNetHeader.size
+        var peer: IPAddress?
+        if source == relay.address && sourcePort == relay.port {
+            switch packet.load(as: UInt8.self) >> 4 {
+            case 4 where IPv4Address(loadingFrom: UnsafeRawPointer(packet), offset: 16) == processor.addresses.home4:
+                let inner = IPv4Address(loadingFrom: UnsafeRawPointer(packet), offset: 12)
+                peer = processor.table.preferredMoA(forHoA: inner).map { .v4($0) }
+            case 6 where packetLength >= 40
+                && IPv6Address(loadingFrom: UnsafeRawPointer(packet), offset: 24) == processor.addresses.home6:
+                let inner = IPv6Address(loadingFrom: UnsafeRawPointer(packet), offset: 8)
+                peer = processor.table.preferredMoA(forHoA: inner).map { .v6($0) }
+            default:
+                break
+            }
+        }
+        guard let peer, encap.endpoints.port(for: peer) != nil else {
+            encap.counters.relayRefused &+= 1
+            encap.counters.refused &+= 1
+            return false
+        }
+        guard writeCarried(encap, at: base, length: length) else { return false }
+        encap.counters.relayPacketsReceived &+= 1
+        return true
+    }
+
+    /// Writes the carried packet of the datagram at `base` (checked) into the TUN device,
+    /// or joins it to the packet being put together for it.
+    private func writeCarried(_ encap: EncapPath, at base: UnsafeMutableRawPointer, length: Int) -> Bool {
+        let start = base + EncapWire.headerLength
+        let packet = start + VirtioNetHeader.size
+        let packetLength = length - EncapWire.headerLength - VirtioNetHeader.size
+        // The peer's data, as a translated packet is: idle probing counts it (ReceiveMarks).
+        processor.inboundPeers.mark(translated: UnsafeRawPointer(packet))
         // A plain packet (a segment cut by the peer) may join the others of its flow.
         let virtio = VirtioNetHeader(loadingFrom: UnsafeRawPointer(start))
         if virtio.flags == 0 && virtio.gsoTypeRaw == 0 {

@@ -145,6 +145,8 @@ public final class Engine: @unchecked Sendable {
         public var preferred: IPAddress?
         /// Whether its traffic goes in UDP (docs/datapath.md, "Behind NAT").
         public var encapsulated = false
+        /// Whether that traffic goes through the relay (docs/signaling.md, "Relay").
+        public var relayed = false
         /// Whether the kernel translates its packets (docs/datapath.md, "Kernel fast path").
         public var fastPath = false
     }
@@ -350,6 +352,7 @@ public final class Engine: @unchecked Sendable {
             let preferred = processor.table.preferredMoA(forHoA: mapping.hoa)
             return MappingState(mapping: mapping, preferred: preferred,
                                 encapsulated: preferred.map { encap?.endpoints.port(for: $0) != nil } ?? false,
+                                relayed: preferred.map { encap?.relayedMoAs.contains($0) ?? false } ?? false,
                                 fastPath: fastPath?.carries(mapping.hoa) ?? false)
         }
         for ticket in tickets { ticket.finish(snapshot) }

@@ -71,6 +71,8 @@ public final class MappingService: @unchecked Sendable {
     /// and whether it tracks any peer.
     var encapControl: EncapControl?
     var encapTracking = false
+    /// When this node next registers with its relay (`[relay] address`); nil before the first.
+    var relaySchedule: RelayRegistrationSchedule?
     /// Registration lifetimes of learned mappings (``MappingLifetimes``).
     var lifetimes = MappingLifetimes()
     /// IMS answers whose new MoAs or key are being probed (``AnswerTrial``), and those
@@ -251,9 +253,10 @@ public final class MappingService: @unchecked Sendable {
             }
             let retransmitAt = signaling.tick(now: now)
             let encapAt = tickEncap(now: now)
+            let relayAt = tickRelay(now: now)
             finishRebinds(now: now)
             saveStateIfChanged(now: now)
-            let next = [debounce.dueAt, retransmitAt, encapAt, alerts.isEmpty ? now + 1_000 : now].compactMap { $0 }.min()!
+            let next = [debounce.dueAt, retransmitAt, encapAt, relayAt, alerts.isEmpty ? now + 1_000 : now].compactMap { $0 }.min()!
             for index in descriptors.indices { descriptors[index].revents = 0 }
             _ = poll(&descriptors, nfds_t(descriptors.count), Int32(clamping: next > now ? next - now : 0))
             if descriptors[0].revents != 0 { wakeup.drain() }

@@ -75,6 +75,12 @@ final class Signaling {
     /// The next sequence number, for the IMS registration too (one counter, never repeated).
     func nextSequence() throws(SystemError) -> UInt64 { try sequences.take() }
 
+    /// A registration of `hoas` with the relay (docs/signaling.md, "Relay"), signed with
+    /// the key this node's alerts are signed with now.
+    func sealRelayRegistration(hoas: [IPAddress], sequence: UInt64) -> [UInt8] {
+        RelayRegistration.seal(hoas: hoas, sequence: sequence, with: machine.key)
+    }
+
     /// Tells `peer` (at `moa`) this node's current MoAs of its family, and keeps telling it
     /// until it acknowledges or the retransmissions run out. Returns false when the node
     /// has no HoA or MoA of that family.
