@@ -13,7 +13,8 @@ import Testing
 
     @Test func aFirstContactsMoADeliversNoCarriedPacketUntilItsProbeIsAnswered() throws {
         var processor = try fixture.processor()
-        #expect(processor.admitsCarried(from: moa, length: 60), "nothing under check: delivered")
+        let unchecked = processor.admitsCarried(from: moa, length: 60)
+        #expect(unchecked, "nothing under check: delivered")
         let applied = processor.apply(.limitUntilProven(moa))
         #expect(applied == nil)
         for _ in 0..<3 {
