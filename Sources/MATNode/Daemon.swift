@@ -75,14 +75,14 @@ public final class Daemon {
         } else {
             log("matd: kernel fast path off: the TUN engine carries all HoA traffic")
         }
-        engine.start()
+        try engine.start()
         defer {
             engine.stop()
             engine.fastPath?.close()
         }
         let mappings = try MappingService(config: config, host: host, engine: engine, addresses: addresses)
         service.withLock { $0 = mappings }
-        mappings.start()
+        try mappings.start()
         defer { mappings.stop() }
 
         let status = StatusSource(config: config, tun: tun.name, offloads: tun.offloads.description,

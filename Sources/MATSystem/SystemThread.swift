@@ -9,12 +9,18 @@ import CSystem
 public struct SystemThread: @unchecked Sendable {
     private let handle: pthread_t
 
-    /// Starts `body` on a new thread named `name` (at most 15 bytes are kept); nil when
-    /// the system has no thread to give (the caller reports it).
-    public static func start(name: String, _ body: @escaping @Sendable () -> Void) -> SystemThread? {
+    /// Starts `body` on a new thread named `name` (at most 15 bytes are kept), with a stack
+    /// of `stackSize` bytes (nil: the system's default, `ulimit -s`); nil when the system
+    /// has no thread to give (the caller reports it).
+    public static func start(name: String, stackSize: Int? = nil,
+                             _ body: @escaping @Sendable () -> Void) -> SystemThread? {
         let box = Unmanaged.passRetained(Body(body))
         var handle = pthread_t()
-        let result = pthread_create(&handle, nil, { raw in
+        var attributes = pthread_attr_t()
+        pthread_attr_init(&attributes)
+        defer { pthread_attr_destroy(&attributes) }
+        if let stackSize { pthread_attr_setstacksize(&attributes, stackSize) }
+        let result = pthread_create(&handle, &attributes, { raw in
             let body = Unmanaged<Body>.fromOpaque(raw!).takeRetainedValue()
             body.run()
             return nil

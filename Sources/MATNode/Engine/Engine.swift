@@ -30,7 +30,7 @@ public final class Engine: @unchecked Sendable {
     private let commands = Mutex<[Command]>([])
     private let published = Mutex(EngineCounters())
     private let stopped = Mutex(false)
-    private var thread: Thread?
+    private var thread: SystemThread?
     private let missHandler: @Sendable (IPAddress) -> Void
     private let refusalHandler: @Sendable (PacketProcessor.Refusal) -> Void
     /// Unknown HoAs are reported at most once a second each.
@@ -96,12 +96,12 @@ public final class Engine: @unchecked Sendable {
     private let heldBuffers: [UnsafeMutableRawPointer]
 
     /// Starts the engine thread.
-    public func start() {
-        let thread = Thread { [self] in self.loop() }
-        thread.name = "matd-engine"
-        thread.stackSize = 1 << 20
+    /// Throws when the system gives no thread.
+    public func start() throws(SystemError) {
+        guard let thread = SystemThread.start(name: "matd-engine", stackSize: 1 << 20, { [self] in self.loop() }) else {
+            throw SystemError("start the engine thread", detail: "no thread to be had")
+        }
         self.thread = thread
-        thread.start()
     }
 
     /// Asks the engine thread to apply `command` and returns at once.
@@ -122,7 +122,8 @@ public final class Engine: @unchecked Sendable {
     public func stop() {
         stopped.withLock { $0 = true }
         wakeup.signal()
-        while thread?.isFinished == false { usleep(1_000) }
+        thread?.join()
+        thread = nil
     }
 
     /// The counters as of the last publication (at most ~100 ms or 64 packets old).

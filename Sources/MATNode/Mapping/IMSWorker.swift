@@ -1,4 +1,4 @@
-import Foundation
+import Dispatch
 import MATIMSClient
 import MATLinux
 import MATPacket
@@ -43,12 +43,15 @@ final class IMSWorker: Sendable {
     private let stopped = Mutex(false)
     private let resultsReady: @Sendable () -> Void
 
-    /// Starts the worker thread; `resultsReady` is called on it after each job.
-    init(resultsReady: @escaping @Sendable () -> Void) {
+    /// Starts the worker thread; `resultsReady` is called on it after each job. Throws when
+    /// the system gives no thread.
+    init(resultsReady: @escaping @Sendable () -> Void) throws(SystemError) {
         self.resultsReady = resultsReady
-        let thread = Thread { [self] in run() }
-        thread.name = "matd-ims"
-        thread.start()
+        // Not joined: `stop` does not wait for an exchange with a silent server.
+        guard let thread = SystemThread.start(name: "matd-ims", { [self] in run() }) else {
+            throw SystemError("start the IMS worker thread", detail: "no thread to be had")
+        }
+        thread.detach()
     }
 
     /// Queues `job`.

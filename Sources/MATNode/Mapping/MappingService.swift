@@ -123,7 +123,7 @@ public final class MappingService: @unchecked Sendable {
     var savedReplayChanges = 0
     var lastStateSave: UInt64 = 0
     private let stopped = Mutex(false)
-    private var thread: Thread?
+    private var thread: SystemThread?
 
     /// Prepares the service; `start()` begins the work. Throws when a key file is missing,
     /// unreadable, readable by others, or holds no key, when the keys do not match the
@@ -166,16 +166,16 @@ public final class MappingService: @unchecked Sendable {
         stateFile = config.stateDirectory + "/peers.json"
         stateWriter = StateWriter(path: stateFile)
         signaling.host = self
-        imsWorker = IMSWorker { [wakeup] in wakeup.signal() }
+        imsWorker = try IMSWorker { [wakeup] in wakeup.signal() }
         restoreState()
     }
 
-    /// Starts the service thread.
-    public func start() {
-        let thread = Thread { [self] in self.loop() }
-        thread.name = "matd-mapping"
+    /// Starts the service thread; throws when the system gives no thread.
+    public func start() throws(SystemError) {
+        guard let thread = SystemThread.start(name: "matd-mapping", { [self] in self.loop() }) else {
+            throw SystemError("start the mapping service thread", detail: "no thread to be had")
+        }
         self.thread = thread
-        thread.start()
     }
 
     /// Stops the service thread and waits for it.
@@ -183,7 +183,8 @@ public final class MappingService: @unchecked Sendable {
         imsWorker.stop()
         stopped.withLock { $0 = true }
         wakeup.signal()
-        while thread?.isFinished == false { usleep(1_000) }
+        thread?.join()
+        thread = nil
     }
 
     /// When the service thread last came round its loop (monotonic milliseconds): at

@@ -1,4 +1,7 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
 import MATLinux
 import Synchronization
 
@@ -51,6 +54,18 @@ final class Readdresser: Sendable {
         let words = command + [interface]
         let line = words.joined(separator: " ")
         log("matd: \(interface): live migration announced; renewing the address: \(line)")
+        // The command starts on the thread that waits for it: no child is ever left with
+        // nothing to wait for it.
+        guard let waiter = SystemThread.start(name: "matd-readdress", { [self] in run(interface, words, line) }) else {
+            log(.error, "matd: \(interface): the address renewal did not start: no thread to wait for it")
+            finish(interface, pid: nil)
+            return
+        }
+        waiter.detach()
+    }
+
+    /// Runs one renewal to its end, on its own thread.
+    private func run(_ interface: String, _ words: [String], _ line: String) {
         let started = MonotonicClock.milliseconds()
         let child: ChildProcess
         do {
@@ -61,18 +76,6 @@ final class Readdresser: Sendable {
             return
         }
         state.withLock { $0.running[interface] = child.pid }
-        let waiter = Thread { [self] in
-            let ending = child.wait()
-            let elapsed = MonotonicClock.milliseconds() - started
-            if ending == .exited(0) {
-                log("matd: \(interface): address renewal done in \(elapsed) ms")
-            } else {
-                log(.warning, "matd: \(interface): the address renewal (\(line)) \(ending) after \(elapsed) ms")
-            }
-            finish(interface, pid: child.pid)
-        }
-        waiter.name = "matd-readdress"
-        waiter.start()
         DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(ReaddressPolicy.timeout))) { [self] in
             let overdue = state.withLock { locked in
                 locked.running[interface] == child.pid && locked.policy.isOverdue(interface, at: MonotonicClock.milliseconds())
@@ -81,6 +84,14 @@ final class Readdresser: Sendable {
             log(.warning, "matd: \(interface): the address renewal still runs after \(ReaddressPolicy.timeout / 1_000) s; stopping it")
             child.terminate()
         }
+        let ending = child.wait()
+        let elapsed = MonotonicClock.milliseconds() - started
+        if ending == .exited(0) {
+            log("matd: \(interface): address renewal done in \(elapsed) ms")
+        } else {
+            log(.warning, "matd: \(interface): the address renewal (\(line)) \(ending) after \(elapsed) ms")
+        }
+        finish(interface, pid: child.pid)
     }
 
     /// The node's addresses at the announcement of each renewal that ended since the
