@@ -80,8 +80,8 @@ public final class MappingService: @unchecked Sendable {
     var answerTrials: [IPAddress: AnswerTrial] = [:]
     var refusedAnswers = RefusedAnswers()
     /// First contacts whose alert waits for the first answer to a probe of the peer's MoAs
-    /// (``alertFirstContact(_:at:now:)``), with when they began (ms).
-    var firstContactAlerts: [IPAddress: UInt64] = [:]
+    /// (``FirstContacts``).
+    var firstContacts = FirstContacts()
     /// Learned peers' silence, probed after a while (``IdleProbing``); set from the IMS's
     /// record TTL in `init`.
     var idle = IdleProbing(idleAfter: 30_000)
@@ -281,11 +281,7 @@ public final class MappingService: @unchecked Sendable {
     /// keeps the mapping it has.
     private func refreshLearned(now: UInt64) {
         checkLapsedMappings(now: now)
-        for (hoa, entry) in learned where entry.expiresAt <= now {
-            // Not asked again before the answer; the answer sets the next expiry.
-            learned[hoa]?.expiresAt = now + 60_000
-            lookUp(hoa, for: .refresh)
-        }
+        for hoa in learned.takeDueRefreshes(now: now) { lookUp(hoa, for: .refresh) }
     }
 
     /// Queues a lookup of `hoa` unless one for the same reason is on its way.
@@ -319,22 +315,7 @@ public final class MappingService: @unchecked Sendable {
         switch (purpose, result) {
         case (.firstPacket, .success(let answer)):
             guard learned[hoa] == nil, let moa = answer.moas.first else { return install(answer, now: now) }
-            // First contact: the peer does not know this node yet, and would reset a
-            // connection from an address it does not divert. Hold the traffic until it
-            // has checked this node's mapping and acknowledged it.
-            engine.send(.hold(hoa))
-            let changed = install(answer, now: now)
-            if learned[hoa] == nil {
-                // Nothing installed (an answer refused a short while ago): nothing to alert.
-                engine.send(.release(hoa))
-            } else if answerTrials[hoa] != nil {
-                // Its MoAs are being probed: the alert (1184 bytes) waits for the first of
-                // them to answer, so a forged answer cannot aim it at a bystander.
-                firstContactAlerts[hoa] = now
-            } else if !signaling.announce(to: hoa, at: moa, now: now) {
-                engine.send(.release(hoa))
-            }
-            return changed
+            return beginFirstContact(hoa, answer, at: moa, now: now)
         case (.refresh, _) where learned[hoa] == nil:
             // Dropped while the lookup was on its way (it stopped answering, its lifetime
             // passed): the answer must not bring it back; its next packet asks afresh.
@@ -349,7 +330,7 @@ public final class MappingService: @unchecked Sendable {
             forget(hoa)
             return true
         case (.refresh, .failure):
-            learned[hoa]?.expiresAt = now + 1_000
+            learned.refreshFailed(hoa, now: now)
             return false
         case (.key, .success) where !lookupsAreSigned && peerKeys[hoa] == nil:
             // Unsigned: the key would be whoever answered's, and the message waiting for
@@ -384,8 +365,8 @@ public final class MappingService: @unchecked Sendable {
     func install(_ answer: PeerMappingAnswer?, now: UInt64) -> Bool {
         guard let answer, !answer.moas.isEmpty else { return false }
         // The answer's times are the IMS client's (wall-clock seconds); ours are monotonic.
-        let remaining = answer.isStale ? 1 : max(1, UInt64(answer.remainingTTL(at: WallClock.seconds())))
-        let expiresAt = now + remaining * 1_000
+        let expiresAt = MappingRefresh.afterAnswer(remainingTTL: UInt64(answer.remainingTTL(at: WallClock.seconds())),
+                                                   stale: answer.isStale, now: now)
         // A mapping taken from a peer's alert carries a newer sequence number than what the
         // IMS may still say (its registration failed, or the answer is a stale cache): an
         // older answer with other MoAs does not move the traffic back.

@@ -93,9 +93,7 @@ extension MappingService {
             updateDiversion()
         }
         register(now: now)
-        for peer in peers where asking.contains(peer.hoa.family) {
-            publicState.waiting[peer.hoa.family, default: []].append(peer)
-        }
+        publicState.waiting.wait(peers.filter { asking.contains($0.hoa.family) }, now: now)
         alerts.startRound(with: peers.filter { !asking.contains($0.hoa.family) },
                        first: Set(config.peers.map(\.homeAddress)),
                        recentSince: now > idle.idleAfter ? now - idle.idleAfter : 0,
@@ -295,7 +293,7 @@ extension MappingService: SignalingHost {
             + stragglers.prefix(max(0, MappingTable.maximumMoAsPerMapping - moas.count))
                 .map { MoABinding(address: $0, priority: .max) }
         let changed = install(PeerMapping(hoa: hoa, moas: bindings, sequence: sequence),
-                              expiresAt: Self.milliseconds() + 10_000,
+                              expiresAt: Self.milliseconds() + MappingRefresh.whileChallenged,
                               reason: "\(hoa) -> \(moas.map(\.description).joined(separator: ", ")) seq \(sequence) (alert, MoA being checked)")
         if changed { updateDiversion() }
     }
@@ -312,7 +310,7 @@ extension MappingService: SignalingHost {
             publishedPeers.withLock { $0[hoa] = .configured }
             engine.send(.replaceMapping(previous))
         } else if let previous = trial.previous {
-            learned[hoa] = (previous, Self.milliseconds() + 1_000)
+            learned[hoa] = (previous, Self.milliseconds() + MappingRefresh.soon)
             engine.send(.replaceMapping(previous))
         } else {
             forget(hoa)
@@ -331,10 +329,9 @@ extension MappingService: SignalingHost {
         // A claim settled here means the table refused the trial: put the mapping in anew.
         if settleClaims(to: moas, provenBy: hoa) { learned[hoa] = nil }
         lifetimes.renewed(hoa, sequence: sequence, lifetime: lifetime, now: Self.milliseconds())
-        // Looked up in the IMS again after its TTL, as a learned mapping is.
-        let refresh = UInt64(min(lifetime, config.ims?.recordTTL ?? lifetime))
         let changed = install(PeerMapping(hoa: hoa, ranked: moas, flags: [.confirmed, .reachable], sequence: sequence),
-                              expiresAt: Self.milliseconds() + max(1, refresh) * 1_000,
+                              expiresAt: MappingRefresh.afterAlert(lifetime: lifetime, recordTTL: config.ims?.recordTTL,
+                                                                   now: Self.milliseconds()),
                               reason: "\(hoa) -> \(moas.map(\.description).joined(separator: ", ")) seq \(sequence) (alert, MoA answered)")
         if changed { updateDiversion() }
     }

@@ -13,8 +13,8 @@ struct PublicAddressState {
     var asking: [AddressFamily: IPAddress] = [:]
     /// Families whose question failed (IMS unreachable), with when to ask again (ms).
     var retryAt: [AddressFamily: UInt64] = [:]
-    /// Peers whose alerts wait for the answer, per family.
-    var waiting: [AddressFamily: [(hoa: IPAddress, moa: IPAddress)]] = [:]
+    /// Peers whose alerts wait for the answer, held for at most a while (``PublicAddressWaits``).
+    var waiting = PublicAddressWaits()
 }
 
 /// Behind 1:1 NAT: the engine and the diversion keep the local MoA, the IMS and the peers
@@ -93,8 +93,18 @@ extension MappingService {
         imsWorker.submit(.publicAddress(client, family: local.family, local: local))
     }
 
-    /// Asks again for families whose last question found no IMS.
+    /// Asks again for families whose last question found no IMS, and ends the holds of the
+    /// peers that have waited for an answer too long (``PublicAddressWaits/timeout``).
     func askPublicAddressesAgain(now: UInt64) {
+        let expired = publicState.waiting.expire(now: now)
+        if !expired.isEmpty {
+            log(.warning, "matd: the IMS has not said which public address it sees for \(PublicAddressWaits.timeout / 1_000) s; "
+                + "releasing the traffic of \(expired.count) peer(s) held for it (their alerts go when it answers)")
+            for hoa in expired {
+                signaling.countPublicAddressWaitExpired()
+                endHold(hoa, .notAlerted, now: now)
+            }
+        }
         for (family, due) in publicState.retryAt where due <= now {
             publicState.retryAt[family] = nil
             guard let local = addresses.mobileAddresses.first(where: { $0.family == family }) else { continue }
@@ -145,8 +155,7 @@ extension MappingService {
             registrations.moasChanged(family, to: moas, at: now)
         }
         register(now: now)
-        for peer in publicState.waiting.removeValue(forKey: family) ?? []
-        where !signaling.announce(to: peer.hoa, at: peer.moa, now: now) {
+        for peer in publicState.waiting.answered(family) where !signaling.announce(to: peer.hoa, at: peer.moa, now: now) {
             endHold(peer.hoa, .notAlerted, now: now)
         }
     }

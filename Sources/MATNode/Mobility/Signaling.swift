@@ -150,6 +150,9 @@ final class Signaling {
     /// The service dropped a mapping whose registration lifetime passed.
     func countMappingLapsed() { countAndPublish { $0.mappingsLapsed += 1 } }
 
+    /// A peer's hold ended before the IMS said which public address it sees.
+    func countPublicAddressWaitExpired() { countAndPublish { $0.publicAddressWaitsExpired += 1 } }
+
     /// The IMS answered with `hoa`'s key: the message that waited for it is handled now.
     func keyArrived(for hoa: IPAddress, now: UInt64) {
         guard let environment else { return }

@@ -66,6 +66,10 @@ public struct SignalingCounters: Sendable, Equatable {
     /// alert: how long each peer took to follow a move.
     public var alertAcknowledged = DurationHistogram()
 
+    /// Peers a move held whose hold ended because the IMS did not say which public address
+    /// it sees in time (``PublicAddressWaits``): their traffic went before their alert.
+    public var publicAddressWaitsExpired: UInt64 = 0
+
     public init() {}
 
     /// Every counter with its metric name.
@@ -74,6 +78,7 @@ public struct SignalingCounters: Sendable, Equatable {
          ("acks_received", acksReceived), ("updates_unanswered", updatesUnanswered),
          ("peers_looked_up_again", peersLookedUpAgain),
          ("peers_dropped", peersDropped), ("mappings_lapsed", mappingsLapsed),
+         ("public_address_waits_expired", publicAddressWaitsExpired),
          ("updates_received", updatesReceived),
          ("challenges_sent", challengesSent), ("challenges_answered", challengesAnswered),
          ("challenges_unanswered", challengesUnanswered),
