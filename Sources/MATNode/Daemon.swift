@@ -75,6 +75,12 @@ public final class Daemon {
         } else {
             log("matd: kernel fast path off: the TUN engine carries all HoA traffic")
         }
+        // Read before the engine writes the fast path's first rules, then every few seconds.
+        let firewall = HostFirewallWatcher(uplinks: config.uplinks, tun: tun.name, ipv6Path: host.ipv6Path,
+                                           fastPath: engine.fastPath != nil) { engine.refreshFastPathRules() }
+        firewall.start()
+        defer { firewall.stop() }
+        engine.fastPath?.inboundFence = { firewall.engineInbound }
         try engine.start()
         defer {
             engine.stop()

@@ -123,7 +123,8 @@ public enum Doctor {
                 for finding in dropping {
                     note(.warning, "input policy", "\(finding.family) \(finding.table) \(finding.chain) drops the kernel fast "
                          + "path's packets (mark \(FastPathFirewall.mark)): inbound HoA traffic takes the engine "
-                         + "until matd restarts with a rule that accepts them", fix: finding.fix)
+                         + "until a rule accepts them (matd reads the firewall every "
+                         + "\(HostFirewallWatch.interval / 1_000) s)", fix: finding.fix)
                 }
                 if dropping.isEmpty { note(.ok, "input policy", "no input chain drops the kernel fast path's packets") }
             } catch {

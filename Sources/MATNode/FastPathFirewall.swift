@@ -7,9 +7,10 @@ import MATPacket
 /// traffic by `iifname "mat0"` (docs/deploy.md before the fast path) would drop a peer's
 /// new connections: the fast path would black-hole what the engine carried. Every packet
 /// the fast path translates inbound carries ``FastPathRuleset/translatedMark``; matd
-/// looks at start for input chains that drop by default without accepting that mark, says
-/// which rule to add, and leaves those families' inbound traffic to the engine (through
-/// the TUN device, which such a firewall accepts) until a restart finds the rule.
+/// looks for input chains that drop by default without accepting that mark (at start and
+/// every few seconds, ``HostFirewallWatcher``), says which rule to add, and leaves those
+/// families' inbound traffic to the engine (through the TUN device, which such a firewall
+/// accepts) until it finds the rule.
 enum FastPathFirewall {
     /// One input chain that would drop the fast path's inbound packets.
     struct Finding: Equatable, Sendable {
@@ -48,26 +49,5 @@ enum FastPathFirewall {
         if rule == ["accept"] || rule == ["meta", "mark", "&", mark, "==", mark, "accept"]
             || rule == ["meta", "mark", "&", mark, "!=", "0x00000000", "accept"] { return true }
         return uplinks.contains { rule == ["iifname", "\"\($0)\"", "accept"] || rule == ["iif", "\"\($0)\"", "accept"] }
-    }
-
-    /// Logs each finding with its fix and what matd does instead; returns the families
-    /// whose inbound the engine keeps. A firewall matd cannot read is assumed to let the
-    /// packets through (as without the fast path's check), and said so.
-    static func check(uplinks: [String], tun: String, nftables: Nftables) -> Set<AddressFamily> {
-        let found: [Finding]
-        do {
-            found = try findings(uplinks: uplinks, nftables: nftables)
-        } catch {
-            log(.warning, "matd: could not read the host firewall's input chains (\(error)); if one drops by default, "
-                + "add a rule that accepts the kernel fast path's packets to it: \(acceptRule)")
-            return []
-        }
-        for finding in found {
-            log(.warning, "matd: warning: the host firewall's input chain \(finding.family) \(finding.table) \(finding.chain) "
-                + "drops by default and does not accept the kernel fast path's packets (mark \(mark)), so inbound HoA "
-                + "traffic stays with the engine (through \(tun)) and the fast path carries only outbound. "
-                + "Allow it with: \(finding.fix) (then restart matd)")
-        }
-        return found.reduce(into: Set<AddressFamily>()) { $0.formUnion($1.families) }
     }
 }

@@ -107,6 +107,139 @@ struct KernelFastPathFirewallLabTests {
         #expect(drops(try lab.stats("vm")).isEmpty, "\(fast.show(lab, "vm"))")
     }
 
+    /// Polls `node`'s `matctl status` until `condition` holds for it (matd reads the host
+    /// firewall every 5 s; generous for a loaded machine).
+    func waitForStatus(_ lab: Lab, _ node: String, timeout: Double = 40, _ condition: (String) -> Bool) throws -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if condition(try lab.matctl(node, "status")) { return true }
+            usleep(250_000)
+        }
+        return false
+    }
+
+    /// A firewall loaded while matd runs (ufw enabled, Docker started): matd sees the input
+    /// chain that drops the fast path's packets within seconds, moves inbound to the engine
+    /// (new connections to the HoA still work) and, once the printed rule is in, back to the
+    /// fast path, without a restart.
+    @Test func aFirewallLoadedAfterStartIsSeenAndItsFixToo() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        for node in ["vm", "cn"] { try lab.startMatd(node, config: lab.writeConfig(node, adding: KernelFastPathLabTests.on)) }
+        #expect(try fast.waitForFastPath(lab, "vm", peers: 2), "\(fast.show(lab, "vm"))")
+        #expect(try !lab.matctl("vm", "status").contains("through the engine"))
+
+        try lab.exec("vm", "nft", Self.engineOnlyFirewall)
+        #expect(try waitForStatus(lab, "vm") { $0.contains("inbound IPv4 and IPv6 through the engine") }, "\(fast.show(lab, "vm"))")
+        let fix = "nft 'insert rule inet hostfw input meta mark & 0x10000000 == 0x10000000 accept'"
+        #expect(lab.matdLog("vm").contains("input chain inet hostfw input drops by default"), "\(lab.matdLog("vm"))")
+        #expect(lab.matdLog("vm").contains("Allow it with: \(fix)"), "\(lab.matdLog("vm"))")
+        let file = try lab.randomFile("payload", megabytes: 4)
+        let engineBefore = counter(try lab.stats("vm"), "inboundBytes")
+        let fencedBefore = try fast.fastCounters(lab, "vm")
+        try inboundConnections(lab, file: file)
+        let viaEngine = try engineInbound(lab, since: engineBefore, atLeast: 8_000_000)
+        #expect(viaEngine >= 8_000_000, "the engine carried \(viaEngine) inbound bytes\n\(fast.show(lab, "vm"))")
+        let fenced = try fast.fastCounters(lab, "vm")
+        for family in ["4", "6"] {
+            #expect(fenced["in\(family)_packets", default: 0] == fencedBefore["in\(family)_packets", default: 0], "\(fenced)")
+        }
+
+        try lab.exec("vm", "sh", "-c", fix)
+        #expect(try waitForStatus(lab, "vm") { $0.contains("kernel fast path: on") && !$0.contains("through the engine") },
+                "\(fast.show(lab, "vm"))")
+        #expect(lab.matdLog("vm").contains("input chain inet hostfw input no longer drops"), "\(lab.matdLog("vm"))")
+        let before = try fast.fastCounters(lab, "vm")
+        try inboundConnections(lab, file: file)
+        let after = try fast.fastCounters(lab, "vm")
+        for family in ["4", "6"] {
+            let moved = after["in\(family)_bytes", default: 0] - before["in\(family)_bytes", default: 0]
+            #expect(moved > 4_000_000, "in\(family): \(before) -> \(after)\n\(fast.show(lab, "vm"))")
+        }
+        #expect(drops(try lab.stats("vm")).isEmpty, "\(fast.show(lab, "vm"))")
+    }
+
+    /// The firewall as iptables (iptables-nft, Debian's default `iptables`) leaves it, ufw
+    /// style: INPUT and FORWARD policy DROP, HoA traffic accepted from `mat0`. matd reads
+    /// iptables-nft's chains like nft's, fences IPv4 inbound only (no ip6tables rules), and
+    /// prints iptables commands; run as printed they fix both chains while matd runs.
+    @Test func anIptablesFirewallIsReadAndItsPrintedFixesWork() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        let rules = ["-P INPUT DROP", "-P FORWARD DROP", "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+                     "-A INPUT -i lo -j ACCEPT", "-A INPUT -p icmp -j ACCEPT", "-A INPUT -p udp --dport 7540:7541 -j ACCEPT",
+                     "-A INPUT -i mat0 -j ACCEPT"]
+        try lab.exec("vm", "sh", "-c", rules.map { "iptables \($0)" }.joined(separator: " && "))
+        let listing = try lab.exec("vm", "nft", "list", "table", "ip", "filter")
+        #expect(listing.contains("policy drop") && listing.contains("iifname \"mat0\""), "not iptables-nft?\n\(listing)")
+        for node in ["vm", "cn"] { try lab.startMatd(node, config: lab.writeConfig(node, adding: KernelFastPathLabTests.on)) }
+        let inputFix = "iptables -I INPUT -m mark --mark 0x10000000/0x10000000 -j ACCEPT"
+        let forwardFix = "iptables -I FORWARD -i mat0 -j ACCEPT"
+        #expect(lab.matdLog("vm").contains("input chain ip filter INPUT drops by default"), "\(lab.matdLog("vm"))")
+        #expect(lab.matdLog("vm").contains("Allow it with: \(inputFix)"), "\(lab.matdLog("vm"))")
+        #expect(lab.matdLog("vm").contains("forward chain ip filter FORWARD drops by default"), "\(lab.matdLog("vm"))")
+        #expect(lab.matdLog("vm").contains("Allow it with: \(forwardFix)"), "\(lab.matdLog("vm"))")
+        #expect(try fast.waitForFastPath(lab, "vm", peers: 2), "\(fast.show(lab, "vm"))")
+        #expect(try lab.matctl("vm", "status").contains("; inbound IPv4 through the engine"), "\(fast.show(lab, "vm"))")
+
+        // IPv4 inbound through the engine (accepted from mat0), IPv6 on the fast path.
+        let file = try lab.randomFile("payload", megabytes: 4)
+        let engineBefore = counter(try lab.stats("vm"), "inboundBytes")
+        try inboundConnections(lab, file: file)
+        let viaEngine = try engineInbound(lab, since: engineBefore, atLeast: 4_000_000)
+        #expect(viaEngine >= 4_000_000 && viaEngine < 6_000_000, "the engine carried \(viaEngine) inbound bytes (IPv4 only)")
+        let fenced = try fast.fastCounters(lab, "vm")
+        #expect(fenced["in4_packets", default: 0] == 0 && fenced["in6_bytes", default: 0] > 4_000_000, "\(fenced)")
+
+        // Both fixes as printed, while matd runs: seen within seconds, IPv4 inbound back on the fast path.
+        for fix in [inputFix, forwardFix] { try lab.exec("vm", "sh", "-c", fix) }
+        #expect(try waitForStatus(lab, "vm") { $0.contains("kernel fast path: on") && !$0.contains("through the engine") },
+                "\(fast.show(lab, "vm"))")
+        #expect(try waitForLog(lab, "vm", "forward chain ip filter FORWARD no longer drops"), "\(lab.matdLog("vm"))")
+        try inboundConnections(lab, file: file)
+        let after = try fast.fastCounters(lab, "vm")
+        #expect(after["in4_bytes", default: 0] > 4_000_000, "\(after)\n\(fast.show(lab, "vm"))")
+        #expect(drops(try lab.stats("vm")).isEmpty, "\(fast.show(lab, "vm"))")
+    }
+
+    /// Legacy iptables (x_tables) is invisible to nft: matd cannot read its chains, so it
+    /// says at start that the table is there and which rules it may need; the printed
+    /// INPUT rule, added to a policy-DROP chain, lets the fast path's packets in.
+    @Test func aLegacyIptablesFirewallIsNamedWithTheRulesItNeeds() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        let rules = ["-P INPUT DROP", "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+                     "-A INPUT -i lo -j ACCEPT", "-A INPUT -p icmp -j ACCEPT", "-A INPUT -p udp --dport 7540:7541 -j ACCEPT",
+                     "-A INPUT -i mat0 -j ACCEPT"]
+        try lab.exec("vm", "sh", "-c", rules.map { "iptables-legacy \($0)" }.joined(separator: " && "))
+        for node in ["vm", "cn"] { try lab.startMatd(node, config: lab.writeConfig(node, adding: KernelFastPathLabTests.on)) }
+        let inputFix = "iptables-legacy -I INPUT -m mark --mark 0x10000000/0x10000000 -j ACCEPT"
+        #expect(lab.matdLog("vm").contains("a legacy iptables filter table (ip, not nftables) is loaded"), "\(lab.matdLog("vm"))")
+        #expect(lab.matdLog("vm").contains(inputFix), "\(lab.matdLog("vm"))")
+        #expect(!lab.matdLog("cn").contains("legacy"), "\(lab.matdLog("cn"))")
+        #expect(try fast.waitForFastPath(lab, "vm", peers: 2), "\(fast.show(lab, "vm"))")
+
+        try lab.exec("vm", "sh", "-c", inputFix)
+        let file = try lab.randomFile("payload", megabytes: 4)
+        let before = try fast.fastCounters(lab, "vm")
+        try inboundConnections(lab, file: file)
+        let after = try fast.fastCounters(lab, "vm")
+        for family in ["4", "6"] {
+            let moved = after["in\(family)_bytes", default: 0] - before["in\(family)_bytes", default: 0]
+            #expect(moved > 4_000_000, "in\(family): \(before) -> \(after)\n\(fast.show(lab, "vm"))")
+        }
+    }
+
+    /// Polls `node`'s log for `text`.
+    func waitForLog(_ lab: Lab, _ node: String, _ text: String, timeout: Double = 40) throws -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if lab.matdLog(node).contains(text) { return true }
+            usleep(250_000)
+        }
+        return false
+    }
+
     /// A chain of one family that ends in a drop (policy accept) fences that family only;
     /// an accept for the uplink counts as accepting the fast path's packets.
     @Test func aChainEndingInADropFencesItsFamilyOnly() throws {

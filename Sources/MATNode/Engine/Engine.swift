@@ -56,6 +56,16 @@ public final class Engine: @unchecked Sendable {
     /// this thread's state after every change (``FastPathRuleset``).
     public var fastPath: KernelFastPath?
     private var fastPathStale = true
+    /// Set by another thread to have the fast path's rules written again (``refreshFastPathRules()``).
+    private let fastPathRequested = Atomic<Bool>(false)
+
+    /// Asks the engine thread to write the kernel fast path's rules again at once: what they
+    /// depend on outside the engine changed (the host firewall's input chains,
+    /// ``HostFirewallWatcher``).
+    func refreshFastPathRules() {
+        fastPathRequested.store(true, ordering: .releasing)
+        wakeup.signal()
+    }
 
     /// A change the engine thread applies between packets.
     public typealias Command = PacketProcessor.Command
@@ -336,7 +346,8 @@ public final class Engine: @unchecked Sendable {
         let encapBefore = encap == nil ? [] : encapsulatedMoAs
         applyEncapCommands()
         let encapChanged = encap == nil ? [] : encapsulatedMoAs.symmetricDifference(encapBefore)
-        if fastPathStale || !pending.isEmpty || !encapChanged.isEmpty || fastPath?.backlogFull == true {
+        let requested = fastPathRequested.exchange(false, ordering: .acquiring)
+        if requested || fastPathStale || !pending.isEmpty || !encapChanged.isEmpty || fastPath?.backlogFull == true {
             fastPathStale = false
             refreshFastPath(pending, encapsulationChanged: encapChanged)
         }

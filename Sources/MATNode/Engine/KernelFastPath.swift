@@ -53,11 +53,12 @@ public final class KernelFastPath: @unchecked Sendable {
     let domainPrefixes: [IPPrefix]
     private let uplinks: [String]
     private let localPorts: [UInt16]
-    private let tun: String
     private let nftables: Nftables
-    /// Families whose inbound the engine keeps: the host's input chain would drop the
-    /// fast path's packets (``FastPathFirewall``, checked once at start).
-    private var engineInbound: Set<AddressFamily> = []
+    /// The families whose inbound the engine keeps: the host's input chain would drop the
+    /// fast path's packets (``HostFirewallWatcher``: read at start, before the first write,
+    /// and again every few seconds; a change makes the engine write the rules again). Set
+    /// before the engine starts.
+    var inboundFence: @Sendable () -> Set<AddressFamily> = { [] }
     /// The rules the kernel has now (nil: nothing yet, or the last write failed and the
     /// table was removed), where they were put, and the peers in its maps.
     private var applied: FastPathRuleset?
@@ -79,7 +80,6 @@ public final class KernelFastPath: @unchecked Sendable {
         table = Self.tableName(tun: config.tunName)
         domainPrefixes = config.domainPrefixes
         uplinks = config.uplinks
-        tun = config.tunName
         localPorts = config.udpEncapsulation == .off ? [config.signalingPort] : [config.signalingPort, config.encapPort]
         nftables = try Nftables()
     }
@@ -147,8 +147,8 @@ public final class KernelFastPath: @unchecked Sendable {
                     + "(needs Linux 5.10 and nftables 1.0; kernel-fast-path = off silences this)")
                 return
             }
-            engineInbound = FastPathFirewall.check(uplinks: uplinks, tun: tun, nftables: nftables)
         }
+        let engineInbound = inboundFence()
         let present = uplinks.filter { if_nametoindex($0) != 0 }
         let placement = FastPathRuleset.Placement(
             table: table, uplinks: present, strictReversePath: Set(present.filter(Self.strictReversePath)),
