@@ -270,6 +270,49 @@ struct ReachabilityLabTests {
               + "\(after["probes_sent", default: 0] - before["probes_sent", default: 0]) probes of the VM")
     }
 
+    /// A peer whose packets the CN's kernel fast path translates (they never reach the
+    /// CN's engine) and that only sends data is not probed an idle period after it was
+    /// last heard: the fast path's inbound rules note the peer in a set the CN reads
+    /// (FastPathHeard), and its data counts as the engine's would. Before, it counted for
+    /// nothing, and the CN probed the VM every idle period.
+    @Test func aPeerOnTheFastPathSendingDataIsNotProbedAnIdlePeriodLater() throws {
+        let (lab, _) = try Lab.withIMS(environment: ["MATD_KERNEL_FAST_PATH": "on"])
+        defer { lab.close() }
+        let sink = try lab.spawn("cn", ["python3", LabPaths.udpTrace, "sink", "5003", "150"])
+        guard sink.waitForOutput(timeout: 10, { $0.contains("listening") }) else {
+            throw LabError("udp sink did not start:\n\(sink.wait(timeout: 1).summary)")
+        }
+        // The VM's first contact (lookup, probe, alert) makes the CN learn it; then data
+        // only, VM to CN, nothing back.
+        let flow = try lab.spawn("vm", ["python3", LabPaths.udpTrace, "send", cn.home4, "5003", "150", "0.05"])
+        defer { for process in [flow, sink] { process.signal(SIGKILL); process.wait(timeout: 10) } }
+        func vmLine() throws -> String? {
+            try lab.matctl("cn", "peers").split(separator: "\n").first { $0.contains("\(vm.home4) ->") }.map(String.init)
+        }
+        let onFastPath = Date().addingTimeInterval(30)
+        while try vmLine()?.contains("path kernel") != true && Date() < onFastPath { usleep(200_000) }
+        let line = try vmLine()
+        #expect(line?.contains("path kernel") == true, "\(line ?? "no line for the VM")\n\(lab.matdLog("cn"))")
+
+        func signaling() throws -> [String: Int] { try lab.stats("cn")["signaling"] as? [String: Int] ?? [:] }
+        func fromHome() -> Int { sink.stdout.split(separator: "\n").filter { $0.hasSuffix(" \(vm.home4)") }.count }
+        let before = try signaling()
+        let received = fromHome()
+        // The CN last heard the VM at its first contact, just before: an idle period and a
+        // probe's wait of its data on the fast path, and no probe.
+        let window = Self.idleAfter + Self.probeWait + 2
+        usleep(UInt32(window * 1_000_000))
+        let after = try signaling()
+        let delivered = fromHome() - received
+        #expect(Double(delivered) >= window * 20 * 0.5, "\(delivered) datagrams from \(vm.home4): the test shows nothing")
+        #expect(try vmLine()?.contains("path kernel") == true, "the VM left the fast path: the test shows nothing")
+        #expect(after["probes_sent", default: 0] == before["probes_sent", default: 0],
+                "the CN probed a peer whose data kept coming on the fast path: \(before) -> \(after)\n\(lab.matdLog("cn"))")
+        #expect(after["idle_peers_dropped", default: 0] == 0, "\(after)")
+        print("fast path data: \(delivered) datagrams in \(Int(window)) s, "
+              + "\(after["probes_sent", default: 0] - before["probes_sent", default: 0]) probes of the VM")
+    }
+
     /// A first contact's alert waits for the peer's probe: an IMS answer that names a
     /// bystander as the MoA (a stolen key registered it) gets the bystander the probes
     /// only, never the 1184-byte alert; a genuine first contact still goes through, and

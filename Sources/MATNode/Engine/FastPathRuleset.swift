@@ -88,15 +88,20 @@ public struct FastPathRuleset: Equatable, Sendable {
         /// Families whose inbound stays with the engine on every uplink: the host's input
         /// chain would drop what the fast path delivers (``FastPathFirewall``).
         public var engineInbound: Set<AddressFamily>
+        /// The timeout (seconds) of the sets that note which peers' packets the inbound
+        /// rules translated (``FastPathHeard``); nil: no sets, nothing noted.
+        public var heardTimeout: UInt32?
 
         public init(table: String, uplinks: [String], strictReversePath: Set<String> = [],
-                    localPorts: [UInt16], markBit: UInt32, engineInbound: Set<AddressFamily> = []) {
+                    localPorts: [UInt16], markBit: UInt32, engineInbound: Set<AddressFamily> = [],
+                    heardTimeout: UInt32? = nil) {
             self.table = table
             self.uplinks = uplinks
             self.strictReversePath = strictReversePath
             self.localPorts = localPorts
             self.markBit = markBit
             self.engineInbound = engineInbound
+            self.heardTimeout = heardTimeout
         }
     }
 
@@ -143,6 +148,7 @@ public struct FastPathRuleset: Equatable, Sendable {
                 batch.append("add map \(table) \(direction)\(suffix) { type \(type) : \(type); }")
             }
         }
+        if let timeout = placement.heardTimeout { batch += FastPathHeard.sets(table: placement.table, timeoutSeconds: timeout) }
         batch.append("add chain \(table) out { type route hook output priority \(Self.outputPriority); policy accept; }")
         batch.append("flush chain \(table) out")
         let mark = "0x" + String(placement.markBit, radix: 16)
@@ -189,6 +195,7 @@ public struct FastPathRuleset: Equatable, Sendable {
                 let into = "add rule \(table) \(chain) \(ip) daddr \(mobile)" + (unfragmented.isEmpty ? "" : " \(unfragmented)")
                 let rewriteIn = "\(ip) saddr set \(ip) saddr map @in\(suffix) \(ip) daddr set \(home) "
                     + "meta mark set meta mark | \(translated) counter name in\(suffix)"
+                    + (placement.heardTimeout == nil ? "" : " " + FastPathHeard.statement(family))
                 batch.append("\(into) \(transport) tcp \(rewriteIn)")
                 batch.append("\(into) \(transport) udp udp dport != \(ports) \(rewriteIn)")
                 batch.append("\(into) \(icmp) \(rewriteIn)")

@@ -74,6 +74,10 @@ public final class KernelFastPath: @unchecked Sendable {
     /// Set when the first write failed: the kernel or nft lacks what the rules need.
     private(set) var unavailable: String?
     private let published = Mutex("starting")
+    /// The timeout of the sets that note the peers heard on the fast path (an idle
+    /// period), and their reader (``FastPathHeard``).
+    private let heardTimeout: UInt32
+    private let heard: FastPathHeardReader
 
     /// Prepares the fast path for a node; nothing is written before the first `update`.
     public init(config: NodeConfig) throws(SystemError) {
@@ -82,7 +86,14 @@ public final class KernelFastPath: @unchecked Sendable {
         uplinks = config.uplinks
         localPorts = config.udpEncapsulation == .off ? [config.signalingPort] : [config.signalingPort, config.encapPort]
         nftables = try Nftables()
+        let idleAfter = MappingService.idleProbeAfter(config)
+        heardTimeout = FastPathHeard.timeoutSeconds(idleAfter: idleAfter)
+        heard = FastPathHeardReader(table: table, idleAfter: idleAfter)
     }
+
+    /// The peers (HoAs) whose packets the kernel translated inbound since the last call,
+    /// with when each last was at the latest (monotonic ms), as far as the reader has read.
+    public func takeHeard() -> [IPAddress: UInt64] { heard.take() }
 
     /// `on` (with the number of peers), or why it is not carrying traffic.
     public var state: String { published.withLock { $0 } }
@@ -152,7 +163,8 @@ public final class KernelFastPath: @unchecked Sendable {
         let present = uplinks.filter { if_nametoindex($0) != 0 }
         let placement = FastPathRuleset.Placement(
             table: table, uplinks: present, strictReversePath: Set(present.filter(Self.strictReversePath)),
-            localPorts: localPorts, markBit: PeerMoATraffic.markBit, engineInbound: engineInbound)
+            localPorts: localPorts, markBit: PeerMoATraffic.markBit, engineInbound: engineInbound,
+            heardTimeout: heardTimeout)
         let fresh = applied == nil
         var batch: [String] = []
         if fresh {
@@ -230,7 +242,7 @@ public final class KernelFastPath: @unchecked Sendable {
                                                                        moas: [.v6(IPv6Address("2001:db8:a::2")!)]),
         ])
         let batch = ruleset.batch(FastPathRuleset.Placement(table: probeTable, uplinks: ["lo"], localPorts: localPorts,
-                                                            markBit: PeerMoATraffic.markBit))
+                                                            markBit: PeerMoATraffic.markBit, heardTimeout: heardTimeout))
             + FastPathRuleset.elements(delta, table: probeTable)
         try nftables.run((batch + ["delete table inet \(probeTable)"]).joined(separator: "\n"))
     }
@@ -238,6 +250,7 @@ public final class KernelFastPath: @unchecked Sendable {
     /// Removes the table, from the engine thread's context (the table's owner) after the
     /// engine has stopped; the kernel would remove it with the context's socket anyway.
     public func close() {
+        heard.close()
         remove()
         published.withLock { $0 = "off (stopped)" }
     }

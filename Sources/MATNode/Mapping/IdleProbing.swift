@@ -12,7 +12,8 @@ import MATPacket
 /// keeps its mapping however long it stays quiet.
 ///
 /// Data packets from the peer (the engine translated them from its MoA to its HoA, or
-/// they came from its MoA in UDP encapsulation: ``ReceiveMarks``) count too, but less:
+/// they came from its MoA in UDP encapsulation: ``ReceiveMarks``; or the kernel fast
+/// path translated them: ``FastPathHeard``) count too, but less:
 /// they are not signed, and anyone who sends from the MoA (the next tenant of a dead
 /// node's address, say) can send them. So they put off the probe, and keep a peer whose
 /// probe round went unanswered while they kept coming (a peer whose signaling port is
@@ -57,10 +58,12 @@ struct IdleProbing {
         probing[hoa] = nil
     }
 
-    /// Packets of `hoa`'s came in through the engine by `now` (unsigned evidence).
+    /// Packets of `hoa`'s came in by `now` (unsigned evidence): through the engine, or
+    /// through the kernel fast path, whose reports can come late and out of order
+    /// (``FastPathHeard``), so an older time never replaces a newer one.
     mutating func dataArrived(from hoa: IPAddress, now: UInt64) {
         guard lastHeard[hoa] != nil else { return }
-        lastData[hoa] = now
+        lastData[hoa] = max(lastData[hoa] ?? 0, now)
     }
 
     /// `hoa`'s mapping went: nothing more to measure.

@@ -189,6 +189,8 @@ extension MappingService {
     func probeIdlePeers(now: UInt64) {
         // Data from a peer counts as hearing from it, within limits (``IdleProbing``).
         for hoa in engine.takeInboundPeers() { idle.dataArrived(from: hoa, now: now) }
+        // And so do its packets the kernel fast path translated, at their own (older) times.
+        for (hoa, at) in engine.fastPath?.takeHeard() ?? [:] { idle.dataArrived(from: hoa, now: min(at, now)) }
         expireFirstContactAlerts(now: now)
         for hoa in idle.due(at: now) {
             guard let mapping = learned[hoa]?.mapping else {

@@ -10,7 +10,8 @@ import MATPacket
 /// set: per packet one load and compare, and a store only for a peer's first packet
 /// since the last ``take()``. The engine hands the marks over when it publishes its
 /// counters (every 64 packets, translated or carried, or when it goes idle). Packets the
-/// kernel fast path translates never reach the engine and are not marked. Two peers in
+/// kernel fast path translates never reach the engine: the kernel notes their peers
+/// itself (``FastPathHeard``). Two peers in
 /// one slot overwrite each other, so one of them may miss a mark: that costs it a probe
 /// at worst, never a mapping kept on someone else's packets.
 public struct ReceiveMarks {
