@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import MATNode
 import MATPacket
 import MATSignaling
 import Testing
@@ -181,6 +182,92 @@ struct SecurityLabTests {
                 "the CN probed or alerted on an unsigned answer: \(counters)")
         let saved = (try? String(contentsOfFile: lab.path("cn-state/peers.json"), encoding: .utf8)) ?? ""
         #expect(!saved.contains(vm.home4), "\(saved)")
+    }
+
+    /// A node without an IMS key that holds a peer's key (the CN learned the VM while it
+    /// had one; restarted without its key-file, it keeps the VM's mapping and key from
+    /// peers.json) asks unsigned, and whoever answers is believed less (docs/security.md,
+    /// D3): a forged answer with a key of its own, the plain host as the VM's MoA and the
+    /// largest sequence is refused whole (no key change, nothing probed or sent to the
+    /// plain host); one with the VM's genuine key and MoA and the largest sequence is
+    /// taken without its sequence, so the VM's next move (its signed alert, with its own,
+    /// far smaller number) still wins, and the CN follows the VM, lastingly.
+    @Test func aNodeWithoutAnIMSKeyTakesNoKeyChangeAndNoSequenceFromAnUnsignedAnswer() throws {
+        let (lab, _) = try Lab.withIMS()
+        defer { lab.close() }
+        #expect(try lab.ping("cn", vm.home4, count: 3) || lab.ping("cn", vm.home4, count: 3))
+        #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> \(vm.mobile4)"), "\(lab.matdLog("cn"))")
+        let keyText = try String(contentsOfFile: lab.path("vm-state/signing.key"), encoding: .utf8)
+        let vmKey = try SigningKey(rawRepresentation: Array(Data(base64Encoded: keyText.trimmingCharacters(in: .whitespacesAndNewlines))!))
+        let keyless = try String(contentsOfFile: lab.path("cn-ims.conf"), encoding: .utf8)
+            .split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.hasPrefix("key-file") }.joined(separator: "\n")
+            .replacingOccurrences(of: "server = 192.0.2.132", with: "server = \(Addr.plain4)")
+        #expect(keyless.contains("server = \(Addr.plain4)"), "\(keyless)")
+        try keyless.write(toFile: lab.path("cn-keyless.conf"), atomically: true, encoding: .utf8)
+        // Whatever the CN sends the plain host (a probe, an alert) arrives here.
+        let bystander = try lab.spawn("plain", ["python3", "-c", Self.sizedSink, "7540", "120"])
+        defer { bystander.signal(SIGKILL); bystander.wait(timeout: 10) }
+        guard bystander.waitForOutput(timeout: 10, { $0.contains("listening") }) else {
+            throw LabError("udp sink did not start:\n\(bystander.wait(timeout: 1).summary)")
+        }
+        func vmPeer() throws -> PeerReport? {
+            try JSONDecoder().decode([PeerReport].self, from: Data(lab.matctl("cn", "peers", "--json").utf8))
+                .first { $0.homeAddress == vm.home4 }
+        }
+        /// Restarts the CN without its IMS key, asking `forger`, and waits until it read
+        /// the forger's answer for the VM (restored mappings are looked up a second later).
+        func restartCN(asking forger: [String]) throws -> Spawned {
+            _ = try lab.stopMatd("cn")
+            let spawned = try lab.spawn("plain", ["python3", LabPaths.forgedIMS, Addr.plain4] + forger)
+            guard spawned.waitForOutput(timeout: 10, { $0.contains("listening") }) else {
+                throw LabError("the forger did not start:\n\(spawned.wait(timeout: 1).summary)")
+            }
+            try lab.startMatd("cn", config: lab.path("cn-keyless.conf"))
+            #expect(lab.waitForLog("cn", "restored 1 learned peer"), "\(lab.matdLog("cn"))")
+            #expect(spawned.waitForOutput(timeout: 20, { $0.contains("answered type 16 from \(self.cn.mobile4)") }),
+                    "the CN never read the forgery:\n\(spawned.stdout)\n\(lab.matdLog("cn"))")
+            return spawned
+        }
+
+        // A foreign key: refused whole.
+        let foreign = try restartCN(asking: [Addr.plain4])
+        #expect(lab.waitForLog("cn", "an unsigned IMS answer names another key than the one held"), "\(lab.matdLog("cn"))")
+        #expect(try lab.ping("cn", vm.home4, count: 3) || lab.ping("cn", vm.home4, count: 3))
+        let afterForeign = try vmPeer()
+        #expect(afterForeign?.mobileAddresses.map(\.address) == [vm.mobile4], "\(String(describing: afterForeign))")
+        #expect(afterForeign?.sequence != UInt64.max)
+        #expect(Self.datagrams(bystander).isEmpty, "the CN sent the plain host \(Self.datagrams(bystander).count) datagram(s)")
+        foreign.signal(SIGKILL)
+        foreign.wait(timeout: 10)
+
+        // The genuine key and MoA with the largest sequence: taken, but not its number.
+        let sequence = try restartCN(asking: [vm.mobile4, vmKey.publicKey.base64])
+        defer { sequence.signal(SIGKILL); sequence.wait(timeout: 10) }
+        usleep(1_000_000)
+        let taken = try vmPeer()
+        #expect(taken?.mobileAddresses.map(\.address) == [vm.mobile4], "\(String(describing: taken))")
+        #expect((taken?.sequence ?? .max) < UInt64.max / 2, "the CN took the forged sequence: \(String(describing: taken))")
+        // The VM moves: its alert, signed and numbered as ever, moves it at the CN, which
+        // follows it there for good (the forger's later answers name the old MoA, which
+        // is probed and found gone).
+        try lab.moveVM(to: "b")
+        let site = Date().addingTimeInterval(20)
+        var moved = try vmPeer()
+        while moved?.mobileAddresses.first?.address == vm.mobile4 && Date() < site {
+            usleep(200_000)
+            moved = try vmPeer()
+        }
+        let newMoA = moved?.mobileAddresses.first?.address
+        #expect(newMoA != nil && newMoA != vm.mobile4, "the CN did not follow the VM's move: \(String(describing: moved))\n\(lab.matdLog("cn"))")
+        let lasting = Date().addingTimeInterval(3 * ReachabilityLabTests.recordTTL)
+        while Date() < lasting {
+            #expect(try vmPeer()?.mobileAddresses.first?.address == newMoA, "\(lab.matdLog("cn"))")
+            usleep(1_000_000)
+        }
+        #expect(try lab.ping("cn", vm.home4, count: 3) || lab.ping("cn", vm.home4, count: 3))
+        #expect(Self.datagrams(bystander).isEmpty, "the CN sent the plain host \(Self.datagrams(bystander).count) datagram(s)")
+        print("keyless: a foreign key refused, a forged sequence not taken (the CN kept \(taken?.sequence ?? 0)); "
+              + "the VM's move taken at \(newMoA ?? "?") and kept for \(Int(3 * ReachabilityLabTests.recordTTL)) s")
     }
 
     /// Prints "listening", then "<unix time> <source> <bytes>" per datagram on the port.
