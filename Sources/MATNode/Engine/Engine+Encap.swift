@@ -99,24 +99,8 @@ extension Engine {
     func sendEncapsulated(length: Int) -> Bool {
         guard let encap, length >= VirtioNetHeader.size + 20 else { return false }
         let packet = buffer + VirtioNetHeader.size
-        let moa: IPAddress
-        switch packet.load(as: UInt8.self) >> 4 {
-        case 4:
-            guard IPv4Address(loadingFrom: UnsafeRawPointer(packet), offset: 12) == processor.addresses.home4 else { return false }
-            let destination = IPv4Address(loadingFrom: UnsafeRawPointer(packet), offset: 16)
-            guard let peer = processor.table.preferredMoA(forHoA: destination),
-                  processor.held.isEmpty || !processor.held.contains(.v4(destination)) else { return false }
-            moa = .v4(peer)
-        case 6 where length >= VirtioNetHeader.size + 40:
-            guard IPv6Address(loadingFrom: UnsafeRawPointer(packet), offset: 8) == processor.addresses.home6 else { return false }
-            let destination = IPv6Address(loadingFrom: UnsafeRawPointer(packet), offset: 24)
-            guard let peer = processor.table.preferredMoA(forHoA: destination),
-                  processor.held.isEmpty || !processor.held.contains(.v6(destination)) else { return false }
-            moa = .v6(peer)
-        default:
-            return false
-        }
-        guard var port = encap.endpoints.port(for: moa) else { return false }
+        guard let moa = processor.encapsulationDestination(UnsafeRawPointer(packet), length: length - VirtioNetHeader.size),
+              var port = encap.endpoints.port(for: moa) else { return false }
         // Through the relay when hole punching failed (``RelayFallback``): the same
         // datagram, of the relayed kind, to the relay, which finds the peer by the inner
         // destination HoA.
@@ -294,20 +278,7 @@ extension Engine {
         let start = base + EncapWire.headerLength
         let packet = start + VirtioNetHeader.size
         let packetLength = length - EncapWire.headerLength - VirtioNetHeader.size
-        let genuine: Bool
-        switch source {
-        case .v4(let address) where packet.load(as: UInt8.self) >> 4 == 4:
-            let inner = IPv4Address(loadingFrom: UnsafeRawPointer(packet), offset: 12)
-            genuine = processor.table.preferredMoA(forHoA: inner) == address
-                && IPv4Address(loadingFrom: UnsafeRawPointer(packet), offset: 16) == processor.addresses.home4
-        case .v6(let address) where packet.load(as: UInt8.self) >> 4 == 6 && packetLength >= 40:
-            let inner = IPv6Address(loadingFrom: UnsafeRawPointer(packet), offset: 8)
-            genuine = processor.table.preferredMoA(forHoA: inner) == address
-                && IPv6Address(loadingFrom: UnsafeRawPointer(packet), offset: 24) == processor.addresses.home6
-        default:
-            genuine = false
-        }
-        guard genuine else {
+        guard processor.carriedPeerMoA(UnsafeRawPointer(packet), length: packetLength) == source else {
             encap.counters.refused &+= 1
             return false
         }
@@ -336,20 +307,8 @@ extension Engine {
         }
         let packet = base + EncapWire.headerLength + VirtioNetHeader.size
         let packetLength = length - EncapWire.headerLength - VirtioNetHeader.size
-        var peer: IPAddress?
-        if source == relay.address && sourcePort == relay.port {
-            switch packet.load(as: UInt8.self) >> 4 {
-            case 4 where IPv4Address(loadingFrom: UnsafeRawPointer(packet), offset: 16) == processor.addresses.home4:
-                let inner = IPv4Address(loadingFrom: UnsafeRawPointer(packet), offset: 12)
-                peer = processor.table.preferredMoA(forHoA: inner).map { .v4($0) }
-            case 6 where packetLength >= 40
-                && IPv6Address(loadingFrom: UnsafeRawPointer(packet), offset: 24) == processor.addresses.home6:
-                let inner = IPv6Address(loadingFrom: UnsafeRawPointer(packet), offset: 8)
-                peer = processor.table.preferredMoA(forHoA: inner).map { .v6($0) }
-            default:
-                break
-            }
-        }
+        let peer = source == relay.address && sourcePort == relay.port
+            ? processor.carriedPeerMoA(UnsafeRawPointer(packet), length: packetLength) : nil
         guard let peer, encap.endpoints.port(for: peer) != nil else {
             encap.counters.relayRefused &+= 1
             encap.counters.refused &+= 1
