@@ -275,19 +275,15 @@ public final class KernelFastPath: @unchecked Sendable {
     }
 
     /// What the kernel counted on the fast path (`out4_packets`, `in6_bytes`, ...), read
-    /// with a context of the caller's own; nil when the table is not there. A read that
-    /// fails otherwise is counted (`read_failures`, returned with `rule_writes` in place of
-    /// the kernel's counters) and logged, the first time and whenever its error changes.
+    /// over nfnetlink by the calling thread (``NftablesCounters``: nft would read every
+    /// element of the maps first, seconds at 100,000 peers); nil when the table is not
+    /// there. A read that fails is counted (`read_failures`, returned with `rule_writes` in
+    /// place of the kernel's counters) and logged, the first time and whenever its error
+    /// changes.
     public func counters() -> [String: UInt64]? {
-        let result: [String: UInt64]
+        let read: [String: NftablesCounters.Value]
         do {
-            let nftables = try Nftables()
-            do {
-                result = try Self.parseCounters(try nftables.runJSON("list counters table inet \(table)"))
-            } catch {
-                if try !nftables.hasTable(family: "inet", name: table) { return nil }
-                throw error
-            }
+            read = try NftablesCounters.read(family: "inet", table: table)
         } catch {
             let failures = readFailures.add(1, ordering: .relaxed).newValue
             let text = "\(error)"
@@ -300,8 +296,12 @@ public final class KernelFastPath: @unchecked Sendable {
             }
             return ["rule_writes": writes.load(ordering: .relaxed), "read_failures": failures]
         }
-        guard !result.isEmpty else { return nil }
-        var counted = result
+        guard !read.isEmpty else { return nil }
+        var counted: [String: UInt64] = [:]
+        for (name, value) in read {
+            counted["\(name)_packets"] = value.packets
+            counted["\(name)_bytes"] = value.bytes
+        }
         counted["rule_writes"] = writes.load(ordering: .relaxed)
         let failures = readFailures.load(ordering: .relaxed)
         if failures > 0 { counted["read_failures"] = failures }
@@ -311,20 +311,4 @@ public final class KernelFastPath: @unchecked Sendable {
     /// Failed reads of the counters, and the last one's error (logged when it changes).
     private let readFailures = Atomic<UInt64>(0)
     private let lastReadError = Mutex<String?>(nil)
-
-    /// The named counters in nft's JSON (`list counters`): `name_packets`, `name_bytes`.
-    /// Throws on text that is not nft's JSON; counters without numbers count as 0.
-    static func parseCounters(_ text: String) throws -> [String: UInt64] {
-        guard let json = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
-              let items = json["nftables"] as? [[String: Any]] else {
-            throw SystemError("nftables: list counters", detail: "not nft's JSON: \(text.prefix(80))")
-        }
-        var result: [String: UInt64] = [:]
-        for item in items {
-            guard let counter = item["counter"] as? [String: Any], let name = counter["name"] as? String else { continue }
-            result["\(name)_packets"] = (counter["packets"] as? NSNumber)?.uint64Value ?? 0
-            result["\(name)_bytes"] = (counter["bytes"] as? NSNumber)?.uint64Value ?? 0
-        }
-        return result
-    }
 }
