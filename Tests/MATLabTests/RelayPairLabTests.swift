@@ -1,0 +1,131 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import MATSignaling
+import Testing
+
+/// Both nodes behind NATs that hole punching cannot get through (docs/datapath.md, "Behind
+/// NAT"): the VM in site N and the CN in site M, each behind a masquerade that chooses
+/// every source port at random (Tools/lab/nat-site random), and a relay with a public
+/// address, matd in the plain host's namespace with `[relay] serve = on`. Each node
+/// registers with the relay, goes to UDP when its probe fails, hears no keepalive from
+/// the other (each NAT gives the keepalives a port the other NAT has no binding for) and,
+/// three keepalive intervals later, sends the other's traffic through the relay.
+@Suite(.serialized, .enabled(if: getuid() == 0 || ProcessInfo.processInfo.environment["CI"] != nil,
+                             "needs root for network namespaces (CI runs as root)"))
+struct RelayPairLabTests {
+    let vm = Addr.vm, cn = Addr.cn
+    /// The relay's HoA (it needs one to run matd; nobody talks to it).
+    static let relayHoA = "198.51.100.30"
+    /// Seconds: three of them without a keepalive send a peer's traffic to the relay.
+    static let keepalive = 2
+
+    /// A node behind its NAT: its IPv4 HoA, its NAT's public address, the other node as a
+    /// `[peer]` at the other NAT's public address (with its key, so that neither has to be
+    /// found through an IMS first), and the relay.
+    func nodeConfig(_ lab: Lab, _ node: String, publicAddress: String, peerAddress: String,
+                    peerKey: SigningKey) throws -> String {
+        let me = Addr.node(node), peer = Addr.node(node == "vm" ? "cn" : "vm")
+        let text = """
+            [node]
+            home-address = \(me.home4)
+            uplink = eth0
+            domain-prefix = 198.51.100.0/24
+            control-socket = \(lab.socket(node))
+            state-directory = \(lab.path("\(node)-state"))
+            public-address = \(publicAddress)
+            encap-keepalive = \(Self.keepalive)
+
+            [peer]
+            home-address = \(peer.home4)
+            mobile-address = \(peerAddress)
+            public-key = \(peerKey.publicKey.base64)
+
+            [relay]
+            address = \(Addr.plain4)
+
+            """
+        let path = lab.path("\(node).conf")
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// The relay: matd in the plain host's namespace (192.0.2.131, site C: reached by both
+    /// NATs), relaying for the two HoAs signed with the keys given.
+    func relayConfig(_ lab: Lab, keys: [String: SigningKey]) throws -> String {
+        let text = """
+            [node]
+            home-address = \(Self.relayHoA)
+            uplink = eth0
+            domain-prefix = 198.51.100.0/24
+            control-socket = \(lab.socket("plain"))
+            state-directory = \(lab.path("plain-state"))
+            encap-keepalive = \(Self.keepalive)
+
+            [relay]
+            serve = on
+            client-key = \(vm.home4) \(keys["vm"]!.publicKey.base64)
+            client-key = \(cn.home4) \(keys["cn"]!.publicKey.base64)
+
+            """
+        let path = lab.path("plain.conf")
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// A TCP transfer each way between the HoAs arrives byte-identical; each end shows the
+    /// other with `path relay`, and its counters show the flows went to and came from the
+    /// relay (thousands of relayed packets each way, none refused) and that it registered.
+    @Test func twoNodesBehindRandomPortNATsReachEachOtherThroughTheRelay() throws {
+        let nat = try NATLab()
+        defer { nat.close() }
+        let lab = nat.lab
+        try nat.addCNSite()
+        try nat.moveVM(host: 80)
+        try nat.moveCNBehindNAT(host: 90)
+        try nat.randomPorts("nat")
+        try nat.randomPorts("nat2")
+        let keys = ["vm": try lab.writeSigningKey("vm"), "cn": try lab.writeSigningKey("cn")]
+        try lab.startMatd("plain", config: try relayConfig(lab, keys: keys))
+        try lab.startMatd("vm", config: try nodeConfig(lab, "vm", publicAddress: "203.0.113.50",
+                                                       peerAddress: "203.0.113.51", peerKey: keys["cn"]!))
+        try lab.startMatd("cn", config: try nodeConfig(lab, "cn", publicAddress: "203.0.113.51",
+                                                       peerAddress: "203.0.113.50", peerKey: keys["vm"]!))
+        for (node, peer) in [("vm", "203.0.113.51"), ("cn", "203.0.113.50")]
+        where !lab.waitForLog(node, "no keepalive from \(peer) for \(3 * Self.keepalive) s: its traffic goes through the relay",
+                              timeout: 60) {
+            Issue.record("matd in \(node) did not go through the relay:\n\(lab.matdLog(node))\nrelay:\n\(lab.matdLog("plain"))")
+            return
+        }
+
+        let file = try lab.randomFile("payload", megabytes: 4)
+        let toCN = try lab.tcpTransfer(listener: "cn", address: cn.home4, connector: "vm", sender: "vm", file: file,
+                                       port: 5040)
+        #expect(toCN.listenerSawPeer == vm.home4 && toCN.connectorLocal == vm.home4, "\(toCN)")
+        let toVM = try lab.tcpTransfer(listener: "vm", address: vm.home4, connector: "cn", sender: "cn", file: file,
+                                       port: 5041)
+        #expect(toVM.listenerSawPeer == cn.home4 && toVM.connectorLocal == cn.home4, "\(toVM)")
+
+        let vmPeers = try lab.matctl("vm", "peers"), cnPeers = try lab.matctl("cn", "peers")
+        #expect(vmPeers.contains("\(cn.home4) -> 203.0.113.51*") && vmPeers.contains("path relay"), "\(vmPeers)")
+        #expect(cnPeers.contains("\(vm.home4) -> 203.0.113.50*") && cnPeers.contains("path relay"), "\(cnPeers)")
+        for node in ["vm", "cn"] {
+            let counters = try nat.encapCounters(node)
+            // 4 MB each way: thousands of segments through the relay each way, none refused,
+            // and nothing from the peer's NAT directly (no keepalive got through).
+            #expect(counters["encap_relay_packets_sent", default: 0] > 1_000
+                    && counters["encap_relay_packets_received", default: 0] > 1_000
+                    && counters["encap_relay_refused", default: 0] == 0 && counters["encap_refused", default: 0] == 0
+                    && counters["encap_keepalives_received", default: 0] == 0
+                    && counters["encap_relay_registrations_sent", default: 0] >= 3, "\(node): \(counters)")
+        }
+    }
+}
+
+extension NATLab {
+    /// `nat` ("nat" or "nat2") chooses every source port at random (Tools/lab/nat-site random).
+    func randomPorts(_ nat: String) throws {
+        try check([LabPaths.natSite, "random", nat], timeout: 30, environment: ["LAB": lab.name])
+    }
+}
