@@ -123,8 +123,9 @@ public struct PeerReport: Codable, Sendable, Equatable {
     public var lastAckSecondsAgo: Double?
     /// Round trip of the last alert that was acknowledged after one send, milliseconds.
     public var roundTripMilliseconds: UInt64?
-    /// `udp-encap` while its traffic goes in UDP (docs/datapath.md, "Behind NAT"),
-    /// `kernel` while nftables translates it (the kernel fast path); nil: the engine.
+    /// `udp-encap` while its traffic goes in UDP (docs/datapath.md, "Behind NAT"), `relay`
+    /// while that traffic goes through the relay, `kernel` while nftables translates it
+    /// (the kernel fast path); nil: the engine.
     public var path: String?
 
     public init(homeAddress: String, mobileAddresses: [Binding], preferred: String?, sequence: UInt64,
