@@ -158,29 +158,58 @@ public struct IPv6Address: PacketAddress, Comparable, CustomStringConvertible {
             + (0..<8).map { UInt8(truncatingIfNeeded: low >> (56 - 8 * $0)) }
     }
 
-    /// RFC 5952 canonical text: lower case, longest run of two or more zero groups as `::`.
+    /// RFC 5952 canonical text: lower case, longest run of two or more zero groups as `::`
+    /// (the first of equally long runs). Written into one buffer: `matctl peers` and the
+    /// state file print an address per peer, 100,000 and more.
     public var description: String {
-        let groups = (0..<8).map { i -> UInt16 in
-            let half = i < 4 ? high : low
-            return UInt16(truncatingIfNeeded: half >> (48 - 16 * UInt64(i % 4)))
+        var groups: (UInt16, UInt16, UInt16, UInt16, UInt16, UInt16, UInt16, UInt16) = (0, 0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &groups) { raw in
+            let words = raw.bindMemory(to: UInt16.self)
+            for i in 0..<8 { words[i] = UInt16(truncatingIfNeeded: (i < 4 ? high : low) >> (48 - 16 * UInt64(i % 4))) }
         }
-        var bestStart = -1, bestLength = 1
-        var index = 0
-        while index < 8 {
-            if groups[index] == 0 {
-                var end = index
-                while end < 8 && groups[end] == 0 { end += 1 }
-                if end - index > bestLength { bestStart = index; bestLength = end - index }
-                index = end
-            } else {
-                index += 1
+        return withUnsafeBytes(of: groups) { raw in
+            let words = raw.bindMemory(to: UInt16.self)
+            var bestStart = -1, bestLength = 1
+            var index = 0
+            while index < 8 {
+                if words[index] == 0 {
+                    var end = index
+                    while end < 8 && words[end] == 0 { end += 1 }
+                    if end - index > bestLength { bestStart = index; bestLength = end - index }
+                    index = end
+                } else {
+                    index += 1
+                }
+            }
+            // At most 8 groups of 4 digits and 7 colons (39 bytes).
+            return String(unsafeUninitializedCapacity: 39) { text in
+                var count = 0
+                var index = 0
+                while index < 8 {
+                    if index == bestStart {
+                        text[count] = UInt8(ascii: ":")
+                        text[count + 1] = UInt8(ascii: ":")
+                        count += 2
+                        index += bestLength
+                        continue
+                    }
+                    if index > 0 && index != bestStart + bestLength {
+                        text[count] = UInt8(ascii: ":")
+                        count += 1
+                    }
+                    let word = words[index]
+                    var shift = word >= 0x1000 ? 12 : word >= 0x100 ? 8 : word >= 0x10 ? 4 : 0
+                    while shift >= 0 {
+                        let digit = UInt8(truncatingIfNeeded: word >> UInt16(shift)) & 0xf
+                        text[count] = digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") + digit - 10
+                        count += 1
+                        shift -= 4
+                    }
+                    index += 1
+                }
+                return count
             }
         }
-        let hex = groups.map { String($0, radix: 16) }
-        guard bestStart >= 0 else { return hex.joined(separator: ":") }
-        let head = hex[0..<bestStart].joined(separator: ":")
-        let tail = hex[(bestStart + bestLength)...].joined(separator: ":")
-        return head + "::" + tail
     }
 
     public static func < (lhs: Self, rhs: Self) -> Bool {
