@@ -51,14 +51,20 @@ import Testing
             IPAddress("198.51.100.21")!: 85_000,
             IPAddress("198.51.100.22")!: 90_000,   // an element's own timeout wins
             IPAddress("198.51.100.23")!: 100_000,  // more left than the timeout: never after the read
-            IPAddress("198.51.100.24")!: 100_000,  // no expiry: heard at the read
         ])
         let ipv6 = """
             {"nftables": [{"set": {"name": "heard6", "timeout": 15, "elem": [{"elem": {"val": "2001:db8:100::20", "expires": 14}}]}}]}
             """
         #expect(try FastPathHeard.parse(ipv6, readAt: 500, timeoutSeconds: 15) == [IPAddress("2001:db8:100::20")!: 0])
         #expect(try FastPathHeard.parse(#"{"nftables": [{"set": {"name": "heard4", "timeout": 15}}]}"#, readAt: 1, timeoutSeconds: 15).isEmpty)
-        for garbage in ["", "[]", "{", #"{"nftables": 3}"#, "\u{0}\u{1}"] {
+        // Whatever else the bytes say: an address too long, no closing quote, digits that
+        // overflow, nothing after a key.
+        let odd = #"{"nftables": [{"set": {"elem": [{"elem": {"val": "198.51.100.30", "expires": 99999999999999999999999}}, "#
+            + #"{"elem": {"val": ""# + String(repeating: "1", count: 100) + #"", "expires": 3}}, {"elem": {"val": "198.51.100.31"#
+        #expect(try FastPathHeard.parse(odd, readAt: 100_000, timeoutSeconds: 15).keys.sorted() == [IPAddress("198.51.100.30")!])
+        #expect(try FastPathHeard.parse(#"{"nftables": [{"elem": {"val": "198.51.100.32", "expires": "#, readAt: 9, timeoutSeconds: 15)
+                == [IPAddress("198.51.100.32")!: 9])
+        for garbage in ["", "[]", "{", #"{"nftables": 3}"#, "\u{0}\u{1}", #"{"other": [{"val": "198.51.100.1"}]}"#] {
             #expect(throws: (any Error).self) { try FastPathHeard.parse(garbage, readAt: 1, timeoutSeconds: 15) }
         }
     }
@@ -69,7 +75,8 @@ import Testing
         #expect(FastPathHeard.interval(lastReadTook: 0, idleAfter: 30_000) == 2_000)
         #expect(FastPathHeard.interval(lastReadTook: 500, idleAfter: 30_000) == 5_000)
         #expect(FastPathHeard.interval(lastReadTook: 2_000, idleAfter: 30_000) == 10_000)
-        #expect(FastPathHeard.interval(lastReadTook: 2_000, idleAfter: 3_000) == 1_000)
+        #expect(FastPathHeard.interval(lastReadTook: 200, idleAfter: 3_000) == 1_000)
+        #expect(FastPathHeard.interval(lastReadTook: 5_000, idleAfter: 30_000) == 15_000, "a quarter of a core at most")
         #expect(FastPathHeard.timeoutSeconds(idleAfter: 15_000) == 15)
         #expect(FastPathHeard.timeoutSeconds(idleAfter: 1_500) == 2)
     }

@@ -50,11 +50,13 @@ enum FastPathHeard {
     }
 
     /// How long the reader waits between two reads (ms): ten times what the last read
-    /// took (at most a tenth of the reading thread's time), at least 2 s, and at most a
-    /// third of an idle period, so a steady flow's last report is always well inside the
-    /// idle period that would make its peer due.
+    /// took, at least 2 s, and at most a third of an idle period, so a steady flow's last
+    /// report is always well inside the idle period that would make its peer due; but
+    /// never less than three times the last read, so reading takes at most a quarter of a
+    /// core (past that, at many thousands of peers, reports come later and some of the
+    /// fast path's peers are probed although they send).
     static func interval(lastReadTook: UInt64, idleAfter: UInt64) -> UInt64 {
-        min(max(2_000, 10 * lastReadTook), max(1_000, idleAfter / 3))
+        max(min(max(2_000, 10 * lastReadTook), max(1_000, idleAfter / 3)), 3 * lastReadTook)
     }
 
     /// Each peer in nft's JSON listing of a set (`list set`), with when its last packet
@@ -62,36 +64,73 @@ enum FastPathHeard {
     /// whose timeout is `timeoutSeconds`: an element expires its timeout after its last
     /// packet, and nft gives what is left in whole seconds, rounded down. Throws on text
     /// that is not nft's JSON; elements it cannot read are skipped.
+    ///
+    /// A scan of the bytes for each element's `"val"`, `"timeout"` and `"expires"`, not
+    /// a JSON decoder: Foundation's took most of a 100,000-element read (several seconds),
+    /// nft's own listing about one.
     static func parse(_ text: String, readAt: UInt64, timeoutSeconds: UInt32) throws(SystemError) -> [IPAddress: UInt64] {
-        guard let json = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
-              let items = json["nftables"] as? [[String: Any]] else {
-            throw SystemError("nftables: list set", detail: "not nft's JSON: \(text.prefix(80))")
-        }
-        var heard: [IPAddress: UInt64] = [:]
-        for item in items {
-            guard let set = item["set"] as? [String: Any], let elements = set["elem"] as? [Any] else { continue }
-            let setTimeout = (set["timeout"] as? NSNumber)?.uint64Value ?? UInt64(timeoutSeconds)
-            for element in elements {
-                // `{"elem": {"val": ..., "expires": s}}`, or the bare value for an element
-                // without a timeout of its own (none here; taken as heard now).
-                let value: Any?, expires: UInt64?, timeout: UInt64
-                if let wrapped = (element as? [String: Any])?["elem"] as? [String: Any] {
-                    value = wrapped["val"]
-                    expires = (wrapped["expires"] as? NSNumber)?.uint64Value
-                    timeout = (wrapped["timeout"] as? NSNumber)?.uint64Value ?? setTimeout
-                } else {
-                    (value, expires, timeout) = (element, nil, setTimeout)
+        var text = text
+        let heard: [IPAddress: UInt64]? = text.withUTF8 { scan($0, readAt: readAt, timeout: UInt64(timeoutSeconds)) }
+        guard let heard else { throw SystemError("nftables: list set", detail: "not nft's JSON: \(text.prefix(80))") }
+        return heard
+    }
+
+    /// ``parse(_:readAt:timeoutSeconds:)`` on bytes; nil when they are not nft's JSON.
+    private static func scan(_ bytes: UnsafeBufferPointer<UInt8>, readAt: UInt64, timeout setTimeout: UInt64) -> [IPAddress: UInt64]? {
+        let count = bytes.count
+        func find(_ pattern: StaticString, from start: Int, before end: Int) -> Int? {
+            let length = pattern.utf8CodeUnitCount
+            guard length > 0, end - length >= start else { return nil }
+            let first = pattern.utf8Start[0]
+            var index = start
+            while index <= end - length {
+                if bytes[index] == first {
+                    var same = true
+                    for offset in 1..<length where bytes[index + offset] != pattern.utf8Start[offset] {
+                        same = false
+                        break
+                    }
+                    if same { return index + length }
                 }
-                guard let text = value as? String, let address = IPAddress(text) else { continue }
-                let at: UInt64
-                if let expires {
-                    let age = (timeout > expires ? timeout - expires : 0) * 1_000
-                    at = readAt > age ? readAt - age : 0
-                } else {
-                    at = readAt
-                }
-                heard[address] = max(heard[address] ?? 0, at)
+                index += 1
             }
+            return nil
+        }
+        func number(at start: Int, before end: Int) -> UInt64? {
+            var index = start, value: UInt64 = 0, digits = 0
+            while index < end, index < count, bytes[index] >= 0x30, bytes[index] <= 0x39, digits < 19 {
+                value = value * 10 + UInt64(bytes[index] - 0x30)
+                index += 1
+                digits += 1
+            }
+            return digits == 0 ? nil : value
+        }
+        var index = 0
+        while index < count, bytes[index] == 0x20 || bytes[index] == 0x0A || bytes[index] == 0x09 { index += 1 }
+        guard let body = find("{\"nftables\":", from: index, before: min(count, index + 13)) else { return nil }
+        index = body
+        while index < count, bytes[index] == 0x20 { index += 1 }
+        guard index < count, bytes[index] == UInt8(ascii: "[") else { return nil }
+        var heard: [IPAddress: UInt64] = [:]
+        while let value = find("\"val\": \"", from: index, before: count) {
+            guard let close = (value..<min(count, value + 64)).first(where: { bytes[$0] == UInt8(ascii: "\"") }) else {
+                index = value
+                continue
+            }
+            let objectEnd = (close..<count).first { bytes[$0] == UInt8(ascii: "}") } ?? count
+            index = objectEnd
+            guard let address = IPAddress(String(decoding: UnsafeBufferPointer(rebasing: bytes[value..<close]), as: UTF8.self)) else {
+                continue
+            }
+            let timeout = find("\"timeout\": ", from: close, before: objectEnd).flatMap { number(at: $0, before: objectEnd) } ?? setTimeout
+            let at: UInt64
+            if let expires = find("\"expires\": ", from: close, before: objectEnd).flatMap({ number(at: $0, before: objectEnd) }) {
+                let age = (timeout > expires ? timeout - expires : 0) * 1_000
+                at = readAt > age ? readAt - age : 0
+            } else {
+                at = readAt
+            }
+            heard[address] = max(heard[address] ?? 0, at)
         }
         return heard
     }
