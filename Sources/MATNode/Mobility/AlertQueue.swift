@@ -33,18 +33,31 @@ struct AlertQueue {
     /// leave them held with no alert to end the hold.
     mutating func startRound(with peers: [Peer], first: Set<IPAddress>, recentSince: UInt64,
                              lastHeard: (IPAddress) -> UInt64) {
-        var leading: [Peer] = [], recent: [(peer: Peer, heard: UInt64)] = [], rest: [Peer] = []
+        // Built back to front as `waiting` keeps it: the rest (reversed in place), the
+        // recent ones oldest first, the first ones. No intermediate copies of the round: at 100,000 peers each
+        // cost the move tens of milliseconds before its first alert.
+        var round: [Peer] = []
+        round.reserveCapacity(peers.count)
+        var leading: [Peer] = [], recent: [(peer: Peer, heard: UInt64)] = []
         for peer in peers {
             if first.contains(peer.hoa) {
                 leading.append(peer)
             } else {
                 let heard = lastHeard(peer.hoa)
-                if heard >= recentSince && heard > 0 { recent.append((peer, heard)) } else { rest.append(peer) }
+                if heard >= recentSince && heard > 0 { recent.append((peer, heard)) } else { round.append(peer) }
             }
         }
+        round.reverse()
+        recent.sort { $0.heard < $1.heard }
+        for entry in recent { round.append(entry.peer) }
+        round.append(contentsOf: leading.reversed())
+        guard !waiting.isEmpty else {
+            waiting = round
+            return
+        }
         let named = Set(peers.map(\.hoa))
-        let earlier = waiting.filter { !named.contains($0.hoa) }
-        waiting = earlier + (leading + recent.sorted { $0.heard > $1.heard }.map(\.peer) + rest).reversed()
+        waiting.removeAll { named.contains($0.hoa) }
+        waiting = waiting + round
     }
 
     /// The next alerts to send: at most `perTurn`.

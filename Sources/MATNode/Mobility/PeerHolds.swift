@@ -54,6 +54,9 @@ struct PeerHolds {
     /// Holds `peers` from `now` (a move); returns the commands that hold them in the engine,
     /// to be sent before the engine takes the new MoA.
     mutating func hold(_ peers: [IPAddress], now: UInt64) -> [PacketProcessor.Command] {
+        // Room for all at once: a move with 100,000 peers would rehash the table again and
+        // again on the way.
+        since.reserveCapacity(since.count + peers.count)
         for peer in peers { since[peer] = now }
         return peers.map { .hold($0) }
     }
