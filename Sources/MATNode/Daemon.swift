@@ -217,6 +217,7 @@ struct StatusSource: Sendable {
                                     alertAcknowledged: mappings.signaling.counters.alertAcknowledged,
                                     imsRequests: ims == nil ? nil : mappings.imsWorker.durations)
             stats.encapsulation = engine.encapCounters.map { Dictionary(uniqueKeysWithValues: $0.named) }
+            stats.relay = engine.relayStatistics
             stats.kernelFastPath = engine.fastPath?.counters()
             return ControlReply(stats: stats)
         case .events:

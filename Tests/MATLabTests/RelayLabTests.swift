@@ -76,5 +76,16 @@ struct RelayLabTests {
         _ = receiver.wait(timeout: 20)
         let received = receiver.stdout.split(separator: "\n").map(String.init)
         #expect(received == [Self.hex(first), Self.hex(second)], "plain received \(received)\n\(lab.matdLog("cn"))")
+        // What the relay did, as `matctl stats` reports it (published within a second).
+        var relay: [String: Int] = [:]
+        let deadline = Date().addingTimeInterval(10)
+        repeat {
+            relay = try lab.stats("cn")["relay"] as? [String: Int] ?? [:]
+            if relay["forwarded"] == 2 { break }
+            usleep(200_000)
+        } while Date() < deadline
+        #expect(relay["registrations_accepted"] == 2 && relay["bad_signatures"] == 1 && relay["forwarded"] == 2
+                && relay["unregistered_source"] == 1 && relay["bindings"] == 2 && relay["refused_source_budget"] == 0,
+                "matctl stats relay: \(relay)")
     }
 }

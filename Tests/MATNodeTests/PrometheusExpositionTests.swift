@@ -75,6 +75,24 @@ struct PrometheusExpositionTests {
         #expect(lines.filter { $0.hasPrefix("matd_encapsulation_events_total{") }.count == counters.named.count)
     }
 
+    /// A relay's counters are one family, the event a label, and its bindings a gauge;
+    /// absent on a node that is no relay.
+    @Test func relayCountersAreOneFamilyAndBindingsAGauge() {
+        var stats = StatsReport(EngineCounters())
+        #expect(!PrometheusExposition.render(stats: stats, peers: []).contains("matd_relay"))
+        var counters = RelayForwarder.Counters()
+        counters.forwarded = 40
+        counters.refusedForSourceBudget = 48
+        stats.relay = Dictionary(uniqueKeysWithValues: counters.named + [("bindings", 3)])
+        let lines = PrometheusExposition.render(stats: stats, peers: []).split(separator: "\n").map(String.init)
+        #expect(lines.contains("# TYPE matd_relay_events_total counter"))
+        #expect(lines.contains("matd_relay_events_total{event=\"forwarded\"} 40"))
+        #expect(lines.contains("matd_relay_events_total{event=\"refused_source_budget\"} 48"))
+        #expect(lines.contains("matd_relay_events_total{event=\"refused_verification_budget\"} 0"))
+        #expect(lines.filter { $0.hasPrefix("matd_relay_events_total{") }.count == counters.named.count)
+        #expect(lines.contains("# TYPE matd_relay_bindings gauge") && lines.contains("matd_relay_bindings 3"))
+    }
+
     /// The kernel fast path's counters: direction and family as labels, and its rule
     /// writes; absent when the fast path is off.
     @Test func kernelFastPathCounters() {

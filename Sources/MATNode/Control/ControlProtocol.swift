@@ -170,6 +170,12 @@ public struct StatsReport: Codable, Sendable, Equatable {
     public var imsRequests: [String: DurationHistogram]?
     /// The UDP encapsulation's counters (`encap_packets_sent`, ...), unless it is off.
     public var encapsulation: [String: UInt64]?
+    /// A relay's counters (`[relay] serve = on`, docs/signaling.md, "Relay"):
+    /// `registrations_accepted`, `registrations_refused` (of which `bad_signatures`,
+    /// `refused_source_budget`, `refused_verification_budget`), `forwarded`, the relayed
+    /// packets refused by reason, and `bindings`, the NAT bindings registered now. nil on
+    /// a node that is no relay.
+    public var relay: [String: UInt64]?
     /// What the kernel fast path translated (`out4_packets`, `in6_bytes`, ...): packets
     /// not in the engine's counters above; and `rule_writes`, the transactions that changed
     /// its rules or its maps' elements. nil when it is off.

@@ -40,6 +40,15 @@ public enum PrometheusExposition {
                            return (["event": event], .integer(counter.value))
                        })
         }
+        if let relay = stats.relay {
+            out.family("matd_relay_events_total",
+                       "Relay: registrations accepted and refused (for budget too), packets forwarded and refused, by event.",
+                       .counter, relay.filter { $0.key != "bindings" }.sorted { $0.key < $1.key }.map {
+                           (["event": $0.key], .integer($0.value))
+                       })
+            out.family("matd_relay_bindings", "Relay: NAT bindings registered now.", .gauge,
+                       [([:], .integer(relay["bindings"] ?? 0))])
+        }
         if let fast = stats.kernelFastPath {
             // `out4_packets` and the like: direction and family as labels; not in the
             // engine's families above (docs/datapath.md, "Kernel fast path").

@@ -48,6 +48,8 @@ public final class Engine: @unchecked Sendable {
     var encapActive = false
     let encapCommands = Mutex<[EncapCommand]>([])
     let publishedEncap = Mutex(EncapCounters())
+    /// The relay's counters and bindings (`[relay] serve = on`), as of the last publication.
+    let publishedRelay = Mutex<(counters: RelayForwarder.Counters, bindings: Int)?>(nil)
     /// The MoAs whose traffic goes in UDP, as of the last change, for the service.
     let publishedEncapMoAs = Mutex<Set<IPAddress>>([])
     let probeAnswerHandler: @Sendable (IPAddress, [UInt8]) -> Void
@@ -439,6 +441,7 @@ public final class Engine: @unchecked Sendable {
         if let encap {
             let counters = encap.counters
             publishedEncap.withLock { $0 = counters }
+            if let relay = encap.relay { publishRelay(relay) }
         }
     }
 }

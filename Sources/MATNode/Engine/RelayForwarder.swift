@@ -4,9 +4,12 @@ import MATSignaling
 /// What a relay (`[relay] serve = on`) does with the two relay kinds of the encapsulation
 /// (docs/signaling.md, "Relay"), for the engine thread to drive: a registration is opened,
 /// its signature checked with the key of every HoA it lists, and given to the
-/// ``RelayTable``; a relayed packet is routed by its inner addresses. Pure apart from the
-/// Ed25519 check: the caller passes the time, sends what is forwarded and counts the
-/// outcomes (``Counters``).
+/// ``RelayTable``; a relayed packet is routed by its inner addresses. A registration is
+/// admitted first (``RelayAdmission``: its source address's budget, then the shared bound
+/// on verifications), and one the table would refuse as a replay is refused before its
+/// signature is checked, so a flood of registrations costs the engine thread bounded work.
+/// Pure apart from the Ed25519 check: the caller passes the time and sends what is
+/// forwarded; the outcomes are counted (``Counters``).
 ///
 /// Keys: a `client-key` pinned in `[relay]` wins; otherwise the key the HoA's IMS TXT record
 /// published, which the mapping service hands over (``learn(_:for:)``). A HoA with neither
@@ -22,6 +25,10 @@ public struct RelayForwarder: Sendable {
         case badSignature
         case replayed
         case full
+        /// Over its source address's budget: not read.
+        case overSourceBudget
+        /// Over the verifications all sources share: read, not verified.
+        case overVerificationBudget
     }
 
     /// Outcomes since start, for `matctl stats`.
@@ -37,16 +44,33 @@ public struct RelayForwarder: Sendable {
         /// Relayed packets for a HoA no live binding registered (or too short to name one).
         public var unknownDestination: UInt64 = 0
         public var rateLimited: UInt64 = 0
+        /// Registrations refused for budget (in `registrationsRefused` too): their source
+        /// address's, and the verifications all sources share.
+        public var refusedForSourceBudget: UInt64 = 0
+        public var refusedForVerificationBudget: UInt64 = 0
         public init() {}
+
+        /// The counters by name, for `matctl stats` (`relay`) and the metrics
+        /// (docs/operations.md).
+        public var named: [(String, UInt64)] {
+            [("registrations_accepted", registrations), ("registrations_refused", registrationsRefused),
+             ("bad_signatures", badSignatures), ("refused_source_budget", refusedForSourceBudget),
+             ("refused_verification_budget", refusedForVerificationBudget), ("forwarded", forwarded),
+             ("unknown_sender", unknownSender), ("unregistered_source", unregisteredSource),
+             ("unknown_destination", unknownDestination), ("rate_limited", rateLimited)]
+        }
     }
 
     public private(set) var table: RelayTable
     public private(set) var counters = Counters()
+    private var admission: RelayAdmission
     private let pinned: [IPAddress: VerifyingKey]
     private var learned: [IPAddress: VerifyingKey] = [:]
 
-    public init(table: RelayTable = RelayTable(), pinnedKeys: [IPAddress: VerifyingKey] = [:]) {
+    public init(table: RelayTable = RelayTable(), admission: RelayAdmission = RelayAdmission(),
+                pinnedKeys: [IPAddress: VerifyingKey] = [:]) {
         self.table = table
+        self.admission = admission
         pinned = pinnedKeys
     }
 
@@ -63,6 +87,12 @@ public struct RelayForwarder: Sendable {
         case .badSignature:
             counters.badSignatures &+= 1
             counters.registrationsRefused &+= 1
+        case .overSourceBudget:
+            counters.refusedForSourceBudget &+= 1
+            counters.registrationsRefused &+= 1
+        case .overVerificationBudget:
+            counters.refusedForVerificationBudget &+= 1
+            counters.registrationsRefused &+= 1
         default: counters.registrationsRefused &+= 1
         }
         return outcome
@@ -70,11 +100,17 @@ public struct RelayForwarder: Sendable {
 
     private mutating func check(_ datagram: UnsafeRawBufferPointer, from sender: RelayTable.Binding,
                                 now: UInt64) -> RegistrationOutcome {
+        guard admission.admit(from: sender.address, now: now) else { return .overSourceBudget }
         guard let registration = RelayRegistration(datagram) else { return .malformed }
+        var keys: [VerifyingKey] = []
+        keys.reserveCapacity(registration.hoas.count)
         for hoa in registration.hoas {
             guard let key = pinned[hoa] ?? learned[hoa] else { return .noKey(hoa) }
-            guard registration.verify(with: key) else { return .badSignature }
+            keys.append(key)
         }
+        if table.isReplayed(registration.hoas, sequence: registration.sequence, from: sender, now: now) { return .replayed }
+        guard admission.mayVerify(keys.count, now: now) else { return .overVerificationBudget }
+        for key in keys where !registration.verify(with: key) { return .badSignature }
         switch table.register(Set(registration.hoas), sequence: registration.sequence, from: sender, now: now) {
         case .accepted: return .accepted
         case .replayed: return .replayed

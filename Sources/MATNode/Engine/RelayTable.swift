@@ -62,6 +62,12 @@ public struct RelayTable: Sendable {
     private var bindings: [Binding: Entry] = [:]
     /// Each registered HoA's binding and the sequence number it was taken with.
     private var owners: [IPAddress: (binding: Binding, sequence: UInt64)] = [:]
+    /// When each binding lapses, in registration order: the lifetime is the same for all and
+    /// the clock does not go back, so the queue is ordered by deadline and ``expire(now:)``
+    /// looks only at its head. A registration appends its binding again; the entries it
+    /// left behind are found stale (the binding's deadline is later now) when they reach
+    /// the head. Compacted when mostly stale, so it holds O(bindings) entries.
+    private var deadlines = DeadlineQueue()
 
     /// `lifetime`: ms a binding lives after its last registration (four keepalive
     /// intervals); `rate` and `burst`: relayed packets a second, and at once, per binding;
@@ -75,20 +81,30 @@ public struct RelayTable: Sendable {
 
     public var count: Int { bindings.count }
 
+    /// Deadlines queued, stale ones included (for tests of the queue's bound).
+    var queuedDeadlines: Int { deadlines.count }
+
     /// The HoAs `binding` holds now.
     public func hoas(of binding: Binding) -> Set<IPAddress> { bindings[binding]?.hoas ?? [] }
+
+    /// Whether a registration of `hoas` with `sequence` from `binding` would be refused as
+    /// a replay at `now`, as ``register(_:sequence:from:now:)`` decides it: asked before
+    /// the signature is checked, so a replayed (or forged) registration costs no
+    /// verification. It changes nothing but what has lapsed.
+    public mutating func isReplayed(_ hoas: some Sequence<IPAddress>, sequence: UInt64, from binding: Binding, now: UInt64) -> Bool {
+        expire(now: now)
+        return hoas.contains { hoa in
+            guard let owner = owners[hoa] else { return false }
+            return sequence <= owner.sequence && !(owner.binding == binding && sequence == owner.sequence)
+        }
+    }
 
     /// A registration of `hoas` with `sequence`, its signature already verified, from
     /// `binding` at `now`. Accepted, it refreshes the binding and takes each HoA over from
     /// whichever binding held it; a binding left with no HoA is forgotten.
     public mutating func register(_ hoas: Set<IPAddress>, sequence: UInt64, from binding: Binding,
                                   now: UInt64) -> Registration {
-        expire(now: now)
-        for hoa in hoas {
-            if let owner = owners[hoa], sequence <= owner.sequence, !(owner.binding == binding && sequence == owner.sequence) {
-                return .replayed
-            }
-        }
+        if isReplayed(hoas, sequence: sequence, from: binding, now: now) { return .replayed }
         if bindings[binding] == nil && bindings.count >= capacity { return .full }
         for hoa in hoas {
             if let previous = owners[hoa]?.binding, previous != binding {
@@ -103,6 +119,11 @@ public struct RelayTable: Sendable {
         entry.hoas = hoas
         entry.lastSeen = now
         bindings[binding] = entry
+        deadlines.append(binding, at: now + lifetime)
+        if deadlines.count > 2 * bindings.count + 64 {
+            let live = bindings, lifetime = lifetime
+            deadlines.compact { binding, deadline in live[binding].map { $0.lastSeen + lifetime == deadline } ?? false }
+        }
         return .accepted
     }
 
@@ -120,15 +141,49 @@ public struct RelayTable: Sendable {
     /// Forgets the bindings not registered again within `lifetime`; returns them. The
     /// sequence numbers of their HoAs are forgotten with them: a node that comes back after
     /// that may start again from any number, and an old registration replayed then would
-    /// only hold a HoA until its node registers again.
+    /// only hold a HoA until its node registers again. O(1) amortised: each registration's
+    /// queue entry is looked at once (``deadlines``).
     @discardableResult
     public mutating func expire(now: UInt64) -> [Binding] {
-        let gone = bindings.filter { now >= $0.value.lastSeen + lifetime }.map(\.key)
-        for binding in gone {
-            for hoa in bindings[binding]!.hoas where owners[hoa]?.binding == binding { owners[hoa] = nil }
+        var gone: [Binding] = []
+        while let (binding, deadline) = deadlines.first, deadline <= now {
+            deadlines.removeFirst()
+            // Stale: registered again since (a later deadline), or forgotten already.
+            guard let entry = bindings[binding], entry.lastSeen + lifetime == deadline else { continue }
+            for hoa in entry.hoas where owners[hoa]?.binding == binding { owners[hoa] = nil }
             bindings[binding] = nil
+            gone.append(binding)
         }
         return gone
+    }
+}
+
+/// ``RelayTable``'s bindings with their deadlines, oldest first: an array read from a head
+/// index, its consumed front dropped once it is half the storage (amortised O(1)).
+struct DeadlineQueue {
+    private var items: [(binding: RelayTable.Binding, deadline: UInt64)] = []
+    private var head = 0
+
+    var count: Int { items.count - head }
+    var first: (RelayTable.Binding, UInt64)? { head < items.count ? items[head] : nil }
+
+    mutating func append(_ binding: RelayTable.Binding, at deadline: UInt64) { items.append((binding, deadline)) }
+
+    mutating func removeFirst() {
+        head += 1
+        if head == items.count {
+            items.removeAll(keepingCapacity: true)
+            head = 0
+        } else if head >= 1_024 && head * 2 >= items.count {
+            items.removeFirst(head)
+            head = 0
+        }
+    }
+
+    /// Keeps, in order, only the entries `live` says are still wanted.
+    mutating func compact(_ live: (RelayTable.Binding, UInt64) -> Bool) {
+        items = items[head...].filter { live($0.binding, $0.deadline) }
+        head = 0
     }
 }
 
