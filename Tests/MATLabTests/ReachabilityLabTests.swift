@@ -170,8 +170,8 @@ struct ReachabilityLabTests {
     /// after it was last heard: its data counts. But data alone counts for two idle
     /// periods at most (docs/security.md, R8): then it is probed whatever the data says,
     /// and dropped when nobody answers, although the data still comes. (Before, data kept
-    /// it for ten idle periods.) The engine path is pinned: packets the kernel fast path
-    /// translates never reach the engine, so they are no evidence.
+    /// it for ten idle periods.) The engine path is pinned: this is the engine's evidence
+    /// (the fast path's: `aPeerOnTheFastPathSendingDataIsNotProbedAnIdlePeriodLater`).
     @Test func aPeerSendingOnlyDataIsProbedAtTheLimitAndDroppedIfItDoesNotAnswer() throws {
         let (lab, _) = try Lab.withIMS(environment: ["MATD_KERNEL_FAST_PATH": "off"])
         defer { lab.close() }

@@ -11,9 +11,9 @@ import MATPacket
 /// since the last ``take()``. The engine hands the marks over when it publishes its
 /// counters (every 64 packets, translated or carried, or when it goes idle). Packets the
 /// kernel fast path translates never reach the engine: the kernel notes their peers
-/// itself (``FastPathHeard``). Two peers in
-/// one slot overwrite each other, so one of them may miss a mark: that costs it a probe
-/// at worst, never a mapping kept on someone else's packets.
+/// itself (``FastPathHeard``). Two peers in one slot overwrite each other, so one of them
+/// may miss a mark: that costs it a probe at worst, never a mapping kept on someone
+/// else's packets.
 public struct ReceiveMarks {
     @usableFromInline static let slotBits = 6
     @usableFromInline var v4: ContiguousArray<UInt32>
