@@ -77,6 +77,7 @@ struct RelayPairLabTests {
     /// A TCP transfer each way between the HoAs arrives byte-identical; each end shows the
     /// other with `path relay`, and its counters show the flows went to and came from the
     /// relay (thousands of relayed packets each way, none refused) and that it registered.
+    /// Then forged relayed packets are refused.
     @Test func twoNodesBehindRandomPortNATsReachEachOtherThroughTheRelay() throws {
         let nat = try NATLab()
         defer { nat.close() }
@@ -120,6 +121,60 @@ struct RelayPairLabTests {
                     && counters["encap_keepalives_received", default: 0] == 0
                     && counters["encap_relay_registrations_sent", default: 0] >= 3, "\(node): \(counters)")
         }
+        try checkRelayedPacketsAreTakenOnlyFromTheRelay(nat)
+    }
+
+    /// Sends a UDP datagram with any source address and port (a raw socket), for relayed
+    /// packets that pretend to come from the relay.
+    static let spoofer = """
+        import socket, struct, sys
+        source, destination, sport, dport = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+        payload = bytes.fromhex(sys.argv[5])
+        udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+                         socket.inet_aton(source), socket.inet_aton(destination))
+        s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        s.sendto(ip + udp, (destination, 0))
+        """
+
+    /// Relayed packets to the VM with forged sources, sent inside the VM's namespace (the
+    /// NAT router would give a datagram from the relay's address and port another port: its
+    /// connection tracking holds that pair for the VM's own flow): one as the relay would
+    /// send it is taken; one with an inner source that is no peer, one for another HoA, one
+    /// from another address and one from the relay's address but another port are refused
+    /// and counted (`encap_relay_refused`).
+    func checkRelayedPacketsAreTakenOnlyFromTheRelay(_ nat: NATLab) throws {
+        let lab = nat.lab
+        let script = lab.path("spoof.py")
+        try Self.spoofer.write(toFile: script, atomically: true, encoding: .utf8)
+        let before = try nat.encapCounters("vm")
+        let peer: [UInt8] = [198, 51, 100, 20], me: [UInt8] = [198, 51, 100, 10]
+        let stranger: [UInt8] = [198, 51, 100, 40], relayHoA: [UInt8] = [198, 51, 100, 30]
+        let payload = Array("relayed".utf8)
+        let sends: [(source: String, port: Int, datagram: [UInt8])] = [
+            (Addr.plain4, 7541, RelayLabTests.relayed(peer, me, payload: payload)),
+            (Addr.plain4, 7541, RelayLabTests.relayed(stranger, me, payload: payload)),
+            (Addr.plain4, 7541, RelayLabTests.relayed(peer, relayHoA, payload: payload)),
+            ("192.0.2.65", 7541, RelayLabTests.relayed(peer, me, payload: payload)),
+            (Addr.plain4, 7000, RelayLabTests.relayed(peer, me, payload: payload)),
+        ]
+        for send in sends {
+            try lab.exec("vm", "python3", script, send.source, "192.0.2.80", "\(send.port)", "7541",
+                         RelayLabTests.hex(send.datagram))
+        }
+        let deadline = Date().addingTimeInterval(15)
+        var after = before
+        while Date() < deadline {
+            after = try nat.encapCounters("vm")
+            if after["encap_relay_refused", default: 0] - before["encap_relay_refused", default: 0] >= 4
+                && after["encap_relay_packets_received", default: 0] > before["encap_relay_packets_received", default: 0] {
+                break
+            }
+            usleep(200_000)
+        }
+        #expect(after["encap_relay_refused", default: 0] - before["encap_relay_refused", default: 0] == 4
+                && after["encap_relay_packets_received", default: 0] - before["encap_relay_packets_received", default: 0] >= 1,
+                "before \(before)\nafter \(after)")
     }
 }
 
