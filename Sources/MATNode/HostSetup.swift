@@ -190,10 +190,11 @@ public final class HostSetup {
     private func rewrite(table: String, shape: DiversionShape, sets: PeerMoASets, whole: Bool) throws(SystemError) {
         let previous = divertedSets
         divertedShape = nil
-        try rewriteMoATrafficTable(addresses: shape.addresses, setsBatch: whole
-            ? sets.fill(tableFamily: "inet", table: table, quoted: false)
-            : previous.changes(to: sets, tableFamily: "inet", table: table, quoted: false))
-        var batch = whole ? ["add table netdev \(table)", "delete table netdev \(table)", "add table netdev \(table)"]
+        // Both tables in one transaction: a move writes them before its alerts go out.
+        var batch = PeerMoATraffic.batch(table: table, tun: tun.name, uplinks: config.uplinks, addresses: shape.addresses)
+        batch += whole ? sets.fill(tableFamily: "inet", table: table, quoted: false)
+            : previous.changes(to: sets, tableFamily: "inet", table: table, quoted: false)
+        batch += whole ? ["add table netdev \(table)", "delete table netdev \(table)", "add table netdev \(table)"]
             : ["add table netdev \(table)"]
         batch += PeerMoASets.declarations(tableFamily: "netdev", table: table, quoted: true)
         batch += whole ? sets.fill(tableFamily: "netdev", table: table, quoted: true)
@@ -213,6 +214,10 @@ public final class HostSetup {
             batch += chain.dropFirst()
         }
         try nftables.run(batch.joined(separator: "\n"))
+        if !watchingServices {
+            watchingServices = true
+            services.start()
+        }
     }
 
     /// Writes the diversion again if a peer's IPv6 next hop changed (a new gateway, a
@@ -249,29 +254,6 @@ public final class HostSetup {
             }
         }
         return hops
-    }
-
-    /// Rewrites the chains of table `inet matd_<tun>` (PeerMoATraffic) and applies
-    /// `setsBatch` to its peer sets; the sets of flows stay.
-    private func rewriteMoATrafficTable(addresses: NodeAddresses, setsBatch: [String]) throws(SystemError) {
-        let table = Self.tableName(tun: tun.name)
-        var batch: [String] = []
-        // Emptied, then added again below (adding an existing chain changes nothing). Not
-        // deleted: the kernel refuses to add a chain deleted in the same transaction. A
-        // chain that is not there (first start, or a kernel that removed it with its
-        // uplink) has nothing to empty. Asked once for all (`chainNames`): listing each
-        // chain made nft read the table's peer sets each time, seconds per move at 100,000 peers.
-        let present = try nftables.chainNames(family: "inet", table: table)
-        for chain in PeerMoATraffic.chains(uplinks: config.uplinks) where present.contains(chain) {
-            batch.append("flush chain inet \(table) \(chain)")
-        }
-        batch += PeerMoATraffic.batch(table: table, tun: tun.name, uplinks: config.uplinks, addresses: addresses)
-        batch += setsBatch
-        try nftables.run(batch.joined(separator: "\n"))
-        if !watchingServices {
-            watchingServices = true
-            services.start()
-        }
     }
 
     /// The rules for one family, in order: let signaling through to matd's socket, divert

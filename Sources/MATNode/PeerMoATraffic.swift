@@ -49,8 +49,9 @@ enum PeerMoATraffic {
         ["out"] + uplinks.map { "in_" + String($0.map { $0.isLetter || $0.isNumber ? $0 : "_" }) }
     }
 
-    /// The batch that (re)writes the inet table's chains for the current MoAs; the sets
-    /// (and the flows in them) survive it. The peers' MoAs are the elements of its
+    /// The batch that (re)writes the inet table's chains for the current MoAs: each chain
+    /// is added (nothing happens if it is there) and emptied before its rules, so nothing
+    /// needs asking first; the sets (and the flows in them) survive it. The peers' MoAs are the elements of its
     /// `PeerMoASets`, filled by the caller.
     static func batch(table: String, tun: String, uplinks: [String], addresses: NodeAddresses) -> [String] {
         var batch = [
@@ -66,6 +67,7 @@ enum PeerMoATraffic {
             "add set inet \(table) quoted4 { typeof @nh,128,32 . @nh,72,8 . @th,0,32; flags dynamic, timeout; timeout \(flowTimeout)s; size 1048576; }",
             "add set inet \(table) quoted6 { typeof @nh,192,128 . @nh,48,8 . @th,0,32; flags dynamic, timeout; timeout \(flowTimeout)s; size 1048576; }",
             "add chain inet \(table) out { type filter hook output priority 0; policy accept; }",
+            "flush chain inet \(table) out",
         ] + PeerMoASets.declarations(tableFamily: "inet", table: table, quoted: false)
         let mark = "meta mark set meta mark or 0x\(String(markBit, radix: 16))"
         for (family, ip, suffix) in [(AddressFamily.ipv4, "ip", "4"), (.ipv6, "ip6", "6")] {
@@ -83,6 +85,7 @@ enum PeerMoATraffic {
         }
         for (uplink, chain) in zip(uplinks, chains(uplinks: uplinks).dropFirst()) {
             batch.append("add chain inet \(table) \(chain) { type filter hook ingress device \"\(uplink)\" priority -510; policy accept; }")
+            batch.append("flush chain inet \(table) \(chain)")
             for (family, ip, suffix) in [(AddressFamily.ipv4, "ip", "4"), (.ipv6, "ip6", "6")] {
                 guard let moa = addresses.mobileAddresses.first(where: { $0.family == family }) else { continue }
                 let prefix = "add rule inet \(table) \(chain) \(ip) daddr \(moa) meta l4proto { tcp, udp }"
