@@ -122,6 +122,31 @@ struct RelayPairLabTests {
                     && counters["encap_relay_registrations_sent", default: 0] >= 3, "\(node): \(counters)")
         }
         try checkRelayedPacketsAreTakenOnlyFromTheRelay(nat)
+        try checkAKeepaliveTakesThePeerOffTheRelay(nat)
+    }
+
+    /// The VM's NAT becomes 1:1 (Tools/lab/nat-site one-to-one): the CN's keepalives reach
+    /// the VM, which sends the CN's traffic to it in UDP again at once, not through the
+    /// relay. A transfer from the VM arrives byte-identical with no packet of the VM's
+    /// through the relay, and `matctl peers` shows `path udp-encap`.
+    func checkAKeepaliveTakesThePeerOffTheRelay(_ nat: NATLab) throws {
+        let lab = nat.lab
+        try nat.oneToOne(host: 80)
+        guard lab.waitForLog("vm", "a keepalive came from 203.0.113.51: its traffic goes to it in UDP again", timeout: 30) else {
+            Issue.record("the VM did not leave the relay:\n\(lab.matdLog("vm"))")
+            return
+        }
+        let before = try nat.encapCounters("vm")
+        let file = try lab.randomFile("direct", megabytes: 2)
+        let toCN = try lab.tcpTransfer(listener: "cn", address: cn.home4, connector: "vm", sender: "vm", file: file,
+                                       port: 5042)
+        #expect(toCN.listenerSawPeer == vm.home4, "\(toCN)")
+        let after = try nat.encapCounters("vm")
+        let peers = try lab.matctl("vm", "peers")
+        #expect(peers.contains("\(cn.home4) -> 203.0.113.51*") && peers.contains("path udp-encap"), "\(peers)")
+        #expect(after["encap_relay_packets_sent", default: 0] == before["encap_relay_packets_sent", default: 0]
+                && after["encap_packets_sent", default: 0] - before["encap_packets_sent", default: 0] > 1_000,
+                "before \(before)\nafter \(after)")
     }
 
     /// Sends a UDP datagram with any source address and port (a raw socket), for relayed
