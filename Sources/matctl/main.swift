@@ -129,6 +129,10 @@ struct Stats: ParsableCommand {
         if let fast = stats.kernelFastPath {
             print("kernel fast path (not in the counts above): \(fast.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
         }
+        if let encapsulation = stats.encapsulation {
+            let nonzero = encapsulation.filter { $0.value > 0 }.sorted { $0.key < $1.key }
+            print("encapsulation: \(nonzero.isEmpty ? "nothing yet" : nonzero.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
+        }
         if let relay = stats.relay {
             print("relay:    \(relay.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
         }

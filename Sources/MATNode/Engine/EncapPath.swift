@@ -21,6 +21,9 @@ public struct EncapCounters: Sendable, Equatable {
     /// TCP packets cut into path-MTU-sized segments before they went in UDP (each segment
     /// is one datagram in `packetsSent`).
     public var packetsSegmented: UInt64 = 0
+    /// Received TCP segments (each one datagram in `packetsReceived`) that went into the
+    /// TUN device joined with others of their flow into super-packets (``TCPCoalescer``).
+    public var segmentsCoalesced: UInt64 = 0
     /// A node with `[relay] address` (docs/signaling.md, "Relay"): packets it sent
     /// through the relay (each datagram, segments included; also in `packetsSent`), relayed
     /// packets it took from the relay (also in `packetsReceived`), relayed packets it
@@ -38,7 +41,8 @@ public struct EncapCounters: Sendable, Equatable {
         [("encap_packets_sent", packetsSent), ("encap_packets_received", packetsReceived),
          ("encap_keepalives_received", keepalivesReceived), ("encap_probes_answered", probesAnswered),
          ("encap_probe_answers_received", probeAnswersReceived), ("encap_refused", refused),
-         ("encap_send_failures", sendFailures), ("encap_packets_segmented", packetsSegmented)]
+         ("encap_send_failures", sendFailures), ("encap_packets_segmented", packetsSegmented),
+         ("encap_segments_coalesced", segmentsCoalesced)]
             + (relayClient ? [("encap_relay_packets_sent", relayPacketsSent),
                               ("encap_relay_packets_received", relayPacketsReceived),
                               ("encap_relay_refused", relayRefused),

@@ -260,10 +260,12 @@ extension Engine {
 
     /// Writes the packet the coalescer put together, if any, into the TUN device.
     private func flushCoalesced(_ encap: EncapPath) {
+        let segments = encap.coalescer.segments
         let length = encap.coalescer.finish()
         guard length > 0 else { return }
         do {
             try tun.write(UnsafeRawBufferPointer(start: encap.coalescer.buffer, count: length))
+            if segments > 1 { encap.counters.segmentsCoalesced &+= UInt64(segments) }
         } catch {
             processor.counters.engineDrops[Int(EngineDropReason.writeFailed.rawValue)] &+= 1
         }
