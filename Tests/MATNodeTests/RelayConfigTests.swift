@@ -47,6 +47,7 @@ import Testing
         #expect(error(Self.config("address = 203.0.113.5\nclient-key = 198.51.100.20 \(SigningKey.generate().publicKey.base64)"))?
             .key == "client-key")
         #expect(error(Self.config("address = 198.51.100.10"))?.message.contains("own home address") == true)
+        #expect(error(Self.config("address = 2001:db8:b::5"))?.message.contains("no IPv6 home address") == true)
         #expect(error(Self.config("address = 203.0.113.5", node: "udp-encapsulation = off"))?.message
             .contains("udp-encapsulation") == true)
         #expect(error(Self.config("serve = on") + "\n[relay]\nserve = on")?.message.contains("twice") == true)

@@ -70,5 +70,12 @@ public struct RelaySettings: Sendable, Equatable {
         if let address, homeAddresses.contains(address) {
             throw ConfigError(line: line, key: "address", message: "\(address) is this node's own home address")
         }
+        // The registrations and relayed packets go from the encapsulation socket of the
+        // relay's family, which exists only for the families of the node's HoAs.
+        if let address, !homeAddresses.contains(where: { $0.family == address.family }) {
+            throw ConfigError(line: line, key: "address",
+                              message: "\(address) is \(address.family) and this node has no \(address.family) home address "
+                                  + "(no encapsulation socket of that family to reach it from)")
+        }
     }
 }
