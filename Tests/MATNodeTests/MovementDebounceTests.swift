@@ -27,6 +27,29 @@ import Testing
         #expect(debounce.dueAt == 1_502, "a new burst gets a new cap")
     }
 
+    /// A move caught half way (the old address gone, the new one not there yet) waits
+    /// for the new address's event, or for the rest of `vanishWait`.
+    @Test func aReadingThatFindsAnAddressGoneEarlyInABurstWaitsForTheNewOne() {
+        var debounce = MovementDebounce()
+        debounce.eventArrived(at: 1_000)
+        let waits = debounce.addressesVanished(at: 1_002)
+        #expect(waits)
+        #expect(debounce.dueAt == 1_050, "read again at the end of the wait at the latest")
+        debounce.eventArrived(at: 1_010)
+        #expect(debounce.dueAt == 1_012, "the new address's event is read as usual")
+        let stillWaits = debounce.addressesVanished(at: 1_050)
+        #expect(!stillWaits, "past the wait the loss stands")
+        debounce.didRead(at: 1_050, afterEvents: true)
+        #expect(debounce.dueAt == nil)
+    }
+
+    @Test func aLossOutsideABurstStands() {
+        var debounce = MovementDebounce()
+        debounce.readNow(at: 1_000)
+        let waits = debounce.addressesVanished(at: 1_000)
+        #expect(!waits, "the start or a rebind: nothing to wait for")
+    }
+
     @Test func aStormWaitsForHalfASecondOfQuietThenReadsOnce() {
         var debounce = MovementDebounce()
         var now: UInt64 = 10_000

@@ -8,9 +8,17 @@
 /// `stormWindow`, the next reading waits for `stormQuiet` without any event, so a
 /// storm of any length ends in one reading, hence one registration and one round of
 /// alerts, instead of one per flap. The storm lasts until that quiet spell.
+///
+/// A reading early in a burst that finds a family's MoA gone and no other in its place
+/// is a move caught half way (the old address flushed, the new one not added yet: a
+/// link swap, a DHCP renewal that changes the address): it is not acted on, and the
+/// uplinks are read again when the new address's event comes, or `vanishWait` after the
+/// burst began. Acting on it cost a whole rewrite of the diversion, and held the peers,
+/// before the real move's alerts could go.
 struct MovementDebounce: Equatable {
     static let quiet: UInt64 = 2
     static let maximumWait: UInt64 = 100
+    static let vanishWait: UInt64 = 50
     static let stormReads = 4
     static let stormSpacing: UInt64 = 50
     static let stormWindow: UInt64 = 1_000
@@ -44,6 +52,16 @@ struct MovementDebounce: Equatable {
     /// Read at once: events were lost (overflow), or the start or `matctl rebind` asks.
     mutating func readNow(at now: UInt64) {
         dueAt = now
+    }
+
+    /// A reading found a family's MoA gone with none in its place: true when it is early
+    /// enough in the burst to wait for the new address (the caller then ignores the
+    /// reading, and the next is due when the address's event comes or `vanishWait` after
+    /// the burst began); false when the loss stands.
+    mutating func addressesVanished(at now: UInt64) -> Bool {
+        guard let started = burstStartedAt, now < started + Self.vanishWait else { return false }
+        dueAt = started + Self.vanishWait
+        return true
     }
 
     /// The uplinks were read; `afterEvents` is false for a reading nobody's events caused
