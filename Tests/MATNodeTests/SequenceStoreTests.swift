@@ -45,15 +45,41 @@ import Testing
         #expect(try store().next() > usedSince)
     }
 
-    @Test func aSourceLeavesABlockTheClockHasPassed() throws {
+    @Test func aSourcesFirstBlockIsOnDiskBeforeUseAndStartsAtTheNextSecond() throws {
         defer { unlink(path) }
         let source = SequenceSource(store: store())
         let first = try source.take()
+        #expect(first == SequenceStore.floor(atSecond: 1_800_000_001) + 1, "\(first)")
+        #expect(try store().read() == first + 255)
         #expect(try source.take() == first + 1, "within one block")
-        clock.now.withLock { $0 += 1 }
+    }
+
+    /// A move's alerts take the first number of a new second: that block is used at once
+    /// and saved after them, not synced before (the disk's sync delayed every handoff).
+    @Test func aLaterBlockIsUsedAtOnceAndSavedAfter() throws {
+        defer { unlink(path) }
+        let source = SequenceSource(store: store())
+        let first = try source.take()
+        clock.now.withLock { $0 += 2 }
         let later = try source.take()
-        #expect(later == SequenceStore.floor(atSecond: 1_800_000_001) + 1, "\(later)")
-        #expect(try store().read() == later + 255, "the new block is on disk before it is used")
+        #expect(later == SequenceStore.floor(atSecond: 1_800_000_002) + 1, "\(later)")
+        #expect(try store().read() == first + 255, "not written before use")
+        try source.save()
+        #expect(try store().read() == later + 255, "written after")
+        try source.save()
+        #expect(try store().read() == later + 255, "nothing more to write")
+    }
+
+    /// A node that died before it saved its block starts again above the numbers it used,
+    /// even within the same second: a new process starts at the next second's floor.
+    @Test func aRestartAboveAnUnsavedBlock() throws {
+        defer { unlink(path) }
+        let source = SequenceSource(store: store())
+        _ = try source.take()
+        clock.now.withLock { $0 += 2 }
+        let unsaved = try (0..<3).map { _ in try source.take() }.max()!
+        let restarted = SequenceSource(store: store())
+        #expect(try restarted.take() > unsaved)
     }
 
     @Test func exhaustionIsAnErrorNotAWrap() throws {

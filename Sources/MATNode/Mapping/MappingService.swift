@@ -65,6 +65,9 @@ public final class MappingService: @unchecked Sendable {
     var peerHolds = PeerHolds()
     /// When the service loop last walked the learned peers for refreshes and idle probes.
     var lastPeerScan: UInt64 = 0
+    /// When saving the sequence counter last failed, and how often it has (``saveSequences``).
+    private var sequenceSaveFailedAt: UInt64 = 0
+    private var sequenceSaveFailures = 0
     /// `publicState.announced` as of the last change, for the control thread.
     let publishedAnnounced = Mutex(NodeAddresses())
     /// The UDP encapsulation's policy and probe sockets (nil: `udp-encapsulation = off`),
@@ -257,12 +260,27 @@ public final class MappingService: @unchecked Sendable {
             let relayAt = tickRelay(now: now)
             finishRebinds(now: now)
             saveStateIfChanged(now: now)
+            saveSequences(now: now)
             let next = [debounce.dueAt, retransmitAt, encapAt, relayAt, alerts.isEmpty ? now + 1_000 : now].compactMap { $0 }.min()!
             for index in descriptors.indices { descriptors[index].revents = 0 }
             _ = poll(&descriptors, nfds_t(descriptors.count), Int32(clamping: next > now ? next - now : 0))
             if descriptors[0].revents != 0 { wakeup.drain() }
         }
         saveStateIfChanged(now: Self.milliseconds(), force: true)
+        saveSequences(now: Self.milliseconds(), force: true)
+    }
+
+    /// Saves the block of sequence numbers this turn's messages started, now that they
+    /// are sent (``SequenceSource``); after a failure, once a second at most.
+    private func saveSequences(now: UInt64, force: Bool = false) {
+        guard force || now >= sequenceSaveFailedAt + 1_000 else { return }
+        do {
+            try signaling.saveSequences()
+        } catch {
+            sequenceSaveFailedAt = now
+            sequenceSaveFailures += 1
+            log(.error, "matd: saving the sequence counter failed (\(sequenceSaveFailures) times so far): \(error); trying again in a second")
+        }
     }
 
     private func resolveMisses(now: UInt64) {

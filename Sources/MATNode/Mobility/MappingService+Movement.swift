@@ -62,11 +62,13 @@ extension MappingService {
     /// Reads the uplinks; on a new MoA (or when forced) re-points the datapath, registers
     /// and alerts the peers.
     func followUplinks(now: UInt64) {
+        let found = host.uplinkAddresses()
+        let vanished = addresses.mobileAddresses.contains { moa in !found.contains { $0.family == moa.family } }
+        if eventsPending, vanished, debounce.addressesVanished(at: now) { return }
         debounce.didRead(at: now, afterEvents: eventsPending)
         eventsPending = false
         let force = announceEvenIfUnchanged
         announceEvenIfUnchanged = false
-        let found = host.uplinkAddresses()
         pinnedMoAs.removeAll { !found.contains($0) }
         let ordered = pinnedMoAs + found.filter { !pinnedMoAs.contains($0) }
         let next = addresses.withMobile(from: ordered)
@@ -92,13 +94,14 @@ extension MappingService {
             engine.send(.setAddresses(next))
             updateDiversion()
         }
-        register(now: now)
         publicState.waiting.wait(peers.filter { asking.contains($0.hoa.family) }, now: now)
         alerts.startRound(with: peers.filter { !asking.contains($0.hoa.family) },
                        first: Set(config.peers.map(\.homeAddress)),
                        recentSince: now > idle.idleAfter ? now - idle.idleAfter : 0,
                        lastHeard: { [idle] hoa in max(idle.lastHeard[hoa] ?? 0, idle.lastData[hoa] ?? 0) })
+        // The alerts first: the registration goes beside them, through the IMS worker.
         sendQueuedAlerts(now: now)
+        register(now: now)
     }
 
     /// Sends the next alerts of the last move (`AlertQueue`); a peer that cannot be

@@ -75,6 +75,9 @@ final class Signaling {
     /// The next sequence number, for the IMS registration too (one counter, never repeated).
     func nextSequence() throws(SystemError) -> UInt64 { try sequences.take() }
 
+    /// Saves the block of sequence numbers the messages just sent started (``SequenceSource``).
+    func saveSequences() throws(SystemError) { try sequences.save() }
+
     /// A registration of `hoas` with the relay (docs/signaling.md, "Relay"), signed with
     /// the key this node's alerts are signed with now.
     func sealRelayRegistration(hoas: [IPAddress], sequence: UInt64) -> [UInt8] {
