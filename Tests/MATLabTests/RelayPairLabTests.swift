@@ -144,8 +144,9 @@ struct RelayPairLabTests {
         let after = try nat.encapCounters("vm")
         let peers = try lab.matctl("vm", "peers")
         #expect(peers.contains("\(cn.home4) -> 203.0.113.51*") && peers.contains("path udp-encap"), "\(peers)")
+        // 2 MB in datagrams of at most 65,000 bytes: more than 30, none of them to the relay.
         #expect(after["encap_relay_packets_sent", default: 0] == before["encap_relay_packets_sent", default: 0]
-                && after["encap_packets_sent", default: 0] - before["encap_packets_sent", default: 0] > 1_000,
+                && after["encap_packets_sent", default: 0] - before["encap_packets_sent", default: 0] > 30,
                 "before \(before)\nafter \(after)")
     }
 
