@@ -190,8 +190,8 @@ struct SecurityLabTests {
     /// D3): a forged answer with a key of its own, the plain host as the VM's MoA and the
     /// largest sequence is refused whole (no key change, nothing probed or sent to the
     /// plain host); one with the VM's genuine key and MoA and the largest sequence is
-    /// taken without its sequence, so the VM's next move (its signed alert, with its own,
-    /// far smaller number) still wins, and the CN follows the VM, lastingly.
+    /// taken without its sequence, so the genuine IMS's answer after the VM's next move
+    /// (the VM's own, far smaller number) still wins, and the CN follows the VM, lastingly.
     @Test func aNodeWithoutAnIMSKeyTakesNoKeyChangeAndNoSequenceFromAnUnsignedAnswer() throws {
         let (lab, _) = try Lab.withIMS()
         defer { lab.close() }
@@ -199,9 +199,10 @@ struct SecurityLabTests {
         #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> \(vm.mobile4)"), "\(lab.matdLog("cn"))")
         let keyText = try String(contentsOfFile: lab.path("vm-state/signing.key"), encoding: .utf8)
         let vmKey = try SigningKey(rawRepresentation: Array(Data(base64Encoded: keyText.trimmingCharacters(in: .whitespacesAndNewlines))!))
-        let keyless = try String(contentsOfFile: lab.path("cn-ims.conf"), encoding: .utf8)
+        let genuine = try String(contentsOfFile: lab.path("cn-ims.conf"), encoding: .utf8)
             .split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.hasPrefix("key-file") }.joined(separator: "\n")
-            .replacingOccurrences(of: "server = 192.0.2.132", with: "server = \(Addr.plain4)")
+        try genuine.write(toFile: lab.path("cn-keyless-genuine.conf"), atomically: true, encoding: .utf8)
+        let keyless = genuine.replacingOccurrences(of: "server = 192.0.2.132", with: "server = \(Addr.plain4)")
         #expect(keyless.contains("server = \(Addr.plain4)"), "\(keyless)")
         try keyless.write(toFile: lab.path("cn-keyless.conf"), atomically: true, encoding: .utf8)
         // Whatever the CN sends the plain host (a probe, an alert) arrives here.
@@ -246,28 +247,38 @@ struct SecurityLabTests {
         usleep(1_000_000)
         let taken = try vmPeer()
         #expect(taken?.mobileAddresses.map(\.address) == [vm.mobile4], "\(String(describing: taken))")
-        #expect((taken?.sequence ?? .max) < UInt64.max / 2, "the CN took the forged sequence: \(String(describing: taken))")
-        // The VM moves: its alert, signed and numbered as ever, moves it at the CN, which
-        // follows it there for good (the forger's later answers name the old MoA, which
-        // is probed and found gone).
+        // What the CN keeps of it (peers.json) meets the genuine IMS's next answer: the VM
+        // moves while the CN is stopped (no alert reaches it) and registers its new MoA;
+        // the CN, started again without a key and asking the real IMS, looks the restored
+        // VM up and must take that answer, whose sequence is the VM's own and so far below
+        // the forged one (which, had it been kept, would make the answer look older and
+        // leave the CN at the VM's old address for good).
+        _ = try lab.stopMatd("cn")
+        func registrations() -> Int { lab.matdLog("vm").components(separatedBy: "registered \(vm.home4)").count - 1 }
+        let registered = registrations()
         try lab.moveVM(to: "b")
+        let reRegistered = Date().addingTimeInterval(20)
+        while registrations() <= registered && Date() < reRegistered { usleep(200_000) }
+        #expect(registrations() > registered, "the VM did not register its new MoA:\n\(lab.matdLog("vm"))")
+        try lab.startMatd("cn", config: lab.path("cn-keyless-genuine.conf"))
         let site = Date().addingTimeInterval(20)
         var moved = try vmPeer()
-        while moved?.mobileAddresses.first?.address == vm.mobile4 && Date() < site {
+        while moved?.mobileAddresses.first?.address ?? vm.mobile4 == vm.mobile4 && Date() < site {
             usleep(200_000)
             moved = try vmPeer()
         }
         let newMoA = moved?.mobileAddresses.first?.address
-        #expect(newMoA != nil && newMoA != vm.mobile4, "the CN did not follow the VM's move: \(String(describing: moved))\n\(lab.matdLog("cn"))")
+        #expect(newMoA != nil && newMoA != vm.mobile4, "the CN did not follow the VM: \(String(describing: moved))\n\(lab.matdLog("cn"))")
+        #expect((moved?.sequence ?? .max) < UInt64.max / 2, "\(String(describing: moved))")
         let lasting = Date().addingTimeInterval(3 * ReachabilityLabTests.recordTTL)
-        while Date() < lasting {
+        while newMoA != vm.mobile4 && Date() < lasting {
             #expect(try vmPeer()?.mobileAddresses.first?.address == newMoA, "\(lab.matdLog("cn"))")
             usleep(1_000_000)
         }
         #expect(try lab.ping("cn", vm.home4, count: 3) || lab.ping("cn", vm.home4, count: 3))
         #expect(Self.datagrams(bystander).isEmpty, "the CN sent the plain host \(Self.datagrams(bystander).count) datagram(s)")
-        print("keyless: a foreign key refused, a forged sequence not taken (the CN kept \(taken?.sequence ?? 0)); "
-              + "the VM's move taken at \(newMoA ?? "?") and kept for \(Int(3 * ReachabilityLabTests.recordTTL)) s")
+        print("keyless: a foreign key refused, a forged sequence not kept (the CN has \(moved?.sequence ?? 0)); "
+              + "the genuine answer after the VM's move taken at \(newMoA ?? "?") and kept for \(Int(3 * ReachabilityLabTests.recordTTL)) s")
     }
 
     /// Prints "listening", then "<unix time> <source> <bytes>" per datagram on the port.
