@@ -191,7 +191,7 @@ extension MappingService {
         let now = Self.milliseconds()
         for peer in saved.peers where !configured.contains(peer.hoa) {
             let mapping = PeerMapping(hoa: peer.hoa, ranked: peer.moas, flags: .confirmed, sequence: peer.sequence)
-            learned[peer.hoa] = (mapping, now + 1_000)
+            learned[peer.hoa] = (mapping, now + MappingRefresh.soon)
             idle.track(peer.hoa, now: now)
             publishedPeers.withLock { $0[peer.hoa] = .learned }
             engine.send(.replaceMapping(mapping))
