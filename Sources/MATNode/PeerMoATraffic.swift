@@ -68,6 +68,10 @@ enum PeerMoATraffic {
             "add set inet \(table) quoted6 { typeof @nh,192,128 . @nh,48,8 . @th,0,32; flags dynamic, timeout; timeout \(flowTimeout)s; size 1048576; }",
             "add chain inet \(table) out { type filter hook output priority 0; policy accept; }",
             "flush chain inet \(table) out",
+            // HoA traffic (routed into the TUN device; the kernel fast path rewrites it after
+            // this chain) leaves the chain on one compare instead of the rules' set lookups:
+            // about 4 us less per round trip on the fast path (docs/benchmarks.md).
+            "add rule inet \(table) out oifname \"\(tun)\" accept",
         ] + PeerMoASets.declarations(tableFamily: "inet", table: table, quoted: false)
         let mark = "meta mark set meta mark or 0x\(String(markBit, radix: 16))"
         for (family, ip, suffix) in [(AddressFamily.ipv4, "ip", "4"), (.ipv6, "ip6", "6")] {
