@@ -87,13 +87,25 @@ public enum NftablesCounters {
     /// attributes of other types or sizes, are skipped.
     static func parse(_ datagram: UnsafeRawBufferPointer, sequence: UInt32, portID: UInt32) -> (counters: [String: Value], end: End) {
         var counters: [String: Value] = [:]
+        let end = walk(datagram, sequence: sequence, portID: portID, type: messageType(UInt16(NFT_MSG_NEWOBJ.rawValue))) { payload in
+            if let (name, value) = counter(in: payload) { counters[name] = value }
+        }
+        return (counters, end)
+    }
+
+    /// Hands `body` the payload of each message of nfnetlink type `type` in one datagram
+    /// of a dump answering request `sequence` from `portID`, and says whether the dump
+    /// ends there. Safe on any bytes: a message whose length does not fit ends the walk as
+    /// malformed; messages of other types or requests are skipped.
+    static func walk(_ datagram: UnsafeRawBufferPointer, sequence: UInt32, portID: UInt32, type: UInt16,
+                     _ body: (UnsafeRawBufferPointer) -> Void) -> End {
         var offset = 0
         while offset < datagram.count {
-            guard datagram.count - offset >= headerSize else { return (counters, .malformed("a truncated message header")) }
+            guard datagram.count - offset >= headerSize else { return .malformed("a truncated message header") }
             let header = datagram.loadUnaligned(fromByteOffset: offset, as: nlmsghdr.self)
             let length = Int(header.nlmsg_len)
             guard length >= headerSize, length <= datagram.count - offset else {
-                return (counters, .malformed("a message of \(length) bytes in \(datagram.count - offset)"))
+                return .malformed("a message of \(length) bytes in \(datagram.count - offset)")
             }
             let payload = UnsafeRawBufferPointer(rebasing: datagram[(offset + headerSize)..<(offset + length)])
             offset += align(length)
@@ -105,20 +117,20 @@ public enum NftablesCounters {
                 // Since Linux 4.x a dump that failed midway says so in NLMSG_DONE's payload.
                 if payload.count >= 4 {
                     let error = payload.loadUnaligned(as: Int32.self)
-                    if error < 0 { return (counters, .failed(-error)) }
+                    if error < 0 { return .failed(-error) }
                 }
-                return (counters, .done)
+                return .done
             case NLMSG_ERROR:
-                guard payload.count >= 4 else { return (counters, .malformed("a truncated error")) }
+                guard payload.count >= 4 else { return .malformed("a truncated error") }
                 let error = payload.loadUnaligned(as: Int32.self)
-                if error < 0 { return (counters, .failed(-error)) }
-            case Int32(messageType(UInt16(NFT_MSG_NEWOBJ.rawValue))):
-                if let (name, value) = counter(in: payload) { counters[name] = value }
+                if error < 0 { return .failed(-error) }
+            case Int32(type):
+                body(payload)
             default:
                 continue
             }
         }
-        return (counters, .more)
+        return .more
     }
 
     /// The name and values of the counter object one NFT_MSG_NEWOBJ payload describes
@@ -151,7 +163,7 @@ public enum NftablesCounters {
 
     /// The attributes (type without the nested and byte-order flags, payload) in `data`,
     /// up to the first whose length does not fit.
-    private static func attributes(_ data: UnsafeRawBufferPointer) -> [(UInt16, UnsafeRawBufferPointer)] {
+    static func attributes(_ data: UnsafeRawBufferPointer) -> [(UInt16, UnsafeRawBufferPointer)] {
         var result: [(UInt16, UnsafeRawBufferPointer)] = []
         var offset = 0
         while data.count - offset >= 4 {
@@ -169,7 +181,7 @@ public enum NftablesCounters {
 
     /// nft's family names and their NFPROTO_ numbers (linux/netfilter.h, not imported: it
     /// brings the kernel's own in_addr beside Glibc's).
-    private static let families: [String: UInt8] = ["inet": 1, "ip": 2, "arp": 3, "netdev": 5, "bridge": 7, "ip6": 10]
+    static let families: [String: UInt8] = ["inet": 1, "ip": 2, "arp": 3, "netdev": 5, "bridge": 7, "ip6": 10]
 
     private static let headerSize = MemoryLayout<nlmsghdr>.size
 

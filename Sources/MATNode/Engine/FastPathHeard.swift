@@ -20,11 +20,10 @@ import Synchronization
 /// could lapse between two reads while packets kept coming. With `update` the reads can
 /// be spaced as widely as their cost needs without losing what they report.
 ///
-/// Reading a set costs in proportion to its elements (libnftables' listing: about 1 s
-/// of CPU at 100,000 peers, docs/benchmarks.md), so a thread of its own reads it
-/// (``FastPathHeardReader``), and nothing lists the table or a chain (nft would read
-/// every map's elements first). Asking for single elements is no cheaper: nft 1.0.6
-/// reads the whole set for `get element`.
+/// Reading a set costs in proportion to its elements, so a thread of its own reads it
+/// (``FastPathHeardReader``), over netlink (``NftablesSetElements``): nft's listing of
+/// 100,000 took 1.6 s and its JSON as long again (docs/benchmarks.md). Asking for single
+/// elements is no cheaper: nft 1.0.6 reads the whole set for `get element`.
 enum FastPathHeard {
     /// The set of `family`.
     static func setName(_ family: AddressFamily) -> String { family == .ipv4 ? "heard4" : "heard6" }
@@ -59,73 +58,25 @@ enum FastPathHeard {
         max(min(max(2_000, 10 * lastReadTook), max(1_000, idleAfter / 3)), 3 * lastReadTook)
     }
 
-    /// Each peer in nft's JSON listing of a set (`list set`), with when its last packet
-    /// came at the latest (monotonic ms), for a listing asked for at `readAt` of a set
-    /// whose timeout is `timeoutSeconds`: an element expires its timeout after its last
-    /// packet, and nft gives what is left in whole seconds, rounded down. Throws on text
-    /// that is not nft's JSON; elements it cannot read are skipped.
-    ///
-    /// A scan of the bytes for each element's `"val"`, `"timeout"` and `"expires"`, not
-    /// a JSON decoder: Foundation's took most of a 100,000-element read (several seconds),
-    /// nft's own listing about one.
-    static func parse(_ text: String, readAt: UInt64, timeoutSeconds: UInt32) throws(SystemError) -> [IPAddress: UInt64] {
-        var text = text
-        let heard: [IPAddress: UInt64]? = text.withUTF8 { scan($0, readAt: readAt, timeout: UInt64(timeoutSeconds)) }
-        guard let heard else { throw SystemError("nftables: list set", detail: "not nft's JSON: \(text.prefix(80))") }
-        return heard
-    }
-
-    /// ``parse(_:readAt:timeoutSeconds:)`` on bytes; nil when they are not nft's JSON.
-    private static func scan(_ bytes: UnsafeBufferPointer<UInt8>, readAt: UInt64, timeout setTimeout: UInt64) -> [IPAddress: UInt64]? {
-        let count = bytes.count
-        func find(_ pattern: StaticString, from start: Int, before end: Int) -> Int? {
-            let length = pattern.utf8CodeUnitCount
-            guard length > 0, end - length >= start else { return nil }
-            let first = pattern.utf8Start[0]
-            var index = start
-            while index <= end - length {
-                if bytes[index] == first {
-                    var same = true
-                    for offset in 1..<length where bytes[index + offset] != pattern.utf8Start[offset] {
-                        same = false
-                        break
-                    }
-                    if same { return index + length }
-                }
-                index += 1
-            }
-            return nil
-        }
-        func number(at start: Int, before end: Int) -> UInt64? {
-            var index = start, value: UInt64 = 0, digits = 0
-            while index < end, index < count, bytes[index] >= 0x30, bytes[index] <= 0x39, digits < 19 {
-                value = value * 10 + UInt64(bytes[index] - 0x30)
-                index += 1
-                digits += 1
-            }
-            return digits == 0 ? nil : value
-        }
-        var index = 0
-        while index < count, bytes[index] == 0x20 || bytes[index] == 0x0A || bytes[index] == 0x09 { index += 1 }
-        guard let body = find("{\"nftables\":", from: index, before: min(count, index + 13)) else { return nil }
-        index = body
-        while index < count, bytes[index] == 0x20 { index += 1 }
-        guard index < count, bytes[index] == UInt8(ascii: "[") else { return nil }
+    /// Each peer among a set's elements (``NftablesSetElements``), with when its last
+    /// packet came at the latest (monotonic ms), for elements read from `readAt` on of a
+    /// set whose timeout is `timeoutSeconds`: an element expires its timeout after its
+    /// last packet, and the kernel gives what is left in ms. Keys that are not an address
+    /// are skipped.
+    static func heard(_ elements: [NftablesSetElements.Element], readAt: UInt64, timeoutSeconds: UInt32) -> [IPAddress: UInt64] {
         var heard: [IPAddress: UInt64] = [:]
-        while let value = find("\"val\": \"", from: index, before: count) {
-            guard let close = (value..<min(count, value + 64)).first(where: { bytes[$0] == UInt8(ascii: "\"") }) else {
-                index = value
-                continue
+        heard.reserveCapacity(elements.count)
+        for element in elements {
+            let address: IPAddress
+            switch element.key.count {
+            case 4: address = element.key.withUnsafeBytes { .v4(IPv4Address(loadingFrom: $0.baseAddress!, offset: 0)) }
+            case 16: address = element.key.withUnsafeBytes { .v6(IPv6Address(loadingFrom: $0.baseAddress!, offset: 0)) }
+            default: continue
             }
-            let objectEnd = (close..<count).first { bytes[$0] == UInt8(ascii: "}") } ?? count
-            index = objectEnd
-            guard let address = IPAddress(String(decoding: UnsafeBufferPointer(rebasing: bytes[value..<close]), as: UTF8.self)) else {
-                continue
-            }
-            let timeout = find("\"timeout\": ", from: close, before: objectEnd).flatMap { number(at: $0, before: objectEnd) } ?? setTimeout
             let at: UInt64
-            if let expires = find("\"expires\": ", from: close, before: objectEnd).flatMap({ number(at: $0, before: objectEnd) }) {
-                let age = (timeout > expires ? timeout - expires : 0) * 1_000
+            if let expiration = element.expiration {
+                let timeout = element.timeout ?? UInt64(timeoutSeconds) * 1_000
+                let age = timeout > expiration ? timeout - expiration : 0
                 at = readAt > age ? readAt - age : 0
             } else {
                 at = readAt
@@ -135,21 +86,21 @@ enum FastPathHeard {
         return heard
     }
 
-    /// Reads both sets of `table` with `nftables` (one listing each: nft 1.0.6 fails a
-    /// second `list set` in the same command). A set that is not there reads as empty
-    /// when the table is not there either (the fast path is off, or was removed).
+    /// Reads both sets of `table` over netlink. A set that is not there reads as empty
+    /// when the table is not there either (the fast path is off, or was removed), which
+    /// `nftables` tells.
     static func read(table: String, timeoutSeconds: UInt32, nftables: Nftables) throws(SystemError) -> [IPAddress: UInt64] {
         var heard: [IPAddress: UInt64] = [:]
         for family in [AddressFamily.ipv4, .ipv6] {
             let readAt = MonotonicClock.milliseconds()
-            let text: String
+            let elements: [NftablesSetElements.Element]
             do {
-                text = try nftables.runJSON("list set inet \(table) \(setName(family))")
+                elements = try NftablesSetElements.read(family: "inet", table: table, set: setName(family))
             } catch {
                 if try !nftables.hasTable(family: "inet", name: table) { return [:] }
                 throw error
             }
-            heard.merge(try parse(text, readAt: readAt, timeoutSeconds: timeoutSeconds)) { max($0, $1) }
+            heard.merge(Self.heard(elements, readAt: readAt, timeoutSeconds: timeoutSeconds)) { max($0, $1) }
         }
         return heard
     }
