@@ -80,16 +80,7 @@ struct NATPairLabTests {
         for node in ["vm", "cn"] where !nat.waitForEncap(node, "encap_keepalives_received", atLeast: 1, timeout: 30) {
             Issue.record("no keepalive reached \(node): \(try nat.encapCounters(node))\n\(lab.matdLog(node))")
         }
-        let file = try lab.randomFile("payload", megabytes: 10)
-        let toCN = try lab.tcpTransfer(listener: "cn", address: cn.home4, connector: "vm", sender: "vm", file: file,
-                                       port: 5040)
-        #expect(toCN.listenerSawPeer == vm.home4 && toCN.connectorLocal == vm.home4, "\(toCN)")
-        let toVM = try lab.tcpTransfer(listener: "vm", address: vm.home4, connector: "cn", sender: "cn", file: file,
-                                       port: 5041)
-        #expect(toVM.listenerSawPeer == cn.home4 && toVM.connectorLocal == cn.home4, "\(toVM)")
-        let vmPeers = try lab.matctl("vm", "peers"), cnPeers = try lab.matctl("cn", "peers")
-        #expect(vmPeers.contains("\(cn.home4) -> 203.0.113.51*") && vmPeers.contains("path udp-encap"), "\(vmPeers)")
-        #expect(cnPeers.contains("\(vm.home4) -> 203.0.113.50*") && cnPeers.contains("path udp-encap"), "\(cnPeers)")
+        try nat.transferBothWays(megabytes: 10, path: "udp-encap")
         for node in ["vm", "cn"] {
             let counters = try nat.encapCounters(node)
             // 10 MB each way: thousands of carried packets each way, nothing refused.
@@ -100,6 +91,28 @@ struct NATPairLabTests {
 }
 
 extension NATLab {
+    /// A TCP transfer of `megabytes` each way between the VM's and the CN's HoAs (each end
+    /// sees the other's HoA, the bytes arrive whole), then both ends' peer lists show the
+    /// other at its NAT's public address on `path`.
+    func transferBothWays(megabytes: Int, path: String) throws {
+        let vm = Addr.node("vm"), cn = Addr.node("cn")
+        let file = try lab.randomFile("payload", megabytes: megabytes)
+        let toCN = try lab.tcpTransfer(listener: "cn", address: cn.home4, connector: "vm", sender: "vm", file: file,
+                                       port: 5040)
+        #expect(toCN.listenerSawPeer == vm.home4 && toCN.connectorLocal == vm.home4, "\(toCN)")
+        let toVM = try lab.tcpTransfer(listener: "vm", address: vm.home4, connector: "cn", sender: "cn", file: file,
+                                       port: 5041)
+        #expect(toVM.listenerSawPeer == cn.home4 && toVM.connectorLocal == cn.home4, "\(toVM)")
+        let vmPeers = try lab.matctl("vm", "peers"), cnPeers = try lab.matctl("cn", "peers")
+        #expect(vmPeers.contains("\(cn.home4) -> 203.0.113.51*") && vmPeers.contains("path \(path)"), "\(vmPeers)")
+        #expect(cnPeers.contains("\(vm.home4) -> 203.0.113.50*") && cnPeers.contains("path \(path)"), "\(cnPeers)")
+    }
+
+    /// `nat` ("nat" or "nat2") chooses every source port at random (Tools/lab/nat-site random).
+    func randomPorts(_ nat: String) throws {
+        try check([LabPaths.natSite, "random", nat], timeout: 30, environment: ["LAB": lab.name])
+    }
+
     /// Adds site M behind a second NAT router (Tools/lab/nat-site up-cn).
     func addCNSite() throws {
         try check([LabPaths.natSite, "up-cn"], timeout: 60, environment: ["LAB": lab.name])
