@@ -26,7 +26,27 @@ public enum NftablesCounters {
     /// netlink socket of its own in the calling thread's network namespace, so any thread
     /// may call it.
     public static func read(family: String, table: String) throws(SystemError) -> [String: Value] {
-        let what = "read the counters of nftables table \(family) \(table)"
+        var counters: [String: Value] = [:]
+        try dump("read the counters of nftables table \(family) \(table)", family: family, request: NFT_MSG_GETOBJ.rawValue,
+                 attributes: { message in
+                     mnl_attr_put_strz(message, UInt16(NFTA_OBJ_TABLE.rawValue), table)
+                     mnl_attr_put_u32(message, UInt16(NFTA_OBJ_TYPE.rawValue), UInt32(NFT_OBJECT_COUNTER).bigEndian)
+                 }, datagram: { datagram, sequence, portID in
+                     let part = parse(datagram, sequence: sequence, portID: portID)
+                     counters.merge(part.counters) { _, new in new }
+                     return part.end
+                 })
+        return counters
+    }
+
+    /// Sends a dump request of nftables message type `request` for `family`'s tables,
+    /// with the attributes `attributes` puts in, and hands each datagram of the answer to
+    /// `datagram` (with the request's sequence and port) until it says the dump ended.
+    /// Opens a netlink socket of its own in the calling thread's network namespace, so any
+    /// thread may call it. `what` names the reading in errors.
+    static func dump(_ what: String, family: String, request: UInt32,
+                     attributes: (UnsafeMutablePointer<nlmsghdr>) -> Void,
+                     datagram: (UnsafeRawBufferPointer, UInt32, UInt32) -> End) throws(SystemError) {
         guard let protocolFamily = families[family] else { throw SystemError(what, detail: "unknown family \(family)") }
         guard let socket = mnl_socket_open2(NETLINK_NETFILTER, Int32(SOCK_CLOEXEC.rawValue)) else {
             throw SystemError(what, errno: errno)
@@ -39,7 +59,7 @@ public enum NftablesCounters {
         let base = buffer.baseAddress!
         memset(base, 0, buffer.count)
         guard let message = mnl_nlmsg_put_header(base) else { throw SystemError(what, detail: "no buffer") }
-        message.pointee.nlmsg_type = messageType(UInt16(NFT_MSG_GETOBJ.rawValue))
+        message.pointee.nlmsg_type = messageType(UInt16(request))
         message.pointee.nlmsg_flags = UInt16(NLM_F_REQUEST | NLM_F_DUMP)
         let sequence = UInt32(truncatingIfNeeded: time(nil))
         message.pointee.nlmsg_seq = sequence
@@ -47,22 +67,18 @@ public enum NftablesCounters {
         header.pointee.nfgen_family = protocolFamily
         header.pointee.version = UInt8(NFNETLINK_V0)
         header.pointee.res_id = 0
-        mnl_attr_put_strz(message, UInt16(NFTA_OBJ_TABLE.rawValue), table)
-        mnl_attr_put_u32(message, UInt16(NFTA_OBJ_TYPE.rawValue), UInt32(NFT_OBJECT_COUNTER).bigEndian)
+        attributes(message)
         guard mnl_socket_sendto(socket, message, Int(message.pointee.nlmsg_len)) >= 0 else { throw SystemError(what, errno: errno) }
         let portID = mnl_socket_get_portid(socket)
-        var counters: [String: Value] = [:]
         while true {
             var count: Int
             repeat {
                 count = mnl_socket_recvfrom(socket, base, buffer.count)
             } while count < 0 && errno == EINTR
             guard count >= 0 else { throw SystemError(what, errno: errno) }
-            let part = parse(UnsafeRawBufferPointer(start: base, count: count), sequence: sequence, portID: portID)
-            counters.merge(part.counters) { _, new in new }
-            switch part.end {
+            switch datagram(UnsafeRawBufferPointer(start: base, count: count), sequence, portID) {
             case .more: continue
-            case .done: return counters
+            case .done: return
             case .failed(let error): throw SystemError(what, errno: error)
             case .malformed(let detail): throw SystemError(what, detail: detail)
             }

@@ -31,46 +31,18 @@ public enum NftablesSetElements {
     /// Throws ENOENT when the table or the set is not there. Opens a netlink socket of
     /// its own in the calling thread's network namespace, so any thread may call it.
     public static func read(family: String, table: String, set: String) throws(SystemError) -> [Element] {
-        let what = "read the elements of nftables set \(family) \(table) \(set)"
-        guard let protocolFamily = NftablesCounters.families[family] else { throw SystemError(what, detail: "unknown family \(family)") }
-        guard let socket = mnl_socket_open2(NETLINK_NETFILTER, Int32(SOCK_CLOEXEC.rawValue)) else {
-            throw SystemError(what, errno: errno)
-        }
-        defer { mnl_socket_close(socket) }
-        guard mnl_socket_bind(socket, 0, pid_t(MNL_SOCKET_AUTOPID)) == 0 else { throw SystemError(what, errno: errno) }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 32_768, alignment: MemoryLayout<nlmsghdr>.alignment)
-        defer { buffer.deallocate() }
-        let base = buffer.baseAddress!
-        memset(base, 0, buffer.count)
-        guard let message = mnl_nlmsg_put_header(base) else { throw SystemError(what, detail: "no buffer") }
-        message.pointee.nlmsg_type = NftablesCounters.messageType(UInt16(NFT_MSG_GETSETELEM.rawValue))
-        message.pointee.nlmsg_flags = UInt16(NLM_F_REQUEST | NLM_F_DUMP)
-        let sequence = UInt32(truncatingIfNeeded: time(nil))
-        message.pointee.nlmsg_seq = sequence
-        let header = mnl_nlmsg_put_extra_header(message, MemoryLayout<nfgenmsg>.size)!.assumingMemoryBound(to: nfgenmsg.self)
-        header.pointee.nfgen_family = protocolFamily
-        header.pointee.version = UInt8(NFNETLINK_V0)
-        header.pointee.res_id = 0
-        mnl_attr_put_strz(message, UInt16(NFTA_SET_ELEM_LIST_TABLE.rawValue), table)
-        mnl_attr_put_strz(message, UInt16(NFTA_SET_ELEM_LIST_SET.rawValue), set)
-        guard mnl_socket_sendto(socket, message, Int(message.pointee.nlmsg_len)) >= 0 else { throw SystemError(what, errno: errno) }
-        let portID = mnl_socket_get_portid(socket)
         var elements: [Element] = []
-        while true {
-            var count: Int
-            repeat {
-                count = mnl_socket_recvfrom(socket, base, buffer.count)
-            } while count < 0 && errno == EINTR
-            guard count >= 0 else { throw SystemError(what, errno: errno) }
-            let part = parse(UnsafeRawBufferPointer(start: base, count: count), sequence: sequence, portID: portID)
-            elements += part.elements
-            switch part.end {
-            case .more: continue
-            case .done: return elements
-            case .failed(let error): throw SystemError(what, errno: error)
-            case .malformed(let detail): throw SystemError(what, detail: detail)
-            }
-        }
+        try NftablesCounters.dump("read the elements of nftables set \(family) \(table) \(set)", family: family,
+                                  request: NFT_MSG_GETSETELEM.rawValue,
+                                  attributes: { message in
+                                      mnl_attr_put_strz(message, UInt16(NFTA_SET_ELEM_LIST_TABLE.rawValue), table)
+                                      mnl_attr_put_strz(message, UInt16(NFTA_SET_ELEM_LIST_SET.rawValue), set)
+                                  }, datagram: { datagram, sequence, portID in
+                                      let part = parse(datagram, sequence: sequence, portID: portID)
+                                      elements += part.elements
+                                      return part.end
+                                  })
+        return elements
     }
 
     /// The elements in one datagram of a dump answering request `sequence` from `portID`,
