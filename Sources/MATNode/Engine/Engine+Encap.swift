@@ -300,7 +300,9 @@ extension Engine {
     /// packet does, with the relay standing for the peer's MoA: only from the relay this
     /// node registers with (its address and `encap-port`), only when its inner source HoA
     /// is a peer whose MoA this node reaches in UDP (only for such peers does the relay
-    /// stand in), and only for this node's HoA. Anything else is refused and counted.
+    /// stand in), and only for this node's HoA. Anything else is refused and counted. A
+    /// first contact's MoA under check delivers nothing through the relay either
+    /// (``PacketProcessor/admitsRelayed(_:length:from:port:relay:endpoints:)``).
     private func deliverRelayed(_ encap: EncapPath, at base: UnsafeMutableRawPointer, length: Int,
                                 source: IPAddress, sourcePort: UInt16) -> Bool {
         guard let relay = encap.relayServer else {
@@ -309,9 +311,13 @@ extension Engine {
         }
         let packet = base + EncapWire.headerLength + VirtioNetHeader.size
         let packetLength = length - EncapWire.headerLength - VirtioNetHeader.size
-        let peer = source == relay.address && sourcePort == relay.port
-            ? processor.carriedPeerMoA(UnsafeRawPointer(packet), length: packetLength) : nil
-        guard let peer, encap.endpoints.port(for: peer) != nil else {
+        switch processor.admitsRelayed(UnsafeRawPointer(packet), length: packetLength, from: source,
+                                       port: sourcePort, relay: relay, endpoints: encap.endpoints) {
+        case .deliver:
+            break
+        case .unproven:
+            return false
+        case .refused:
             encap.counters.relayRefused &+= 1
             encap.counters.refused &+= 1
             return false
