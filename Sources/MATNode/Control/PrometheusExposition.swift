@@ -6,7 +6,8 @@ import MATMetrics
 /// and bytes as units; docs/operations.md lists them.
 public enum PrometheusExposition {
     /// The exposition of `stats`, with one series per peer in `peers` for the per-peer
-    /// gauges (address, alert state, last acknowledgement, round trip).
+    /// gauges (address, alert state, last acknowledgement, round trip); `matd_peers` is
+    /// `status`'s count of the engine's mappings, or `peers`' count without a status.
     public static func render(stats: StatsReport, peers: [PeerReport], status: StatusReport? = nil) -> String {
         var out = PrometheusWriter()
         out.family("matd_packets_total", "Packets the engine translated, by direction.", .counter, [
@@ -92,7 +93,8 @@ public enum PrometheusExposition {
             out.family("matd_mobile_address_info", "The node's current mobile addresses (value 1).", .gauge,
                        status.mobileAddresses.map { (["address": $0], .integer(1)) })
         }
-        out.family("matd_peers", "Peers with a mapping.", .gauge, [([:], .integer(UInt64(peers.count)))])
+        out.family("matd_peers", "Peers with a mapping.", .gauge,
+                   [([:], .integer(UInt64(status?.peerCount ?? peers.count)))])
         let sorted = peers.sorted { $0.homeAddress < $1.homeAddress }
         out.family("matd_peer_alert_state", "The last alert to each peer (1 for its state).", .gauge,
                    sorted.compactMap { peer in peer.alert.map { (["peer": peer.homeAddress, "state": $0], .integer(1)) } })
