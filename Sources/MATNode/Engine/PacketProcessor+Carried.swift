@@ -10,9 +10,10 @@ extension PacketProcessor {
     /// the TUN path counts it (`unvalidatedPath`). No lookup while nothing is under check.
     @inlinable
     public mutating func admitsCarried(from moa: IPAddress, length: Int) -> Bool {
-        guard !unvalidated.isEmpty, unvalidated[moa] != nil else { return true }
-        unvalidated[moa]!.received &+= UInt64(length)
-        guard !unvalidated[moa]!.deliversInbound else { return true }
+        // One hash lookup: the index serves the credit and the check.
+        guard !unvalidated.isEmpty, let index = unvalidated.index(forKey: moa) else { return true }
+        unvalidated.values[index].received &+= UInt64(length)
+        guard !unvalidated.values[index].deliversInbound else { return true }
         counters.engineDrops[Int(EngineDropReason.unvalidatedPath.rawValue)] &+= 1
         return false
     }
