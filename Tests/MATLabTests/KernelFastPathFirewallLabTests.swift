@@ -34,6 +34,18 @@ struct KernelFastPathFirewallLabTests {
         }
     }
 
+    /// The inbound connections of each family (``inboundConnections``) went through the
+    /// kernel fast path: its inbound counters grew by more than the transfers' 4 MB.
+    func expectInboundOnTheFastPath(_ lab: Lab, file: String) throws {
+        let before = try fast.fastCounters(lab, "vm")
+        try inboundConnections(lab, file: file)
+        let after = try fast.fastCounters(lab, "vm")
+        for family in ["4", "6"] {
+            let moved = after["in\(family)_bytes", default: 0] - before["in\(family)_bytes", default: 0]
+            #expect(moved > 4_000_000, "in\(family): \(before) -> \(after)\n\(fast.show(lab, "vm"))")
+        }
+    }
+
     /// Polls the VM's engine until it has counted at least `bytes` inbound bytes more than `before`.
     func engineInbound(_ lab: Lab, since before: UInt64, atLeast bytes: UInt64) throws -> UInt64 {
         let deadline = Date().addingTimeInterval(10)
@@ -97,13 +109,7 @@ struct KernelFastPathFirewallLabTests {
         #expect(!lab.matdLog("vm").contains("input chain"), "\(lab.matdLog("vm"))")
         #expect(try fast.waitForFastPath(lab, "vm", peers: 2), "\(fast.show(lab, "vm"))")
         #expect(try !lab.matctl("vm", "status").contains("through the engine"))
-        let before = try fast.fastCounters(lab, "vm")
-        try inboundConnections(lab, file: file)
-        let after = try fast.fastCounters(lab, "vm")
-        for family in ["4", "6"] {
-            let moved = after["in\(family)_bytes", default: 0] - before["in\(family)_bytes", default: 0]
-            #expect(moved > 4_000_000, "in\(family): \(before) -> \(after)\n\(fast.show(lab, "vm"))")
-        }
+        try expectInboundOnTheFastPath(lab, file: file)
         #expect(drops(try lab.stats("vm")).isEmpty, "\(fast.show(lab, "vm"))")
     }
 
@@ -149,13 +155,7 @@ struct KernelFastPathFirewallLabTests {
         #expect(try waitForStatus(lab, "vm") { $0.contains("kernel fast path: on") && !$0.contains("through the engine") },
                 "\(fast.show(lab, "vm"))")
         #expect(lab.matdLog("vm").contains("input chain inet hostfw input no longer drops"), "\(lab.matdLog("vm"))")
-        let before = try fast.fastCounters(lab, "vm")
-        try inboundConnections(lab, file: file)
-        let after = try fast.fastCounters(lab, "vm")
-        for family in ["4", "6"] {
-            let moved = after["in\(family)_bytes", default: 0] - before["in\(family)_bytes", default: 0]
-            #expect(moved > 4_000_000, "in\(family): \(before) -> \(after)\n\(fast.show(lab, "vm"))")
-        }
+        try expectInboundOnTheFastPath(lab, file: file)
         #expect(drops(try lab.stats("vm")).isEmpty, "\(fast.show(lab, "vm"))")
     }
 
@@ -221,13 +221,7 @@ struct KernelFastPathFirewallLabTests {
 
         try lab.exec("vm", "sh", "-c", inputFix)
         let file = try lab.randomFile("payload", megabytes: 4)
-        let before = try fast.fastCounters(lab, "vm")
-        try inboundConnections(lab, file: file)
-        let after = try fast.fastCounters(lab, "vm")
-        for family in ["4", "6"] {
-            let moved = after["in\(family)_bytes", default: 0] - before["in\(family)_bytes", default: 0]
-            #expect(moved > 4_000_000, "in\(family): \(before) -> \(after)\n\(fast.show(lab, "vm"))")
-        }
+        try expectInboundOnTheFastPath(lab, file: file)
     }
 
     /// Polls `node`'s log for `text`.
