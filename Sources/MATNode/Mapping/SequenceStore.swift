@@ -45,11 +45,9 @@ public struct SequenceStore: Sendable {
     /// them out again.
     public func reserve(_ count: UInt64, above lowest: UInt64 = 0) throws(SystemError) -> ClosedRange<UInt64> {
         precondition(count > 0)
-        let current = max(try read() ?? 0, floorNow, lowest)
-        guard current <= UInt64.max - count else { throw SystemError("sequence \(path)", detail: "exhausted") }
-        let next = current + count
-        try DurableFile.replace(path, with: "\(next)\n")
-        return (current + 1)...next
+        let fresh = try block(after: max(try read() ?? 0, lowest), count: count)
+        try save(through: fresh.upperBound)
+        return fresh
     }
 
     /// The `count` numbers after `last` (at least above this second's floor), computed
