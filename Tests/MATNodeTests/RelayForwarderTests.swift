@@ -28,8 +28,7 @@ import Testing
     }
 
     @Test func signedRegistrationsLetTwoNodesReachEachOtherAndNothingElse() {
-        var forwarder = RelayForwarder(pinnedKeys: [vmHoA: vmKey.publicKey])
-        forwarder.learn(cnKey.publicKey, for: cnHoA)
+        var forwarder = RelayForwarder(pinnedKeys: [vmHoA: vmKey.publicKey, cnHoA: cnKey.publicKey])
         #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 1, with: vmKey), from: vmNAT) == .accepted)
         #expect(register(&forwarder, RelayRegistration.seal(hoas: [cnHoA], sequence: 5, with: cnKey), from: cnNAT) == .accepted)
         #expect(route(&forwarder, from: vmHoA, to: cnHoA, sender: vmNAT) == cnNAT)
@@ -42,7 +41,6 @@ import Testing
 
     @Test func aWrongKeyAnUnknownHoAAndAReplayAreRefusedAndCounted() {
         var forwarder = RelayForwarder(pinnedKeys: [vmHoA: vmKey.publicKey])
-        forwarder.learn(cnKey.publicKey, for: vmHoA)  // a pinned key wins over the IMS's
         // The CN's key signing for the VM's HoA: a forged takeover.
         #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 9, with: cnKey), from: cnNAT)
                 == .badSignature)

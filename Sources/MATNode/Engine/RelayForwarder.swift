@@ -11,15 +11,14 @@ import MATSignaling
 /// Pure apart from the Ed25519 check: the caller passes the time and sends what is
 /// forwarded; the outcomes are counted (``Counters``).
 ///
-/// Keys: a `client-key` pinned in `[relay]` wins; otherwise the key the HoA's IMS TXT record
-/// published, which the mapping service hands over (``learn(_:for:)``). A HoA with neither
-/// cannot register.
+/// Keys: the `client-key`s pinned in `[relay]`; a HoA without one cannot register (the key
+/// its IMS TXT record publishes is not looked up yet).
 public struct RelayForwarder: Sendable {
     public enum RegistrationOutcome: Equatable, Sendable {
         case accepted
         /// Not a well-formed registration (a bad address, a HoA listed twice).
         case malformed
-        /// No key is known for this HoA (pinned or from the IMS): the caller may look it up.
+        /// No key is pinned for this HoA.
         case noKey(IPAddress)
         /// The signature does not verify with one of the HoAs' keys.
         case badSignature
@@ -65,7 +64,6 @@ public struct RelayForwarder: Sendable {
     public private(set) var counters = Counters()
     private var admission: RelayAdmission
     private let pinned: [IPAddress: VerifyingKey]
-    private var learned: [IPAddress: VerifyingKey] = [:]
 
     public init(table: RelayTable = RelayTable(), admission: RelayAdmission = RelayAdmission(),
                 pinnedKeys: [IPAddress: VerifyingKey] = [:]) {
@@ -73,10 +71,6 @@ public struct RelayForwarder: Sendable {
         self.admission = admission
         pinned = pinnedKeys
     }
-
-    /// The key `hoa`'s IMS TXT record publishes, as the mapping service found it; a
-    /// pinned key is kept over it.
-    public mutating func learn(_ key: VerifyingKey, for hoa: IPAddress) { learned[hoa] = key }
 
     /// A datagram `EncapWire.parse` took as a registration, from `sender` at `now`.
     public mutating func register(_ datagram: UnsafeRawBufferPointer, from sender: RelayTable.Binding,
@@ -105,7 +99,7 @@ public struct RelayForwarder: Sendable {
         var keys: [VerifyingKey] = []
         keys.reserveCapacity(registration.hoas.count)
         for hoa in registration.hoas {
-            guard let key = pinned[hoa] ?? learned[hoa] else { return .noKey(hoa) }
+            guard let key = pinned[hoa] else { return .noKey(hoa) }
             keys.append(key)
         }
         if table.isReplayed(registration.hoas, sequence: registration.sequence, from: sender, now: now) { return .replayed }
