@@ -48,15 +48,20 @@ public final class Nftables {
     /// read every element of every set first (0.4, 1.5 and 1.1 s beside a set of 100,000
     /// addresses, nft 1.0.6), listing the chains does not (6 ms).
     public func hasTable(family: String, name: String) throws(SystemError) -> Bool {
-        try objects("list chains \(family)", kind: "chain").contains { $0["table"] as? String == name }
+        !(try chainNames(family: family, table: name)).isEmpty
+    }
+
+    /// The commands that delete `family`'s table `name` whether it is there or not: it is
+    /// added first, so the delete cannot fail on a table that is not there.
+    public static func deletingTable(family: String, name: String) -> [String] {
+        ["add table \(family) \(name)", "delete table \(family) \(name)"]
     }
 
     /// Deletes `family`'s table `name` if it is there, and says whether it was (``hasTable(family:name:)``).
     @discardableResult
     public func deleteTable(family: String, name: String) throws(SystemError) -> Bool {
         let present = try hasTable(family: family, name: name)
-        // Added first, so the delete cannot fail on a table that is not there.
-        try run("add table \(family) \(name)\ndelete table \(family) \(name)")
+        try run(Self.deletingTable(family: family, name: name).joined(separator: "\n"))
         return present
     }
 

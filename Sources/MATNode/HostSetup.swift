@@ -194,8 +194,7 @@ public final class HostSetup {
         var batch = PeerMoATraffic.batch(table: table, tun: tun.name, uplinks: config.uplinks, addresses: shape.addresses)
         batch += whole ? sets.fill(tableFamily: "inet", table: table, quoted: false)
             : previous.changes(to: sets, tableFamily: "inet", table: table, quoted: false)
-        batch += whole ? ["add table netdev \(table)", "delete table netdev \(table)", "add table netdev \(table)"]
-            : ["add table netdev \(table)"]
+        batch += (whole ? Nftables.deletingTable(family: "netdev", name: table) : []) + ["add table netdev \(table)"]
         batch += PeerMoASets.declarations(tableFamily: "netdev", table: table, quoted: true)
         batch += whole ? sets.fill(tableFamily: "netdev", table: table, quoted: true)
             : previous.changes(to: sets, tableFamily: "netdev", table: table, quoted: true)

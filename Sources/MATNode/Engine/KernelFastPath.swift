@@ -168,10 +168,9 @@ public final class KernelFastPath: @unchecked Sendable {
         let fresh = applied == nil
         var batch: [String] = []
         if fresh {
-            // A table from before the owner flag (an older matd) cannot become owned: replaced
-            // (added first, so the delete cannot fail on a table that is not there).
+            // A table from before the owner flag (an older matd) cannot become owned: replaced.
             if writes.load(ordering: .relaxed) == 0 {
-                batch += ["add table inet \(table)", "delete table inet \(table)"]
+                batch += Nftables.deletingTable(family: "inet", name: table)
             }
             batch += ruleset.batch(placement) + FastPathRuleset.flushMaps(table: table)
         } else if ruleset != applied || placement != appliedPlacement {
