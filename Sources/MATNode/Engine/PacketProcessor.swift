@@ -193,9 +193,10 @@ public struct PacketProcessor: ~Copyable {
         case .inbound:
             moa = version == 4 ? .v4(IPv4Address(loadingFrom: UnsafeRawPointer(packet), offset: 12))
                 : .v6(IPv6Address(loadingFrom: UnsafeRawPointer(packet), offset: 8))
-            guard unvalidated[moa] != nil else { return nil }
-            unvalidated[moa]!.received &+= UInt64(length)
-            guard !unvalidated[moa]!.deliversInbound, let hoa = table.hoa(forMoA: moa) else { return nil }
+            // One hash lookup: the index serves the credit and the check (as admitsCarried's).
+            guard let index = unvalidated.index(forKey: moa) else { return nil }
+            unvalidated.values[index].received &+= UInt64(length)
+            guard !unvalidated.values[index].deliversInbound, let hoa = table.hoa(forMoA: moa) else { return nil }
             return LimitedPacket(peer: hoa, moa: moa)
         case .outbound:
             let hoa: IPAddress = version == 4 ? .v4(IPv4Address(loadingFrom: UnsafeRawPointer(packet), offset: 16))

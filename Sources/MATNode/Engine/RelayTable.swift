@@ -130,11 +130,13 @@ public struct RelayTable: Sendable {
     /// Whether a packet from `sender` whose inner source HoA is `source`, relayed to
     /// `destination` (a HoA), goes on at `now`, and where.
     public mutating func route(from sender: Binding, source: IPAddress, destination: IPAddress, now: UInt64) -> Decision {
-        guard let entry = bindings[sender], now < entry.lastSeen + lifetime else { return .unknownSender }
-        guard entry.hoas.contains(source) else { return .unregisteredSource }
+        guard let index = bindings.index(forKey: sender), now < bindings.values[index].lastSeen + lifetime else {
+            return .unknownSender
+        }
+        guard bindings.values[index].hoas.contains(source) else { return .unregisteredSource }
         guard let target = owners[destination]?.binding, let targetEntry = bindings[target],
               now < targetEntry.lastSeen + lifetime else { return .unknownDestination }
-        guard bindings[sender]!.bucket.take(now: now) else { return .rateLimited }
+        guard bindings.values[index].bucket.take(now: now) else { return .rateLimited }
         return .forward(to: target)
     }
 
