@@ -15,8 +15,8 @@ import Testing
         let alerted = waits.answered(.ipv4)
         #expect(alerted.map(\.hoa) == [Self.peer4.hoa, Self.other4.hoa])
         #expect(alerted.map(\.moa) == [Self.peer4.moa, Self.other4.moa])
-        #expect(waits.peers(of: .ipv4).isEmpty)
-        #expect(waits.peers(of: .ipv6).map(\.hoa) == [Self.peer6.hoa])
+        #expect((waits.waiting[.ipv4] ?? []).isEmpty)
+        #expect((waits.waiting[.ipv6] ?? []).map(\.hoa) == [Self.peer6.hoa])
         let r1 = waits.answered(.ipv4)
         #expect(r1.isEmpty, "answered once: a second answer alerts nobody")
     }
@@ -26,20 +26,16 @@ import Testing
     @Test func aSilentIMSHoldsThePeersForTheTimeoutOnly() {
         var waits = PublicAddressWaits()
         #expect(PublicAddressWaits.timeout == 10_000)
-        #expect(waits.nextExpiry == nil)
         waits.wait([Self.peer4], now: 1_000)
         waits.wait([Self.peer6], now: 4_000)
-        #expect(waits.nextExpiry == 11_000)
         let r2 = waits.expire(now: 10_999)
         #expect(r2.isEmpty)
         let r3 = waits.expire(now: 11_000)
         #expect(r3 == [Self.peer4.hoa])
-        #expect(waits.nextExpiry == 14_000)
         let r4 = waits.expire(now: 13_999)
         #expect(r4.isEmpty, "released once; the IPv6 peer's hold runs from its own move")
         let r5 = waits.expire(now: 14_000)
         #expect(r5 == [Self.peer6.hoa])
-        #expect(waits.nextExpiry == nil)
         let r6 = waits.expire(now: 100_000)
         #expect(r6.isEmpty)
     }
@@ -50,7 +46,7 @@ import Testing
         waits.wait([Self.peer4], now: 1_000)
         let r7 = waits.expire(now: 11_000)
         #expect(r7 == [Self.peer4.hoa])
-        #expect(waits.peers(of: .ipv4) == [.init(hoa: Self.peer4.hoa, moa: Self.peer4.moa, since: 1_000, held: false)])
+        #expect((waits.waiting[.ipv4] ?? []) == [.init(hoa: Self.peer4.hoa, moa: Self.peer4.moa, since: 1_000, held: false)])
         let r8 = waits.answered(.ipv4)
         #expect(r8.map(\.hoa) == [Self.peer4.hoa])
     }
@@ -64,12 +60,24 @@ import Testing
         #expect(r9 == [Self.peer4.hoa])
         let moved = (hoa: Self.peer4.hoa, moa: IPAddress("192.0.2.140")!)
         waits.wait([moved], now: 12_000)
-        #expect(waits.peers(of: .ipv4) == [.init(hoa: moved.hoa, moa: moved.moa, since: 12_000, held: true)])
+        #expect((waits.waiting[.ipv4] ?? []) == [.init(hoa: moved.hoa, moa: moved.moa, since: 12_000, held: true)])
         let r10 = waits.expire(now: 21_999)
         #expect(r10.isEmpty)
         let r11 = waits.expire(now: 22_000)
         #expect(r11 == [Self.peer4.hoa])
         let r12 = waits.answered(.ipv4)
         #expect(r12.map(\.moa) == [moved.moa])
+    }
+
+    /// Peers keep the order they began waiting in; one that waits again keeps its place,
+    /// a new one comes last.
+    @Test func aSecondMoveKeepsEachPeersPlace() {
+        var waits = PublicAddressWaits()
+        waits.wait([Self.peer4, Self.other4], now: 1_000)
+        let moved = (hoa: Self.peer4.hoa, moa: IPAddress("192.0.2.140")!)
+        let third = (hoa: IPAddress("198.51.100.22")!, moa: IPAddress("192.0.2.132")!)
+        waits.wait([third, moved], now: 2_000)
+        #expect((waits.waiting[.ipv4] ?? []).map(\.hoa) == [Self.peer4.hoa, Self.other4.hoa, third.hoa])
+        #expect((waits.waiting[.ipv4] ?? []).map(\.moa) == [moved.moa, Self.other4.moa, third.moa])
     }
 }

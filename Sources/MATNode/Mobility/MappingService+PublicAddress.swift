@@ -96,7 +96,9 @@ extension MappingService {
     /// Asks again for families whose last question found no IMS, and ends the holds of the
     /// peers that have waited for an answer too long (``PublicAddressWaits/timeout``).
     func askPublicAddressesAgain(now: UInt64) {
-        let expired = publicState.waiting.expire(now: now)
+        // A hold that already ended another way (the peer's sign of life to an earlier
+        // alert) has nothing left to release.
+        let expired = publicState.waiting.expire(now: now).filter(peerHolds.isHeld)
         if !expired.isEmpty {
             log(.warning, "matd: the IMS has not said which public address it sees for \(PublicAddressWaits.timeout / 1_000) s; "
                 + "releasing the traffic of \(expired.count) peer(s) held for it (their alerts go when it answers)")

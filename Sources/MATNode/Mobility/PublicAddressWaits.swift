@@ -33,12 +33,20 @@ struct PublicAddressWaits {
     /// peer already waiting (a second move while the IMS is asked) has its alert go to the
     /// newer MoA and its hold run from `now`.
     mutating func wait(_ peers: [AlertQueue.Peer], now: UInt64) {
+        guard !peers.isEmpty else { return }
+        // Where each waiting peer stands, found once: a search per peer made a move with
+        // many peers quadratic.
+        var positions = waiting.mapValues { list in
+            Dictionary(list.enumerated().map { ($1.hoa, $0) }, uniquingKeysWith: { first, _ in first })
+        }
         for peer in peers {
+            let family = peer.hoa.family
             let entry = Waiting(hoa: peer.hoa, moa: peer.moa, since: now, held: true)
-            if let index = waiting[peer.hoa.family]?.firstIndex(where: { $0.hoa == peer.hoa }) {
-                waiting[peer.hoa.family]![index] = entry
+            if let index = positions[family]?[peer.hoa] {
+                waiting[family]![index] = entry
             } else {
-                waiting[peer.hoa.family, default: []].append(entry)
+                positions[family, default: [:]][peer.hoa] = waiting[family]?.count ?? 0
+                waiting[family, default: []].append(entry)
             }
         }
     }
@@ -63,12 +71,4 @@ struct PublicAddressWaits {
         }
         return expired
     }
-
-    /// When the next hold reaches ``timeout``, or nil when none is held.
-    var nextExpiry: UInt64? {
-        waiting.values.lazy.flatMap { $0 }.filter(\.held).map { $0.since + Self.timeout }.min()
-    }
-
-    /// The peers waiting for `family`'s answer, held or not.
-    func peers(of family: AddressFamily) -> [Waiting] { waiting[family] ?? [] }
 }
