@@ -5,8 +5,9 @@ import MATLinux
 /// defaults) also drops what the engine writes back into the TUN device, which the kernel
 /// forwards: HoA traffic would vanish without a word. matd cannot override a drop in a
 /// table of someone else's (an accept in its own table does not stop another table's
-/// drop), and editing the admin's firewall is not its place, so it finds such chains at
-/// start and says exactly which rule to add (docs/datapath.md).
+/// drop), and editing the admin's firewall is not its place, so it finds such chains
+/// (``HostFirewallWatcher``: at start and every few seconds) and says exactly which rule to
+/// add (docs/datapath.md).
 enum ForwardFirewall {
     /// One forward chain that drops by default and has no accept for the TUN device.
     struct Finding: Equatable, Sendable {
@@ -40,24 +41,6 @@ enum ForwardFirewall {
 
     static func acceptsTun(_ rule: [String], tun: String) -> Bool {
         rule == ["iifname", "\"\(tun)\"", "accept"] || rule == ["iif", "\"\(tun)\"", "accept"]
-    }
-
-    /// Logs each finding with its fix; returns how many there were.
-    @discardableResult
-    static func warn(tun: String, ipv6Path: IPv6OutboundPath, nftables: Nftables) -> Int {
-        let found: [Finding]
-        do {
-            found = try findings(tun: tun, ipv6Path: ipv6Path, nftables: nftables)
-        } catch {
-            log("matd: could not read the host firewall's forward chains (\(error)); if one drops by default, "
-                + "add a rule that accepts packets from \(tun) to it")
-            return 0
-        }
-        for finding in found {
-            log("matd: warning: the host firewall's forward chain \(finding.family) \(finding.table) \(finding.chain) "
-                + "drops by default, so HoA traffic the engine sends out of \(tun) is dropped. Allow it with: \(finding.fix)")
-        }
-        return found.count
     }
 }
 

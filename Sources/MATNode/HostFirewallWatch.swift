@@ -82,7 +82,7 @@ struct HostFirewallWatch: Sendable {
             lastError = nil
             found = Reading(input: fastPath ? value.input : [], forward: value.forward, legacy: value.legacy)
         }
-        let before = last ?? Reading(input: [], forward: found.forward)
+        let before = last ?? Reading(input: [], forward: [])
         last = found
         notes += found.input.filter { !before.input.contains($0) }.map(Note.inputDrops)
         notes += before.input.filter { old in !found.input.contains { Self.same($0, old) } }

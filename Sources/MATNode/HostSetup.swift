@@ -77,7 +77,6 @@ public final class HostSetup {
         ipv6Path = try Self.chooseIPv6Path(setting: config.ipv6Forwarding, tun: tun.name,
                                            needed: config.homeAddresses.contains { $0.family == .ipv6 },
                                            nftables: nftables)
-        ForwardFirewall.warn(tun: tun.name, ipv6Path: ipv6Path, nftables: nftables)
         for rule in Self.rules(config) {
             // A rule a dead matd left is replaced rather than doubled.
             try? netlink.deleteRule(rule)
