@@ -46,8 +46,11 @@ struct KernelFastPathFirewallLabTests {
         }
     }
 
-    /// Polls the VM's engine until it has counted at least `bytes` inbound bytes more than `before`.
-    func engineInbound(_ lab: Lab, since before: UInt64, atLeast bytes: UInt64) throws -> UInt64 {
+    /// The inbound bytes the VM's engine carried for the inbound connections
+    /// (``inboundConnections``), polled until at least `bytes` (or 10 s).
+    func inboundThroughEngine(_ lab: Lab, file: String, atLeast bytes: UInt64) throws -> UInt64 {
+        let before = counter(try lab.stats("vm"), "inboundBytes")
+        try inboundConnections(lab, file: file)
         let deadline = Date().addingTimeInterval(10)
         var now = counter(try lab.stats("vm"), "inboundBytes")
         while now - before < bytes && Date() < deadline {
@@ -84,9 +87,7 @@ struct KernelFastPathFirewallLabTests {
         #expect(try lab.matctl("vm", "status").contains("inbound IPv4 and IPv6 through the engine"), "\(fast.show(lab, "vm"))")
 
         let file = try lab.randomFile("payload", megabytes: 4)
-        let engineBefore = counter(try lab.stats("vm"), "inboundBytes")
-        try inboundConnections(lab, file: file)
-        let viaEngine = try engineInbound(lab, since: engineBefore, atLeast: 8_000_000)
+        let viaEngine = try inboundThroughEngine(lab, file: file, atLeast: 8_000_000)
         #expect(viaEngine >= 8_000_000, "the engine carried \(viaEngine) inbound bytes\n\(fast.show(lab, "vm"))")
         let fenced = try fast.fastCounters(lab, "vm")
         #expect(fenced["in4_packets", default: 0] == 0 && fenced["in6_packets", default: 0] == 0, "\(fenced)")
@@ -141,10 +142,8 @@ struct KernelFastPathFirewallLabTests {
         #expect(lab.matdLog("vm").contains("input chain inet hostfw input drops by default"), "\(lab.matdLog("vm"))")
         #expect(lab.matdLog("vm").contains("Allow it with: \(fix)"), "\(lab.matdLog("vm"))")
         let file = try lab.randomFile("payload", megabytes: 4)
-        let engineBefore = counter(try lab.stats("vm"), "inboundBytes")
         let fencedBefore = try fast.fastCounters(lab, "vm")
-        try inboundConnections(lab, file: file)
-        let viaEngine = try engineInbound(lab, since: engineBefore, atLeast: 8_000_000)
+        let viaEngine = try inboundThroughEngine(lab, file: file, atLeast: 8_000_000)
         #expect(viaEngine >= 8_000_000, "the engine carried \(viaEngine) inbound bytes\n\(fast.show(lab, "vm"))")
         let fenced = try fast.fastCounters(lab, "vm")
         for family in ["4", "6"] {
@@ -184,9 +183,7 @@ struct KernelFastPathFirewallLabTests {
 
         // IPv4 inbound through the engine (accepted from mat0), IPv6 on the fast path.
         let file = try lab.randomFile("payload", megabytes: 4)
-        let engineBefore = counter(try lab.stats("vm"), "inboundBytes")
-        try inboundConnections(lab, file: file)
-        let viaEngine = try engineInbound(lab, since: engineBefore, atLeast: 4_000_000)
+        let viaEngine = try inboundThroughEngine(lab, file: file, atLeast: 4_000_000)
         #expect(viaEngine >= 4_000_000 && viaEngine < 6_000_000, "the engine carried \(viaEngine) inbound bytes (IPv4 only)")
         let fenced = try fast.fastCounters(lab, "vm")
         #expect(fenced["in4_packets", default: 0] == 0 && fenced["in6_bytes", default: 0] > 4_000_000, "\(fenced)")
@@ -195,7 +192,7 @@ struct KernelFastPathFirewallLabTests {
         for fix in [inputFix, forwardFix] { try lab.exec("vm", "sh", "-c", fix) }
         #expect(try waitForStatus(lab, "vm") { $0.contains("kernel fast path: on") && !$0.contains("through the engine") },
                 "\(fast.show(lab, "vm"))")
-        #expect(try waitForLog(lab, "vm", "forward chain ip filter FORWARD no longer drops"), "\(lab.matdLog("vm"))")
+        #expect(lab.waitForLog("vm", "forward chain ip filter FORWARD no longer drops", timeout: 40), "\(lab.matdLog("vm"))")
         try inboundConnections(lab, file: file)
         let after = try fast.fastCounters(lab, "vm")
         #expect(after["in4_bytes", default: 0] > 4_000_000, "\(after)\n\(fast.show(lab, "vm"))")
@@ -222,16 +219,6 @@ struct KernelFastPathFirewallLabTests {
         try lab.exec("vm", "sh", "-c", inputFix)
         let file = try lab.randomFile("payload", megabytes: 4)
         try expectInboundOnTheFastPath(lab, file: file)
-    }
-
-    /// Polls `node`'s log for `text`.
-    func waitForLog(_ lab: Lab, _ node: String, _ text: String, timeout: Double = 40) throws -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if lab.matdLog(node).contains(text) { return true }
-            usleep(250_000)
-        }
-        return false
     }
 
     /// A chain of one family that ends in a drop (policy accept) fences that family only;
@@ -278,9 +265,7 @@ struct KernelFastPathFirewallLabTests {
         let chain = try lab.exec("vm", "nft", "list", "table", "inet", "matd_mat0_fast")
         #expect(!chain.contains("ip daddr \(vm.mobile4)") && chain.contains("ip6 daddr \(vm.mobile6)"), "\(chain)")
         let file = try lab.randomFile("payload", megabytes: 4)
-        let engineBefore = counter(try lab.stats("vm"), "inboundBytes")
-        try inboundConnections(lab, file: file)
-        let viaEngine = try engineInbound(lab, since: engineBefore, atLeast: 4_000_000)
+        let viaEngine = try inboundThroughEngine(lab, file: file, atLeast: 4_000_000)
         #expect(viaEngine >= 4_000_000 && viaEngine < 6_000_000, "the engine carried \(viaEngine) inbound bytes (IPv4 only)")
         let counters = try fast.fastCounters(lab, "vm")
         #expect(counters["in4_packets", default: 0] == 0 && counters["in6_bytes", default: 0] > 4_000_000, "\(counters)")

@@ -12,11 +12,6 @@ import Testing
 
     func address(_ n: Int) -> IPAddress { .v4(IPv4Address(203, 0, 113, UInt8(n))) }
 
-    func register(_ forwarder: inout RelayForwarder, _ bytes: [UInt8], from sender: RelayTable.Binding,
-                  now: UInt64) -> RelayForwarder.RegistrationOutcome {
-        bytes.withUnsafeBytes { forwarder.register($0, from: sender, now: now) }
-    }
-
     @Test func aFloodFromOneAddressSpendsOnlyThatAddresssBudget() {
         var admission = RelayAdmission(perSourceRate: 10, perSourceBurst: 20)
         // Any port of one address draws on the one budget: 20 at once, then none.

@@ -3,6 +3,12 @@ import MATPacket
 import MATSignaling
 import Testing
 
+/// `forwarder`'s outcome for the registration `bytes` from `sender` at `now` (for the relay's tests).
+func register(_ forwarder: inout RelayForwarder, _ bytes: [UInt8], from sender: RelayTable.Binding,
+              now: UInt64 = 0) -> RelayForwarder.RegistrationOutcome {
+    bytes.withUnsafeBytes { forwarder.register($0, from: sender, now: now) }
+}
+
 /// A relay's handling of registrations and relayed packets (docs/signaling.md, "Relay"),
 /// with real signatures and the clock in the test's hands.
 @Suite struct RelayForwarderTests {
@@ -10,11 +16,6 @@ import Testing
     let vmHoA = IPAddress("198.51.100.10")!, cnHoA = IPAddress("198.51.100.20")!
     let vmNAT = RelayTable.Binding(address: IPAddress("203.0.113.50")!, port: 40_001)
     let cnNAT = RelayTable.Binding(address: IPAddress("203.0.113.51")!, port: 40_002)
-
-    func register(_ forwarder: inout RelayForwarder, _ bytes: [UInt8], from sender: RelayTable.Binding,
-                  now: UInt64 = 0) -> RelayForwarder.RegistrationOutcome {
-        bytes.withUnsafeBytes { forwarder.register($0, from: sender, now: now) }
-    }
 
     func route(_ forwarder: inout RelayForwarder, from source: IPAddress, to destination: IPAddress,
                sender: RelayTable.Binding, now: UInt64 = 10) -> RelayTable.Binding? {
