@@ -38,6 +38,12 @@ struct MatDelay: ParsableCommand {
     @Option(help: "Frames per recvmmsg or sendmmsg call.")
     var batch = 64
 
+    @Option(name: .customLong("queue-kb"),
+            help: ArgumentHelp("Kernel receive buffer per interface, in KiB: the queue that builds in front of a "
+                               + "direction while mat-delay cannot keep up, so the lab's bottleneck queue.",
+                               valueName: "KiB"))
+    var queueKilobytes = 8_192
+
     func validate() throws {
         guard between.count == 2 else {
             throw ValidationError("--between takes two interfaces, e.g. --between veth0 veth1")
@@ -49,20 +55,24 @@ struct MatDelay: ParsableCommand {
         guard slots > 0, slots <= 1 << 22 else { throw ValidationError("--slots must be between 1 and \(1 << 22)") }
         guard slotSize >= 64, slotSize <= 65_536 else { throw ValidationError("--slot-size must be between 64 and 65536") }
         guard batch > 0, batch <= 1_024 else { throw ValidationError("--batch must be between 1 and 1024") }
+        guard queueKilobytes >= 64, queueKilobytes <= 1 << 20 else {
+            throw ValidationError("--queue-kb must be between 64 and \(1 << 20)")
+        }
     }
 
     func run() throws {
         guard MultipleMessages.layoutMatches else {
             throw DelayError("struct mmsghdr does not have the layout mat-delay assumes")
         }
-        let first = try PacketSocket(interface: between[0])
-        let second = try PacketSocket(interface: between[1])
+        let queueBytes = Int32(queueKilobytes * 1_024)
+        let first = try PacketSocket(interface: between[0], receiveBuffer: queueBytes)
+        let second = try PacketSocket(interface: between[1], receiveBuffer: queueBytes)
         let signals = try StopSignals()
         let delay = UInt64((delayMilliseconds * 1_000_000).rounded())
         let forwarder = Forwarder(between: first, and: second, delay: delay, slots: slots, slotSize: slotSize,
                                   batch: batch, signals: signals)
         warn("forwarding \(first.interface) <-> \(second.interface), \(formatted(delayMilliseconds)) ms each way, "
-             + "\(slots) slots of \(slotSize) bytes per direction")
+             + "\(slots) slots of \(slotSize) bytes per direction, \(queueKilobytes) KiB queue in front of each")
         let stop = try forwarder.run()
         warn("stopped by \(signalName(stop))")
         for line in forwarder.report() { warn(line) }

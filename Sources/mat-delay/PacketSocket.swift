@@ -11,8 +11,9 @@ struct PacketSocket {
     let index: Int32
 
     /// Opens and binds the socket. `receiveBuffer` bytes of kernel buffer absorb bursts
-    /// while the forwarder is busy with the other direction.
-    init(interface: String, receiveBuffer: Int32 = 8 << 20) throws {
+    /// while the forwarder is busy with the other direction; a flow faster than the
+    /// forwarder keeps it full, so it is also the lab's standing queue.
+    init(interface: String, receiveBuffer: Int32) throws {
         guard !interface.isEmpty, interface.utf8.count < Int(IF_NAMESIZE) else {
             throw DelayError("'\(interface)' is not an interface name")
         }

@@ -54,19 +54,23 @@ struct DelayElementTests {
 
     /// mat-delay run by hand in the delay node: SIGTERM ends it with its counters, frames
     /// larger than a slot (up to a 64 KiB IPv4 packet) are counted and dropped without
-    /// harm, and a bad interface name is a clear error.
+    /// harm, and a bad interface name or queue size is a clear error.
     @Test func countsOversizeFramesAndStopsCleanly() throws {
         let lab = try Lab(delayElement: true)
         defer { lab.close() }
         let bad = try lab.run("delay", [LabPaths.matDelay, "--between", "nope0", "d-rt", "--delay-ms", "1"], timeout: 10)
         #expect(!bad.succeeded && bad.stderr.contains("no interface named 'nope0'"), "\(bad.summary)")
+        let tinyQueue = try lab.run("delay", [LabPaths.matDelay, "--between", "d-cn", "d-rt", "--delay-ms", "1",
+                                              "--queue-kb", "10"], timeout: 10)
+        #expect(!tinyQueue.succeeded && tinyQueue.stderr.contains("--queue-kb must be between 64 and"), "\(tinyQueue.summary)")
 
         // Frames up to the largest IPv4 packet can reach the element.
         for (node, interface) in [("cn", "eth0"), ("delay", "d-cn")] {
             try lab.exec(node, "ip", "link", "set", interface, "mtu", "65535")
         }
-        let element = try lab.spawn("delay", [LabPaths.matDelay, "--between", "d-cn", "d-rt", "--delay-ms", "2"])
-        guard element.waitForOutput(timeout: 10, { $0.contains("forwarding d-cn <-> d-rt") }) else {
+        let element = try lab.spawn("delay", [LabPaths.matDelay, "--between", "d-cn", "d-rt", "--delay-ms", "2",
+                                              "--queue-kb", "512"])
+        guard element.waitForOutput(timeout: 10, { $0.contains("forwarding d-cn <-> d-rt") && $0.contains("512 KiB queue") }) else {
             throw LabError("mat-delay did not start:\n\(element.wait(timeout: 1).summary)")
         }
         #expect(try lab.ping("cn", "192.0.2.129", count: 3))

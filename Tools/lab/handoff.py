@@ -4,12 +4,14 @@ CN (both running matd, with mat-ims), while the VM moves between sites A and B b
 delay element. Used by Tools/demo and `Tools/bench handoff`.
 
   handoff.py demo  --bin DIR --out DIR [--delays 0,50,100,200]
-  handoff.py bench --bin DIR [--delays 0,50] [--moves 10] [--flow-mbit N]
+  handoff.py bench --bin DIR [--delays 0,50] [--moves 10] [--flow-mbit N] [--queue-kb N]
 
 --flow-mbit paces the TCP flow (default 0: as fast as it goes). Unpaced, the flow keeps a
 standing queue in the lab's bottleneck (the delay element's input), and a move's alert
-waits behind it: 13-43 ms more in some moves at 50 ms. Paced below the bottleneck, the gap
-is the handoff's own.
+waits behind it: 13-43 ms more in some moves at 50 ms with mat-delay's default 8 MiB queue.
+Paced below the bottleneck, the gap is the handoff's own. --queue-kb sets that queue's size
+(mat-delay --queue-kb). Each bench line also gives the probe's round trip before the moves
+(loaded_rtt_p50_ms): the path's round trip with the flow's queue in it.
 
 The traffic endpoints are this same script, run inside the lab's namespaces:
   handoff.py sink ADDR PORT SECONDS     accept one TCP connection, hash what arrives, count it per 100 ms
@@ -116,7 +118,7 @@ def probe(addr, port, seconds):
     s = socket.socket(family(addr), socket.SOCK_DGRAM)
     s.connect((addr, int(port)))
     s.setblocking(False)
-    received = []
+    received, rtts, sent_at = [], [], []
     start = time.monotonic()
     end, next_send, seq = start + float(seconds), start, 0
     while True:
@@ -124,6 +126,7 @@ def probe(addr, port, seconds):
         if now >= end:
             break
         if now >= next_send:
+            sent_at.append(now)
             try:
                 s.send(seq.to_bytes(8, "big"))
             except OSError:
@@ -132,12 +135,16 @@ def probe(addr, port, seconds):
             next_send += 0.010
         try:
             while True:
-                s.recv(64)
-                received.append(time.monotonic())
+                data = s.recv(64)
+                arrived = time.monotonic()
+                received.append(arrived)
+                echoed = int.from_bytes(data[:8], "big") if len(data) >= 8 else -1
+                if 0 <= echoed < len(sent_at):
+                    rtts.append((arrived, arrived - sent_at[echoed]))
         except (BlockingIOError, ConnectionRefusedError):
             pass
         time.sleep(max(0, min(next_send, end) - time.monotonic()))
-    print(json.dumps({"sent": seq, "received": received}))
+    print(json.dumps({"sent": seq, "received": received, "rtts": rtts}))
 
 
 # ---------------------------------------------------------------- the lab
@@ -145,7 +152,7 @@ def probe(addr, port, seconds):
 class MobileLab:
     """Tools/testbed with the delay element, mat-ims and matd on the VM node and the CN."""
 
-    def __init__(self, bin_dir, log):
+    def __init__(self, bin_dir, log, queue_kb=None):
         self.bin, self.log = bin_dir, log
         self.lab = "mh%d" % (os.getpid() % 9000 + 1000)
         self.work = tempfile.mkdtemp(prefix=self.lab + ".")
@@ -154,6 +161,8 @@ class MobileLab:
         # figures measure the handoff rather than the disk (docs/benchmarks.md).
         self.ims_state = tempfile.mkdtemp(prefix=self.lab + "-ims.", dir="/dev/shm")
         self.env = dict(os.environ, LAB=self.lab, DELAY="1", MAT_DELAY=os.path.join(bin_dir, "mat-delay"))
+        if queue_kb:
+            self.env["DELAY_QUEUE_KB"] = str(queue_kb)
         self.processes = []
 
     def testbed(self, *args):
@@ -315,6 +324,13 @@ def analyse_move(series, received, moved_at, switched_at, rtt_ms):
     return gap, widest, recover, level
 
 
+def loaded_rtt(rtts, moved_at):
+    """The probe's median round trip over the 2 s before a move, in ms: the path's round
+    trip with the flow's standing queue in it, which a move's alert and echoes cross too."""
+    samples = sorted(rtt for arrived, rtt in rtts if moved_at - 2 <= arrived < moved_at)
+    return samples[len(samples) // 2] * 1000 if samples else float("nan")
+
+
 def percentile(values, p):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, int(round(p / 100 * (len(ordered) - 1)))))]
@@ -402,7 +418,7 @@ def demo(args):
 def bench(args):
     log = lambda text: print(text, file=sys.stderr, flush=True)
     delays = [int(d) for d in args.delays.split(",")]
-    lab = MobileLab(args.bin, log)
+    lab = MobileLab(args.bin, log, args.queue_kb)
     lines = []
     try:
         lab.up()
@@ -417,21 +433,25 @@ def bench(args):
                 raise SystemExit("bench handoff: received bytes differ")
             series = throughput_series(sink_result["bins"])
             gaps, widest, recoveries = [], [], []
+            loaded = [loaded_rtt(probe_result["rtts"], moved) for moved in moves]
             for moved, switched in zip(moves, switches):
                 gap, window, recover, _ = analyse_move(series, probe_result["received"], moved, switched, delay)
                 gaps.append(gap)
                 widest.append(window)
                 recoveries.append(recover if recover is not None else float("inf"))
             line = ("bench: handoff-%d gap_p50_ms=%.0f gap_p95_ms=%.0f window_max_p95_ms=%.0f recover_s=%.2f "
-                    "recover_p95_s=%.2f moves=%d flow_mbit=%g") % (
+                    "recover_p95_s=%.2f loaded_rtt_p50_ms=%.0f moves=%d flow_mbit=%g queue_kb=%s") % (
                 delay, percentile(gaps, 50), percentile(gaps, 95), percentile(widest, 95), percentile(recoveries, 50),
-                percentile(recoveries, 95), len(moves), args.flow_mbit)
+                percentile(recoveries, 95), percentile(loaded, 50), len(moves), args.flow_mbit,
+                args.queue_kb or "default")
             # The goals of issue 9: one round trip plus 30 ms (< 30 ms at 0, < 80 ms at 50).
             goal = delay + 30
             log("  gaps (ms): %s; goal p95 < %d ms: %s" % (" ".join("%.0f" % g for g in gaps), goal,
                                                           "met" if percentile(gaps, 95) < goal else "MISSED"))
             log("  largest silence within 4 s of each move, whatever its cause (ms): %s"
                 % " ".join("%.0f" % g for g in widest))
+            log("  the probe's round trip in the 2 s before each move, queue included (ms): %s"
+                % " ".join("%.0f" % r for r in loaded))
             print(line, flush=True)
             lines.append(line)
     finally:
@@ -453,6 +473,8 @@ def main():
     b.add_argument("--delays", default="0,50")
     b.add_argument("--moves", type=int, default=10)
     b.add_argument("--flow-mbit", type=float, default=0)
+    b.add_argument("--queue-kb", type=int, default=0,
+                   help="the delay element's queue in front of each direction (mat-delay --queue-kb)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("handoff: needs root (network namespaces)")
