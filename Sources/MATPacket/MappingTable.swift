@@ -40,6 +40,8 @@ public struct MappingTable: ~Copyable, @unchecked Sendable {
     /// Smallest `expiresAt` among all stored bindings, or `.max`, so a sweep with nothing
     /// due is O(1).
     var earliestExpiry: UInt64 = .max
+    /// The walk ``startListing()`` began, while one is under way.
+    var listing: MappingListingCursor?
 
     /// Most mappings this table accepts.
     public let maximumMappings: Int
@@ -219,6 +221,8 @@ public struct MappingTable: ~Copyable, @unchecked Sendable {
         records6.removeAll(keepingCapacity: true)
         spilled.removeAll()
         earliestExpiry = .max
+        // Whatever is added next lands on records the walk had passed.
+        if listing != nil { listing = MappingListingCursor() }
     }
 
     /// Drops every binding expired at `now` (same clock as `MoABinding.expiresAt`),

@@ -133,6 +133,7 @@ extension MappingTable {
             if index != last {
                 records4[index] = records4[last]
                 forward4.setRecord(UInt32(index), at: forward4.find(records4[index].hoa.value)!)
+                noteRecordMoved(.ipv4, from: last, to: index, hoa: .v4(records4[index].hoa))
             }
             records4.removeLast()
         case .ipv6:
@@ -144,6 +145,7 @@ extension MappingTable {
                 records6[index] = records6[last]
                 let moved = records6[index].hoa
                 forward6.setRecord(UInt32(index), at: forward6.find(high: moved.high, low: moved.low)!)
+                noteRecordMoved(.ipv6, from: last, to: index, hoa: .v6(moved))
             }
             records6.removeLast()
         }
