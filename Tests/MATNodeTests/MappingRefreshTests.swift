@@ -29,6 +29,12 @@ import Testing
         #expect(MappingRefresh.afterAlert(lifetime: 0, recordTTL: 0, now: 1_000) == 2_000, "at least a second")
     }
 
+    @Test func aProvenFirstContactIsReadAfterTheRecordTTLOrTenSecondsWithoutAnIMS() {
+        #expect(MappingRefresh.afterProvenAnswer(recordTTL: 30, now: 1_000) == 31_000)
+        #expect(MappingRefresh.afterProvenAnswer(recordTTL: nil, now: 1_000) == 11_000, "no [ims] section: 10 s")
+        #expect(MappingRefresh.afterProvenAnswer(recordTTL: 0, now: 1_000) == 2_000, "at least a second")
+    }
+
     /// A due mapping is asked once: not again while its lookup is on its way, for at most
     /// ``MappingRefresh/answerWait``; one not due yet is left alone.
     @Test func aDueMappingIsAskedOnceUntilItsAnswerOrTheAnswerWait() {

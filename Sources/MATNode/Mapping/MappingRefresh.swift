@@ -35,6 +35,16 @@ enum MappingRefresh {
     static func afterAlert(lifetime: UInt32, recordTTL: UInt32?, now: UInt64) -> UInt64 {
         now + max(1, UInt64(min(lifetime, recordTTL ?? lifetime))) * 1_000
     }
+
+    /// The record TTL assumed where none is configured (no `[ims]` section), seconds.
+    static let defaultRecordTTL: UInt32 = 10
+
+    /// The next refresh of a mapping an IMS answer named and a probe proved at `now`, when
+    /// none is set for it yet (a first contact): after the IMS's record TTL (`recordTTL`,
+    /// ``defaultRecordTTL`` when nil), at least a second.
+    static func afterProvenAnswer(recordTTL: UInt32?, now: UInt64) -> UInt64 {
+        now + max(1, UInt64(recordTTL ?? defaultRecordTTL)) * 1_000
+    }
 }
 
 extension LearnedPeers {

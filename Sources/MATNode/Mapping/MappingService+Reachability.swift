@@ -110,7 +110,7 @@ extension MappingService {
         }
         // A claim settled here means the table refused this mapping before: put it in anew.
         if settleClaims(to: [moa], provenBy: hoa) { learned[hoa] = nil }
-        let expiresAt = learned[hoa]?.expiresAt ?? now + UInt64(config.ims?.recordTTL ?? 10) * 1_000
+        let expiresAt = learned[hoa]?.expiresAt ?? MappingRefresh.afterProvenAnswer(recordTTL: config.ims?.recordTTL, now: now)
         if install(mapping, expiresAt: expiresAt, reason: "\(mapping.description) (IMS answer, \(moa) answered its probe)") {
             updateDiversion()
         }
