@@ -1,0 +1,98 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import MATSystem
+import Testing
+
+/// Loss on the path, made with nftables in the lab's router (docs/security.md, R2 and
+/// R7): a blackhole under a TCP flow between the HoAs, and a move whose first alerts are
+/// lost. The router's tables go with the lab, and each test deletes its own first.
+@Suite(.serialized, .enabled(if: labTestsEnabled, "needs root: builds network namespaces (runs in CI)"))
+struct LossLabTests {
+    let vm = Addr.node("vm"), cn = Addr.node("cn")
+
+    /// R7: the router forwards nothing for 2 s while the VM sends the CN 12 MB at 2 MB/s
+    /// between their HoAs (learned from the IMS). The connection goes on without a reset
+    /// (SHA-256 equal), neither node drops the other, and the flow is back within 5 s of
+    /// the blackhole's end (TCP's retransmission timer; asserted), which is reported.
+    @Test func aTwoSecondBlackholeUnderATCPFlowEndsWithoutAResetOrADroppedPeer() throws {
+        let (lab, _) = try Lab.withIMS()
+        defer { lab.close() }
+        let file = try lab.randomFile("payload", megabytes: 12)
+        let transfer = try PacedTransfer(lab, from: "vm", to: "cn", file: file, megabytesPerSecond: 2)
+        let progress = FileProgress(transfer.received)
+        defer { progress.stop() }
+        #expect(progress.wait(forAtLeast: 2_000_000, timeout: 30), "the flow did not start:\n\(lab.matdLog("vm"))")
+        let table = "inet mat_test_blackhole"
+        try lab.exec("router", "nft", "add table \(table); add chain \(table) forward "
+                     + "{ type filter hook forward priority -10; policy drop; }")
+        let start = MonotonicClock.seconds()
+        usleep(2_000_000)
+        _ = try lab.run("router", ["nft", "delete", "table"] + table.split(separator: " ").map(String.init))
+        let end = MonotonicClock.seconds()
+        try transfer.finish()
+        progress.stop()
+        let stall = try #require(progress.longestStall(from: start, to: end + 30), "the flow never resumed")
+        let recovery = stall.to - end
+        for (node, peer) in [("vm", cn), ("cn", vm)] {
+            let signaling = try lab.stats(node)["signaling"] as? [String: Int] ?? [:]
+            #expect(signaling["peers_dropped", default: 0] == 0 && signaling["idle_peers_dropped", default: 0] == 0,
+                    "\(node) dropped a peer: \(signaling)")
+            let mobile = node == "vm" ? cn.mobile4 : vm.mobile4
+            #expect(try lab.matctl(node, "peers").contains("\(peer.home4) -> \(mobile)"), "\(node) lost \(peer.home4)")
+        }
+        #expect(stall.seconds >= 1.5, "the flow stood still only \(stall.seconds) s: the blackhole missed it")
+        #expect(recovery < 5, "the flow came back \(recovery) s after the blackhole ended")
+        print("blackhole 2 s (\(String(format: "%.2f", end - start)) s): the flow stood still \(String(format: "%.2f", stall.seconds)) s, "
+              + "back \(String(format: "%.2f", recovery)) s after the blackhole ended; SHA-256 equal, no peer dropped")
+    }
+
+    /// R2: the router drops the first two alerts of the VM's move (datagrams of more than
+    /// 1000 bytes from its new MoA to the CN's signaling port: the padded updates), under a
+    /// TCP flow and a 10 ms UDP probe from the CN. The third send, 600 ms after the first
+    /// (`RetransmitSchedule`), moves the CN; the flow finishes (SHA-256 equal). Asserted:
+    /// exactly 2 dropped, at least 2 retransmissions, a gap of at least 0.5 s (the drops
+    /// mattered) and under 5 s; the gap is reported.
+    @Test func aMoveWhoseFirstTwoAlertsAreLostCompletesByRetransmission() throws {
+        let (lab, _) = try Lab.withIMS()
+        defer { lab.close() }
+        let echo = try lab.spawn("vm", ["python3", LabPaths.handoff, "echo", vm.home4, "5301"])
+        guard echo.waitForOutput(timeout: 10, { $0.contains("listening") }) else {
+            throw LabError("echo did not start:\n\(echo.wait(timeout: 1).summary)")
+        }
+        let file = try lab.randomFile("payload", megabytes: 10)
+        let transfer = try PacedTransfer(lab, from: "vm", to: "cn", file: file, megabytesPerSecond: 2)
+        let probe = try lab.spawn("cn", ["python3", LabPaths.handoff, "probe", vm.home4, "5301", "12"])
+        // The move alerts the CN only once the VM knows it (its first contact is done).
+        let known = Date().addingTimeInterval(30)
+        while try !lab.matctl("vm", "peers").contains("\(cn.home4) -> \(cn.mobile4)") && Date() < known { usleep(100_000) }
+        try #require(lab.matctl("vm", "peers").contains("\(cn.home4) -> \(cn.mobile4)"), "\(lab.matdLog("vm"))")
+        usleep(1_000_000)
+        let table = "inet mat_test_loss"
+        try lab.exec("router", "nft", "add table \(table); add chain \(table) forward "
+                     + "{ type filter hook forward priority -10; }; add rule \(table) forward ip saddr 203.0.113.10 "
+                     + "ip daddr \(cn.mobile4) udp dport 7540 udp length > 1000 quota until 3000 bytes counter drop")
+        defer { _ = try? lab.run("router", ["nft", "delete", "table"] + table.split(separator: " ").map(String.init)) }
+        let before = try lab.stats("vm")["signaling"] as? [String: Int] ?? [:]
+        let moved = MonotonicClock.seconds()
+        try lab.moveVM(to: "b")
+        let settled = Date().addingTimeInterval(20)
+        while try !lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.10*") && Date() < settled { usleep(100_000) }
+        let listing = try lab.exec("router", "nft", "list", "table", "inet", "mat_test_loss")
+        try transfer.finish()
+        let probeResult = probe.wait(timeout: 30)
+        echo.signal(SIGTERM)
+        let after = try lab.stats("vm")["signaling"] as? [String: Int] ?? [:]
+        let dropped = listing.range(of: "counter packets ").flatMap { Int(listing[$0.upperBound...].prefix { $0.isNumber }) }
+        #expect(dropped == 2, "the router dropped \(dropped.map(String.init) ?? "?") alerts:\n\(listing)")
+        #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.10*"), "\(lab.matdLog("cn"))")
+        let resent = after["updates_retransmitted", default: 0] - before["updates_retransmitted", default: 0]
+        #expect(resent >= 2, "retransmissions: \(before) -> \(after)")
+        let flood = FloodLabTests()
+        let gap = flood.largestGap(try flood.echoTimes(probeResult), around: moved)
+        #expect(gap >= 0.5 && gap < 5, "gap \(gap) s with the first two alerts lost")
+        print("loss during the switch: the first 2 alerts dropped, \(resent) retransmission(s); "
+              + "gap \(Int(gap * 1000)) ms; SHA-256 equal")
+    }
+}
