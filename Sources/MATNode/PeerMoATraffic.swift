@@ -162,33 +162,24 @@ enum PeerMoATraffic {
 final class MoAServiceWatch: @unchecked Sendable {
     private let table: String
     private let mobile = Mutex<[IPAddress]>([])
-    private let stopping = Atomic<Bool>(false)
-    private let wake = DispatchSemaphore(value: 0)
-    private var thread: SystemThread?
+    private let thread = WatcherThread()
 
     init(table: String) { self.table = table }
 
     /// Starts watching; the table must exist. Without a thread to be had, the services
     /// are not watched (logged): peers reach them through the engine only.
     func start() {
-        thread = SystemThread.start(name: "matd-moa-svc") { [self] in run() }
-        if thread == nil { log("matd: services bound to the MoA cannot be watched: no thread; peers reach them through the engine only") }
+        if !thread.start(name: "matd-moa-svc", { [self] in run() }) { log("matd: services bound to the MoA cannot be watched: no thread; peers reach them through the engine only") }
     }
 
     /// The MoAs to watch from now on; checked at once.
     func watch(_ addresses: [IPAddress]) {
         mobile.withLock { $0 = addresses }
-        wake.signal()
+        thread.wake()
     }
 
     /// Stops the thread and waits for it.
-    func stop() {
-        guard let thread else { return }
-        stopping.store(true, ordering: .releasing)
-        wake.signal()
-        thread.join()
-        self.thread = nil
-    }
+    func stop() { thread.stop() }
 
     private func run() {
         let nftables: Nftables
@@ -200,7 +191,7 @@ final class MoAServiceWatch: @unchecked Sendable {
         }
         var current = Set<String>()
         var failing = false
-        while !stopping.load(ordering: .acquiring) {
+        repeat {
             let next = PeerMoATraffic.servicesBound(to: mobile.withLock { $0 })
             if next != current {
                 var batch = ["flush set inet \(table) listen4", "flush set inet \(table) listen6"]
@@ -217,7 +208,6 @@ final class MoAServiceWatch: @unchecked Sendable {
                     failing = true
                 }
             }
-            _ = wake.wait(timeout: .now() + 1)
-        }
+        } while thread.sleep(milliseconds: 1_000)
     }
 }

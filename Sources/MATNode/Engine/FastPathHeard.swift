@@ -111,7 +111,6 @@ enum FastPathHeard {
 final class FastPathHeardReader: Sendable {
     private struct State {
         var heard: [IPAddress: UInt64] = [:]
-        var stopped = false
         var lastError: String?
     }
 
@@ -119,8 +118,7 @@ final class FastPathHeardReader: Sendable {
     private let idleAfter: UInt64
     private let timeoutSeconds: UInt32
     private let state = Mutex(State())
-    private let wake = DispatchSemaphore(value: 0)
-    private let thread = Mutex<SystemThread?>(nil)
+    private let thread = WatcherThread()
     /// Reads done and failed, and the time the last one took (ms).
     let reads = Atomic<UInt64>(0)
     let failures = Atomic<UInt64>(0)
@@ -131,11 +129,9 @@ final class FastPathHeardReader: Sendable {
         self.table = table
         self.idleAfter = idleAfter
         timeoutSeconds = FastPathHeard.timeoutSeconds(idleAfter: idleAfter)
-        let started = SystemThread.start(name: "matd-heard") { [self] in run() }
-        if started == nil {
+        if !thread.start(name: "matd-heard", { [self] in run() }) {
             log(.warning, "matd: no thread for reading the kernel fast path's heard peers: their data puts no idle probe off")
         }
-        thread.withLock { $0 = started }
     }
 
     /// The peers heard since the last call, with when each last was (monotonic ms).
@@ -147,14 +143,7 @@ final class FastPathHeardReader: Sendable {
     }
 
     /// Stops the thread (a read under way is waited for).
-    func close() {
-        state.withLock { $0.stopped = true }
-        wake.signal()
-        thread.withLock { running in
-            running?.join()
-            running = nil
-        }
-    }
+    func close() { thread.stop() }
 
     private func run() {
         let nftables: Nftables
@@ -165,10 +154,7 @@ final class FastPathHeardReader: Sendable {
             return
         }
         var took: UInt64 = 0
-        while true {
-            let wait = FastPathHeard.interval(lastReadTook: took, idleAfter: idleAfter)
-            _ = wake.wait(timeout: .now() + .milliseconds(Int(wait)))
-            if state.withLock({ $0.stopped }) { return }
+        while thread.sleep(milliseconds: FastPathHeard.interval(lastReadTook: took, idleAfter: idleAfter)) {
             let start = MonotonicClock.milliseconds()
             do {
                 let heard = try FastPathHeard.read(table: table, timeoutSeconds: timeoutSeconds, nftables: nftables)
