@@ -103,10 +103,17 @@ public enum Doctor {
         }
 
         let ipv6Path = status?.ipv6Outbound.flatMap(IPv6OutboundPath.init(rawValue:)) ?? .sysctl
+        // Legacy iptables (x_tables) is read apart from nftables, once for both checks.
+        let legacy = LegacyFirewall.read()
+        for (family, error) in legacy.unreadable.sorted(by: { $0.key < $1.key }) {
+            note(.warning, "legacy iptables", "a \(family) filter table is loaded and could not be read: \(error)",
+                 fix: "run matctl doctor as root, or read it with \(family == "ip" ? "iptables" : "ip6tables")-legacy-save")
+        }
         do {
-            let dropping = try ForwardFirewall.findings(tun: config.tunName, ipv6Path: ipv6Path, nftables: try Nftables())
+            let dropping = try ForwardFirewall.findings(tun: config.tunName, ipv6Path: ipv6Path, nftables: try Nftables(),
+                                                        legacy: legacy)
             for finding in dropping {
-                note(.problem, "forward policy", "\(finding.family) \(finding.table) \(finding.chain) drops what \(config.tunName) forwards",
+                note(.problem, "forward policy", "\(finding.place) drops what \(config.tunName) forwards",
                      fix: finding.fix)
             }
             if dropping.isEmpty { note(.ok, "forward policy", "no forward chain drops \(config.tunName)'s packets") }
@@ -119,9 +126,9 @@ public enum Doctor {
         let fastPath = status?.kernelFastPath.map { $0.hasPrefix("on") } ?? KernelFastPath.enabled(setting: config.kernelFastPath)
         if fastPath {
             do {
-                let dropping = try FastPathFirewall.findings(uplinks: config.uplinks, nftables: try Nftables())
+                let dropping = try FastPathFirewall.findings(uplinks: config.uplinks, nftables: try Nftables(), legacy: legacy)
                 for finding in dropping {
-                    note(.warning, "input policy", "\(finding.family) \(finding.table) \(finding.chain) drops the kernel fast "
+                    note(.warning, "input policy", "\(finding.place) drops the kernel fast "
                          + "path's packets (mark \(FastPathFirewall.mark)): inbound HoA traffic takes the engine "
                          + "until a rule accepts them (matd reads the firewall every "
                          + "\(HostFirewallWatch.interval / 1_000) s)", fix: finding.fix)

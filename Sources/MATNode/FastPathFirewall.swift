@@ -22,6 +22,11 @@ enum FastPathFirewall {
         /// The command that accepts the fast path's packets, to copy as it is (quoted for a
         /// shell: the rule has a `&`).
         var fix: String
+        /// A chain of legacy iptables (x_tables), not of nftables.
+        var legacy = false
+
+        /// The chain as the log names it: `ip filter INPUT`, `ip filter INPUT (legacy iptables)`.
+        var place: String { "\(family) \(table) \(chain)" + (legacy ? " (legacy iptables)" : "") }
     }
 
     /// The mark as nft prints it.
@@ -30,16 +35,24 @@ enum FastPathFirewall {
     /// The rule a host firewall needs, in nft's words.
     static var acceptRule: String { "meta mark & \(mark) == \(mark) accept" }
 
-    /// The input chains (families ip, ip6, inet) that drop by default and accept neither
-    /// the fast path's mark nor everything from an uplink.
-    static func findings(uplinks: [String], nftables: Nftables) throws -> [Finding] {
-        try HostFirewall.droppingChains(hook: "input", nftables: nftables).compactMap { chain in
+    /// The input chains (nftables' families ip, ip6, inet, and legacy iptables' INPUT in
+    /// `legacy`) that drop by default and accept neither the fast path's mark nor
+    /// everything from an uplink.
+    static func findings(uplinks: [String], nftables: Nftables, legacy: LegacyFirewall.Reading) throws -> [Finding] {
+        findings(uplinks: uplinks,
+                 chains: try HostFirewall.droppingChains(hook: "input", nftables: nftables) + legacy.droppingChains("INPUT"))
+    }
+
+    /// The findings among input chains that drop by default.
+    static func findings(uplinks: [String], chains: [HostFirewall.Chain]) -> [Finding] {
+        chains.compactMap { chain in
             if chain.rules.contains(where: { accepts($0, uplinks: uplinks) }) { return nil }
             let fix = chain.madeByIptables
-                ? "\(chain.family == "ip" ? "iptables" : "ip6tables") -I \(chain.name) -m mark --mark \(mark)/\(mark) -j ACCEPT"
+                ? "\(chain.iptables) -I \(chain.name) -m mark --mark \(mark)/\(mark) -j ACCEPT"
                 : "nft 'insert rule \(chain.family) \(chain.table) \(chain.name) \(acceptRule)'"
             let families: Set<AddressFamily> = chain.family == "ip" ? [.ipv4] : chain.family == "ip6" ? [.ipv6] : [.ipv4, .ipv6]
-            return Finding(family: chain.family, table: chain.table, chain: chain.name, families: families, fix: fix)
+            return Finding(family: chain.family, table: chain.table, chain: chain.name, families: families, fix: fix,
+                           legacy: chain.legacy)
         }
     }
 

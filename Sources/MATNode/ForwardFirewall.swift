@@ -16,21 +16,34 @@ enum ForwardFirewall {
         var chain: String
         /// The command that lets the engine's packets through, to copy as it is.
         var fix: String
+        /// A chain of legacy iptables (x_tables), not of nftables.
+        var legacy = false
+
+        /// The chain as the log names it: `ip filter FORWARD`, `ip filter FORWARD (legacy iptables)`.
+        var place: String { "\(family) \(table) \(chain)" + (legacy ? " (legacy iptables)" : "") }
     }
 
-    /// The forward chains (families ip, ip6, inet) that drop by default and do not accept
-    /// packets from `tun`. IPv6 packets bypass the forward hook when they leave through
-    /// nftables (`ipv6Path` `.nftables`), so an ip6-only chain then does not matter.
-    static func findings(tun: String, ipv6Path: IPv6OutboundPath, nftables: Nftables) throws -> [Finding] {
-        try HostFirewall.droppingChains(hook: "forward", nftables: nftables).compactMap { chain in
+    /// The forward chains (nftables' families ip, ip6, inet, and legacy iptables' FORWARD
+    /// in `legacy`) that drop by default and do not accept packets from `tun`. IPv6
+    /// packets bypass the forward hook when they leave through nftables (`ipv6Path`
+    /// `.nftables`), so an ip6-only chain then does not matter.
+    static func findings(tun: String, ipv6Path: IPv6OutboundPath, nftables: Nftables,
+                         legacy: LegacyFirewall.Reading) throws -> [Finding] {
+        findings(tun: tun, ipv6Path: ipv6Path,
+                 chains: try HostFirewall.droppingChains(hook: "forward", nftables: nftables) + legacy.droppingChains("FORWARD"))
+    }
+
+    /// The findings among forward chains that drop by default.
+    static func findings(tun: String, ipv6Path: IPv6OutboundPath, chains: [HostFirewall.Chain]) -> [Finding] {
+        chains.compactMap { chain in
             if chain.family == "ip6" && ipv6Path != .sysctl { return nil }
             if chain.rules.contains(where: { acceptsTun($0, tun: tun) }) { return nil }
-            // Tables that iptables-nft made (Docker, ufw) are edited with iptables, so the
+            // Tables that iptables made (Docker, ufw) are edited with iptables, so the
             // rule survives their own reloads; anything else with nft.
             let fix = chain.madeByIptables
-                ? "\(chain.family == "ip" ? "iptables" : "ip6tables") -I FORWARD -i \(tun) -j ACCEPT"
+                ? "\(chain.iptables) -I FORWARD -i \(tun) -j ACCEPT"
                 : "nft insert rule \(chain.family) \(chain.table) \(chain.name) iifname \"\(tun)\" accept"
-            return Finding(family: chain.family, table: chain.table, chain: chain.name, fix: fix)
+            return Finding(family: chain.family, table: chain.table, chain: chain.name, fix: fix, legacy: chain.legacy)
         }
     }
 
@@ -57,10 +70,21 @@ enum HostFirewall {
         var name: String
         /// Each rule's words without counters and comments (`iifname "mat0" accept`).
         var rules: [[String]]
+        /// What the chain does with a packet no rule decided on: `accept` or `drop`.
+        var policy: String
+        /// A chain of legacy iptables (``LegacyFirewall``), not of nftables.
+        var legacy = false
 
-        /// iptables-nft's tables (Docker, ufw): edited with iptables, so a rule survives
-        /// their own reloads.
-        var madeByIptables: Bool { table == "filter" && name == name.uppercased() && family != "inet" }
+        /// Whether it drops what it does not accept: policy drop, or a last rule that
+        /// drops or rejects everything.
+        var dropsByDefault: Bool { policy == "drop" || rules.last.map(HostFirewall.dropsEverything) == true }
+
+        /// iptables-nft's tables (Docker, ufw) and legacy iptables': edited with iptables,
+        /// so a rule survives their own reloads.
+        var madeByIptables: Bool { legacy || (table == "filter" && name == name.uppercased() && family != "inet") }
+
+        /// The iptables command for the chain's family and kind.
+        var iptables: String { (family == "ip" ? "iptables" : "ip6tables") + (legacy ? "-legacy" : "") }
     }
 
     /// The base chains at `hook` (families ip, ip6, inet) that drop what they do not
@@ -74,9 +98,10 @@ enum HostFirewall {
             guard let chain = item["chain"] as? [String: Any], chain["hook"] as? String == hook,
                   let family = chain["family"] as? String, let table = chain["table"] as? String,
                   let name = chain["name"] as? String, ["ip", "ip6", "inet"].contains(family) else { continue }
-            let rules = Self.rules(try nftables.run("list chain \(family) \(table) \(name)"))
-            guard chain["policy"] as? String == "drop" || rules.last.map(dropsEverything) == true else { continue }
-            result.append(Chain(family: family, table: table, name: name, rules: rules))
+            let found = Chain(family: family, table: table, name: name,
+                              rules: Self.rules(try nftables.run("list chain \(family) \(table) \(name)")),
+                              policy: chain["policy"] as? String ?? "accept")
+            if found.dropsByDefault { result.append(found) }
         }
         return result
     }

@@ -12,7 +12,8 @@ import Synchronization
 /// enabled, Docker started, an admin's `nft -f`): a forward chain that drops by default
 /// drops what the engine writes back, an input chain that drops by default without
 /// accepting ``FastPathFirewall/mark`` drops what the kernel fast path delivers. Each
-/// reading of the firewall (``HostFirewall``) is compared with the last one: an input
+/// reading of the firewall (nftables' ``HostFirewall`` and legacy iptables'
+/// ``LegacyFirewall``) is compared with the last one: an input
 /// chain that starts dropping the fast path's packets moves that family's inbound to the
 /// engine (as a finding at start does), one that stops dropping them moves it back, and
 /// every change is said once in the log, with the rule to add. Pure: the driver
@@ -23,8 +24,8 @@ struct HostFirewallWatch: Sendable {
         var input: [FastPathFirewall.Finding]
         var forward: [ForwardFirewall.Finding]
         /// The families (`ip`, `ip6`) with a legacy iptables `filter` table (x_tables, not
-        /// nftables: `/proc/net/ip_tables_names`), whose chains matd cannot read.
-        var legacy: [String] = []
+        /// nftables) that could not be read, with why (``LegacyFirewall/Reading/unreadable``).
+        var legacy: [String: String] = [:]
     }
 
     /// A change worth a line in the log.
@@ -32,13 +33,13 @@ struct HostFirewallWatch: Sendable {
         /// An input chain drops the fast path's packets: its families' inbound goes to the engine.
         case inputDrops(FastPathFirewall.Finding)
         /// An input chain no longer drops them (gone, or it accepts them now).
-        case inputAccepts(family: String, table: String, chain: String)
+        case inputAccepts(place: String)
         /// A forward chain drops what the engine writes back.
         case forwardDrops(ForwardFirewall.Finding)
-        case forwardAccepts(family: String, table: String, chain: String)
-        /// A legacy iptables `filter` table appeared (or was there at start): its policies
-        /// are unknown to matd, so the log says which rules it may need.
-        case legacyFilter(family: String)
+        case forwardAccepts(place: String)
+        /// A legacy iptables `filter` table could not be read (at start or since): its
+        /// policies are unknown to matd, so the log says which rules it may need.
+        case legacyUnreadable(family: String, error: String)
         /// The firewall could not be read (the decisions stay as they were); said again
         /// only when the error changes.
         case readFailed(String)
@@ -65,8 +66,7 @@ struct HostFirewallWatch: Sendable {
     init(fastPath: Bool) { self.fastPath = fastPath }
 
     /// Takes a reading made at `now` that took `took` milliseconds (or the error that made
-    /// it fail) and returns what changed. The first reading reports every input finding
-    /// (matd's start) but no forward finding: HostSetup reported those already.
+    /// it fail) and returns what changed. The first reading (matd's start) reports every finding.
     mutating func observe(_ reading: Result<Reading, SystemError>, took: UInt64, at now: UInt64) -> [Note] {
         nextReading = now + max(Self.interval, took * Self.share)
         var notes: [Note] = []
@@ -86,21 +86,22 @@ struct HostFirewallWatch: Sendable {
         last = found
         notes += found.input.filter { !before.input.contains($0) }.map(Note.inputDrops)
         notes += before.input.filter { old in !found.input.contains { Self.same($0, old) } }
-            .map { Note.inputAccepts(family: $0.family, table: $0.table, chain: $0.chain) }
+            .map { Note.inputAccepts(place: $0.place) }
         notes += found.forward.filter { !before.forward.contains($0) }.map(Note.forwardDrops)
         notes += before.forward.filter { old in !found.forward.contains { Self.same($0, old) } }
-            .map { Note.forwardAccepts(family: $0.family, table: $0.table, chain: $0.chain) }
-        notes += found.legacy.filter { !before.legacy.contains($0) }.map(Note.legacyFilter)
+            .map { Note.forwardAccepts(place: $0.place) }
+        notes += found.legacy.filter { before.legacy[$0.key] == nil }.sorted { $0.key < $1.key }
+            .map { Note.legacyUnreadable(family: $0.key, error: $0.value) }
         engineInbound = found.input.reduce(into: Set<AddressFamily>()) { $0.formUnion($1.families) }
         return notes
     }
 
     private static func same(_ a: FastPathFirewall.Finding, _ b: FastPathFirewall.Finding) -> Bool {
-        a.family == b.family && a.table == b.table && a.chain == b.chain
+        a.place == b.place
     }
 
     private static func same(_ a: ForwardFirewall.Finding, _ b: ForwardFirewall.Finding) -> Bool {
-        a.family == b.family && a.table == b.table && a.chain == b.chain
+        a.place == b.place
     }
 
     /// The log line for `note`, and its level.
@@ -108,22 +109,21 @@ struct HostFirewallWatch: Sendable {
         let every = "matd reads the firewall every \(interval / 1_000) s"
         switch note {
         case .inputDrops(let finding):
-            return (.warning, "matd: warning: the host firewall's input chain \(finding.family) \(finding.table) \(finding.chain) "
+            return (.warning, "matd: warning: the host firewall's input chain \(finding.place) "
                 + "drops by default and does not accept the kernel fast path's packets (mark \(FastPathFirewall.mark)), "
                 + "so inbound \(names(finding.families)) HoA traffic goes through the engine (\(tun)) and the fast path "
                 + "carries it only outbound. Allow it with: \(finding.fix) (\(every))")
-        case .inputAccepts(let family, let table, let chain):
-            return (.notice, "matd: the host firewall's input chain \(family) \(table) \(chain) no longer drops the kernel "
-                + "fast path's packets")
+        case .inputAccepts(let place):
+            return (.notice, "matd: the host firewall's input chain \(place) no longer drops the kernel fast path's packets")
         case .forwardDrops(let finding):
-            return (.warning, "matd: warning: the host firewall's forward chain \(finding.family) \(finding.table) \(finding.chain) "
+            return (.warning, "matd: warning: the host firewall's forward chain \(finding.place) "
                 + "drops by default, so HoA traffic the engine sends out of \(tun) is dropped. Allow it with: \(finding.fix)")
-        case .forwardAccepts(let family, let table, let chain):
-            return (.notice, "matd: the host firewall's forward chain \(family) \(table) \(chain) no longer drops what \(tun) forwards")
-        case .legacyFilter(let family):
+        case .forwardAccepts(let place):
+            return (.notice, "matd: the host firewall's forward chain \(place) no longer drops what \(tun) forwards")
+        case .legacyUnreadable(let family, let error):
             let tool = family == "ip" ? "iptables-legacy" : "ip6tables-legacy"
-            return (.warning, "matd: warning: a legacy iptables filter table (\(family), not nftables) is loaded; matd cannot "
-                + "read its chains. If its INPUT chain drops by default, add: \(tool) -I INPUT -m mark --mark "
+            return (.warning, "matd: warning: a legacy iptables filter table (\(family), not nftables) is loaded and could "
+                + "not be read (\(error)). If its INPUT chain drops by default, add: \(tool) -I INPUT -m mark --mark "
                 + "\(FastPathFirewall.mark)/\(FastPathFirewall.mark) -j ACCEPT (or set kernel-fast-path = off); if its "
                 + "FORWARD chain does: \(tool) -I FORWARD -i \(tun) -j ACCEPT")
         case .readFailed(let error):
@@ -153,9 +153,7 @@ final class HostFirewallWatcher: @unchecked Sendable {
     private var watch: HostFirewallWatch
     private let published = Mutex<Set<AddressFamily>>([])
     private let onInboundChange: @Sendable () -> Void
-    private let stopping = Atomic<Bool>(false)
-    private let wake = DispatchSemaphore(value: 0)
-    private var thread: SystemThread?
+    private let thread = WatcherThread()
     private var nftables: Nftables?
 
     init(uplinks: [String], tun: String, ipv6Path: IPv6OutboundPath, fastPath: Bool,
@@ -181,38 +179,22 @@ final class HostFirewallWatcher: @unchecked Sendable {
             return
         }
         read()
-        thread = SystemThread.start(name: "matd-firewall") { [self] in run() }
-        if thread == nil {
+        if !thread.start(name: "matd-firewall", { [self] in run() }) {
             log(.warning, "matd: the host firewall is read only at start: no thread; restart matd after changing it")
         }
     }
 
     /// Stops the thread and waits for it.
-    func stop() {
-        guard let thread else { return }
-        stopping.store(true, ordering: .releasing)
-        wake.signal()
-        thread.join()
-        self.thread = nil
-    }
+    func stop() { thread.stop() }
 
     private func run() {
-        while !stopping.load(ordering: .acquiring) {
+        while !thread.isStopping {
             let now = MonotonicClock.milliseconds()
             if now >= watch.nextReading {
                 read()
                 continue
             }
-            _ = wake.wait(timeout: .now() + .milliseconds(Int(watch.nextReading - now)))
-        }
-    }
-
-    /// The families whose legacy iptables (x_tables) have a `filter` table in this network
-    /// namespace. A file that is not there (no x_tables module) lists none.
-    static func legacyFilterTables() -> [String] {
-        [("ip", "/proc/net/ip_tables_names"), ("ip6", "/proc/net/ip6_tables_names")].compactMap { family, path in
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
-            return text.split(separator: "\n").contains("filter") ? family : nil
+            thread.sleep(milliseconds: watch.nextReading - now)
         }
     }
 
@@ -221,9 +203,10 @@ final class HostFirewallWatcher: @unchecked Sendable {
         let started = MonotonicClock.milliseconds()
         let reading: Result<HostFirewallWatch.Reading, SystemError>
         do {
-            let input = watch.fastPath ? try FastPathFirewall.findings(uplinks: uplinks, nftables: nftables) : []
-            let forward = try ForwardFirewall.findings(tun: tun, ipv6Path: ipv6Path, nftables: nftables)
-            reading = .success(HostFirewallWatch.Reading(input: input, forward: forward, legacy: Self.legacyFilterTables()))
+            let legacy = LegacyFirewall.read()
+            let input = watch.fastPath ? try FastPathFirewall.findings(uplinks: uplinks, nftables: nftables, legacy: legacy) : []
+            let forward = try ForwardFirewall.findings(tun: tun, ipv6Path: ipv6Path, nftables: nftables, legacy: legacy)
+            reading = .success(HostFirewallWatch.Reading(input: input, forward: forward, legacy: legacy.unreadable))
         } catch let error as SystemError {
             reading = .failure(error)
         } catch {

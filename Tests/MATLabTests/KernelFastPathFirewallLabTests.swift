@@ -199,26 +199,60 @@ struct KernelFastPathFirewallLabTests {
         #expect(drops(try lab.stats("vm")).isEmpty, "\(fast.show(lab, "vm"))")
     }
 
-    /// Legacy iptables (x_tables) is invisible to nft: matd cannot read its chains, so it
-    /// says at start that the table is there and which rules it may need; the printed
-    /// INPUT rule, added to a policy-DROP chain, lets the fast path's packets in.
-    @Test func aLegacyIptablesFirewallIsNamedWithTheRulesItNeeds() throws {
+    /// Legacy iptables (x_tables: iptables-legacy, invisible to nft), both families, ufw
+    /// style: INPUT policy DROP (and IPv4 FORWARD), HoA traffic accepted from `mat0`. matd
+    /// reads the chains from the kernel as nft's, fences IPv4 and IPv6 inbound, and it and
+    /// `matctl doctor` print iptables-legacy commands; run as doctor prints them, while matd
+    /// runs, they fix all three chains. Everything is in the lab's namespace (its x_tables
+    /// go with it, also when the test fails).
+    @Test func aLegacyIptablesFirewallIsReadAndItsPrintedFixesWork() throws {
         let lab = try Lab()
         defer { lab.close() }
-        let rules = ["-P INPUT DROP", "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
-                     "-A INPUT -i lo -j ACCEPT", "-A INPUT -p icmp -j ACCEPT", "-A INPUT -p udp --dport 7540:7541 -j ACCEPT",
-                     "-A INPUT -i mat0 -j ACCEPT"]
-        try lab.exec("vm", "sh", "-c", rules.map { "iptables-legacy \($0)" }.joined(separator: " && "))
-        for node in ["vm", "cn"] { try lab.startMatd(node, config: lab.writeConfig(node, adding: KernelFastPathLabTests.on)) }
-        let inputFix = "iptables-legacy -I INPUT -m mark --mark 0x10000000/0x10000000 -j ACCEPT"
-        #expect(lab.matdLog("vm").contains("a legacy iptables filter table (ip, not nftables) is loaded"), "\(lab.matdLog("vm"))")
-        #expect(lab.matdLog("vm").contains(inputFix), "\(lab.matdLog("vm"))")
+        let common = ["-P INPUT DROP", "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT", "-A INPUT -i lo -j ACCEPT",
+                      "-A INPUT -p udp --dport 7540:7541 -j ACCEPT", "-A INPUT -i mat0 -j ACCEPT"]
+        let v4 = common + ["-P FORWARD DROP", "-A INPUT -p icmp -j ACCEPT"]
+        let v6 = common + ["-A INPUT -p ipv6-icmp -j ACCEPT"]
+        try lab.exec("vm", "sh", "-c", (v4.map { "iptables-legacy \($0)" } + v6.map { "ip6tables-legacy \($0)" }).joined(separator: " && "))
+        #expect(try lab.exec("vm", "nft", "list", "tables").isEmpty, "not legacy iptables?")
+        let config = try lab.writeConfig("vm", adding: KernelFastPathLabTests.on)
+        try lab.startMatd("vm", config: config)
+        try lab.startMatd("cn", config: lab.writeConfig("cn", adding: KernelFastPathLabTests.on))
+        let fixes = ["iptables-legacy -I INPUT -m mark --mark 0x10000000/0x10000000 -j ACCEPT",
+                     "ip6tables-legacy -I INPUT -m mark --mark 0x10000000/0x10000000 -j ACCEPT",
+                     "iptables-legacy -I FORWARD -i mat0 -j ACCEPT"]
+        let log = lab.matdLog("vm")
+        for expected in ["input chain ip filter INPUT (legacy iptables) drops by default", "Allow it with: \(fixes[0])",
+                         "input chain ip6 filter INPUT (legacy iptables) drops by default", "Allow it with: \(fixes[1])",
+                         "forward chain ip filter FORWARD (legacy iptables) drops by default", "Allow it with: \(fixes[2])"] {
+            #expect(log.contains(expected), "\(expected)\n\(log)")
+        }
+        #expect(!log.contains("ip6 filter FORWARD") && !log.contains("could not be read"), "\(log)")
         #expect(!lab.matdLog("cn").contains("legacy"), "\(lab.matdLog("cn"))")
         #expect(try fast.waitForFastPath(lab, "vm", peers: 2), "\(fast.show(lab, "vm"))")
+        #expect(try lab.matctl("vm", "status").contains("inbound IPv4 and IPv6 through the engine"), "\(fast.show(lab, "vm"))")
 
-        try lab.exec("vm", "sh", "-c", inputFix)
+        // matctl doctor finds the same three chains; its fixes, run as printed, are the ones above.
+        let warned = try doctor(lab, config: config)
+        #expect(warned.stdout.contains("PROBLEM  forward policy: ip filter FORWARD (legacy iptables) drops what mat0 forwards"),
+                "\(warned.summary)")
+        for family in ["ip", "ip6"] {
+            #expect(warned.stdout.contains("warning  input policy: \(family) filter INPUT (legacy iptables) drops the kernel fast "
+                                           + "path's packets"), "\(warned.summary)")
+        }
+        let printed = warned.stdout.split(separator: "\n").filter { $0.contains("fix: ") && $0.contains("legacy") }
+            .map { String($0.split(separator: ":", maxSplits: 1)[1]).trimmingCharacters(in: .whitespaces) }
+        #expect(Set(printed) == Set(fixes), "\(warned.summary)")
+        for fix in printed { try lab.exec("vm", "sh", "-c", fix) }
+        #expect(try waitForStatus(lab, "vm") { $0.contains("kernel fast path: on") && !$0.contains("through the engine") },
+                "\(fast.show(lab, "vm"))")
+        #expect(lab.waitForLog("vm", "forward chain ip filter FORWARD (legacy iptables) no longer drops", timeout: 40),
+                "\(lab.matdLog("vm"))")
+        let fixed = try doctor(lab, config: config)
+        #expect(fixed.stdout.contains("ok       forward policy: ") && fixed.stdout.contains("ok       input policy: "),
+                "\(fixed.summary)")
         let file = try lab.randomFile("payload", megabytes: 4)
         try expectInboundOnTheFastPath(lab, file: file)
+        #expect(drops(try lab.stats("vm")).isEmpty, "\(fast.show(lab, "vm"))")
     }
 
     /// A chain of one family that ends in a drop (policy accept) fences that family only;

@@ -39,10 +39,10 @@ struct HostFirewallWatchTests {
         #expect(watch.engineInbound == [.ipv4, .ipv6])
         // The fix for the input chain: inbound goes back to the fast path.
         let fixed = watch.observe(.success(Reading(input: [], forward: [Self.forward])), took: 2, at: 10_000)
-        #expect(fixed == [.inputAccepts(family: "inet", table: "hostfw", chain: "input")])
+        #expect(fixed == [.inputAccepts(place: "inet hostfw input")])
         #expect(watch.engineInbound.isEmpty)
         let forwardFixed = watch.observe(.success(Reading(input: [], forward: [])), took: 2, at: 15_000)
-        #expect(forwardFixed == [.forwardAccepts(family: "ip", table: "filter", chain: "FORWARD")])
+        #expect(forwardFixed == [.forwardAccepts(place: "ip filter FORWARD")])
     }
 
     @Test func aFailedReadingKeepsTheFenceAndIsSaidOncePerError() {
@@ -74,14 +74,34 @@ struct HostFirewallWatchTests {
                 == [.forwardDrops(Self.forward)])
     }
 
-    @Test func aLegacyIptablesFilterTableIsSaidAtStartAndWhenItAppears() {
+    /// A legacy iptables chain is a finding of its own beside iptables-nft's chain of the
+    /// same name (both can be loaded at once), with its own fix.
+    @Test func aLegacyChainIsToldApartFromTheNftablesOneOfTheSameName() {
         var watch = HostFirewallWatch(fastPath: true)
-        #expect(watch.observe(.success(Reading(input: [], forward: [], legacy: ["ip"])), took: 1, at: 0) == [.legacyFilter(family: "ip")])
-        #expect(watch.observe(.success(Reading(input: [], forward: [], legacy: ["ip"])), took: 1, at: 5_000).isEmpty)
-        #expect(watch.observe(.success(Reading(input: [], forward: [], legacy: ["ip", "ip6"])), took: 1, at: 10_000)
-                == [.legacyFilter(family: "ip6")])
+        var legacy = Self.forward
+        legacy.legacy = true
+        legacy.fix = "iptables-legacy -I FORWARD -i mat0 -j ACCEPT"
+        _ = watch.observe(.success(Reading(input: [], forward: [Self.forward])), took: 1, at: 0)
+        #expect(watch.observe(.success(Reading(input: [], forward: [Self.forward, legacy])), took: 1, at: 5_000)
+                == [.forwardDrops(legacy)])
+        #expect(watch.observe(.success(Reading(input: [], forward: [legacy])), took: 1, at: 10_000)
+                == [.forwardAccepts(place: "ip filter FORWARD")])
+        let text = HostFirewallWatch.message(.forwardDrops(legacy), tun: "mat0").1
+        #expect(text.contains("forward chain ip filter FORWARD (legacy iptables) drops by default"), "\(text)")
+        #expect(text.contains("Allow it with: iptables-legacy -I FORWARD -i mat0 -j ACCEPT"), "\(text)")
+    }
+
+    @Test func anUnreadableLegacyIptablesTableIsSaidWhenItAppears() {
+        var watch = HostFirewallWatch(fastPath: true)
+        let denied = "read legacy iptables table filter: Operation not permitted (errno 1)"
+        #expect(watch.observe(.success(Reading(input: [], forward: [], legacy: ["ip": denied])), took: 1, at: 0)
+                == [.legacyUnreadable(family: "ip", error: denied)])
+        #expect(watch.observe(.success(Reading(input: [], forward: [], legacy: ["ip": denied])), took: 1, at: 5_000).isEmpty)
+        #expect(watch.observe(.success(Reading(input: [], forward: [], legacy: ["ip": denied, "ip6": denied])), took: 1, at: 10_000)
+                == [.legacyUnreadable(family: "ip6", error: denied)])
         #expect(watch.engineInbound.isEmpty, "its policy is unknown: nothing is fenced")
-        let text = HostFirewallWatch.message(.legacyFilter(family: "ip"), tun: "mat0").1
+        let text = HostFirewallWatch.message(.legacyUnreadable(family: "ip", error: denied), tun: "mat0").1
+        #expect(text.contains(denied), "\(text)")
         #expect(text.contains("iptables-legacy -I INPUT -m mark --mark 0x10000000/0x10000000 -j ACCEPT"), "\(text)")
         #expect(text.contains("iptables-legacy -I FORWARD -i mat0 -j ACCEPT"), "\(text)")
     }
