@@ -152,8 +152,7 @@ struct KernelFastPathLabTests {
         _ = try lab.startIMS()
         for node in ["vm", "cn"] {
             let path = try lab.writeIMSConfig(node)
-            let text = try String(contentsOfFile: path, encoding: .utf8)
-            try text.replacingOccurrences(of: "[node]\n", with: "[node]\n\(Self.on)\n").write(toFile: path, atomically: true, encoding: .utf8)
+            try lab.addToNodeSection(Self.on, of: path)
             try lab.startMatd(node, config: path)
         }
         for node in ["vm", "cn"] {

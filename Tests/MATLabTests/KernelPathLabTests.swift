@@ -87,9 +87,7 @@ struct KernelPathLabTests {
         _ = try lab.startIMS(dualStack: true)
         for node in ["vm", "cn"] {
             let config = try lab.writeIMSConfig(node, dualStack: true)
-            let text = try String(contentsOfFile: config, encoding: .utf8)
-            try text.replacingOccurrences(of: "[node]\n", with: "[node]\nipv6-forwarding = nftables\n")
-                .write(toFile: config, atomically: true, encoding: .utf8)
+            try lab.addToNodeSection("ipv6-forwarding = nftables", of: config)
             try lab.startMatd(node, config: config)
             let me = Addr.node(node)
             #expect(lab.waitForLog(node, "registered \(me.home6) -> \(me.mobile6) seq"), "\(lab.matdLog(node))")
@@ -130,15 +128,5 @@ struct KernelPathLabTests {
             usleep(100_000)
         }
         return false
-    }
-}
-
-extension Lab {
-    /// `writeConfig` with `line` added to the [node] section.
-    func writeConfig(_ node: String, adding line: String, file: String? = nil) throws -> String {
-        let path = try writeConfig(node, file: file ?? "\(node)-\(UInt32.random(in: 0...UInt32.max)).conf")
-        let text = try String(contentsOfFile: path, encoding: .utf8)
-        try text.replacingOccurrences(of: "[node]\n", with: "[node]\n\(line)\n").write(toFile: path, atomically: true, encoding: .utf8)
-        return path
     }
 }

@@ -71,10 +71,7 @@ struct MetricsLabTests {
     @Test func metricsListenServesTheExpositionOverHTTP() throws {
         let lab = try Lab()
         defer { lab.close() }
-        let config = try String(contentsOfFile: try lab.writeConfig("vm"), encoding: .utf8)
-            .replacingOccurrences(of: "[node]\n", with: "[node]\nmetrics-listen = 127.0.0.1:9474\n")
-        let file = lab.path("vm-metrics.conf")
-        try config.write(toFile: file, atomically: true, encoding: .utf8)
+        let file = try lab.writeConfig("vm", adding: "metrics-listen = 127.0.0.1:9474", file: "vm-metrics.conf")
         try lab.startMatd("vm", config: file)
         try lab.startMatd("cn")
         #expect(try lab.ping("vm", Addr.cn.home4, count: 3))
