@@ -5,6 +5,7 @@ import Foundation
 import MATNode
 import MATPacket
 import MATSignaling
+import MATSystem
 import Testing
 
 /// Movement end to end: matd on the VM node and the CN with mat-ims; the VM changes
@@ -168,7 +169,10 @@ struct MobilityLabTests {
         try lab.setDelay(rttMilliseconds: 100)
         let file = try lab.randomFile("payload", megabytes: 20)
         let transfer = try PacedTransfer(lab, from: "vm", to: "cn", file: file, megabytesPerSecond: 4)
-        sleep(1)
+        let progress = FileProgress(transfer.received)
+        defer { progress.stop() }
+        #expect(progress.wait(forAtLeast: 1_000_000, timeout: 30), "the flow did not start")
+        let moved = MonotonicClock.seconds()
         try check(["sh", "-c", """
             ip -n \(lab.name)-cn -batch - <<EOF
             addr del 192.0.2.130/25 dev eth0
@@ -178,6 +182,11 @@ struct MobilityLabTests {
             \(LabPaths.testbed) move b
             """], timeout: 30, environment: ["LAB": lab.name])
         try transfer.finish()
+        progress.stop()
+        // The figure (docs/security.md, R5): how long the flow stood still after both moved.
+        let stall = progress.longestStall(from: moved, to: moved + 60)
+        print("both ends moving at once (100 ms RTT): the flow's longest stall \(stall.map { String(format: "%.2f", $0.seconds) } ?? "?") s, "
+              + "back \(stall.map { String(format: "%.2f", $0.to - moved) } ?? "?") s after the moves began")
         #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.10*"))
         #expect(try lab.matctl("vm", "peers").contains("\(cn.home4) -> 192.0.2.140*"))
         let looked = try signalingCounters(lab, "vm")["peers_looked_up_again", default: 0]

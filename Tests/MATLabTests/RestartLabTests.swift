@@ -5,6 +5,7 @@ import Foundation
 import MATNode
 import MATPacket
 import MATSignaling
+import MATSystem
 import Testing
 
 /// Restarting matd keeps HoA sessions: after kill -9 the next matd takes over the
@@ -22,12 +23,23 @@ struct RestartLabTests {
         defer { lab.close() }
         let file = try lab.randomFile("payload", megabytes: 30)
         let transfer = try PacedTransfer(lab, from: "vm", to: "cn", file: file, megabytesPerSecond: 10)
+        let progress = FileProgress(transfer.received)
+        defer { progress.stop() }
+        #expect(progress.wait(forAtLeast: 1_000_000, timeout: 30), "the flow did not start")
         sleep(1)
         // The state is saved at most a second after it changes.
         #expect(try String(contentsOfFile: lab.path("vm-state/peers.json"), encoding: .utf8).contains(cn.home4))
+        let killed = MonotonicClock.seconds()
         try lab.killMatd("vm")
         try lab.startMatd("vm", config: lab.path("vm-ims.conf"))
+        let started = MonotonicClock.seconds()
         try transfer.finish()
+        progress.stop()
+        // The figure (docs/security.md, R3): how long the flow stood still around the restart.
+        let stall = progress.longestStall(from: killed, to: started + 30)
+        print("kill -9 mid-transfer: matd back \(String(format: "%.2f", started - killed)) s after the kill; "
+              + "the flow's longest stall \(stall.map { String(format: "%.2f", $0.seconds) } ?? "?") s, "
+              + "ending \(stall.map { String(format: "%.2f", $0.to - killed) } ?? "?") s after the kill")
         #expect(lab.matdLog("vm").contains("restored 1 learned peer(s)"), "\(lab.matdLog("vm"))")
         #expect(try lab.matctl("vm", "peers").contains("\(cn.home4) -> \(cn.mobile4)"))
     }
