@@ -42,7 +42,7 @@ extension IMSClient {
         let previous = previouslyPublished(hoa)
         let correctionUsed = clockCorrection
         let builder = RegistrationBuilder(names: configuration.names, ttl: configuration.recordTTL,
-                                          lifetime: configuration.registrationLifetime)
+                                          lifetime: configuration.registrationLifetime, relay: configuration.relay)
         let signed: TSIGSignedMessage
         do {
             signed = try builder.signedUpdate(id: UInt16.random(in: .min ... .max), hoa: hoa, moas: wanted,

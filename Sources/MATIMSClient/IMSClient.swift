@@ -182,7 +182,7 @@ public final class IMSClient: Sendable {
         let ttl = (addresses.records + versions.records).map(\.ttl).min() ?? 0
         return PeerMappingAnswer(hoa: hoa, moas: moas, sequence: version?.sequence, ttl: ttl, fetchedAt: now,
                                  source: .ims(addresses.server), publicKey: version?.publicKey,
-                                 lifetime: version?.lifetime)
+                                 lifetime: version?.lifetime, relay: version?.relay)
     }
 
     struct RRsetAnswer {

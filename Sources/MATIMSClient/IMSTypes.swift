@@ -33,6 +33,9 @@ public struct IMSClientConfiguration: Sendable {
     /// The lifetime each registration publishes (`"life=<seconds>"`): mat-ims removes the
     /// MoAs once it passes without a newer registration. Nil publishes none.
     public var registrationLifetime: UInt32?
+    /// The relay this node is reached through, published in its registrations' TXT as
+    /// `"relay=<address>"`; nil publishes none.
+    public var relay: IPAddress?
     /// How long past its TTL a mapping may still be served while the IMS is unreachable;
     /// nil: for as long as the IMS stays unreachable.
     public var maxStaleness: UInt64?
@@ -49,8 +52,10 @@ public struct IMSClientConfiguration: Sendable {
     public init(names: MappingNames, servers: [DNSServerAddress], key: TSIGKey? = nil, keys: [TSIGKey] = [],
                 recordTTL: UInt32 = RegistrationBuilder.defaultTTL, maxStaleness: UInt64? = nil,
                 cacheCapacity: Int = 4096, confirmationAttempts: Int = 3,
-                confirmationDelayMilliseconds: Int = 200, registrationLifetime: UInt32? = nil) {
+                confirmationDelayMilliseconds: Int = 200, registrationLifetime: UInt32? = nil,
+                relay: IPAddress? = nil) {
         self.names = names
+        self.relay = relay
         self.registrationLifetime = registrationLifetime
         self.servers = servers
         self.keys = (key.map { [$0] } ?? []) + keys
@@ -107,6 +112,9 @@ public struct PeerMappingAnswer: Hashable, Sendable, CustomStringConvertible {
     /// The registration's lifetime from the `"life=<seconds>"` string of the same TXT; nil
     /// if it publishes none.
     public var lifetime: UInt32?
+    /// The relay the peer is reached through, from the `"relay=<address>"` string of the
+    /// same TXT; nil if it publishes none.
+    public var relay: IPAddress?
     /// The smallest TTL among the records read, as published.
     public var ttl: UInt32
     /// Clock reading when the answer was fetched from the IMS.
@@ -116,8 +124,9 @@ public struct PeerMappingAnswer: Hashable, Sendable, CustomStringConvertible {
 
     /// Creates an answer.
     public init(hoa: IPAddress, moas: [IPAddress], sequence: UInt64?, ttl: UInt32, fetchedAt: UInt64,
-                source: AnswerSource, publicKey: String? = nil, lifetime: UInt32? = nil) {
+                source: AnswerSource, publicKey: String? = nil, lifetime: UInt32? = nil, relay: IPAddress? = nil) {
         self.hoa = hoa
+        self.relay = relay
         self.lifetime = lifetime
         self.moas = moas
         self.sequence = sequence

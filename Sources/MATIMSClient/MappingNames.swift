@@ -86,12 +86,15 @@ public struct MappingNames: Hashable, Sendable {
     /// of the 32-octet key, see ``isValidPublicKey(_:)``) and `"life=<seconds>"` when the
     /// registration has a lifetime (mat-ims removes the MoAs once it has passed without a
     /// newer registration; readers of any server drop a mapping whose sequence has not
-    /// moved for that long). The key is written as given.
+    /// moved for that long), and `"relay=<address>"` when the node is reached through a
+    /// relay (its `[relay] address`; docs/signaling.md, "Signaling through the relay").
+    /// The key is written as given.
     public static func versionRecord(sequence: UInt64, publicKey: String? = nil,
-                                     lifetime: UInt32? = nil) -> DNSRecordData {
+                                     lifetime: UInt32? = nil, relay: IPAddress? = nil) -> DNSRecordData {
         var strings = ["v=1", "seq=\(sequence)"]
         if let publicKey { strings.append("key=\(publicKey)") }
         if let lifetime { strings.append("life=\(lifetime)") }
+        if let relay { strings.append("relay=\(relay)") }
         return .txt(strings: strings)
     }
 
@@ -112,8 +115,9 @@ public struct MappingNames: Hashable, Sendable {
     /// is exactly one `key=` string and it is a valid key (``isValidPublicKey(_:)``);
     /// otherwise it is nil and the rest of the record still counts, as for any string a
     /// reader does not understand. The lifetime is the number after `life=` when there is
-    /// exactly one, in 1...2^32-1 without leading zeros; otherwise nil (no lifetime).
-    /// Unknown strings are ignored.
+    /// exactly one, in 1...2^32-1 without leading zeros; otherwise nil (no lifetime). The
+    /// relay is the address after `relay=` when there is exactly one and it parses;
+    /// otherwise nil. Unknown strings are ignored.
     public static func version(from data: DNSRecordData) -> MappingVersion? {
         guard case .txt(let strings) = data else { return nil }
         var version = 0
@@ -121,6 +125,7 @@ public struct MappingNames: Hashable, Sendable {
         var sequences = 0
         var keys: [String] = []
         var lifetimes: [Substring] = []
+        var relays: [IPAddress?] = []
         for string in strings {
             let text = String(decoding: string, as: UTF8.self)
             if text == "v=1" {
@@ -134,13 +139,16 @@ public struct MappingNames: Hashable, Sendable {
                 keys.append(String(text.dropFirst(4)))
             } else if text.hasPrefix("life=") {
                 lifetimes.append(text.dropFirst(5))
+            } else if text.hasPrefix("relay=") {
+                relays.append(IPAddress(String(text.dropFirst(6))))
             }
         }
         guard version == 1, sequences == 1, let sequence else { return nil }
         // Two keys are ambiguous: believe neither.
         let publicKey = keys.count == 1 && isValidPublicKey(keys[0]) ? keys[0] : nil
         return MappingVersion(sequence: sequence, publicKey: publicKey,
-                              lifetime: lifetimes.count == 1 ? lifetime(lifetimes[0]) : nil)
+                              lifetime: lifetimes.count == 1 ? lifetime(lifetimes[0]) : nil,
+                              relay: relays.count == 1 ? relays[0] : nil)
     }
 
     /// Decimal seconds, 1...2^32-1, in the one spelling `versionRecord` writes.
@@ -237,7 +245,8 @@ public struct MappingNames: Hashable, Sendable {
     }
 }
 
-/// The fields of a node's version TXT (`"v=1" "seq=<n>" ["key=<base64>"] ["life=<seconds>"]`).
+/// The fields of a node's version TXT (`"v=1" "seq=<n>" ["key=<base64>"] ["life=<seconds>"]
+/// ["relay=<address>"]`).
 public struct MappingVersion: Hashable, Sendable {
     /// The mapping sequence number.
     public var sequence: UInt64
@@ -247,11 +256,14 @@ public struct MappingVersion: Hashable, Sendable {
     /// How long the registration holds without a newer one, seconds; nil: for ever (a
     /// writer that publishes no lifetime, such as a hand-made nsupdate).
     public var lifetime: UInt32?
+    /// The relay the node is reached through (its `[relay] address`); nil: none.
+    public var relay: IPAddress?
 
     /// Creates the fields.
-    public init(sequence: UInt64, publicKey: String? = nil, lifetime: UInt32? = nil) {
+    public init(sequence: UInt64, publicKey: String? = nil, lifetime: UInt32? = nil, relay: IPAddress? = nil) {
         self.sequence = sequence
         self.publicKey = publicKey
         self.lifetime = lifetime
+        self.relay = relay
     }
 }

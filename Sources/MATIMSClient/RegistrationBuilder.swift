@@ -25,15 +25,20 @@ public struct RegistrationBuilder: Hashable, Sendable {
     /// The registration's lifetime, published as `"life=<seconds>"` in the TXT; nil
     /// publishes none (the mapping then never expires).
     public var lifetime: UInt32?
+    /// The relay the node is reached through, published as `"relay=<address>"` in the
+    /// TXT; nil publishes none.
+    public var relay: IPAddress?
 
     /// The default TTL of mapping records, in seconds.
     public static let defaultTTL: UInt32 = 10
 
     /// Creates a builder for a zone layout.
-    public init(names: MappingNames, ttl: UInt32 = RegistrationBuilder.defaultTTL, lifetime: UInt32? = nil) {
+    public init(names: MappingNames, ttl: UInt32 = RegistrationBuilder.defaultTTL, lifetime: UInt32? = nil,
+                relay: IPAddress? = nil) {
         self.names = names
         self.ttl = ttl
         self.lifetime = lifetime
+        self.relay = relay
     }
 
     /// The UPDATE replacing `hoa`'s mapping with `moas` at `sequence`. `publicKey`, the
@@ -54,7 +59,7 @@ public struct RegistrationBuilder: Hashable, Sendable {
             builder.add(owner, ttl: ttl, MappingNames.addressRecord(moa))
         }
         builder.add(owner, ttl: ttl, MappingNames.versionRecord(sequence: sequence, publicKey: publicKey,
-                                                                        lifetime: lifetime))
+                                                                        lifetime: lifetime, relay: relay))
         for moa in current {
             let reverse = names.moaName(for: moa)
             builder.deleteRRset(reverse, type: .ptr)

@@ -65,6 +65,7 @@ public final class Daemon {
         // The engine reports HoAs without a mapping to the service, which needs the engine.
         let service = Mutex<MappingService?>(nil)
         let encap = try EncapPath.open(config, tun: tun.name)
+        encap?.relayedSignalHandler = { origin, bytes in service.withLock { $0 }?.relayedSignal(from: origin, bytes) }
         let engine = try Engine(tun: tun, table: table, addresses: addresses,
                                 onMiss: { hoa in service.withLock { $0 }?.lookUp(hoa) },
                                 onRefusal: { refusal in service.withLock { $0 }?.noteRefusal(refusal) },

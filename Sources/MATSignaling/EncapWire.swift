@@ -8,14 +8,15 @@ import MATPacket
 /// | --- | --- | --- |
 /// | 0 | 4 | magic `MATu` (`4D 41 54 75`) |
 /// | 4 | 1 | version = 1 |
-/// | 5 | 1 | kind: 1 packet, 2 keepalive, 3 probe request, 4 probe answer, 5 relay registration, 6 relayed packet |
+/// | 5 | 1 | kind: 1 packet, 2 keepalive, 3 probe request, 4 probe answer, 5 relay registration, 6 relayed packet, 7 relayed signal |
 /// | 6 | 2 | zero |
 ///
 /// A packet carries, after the header, the 10-byte `virtio_net_hdr` the sender's TUN
 /// device gave it and the HoA-to-HoA IP packet itself, untranslated (the datagram's
 /// addresses are the MoAs). A keepalive is the header alone; a probe request and its
 /// answer carry a 16-byte nonce. A relayed packet is laid out as a packet (so a node sends
-/// it from the same buffer); a relay registration is signed (``RelayRegistration``).
+/// it from the same buffer); a relay registration is signed (``RelayRegistration``); a
+/// relayed signal carries a signaling message through a relay (``RelayedSignal``).
 /// Pure and allocation-free: parsing reads raw bytes.
 public enum EncapWire {
     public static let magic: (UInt8, UInt8, UInt8, UInt8) = (0x4D, 0x41, 0x54, 0x75)
@@ -34,6 +35,9 @@ public enum EncapWire {
         /// A packet for a HoA registered at a relay: to the relay, which sends the same
         /// datagram on to that HoA's node.
         case relayed = 6
+        /// A signaling message for a HoA registered at a relay, behind the address the
+        /// relay saw it come from (``RelayedSignal``).
+        case relayedSignal = 7
     }
 
     /// What a datagram is, with the offset of what follows the header.
@@ -49,6 +53,9 @@ public enum EncapWire {
         case registration
         /// Laid out as ``packet``.
         case relayed
+        /// The origin starts at `headerLength`, the signaling message after it
+        /// (``RelayedSignal``).
+        case relayedSignal
     }
 
     /// Reads a datagram's header; nil for anything that is not exactly one of the forms
@@ -73,6 +80,8 @@ public enum EncapWire {
                   rest == RelayRegistration.fixedLength + count * RelayRegistration.addressLength
                           + RelayRegistration.signatureLength else { return nil }
             return .registration
+        case .relayedSignal:
+            return RelayedSignal.fits(datagram) ? .relayedSignal : nil
         case .keepalive:
             return rest == 0 ? .keepalive : nil
         case .probeRequest:

@@ -84,6 +84,21 @@ struct MappingNamesTests {
         }
     }
 
+    /// `relay=` names the relay a node is reached through; one that does not parse, or two,
+    /// count as none.
+    @Test func versionTXTWithRelay() {
+        let relay = IPAddress("192.0.2.131")!
+        let record = MappingNames.versionRecord(sequence: 42, publicKey: Fixture.publicKeyA, lifetime: 300, relay: relay)
+        #expect(record == .txt(strings: ["v=1", "seq=42", "key=\(Fixture.publicKeyA)", "life=300", "relay=192.0.2.131"]))
+        #expect(MappingNames.version(from: record)
+                    == MappingVersion(sequence: 42, publicKey: Fixture.publicKeyA, lifetime: 300, relay: relay))
+        #expect(MappingNames.version(from: .txt(strings: ["relay=2001:db8::1", "seq=1", "v=1"]))?.relay
+                == IPAddress("2001:db8::1"))
+        for bad in [["relay="], ["relay=192.0.2"], ["relay=192.0.2.1", "relay=192.0.2.1"]] {
+            #expect(MappingNames.version(from: .txt(strings: ["v=1", "seq=1"] + bad)) == MappingVersion(sequence: 1), "\(bad)")
+        }
+    }
+
     @Test func versionTXTWithPublicKey() {
         let record = MappingNames.versionRecord(sequence: 42, publicKey: Fixture.publicKeyA)
         #expect(record == .txt(strings: ["v=1", "seq=42", "key=\(Fixture.publicKeyA)"]))

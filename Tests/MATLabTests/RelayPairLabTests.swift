@@ -115,6 +115,79 @@ struct RelayPairLabTests {
         try checkAKeepaliveTakesThePeerOffTheRelay(nat)
     }
 
+    /// A node behind its NAT that knows no peer: its IPv4 HoA, its NAT's public address,
+    /// the lab's mat-ims (`[ims]`, as `Lab.writeIMSConfig`) and the relay. It registers
+    /// `relay=` in its TXT.
+    func imsNodeConfig(_ lab: Lab, _ node: String, publicAddress: String) throws -> String {
+        let path = try lab.writeIMSConfig(node)
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+            .replacingOccurrences(of: "uplink = eth0\n", with: """
+                uplink = eth0
+                public-address = \(publicAddress)
+                encap-keepalive = \(Self.keepalive)
+
+                """) + "\n[relay]\naddress = \(Addr.plain4)\n"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// First contact through the IMS and the relay (docs/signaling.md, "Signaling through
+    /// the relay"): the two nodes share only mat-ims and the relay, no `[peer]`. The VM
+    /// sends to the CN's HoA (the CN only listens): the VM looks the CN up, the answer
+    /// names the relay, the VM's probe and binding update go through it, the CN looks up
+    /// the VM's key (its answer names the relay too) and answers, challenges and
+    /// acknowledges through it; then each goes to UDP, hears no keepalive and sends the
+    /// other's traffic through the relay. A TCP transfer each way arrives byte-identical,
+    /// both ends show `path relay`, and both sent and took signaling through the relay.
+    @Test func twoNodesBehindRandomPortNATsFindEachOtherThroughTheIMSAndTheRelay() throws {
+        let nat = try NATLab()
+        defer { nat.close() }
+        let lab = nat.lab
+        try nat.addCNSite()
+        try nat.moveVM(host: 80)
+        try nat.moveCNBehindNAT(host: 90)
+        try nat.randomPorts("nat")
+        try nat.randomPorts("nat2")
+        _ = try lab.startIMS()
+        let keys = ["vm": try lab.writeSigningKey("vm"), "cn": try lab.writeSigningKey("cn")]
+        try lab.startMatd("plain", config: try relayConfig(lab, keys: keys))
+        let publicAddresses = [("vm", "203.0.113.50"), ("cn", "203.0.113.51")]
+        for (node, address) in publicAddresses {
+            try lab.startMatd(node, config: try imsNodeConfig(lab, node, publicAddress: address))
+        }
+        for (node, address) in publicAddresses
+        where !lab.waitForLog(node, "registered \(Addr.node(node).home4) -> \(address)", timeout: 60) {
+            Issue.record("matd in \(node) did not register \(address):\n\(lab.matdLog(node))")
+            return
+        }
+        // Only the VM sends; the CN learns of it from its alert through the relay.
+        let ping = try lab.spawn("vm", ["ping", "-c", "5", "-i", "0.5", "-W", "1", "-q", cn.home4])
+        ping.wait(timeout: 30)
+        for (node, peer) in [("vm", cn.home4), ("cn", vm.home4)]
+        where !lab.waitForLog(node, "\(peer) is reached through the relay \(Addr.plain4)", timeout: 60) {
+            Issue.record("matd in \(node) did not send \(peer)'s signaling through the relay:\n\(lab.matdLog(node))")
+            return
+        }
+        for (node, peer) in [("vm", "203.0.113.51"), ("cn", "203.0.113.50")]
+        where !lab.waitForLog(node, "no keepalive from \(peer) for \(3 * Self.keepalive) s: its traffic goes through the relay",
+                              timeout: 90) {
+            Issue.record("matd in \(node) did not go through the relay:\n\(lab.matdLog(node))\nrelay:\n\(lab.matdLog("plain"))")
+            return
+        }
+        try nat.transferBothWays(megabytes: 4, path: "relay")
+        for node in ["vm", "cn"] {
+            let counters = try nat.encapCounters(node)
+            // The probe, the update, the challenge, the responses and the ack: each node
+            // sent and took some through the relay, and nothing came past the NATs.
+            #expect(counters["encap_relay_signals_sent", default: 0] >= 2
+                    && counters["encap_relay_signals_received", default: 0] >= 2
+                    && counters["encap_relay_packets_sent", default: 0] > 1_000
+                    && counters["encap_relay_packets_received", default: 0] > 1_000
+                    && counters["encap_relay_refused", default: 0] == 0
+                    && counters["encap_keepalives_received", default: 0] == 0, "\(node): \(counters)")
+        }
+    }
+
     /// The VM's NAT becomes 1:1 (Tools/lab/nat-site one-to-one): the CN's keepalives reach
     /// the VM, which sends the CN's traffic to it in UDP again at once, not through the
     /// relay. A transfer from the VM arrives byte-identical with no packet of the VM's

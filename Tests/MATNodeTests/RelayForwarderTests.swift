@@ -40,6 +40,36 @@ func register(_ forwarder: inout RelayForwarder, _ bytes: [UInt8], from sender: 
         #expect(forwarder.counters.registrations == 2 && forwarder.counters.registrationsRefused == 0)
     }
 
+    /// A signaling message through the relay (``RelayedSignal``) goes to the binding that
+    /// registered its receiver HoA, only from the binding that registered its sender HoA,
+    /// stamped with the sender binding's address (the relay's word on where it came from);
+    /// the message itself is unchanged.
+    @Test func aRelayedSignalGoesToItsReceiverStampedWithItsSendersAddress() {
+        var forwarder = RelayForwarder(pinnedKeys: [vmHoA: vmKey.publicKey, cnHoA: cnKey.publicKey])
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 1, with: vmKey), from: vmNAT) == .accepted)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [cnHoA], sequence: 1, with: cnKey), from: cnNAT) == .accepted)
+        let message = SignalCodec.seal(SignalMessage(sequence: 0, sender: vmHoA, receiver: cnHoA,
+                                                     body: .challenge(nonce: Nonce(high: 1, low: 2), sequence: 0)),
+                                       with: vmKey)
+        func routeSignal(_ bytes: [UInt8], from sender: RelayTable.Binding) -> (RelayTable.Binding?, [UInt8]) {
+            var datagram = bytes
+            let target = datagram.withUnsafeMutableBytes { forwarder.routeSignal($0, from: sender, now: 10) }
+            return (target, datagram)
+        }
+        let (target, sent) = routeSignal(RelayedSignal.wrap(message), from: vmNAT)
+        #expect(target == cnNAT)
+        #expect(sent.withUnsafeBytes { RelayedSignal.origin($0) } == vmNAT.address)
+        #expect(Array(sent[RelayedSignal.signalOffset...]) == message)
+        // The CN's binding cannot speak as the VM's HoA; nobody registered 198.51.100.40.
+        #expect(routeSignal(RelayedSignal.wrap(message), from: cnNAT).0 == nil)
+        let stranger = SignalCodec.seal(SignalMessage(sequence: 0, sender: vmHoA, receiver: IPAddress("198.51.100.40")!,
+                                                      body: .challenge(nonce: Nonce(high: 1, low: 2), sequence: 0)),
+                                        with: vmKey)
+        #expect(routeSignal(RelayedSignal.wrap(stranger), from: vmNAT).0 == nil)
+        #expect(forwarder.counters.signalsForwarded == 1 && forwarder.counters.forwarded == 0
+                && forwarder.counters.unregisteredSource == 1 && forwarder.counters.unknownDestination == 1)
+    }
+
     @Test func aWrongKeyAnUnknownHoAAndAReplayAreRefusedAndCounted() {
         var forwarder = RelayForwarder(pinnedKeys: [vmHoA: vmKey.publicKey])
         // The CN's key signing for the VM's HoA: a forged takeover.

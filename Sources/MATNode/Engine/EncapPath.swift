@@ -28,12 +28,15 @@ public struct EncapCounters: Sendable, Equatable {
     /// through the relay (each datagram, segments included; also in `packetsSent`), relayed
     /// packets it took from the relay (also in `packetsReceived`), relayed packets it
     /// refused (not from its relay, not from a peer reached in UDP, not for its HoA),
-    /// and its registrations sent and failed.
+    /// and its registrations sent and failed; signaling messages sent and taken through
+    /// the relay (``RelayedSignal``; the refused ones count in `relayRefused`).
     public var relayPacketsSent: UInt64 = 0
     public var relayPacketsReceived: UInt64 = 0
     public var relayRefused: UInt64 = 0
     public var relayRegistrationsSent: UInt64 = 0
     public var relayRegistrationFailures: UInt64 = 0
+    public var relaySignalsSent: UInt64 = 0
+    public var relaySignalsReceived: UInt64 = 0
 
     public init() {}
 
@@ -47,7 +50,9 @@ public struct EncapCounters: Sendable, Equatable {
                               ("encap_relay_packets_received", relayPacketsReceived),
                               ("encap_relay_refused", relayRefused),
                               ("encap_relay_registrations_sent", relayRegistrationsSent),
-                              ("encap_relay_registration_failures", relayRegistrationFailures)] : [])
+                              ("encap_relay_registration_failures", relayRegistrationFailures),
+                              ("encap_relay_signals_sent", relaySignalsSent),
+                              ("encap_relay_signals_received", relaySignalsReceived)] : [])
     }
 
     /// Whether the node registers with a relay: the relay counters are shown only then.
@@ -80,8 +85,13 @@ public final class EncapPath: @unchecked Sendable {
     /// the MoAs whose traffic does now.
     var fallback = RelayFallback()
     var relayedMoAs: Set<IPAddress> = []
+    /// Takes a signaling message that came through `relayServer` (``RelayedSignal``): the
+    /// origin the relay stamped and the message. Set before the engine starts.
+    var relayedSignalHandler: @Sendable (IPAddress, [UInt8]) -> Void = { _, _ in }
     /// Registrations sent and failed on the service thread (``countRegistration(sent:)``).
     private let registrations = Atomic<UInt64>(0), registrationFailures = Atomic<UInt64>(0)
+    /// Signaling messages the service thread sent through the relay (``countRelayedSignal()``).
+    private let relayedSignalsSent = Atomic<UInt64>(0)
     /// Receive buffer: the encapsulation header, the virtio header, a 64 KiB packet.
     let receiveBuffer: UnsafeMutableRawPointer
     static let receiveSize = EncapWire.headerLength + VirtioNetHeader.size + 65_536
@@ -206,11 +216,15 @@ public final class EncapPath: @unchecked Sendable {
         }
     }
 
-    /// `counters` with the registrations the service thread counted.
+    /// Counts a signaling message the service thread sent through the relay.
+    func countRelayedSignal() { relayedSignalsSent.add(1, ordering: .relaxed) }
+
+    /// `counters` with the registrations and relayed signals the service thread counted.
     func withRegistrations(_ counters: EncapCounters) -> EncapCounters {
         var counters = counters
         counters.relayRegistrationsSent = registrations.load(ordering: .relaxed)
         counters.relayRegistrationFailures = registrationFailures.load(ordering: .relaxed)
+        counters.relaySignalsSent = relayedSignalsSent.load(ordering: .relaxed)
         return counters
     }
 

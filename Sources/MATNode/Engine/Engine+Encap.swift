@@ -243,6 +243,8 @@ extension Engine {
             guard encap.relay != nil else { encap.counters.refused &+= 1; return 0 }
             let sender = RelayTable.Binding(address: source, port: sourcePort)
             _ = encap.relay?.register(datagram, from: sender, now: MonotonicClock.milliseconds())
+        case .relayedSignal:
+            receiveRelayedSignal(encap, at: base, length: length, source: source, sourcePort: sourcePort)
         case .relayed:
             // A node that is no relay takes a relayed packet only from its own relay.
             guard encap.relay != nil else {
@@ -256,6 +258,32 @@ extension Engine {
             }
         }
         return 0
+    }
+
+    /// A relayed signal (``RelayedSignal``): a relay routes it as a relayed packet and
+    /// stamps the sender's address into it; a node takes it only from its own relay's
+    /// address and `encap-port`, with an origin stamped, and hands it to the signaling,
+    /// which checks it as a message from that origin (docs/signaling.md, "Signaling
+    /// through the relay").
+    private func receiveRelayedSignal(_ encap: EncapPath, at base: UnsafeMutableRawPointer, length: Int,
+                                      source: IPAddress, sourcePort: UInt16) {
+        let datagram = UnsafeMutableRawBufferPointer(start: base, count: length)
+        if encap.relay != nil {
+            let sender = RelayTable.Binding(address: source, port: sourcePort)
+            if let target = encap.relay?.routeSignal(datagram, from: sender, now: MonotonicClock.milliseconds()),
+               !encap.send(base, length: length, to: target.address, port: target.port) {
+                encap.counters.sendFailures &+= 1
+            }
+            return
+        }
+        guard let relay = encap.relayServer, source == relay.address, sourcePort == relay.port,
+              let origin = RelayedSignal.origin(UnsafeRawBufferPointer(datagram)) else {
+            encap.counters.relayRefused &+= 1
+            encap.counters.refused &+= 1
+            return
+        }
+        encap.counters.relaySignalsReceived &+= 1
+        encap.relayedSignalHandler(origin, Array(datagram[RelayedSignal.signalOffset...]))
     }
 
     /// Writes the packet the coalescer put together, if any, into the TUN device.

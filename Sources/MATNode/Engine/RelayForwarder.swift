@@ -36,6 +36,9 @@ public struct RelayForwarder: Sendable {
         public var registrationsRefused: UInt64 = 0
         public var badSignatures: UInt64 = 0
         public var forwarded: UInt64 = 0
+        /// Relayed signals sent on (``RelayedSignal``); their refusals count with the
+        /// relayed packets' by reason.
+        public var signalsForwarded: UInt64 = 0
         /// Relayed packets from a sender that is no live registration.
         public var unknownSender: UInt64 = 0
         /// Relayed packets whose inner source HoA the sender did not register.
@@ -55,6 +58,7 @@ public struct RelayForwarder: Sendable {
             [("registrations_accepted", registrations), ("registrations_refused", registrationsRefused),
              ("bad_signatures", badSignatures), ("refused_source_budget", refusedForSourceBudget),
              ("refused_verification_budget", refusedForVerificationBudget), ("forwarded", forwarded),
+             ("signals_forwarded", signalsForwarded),
              ("unknown_sender", unknownSender), ("unregistered_source", unregisteredSource),
              ("unknown_destination", unknownDestination), ("rate_limited", rateLimited)]
         }
@@ -112,6 +116,24 @@ public struct RelayForwarder: Sendable {
         }
     }
 
+    /// Where a datagram `EncapWire.parse` took as a relayed signal, from `sender` at `now`,
+    /// goes: routed as a relayed packet is, by the message's sender and receiver HoAs (the
+    /// sender's binding must have registered the sender HoA), and stamped with the
+    /// sender's address as its origin (``RelayedSignal``), the relay's word on where it
+    /// came from. Nil when it goes nowhere (counted by reason).
+    public mutating func routeSignal(_ datagram: UnsafeMutableRawBufferPointer, from sender: RelayTable.Binding,
+                                     now: UInt64) -> RelayTable.Binding? {
+        guard let base = datagram.baseAddress, let hoas = RelayedSignal.addresses(UnsafeRawBufferPointer(datagram)) else {
+            counters.unknownDestination &+= 1
+            return nil
+        }
+        guard let target = decide(table.route(from: sender, source: hoas.sender, destination: hoas.receiver, now: now))
+        else { return nil }
+        counters.signalsForwarded &+= 1
+        RelayedSignal.stamp(sender.address, at: base)
+        return target
+    }
+
     /// Where a datagram `EncapWire.parse` took as a relayed packet, from `sender` at `now`,
     /// goes (unchanged); nil when it goes nowhere (counted by reason).
     public mutating func route(_ datagram: UnsafeRawBufferPointer, from sender: RelayTable.Binding,
@@ -120,10 +142,16 @@ public struct RelayForwarder: Sendable {
             counters.unknownDestination &+= 1
             return nil
         }
-        switch table.route(from: sender, source: inner.source, destination: inner.destination, now: now) {
-        case .forward(let binding):
-            counters.forwarded &+= 1
-            return binding
+        guard let target = decide(table.route(from: sender, source: inner.source, destination: inner.destination, now: now))
+        else { return nil }
+        counters.forwarded &+= 1
+        return target
+    }
+
+    /// The binding of a table's decision to forward; nil, counted by reason, otherwise.
+    private mutating func decide(_ decision: RelayTable.Decision) -> RelayTable.Binding? {
+        switch decision {
+        case .forward(let binding): return binding
         case .unknownSender: counters.unknownSender &+= 1
         case .unregisteredSource: counters.unregisteredSource &+= 1
         case .unknownDestination: counters.unknownDestination &+= 1

@@ -148,7 +148,8 @@ extension MappingService {
         let client = IMSClient(
             configuration: IMSClientConfiguration(names: try MappingNames(zone: ims.zone), servers: ims.servers,
                                                   keys: keys, recordTTL: ims.recordTTL,
-                                                  registrationLifetime: UInt32(clamping: ims.lifetime)),
+                                                  registrationLifetime: UInt32(clamping: ims.lifetime),
+                                                  relay: config.relay?.address),
             clock: WallClock.seconds,
             log: { level, message in log(LogLevel(name: level.rawValue) ?? .info, "matd: ims \(level.rawValue): \(message)") })
         var schedules: [AddressFamily: RegistrationSchedule] = [:]

@@ -13,6 +13,9 @@ final class EncapControl: @unchecked Sendable {
     var policy: EncapPolicy
     let probeSockets: [AddressFamily: DatagramSocket]
     let answers = Mutex<[(IPAddress, [UInt8])]>([])
+    /// Signaling messages that came through the relay, with the origin it stamped
+    /// (``MappingService/relayedSignal(from:_:)``).
+    let relayedSignals = Mutex<[(IPAddress, [UInt8])]>([])
 
     init(_ config: NodeConfig) throws(SystemError) {
         policy = EncapPolicy(setting: config.udpEncapsulation, keepaliveInterval: config.encapKeepalive * 1_000,

@@ -24,6 +24,11 @@ final class Signaling {
     private var publishedPeerStatesVersion = 0
     private let publishedPeerStates = Mutex<[IPAddress: PeerSignalState]>([:])
     weak var host: SignalingHost?
+    /// Peers whose signaling goes through the relay (their IMS record names this node's
+    /// relay; docs/signaling.md, "Signaling through the relay"), and how it is sent there
+    /// (nil: this node has no relay).
+    private var relayedPeers: Set<IPAddress> = []
+    var relaySend: (([UInt8]) throws -> Void)?
 
     /// Opens the signaling port for each family the node has a HoA of.
     init(port: UInt16, families: Set<AddressFamily>, key: SigningKey, sequences: SequenceSource,
@@ -111,6 +116,21 @@ final class Signaling {
             }
         }
         publish()
+    }
+
+    /// A message that came through the relay, which says it came from `origin`: checked
+    /// and answered as one from that address.
+    func receiveRelayed(_ bytes: [UInt8], from origin: IPAddress, now: UInt64) {
+        guard bytes.count <= buffer.count, let environment else { return }
+        bytes.withUnsafeBytes { perform(machine.receive($0, from: origin, now: now, environment: environment)) }
+        publish()
+    }
+
+    /// Whether `peer`'s signaling goes through the relay; returns whether that changed.
+    @discardableResult
+    func reachThroughRelay(_ peer: IPAddress, _ through: Bool) -> Bool {
+        guard relaySend != nil else { return false }
+        return through ? relayedPeers.insert(peer).inserted : relayedPeers.remove(peer) != nil
     }
 
     /// Retransmits what is due, looks up peers that stay silent, gives up on the hopeless.
@@ -212,6 +232,15 @@ final class Signaling {
     }
 
     private func transmit(_ bytes: [UInt8], to moa: IPAddress) {
+        if let relaySend, !relayedPeers.isEmpty, let receiver = RelayedSignal.receiver(ofSignal: bytes),
+           relayedPeers.contains(receiver) {
+            do {
+                try relaySend(bytes)
+            } catch {
+                log(.warning, "matd: signaling to \(receiver) through the relay: \(error)")
+            }
+            return
+        }
         guard let socket = sockets.first(where: { $0.family == moa.family }) else { return }
         do {
             try socket.send(bytes, to: moa, port: port)
