@@ -40,8 +40,9 @@ enum LegacyFirewall {
     }
 
     /// The INPUT and FORWARD chains of a `filter` table of `family` (`ip`, `ip6`). Bytes
-    /// the kernel would not write (an entry past the table's end, a loop) end the chain's
-    /// reading there: what was read stays, with a rule no check accepts in its place.
+    /// the kernel would not write (an entry past the table's end, a policy entry never
+    /// met) end the chain's reading there: what was read stays, with a rule no check
+    /// accepts in its place.
     static func chains(of table: Xtables.Table, family: String) -> [HostFirewall.Chain] {
         let layout = Layout(ipv6: family == "ip6")
         return [(1, "INPUT"), (2, "FORWARD")].compactMap { hook, name in
@@ -57,7 +58,8 @@ enum LegacyFirewall {
                 }
                 rules.append(entry.words)
                 offset += entry.next
-                if offset > Int(last) || rules.count > 100_000 { break }
+                // Each entry's next one lies further on (``Entry`` checks), so this ends.
+                if offset > Int(last) { break }
             }
             if policy == nil { rules.append(["unreadable"]) }
             return HostFirewall.Chain(family: family, table: "filter", name: name, rules: rules,
