@@ -24,6 +24,11 @@ public struct EncapCounters: Sendable, Equatable {
     /// Received TCP segments (each one datagram in `packetsReceived`) that went into the
     /// TUN device joined with others of their flow into super-packets (``TCPCoalescer``).
     public var segmentsCoalesced: UInt64 = 0
+    /// Packets too large for the path in UDP that must not be fragmented (IPv4 with DF,
+    /// IPv6), answered with ICMP "fragmentation needed" or Packet Too Big, and those
+    /// dropped unanswered because the answers' budget was spent (``TooBigAnswers``).
+    public var tooBigAnswered: UInt64 = 0
+    public var tooBigLimited: UInt64 = 0
     /// A node with `[relay] address` (docs/signaling.md, "Relay"): packets it sent
     /// through the relay (each datagram, segments included; also in `packetsSent`), relayed
     /// packets it took from the relay (also in `packetsReceived`), relayed packets it
@@ -45,7 +50,8 @@ public struct EncapCounters: Sendable, Equatable {
          ("encap_keepalives_received", keepalivesReceived), ("encap_probes_answered", probesAnswered),
          ("encap_probe_answers_received", probeAnswersReceived), ("encap_refused", refused),
          ("encap_send_failures", sendFailures), ("encap_packets_segmented", packetsSegmented),
-         ("encap_segments_coalesced", segmentsCoalesced)]
+         ("encap_segments_coalesced", segmentsCoalesced), ("encap_too_big_answered", tooBigAnswered),
+         ("encap_too_big_rate_limited", tooBigLimited)]
             + (relayClient ? [("encap_relay_packets_sent", relayPacketsSent),
                               ("encap_relay_packets_received", relayPacketsReceived),
                               ("encap_relay_refused", relayRefused),
@@ -104,6 +110,8 @@ public final class EncapPath: @unchecked Sendable {
     let vectors = SegmentVectors()
     /// Puts received segments of one flow back together for the TUN device.
     var coalescer = TCPCoalescer()
+    /// Answers packets too large for the path that must not be fragmented.
+    let tooBig = TooBigAnswers()
     /// How segments go: in one `sendmsg` as one buffer the kernel cuts (`UDP_SEGMENT`,
     /// Linux 4.18), else in one `sendmmsg`.
     let segmentation: Segmentation

@@ -125,6 +125,12 @@ extension Engine {
                 return true
             }
         }
+        // Too large once in UDP and not to be fragmented (IPv4 with DF, IPv6): dropped and
+        // answered as a tunnel does, with the MTU that fits (``TooBigAnswers``).
+        if EncapWire.headerLength + length > room, gso == 0,
+           answerTooBig(encap, packet: UnsafeRawPointer(packet), length: length - VirtioNetHeader.size, room: room) {
+            return true
+        }
         let datagram = buffer - EncapWire.headerLength
         EncapWire.writeHeader(kind, at: datagram)
         let whole = EncapWire.headerLength + length
