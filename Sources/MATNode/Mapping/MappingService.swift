@@ -98,6 +98,10 @@ public final class MappingService: @unchecked Sendable {
     var pendingDeregistrations: [PendingDeregistration] = []
     /// The IMS lookups of unknown or perhaps rotated keys: at most one per HoA every 5 s.
     var keyLookups = AddressThrottle(interval: 5_000)
+    /// The global bound on lookups of HoAs the engine has packets for (``FirstPacketLookups``),
+    /// and its warning when spent: at most one every 10 s (a flood would fill the log).
+    var firstPacketLookups = FirstPacketLookups()
+    var deferredLookupWarnedAt: UInt64?
     /// The warnings about unsigned answers for a HoA with no key held (``refusedUnkeyed(_:now:)``):
     /// at most one per HoA every 5 min.
     var unkeyedRefusals = AddressThrottle(interval: 300_000)
@@ -289,8 +293,22 @@ public final class MappingService: @unchecked Sendable {
             return queue
         }
         guard client != nil else { return }
-        for hoa in pending where config.domainPrefixes.contains(where: { $0.contains(hoa) }) {
-            lookUp(hoa, for: .firstPacket)
+        for hoa in pending {
+            let asked = lookingUp.contains(PendingLookup(hoa: hoa, purpose: .firstPacket))
+            switch firstPacketLookups.decide(hoa, domains: config.domainPrefixes, alreadyAsked: asked, now: now) {
+            case .lookUp:
+                signaling.countFirstPacketLookup(deferred: false)
+                lookUp(hoa, for: .firstPacket)
+            case .overBudget:
+                signaling.countFirstPacketLookup(deferred: true)
+                if deferredLookupWarnedAt.map({ now >= $0 + 10_000 }) ?? true {
+                    deferredLookupWarnedAt = now
+                    log(.warning, "matd: first-packet lookups over their bound (\(FirstPacketLookups.rate)/s): \(hoa) "
+                        + "is asked at its next packet (first_packet_lookups_deferred)")
+                }
+            case .outsideDomain, .alreadyAsked:
+                break
+            }
         }
     }
 

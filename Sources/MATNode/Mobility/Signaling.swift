@@ -161,6 +161,12 @@ final class Signaling {
     /// Drops the probes of `peer` (its mapping went).
     func cancelProbes(of peer: IPAddress) { machine.cancelProbes(of: peer) }
 
+    /// The service started an IMS lookup for a first packet, or deferred one over the bound
+    /// (``FirstPacketLookups``).
+    func countFirstPacketLookup(deferred: Bool) {
+        countAndPublish { deferred ? ($0.firstPacketLookupsDeferred += 1) : ($0.firstPacketLookups += 1) }
+    }
+
     /// The service dropped a peer that stopped answering.
     func countPeerDropped() { countAndPublish { $0.peersDropped += 1 } }
 

@@ -14,6 +14,10 @@ public struct SignalingCounters: Sendable, Equatable {
     public var mappingsLapsed: UInt64 = 0
     /// Peers looked up in the IMS again because their acknowledgement was late.
     public var peersLookedUpAgain: UInt64 = 0
+    /// IMS lookups started for packets to a HoA without a mapping, and those deferred
+    /// because the global bound was spent (``FirstPacketLookups``).
+    public var firstPacketLookups: UInt64 = 0
+    public var firstPacketLookupsDeferred: UInt64 = 0
     /// Verified binding updates from peers.
     public var updatesReceived: UInt64 = 0
     /// Reachability challenges sent to a peer's announced MoA.
@@ -77,6 +81,7 @@ public struct SignalingCounters: Sendable, Equatable {
         [("updates_sent", updatesSent), ("updates_retransmitted", updatesRetransmitted),
          ("acks_received", acksReceived), ("updates_unanswered", updatesUnanswered),
          ("peers_looked_up_again", peersLookedUpAgain),
+         ("first_packet_lookups", firstPacketLookups), ("first_packet_lookups_deferred", firstPacketLookupsDeferred),
          ("peers_dropped", peersDropped), ("mappings_lapsed", mappingsLapsed),
          ("public_address_waits_expired", publicAddressWaitsExpired),
          ("updates_received", updatesReceived),
