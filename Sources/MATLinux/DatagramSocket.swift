@@ -15,8 +15,11 @@ public final class DatagramSocket {
     public let family: AddressFamily
 
     /// Binds `port` on the wildcard address of `family` (IPv6 only for `.ipv6`, so an
-    /// IPv4 socket on the same port can coexist).
-    public init(family: AddressFamily, port: UInt16) throws(SystemError) {
+    /// IPv4 socket on the same port can coexist). No `SO_REUSEADDR`: once bound, nobody
+    /// else binds the port on any address of the family. When another socket holds it,
+    /// the error names `role` (the setting that chose the port) and the holders
+    /// (``PortHolders``).
+    public init(family: AddressFamily, port: UInt16, role: String? = nil) throws(SystemError) {
         self.family = family
         let domain = family == .ipv4 ? AF_INET : AF_INET6
         let fd = socket(domain, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -30,7 +33,12 @@ public final class DatagramSocket {
         guard bound == 0 else {
             let error = errno
             close(fd)
-            throw SystemError("bind UDP port \(port) (\(family))", errno: error)
+            let what = "bind UDP port \(port) (\(family)\(role.map { ", \($0)" } ?? ""))"
+            let holders = error == EADDRINUSE && port != 0 ? PortHolders.udp(port: port) : []
+            guard !holders.isEmpty else { throw SystemError(what, errno: error) }
+            throw SystemError(what, detail: "\(String(cString: strerror(error))): held by "
+                              + holders.map(\.description).joined(separator: "; ")
+                              + "\(role.map { "; stop that or set another \($0)" } ?? "")")
         }
         fileDescriptor = fd
     }

@@ -142,8 +142,8 @@ public final class EncapPath: @unchecked Sendable {
     /// `lifetime` ms after its last keepalive.
     public init(port: UInt16, families: Set<AddressFamily>, lifetime: UInt64 = 60_000) throws(SystemError) {
         self.port = port
-        socket4 = families.contains(.ipv4) ? try DatagramSocket(family: .ipv4, port: port) : nil
-        socket6 = families.contains(.ipv6) ? try DatagramSocket(family: .ipv6, port: port) : nil
+        socket4 = families.contains(.ipv4) ? try DatagramSocket(family: .ipv4, port: port, role: "encap-port") : nil
+        socket6 = families.contains(.ipv6) ? try DatagramSocket(family: .ipv6, port: port, role: "encap-port") : nil
         let buffer = Self.socketBuffer(fromEnvironment: getenv(Self.socketBufferVariable).map { String(cString: $0) })
         if buffer > 0 {
             try socket4?.setBuffers(bytes: buffer)

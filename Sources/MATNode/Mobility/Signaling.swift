@@ -38,7 +38,7 @@ final class Signaling {
         machine = SignalingMachine(key: key, lifetime: lifetime)
         var sockets: [DatagramSocket] = []
         for family in [AddressFamily.ipv4, .ipv6] where families.contains(family) {
-            sockets.append(try DatagramSocket(family: family, port: port))
+            sockets.append(try DatagramSocket(family: family, port: port, role: "signaling-port"))
         }
         self.sockets = sockets
     }
