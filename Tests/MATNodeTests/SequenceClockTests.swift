@@ -31,4 +31,17 @@ import Testing
         clock.follow(-500)
         #expect(clock.now == 1_800_000_000)
     }
+
+    /// `follow` says when the IMS's time moved the clock forward: what makes the node send
+    /// its waiting alerts again with numbers from the new floor (``RenumberedUpdatesTests``).
+    @Test func followSaysWhenTheClockMovedForward() {
+        let host = HostClock()
+        let clock = SequenceClock { host.now.withLock { $0 } }
+        #expect(!clock.follow(0), "no correction: nothing moved")
+        #expect(clock.follow(90) && clock.floor == SequenceStore.floor(atSecond: 1_800_000_090))
+        #expect(!clock.follow(90), "the same correction again (every turn reads it)")
+        #expect(!clock.follow(30), "a smaller one moves the clock back, never a reason to send again")
+        #expect(clock.follow(31))
+        #expect(!clock.follow(-5) && clock.now == 1_800_000_000)
+    }
 }

@@ -329,7 +329,13 @@ public final class MappingService: @unchecked Sendable {
     /// Acts on what the IMS worker finished.
     private func takeIMSResults(now: UInt64) {
         var changed = false
-        if let client { sequenceClock.follow(client.clockCorrection) }
+        if let client, sequenceClock.follow(client.clockCorrection) {
+            let again = signaling.renumberUpdates(below: sequenceClock.floor, now: now)
+            if again > 0 {
+                log(.warning, "matd: the IMS's clock is \(client.clockCorrection) s ahead of this node's (restored from a "
+                    + "snapshot?): \(again) alert(s) numbered by this node's clock sent again with numbers from the IMS's")
+            }
+        }
         for outcome in imsWorker.takeResults() {
             switch outcome {
             case .registered(let hoa, let moas, let sequence, let result):

@@ -25,7 +25,16 @@ final class SequenceClock: Sendable {
     }
 
     /// Takes the IMS client's correction (seconds, the IMS's time minus the host's).
-    func follow(_ correction: Int64) { self.correction.store(max(0, correction), ordering: .relaxed) }
+    /// Returns whether it moved this clock forward: the numbers taken before it may be
+    /// below what the node sent before a restore (``SignalingMachine/renumberUpdates(below:now:environment:)``).
+    @discardableResult
+    func follow(_ correction: Int64) -> Bool {
+        let forward = max(0, correction)
+        return self.correction.exchange(forward, ordering: .relaxed) < forward
+    }
+
+    /// The lowest sequence number this clock allows now (``SequenceStore/floor(atSecond:)``).
+    var floor: UInt64 { SequenceStore.floor(atSecond: now) }
 
     /// Seconds since 1970 by the host's clock, moved forward by the correction.
     var now: UInt64 { host() &+ UInt64(correction.load(ordering: .relaxed)) }

@@ -101,6 +101,17 @@ final class Signaling {
         return true
     }
 
+    /// Sends again, with fresh numbers, the updates numbered below `floor` that wait for
+    /// their acknowledgement (``SignalingMachine/renumberUpdates(below:now:environment:)``);
+    /// returns how many.
+    func renumberUpdates(below floor: UInt64, now: UInt64) -> Int {
+        guard let environment else { return 0 }
+        let actions = machine.renumberUpdates(below: floor, now: now, environment: environment)
+        perform(actions)
+        publish()
+        return actions.filter { if case .event("alert", _) = $0 { true } else { false } }.count
+    }
+
     /// Reads every waiting datagram and acts on it.
     func receive(now: UInt64) {
         for socket in sockets {

@@ -135,6 +135,23 @@ struct SignalingMachine {
         return takeActions()
     }
 
+    /// The clock that numbers this node's messages moved forward (the IMS said its time,
+    /// ``SequenceClock``): an update still waiting for its acknowledgement with a number
+    /// below `floor` was numbered from a clock behind the time, as a guest restored from a
+    /// snapshot numbers its first alerts from the snapshot's clock. Its peer may have taken
+    /// higher numbers from this node since the snapshot and refuses it, and each of its
+    /// retransmissions (the same bytes), as a replay. Each is replaced by a fresh update
+    /// with a number from the corrected clock, sent at once to the same MoA. Returns the
+    /// actions; the peers alerted again are the `alert` events among them.
+    mutating func renumberUpdates(below floor: UInt64, now: UInt64,
+                                  environment: some SignalingEnvironment) -> [SignalingAction] {
+        var renumbered: [SignalingAction] = []
+        for (peer, entry) in outgoing.sorted(by: { $0.key < $1.key }) where entry.sequence < floor {
+            renumbered += announce(to: peer, at: entry.destination, now: now, environment: environment) ?? []
+        }
+        return renumbered
+    }
+
     /// Retransmits the updates that are due (asking the IMS again about a peer silent
     /// after ``sendsBeforeLookup`` sends), gives up on updates whose last wait ended, ends
     /// the challenges whose wait ended, and drops messages that waited too long for a key.
