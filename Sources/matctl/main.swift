@@ -270,8 +270,9 @@ struct Monitor: ParsableCommand {
         abstract: "Print matd's events as they happen, one JSON object a line, until interrupted.",
         discussion: """
             Events: move, registered, registration_failed, alert, ack, unanswered, adopted, key_changed, \
-            mapping_refused, refused (signaling refusals, at most one a second, with their \
-            counts). Each has a number, the time (seconds since 1970) and details; a gap in the \
+            key_rotated, deregistering, mapping_refused, answer_on_trial, answer_refused, \
+            claim_settled, mapping_lapsed, idle_peer_dropped, encapsulation, refused (signaling \
+            refusals, at most one a second, with their counts; docs/operations.md says what each is). Each has a number, the time (seconds since 1970) and details; a gap in the \
             numbers means events were missed (matd keeps the last 1024). Exits 1 when matd \
             goes away.
             """)
