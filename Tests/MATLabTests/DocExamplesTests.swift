@@ -1,0 +1,281 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import MATConfig
+import MATNode
+import MATPacket
+import Testing
+
+/// The project rule "every example in README.md and docs/ works as written; docs match the
+/// code", as a test: the configuration examples in the docs go through the real parsers,
+/// every `matd`/`matctl`/`mat-ims` command line in them through the real binaries' `--help`,
+/// the settings tables against the keys the parsers take, and the quick-start commands whose
+/// output the docs quote are run. No root needed, no namespace: it runs in a second or two.
+/// (docs/deploy.md's shell steps are run literally by `Interop/deploy/run`.)
+@Suite struct DocExamplesTests {
+    /// README.md and every docs/*.md, with their paths relative to the repository.
+    static let documents: [(path: String, text: String)] = {
+        let root = LabPaths.repositoryRoot
+        let docs = (try? FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("docs").path)) ?? []
+        let paths = ["README.md"] + docs.filter { $0.hasSuffix(".md") }.sorted().map { "docs/\($0)" }
+        return paths.compactMap { path in
+            (try? String(contentsOf: root.appendingPathComponent(path), encoding: .utf8)).map { (path, $0) }
+        }
+    }()
+
+    static func document(_ path: String) throws -> String {
+        guard let text = documents.first(where: { $0.path == path })?.text else { throw LabError("\(path) not found") }
+        return text
+    }
+
+    // MARK: configuration examples
+
+    @Test func everyMatdConfigurationExampleParses() throws {
+        let examples = DocText.configurations(in: Self.documents).filter { $0.kind == .matd }
+        // docs/config.md's NAT snippet and full example, docs/deploy.md's three nodes, at least.
+        #expect(examples.count >= 5, "found only \(examples.map(\.place))")
+        let base = try DocText.baseExample()
+        var parsed = 0
+        for example in examples {
+            for variant in example.variants() {
+                let text = variant.isFragment ? DocText.merge(variant.text, into: base) : variant.text
+                do {
+                    _ = try NodeConfig(parsing: text)
+                    parsed += 1
+                } catch {
+                    Issue.record("\(example.place) (\(variant.label)): \(error)\n\(text)")
+                }
+            }
+        }
+        #expect(parsed >= 7)  // the NAT snippet's two commented-out alternatives as well
+    }
+
+    @Test func everyMatIMSConfigurationExamplePassesCheckConfig() throws {
+        let examples = DocText.configurations(in: Self.documents).filter { $0.kind == .matIMS }
+        // docs/ims.md's example and docs/deploy.md's mat-ims.conf, at least.
+        #expect(examples.count >= 2, "found only \(examples.map(\.place))")
+        for example in examples {
+            let directory = try TemporaryDirectory()
+            let configPath = directory.path + "/mat-ims.conf"
+            try example.text.write(toFile: configPath, atomically: true, encoding: .utf8)
+            // The key files it names, made with `mat-ims keygen` as docs/ims.md says: the
+            // admin and transfer keys it names in the file whose name says so, a node key
+            // in each other one.
+            let named = DocText.keyNamesReferenced(in: example.text)
+            for keyFile in DocText.values(of: "key-file", in: example.text) {
+                guard !keyFile.hasPrefix("/") else {
+                    Issue.record("\(example.place): key-file \(keyFile) is absolute; the test places only relative ones")
+                    continue
+                }
+                let stem = (keyFile as NSString).lastPathComponent.replacingOccurrences(of: ".key", with: "")
+                let mine = named.filter { $0.hasPrefix(stem + ".") }
+                let keys = try check([LabPaths.matIMS, "keygen"] + (mine.isEmpty ? ["\(stem).mat.example."] : mine))
+                let path = directory.path + "/" + keyFile
+                try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
+                                                        withIntermediateDirectories: true)
+                #expect(FileManager.default.createFile(atPath: path, contents: Data(keys.utf8),
+                                                       attributes: [.posixPermissions: 0o600]))
+            }
+            let result = try runCommand([LabPaths.matIMS, "check-config", configPath], timeout: 60)
+            #expect(result.succeeded && result.stdout.contains("OK"), "\(example.place):\n\(example.text)\n\(result.summary)")
+        }
+    }
+
+    /// docs/config.md's key file example: the names `mat-ims keygen --hoa ... --hoa ...`
+    /// prints (as the doc says it does), and matd's key check takes that file for the
+    /// example's two HoAs.
+    @Test func theDualStackKeyFileExampleIsWhatKeygenPrintsAndMatdTakes() throws {
+        let config = try Self.document("docs/config.md")
+        let documented = config.split(separator: "\n").filter { $0.hasPrefix("key \"") }.compactMap(DocText.keyName)
+        #expect(documented.count == 2)
+        let printed = try check([LabPaths.matIMS, "keygen", "--hoa", "198.51.100.10", "--hoa", "2001:db8:100::10",
+                                 "--zone", "mat.example."])
+        let names = printed.split(separator: "\n").filter { $0.hasPrefix("key \"") }.compactMap(DocText.keyName)
+        #expect(names == documented)
+        // The file as the example's `[ims]` names it, here in a temporary folder.
+        let directory = try TemporaryDirectory()
+        let keyPath = directory.path + "/node.key"
+        #expect(FileManager.default.createFile(atPath: keyPath, contents: Data(printed.utf8),
+                                               attributes: [.posixPermissions: 0o600]))
+        let node = try NodeConfig(parsing: try DocText.baseExample())
+        var ims = try #require(node.ims)
+        #expect(ims.keyFiles == ["/etc/mat/node.key"])
+        ims.keyFiles = [keyPath]
+        #expect(try NodeKeys.load(ims, homeAddresses: node.homeAddresses).count == 2)
+    }
+
+    /// `mat-ims name ADDRESS ...   # EXPECTED` lines in the docs' shell blocks print what the
+    /// comment says.
+    @Test func quotedNameOutputIsWhatMatIMSPrints() throws {
+        var checked = 0
+        for (path, text) in Self.documents {
+            for block in DocText.fencedBlocks(in: text) where block.info.hasPrefix("sh") {
+                for (offset, line) in block.lines.enumerated() {
+                    guard let hash = line.range(of: "#"), line.hasPrefix("mat-ims name ") else { continue }
+                    let command = line[..<hash.lowerBound].split(separator: " ").map(String.init)
+                    let expected = line[hash.upperBound...].trimmingCharacters(in: .whitespaces)
+                    let printed = try check([LabPaths.matIMS] + command.dropFirst())
+                    #expect(printed.trimmingCharacters(in: .whitespacesAndNewlines) == expected,
+                            "\(path):\(block.line + 1 + offset)")
+                    checked += 1
+                }
+            }
+        }
+        #expect(checked >= 1)
+    }
+
+    // MARK: settings tables against the parsers
+
+    /// Every key in docs/config.md's tables is one matd's parser takes in that section, and
+    /// every key the parser takes (its `case "key":` lines) has a row there.
+    @Test func matdSettingsTablesMatchTheParser() throws {
+        let doc = try Self.document("docs/config.md")
+        let root = LabPaths.repositoryRoot
+        let nodeSource = try String(contentsOf: root.appendingPathComponent("Sources/MATNode/NodeConfig.swift"), encoding: .utf8)
+        let relaySource = try String(contentsOf: root.appendingPathComponent("Sources/MATNode/Mobility/RelaySettings.swift"),
+                                     encoding: .utf8)
+        let parsed: [String: Set<String>] = [
+            "node": try DocText.caseLabels(in: nodeSource, from: "func readNode", to: "func readPeer"),
+            "peer": try DocText.caseLabels(in: nodeSource, from: "func readPeer", to: "func readIMS"),
+            "ims": try DocText.caseLabels(in: nodeSource, from: "func readIMS", to: "func validate"),
+            "relay": try DocText.caseLabels(in: relaySource, from: "static func read", to: "func validate"),
+        ]
+        let base = try DocText.baseExample()
+        for (section, keys) in parsed {
+            let documented = DocText.tableKeys(in: doc, heading: "## `[\(section)]`")
+            #expect(documented == keys, """
+                [\(section)]: only in the doc \(documented.subtracting(keys).sorted()), \
+                only in the parser \(keys.subtracting(documented).sorted())
+                """)
+            // The parser itself, not only its source, takes each documented key.
+            for key in documented {
+                let text = DocText.merge("[\(section)]\n\(key) = x\n", into: base, replacing: false)
+                do { _ = try NodeConfig(parsing: text) } catch {
+                    #expect(!error.message.hasPrefix("unknown key"), "[\(section)] \(key): \(error)")
+                }
+            }
+        }
+    }
+
+    /// The same for mat-ims: docs/ims.md's `[server]` and `[zone]` tables.
+    @Test func matIMSSettingsTablesMatchTheParser() throws {
+        let doc = try Self.document("docs/ims.md")
+        let source = try String(contentsOf: LabPaths.repositoryRoot.appendingPathComponent("Sources/MATIMS/ConfigurationFile.swift"),
+                                encoding: .utf8)
+        var zoneKeys = try DocText.caseLabels(in: source, from: "case \"zone\":", to: "unknown section")
+        zoneKeys.insert("name")  // read before the others: a [zone] needs it first
+        let parsed: [String: Set<String>] = [
+            "server": try DocText.caseLabels(in: source, from: "case \"server\":", to: "case \"zone\":"),
+            "zone": zoneKeys,
+        ]
+        for (section, keys) in parsed {
+            let documented = DocText.tableKeys(in: doc, heading: "### `[\(section)]`")
+            #expect(documented == keys, """
+                [\(section)]: only in the doc \(documented.subtracting(keys).sorted()), \
+                only in the parser \(keys.subtracting(documented).sorted())
+                """)
+        }
+    }
+
+    /// Every event kind matd posts (`EventLog.shared.post("kind"` and the signaling
+    /// machine's `.event("kind"`) is in docs/operations.md's Monitor section and in
+    /// `matctl monitor --help`.
+    @Test func everyMonitorEventKindIsDocumented() throws {
+        let sources = LabPaths.repositoryRoot.appendingPathComponent("Sources/MATNode")
+        var kinds: Set<String> = []
+        let files = try FileManager.default.subpathsOfDirectory(atPath: sources.path).filter { $0.hasSuffix(".swift") }
+        for file in files {
+            let text = try String(contentsOf: sources.appendingPathComponent(file), encoding: .utf8)
+            for match in text.matches(of: /(?:EventLog\.shared\.post|\.event)\("([a-z_]+)"/) { kinds.insert(String(match.output.1)) }
+        }
+        #expect(kinds.count >= 10, "\(kinds.sorted())")
+        let doc = try Self.document("docs/operations.md")
+        let monitor = try #require(doc.range(of: "## Monitor").map { doc[$0.upperBound...] })
+        let section = monitor[..<(monitor.range(of: "\n#")?.lowerBound ?? monitor.endIndex)]  // to the next heading
+        let help = try check([LabPaths.matctl, "monitor", "--help"])
+        for kind in kinds.sorted() {
+            #expect(section.contains("`\(kind)`"), "docs/operations.md, Monitor: event \(kind) is not listed")
+            #expect(help.contains(kind), "matctl monitor --help: event \(kind) is not listed")
+        }
+    }
+
+    // MARK: command lines
+
+    /// Every `matd`, `matctl` and `mat-ims` command line in the docs (code spans and shell
+    /// blocks) names a subcommand and flags that the binary's `--help` lists.
+    @Test func everyDocumentedCommandLineUsesRealSubcommandsAndFlags() throws {
+        var help: [String: String] = [:]
+        func helpText(_ words: [String]) throws -> String {
+            let key = words.joined(separator: " ")
+            if let known = help[key] { return known }
+            let text = try check(words + ["--help"])
+            help[key] = text
+            return text
+        }
+        let binaries = ["matd": LabPaths.matd, "matctl": LabPaths.matctl, "mat-ims": LabPaths.matIMS]
+        var checked = 0
+        for (path, text) in Self.documents {
+            for use in DocText.commandLines(in: text) {
+                guard let binary = binaries[use.tool] else { continue }
+                let top = try helpText([binary])
+                let subcommands = DocText.subcommands(inHelp: top)
+                var words = use.words
+                var command = [binary]
+                if let first = words.first, !first.hasPrefix("-") {
+                    guard subcommands.contains(first) else {
+                        if !use.strict { continue }
+                        Issue.record("\(path):\(use.line): `\(use.tool) \(first)`: no such subcommand (\(subcommands.sorted()))")
+                        continue
+                    }
+                    command.append(first)
+                    words.removeFirst()
+                } else if let defaultSubcommand = DocText.defaultSubcommand(inHelp: top) {
+                    command.append(defaultSubcommand)
+                }
+                let flags = Set(try helpText(command).matches(of: /--[a-z][a-z0-9-]*/).map { String($0.output) })
+                    .union(["--help", "--version"])
+                for word in words where word.hasPrefix("--") {
+                    let flag = String(word.prefix { $0 != "=" })
+                    let invoked = ([use.tool] + command.dropFirst()).joined(separator: " ")
+                    #expect(flags.contains(flag), "\(path):\(use.line): `\(use.text)`: \(flag) is not an option of `\(invoked)`")
+                }
+                checked += 1
+            }
+        }
+        // Well over a hundred today; a parser that found none would pass vacuously.
+        #expect(checked >= 100)
+    }
+
+    /// Every script or file under Tools/ or Interop/ a shell block or code span starts a
+    /// command with exists, and `Tools/bench` and `Tools/fuzz` have the subcommand it is given.
+    @Test func everyDocumentedToolExists() throws {
+        let root = LabPaths.repositoryRoot.path
+        var checked = 0
+        for (path, text) in Self.documents {
+            for use in DocText.toolLines(in: text) {
+                let script = root + "/" + use.script
+                #expect(FileManager.default.fileExists(atPath: script), "\(path):\(use.line): \(use.script) does not exist")
+                if ["Tools/bench", "Tools/fuzz"].contains(use.script), let sub = use.subcommand {
+                    let body = (try? String(contentsOfFile: script, encoding: .utf8)) ?? ""
+                    #expect(body.contains("\(sub))"), "\(path):\(use.line): \(use.script) has no subcommand \(sub)")
+                }
+                checked += 1
+            }
+        }
+        #expect(checked >= 20)
+    }
+}
+
+/// A temporary directory removed when the value goes away.
+final class TemporaryDirectory {
+    let path: String
+
+    init() throws {
+        var template = Array("\(FileManager.default.temporaryDirectory.path)/matdoc.XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw LabError("mkdtemp: errno \(errno)") }
+        path = String(cString: made)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
