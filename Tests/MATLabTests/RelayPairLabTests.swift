@@ -115,6 +115,33 @@ struct RelayPairLabTests {
         try checkAKeepaliveTakesThePeerOffTheRelay(nat)
     }
 
+    /// The relay with no `client-key`: it looks its clients' keys up in the lab's mat-ims
+    /// (its own `[ims]` key signs the lookups; `Lab.startIMS(more:)` gave it one).
+    func imsRelayConfig(_ lab: Lab) throws -> String {
+        let text = """
+            [node]
+            home-address = \(Self.relayHoA)
+            uplink = eth0
+            domain-prefix = 198.51.100.0/24
+            control-socket = \(lab.socket("plain"))
+            state-directory = \(lab.path("plain-state"))
+            encap-keepalive = \(Self.keepalive)
+
+            [ims]
+            server = 192.0.2.132
+            zone = mat.example.
+            key-file = \(lab.path("keys/plain.key"))
+            record-ttl = 5
+
+            [relay]
+            serve = on
+
+            """
+        let path = lab.path("plain-ims.conf")
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
     /// A node behind its NAT that knows no peer: its IPv4 HoA, its NAT's public address,
     /// the lab's mat-ims (`[ims]`, as `Lab.writeIMSConfig`) and the relay. It registers
     /// `relay=` in its TXT.
@@ -132,7 +159,9 @@ struct RelayPairLabTests {
     }
 
     /// First contact through the IMS and the relay (docs/signaling.md, "Signaling through
-    /// the relay"): the two nodes share only mat-ims and the relay, no `[peer]`. The VM
+    /// the relay"): the two nodes share only mat-ims and the relay, no `[peer]`, and the
+    /// relay pins no key: it looks each node's key up in mat-ims at its first
+    /// registration (docs/signaling.md, "Relay"). The VM
     /// sends to the CN's HoA (the CN only listens): the VM looks the CN up, the answer
     /// names the relay, the VM's probe and binding update go through it, the CN looks up
     /// the VM's key (its answer names the relay too) and answers, challenges and
@@ -148,9 +177,8 @@ struct RelayPairLabTests {
         try nat.moveCNBehindNAT(host: 90)
         try nat.randomPorts("nat")
         try nat.randomPorts("nat2")
-        _ = try lab.startIMS()
-        let keys = ["vm": try lab.writeSigningKey("vm"), "cn": try lab.writeSigningKey("cn")]
-        try lab.startMatd("plain", config: try relayConfig(lab, keys: keys))
+        _ = try lab.startIMS(more: ["plain": Self.relayHoA])
+        try lab.startMatd("plain", config: try imsRelayConfig(lab))
         let publicAddresses = [("vm", "203.0.113.50"), ("cn", "203.0.113.51")]
         for (node, address) in publicAddresses {
             try lab.startMatd(node, config: try imsNodeConfig(lab, node, publicAddress: address))
@@ -158,6 +186,12 @@ struct RelayPairLabTests {
         for (node, address) in publicAddresses
         where !lab.waitForLog(node, "registered \(Addr.node(node).home4) -> \(address)", timeout: 60) {
             Issue.record("matd in \(node) did not register \(address):\n\(lab.matdLog(node))")
+            return
+        }
+        // The relay took both keys from the IMS: both nodes' registrations are accepted.
+        for hoa in [vm.home4, cn.home4]
+        where !lab.waitForLog("plain", "relay: took the key of \(hoa) from the IMS", timeout: 30) {
+            Issue.record("the relay did not take \(hoa)'s key from the IMS:\n\(lab.matdLog("plain"))")
             return
         }
         // Only the VM sends; the CN learns of it from its alert through the relay.
@@ -186,6 +220,9 @@ struct RelayPairLabTests {
                     && counters["encap_relay_refused", default: 0] == 0
                     && counters["encap_keepalives_received", default: 0] == 0, "\(node): \(counters)")
         }
+        let relay = try lab.stats("plain")["relay"] as? [String: Int] ?? [:]
+        #expect(relay["keys_learned", default: 0] == 2 && relay["signals_forwarded", default: 0] >= 4
+                && relay["bad_signatures", default: 0] == 0, "relay: \(relay)")
     }
 
     /// The VM's NAT becomes 1:1 (Tools/lab/nat-site one-to-one): the CN's keepalives reach

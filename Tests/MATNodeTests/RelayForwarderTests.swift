@@ -70,6 +70,31 @@ func register(_ forwarder: inout RelayForwarder, _ bytes: [UInt8], from sender: 
                 && forwarder.counters.unregisteredSource == 1 && forwarder.counters.unknownDestination == 1)
     }
 
+    /// A HoA without a pinned key registers once the key the IMS binds to it is learned;
+    /// after the node rotates its key, the learned one fails (reported, to be looked up
+    /// again) until the new one is learned. A pinned key is never replaced.
+    @Test func aKeyFromTheIMSLetsAHoARegisterAndIsReplacedWhenTheNodeRotatesIt() {
+        var forwarder = RelayForwarder(pinnedKeys: [cnHoA: cnKey.publicKey])
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 1, with: vmKey), from: vmNAT)
+                == .noKey(vmHoA))
+        let learned = forwarder.learn(vmKey.publicKey, for: vmHoA)
+        #expect(learned)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 2, with: vmKey), from: vmNAT) == .accepted)
+        let rotated = SigningKey.generate()
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 3, with: rotated), from: vmNAT)
+                == .learnedKeyFailed(vmHoA))
+        let relearned = forwarder.learn(rotated.publicKey, for: vmHoA)
+        #expect(relearned)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 4, with: rotated), from: vmNAT) == .accepted)
+        // The pinned key stays, whatever is learned for its HoA.
+        let overPinned = forwarder.learn(rotated.publicKey, for: cnHoA)
+        #expect(!overPinned)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [cnHoA], sequence: 1, with: rotated), from: cnNAT)
+                == .badSignature)
+        #expect(forwarder.counters.keysLearned == 2 && forwarder.counters.keysRefused == 1
+                && forwarder.counters.badSignatures == 2 && forwarder.counters.registrations == 2)
+    }
+
     @Test func aWrongKeyAnUnknownHoAAndAReplayAreRefusedAndCounted() {
         var forwarder = RelayForwarder(pinnedKeys: [vmHoA: vmKey.publicKey])
         // The CN's key signing for the VM's HoA: a forged takeover.

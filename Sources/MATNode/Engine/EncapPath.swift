@@ -94,6 +94,9 @@ public final class EncapPath: @unchecked Sendable {
     /// Takes a signaling message that came through `relayServer` (``RelayedSignal``): the
     /// origin the relay stamped and the message. Set before the engine starts.
     var relayedSignalHandler: @Sendable (IPAddress, [UInt8]) -> Void = { _, _ in }
+    /// Takes a HoA a relay has no key for (or whose key from the IMS failed), for the
+    /// service to look up (``RelayKeyLookups``). Set before the engine starts.
+    var relayKeyHandler: @Sendable (IPAddress) -> Void = { _ in }
     /// Registrations sent and failed on the service thread (``countRegistration(sent:)``).
     private let registrations = Atomic<UInt64>(0), registrationFailures = Atomic<UInt64>(0)
     /// Signaling messages the service thread sent through the relay (``countRelayedSignal()``).

@@ -10,6 +10,8 @@ public enum EncapCommand: Sendable {
     /// Send `moa`'s traffic in UDP to its `port` (until `.stop`).
     case start(IPAddress, port: UInt16)
     case stop(IPAddress)
+    /// A relay takes `key`, which the IMS binds to the HoA, for that HoA's registrations.
+    case relayKey(IPAddress, VerifyingKey)
 }
 
 /// The UDP encapsulation's per-packet work on the engine thread (docs/datapath.md,
@@ -49,6 +51,8 @@ extension Engine {
             case .stop(let moa):
                 encap.endpoints.stop(moa)
                 encap.fallback.stopped(moa)
+            case .relayKey(let hoa, let key):
+                encap.relay?.learn(key, for: hoa)
             }
         }
         if now >= lastEncapExpiry + 1_000 {
@@ -248,7 +252,13 @@ extension Engine {
             // Relay kinds (docs/signaling.md, "Relay"): only a relay takes registrations.
             guard encap.relay != nil else { encap.counters.refused &+= 1; return 0 }
             let sender = RelayTable.Binding(address: source, port: sourcePort)
-            _ = encap.relay?.register(datagram, from: sender, now: MonotonicClock.milliseconds())
+            switch encap.relay?.register(datagram, from: sender, now: MonotonicClock.milliseconds()) {
+            case .noKey(let hoa)?, .learnedKeyFailed(let hoa)?:
+                // The service looks the key up in the IMS, within its bounds.
+                encap.relayKeyHandler(hoa)
+            default:
+                break
+            }
         case .relayedSignal:
             receiveRelayedSignal(encap, at: base, length: length, source: source, sourcePort: sourcePort)
         case .relayed:

@@ -11,17 +11,22 @@ import MATSignaling
 /// Pure apart from the Ed25519 check: the caller passes the time and sends what is
 /// forwarded; the outcomes are counted (``Counters``).
 ///
-/// Keys: the `client-key`s pinned in `[relay]`; a HoA without one cannot register (the key
-/// its IMS TXT record publishes is not looked up yet).
+/// Keys: the `client-key`s pinned in `[relay]`, then the keys the service took from the
+/// IMS for HoAs without one (``learn(_:for:)``). A HoA with neither cannot register: its
+/// registration comes back as ``RegistrationOutcome/noKey(_:)``, which the engine reports
+/// to the service for a bounded lookup (``RelayKeyLookups``).
 public struct RelayForwarder: Sendable {
     public enum RegistrationOutcome: Equatable, Sendable {
         case accepted
         /// Not a well-formed registration (a bad address, a HoA listed twice).
         case malformed
-        /// No key is pinned for this HoA.
+        /// No key is pinned or learned for this HoA.
         case noKey(IPAddress)
         /// The signature does not verify with one of the HoAs' keys.
         case badSignature
+        /// The signature does not verify with the key learned from the IMS for this HoA
+        /// (counted as a bad signature): the node may have rotated its key since.
+        case learnedKeyFailed(IPAddress)
         case replayed
         case full
         /// Over its source address's budget: not read.
@@ -50,6 +55,9 @@ public struct RelayForwarder: Sendable {
         /// address's, and the verifications all sources share.
         public var refusedForSourceBudget: UInt64 = 0
         public var refusedForVerificationBudget: UInt64 = 0
+        /// Keys taken from the IMS (``learn(_:for:)``), and those refused for room.
+        public var keysLearned: UInt64 = 0
+        public var keysRefused: UInt64 = 0
         public init() {}
 
         /// The counters by name, for `matctl stats` (`relay`) and the metrics
@@ -57,7 +65,8 @@ public struct RelayForwarder: Sendable {
         public var named: [(String, UInt64)] {
             [("registrations_accepted", registrations), ("registrations_refused", registrationsRefused),
              ("bad_signatures", badSignatures), ("refused_source_budget", refusedForSourceBudget),
-             ("refused_verification_budget", refusedForVerificationBudget), ("forwarded", forwarded),
+             ("refused_verification_budget", refusedForVerificationBudget), ("keys_learned", keysLearned),
+             ("keys_refused", keysRefused), ("forwarded", forwarded),
              ("signals_forwarded", signalsForwarded),
              ("unknown_sender", unknownSender), ("unregistered_source", unregisteredSource),
              ("unknown_destination", unknownDestination), ("rate_limited", rateLimited)]
@@ -68,6 +77,10 @@ public struct RelayForwarder: Sendable {
     public private(set) var counters = Counters()
     private var admission: RelayAdmission
     private let pinned: [IPAddress: VerifyingKey]
+    /// Keys from the IMS for HoAs without a pinned one, at most `learnedCapacity`.
+    private var learned: [IPAddress: VerifyingKey] = [:]
+    /// As many as the table holds bindings by default.
+    public static let learnedCapacity = 10_000
 
     public init(table: RelayTable = RelayTable(), admission: RelayAdmission = RelayAdmission(),
                 pinnedKeys: [IPAddress: VerifyingKey] = [:]) {
@@ -82,7 +95,7 @@ public struct RelayForwarder: Sendable {
         let outcome = check(datagram, from: sender, now: now)
         switch outcome {
         case .accepted: counters.registrations &+= 1
-        case .badSignature:
+        case .badSignature, .learnedKeyFailed:
             counters.badSignatures &+= 1
             counters.registrationsRefused &+= 1
         case .overSourceBudget:
@@ -100,20 +113,41 @@ public struct RelayForwarder: Sendable {
                                 now: UInt64) -> RegistrationOutcome {
         guard admission.admit(from: sender.address, now: now) else { return .overSourceBudget }
         guard let registration = RelayRegistration(datagram) else { return .malformed }
-        var keys: [VerifyingKey] = []
+        var keys: [(hoa: IPAddress, key: VerifyingKey, learned: Bool)] = []
         keys.reserveCapacity(registration.hoas.count)
         for hoa in registration.hoas {
-            guard let key = pinned[hoa] else { return .noKey(hoa) }
-            keys.append(key)
+            if let key = pinned[hoa] {
+                keys.append((hoa, key, false))
+            } else if let key = learned[hoa] {
+                keys.append((hoa, key, true))
+            } else {
+                return .noKey(hoa)
+            }
         }
         if table.isReplayed(registration.hoas, sequence: registration.sequence, from: sender, now: now) { return .replayed }
         guard admission.mayVerify(keys.count, now: now) else { return .overVerificationBudget }
-        for key in keys where !registration.verify(with: key) { return .badSignature }
+        for entry in keys where !registration.verify(with: entry.key) {
+            return entry.learned ? .learnedKeyFailed(entry.hoa) : .badSignature
+        }
         switch table.register(Set(registration.hoas), sequence: registration.sequence, from: sender, now: now) {
         case .accepted: return .accepted
         case .replayed: return .replayed
         case .full: return .full
         }
+    }
+
+    /// Takes `key`, which the IMS binds to `hoa`, for `hoa`'s registrations (replacing the
+    /// one learned before: the node rotated it). A pinned key stays; past
+    /// `learnedCapacity` HoAs a new one is refused (counted). Returns whether it was taken.
+    @discardableResult
+    public mutating func learn(_ key: VerifyingKey, for hoa: IPAddress) -> Bool {
+        guard pinned[hoa] == nil, learned[hoa] != nil || learned.count < Self.learnedCapacity else {
+            counters.keysRefused &+= 1
+            return false
+        }
+        learned[hoa] = key
+        counters.keysLearned &+= 1
+        return true
     }
 
     /// Where a datagram `EncapWire.parse` took as a relayed signal, from `sender` at `now`,

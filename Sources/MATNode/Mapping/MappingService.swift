@@ -353,7 +353,7 @@ public final class MappingService: @unchecked Sendable {
     /// Uses a lookup's answer as its purpose says. Returns whether a mapping's MoAs changed.
     private func lookedUp(_ hoa: IPAddress, purpose: IMSWorker.Purpose,
                           _ result: Result<PeerMappingAnswer, IMSClientError>, now: UInt64) -> Bool {
-        if case .success(let answer) = result { followRelay(of: answer) }
+        followRelay(hoa, result)
         if purpose != .key, case .success(let answer) = result, !admitLifetime(of: answer, now: now) { return true }
         switch (purpose, result) {
         case (.firstPacket, .success(let answer)):

@@ -16,6 +16,12 @@ final class EncapControl: @unchecked Sendable {
     /// Signaling messages that came through the relay, with the origin it stamped
     /// (``MappingService/relayedSignal(from:_:)``).
     let relayedSignals = Mutex<[(IPAddress, [UInt8])]>([])
+    /// HoAs the relay's engine has no key for (``MappingService/relayKeyWanted(_:)``), and
+    /// the bound on looking them up.
+    let relayKeyMisses = Mutex<[IPAddress]>([])
+    var relayKeyLookups = RelayKeyLookups()
+    /// When lookups over their bound were last warned about (one warning per 10 s).
+    var relayKeyWarnedAt: UInt64?
 
     init(_ config: NodeConfig) throws(SystemError) {
         policy = EncapPolicy(setting: config.udpEncapsulation, keepaliveInterval: config.encapKeepalive * 1_000,

@@ -11,6 +11,7 @@ extension MappingService {
     /// from the encapsulation socket so that the relay learns the NAT binding this node's
     /// carried packets use. Returns when it next has something to do.
     func tickRelay(now: UInt64) -> UInt64? {
+        if config.relay?.serves == true { lookUpRelayKeys(now: now) }
         guard let relay = config.relay?.address, let encap = engine.encap else { return nil }
         if signaling.relaySend == nil {
             let port = config.encapPort
@@ -70,18 +71,82 @@ extension MappingService {
         }
     }
 
-    /// An IMS answer names the relay its HoA is reached through: when that is this node's
-    /// relay, the signaling to that HoA goes through it (the peer's NAT drops what comes
-    /// to its `signaling-port`); an answer naming no relay, or another one, sends it
-    /// direct again. Only the IMS says so, as it binds the peer's key: a message that
-    /// came through the relay does not, so a datagram forged to look like the relay's
-    /// cannot move a peer's signaling away from its direct path.
-    func followRelay(of answer: PeerMappingAnswer) {
-        guard let relay = config.relay?.address else { return }
+    /// An IMS answer for `hoa`: a relay takes the key it publishes when it asked for it
+    /// (``lookUpRelayKeys(now:)``). A node with a relay follows what it says of the relay
+    /// `hoa` is reached through: when that is this node's relay, the signaling to `hoa`
+    /// goes through it (the peer's NAT drops what comes to its `signaling-port`); an answer
+    /// naming no relay, or another one, sends it direct again. Only the IMS says so, as it
+    /// binds the peer's key: a message that came through the relay does not, so a datagram
+    /// forged to look like the relay's cannot move a peer's signaling off its direct path.
+    func followRelay(_ hoa: IPAddress, _ result: Result<PeerMappingAnswer, IMSClientError>) {
+        if config.relay?.serves == true, encapControl?.relayKeyLookups.answered(hoa) == true {
+            takeRelayKey(hoa, result)
+        }
+        guard let relay = config.relay?.address, case .success(let answer) = result else { return }
         let through = answer.relay == relay
-        if signaling.reachThroughRelay(answer.hoa, through) {
-            log(through ? "matd: \(answer.hoa) is reached through the relay \(relay): its signaling goes there"
-                        : "matd: \(answer.hoa) names no relay of this node's now: its signaling goes direct")
+        if signaling.reachThroughRelay(hoa, through) {
+            log(through ? "matd: \(hoa) is reached through the relay \(relay): its signaling goes there"
+                        : "matd: \(hoa) names no relay of this node's now: its signaling goes direct")
+        }
+    }
+}
+
+extension MappingService {
+    /// Called by the engine thread of a relay with a HoA whose registration it has no key
+    /// for, or whose key from the IMS no longer verifies it. At most 64 wait for the
+    /// service's next turn.
+    public func relayKeyWanted(_ hoa: IPAddress) {
+        guard let control = encapControl else { return }
+        let added = control.relayKeyMisses.withLock { queue -> Bool in
+            guard queue.count < 64, !queue.contains(hoa) else { return false }
+            queue.append(hoa)
+            return true
+        }
+        if added { wakeup.signal() }
+    }
+
+    /// Looks up, within ``RelayKeyLookups``'s bounds, the keys of the HoAs the relay's
+    /// engine reported: only with an IMS to ask.
+    private func lookUpRelayKeys(now: UInt64) {
+        guard let control = encapControl else { return }
+        let wanted = control.relayKeyMisses.withLock { queue in defer { queue.removeAll() }; return queue }
+        guard client != nil else { return }
+        for hoa in wanted {
+            switch control.relayKeyLookups.request(hoa, domains: config.domainPrefixes, now: now) {
+            case .lookUp:
+                log(.debug, "matd: relay: looking up the key of \(hoa) in the IMS for its registration")
+                lookUp(hoa, for: .key)
+            case .overBudget:
+                if control.relayKeyWarnedAt.map({ now >= $0 + 10_000 }) ?? true {
+                    control.relayKeyWarnedAt = now
+                    log(.warning, "matd: relay: key lookups over their bound: \(hoa) is looked up at one of its next "
+                        + "registrations (\(control.relayKeyLookups.overBudget) deferred so far)")
+                }
+            case .outsideDomain, .tooSoon:
+                break
+            }
+        }
+    }
+
+    /// The IMS's answer to a relay's lookup of `hoa`'s key: the key goes to the engine's
+    /// forwarder when the answer is signed (an unsigned one could be anyone's, and would
+    /// let its writer register as `hoa`).
+    private func takeRelayKey(_ hoa: IPAddress, _ result: Result<PeerMappingAnswer, IMSClientError>) {
+        switch result {
+        case .success(let answer):
+            guard lookupsAreSigned else {
+                log(.warning, "matd: relay: the key of \(hoa) is not taken from the IMS: this node has no IMS key to sign "
+                    + "its lookups with ([ims] key-file), or pin it ([relay] client-key)")
+                return
+            }
+            guard let text = answer.publicKey, let key = VerifyingKey(base64: text) else {
+                log("matd: relay: the IMS publishes no key for \(hoa); its registrations are refused")
+                return
+            }
+            engine.encapsulate(.relayKey(hoa, key))
+            log("matd: relay: took the key of \(hoa) from the IMS (\(text)) for its registrations")
+        case .failure(let error):
+            log(.warning, "matd: relay: looking up the key of \(hoa) failed: \(error)")
         }
     }
 }
