@@ -125,6 +125,23 @@ import Testing
         #expect(checked >= 1)
     }
 
+    /// docs/config.md's `on-notify-peers` script is the one the VM lab's guest runs
+    /// (`Interop/vm/run` migrates it), command for command, but for where its udhcpc event
+    /// script lives.
+    @Test func theReaddressScriptIsTheVMLabGuests() throws {
+        let doc = try Self.document("docs/config.md")
+        let block = try #require(DocText.fencedBlocks(in: doc).first { $0.lines.contains("#!/bin/sh") })
+        let guest = try String(contentsOf: LabPaths.repositoryRoot.appendingPathComponent("Tools/vm/guest/readdress"),
+                               encoding: .utf8)
+        func commands(_ lines: [String]) -> [String] {
+            lines.filter { !$0.hasPrefix("#") && !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+                .map { $0.replacingOccurrences(of: "/etc/mat-run/udhcpc.script", with: "/etc/udhcpc/mat.script") }
+        }
+        let documented = commands(block.lines)
+        #expect(documented.count == 2)
+        #expect(documented == commands(guest.components(separatedBy: "\n")))
+    }
+
     // MARK: settings tables against the parsers
 
     /// Every key in docs/config.md's tables is one matd's parser takes in that section, and
