@@ -505,6 +505,8 @@ def signaling_seeds():
     registration = encap(5) + struct.pack(">QB", 9, 2) + signal_address(V4_HOA_A) + signal_address(V6_HOA_A)
     seeds["encap-relay-registration"] = registration + ed25519_sign(SIGNAL_SEED, registration)
     seeds["encap-relayed-v6"] = encap(6) + bytes(10) + bytes([0x60]) + bytes(39)
+    # A binding update through the relay (kind 7): a zero origin, then the message.
+    seeds["encap-relayed-signal"] = encap(7) + bytes(17) + seeds["v4-binding-update"]
     return seeds
 
 

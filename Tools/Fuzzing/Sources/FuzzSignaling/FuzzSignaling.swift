@@ -1,7 +1,7 @@
 // libFuzzer target over MATSignaling's codec: `SignalCodec.open`, `peekTrailer`,
 // `openCookieReply` and `UnverifiedSignal.verify` on arbitrary bytes (the whole input is one UDP datagram), with
-// a fixed key, and `EncapWire.parse` (the UDP encapsulation, with its relay registration
-// and relayed packet) on the same bytes. Like the
+// a fixed key, and `EncapWire.parse` (the UDP encapsulation, with its relay registration,
+// relayed packet and relayed signal) on the same bytes. Like the
 // other targets it has no `main` of its own.
 //
 // A fuzzer cannot forge Ed25519 signatures, so every input is tried twice: as it is, and
@@ -160,8 +160,31 @@ func examineEncap(_ raw: UnsafeRawBufferPointer) {
               "inner addresses read from a packet shorter than its header, or not read from a whole one")
     case .registration:
         examineRegistration(bytes)
+    case .relayedSignal:
+        examineRelayedSignal(bytes)
     }
     check((try? SignalCodec.open(raw)) == nil, "signaling opened an encapsulation datagram")
+}
+
+/// A relayed signal (`RelayedSignal`): its length is a message's with the origin before
+/// it and the message starts with signaling's magic; the HoAs the relay routes by are the
+/// message's own (the receiver the sender's side reads from the bare message); an origin
+/// stamped (either HoA, of either family) reads back and leaves the message as it was.
+func examineRelayedSignal(_ bytes: [UInt8]) {
+    check((RelayedSignal.minimumLength...RelayedSignal.maximumLength).contains(bytes.count)
+          && bytes[RelayedSignal.signalOffset..<RelayedSignal.signalOffset + 4].elementsEqual([0x4D, 0x41, 0x54, 0x73]),
+          "a relayed signal accepted with a length or magic no message has")
+    let message = Array(bytes[RelayedSignal.signalOffset...])
+    let hoas = bytes.withUnsafeBytes { RelayedSignal.addresses($0) }
+    guard let hoas else { return }
+    check(hoas.receiver == RelayedSignal.receiver(ofSignal: message), "the relay and the sender read different receivers")
+    for origin in [hoas.sender, hoas.receiver] {
+        var stamped = bytes
+        stamped.withUnsafeMutableBytes { RelayedSignal.stamp(origin, at: $0.baseAddress!) }
+        check(stamped.withUnsafeBytes { RelayedSignal.origin($0) } == origin
+              && Array(stamped[RelayedSignal.signalOffset...]) == message,
+              "a stamped origin does not read back, or the stamp changed the message")
+    }
 }
 
 /// A relay registration (`RelayRegistration`), as it is and re-signed with the fixed key:
