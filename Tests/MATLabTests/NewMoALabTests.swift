@@ -114,7 +114,8 @@ struct NewMoALabTests {
         #expect(signalingAtBystander.count == 1 && signalingAtBystander.allSatisfy { $0.bytes <= 200 },
                 "the bystander got \(signalingAtBystander) on its signaling port")
         #expect(dataBytes <= 3 * SecurityLabTests.updateBytes, "the bystander got \(dataBytes) bytes of data")
-        #expect(dataAtBystander.allSatisfy { $0.at <= adopted + 0.5 }, "the bystander got data after the new MoA was adopted")
+        // (2 s of slack: a loaded machine's sink may print a datagram late.)
+        #expect(dataAtBystander.allSatisfy { $0.at <= adopted + 2 }, "the bystander got data after the new MoA was adopted")
         // The flow went to the new MoA once adopted: its share of what was sent after that
         // (at least half of it, for a loaded machine).
         let expected = Double(sent) * max(0, 10 - Date(timeIntervalSince1970: adopted).timeIntervalSince(flowStart)) / 10

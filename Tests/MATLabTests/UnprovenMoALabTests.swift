@@ -13,7 +13,7 @@ struct UnprovenMoALabTests {
     let vm = Addr.node("vm"), cn = Addr.node("cn")
 
     /// Sends, each time a trigger file `PREFIX<n>` appears (n = 1, 2), `COUNT` datagrams
-    /// to `TARGET`'s encap-port, 20 ms apart: encapsulation kind `KIND` (1 carried, 6
+    /// to `TARGET`'s encap-port, 10 ms apart: encapsulation kind `KIND` (1 carried, 6
     /// relayed) holding an IPv4/UDP packet from the VM's HoA to the CN's HoA, port 5003,
     /// whose payload is `LABEL-n-i`; a carried sender first sends a keepalive, and a relayed
     /// one waits for it (`PREFIX<n>k`). Prints
@@ -52,7 +52,7 @@ struct UnprovenMoALabTests {
             for i in range(count):
                 s.sendto(b"MATu" + bytes([1, kind, 0, 0]) + bytes(10) + packet(f"{label}-{round}-{i}".encode()),
                          (target, 7541))
-                time.sleep(0.02)
+                time.sleep(0.01)
             print(f"sent {round} {count}", flush=True)
         """
 
