@@ -188,9 +188,15 @@ struct StatusSource: Sendable {
             status.kernelFastPath = engine.fastPath?.state ?? "off"
             return ControlReply(status: status)
         case .peers:
-            guard let table = engine.mappings() else { return ControlReply(error: "the engine did not answer within 5 s") }
+            guard var table = engine.mappings() else { return ControlReply(error: "the engine did not answer within 10 s") }
+            // A HoA removed and added again while the engine listed may come twice: the later is newer.
+            var inTable: [IPAddress: Int] = [:]
+            inTable.reserveCapacity(table.count)
+            for (index, state) in table.enumerated() { inTable[state.mapping.hoa] = index }
+            if inTable.count != table.count {
+                table = table.indices.filter { inTable[table[$0].mapping.hoa] == $0 }.map { table[$0] }
+            }
             let view = mappings.peerView
-            let inTable = Set(table.map(\.mapping.hoa))
             let alerts = mappings.peerSignalStates
             let now = MonotonicClock.milliseconds()
             return ControlReply(peers: table.map { state in
@@ -212,7 +218,7 @@ struct StatusSource: Sendable {
                     report.path = "kernel"
                 }
                 return report
-            } + view.filter { hoa, _ in !inTable.contains(hoa) }.map { hoa, origin in
+            } + view.filter { hoa, _ in inTable[hoa] == nil }.map { hoa, origin in
                 // Known to the control plane but not (yet) in the engine's table.
                 PeerReport(homeAddress: hoa.description, mobileAddresses: [], preferred: nil, sequence: 0,
                            origin: origin.rawValue)
@@ -226,6 +232,7 @@ struct StatusSource: Sendable {
             stats.encapsulation = engine.encapCounters.map { Dictionary(uniqueKeysWithValues: $0.named) }
             stats.relay = engine.relayStatistics
             stats.kernelFastPath = engine.fastPath?.counters()
+            stats.peerListing = engine.lastListing?.named
             return ControlReply(stats: stats)
         case .events:
             let (events, next) = EventLog.shared.events(after: request.after)

@@ -28,7 +28,7 @@ extension MappingTable {
     public mutating func continueListing(limit: Int) -> (mappings: [PeerMapping], done: Bool) {
         guard var cursor = listing else { return ([], true) }
         var part: [PeerMapping] = []
-        part.reserveCapacity(limit)
+        part.reserveCapacity(min(limit, count))
         // Records moved behind the cursor first: where they are now was already read.
         while part.count < limit, let hoa = cursor.moved.popLast() {
             if let index = recordIndex(of: hoa) { part.append(storedMapping(hoa.family, index)) }

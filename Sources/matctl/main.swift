@@ -136,6 +136,9 @@ struct Stats: ParsableCommand {
         if let relay = stats.relay {
             print("relay:    \(relay.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
         }
+        if let listing = stats.peerListing {
+            print("last peer listing: \(listing.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
+        }
         let drops = stats.drops.filter { $0.value > 0 }.sorted { $0.key < $1.key }
         print("drops:    \(drops.isEmpty ? "none" : drops.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
         if let ims = stats.ims {

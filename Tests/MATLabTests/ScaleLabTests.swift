@@ -57,6 +57,12 @@ import Testing
             #expect(cnLine?.contains("path kernel") == true, "\(cnLine ?? "no line for the CN")")
         }
         #expect(peersSeconds < 15, "matctl peers took \(peersSeconds) s")
+        // The engine read its table a part per turn, packets handled between the parts.
+        let listing = try lab.stats("vm")["peerListing"] as? [String: Any] ?? [:]
+        let number = { (key: String) in (listing[key] as? NSNumber)?.intValue ?? -1 }
+        #expect(number("mappings") == learnedPeers + 1, "\(listing)")
+        #expect(number("parts") >= (learnedPeers + 1 + Engine.listingPart - 1) / Engine.listingPart, "\(listing)")
+        #expect(number("longest_part_us") < 250_000, "the engine stopped \(number("longest_part_us")) us for one part")
         #expect(statusSeconds < 0.5, "matctl status took \(statusSeconds) s")
 
         // The IPv6 MoA changes too: the 100,000 IPv6 peers are alerted, the CN first.
@@ -72,6 +78,7 @@ import Testing
         }
         let (_, statusDuringMove) = try timed { try lab.matctl("vm", "status") }
         print("scale: learned=\(learnedPeers) fast_path=\(fastPath) fill_s=\(filled.map(format) ?? "-") start_s=\(format(startSeconds)) peers_s=\(format(peersSeconds)) status_s=\(format(statusSeconds)) "
+            + "listing_parts=\(number("parts")) listing_longest_part_ms=\(format(Double(number("longest_part_us")) / 1_000)) "
             + "move_adopted_s=\(adopted.map(format) ?? "never") status_after_move_s=\(format(statusDuringMove))")
         let logs = "vm: \(lab.matdLog("vm").suffix(3_000))\ncn: \(lab.matdLog("cn").suffix(3_000))"
         #expect(adopted.map { $0 < 5 } == true, "the CN adopted the VM's new MoA after \(adopted.map(format) ?? "never") s\n\(logs)")

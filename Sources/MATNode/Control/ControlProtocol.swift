@@ -180,6 +180,10 @@ public struct StatsReport: Codable, Sendable, Equatable {
     /// not in the engine's counters above; and `rule_writes`, the transactions that changed
     /// its rules or its maps' elements. nil when it is off.
     public var kernelFastPath: [String: UInt64]?
+    /// The engine's last listing of its table for `matctl peers` (`mappings`, `parts`,
+    /// `longest_part_us`, the longest the engine thread stopped for one part, `total_us`);
+    /// nil before the first.
+    public var peerListing: [String: UInt64]?
 
     public init(_ counters: EngineCounters, ims: [String: UInt64]? = nil, signaling: [String: UInt64]? = nil,
                 control: [String: UInt64]? = nil, alertAcknowledged: DurationHistogram? = nil,

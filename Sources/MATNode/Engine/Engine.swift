@@ -35,8 +35,11 @@ public final class Engine: @unchecked Sendable {
     private let refusalHandler: @Sendable (PacketProcessor.Refusal) -> Void
     /// Unknown HoAs are reported at most once a second each.
     private var missReports = AddressThrottle(interval: 1_000)
-    /// Snapshot requests waiting for the engine thread.
-    private let snapshotRequests = Mutex<[MappingSnapshotTicket]>([])
+    /// Listing requests (`matctl peers`) waiting for the engine thread.
+    let snapshotRequests = Mutex<[MappingSnapshotTicket]>([])
+    /// The listing under way, read a part per turn (Engine+Listing.swift).
+    var listingRun: ListingRun?
+    let publishedListing = Mutex<ListingFigures?>(nil)
     private let publishedMappingCount: Mutex<Int>
     /// When the last failed TUN read was logged, so a failing device logs once a second.
     private var lastReadErrorLog: UInt64 = 0
@@ -173,16 +176,6 @@ public final class Engine: @unchecked Sendable {
     /// The number of mappings in the table as of the last change.
     public var mappingCount: Int { publishedMappingCount.withLock { $0 } }
 
-    /// The table as the engine thread has it now, copied on request (O(table), so only for
-    /// `matctl peers`); nil when the engine does not answer within `timeout` seconds.
-    public func mappings(timeout: Double = 5) -> [MappingState]? {
-        let ticket = MappingSnapshotTicket()
-        snapshotRequests.withLock { $0.append(ticket) }
-        wakeup.signal()
-        guard ticket.done.wait(timeout: .now() + timeout) == .success else { return nil }
-        return ticket.mappings.withLock { $0 }
-    }
-
     private func loop() {
         var descriptors = [pollfd(fd: tun.fileDescriptor, events: Int16(POLLIN), revents: 0),
                            pollfd(fd: wakeup.readDescriptor, events: Int16(POLLIN), revents: 0)]
@@ -235,6 +228,11 @@ public final class Engine: @unchecked Sendable {
             if let fastPath, fastPath.hasBacklog {
                 if fastPath.backlogDue(at: nanoseconds / 1_000_000) { refreshFastPath() }
                 timeout = min(timeout, KernelFastPath.backlogIntervalMilliseconds)
+            }
+            // A listing of the table reads a part per turn and comes back at once for the next.
+            if listingRun != nil {
+                continueListing()
+                timeout = 0
             }
             if timeout == 0 && handled == 0 {
                 // An empty turn of the spin: let a thread this one woke on its CPU (the
@@ -357,19 +355,7 @@ public final class Engine: @unchecked Sendable {
             let count = processor.table.count
             publishedMappingCount.withLock { $0 = count }
         }
-        let tickets = snapshotRequests.withLock { queue -> [MappingSnapshotTicket] in
-            defer { queue.removeAll() }
-            return queue
-        }
-        guard !tickets.isEmpty else { return }
-        let snapshot = processor.table.mappings.map { mapping in
-            let preferred = processor.table.preferredMoA(forHoA: mapping.hoa)
-            return MappingState(mapping: mapping, preferred: preferred,
-                                encapsulated: preferred.map { encap?.endpoints.port(for: $0) != nil } ?? false,
-                                relayed: preferred.map { encap?.relayedMoAs.contains($0) ?? false } ?? false,
-                                fastPath: fastPath?.carries(mapping.hoa) ?? false)
-        }
-        for ticket in tickets { ticket.finish(snapshot) }
+        startListingIfAsked()
     }
 
     /// Points the kernel fast path at what this thread's state allows now: run after every
@@ -443,16 +429,5 @@ public final class Engine: @unchecked Sendable {
             publishedEncap.withLock { $0 = counters }
             if let relay = encap.relay { publishRelay(relay) }
         }
-    }
-}
-
-/// Where the engine thread leaves a copy of its table for the thread that asked.
-final class MappingSnapshotTicket: Sendable {
-    let done = DispatchSemaphore(value: 0)
-    let mappings = Mutex<[Engine.MappingState]>([])
-
-    func finish(_ snapshot: [Engine.MappingState]) {
-        mappings.withLock { $0 = snapshot }
-        done.signal()
     }
 }
