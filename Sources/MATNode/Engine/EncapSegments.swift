@@ -188,6 +188,15 @@ extension EncapPath {
         return mtu - (moa.family == .ipv4 ? 28 : 48)
     }
 
+    /// The largest UDP payload that goes through the relay at `relay` unfragmented: as an
+    /// IPv6 datagram of the relay's path MTU holds, whatever the family the relay is
+    /// reached by, since the relay sends it on unchanged in the family the peer reaches it
+    /// by (docs/signaling.md, "Relay"): an IPv6 outer header is 20 bytes more than IPv4's.
+    @inline(__always)
+    func relayedRoom(to relay: IPAddress) -> Int {
+        (pathMTUs[relay] ?? lookUpPathMTU(relay)) - 48
+    }
+
     /// Looks up the MTU towards `moa` again (1280, the least IPv6 allows, and 576 for IPv4,
     /// when the lookup fails: small segments rather than fragments).
     @discardableResult

@@ -117,7 +117,7 @@ extension Engine {
         let virtio = VirtioNetHeader(loadingFrom: UnsafeRawPointer(buffer))
         let gso = virtio.gsoTypeRaw & 0x7F
         let tcpSuperPacket = gso == VirtioNetHeader.GSOType.tcpv4.rawValue || gso == VirtioNetHeader.GSOType.tcpv6.rawValue
-        let room = encap.datagramRoom(to: target)
+        let room = kind == .relayed ? encap.relayedRoom(to: target) : encap.datagramRoom(to: target)
         if encap.segmentation != .off && (tcpSuperPacket || EncapWire.headerLength + length > room) {
             // Cut to the path's MTU (a TCP packet; anything else goes whole below, and the
             // kernel fragments it): fragments would be put together again at the NAT and
@@ -172,7 +172,7 @@ extension Engine {
             encap.counters.sendFailures &+= UInt64(segments - sent)
             guard errno == EMSGSIZE || errno == EINVAL else { return true }
             encap.lookUpPathMTU(moa)
-            let smaller = encap.datagramRoom(to: moa)
+            let smaller = kind == .relayed ? encap.relayedRoom(to: moa) : encap.datagramRoom(to: moa)
             guard smaller < room else { return true }
             room = smaller
         }
@@ -267,9 +267,13 @@ extension Engine {
                 return deliverRelayed(encap, at: base, length: length, source: source, sourcePort: sourcePort) ? 1 : 0
             }
             let sender = RelayTable.Binding(address: source, port: sourcePort)
-            // Sent on unchanged: the receiving node reads the inner packet as it was sent.
+            // Sent on unchanged: the receiving node reads the inner packet as it was sent,
+            // in the family the target reaches the relay by. Nodes leave room for an IPv6
+            // header (``EncapPath/relayedRoom(to:)``); one still too large for the path
+            // on goes in fragments rather than not at all.
             if let target = encap.relay?.route(datagram, from: sender, now: MonotonicClock.milliseconds()),
-               !encap.send(base, length: length, to: target.address, port: target.port) {
+               !encap.send(base, length: length, to: target.address, port: target.port),
+               errno != EMSGSIZE || !encap.sendFragmentable(base, length: length, to: target.address, port: target.port) {
                 encap.counters.sendFailures &+= 1
             }
         }

@@ -1,0 +1,164 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import MATSignaling
+import Testing
+
+/// The relay over IPv6 and across families (docs/signaling.md, "Relay"): two dual-stack
+/// nodes in UDP to each other (`udp-encapsulation = always`) whose direct datagrams the
+/// router drops (UDP on `encap-port` between their MoAs, both families), so no keepalive
+/// arrives and each sends the other's traffic through the relay, matd with `[relay] serve
+/// = on` and a HoA of each family in the plain host's namespace (a relay has an
+/// `encap-port` socket for each family it has a HoA of). Each node names the relay by the
+/// address the test gives it: both by IPv6, or the VM by IPv4 and the CN by IPv6, when
+/// the relay forwards each node's datagrams to the other in the other family.
+@Suite(.serialized, .enabled(if: labTestsEnabled, "needs root: builds network namespaces (runs in CI)"))
+struct RelayFamiliesLabTests {
+    let vm = Addr.vm, cn = Addr.cn
+    static let relayHoA4 = "198.51.100.30", relayHoA6 = "2001:db8:100::30"
+    /// Seconds: three of them without a keepalive send a peer's traffic to the relay.
+    static let keepalive = 1
+
+    func nodeConfig(_ lab: Lab, _ node: String, relay: String, peerKey: SigningKey) throws -> String {
+        let me = Addr.node(node), peer = Addr.node(node == "vm" ? "cn" : "vm")
+        let text = """
+            [node]
+            home-address = \(me.home4)
+            home-address = \(me.home6)
+            uplink = eth0
+            domain-prefix = 198.51.100.0/24
+            domain-prefix = 2001:db8:100::/64
+            control-socket = \(lab.socket(node))
+            state-directory = \(lab.path("\(node)-state"))
+            udp-encapsulation = always
+            encap-keepalive = \(Self.keepalive)
+
+            [peer]
+            home-address = \(peer.home4)
+            mobile-address = \(peer.mobile4)
+            public-key = \(peerKey.publicKey.base64)
+
+            [peer]
+            home-address = \(peer.home6)
+            mobile-address = \(peer.mobile6)
+            public-key = \(peerKey.publicKey.base64)
+
+            [relay]
+            address = \(relay)
+
+            """
+        let path = lab.path("\(node).conf")
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func relayConfig(_ lab: Lab, keys: [String: SigningKey]) throws -> String {
+        var text = """
+            [node]
+            home-address = \(Self.relayHoA4)
+            home-address = \(Self.relayHoA6)
+            uplink = eth0
+            domain-prefix = 198.51.100.0/24
+            domain-prefix = 2001:db8:100::/64
+            control-socket = \(lab.socket("plain"))
+            state-directory = \(lab.path("plain-state"))
+            encap-keepalive = \(Self.keepalive)
+
+            [relay]
+            serve = on
+
+            """
+        for node in ["vm", "cn"] {
+            let me = Addr.node(node)
+            text += "client-key = \(me.home4) \(keys[node]!.publicKey.base64)\n"
+            text += "client-key = \(me.home6) \(keys[node]!.publicKey.base64)\n"
+        }
+        let path = lab.path("plain.conf")
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// The lab, the router dropping the nodes' direct UDP, the relay, and both nodes
+    /// naming the relay at `vmRelay` and `cnRelay`; returns once both send each other's
+    /// traffic of both families through the relay.
+    func start(vmRelay: String, cnRelay: String) throws -> Lab {
+        let lab = try Lab()
+        do {
+            try lab.exec("router", "sh", "-c", """
+                nft -f - <<'EOF'
+                table inet nodirect {
+                    chain forward {
+                        type filter hook forward priority 0; policy accept;
+                        ip saddr { \(vm.mobile4), \(cn.mobile4) } ip daddr { \(vm.mobile4), \(cn.mobile4) } udp dport 7541 drop
+                        ip6 saddr { \(vm.mobile6), \(cn.mobile6) } ip6 daddr { \(vm.mobile6), \(cn.mobile6) } udp dport 7541 drop
+                    }
+                }
+                EOF
+                """)
+            let keys = ["vm": try lab.writeSigningKey("vm"), "cn": try lab.writeSigningKey("cn")]
+            try lab.startMatd("plain", config: try relayConfig(lab, keys: keys))
+            try lab.startMatd("vm", config: try nodeConfig(lab, "vm", relay: vmRelay, peerKey: keys["cn"]!))
+            try lab.startMatd("cn", config: try nodeConfig(lab, "cn", relay: cnRelay, peerKey: keys["vm"]!))
+            for (node, peer) in [("vm", cn), ("cn", vm)] {
+                for moa in [peer.mobile4, peer.mobile6]
+                where !lab.waitForLog(node, "no keepalive from \(moa) for \(3 * Self.keepalive) s: its traffic goes through the relay",
+                                      timeout: 60) {
+                    throw LabError("matd in \(node) did not send \(moa)'s traffic through the relay:\n\(lab.matdLog(node))"
+                                   + "\nrelay:\n\(lab.matdLog("plain"))")
+                }
+            }
+        } catch {
+            lab.close()
+            throw error
+        }
+        return lab
+    }
+
+    /// Ping and a TCP transfer each way between the HoAs of both families, through the
+    /// relay; each node's counters show relayed packets sent and taken, none refused.
+    func checkTrafficGoesThroughTheRelay(_ lab: Lab) throws {
+        for family in Addr.Family.allCases {
+            #expect(try lab.ping("vm", cn.home(family), count: 5), "\(family): \(lab.matdLog("vm"))")
+            #expect(try lab.ping("cn", vm.home(family), count: 5), "\(family): \(lab.matdLog("cn"))")
+        }
+        let file = try lab.randomFile("payload", megabytes: 2)
+        let there = try lab.tcpTransfer(listener: "cn", address: cn.home6, connector: "vm", sender: "vm", file: file,
+                                        port: 5031)
+        #expect(there.listenerSawPeer == vm.home6)
+        let back = try lab.tcpTransfer(listener: "vm", address: vm.home4, connector: "cn", sender: "cn", file: file,
+                                       port: 5032)
+        #expect(back.listenerSawPeer == cn.home4)
+        for node in ["vm", "cn"] {
+            let peers = try lab.matctl(node, "peers")
+            #expect(peers.split(separator: "\n").filter { $0.contains("path relay") }.count == 2, "\(node): \(peers)")
+            let counters = try lab.stats(node)["encapsulation"] as? [String: Int] ?? [:]
+            #expect(counters["encap_relay_packets_sent", default: 0] > 100
+                    && counters["encap_relay_packets_received", default: 0] > 100
+                    && counters["encap_relay_refused", default: 0] == 0 && counters["encap_keepalives_received", default: 0] == 0,
+                    "\(node): \(counters)")
+        }
+        let relay = try lab.stats("plain")["relay"] as? [String: Int] ?? [:]
+        #expect(relay["registrations_accepted", default: 0] >= 2 && relay["forwarded", default: 0] > 200
+                && relay["unknown_sender", default: 0] == 0 && relay["unknown_destination", default: 0] == 0, "\(relay)")
+        let relayEncap = try lab.stats("plain")["encapsulation"] as? [String: Int] ?? [:]
+        #expect(relayEncap["encap_send_failures", default: 0] == 0, "\(relayEncap)")
+    }
+
+    /// Both nodes reach the relay by IPv6 only: IPv4 and IPv6 traffic between their HoAs
+    /// goes in IPv6 datagrams through it.
+    @Test func twoNodesReachEachOtherThroughARelayOverIPv6() throws {
+        let lab = try start(vmRelay: Addr.plain6, cnRelay: Addr.plain6)
+        defer { lab.close() }
+        try checkTrafficGoesThroughTheRelay(lab)
+    }
+
+    /// The VM reaches the relay by IPv4, the CN by IPv6: the relay forwards between the
+    /// families (its socket of the target's family sends), and both families of HoA traffic
+    /// flow.
+    @Test func aRelayForwardsBetweenANodeOnIPv4AndANodeOnIPv6() throws {
+        let lab = try start(vmRelay: Addr.plain4, cnRelay: Addr.plain6)
+        defer { lab.close() }
+        try checkTrafficGoesThroughTheRelay(lab)
+    }
+}
