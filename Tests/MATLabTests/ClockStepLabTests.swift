@@ -53,4 +53,82 @@ struct ClockStepLabTests {
         print("clock step: matd's clock 1000 s back; the move's registration went in \(String(format: "%.2f", took)) s "
               + "after the move, one refusal for time on the way")
     }
+
+    /// A guest restored from a snapshot whose clock still reads the snapshot's time
+    /// (docs/security.md, S2 and Open: rollback). Its state directory goes back to a copy
+    /// taken before a restart and two moves the CN took, and matd's clock reads the copy's
+    /// time (`MATD_TEST_CLOCK_STEP`). It moves before its first exchange with the IMS (out
+    /// of its reach until the CN has refused the move's alert): the alert's number comes
+    /// from the snapshot's clock, below the numbers the CN took since, and the CN refuses
+    /// it and its retransmissions as replays. The next registration (at once, by a rebind)
+    /// is refused for its time (the IMS has a newer one from this key) and teaches matd the
+    /// IMS's time; matd then sends the waiting alert again with a number from that time,
+    /// and the CN takes it. Without that, the CN refuses every alert until the next move.
+    @Test func aRestoredGuestWithItsOldClockIsBelievedAtItsFirstExchangeWithTheIMS() throws {
+        let (lab, _) = try Lab.withIMS()
+        defer { lab.close() }
+        #expect(try lab.ping("cn", vm.home4, count: 3) || lab.ping("cn", vm.home4, count: 3))
+        usleep(1_200_000)  // the peer state is saved within a second of a change
+        let state = lab.path("vm-state")
+        let snapshot = try ["sequence", "peers.json"].map { ($0, try Data(contentsOf: URL(fileURLWithPath: "\(state)/\($0)"))) }
+        let snapshotTime = Date()
+        // After the snapshot: 8 s on, a restart and two moves the CN takes, with numbers of
+        // those seconds; the IMS takes their registrations.
+        sleep(8)
+        try lab.killMatd("vm")
+        try lab.startMatd("vm", config: lab.path("vm-ims.conf"))
+        for site in ["b", "a"] {
+            try lab.moveVM(to: site)
+            #expect(try lab.ping("cn", vm.home4, count: 3) || lab.ping("cn", vm.home4, count: 3))
+        }
+        func signaling() throws -> [String: Int] { try lab.stats("cn")["signaling"] as? [String: Int] ?? [:] }
+
+        // The restore: the state directory goes back, the IMS is out of reach, and matd
+        // starts with its clock at the snapshot's time.
+        try lab.killMatd("vm")
+        for (name, data) in snapshot { try data.write(to: URL(fileURLWithPath: "\(state)/\(name)")) }
+        try lab.exec("vm", "nft", "add table inet lab-no-ims; add chain inet lab-no-ims out { type filter hook output priority 0; }; "
+                     + "add rule inet lab-no-ims out ip daddr 192.0.2.132 reject")
+        // 5 s before the snapshot's time: the move below comes a few seconds after matd's
+        // start, and its clock must still be behind the restart's numbers (8 s after the
+        // snapshot) however slowly a loaded machine gets there.
+        let back = Int(Date().timeIntervalSince(snapshotTime).rounded(.up)) + 5
+        let before = try signaling()
+        try lab.startMatd("vm", config: lab.path("vm-ims.conf"), environment: ["MATD_TEST_CLOCK_STEP": "-\(back)@0"])
+        #expect(lab.waitForLog("vm", "registering \(vm.home4) failed", timeout: 30), "\(lab.matdLog("vm"))")
+        try lab.moveVM(to: "b")
+        var refused = false
+        let refusalDeadline = Date().addingTimeInterval(8)
+        while !refused && Date() < refusalDeadline {
+            refused = try signaling()["refused_replayed", default: 0] > before["refused_replayed", default: 0]
+            if !refused { usleep(50_000) }
+        }
+        try lab.exec("vm", "nft", "delete table inet lab-no-ims")
+        #expect(refused, "the CN did not refuse the restored guest's alert: the test shows nothing")
+        // The IMS is back. The registrations the block refused wait out their backoff; a
+        // rebind registers at once (its own alert is numbered by the old clock too, and
+        // refused): the first exchange with the IMS, which corrects the clock.
+        let exchangeAt = Date()
+        // Its outcome is not the point (it fails when no peer acknowledges): the CN's counters are.
+        _ = try runCommand([LabPaths.matctl, "rebind", "--socket", lab.socket("vm")], timeout: 40)
+
+        var after = try signaling()
+        let deadline = exchangeAt.addingTimeInterval(30)
+        while after["bindings_adopted", default: 0] == before["bindings_adopted", default: 0] && Date() < deadline {
+            usleep(100_000)
+            after = try signaling()
+        }
+        let took = Date().timeIntervalSince(exchangeAt)
+        let log = lab.matdLog("vm")
+        #expect(after["bindings_adopted", default: 0] > before["bindings_adopted", default: 0],
+                "the CN took no alert of the restored guest: \(before) -> \(after)\n\(log)")
+        #expect(log.contains("refused a request for its time"), "\(log)")
+        #expect(log.contains("sent again with numbers from the IMS's"), "\(log)")
+        // One refused registration, the registration again, and the renumbered alert's
+        // challenge: well within an alert's retransmissions (9.4 s), however loaded the machine.
+        #expect(took < 9.4, "the CN took the alert \(took) s after the rebind")
+        #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.10*"))
+        print("restored guest with its snapshot's clock (\(back) s back): the CN refused \(after["refused_replayed", default: 0] - before["refused_replayed", default: 0]) "
+              + "alert(s) as replays and took the renumbered one \(String(format: "%.2f", took)) s after the first exchange with the IMS began")
+    }
 }

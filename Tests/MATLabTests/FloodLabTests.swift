@@ -29,7 +29,7 @@ struct FloodLabTests {
         try lab.moveVM(to: "b")
         sleep(4)
 
-        let queriesBefore = try imsQueries(ims)
+        let queriesBefore = try lab.imsQueries(ims)
         let cpuBefore = try matdCPUSeconds(lab, "cn")
         let flood = try lab.spawn("plain", ["python3", LabPaths.signalFlood, cn.mobile4, "7540", cn.home4,
                                             "203.0.113.128/25", "198.51.100.0/24", "5000", "12"])
@@ -38,7 +38,7 @@ struct FloodLabTests {
         try lab.moveVM(to: "a")
         let floodResult = flood.wait(timeout: 30)
         let cpuAfter = try matdCPUSeconds(lab, "cn")
-        let queriesAfter = try imsQueries(ims)
+        let queriesAfter = try lab.imsQueries(ims)
         let probeResult = probe.wait(timeout: 30)
         echo.signal(SIGTERM)
 
@@ -70,18 +70,6 @@ struct FloodLabTests {
         #expect(signaling["refused_bad_signature", default: 0] + signaling["refused_unknown_key", default: 0] > 0)
         #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> \(vm.mobile4)*"))
         #expect(cpu < 12 * 0.9, "matd used \(cpu) s of CPU in 12 s")
-    }
-
-    /// The IMS's query counter (SIGUSR1 makes mat-ims log its counters).
-    func imsQueries(_ ims: Spawned) throws -> Int {
-        let marker = ims.stderr.components(separatedBy: "counter queries ").count
-        ims.signal(SIGUSR1)
-        guard ims.waitForOutput(timeout: 5, { $0.components(separatedBy: "counter queries ").count > marker }) else {
-            throw LabError("mat-ims did not log its counters:\n\(ims.stderr.suffix(2000))")
-        }
-        let last = ims.stderr.components(separatedBy: "counter queries ").last ?? ""
-        guard let value = Int(last.prefix { $0.isNumber }) else { throw LabError("no query count in \(last.prefix(80))") }
-        return value
     }
 
     /// User plus system CPU time of matd in `node`, from /proc.

@@ -89,6 +89,18 @@ extension Lab {
         return file
     }
 
+    /// The IMS's query counter (SIGUSR1 makes mat-ims log its counters).
+    func imsQueries(_ ims: Spawned) throws -> Int {
+        let marker = ims.stderr.components(separatedBy: "counter queries ").count
+        ims.signal(SIGUSR1)
+        guard ims.waitForOutput(timeout: 5, { $0.components(separatedBy: "counter queries ").count > marker }) else {
+            throw LabError("mat-ims did not log its counters:\n\(ims.stderr.suffix(2000))")
+        }
+        let last = ims.stderr.components(separatedBy: "counter queries ").last ?? ""
+        guard let value = Int(last.prefix { $0.isNumber }) else { throw LabError("no query count in \(last.prefix(80))") }
+        return value
+    }
+
     /// Waits until matd's log in `node` contains `text`.
     func waitForLog(_ node: String, _ text: String, timeout: Double = 20) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
