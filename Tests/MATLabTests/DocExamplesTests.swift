@@ -217,6 +217,42 @@ import Testing
         }
     }
 
+    /// Every test the docs name as proof (`LossLabTests`, `CodecTests.bindingUpdateLiteralBytes`,
+    /// `--filter RelayExpiryTests/aHundredThousandBindings`) is a suite or test that exists,
+    /// so `swift test --filter` with it runs something.
+    @Test func everyTestTheDocsNameExists() throws {
+        let tests = LabPaths.repositoryRoot.appendingPathComponent("Tests")
+        var types: Set<String> = []
+        var functions: Set<String> = []
+        var files: Set<String> = []
+        for file in try FileManager.default.subpathsOfDirectory(atPath: tests.path) {
+            if !file.contains("/") { types.insert(file) }  // a test target
+            guard file.hasSuffix(".swift") else { continue }
+            files.insert(((file as NSString).lastPathComponent as NSString).deletingPathExtension)
+            let text = try String(contentsOf: tests.appendingPathComponent(file), encoding: .utf8)
+            for match in text.matches(of: /(?:struct|class|enum|extension)\s+([A-Za-z0-9_]+)/) { types.insert(String(match.output.1)) }
+            for match in text.matches(of: /func\s+([A-Za-z0-9_]+)/) { functions.insert(String(match.output.1)) }
+        }
+        var checked = 0
+        for (path, text) in Self.documents {
+            for (number, line) in text.components(separatedBy: "\n").enumerated() {
+                for match in line.matches(of: /\b([A-Z][A-Za-z0-9]*Tests)\b(?:[.\/]([a-z][A-Za-z0-9]*))?/) {
+                    let suite = String(match.output.1)
+                    if match.output.2 == "swift" {
+                        #expect(files.contains(suite), "\(path):\(number + 1): no file \(suite).swift under Tests/")
+                        continue
+                    }
+                    #expect(types.contains(suite), "\(path):\(number + 1): no test suite \(suite)")
+                    if let test = match.output.2 {
+                        #expect(functions.contains(String(test)), "\(path):\(number + 1): no test \(suite).\(test)")
+                    }
+                    checked += 1
+                }
+            }
+        }
+        #expect(checked >= 100)
+    }
+
     // MARK: command lines
 
     /// Every `matd`, `matctl` and `mat-ims` command line in the docs (code spans and shell
