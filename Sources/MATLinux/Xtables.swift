@@ -1,6 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+// SOCK_RAW and SOCK_CLOEXEC: see DatagramSocket.swift for why CMnl is imported for them.
+import CMnl
 import Foundation
 import MATSystem
 
