@@ -300,6 +300,18 @@ import Testing
         #expect(checked >= 100)
     }
 
+    /// docs/migration.md's exit statuses of `matctl rebind` that need no matd: 1 with the
+    /// reason on stderr when matd cannot be reached (as when it refuses; `MobilityLabTests`
+    /// has the refusals), 64 for an option matctl does not take.
+    @Test func rebindExitStatusesAreTheDocumentedOnes() throws {
+        let directory = try TemporaryDirectory()
+        let unreachable = try runCommand([LabPaths.matctl, "rebind", "--socket", directory.path + "/none.sock"], timeout: 60)
+        #expect(!unreachable.signalled && unreachable.status == 1 && unreachable.stderr.contains("cannot reach matd"),
+                "\(unreachable.summary)")
+        let wrong = try runCommand([LabPaths.matctl, "rebind", "--no-such-option"], timeout: 60)
+        #expect(!wrong.signalled && wrong.status == 64, "\(wrong.summary)")
+    }
+
     /// Every script or file under Tools/ or Interop/ a shell block or code span starts a
     /// command with exists, and `Tools/bench` and `Tools/fuzz` have the subcommand it is given.
     @Test func everyDocumentedToolExists() throws {
