@@ -300,6 +300,21 @@ import Testing
         #expect(checked >= 100)
     }
 
+    /// The package every doc installs (`mat_<version>_<arch>.deb`) is the version the
+    /// binaries are (`Interop/deploy/run` checks docs/deploy.md against a built package).
+    @Test func everyDocumentedPackageIsThisVersion() throws {
+        let printed = try check([LabPaths.matd, "--version"]).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(printed == MATVersion.current)
+        var checked = 0
+        for (path, text) in Self.documents {
+            for match in text.matches(of: /mat_([0-9][0-9.]*[0-9])_[a-z0-9]+\.deb/) {
+                #expect(String(match.output.1) == MATVersion.current, "\(path): \(match.output.0)")
+                checked += 1
+            }
+        }
+        #expect(checked >= 3)
+    }
+
     /// docs/migration.md's exit statuses of `matctl rebind` that need no matd: 1 with the
     /// reason on stderr when matd cannot be reached (as when it refuses; `MobilityLabTests`
     /// has the refusals), 64 for an option matctl does not take.
