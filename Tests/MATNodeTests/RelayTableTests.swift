@@ -107,4 +107,22 @@ import Testing
         fallback.stopped(peer)
         #expect(!fallback.relayed(peer, now: 200_000) && fallback.nextDeadline(now: 0) == nil)
     }
+
+    /// A peer whose IMS record names the relay goes through it as soon as it is in UDP,
+    /// until its first keepalive; then the usual three silent intervals decide. Only a peer
+    /// in UDP can be sent through the relay.
+    @Test func aPeerKnownToBeBehindTheRelayGoesThroughItAtOnceUntilAKeepaliveComes() {
+        let peer = IPAddress("203.0.113.51")!
+        var fallback = RelayFallback(keepaliveInterval: 15_000)
+        fallback.relayAtOnce(peer)
+        #expect(!fallback.relayed(peer, now: 1_000) && !fallback.isRelayedAtOnce(peer))
+        fallback.encapsulated(peer, now: 1_000)
+        fallback.relayAtOnce(peer)
+        #expect(fallback.relayed(peer, now: 1_000) && fallback.isRelayedAtOnce(peer))
+        fallback.heard(peer, now: 5_000)
+        #expect(!fallback.relayed(peer, now: 5_000) && !fallback.isRelayedAtOnce(peer))
+        #expect(fallback.relayed(peer, now: 50_000))
+        fallback.stopped(peer)
+        #expect(!fallback.relayed(peer, now: 60_000))
+    }
 }

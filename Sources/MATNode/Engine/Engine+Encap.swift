@@ -12,6 +12,8 @@ public enum EncapCommand: Sendable {
     case stop(IPAddress)
     /// A relay takes `key`, which the IMS binds to the HoA, for that HoA's registrations.
     case relayKey(IPAddress, VerifyingKey)
+    /// `moa`'s traffic in UDP goes through the relay at once (its IMS record names it).
+    case relayAtOnce(IPAddress)
 }
 
 /// The UDP encapsulation's per-packet work on the engine thread (docs/datapath.md,
@@ -53,6 +55,9 @@ extension Engine {
                 encap.fallback.stopped(moa)
             case .relayKey(let hoa, let key):
                 encap.relay?.learn(key, for: hoa)
+            case .relayAtOnce(let moa):
+                encap.fallback.relayAtOnce(moa)
+                lastEncapExpiry = 0
             }
         }
         if now >= lastEncapExpiry + 1_000 {
@@ -79,8 +84,12 @@ extension Engine {
             var relayed = Set<IPAddress>()
             for moa in encap.endpoints.moas where encap.fallback.relayed(moa, now: now) { relayed.insert(moa) }
             for moa in relayed.subtracting(encap.relayedMoAs) {
-                log("matd: no keepalive from \(moa) for \(3 * encap.fallback.keepaliveInterval / 1_000) s: its traffic "
-                    + "goes through the relay \(relay.address) now")
+                if encap.fallback.isRelayedAtOnce(moa) {
+                    log("matd: \(moa) is reached through the relay \(relay.address): its traffic goes there now")
+                } else {
+                    log("matd: no keepalive from \(moa) for \(3 * encap.fallback.keepaliveInterval / 1_000) s: its traffic "
+                        + "goes through the relay \(relay.address) now")
+                }
                 EventLog.shared.post("encapsulation", ["peer": "\(moa)", "mode": "relay"])
             }
             for moa in encap.relayedMoAs.subtracting(relayed) where encap.endpoints.port(for: moa) != nil {

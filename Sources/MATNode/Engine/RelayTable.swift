@@ -193,16 +193,30 @@ struct DeadlineQueue {
 /// address (docs/datapath.md, "Not yet supported: a relay for the rest"): once the peer's
 /// traffic goes in UDP, hole punching has three keepalive intervals to show a keepalive
 /// from the peer; without one, the relay. A keepalive from the peer later (the hole opened
-/// after all) goes back to the peer's address. Pure: the caller passes the time.
+/// after all) goes back to the peer's address. A peer whose IMS record names this node's
+/// relay (docs/signaling.md, "Signaling through the relay") goes through it at once, until
+/// a keepalive from it shows the hole opened. Pure: the caller passes the time.
 public struct RelayFallback: Sendable {
     public let keepaliveInterval: UInt64
-    private var peers: [IPAddress: (since: UInt64, heard: UInt64?)] = [:]
+    private var peers: [IPAddress: (since: UInt64, heard: UInt64?, atOnce: Bool)] = [:]
 
     public init(keepaliveInterval: UInt64 = 15_000) { self.keepaliveInterval = keepaliveInterval }
 
     /// `moa`'s traffic goes in UDP from `now` on (a second call changes nothing).
     public mutating func encapsulated(_ moa: IPAddress, now: UInt64) {
-        if peers[moa] == nil { peers[moa] = (now, nil) }
+        if peers[moa] == nil { peers[moa] = (now, nil, false) }
+    }
+
+    /// `moa`, in UDP, is known to be reached through the relay: its traffic goes there
+    /// without waiting for hole punching, until a keepalive comes from it.
+    public mutating func relayAtOnce(_ moa: IPAddress) {
+        peers[moa]?.atOnce = true
+    }
+
+    /// Whether `moa` went through the relay at once (not for want of a keepalive).
+    public func isRelayedAtOnce(_ moa: IPAddress) -> Bool {
+        guard let peer = peers[moa] else { return false }
+        return peer.atOnce && peer.heard == nil
     }
 
     /// A keepalive came from `moa` at `now`.
@@ -214,10 +228,11 @@ public struct RelayFallback: Sendable {
     public mutating func stopped(_ moa: IPAddress) { peers[moa] = nil }
 
     /// Whether `moa`'s traffic goes through the relay at `now`: in UDP, and no keepalive
-    /// from the peer within the last three intervals (or since it went in UDP).
+    /// from the peer within the last three intervals (or since it went in UDP), or none
+    /// ever from a peer to relay at once.
     public func relayed(_ moa: IPAddress, now: UInt64) -> Bool {
         guard let peer = peers[moa] else { return false }
-        return now >= (peer.heard ?? peer.since) + 3 * keepaliveInterval
+        return (peer.atOnce && peer.heard == nil) || now >= (peer.heard ?? peer.since) + 3 * keepaliveInterval
     }
 
     /// The earliest time `relayed` changes by the clock alone; nil when nothing waits.

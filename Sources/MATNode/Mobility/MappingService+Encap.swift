@@ -22,6 +22,9 @@ final class EncapControl: @unchecked Sendable {
     var relayKeyLookups = RelayKeyLookups()
     /// When lookups over their bound were last warned about (one warning per 10 s).
     var relayKeyWarnedAt: UInt64?
+    /// The peers whose IMS record names this node's relay: their traffic goes through it
+    /// as soon as it goes in UDP.
+    var relayedHoAs: Set<IPAddress> = []
 
     init(_ config: NodeConfig) throws(SystemError) {
         policy = EncapPolicy(setting: config.udpEncapsulation, keepaliveInterval: config.encapKeepalive * 1_000,
@@ -88,6 +91,10 @@ extension MappingService {
                     + "(port \(config.encapPort)) now")
                 EventLog.shared.post("encapsulation", ["peer": "\(moa)", "mode": "udp"])
                 engine.encapsulate(.start(moa, port: config.encapPort))
+                if !control.relayedHoAs.isEmpty,
+                   let hoa = activePeers().first(where: { $0.moa == moa })?.hoa, control.relayedHoAs.contains(hoa) {
+                    engine.encapsulate(.relayAtOnce(moa))
+                }
                 host.encapsulatedMoAs.insert(moa)
                 updateDiversion()
             case .stopEncap(let moa):

@@ -84,6 +84,11 @@ extension MappingService {
         }
         guard let relay = config.relay?.address, case .success(let answer) = result else { return }
         let through = answer.relay == relay
+        if through {
+            encapControl?.relayedHoAs.insert(hoa)
+        } else {
+            encapControl?.relayedHoAs.remove(hoa)
+        }
         if signaling.reachThroughRelay(hoa, through) {
             log(through ? "matd: \(hoa) is reached through the relay \(relay): its signaling goes there"
                         : "matd: \(hoa) names no relay of this node's now: its signaling goes direct")
