@@ -102,6 +102,53 @@ struct NATLabTests {
         #expect(!peers.contains("203.0.113.99*") && peers.contains("\(vm.home4) -> \(vm.mobile4)*"), "\(peers)")
     }
 
+    /// A move into site N while the NAT router drops everything to the IMS: the alerts of
+    /// the IPv4 peers wait for the public address, which never comes, and their traffic is
+    /// held no longer than ``PublicAddressWaits/timeout`` (10 s, logged and counted). The
+    /// CN keeps the old MoA meanwhile (no alert naming the private address went out); once
+    /// the IMS answers again the alert names 203.0.113.60 and the CN takes it.
+    @Test func aSilentIMSReleasesTheHeldTrafficAfterTenSeconds() throws {
+        let nat = try natLab(publicAddress: "auto", vmBehindNAT: false)
+        defer { nat.close() }
+        let lab = nat.lab
+        #expect(try lab.ping("vm", cn.home4) || lab.ping("vm", cn.home4))
+        #expect(lab.waitForLog("cn", "\(vm.home4) -> \(vm.mobile4) seq"), "\(lab.matdLog("cn"))")
+        try lab.exec("nat", "sh", "-c", """
+            nft -f - <<EOF
+            table ip ims_blackhole {
+                chain forward { type filter hook forward priority -10; ip daddr 192.0.2.132 drop; }
+            }
+            EOF
+            """)
+        let moved = Date()
+        try nat.moveVM(host: 70)
+        var expiredAfter: Double?
+        while expiredAfter == nil && Date().timeIntervalSince(moved) < 40 {
+            let signaling = try lab.stats("vm")["signaling"] as? [String: Int] ?? [:]
+            if signaling["public_address_waits_expired", default: 0] >= 1 {
+                expiredAfter = Date().timeIntervalSince(moved)
+            } else {
+                #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> \(vm.mobile4)*"), "no alert while the IMS is silent")
+                usleep(250_000)
+            }
+        }
+        print("public-address-timeout: released_after_s=\(expiredAfter.map { String(format: "%.2f", $0) } ?? "never")")
+        // The hold began after the move started, so it cannot end sooner than 10 s after it.
+        #expect(expiredAfter.map { $0 >= 10 && $0 < 30 } == true, "released after \(expiredAfter ?? -1) s\n\(lab.matdLog("vm"))")
+        #expect(lab.matdLog("vm").contains("the IMS has not said which public address it sees for 10 s; releasing the traffic of"),
+                "\(lab.matdLog("vm"))")
+        try lab.exec("nat", "nft", "delete", "table", "ip", "ims_blackhole")
+        #expect(lab.waitForLog("vm", "the IMS sees 192.0.2.70 as 203.0.113.60", timeout: 30), "\(lab.matdLog("vm"))")
+        var adopted = false
+        let deadline = Date().addingTimeInterval(30)
+        while !adopted && Date() < deadline {
+            adopted = try lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.60*")
+            if !adopted { usleep(250_000) }
+        }
+        #expect(adopted, "\(lab.matdLog("cn"))")
+        #expect(try lab.ping("vm", cn.home4) || lab.ping("vm", cn.home4))
+    }
+
     /// A move from site A into site N behind masquerade (port-restricted) under a TCP
     /// flow: the CN's probe answer does not come through the NAT, so the VM's traffic with
     /// the CN goes in UDP, both ways, with keepalives; every byte of the flow arrives, and
