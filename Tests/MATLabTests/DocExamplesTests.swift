@@ -175,6 +175,35 @@ import Testing
         }
     }
 
+    /// Every default docs/config.md's tables give (`no, default 7540`) is the parser's: the
+    /// full example with `key = <that default>` added is the example without it.
+    @Test func matdDocumentedDefaultsAreTheParsersDefaults() throws {
+        let doc = try Self.document("docs/config.md")
+        let base = try DocText.baseExample()
+        // Line numbers (kept for errors found later) move with the added line.
+        func withoutLines(_ config: NodeConfig) -> NodeConfig {
+            var config = config
+            for index in config.peers.indices { config.peers[index].line = 0 }
+            config.ims?.line = 0
+            config.relay?.line = 0
+            return config
+        }
+        let plain = withoutLines(try NodeConfig(parsing: base))
+        var checked = 0
+        for section in ["node", "ims"] {
+            for (key, value) in DocText.tableDefaults(in: doc, heading: "## `[\(section)]`") {
+                let text = DocText.merge("[\(section)]\n\(key) = \(value)\n", into: base)
+                do {
+                    #expect(withoutLines(try NodeConfig(parsing: text)) == plain, "[\(section)] \(key): the default is not \(value)")
+                } catch {
+                    Issue.record("[\(section)] \(key) = \(value), the documented default: \(error)")
+                }
+                checked += 1
+            }
+        }
+        #expect(checked >= 14)
+    }
+
     /// The same for mat-ims: docs/ims.md's `[server]` and `[zone]` tables.
     @Test func matIMSSettingsTablesMatchTheParser() throws {
         let doc = try Self.document("docs/ims.md")

@@ -175,6 +175,23 @@ enum DocText {
         return keys
     }
 
+    /// The `no, default VALUE` entries of the table under `heading` (docs/config.md's form),
+    /// key and value; defaults that are no value (`none`, `<state-directory>/...`) are left out.
+    static func tableDefaults(in doc: String, heading: String) -> [(key: String, value: String)] {
+        let lines = doc.components(separatedBy: "\n")
+        guard let start = lines.firstIndex(where: { $0.hasPrefix(heading) }) else { return [] }
+        var defaults: [(String, String)] = []
+        for line in lines[(start + 1)...] {
+            if line.hasPrefix("#") { break }
+            let cells = line.split(separator: "|", omittingEmptySubsequences: true)
+            guard cells.count >= 2, let key = cells[0].firstMatch(of: /`([a-z][a-z0-9-]*)`/)?.output.1,
+                  let value = cells[1].firstMatch(of: /default `?([^`\s,;]+)`?/)?.output.1,
+                  value != "none", !value.contains("<") else { continue }
+            defaults.append((String(key), String(value)))
+        }
+        return defaults
+    }
+
     /// The string labels of the `case "..."` lines in `source` between the first `from`
     /// and the next `to`: the keys a hand-written parser's switch takes.
     static func caseLabels(in source: String, from: String, to: String) throws -> Set<String> {
