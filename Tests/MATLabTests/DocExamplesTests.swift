@@ -10,9 +10,10 @@ import Testing
 /// The project rule "every example in README.md and docs/ works as written; docs match the
 /// code", as a test: the configuration examples in the docs go through the real parsers,
 /// every `matd`/`matctl`/`mat-ims` command line in them through the real binaries' `--help`,
-/// the settings tables against the keys the parsers take, and the quick-start commands whose
-/// output the docs quote are run. No root needed, no namespace: it runs in a second or two.
-/// (docs/deploy.md's shell steps are run literally by `Interop/deploy/run`.)
+/// the settings tables and their defaults against the parsers, the tests, scripts, event
+/// kinds and package version the docs name against what exists, and the few commands whose
+/// output the docs quote and that need no matd are run. No root, no namespace: a few
+/// seconds. (docs/deploy.md's shell steps are run literally by `Interop/deploy/run`.)
 @Suite struct DocExamplesTests {
     /// README.md and every docs/*.md, with their paths relative to the repository.
     static let documents: [(path: String, text: String)] = {
