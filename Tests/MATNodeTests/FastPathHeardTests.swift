@@ -21,7 +21,7 @@ import Testing
         #expect(inbound.count == 6, "\(batch)")
         for rule in inbound {
             let family = rule.contains(" ip6 daddr ") ? "update @heard6 { ip6 saddr }" : "update @heard4 { ip saddr }"
-            #expect(rule.hasSuffix("counter name in\(rule.contains(" ip6 ") ? "6" : "4") \(family)"), "\(rule)")
+            #expect(rule.hasSuffix("counter name in\(rule.contains(" ip6 ") ? "6" : "4") \(family) accept"), "\(rule)")
         }
         #expect(!batch.contains { $0.contains(" out ") && $0.contains("@heard") }, "outbound notes nothing")
         let set4 = "add set inet matd_mat0_fast heard4 { type ipv4_addr; flags dynamic, timeout; timeout 15s; size 262144; }"

@@ -82,23 +82,26 @@ import Testing
         let expected = [
             "add chain inet matd_mat0_fast out { type route hook output priority 10; policy accept; }",
             "add rule inet matd_mat0_fast out ip saddr 198.51.100.10 ip frag-off & 0x3fff == 0 ip protocol { tcp, udp } "
-                + "ip daddr set ip daddr map @out4 ip saddr set 192.0.2.10 counter name out4",
+                + "ip daddr set ip daddr map @out4 ip saddr set 192.0.2.10 counter name out4 accept",
             "add rule inet matd_mat0_fast out ip saddr 198.51.100.10 ip frag-off & 0x3fff == 0 icmp type { echo-request, echo-reply } "
-                + "ip daddr set ip daddr map @out4 ip saddr set 192.0.2.10 counter name out4",
+                + "ip daddr set ip daddr map @out4 ip saddr set 192.0.2.10 counter name out4 accept",
             "add rule inet matd_mat0_fast in_eth0 ip daddr 192.0.2.10 ip frag-off & 0x3fff == 0 ip protocol tcp "
-                + "ip saddr set ip saddr map @in4 ip daddr set 198.51.100.10 meta mark set meta mark | 0x10000000 counter name in4",
+                + "ip saddr set ip saddr map @in4 ip daddr set 198.51.100.10 meta mark set meta mark | 0x10000000 counter name in4 accept",
             "add rule inet matd_mat0_fast in_eth0 ip daddr 192.0.2.10 ip frag-off & 0x3fff == 0 ip protocol udp udp dport != { 7540, 7541 } "
-                + "ip saddr set ip saddr map @in4 ip daddr set 198.51.100.10 meta mark set meta mark | 0x10000000 counter name in4",
+                + "ip saddr set ip saddr map @in4 ip daddr set 198.51.100.10 meta mark set meta mark | 0x10000000 counter name in4 accept",
             "add chain inet matd_mat0_fast in_wlan_1 { type filter hook ingress device \"wlan-1\" priority -505; policy accept; }",
             "add element inet matd_mat0_fast out4 { 198.51.100.20 : 192.0.2.130 }",
             "add element inet matd_mat0_fast in4 { 192.0.2.130 : 198.51.100.20, 203.0.113.20 : 198.51.100.20 }",
             "add rule inet matd_mat0_fast out ip6 saddr 2001:db8:100::10 ip6 nexthdr { tcp, udp } "
-                + "ip6 daddr set ip6 daddr map @out6 ip6 saddr set 2001:db8:a::10 counter name out6",
+                + "ip6 daddr set ip6 daddr map @out6 ip6 saddr set 2001:db8:a::10 counter name out6 accept",
             "add rule inet matd_mat0_fast in_eth0 ip6 daddr 2001:db8:a::10 ip6 nexthdr ipv6-icmp icmpv6 type { echo-request, echo-reply } "
-                + "ip6 saddr set ip6 saddr map @in6 ip6 daddr set 2001:db8:100::10 meta mark set meta mark | 0x10000000 counter name in6",
+                + "ip6 saddr set ip6 saddr map @in6 ip6 daddr set 2001:db8:100::10 meta mark set meta mark | 0x10000000 counter name in6 accept",
             "add element inet matd_mat0_fast out6 { 2001:db8:100::20 : 2001:db8:c::130 }",
         ]
         for line in expected { #expect(batch.contains(line), "missing: \(line)\n\(batch.joined(separator: "\n"))") }
+        // A rewritten packet leaves the chain at once: no later rule could match it.
+        let rewrites = batch.filter { $0.hasPrefix("add rule") && $0.contains("addr set") }
+        #expect(rewrites.count == 16 && rewrites.allSatisfy { $0.hasSuffix(" accept") }, "\(rewrites)")
         // Every chain is added (no-op if there), emptied, and starts with the MoA-to-MoA pass.
         for chain in ["in_eth0", "in_wlan_1"] {
             let flush = batch.firstIndex(of: "flush chain inet matd_mat0_fast \(chain)")

@@ -186,7 +186,11 @@ public struct FastPathRuleset: Equatable, Sendable {
             // the rule stops there, and the packet goes on to the engine untouched.
             let transport = family == .ipv4 ? "ip protocol" : "ip6 nexthdr"
             let out = "add rule \(table) out \(ip) saddr \(home)" + (unfragmented.isEmpty ? "" : " \(unfragmented)")
-            let rewriteOut = "\(ip) daddr set \(ip) daddr map @out\(suffix) \(ip) saddr set \(mobile) counter name out\(suffix)"
+            // Every rewriting rule ends with `accept`: the rules after it cannot match the
+            // rewritten packet, and evaluating them cost about 2% of a 64-byte UDP
+            // packet's whole path (docs/benchmarks.md, "udp64 on the fast path"). It ends
+            // this chain only; later chains of the hook still see the packet.
+            let rewriteOut = "\(ip) daddr set \(ip) daddr map @out\(suffix) \(ip) saddr set \(mobile) counter name out\(suffix) accept"
             batch.append("\(out) \(transport) { tcp, udp } \(rewriteOut)")
             batch.append("\(out) \(icmp) \(rewriteOut)")
             for uplink in placement.uplinks where !placement.engineInbound.contains(family)
@@ -195,7 +199,7 @@ public struct FastPathRuleset: Equatable, Sendable {
                 let into = "add rule \(table) \(chain) \(ip) daddr \(mobile)" + (unfragmented.isEmpty ? "" : " \(unfragmented)")
                 let rewriteIn = "\(ip) saddr set \(ip) saddr map @in\(suffix) \(ip) daddr set \(home) "
                     + "meta mark set meta mark | \(translated) counter name in\(suffix)"
-                    + (placement.heardTimeout == nil ? "" : " " + FastPathHeard.statement(family))
+                    + (placement.heardTimeout == nil ? "" : " " + FastPathHeard.statement(family)) + " accept"
                 batch.append("\(into) \(transport) tcp \(rewriteIn)")
                 batch.append("\(into) \(transport) udp udp dport != \(ports) \(rewriteIn)")
                 batch.append("\(into) \(icmp) \(rewriteIn)")
