@@ -172,6 +172,11 @@ public func sendControlRequest(_ request: ControlRequest, to path: String, timeo
     bytes.append(UInt8(ascii: "\n"))
     try socket.writeAll(Array(bytes))
     let line = try socket.readLine(limit: 256 << 20)
+    if request.command == .peers, let (peers, version) = PeerListReader.read(line) {
+        var reply = ControlReply(peers: peers)
+        reply.version = version
+        return reply
+    }
     return try JSONDecoder().decode(ControlReply.self, from: Data(line))
 }
 
