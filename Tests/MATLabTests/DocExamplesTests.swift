@@ -205,6 +205,36 @@ import Testing
         #expect(checked >= 14)
     }
 
+    /// Every `key = value` of matd's the docs' prose quotes (`encap-keepalive = 1`,
+    /// `uplink = *`, `serve = on`) parses in its section of the full example.
+    @Test func matdSettingsQuotedInProseParse() throws {
+        let root = LabPaths.repositoryRoot
+        let nodeSource = try String(contentsOf: root.appendingPathComponent("Sources/MATNode/NodeConfig.swift"), encoding: .utf8)
+        let relaySource = try String(contentsOf: root.appendingPathComponent("Sources/MATNode/Mobility/RelaySettings.swift"),
+                                     encoding: .utf8)
+        let sections: [(name: String, keys: Set<String>)] = [
+            ("node", try DocText.caseLabels(in: nodeSource, from: "func readNode", to: "func readPeer")),
+            ("ims", try DocText.caseLabels(in: nodeSource, from: "func readIMS", to: "func validate")),
+            ("relay", try DocText.caseLabels(in: relaySource, from: "static func read", to: "func validate")),
+        ]
+        let base = try DocText.baseExample()
+        var checked = 0
+        for (path, text) in Self.documents {
+            for (line, prose) in DocText.proseLines(in: text) {
+                for span in prose.matches(of: /`([a-z][a-z0-9-]*) = ([^`]+)`/) {
+                    let key = String(span.output.1)
+                    guard let section = sections.first(where: { $0.keys.contains(key) })?.name else { continue }
+                    let text = DocText.merge("[\(section)]\n\(key) = \(span.output.2)\n", into: base)
+                    do { _ = try NodeConfig(parsing: text) } catch {
+                        Issue.record("\(path):\(line): `\(span.output.0)`: \(error)")
+                    }
+                    checked += 1
+                }
+            }
+        }
+        #expect(checked >= 10)
+    }
+
     /// The same for mat-ims: docs/ims.md's `[server]` and `[zone]` tables.
     @Test func matIMSSettingsTablesMatchTheParser() throws {
         let doc = try Self.document("docs/ims.md")
