@@ -78,7 +78,7 @@ public enum EncapWire {
             let count = Int(datagram[headerLength + 8])
             guard (1...RelayRegistration.maximumHoAs).contains(count),
                   rest == RelayRegistration.fixedLength + count * RelayRegistration.addressLength
-                          + RelayRegistration.signatureLength else { return nil }
+                          + RelaySecret.length + RelayRegistration.signatureLength else { return nil }
             return .registration
         case .relayedSignal:
             return RelayedSignal.fits(datagram) ? .relayedSignal : nil

@@ -62,10 +62,10 @@ struct RelayLabTests {
         try Self.script.write(toFile: scriptPath, atomically: true, encoding: .utf8)
 
         let a: [UInt8] = [198, 51, 100, 31], b: [UInt8] = [198, 51, 100, 32], stranger: [UInt8] = [198, 51, 100, 40]
-        let registerB = RelayRegistration.seal(hoas: [.v4(.init(198, 51, 100, 32))], sequence: 1, with: keyB)
-        let registerA = RelayRegistration.seal(hoas: [.v4(.init(198, 51, 100, 31))], sequence: 1, with: keyA)
+        let registerB = RelayRegistration.seal(hoas: [.v4(.init(198, 51, 100, 32))], sequence: 1, secret: RelaySecret.random(), with: keyB)
+        let registerA = RelayRegistration.seal(hoas: [.v4(.init(198, 51, 100, 31))], sequence: 1, secret: RelaySecret.random(), with: keyA)
         // A's key signing for B's HoA with a higher sequence number: a forged takeover.
-        let forged = RelayRegistration.seal(hoas: [.v4(.init(198, 51, 100, 32))], sequence: 2, with: keyA)
+        let forged = RelayRegistration.seal(hoas: [.v4(.init(198, 51, 100, 32))], sequence: 2, secret: RelaySecret.random(), with: keyA)
         let first = Self.relayed(a, b, payload: Array("first through the relay".utf8))
         let spoofed = Self.relayed(stranger, b, payload: Array("from a HoA A never registered".utf8))
         let second = Self.relayed(a, b, payload: Array("second, after the forgery".utf8))

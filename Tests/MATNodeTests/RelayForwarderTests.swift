@@ -30,8 +30,8 @@ func register(_ forwarder: inout RelayForwarder, _ bytes: [UInt8], from sender: 
 
     @Test func signedRegistrationsLetTwoNodesReachEachOtherAndNothingElse() {
         var forwarder = RelayForwarder(pinnedKeys: [vmHoA: vmKey.publicKey, cnHoA: cnKey.publicKey])
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 1, with: vmKey), from: vmNAT) == .accepted)
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [cnHoA], sequence: 5, with: cnKey), from: cnNAT) == .accepted)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 1, secret: RelaySecret.random(), with: vmKey), from: vmNAT) == .accepted)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [cnHoA], sequence: 5, secret: RelaySecret.random(), with: cnKey), from: cnNAT) == .accepted)
         #expect(route(&forwarder, from: vmHoA, to: cnHoA, sender: vmNAT) == cnNAT)
         #expect(route(&forwarder, from: cnHoA, to: vmHoA, sender: cnNAT) == vmNAT)
         // The CN's NAT cannot send as the VM's HoA.
@@ -46,8 +46,9 @@ func register(_ forwarder: inout RelayForwarder, _ bytes: [UInt8], from sender: 
     /// the message itself is unchanged.
     @Test func aRelayedSignalGoesToItsReceiverStampedWithItsSendersAddress() {
         var forwarder = RelayForwarder(pinnedKeys: [vmHoA: vmKey.publicKey, cnHoA: cnKey.publicKey])
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 1, with: vmKey), from: vmNAT) == .accepted)
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [cnHoA], sequence: 1, with: cnKey), from: cnNAT) == .accepted)
+        let vmSecret = RelaySecret.random(), cnSecret = RelaySecret.random()
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 1, secret: vmSecret, with: vmKey), from: vmNAT) == .accepted)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [cnHoA], sequence: 1, secret: cnSecret, with: cnKey), from: cnNAT) == .accepted)
         let message = SignalCodec.seal(SignalMessage(sequence: 0, sender: vmHoA, receiver: cnHoA,
                                                      body: .challenge(nonce: Nonce(high: 1, low: 2), sequence: 0)),
                                        with: vmKey)
@@ -60,6 +61,10 @@ func register(_ forwarder: inout RelayForwarder, _ bytes: [UInt8], from sender: 
         #expect(target == cnNAT)
         #expect(sent.withUnsafeBytes { RelayedSignal.origin($0) } == vmNAT.address)
         #expect(Array(sent[RelayedSignal.signalOffset...]) == message)
+        // Stamped for the receiver: the secret the CN's registration gave authenticates it,
+        // the sender's does not.
+        #expect(sent.withUnsafeBytes { RelayedSignal.isAuthentic($0, secret: cnSecret) })
+        #expect(!sent.withUnsafeBytes { RelayedSignal.isAuthentic($0, secret: vmSecret) })
         // The CN's binding cannot speak as the VM's HoA; nobody registered 198.51.100.40.
         #expect(routeSignal(RelayedSignal.wrap(message), from: cnNAT).0 == nil)
         let stranger = SignalCodec.seal(SignalMessage(sequence: 0, sender: vmHoA, receiver: IPAddress("198.51.100.40")!,
@@ -70,26 +75,41 @@ func register(_ forwarder: inout RelayForwarder, _ bytes: [UInt8], from sender: 
                 && forwarder.counters.unregisteredSource == 1 && forwarder.counters.unknownDestination == 1)
     }
 
+    /// The relay keeps the secret each binding's latest accepted registration gave, for the
+    /// signals it passes to that binding; one a registration was refused with is not taken.
+    @Test func theRelayKeepsTheSecretABindingRegistered() throws {
+        var forwarder = RelayForwarder(pinnedKeys: [vmHoA: vmKey.publicKey])
+        let first = RelaySecret.random(), second = RelaySecret.random(), forged = RelaySecret.random()
+        #expect(forwarder.table.secret(of: vmNAT) == nil)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 1, secret: first, with: vmKey), from: vmNAT) == .accepted)
+        #expect(try #require(forwarder.table.secret(of: vmNAT)).bytes == first.bytes)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 2, secret: second, with: vmKey), from: vmNAT) == .accepted)
+        #expect(try #require(forwarder.table.secret(of: vmNAT)).bytes == second.bytes)
+        // Signed by another key (someone putting their secret in the VM's registration).
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 3, secret: forged, with: cnKey), from: vmNAT) == .badSignature)
+        #expect(try #require(forwarder.table.secret(of: vmNAT)).bytes == second.bytes)
+    }
+
     /// A HoA without a pinned key registers once the key the IMS binds to it is learned;
     /// after the node rotates its key, the learned one fails (reported, to be looked up
     /// again) until the new one is learned. A pinned key is never replaced.
     @Test func aKeyFromTheIMSLetsAHoARegisterAndIsReplacedWhenTheNodeRotatesIt() {
         var forwarder = RelayForwarder(pinnedKeys: [cnHoA: cnKey.publicKey])
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 1, with: vmKey), from: vmNAT)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 1, secret: RelaySecret.random(), with: vmKey), from: vmNAT)
                 == .noKey(vmHoA))
         let learned = forwarder.learn(vmKey.publicKey, for: vmHoA)
         #expect(learned)
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 2, with: vmKey), from: vmNAT) == .accepted)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 2, secret: RelaySecret.random(), with: vmKey), from: vmNAT) == .accepted)
         let rotated = SigningKey.generate()
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 3, with: rotated), from: vmNAT)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 3, secret: RelaySecret.random(), with: rotated), from: vmNAT)
                 == .learnedKeyFailed(vmHoA))
         let relearned = forwarder.learn(rotated.publicKey, for: vmHoA)
         #expect(relearned)
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 4, with: rotated), from: vmNAT) == .accepted)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 4, secret: RelaySecret.random(), with: rotated), from: vmNAT) == .accepted)
         // The pinned key stays, whatever is learned for its HoA.
         let overPinned = forwarder.learn(rotated.publicKey, for: cnHoA)
         #expect(!overPinned)
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [cnHoA], sequence: 1, with: rotated), from: cnNAT)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [cnHoA], sequence: 1, secret: RelaySecret.random(), with: rotated), from: cnNAT)
                 == .badSignature)
         #expect(forwarder.counters.keysLearned == 2 && forwarder.counters.keysRefused == 1
                 && forwarder.counters.badSignatures == 2 && forwarder.counters.registrations == 2)
@@ -98,13 +118,13 @@ func register(_ forwarder: inout RelayForwarder, _ bytes: [UInt8], from sender: 
     @Test func aWrongKeyAnUnknownHoAAndAReplayAreRefusedAndCounted() {
         var forwarder = RelayForwarder(pinnedKeys: [vmHoA: vmKey.publicKey])
         // The CN's key signing for the VM's HoA: a forged takeover.
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 9, with: cnKey), from: cnNAT)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 9, secret: RelaySecret.random(), with: cnKey), from: cnNAT)
                 == .badSignature)
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [cnHoA], sequence: 1, with: cnKey), from: cnNAT)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [cnHoA], sequence: 1, secret: RelaySecret.random(), with: cnKey), from: cnNAT)
                 == .noKey(cnHoA))
-        let first = RelayRegistration.seal(hoas: [vmHoA], sequence: 3, with: vmKey)
+        let first = RelayRegistration.seal(hoas: [vmHoA], sequence: 3, secret: RelaySecret.random(), with: vmKey)
         #expect(register(&forwarder, first, from: vmNAT) == .accepted)
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 2, with: vmKey), from: cnNAT)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 2, secret: RelaySecret.random(), with: vmKey), from: cnNAT)
                 == .replayed)
         #expect(register(&forwarder, Array(first.dropLast()), from: vmNAT) == .malformed)
         #expect(forwarder.counters.badSignatures == 1 && forwarder.counters.registrationsRefused == 4)

@@ -12,20 +12,23 @@ import Testing
     func parse(_ bytes: [UInt8]) -> EncapWire.Frame? { bytes.withUnsafeBytes { EncapWire.parse($0) } }
 
     @Test func aSealedRegistrationOpensAndVerifiesWithTheNodeKeyOnly() throws {
-        let bytes = RelayRegistration.seal(hoas: [hoa4, hoa6], sequence: 0x0102_0304_0506_0708, with: key)
-        #expect(bytes.count == 8 + 9 + 2 * 17 + 64)
+        let secret = RelaySecret.random()
+        let bytes = RelayRegistration.seal(hoas: [hoa4, hoa6], sequence: 0x0102_0304_0506_0708, secret: secret, with: key)
+        #expect(bytes.count == 8 + 9 + 2 * 17 + 32 + 64)
+        #expect(Array(bytes[51..<83]) == secret.bytes)
         #expect(Array(bytes.prefix(17)) == [0x4D, 0x41, 0x54, 0x75, 1, 5, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 2])
         #expect(Array(bytes[17..<22]) == [4, 198, 51, 100, 10] && bytes[22..<34].allSatisfy { $0 == 0 })
         #expect(bytes[34] == 6)
         #expect(parse(bytes) == .registration)
         let registration = try #require(open(bytes))
         #expect(registration.sequence == 0x0102_0304_0506_0708 && registration.hoas == [hoa4, hoa6])
+        #expect(registration.secret == secret.bytes)
         #expect(registration.verify(with: key.publicKey))
         #expect(!registration.verify(with: SigningKey.generate().publicKey))
     }
 
     @Test func everyChangedBitFailsTheSignatureOrTheFraming() throws {
-        let bytes = RelayRegistration.seal(hoas: [hoa4], sequence: 7, with: key)
+        let bytes = RelayRegistration.seal(hoas: [hoa4], sequence: 7, secret: RelaySecret.random(), with: key)
         var opened = 0
         for bit in 0..<(bytes.count * 8) {
             var mutated = bytes
@@ -35,12 +38,13 @@ import Testing
                 #expect(!registration.verify(with: key.publicKey), "verifies with bit \(bit) flipped")
             }
         }
-        // At least the sequence number's and the signature's bits leave a registration that opens.
-        #expect(opened >= 64 + 512)
+        // At least the sequence number's, the secret's and the signature's bits leave a
+        // registration that opens: the signature covers the secret.
+        #expect(opened >= 64 + 256 + 512)
     }
 
     @Test func malformedRegistrationsAreRefused() {
-        let good = RelayRegistration.seal(hoas: [hoa4], sequence: 1, with: key)
+        let good = RelayRegistration.seal(hoas: [hoa4], sequence: 1, secret: RelaySecret.random(), with: key)
         #expect(open(Array(good.dropLast())) == nil && parse(Array(good.dropLast())) == nil)
         #expect(open(good + [0]) == nil)
         var noHoAs = good
@@ -56,7 +60,7 @@ import Testing
         dirtyPadding[30] = 1
         #expect(open(dirtyPadding) == nil)
         // A HoA listed twice is not a registration of two.
-        let twice = RelayRegistration.seal(hoas: [hoa4, hoa4], sequence: 1, with: key)
+        let twice = RelayRegistration.seal(hoas: [hoa4, hoa4], sequence: 1, secret: RelaySecret.random(), with: key)
         #expect(parse(twice) == .registration && open(twice) == nil)
         // Every truncation is refused without trapping.
         for length in 0..<good.count { #expect(open(Array(good.prefix(length))) == nil) }

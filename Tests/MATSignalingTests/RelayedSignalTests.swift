@@ -1,3 +1,4 @@
+import Crypto
 import MATPacket
 @testable import MATSignaling
 import Testing
@@ -24,13 +25,58 @@ import Testing
             #expect(RelayedSignal.receiver(ofSignal: message) == receiver)
             let hoas = datagram.withUnsafeBytes { RelayedSignal.addresses($0) }
             #expect(hoas?.sender == sender && hoas?.receiver == receiver)
-            // The sender leaves the origin zero: no origin until the relay writes one.
+            // The sender leaves the origin and MAC zero: no origin until the relay writes one.
             #expect(datagram.withUnsafeBytes { RelayedSignal.origin($0) } == nil)
-            datagram.withUnsafeMutableBytes { RelayedSignal.stamp(origin, at: $0.baseAddress!) }
+            #expect(datagram[RelayedSignal.originOffset..<RelayedSignal.signalOffset].allSatisfy { $0 == 0 })
+            let secret = RelaySecret.random()
+            #expect(!datagram.withUnsafeBytes { RelayedSignal.isAuthentic($0, secret: secret) })
+            datagram.withUnsafeMutableBytes { RelayedSignal.stamp(origin, for: secret, in: $0) }
             #expect(datagram.withUnsafeBytes { RelayedSignal.origin($0) } == origin)
+            #expect(datagram.withUnsafeBytes { RelayedSignal.isAuthentic($0, secret: secret) })
             #expect(Array(datagram[RelayedSignal.signalOffset...]) == message)
             #expect(parse(datagram) == .relayedSignal)
         }
+    }
+
+    /// A stamped signal: its MAC, HMAC-SHA256 over origin and message with the receiver's
+    /// secret cut to 16 bytes, byte for byte; written in place over an origin stamped
+    /// before (a relay stamps whatever the sender left there).
+    @Test func theMACIsHMACSHA256OverOriginAndMessageCutTo16Bytes() throws {
+        let secret = try #require(RelaySecret(Array(0..<32)))
+        let message = signal(from: Fixture.hoaA4, to: Fixture.hoaB4)
+        var datagram = RelayedSignal.wrap(message)
+        datagram.withUnsafeMutableBytes { RelayedSignal.stamp(Fixture.moa6b, for: secret, in: $0) }
+        datagram.withUnsafeMutableBytes { RelayedSignal.stamp(Fixture.moa4b, for: secret, in: $0) }
+        let origin: [UInt8] = [4, 203, 0, 113, 20] + [UInt8](repeating: 0, count: 12)
+        #expect(Array(datagram[RelayedSignal.originOffset..<RelayedSignal.macOffset]) == origin)
+        let expected = HMAC<SHA256>.authenticationCode(for: origin + message, using: SymmetricKey(data: Array(0..<32) as [UInt8]))
+        #expect(Array(datagram[RelayedSignal.macOffset..<RelayedSignal.signalOffset]) == Array(Array(expected).prefix(16)))
+        #expect(RelaySecret(Array(repeating: 0, count: 31)) == nil && RelaySecret(Array(repeating: 0, count: 33)) == nil)
+    }
+
+    /// What a node refuses: a MAC from another secret (another binding's, or none), an
+    /// origin or message changed after the relay stamped them (every bit), a truncated
+    /// datagram. This is what keeps a datagram forged with the relay's address as its
+    /// source from choosing its origin (docs/security.md, N4).
+    @Test func aChangedOriginMessageMACOrSecretFailsTheMAC() {
+        let secret = RelaySecret.random()
+        var stamped = RelayedSignal.wrap(signal(from: Fixture.hoaA6, to: Fixture.hoaB6))
+        stamped.withUnsafeMutableBytes { RelayedSignal.stamp(Fixture.moa6b, for: secret, in: $0) }
+        func authentic(_ bytes: [UInt8], _ key: RelaySecret = secret) -> Bool {
+            bytes.withUnsafeBytes { RelayedSignal.isAuthentic($0, secret: key) }
+        }
+        #expect(authentic(stamped))
+        #expect(!authentic(stamped, RelaySecret.random()))
+        for bit in (RelayedSignal.originOffset * 8)..<(stamped.count * 8) {
+            var changed = stamped
+            changed[bit / 8] ^= 1 << UInt8(bit % 8)
+            #expect(!authentic(changed), "authentic with bit \(bit) flipped")
+        }
+        // Another origin stamped by someone with a secret of their own.
+        var forged = stamped
+        forged.withUnsafeMutableBytes { RelayedSignal.stamp(Fixture.moa6, for: RelaySecret.random(), in: $0) }
+        #expect(!authentic(forged))
+        for length in 0..<stamped.count { #expect(!authentic(Array(stamped.prefix(length)))) }
     }
 
     /// A padded binding update (the longest message) fits; anything shorter than a

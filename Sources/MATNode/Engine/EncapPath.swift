@@ -91,9 +91,13 @@ public final class EncapPath: @unchecked Sendable {
     /// the MoAs whose traffic does now.
     var fallback = RelayFallback()
     var relayedMoAs: Set<IPAddress> = []
+    /// The secret this node's registrations give `relayServer` (one per process), with
+    /// which a relayed signal's stamp is checked (``RelayedSignal``).
+    let relaySecret = RelaySecret.random()
     /// Takes a signaling message that came through `relayServer` (``RelayedSignal``): the
-    /// origin the relay stamped and the message. Set before the engine starts.
-    var relayedSignalHandler: @Sendable (IPAddress, [UInt8]) -> Void = { _, _ in }
+    /// origin the relay stamped and the message, valid only during the call (the handler
+    /// copies what it keeps). Set before the engine starts.
+    var relayedSignalHandler: @Sendable (IPAddress, UnsafeRawBufferPointer) -> Void = { _, _ in }
     /// Takes a HoA a relay has no key for (or whose key from the IMS failed), for the
     /// service to look up (``RelayKeyLookups``). Set before the engine starts.
     var relayKeyHandler: @Sendable (IPAddress) -> Void = { _ in }

@@ -290,10 +290,10 @@ extension Engine {
     }
 
     /// A relayed signal (``RelayedSignal``): a relay routes it as a relayed packet and
-    /// stamps the sender's address into it; a node takes it only from its own relay's
-    /// address and `encap-port`, with an origin stamped, and hands it to the signaling,
-    /// which checks it as a message from that origin (docs/signaling.md, "Signaling
-    /// through the relay").
+    /// stamps the sender's address into it; a node takes it only as
+    /// ``RelayedSignalCheck`` says (from its own relay, stamped by it), and hands it to the
+    /// signaling, which checks it as a message from that origin (docs/signaling.md,
+    /// "Signaling through the relay").
     private func receiveRelayedSignal(_ encap: EncapPath, at base: UnsafeMutableRawPointer, length: Int,
                                       source: IPAddress, sourcePort: UInt16) {
         let datagram = UnsafeMutableRawBufferPointer(start: base, count: length)
@@ -305,14 +305,15 @@ extension Engine {
             }
             return
         }
-        guard let relay = encap.relayServer, source == relay.address, sourcePort == relay.port,
-              let origin = RelayedSignal.origin(UnsafeRawBufferPointer(datagram)) else {
+        guard let origin = RelayedSignalCheck.origin(UnsafeRawBufferPointer(datagram),
+                                                     from: RelayTable.Binding(address: source, port: sourcePort),
+                                                     relay: encap.relayServer, secret: encap.relaySecret) else {
             encap.counters.relayRefused &+= 1
             encap.counters.refused &+= 1
             return
         }
         encap.counters.relaySignalsReceived &+= 1
-        encap.relayedSignalHandler(origin, Array(datagram[RelayedSignal.signalOffset...]))
+        encap.relayedSignalHandler(origin, UnsafeRawBufferPointer(rebasing: datagram[RelayedSignal.signalOffset...]))
     }
 
     /// Writes the packet the coalescer put together, if any, into the TUN device.

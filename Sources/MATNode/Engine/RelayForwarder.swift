@@ -129,7 +129,8 @@ public struct RelayForwarder: Sendable {
         for entry in keys where !registration.verify(with: entry.key) {
             return entry.learned ? .learnedKeyFailed(entry.hoa) : .badSignature
         }
-        switch table.register(Set(registration.hoas), sequence: registration.sequence, from: sender, now: now) {
+        switch table.register(Set(registration.hoas), sequence: registration.sequence,
+                              secret: RelaySecret(registration.secret), from: sender, now: now) {
         case .accepted: return .accepted
         case .replayed: return .replayed
         case .full: return .full
@@ -154,17 +155,24 @@ public struct RelayForwarder: Sendable {
     /// goes: routed as a relayed packet is, by the message's sender and receiver HoAs (the
     /// sender's binding must have registered the sender HoA), and stamped with the
     /// sender's address as its origin (``RelayedSignal``), the relay's word on where it
-    /// came from. Nil when it goes nowhere (counted by reason).
+    /// came from, authenticated with the secret the receiving binding registered. Nil when
+    /// it goes nowhere (counted by reason).
     public mutating func routeSignal(_ datagram: UnsafeMutableRawBufferPointer, from sender: RelayTable.Binding,
                                      now: UInt64) -> RelayTable.Binding? {
-        guard let base = datagram.baseAddress, let hoas = RelayedSignal.addresses(UnsafeRawBufferPointer(datagram)) else {
+        guard let hoas = RelayedSignal.addresses(UnsafeRawBufferPointer(datagram)) else {
             counters.unknownDestination &+= 1
             return nil
         }
         guard let target = decide(table.route(from: sender, source: hoas.sender, destination: hoas.receiver, now: now))
         else { return nil }
+        // Every accepted registration carries one: this is a binding the table took
+        // before it did (a test's), with nothing to authenticate the stamp with.
+        guard let secret = table.secret(of: target) else {
+            counters.unknownDestination &+= 1
+            return nil
+        }
         counters.signalsForwarded &+= 1
-        RelayedSignal.stamp(sender.address, at: base)
+        RelayedSignal.stamp(sender.address, for: secret, in: datagram)
         return target
     }
 

@@ -53,6 +53,8 @@ public struct RelayTable: Sendable {
         var hoas: Set<IPAddress>
         var lastSeen: UInt64
         var bucket: TokenBucket
+        /// The secret its latest registration gave (``RelaySecret``).
+        var secret: RelaySecret?
     }
 
     public let lifetime: UInt64
@@ -84,8 +86,14 @@ public struct RelayTable: Sendable {
     /// Deadlines queued, stale ones included (for tests of the queue's bound).
     var queuedDeadlines: Int { deadlines.count }
 
+    /// Whether a binding holds `hoa` (as of the last lapse looked at).
+    public func holds(_ hoa: IPAddress) -> Bool { owners[hoa] != nil }
+
     /// The HoAs `binding` holds now.
     public func hoas(of binding: Binding) -> Set<IPAddress> { bindings[binding]?.hoas ?? [] }
+
+    /// The secret `binding`'s latest registration gave, for the signals relayed to it.
+    public func secret(of binding: Binding) -> RelaySecret? { bindings[binding]?.secret }
 
     /// Whether a registration of `hoas` with `sequence` from `binding` would be refused as
     /// a replay at `now`, as ``register(_:sequence:from:now:)`` decides it: asked before
@@ -101,9 +109,10 @@ public struct RelayTable: Sendable {
 
     /// A registration of `hoas` with `sequence`, its signature already verified, from
     /// `binding` at `now`. Accepted, it refreshes the binding and takes each HoA over from
-    /// whichever binding held it; a binding left with no HoA is forgotten.
-    public mutating func register(_ hoas: Set<IPAddress>, sequence: UInt64, from binding: Binding,
-                                  now: UInt64) -> Registration {
+    /// whichever binding held it; a binding left with no HoA is forgotten. `secret` (the
+    /// registration's) replaces the one the binding gave before.
+    public mutating func register(_ hoas: Set<IPAddress>, sequence: UInt64, secret: RelaySecret? = nil,
+                                  from binding: Binding, now: UInt64) -> Registration {
         if isReplayed(hoas, sequence: sequence, from: binding, now: now) { return .replayed }
         if bindings[binding] == nil && bindings.count >= capacity { return .full }
         for hoa in hoas {
@@ -118,6 +127,7 @@ public struct RelayTable: Sendable {
         for hoa in entry.hoas.subtracting(hoas) where owners[hoa]?.binding == binding { owners[hoa] = nil }
         entry.hoas = hoas
         entry.lastSeen = now
+        entry.secret = secret
         bindings[binding] = entry
         deadlines.append(binding, at: now + lifetime)
         if deadlines.count > 2 * bindings.count + 64 {

@@ -26,7 +26,8 @@ extension MappingService {
         if schedule.isDue(now: now) {
             do {
                 let hoas = Array(config.homeAddresses.prefix(RelayRegistration.maximumHoAs))
-                let bytes = signaling.sealRelayRegistration(hoas: hoas, sequence: try signaling.nextSequence())
+                let bytes = signaling.sealRelayRegistration(hoas: hoas, sequence: try signaling.nextSequence(),
+                                                            secret: encap.relaySecret)
                 try encap.sendControl(bytes, to: relay, port: config.encapPort)
                 encap.countRegistration(sent: true)
                 if relaySchedule == nil || schedule.failures > 0 {
@@ -51,12 +52,13 @@ extension MappingService {
 extension MappingService {
     /// Called by the engine thread with a signaling message that came through this node's
     /// relay and the origin the relay stamped on it (``RelayedSignal``). At most 64 wait
-    /// for the service's next turn; more are dropped, as a full socket buffer drops them.
-    public func relayedSignal(from origin: IPAddress, _ bytes: [UInt8]) {
+    /// for the service's next turn; more are dropped, as a full socket buffer drops them,
+    /// before they are copied out of the engine's buffer.
+    public func relayedSignal(from origin: IPAddress, _ bytes: UnsafeRawBufferPointer) {
         guard let control = encapControl else { return }
         let added = control.relayedSignals.withLock { queue -> Bool in
             guard queue.count < 64 else { return false }
-            queue.append((origin, bytes))
+            queue.append((origin, Array(bytes)))
             return true
         }
         if added { wakeup.signal() }

@@ -85,8 +85,8 @@ final class Signaling {
 
     /// A registration of `hoas` with the relay (docs/signaling.md, "Relay"), signed with
     /// the key this node's alerts are signed with now.
-    func sealRelayRegistration(hoas: [IPAddress], sequence: UInt64) -> [UInt8] {
-        RelayRegistration.seal(hoas: hoas, sequence: sequence, with: machine.key)
+    func sealRelayRegistration(hoas: [IPAddress], sequence: UInt64, secret: RelaySecret) -> [UInt8] {
+        RelayRegistration.seal(hoas: hoas, sequence: sequence, secret: secret, with: machine.key)
     }
 
     /// Tells `peer` (at `moa`) this node's current MoAs of its family, and keeps telling it
