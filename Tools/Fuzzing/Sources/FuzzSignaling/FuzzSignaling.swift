@@ -30,6 +30,8 @@ let fuzzSeed: [UInt8] = (0..<32).map { UInt8($0) }
 let fuzzKey = try! SigningKey(rawRepresentation: fuzzSeed)
 let fuzzVerifyingKey = fuzzKey.publicKey
 let otherVerifyingKey = try! SigningKey(rawRepresentation: (32..<64).map { UInt8($0) }).publicKey
+let fuzzRelaySecret = RelaySecret((64..<96).map { UInt8($0) })!
+let otherRelaySecret = RelaySecret((96..<128).map { UInt8($0) })!
 /// The same key through Crypto directly, to re-sign arbitrary bytes (MATSignaling only
 /// ever signs messages it encoded itself).
 let rawSigner = try! Curve25519.Signing.PrivateKey(rawRepresentation: fuzzSeed)
@@ -166,10 +168,12 @@ func examineEncap(_ raw: UnsafeRawBufferPointer) {
     check((try? SignalCodec.open(raw)) == nil, "signaling opened an encapsulation datagram")
 }
 
-/// A relayed signal (`RelayedSignal`): its length is a message's with the origin before
-/// it and the message starts with signaling's magic; the HoAs the relay routes by are the
-/// message's own (the receiver the sender's side reads from the bare message); an origin
-/// stamped (either HoA, of either family) reads back and leaves the message as it was.
+/// A relayed signal (`RelayedSignal`): its length is a message's with the origin and MAC
+/// before it and the message starts with signaling's magic; the HoAs the relay routes by
+/// are the message's own (the receiver the sender's side reads from the bare message); an
+/// origin stamped (either HoA, of either family) reads back, leaves the message as it was
+/// and is authentic with the secret it was stamped for only; the input's own MAC is not
+/// (the fuzzer cannot guess an HMAC), nor anything cut short.
 func examineRelayedSignal(_ bytes: [UInt8]) {
     check((RelayedSignal.minimumLength...RelayedSignal.maximumLength).contains(bytes.count)
           && bytes[RelayedSignal.signalOffset..<RelayedSignal.signalOffset + 4].elementsEqual([0x4D, 0x41, 0x54, 0x73]),
@@ -178,12 +182,18 @@ func examineRelayedSignal(_ bytes: [UInt8]) {
     let hoas = bytes.withUnsafeBytes { RelayedSignal.addresses($0) }
     guard let hoas else { return }
     check(hoas.receiver == RelayedSignal.receiver(ofSignal: message), "the relay and the sender read different receivers")
+    check(!bytes.withUnsafeBytes { RelayedSignal.isAuthentic($0, secret: fuzzRelaySecret) },
+          "a relayed signal's MAC verified without being stamped")
     for origin in [hoas.sender, hoas.receiver] {
         var stamped = bytes
-        stamped.withUnsafeMutableBytes { RelayedSignal.stamp(origin, at: $0.baseAddress!) }
+        stamped.withUnsafeMutableBytes { RelayedSignal.stamp(origin, for: fuzzRelaySecret, in: $0) }
         check(stamped.withUnsafeBytes { RelayedSignal.origin($0) } == origin
               && Array(stamped[RelayedSignal.signalOffset...]) == message,
               "a stamped origin does not read back, or the stamp changed the message")
+        check(stamped.withUnsafeBytes { RelayedSignal.isAuthentic($0, secret: fuzzRelaySecret) }
+              && !stamped.withUnsafeBytes { RelayedSignal.isAuthentic($0, secret: otherRelaySecret) }
+              && !stamped.dropLast().withUnsafeBytes { RelayedSignal.isAuthentic($0, secret: fuzzRelaySecret) },
+              "a stamped MAC does not verify with its secret only, or verifies cut short")
     }
 }
 
@@ -198,7 +208,9 @@ func examineRegistration(_ bytes: [UInt8]) {
         guard let registration = input.withUnsafeBytes({ RelayRegistration($0) }) else { continue }
         check((1...RelayRegistration.maximumHoAs).contains(registration.hoas.count)
               && Set(registration.hoas).count == registration.hoas.count, "a registration opened with bad HoAs")
-        let sealed = RelayRegistration.seal(hoas: registration.hoas, sequence: registration.sequence, with: fuzzKey)
+        check(registration.secret.count == RelaySecret.length, "a registration opened with a secret of another length")
+        let sealed = RelayRegistration.seal(hoas: registration.hoas, sequence: registration.sequence,
+                                            secret: RelaySecret(registration.secret)!, with: fuzzKey)
         check(Array(sealed.dropLast(64)) == signedPart, "a registration does not encode back")
         check(!registration.verify(with: otherVerifyingKey), "a registration verifies with another key")
         if input == resigned {
