@@ -228,6 +228,12 @@ struct RelayPairLabTests {
         let relay = try lab.stats("plain")["relay"] as? [String: Int] ?? [:]
         #expect(relay["keys_learned", default: 0] == 2 && relay["signals_forwarded", default: 0] >= 4
                 && relay["bad_signatures", default: 0] == 0, "relay: \(relay)")
+        // The keys it took are its forwarder's only: its own peer keys, and the state file
+        // they are saved in, never hold them (the nodes are no peers of the relay's).
+        try lab.stopMatd("plain")
+        let stateFile = lab.path("plain-state") + "/peers.json"
+        let state = FileManager.default.contents(atPath: stateFile).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        #expect(!state.contains(vm.home4) && !state.contains(cn.home4), "relay's \(stateFile): \(state)")
     }
 
     /// The VM's NAT becomes 1:1 (Tools/lab/nat-site one-to-one): the CN's keepalives reach

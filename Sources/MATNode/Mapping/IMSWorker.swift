@@ -20,6 +20,10 @@ final class IMSWorker: Sendable {
         case key
         /// A peer does not acknowledge its alerts: it may have moved too.
         case again
+        /// A relay's lookup of the key a registration is checked with
+        /// (``RelayKeyLookups``): its answer goes only to the relay's forwarder, never to
+        /// this node's own peer keys, state file or signaling (the HoA is no peer of it).
+        case relayKey
     }
 
     enum Job: Sendable {

@@ -353,6 +353,10 @@ public final class MappingService: @unchecked Sendable {
     /// Uses a lookup's answer as its purpose says. Returns whether a mapping's MoAs changed.
     private func lookedUp(_ hoa: IPAddress, purpose: IMSWorker.Purpose,
                           _ result: Result<PeerMappingAnswer, IMSClientError>, now: UInt64) -> Bool {
+        if purpose == .relayKey {
+            takeRelayKey(hoa, result)
+            return false
+        }
         followRelay(hoa, result)
         if purpose != .key, case .success(let answer) = result, !admitLifetime(of: answer, now: now) { return true }
         switch (purpose, result) {
@@ -396,6 +400,8 @@ public final class MappingService: @unchecked Sendable {
             let changed = install(answer, now: now)
             signaling.redirect(hoa, to: answer.moas)
             return changed
+        case (.relayKey, _):
+            return false
         case (.firstPacket, .failure(let error)), (.key, .failure(let error)), (.again, .failure(let error)):
             // Counted by the IMS client; the next packet, alert or retransmission asks again.
             log(.warning, "matd: looking up \(hoa) (\(purpose)) failed: \(error)")

@@ -73,17 +73,14 @@ extension MappingService {
         }
     }
 
-    /// An IMS answer for `hoa`: a relay takes the key it publishes when it asked for it
-    /// (``lookUpRelayKeys(now:)``). A node with a relay follows what it says of the relay
+    /// An IMS answer for `hoa` (a relay's own key lookups go to ``takeRelayKey(_:_:)``
+    /// instead). A node with a relay follows what it says of the relay
     /// `hoa` is reached through: when that is this node's relay, the signaling to `hoa`
     /// goes through it (the peer's NAT drops what comes to its `signaling-port`); an answer
     /// naming no relay, or another one, sends it direct again. Only the IMS says so, as it
     /// binds the peer's key: a message that came through the relay does not, so a datagram
     /// forged to look like the relay's cannot move a peer's signaling off its direct path.
     func followRelay(_ hoa: IPAddress, _ result: Result<PeerMappingAnswer, IMSClientError>) {
-        if config.relay?.serves == true, encapControl?.relayKeyLookups.answered(hoa) == true {
-            takeRelayKey(hoa, result)
-        }
         guard let relay = config.relay?.address, case .success(let answer) = result else { return }
         let through = answer.relay == relay
         if through {
@@ -117,12 +114,21 @@ extension MappingService {
     private func lookUpRelayKeys(now: UInt64) {
         guard let control = encapControl else { return }
         let wanted = control.relayKeyMisses.withLock { queue in defer { queue.removeAll() }; return queue }
-        guard client != nil else { return }
+        guard client != nil, !wanted.isEmpty else { return }
+        // An unsigned answer's key is never taken (``takeRelayKey(_:_:)``): not asked.
+        guard lookupsAreSigned else {
+            if control.relayKeyWarnedAt.map({ now >= $0 + 10_000 }) ?? true {
+                control.relayKeyWarnedAt = now
+                log(.warning, "matd: relay: keys for registrations are not looked up: this node has no IMS key to sign "
+                    + "its lookups with ([ims] key-file); pin them ([relay] client-key)")
+            }
+            return
+        }
         for hoa in wanted {
             switch control.relayKeyLookups.request(hoa, domains: config.domainPrefixes, now: now) {
             case .lookUp:
                 log(.debug, "matd: relay: looking up the key of \(hoa) in the IMS for its registration")
-                lookUp(hoa, for: .key)
+                lookUp(hoa, for: .relayKey)
             case .overBudget:
                 if control.relayKeyWarnedAt.map({ now >= $0 + 10_000 }) ?? true {
                     control.relayKeyWarnedAt = now
@@ -135,10 +141,13 @@ extension MappingService {
         }
     }
 
-    /// The IMS's answer to a relay's lookup of `hoa`'s key: the key goes to the engine's
-    /// forwarder when the answer is signed (an unsigned one could be anyone's, and would
-    /// let its writer register as `hoa`).
-    private func takeRelayKey(_ hoa: IPAddress, _ result: Result<PeerMappingAnswer, IMSClientError>) {
+    /// The IMS's answer to a relay's lookup of `hoa`'s key (``IMSWorker/Purpose/relayKey``):
+    /// the key goes to the engine's forwarder when the answer is signed (an unsigned one
+    /// could be anyone's, and would let its writer register as `hoa`), and nowhere else:
+    /// not to this node's peer keys or state file, nor to its signaling, since anyone can
+    /// make the relay ask by sending a registration naming a HoA.
+    func takeRelayKey(_ hoa: IPAddress, _ result: Result<PeerMappingAnswer, IMSClientError>) {
+        _ = encapControl?.relayKeyLookups.answered(hoa)
         switch result {
         case .success(let answer):
             guard lookupsAreSigned else {
