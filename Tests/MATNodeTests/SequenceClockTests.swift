@@ -41,7 +41,8 @@ import Testing
         #expect(clock.follow(90) && clock.floor == SequenceStore.floor(atSecond: 1_800_000_090))
         #expect(!clock.follow(90), "the same correction again (every turn reads it)")
         #expect(!clock.follow(30), "a smaller one moves the clock back, never a reason to send again")
-        #expect(clock.follow(31))
+        #expect(!clock.follow(31) && clock.now == 1_800_000_031, "a second forward is taken, but is jitter, not a clock change")
+        #expect(clock.follow(33), "two seconds forward is a change")
         #expect(!clock.follow(-5) && clock.now == 1_800_000_000)
     }
 }

@@ -25,12 +25,16 @@ final class SequenceClock: Sendable {
     }
 
     /// Takes the IMS client's correction (seconds, the IMS's time minus the host's).
-    /// Returns whether it moved this clock forward: the numbers taken before it may be
-    /// below what the node sent before a restore (``SignalingMachine/renumberUpdates(below:now:environment:)``).
+    /// Returns whether it moved this clock forward by more than a second: the numbers
+    /// taken before it may be below what the node sent before a restore
+    /// (``SignalingMachine/renumberUpdates(below:now:environment:)``). A move of a second
+    /// or less is the IMS client's own jitter (it keeps the correction it read, but does
+    /// not call that a clock change), and renumbering for it would restart the
+    /// retransmissions of every update sent more than a second ago.
     @discardableResult
     func follow(_ correction: Int64) -> Bool {
         let forward = max(0, correction)
-        return self.correction.exchange(forward, ordering: .relaxed) < forward
+        return self.correction.exchange(forward, ordering: .relaxed) + 1 < forward
     }
 
     /// The lowest sequence number this clock allows now (``SequenceStore/floor(atSecond:)``).
