@@ -42,7 +42,8 @@ enum LegacyFirewall {
     /// The INPUT and FORWARD chains of a `filter` table of `family` (`ip`, `ip6`). Bytes
     /// the kernel would not write (an entry past the table's end, a policy entry never
     /// met) end the chain's reading there: what was read stays, with a rule no check
-    /// accepts in its place.
+    /// accepts in its place, and a policy of drop, since a chain read only in part is
+    /// reported rather than taken to let everything through.
     static func chains(of table: Xtables.Table, family: String) -> [HostFirewall.Chain] {
         let layout = Layout(ipv6: family == "ip6")
         return [(1, "INPUT"), (2, "FORWARD")].compactMap { hook, name in
@@ -63,7 +64,7 @@ enum LegacyFirewall {
             }
             if policy == nil { rules.append(["unreadable"]) }
             return HostFirewall.Chain(family: family, table: "filter", name: name, rules: rules,
-                                      policy: policy ?? "accept", legacy: true)
+                                      policy: policy ?? "drop", legacy: true)
         }
     }
 
