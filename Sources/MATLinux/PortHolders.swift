@@ -102,10 +102,16 @@ public enum PortHolders {
                       inodes.contains(inode), owners[inode] == nil else { continue }
                 let command = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?
                     .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
-                owners[inode] = (pid, command)
+                owners[inode] = (pid, printable(command))
             }
             if owners.count == inodes.count { break }
         }
         return owners
+    }
+
+    /// `comm` as its process set it (prctl PR_SET_NAME takes any bytes): control
+    /// characters become `?`, so a holder cannot write lines of its own into matd's log.
+    static func printable(_ command: String) -> String {
+        String(String.UnicodeScalarView(command.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? "?" : $0 }))
     }
 }
