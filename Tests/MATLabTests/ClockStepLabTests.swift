@@ -68,7 +68,7 @@ struct ClockStepLabTests {
         let (lab, _) = try Lab.withIMS()
         defer { lab.close() }
         #expect(try lab.ping("cn", vm.home4, count: 3) || lab.ping("cn", vm.home4, count: 3))
-        usleep(1_200_000)  // the peer state is saved within a second of a change
+        #expect(lab.waitForSavedPeer("vm", cn.home4), "the VM's state file never named the CN")
         let state = lab.path("vm-state")
         let snapshot = try ["sequence", "peers.json"].map { ($0, try Data(contentsOf: URL(fileURLWithPath: "\(state)/\($0)"))) }
         let snapshotTime = Date()

@@ -26,9 +26,8 @@ struct RestartLabTests {
         let progress = FileProgress(transfer.received)
         defer { progress.stop() }
         #expect(progress.wait(forAtLeast: 1_000_000, timeout: 30), "the flow did not start")
-        sleep(1)
         // The state is saved at most a second after it changes.
-        #expect(try String(contentsOfFile: lab.path("vm-state/peers.json"), encoding: .utf8).contains(cn.home4))
+        #expect(lab.waitForSavedPeer("vm", cn.home4), "the VM's state file never named the CN")
         let killed = MonotonicClock.seconds()
         try lab.killMatd("vm")
         try lab.startMatd("vm", config: lab.path("vm-ims.conf"))
@@ -76,7 +75,7 @@ struct RestartLabTests {
         let (lab, _) = try Lab.withIMS()
         defer { lab.close() }
         #expect(try lab.ping("cn", vm.home4, count: 3) || lab.ping("cn", vm.home4, count: 3))
-        usleep(1_200_000)  // the peer state is saved within a second of a change
+        #expect(lab.waitForSavedPeer("vm", cn.home4), "the VM's state file never named the CN")
         let state = lab.path("vm-state")
         let snapshot = try ["sequence", "peers.json"].map { ($0, try Data(contentsOf: URL(fileURLWithPath: "\(state)/\($0)"))) }
         sleep(1)

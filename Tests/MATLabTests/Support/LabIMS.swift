@@ -101,6 +101,18 @@ extension Lab {
         return value
     }
 
+    /// Waits until `node`'s state file (`<node>-state/peers.json`, saved within a second
+    /// of a change) names `hoa`.
+    func waitForSavedPeer(_ node: String, _ hoa: String, timeout: Double = 20) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let saved = try? String(contentsOfFile: path("\(node)-state/peers.json"), encoding: .utf8),
+               saved.contains(hoa) { return true }
+            usleep(100_000)
+        }
+        return false
+    }
+
     /// Waits until matd's log in `node` contains `text`.
     func waitForLog(_ node: String, _ text: String, timeout: Double = 20) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
