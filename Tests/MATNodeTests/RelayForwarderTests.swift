@@ -96,13 +96,13 @@ func register(_ forwarder: inout RelayForwarder, _ bytes: [UInt8], from sender: 
     @Test func aKeyFromTheIMSLetsAHoARegisterAndIsReplacedWhenTheNodeRotatesIt() {
         var forwarder = RelayForwarder(pinnedKeys: [cnHoA: cnKey.publicKey])
         #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 1, secret: RelaySecret.random(), with: vmKey), from: vmNAT)
-                == .noKey(vmHoA))
+                == .noKey([vmHoA]))
         let learned = forwarder.learn(vmKey.publicKey, for: vmHoA)
         #expect(learned)
         #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 2, secret: RelaySecret.random(), with: vmKey), from: vmNAT) == .accepted)
         let rotated = SigningKey.generate()
         #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 3, secret: RelaySecret.random(), with: rotated), from: vmNAT)
-                == .learnedKeyFailed(vmHoA))
+                == .learnedKeyFailed([vmHoA]))
         let relearned = forwarder.learn(rotated.publicKey, for: vmHoA)
         #expect(relearned)
         #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 4, secret: RelaySecret.random(), with: rotated), from: vmNAT) == .accepted)
@@ -121,7 +121,7 @@ func register(_ forwarder: inout RelayForwarder, _ bytes: [UInt8], from sender: 
         #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 9, secret: RelaySecret.random(), with: cnKey), from: cnNAT)
                 == .badSignature)
         #expect(register(&forwarder, RelayRegistration.seal(hoas: [cnHoA], sequence: 1, secret: RelaySecret.random(), with: cnKey), from: cnNAT)
-                == .noKey(cnHoA))
+                == .noKey([cnHoA]))
         let first = RelayRegistration.seal(hoas: [vmHoA], sequence: 3, secret: RelaySecret.random(), with: vmKey)
         #expect(register(&forwarder, first, from: vmNAT) == .accepted)
         #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 2, secret: RelaySecret.random(), with: vmKey), from: cnNAT)
@@ -133,5 +133,30 @@ func register(_ forwarder: inout RelayForwarder, _ bytes: [UInt8], from sender: 
         #expect(route(&forwarder, from: cnHoA, to: vmHoA, sender: cnNAT) == nil)
         #expect(route(&forwarder, from: vmHoA, to: cnHoA, sender: vmNAT) == nil)
         #expect(forwarder.counters.unknownSender == 1 && forwarder.counters.unknownDestination == 1)
+    }
+
+    /// A dual-stack node registers two HoAs without a key: both are reported at its first
+    /// registration (so both are looked up together), and its next one is taken; after it
+    /// rotates its key, both learned keys are reported failing at once, and again the next
+    /// registration is taken. A pinned key that fails is a bad signature, whatever else.
+    @Test func everyHoAWithoutAWorkingKeyIsReportedAtOnce() {
+        let vm6 = IPAddress("2001:db8:100::10")!
+        var forwarder = RelayForwarder(pinnedKeys: [cnHoA: cnKey.publicKey])
+        let secret = RelaySecret.random()
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA, vm6], sequence: 1, secret: secret, with: vmKey),
+                         from: vmNAT) == .noKey([vmHoA, vm6]))
+        for hoa in [vmHoA, vm6] { forwarder.learn(vmKey.publicKey, for: hoa) }
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA, vm6], sequence: 2, secret: secret, with: vmKey),
+                         from: vmNAT) == .accepted)
+        let rotated = SigningKey.generate()
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA, vm6], sequence: 3, secret: secret, with: rotated),
+                         from: vmNAT) == .learnedKeyFailed([vmHoA, vm6]))
+        for hoa in [vmHoA, vm6] { forwarder.learn(rotated.publicKey, for: hoa) }
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA, vm6], sequence: 4, secret: secret, with: rotated),
+                         from: vmNAT) == .accepted)
+        // With a pinned HoA that fails too: refused as a forgery, nothing to look up.
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA, cnHoA], sequence: 5, secret: secret, with: vmKey),
+                         from: vmNAT) == .badSignature)
+        #expect(forwarder.table.hoas(of: vmNAT) == [vmHoA, vm6])
     }
 }

@@ -262,9 +262,10 @@ extension Engine {
             guard encap.relay != nil else { encap.counters.refused &+= 1; return 0 }
             let sender = RelayTable.Binding(address: source, port: sourcePort)
             switch encap.relay?.register(datagram, from: sender, now: MonotonicClock.milliseconds()) {
-            case .noKey(let hoa)?, .learnedKeyFailed(let hoa)?:
-                // The service looks the key up in the IMS, within its bounds.
-                encap.relayKeyHandler(hoa)
+            case .noKey(let hoas)?, .learnedKeyFailed(let hoas)?:
+                // The service looks the keys up in the IMS, within its bounds: every HoA
+                // the registration lists (at most ``RelayRegistration/maximumHoAs``).
+                for hoa in hoas { encap.relayKeyHandler(hoa) }
             default:
                 break
             }

@@ -13,20 +13,25 @@ import MATSignaling
 ///
 /// Keys: the `client-key`s pinned in `[relay]`, then the keys the service took from the
 /// IMS for HoAs without one (``learn(_:for:)``). A HoA with neither cannot register: its
-/// registration comes back as ``RegistrationOutcome/noKey(_:)``, which the engine reports
-/// to the service for a bounded lookup (``RelayKeyLookups``).
+/// registration comes back as ``RegistrationOutcome/noKey(_:)`` naming every such HoA it
+/// lists, which the engine reports to the service for a bounded lookup
+/// (``RelayKeyLookups``), so that a node registering several HoAs is taken at its next
+/// registration once the keys came.
 public struct RelayForwarder: Sendable {
     public enum RegistrationOutcome: Equatable, Sendable {
         case accepted
         /// Not a well-formed registration (a bad address, a HoA listed twice).
         case malformed
-        /// No key is pinned or learned for this HoA.
-        case noKey(IPAddress)
+        /// No key is pinned or learned for these HoAs (every one the registration lists
+        /// without one, in its order).
+        case noKey([IPAddress])
         /// The signature does not verify with one of the HoAs' keys.
         case badSignature
-        /// The signature does not verify with the key learned from the IMS for this HoA
-        /// (counted as a bad signature): the node may have rotated its key since.
-        case learnedKeyFailed(IPAddress)
+        /// The signature does not verify with the keys learned from the IMS for these HoAs
+        /// (every one that fails, in the registration's order; counted as a bad
+        /// signature), while it does with every pinned one: the node may have rotated its
+        /// key since.
+        case learnedKeyFailed([IPAddress])
         case replayed
         case full
         /// Over its source address's budget: not read.
@@ -115,20 +120,24 @@ public struct RelayForwarder: Sendable {
         guard let registration = RelayRegistration(datagram) else { return .malformed }
         var keys: [(hoa: IPAddress, key: VerifyingKey, learned: Bool)] = []
         keys.reserveCapacity(registration.hoas.count)
+        var missing: [IPAddress] = []
         for hoa in registration.hoas {
             if let key = pinned[hoa] {
                 keys.append((hoa, key, false))
             } else if let key = learned[hoa] {
                 keys.append((hoa, key, true))
             } else {
-                return .noKey(hoa)
+                missing.append(hoa)
             }
         }
+        // Every HoA without a key at once: their lookups go together, not one per
+        // registration interval.
+        if !missing.isEmpty { return .noKey(missing) }
         if table.isReplayed(registration.hoas, sequence: registration.sequence, from: sender, now: now) { return .replayed }
         guard admission.mayVerify(keys.count, now: now) else { return .overVerificationBudget }
-        for entry in keys where !registration.verify(with: entry.key) {
-            return entry.learned ? .learnedKeyFailed(entry.hoa) : .badSignature
-        }
+        let failed = keys.filter { !registration.verify(with: $0.key) }
+        if failed.contains(where: { !$0.learned }) { return .badSignature }
+        if !failed.isEmpty { return .learnedKeyFailed(failed.map(\.hoa)) }
         switch table.register(Set(registration.hoas), sequence: registration.sequence,
                               secret: RelaySecret(registration.secret), from: sender, now: now) {
         case .accepted: return .accepted
