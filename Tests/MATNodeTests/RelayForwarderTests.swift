@@ -159,4 +159,37 @@ func register(_ forwarder: inout RelayForwarder, _ bytes: [UInt8], from sender: 
                          from: vmNAT) == .badSignature)
         #expect(forwarder.table.hoas(of: vmNAT) == [vmHoA, vm6])
     }
+
+    /// The learned keys are bounded, and the keys of HoAs no binding holds (anyone can make
+    /// the relay learn them by naming them in a registration) are dropped to make room:
+    /// a node that registers keeps its key, and a new node's key is taken. Only when every
+    /// learned HoA is held is a new key refused.
+    @Test func learnedKeysOfHoAsNoBindingHoldsMakeRoomForNewOnes() {
+        let strangers = [IPAddress("198.51.100.30")!, IPAddress("198.51.100.31")!]
+        var forwarder = RelayForwarder(learnedCapacity: 3)
+        let secret = RelaySecret.random()
+        forwarder.learn(vmKey.publicKey, for: vmHoA)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 1, secret: secret, with: vmKey),
+                         from: vmNAT) == .accepted)
+        for hoa in strangers { forwarder.learn(SigningKey.generate().publicKey, for: hoa) }
+        // Full: the strangers' keys go, the VM's stays.
+        let taken = forwarder.learn(cnKey.publicKey, for: cnHoA)
+        #expect(taken && forwarder.counters.keysEvicted == 2 && forwarder.counters.keysRefused == 0)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [cnHoA], sequence: 1, secret: secret, with: cnKey),
+                         from: cnNAT) == .accepted)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 2, secret: secret, with: vmKey),
+                         from: vmNAT) == .accepted)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [strangers[0]], sequence: 1, secret: secret, with: vmKey),
+                         from: vmNAT) == .noKey([strangers[0]]))
+        // Room for one more, then every learned HoA but that one is held.
+        forwarder.learn(SigningKey.generate().publicKey, for: strangers[0])
+        let other = SigningKey.generate()
+        let third = IPAddress("198.51.100.32")!
+        let thirdTaken = forwarder.learn(other.publicKey, for: third)
+        #expect(thirdTaken && forwarder.counters.keysEvicted == 3)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [third], sequence: 1, secret: secret, with: other),
+                         from: RelayTable.Binding(address: IPAddress("203.0.113.52")!, port: 40_003)) == .accepted)
+        let refused = forwarder.learn(SigningKey.generate().publicKey, for: strangers[1])
+        #expect(!refused && forwarder.counters.keysRefused == 1 && forwarder.counters.keysLearned == 6)
+    }
 }

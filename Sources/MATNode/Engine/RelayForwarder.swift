@@ -60,9 +60,11 @@ public struct RelayForwarder: Sendable {
         /// address's, and the verifications all sources share.
         public var refusedForSourceBudget: UInt64 = 0
         public var refusedForVerificationBudget: UInt64 = 0
-        /// Keys taken from the IMS (``learn(_:for:)``), and those refused for room.
+        /// Keys taken from the IMS (``learn(_:for:)``), those refused for room, and those
+        /// dropped to make room (their HoAs held by no binding).
         public var keysLearned: UInt64 = 0
         public var keysRefused: UInt64 = 0
+        public var keysEvicted: UInt64 = 0
         public init() {}
 
         /// The counters by name, for `matctl stats` (`relay`) and the metrics
@@ -71,7 +73,7 @@ public struct RelayForwarder: Sendable {
             [("registrations_accepted", registrations), ("registrations_refused", registrationsRefused),
              ("bad_signatures", badSignatures), ("refused_source_budget", refusedForSourceBudget),
              ("refused_verification_budget", refusedForVerificationBudget), ("keys_learned", keysLearned),
-             ("keys_refused", keysRefused), ("forwarded", forwarded),
+             ("keys_refused", keysRefused), ("keys_evicted", keysEvicted), ("forwarded", forwarded),
              ("signals_forwarded", signalsForwarded),
              ("unknown_sender", unknownSender), ("unregistered_source", unregisteredSource),
              ("unknown_destination", unknownDestination), ("rate_limited", rateLimited)]
@@ -86,9 +88,12 @@ public struct RelayForwarder: Sendable {
     private var learned: [IPAddress: VerifyingKey] = [:]
     /// As many as the table holds bindings by default.
     public static let learnedCapacity = 10_000
+    /// The most learned keys held (``learnedCapacity`` but in tests).
+    let learnedCapacity: Int
 
     public init(table: RelayTable = RelayTable(), admission: RelayAdmission = RelayAdmission(),
-                pinnedKeys: [IPAddress: VerifyingKey] = [:]) {
+                pinnedKeys: [IPAddress: VerifyingKey] = [:], learnedCapacity: Int = RelayForwarder.learnedCapacity) {
+        self.learnedCapacity = learnedCapacity
         self.table = table
         self.admission = admission
         pinned = pinnedKeys
@@ -147,11 +152,23 @@ public struct RelayForwarder: Sendable {
     }
 
     /// Takes `key`, which the IMS binds to `hoa`, for `hoa`'s registrations (replacing the
-    /// one learned before: the node rotated it). A pinned key stays; past
-    /// `learnedCapacity` HoAs a new one is refused (counted). Returns whether it was taken.
+    /// one learned before: the node rotated it). A pinned key stays. At `learnedCapacity`
+    /// HoAs, the keys of HoAs no binding holds are dropped first (counted): anyone can make
+    /// the relay learn the key of any HoA of its domains by naming it in a registration, and
+    /// such keys must not crowd out the nodes that register. Only when every learned HoA is
+    /// held is a new key refused (counted). Returns whether it was taken.
     @discardableResult
     public mutating func learn(_ key: VerifyingKey, for hoa: IPAddress) -> Bool {
-        guard pinned[hoa] == nil, learned[hoa] != nil || learned.count < Self.learnedCapacity else {
+        guard pinned[hoa] == nil else {
+            counters.keysRefused &+= 1
+            return false
+        }
+        if learned[hoa] == nil, learned.count >= learnedCapacity {
+            let before = learned.count
+            learned = learned.filter { table.holds($0.key) }
+            counters.keysEvicted &+= UInt64(before - learned.count)
+        }
+        guard learned[hoa] != nil || learned.count < learnedCapacity else {
             counters.keysRefused &+= 1
             return false
         }
