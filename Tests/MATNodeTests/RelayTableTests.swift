@@ -1,4 +1,4 @@
-import MATNode
+@testable import MATNode
 import MATPacket
 import Testing
 
@@ -124,5 +124,30 @@ import Testing
         #expect(fallback.relayed(peer, now: 50_000))
         fallback.stopped(peer)
         #expect(!fallback.relayed(peer, now: 60_000))
+    }
+
+    /// An IMS record that stops naming the relay clears "at once": the peer waits for hole
+    /// punching again (three silent keepalive intervals).
+    @Test func aPeerNoLongerKnownToBeBehindTheRelayWaitsForHolePunchingAgain() {
+        let peer = IPAddress("203.0.113.51")!
+        var fallback = RelayFallback(keepaliveInterval: 15_000)
+        fallback.encapsulated(peer, now: 1_000)
+        fallback.relayAtOnce(peer, true)
+        #expect(fallback.relayed(peer, now: 2_000))
+        fallback.relayAtOnce(peer, false)
+        #expect(!fallback.relayed(peer, now: 2_000) && !fallback.isRelayedAtOnce(peer))
+        #expect(fallback.relayed(peer, now: 46_000))
+    }
+
+    /// Two nodes behind one NAT share its address as their MoA: the relay is used at once
+    /// for that MoA when any of them has a record naming the relay, whichever is listed first.
+    @Test func aMoAIsRelayedAtOnceWhenAnyPeerAtItIsBehindTheRelay() {
+        let nat = IPAddress("203.0.113.60")!, other = IPAddress("203.0.113.61")!
+        let a = IPAddress("198.51.100.10")!, b = IPAddress("198.51.100.11")!, c = IPAddress("198.51.100.12")!
+        let peers = [(hoa: a, moa: nat), (hoa: b, moa: nat), (hoa: c, moa: other)]
+        #expect(EncapControl.relaysAtOnce(nat, peers: peers, relayedHoAs: [b]))
+        #expect(EncapControl.relaysAtOnce(nat, peers: peers.reversed(), relayedHoAs: [b]))
+        #expect(!EncapControl.relaysAtOnce(other, peers: peers, relayedHoAs: [b]))
+        #expect(!EncapControl.relaysAtOnce(nat, peers: peers, relayedHoAs: []))
     }
 }

@@ -12,8 +12,9 @@ public enum EncapCommand: Sendable {
     case stop(IPAddress)
     /// A relay takes `key`, which the IMS binds to the HoA, for that HoA's registrations.
     case relayKey(IPAddress, VerifyingKey)
-    /// `moa`'s traffic in UDP goes through the relay at once (its IMS record names it).
-    case relayAtOnce(IPAddress)
+    /// `moa`'s traffic in UDP goes through the relay at once (a peer's IMS record at it
+    /// names it), or no longer does (no record names it now).
+    case relayAtOnce(IPAddress, Bool)
 }
 
 /// The UDP encapsulation's per-packet work on the engine thread (docs/datapath.md,
@@ -55,8 +56,8 @@ extension Engine {
                 encap.fallback.stopped(moa)
             case .relayKey(let hoa, let key):
                 encap.relay?.learn(key, for: hoa)
-            case .relayAtOnce(let moa):
-                encap.fallback.relayAtOnce(moa)
+            case .relayAtOnce(let moa, let atOnce):
+                encap.fallback.relayAtOnce(moa, atOnce)
                 lastEncapExpiry = 0
             }
         }

@@ -218,9 +218,10 @@ public struct RelayFallback: Sendable {
     }
 
     /// `moa`, in UDP, is known to be reached through the relay: its traffic goes there
-    /// without waiting for hole punching, until a keepalive comes from it.
-    public mutating func relayAtOnce(_ moa: IPAddress) {
-        peers[moa]?.atOnce = true
+    /// without waiting for hole punching, until a keepalive comes from it. With `atOnce`
+    /// false (no IMS record names the relay now), it waits for hole punching again.
+    public mutating func relayAtOnce(_ moa: IPAddress, _ atOnce: Bool = true) {
+        peers[moa]?.atOnce = atOnce
     }
 
     /// Whether `moa` went through the relay at once (not for want of a keepalive).

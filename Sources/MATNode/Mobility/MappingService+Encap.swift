@@ -26,6 +26,13 @@ final class EncapControl: @unchecked Sendable {
     /// as soon as it goes in UDP.
     var relayedHoAs: Set<IPAddress> = []
 
+    /// Whether `moa`'s traffic in UDP goes through the relay at once: some peer at `moa`
+    /// (several nodes behind one NAT share it) has an IMS record naming this node's relay.
+    static func relaysAtOnce(_ moa: IPAddress, peers: [(hoa: IPAddress, moa: IPAddress)],
+                             relayedHoAs: Set<IPAddress>) -> Bool {
+        !relayedHoAs.isEmpty && peers.contains { $0.moa == moa && relayedHoAs.contains($0.hoa) }
+    }
+
     init(_ config: NodeConfig) throws(SystemError) {
         policy = EncapPolicy(setting: config.udpEncapsulation, keepaliveInterval: config.encapKeepalive * 1_000,
                              reprobeInterval: config.encapReprobe * 1_000)
@@ -91,9 +98,8 @@ extension MappingService {
                     + "(port \(config.encapPort)) now")
                 EventLog.shared.post("encapsulation", ["peer": "\(moa)", "mode": "udp"])
                 engine.encapsulate(.start(moa, port: config.encapPort))
-                if !control.relayedHoAs.isEmpty,
-                   let hoa = activePeers().first(where: { $0.moa == moa })?.hoa, control.relayedHoAs.contains(hoa) {
-                    engine.encapsulate(.relayAtOnce(moa))
+                if EncapControl.relaysAtOnce(moa, peers: activePeers(), relayedHoAs: control.relayedHoAs) {
+                    engine.encapsulate(.relayAtOnce(moa, true))
                 }
                 host.encapsulatedMoAs.insert(moa)
                 updateDiversion()

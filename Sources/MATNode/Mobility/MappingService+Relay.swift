@@ -82,11 +82,17 @@ extension MappingService {
     /// forged to look like the relay's cannot move a peer's signaling off its direct path.
     func followRelay(_ hoa: IPAddress, _ result: Result<PeerMappingAnswer, IMSClientError>) {
         guard let relay = config.relay?.address, case .success(let answer) = result else { return }
+        guard let control = encapControl else { return }
         let through = answer.relay == relay
-        if through {
-            encapControl?.relayedHoAs.insert(hoa)
-        } else {
-            encapControl?.relayedHoAs.remove(hoa)
+        let changed = through ? control.relayedHoAs.insert(hoa).inserted : control.relayedHoAs.remove(hoa) != nil
+        // A peer whose traffic is in UDP already: the engine follows the record now, not
+        // only when the next peer goes in UDP.
+        if changed {
+            let peers = activePeers()
+            for moa in Set(peers.filter { $0.hoa == hoa }.map(\.moa)) where host.encapsulatedMoAs.contains(moa) {
+                engine.encapsulate(.relayAtOnce(moa, EncapControl.relaysAtOnce(moa, peers: peers,
+                                                                                relayedHoAs: control.relayedHoAs)))
+            }
         }
         if signaling.reachThroughRelay(hoa, through) {
             log(through ? "matd: \(hoa) is reached through the relay \(relay): its signaling goes there"
