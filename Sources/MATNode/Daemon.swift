@@ -230,7 +230,7 @@ struct StatusSource: Sendable {
                                     alertAcknowledged: mappings.signaling.counters.alertAcknowledged,
                                     imsRequests: ims == nil ? nil : mappings.imsWorker.durations)
             stats.encapsulation = engine.encapCounters.map { Dictionary(uniqueKeysWithValues: $0.named) }
-            stats.relay = engine.relayStatistics
+            stats.relay = engine.relayStatistics.map { $0.merging(mappings.relayKeyLookupCounters ?? [:]) { engine, _ in engine } }
             stats.kernelFastPath = engine.fastPath?.counters()
             stats.peerListing = engine.lastListing?.named
             return ControlReply(stats: stats)

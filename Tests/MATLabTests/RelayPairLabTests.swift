@@ -228,6 +228,10 @@ struct RelayPairLabTests {
         let relay = try lab.stats("plain")["relay"] as? [String: Int] ?? [:]
         #expect(relay["keys_learned", default: 0] == 2 && relay["signals_forwarded", default: 0] >= 4
                 && relay["bad_signatures", default: 0] == 0, "relay: \(relay)")
+        // Its lookups are counted: one per node (a second only if a registration came while
+        // the first was on its way and 5 s had passed), none deferred for budget.
+        #expect((2...4).contains(relay["key_lookups", default: 0]) && relay["key_lookups_deferred"] == 0,
+                "relay: \(relay)")
         // The keys it took are its forwarder's only: its own peer keys, and the state file
         // they are saved in, never hold them (the nodes are no peers of the relay's).
         try lab.stopMatd("plain")

@@ -9,7 +9,7 @@ import Synchronization
 /// encapsulation port, is something this node's NAT has not seen), and the answers the
 /// engine passes back.
 final class EncapControl: @unchecked Sendable {
-    // @unchecked: `policy` is touched by the service thread only; `answers` is a Mutex.
+    // @unchecked: `policy` is touched by the service thread only; `answers` and the others shared are Mutexes.
     var policy: EncapPolicy
     let probeSockets: [AddressFamily: DatagramSocket]
     let answers = Mutex<[(IPAddress, [UInt8])]>([])
@@ -19,7 +19,11 @@ final class EncapControl: @unchecked Sendable {
     /// HoAs the relay's engine has no key for (``MappingService/relayKeyWanted(_:)``), and
     /// the bound on looking them up.
     let relayKeyMisses = Mutex<[IPAddress]>([])
-    var relayKeyLookups = RelayKeyLookups()
+    var relayKeyLookups = RelayKeyLookups() {
+        didSet { relayKeyLookupCounts.withLock { $0 = (relayKeyLookups.started, relayKeyLookups.overBudget) } }
+    }
+    /// ``RelayKeyLookups``'s lookups started and refused for budget, for `matctl stats`.
+    let relayKeyLookupCounts = Mutex<(started: UInt64, overBudget: UInt64)>((0, 0))
     /// When lookups over their bound were last warned about (one warning per 10 s).
     var relayKeyWarnedAt: UInt64?
     /// The peers whose IMS record names this node's relay: their traffic goes through it

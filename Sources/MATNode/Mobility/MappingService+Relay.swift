@@ -102,6 +102,14 @@ extension MappingService {
 }
 
 extension MappingService {
+    /// A relay's key lookups (``RelayKeyLookups``) by counter name: `key_lookups` started,
+    /// `key_lookups_deferred` over their bound; nil on a node that is no relay.
+    public var relayKeyLookupCounters: [String: UInt64]? {
+        guard config.relay?.serves == true, let control = encapControl else { return nil }
+        let counts = control.relayKeyLookupCounts.withLock { $0 }
+        return ["key_lookups": counts.started, "key_lookups_deferred": counts.overBudget]
+    }
+
     /// Called by the engine thread of a relay with a HoA whose registration it has no key
     /// for, or whose key from the IMS no longer verifies it. At most 64 wait for the
     /// service's next turn.
