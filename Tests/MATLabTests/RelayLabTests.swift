@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import MATPacket
 import MATSignaling
 import Testing
 
@@ -43,23 +44,29 @@ struct RelayLabTests {
         return [0x4D, 0x41, 0x54, 0x75, 1, 6, 0, 0] + [UInt8](repeating: 0, count: 10) + packet
     }
 
-    @Test func aRelayForwardsBetweenRegisteredNodesAndRefusesForgeries() throws {
-        let lab = try Lab()
-        defer { lab.close() }
-        let keyA = SigningKey.generate(), keyB = SigningKey.generate()
-        let hoaA = "198.51.100.31", hoaB = "198.51.100.32"
+    /// Starts matd in the CN as a relay with `keyA` pinned for 198.51.100.31 and `keyB` for
+    /// 198.51.100.32; returns the path of the client script.
+    static func startRelay(_ lab: Lab, keyA: SigningKey, keyB: SigningKey) throws -> String {
         let config = try lab.writeConfig("cn")
         let text = try String(contentsOfFile: config, encoding: .utf8) + """
 
             [relay]
             serve = on
-            client-key = \(hoaA) \(keyA.publicKey.base64)
-            client-key = \(hoaB) \(keyB.publicKey.base64)
+            client-key = 198.51.100.31 \(keyA.publicKey.base64)
+            client-key = 198.51.100.32 \(keyB.publicKey.base64)
             """
         try text.write(toFile: config, atomically: true, encoding: .utf8)
         try lab.startMatd("cn", config: config)
         let scriptPath = lab.path("relay-client.py")
         try Self.script.write(toFile: scriptPath, atomically: true, encoding: .utf8)
+        return scriptPath
+    }
+
+    @Test func aRelayForwardsBetweenRegisteredNodesAndRefusesForgeries() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        let keyA = SigningKey.generate(), keyB = SigningKey.generate()
+        let scriptPath = try Self.startRelay(lab, keyA: keyA, keyB: keyB)
 
         let a: [UInt8] = [198, 51, 100, 31], b: [UInt8] = [198, 51, 100, 32], stranger: [UInt8] = [198, 51, 100, 40]
         let registerB = RelayRegistration.seal(hoas: [.v4(.init(198, 51, 100, 32))], sequence: 1, secret: RelaySecret.random(), with: keyB)
@@ -87,5 +94,39 @@ struct RelayLabTests {
         #expect(relay["registrations_accepted"] == 2 && relay["bad_signatures"] == 1 && relay["forwarded"] == 2
                 && relay["unregistered_source"] == 1 && relay["bindings"] == 2 && relay["refused_source_budget"] == 0,
                 "matctl stats relay: \(relay)")
+    }
+
+    /// A signal through a real relay (kind 7) reaches the binding of its receiver HoA with
+    /// the sender's address as origin and the MAC of the secret the receiver registered
+    /// (docs/security.md, N4): it verifies with that secret and not with the sender's, and
+    /// the message is unchanged.
+    @Test func aRelayedSignalCarriesTheMACOfTheSecretItsReceiverRegistered() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        let keyA = SigningKey.generate(), keyB = SigningKey.generate()
+        let scriptPath = try Self.startRelay(lab, keyA: keyA, keyB: keyB)
+        let secretA = RelaySecret.random(), secretB = RelaySecret.random()
+        let hoaA = IPAddress.v4(.init(198, 51, 100, 31)), hoaB = IPAddress.v4(.init(198, 51, 100, 32))
+        let registerB = RelayRegistration.seal(hoas: [hoaB], sequence: 1, secret: secretB, with: keyB)
+        let registerA = RelayRegistration.seal(hoas: [hoaA], sequence: 1, secret: secretA, with: keyA)
+        let message = SignalCodec.seal(SignalMessage(sequence: 1, sender: hoaA, receiver: hoaB,
+                                                     body: .challenge(nonce: Nonce(high: 1, low: 2), sequence: 1)),
+                                       with: keyA)
+        let receiver = try lab.spawn("plain", ["python3", scriptPath, Addr.cn.mobile4, "8", Self.hex(registerB)])
+        try lab.exec("vm", "python3", scriptPath, Addr.cn.mobile4, "1", "-", "-", "-", Self.hex(registerA), "-",
+                     Self.hex(RelayedSignal.wrap(message)))
+        _ = receiver.wait(timeout: 20)
+        let received = receiver.stdout.split(separator: "\n").map { line in
+            stride(from: 0, to: line.count - 1, by: 2).map { offset -> UInt8 in
+                let start = line.index(line.startIndex, offsetBy: offset)
+                return UInt8(line[start..<line.index(start, offsetBy: 2)], radix: 16) ?? 0
+            }
+        }
+        #expect(received.count == 1, "plain received \(received.count) datagrams\n\(lab.matdLog("cn"))")
+        let datagram = try #require(received.first)
+        #expect(datagram.withUnsafeBytes { RelayedSignal.origin($0) } == IPAddress(Addr.vm.mobile4))
+        #expect(Array(datagram.dropFirst(RelayedSignal.signalOffset)) == message)
+        #expect(datagram.withUnsafeBytes { RelayedSignal.isAuthentic($0, secret: secretB) })
+        #expect(!datagram.withUnsafeBytes { RelayedSignal.isAuthentic($0, secret: secretA) })
     }
 }
