@@ -189,6 +189,8 @@ public final class Engine: @unchecked Sendable {
             if descriptors[1].revents != 0 {
                 wakeup.drain()
                 applyCommands()
+            } else if hasCommandBacklog {
+                applyCommands()
             }
             var handled = 0
             if ready > 0 && descriptors[0].revents != 0 {
@@ -229,7 +231,9 @@ public final class Engine: @unchecked Sendable {
                 if fastPath.backlogDue(at: nanoseconds / 1_000_000) { refreshFastPath() }
                 timeout = min(timeout, KernelFastPath.backlogIntervalMilliseconds)
             }
-            // A listing of the table reads a part per turn and comes back at once for the next.
+            // A listing of the table reads a part per turn and comes back at once for the
+            // next, as do commands left for the next turn.
+            if hasCommandBacklog { timeout = 0 }
             if listingRun != nil {
                 continueListing()
                 timeout = 0
@@ -334,17 +338,40 @@ public final class Engine: @unchecked Sendable {
         if missReports.take(miss, now: MonotonicClock.milliseconds()) { missHandler(miss) }
     }
 
+    /// Commands taken from `commands` and not applied yet, from `commandBacklogNext` on: at
+    /// most ``commandsPerTurn`` go per turn of the loop, so a move's 100,000 holds do not
+    /// keep packets waiting for all of them (docs/benchmarks.md, "Scale").
+    private var commandBacklog: [Command] = []
+    private var commandBacklogNext = 0
+    /// Commands applied per turn of the loop.
+    public static let commandsPerTurn = 2_048
+    var hasCommandBacklog: Bool { commandBacklogNext < commandBacklog.count }
+
     private func applyCommands() {
-        let pending = commands.withLock { queue -> [Command] in
-            defer { queue.removeAll(keepingCapacity: true) }
-            return queue
+        let fromBacklog = hasCommandBacklog
+        if !fromBacklog {
+            commandBacklog.removeAll(keepingCapacity: true)
+            commandBacklogNext = 0
+            commands.withLock { swap(&$0, &commandBacklog) }
+            // A move's batch holds every peer: room for them at once, or one turn would
+            // rehash the set of held peers whole (O(peers), the turn's cost at 100,000).
+            if commandBacklog.count > Self.commandsPerTurn {
+                processor.held.reserveCapacity(processor.held.count + commandBacklog.count)
+            }
         }
+        let end = min(commandBacklog.count, commandBacklogNext + Self.commandsPerTurn)
+        let pending = Array(commandBacklog[commandBacklogNext..<end])
+        commandBacklogNext = end
         for command in pending {
             if let refusal = processor.apply(command) { refusalHandler(refusal) }
             sendKept(holds.ended(by: command))
         }
         let encapBefore = encap == nil ? [] : encapsulatedMoAs
-        applyEncapCommands()
+        // After every command sent before them, as when all went in one turn.
+        if !hasCommandBacklog { applyEncapCommands() }
+        // Commands sent while the backlog went had their wakeup taken by a turn that left
+        // them queued: the next turn takes them.
+        if fromBacklog && !hasCommandBacklog && commands.withLock({ !$0.isEmpty }) { wakeup.signal() }
         let encapChanged = encap == nil ? [] : encapsulatedMoAs.symmetricDifference(encapBefore)
         let requested = fastPathRequested.exchange(false, ordering: .acquiring)
         if requested || fastPathStale || !pending.isEmpty || !encapChanged.isEmpty || fastPath?.backlogFull == true {
