@@ -129,4 +129,50 @@ struct RelayLabTests {
         #expect(datagram.withUnsafeBytes { RelayedSignal.isAuthentic($0, secret: secretB) })
         #expect(!datagram.withUnsafeBytes { RelayedSignal.isAuthentic($0, secret: secretA) })
     }
+
+    /// The attack of docs/security.md N4 against a real node: matd in the VM names the CN
+    /// as its relay; datagrams from the relay's own address and `encap-port` (a raw socket
+    /// in the CN's namespace, as a spoofer of that source sends them) carrying a signed
+    /// message with a bystander as origin, one with no MAC and one with a MAC from a
+    /// secret that is not the VM's, are refused before the signaling sees them.
+    @Test func aSignalForgedFromTheRelaysAddressIsRefusedByTheNode() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        _ = try Self.startRelay(lab, keyA: SigningKey.generate(), keyB: SigningKey.generate())
+        let config = try lab.writeConfig("vm")
+        try (try String(contentsOfFile: config, encoding: .utf8) + "\n[relay]\naddress = \(Addr.cn.mobile4)\n")
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        try lab.startMatd("vm", config: config)
+        let message = SignalCodec.seal(SignalMessage(sequence: 1, sender: IPAddress(Addr.cn.home4)!,
+                                                     receiver: IPAddress(Addr.vm.home4)!,
+                                                     body: .challenge(nonce: Nonce(high: 1, low: 2), sequence: 1)),
+                                       with: SigningKey.generate())
+        let bystander = IPAddress("192.0.2.99")!
+        var noMAC = RelayedSignal.wrap(message)
+        noMAC.withUnsafeMutableBytes { RelayedSignal.stamp(bystander, for: RelaySecret.random(), in: $0) }
+        var otherMAC = noMAC
+        noMAC.replaceSubrange(RelayedSignal.macOffset..<RelayedSignal.signalOffset,
+                              with: [UInt8](repeating: 0, count: RelayedSignal.macLength))
+        otherMAC.withUnsafeMutableBytes { RelayedSignal.stamp(bystander, for: RelaySecret.random(), in: $0) }
+        let script = lab.path("spoof.py")
+        try """
+            import socket, struct, sys
+            source, destination = sys.argv[1], sys.argv[2]
+            s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+            s.bind((source, 0))
+            for item in sys.argv[3:]:
+                payload = bytes.fromhex(item)
+                s.sendto(struct.pack(">HHHH", 7541, 7541, 8 + len(payload), 0) + payload, (destination, 0))
+            """.write(toFile: script, atomically: true, encoding: .utf8)
+        _ = try lab.exec("cn", "python3", script, Addr.cn.mobile4, Addr.vm.mobile4, Self.hex(noMAC), Self.hex(otherMAC))
+        var counters: [String: Int] = [:]
+        let deadline = Date().addingTimeInterval(10)
+        repeat {
+            counters = try lab.stats("vm")["encapsulation"] as? [String: Int] ?? [:]
+            if counters["encap_relay_refused", default: 0] >= 2 { break }
+            usleep(200_000)
+        } while Date() < deadline
+        #expect(counters["encap_relay_refused"] == 2 && counters["encap_relay_signals_received"] == 0,
+                "matctl stats encapsulation: \(counters)\n\(lab.matdLog("vm"))")
+    }
 }
