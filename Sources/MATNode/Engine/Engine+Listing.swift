@@ -17,7 +17,7 @@ public struct ListingFigures: Sendable, Equatable {
 
     public init() {}
 
-    /// The figures by name, for `matctl stats` (`peer_listing`).
+    /// The figures by name, for `matctl stats` (`peerListing` in `--json`, "last peer listing:" in its text).
     public var named: [String: UInt64] {
         ["mappings": UInt64(mappings), "parts": UInt64(parts),
          "longest_part_us": longestPartMicroseconds, "total_us": totalMicroseconds]
