@@ -35,6 +35,8 @@ public final class HostSetup {
     /// the diversion is written again for when only the routes changed (a new gateway).
     private var divertedShape: DiversionShape?
     private var divertedSets = PeerMoASets()
+    /// The IPv6 next hops' sets and rules (nftables path) as last written.
+    private var divertedHops6 = NextHopSets6()
     private var watchingServices = false
     /// Peers' MoAs whose traffic comes in UDP (docs/datapath.md, "Behind NAT"): all of it
     /// goes to the stack, where the fragments of a large datagram are put together again
@@ -110,20 +112,21 @@ public final class HostSetup {
     ///
     /// The same transaction points the IPv6 outbound chain (nftables path) at each peer's
     /// next hop. The table of MoA-to-MoA traffic is rewritten just before, keeping the flows
-    /// it has seen. When only the peers changed, both tables keep their rules and only the
-    /// elements of their peer sets change.
+    /// it has seen. When only the peers (or their next hops) changed, both tables keep their
+    /// rules and only the elements of their peer sets and next-hop sets change.
     public func divertInbound(addresses: NodeAddresses, peerMoAs: [IPAddress]) throws(SystemError) {
         let table = Self.tableName(tun: tun.name)
         let sets = PeerMoASets(addresses: Set(peerMoAs))
         let hops = nextHops6(addresses: addresses, peerMoAs: peerMoAs)
-        let shape = DiversionShape(addresses: addresses, encapsulated: encapsulatedMoAs.intersection(sets.addresses), hops6: hops)
+        let shape = DiversionShape(addresses: addresses, encapsulated: encapsulatedMoAs.intersection(sets.addresses))
         if shape == divertedShape {
             try changeElements(deleted: divertedSets.addresses.subtracting(sets.addresses),
-                               added: sets.addresses.subtracting(divertedSets.addresses), into: sets, shape: shape)
+                               added: sets.addresses.subtracting(divertedSets.addresses), into: sets, shape: shape,
+                               hops6: hopChanges(to: hops, shape: shape))
         } else {
             // A move rewrites the rules; the sets keep their elements (only what changed
             // is added or deleted), unless nothing this process wrote can be trusted.
-            try rewrite(table: table, shape: shape, sets: sets, whole: divertedShape == nil)
+            try rewrite(table: table, shape: shape, sets: sets, hops6: hops, whole: divertedShape == nil)
         }
         divertedShape = shape
         divertedSets = sets
@@ -133,17 +136,16 @@ public final class HostSetup {
     }
 
     /// Adds and deletes peers' MoAs in the sets of both tables, after `divertInbound`
-    /// wrote them in whole: O(change), where `divertInbound` walks every peer. Where a
-    /// change also changes the rules (a MoA whose traffic goes in UDP, an IPv6 MoA on the
-    /// nftables path, which has a next hop per peer), or nothing was written yet, it
-    /// writes as `divertInbound` does.
+    /// wrote them in whole: O(change), where `divertInbound` walks every peer. On the
+    /// nftables IPv6 path only the added IPv6 MoAs' next hops are looked up, and they go
+    /// into their next hop's set. Where a change also changes the rules (a MoA whose
+    /// traffic goes in UDP), or nothing was written yet, it writes as `divertInbound` does.
     public func changePeerMoAs(adding: Set<IPAddress>, removing: Set<IPAddress>) throws(SystemError) {
         guard !adding.isEmpty || !removing.isEmpty else { return }
         guard let shape = divertedShape else {
             throw SystemError("nftables: peer sets", detail: "the diversion was not written in whole first")
         }
-        guard encapsulatedMoAs.isDisjoint(with: adding), encapsulatedMoAs.isDisjoint(with: removing),
-              ipv6Path != .nftables || !adding.union(removing).contains(where: { $0.family == .ipv6 }) else {
+        guard encapsulatedMoAs.isDisjoint(with: adding), encapsulatedMoAs.isDisjoint(with: removing) else {
             try divertInbound(addresses: shape.addresses,
                               peerMoAs: Array(divertedSets.addresses.subtracting(removing).union(adding)))
             return
@@ -152,27 +154,42 @@ public final class HostSetup {
         let deleted = removing.intersection(divertedSets.addresses)
         divertedSets.addresses.subtract(deleted)
         divertedSets.addresses.formUnion(added)
-        try changeElements(deleted: deleted, added: added, into: divertedSets, shape: shape)
+        var hops6: (batch: [String], state: NextHopSets6) = ([], divertedHops6)
+        if let mobile = shape.addresses.mobile6, ipv6Path == .nftables {
+            hops6 = divertedHops6.changes(removing: deleted.filter { $0.family == .ipv6 },
+                                          adding: nextHops6(addresses: shape.addresses, peerMoAs: Array(added)),
+                                          table: Self.tableName(tun: tun.name), mobile: mobile)
+        }
+        try changeElements(deleted: deleted, added: added, into: divertedSets, shape: shape, hops6: hops6)
         divertedShape = shape
     }
 
+    /// The commands that take the next-hop sets to `hops` (nftables path), the rules staying.
+    private func hopChanges(to hops: [IPAddress: RouteLookup.Hop], shape: DiversionShape) -> (batch: [String], state: NextHopSets6) {
+        guard let mobile = shape.addresses.mobile6, ipv6Path == .nftables else { return ([], divertedHops6) }
+        return divertedHops6.changes(to: hops, table: Self.tableName(tun: tun.name), mobile: mobile)
+    }
+
     /// Deletes `deleted` from and adds `added` to the peer sets of both tables, after which
-    /// they hold `sets`; the rules stay. If that fails, the sets are not what this process
-    /// thinks (someone edited them): both tables are written whole.
+    /// they hold `sets`, and runs `hops6`'s next-hop set changes in the same transaction; the
+    /// rules stay. If that fails, the sets are not what this process thinks (someone edited
+    /// them): both tables are written whole.
     private func changeElements(deleted: Set<IPAddress>, added: Set<IPAddress>, into sets: PeerMoASets,
-                                shape: DiversionShape) throws(SystemError) {
+                                shape: DiversionShape, hops6: (batch: [String], state: NextHopSets6)) throws(SystemError) {
         let table = Self.tableName(tun: tun.name)
         var batch: [String] = []
         for (tableFamily, quoted) in [("netdev", true), ("inet", false)] {
             batch += PeerMoASets.elements("delete", deleted, tableFamily: tableFamily, table: table, quoted: quoted)
             batch += PeerMoASets.elements("add", added, tableFamily: tableFamily, table: table, quoted: quoted)
         }
+        batch += hops6.batch
         guard !batch.isEmpty else { return }
         do {
             try nftables.run(batch.joined(separator: "\n"))
+            divertedHops6 = hops6.state
         } catch {
             log("matd: updating the peer sets failed (\(error)); writing the tables again")
-            try rewrite(table: table, shape: shape, sets: sets, whole: true)
+            try rewrite(table: table, shape: shape, sets: sets, hops6: hops6.state.hops, whole: true)
         }
     }
 
@@ -180,15 +197,18 @@ public final class HostSetup {
     private struct DiversionShape: Equatable {
         var addresses: NodeAddresses
         var encapsulated: Set<IPAddress>
-        var hops6: [IPAddress: RouteLookup.Hop]
     }
 
     /// Writes the rules of both tables, and either every element of their sets (`whole`:
     /// the first time, or after a failure; the netdev table is created afresh) or only the
-    /// elements that changed since the last write.
-    private func rewrite(table: String, shape: DiversionShape, sets: PeerMoASets, whole: Bool) throws(SystemError) {
+    /// elements that changed since the last write. The IPv6 next-hop sets (nftables path)
+    /// are written whole for `hops6`.
+    private func rewrite(table: String, shape: DiversionShape, sets: PeerMoASets, hops6: [IPAddress: RouteLookup.Hop],
+                         whole: Bool) throws(SystemError) {
         let previous = divertedSets
+        let previousHops6 = whole ? NextHopSets6() : divertedHops6
         divertedShape = nil
+        divertedHops6 = NextHopSets6()
         // Both tables in one transaction: a move writes them before its alerts go out.
         var batch = PeerMoATraffic.batch(table: table, tun: tun.name, uplinks: config.uplinks, addresses: shape.addresses)
         batch += whole ? sets.fill(tableFamily: "inet", table: table, quoted: false)
@@ -205,13 +225,15 @@ public final class HostSetup {
             batch += rules(table: table, chain: chain, family: .ipv4, addresses: shape.addresses, encapsulated: shape.encapsulated)
             batch += rules(table: table, chain: chain, family: .ipv6, addresses: shape.addresses, encapsulated: shape.encapsulated)
         }
+        var hopSets6 = NextHopSets6()
         if ipv6Path == .nftables {
-            let chain = Self.outboundChain6(table: table, tun: tun.name, mobile: shape.addresses.mobile6, hops: shape.hops6)
-            batch.append(chain[0])
-            batch.append("flush chain netdev \(table) out6")
-            batch += chain.dropFirst()
+            let out6 = NextHopSets6.whole(hops6, replacing: previousHops6, table: table, tun: tun.name,
+                                          mobile: shape.addresses.mobile6)
+            batch += out6.batch
+            hopSets6 = out6.state
         }
         try nftables.run(batch.joined(separator: "\n"))
+        divertedHops6 = hopSets6
         if !watchingServices {
             watchingServices = true
             services.start()
@@ -225,7 +247,7 @@ public final class HostSetup {
         guard ipv6Path == .nftables, let shape = divertedShape else { return }
         let peerMoAs = Array(divertedSets.addresses)
         let hops = nextHops6(addresses: shape.addresses, peerMoAs: peerMoAs)
-        guard hops != shape.hops6 else { return }
+        guard hops != divertedHops6.hops else { return }
         do {
             try divertInbound(addresses: shape.addresses, peerMoAs: peerMoAs)
             log("matd: IPv6 next hops changed: \(hops.map { "\($0.key) \($0.value)" }.sorted().joined(separator: ", "))")

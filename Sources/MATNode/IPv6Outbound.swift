@@ -84,26 +84,4 @@ extension HostSetup {
             delete table netdev \(table)
             """)
     }
-
-    /// The chain on the TUN device's ingress that sends the engine's translated IPv6
-    /// packets (source: the node's MoA) to each peer's next hop. Peers are grouped by
-    /// hop, so the usual case (every peer behind the default gateway) is one rule.
-    /// A peer with no route gets no rule: the kernel drops its packets and counts them
-    /// (Ip6InAddrErrors), as it would any packet without a route.
-    /// Without an IPv6 MoA (`mobile` nil) the chain has no rule: the engine translates
-    /// no IPv6 packet then, so none comes from the TUN device to forward.
-    static func outboundChain6(table: String, tun: String, mobile: IPv6Address?,
-                               hops: [IPAddress: RouteLookup.Hop]) -> [String] {
-        let chain = "add chain netdev \(table) out6 { type filter hook ingress device \"\(tun)\" priority -500; policy accept; }"
-        guard let mobile else { return [chain] }
-        var byHop: [RouteLookup.Hop: [IPAddress]] = [:]
-        for (peer, hop) in hops { byHop[hop, default: []].append(peer) }
-        var batch = [chain]
-        for (hop, peers) in byHop.sorted(by: { $0.key.description < $1.key.description }) {
-            let set = peers.map(\.description).sorted().joined(separator: ", ")
-            batch.append("add rule netdev \(table) out6 ip6 saddr \(mobile) ip6 daddr { \(set) } "
-                         + "fwd ip6 to \(hop.nextHop) device \"\(hop.device)\"")
-        }
-        return batch
-    }
 }

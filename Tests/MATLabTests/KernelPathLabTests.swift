@@ -26,8 +26,9 @@ struct KernelPathLabTests {
             #expect(lab.matdLog(node).contains("IPv6 outbound nftables"), "\(lab.matdLog(node))")
             #expect(try lab.sysctl(node, "net.ipv6.conf.mat0.force_forwarding") == "0")
         }
-        #expect(try lab.exec("vm", "nft", "list", "chain", "netdev", "matd_mat0", "out6")
-            .contains("ip6 saddr \(vm.mobile6) ip6 daddr \(cn.mobile6) fwd ip6 to 2001:db8:a::1 device \"eth0\""))
+        #expect(try outboundRule(lab, "vm", to: cn.mobile6)?.contains("ip6 saddr \(vm.mobile6) ip6 daddr @out6_h")
+                == true)
+        #expect(try outboundRule(lab, "vm", to: cn.mobile6)?.contains("fwd ip6 to 2001:db8:a::1 device \"eth0\"") == true)
         let file = try lab.randomFile("payload", megabytes: 20)
         try ipv6Traffic(lab, file: file)
         #expect(try lab.ping("vm", cn.home4) && lab.ping("cn", vm.home4), "IPv4 beside it")
@@ -41,7 +42,8 @@ struct KernelPathLabTests {
         try lab.exec("router", "ip", "-6", "addr", "add", "2001:db8:a::2/64", "dev", "br-a", "nodad")
         try lab.exec("vm", "ip", "-6", "route", "replace", "default", "via", "2001:db8:a::2", "dev", "eth0")
         #expect(lab.waitForLog("vm", "IPv6 next hops changed"), "\(lab.matdLog("vm"))")
-        #expect(try lab.exec("vm", "nft", "list", "chain", "netdev", "matd_mat0", "out6").contains("fwd ip6 to 2001:db8:a::2 device"))
+        let followed = try outboundRule(lab, "vm", to: cn.mobile6)
+        #expect(followed?.contains("fwd ip6 to 2001:db8:a::2 device") == true, "\(followed ?? "no rule")")
         try lab.exec("router", "ip", "-6", "addr", "del", "2001:db8:a::1/64", "dev", "br-a")
         try lab.exec("vm", "ip", "-6", "neigh", "flush", "dev", "eth0")
         try ipv6Traffic(lab, file: file, port: 5011)
@@ -97,11 +99,25 @@ struct KernelPathLabTests {
         sleep(1)
         try lab.moveVM(to: "b")
         try flow.finish()
-        let chain = try lab.exec("vm", "nft", "list", "chain", "netdev", "matd_mat0", "out6")
-        #expect(chain.contains("ip6 saddr 2001:db8:b::10 ip6 daddr \(cn.mobile6) fwd ip6 to 2001:db8:b::1 device \"eth0\""),
-                "\(chain)")
+        let rule = try outboundRule(lab, "vm", to: cn.mobile6)
+        #expect(rule?.contains("ip6 saddr 2001:db8:b::10 ip6 daddr @out6_h") == true
+                && rule?.contains("fwd ip6 to 2001:db8:b::1 device \"eth0\"") == true, "\(rule ?? "no rule")")
         #expect(try lab.ping("vm", cn.home6) && lab.ping("cn", vm.home6), "ping after the move")
         #expect(try lab.sysctl("vm", "net.ipv6.conf.mat0.force_forwarding") == "0")
+    }
+
+    /// The rule of `node`'s chain `out6` whose next-hop set holds `peer`, if one does.
+    private func outboundRule(_ lab: Lab, _ node: String, to peer: String) throws -> String? {
+        let chain = try lab.exec(node, "nft", "list", "chain", "netdev", "matd_mat0", "out6")
+        for rule in chain.split(separator: "\n") where rule.contains("fwd ip6 to") {
+            guard let at = rule.range(of: "@out6_h") else { continue }
+            let set = String(rule[rule.index(after: at.lowerBound)...].prefix { $0 != " " })
+            let elements = try lab.exec(node, "nft", "list", "set", "netdev", "matd_mat0", set)
+            if elements.range(of: "\\b\(peer)\\b", options: .regularExpression) != nil {
+                return rule.trimmingCharacters(in: .whitespaces)
+            }
+        }
+        return nil
     }
 
     /// HoA TCP each way (the opener sends) and ping each way, over IPv6.

@@ -1,0 +1,102 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import MATNode
+import Testing
+
+/// The nftables IPv6 path (kernels before 6.17, forced here) with thousands of IPv6 peers
+/// (issue 9, "Never blocks"): a peer change adds an element to its next hop's set; the
+/// chain `out6` and its rules stay as they were.
+@Suite(.serialized, .enabled(if: labTestsEnabled, "needs root: builds network namespaces (runs in CI)"))
+struct IPv6NextHopScaleLabTests {
+    let vm = Addr.node("vm"), cn = Addr.node("cn")
+
+    /// The CN holds 3,000 learned IPv6 peers (restored from its state file) on the forced
+    /// nftables path, all behind its one gateway. The VM, a configured peer, moves to site B:
+    /// the CN learns its new IPv6 MoA, which goes into the gateway's set while the chain
+    /// keeps its rule (same handle), and IPv6 HoA traffic follows. Prints how long after the
+    /// move the element was in.
+    @Test func aPeerChangeWithThousandsOfIPv6PeersDoesNotRewriteTheChain() throws {
+        let learnedPeers = 3_000
+        let lab = try Lab()
+        defer { lab.close() }
+        try writeLearnedPeers(lab.path("cn-state"), count: learnedPeers)
+        try writeConfigurations(lab)
+        try lab.startMatd("vm", config: lab.path("vm-nh6.conf"))
+        try lab.startMatd("cn", config: lab.path("cn-nh6.conf"), timeout: 120)
+        #expect(lab.matdLog("cn").contains("restored \(learnedPeers) learned peer(s)"), "\(lab.matdLog("cn"))")
+        #expect(lab.matdLog("cn").contains("IPv6 outbound nftables"), "\(lab.matdLog("cn"))")
+        #expect(try lab.ping("cn", vm.home6), "IPv6 HoA traffic before the move")
+
+        let chainBefore = try lab.exec("cn", "nft", "-a", "list", "chain", "netdev", "matd_mat0", "out6")
+        let rules = chainBefore.split(separator: "\n").filter { $0.contains("fwd ip6 to") }
+        #expect(rules.count == 1 && rules[0].contains("ip6 saddr \(cn.mobile6) ip6 daddr @out6_h0 fwd ip6 to 2001:db8:c::1"),
+                "\(chainBefore)")
+        let setBefore = try lab.exec("cn", "nft", "list", "set", "netdev", "matd_mat0", "out6_h0")
+        #expect(setBefore.contains(vm.mobile6) && setBefore.contains("2001:db8:4001::bb7"), "the last learned peer is in")
+
+        try lab.moveVM(to: "b")
+        let start = Date()
+        var inSet: Double?
+        while inSet == nil && Date().timeIntervalSince(start) < 30 {
+            if try lab.exec("cn", "nft", "list", "set", "netdev", "matd_mat0", "out6_h0").contains("2001:db8:b::10") {
+                inSet = Date().timeIntervalSince(start)
+            } else {
+                usleep(10_000)
+            }
+        }
+        print("ipv6-next-hops: learned=\(learnedPeers) new_moa_in_set_s=\(inSet.map { String(format: "%.3f", $0) } ?? "-")")
+        #expect(inSet != nil, "the VM's new MoA never reached the next hop's set: \(lab.matdLog("cn"))")
+        #expect(try lab.exec("cn", "nft", "-a", "list", "chain", "netdev", "matd_mat0", "out6") == chainBefore,
+                "the chain was rewritten")
+        #expect(try lab.ping("cn", vm.home6) && lab.ping("vm", cn.home6), "IPv6 HoA traffic after the move")
+    }
+
+    /// Static peers that know each other's keys, IPv4 and IPv6, no IMS (nothing looks the
+    /// learned peers up); the CN forwards IPv6 through nftables and keeps its state.
+    private func writeConfigurations(_ lab: Lab) throws {
+        let keys = ["vm": try lab.writeSigningKey("vm"), "cn": try lab.writeSigningKey("cn")]
+        for node in keys.keys {
+            let peer = Addr.node(node == "vm" ? "cn" : "vm")
+            let config = """
+                [node]
+                home-address = \(Addr.node(node).home4)
+                home-address = \(Addr.node(node).home6)
+                uplink = eth0
+                domain-prefix = 198.51.100.0/24
+                domain-prefix = 2001:db8:100::/64
+                control-socket = \(lab.socket(node))
+                state-directory = \(lab.path("\(node)-state"))
+                kernel-fast-path = off
+                \(node == "cn" ? "ipv6-forwarding = nftables" : "")
+
+                [peer]
+                home-address = \(peer.home4)
+                mobile-address = \(peer.mobile4)
+                public-key = \(keys[node == "vm" ? "cn" : "vm"]!.publicKey.base64)
+
+                [peer]
+                home-address = \(peer.home6)
+                mobile-address = \(peer.mobile6)
+                public-key = \(keys[node == "vm" ? "cn" : "vm"]!.publicKey.base64)
+
+                """
+            try config.write(toFile: lab.path("\(node)-nh6.conf"), atomically: true, encoding: .utf8)
+        }
+    }
+
+    /// `count` learned IPv6 peers (HoAs in 2001:db8:4000::/96, MoAs in 2001:db8:4001::/96,
+    /// where nothing answers), as ScaleLabTests writes them.
+    private func writeLearnedPeers(_ directory: String, count: Int) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        let peers = (0..<count).map {
+            "{\"hoa\": \"2001:db8:4000::\(String($0, radix: 16))\", \"moas\": [\"2001:db8:4001::\(String($0, radix: 16))\"], \"sequence\": 1}"
+        }
+        let file = directory + "/peers.json"
+        try ("{\"version\": 1, \"keys\": {}, \"replay\": {}, \"peers\": [\n" + peers.joined(separator: ",\n") + "\n]}\n")
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        chmod(file, 0o600)
+    }
+}
