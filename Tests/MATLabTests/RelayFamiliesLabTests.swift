@@ -9,10 +9,11 @@ import Testing
 /// nodes in UDP to each other (`udp-encapsulation = always`) whose direct datagrams the
 /// router drops (UDP on `encap-port` between their MoAs, both families), so no keepalive
 /// arrives and each sends the other's traffic through the relay, matd with `[relay] serve
-/// = on` and a HoA of each family in the plain host's namespace (a relay has an
-/// `encap-port` socket for each family it has a HoA of). Each node names the relay by the
-/// address the test gives it: both by IPv6, or the VM by IPv4 and the CN by IPv6, when
-/// the relay forwards each node's datagrams to the other in the other family.
+/// = on` in the plain host's namespace (a relay binds `encap-port` in every family the
+/// host has, whatever its HoAs: the IPv6 test's relay has an IPv4 HoA only). Each node
+/// names the relay by the address the test gives it: both by IPv6, or the VM by IPv4 and
+/// the CN by IPv6, when the relay forwards each node's datagrams to the other in the other
+/// family.
 @Suite(.serialized, .enabled(if: labTestsEnabled, "needs root: builds network namespaces (runs in CI)"))
 struct RelayFamiliesLabTests {
     let vm = Addr.vm, cn = Addr.cn
@@ -53,14 +54,15 @@ struct RelayFamiliesLabTests {
         return path
     }
 
-    func relayConfig(_ lab: Lab, keys: [String: SigningKey]) throws -> String {
+    /// The relay's; `dualStack: false` gives it an IPv4 HoA only.
+    func relayConfig(_ lab: Lab, keys: [String: SigningKey], dualStack: Bool) throws -> String {
         var text = """
             [node]
             home-address = \(Self.relayHoA4)
-            home-address = \(Self.relayHoA6)
+            \(dualStack ? "home-address = \(Self.relayHoA6)" : "")
             uplink = eth0
             domain-prefix = 198.51.100.0/24
-            domain-prefix = 2001:db8:100::/64
+            \(dualStack ? "domain-prefix = 2001:db8:100::/64" : "")
             control-socket = \(lab.socket("plain"))
             state-directory = \(lab.path("plain-state"))
             encap-keepalive = \(Self.keepalive)
@@ -82,7 +84,7 @@ struct RelayFamiliesLabTests {
     /// The lab, the router dropping the nodes' direct UDP, the relay, and both nodes
     /// naming the relay at `vmRelay` and `cnRelay`; returns once both send each other's
     /// traffic of both families through the relay.
-    func start(vmRelay: String, cnRelay: String) throws -> Lab {
+    func start(vmRelay: String, cnRelay: String, relayDualStack: Bool = true) throws -> Lab {
         let lab = try Lab()
         do {
             try lab.exec("router", "sh", "-c", """
@@ -97,7 +99,11 @@ struct RelayFamiliesLabTests {
                 EOF
                 """)
             let keys = ["vm": try lab.writeSigningKey("vm"), "cn": try lab.writeSigningKey("cn")]
-            try lab.startMatd("plain", config: try relayConfig(lab, keys: keys))
+            try lab.startMatd("plain", config: try relayConfig(lab, keys: keys, dualStack: relayDualStack))
+            // It listens in both families either way, and says so.
+            guard lab.waitForLog("plain", "relaying on encap-port 7541 over IPv4 and IPv6", timeout: 30) else {
+                throw LabError("the relay does not say it listens in both families:\n\(lab.matdLog("plain"))")
+            }
             try lab.startMatd("vm", config: try nodeConfig(lab, "vm", relay: vmRelay, peerKey: keys["cn"]!))
             try lab.startMatd("cn", config: try nodeConfig(lab, "cn", relay: cnRelay, peerKey: keys["vm"]!))
             for (node, peer) in [("vm", cn), ("cn", vm)] {
@@ -139,16 +145,17 @@ struct RelayFamiliesLabTests {
                     "\(node): \(counters)")
         }
         let relay = try lab.stats("plain")["relay"] as? [String: Int] ?? [:]
+        #expect(relay["listening_ipv4"] == 1 && relay["listening_ipv6"] == 1, "\(relay)")
         #expect(relay["registrations_accepted", default: 0] >= 2 && relay["forwarded", default: 0] > 200
                 && relay["unknown_sender", default: 0] == 0 && relay["unknown_destination", default: 0] == 0, "\(relay)")
         let relayEncap = try lab.stats("plain")["encapsulation"] as? [String: Int] ?? [:]
         #expect(relayEncap["encap_send_failures", default: 0] == 0, "\(relayEncap)")
     }
 
-    /// Both nodes reach the relay by IPv6 only: IPv4 and IPv6 traffic between their HoAs
-    /// goes in IPv6 datagrams through it.
+    /// Both nodes reach the relay by IPv6 only, a relay with an IPv4 HoA only: IPv4 and
+    /// IPv6 traffic between their HoAs goes in IPv6 datagrams through it.
     @Test func twoNodesReachEachOtherThroughARelayOverIPv6() throws {
-        let lab = try start(vmRelay: Addr.plain6, cnRelay: Addr.plain6)
+        let lab = try start(vmRelay: Addr.plain6, cnRelay: Addr.plain6, relayDualStack: false)
         defer { lab.close() }
         try checkTrafficGoesThroughTheRelay(lab)
     }

@@ -75,7 +75,8 @@ struct PrometheusExpositionTests {
         #expect(lines.filter { $0.hasPrefix("matd_encapsulation_events_total{") }.count == counters.named.count)
     }
 
-    /// A relay's counters are one family, the event a label, and its bindings a gauge;
+    /// A relay's counters are one family, the event a label, and its bindings and the
+    /// families it listens on gauges;
     /// absent on a node that is no relay.
     @Test func relayCountersAreOneFamilyAndBindingsAGauge() {
         var stats = StatsReport(EngineCounters())
@@ -83,7 +84,8 @@ struct PrometheusExpositionTests {
         var counters = RelayForwarder.Counters()
         counters.forwarded = 40
         counters.refusedForSourceBudget = 48
-        stats.relay = Dictionary(uniqueKeysWithValues: counters.named + [("bindings", 3)])
+        stats.relay = Dictionary(uniqueKeysWithValues: counters.named + [("bindings", 3), ("listening_ipv4", 1),
+                                                                          ("listening_ipv6", 0)])
         let lines = PrometheusExposition.render(stats: stats, peers: []).split(separator: "\n").map(String.init)
         #expect(lines.contains("# TYPE matd_relay_events_total counter"))
         #expect(lines.contains("matd_relay_events_total{event=\"forwarded\"} 40"))
@@ -91,6 +93,10 @@ struct PrometheusExpositionTests {
         #expect(lines.contains("matd_relay_events_total{event=\"refused_verification_budget\"} 0"))
         #expect(lines.filter { $0.hasPrefix("matd_relay_events_total{") }.count == counters.named.count)
         #expect(lines.contains("# TYPE matd_relay_bindings gauge") && lines.contains("matd_relay_bindings 3"))
+        // The families it listens on are a gauge too, not events.
+        #expect(lines.contains("# TYPE matd_relay_listening gauge"))
+        #expect(lines.contains("matd_relay_listening{family=\"ipv4\"} 1")
+                && lines.contains("matd_relay_listening{family=\"ipv6\"} 0"), "\(lines)")
     }
 
     /// The kernel fast path's counters: direction and family as labels, and its rule

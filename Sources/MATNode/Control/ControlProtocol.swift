@@ -173,8 +173,9 @@ public struct StatsReport: Codable, Sendable, Equatable {
     /// A relay's counters (`[relay] serve = on`, docs/signaling.md, "Relay"):
     /// `registrations_accepted`, `registrations_refused` (of which `bad_signatures`,
     /// `refused_source_budget`, `refused_verification_budget`), `forwarded`, the relayed
-    /// packets refused by reason, and `bindings`, the NAT bindings registered now. nil on
-    /// a node that is no relay.
+    /// packets refused by reason, `bindings`, the NAT bindings registered now, and
+    /// `listening_ipv4`, `listening_ipv6` (1 when `encap-port` is bound in the family).
+    /// nil on a node that is no relay.
     public var relay: [String: UInt64]?
     /// What the kernel fast path translated (`out4_packets`, `in6_bytes`, ...): packets
     /// not in the engine's counters above; and `rule_writes`, the transactions that changed

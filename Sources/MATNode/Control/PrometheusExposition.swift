@@ -44,11 +44,12 @@ public enum PrometheusExposition {
         if let relay = stats.relay {
             out.family("matd_relay_events_total",
                        "Relay: registrations accepted and refused (for budget too), packets forwarded and refused, by event.",
-                       .counter, relay.filter { $0.key != "bindings" }.sorted { $0.key < $1.key }.map {
-                           (["event": $0.key], .integer($0.value))
-                       })
+                       .counter, relay.filter { $0.key != "bindings" && !$0.key.hasPrefix("listening_") }
+                           .sorted { $0.key < $1.key }.map { (["event": $0.key], .integer($0.value)) })
             out.family("matd_relay_bindings", "Relay: NAT bindings registered now.", .gauge,
                        [([:], .integer(relay["bindings"] ?? 0))])
+            out.family("matd_relay_listening", "Relay: 1 when encap-port is bound in the family, else 0.", .gauge,
+                       ["ipv4", "ipv6"].map { (["family": $0], .integer(relay["listening_\($0)"] ?? 0)) })
         }
         if let fast = stats.kernelFastPath {
             // `out4_packets` and the like: direction and family as labels; not in the

@@ -145,19 +145,23 @@ public final class EncapPath: @unchecked Sendable {
         return bytes
     }
 
-    /// Binds `port` for each family in `families`; a peer's UDP path is forgotten
-    /// `lifetime` ms after its last keepalive.
-    public init(port: UInt16, families: Set<AddressFamily>, lifetime: UInt64 = 60_000) throws(SystemError) {
+    /// Binds `port` for each family in `families`, and for each in `optionalFamilies`
+    /// the host has (``EncapFamilies``); a peer's UDP path is forgotten `lifetime` ms
+    /// after its last keepalive.
+    public init(port: UInt16, families: Set<AddressFamily>, optionalFamilies: Set<AddressFamily> = [],
+                lifetime: UInt64 = 60_000) throws(SystemError) {
         self.port = port
-        socket4 = families.contains(.ipv4) ? try DatagramSocket(family: .ipv4, port: port, role: "encap-port") : nil
-        socket6 = families.contains(.ipv6) ? try DatagramSocket(family: .ipv6, port: port, role: "encap-port") : nil
+        socket4 = try Self.bind(.ipv4, port: port, required: families, optional: optionalFamilies)
+        socket6 = try Self.bind(.ipv6, port: port, required: families, optional: optionalFamilies)
         let buffer = Self.socketBuffer(fromEnvironment: getenv(Self.socketBufferVariable).map { String(cString: $0) })
         if buffer > 0 {
             try socket4?.setBuffers(bytes: buffer)
             try socket6?.setBuffers(bytes: buffer)
         }
         var answers: [AddressFamily: DatagramSocket] = [:]
-        for family in families { answers[family] = try DatagramSocket(family: family, port: 0) }
+        for family in [socket4, socket6].compactMap({ $0?.family }) {
+            answers[family] = try DatagramSocket(family: family, port: 0)
+        }
         answerSockets = answers
         endpoints = EncapEndpoints(lifetime: lifetime)
         let takesUDPSegment = (socket4 ?? socket6).map(Self.takesUDPSegment) ?? false
@@ -173,6 +177,24 @@ public final class EncapPath: @unchecked Sendable {
     }
 
     deinit { receiveBuffer.deallocate() }
+
+    /// `family`'s socket on `port`: nil when neither set names it, or when only
+    /// `optional` does and the host lacks the family (logged).
+    private static func bind(_ family: AddressFamily, port: UInt16, required: Set<AddressFamily>,
+                             optional: Set<AddressFamily>) throws(SystemError) -> DatagramSocket? {
+        if required.contains(family) { return try DatagramSocket(family: family, port: port, role: "encap-port") }
+        guard optional.contains(family) else { return nil }
+        do {
+            return try DatagramSocket(family: family, port: port, role: "encap-port")
+        } catch {
+            guard EncapFamilies.hostLacksFamily(error) else { throw error }
+            log(.warning, "matd: \(error); the relay does not listen on \(family)")
+            return nil
+        }
+    }
+
+    /// The families `encap-port` is bound in.
+    public var families: [AddressFamily] { [socket4, socket6].compactMap { $0?.family } }
 
     /// How a TCP packet too large for the path goes in UDP.
     enum Segmentation: Equatable {
@@ -200,9 +222,12 @@ public final class EncapPath: @unchecked Sendable {
     static func open(_ config: NodeConfig, tun: String) throws(SystemError) -> EncapPath? {
         guard config.udpEncapsulation != .off else { return nil }
         // Four keepalive intervals of the peer's (the nodes agree on `encap-keepalive`).
-        let path = try EncapPath(port: config.encapPort, families: Set(config.homeAddresses.map(\.family)),
+        let families = EncapFamilies(homeAddresses: config.homeAddresses, servesRelay: config.relay?.serves == true)
+        let path = try EncapPath(port: config.encapPort, families: families.required, optionalFamilies: families.optional,
                                  lifetime: config.encapKeepalive * 4_000)
         if let relay = config.relay, relay.serves {
+            log("matd: relaying on encap-port \(config.encapPort) over "
+                + path.families.map(\.description).joined(separator: " and "))
             // A registration lives four keepalive intervals, as a UDP path does.
             path.relay = RelayForwarder(table: RelayTable(lifetime: config.encapKeepalive * 4_000),
                                         pinnedKeys: relay.clientKeys)
