@@ -32,6 +32,33 @@ import Testing
         #expect(clock.now == 1_800_000_000)
     }
 
+    /// The correction is known only to the second, so the corrected clock can read the very
+    /// second in which the guest's predecessor (the process that ran after the snapshot)
+    /// last numbered its alerts: that second's floor is below them. Seen in the lab: a
+    /// 14 s correction for a 15 s step, the restore within a second of the last move, and
+    /// the renumbered alert refused as a replay. After `clockMovedForward` the numbers
+    /// start at the next second, on disk before use.
+    @Test func afterAForwardCorrectionNumbersStartAtTheNextSecond() throws {
+        defer { unlink(path) }
+        let host = HostClock()
+        let clock = SequenceClock { host.now.withLock { $0 } }
+        let restored = SequenceSource(store: SequenceStore(path: path, clock: clock.closure))
+        _ = try restored.take()
+        // The predecessor numbered alerts in second 1_800_000_014 (the real second); the IMS
+        // corrects the restored clock by 14 s, one short of the real step of 15.
+        let predecessorsLast = SequenceStore.floor(atSecond: 1_800_000_014) + 5
+        clock.follow(14)
+        let plain = try restored.take()
+        #expect(plain < predecessorsLast, "the current second's floor: what the lab's guest was refused for")
+        restored.clockMovedForward()
+        let renumbered = try restored.take()
+        #expect(renumbered > SequenceStore.floor(atSecond: 1_800_000_015), "\(renumbered)")
+        #expect(renumbered > predecessorsLast)
+        let saved = try #require(try SequenceStore(path: path).read())
+        #expect(saved >= renumbered, "the block is on disk before its first number is used")
+        #expect(try restored.take() == renumbered + 1, "the block goes on as usual after")
+    }
+
     /// `follow` says when the IMS's time moved the clock forward: what makes the node send
     /// its waiting alerts again with numbers from the new floor (``RenumberedUpdatesTests``).
     @Test func followSaysWhenTheClockMovedForward() {

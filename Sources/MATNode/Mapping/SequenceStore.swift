@@ -103,17 +103,31 @@ final class SequenceSource {
     private var following: UInt64 = 0
     /// The top of the block in use while it is not on disk yet.
     private var unsaved: UInt64?
+    /// Set when the wall clock moved forward (``clockMovedForward()``).
+    private var startOver = false
 
     init(store: SequenceStore) { self.store = store }
 
+    /// The wall clock moved forward (the IMS's time corrected a clock restored with a
+    /// snapshot): the next number starts a block at the corrected clock's next second,
+    /// written before use, as a process's first block does. The process that ran after the
+    /// snapshot may have used numbers of the current second, and the correction is only
+    /// known to the second, so the current second's floor could still be below them.
+    func clockMovedForward() { startOver = true }
+
     /// The next number, never handed out before, in this run or an earlier one.
     func take() throws(SystemError) -> UInt64 {
-        if let block, following <= block.upperBound, store.floorNow <= block.upperBound {
+        if !startOver, let block, following <= block.upperBound, store.floorNow <= block.upperBound {
             following += 1
             return following - 1
         }
         let fresh: ClosedRange<UInt64>
-        if let block {
+        if startOver {
+            let nextSecond = SequenceStore.floor(atSecond: store.clock() &+ 1)
+            fresh = try store.reserve(256, above: max(nextSecond, unsaved ?? block?.upperBound ?? 0))
+            unsaved = nil
+            startOver = false
+        } else if let block {
             fresh = try store.block(after: block.upperBound, count: 256)
             unsaved = fresh.upperBound
         } else {

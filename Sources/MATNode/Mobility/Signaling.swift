@@ -101,11 +101,13 @@ final class Signaling {
         return true
     }
 
-    /// Sends again, with fresh numbers, the updates numbered below `floor` that wait for
-    /// their acknowledgement (``SignalingMachine/renumberUpdates(below:now:environment:)``);
+    /// Sends again, with fresh numbers from the next second of the corrected clock
+    /// (``SequenceSource/clockMovedForward()``), the updates numbered below `floor` that
+    /// wait for their acknowledgement (``SignalingMachine/renumberUpdates(below:now:environment:)``);
     /// returns how many.
     func renumberUpdates(below floor: UInt64, now: UInt64) -> Int {
         guard let environment else { return 0 }
+        sequences.clockMovedForward()
         let actions = machine.renumberUpdates(below: floor, now: now, environment: environment)
         perform(actions)
         publish()
