@@ -68,9 +68,7 @@ struct ClockStepLabTests {
         let (lab, _) = try Lab.withIMS()
         defer { lab.close() }
         #expect(try lab.ping("cn", vm.home4, count: 3) || lab.ping("cn", vm.home4, count: 3))
-        #expect(lab.waitForSavedPeer("vm", cn.home4), "the VM's state file never named the CN")
-        let state = lab.path("vm-state")
-        let snapshot = try ["sequence", "peers.json"].map { ($0, try Data(contentsOf: URL(fileURLWithPath: "\(state)/\($0)"))) }
+        let snapshot = try lab.snapshotState("vm", once: cn.home4)
         let snapshotTime = Date()
         // After the snapshot: 8 s on, a restart and two moves the CN takes, with numbers of
         // those seconds; the IMS takes their registrations.
@@ -86,7 +84,7 @@ struct ClockStepLabTests {
         // The restore: the state directory goes back, the IMS is out of reach, and matd
         // starts with its clock at the snapshot's time.
         try lab.killMatd("vm")
-        for (name, data) in snapshot { try data.write(to: URL(fileURLWithPath: "\(state)/\(name)")) }
+        try snapshot.restore()
         try lab.exec("vm", "nft", "add table inet lab-no-ims; add chain inet lab-no-ims out { type filter hook output priority 0; }; "
                      + "add rule inet lab-no-ims out ip daddr 192.0.2.132 reject")
         // 5 s before the snapshot's time: the move below comes a few seconds after matd's

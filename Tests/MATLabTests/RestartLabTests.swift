@@ -75,9 +75,7 @@ struct RestartLabTests {
         let (lab, _) = try Lab.withIMS()
         defer { lab.close() }
         #expect(try lab.ping("cn", vm.home4, count: 3) || lab.ping("cn", vm.home4, count: 3))
-        #expect(lab.waitForSavedPeer("vm", cn.home4), "the VM's state file never named the CN")
-        let state = lab.path("vm-state")
-        let snapshot = try ["sequence", "peers.json"].map { ($0, try Data(contentsOf: URL(fileURLWithPath: "\(state)/\($0)"))) }
+        let snapshot = try lab.snapshotState("vm", once: cn.home4)
         sleep(1)
         // After the snapshot: a restart (which reserves the next block of numbers) and two
         // moves, whose alerts the CN accepts with numbers from that block.
@@ -91,7 +89,7 @@ struct RestartLabTests {
         // The restore: matd dies, the state directory goes back, matd starts again (a
         // second later, as a restore takes) and moves: it would reuse the block's numbers.
         try lab.killMatd("vm")
-        for (name, data) in snapshot { try data.write(to: URL(fileURLWithPath: "\(state)/\(name)")) }
+        try snapshot.restore()
         sleep(1)
         try lab.startMatd("vm", config: lab.path("vm-ims.conf"))
         try lab.moveVM(to: "b")

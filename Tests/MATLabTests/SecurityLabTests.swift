@@ -42,16 +42,7 @@ struct SecurityLabTests {
 
         // Up to 200 datagrams of 1000 bytes a second from the VM to the CN's HoA, for 12 s.
         let flowStart = Date()
-        let flow = try lab.spawn("vm", ["python3", "-c", """
-            import socket, sys, time
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            end, sent = time.time() + 12, 0
-            while time.time() < end:
-                s.sendto(b"x" * 1000, (sys.argv[1], 5003))
-                sent += 1
-                time.sleep(0.005)
-            print(f"sent {sent}", flush=True)
-            """, cn.home4])
+        let flow = try lab.spawnUDPFlow("vm", to: cn.home4, port: 5003, seconds: 12)
         defer { flow.signal(SIGKILL); flow.wait(timeout: 10) }
         usleep(1_000_000)
 

@@ -119,6 +119,21 @@ final class Lab: @unchecked Sendable {
         return process
     }
 
+    /// Starts a UDP flow in `node`: 1000-byte datagrams to `address`:`port`, one every 5 ms
+    /// (up to 200 a second) for `seconds`; the process prints `sent N` when it ends.
+    func spawnUDPFlow(_ node: String, to address: String, port: Int, seconds: Int) throws -> Spawned {
+        try spawn(node, ["python3", "-c", """
+            import socket, sys, time
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            end, sent = time.time() + \(seconds), 0
+            while time.time() < end:
+                s.sendto(b"x" * 1000, (sys.argv[1], \(port)))
+                sent += 1
+                time.sleep(0.005)
+            print(f"sent {sent}", flush=True)
+            """, address])
+    }
+
     // MARK: matd
 
     func socket(_ node: String) -> String { path("\(node).sock") }

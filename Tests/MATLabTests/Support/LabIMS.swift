@@ -113,6 +113,17 @@ extension Lab {
         return false
     }
 
+    /// What a snapshot of `node` holds of its state directory (the sequence counter and
+    /// peers.json), taken once its state file names `peer`; ``StateSnapshot/restore()``
+    /// writes it back, as restoring the snapshot would.
+    func snapshotState(_ node: String, once peer: String) throws -> StateSnapshot {
+        guard waitForSavedPeer(node, peer) else { throw LabError("\(node)'s state file never named \(peer)") }
+        let directory = path("\(node)-state")
+        return StateSnapshot(directory: directory, files: try ["sequence", "peers.json"].map {
+            ($0, try Data(contentsOf: URL(fileURLWithPath: "\(directory)/\($0)")))
+        })
+    }
+
     /// Waits until matd's log in `node` contains `text`.
     func waitForLog(_ node: String, _ text: String, timeout: Double = 20) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
@@ -121,5 +132,16 @@ extension Lab {
             usleep(100_000)
         }
         return false
+    }
+}
+
+/// A node's state files as a snapshot held them (``Lab/snapshotState(_:once:)``).
+struct StateSnapshot {
+    let directory: String
+    let files: [(name: String, data: Data)]
+
+    /// Writes the files back (the node's matd should not be running).
+    func restore() throws {
+        for (name, data) in files { try data.write(to: URL(fileURLWithPath: "\(directory)/\(name)")) }
     }
 }
