@@ -30,6 +30,12 @@ struct PeerListReaderTests {
                      #"{"peers":[],"version":1,"error":"x"}"#, #"{"peers":[]}"#, "", "{"] {
             #expect(PeerListReader.read(Array(text.utf8)) == nil, "\(text)")
         }
+        // Numbers JSONDecoder refuses as not representable (found by the random test below).
+        for ack in ["0.42857E42857142855", "1e309", "-1e309", "1e-400"] {
+            let text = #"{"peers":[{"homeAddress":"a","lastAckSecondsAgo":"# + ack + #","mobileAddresses":[],"sequence":1}],"version":1}"#
+            #expect(PeerListReader.read(Array(text.utf8)) == nil, "\(ack)")
+        }
+        #expect(PeerListReader.representable("0e-400") == 0 && PeerListReader.representable("1E5") == 100_000)
         let nullAck = #"{"peers":[{"homeAddress":"a","lastAckSecondsAgo":null,"mobileAddresses":[],"sequence":1}],"version":1}"#
         #expect(PeerListReader.read(Array(nullAck.utf8))?.peers.first?.lastAckSecondsAgo == nil)
     }

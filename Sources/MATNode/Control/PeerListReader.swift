@@ -48,7 +48,7 @@ struct PeerListReader {
                 valid = valid && report.roundTripMilliseconds != nil
             case "lastAckSecondsAgo":
                 if reader.literal("null") { return true }
-                report.lastAckSecondsAgo = reader.number().flatMap { Double($0) }
+                report.lastAckSecondsAgo = reader.number().flatMap(Self.representable)
                 valid = valid && report.lastAckSecondsAgo != nil
             default: return false
             }
@@ -110,6 +110,17 @@ struct PeerListReader {
     }
 
     /// A number's text, checked against JSON's grammar: `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`.
+    /// `text` as a Double when JSONDecoder would take it: finite, and not a non-zero
+    /// number too small for a Double (JSONDecoder refuses both; `Double(_:)` gives
+    /// infinity or zero).
+    static func representable(_ text: Substring) -> Double? {
+        guard let value = Double(text), value.isFinite else { return nil }
+        if value == 0, text.prefix(while: { $0 != "e" && $0 != "E" }).contains(where: { ("1"..."9").contains($0) }) {
+            return nil
+        }
+        return value
+    }
+
     private mutating func number() -> Substring? {
         let start = at
         _ = take(UInt8(ascii: "-"))
