@@ -22,8 +22,10 @@ struct IPv6NextHopScaleLabTests {
         let learnedPeers = ProcessInfo.processInfo.environment["MAT_NH6_BENCH_PEERS"].flatMap { Int($0) } ?? 3_000
         let lab = try Lab()
         defer { lab.close() }
-        try writeLearnedPeers(lab.path("cn-state"), count: learnedPeers)
-        try writeConfigurations(lab)
+        try lab.writeLearnedIPv6Peers(lab.path("cn-state"), count: learnedPeers)
+        try lab.writeStaticPeerConfigurations("nh6", ipv6Peer: true) { node in
+            ["kernel-fast-path = off"] + (node == "cn" ? ["ipv6-forwarding = nftables"] : [])
+        }
         try lab.startMatd("vm", config: lab.path("vm-nh6.conf"))
         try lab.startMatd("cn", config: lab.path("cn-nh6.conf"), timeout: 120)
         #expect(learnedPeers == 0 || lab.matdLog("cn").contains("restored \(learnedPeers) learned peer(s)"), "\(lab.matdLog("cn"))")
@@ -58,52 +60,5 @@ struct IPv6NextHopScaleLabTests {
         #expect(try lab.exec("cn", "nft", "-a", "list", "chain", "netdev", "matd_mat0", "out6") == chainBefore,
                 "the chain was rewritten")
         #expect(try lab.ping("cn", vm.home6) && lab.ping("vm", cn.home6), "IPv6 HoA traffic after the move")
-    }
-
-    /// Static peers that know each other's keys, IPv4 and IPv6, no IMS (nothing looks the
-    /// learned peers up); the CN forwards IPv6 through nftables and keeps its state.
-    private func writeConfigurations(_ lab: Lab) throws {
-        let keys = ["vm": try lab.writeSigningKey("vm"), "cn": try lab.writeSigningKey("cn")]
-        for node in keys.keys {
-            let peer = Addr.node(node == "vm" ? "cn" : "vm")
-            let config = """
-                [node]
-                home-address = \(Addr.node(node).home4)
-                home-address = \(Addr.node(node).home6)
-                uplink = eth0
-                domain-prefix = 198.51.100.0/24
-                domain-prefix = 2001:db8:100::/64
-                control-socket = \(lab.socket(node))
-                state-directory = \(lab.path("\(node)-state"))
-                kernel-fast-path = off
-                \(node == "cn" ? "ipv6-forwarding = nftables" : "")
-
-                [peer]
-                home-address = \(peer.home4)
-                mobile-address = \(peer.mobile4)
-                public-key = \(keys[node == "vm" ? "cn" : "vm"]!.publicKey.base64)
-
-                [peer]
-                home-address = \(peer.home6)
-                mobile-address = \(peer.mobile6)
-                public-key = \(keys[node == "vm" ? "cn" : "vm"]!.publicKey.base64)
-
-                """
-            try config.write(toFile: lab.path("\(node)-nh6.conf"), atomically: true, encoding: .utf8)
-        }
-    }
-
-    /// `count` learned IPv6 peers (HoAs in 2001:db8:4000::/96, MoAs in 2001:db8:4001::/96,
-    /// where nothing answers), as ScaleLabTests writes them.
-    private func writeLearnedPeers(_ directory: String, count: Int) throws {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
-        let peers = (0..<count).map {
-            "{\"hoa\": \"2001:db8:4000::\(String($0, radix: 16))\", \"moas\": [\"2001:db8:4001::\(String($0, radix: 16))\"], \"sequence\": 1}"
-        }
-        let file = directory + "/peers.json"
-        try ("{\"version\": 1, \"keys\": {}, \"replay\": {}, \"peers\": [\n" + peers.joined(separator: ",\n") + "\n]}\n")
-            .write(toFile: file, atomically: true, encoding: .utf8)
-        chmod(file, 0o600)
     }
 }

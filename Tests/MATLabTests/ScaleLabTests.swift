@@ -23,8 +23,8 @@ import Testing
     func aMoveWithAHundredThousandMappingsLoaded(learnedPeers: Int, fastPath: Bool) throws {
         let lab = try Lab()
         defer { lab.close() }
-        try writeLearnedPeers(lab.path("vm-state"), count: learnedPeers)
-        try writeConfigurations(lab)
+        try lab.writeLearnedIPv6Peers(lab.path("vm-state"), count: learnedPeers)
+        try lab.writeStaticPeerConfigurations("scale")
         let started = Date()
         // Parsing the file and writing 100,000 set elements takes a while in a debug build
         // on a loaded machine.
@@ -122,8 +122,8 @@ import Testing
         let lab = try Lab()
         defer { lab.close() }
         let learnedPeers = 1_000
-        try writeLearnedPeers(lab.path("vm-state"), count: learnedPeers)
-        try writeConfigurations(lab)
+        try lab.writeLearnedIPv6Peers(lab.path("vm-state"), count: learnedPeers)
+        try lab.writeStaticPeerConfigurations("scale")
         try lab.startMatd("vm", config: lab.path("vm-scale.conf"), environment: [KernelFastPath.environmentVariable: "off"],
                           timeout: 120)
         try lab.startMatd("cn", config: lab.path("cn-scale.conf"), environment: [KernelFastPath.environmentVariable: "off"])
@@ -144,47 +144,6 @@ import Testing
         // a second rebind alerts only the CN.
         let text = try lab.run("vm", [LabPaths.matctl, "rebind", "--socket", lab.socket("vm")], timeout: 60)
         #expect(text.stdout.contains("peers:            1 alerted, 1 acknowledged, 0 unanswered"), "\(text.summary)")
-    }
-
-    /// Both nodes' configurations: static peers that know each other's keys, no IMS (so
-    /// nothing looks the learned peers up), the VM's state directory with them.
-    private func writeConfigurations(_ lab: Lab) throws {
-        let keys = ["vm": try lab.writeSigningKey("vm"), "cn": try lab.writeSigningKey("cn")]
-        for node in keys.keys {
-            let peer = Addr.node(node == "vm" ? "cn" : "vm")
-            let config = """
-                [node]
-                home-address = \(Addr.node(node).home4)
-                home-address = \(Addr.node(node).home6)
-                uplink = eth0
-                domain-prefix = 198.51.100.0/24
-                domain-prefix = 2001:db8:100::/64
-                control-socket = \(lab.socket(node))
-                state-directory = \(lab.path("\(node)-state"))
-
-                [peer]
-                home-address = \(peer.home4)
-                mobile-address = \(peer.mobile4)
-                public-key = \(keys[node == "vm" ? "cn" : "vm"]!.publicKey.base64)
-
-                """
-            try config.write(toFile: lab.path("\(node)-scale.conf"), atomically: true, encoding: .utf8)
-        }
-    }
-
-    private func writeLearnedPeers(_ directory: String, count learnedPeers: Int) throws {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
-        var text = "{\"version\": 1, \"keys\": {}, \"replay\": {}, \"peers\": [\n"
-        for index in 0..<learnedPeers {
-            let suffix = String(index >> 16, radix: 16) + ":" + String(index & 0xffff, radix: 16)
-            text += "{\"hoa\": \"2001:db8:4000::\(suffix)\", \"moas\": [\"2001:db8:4001::\(suffix)\"], \"sequence\": 1}"
-            text += index + 1 < learnedPeers ? ",\n" : "\n"
-        }
-        text += "]}\n"
-        let file = directory + "/peers.json"
-        try text.write(toFile: file, atomically: true, encoding: .utf8)
-        chmod(file, 0o600)
     }
 
     private func timed<T>(_ body: () throws -> T) rethrows -> (T, Double) {
