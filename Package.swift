@@ -35,6 +35,9 @@ let package = Package(
         .target(name: "MATWire"),
         // Pure logic, no I/O: DNS messages, names, UPDATE, TSIG.
         .target(name: "MATDNS", dependencies: ["MATWire", .product(name: "Crypto", package: "swift-crypto")]),
+        // Pure, no I/O: BPF instructions, an assembler with labels, the BPF datapath's tc
+        // programs and the bpf(2) attribute bytes (no compiler at run time).
+        .target(name: "MATBPF"),
         // Pure logic, no I/O: mobility signaling messages, Ed25519 authentication, replay and rate limits.
         .target(name: "MATSignaling", dependencies: ["MATPacket", "MATWire", .product(name: "Crypto", package: "swift-crypto")]),
 
@@ -58,7 +61,7 @@ let package = Package(
         // Typed system calls every daemon shares: clock, socket addresses, threads, wakeups.
         .target(name: "CSystem"),
         .target(name: "MATSystem", dependencies: ["MATPacket", "CSystem"]),
-        .target(name: "MATLinux", dependencies: ["MATPacket", "MATLog", "MATSystem", "CNetlink", "CMnl", "CNftables", "CShim"]),
+        .target(name: "MATLinux", dependencies: ["MATBPF", "MATPacket", "MATLog", "MATSystem", "CNetlink", "CMnl", "CNftables", "CShim"]),
 
         // The daemon's parts wired: configuration, engine, mobility state, control.
         .target(name: "MATNode", dependencies: ["MATConfig", "MATLog", "MATMetrics", "MATPacket", "MATLinux", "MATDNS", "MATIMSClient", "MATSignaling", "MATSystem", "MATWire"]),
@@ -98,6 +101,7 @@ let package = Package(
 
         .testTarget(name: "MATPacketTests", dependencies: ["MATPacket"]),
         .testTarget(name: "MATWireTests", dependencies: ["MATWire"]),
+        .testTarget(name: "MATBPFTests", dependencies: ["MATBPF"]),
         .testTarget(name: "MATDNSTests", dependencies: ["MATDNS"]),
         .testTarget(name: "MATLogTests", dependencies: ["MATLog", "MATCommandLine"]),
         .testTarget(name: "MATSignalingTests", dependencies: ["MATSignaling", "MATPacket"]),
@@ -105,7 +109,7 @@ let package = Package(
         .target(name: "MATTestSupport", path: "Tests/MATTestSupport"),
         .testTarget(name: "MATLinuxTests", dependencies: ["MATLinux", "MATPacket", "MATTestSupport"]),
         .testTarget(name: "MATNodeTests", dependencies: ["MATNode", "MATPacket", "MATIMSClient", "MATConfig", "MATLinux", "MATSignaling"]),
-        .testTarget(name: "MATLabTests", dependencies: ["MATNode", "MATLinux", "MATPacket", "MATTestSupport", "MATSignaling", "MATSystem", "matd", "matctl", "mat-ims", "mat-delay"]),
+        .testTarget(name: "MATLabTests", dependencies: ["MATBPF", "MATNode", "MATLinux", "MATPacket", "MATTestSupport", "MATSignaling", "MATSystem", "matd", "matctl", "mat-ims", "mat-delay"]),
         .testTarget(name: "MATIMSTests", dependencies: ["MATIMS", "MATIMSCore", "MATDNS", "MATConfig", "MATPacket", "MATSystem"]),
         .testTarget(name: "MATIMSClientTests", dependencies: ["MATIMSClient", "MATDNS", "MATPacket"]),
     ],

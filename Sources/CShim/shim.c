@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <linux/virtio_net.h>
@@ -53,4 +54,9 @@ int mat_enter_network_namespace(const char *path) {
     int error = errno;
     close(fd);
     return result < 0 ? -error : 0;
+}
+
+int mat_bpf(int command, void *attributes, unsigned int size) {
+    long result = syscall(SYS_bpf, command, attributes, size);
+    return result < 0 ? -errno : (int)result;
 }

@@ -76,27 +76,4 @@ struct FastPathHeardLabTests {
         print("bench: fastpath-heard peers=\(peers) read_ms=\(took.map(String.init).joined(separator: ",")) nft_list_ms=\(nft) "
               + "interval_ms=\(FastPathHeard.interval(lastReadTook: took.max() ?? 0, idleAfter: 30_000))")
     }
-
-    /// Runs `body` on a thread that entered the network namespace at `path`.
-    func inNamespace<R: Sendable>(_ path: String, _ body: @escaping @Sendable () throws(SystemError) -> R) throws -> R {
-        let box = NamespaceResult<R>()
-        let thread = Thread {
-            do {
-                try NetworkNamespace.enter(path: path)
-                box.result = .success(try body())
-            } catch {
-                box.result = .failure(error)
-            }
-            box.done.signal()
-        }
-        thread.start()
-        box.done.wait()
-        return try box.result!.get()
-    }
-}
-
-/// What a thread in another namespace hands back (written once, before `done`).
-private final class NamespaceResult<R: Sendable>: @unchecked Sendable {
-    var result: Result<R, any Error>?
-    let done = DispatchSemaphore(value: 0)
 }

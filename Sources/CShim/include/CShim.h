@@ -39,4 +39,9 @@ size_t mat_virtio_net_hdr_size(void);
 /// declares only under _GNU_SOURCE). Returns 0 or -errno.
 int mat_enter_network_namespace(const char *path);
 
+/// The bpf(2) system call (Glibc has no wrapper, and Swift cannot call the variadic
+/// syscall(2)): `command` with the `size` bytes of union bpf_attr at `attributes`.
+/// Returns the call's result (a file descriptor or 0), or -errno.
+int mat_bpf(int command, void *attributes, unsigned int size);
+
 #endif

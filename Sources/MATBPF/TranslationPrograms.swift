@@ -1,0 +1,319 @@
+/// The tc programs of the BPF datapath (docs/datapath.md; docs/benchmarks.md, "udp64 with a
+/// tc/BPF datapath"), IPv4, emitted without a compiler: what Tools/lab/tc-datapath's C
+/// prototype does, instruction for instruction where it matters.
+///
+/// - ``outbound(_:)`` runs at tc egress of the TUN device, where the HoA route puts the
+///   application's packet (no link header): a plain TCP, UDP or ICMP echo packet from the
+///   own HoA to a peer HoA in the outbound map gets the own MoA as source and the peer's MoA
+///   as destination (checksums fixed incrementally, as bpf_l3/l4_csum_replace do) and is
+///   sent out of the uplink to the peer's next hop from the map (bpf_redirect_neigh with
+///   the next hop: no route lookup, no output chain, no TUN wakeup).
+/// - ``inbound(_:)`` runs at tc ingress of the uplink (Ethernet): a plain TCP, UDP (not to
+///   matd's own ports) or ICMP echo packet to the own MoA from a MoA in the inbound map gets
+///   the peer's HoA as source and the own HoA as destination, and the fast path's mark bit.
+///
+/// Anything else (another source or destination, a peer not in the map, options,
+/// fragments, other protocols, ICMP errors) is left as it was: the program ends with
+/// ``notMine`` and the packet goes on to the TUN device (outbound) or up the stack to
+/// the engine's diversion (inbound), as without the program.
+public enum TranslationPrograms {
+    /// tc's verdict for a packet left alone (TC_ACT_UNSPEC: tcx runs the next program).
+    public static let notMine: Int32 = -1
+    /// tc's verdict for a translated inbound packet (TC_ACT_OK).
+    public static let pass: Int32 = 0
+    /// tc's verdict when a rewrite failed half way (TC_ACT_SHOT): the packet is wrong now.
+    public static let drop: Int32 = 2
+    /// The bit a translated packet carries in its mark (``FastPathRuleset.translatedMark``).
+    public static let translatedMark: UInt32 = 0x1000_0000
+
+    /// The outbound map's value: where a peer HoA's packets go.
+    public struct OutboundValue: Equatable, Sendable {
+        /// The peer's MoA (host order, first wire byte most significant).
+        public var mobile: UInt32
+        /// The next hop out of the uplink towards it (its MoA itself when on the link).
+        public var nextHop: UInt32
+        /// The uplink's interface index.
+        public var interfaceIndex: UInt32
+
+        public init(mobile: UInt32, nextHop: UInt32, interfaceIndex: UInt32) {
+            self.mobile = mobile
+            self.nextHop = nextHop
+            self.interfaceIndex = interfaceIndex
+        }
+
+        /// Size of the value in the map.
+        public static let size = 12
+
+        /// The bytes the map holds: the two addresses in network order, the index in host order.
+        public var bytes: [UInt8] {
+            TranslationPrograms.key(mobile) + TranslationPrograms.key(nextHop) + withUnsafeBytes(of: interfaceIndex.littleEndian) { Array($0) }
+        }
+    }
+
+    /// An IPv4 address as a map key or value: its four bytes in network order.
+    public static func key(_ address: UInt32) -> [UInt8] { withUnsafeBytes(of: address.bigEndian) { Array($0) } }
+
+    /// What a program needs to know: the own addresses (immediates in its code) and the
+    /// maps' file descriptors.
+    public struct Parameters: Equatable, Sendable {
+        /// The own HoA and MoA (host order, first wire byte most significant).
+        public var home: UInt32
+        public var mobile: UInt32
+        /// matd's own UDP ports, never rewritten inbound.
+        public var localPorts: [UInt16]
+        /// Peer HoA (4 bytes) -> ``OutboundValue``.
+        public var outboundMap: Int32
+        /// Peer MoA (4 bytes) -> peer HoA (4 bytes).
+        public var inboundMap: Int32
+        /// A per-CPU array of two 64-bit packet counters: outbound (0), inbound (1).
+        public var counterMap: Int32
+
+        public init(home: UInt32, mobile: UInt32, localPorts: [UInt16], outboundMap: Int32, inboundMap: Int32, counterMap: Int32) {
+            self.home = home
+            self.mobile = mobile
+            self.localPorts = localPorts
+            self.outboundMap = outboundMap
+            self.inboundMap = inboundMap
+            self.counterMap = counterMap
+        }
+    }
+
+    // struct __sk_buff offsets (uapi/linux/bpf.h).
+    static let skbMark: Int16 = 8, skbProtocol: Int16 = 16, skbData: Int16 = 76, skbDataEnd: Int16 = 80
+    // Helper flags: BPF_F_PSEUDO_HDR, BPF_F_MARK_MANGLED_0, and the field size 4.
+    static let pseudoHeader: Int32 = 0x10, mangledZero: Int32 = 0x20, fieldSize4: Int32 = 4
+    static let etherHeader: Int16 = 14
+
+    /// A 32-bit value as a compare or store immediate of a packet word: the packet holds
+    /// it in network order, the machine loads it little endian.
+    static func wire(_ value: UInt32) -> Int32 { Int32(bitPattern: value.byteSwapped) }
+    static func wire(_ value: UInt16) -> Int32 { Int32(value.byteSwapped) }
+
+    /// The egress program of the TUN device.
+    public static func outbound(_ p: Parameters) throws(Assembler.Failure) -> [Instruction] {
+        var a = Assembler()
+        let notMine = a.label(), drop = a.label(), udp = a.label(), icmp = a.label(), found = a.label()
+        // r6 ctx, r7 data, r8 data_end, r9 transport checksum offset (0: none).
+        a.emit(.mov(.r6, .r1))
+        a.emit(.load(.word, .r2, .r6, skbProtocol))
+        a.emit(.jump32(.ne, .r2, wire(UInt16(0x0800)), offset: 0), to: notMine)
+        a.emit(.load(.word, .r7, .r6, skbData))
+        a.emit(.load(.word, .r8, .r6, skbDataEnd))
+        ipv4Header(&a, at: 0, orElse: notMine)
+        a.emit(.load(.word, .r2, .r7, 12))
+        a.emit(.jump32(.ne, .r2, wire(p.home), offset: 0), to: notMine)
+        a.emit(.load(.word, .r2, .r7, 16))
+        a.emit(.store(.word, .r10, -4, .r2))                 // key: the peer's HoA
+        a.emit(.load(.byte, .r2, .r7, 9))
+        a.emit(.mov(.r9, 20 + 16))                            // TCP: checksum at 16
+        a.emit(.mov(.r5, pseudoHeader | fieldSize4))
+        a.emit(.jump(.eq, .r2, 6, offset: 0), to: found)
+        a.emit(.jump(.eq, .r2, 17, offset: 0), to: udp)
+        a.emit(.jump(.eq, .r2, 1, offset: 0), to: icmp)
+        a.jump(to: notMine)
+        a.place(udp)
+        a.emit(.mov(.r9, 20 + 6))
+        a.emit(.mov(.r5, pseudoHeader | mangledZero | fieldSize4))
+        a.jump(to: found)
+        a.place(icmp)
+        echoOnly(&a, typeAt: 20, orElse: notMine)
+        a.emit(.mov(.r9, 0))
+        a.place(found)
+        a.emit(.store(.word, .r10, -8, .r5))                  // the transport fix's flags
+        lookup(&a, map: p.outboundMap, key: -4, orElse: notMine)
+        a.emit(.mov(.r7, .r0))                                // r7: the OutboundValue
+        a.emit(.load(.word, .r2, .r7, 0))
+        a.emit(.store(.word, .r10, -12, .r2))                 // new destination: the peer's MoA
+        a.emit(.store(.word, .r10, -16, immediate: wire(p.mobile))) // new source: the own MoA
+        rewrite(&a, ip: 0, source: (old: .immediate(wire(p.home)), new: .immediate(wire(p.mobile))),
+                destination: (old: .stack(-4), new: .stack(-12)), newPair: -16, orElse: drop)
+        count(&a, map: p.counterMap, index: 0)
+        // bpf_redirect_neigh takes a packet with a link header, which it pulls off again
+        // before the neighbour output (the kernel drops one without): 14 bytes go in
+        // front of the TUN device's bare IP packet, zeros (a unicast destination) and the
+        // IPv4 type.
+        a.emit(.mov(.r1, .r6))
+        a.emit(.mov(.r2, Int32(etherHeader)))
+        a.emit(.mov(.r3, 0))
+        a.emit(.call(.skbChangeHead))
+        a.emit(.jump(.ne, .r0, 0, offset: 0), to: drop)
+        a.emit(.store(.double, .r10, -56, immediate: 0))
+        a.emit(.store(.word, .r10, -48, immediate: 0))
+        a.emit(.store(.half, .r10, -44, immediate: wire(UInt16(0x0800))))
+        a.emit(.mov(.r1, .r6))
+        a.emit(.mov(.r2, 0))
+        a.emit(.mov(.r3, .r10))
+        a.emit(.alu64(.add, .r3, -56))
+        a.emit(.mov(.r4, Int32(etherHeader)))
+        a.emit(.mov(.r5, 0))
+        a.emit(.call(.skbStoreBytes))
+        a.emit(.jump(.ne, .r0, 0, offset: 0), to: drop)
+        // struct bpf_redir_neigh { nh_family; ipv4_nh; ... } of 20 bytes at fp-40.
+        a.emit(.store(.word, .r10, -40, immediate: 2))        // AF_INET
+        a.emit(.load(.word, .r2, .r7, 4))
+        a.emit(.store(.word, .r10, -36, .r2))
+        for offset in stride(from: Int16(-32), through: -24, by: 4) { a.emit(.store(.word, .r10, offset, immediate: 0)) }
+        a.emit(.load(.word, .r1, .r7, 8))
+        a.emit(.mov(.r2, .r10))
+        a.emit(.alu64(.add, .r2, -40))
+        a.emit(.mov(.r3, 20))
+        a.emit(.mov(.r4, 0))
+        a.emit(.call(.redirectNeighbour))
+        a.emit(.exit)
+        ends(&a, notMine: notMine, drop: drop)
+        return try a.finish()
+    }
+
+    /// The ingress program of the uplink.
+    public static func inbound(_ p: Parameters) throws(Assembler.Failure) -> [Instruction] {
+        var a = Assembler()
+        let notMine = a.label(), drop = a.label(), udp = a.label(), icmp = a.label(), found = a.label()
+        let ip = etherHeader
+        a.emit(.mov(.r6, .r1))
+        a.emit(.load(.word, .r2, .r6, skbProtocol))
+        a.emit(.jump32(.ne, .r2, wire(UInt16(0x0800)), offset: 0), to: notMine)
+        a.emit(.load(.word, .r7, .r6, skbData))
+        a.emit(.load(.word, .r8, .r6, skbDataEnd))
+        ipv4Header(&a, at: ip, orElse: notMine)
+        a.emit(.load(.word, .r2, .r7, ip + 16))
+        a.emit(.jump32(.ne, .r2, wire(p.mobile), offset: 0), to: notMine)
+        a.emit(.load(.word, .r2, .r7, ip + 12))
+        a.emit(.store(.word, .r10, -4, .r2))                 // key: the peer's MoA
+        a.emit(.load(.byte, .r2, .r7, ip + 9))
+        a.emit(.mov(.r9, Int32(ip) + 20 + 16))
+        a.emit(.mov(.r5, pseudoHeader | fieldSize4))
+        a.emit(.jump(.eq, .r2, 6, offset: 0), to: found)
+        a.emit(.jump(.eq, .r2, 17, offset: 0), to: udp)
+        a.emit(.jump(.eq, .r2, 1, offset: 0), to: icmp)
+        a.jump(to: notMine)
+        a.place(udp)
+        // matd's own ports stay with matd: the destination port at 2.
+        a.emit(.mov(.r3, .r7))
+        a.emit(.alu64(.add, .r3, Int32(ip) + 20 + 4))
+        a.emit(.jump(.gt, .r3, .r8, offset: 0), to: notMine)
+        a.emit(.load(.half, .r3, .r7, ip + 20 + 2))
+        for port in p.localPorts { a.emit(.jump(.eq, .r3, wire(port), offset: 0), to: notMine) }
+        a.emit(.mov(.r9, Int32(ip) + 20 + 6))
+        a.emit(.mov(.r5, pseudoHeader | mangledZero | fieldSize4))
+        a.jump(to: found)
+        a.place(icmp)
+        echoOnly(&a, typeAt: ip + 20, orElse: notMine)
+        a.emit(.mov(.r9, 0))
+        a.place(found)
+        a.emit(.store(.word, .r10, -8, .r5))
+        lookup(&a, map: p.inboundMap, key: -4, orElse: notMine)
+        a.emit(.load(.word, .r2, .r0, 0))
+        a.emit(.store(.word, .r10, -16, .r2))                 // new source: the peer's HoA
+        a.emit(.store(.word, .r10, -12, immediate: wire(p.home))) // new destination: the own HoA
+        rewrite(&a, ip: ip, source: (old: .stack(-4), new: .stack(-16)),
+                destination: (old: .immediate(wire(p.mobile)), new: .immediate(wire(p.home))), newPair: -16, orElse: drop)
+        a.emit(.load(.word, .r2, .r6, skbMark))
+        a.emit(.alu32(.or, .r2, Int32(bitPattern: translatedMark)))
+        a.emit(.store(.word, .r6, skbMark, .r2))
+        count(&a, map: p.counterMap, index: 1)
+        a.emit(.mov(.r0, pass))
+        a.emit(.exit)
+        ends(&a, notMine: notMine, drop: drop)
+        return try a.finish()
+    }
+
+    /// An IPv4 header of 20 bytes at `ip` within the packet (r7 data, r8 data_end), not
+    /// a fragment; else to `orElse`.
+    private static func ipv4Header(_ a: inout Assembler, at ip: Int16, orElse: Assembler.Label) {
+        a.emit(.mov(.r2, .r7))
+        a.emit(.alu64(.add, .r2, Int32(ip) + 20))
+        a.emit(.jump(.gt, .r2, .r8, offset: 0), to: orElse)
+        a.emit(.load(.byte, .r2, .r7, ip))
+        a.emit(.jump(.ne, .r2, 0x45, offset: 0), to: orElse)   // version 4, no options
+        a.emit(.load(.half, .r2, .r7, ip + 6))
+        a.emit(.alu32(.and, .r2, wire(UInt16(0x3fff))))         // more fragments, offset
+        a.emit(.jump(.ne, .r2, 0, offset: 0), to: orElse)
+    }
+
+    /// An ICMP echo request or reply (type byte at `typeAt`); else to `orElse`.
+    private static func echoOnly(_ a: inout Assembler, typeAt: Int16, orElse: Assembler.Label) {
+        a.emit(.mov(.r3, .r7))
+        a.emit(.alu64(.add, .r3, Int32(typeAt) + 1))
+        a.emit(.jump(.gt, .r3, .r8, offset: 0), to: orElse)
+        a.emit(.load(.byte, .r3, .r7, typeAt))
+        a.emit(.alu32(.or, .r3, 8))                             // 0 and 8 both become 8
+        a.emit(.jump(.ne, .r3, 8, offset: 0), to: orElse)
+    }
+
+    /// r0 = the value of `map` for the key at fp+`key`; none: to `orElse`.
+    private static func lookup(_ a: inout Assembler, map: Int32, key: Int16, orElse: Assembler.Label) {
+        a.emit(Instruction.loadMap(.r1, fd: map))
+        a.emit(.mov(.r2, .r10))
+        a.emit(.alu64(.add, .r2, Int32(key)))
+        a.emit(.call(.mapLookupElement))
+        a.emit(.jump(.eq, .r0, 0, offset: 0), to: orElse)
+    }
+
+    /// Where an old or new 32-bit value comes from.
+    private enum Operand {
+        case immediate(Int32)
+        case stack(Int16)
+    }
+
+    private static func load(_ a: inout Assembler, _ register: Register, _ operand: Operand) {
+        switch operand {
+        case .immediate(let value): a.emit(.mov(register, value))
+        case .stack(let offset): a.emit(.load(.word, register, .r10, offset))
+        }
+    }
+
+    /// The checksum fixes (transport at r9 when not 0, flags at fp-8; then the IP header's)
+    /// and the new source and destination (8 bytes at fp+`newPair`) written at `ip` + 12.
+    private static func rewrite(_ a: inout Assembler, ip: Int16, source: (old: Operand, new: Operand),
+                                destination: (old: Operand, new: Operand), newPair: Int16, orElse: Assembler.Label) {
+        let noTransport = a.label()
+        a.emit(.jump(.eq, .r9, 0, offset: 0), to: noTransport)
+        for (old, new) in [source, destination] {
+            a.emit(.mov(.r1, .r6))
+            a.emit(.mov(.r2, .r9))
+            load(&a, .r3, old)
+            load(&a, .r4, new)
+            a.emit(.load(.word, .r5, .r10, -8))
+            a.emit(.call(.l4ChecksumReplace))
+            a.emit(.jump(.ne, .r0, 0, offset: 0), to: orElse)
+        }
+        a.place(noTransport)
+        for (old, new) in [source, destination] {
+            a.emit(.mov(.r1, .r6))
+            a.emit(.mov(.r2, Int32(ip) + 10))
+            load(&a, .r3, old)
+            load(&a, .r4, new)
+            a.emit(.mov(.r5, fieldSize4))
+            a.emit(.call(.l3ChecksumReplace))
+            a.emit(.jump(.ne, .r0, 0, offset: 0), to: orElse)
+        }
+        a.emit(.mov(.r1, .r6))
+        a.emit(.mov(.r2, Int32(ip) + 12))
+        a.emit(.mov(.r3, .r10))
+        a.emit(.alu64(.add, .r3, Int32(newPair)))
+        a.emit(.mov(.r4, 8))
+        a.emit(.mov(.r5, 0))
+        a.emit(.call(.skbStoreBytes))
+        a.emit(.jump(.ne, .r0, 0, offset: 0), to: orElse)
+    }
+
+    /// Adds one to counter `index` of the per-CPU array `map` (fp-20 is scratch).
+    private static func count(_ a: inout Assembler, map: Int32, index: Int32) {
+        let done = a.label()
+        a.emit(.store(.word, .r10, -20, immediate: index))
+        lookup(&a, map: map, key: -20, orElse: done)
+        a.emit(.load(.double, .r1, .r0, 0))
+        a.emit(.alu64(.add, .r1, 1))
+        a.emit(.store(.double, .r0, 0, .r1))
+        a.place(done)
+    }
+
+    private static func ends(_ a: inout Assembler, notMine: Assembler.Label, drop: Assembler.Label) {
+        a.place(notMine)
+        a.emit(.mov(.r0, Self.notMine))
+        a.emit(.exit)
+        a.place(drop)
+        a.emit(.mov(.r0, Self.drop))
+        a.emit(.exit)
+    }
+}
