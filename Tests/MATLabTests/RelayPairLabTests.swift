@@ -79,14 +79,9 @@ struct RelayPairLabTests {
     /// relay (thousands of relayed packets each way, none refused) and that it registered.
     /// Then forged relayed packets are refused.
     @Test func twoNodesBehindRandomPortNATsReachEachOtherThroughTheRelay() throws {
-        let nat = try NATLab()
+        let nat = try NATLab.randomPortPair()
         defer { nat.close() }
         let lab = nat.lab
-        try nat.addCNSite()
-        try nat.moveVM(host: 80)
-        try nat.moveCNBehindNAT(host: 90)
-        try nat.randomPorts("nat")
-        try nat.randomPorts("nat2")
         let keys = ["vm": try lab.writeSigningKey("vm"), "cn": try lab.writeSigningKey("cn")]
         try lab.startMatd("plain", config: try relayConfig(lab, keys: keys))
         try lab.startMatd("vm", config: try nodeConfig(lab, "vm", publicAddress: "203.0.113.50",
@@ -169,14 +164,9 @@ struct RelayPairLabTests {
     /// other's record naming the relay, sends the other's traffic through the relay at once. A TCP transfer each way arrives byte-identical,
     /// both ends show `path relay`, and both sent and took signaling through the relay.
     @Test func twoNodesBehindRandomPortNATsFindEachOtherThroughTheIMSAndTheRelay() throws {
-        let nat = try NATLab()
+        let nat = try NATLab.randomPortPair()
         defer { nat.close() }
         let lab = nat.lab
-        try nat.addCNSite()
-        try nat.moveVM(host: 80)
-        try nat.moveCNBehindNAT(host: 90)
-        try nat.randomPorts("nat")
-        try nat.randomPorts("nat2")
         _ = try lab.startIMS(more: ["plain": Self.relayHoA])
         try lab.startMatd("plain", config: try imsRelayConfig(lab))
         let publicAddresses = [("vm", "203.0.113.50"), ("cn", "203.0.113.51")]
