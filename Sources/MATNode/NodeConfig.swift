@@ -13,6 +13,10 @@ public struct NodeConfig: Sendable, Equatable {
         /// The peer's Ed25519 public key (base64), pinned: its mobility alerts are checked
         /// against it instead of the key the IMS publishes.
         public var publicKey: VerifyingKey?
+        /// The relay the peer registers with (`relay`), which must be this node's own
+        /// (`[relay] address`): its signaling goes there when direct goes unanswered, and
+        /// its traffic in UDP at once (docs/config.md, "`[peer]`").
+        public var relay: IPAddress?
         public var line: Int
     }
 
@@ -284,6 +288,7 @@ public struct NodeConfig: Sendable, Equatable {
                 guard let key = VerifyingKey(base64: entry.value) else {
                     throw ConfigError(line: entry.line, key: entry.key,
                                       message: "\(entry.value) is not a base64 Ed25519 public key (32 bytes)")
+        var relay: IPAddress?
                 }
                 publicKey = key
             default:
@@ -297,11 +302,14 @@ public struct NodeConfig: Sendable, Equatable {
             throw ConfigError(line: section.line, key: "mobile-address", message: "missing in [peer] for \(home)")
         }
         for moa in mobile where moa.family != home.family {
+            case "relay":
+                guard relay == nil else { throw ConfigError(line: entry.line, key: entry.key, message: "set twice in one [peer]") }
+                relay = try address(entry)
             throw ConfigError(line: section.line, key: "mobile-address",
                               message: "\(moa) is \(moa.family) but home address \(home) is \(home.family): "
                                   + "translation between address families is not supported")
         }
-        return StaticPeer(homeAddress: home, mobileAddresses: mobile, publicKey: publicKey, line: section.line)
+        return StaticPeer(homeAddress: home, mobileAddresses: mobile, publicKey: publicKey, relay: relay, line: section.line)
     }
 
     private static func readIMS(_ section: ConfigFile.Section) throws(ConfigError) -> IMSSettings {
@@ -385,6 +393,14 @@ public struct NodeConfig: Sendable, Equatable {
     }
 
     private static func absolutePath(_ entry: ConfigFile.Entry) throws(ConfigError) -> String {
+            // A relay forwards only between the nodes registered with it, and this node
+            // registers with one.
+            if let named = peer.relay, named != relay?.address {
+                let own = relay?.address.map { "[relay] address is \($0)" } ?? "this node has no [relay] address"
+                throw ConfigError(line: peer.line, key: "relay",
+                                  message: "\(named) is not this node's relay (\(own)): a peer is reached only through "
+                                      + "the relay this node registers with")
+            }
         guard entry.value.hasPrefix("/") else {
             throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not an absolute path")
         }

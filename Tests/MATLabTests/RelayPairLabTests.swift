@@ -170,8 +170,11 @@ struct RelayPairLabTests {
         _ = try lab.startIMS(more: ["plain": Self.relayHoA])
         try lab.startMatd("plain", config: try imsRelayConfig(lab))
         let publicAddresses = [("vm", "203.0.113.50"), ("cn", "203.0.113.51")]
+        // The CN is under load from the start: every message without its cookie gets a
+        // cookie reply, which goes back through the relay to the VM behind its NAT.
         for (node, address) in publicAddresses {
-            try lab.startMatd(node, config: try imsNodeConfig(lab, node, publicAddress: address))
+            try lab.startMatd(node, config: try imsNodeConfig(lab, node, publicAddress: address),
+                              environment: node == "cn" ? ["MATD_TEST_SIGNALING_UNDER_LOAD": "1"] : [:])
         }
         for (node, address) in publicAddresses
         where !lab.waitForLog(node, "registered \(Addr.node(node).home4) -> \(address)", timeout: 60) {
@@ -188,9 +191,12 @@ struct RelayPairLabTests {
         let started = Date()
         let ping = try lab.spawn("vm", ["ping", "-c", "5", "-i", "0.5", "-W", "1", "-q", cn.home4])
         ping.wait(timeout: 30)
-        for (node, peer) in [("vm", cn.home4), ("cn", vm.home4)]
-        where !lab.waitForLog(node, "\(peer) is reached through the relay \(Addr.plain4)", timeout: 60) {
-            Issue.record("matd in \(node) did not send \(peer)'s signaling through the relay:\n\(lab.matdLog(node))")
+        // The VM tries direct first; its probe goes unanswered (the CN's NAT drops it) and
+        // its next one goes through the relay. The CN answers the way the VM's came.
+        for (node, line) in [("vm", "signaling to \(cn.home4) went unanswered direct"),
+                             ("cn", "signaling to \(vm.home4) goes through the relay: its own came through it")]
+        where !lab.waitForLog(node, line, timeout: 60) {
+            Issue.record("matd in \(node) did not send its peer's signaling through the relay:\n\(lab.matdLog(node))")
             return
         }
         // Each peer's record names the relay: its traffic goes there as soon as it is in UDP
@@ -215,6 +221,12 @@ struct RelayPairLabTests {
                     && counters["encap_relay_refused", default: 0] == 0
                     && counters["encap_keepalives_received", default: 0] == 0, "\(node): \(counters)")
         }
+        // The CN's cookie reply reached the VM through the relay, and the VM sent its
+        // message again with the cookie.
+        let cnSignaling = try lab.stats("cn")["signaling"] as? [String: Int] ?? [:]
+        let vmSignaling = try lab.stats("vm")["signaling"] as? [String: Int] ?? [:]
+        #expect(cnSignaling["cookies_sent", default: 0] >= 1 && vmSignaling["cookies_received", default: 0] >= 1,
+                "cn: \(cnSignaling)\nvm: \(vmSignaling)")
         let relay = try lab.stats("plain")["relay"] as? [String: Int] ?? [:]
         #expect(relay["keys_learned", default: 0] == 2 && relay["signals_forwarded", default: 0] >= 4
                 && relay["bad_signatures", default: 0] == 0, "relay: \(relay)")
@@ -228,6 +240,97 @@ struct RelayPairLabTests {
         let stateFile = lab.path("plain-state") + "/peers.json"
         let state = FileManager.default.contents(atPath: stateFile).map { String(decoding: $0, as: UTF8.self) } ?? ""
         #expect(!state.contains(vm.home4) && !state.contains(cn.home4), "relay's \(stateFile): \(state)")
+    }
+
+    /// Two nodes whose IMS records name one relay, with a working direct path (no NAT):
+    /// each knows the other is behind the relay, and yet the first contact's signaling and
+    /// the traffic go direct, as the answers come direct (docs/signaling.md, "Signaling
+    /// through the relay"): no signal or packet through the relay at either end or at the
+    /// relay, which took both registrations.
+    @Test func twoNodesOnOneRelayWithADirectPathSignalAndSendDirectly() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        _ = try lab.startIMS(more: ["plain": Self.relayHoA])
+        try lab.startMatd("plain", config: try imsRelayConfig(lab))
+        for node in ["vm", "cn"] {
+            let path = try lab.writeIMSConfig(node)
+            let text = try String(contentsOfFile: path, encoding: .utf8) + "\n[relay]\naddress = \(Addr.plain4)\n"
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            try lab.startMatd(node, config: path)
+        }
+        for node in ["vm", "cn"] where !lab.waitForLog(node, "registered \(Addr.node(node).home4) -> ", timeout: 60) {
+            Issue.record("matd in \(node) did not register:\n\(lab.matdLog(node))")
+            return
+        }
+        for hoa in [vm.home4, cn.home4]
+        where !lab.waitForLog("plain", "relay: took the key of \(hoa) from the IMS", timeout: 30) {
+            Issue.record("the relay did not take \(hoa)'s key from the IMS:\n\(lab.matdLog("plain"))")
+            return
+        }
+        #expect(try lab.ping("vm", cn.home4, count: 5), "\(lab.matdLog("vm"))")
+        #expect(try lab.ping("cn", vm.home4, count: 5), "\(lab.matdLog("cn"))")
+        for (node, peer) in [("vm", cn.home4), ("cn", vm.home4)]
+        where !lab.waitForLog(node, "\(peer) is behind the relay \(Addr.plain4) (its IMS record)", timeout: 30) {
+            Issue.record("matd in \(node) did not learn that \(peer) is behind the relay:\n\(lab.matdLog(node))")
+        }
+        for node in ["vm", "cn"] {
+            let stats = try lab.stats(node)
+            let encap = stats["encapsulation"] as? [String: Int] ?? [:]
+            #expect(encap["encap_relay_signals_sent", default: 0] == 0 && encap["encap_relay_signals_received", default: 0] == 0
+                    && encap["encap_relay_packets_sent", default: 0] == 0
+                    && encap["encap_relay_packets_received", default: 0] == 0, "\(node): \(encap)")
+            let peers = try lab.matctl(node, "peers")
+            #expect(!peers.contains("path relay") && !peers.contains("path udp-encap"), "\(node): \(peers)")
+        }
+        // The first contact went all the way, direct: the VM's probe and update answered.
+        let signaling = try lab.stats("vm")["signaling"] as? [String: Int] ?? [:]
+        #expect(signaling["probes_answered", default: 0] >= 1 && signaling["acks_received", default: 0] >= 1, "\(signaling)")
+        let relay = try lab.stats("plain")["relay"] as? [String: Int] ?? [:]
+        #expect(relay["registrations_accepted", default: 0] >= 2 && relay["signals_forwarded", default: 0] == 0
+                && relay["forwarded", default: 0] == 0, "relay: \(relay)")
+    }
+
+    /// Pinned peers that name the relay (`[peer] relay`, docs/config.md) behind NATs with
+    /// random ports, no IMS: the VM's alert to the CN goes unanswered direct and then
+    /// through the relay, the CN acknowledges through it (the VM's came that way), and
+    /// each sends the other's traffic through the relay as soon as it is in UDP, without
+    /// waiting three keepalive intervals for hole punching.
+    @Test func pinnedPeersThatNameTheRelaySignalAndSendThroughIt() throws {
+        let nat = try NATLab.randomPortPair()
+        defer { nat.close() }
+        let lab = nat.lab
+        let keys = ["vm": try lab.writeSigningKey("vm"), "cn": try lab.writeSigningKey("cn")]
+        try lab.startMatd("plain", config: try relayConfig(lab, keys: keys))
+        for (node, me, peer) in [("vm", "203.0.113.50", "203.0.113.51"), ("cn", "203.0.113.51", "203.0.113.50")] {
+            let path = try nodeConfig(lab, node, publicAddress: me, peerAddress: peer, peerKey: keys[node == "vm" ? "cn" : "vm"]!)
+            let text = try String(contentsOfFile: path, encoding: .utf8)
+                .replacingOccurrences(of: "\n[relay]\n", with: "relay = \(Addr.plain4)\n\n[relay]\n")
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            try lab.startMatd(node, config: path)
+        }
+        for (node, peer) in [("vm", "203.0.113.51"), ("cn", "203.0.113.50")]
+        where !lab.waitForLog(node, "\(peer) is reached through the relay \(Addr.plain4): its traffic goes there now", timeout: 60) {
+            Issue.record("matd in \(node) did not send its peer's traffic through the relay:\n\(lab.matdLog(node))")
+            return
+        }
+        #expect(try lab.ping("vm", cn.home4, count: 3), "\(lab.matdLog("vm"))")
+        // An alert round: answered only through the relay.
+        let before = try nat.encapCounters("vm")
+        let rebind = try runCommand([LabPaths.matctl, "rebind", "--socket", lab.socket("vm")], timeout: 60)
+        let reply = (try? JSONSerialization.jsonObject(with: Data(rebind.stdout.utf8))) as? [String: Any] ?? [:]
+        #expect(reply["acknowledged"] as? [String] == [cn.home4], "\(rebind.summary)\n\(lab.matdLog("vm"))")
+        let after = try nat.encapCounters("vm")
+        #expect(after["encap_relay_signals_sent", default: 0] > before["encap_relay_signals_sent", default: 0]
+                && after["encap_relay_signals_received", default: 0] > before["encap_relay_signals_received", default: 0],
+                "before \(before)\nafter \(after)")
+        for (node, peer) in [("vm", cn.home4), ("cn", vm.home4)] {
+            let log = lab.matdLog(node)
+            #expect(log.contains("\(peer) is behind the relay \(Addr.plain4) (its [peer] section)"), "\(node): \(log)")
+            #expect(!log.contains("no keepalive from"), "\(node): hole punching was waited for")
+            let counters = try nat.encapCounters(node)
+            #expect(counters["encap_relay_signals_sent", default: 0] >= 1 && counters["encap_relay_signals_received", default: 0] >= 1,
+                    "\(node): \(counters)")
+        }
     }
 
     /// The VM's NAT becomes 1:1 (Tools/lab/nat-site one-to-one): the CN's keepalives reach

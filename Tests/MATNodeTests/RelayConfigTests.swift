@@ -54,6 +54,33 @@ import Testing
         #expect(error(Self.config("relay-port = 1"))?.message == "unknown key in [relay]")
     }
 
+    /// `[peer] relay` names the relay a pinned peer registers with: only this node's own.
+    @Test func aPinnedPeerNamesThisNodesRelay() throws {
+        func withPeer(_ lines: String, relay: String? = "address = 203.0.113.5") -> String {
+            """
+            [node]
+            home-address = 198.51.100.10
+            uplink = eth0
+            domain-prefix = 198.51.100.0/24
+
+            [peer]
+            home-address = 198.51.100.20
+            mobile-address = 192.0.2.130
+            \(lines)
+            \(relay.map { "[relay]\n\($0)" } ?? "")
+            """
+        }
+        let config = try NodeConfig(parsing: withPeer("relay = 203.0.113.5"))
+        #expect(config.peers.first?.relay == IPAddress("203.0.113.5"))
+        #expect(try NodeConfig(parsing: withPeer("")).peers.first?.relay == nil)
+        let other = error(withPeer("relay = 203.0.113.6"))
+        #expect(other?.key == "relay" && other?.line == 6 && other?.message.contains("203.0.113.5") == true, "\(String(describing: other))")
+        #expect(error(withPeer("relay = 203.0.113.5", relay: nil))?.message.contains("no [relay] address") == true)
+        #expect(error(withPeer("relay = 203.0.113.5", relay: "serve = on"))?.key == "relay")
+        #expect(error(withPeer("relay = 203.0.113.5\nrelay = 203.0.113.5"))?.message.contains("twice") == true)
+        #expect(error(withPeer("relay = a.relay.example"))?.key == "relay")
+    }
+
     @Test func aChangedRelayWaitsForARestart() throws {
         let before = try NodeConfig(parsing: Self.config("address = 203.0.113.5"))
         let after = try NodeConfig(parsing: Self.config("address = 203.0.113.6"))

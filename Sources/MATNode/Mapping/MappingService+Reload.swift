@@ -60,6 +60,7 @@ extension MappingService {
         let oldPeers = Dictionary(config.peers.map { ($0.homeAddress, $0) }, uniquingKeysWith: { first, _ in first })
         let newPeers = Dictionary(next.peers.map { ($0.homeAddress, $0) }, uniquingKeysWith: { first, _ in first })
         config = next
+        followConfiguredRelays()
         var changed = false
         for (hoa, _) in oldPeers where newPeers[hoa] == nil {
             peerKeys[hoa] = nil

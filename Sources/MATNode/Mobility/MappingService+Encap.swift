@@ -29,6 +29,9 @@ final class EncapControl: @unchecked Sendable {
     /// The peers whose IMS record names this node's relay: their traffic goes through it
     /// as soon as it goes in UDP.
     var relayedHoAs: Set<IPAddress> = []
+    /// The `[peer]`s whose section names this node's relay, as last applied
+    /// (``MappingService/followConfiguredRelays()``).
+    var configuredRelayPeers: Set<IPAddress> = []
 
     /// Whether `moa`'s traffic in UDP goes through the relay at once: some peer at `moa`
     /// (several nodes behind one NAT share it) has an IMS record naming this node's relay.

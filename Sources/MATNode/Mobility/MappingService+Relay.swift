@@ -21,6 +21,7 @@ extension MappingService {
             }
         }
         takeRelayedSignals(now: now)
+            followConfiguredRelays()
         var schedule = relaySchedule ?? RelayRegistrationSchedule(interval: config.encapKeepalive * 1_000, now: now)
         schedule.follow(addresses.mobileAddresses, now: now)
         if schedule.isDue(now: now) {
@@ -86,6 +87,26 @@ extension MappingService {
         let through = answer.relay == relay
         let changed = through ? control.relayedHoAs.insert(hoa).inserted : control.relayedHoAs.remove(hoa) != nil
         // A peer whose traffic is in UDP already: the engine follows the record now, not
+        // A `[peer]` that names the relay stays behind it whatever its record says.
+        guard encapControl?.configuredRelayPeers.contains(hoa) == false else { return }
+        behindRelay(hoa, answer.relay == relay, relay: relay, source: "its IMS record")
+    }
+
+    /// Applies the `[peer]` sections' `relay` (at the first turn with a relay, and after a
+    /// reload): a peer whose section names this node's relay is reached through it as one
+    /// whose IMS record names it.
+    func followConfiguredRelays() {
+        guard let relay = config.relay?.address, let control = encapControl else { return }
+        let named = Set(config.peers.filter { $0.relay == relay }.map(\.homeAddress))
+        guard named != control.configuredRelayPeers else { return }
+        let changed = named.symmetricDifference(control.configuredRelayPeers)
+        control.configuredRelayPeers = named
+        for hoa in changed { behindRelay(hoa, named.contains(hoa), relay: relay, source: "its [peer] section") }
+    }
+
+    /// Whether `hoa` is behind this node's `relay`, as `source` says: its traffic in UDP
+    /// goes there at once, and its signaling when direct goes unanswered (``SignalRoutes``).
+    private func behindRelay(_ hoa: IPAddress, _ through: Bool, relay: IPAddress, source: String) {
         // only when the next peer goes in UDP.
         if changed {
             let peers = activePeers()
@@ -95,8 +116,9 @@ extension MappingService {
             }
         }
         if signaling.reachThroughRelay(hoa, through) {
-            log(through ? "matd: \(hoa) is reached through the relay \(relay): its signaling goes there"
-                        : "matd: \(hoa) names no relay of this node's now: its signaling goes direct")
+            log(through ? "matd: \(hoa) is behind the relay \(relay) (\(source)): its signaling goes there when direct "
+                            + "goes unanswered"
+                        : "matd: \(hoa) names no relay of this node's now (\(source)): its signaling goes direct")
         }
     }
 }

@@ -24,18 +24,32 @@ final class Signaling {
     private var publishedPeerStatesVersion = 0
     private let publishedPeerStates = Mutex<[IPAddress: PeerSignalState]>([:])
     weak var host: SignalingHost?
-    /// Peers whose signaling goes through the relay (their IMS record names this node's
-    /// relay; docs/signaling.md, "Signaling through the relay"), and how it is sent there
-    /// (nil: this node has no relay).
-    private var relayedPeers: Set<IPAddress> = []
+    /// Which way each peer's signaling goes, direct or through the relay
+    /// (docs/signaling.md, "Signaling through the relay").
+    private var routes = SignalRoutes()
+    /// How a message is sent through the relay (nil: this node has no relay).
     var relaySend: (([UInt8]) throws -> Void)?
+    /// The latest time an event came with, for the calls that come without one.
+    private var lastNow: UInt64 = 0
+
+    /// The environment variable that puts the signaling under load from the start (tests
+    /// only): every message without a valid cookie gets a cookie reply
+    /// (docs/signaling.md, "Under load").
+    static let underLoadVariable = "MATD_TEST_SIGNALING_UNDER_LOAD"
 
     /// Opens the signaling port for each family the node has a HoA of.
     init(port: UInt16, families: Set<AddressFamily>, key: SigningKey, sequences: SequenceSource,
          lifetime: UInt32) throws(SystemError) {
         self.port = port
         self.sequences = sequences
-        machine = SignalingMachine(key: key, lifetime: lifetime)
+        if getenv(Self.underLoadVariable).map({ String(cString: $0) }) == "1" {
+            log(.warning, "matd: \(Self.underLoadVariable) is set (for tests only): every signaling message without a "
+                + "cookie gets a cookie reply")
+            machine = SignalingMachine(key: key, lifetime: lifetime,
+                                       admission: SignalAdmission(shared: TokenBucket(rate: 0, burst: 0)))
+        } else {
+            machine = SignalingMachine(key: key, lifetime: lifetime)
+        }
         var sockets: [DatagramSocket] = []
         for family in [AddressFamily.ipv4, .ipv6] where families.contains(family) {
             sockets.append(try DatagramSocket(family: family, port: port, role: "signaling-port"))
@@ -97,7 +111,7 @@ final class Signaling {
         guard let environment, let actions = machine.announce(to: peer, at: moa, now: now, environment: environment) else {
             return false
         }
-        perform(actions)
+        perform(actions, now: now)
         return true
     }
 
@@ -109,7 +123,7 @@ final class Signaling {
         guard let environment else { return 0 }
         sequences.clockMovedForward()
         let actions = machine.renumberUpdates(below: floor, now: now, environment: environment)
-        perform(actions)
+        perform(actions, now: now)
         publish()
         return actions.filter { if case .event("alert", _) = $0 { true } else { false } }.count
     }
@@ -125,34 +139,58 @@ final class Signaling {
                 // Without its service the signaling has nobody to act for: the datagram goes.
                 guard let environment else { continue }
                 perform(machine.receive(UnsafeRawBufferPointer(rebasing: buffer[0..<length]), from: source, now: now,
-                                        environment: environment))
+                                        environment: environment), now: now)
             }
         }
         publish()
     }
 
     /// A message that came through the relay, which says it came from `origin`: checked
-    /// and answered as one from that address.
+    /// and answered as one from that address. Its sender's signaling goes through the
+    /// relay from now on, when its record allows (``SignalRoutes``), and a cookie reply to
+    /// it goes back through the relay (``RelayedCookieReply``), as does a cookie reply
+    /// that came this way: it is taken as one from `origin`.
     func receiveRelayed(_ bytes: [UInt8], from origin: IPAddress, now: UInt64) {
         guard bytes.count <= buffer.count, let environment else { return }
-        bytes.withUnsafeBytes { perform(machine.receive($0, from: origin, now: now, environment: environment)) }
+        var message = bytes
+        let hoas: (sender: IPAddress, receiver: IPAddress)?
+        if let relayed = RelayedCookieReply.open(bytes) {
+            hoas = (relayed.sender, relayed.receiver)
+            message = SignalCodec.seal(relayed.reply)
+        } else {
+            hoas = SignalCodec.peekHeader(bytes).map { ($0.sender, $0.receiver) }
+        }
+        lastNow = max(lastNow, now)
+        if let sender = hoas?.sender, routes.heardThroughRelay(from: sender, now: now) {
+            log("matd: signaling to \(sender) goes through the relay: its own came through it")
+        }
+        message.withUnsafeBytes {
+            perform(machine.receive($0, from: origin, now: now, environment: environment), now: now, relayed: hoas)
+        }
         publish()
     }
 
-    /// Whether `peer`'s signaling goes through the relay; returns whether that changed.
+    /// Whether `peer` may be reached through the relay (its record or `[peer]` section
+    /// names this node's relay); returns whether that changed. Its signaling still tries
+    /// direct first (``SignalRoutes``).
     @discardableResult
     func reachThroughRelay(_ peer: IPAddress, _ through: Bool) -> Bool {
         guard relaySend != nil else { return false }
-        return through ? relayedPeers.insert(peer).inserted : relayedPeers.remove(peer) != nil
+        let changed = routes.allow(peer, through)
+        // Its message came through the relay before its record did (the lookup of its key).
+        if changed && through && routes.routeIsRelay(peer, now: lastNow) {
+            log("matd: signaling to \(peer) goes through the relay: its own came through it")
+        }
+        return changed
     }
 
     /// Retransmits what is due, looks up peers that stay silent, gives up on the hopeless.
     /// Returns when it next needs to run (milliseconds), or nil.
     func tick(now: UInt64) -> UInt64? {
         if let environment {
-            perform(machine.tick(now: now, environment: environment))
+            perform(machine.tick(now: now, environment: environment), now: now)
             // After the tick's actions: a peer they dropped has no probes left to send.
-            perform(machine.sendDueProbes(now: now, environment: environment))
+            perform(machine.sendDueProbes(now: now, environment: environment), now: now)
         }
         refusals.report(machine.counters, now: now)
         publish()
@@ -164,7 +202,7 @@ final class Signaling {
     /// key the answers must verify with when it is not the one bound to `peer`.
     func probe(_ peer: IPAddress, at moas: [IPAddress], key: VerifyingKey?, now: UInt64) {
         guard let environment else { return }
-        perform(machine.probe(peer, at: moas, key: key, now: now, environment: environment))
+        perform(machine.probe(peer, at: moas, key: key, now: now, environment: environment), now: now)
         publish()
     }
 
@@ -198,7 +236,7 @@ final class Signaling {
     /// The IMS answered with `hoa`'s key: the message that waited for it is handled now.
     func keyArrived(for hoa: IPAddress, now: UInt64) {
         guard let environment else { return }
-        perform(machine.keyArrived(for: hoa, now: now, environment: environment))
+        perform(machine.keyArrived(for: hoa, now: now, environment: environment), now: now)
         publish()
     }
 
@@ -220,14 +258,19 @@ final class Signaling {
         host.map { HostEnvironment(host: $0, sequences: sequences) }
     }
 
-    /// Carries out the machine's decisions in their order. The service may call back into
-    /// this driver from here (a dropped peer's probes are cancelled): the machine is not
-    /// in the middle of an event then.
-    private func perform(_ actions: [SignalingAction]) {
+    /// Carries out the machine's decisions in their order, at `now` (the last time given
+    /// when nil: the calls without one send no message). `relayed`: the sender and
+    /// receiver HoAs of the message that came through the relay and was decided on. The
+    /// service may call back into this driver from here (a dropped peer's probes are
+    /// cancelled): the machine is not in the middle of an event then.
+    private func perform(_ actions: [SignalingAction], now: UInt64? = nil,
+                         relayed: (sender: IPAddress, receiver: IPAddress)? = nil) {
+        let now = max(now ?? lastNow, lastNow)
+        lastNow = now
         for action in actions {
             switch action {
             case .transmit(let bytes, let moa):
-                transmit(bytes, to: moa)
+                transmit(bytes, to: moa, now: now, answering: relayed)
             case .tryOut(let hoa, let moas, let unproven, let sequence, let updateBytes):
                 host?.tryOut(hoa: hoa, moas: moas, unproven: unproven, sequence: sequence, updateBytes: updateBytes)
             case .adopt(let hoa, let moas, let lifetime, let sequence):
@@ -235,6 +278,7 @@ final class Signaling {
             case .challengeFailed(let hoa, let sequence):
                 host?.challengeFailed(hoa: hoa, sequence: sequence)
             case .reached(let hoa, let moa, let key):
+                routes.answered(by: hoa)
                 host?.reached(hoa: hoa, at: moa, key: key)
             case .unreachable(let hoa, let moa):
                 host?.unreachable(hoa: hoa, at: moa)
@@ -250,21 +294,49 @@ final class Signaling {
         }
     }
 
-    private func transmit(_ bytes: [UInt8], to moa: IPAddress) {
-        if let relaySend, !relayedPeers.isEmpty, let receiver = RelayedSignal.receiver(ofSignal: bytes),
-           relayedPeers.contains(receiver) {
-            do {
-                try relaySend(bytes)
-            } catch {
-                log(.warning, "matd: signaling to \(receiver) through the relay: \(error)")
+    /// Sends `bytes` to `moa`'s signaling port, or through the relay: a message as
+    /// ``SignalRoutes`` says for its receiver, a cookie reply to a message that came
+    /// through the relay (`answering`) back that way (direct it would be lost behind the
+    /// peer's NAT, and the peer would wait for the load to pass).
+    private func transmit(_ bytes: [UInt8], to moa: IPAddress, now: UInt64,
+                          answering relayed: (sender: IPAddress, receiver: IPAddress)?) {
+        if relaySend != nil {
+            if let relayed, let reply = RelayedCookieReply.wrap(bytes, from: relayed.receiver, to: relayed.sender) {
+                sendThroughRelay(reply, to: relayed.sender)
+                return
             }
-            return
+            if let header = SignalCodec.peekHeader(bytes) {
+                let wantsAnswer = header.type == .bindingUpdate || header.type == .challenge
+                let (route, change) = routes.route(to: header.receiver, wantsAnswer: wantsAnswer, now: now)
+                switch change {
+                case .unanswered?:
+                    log("matd: signaling to \(header.receiver) went unanswered direct for "
+                        + "\(SignalRoutes.answerWait) ms: it goes through the relay")
+                case .holdEnded?:
+                    log("matd: signaling to \(header.receiver) tries direct again after "
+                        + "\(SignalRoutes.relayHold / 1_000) s through the relay")
+                case nil:
+                    break
+                }
+                if route == .relay {
+                    sendThroughRelay(bytes, to: header.receiver)
+                    return
+                }
+            }
         }
         guard let socket = sockets.first(where: { $0.family == moa.family }) else { return }
         do {
             try socket.send(bytes, to: moa, port: port)
         } catch {
             log(.warning, "matd: signaling to \(moa): \(error)")
+        }
+    }
+
+    private func sendThroughRelay(_ bytes: [UInt8], to receiver: IPAddress) {
+        do {
+            try relaySend?(bytes)
+        } catch {
+            log(.warning, "matd: signaling to \(receiver) through the relay: \(error)")
         }
     }
 
