@@ -78,6 +78,10 @@ public struct NodeConfig: Sendable, Equatable {
     /// Seconds between probes, while a peer is reached in UDP, of whether the path now
     /// carries translated packets (`encap-reprobe`).
     public var encapReprobe: UInt64
+    /// Seconds a learned peer's MoA counts as proven after the last word signed with the
+    /// peer's key that came from it (`proof-lifetime`, F): past it, nothing from that MoA
+    /// is taken as the peer's until it answers a probe (``ProofFreshness``).
+    public var proofLifetime: UInt64
     /// The command run when the hypervisor announces this guest after a live migration
     /// (`on-notify-peers`): its words, the first an absolute path; the interface's name
     /// is appended. nil: the announcement only re-alerts the peers (``Readdresser``).
@@ -112,6 +116,7 @@ public struct NodeConfig: Sendable, Equatable {
     public static let defaultEncapPort: UInt16 = 7541
     public static let defaultEncapKeepalive: UInt64 = 15
     public static let defaultEncapReprobe: UInt64 = 60
+    public static let defaultProofLifetime: UInt64 = 40
     public static let defaultControlSocket = "/run/matd/control.sock"
     public static let defaultStateDirectory = "/var/lib/matd"
     public static let defaultRoutingTable: UInt32 = 7540
@@ -138,6 +143,7 @@ public struct NodeConfig: Sendable, Equatable {
         kernelFastPath = KernelFastPath.defaultSetting
         encapKeepalive = Self.defaultEncapKeepalive
         encapReprobe = Self.defaultEncapReprobe
+        proofLifetime = Self.defaultProofLifetime
         onNotifyPeers = nil
         peers = []
         ims = nil
@@ -265,6 +271,11 @@ public struct NodeConfig: Sendable, Equatable {
                     throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not 1-3600 (seconds)")
                 }
                 encapReprobe = seconds
+            case "proof-lifetime":
+                guard let seconds = UInt64(entry.value), (10...3_600).contains(seconds) else {
+                    throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not 10-3600 (seconds)")
+                }
+                proofLifetime = seconds
             case "public-address":
                 publicAddresses.entries.append(try PublicAddresses.parse(entry, existing: publicAddresses.entries))
             default:
@@ -444,6 +455,7 @@ extension NodeConfig {
         note("kernel-fast-path", kernelFastPath, next.kernelFastPath)
         note("encap-keepalive", encapKeepalive, next.encapKeepalive)
         note("encap-reprobe", encapReprobe, next.encapReprobe)
+        note("proof-lifetime", proofLifetime, next.proofLifetime)
         note("[relay]", relay, next.relay)
         return (merged, notApplied)
     }

@@ -90,6 +90,13 @@ extension MappingService {
     func reached(hoa: IPAddress, at moa: IPAddress?, key: VerifyingKey?) {
         let now = Self.milliseconds()
         idle.heard(hoa, now: now)
+        if !signaling.isProbing(hoa) { freshness.roundEnded(hoa) }
+        // Signed with the key bound to it (not one an IMS answer on trial names).
+        if let moa, key == nil, freshness.signed(hoa, from: moa, now: now) {
+            // Its proof had run out (``ProofFreshness``): its packets are its own again.
+            engine.send(.endLimit(moa, validated: true))
+            log("matd: \(hoa) answered from \(moa): its packets from there are taken as its own again")
+        }
         // A new key is proven only by an answer verified with it.
         guard let moa, var trial = answerTrials[hoa], trial.pending.contains(moa), trial.key == key else { return }
         let first = trial.answered(moa)
@@ -124,6 +131,7 @@ extension MappingService {
             if trial.isDecided, !trial.answeredAny { trialFailed(hoa, trial) }
         }
         if learned[hoa]?.mapping.moas.contains(where: { $0.address == moa }) != true { engine.send(.endLimit(moa, validated: false)) }
+        if !signaling.isProbing(hoa) { freshness.roundEnded(hoa) }
         guard !signaling.isProbing(hoa), learned[hoa] != nil, idle.roundFailed(hoa, now: Self.milliseconds()) else { return }
         log(.notice, "matd: dropping peer \(hoa): silent for \(idle.idleAfter / 1_000) s and it answered none of its probes")
         EventLog.shared.post("idle_peer_dropped", ["peer": "\(hoa)"])
@@ -185,13 +193,22 @@ extension MappingService {
         return settled
     }
 
-    /// Probes the learned peers that have been silent for a while.
+    /// Probes the learned peers that have been silent for a while, and those whose proof
+    /// is running out; limits the MoAs whose proof ran out.
     func probeIdlePeers(now: UInt64) {
-        // Data from a peer counts as hearing from it, within limits (``IdleProbing``).
-        for hoa in engine.takeInboundPeers() { idle.dataArrived(from: hoa, now: now) }
+        // Data from a peer counts as hearing from it, within limits (``IdleProbing``), and
+        // says it is in use (``ProofFreshness``).
+        for hoa in engine.takeInboundPeers() {
+            idle.dataArrived(from: hoa, now: now)
+            freshness.dataArrived(from: hoa, now: now)
+        }
         // And so do its packets the kernel fast path translated, at their own (older) times.
-        for (hoa, at) in engine.fastPath?.takeHeard() ?? [:] { idle.dataArrived(from: hoa, now: min(at, now)) }
+        for (hoa, at) in engine.fastPath?.takeHeard() ?? [:] {
+            idle.dataArrived(from: hoa, now: min(at, now))
+            freshness.dataArrived(from: hoa, now: min(at, now))
+        }
         expireFirstContactAlerts(now: now)
+        checkProofs(now: now)
         for hoa in idle.due(at: now) {
             guard let mapping = learned[hoa]?.mapping else {
                 idle.forget(hoa)
@@ -203,6 +220,53 @@ extension MappingService {
                 continue
             }
             signaling.probe(hoa, at: mapping.moas.map(\.address), key: nil, now: now)
+        }
+    }
+
+    /// Limits each MoA whose proof ran out as a first contact's (nothing from it is the
+    /// peer's, what goes there is held to the unvalidated-path budget, the kernel fast
+    /// path leaves the peer to the engine), and probes the peers ``ProofFreshness`` picks.
+    private func checkProofs(now: UInt64) {
+        let step = freshness.step(at: now)
+        for lapse in step.lapses {
+            guard learned[lapse.hoa] != nil else {
+                endLapsedLimits(freshness.forget(lapse.hoa), of: lapse.hoa)
+                continue
+            }
+            for moa in lapse.moas { engine.send(.limitUntilProven(moa)) }
+            let moas = lapse.moas.map(\.description).joined(separator: ", ")
+            // Rare: a live peer answers before (in use) or at its idle probe (F is longer).
+            log(.notice, "matd: \(lapse.hoa): nothing signed from \(moas) for \(freshness.lifetime / 1_000) s "
+                + "(proof-lifetime)\(lapse.inUse ? " while its packets came" : ""); packets from there are not "
+                + "taken as \(lapse.hoa)'s until it answers a probe")
+        }
+        for hoa in step.probes {
+            guard let mapping = learned[hoa]?.mapping else {
+                endLapsedLimits(freshness.forget(hoa), of: hoa)
+                continue
+            }
+            signaling.probe(hoa, at: mapping.moas.map(\.address), key: nil, now: now)
+            // None started (every probe slot is taken, ``ReachabilityProbes``): next time.
+            if !signaling.isProbing(hoa) { freshness.roundNotStarted(hoa) }
+        }
+    }
+
+    /// `mapping` is back in use without ``install(_:expiresAt:reason:)`` (a move's
+    /// challenge failed, and every limit of the trial's mapping ended): the MoAs the trial
+    /// brought are forgotten, and the lapsed ones among the previous limited again.
+    func mappingRestored(_ mapping: PeerMapping) {
+        endLapsedLimits(freshness.track(mapping.hoa, moas: mapping.moas.map(\.address), now: Self.milliseconds()), of: mapping.hoa)
+        for moa in freshness.lapsed[mapping.hoa] ?? [] { engine.send(.limitUntilProven(moa)) }
+    }
+
+    /// Ends the limit of `moas`, lapsed MoAs `hoa` no longer maps, unless a first
+    /// contact's trial of another peer waits for one of them or another peer's proof of
+    /// one ran out too (their own checks end those).
+    func endLapsedLimits(_ moas: [IPAddress], of hoa: IPAddress) {
+        for moa in moas {
+            let held = answerTrials.values.contains { $0.pending.contains(moa) }
+                || freshness.lapsed.contains { $0.key != hoa && $0.value.contains(moa) }
+            if !held { engine.send(.endLimit(moa, validated: false)) }
         }
     }
 }

@@ -133,6 +133,7 @@ extension MappingService {
         endTrial(of: hoa)
         dropFirstContactAlert(hoa)
         idle.forget(hoa)
+        endLapsedLimits(freshness.forget(hoa), of: hoa)
         signaling.cancelProbes(of: hoa)
         stateDirty = true
         learned[hoa] = nil
@@ -195,6 +196,7 @@ extension MappingService {
             let mapping = PeerMapping(hoa: peer.hoa, ranked: peer.moas, flags: .confirmed, sequence: peer.sequence)
             learned[peer.hoa] = (mapping, now + MappingRefresh.soon)
             idle.track(peer.hoa, now: now)
+            _ = freshness.track(peer.hoa, moas: peer.moas, now: now)
             publishedPeers.withLock { $0[peer.hoa] = .learned }
             engine.send(.replaceMapping(mapping))
         }

@@ -88,6 +88,9 @@ public final class MappingService: @unchecked Sendable {
     /// Learned peers' silence, probed after a while (``IdleProbing``); set from the IMS's
     /// record TTL in `init`.
     var idle = IdleProbing(idleAfter: 30_000)
+    /// How long each learned MoA counts as proven (``ProofFreshness``); set from
+    /// `proof-lifetime` in `init`.
+    var freshness = ProofFreshness(lifetime: NodeConfig.defaultProofLifetime * 1_000)
     /// `matctl rotate-key` requests, the rotations waiting for their registrations, and
     /// the signing key each family's last confirmed registration published.
     let keyRotationRequests = Mutex<[KeyRotationTicket]>([])
@@ -166,6 +169,7 @@ public final class MappingService: @unchecked Sendable {
             encapControl = try EncapControl(config)
         }
         idle = IdleProbing(idleAfter: Self.idleProbeAfter(config))
+        freshness = ProofFreshness(lifetime: config.proofLifetime * 1_000)
         if let step = WallClock.step {
             log(.warning, "matd: \(ClockStep.variable) is set (for tests only): the wall clock, \(WallClock.seconds()) now, "
                 + "steps by \(step.seconds) s in \(step.afterMilliseconds) ms")
@@ -461,6 +465,7 @@ public final class MappingService: @unchecked Sendable {
         let previous = learned[mapping.hoa]?.mapping
         learned[mapping.hoa] = (mapping, expiresAt)
         idle.track(mapping.hoa, now: Self.milliseconds())
+        endLapsedLimits(freshness.track(mapping.hoa, moas: mapping.moas.map(\.address), now: Self.milliseconds()), of: mapping.hoa)
         publishedPeers.withLock { $0[mapping.hoa] = .learned }
         // A refresh that only moves the expiry leaves the saved state as it is.
         if previous?.sequence != mapping.sequence || previous?.moas.map(\.address) != mapping.moas.map(\.address) {

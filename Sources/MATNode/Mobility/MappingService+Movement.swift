@@ -315,6 +315,7 @@ extension MappingService: SignalingHost {
         } else if let previous = trial.previous {
             learned[hoa] = (previous, Self.milliseconds() + MappingRefresh.soon)
             engine.send(.replaceMapping(previous))
+            mappingRestored(previous)
         } else {
             forget(hoa)
         }

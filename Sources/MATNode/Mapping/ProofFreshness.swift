@@ -1,0 +1,211 @@
+import MATPacket
+
+/// How long a learned peer's MoA counts as the peer's: for ``lifetime`` (F,
+/// `proof-lifetime`) after the last word signed with the peer's key that came from that
+/// MoA (an answer to a probe or challenge, an acknowledgement, or a MoA going into the
+/// mapping after such a word).
+///
+/// Data is no proof: anyone who holds the MoA can send it (the next tenant of a dead
+/// node's address). So a MoA whose proof runs out goes back to unproven exactly as a first
+/// contact's MoA is (`limitUntilProven`: nothing from it is delivered as the peer's, what
+/// goes there is held to the unvalidated-path budget, and the kernel fast path leaves the
+/// peer to the engine), and the peer is probed; an answer from that MoA proves it again.
+/// A new tenant is therefore taken for a dead node for at most F after the node's last
+/// signed word, whatever it sends.
+///
+/// A live peer in use (its data came in within F) never gets there: it is probed
+/// ``refreshAfter`` into its proof, 10 s before F runs out (room for a probe round of
+/// 5.5 s and most of another). Silent peers are not probed ahead: ``IdleProbing`` checks
+/// them once an idle period, and with F longer than an idle period and a probe round (the
+/// default: 40 s against 30 + 5.5 s) a live one never lapses either; one whose proof
+/// lapses is probed then, after the peers in use.
+///
+/// Probe rounds started here are bounded by a token bucket of ``roundsPerSecond`` (with a
+/// burst of as many): whatever the number of peers, at most that many rounds a second
+/// (each at most 4 datagrams of about 140 bytes). Rounds that find no token wait for the
+/// next call, most urgent first (peers in use first, then the earliest lapse).
+///
+/// Pure: the caller passes the time (monotonic milliseconds), sends the probes and the
+/// engine's commands.
+struct ProofFreshness {
+    /// F: how long a MoA counts as proven after its last signed word (ms).
+    let lifetime: UInt64
+    /// Most probe rounds started per second, and the bucket's burst.
+    let roundsPerSecond: UInt64
+    /// The default of ``roundsPerSecond``: at the default F (40 s) enough for 30,000 peers
+    /// in use at once to be refreshed in time (``refreshAfter``: one round per 30 s each);
+    /// past that, the proofs of the peers with the latest deadlines run out and they are
+    /// probed in turn (their packets dropped meanwhile).
+    static let defaultRoundsPerSecond: UInt64 = 1_000
+    /// How long a round counts as out when the caller never said it ended (ms): longer
+    /// than a probe's 5.5 s.
+    static let roundTimeout: UInt64 = 6_000
+    /// Into a proof, when a peer in use is probed to renew it (ms): 10 s before F runs out
+    /// (room for a probe round of 5.5 s and most of another), or half of F if that is less.
+    var refreshAfter: UInt64 { lifetime - min(lifetime / 2, 10_000) }
+
+    /// When each tracked peer's MoAs were last proven (ms), per peer HoA and MoA.
+    private(set) var provenAt: [IPAddress: [IPAddress: UInt64]] = [:]
+    /// The MoAs whose proof ran out, per peer HoA: unproven until they answer.
+    private(set) var lapsed: [IPAddress: Set<IPAddress>] = [:]
+    /// When data last came from each tracked peer (ms).
+    private(set) var lastData: [IPAddress: UInt64] = [:]
+    /// Peers with a round of probes out that was started here, and when it started.
+    private(set) var probing: [IPAddress: UInt64] = [:]
+    /// Peers with a lapsed MoA and no probe round since it lapsed.
+    private(set) var awaitingProbe: Set<IPAddress> = []
+    /// The token bucket, in thousandths of a round, and when it was last filled (ms).
+    private var credit: UInt64
+    private var filledAt: UInt64 = 0
+    /// Before this (ms) no proven MoA is ``refreshAfter`` old: ``step(at:)`` has nothing
+    /// to do but for a lapsed peer waiting for its round (a walk of every peer saved).
+    private var quietUntil: UInt64 = 0
+
+    init(lifetime: UInt64, roundsPerSecond: UInt64 = Self.defaultRoundsPerSecond) {
+        self.lifetime = max(2, lifetime)
+        self.roundsPerSecond = max(1, roundsPerSecond)
+        credit = self.roundsPerSecond * 1_000
+    }
+
+    /// What ``step(at:)`` decided.
+    struct Step: Equatable {
+        /// A peer's MoAs whose proof ran out in this step: they are to be limited as a
+        /// first contact's are. `inUse`: its data came in within F.
+        struct Lapse: Equatable {
+            var hoa: IPAddress
+            var moas: [IPAddress]
+            var inUse: Bool
+        }
+        var lapses: [Lapse] = []
+        /// Peers to probe at every MoA of their mapping, a round each (``roundEnded(_:)``
+        /// when the round is over).
+        var probes: [IPAddress] = []
+    }
+
+    /// `hoa`'s learned mapping is `moas` now: a MoA new to it counts as proven from `now`
+    /// (a mapping takes a MoA after a signed word from it, or limits it itself: a first
+    /// contact's), one already tracked keeps its proof (an IMS answer naming it again
+    /// proves nothing), and one gone from the mapping is forgotten. Returns the lapsed
+    /// MoAs that left the mapping, whose limit is to end.
+    mutating func track(_ hoa: IPAddress, moas: [IPAddress], now: UInt64) -> [IPAddress] {
+        let before = provenAt[hoa] ?? [:]
+        var after: [IPAddress: UInt64] = [:]
+        for moa in moas {
+            if let at = before[moa] {
+                after[moa] = at
+            } else {
+                after[moa] = now
+                quietUntil = min(quietUntil, now + refreshAfter)
+            }
+        }
+        provenAt[hoa] = after
+        guard var gone = lapsed[hoa] else { return [] }
+        let left = gone.subtracting(moas)
+        gone.subtract(left)
+        lapsed[hoa] = gone.isEmpty ? nil : gone
+        if gone.isEmpty { awaitingProbe.remove(hoa) }
+        return left.sorted()
+    }
+
+    /// A word signed with `hoa`'s key came from `moa` at `now`: that MoA is proven from
+    /// now. Returns whether it had lapsed (its limit is to end).
+    mutating func signed(_ hoa: IPAddress, from moa: IPAddress, now: UInt64) -> Bool {
+        guard provenAt[hoa]?[moa] != nil else { return false }
+        provenAt[hoa]?[moa] = now
+        guard lapsed[hoa]?.remove(moa) != nil else { return false }
+        quietUntil = min(quietUntil, now + refreshAfter)
+        if lapsed[hoa]?.isEmpty == true {
+            lapsed[hoa] = nil
+            awaitingProbe.remove(hoa)
+        }
+        return true
+    }
+
+    /// Packets of `hoa`'s came in by `now` (it is in use). An older time never replaces
+    /// a newer one (the kernel fast path's reports come late).
+    mutating func dataArrived(from hoa: IPAddress, now: UInt64) {
+        guard provenAt[hoa] != nil else { return }
+        lastData[hoa] = max(lastData[hoa] ?? 0, now)
+    }
+
+    /// No probe of `hoa` is out any more (answered or not): another round may start.
+    mutating func roundEnded(_ hoa: IPAddress) { probing[hoa] = nil }
+
+    /// The round ``step(at:)`` picked `hoa` for could not start (every probe slot taken):
+    /// a lapsed peer waits for its round again.
+    mutating func roundNotStarted(_ hoa: IPAddress) {
+        probing[hoa] = nil
+        if lapsed[hoa] != nil { awaitingProbe.insert(hoa) }
+    }
+
+    /// `hoa`'s mapping went. Returns its lapsed MoAs, whose limit is to end.
+    mutating func forget(_ hoa: IPAddress) -> [IPAddress] {
+        provenAt[hoa] = nil
+        lastData[hoa] = nil
+        probing[hoa] = nil
+        awaitingProbe.remove(hoa)
+        return (lapsed.removeValue(forKey: hoa) ?? []).sorted()
+    }
+
+    /// Whether `hoa` is in use at `now`: its data came in within F.
+    func inUse(_ hoa: IPAddress, now: UInt64) -> Bool {
+        guard let data = lastData[hoa] else { return false }
+        return data + lifetime > now
+    }
+
+    /// The MoAs whose proof ran out by `now` (lapsed from now on), and the peers to probe:
+    /// those in use whose oldest proof is ``refreshAfter`` old, and those whose MoA lapsed,
+    /// as many as the token bucket allows, most urgent first.
+    mutating func step(at now: UInt64) -> Step {
+        var step = Step()
+        guard now >= quietUntil || !awaitingProbe.isEmpty else { return step }
+        var earliest = UInt64.max
+        for (hoa, moas) in provenAt {
+            var newly: [IPAddress] = []
+            for (moa, at) in moas where lapsed[hoa]?.contains(moa) != true {
+                if now >= at + lifetime { newly.append(moa) } else { earliest = min(earliest, at) }
+            }
+            guard !newly.isEmpty else { continue }
+            lapsed[hoa, default: []].formUnion(newly)
+            awaitingProbe.insert(hoa)
+            step.lapses.append(.init(hoa: hoa, moas: newly.sorted(), inUse: inUse(hoa, now: now)))
+        }
+        step.lapses.sort { $0.hoa < $1.hoa }
+        quietUntil = earliest == .max ? .max : earliest + refreshAfter
+        for (hoa, started) in probing where now >= started + Self.roundTimeout { probing[hoa] = nil }
+        fill(now: now)
+        guard credit >= 1_000 else { return step }
+        // Peers in use first (false sorts first), then the earliest deadline.
+        var candidates: [(idle: Bool, deadline: UInt64, hoa: IPAddress)] = []
+        for (hoa, moas) in provenAt where probing[hoa] == nil && !moas.isEmpty {
+            let gone = lapsed[hoa]
+            var oldest = UInt64.max, oldestProven = UInt64.max
+            for (moa, at) in moas {
+                oldest = min(oldest, at)
+                if gone?.contains(moa) != true { oldestProven = min(oldestProven, at) }
+            }
+            let used = inUse(hoa, now: now)
+            if awaitingProbe.contains(hoa) {
+                candidates.append((!used, oldest + lifetime, hoa))
+            } else if used, oldestProven != .max, now >= oldestProven + refreshAfter {
+                candidates.append((false, oldestProven + lifetime, hoa))
+            }
+        }
+        candidates.sort { (!$0.idle && $1.idle) || ($0.idle == $1.idle && ($0.deadline, $0.hoa) < ($1.deadline, $1.hoa)) }
+        for candidate in candidates {
+            guard credit >= 1_000 else { break }
+            credit -= 1_000
+            probing[candidate.hoa] = now
+            awaitingProbe.remove(candidate.hoa)
+            step.probes.append(candidate.hoa)
+        }
+        return step
+    }
+
+    /// Adds what the bucket earned since it was last filled, up to a second's worth.
+    private mutating func fill(now: UInt64) {
+        guard now > filledAt else { return }
+        credit = min(roundsPerSecond * 1_000, credit + (now - filledAt) * roundsPerSecond)
+        filledAt = now
+    }
+}
