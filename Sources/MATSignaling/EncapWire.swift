@@ -8,7 +8,7 @@ import MATPacket
 /// | --- | --- | --- |
 /// | 0 | 4 | magic `MATu` (`4D 41 54 75`) |
 /// | 4 | 1 | version = 1 |
-/// | 5 | 1 | kind: 1 packet, 2 keepalive, 3 probe request, 4 probe answer, 5 relay registration, 6 relayed packet, 7 relayed signal |
+/// | 5 | 1 | kind: 1 packet, 2 keepalive, 3 probe request, 4 probe answer, 5 relay registration, 6 relayed packet, 7 relayed signal, 8 registration answer |
 /// | 6 | 2 | zero |
 ///
 /// A packet carries, after the header, the 10-byte `virtio_net_hdr` the sender's TUN
@@ -16,7 +16,8 @@ import MATPacket
 /// addresses are the MoAs). A keepalive is the header alone; a probe request and its
 /// answer carry a 16-byte nonce. A relayed packet is laid out as a packet (so a node sends
 /// it from the same buffer); a relay registration is signed (``RelayRegistration``); a
-/// relayed signal carries a signaling message through a relay (``RelayedSignal``).
+/// relayed signal carries a signaling message through a relay (``RelayedSignal``); a
+/// registration answer carries the relay's half of the key agreement (``RelayAnswer``).
 /// Pure and allocation-free: parsing reads raw bytes.
 public enum EncapWire {
     public static let magic: (UInt8, UInt8, UInt8, UInt8) = (0x4D, 0x41, 0x54, 0x75)
@@ -38,6 +39,8 @@ public enum EncapWire {
         /// A signaling message for a HoA registered at a relay, behind the address the
         /// relay saw it come from (``RelayedSignal``).
         case relayedSignal = 7
+        /// A relay's answer to a registration it took (``RelayAnswer``).
+        case registrationAnswer = 8
     }
 
     /// What a datagram is, with the offset of what follows the header.
@@ -56,6 +59,8 @@ public enum EncapWire {
         /// The origin starts at `headerLength`, the signaling message after it
         /// (``RelayedSignal``).
         case relayedSignal
+        /// The node's exchange key starts at `headerLength` (``RelayAnswer``).
+        case registrationAnswer
     }
 
     /// Reads a datagram's header; nil for anything that is not exactly one of the forms
@@ -78,10 +83,12 @@ public enum EncapWire {
             let count = Int(datagram[headerLength + 8])
             guard (1...RelayRegistration.maximumHoAs).contains(count),
                   rest == RelayRegistration.fixedLength + count * RelayRegistration.addressLength
-                          + RelaySecret.length + RelayRegistration.signatureLength else { return nil }
+                          + RelayRegistration.exchangeLength + RelayRegistration.signatureLength else { return nil }
             return .registration
         case .relayedSignal:
             return RelayedSignal.fits(datagram) ? .relayedSignal : nil
+        case .registrationAnswer:
+            return datagram.count == RelayAnswer.length ? .registrationAnswer : nil
         case .keepalive:
             return rest == 0 ? .keepalive : nil
         case .probeRequest:

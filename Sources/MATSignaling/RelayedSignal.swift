@@ -22,8 +22,8 @@ import MATPacket
 /// address that binding's registrations come from (the sender's NAT's public address): the
 /// receiver treats the message as sent from there, so "the response comes from the MoA
 /// that was challenged" keeps its meaning through the relay. The relay then writes the
-/// MAC with the secret the receiving binding gave in its signed registration
-/// (``RelaySecret``, ``RelayRegistration``): the origin is the relay's word only when the
+/// MAC with the secret the receiving binding agreed on with the relay through its signed
+/// registration (``RelaySecret``, ``RelayRegistration``, ``RelayAnswer``): the origin is the relay's word only when the
 /// MAC says the relay wrote it, as anyone can send a datagram with the relay's address as
 /// its source. Pure; reading and stamping allocate nothing of their own (swift-crypto's
 /// digest contexts are its allocations).
@@ -110,7 +110,7 @@ public enum RelayedSignal {
     }
 
     /// Whether the MAC in `datagram` is the one `secret` gives its origin and message: the
-    /// relay this node gave `secret` stamped it, and neither was changed since. Compares in
+    /// relay this node agreed on `secret` with stamped it, and neither was changed since. Compares in
     /// time independent of where a difference is. False for anything shorter than the
     /// framing.
     public static func isAuthentic(_ datagram: UnsafeRawBufferPointer, secret: RelaySecret) -> Bool {
@@ -130,13 +130,14 @@ public enum RelayedSignal {
     }
 }
 
-/// The 32 random bytes a node gives its relay in its signed registration
-/// (``RelayRegistration``), with which the relay authenticates what it stamps on the
-/// signals it passes to that node (``RelayedSignal``). One per node process, from the
-/// system's CSPRNG as the nonces are. Deliberately not `CustomStringConvertible`.
+/// The 32-byte key with which a relay authenticates what it stamps on the signals it
+/// passes to a node (``RelayedSignal``): agreed on by the node's exchange key in its
+/// signed registration (``RelayRegistration``) and the relay's in its answer
+/// (``RelayAnswer``), never sent (``RelayExchangeKey``). Deliberately not
+/// `CustomStringConvertible`.
 public struct RelaySecret: Sendable {
     public static let length = 32
-    /// The secret's bytes, for the registration.
+    /// The secret's bytes.
     public let bytes: [UInt8]
     /// HMAC's state after the key (set up once, not per signal).
     let primed: HMAC<SHA256>
@@ -148,7 +149,8 @@ public struct RelaySecret: Sendable {
         primed = HMAC<SHA256>(key: SymmetricKey(data: bytes))
     }
 
-    /// A fresh secret from the system's CSPRNG.
+    /// A fresh secret from the system's CSPRNG (for tests and fuzzing: matd agrees on its
+    /// secrets, ``RelayExchangeKey``).
     public static func random() -> RelaySecret {
         var generator = SystemRandomNumberGenerator()
         return RelaySecret((0..<length).map { _ in UInt8.random(in: .min ... .max, using: &generator) })!

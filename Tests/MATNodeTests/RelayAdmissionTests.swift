@@ -46,7 +46,7 @@ import Testing
         var forwarder = RelayForwarder(admission: RelayAdmission(perSourceRate: 1, perSourceBurst: 2,
                                                                  verificationRate: 10, verificationBurst: 3),
                                        pinnedKeys: [hoa: key.publicKey])
-        let forged = RelayRegistration.seal(hoas: [hoa], sequence: 9, secret: RelaySecret.random(), with: forger)
+        let forged = RelayRegistration.seal(hoas: [hoa], sequence: 9, nodeKey: RelayExchangeKey().publicKey, relayKey: nil, with: forger)
         // From 50 ports of one address: two are read (and their signatures fail), 48 not even read.
         for port in 0..<50 {
             _ = register(&forwarder, forged, from: .init(address: address(1), port: UInt16(40_000 + port)), now: 0)
@@ -60,7 +60,7 @@ import Testing
         #expect(forwarder.counters.registrationsRefused == 100 && forwarder.counters.registrations == 0)
         // The genuine node waits for the budget like everyone else (a keepalive interval
         // later its next registration goes through), then is taken.
-        let genuine = RelayRegistration.seal(hoas: [hoa], sequence: 1, secret: RelaySecret.random(), with: key)
+        let genuine = RelayRegistration.seal(hoas: [hoa], sequence: 1, nodeKey: RelayExchangeKey().publicKey, relayKey: nil, with: key)
         let node = RelayTable.Binding(address: address(100), port: 7541)
         #expect(register(&forwarder, genuine, from: node, now: 0) == .overVerificationBudget)
         #expect(register(&forwarder, genuine, from: node, now: 100) == .accepted)
@@ -74,17 +74,17 @@ import Testing
         var forwarder = RelayForwarder(admission: RelayAdmission(verificationRate: 0, verificationBurst: 1),
                                        pinnedKeys: [hoa: key.publicKey])
         let node = RelayTable.Binding(address: address(1), port: 7541)
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [hoa], sequence: 5, secret: RelaySecret.random(), with: key), from: node, now: 0)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [hoa], sequence: 5, nodeKey: RelayExchangeKey().publicKey, relayKey: nil, with: key), from: node, now: 0)
                 == .accepted)
         // Older sequence numbers, even forged ones from elsewhere, are replays: refused as
         // such, with no verification left to spend.
         for sequence in 1...5 {
-            let replay = RelayRegistration.seal(hoas: [hoa], sequence: UInt64(sequence), secret: RelaySecret.random(), with: forger)
+            let replay = RelayRegistration.seal(hoas: [hoa], sequence: UInt64(sequence), nodeKey: RelayExchangeKey().publicKey, relayKey: nil, with: forger)
             #expect(register(&forwarder, replay, from: .init(address: address(2), port: 7541), now: 10) == .replayed)
         }
         #expect(forwarder.counters.refusedForVerificationBudget == 0 && forwarder.counters.badSignatures == 0)
         // A newer one must be verified, and the budget is spent.
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [hoa], sequence: 6, secret: RelaySecret.random(), with: forger),
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [hoa], sequence: 6, nodeKey: RelayExchangeKey().publicKey, relayKey: nil, with: forger),
                          from: .init(address: address(2), port: 7541), now: 10) == .overVerificationBudget)
     }
 }

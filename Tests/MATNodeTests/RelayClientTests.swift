@@ -79,7 +79,7 @@ import Testing
         var forwarder = RelayForwarder(pinnedKeys: [hoa: key.publicKey])
         let binding = RelayTable.Binding(address: IPAddress("203.0.113.50")!, port: 40_000)
         func register(_ sequence: UInt64) -> RelayForwarder.RegistrationOutcome {
-            RelayRegistration.seal(hoas: [hoa], sequence: sequence, secret: RelaySecret.random(), with: key).withUnsafeBytes {
+            RelayRegistration.seal(hoas: [hoa], sequence: sequence, nodeKey: RelayExchangeKey().publicKey, relayKey: nil, with: key).withUnsafeBytes {
                 forwarder.register($0, from: binding, now: 1_000)
             }
         }

@@ -1,4 +1,4 @@
-import MATNode
+@testable import MATNode
 import MATPacket
 import MATSignaling
 import Testing
@@ -30,8 +30,8 @@ func register(_ forwarder: inout RelayForwarder, _ bytes: [UInt8], from sender: 
 
     @Test func signedRegistrationsLetTwoNodesReachEachOtherAndNothingElse() {
         var forwarder = RelayForwarder(pinnedKeys: [vmHoA: vmKey.publicKey, cnHoA: cnKey.publicKey])
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 1, secret: RelaySecret.random(), with: vmKey), from: vmNAT) == .accepted)
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [cnHoA], sequence: 5, secret: RelaySecret.random(), with: cnKey), from: cnNAT) == .accepted)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 1, nodeKey: RelayExchangeKey().publicKey, relayKey: nil, with: vmKey), from: vmNAT) == .accepted)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [cnHoA], sequence: 5, nodeKey: RelayExchangeKey().publicKey, relayKey: nil, with: cnKey), from: cnNAT) == .accepted)
         #expect(route(&forwarder, from: vmHoA, to: cnHoA, sender: vmNAT) == cnNAT)
         #expect(route(&forwarder, from: cnHoA, to: vmHoA, sender: cnNAT) == vmNAT)
         // The CN's NAT cannot send as the VM's HoA.
@@ -46,9 +46,10 @@ func register(_ forwarder: inout RelayForwarder, _ bytes: [UInt8], from sender: 
     /// the message itself is unchanged.
     @Test func aRelayedSignalGoesToItsReceiverStampedWithItsSendersAddress() {
         var forwarder = RelayForwarder(pinnedKeys: [vmHoA: vmKey.publicKey, cnHoA: cnKey.publicKey])
-        let vmSecret = RelaySecret.random(), cnSecret = RelaySecret.random()
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 1, secret: vmSecret, with: vmKey), from: vmNAT) == .accepted)
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [cnHoA], sequence: 1, secret: cnSecret, with: cnKey), from: cnNAT) == .accepted)
+        let vm = RelayTestNode(key: vmKey, hoas: [vmHoA], binding: vmNAT)
+        let cn = RelayTestNode(key: cnKey, hoas: [cnHoA], binding: cnNAT)
+        #expect(vm.register(with: &forwarder, sequence: 1, now: 0) == .accepted)
+        #expect(cn.register(with: &forwarder, sequence: 1, now: 0) == .accepted)
         let message = SignalCodec.seal(SignalMessage(sequence: 0, sender: vmHoA, receiver: cnHoA,
                                                      body: .challenge(nonce: Nonce(high: 1, low: 2), sequence: 0)),
                                        with: vmKey)
@@ -61,10 +62,10 @@ func register(_ forwarder: inout RelayForwarder, _ bytes: [UInt8], from sender: 
         #expect(target == cnNAT)
         #expect(sent.withUnsafeBytes { RelayedSignal.origin($0) } == vmNAT.address)
         #expect(Array(sent[RelayedSignal.signalOffset...]) == message)
-        // Stamped for the receiver: the secret the CN's registration gave authenticates it,
-        // the sender's does not.
-        #expect(sent.withUnsafeBytes { RelayedSignal.isAuthentic($0, secret: cnSecret) })
-        #expect(!sent.withUnsafeBytes { RelayedSignal.isAuthentic($0, secret: vmSecret) })
+        // Stamped for the receiver: the secret the CN agreed on authenticates it, the
+        // sender's does not.
+        #expect(cn.authenticates(sent, now: 10))
+        #expect(!vm.authenticates(sent, now: 10))
         // The CN's binding cannot speak as the VM's HoA; nobody registered 198.51.100.40.
         #expect(routeSignal(RelayedSignal.wrap(message), from: cnNAT).0 == nil)
         let stranger = SignalCodec.seal(SignalMessage(sequence: 0, sender: vmHoA, receiver: IPAddress("198.51.100.40")!,
@@ -75,18 +76,34 @@ func register(_ forwarder: inout RelayForwarder, _ bytes: [UInt8], from sender: 
                 && forwarder.counters.unregisteredSource == 1 && forwarder.counters.unknownDestination == 1)
     }
 
-    /// The relay keeps the secret each binding's latest accepted registration gave, for the
-    /// signals it passes to that binding; one a registration was refused with is not taken.
-    @Test func theRelayKeepsTheSecretABindingRegistered() throws {
+    /// The relay keeps the secret it agreed on with each binding's latest accepted
+    /// registration, for the signals it passes to that binding, and answers with its half
+    /// of the agreement: the node derives the same secret. One a registration was refused
+    /// with is not taken, and it gets no answer.
+    @Test func theRelayKeepsTheSecretItAgreedOnWithABinding() throws {
         var forwarder = RelayForwarder(pinnedKeys: [vmHoA: vmKey.publicKey])
-        let first = RelaySecret.random(), second = RelaySecret.random(), forged = RelaySecret.random()
+        let node = RelayExchangeKey()
         #expect(forwarder.table.secret(of: vmNAT) == nil)
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 1, secret: first, with: vmKey), from: vmNAT) == .accepted)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 1, nodeKey: node.publicKey, relayKey: nil,
+                                                            with: vmKey), from: vmNAT) == .accepted)
+        let answer = try #require(forwarder.answer.flatMap { bytes in bytes.withUnsafeBytes { RelayAnswer($0) } })
+        #expect(answer.nodeKey == node.publicKey && answer.agreedKey == answer.currentKey)
+        let first = try #require(node.nodeSecret(relay: answer.agreedKey))
         #expect(try #require(forwarder.table.secret(of: vmNAT)).bytes == first.bytes)
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 2, secret: second, with: vmKey), from: vmNAT) == .accepted)
+        // A new exchange key naming the relay's: the node knew the secret before sending.
+        let next = RelayExchangeKey()
+        let second = try #require(next.nodeSecret(relay: answer.currentKey))
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 2, nodeKey: next.publicKey,
+                                                            relayKey: answer.currentKey, with: vmKey), from: vmNAT) == .accepted)
+        #expect(try #require(forwarder.table.secret(of: vmNAT)).bytes == second.bytes && second.bytes != first.bytes)
+        // Signed by another key (someone putting their exchange key in the VM's registration).
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 3, nodeKey: RelayExchangeKey().publicKey,
+                                                            relayKey: nil, with: cnKey), from: vmNAT) == .badSignature)
+        #expect(forwarder.answer == nil)
         #expect(try #require(forwarder.table.secret(of: vmNAT)).bytes == second.bytes)
-        // Signed by another key (someone putting their secret in the VM's registration).
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 3, secret: forged, with: cnKey), from: vmNAT) == .badSignature)
+        // A node exchange key of small order agrees on a secret anyone knows: refused.
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 4, nodeKey: [UInt8](repeating: 0, count: 32),
+                                                            relayKey: nil, with: vmKey), from: vmNAT) == .malformed)
         #expect(try #require(forwarder.table.secret(of: vmNAT)).bytes == second.bytes)
     }
 
@@ -95,21 +112,21 @@ func register(_ forwarder: inout RelayForwarder, _ bytes: [UInt8], from sender: 
     /// again) until the new one is learned. A pinned key is never replaced.
     @Test func aKeyFromTheIMSLetsAHoARegisterAndIsReplacedWhenTheNodeRotatesIt() {
         var forwarder = RelayForwarder(pinnedKeys: [cnHoA: cnKey.publicKey])
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 1, secret: RelaySecret.random(), with: vmKey), from: vmNAT)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 1, nodeKey: RelayExchangeKey().publicKey, relayKey: nil, with: vmKey), from: vmNAT)
                 == .noKey([vmHoA]))
         let learned = forwarder.learn(vmKey.publicKey, for: vmHoA)
         #expect(learned)
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 2, secret: RelaySecret.random(), with: vmKey), from: vmNAT) == .accepted)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 2, nodeKey: RelayExchangeKey().publicKey, relayKey: nil, with: vmKey), from: vmNAT) == .accepted)
         let rotated = SigningKey.generate()
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 3, secret: RelaySecret.random(), with: rotated), from: vmNAT)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 3, nodeKey: RelayExchangeKey().publicKey, relayKey: nil, with: rotated), from: vmNAT)
                 == .learnedKeyFailed([vmHoA]))
         let relearned = forwarder.learn(rotated.publicKey, for: vmHoA)
         #expect(relearned)
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 4, secret: RelaySecret.random(), with: rotated), from: vmNAT) == .accepted)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 4, nodeKey: RelayExchangeKey().publicKey, relayKey: nil, with: rotated), from: vmNAT) == .accepted)
         // The pinned key stays, whatever is learned for its HoA.
         let overPinned = forwarder.learn(rotated.publicKey, for: cnHoA)
         #expect(!overPinned)
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [cnHoA], sequence: 1, secret: RelaySecret.random(), with: rotated), from: cnNAT)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [cnHoA], sequence: 1, nodeKey: RelayExchangeKey().publicKey, relayKey: nil, with: rotated), from: cnNAT)
                 == .badSignature)
         #expect(forwarder.counters.keysLearned == 2 && forwarder.counters.keysRefused == 1
                 && forwarder.counters.badSignatures == 2 && forwarder.counters.registrations == 2)
@@ -118,13 +135,13 @@ func register(_ forwarder: inout RelayForwarder, _ bytes: [UInt8], from sender: 
     @Test func aWrongKeyAnUnknownHoAAndAReplayAreRefusedAndCounted() {
         var forwarder = RelayForwarder(pinnedKeys: [vmHoA: vmKey.publicKey])
         // The CN's key signing for the VM's HoA: a forged takeover.
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 9, secret: RelaySecret.random(), with: cnKey), from: cnNAT)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 9, nodeKey: RelayExchangeKey().publicKey, relayKey: nil, with: cnKey), from: cnNAT)
                 == .badSignature)
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [cnHoA], sequence: 1, secret: RelaySecret.random(), with: cnKey), from: cnNAT)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [cnHoA], sequence: 1, nodeKey: RelayExchangeKey().publicKey, relayKey: nil, with: cnKey), from: cnNAT)
                 == .noKey([cnHoA]))
-        let first = RelayRegistration.seal(hoas: [vmHoA], sequence: 3, secret: RelaySecret.random(), with: vmKey)
+        let first = RelayRegistration.seal(hoas: [vmHoA], sequence: 3, nodeKey: RelayExchangeKey().publicKey, relayKey: nil, with: vmKey)
         #expect(register(&forwarder, first, from: vmNAT) == .accepted)
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 2, secret: RelaySecret.random(), with: vmKey), from: cnNAT)
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 2, nodeKey: RelayExchangeKey().publicKey, relayKey: nil, with: vmKey), from: cnNAT)
                 == .replayed)
         #expect(register(&forwarder, Array(first.dropLast()), from: vmNAT) == .malformed)
         #expect(forwarder.counters.badSignatures == 1 && forwarder.counters.registrationsRefused == 4)
@@ -142,20 +159,20 @@ func register(_ forwarder: inout RelayForwarder, _ bytes: [UInt8], from sender: 
     @Test func everyHoAWithoutAWorkingKeyIsReportedAtOnce() {
         let vm6 = IPAddress("2001:db8:100::10")!
         var forwarder = RelayForwarder(pinnedKeys: [cnHoA: cnKey.publicKey])
-        let secret = RelaySecret.random()
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA, vm6], sequence: 1, secret: secret, with: vmKey),
+        let exchange = RelayExchangeKey().publicKey
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA, vm6], sequence: 1, nodeKey: exchange, relayKey: nil, with: vmKey),
                          from: vmNAT) == .noKey([vmHoA, vm6]))
         for hoa in [vmHoA, vm6] { forwarder.learn(vmKey.publicKey, for: hoa) }
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA, vm6], sequence: 2, secret: secret, with: vmKey),
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA, vm6], sequence: 2, nodeKey: exchange, relayKey: nil, with: vmKey),
                          from: vmNAT) == .accepted)
         let rotated = SigningKey.generate()
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA, vm6], sequence: 3, secret: secret, with: rotated),
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA, vm6], sequence: 3, nodeKey: exchange, relayKey: nil, with: rotated),
                          from: vmNAT) == .learnedKeyFailed([vmHoA, vm6]))
         for hoa in [vmHoA, vm6] { forwarder.learn(rotated.publicKey, for: hoa) }
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA, vm6], sequence: 4, secret: secret, with: rotated),
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA, vm6], sequence: 4, nodeKey: exchange, relayKey: nil, with: rotated),
                          from: vmNAT) == .accepted)
         // With a pinned HoA that fails too: refused as a forgery, nothing to look up.
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA, cnHoA], sequence: 5, secret: secret, with: vmKey),
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA, cnHoA], sequence: 5, nodeKey: exchange, relayKey: nil, with: vmKey),
                          from: vmNAT) == .badSignature)
         #expect(forwarder.table.hoas(of: vmNAT) == [vmHoA, vm6])
     }
@@ -167,19 +184,19 @@ func register(_ forwarder: inout RelayForwarder, _ bytes: [UInt8], from sender: 
     @Test func learnedKeysOfHoAsNoBindingHoldsMakeRoomForNewOnes() {
         let strangers = [IPAddress("198.51.100.30")!, IPAddress("198.51.100.31")!]
         var forwarder = RelayForwarder(learnedCapacity: 3)
-        let secret = RelaySecret.random()
+        let exchange = RelayExchangeKey().publicKey
         forwarder.learn(vmKey.publicKey, for: vmHoA)
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 1, secret: secret, with: vmKey),
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 1, nodeKey: exchange, relayKey: nil, with: vmKey),
                          from: vmNAT) == .accepted)
         for hoa in strangers { forwarder.learn(SigningKey.generate().publicKey, for: hoa) }
         // Full: the strangers' keys go, the VM's stays.
         let taken = forwarder.learn(cnKey.publicKey, for: cnHoA)
         #expect(taken && forwarder.counters.keysEvicted == 2 && forwarder.counters.keysRefused == 0)
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [cnHoA], sequence: 1, secret: secret, with: cnKey),
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [cnHoA], sequence: 1, nodeKey: exchange, relayKey: nil, with: cnKey),
                          from: cnNAT) == .accepted)
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 2, secret: secret, with: vmKey),
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [vmHoA], sequence: 2, nodeKey: exchange, relayKey: nil, with: vmKey),
                          from: vmNAT) == .accepted)
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [strangers[0]], sequence: 1, secret: secret, with: vmKey),
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [strangers[0]], sequence: 1, nodeKey: exchange, relayKey: nil, with: vmKey),
                          from: vmNAT) == .noKey([strangers[0]]))
         // Room for one more, then every learned HoA but that one is held.
         forwarder.learn(SigningKey.generate().publicKey, for: strangers[0])
@@ -187,7 +204,7 @@ func register(_ forwarder: inout RelayForwarder, _ bytes: [UInt8], from sender: 
         let third = IPAddress("198.51.100.32")!
         let thirdTaken = forwarder.learn(other.publicKey, for: third)
         #expect(thirdTaken && forwarder.counters.keysEvicted == 3)
-        #expect(register(&forwarder, RelayRegistration.seal(hoas: [third], sequence: 1, secret: secret, with: other),
+        #expect(register(&forwarder, RelayRegistration.seal(hoas: [third], sequence: 1, nodeKey: exchange, relayKey: nil, with: other),
                          from: RelayTable.Binding(address: IPAddress("203.0.113.52")!, port: 40_003)) == .accepted)
         let refused = forwarder.learn(SigningKey.generate().publicKey, for: strangers[1])
         #expect(!refused && forwarder.counters.keysRefused == 1 && forwarder.counters.keysLearned == 6)

@@ -12,23 +12,58 @@ import Testing
     func parse(_ bytes: [UInt8]) -> EncapWire.Frame? { bytes.withUnsafeBytes { EncapWire.parse($0) } }
 
     @Test func aSealedRegistrationOpensAndVerifiesWithTheNodeKeyOnly() throws {
-        let secret = RelaySecret.random()
-        let bytes = RelayRegistration.seal(hoas: [hoa4, hoa6], sequence: 0x0102_0304_0506_0708, secret: secret, with: key)
-        #expect(bytes.count == 8 + 9 + 2 * 17 + 32 + 64)
-        #expect(Array(bytes[51..<83]) == secret.bytes)
+        let nodeKey = RelayExchangeKey().publicKey, relayKey = RelayExchangeKey().publicKey
+        let bytes = RelayRegistration.seal(hoas: [hoa4, hoa6], sequence: 0x0102_0304_0506_0708, nodeKey: nodeKey,
+                                           relayKey: relayKey, with: key)
+        #expect(bytes.count == 8 + 9 + 2 * 17 + 64 + 64)
+        #expect(Array(bytes[51..<83]) == nodeKey && Array(bytes[83..<115]) == relayKey)
         #expect(Array(bytes.prefix(17)) == [0x4D, 0x41, 0x54, 0x75, 1, 5, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 2])
         #expect(Array(bytes[17..<22]) == [4, 198, 51, 100, 10] && bytes[22..<34].allSatisfy { $0 == 0 })
         #expect(bytes[34] == 6)
         #expect(parse(bytes) == .registration)
         let registration = try #require(open(bytes))
         #expect(registration.sequence == 0x0102_0304_0506_0708 && registration.hoas == [hoa4, hoa6])
-        #expect(registration.secret == secret.bytes)
+        #expect(registration.nodeKey == nodeKey && registration.relayKey == relayKey)
         #expect(registration.verify(with: key.publicKey))
         #expect(!registration.verify(with: SigningKey.generate().publicKey))
+        // No relay key yet: zero on the wire, nil when read.
+        let first = RelayRegistration.seal(hoas: [hoa4], sequence: 1, nodeKey: nodeKey, relayKey: nil, with: key)
+        #expect(first[66..<98].allSatisfy { $0 == 0 })
+        #expect(try #require(open(first)).relayKey == nil)
+    }
+
+    /// A relay's answer (kind 8): its three keys in order, exactly 104 bytes, shorter than
+    /// the shortest registration it answers.
+    @Test func anAnswerCarriesTheRelaysKeysAndIsShorterThanAnyRegistration() throws {
+        let keys = (0..<3).map { _ in RelayExchangeKey().publicKey }
+        let bytes = RelayAnswer(nodeKey: keys[0], agreedKey: keys[1], currentKey: keys[2]).bytes
+        #expect(bytes.count == 104 && Array(bytes.prefix(8)) == [0x4D, 0x41, 0x54, 0x75, 1, 8, 0, 0])
+        #expect(parse(bytes) == .registrationAnswer)
+        let answer = try #require(bytes.withUnsafeBytes { RelayAnswer($0) })
+        #expect(answer.nodeKey == keys[0] && answer.agreedKey == keys[1] && answer.currentKey == keys[2])
+        #expect(parse(Array(bytes.dropLast())) == nil && parse(bytes + [0]) == nil)
+        let shortest = RelayRegistration.seal(hoas: [hoa4], sequence: 1, nodeKey: keys[0], relayKey: nil, with: key)
+        #expect(shortest.count == 162 && bytes.count < shortest.count)
+    }
+
+    /// Node and relay agree on one secret from each other's public half (and the secret is
+    /// none of the bytes they send); another key agrees on another.
+    @Test func nodeAndRelayAgreeOnTheSecretFromEachOthersPublicHalf() throws {
+        let node = RelayExchangeKey(), relay = RelayExchangeKey()
+        let atNode = try #require(node.nodeSecret(relay: relay.publicKey))
+        let atRelay = try #require(relay.relaySecret(node: node.publicKey))
+        #expect(atNode.bytes == atRelay.bytes)
+        #expect(atNode.bytes != node.publicKey && atNode.bytes != relay.publicKey)
+        #expect(try #require(RelayExchangeKey().nodeSecret(relay: relay.publicKey)).bytes != atNode.bytes)
+        // The roles are part of the derivation: the relay's secret for the node's key is
+        // not the node's for the relay's, were their halves swapped.
+        #expect(try #require(relay.nodeSecret(relay: node.publicKey)).bytes != atNode.bytes)
+        #expect(node.nodeSecret(relay: [UInt8](repeating: 0, count: 32)) == nil)
+        #expect(node.nodeSecret(relay: Array(relay.publicKey.dropLast())) == nil)
     }
 
     @Test func everyChangedBitFailsTheSignatureOrTheFraming() throws {
-        let bytes = RelayRegistration.seal(hoas: [hoa4], sequence: 7, secret: RelaySecret.random(), with: key)
+        let bytes = RelayRegistration.seal(hoas: [hoa4], sequence: 7, nodeKey: RelayExchangeKey().publicKey, relayKey: nil, with: key)
         var opened = 0
         for bit in 0..<(bytes.count * 8) {
             var mutated = bytes
@@ -38,13 +73,13 @@ import Testing
                 #expect(!registration.verify(with: key.publicKey), "verifies with bit \(bit) flipped")
             }
         }
-        // At least the sequence number's, the secret's and the signature's bits leave a
-        // registration that opens: the signature covers the secret.
-        #expect(opened >= 64 + 256 + 512)
+        // At least the sequence number's, the exchange keys' and the signature's bits leave
+        // a registration that opens: the signature covers the exchange keys.
+        #expect(opened >= 64 + 512 + 512)
     }
 
     @Test func malformedRegistrationsAreRefused() {
-        let good = RelayRegistration.seal(hoas: [hoa4], sequence: 1, secret: RelaySecret.random(), with: key)
+        let good = RelayRegistration.seal(hoas: [hoa4], sequence: 1, nodeKey: RelayExchangeKey().publicKey, relayKey: nil, with: key)
         #expect(open(Array(good.dropLast())) == nil && parse(Array(good.dropLast())) == nil)
         #expect(open(good + [0]) == nil)
         var noHoAs = good
@@ -60,7 +95,7 @@ import Testing
         dirtyPadding[30] = 1
         #expect(open(dirtyPadding) == nil)
         // A HoA listed twice is not a registration of two.
-        let twice = RelayRegistration.seal(hoas: [hoa4, hoa4], sequence: 1, secret: RelaySecret.random(), with: key)
+        let twice = RelayRegistration.seal(hoas: [hoa4, hoa4], sequence: 1, nodeKey: RelayExchangeKey().publicKey, relayKey: nil, with: key)
         #expect(parse(twice) == .registration && open(twice) == nil)
         // Every truncation is refused without trapping.
         for length in 0..<good.count { #expect(open(Array(good.prefix(length))) == nil) }

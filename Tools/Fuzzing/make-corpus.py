@@ -503,9 +503,12 @@ def signaling_seeds():
     # The relay kinds: a registration of two HoAs signed with the fixed key, and a
     # relayed IPv6 packet (laid out as a packet).
     registration = (encap(5) + struct.pack(">QB", 9, 2) + signal_address(V4_HOA_A) + signal_address(V6_HOA_A)
-                    + bytes(range(64, 96)))  # the relay secret
+                    + bytes(range(64, 96))  # the node's exchange key
+                    + bytes(range(96, 128)))  # the relay's exchange key it names
     seeds["encap-relay-registration"] = registration + ed25519_sign(SIGNAL_SEED, registration)
     seeds["encap-relayed-v6"] = encap(6) + bytes(10) + bytes([0x60]) + bytes(39)
+    # The relay's answer (kind 8): the node's key, the key agreed with, the current key.
+    seeds["encap-relay-answer"] = encap(8) + bytes(range(64, 96)) + bytes(range(96, 128)) * 2
     # A binding update through the relay (kind 7): a zero origin and MAC, then the message.
     seeds["encap-relayed-signal"] = encap(7) + bytes(17 + 16) + seeds["v4-binding-update"]
     return seeds

@@ -91,9 +91,10 @@ public final class EncapPath: @unchecked Sendable {
     /// the MoAs whose traffic does now.
     var fallback = RelayFallback()
     var relayedMoAs: Set<IPAddress> = []
-    /// The secret this node's registrations give `relayServer` (one per process), with
-    /// which a relayed signal's stamp is checked (``RelayedSignal``).
-    let relaySecret = RelaySecret.random()
+    /// The exchange keys of this node's registrations with `relayServer` and the secrets
+    /// agreed on with it, with which a relayed signal's stamp is checked (``RelaySecrets``):
+    /// the service thread registers, the engine thread takes answers and checks.
+    let relaySecrets: Mutex<RelaySecrets>
     /// Takes a signaling message that came through `relayServer` (``RelayedSignal``): the
     /// origin the relay stamped and the message, valid only during the call (the handler
     /// copies what it keeps). Set before the engine starts.
@@ -164,6 +165,9 @@ public final class EncapPath: @unchecked Sendable {
         }
         answerSockets = answers
         endpoints = EncapEndpoints(lifetime: lifetime)
+        // The relay forgets a binding `lifetime` after its last registration (the nodes
+        // agree on `encap-keepalive`), and a registration may be a second on its way.
+        relaySecrets = Mutex(RelaySecrets(retention: lifetime + 5_000))
         let takesUDPSegment = (socket4 ?? socket6).map(Self.takesUDPSegment) ?? false
         segmentation = Segmentation(fromEnvironment: getenv(Self.segmentationVariable).map { String(cString: $0) },
                                     takesUDPSegment: takesUDPSegment)

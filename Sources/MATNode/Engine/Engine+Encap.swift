@@ -263,12 +263,30 @@ extension Engine {
             guard encap.relay != nil else { encap.counters.refused &+= 1; return 0 }
             let sender = RelayTable.Binding(address: source, port: sourcePort)
             switch encap.relay?.register(datagram, from: sender, now: MonotonicClock.milliseconds()) {
+            case .accepted?:
+                // The relay's half of the secret's key agreement (``RelayAnswer``).
+                if let answer = encap.relay?.answer {
+                    do {
+                        try encap.sendControl(answer, to: sender.address, port: sender.port)
+                    } catch {
+                        encap.counters.sendFailures &+= 1
+                    }
+                }
             case .noKey(let hoas)?, .learnedKeyFailed(let hoas)?:
                 // The service looks the keys up in the IMS, within its bounds: every HoA
                 // the registration lists (at most ``RelayRegistration/maximumHoAs``).
                 for hoa in hoas { encap.relayKeyHandler(hoa) }
             default:
                 break
+            }
+        case .registrationAnswer:
+            // Only from this node's relay; what it says is checked by the secrets
+            // (an answer to no exchange key of this node's changes nothing).
+            guard encap.relay == nil, encap.relayServer == RelayTable.Binding(address: source, port: sourcePort),
+                  let answer = RelayAnswer(datagram),
+                  encap.relaySecrets.withLock({ $0.take(answer, now: MonotonicClock.milliseconds()) }) else {
+                encap.counters.refused &+= 1
+                return 0
             }
         case .relayedSignal:
             receiveRelayedSignal(encap, at: base, length: length, source: source, sourcePort: sourcePort)
@@ -307,9 +325,11 @@ extension Engine {
             }
             return
         }
-        guard let origin = RelayedSignalCheck.origin(UnsafeRawBufferPointer(datagram),
-                                                     from: RelayTable.Binding(address: source, port: sourcePort),
-                                                     relay: encap.relayServer, secret: encap.relaySecret) else {
+        let now = MonotonicClock.milliseconds()
+        guard let origin = encap.relaySecrets.withLock({ secrets in
+            RelayedSignalCheck.origin(UnsafeRawBufferPointer(datagram), from: RelayTable.Binding(address: source, port: sourcePort),
+                                      relay: encap.relayServer, secrets: secrets, now: now)
+        }) else {
             encap.counters.relayRefused &+= 1
             encap.counters.refused &+= 1
             return

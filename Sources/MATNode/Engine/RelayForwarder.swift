@@ -11,6 +11,10 @@ import MATSignaling
 /// Pure apart from the Ed25519 check: the caller passes the time and sends what is
 /// forwarded; the outcomes are counted (``Counters``).
 ///
+/// Secrets: each taken registration carries the node's exchange key; the relay agrees on
+/// the binding's relay secret with it (``RelayExchangeKeys``, rotated every 10 minutes)
+/// and answers with its own half (``answer``), which the engine sends to the binding.
+///
 /// Keys: the `client-key`s pinned in `[relay]`, then the keys the service took from the
 /// IMS for HoAs without one (``learn(_:for:)``). A HoA with neither cannot register: its
 /// registration comes back as ``RegistrationOutcome/noKey(_:)`` naming every such HoA it
@@ -82,6 +86,10 @@ public struct RelayForwarder: Sendable {
 
     public private(set) var table: RelayTable
     public private(set) var counters = Counters()
+    /// The answer to the registration ``register(_:from:now:)`` last took, for the engine
+    /// to send to its binding (``RelayAnswer``); nil after any other outcome.
+    public private(set) var answer: [UInt8]?
+    private var exchangeKeys: RelayExchangeKeys
     private var admission: RelayAdmission
     private let pinned: [IPAddress: VerifyingKey]
     /// Keys from the IMS for HoAs without a pinned one, at most `learnedCapacity`.
@@ -92,8 +100,10 @@ public struct RelayForwarder: Sendable {
     let learnedCapacity: Int
 
     public init(table: RelayTable = RelayTable(), admission: RelayAdmission = RelayAdmission(),
-                pinnedKeys: [IPAddress: VerifyingKey] = [:], learnedCapacity: Int = RelayForwarder.learnedCapacity) {
+                pinnedKeys: [IPAddress: VerifyingKey] = [:], learnedCapacity: Int = RelayForwarder.learnedCapacity,
+                exchangeKeys: RelayExchangeKeys = RelayExchangeKeys()) {
         self.learnedCapacity = learnedCapacity
+        self.exchangeKeys = exchangeKeys
         self.table = table
         self.admission = admission
         pinned = pinnedKeys
@@ -102,6 +112,7 @@ public struct RelayForwarder: Sendable {
     /// A datagram `EncapWire.parse` took as a registration, from `sender` at `now`.
     public mutating func register(_ datagram: UnsafeRawBufferPointer, from sender: RelayTable.Binding,
                                   now: UInt64) -> RegistrationOutcome {
+        answer = nil
         let outcome = check(datagram, from: sender, now: now)
         switch outcome {
         case .accepted: counters.registrations &+= 1
@@ -143,9 +154,15 @@ public struct RelayForwarder: Sendable {
         let failed = keys.filter { !registration.verify(with: $0.key) }
         if failed.contains(where: { !$0.learned }) { return .badSignature }
         if !failed.isEmpty { return .learnedKeyFailed(failed.map(\.hoa)) }
+        // Signed, so the exchange key is the node's: nobody else can learn the secret.
+        guard let agreed = exchangeKeys.agree(node: registration.nodeKey, named: registration.relayKey ?? [], now: now)
+        else { return .malformed }
         switch table.register(Set(registration.hoas), sequence: registration.sequence,
-                              secret: RelaySecret(registration.secret), from: sender, now: now) {
-        case .accepted: return .accepted
+                              secret: agreed.secret, from: sender, now: now) {
+        case .accepted:
+            answer = RelayAnswer(nodeKey: registration.nodeKey, agreedKey: agreed.relayKey,
+                                 currentKey: exchangeKeys.currentKey(now: now)).bytes
+            return .accepted
         case .replayed: return .replayed
         case .full: return .full
         }
@@ -181,7 +198,7 @@ public struct RelayForwarder: Sendable {
     /// goes: routed as a relayed packet is, by the message's sender and receiver HoAs (the
     /// sender's binding must have registered the sender HoA), and stamped with the
     /// sender's address as its origin (``RelayedSignal``), the relay's word on where it
-    /// came from, authenticated with the secret the receiving binding registered. Nil when
+    /// came from, authenticated with the secret the receiving binding agreed on. Nil when
     /// it goes nowhere (counted by reason).
     public mutating func routeSignal(_ datagram: UnsafeMutableRawBufferPointer, from sender: RelayTable.Binding,
                                      now: UInt64) -> RelayTable.Binding? {
@@ -191,8 +208,8 @@ public struct RelayForwarder: Sendable {
         }
         guard let target = decide(table.route(from: sender, source: hoas.sender, destination: hoas.receiver, now: now))
         else { return nil }
-        // Every accepted registration carries one: this is a binding the table took
-        // before it did (a test's), with nothing to authenticate the stamp with.
+        // Every accepted registration agrees on one: this is a binding the table took
+        // without (a test's), with nothing to authenticate the stamp with.
         guard let secret = table.secret(of: target) else {
             counters.unknownDestination &+= 1
             return nil

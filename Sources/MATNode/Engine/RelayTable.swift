@@ -53,7 +53,7 @@ public struct RelayTable: Sendable {
         var hoas: Set<IPAddress>
         var lastSeen: UInt64
         var bucket: TokenBucket
-        /// The secret its latest registration gave (``RelaySecret``).
+        /// The secret agreed on with its latest registration (``RelaySecret``).
         var secret: RelaySecret?
     }
 
@@ -92,7 +92,7 @@ public struct RelayTable: Sendable {
     /// The HoAs `binding` holds now.
     public func hoas(of binding: Binding) -> Set<IPAddress> { bindings[binding]?.hoas ?? [] }
 
-    /// The secret `binding`'s latest registration gave, for the signals relayed to it.
+    /// The secret agreed on with `binding`'s latest registration, for the signals relayed to it.
     public func secret(of binding: Binding) -> RelaySecret? { bindings[binding]?.secret }
 
     /// Whether a registration of `hoas` with `sequence` from `binding` would be refused as
@@ -109,8 +109,8 @@ public struct RelayTable: Sendable {
 
     /// A registration of `hoas` with `sequence`, its signature already verified, from
     /// `binding` at `now`. Accepted, it refreshes the binding and takes each HoA over from
-    /// whichever binding held it; a binding left with no HoA is forgotten. `secret` (the
-    /// registration's) replaces the one the binding gave before.
+    /// whichever binding held it; a binding left with no HoA is forgotten. `secret` (agreed on
+    /// with the registration) replaces the binding's one before.
     public mutating func register(_ hoas: Set<IPAddress>, sequence: UInt64, secret: RelaySecret? = nil,
                                   from binding: Binding, now: UInt64) -> Registration {
         if isReplayed(hoas, sequence: sequence, from: binding, now: now) { return .replayed }

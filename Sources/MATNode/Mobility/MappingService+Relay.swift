@@ -9,7 +9,9 @@ extension MappingService {
     /// from the node's one persisted counter (never repeated across restarts, so the relay
     /// never takes a registration for a replay after one), signed with the node key, sent
     /// from the encapsulation socket so that the relay learns the NAT binding this node's
-    /// carried packets use. Returns when it next has something to do.
+    /// carried packets use, with this node's half of the key agreement on the relay secret
+    /// (``RelaySecrets``: a new exchange key every 5 minutes). Returns when it next has
+    /// something to do.
     func tickRelay(now: UInt64) -> UInt64? {
         if config.relay?.serves == true { lookUpRelayKeys(now: now) }
         guard let relay = config.relay?.address, let encap = engine.encap else { return nil }
@@ -27,8 +29,10 @@ extension MappingService {
         if schedule.isDue(now: now) {
             do {
                 let hoas = Array(config.homeAddresses.prefix(RelayRegistration.maximumHoAs))
-                let bytes = signaling.sealRelayRegistration(hoas: hoas, sequence: try signaling.nextSequence(),
-                                                            secret: encap.relaySecret)
+                let sequence = try signaling.nextSequence()
+                let keys = encap.relaySecrets.withLock { $0.registration(now: now) }
+                let bytes = signaling.sealRelayRegistration(hoas: hoas, sequence: sequence, nodeKey: keys.nodeKey,
+                                                            relayKey: keys.relayKey)
                 try encap.sendControl(bytes, to: relay, port: config.encapPort)
                 encap.countRegistration(sent: true)
                 if relaySchedule == nil || schedule.failures > 0 {

@@ -98,9 +98,10 @@ final class Signaling {
     func saveSequences() throws(SystemError) { try sequences.save() }
 
     /// A registration of `hoas` with the relay (docs/signaling.md, "Relay"), signed with
-    /// the key this node's alerts are signed with now.
-    func sealRelayRegistration(hoas: [IPAddress], sequence: UInt64, secret: RelaySecret) -> [UInt8] {
-        RelayRegistration.seal(hoas: hoas, sequence: sequence, secret: secret, with: machine.key)
+    /// the key this node's alerts are signed with now, with the exchange keys of
+    /// ``RelaySecrets/registration(now:)``.
+    func sealRelayRegistration(hoas: [IPAddress], sequence: UInt64, nodeKey: [UInt8], relayKey: [UInt8]?) -> [UInt8] {
+        RelayRegistration.seal(hoas: hoas, sequence: sequence, nodeKey: nodeKey, relayKey: relayKey, with: machine.key)
     }
 
     /// Tells `peer` (at `moa`) this node's current MoAs of its family, and keeps telling it

@@ -1,7 +1,7 @@
 // libFuzzer target over MATSignaling's codec: `SignalCodec.open`, `peekTrailer`,
 // `openCookieReply` and `UnverifiedSignal.verify` on arbitrary bytes (the whole input is one UDP datagram), with
 // a fixed key, and `EncapWire.parse` (the UDP encapsulation, with its relay registration,
-// relayed packet and relayed signal) on the same bytes. Like the
+// the relay's answer, relayed packet and relayed signal) on the same bytes. Like the
 // other targets it has no `main` of its own.
 //
 // A fuzzer cannot forge Ed25519 signatures, so every input is tried twice: as it is, and
@@ -164,6 +164,9 @@ func examineEncap(_ raw: UnsafeRawBufferPointer) {
         examineRegistration(bytes)
     case .relayedSignal:
         examineRelayedSignal(bytes)
+    case .registrationAnswer:
+        let answer = RelayAnswer(raw)
+        check(answer?.bytes == bytes, "a relay's answer does not encode back")
     }
     check((try? SignalCodec.open(raw)) == nil, "signaling opened an encapsulation datagram")
 }
@@ -208,9 +211,11 @@ func examineRegistration(_ bytes: [UInt8]) {
         guard let registration = input.withUnsafeBytes({ RelayRegistration($0) }) else { continue }
         check((1...RelayRegistration.maximumHoAs).contains(registration.hoas.count)
               && Set(registration.hoas).count == registration.hoas.count, "a registration opened with bad HoAs")
-        check(registration.secret.count == RelaySecret.length, "a registration opened with a secret of another length")
+        check(registration.nodeKey.count == RelayExchangeKey.length
+              && (registration.relayKey.map { $0.count == RelayExchangeKey.length && $0.contains { $0 != 0 } } ?? true),
+              "a registration opened with an exchange key of another length, or a zero one named")
         let sealed = RelayRegistration.seal(hoas: registration.hoas, sequence: registration.sequence,
-                                            secret: RelaySecret(registration.secret)!, with: fuzzKey)
+                                            nodeKey: registration.nodeKey, relayKey: registration.relayKey, with: fuzzKey)
         check(Array(sealed.dropLast(64)) == signedPart, "a registration does not encode back")
         check(!registration.verify(with: otherVerifyingKey), "a registration verifies with another key")
         if input == resigned {
