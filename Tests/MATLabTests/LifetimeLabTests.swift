@@ -17,6 +17,8 @@ struct LifetimeLabTests {
     static let recordTTL = 5.0
     /// For a loaded machine: lookups, the engine's turn, process start-up.
     static let slack = 10.0
+    /// `proof-lifetime` (F) where a test sets it, seconds: the smallest matd takes.
+    static let proofLifetime = 10.0
 
     let vm = Addr.node("vm"), cn = Addr.node("cn")
 
@@ -110,11 +112,7 @@ struct LifetimeLabTests {
         #expect(fromZ.isRunning, "Z stopped sending before the drop: the test shows nothing")
         for process in [fromZ, sinkCN] { process.signal(SIGKILL) }
         for process in [fromZ, sinkCN] { process.wait(timeout: 10) }
-        let atCN = sinkCN.stdout.split(separator: "\n").compactMap { line -> (Double, String)? in
-            let parts = line.split(separator: " ")
-            guard parts.count == 2, let time = Double(parts[0]) else { return nil }
-            return (time, String(parts[1]))
-        }
+        let atCN = trace(sinkCN)
         let settled = droppedAt + 1
         let asX = atCN.filter { $0.1 == vm.home4 }
         #expect(asX.contains { $0.0 >= droppedAt - 2 }, "Z's packets were not taken as X's up to the drop: the test shows nothing")
@@ -130,6 +128,89 @@ struct LifetimeLabTests {
         print("first contact at Z: X's old MoA was mapped \(String(format: "%.1f", firstContact.end - firstContact.start)) s "
               + "while its probe went unanswered; \(firstContact.refused) of Z's packets dropped as unproven, "
               + "0 delivered as X's (\(inWindow.count) as Z's around it)")
+    }
+
+    /// Proof freshness (docs/security.md, S6 and R8): a learned peer's MoA is its own for F
+    /// (`proof-lifetime`, 10 s here) after the last word signed with its key that came from
+    /// there. A live peer under a flow both ways for more than 2F is probed before its
+    /// proof runs out and loses no datagram. Then X's matd is killed (its registration has
+    /// 300 s to go), and once its proof has run out Z takes X's MoA and sends the CN
+    /// datagrams continuously: the CN, which still maps X there until X's idle probe goes
+    /// unanswered, delivers none of them as X's HoA. (Before: Z was taken for X for up to
+    /// two idle periods and a probe round after X's last signed word.) The kernel fast path
+    /// is on (matd's default): the lapse takes X from it, so Z's packets meet the engine.
+    @Test func aDeadNodesMoAIsNotItsOwnOnceItsProofRunsOutWhileALivePeerLosesNothing() throws {
+        let (lab, _) = try learnedLab(lifetime: 300, proofLifetime: Int(Self.proofLifetime))
+        defer { lab.close() }
+        let flowSeconds = Int(2 * Self.proofLifetime + 2)
+        let sinkCN = try lab.spawn("cn", ["python3", LabPaths.udpTrace, "sink", "5004", "\(flowSeconds + 90)"])
+        let sinkVM = try lab.spawn("vm", ["python3", LabPaths.udpTrace, "sink", "5003", "\(flowSeconds + 30)"])
+        for sink in [sinkCN, sinkVM] where !sink.waitForOutput(timeout: 10, { $0.contains("listening") }) {
+            throw LabError("udp sink did not start:\n\(sink.wait(timeout: 1).summary)")
+        }
+        func signaling() throws -> [String: Int] { try lab.stats("cn")["signaling"] as? [String: Int] ?? [:] }
+        func refused(_ node: String) throws -> UInt64 { drops(try lab.stats(node))["unvalidated_path"] ?? 0 }
+        let answeredBefore = try signaling()["probes_answered", default: 0]
+        let refusedBefore = (cn: try refused("cn"), vm: try refused("vm"))
+        let toCN = try lab.spawn("vm", ["python3", LabPaths.udpTrace, "send", cn.home4, "5004", "\(flowSeconds)", "0.02"])
+        let toVM = try lab.spawn("cn", ["python3", LabPaths.udpTrace, "send", vm.home4, "5003", "\(flowSeconds)", "0.02"])
+        var fromZ: Spawned?
+        defer { for process in [toCN, toVM, sinkCN, sinkVM] + (fromZ.map { [$0] } ?? []) { process.signal(SIGKILL); process.wait(timeout: 10) } }
+        for sender in [toCN, toVM] where !sender.waitForOutput(timeout: Double(flowSeconds) + 30, { $0.contains("sent ") }) {
+            throw LabError("the flow did not end:\n\(sender.wait(timeout: 1).summary)")
+        }
+        sleep(1)
+        func sent(_ sender: Spawned) -> Int { Int(sender.stdout.components(separatedBy: "sent ").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? -1 }
+        let atCN = trace(sinkCN).filter { $0.1 == vm.home4 }.count, atVM = trace(sinkVM).filter { $0.1 == cn.home4 }.count
+        let answered = try signaling()["probes_answered", default: 0] - answeredBefore
+        #expect(atCN == sent(toCN) && atVM == sent(toVM),
+                "a live peer lost datagrams: \(atCN) of \(sent(toCN)) at the CN, \(atVM) of \(sent(toVM)) at the VM")
+        #expect(try refused("cn") == refusedBefore.cn && refused("vm") == refusedBefore.vm, "a live peer's packets were refused")
+        for (node, peer) in [("cn", vm.home4), ("vm", cn.home4)] {
+            #expect(!lab.matdLog(node).contains("\(peer): nothing signed from"), "a live peer's proof ran out:\n\(lab.matdLog(node))")
+        }
+        #expect(answered >= 2, "the CN renewed the VM's proof \(answered) times in \(flowSeconds) s: the test shows nothing")
+
+        try lab.killMatd("vm")
+        try lab.exec("vm", "ip", "link", "set", "eth0", "down")
+        let killedAt = Date().timeIntervalSince1970
+        // X's last signed word came before its death: its proof runs out at most F later.
+        guard lab.waitForLog("cn", "\(vm.home4): nothing signed from \(vm.mobile4)", timeout: Self.proofLifetime + Self.slack) else {
+            throw LabError("X's proof did not run out at the CN:\n\(lab.matdLog("cn"))")
+        }
+        let lapsedAfter = Date().timeIntervalSince1970 - killedAt
+        #expect(lapsedAfter <= Self.proofLifetime + 3, "X's proof ran out \(lapsedAfter) s after its death")
+        try giveXsMoAToZ(lab)
+        let refusedAtLapse = try refused("cn")
+        let zStarted = Date().timeIntervalSince1970
+        let tenant = try lab.spawn("plain", ["python3", LabPaths.udpTrace, "send", cn.mobile4, "5004", "8", "0.02"])
+        fromZ = tenant
+        let stillMapped = try lab.matctl("cn", "peers").contains("\(vm.home4) -> \(vm.mobile4)")
+        guard tenant.waitForOutput(timeout: 40, { $0.contains("sent ") }) else {
+            throw LabError("Z's sender did not end:\n\(tenant.wait(timeout: 1).summary)")
+        }
+        sleep(1)
+        let fromZAtCN = trace(sinkCN).filter { $0.0 >= zStarted }
+        let asX = fromZAtCN.filter { $0.1 == vm.home4 }
+        let asZ = fromZAtCN.filter { $0.1 == vm.mobile4 }
+        let dropped = try refused("cn") - refusedAtLapse
+        #expect(stillMapped, "the CN no longer mapped X when Z began: the test shows nothing")
+        #expect(dropped > 0, "the CN's engine dropped none of Z's packets: the test shows nothing")
+        #expect(asX.isEmpty, "\(asX.count) of Z's \(sent(tenant)) datagrams reached the CN's application as X's HoA")
+        print("proof freshness (F = \(Int(Self.proofLifetime)) s): a live peer, \(sent(toCN)) + \(sent(toVM)) datagrams "
+              + "in \(flowSeconds) s, lost \(sent(toCN) - atCN + sent(toVM) - atVM), \(answered) renewals answered; "
+              + "X's proof ran out \(String(format: "%.1f", lapsedAfter)) s after its death; of Z's \(sent(tenant)) datagrams "
+              + "\(asX.count) reached the CN as X's, \(dropped) were dropped as unproven, \(asZ.count) reached it as Z's "
+              + "(after X was dropped)")
+    }
+
+    /// The datagrams a `udp-trace.py sink` received: (Unix time, source address).
+    private func trace(_ sink: Spawned) -> [(Double, String)] {
+        sink.stdout.split(separator: "\n").compactMap { line in
+            let parts = line.split(separator: " ")
+            guard parts.count == 2, let time = Double(parts[0]) else { return nil }
+            return (time, String(parts[1]))
+        }
     }
 
     /// After X was dropped: the CN's application sends to X's HoA, whose registration
@@ -166,14 +247,16 @@ struct LifetimeLabTests {
 
     // MARK: the scenario
 
-    /// mat-ims, matd on both nodes with `lifetime` (the short one by default), and the CN
-    /// has learned the VM.
-    private func learnedLab(lifetime: Int = Int(Self.lifetime), environment: [String: String] = [:]) throws -> (Lab, Spawned) {
+    /// mat-ims, matd on both nodes with `lifetime` (the short one by default) and
+    /// `proofLifetime` (matd's default when nil), and the CN has learned the VM.
+    private func learnedLab(lifetime: Int = Int(Self.lifetime), proofLifetime: Int? = nil,
+                            environment: [String: String] = [:]) throws -> (Lab, Spawned) {
         let lab = try Lab()
         do {
             let ims = try lab.startIMS()
             for node in ["vm", "cn"] {
-                try lab.startMatd(node, config: try lab.writeIMSConfig(node, lifetime: lifetime), environment: environment)
+                try lab.startMatd(node, config: try lab.writeIMSConfig(node, lifetime: lifetime, proofLifetime: proofLifetime),
+                                  environment: environment)
                 guard lab.waitForLog(node, "registered \(Addr.node(node).home4)") else {
                     throw LabError("matd in \(node) did not register:\n\(lab.matdLog(node))")
                 }
@@ -235,18 +318,11 @@ struct LifetimeLabTests {
         // test runner passes on.
         for process in [toX, fromZ, sinkZ, sinkCN] { process.signal(SIGKILL) }
         for process in [toX, fromZ, sinkZ, sinkCN] { process.wait(timeout: 10) }
-        func lines(_ sink: Spawned) -> [(Double, String)] {
-            sink.stdout.split(separator: "\n").compactMap { line in
-                let parts = line.split(separator: " ")
-                guard parts.count == 2, let time = Double(parts[0]) else { return nil }
-                return (time, String(parts[1]))
-            }
-        }
         let taken = droppedAt - killedAt
         print("takeover: the CN dropped X \(String(format: "%.1f", taken)) s after X died "
               + "(lifetime \(Int(Self.lifetime)) s, record TTL \(Int(Self.recordTTL)) s, IMS \(ims == nil ? "up" : "down"))")
         #expect(taken <= deadline - killedAt, "dropped after \(taken) s")
-        return Takeover(killedAt: killedAt, droppedAt: droppedAt, atZ: lines(sinkZ), atCN: lines(sinkCN))
+        return Takeover(killedAt: killedAt, droppedAt: droppedAt, atZ: trace(sinkZ), atCN: trace(sinkCN))
     }
 
     /// Z: the host without MAT, moved onto site A with X's MoA.

@@ -4,7 +4,8 @@
   udp-trace.py sink PORT SECONDS             print "<unix time> <source address>" per datagram
   udp-trace.py send ADDR PORT SECONDS GAP    a datagram every GAP seconds to ADDR:PORT
 
-Both run for SECONDS and exit 0; the sink prints "listening" first.
+Both run for SECONDS and exit 0; the sink prints "listening" first, the sender
+"sent N" (the datagrams it handed to the kernel) last.
 """
 import socket
 import sys
@@ -31,14 +32,16 @@ def sink(port, seconds):
 def send(addr, port, seconds, gap):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     end = time.time() + seconds
-    sequence = 0
+    sequence, sent = 0, 0
     while time.time() < end:
         try:
             s.sendto(sequence.to_bytes(8, "big"), (addr, port))
+            sent += 1
         except OSError:
             pass  # no route or no neighbour yet: the next one tries again
         sequence += 1
         time.sleep(gap)
+    print(f"sent {sent}", flush=True)
 
 
 def main(argv):

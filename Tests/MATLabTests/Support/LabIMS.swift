@@ -61,9 +61,9 @@ extension Lab {
     /// both HoAs, as docs/config.md's example (its key file then holds a key per HoA, see
     /// `startIMS(dualStack:)`). `servers`: the `[ims]` servers; by default the IMS node's
     /// IPv4 address, and its IPv6 one after it for a dual-stack node. `lifetime`: the
-    /// `[ims] lifetime` (matd's default when nil).
+    /// `[ims] lifetime`, `proofLifetime` the `proof-lifetime` (matd's defaults when nil).
     func writeIMSConfig(_ node: String, dualStack: Bool = false, servers: [String]? = nil,
-                        lifetime: Int? = nil) throws -> String {
+                        lifetime: Int? = nil, proofLifetime: Int? = nil) throws -> String {
         let me = Addr.node(node)
         let homes = dualStack ? "home-address = \(me.home4)\nhome-address = \(me.home6)" : "home-address = \(me.home4)"
         let prefixes = dualStack ? "domain-prefix = 198.51.100.0/24\ndomain-prefix = 2001:db8:100::/64"
@@ -76,6 +76,7 @@ extension Lab {
             \(prefixes)
             control-socket = \(socket(node))
             state-directory = \(path("\(node)-state"))
+            \(proofLifetime.map { "proof-lifetime = \($0)" } ?? "")
             [ims]
             \(imsServers.map { "server = \($0)" }.joined(separator: "\n"))
             zone = mat.example.
