@@ -115,6 +115,8 @@ public final class EncapPath: @unchecked Sendable {
     /// Cuts TCP packets too large for the path, and the vectors that send the segments
     /// (preallocated: ``SegmentVectors``).
     var segmenter = TCPSegmenter()
+    /// Cuts UDP GSO super-packets into the datagrams their senders asked for.
+    var udpSegmenter = UDPSegmenter()
     let vectors = SegmentVectors()
     /// Puts received segments of one flow back together for the TUN device.
     var coalescer = TCPCoalescer()

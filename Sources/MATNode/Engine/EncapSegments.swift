@@ -32,10 +32,12 @@ final class SegmentVectors {
     /// `CMSG_SPACE(sizeof(uint16_t))` and `CMSG_LEN(sizeof(uint16_t))` on 64-bit Linux.
     static let controlSpace = 24
     static let controlLength = 18
+    /// The most segments either segmenter cuts one packet into.
+    static let maximumSegments = max(TCPSegmenter.maximumSegments, UDPSegmenter.maximumSegments)
 
     init() {
-        iovecs = .allocate(capacity: 2 * TCPSegmenter.maximumSegments)
-        messages = .allocate(byteCount: MultipleMessages.headerStride * TCPSegmenter.maximumSegments, alignment: 16)
+        iovecs = .allocate(capacity: 2 * Self.maximumSegments)
+        messages = .allocate(byteCount: MultipleMessages.headerStride * Self.maximumSegments, alignment: 16)
         control = .allocate(byteCount: Self.controlSpace, alignment: 16)
         target = .allocate(capacity: 1)
         source = .allocate(capacity: 1)
@@ -222,34 +224,42 @@ extension EncapPath {
         for moa in moas { lookUpPathMTU(moa) }
     }
 
-    /// Sends the segments `segmenter` cut from `packet` to `moa`:`port`, each behind an
-    /// encapsulation header of `kind` (a packet, or a relayed packet to the relay) and the
-    /// virtio header of a plain packet with a complete checksum (the receiving kernel
-    /// checks it as it checks any packet's). One `sendmsg`
-    /// with `UDP_SEGMENT` for up to 64 segments, else one `sendmmsg`. Returns the number of
-    /// datagrams the kernel took.
+    /// Sends the segments the TCP segmenter cut from `packet` (``sendSegments(_:of:to:port:kind:)``).
     func sendSegments(of packet: UnsafeRawPointer, to moa: IPAddress, port: UInt16,
                       kind: EncapWire.Kind = .packet) -> Int {
-        let count = segmenter.count
+        sendSegments(segmenter, of: packet, to: moa, port: port, kind: kind)
+    }
+
+    /// Sends the segments `segments` cut from `packet` (a TCP packet's, or a UDP
+    /// super-packet's datagrams) to `moa`:`port`, each behind an encapsulation header of
+    /// `kind` (a packet, or a relayed packet to the relay) and the virtio header of a plain
+    /// packet with a complete checksum (the receiving kernel checks it as it checks any
+    /// packet's). One `sendmsg` with `UDP_SEGMENT` for up to 64 segments, else one
+    /// `sendmmsg`. Returns the number of datagrams the kernel took.
+    func sendSegments<Segments: PacketSegments & ~Copyable>(_ segments: borrowing Segments, of packet: UnsafeRawPointer,
+                                                            to moa: IPAddress, port: UInt16,
+                                                            kind: EncapWire.Kind = .packet) -> Int {
+        let count = segments.count
         let header = VirtioNetHeader()
         for index in 0..<count {
-            let slot = segmenter.header(index)
+            let slot = segments.header(index)
             EncapWire.writeHeader(kind, at: slot)
             header.store(to: slot + EncapWire.headerLength)
-            let (offset, length) = segmenter.payload(index)
-            vectors.iovecs[2 * index] = iovec(iov_base: slot, iov_len: segmenter.headerLength)
+            let (offset, length) = segments.payload(index)
+            vectors.iovecs[2 * index] = iovec(iov_base: slot, iov_len: segments.headerLength)
             vectors.iovecs[2 * index + 1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: packet + offset),
                                                   iov_len: length)
         }
         vectors.setTarget(moa, port: port)
         guard let fd = (moa.family == .ipv4 ? socket4 : socket6)?.fileDescriptor else { return 0 }
-        return segmentation == .udpSegment ? sendWithUDPSegment(fd, count: count) : sendWithMultipleMessages(fd, count: count)
+        return segmentation == .udpSegment
+            ? sendWithUDPSegment(fd, count: count, size: segments.segmentSize)
+            : sendWithMultipleMessages(fd, count: count)
     }
 
     /// Up to 64 segments (and 65,000 bytes) per `sendmsg`, which the kernel cuts at
     /// `segmentSize`: every segment but the packet's last has exactly that size.
-    private func sendWithUDPSegment(_ fd: Int32, count: Int) -> Int {
-        let size = segmenter.segmentSize
+    private func sendWithUDPSegment(_ fd: Int32, count: Int, size: Int) -> Int {
         let perSend = max(1, min(SegmentVectors.maximumGSOSegments, SegmentVectors.maximumGSOBytes / size))
         let control = vectors.control
         control.initializeMemory(as: UInt8.self, repeating: 0, count: SegmentVectors.controlSpace)

@@ -10,11 +10,12 @@ import MATSystem
 ///
 /// A peer reached in UDP has less room per packet than the TUN device's MTU promises (the
 /// outer IP and UDP headers, the encapsulation's 8 bytes and the virtio header's 10). A
-/// TCP packet is cut to fit (``TCPSegmenter``); any other packet that would not fit and
-/// must not be fragmented (IPv4 with DF, IPv6 when the room is at least 1280 bytes) is
-/// dropped and answered as a tunnel answers it, so that the sender's kernel learns the
-/// smaller MTU for that peer's HoA. The rest (IPv4 without DF, IPv6 under 1280, GSO
-/// super-packets) goes in fragmented datagrams, as before.
+/// TCP packet is cut to fit (``TCPSegmenter``), a UDP super-packet into its datagrams
+/// (``UDPSegmenter``); any other packet that would not fit and must not be fragmented
+/// (IPv4 with DF, IPv6 when the room is at least 1280 bytes), and a UDP super-packet whose
+/// datagrams would not, is dropped and answered as a tunnel answers it, so that the
+/// sender's kernel learns the smaller MTU for that peer's HoA. The rest (IPv4 without DF,
+/// IPv6 under 1280) goes in fragmented datagrams, as before.
 final class TooBigAnswers {
     /// At most `rate` answers a second after a burst of `burst` (Linux allows 1000 ICMP
     /// errors a second; one answer is enough per destination and sender, which then
@@ -42,8 +43,9 @@ final class TooBigAnswers {
 }
 
 extension Engine {
-    /// Drops the packet at `packet` (`length` bytes, the IP header first, no GSO), which
-    /// is too large for a datagram of `room` bytes, and answers it with ICMP "fragmentation
+    /// Drops the packet at `packet` (`length` bytes, the IP header first: no GSO, or a UDP
+    /// super-packet whose datagrams are too large), which is too large for a datagram of
+    /// `room` bytes, and answers it with ICMP "fragmentation
     /// needed" or ICMPv6 Packet Too Big written into the TUN device, when it must not be
     /// fragmented; true when the packet was handled so (answered, or dropped because the
     /// answers' budget is spent), false when it goes fragmented. Only for such packets:

@@ -21,7 +21,8 @@ public enum EncapCommand: Sendable {
 /// "Behind NAT"). A peer whose traffic goes in UDP gets the application's packet as it
 /// was read, HoA to HoA and untranslated (its checksums, partial or not, stay valid),
 /// behind an 8-byte header, from the buffer it was read into; a TCP super-packet, or a
-/// TCP packet too large for the path, goes as path-MTU-sized segments (``TCPSegmenter``).
+/// TCP packet too large for the path, goes as path-MTU-sized segments (``TCPSegmenter``),
+/// a UDP super-packet as its datagrams (``UDPSegmenter``).
 /// Only runs while some peer's traffic goes in UDP (`encapActive`); otherwise the direct
 /// path pays one predictable branch.
 extension Engine {
@@ -128,6 +129,12 @@ extension Engine {
         let gso = virtio.gsoTypeRaw & 0x7F
         let tcpSuperPacket = gso == VirtioNetHeader.GSOType.tcpv4.rawValue || gso == VirtioNetHeader.GSOType.tcpv6.rawValue
         let room = kind == .relayed ? encap.relayedRoom(to: target) : encap.datagramRoom(to: target)
+        // A UDP super-packet goes as the datagrams its sender asked for (``UDPSegmenter``).
+        if gso == VirtioNetHeader.GSOType.udpL4.rawValue, encap.segmentation != .off,
+           sendUDPSegmented(encap, packet: UnsafeRawPointer(packet), length: length - VirtioNetHeader.size,
+                            gsoSize: Int(virtio.gsoSize), room: room, to: target, port: port, kind: kind) {
+            return true
+        }
         if encap.segmentation != .off && (tcpSuperPacket || EncapWire.headerLength + length > room) {
             // Cut to the path's MTU (a TCP packet; anything else goes whole below, and the
             // kernel fragments it): fragments would be put together again at the NAT and
