@@ -185,8 +185,9 @@ struct RelayLabTests {
         let observed = Set(payloads.split(separator: "\n").map { Self.bytes($0.replacingOccurrences(of: ":", with: "")) }
             .filter { $0.count > 8 && $0.starts(with: [0x4D, 0x41, 0x54, 0x75, 1]) && [5, 8].contains($0[5]) })
         let registrations = observed.filter { $0[5] == 5 }, answers = observed.filter { $0[5] == 8 }
-        // The VM's burst of registrations at start (3, a second apart), each answered.
-        #expect(registrations.count >= 2 && answers.count >= 2, "observed \(observed.count)\n\(lab.matdLog("cn"))")
+        // The VM's burst of registrations at start (3, a second apart), each answered: the
+        // same answer each time (the same exchange keys on both sides).
+        #expect(registrations.count >= 2 && answers.count >= 1, "observed \(observed.count)\n\(lab.matdLog("cn"))")
 
         let vmHoA = IPAddress(Addr.vm.home4)!, bystander = IPAddress("192.0.2.99")!
         let message = SignalCodec.seal(SignalMessage(sequence: 1, sender: IPAddress(Addr.cn.home4)!, receiver: vmHoA,
@@ -234,6 +235,9 @@ struct RelayLabTests {
         } while Date() < deadline
         #expect(counters["encap_relay_signals_received"] == 1 && counters["encap_relay_refused"] == forgeries.count,
                 "matctl stats encapsulation: \(counters)\n\(lab.matdLog("vm"))\n\(lab.matdLog("cn"))")
+        print("passive observer: \(registrations.count) registrations and \(answers.count) distinct answers seen, "
+              + "\(forgeries.count) forgeries refused (encap_relay_refused \(counters["encap_relay_refused", default: 0])), "
+              + "the relay's own stamp taken (encap_relay_signals_received \(counters["encap_relay_signals_received", default: 0]))")
     }
 
     /// The attack of docs/security.md N4 against a real node: matd in the VM names the CN
