@@ -41,4 +41,39 @@ private typealias F = SignalingFixture
         #expect(machine.renumberUpdates(below: UInt64.max, now: 200, environment: environment).isEmpty)
         #expect(machine.counters.updatesSent == 1)
     }
+
+    /// An alert whose retransmissions ran out before the IMS set the clock (a restored
+    /// guest whose peer refused it and every resend as replays, and whose first exchange
+    /// with the IMS came later) is sent again with a fresh number too, within
+    /// ``SignalingMachine/givenUpWindow``; the clock's correction comes from a
+    /// ``SequenceClock`` on an injected host clock, as matd's service takes it.
+    @Test func anAlertGivenUpBeforeTheClockWasSetIsSentAgainWithAFreshNumber() throws {
+        var (machine, environment) = F.machine()
+        let old = try #require(F.sent(try F.announce(&machine, environment)).first)
+        for at: UInt64 in [200, 600, 1_400, 3_000, 6_200] { _ = machine.tick(now: at, environment: environment) }
+        #expect(F.effects(machine.tick(now: 9_400, environment: environment)) == [.settled(hoa: F.peer, acknowledged: false)])
+        #expect(machine.awaiting.isEmpty)
+        // The snapshot's clock: 15 s behind the IMS, whose signed refusal says so.
+        let clock = SequenceClock(host: { 1_800_000_000 })
+        #expect(clock.follow(15))
+        let floor = clock.floor
+        #expect(floor > old.message.sequence)
+        let again = machine.renumberUpdates(below: floor, now: 12_000, environment: environment)
+        let fresh = try #require(F.sent(again).first)
+        #expect(F.sent(again).count == 1 && fresh.to == F.peerMoA && fresh.message.body == old.message.body)
+        #expect(fresh.message.sequence > old.message.sequence && machine.awaiting == [F.peer])
+        // Sent again once: the given-up alert is replaced, and the new one (numbered by the
+        // corrected clock, which the fake's numbers stand for here) is not below the floor.
+        #expect(machine.renumberUpdates(below: fresh.message.sequence, now: 12_500, environment: environment).isEmpty)
+    }
+
+    @Test func aGivenUpAlertIsLeftAloneAboveTheFloorOrPastTheWindow() throws {
+        var (machine, environment) = F.machine()
+        let old = try #require(F.sent(try F.announce(&machine, environment)).first)
+        for at: UInt64 in [200, 600, 1_400, 3_000, 6_200, 9_400] { _ = machine.tick(now: at, environment: environment) }
+        #expect(machine.renumberUpdates(below: old.message.sequence, now: 10_000, environment: environment).isEmpty)
+        let late = 9_400 + SignalingMachine.givenUpWindow + 1
+        #expect(machine.renumberUpdates(below: UInt64.max, now: late, environment: environment).isEmpty)
+        #expect(machine.counters.updatesSent == 1)
+    }
 }

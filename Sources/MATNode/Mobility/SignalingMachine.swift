@@ -16,6 +16,9 @@ import MATSignaling
 /// an update is acknowledged or its new MoAs challenged (``UpdateChallenges``), a
 /// challenge or probe answered, a response or acknowledgement matched to what this node
 /// sent.
+///
+/// The inbound half is in SignalingMachine+Inbound.swift; the state both halves use is
+/// internal for that reason only (nothing outside the machine touches it).
 struct SignalingMachine {
     /// The sequence a challenge names when it is a probe (``ReachabilityProbes``): no update
     /// has it, as sequence numbers start from the wall clock.
@@ -31,31 +34,40 @@ struct SignalingMachine {
     var key: SigningKey
     /// The lifetime (seconds) this node's updates announce.
     let lifetime: UInt32
-    private var replay = ReplayGuard()
-    private var admission: SignalAdmission
-    private var cookieJar = CookieJar()
+    var replay = ReplayGuard()
+    var admission: SignalAdmission
+    var cookieJar = CookieJar()
     /// IMS lookups of unknown senders' keys, all senders together: forged senders must not
     /// turn the node into a query generator.
-    private var keyLookupBudget = TokenBucket(rate: 10, burst: 20)
-    private var outgoing: [IPAddress: Outgoing] = [:]
-    private var challenges = UpdateChallenges()
-    private var probes = ReachabilityProbes()
+    var keyLookupBudget = TokenBucket(rate: 10, burst: 20)
+    var outgoing: [IPAddress: Outgoing] = [:]
+    var challenges = UpdateChallenges()
+    var probes = ReachabilityProbes()
     /// The latest message of each sender whose key is being looked up, handled again when
     /// the key arrives.
-    private var waitingForKey: [IPAddress: (signal: UnverifiedSignal, source: IPAddress, since: UInt64)] = [:]
+    var waitingForKey: [IPAddress: (signal: UnverifiedSignal, source: IPAddress, since: UInt64)] = [:]
     /// What the signaling did and refused so far.
-    private(set) var counters = SignalingCounters()
+    var counters = SignalingCounters()
     /// How each peer's alerts went, for `matctl peers`.
     private(set) var peerStates: [IPAddress: PeerSignalState] = [:]
     /// Bumped whenever ``peerStates`` changes, so the driver publishes only then.
     private(set) var peerStatesVersion = 0
     /// Bumped whenever ``replayEntries`` changes, so the service knows to save it.
-    private(set) var replayChanges = 0
+    var replayChanges = 0
+    /// Alerts whose retransmissions ran out, by peer: where they went, their number and
+    /// when they were given up (at most ``givenUpLimit``, for ``givenUpWindow`` ms), for
+    /// ``renumberUpdates(below:now:environment:)``.
+    private var givenUp: [IPAddress: (destination: IPAddress, sequence: UInt64, at: UInt64)] = [:]
+    /// How long a given-up alert is renumbered when the clock moves forward: a restored
+    /// guest's first exchange with the IMS comes within seconds of its start or its move,
+    /// and a peer given up before that sees no alert again until the guest's next move.
+    static let givenUpWindow: UInt64 = 600_000
+    static let givenUpLimit = 1_024
     /// What the event being handled decided, handed out when it returns.
-    private var actions: [SignalingAction] = []
+    var actions: [SignalingAction] = []
 
     /// An update of this node's mapping waiting for a peer's acknowledgement.
-    private struct Outgoing {
+    struct Outgoing {
         var destination: IPAddress
         var bytes: [UInt8]
         var sequence: UInt64
@@ -129,6 +141,7 @@ struct SignalingMachine {
         send(entry.bytes, to: moa, now: now)
         entry.schedule.sent(now: now)
         outgoing[peer] = entry
+        givenUp[peer] = nil
         counters.updatesSent += 1
         actions.append(.event("alert", ["peer": "\(peer)", "at": "\(moa)", "sequence": "\(sequence)"]))
         note(peer) { $0.alert = .awaitingAck }
@@ -141,15 +154,32 @@ struct SignalingMachine {
     /// snapshot numbers its first alerts from the snapshot's clock. Its peer may have taken
     /// higher numbers from this node since the snapshot and refuses it, and each of its
     /// retransmissions (the same bytes), as a replay. Each is replaced by a fresh update
-    /// with a number from the corrected clock, sent at once to the same MoA. Returns the
-    /// actions; the peers alerted again are the `alert` events among them.
+    /// with a number from the corrected clock, sent at once to the same MoA. So is an
+    /// update below `floor` given up within ``givenUpWindow`` (its retransmissions, all
+    /// refused, ran out before the clock was set: a learned peer is dropped then, but the
+    /// peer itself still sends to the MoA this node left). Returns the actions; the peers
+    /// alerted again are the `alert` events among them.
     mutating func renumberUpdates(below floor: UInt64, now: UInt64,
                                   environment: some SignalingEnvironment) -> [SignalingAction] {
+        var due = outgoing.filter { $0.value.sequence < floor }.mapValues(\.destination)
+        for (peer, entry) in givenUp where entry.sequence < floor && now <= entry.at + Self.givenUpWindow {
+            due[peer] = due[peer] ?? entry.destination
+        }
         var renumbered: [SignalingAction] = []
-        for (peer, entry) in outgoing.sorted(by: { $0.key < $1.key }) where entry.sequence < floor {
-            renumbered += announce(to: peer, at: entry.destination, now: now, environment: environment) ?? []
+        for (peer, destination) in due.sorted(by: { $0.key < $1.key }) {
+            renumbered += announce(to: peer, at: destination, now: now, environment: environment) ?? []
         }
         return renumbered
+    }
+
+    /// Keeps a given-up alert for ``renumberUpdates(below:now:environment:)``, dropping those
+    /// past ``givenUpWindow`` and, at ``givenUpLimit``, the oldest.
+    private mutating func rememberGivenUp(_ peer: IPAddress, _ entry: Outgoing, now: UInt64) {
+        givenUp = givenUp.filter { now <= $0.value.at + Self.givenUpWindow }
+        if givenUp.count >= Self.givenUpLimit, let oldest = givenUp.min(by: { $0.value.at < $1.value.at })?.key {
+            givenUp[oldest] = nil
+        }
+        givenUp[peer] = (entry.destination, entry.sequence, now)
     }
 
     /// Retransmits the updates that are due (asking the IMS again about a peer silent
@@ -163,6 +193,7 @@ struct SignalingMachine {
                 // The last send has had its full wait.
                 guard entry.schedule.hasExpired(at: now) else { continue }
                 outgoing[peer] = nil
+                rememberGivenUp(peer, entry, now: now)
                 counters.updatesUnanswered += 1
                 actions.append(.event("unanswered", ["peer": "\(peer)", "at": "\(entry.destination)", "sequence": "\(entry.sequence)"]))
                 note(peer) { $0.alert = .unanswered }
@@ -234,7 +265,7 @@ struct SignalingMachine {
 
     /// Seals `body` from this node's `home` to `peer` under a fresh sequence and sends it
     /// to `moa`.
-    private mutating func reply(to peer: IPAddress, at moa: IPAddress, home: IPAddress, body: SignalBody,
+    mutating func reply(to peer: IPAddress, at moa: IPAddress, home: IPAddress, body: SignalBody,
                         environment: some SignalingEnvironment, now: UInt64) {
         guard let sequence = environment.takeSequence(for: "a reply to \(peer)") else { return }
         let message = SignalMessage(sequence: sequence, sender: home, receiver: peer, body: body)
@@ -242,16 +273,16 @@ struct SignalingMachine {
     }
 
     /// Sends a sealed message, with `moa`'s cookie when it gave one.
-    private mutating func send(_ sealed: [UInt8], to moa: IPAddress, now: UInt64) {
+    mutating func send(_ sealed: [UInt8], to moa: IPAddress, now: UInt64) {
         actions.append(.transmit(cookieJar.prepare(sealed, to: moa, now: now), to: moa))
     }
 
-    private mutating func note(_ peer: IPAddress, _ change: (inout PeerSignalState) -> Void) {
+    mutating func note(_ peer: IPAddress, _ change: (inout PeerSignalState) -> Void) {
         change(&peerStates[peer, default: PeerSignalState()])
         peerStatesVersion += 1
     }
 
-    private mutating func takeActions() -> [SignalingAction] {
+    mutating func takeActions() -> [SignalingAction] {
         let taken = actions
         actions = []
         return taken
@@ -267,243 +298,5 @@ struct SignalingMachine {
             guard let home = addresses.home6, let mobile = addresses.mobile6 else { return nil }
             return (.v6(home), .v6(mobile))
         }
-    }
-}
-
-// MARK: inbound
-
-extension SignalingMachine {
-    /// A datagram arrived on the signaling port from `source`: decides on it.
-    mutating func receive(_ datagram: UnsafeRawBufferPointer, from source: IPAddress, now: UInt64,
-                          environment: some SignalingEnvironment) -> [SignalingAction] {
-        if EncapWire.parse(datagram) == .keepalive {
-            // A peer behind NAT holding open the binding this node's alerts reach it through.
-            counters.keepalivesReceived += 1
-            return []
-        }
-        if SignalCodec.isCookieReply(datagram) {
-            takeCookieReply(datagram, from: source, now: now)
-            return takeActions()
-        }
-        guard let trailer = SignalCodec.peekTrailer(datagram) else {
-            counters.refusedMalformed += 1
-            return []
-        }
-        switch admission.admit(from: source, cookie: trailer.cookie, now: now) {
-        case .accept:
-            break
-        case .refuse:
-            counters.refusedRateLimited += 1
-            return []
-        case .askForCookie(let cookie):
-            // Stateless, and smaller than what it answers: no work for a stranger under load.
-            counters.cookiesSent += 1
-            return [.transmit(SignalCodec.seal(CookieReply(echo: trailer.echo, cookie: cookie)), to: source)]
-        }
-        guard let signal = try? SignalCodec.open(datagram) else {
-            counters.refusedMalformed += 1
-            return []
-        }
-        process(signal, from: source, size: datagram.count, now: now, environment: environment)
-        return takeActions()
-    }
-
-    /// The IMS answered with `hoa`'s key: the message that waited for it is decided now.
-    mutating func keyArrived(for hoa: IPAddress, now: UInt64, environment: some SignalingEnvironment) -> [SignalingAction] {
-        guard let waiting = waitingForKey.removeValue(forKey: hoa) else { return [] }
-        process(waiting.signal, from: waiting.source, size: waiting.signal.datagramLength, now: now, environment: environment)
-        return takeActions()
-    }
-
-    /// A cookie reply to the last message sent to `source`: send that message again, with
-    /// the cookie, now; and attach the cookie to what follows.
-    private mutating func takeCookieReply(_ datagram: UnsafeRawBufferPointer, from source: IPAddress, now: UInt64) {
-        guard admission.admitCookieReply(from: source, now: now) else {
-            counters.refusedRateLimited += 1
-            return
-        }
-        guard let reply = try? SignalCodec.openCookieReply(datagram) else {
-            counters.refusedMalformed += 1
-            return
-        }
-        guard let again = cookieJar.take(reply, from: source, now: now) else {
-            counters.refusedUnexpected += 1
-            return
-        }
-        counters.cookiesReceived += 1
-        actions.append(.transmit(again, to: source))
-    }
-
-    /// A framed message within its budgets: receiver, staleness, key, signature, then its kind.
-    private mutating func process(_ signal: UnverifiedSignal, from source: IPAddress, size: Int, now: UInt64,
-                                  environment: some SignalingEnvironment) {
-        guard let home = environment.nodeAddresses.homeAddresses.first(where: { $0.family == signal.receiver.family }),
-              signal.receiver == home else {
-            counters.refusedWrongReceiver += 1
-            return
-        }
-        // A binding update older than the last accepted is dropped before any cryptography.
-        if signal.type == .bindingUpdate, let last = replay.lastSequence(from: signal.sender), signal.sequence < last {
-            counters.refusedReplayed += 1
-            return
-        }
-        guard let (message, candidate) = verify(signal, from: source, now: now, environment: environment) else { return }
-        switch message.body {
-        case .bindingUpdate(let moas, let lifetime):
-            handleUpdate(message, moas: moas, lifetime: lifetime, home: home, size: size, now: now, environment: environment)
-        case .challenge(let nonce, Self.probeSequence):
-            // A probe: answered from here, whatever this node has sent.
-            reply(to: message.sender, at: source, home: home,
-                  body: .challengeResponse(nonce: nonce, sequence: Self.probeSequence), environment: environment, now: now)
-            counters.probesReceived += 1
-        case .challenge(let nonce, let sequence):
-            guard let entry = outgoing[message.sender], entry.sequence == sequence else {
-                counters.refusedUnexpected += 1
-                return
-            }
-            reply(to: message.sender, at: source, home: home, body: .challengeResponse(nonce: nonce, sequence: sequence),
-                  environment: environment, now: now)
-            counters.challengesAnswered += 1
-            actions.append(.reached(hoa: message.sender, at: source, key: nil))
-            actions.append(.peerIsAlive(hoa: message.sender))
-        case .challengeResponse(let nonce, Self.probeSequence):
-            guard probes.candidateKey(for: nonce, from: message.sender) == candidate,
-                  let probe = probes.answered(nonce, by: message.sender, from: source) else {
-                counters.refusedUnexpected += 1
-                return
-            }
-            counters.probesAnswered += 1
-            actions.append(.reached(hoa: probe.peer, at: probe.moa, key: probe.key))
-        case .challengeResponse(let nonce, let sequence):
-            guard let proof = challenges.response(nonce, from: message.sender, sequence: sequence, source: source) else {
-                counters.refusedUnexpected += 1
-                return
-            }
-            actions.append(.adopt(hoa: message.sender, moas: proof.moas, lifetime: proof.lifetime, sequence: sequence))
-            actions.append(.reached(hoa: message.sender, at: source, key: nil))
-            counters.bindingsAdopted += 1
-            actions.append(.event("adopted", ["peer": "\(message.sender)", "mobile": proof.moas.map(\.description).joined(separator: " "),
-                                              "sequence": "\(sequence)"]))
-            if proof.first { acknowledge(message.sender, sequence: sequence, at: source, home: home, environment: environment, now: now) }
-        case .bindingAck(let sequence, _):
-            guard let entry = outgoing[message.sender], entry.sequence == sequence else {
-                counters.refusedUnexpected += 1
-                return
-            }
-            actions.append(.reached(hoa: message.sender, at: source, key: nil))
-            outgoing[message.sender] = nil
-            let took = now - min(now, entry.firstSentAt)
-            counters.acksReceived += 1
-            counters.alertAcknowledged.record(milliseconds: took)
-            actions.append(.event("ack", ["peer": "\(message.sender)", "milliseconds": "\(took)"]))
-            note(message.sender) { state in
-                state.alert = .acknowledged
-                state.lastAckAt = now
-                // Only an update sent once gives a round trip that means something (Karn).
-                state.roundTripMilliseconds = entry.schedule.attempts == 1 ? took : nil
-            }
-            actions.append(.settled(hoa: message.sender, acknowledged: true))
-        }
-    }
-
-    /// The sender's key, then the signature: the verified message, with the key it
-    /// verified with when that is a probe's candidate rather than the one bound to the
-    /// sender. Nil when refused, or when the message waits for an IMS answer with the key.
-    private mutating func verify(_ signal: UnverifiedSignal, from source: IPAddress, now: UInt64,
-                                 environment: some SignalingEnvironment) -> (SignalMessage, VerifyingKey?)? {
-        let key: VerifyingKey
-        switch environment.verifyingKey(for: signal.sender, mayLookUp: { keyLookupBudget.take(now: now) }) {
-        case .known(let known):
-            key = known
-        case .lookingUp:
-            if waitingForKey[signal.sender] == nil && waitingForKey.count >= Self.waitingForKeyLimit {
-                counters.refusedUnknownKey += 1
-                return nil
-            }
-            waitingForKey[signal.sender] = (signal, source, now)
-            return nil
-        case .unknown:
-            counters.refusedUnknownKey += 1
-            return nil
-        }
-        do {
-            return (try signal.verify(with: key), nil)
-        } catch .badSignature where signal.type == .challengeResponse && !probes.candidateKeys(of: signal.sender).isEmpty {
-            // The answer to a probe of a key an IMS answer named: verified with that key,
-            // and good for that probe only.
-            guard let verified = probes.candidateKeys(of: signal.sender).lazy
-                .compactMap({ key in (try? signal.verify(with: key)).map { (message: $0, key: key) } }).first else {
-                counters.refusedBadSignature += 1
-                return nil
-            }
-            return (verified.message, verified.key)
-        } catch .badSignature {
-            // The sender may have rotated its key: the message waits for the IMS's answer
-            // (at most one lookup per sender every 5 s, within the global budget), and is
-            // refused if it still does not verify.
-            if waitingForKey[signal.sender] != nil || waitingForKey.count < Self.waitingForKeyLimit,
-               environment.keyMayHaveChanged(for: signal.sender, mayLookUp: { keyLookupBudget.take(now: now) }) {
-                waitingForKey[signal.sender] = (signal, source, now)
-                return nil
-            }
-            counters.refusedBadSignature += 1
-            return nil
-        } catch {
-            counters.refusedMalformed += 1
-            return nil
-        }
-    }
-
-    /// A verified update: already known (a retransmission, or first contact from a peer
-    /// this node looked up), acknowledged at once; otherwise the new MoA is challenged.
-    private mutating func handleUpdate(_ message: SignalMessage, moas: [IPAddress], lifetime: UInt32, home: IPAddress,
-                                       size: Int, now: UInt64, environment: some SignalingEnvironment) {
-        let peer = message.sender
-        let isNewest = replay.accept(sequence: message.sequence, from: peer)
-        if isNewest { replayChanges += 1 }
-        guard isNewest || replay.lastSequence(from: peer) == message.sequence else {
-            counters.refusedReplayed += 1
-            return
-        }
-        if isNewest {
-            counters.updatesReceived += 1
-            // Newest, so signed now: the peer is alive (where, only a challenge tells).
-            actions.append(.reached(hoa: peer, at: nil, key: nil))
-        }
-        guard let target = moas.first else { return }
-        let decision = challenges.update(from: peer, sequence: message.sequence, moas: moas, lifetime: lifetime,
-                                         inUse: environment.currentMoAs(of: peer), now: now)
-        switch decision {
-        case .again(let open):
-            // A retransmission while its challenges are out: the same challenges again.
-            for (nonce, moa) in open {
-                challenge(peer, at: moa, nonce: nonce, sequence: message.sequence, home: home, environment: environment, now: now)
-            }
-        case .failedBefore:
-            counters.refusedUnexpected += 1
-        case .known(let adopt):
-            if let adopt { actions.append(.adopt(hoa: peer, moas: adopt, lifetime: lifetime, sequence: message.sequence)) }
-            acknowledge(peer, sequence: message.sequence, at: target, home: home, environment: environment, now: now)
-        case .challenge(let sent, let unproven, let void):
-            for moa in void { actions.append(.unreachable(hoa: peer, at: moa)) }
-            let listed = challenges.trials[peer]?.moas ?? moas
-            actions.append(.tryOut(hoa: peer, moas: listed, unproven: unproven, sequence: message.sequence, updateBytes: UInt64(size)))
-            for (nonce, moa) in sent {
-                challenge(peer, at: moa, nonce: nonce, sequence: message.sequence, home: home, environment: environment, now: now)
-            }
-        }
-    }
-
-    private mutating func challenge(_ peer: IPAddress, at moa: IPAddress, nonce: Nonce, sequence: UInt64, home: IPAddress,
-                                    environment: some SignalingEnvironment, now: UInt64) {
-        reply(to: peer, at: moa, home: home, body: .challenge(nonce: nonce, sequence: sequence), environment: environment, now: now)
-        counters.challengesSent += 1
-    }
-
-    private mutating func acknowledge(_ peer: IPAddress, sequence: UInt64, at moa: IPAddress, home: IPAddress,
-                                      environment: some SignalingEnvironment, now: UInt64) {
-        reply(to: peer, at: moa, home: home, body: .bindingAck(sequence: sequence, status: .accepted),
-              environment: environment, now: now)
-        counters.acksSent += 1
     }
 }
