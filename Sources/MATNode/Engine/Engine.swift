@@ -402,7 +402,7 @@ public final class Engine: @unchecked Sendable {
             case .replaceMapping(let mapping): hoas.insert(mapping.hoa)
             case .removeMapping(let hoa), .hold(let hoa), .release(let hoa): hoas.insert(hoa)
             case .limitUntilValidated(let moa, _), .limitUntilProven(let moa), .endLimit(let moa, _): moas.insert(moa)
-            case .setAddresses: break   // the rules' part (FastPathRuleset.families)
+            case .setAddresses, .holdFamily, .releaseFamily: break   // the rules' part (FastPathRuleset.families)
             }
         }
         for moa in moas {
@@ -425,8 +425,10 @@ public final class Engine: @unchecked Sendable {
             }
             decisions.updateValue(peer, forKey: hoa)   // nil kept: no peer on the fast path
         }
-        fastPath.update(FastPathRuleset(addresses: processor.addresses, domainPrefixes: fastPath.domainPrefixes),
-                        decisions: decisions)
+        var ruleset = FastPathRuleset(addresses: processor.addresses, domainPrefixes: fastPath.domainPrefixes)
+        // A family a move holds stays with the engine, which holds its packets.
+        ruleset.families.subtract(processor.familyHolds.families)
+        fastPath.update(ruleset, decisions: decisions)
         if fastPath.backlogFull { wakeup.signal() }
     }
 

@@ -17,13 +17,15 @@ extension PacketProcessor {
             guard IPv4Address(loadingFrom: packet, offset: 12) == addresses.home4 else { return nil }
             let destination = IPv4Address(loadingFrom: packet, offset: 16)
             guard let peer = table.preferredMoA(forHoA: destination),
-                  held.isEmpty || !held.contains(.v4(destination)) else { return nil }
+                  held.isEmpty || !held.contains(.v4(destination)),
+                  familyHolds.isEmpty || !familyHolds.holds(.v4(destination)) else { return nil }
             return .v4(peer)
         case 6 where length >= 40:
             guard IPv6Address(loadingFrom: packet, offset: 8) == addresses.home6 else { return nil }
             let destination = IPv6Address(loadingFrom: packet, offset: 24)
             guard let peer = table.preferredMoA(forHoA: destination),
-                  held.isEmpty || !held.contains(.v6(destination)) else { return nil }
+                  held.isEmpty || !held.contains(.v6(destination)),
+                  familyHolds.isEmpty || !familyHolds.holds(.v6(destination)) else { return nil }
             return .v6(peer)
         default:
             return nil

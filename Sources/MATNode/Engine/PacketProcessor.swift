@@ -18,6 +18,8 @@ public struct PacketProcessor: ~Copyable {
     public var lastMiss: IPAddress?
     /// Peers whose outbound packets wait until they confirm this node's new mapping.
     public var held: Set<IPAddress> = []
+    /// Families whose every mapped peer is held since a move, but for those released since.
+    public var familyHolds = FamilyHolds()
     /// The peer HoA of the last packet dropped because it was held, until taken.
     public var lastHeld: IPAddress?
     /// The last packet dropped because its unvalidated path's budget was spent, until taken.
@@ -102,6 +104,10 @@ public struct PacketProcessor: ~Copyable {
         /// Drop outbound packets to this HoA until `.release` (counted as awaiting_binding).
         case hold(IPAddress)
         case release(IPAddress)
+        /// As `.hold` for every peer of the family mapped now, each until its `.release`
+        /// or `.releaseFamily` (``FamilyHolds``): a move holds them all in one command.
+        case holdFamily(AddressFamily)
+        case releaseFamily(AddressFamily)
         /// Send at most three times what was received from this MoA (starting with
         /// `received` bytes: the update that announced it) until `.endLimit`.
         case limitUntilValidated(IPAddress, received: UInt64)
@@ -129,18 +135,26 @@ public struct PacketProcessor: ~Copyable {
         case .setAddresses(let addresses):
             self.addresses = addresses
         case .replaceMapping(let mapping):
+            let added = !familyHolds.isEmpty && table.mapping(for: mapping.hoa) == nil
             do {
                 try table.replace(mapping)
+                if added { familyHolds.mappingAdded(mapping.hoa) }
             } catch {
                 counters.refusedMappings &+= 1
                 return Refusal(offered: mapping, error: error, current: table.mapping(for: mapping.hoa))
             }
         case .removeMapping(let hoa):
             table.remove(hoa: hoa)
+            if !familyHolds.isEmpty { familyHolds.mappingRemoved(hoa) }
         case .hold(let hoa):
             held.insert(hoa)
         case .release(let hoa):
             held.remove(hoa)
+            familyHolds.released(hoa)
+        case .holdFamily(let family):
+            familyHolds.hold(family)
+        case .releaseFamily(let family):
+            familyHolds.end(family)
         case .limitUntilValidated(let moa, let received):
             if unvalidated[moa] == nil {
                 var budget = PathBudget()
@@ -165,7 +179,7 @@ public struct PacketProcessor: ~Copyable {
     @inlinable
     public mutating func handle(_ base: UnsafeMutableRawPointer, length: Int, checksum: ChecksumMode) -> Bool {
         let direction: Direction = isInbound(base, length: length) ? .inbound : .outbound
-        if direction == .outbound && !held.isEmpty, let peer = heldPeer(base, length: length) {
+        if direction == .outbound && !(held.isEmpty && familyHolds.isEmpty), let peer = heldPeer(base, length: length) {
             counters.engineDrops[Int(EngineDropReason.awaitingBinding.rawValue)] &+= 1
             lastHeld = peer
             return false
@@ -233,7 +247,9 @@ public struct PacketProcessor: ~Copyable {
         case 6 where length >= 40: destination = .v6(IPv6Address(loadingFrom: UnsafeRawPointer(packet), offset: 24))
         default: return nil
         }
-        return held.contains(destination) ? destination : nil
+        guard held.contains(destination)
+                || familyHolds.holds(destination) && table.preferredMoA(forHoA: destination) != nil else { return nil }
+        return destination
     }
 
     /// Translates the packet of `length` bytes at `base` in place. Returns true when it
