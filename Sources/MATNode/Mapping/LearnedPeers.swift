@@ -1,8 +1,9 @@
 import MATPacket
 
 /// The mappings learned from the IMS or from peers' alerts, by HoA, with when each is
-/// looked up again; and which MoAs they name, counted, so a change of one peer tells the
-/// diversion which MoA appeared or went without a walk over all of them.
+/// looked up again; and which HoAs name each MoA (``MoAClaims``), so a change of one peer
+/// tells the diversion which MoA appeared or went, and a MoA's claimants are found,
+/// without a walk over all of them.
 ///
 /// The diversion's sets hold every peer's MoA. Rebuilding them from every mapping after
 /// each change cost O(peers) per change: at 100,000 learned peers, dropping the ones that
@@ -13,8 +14,8 @@ struct LearnedPeers: Sequence {
     typealias Entry = (mapping: PeerMapping, expiresAt: UInt64)
 
     private var entries: [IPAddress: Entry] = [:]
-    /// How many entries name each MoA (one MoA may serve several HoAs).
-    private var references: [IPAddress: Int] = [:]
+    /// Which entries name each MoA (one MoA may serve several HoAs).
+    private(set) var claims = MoAClaims()
     /// MoAs named by no entry before and by one now, since the last `takeMoAChanges`.
     private var appeared: Set<IPAddress> = []
     /// MoAs named by an entry before and by none now, since the last `takeMoAChanges`.
@@ -27,8 +28,8 @@ struct LearnedPeers: Sequence {
             let before = old?.mapping.moas.map(\.address) ?? []
             let after = newValue?.mapping.moas.map(\.address) ?? []
             guard before != after else { return }
-            for moa in before { release(moa) }
-            for moa in after { retain(moa) }
+            for moa in before { release(moa, by: hoa) }
+            for moa in after { retain(moa, by: hoa) }
         }
     }
 
@@ -46,7 +47,7 @@ struct LearnedPeers: Sequence {
     var values: Dictionary<IPAddress, Entry>.Values { entries.values }
 
     /// Every MoA an entry names.
-    var moas: Dictionary<IPAddress, Int>.Keys { references.keys }
+    var moas: some Collection<IPAddress> { claims.moas }
 
     func makeIterator() -> Dictionary<IPAddress, Entry>.Iterator { entries.makeIterator() }
 
@@ -60,20 +61,13 @@ struct LearnedPeers: Sequence {
         return (appeared, vanished)
     }
 
-    private mutating func retain(_ moa: IPAddress) {
-        let count = references[moa, default: 0]
-        references[moa] = count + 1
-        guard count == 0 else { return }
+    private mutating func retain(_ moa: IPAddress, by hoa: IPAddress) {
+        guard claims.claim(moa, by: hoa) else { return }
         if vanished.remove(moa) == nil { appeared.insert(moa) }
     }
 
-    private mutating func release(_ moa: IPAddress) {
-        guard let count = references[moa] else { return }
-        if count > 1 {
-            references[moa] = count - 1
-            return
-        }
-        references[moa] = nil
+    private mutating func release(_ moa: IPAddress, by hoa: IPAddress) {
+        guard claims.release(moa, by: hoa) else { return }
         if appeared.remove(moa) == nil { vanished.insert(moa) }
     }
 }

@@ -167,11 +167,14 @@ extension MappingService {
     /// if they were all it had. A live node cannot lose its MoA this way: a claimant
     /// elsewhere cannot answer from it (the probe and the challenge name the claimant's
     /// HoA as receiver, which the node there refuses).
-    /// Returns whether it took a MoA from anyone.
+    /// Returns whether it took a MoA from anyone. Costs O(`moas`): the claimants come
+    /// from ``LearnedPeers``' index (``MoAClaims``), not from a walk over every peer.
     @discardableResult
     func settleClaims(to moas: [IPAddress], provenBy hoa: IPAddress) -> Bool {
         var settled = false
-        for (other, entry) in learned where other != hoa {
+        for other in learned.claims.others(claiming: moas, besides: hoa) {
+            // Settling one claimant changes no other's entry: each is read as it is now.
+            guard let entry = learned[other] else { continue }
             let remaining = entry.mapping.moas.filter { !moas.contains($0.address) }
             guard remaining.count < entry.mapping.moas.count else { continue }
             log(.notice, "matd: \(hoa) answered from \(moas.map(\.description).joined(separator: ", ")), which "
