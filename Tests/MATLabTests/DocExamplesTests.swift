@@ -13,7 +13,9 @@ import Testing
 /// the settings tables and their defaults against the parsers, the tests, scripts, event
 /// kinds and package version the docs name against what exists, and the few commands whose
 /// output the docs quote and that need no matd are run. No root, no namespace: a few
-/// seconds. (docs/deploy.md's shell steps are run literally by `Interop/deploy/run`.)
+/// seconds. (docs/deploy.md's shell steps are run literally by `Interop/deploy/run`; docs/ims.md's
+/// blocks marked `<!-- interop-test: NAME -->` by `Interop/ims/run`; README.md's "Running matd
+/// by hand" by `ReadmeByHandLabTests`.)
 @Suite struct DocExamplesTests {
     /// README.md and every docs/*.md, with their paths relative to the repository.
     static let documents: [(path: String, text: String)] = {
