@@ -62,6 +62,7 @@ extension MappingService {
     /// Reads the uplinks; on a new MoA (or when forced) re-points the datapath, registers
     /// and alerts the peers.
     func followUplinks(now: UInt64) {
+        let reading = MonotonicClock.nanoseconds()
         let found = host.uplinkAddresses()
         let vanished = addresses.mobileAddresses.contains { moa in !found.contains { $0.family == moa.family } }
         if eventsPending, vanished, debounce.addressesVanished(at: now) { return }
@@ -83,9 +84,10 @@ extension MappingService {
             host.followRoutes()   // a new gateway with the same MoA: IPv6 next hops (nftables path)
             return
         }
-        // Held before the engine takes the new MoA (``PeerHolds``).
-        let peers = PeerHolds.concerned(activePeers(), from: addresses, to: next, force: force)
-        engine.send(peerHolds.hold(peers.map(\.hoa), now: now))
+        // Held before the engine takes the new MoA, each family whole in one command
+        // (``PeerHolds``): nothing per peer comes before the first alerts.
+        let families = PeerHolds.families(from: addresses, to: next, force: force)
+        engine.send(peerHolds.move(families, now: now))
         if next != addresses {
             log("matd: mobile addresses now \(next.mobileDescription) (were \(addresses.mobileDescription))")
             EventLog.shared.post("move", ["mobile": next.mobileDescription, "previous": addresses.mobileDescription])
@@ -94,28 +96,82 @@ extension MappingService {
             engine.send(.setAddresses(next))
             updateDiversion()
         }
-        publicState.waiting.wait(peers.filter { asking.contains($0.hoa.family) }, now: now)
-        alerts.startRound(with: peers.filter { !asking.contains($0.hoa.family) },
-                       first: Set(config.peers.map(\.homeAddress)),
-                       recentSince: now > idle.idleAfter ? now - idle.idleAfter : 0,
-                       lastHeard: { [idle] hoa in max(idle.lastHeard[hoa] ?? 0, idle.lastData[hoa] ?? 0) })
-        // The alerts first: the registration goes beside them, through the IMS worker.
-        sendQueuedAlerts(now: now)
+        // The configured peers' alerts first, then the registration beside them (through the
+        // IMS worker); the learned peers are gathered from the next turn on, a slice per
+        // turn (``AlertQueue``), from the HoAs learned now.
+        let round = alerts.begin(for: families)
+        let configured = configuredPeers(of: families)
+        joinRound(configured, round: round, asking: asking, now: now)
+        sendQueuedAlerts(now: now, gathering: false)
+        let alerted = MonotonicClock.nanoseconds()
         register(now: now)
+        guard !families.isEmpty else { return }
+        peerHolds.reserve(learned.count)
+        alerts.gather(Array(learned.keys))
+        log("matd: move: \(configured.count) configured peer(s) alerted \(String(format: "%.1f", Double(alerted - reading) / 1e6)) ms "
+            + "after the reading; \(learned.count) learned peer(s) to gather, \(AlertQueue.gatheredPerTurn) a turn")
     }
 
-    /// Sends the next alerts of the last move (`AlertQueue`); a peer that cannot be
-    /// alerted is not held.
-    func sendQueuedAlerts(now: UInt64) {
-        for peer in alerts.next() where !signaling.announce(to: peer.hoa, at: peer.moa, now: now) {
-            endHold(peer.hoa, .notAlerted, now: now)
+    /// The configured peers of `families`, at the MoA they are sent to (the learned one
+    /// when a mapping was learned for them: ``activePeers()``).
+    private func configuredPeers(of families: Set<AddressFamily>) -> [AlertQueue.Peer] {
+        config.peers.compactMap { peer in
+            guard families.contains(peer.homeAddress.family),
+                  let moa = learned[peer.homeAddress]?.mapping.moas.first?.address ?? peer.mobileAddresses.first else { return nil }
+            return (hoa: peer.homeAddress, moa: moa)
         }
     }
 
-    /// Ends `hoa`'s hold (``PeerHolds``): the engine releases its traffic.
+    /// `peers`, gathered by a move's round: held by the move (``PeerHolds``) and queued
+    /// for their alerts, or, for a family whose public address is being asked, waiting for
+    /// the answer (``PublicAddressWaits``).
+    private func joinRound(_ peers: [AlertQueue.Peer], round: UInt64, asking: Set<AddressFamily>, now: UInt64) {
+        peerHolds.join(peers.map(\.hoa))
+        let queued = asking.isEmpty ? peers : peers.filter { !asking.contains($0.hoa.family) }
+        if queued.count < peers.count { publicState.waiting.wait(peers.filter { asking.contains($0.hoa.family) }, now: now) }
+        alerts.add(queued, to: round, first: Set(config.peers.map(\.homeAddress)),
+                   recentSince: now > idle.idleAfter ? now - idle.idleAfter : 0, lastHeard: heardAt)
+    }
+
+    /// When `hoa` was last heard from, signed or by its data (0: never).
+    private func heardAt(_ hoa: IPAddress) -> UInt64 { max(idle.lastHeard[hoa] ?? 0, idle.lastData[hoa] ?? 0) }
+
+    /// Gathers the next slice of the learned peers a move concerns (``AlertQueue``): the
+    /// configured ones went with the move, a learned one whose mapping went since is
+    /// passed over. Once the round has them all, each family's hold ends with the last of
+    /// its peers' (at once if none is held).
+    private func gatherRound(now: UInt64) {
+        guard let gathering = alerts.nextToGather() else { return }
+        let configured = Set(config.peers.map(\.homeAddress))
+        var peers: [AlertQueue.Peer] = []
+        peers.reserveCapacity(gathering.hoas.count)
+        for hoa in gathering.hoas where gathering.families.contains(hoa.family) && !configured.contains(hoa) {
+            guard let moa = learned[hoa]?.mapping.moas.first?.address else { continue }
+            peers.append((hoa: hoa, moa: moa))
+        }
+        joinRound(peers, round: gathering.round, asking: Set(publicState.asking.keys), now: now)
+        guard gathering.isLast else { return }
+        for family in gathering.families {
+            if let end = peerHolds.gathered(family) { engine.send(end) }
+        }
+    }
+
+    /// Sends the next alerts of the last move (`AlertQueue`), and gathers the next slice of
+    /// its peers (unless `gathering` is false: the move's own turn); a peer that cannot be
+    /// alerted is not held.
+    func sendQueuedAlerts(now: UInt64, gathering: Bool = true) {
+        for peer in alerts.next() where !signaling.announce(to: peer.hoa, at: peer.moa, now: now) {
+            endHold(peer.hoa, .notAlerted, now: now)
+        }
+        if gathering { gatherRound(now: now) }
+    }
+
+    /// Ends `hoa`'s hold (``PeerHolds``): the engine releases its traffic, and its family's
+    /// hold when it was the last peer held.
     func endHold(_ hoa: IPAddress, _ reason: PeerHolds.End, now: UInt64) {
         let ending = peerHolds.end(hoa, reason, now: now)
         engine.send(ending.command)
+        if let end = ending.familyEnd { engine.send(end) }
         // Checked first: a move with 100,000 peers ends as many holds.
         if let heldFor = ending.heldFor, Log.level == .debug {
             log(.debug, "matd: \(hoa): traffic released after \(heldFor) ms (\(reason.rawValue))")

@@ -28,17 +28,15 @@ struct PublicAddressWaits {
 
     /// The waiting peers per family, in the order they began waiting.
     private(set) var waiting: [AddressFamily: [Waiting]] = [:]
+    /// Where each waiting peer stands in its family's list: a move that gathers its peers
+    /// in slices (``AlertQueue``) asks once per slice, and a search per peer (or an index
+    /// built per call) would make it quadratic.
+    private var positions: [AddressFamily: [IPAddress: Int]] = [:]
 
     /// `peers` (each held by a move at `now`) wait for the answer of their HoA's family. A
     /// peer already waiting (a second move while the IMS is asked) has its alert go to the
     /// newer MoA and its hold run from `now`.
     mutating func wait(_ peers: [AlertQueue.Peer], now: UInt64) {
-        guard !peers.isEmpty else { return }
-        // Where each waiting peer stands, found once: a search per peer made a move with
-        // many peers quadratic.
-        var positions = waiting.mapValues { list in
-            Dictionary(list.enumerated().map { ($1.hoa, $0) }, uniquingKeysWith: { first, _ in first })
-        }
         for peer in peers {
             let family = peer.hoa.family
             let entry = Waiting(hoa: peer.hoa, moa: peer.moa, since: now, held: true)
@@ -54,7 +52,8 @@ struct PublicAddressWaits {
     /// The IMS answered for `family`: every peer waiting on it is to be alerted now (its
     /// hold, if it still stands, ends with the alert as after any move).
     mutating func answered(_ family: AddressFamily) -> [AlertQueue.Peer] {
-        (waiting.removeValue(forKey: family) ?? []).map { (hoa: $0.hoa, moa: $0.moa) }
+        positions[family] = nil
+        return (waiting.removeValue(forKey: family) ?? []).map { (hoa: $0.hoa, moa: $0.moa) }
     }
 
     /// The peers whose hold reached ``timeout`` at `now`: their holds are to end. They
