@@ -21,9 +21,11 @@ struct RelayFamiliesLabTests {
     /// Seconds: three of them without a keepalive send a peer's traffic to the relay.
     static let keepalive = 1
 
-    func nodeConfig(_ lab: Lab, _ node: String, relay: String, peerKey: SigningKey) throws -> String {
+    /// `ims`: the node registers both HoAs in the lab's mat-ims (with a key per HoA), where
+    /// a relay with no `client-key` finds its key.
+    func nodeConfig(_ lab: Lab, _ node: String, relay: String, peerKey: SigningKey, ims: Bool = false) throws -> String {
         let me = Addr.node(node), peer = Addr.node(node == "vm" ? "cn" : "vm")
-        let text = """
+        var text = """
             [node]
             home-address = \(me.home4)
             home-address = \(me.home6)
@@ -49,20 +51,34 @@ struct RelayFamiliesLabTests {
             address = \(relay)
 
             """
+        if ims { text += Self.imsSection(lab, node) }
         let path = lab.path("\(node).conf")
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }
 
-    /// The relay's; `dualStack: false` gives it an IPv4 HoA only.
-    func relayConfig(_ lab: Lab, keys: [String: SigningKey], dualStack: Bool) throws -> String {
+    /// An `[ims]` section naming the lab's mat-ims and `node`'s key file.
+    static func imsSection(_ lab: Lab, _ node: String) -> String {
+        """
+        [ims]
+        server = 192.0.2.132
+        zone = mat.example.
+        key-file = \(lab.path("keys/\(node).key"))
+        record-ttl = 5
+
+        """
+    }
+
+    /// The relay's; `dualStack: false` gives it an IPv4 HoA only. `imsKeyed`: it pins no
+    /// `client-key` and looks its clients' keys up in the lab's mat-ims instead.
+    func relayConfig(_ lab: Lab, keys: [String: SigningKey], dualStack: Bool, imsKeyed: Bool = false) throws -> String {
         var text = """
             [node]
             home-address = \(Self.relayHoA4)
             \(dualStack ? "home-address = \(Self.relayHoA6)" : "")
             uplink = eth0
             domain-prefix = 198.51.100.0/24
-            \(dualStack ? "domain-prefix = 2001:db8:100::/64" : "")
+            \(dualStack || imsKeyed ? "domain-prefix = 2001:db8:100::/64" : "")
             control-socket = \(lab.socket("plain"))
             state-directory = \(lab.path("plain-state"))
             encap-keepalive = \(Self.keepalive)
@@ -71,11 +87,12 @@ struct RelayFamiliesLabTests {
             serve = on
 
             """
-        for node in ["vm", "cn"] {
+        for node in ["vm", "cn"] where !imsKeyed {
             let me = Addr.node(node)
             text += "client-key = \(me.home4) \(keys[node]!.publicKey.base64)\n"
             text += "client-key = \(me.home6) \(keys[node]!.publicKey.base64)\n"
         }
+        if imsKeyed { text += "\n" + Self.imsSection(lab, "plain") }
         let path = lab.path("plain.conf")
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         return path
@@ -84,9 +101,12 @@ struct RelayFamiliesLabTests {
     /// The lab, the router dropping the nodes' direct UDP, the relay, and both nodes
     /// naming the relay at `vmRelay` and `cnRelay`; returns once both send each other's
     /// traffic of both families through the relay.
-    func start(vmRelay: String, cnRelay: String, relayDualStack: Bool = true) throws -> Lab {
+    /// `imsKeyed`: mat-ims runs, the nodes register their HoAs there, and the relay takes
+    /// all four keys from it (``relayConfig(_:keys:dualStack:imsKeyed:)``).
+    func start(vmRelay: String, cnRelay: String, relayDualStack: Bool = true, imsKeyed: Bool = false) throws -> Lab {
         let lab = try Lab()
         do {
+            if imsKeyed { _ = try lab.startIMS(dualStack: true, more: ["plain": Self.relayHoA4]) }
             try lab.exec("router", "sh", "-c", """
                 nft -f - <<'EOF'
                 table inet nodirect {
@@ -99,13 +119,13 @@ struct RelayFamiliesLabTests {
                 EOF
                 """)
             let keys = ["vm": try lab.writeSigningKey("vm"), "cn": try lab.writeSigningKey("cn")]
-            try lab.startMatd("plain", config: try relayConfig(lab, keys: keys, dualStack: relayDualStack))
+            try lab.startMatd("plain", config: try relayConfig(lab, keys: keys, dualStack: relayDualStack, imsKeyed: imsKeyed))
             // It listens in both families either way, and says so.
             guard lab.waitForLog("plain", "relaying on encap-port 7541 over IPv4 and IPv6", timeout: 30) else {
                 throw LabError("the relay does not say it listens in both families:\n\(lab.matdLog("plain"))")
             }
-            try lab.startMatd("vm", config: try nodeConfig(lab, "vm", relay: vmRelay, peerKey: keys["cn"]!))
-            try lab.startMatd("cn", config: try nodeConfig(lab, "cn", relay: cnRelay, peerKey: keys["vm"]!))
+            try lab.startMatd("vm", config: try nodeConfig(lab, "vm", relay: vmRelay, peerKey: keys["cn"]!, ims: imsKeyed))
+            try lab.startMatd("cn", config: try nodeConfig(lab, "cn", relay: cnRelay, peerKey: keys["vm"]!, ims: imsKeyed))
             for (node, peer) in [("vm", cn), ("cn", vm)] {
                 for moa in [peer.mobile4, peer.mobile6]
                 where !lab.waitForLog(node, "no keepalive from \(moa) for \(3 * Self.keepalive) s: its traffic goes through the relay",
@@ -167,5 +187,37 @@ struct RelayFamiliesLabTests {
         let lab = try start(vmRelay: Addr.plain4, cnRelay: Addr.plain6)
         defer { lab.close() }
         try checkTrafficGoesThroughTheRelay(lab)
+    }
+
+    /// Dual-stack nodes at a relay that pins no key (docs/signaling.md, "Keys from the
+    /// IMS"): each registers both HoAs in mat-ims, one key per HoA name, and with the
+    /// relay in one registration, the VM by IPv4 and the CN by IPv6. The relay (an IPv4
+    /// HoA only) looks up all four HoAs' keys in mat-ims, takes each node's registration with both HoAs, and
+    /// both families' traffic flows through it each way.
+    @Test func dualStackNodesRegisterBothHoAsAtARelayThatTakesTheirKeysFromTheIMS() throws {
+        // The relay's one IMS key is its IPv4 HoA's: it has no other HoA, and looks up keys
+        // in both domain prefixes.
+        let lab = try start(vmRelay: Addr.plain4, cnRelay: Addr.plain6, relayDualStack: false, imsKeyed: true)
+        defer { lab.close() }
+        for node in ["vm", "cn"] {
+            let me = Addr.node(node)
+            for hoa in [me.home4, me.home6] where !lab.waitForLog("plain", "relay: took the key of \(hoa) from the IMS") {
+                Issue.record("the relay did not take \(hoa)'s key from the IMS:\n\(lab.matdLog("plain"))")
+            }
+        }
+        // Each node's next registration (a second later) is taken with both HoAs: one
+        // binding per node, before any traffic goes to the relay.
+        var bindings = 0
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            bindings = (try lab.stats("plain")["relay"] as? [String: Int])?["bindings"] ?? 0
+            if bindings >= 2 { break }
+            usleep(200_000)
+        }
+        #expect(bindings == 2, "\(lab.matdLog("plain"))")
+        try checkTrafficGoesThroughTheRelay(lab)
+        let relay = try lab.stats("plain")["relay"] as? [String: Int] ?? [:]
+        #expect(relay["keys_learned", default: 0] >= 4 && relay["bad_signatures", default: 0] == 0
+                && relay["key_lookups_deferred", default: 0] == 0, "\(relay)")
     }
 }
