@@ -36,6 +36,23 @@ extension IMSClient {
 }
 
 extension IMSClient {
+    /// How far the IMS's clock was ahead of this host's (seconds; negative when behind) at
+    /// the latest signed answer that verified (a lookup's or an update's): its TSIG "time
+    /// signed", which the MAC over the request's MAC covers, so that only the server can
+    /// have written it and only for this request (RFC 8945 §5.3). Nil before one. A node
+    /// takes its sequence numbers' floor from it (``clockCorrection`` comes only from a
+    /// refusal for time, which BIND and Knot send only past the 300 s fudge): a restored
+    /// guest whose clock is a minute behind learns the time at its first signed exchange
+    /// with any of them. It does not change what TSIG signs with.
+    public var serverTimeAhead: Int64? { state.withLock { $0.serverTimeAhead } }
+
+    /// Notes the time the server signed a verified answer with (``serverTimeAhead``).
+    func noteSignedTime(_ outcome: TSIGOutcome) {
+        guard case .verified(let context) = outcome else { return }
+        let ahead = Int64(bitPattern: context.data.timeSigned &- clock())
+        state.withLock { $0.serverTimeAhead = ahead }
+    }
+
     /// Seconds this client adds to the host's clock for TSIG: the IMS's time minus the
     /// host's, as the IMS last said in a signed BADTIME refusal; 0 until then.
     public var clockCorrection: Int64 { state.withLock { $0.clockCorrection } }

@@ -103,6 +103,7 @@ extension IMSClient {
         let refusal: IMSClientError
         switch outcome {
         case .verified(let context):
+            noteSignedTime(outcome)
             if rcode == .noError && context.data.error == .noError { return }
             let tsigError = context.data.error == .noError ? nil : context.data.error
             refusal = .updateRefused(rcode: rcode, tsigError: tsigError, authenticated: true)

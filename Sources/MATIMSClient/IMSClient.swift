@@ -69,6 +69,9 @@ public final class IMSClient: Sendable {
         /// Seconds added to `clock` for TSIG: the IMS's time minus this host's, learned
         /// from a signed BADTIME refusal (``IMSClient/learnServerTime(from:key:requestMAC:)``).
         var clockCorrection: Int64 = 0
+        /// The IMS's clock minus this host's at its latest verified signed answer
+        /// (``IMSClient/serverTimeAhead``).
+        var serverTimeAhead: Int64?
     }
 
     /// The system clock: whole seconds since the epoch.
@@ -231,6 +234,7 @@ public final class IMSClient: Sendable {
             if !retried, learnServerTime(from: exchange, key: signing, requestMAC: requestMAC) {
                 return try query(name, type: type, servers: servers, retried: true)
             }
+            noteSignedTime(outcome)
             guard case .verified = outcome else {
                 count { $0.unauthenticatedResponses += 1 }
                 log(.warning, "an answer from \(exchange.server) for \(name) \(type) is not signed with \(signing.name) (\(outcome)); ignored")

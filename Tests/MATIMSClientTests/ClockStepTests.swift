@@ -57,4 +57,26 @@ struct ClockStepTests {
         // The test responder's refusal carries its own time, which is the client's: no step.
         #expect(h.client.clockCorrection == 0 && h.client.statistics.clockCorrections == 0)
     }
+
+    /// A clock behind the server's by less than the fudge, on a first start (no update of
+    /// this key before, so nothing to refuse as a replay: as against BIND and Knot, which
+    /// refuse nothing within the fudge): no refusal teaches the client the time, but the
+    /// signed answers carry it (``IMSClient/serverTimeAhead``), a lookup's as an update's.
+    @Test func aSignedAnswerWithinTheFudgeSaysHowFarAheadTheServerIs() throws {
+        let ims = try SpawnedIMS()
+        defer { ims.stop() }
+        let clock = SteppedClock()
+        clock.offset.withLock { $0 = -120 }
+        let client = IMSClient(configuration: IMSClientConfiguration(names: Fixture.names, servers: [ims.server],
+                                                                     key: Fixture.keyA),
+                               transport: DNSTransport(options: DNSTransportOptions(udpTimeoutMilliseconds: 1000, rounds: 2)),
+                               clock: clock.closure)
+        #expect(client.serverTimeAhead == nil)
+        _ = try? client.lookup(hoa: Fixture.hoaB, allowCached: false)
+        let ahead = try #require(client.serverTimeAhead)
+        #expect((ahead - 120).magnitude <= 2, "ahead \(ahead)")
+        try client.register(hoa: Fixture.hoaA, moas: [ip("192.0.2.10")], sequence: 1)
+        #expect(client.statistics.refusedUpdates == 0 && client.clockCorrection == 0)
+        #expect((try #require(client.serverTimeAhead) - 120).magnitude <= 2)
+    }
 }

@@ -92,6 +92,19 @@ enum Interop {
 
     // MARK: - Scenarios shared by the BIND and Knot suites
 
+    /// A clock 120 s behind, within the fudge: the server takes the update without a
+    /// refusal for time, so no refusal teaches the client its time, but its signed answers
+    /// carry it (``IMSClient/serverTimeAhead``, docs/security.md D5 and S2). The zone is
+    /// left as ``baseline(_:)`` leaves node A.
+    static func signedAnswersSayTheServersTimeWithinTheFudge(_ server: DNSServerAddress) throws {
+        let behind = client(server, key: keyA, clock: { IMSClient.systemClock() - 120 })
+        try behind.register(hoa: Fixture.hoaA, moas: [moaA], sequence: nextSequence(), publicKey: publicKeyA)
+        #expect(behind.statistics.refusedUpdates == 0 && behind.statistics.clockCorrections == 0
+                && behind.clockCorrection == 0)
+        let ahead = try #require(behind.serverTimeAhead)
+        #expect((ahead - 120).magnitude <= 2, "the server is \(ahead) s ahead")
+    }
+
     static func registerAndResolve(_ server: DNSServerAddress) throws {
         let sequence = nextSequence()
         let result = try client(server, key: keyA).register(hoa: Fixture.hoaA, moas: [moaA], sequence: sequence,
@@ -224,6 +237,10 @@ struct BINDInteropTests {
 
     @Test func bindRegisterAndResolve() throws { try Interop.registerAndResolve(server) }
 
+    @Test func bindsSignedAnswersSayItsTimeWithinTheFudge() throws {
+        try Interop.signedAnswersSayTheServersTimeWithinTheFudge(server)
+    }
+
     @Test func bindReverseLookupWithForwardConfirmation() throws { try Interop.reverseLookup(server) }
 
     @Test func bindLargeMappingOverTCP() throws { try Interop.largeMappingUsesTCP(server) }
@@ -290,6 +307,10 @@ struct KnotInteropTests {
     var server: DNSServerAddress { Interop.knot! }
 
     @Test func knotRegisterAndResolve() throws { try Interop.registerAndResolve(server) }
+
+    @Test func knotsSignedAnswersSayItsTimeWithinTheFudge() throws {
+        try Interop.signedAnswersSayTheServersTimeWithinTheFudge(server)
+    }
 
     @Test func knotReverseLookupWithForwardConfirmation() throws { try Interop.reverseLookup(server) }
 

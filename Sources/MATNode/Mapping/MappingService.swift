@@ -333,10 +333,12 @@ public final class MappingService: @unchecked Sendable {
     /// Acts on what the IMS worker finished.
     private func takeIMSResults(now: UInt64) {
         var changed = false
-        if let client, sequenceClock.follow(client.clockCorrection) {
+        // The IMS's time: from a refusal for time, or from any signed answer (BIND and
+        // Knot refuse nothing within the 300 s fudge).
+        if let client, case let ahead = max(client.clockCorrection, client.serverTimeAhead ?? 0), sequenceClock.follow(ahead) {
             let again = signaling.renumberUpdates(below: sequenceClock.floor, now: now)
             if again > 0 {
-                log(.warning, "matd: the IMS's clock is \(client.clockCorrection) s ahead of this node's (restored from a "
+                log(.warning, "matd: the IMS's clock is \(ahead) s ahead of this node's (restored from a "
                     + "snapshot?): \(again) alert(s) numbered by this node's clock sent again with numbers from the IMS's")
             }
         }
