@@ -86,7 +86,7 @@ struct BPFDatapathLabTests {
         do {
             _ = try BPFSystem.loadProgram([.mov(.r1, .r0), .exit], name: "bad")
             Issue.record("the kernel took a program that reads an unset register")
-        } catch let error as SystemError {
+        } catch {
             #expect(error.detail?.contains("verifier") == true, "\(error)")
             #expect(error.detail?.contains("R0") == true, "\(error)")
         }
