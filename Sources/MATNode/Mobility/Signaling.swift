@@ -52,7 +52,11 @@ final class Signaling {
         }
         var sockets: [DatagramSocket] = []
         for family in [AddressFamily.ipv4, .ipv6] where families.contains(family) {
-            sockets.append(try DatagramSocket(family: family, port: port, role: "signaling-port"))
+            let socket = try DatagramSocket(family: family, port: port, role: "signaling-port")
+            // Network control (DSCP CS6), as routing daemons send: routers that honour it
+            // queue an alert ahead of bulk traffic (docs/signaling.md, "In matd").
+            do { try socket.markAsNetworkControl() } catch { log(.warning, "matd: signaling-port: \(error)") }
+            sockets.append(socket)
         }
         self.sockets = sockets
     }
