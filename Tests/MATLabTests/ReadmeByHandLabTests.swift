@@ -198,6 +198,15 @@ struct ReadmeByHandLabTests {
                 && rebound["mobile addresses"]?.hasPrefix("203.0.113.10, ") == true, "\(rebind.summary)")
         #expect(try lab.imsAnswer(vmName, "A") == "203.0.113.10")
         #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.10"))
+        // docs/operations.md's sample `matctl monitor` lines: the move, alert and ack events this
+        // node kept have the fields the sample shows, in its order.
+        let monitor = try run("timeout 3 " + statusLine.replacingOccurrences(of: " status", with: " monitor --history"))
+        let real = Self.eventShapes(monitor.stdout)
+        let sample = try Self.monitorSampleShapes()
+        #expect(sample.count >= 3, "\(sample)")
+        for (kind, shape) in sample {
+            #expect(real[kind] == shape, "\(kind): docs/operations.md shows \(shape), matctl monitor printed \(real[kind] ?? [])")
+        }
 
         // deregister: "a node going away for good: withdraw it from the IMS".
         let deregister = try run(try written("matctl deregister"))
@@ -217,6 +226,29 @@ struct ReadmeByHandLabTests {
 
     static func fieldNames(_ output: String) -> [String] {
         output.split(separator: "\n").compactMap { line in line.firstIndex(of: ":").map { String(line[..<$0]) } }
+    }
+
+    /// The fields of each kind of event in `matctl monitor` lines (the first of each kind):
+    /// the top-level keys, then `details.` and the details' keys, as printed.
+    static func eventShapes(_ output: String) -> [String: [String]] {
+        var shapes: [String: [String]] = [:]
+        for line in output.split(separator: "\n") where line.hasPrefix("{") {
+            guard let kind = line.firstMatch(of: /"kind":"([a-z_]+)"/)?.output.1, shapes[String(kind)] == nil else { continue }
+            let details = line.firstMatch(of: /"details":\{([^}]*)\}/).map { String($0.output.1) } ?? ""
+            let outer = line.replacing(/"details":\{[^}]*\}/, with: "\"details\":{}")
+            func keys(_ text: String) -> [String] { text.matches(of: /"([a-z_]+)":/).map { String($0.output.1) } }
+            shapes[String(kind)] = keys(String(outer)) + keys(details).map { "details.\($0)" }
+        }
+        return shapes
+    }
+
+    /// The shapes of docs/operations.md's sample `matctl monitor` lines (its Monitor section's block).
+    static func monitorSampleShapes() throws -> [String: [String]] {
+        let doc = try DocExamplesTests.document("docs/operations.md")
+        guard let block = DocText.fencedBlocks(in: doc).first(where: { $0.lines.first?.hasPrefix("{\"details\"") == true }) else {
+            throw LabError("docs/operations.md has no block of matctl monitor lines")
+        }
+        return eventShapes(block.lines.joined(separator: "\n"))
     }
 
     /// The labels of docs/operations.md's sample `matctl rotate-key` output (`# label: ...`
