@@ -5,7 +5,8 @@ import MATSystem
 
 /// The bump in the wire: two packet sockets and a direction each way, served by one
 /// thread. It polls both sockets (and the stop signals) with a timeout that ends when the
-/// oldest held frame is due, reads what arrived, and sends what is due.
+/// oldest held frame is due (or a bottleneck's link wants more frames), reads what
+/// arrived, and sends what is due.
 final class Forwarder {
     let first: PacketSocket
     let second: PacketSocket
@@ -15,13 +16,23 @@ final class Forwarder {
     private let signals: StopSignals
     private let pollSet: UnsafeMutablePointer<pollfd>
 
+    /// `bottleneck`: each direction's queue discipline, its limit in bytes and the link's
+    /// rate, or nil for none (frames are delayed as they come).
     init(between first: PacketSocket, and second: PacketSocket, delay: UInt64, slots: Int, slotSize: Int,
-         batch: Int, signals: StopSignals) {
+         batch: Int, bottleneck: (discipline: QueueDiscipline, limitBytes: Int, bitsPerSecond: Double)?,
+         signals: StopSignals) {
         self.first = first
         self.second = second
         self.signals = signals
-        outbound = Direction(from: first, to: second, delay: delay, slots: slots, slotSize: slotSize, batch: batch)
-        inbound = Direction(from: second, to: first, delay: delay, slots: slots, slotSize: slotSize, batch: batch)
+        func direction(from input: PacketSocket, to output: PacketSocket) -> Direction {
+            let queue = bottleneck.map {
+                BottleneckQueue(discipline: $0.discipline, limitBytes: $0.limitBytes, slots: slots, slotSize: slotSize)
+            }
+            return Direction(from: input, to: output, delay: delay, slots: slots, slotSize: slotSize, batch: batch,
+                             bottleneck: queue, rateBitsPerSecond: bottleneck?.bitsPerSecond ?? 0)
+        }
+        outbound = direction(from: first, to: second)
+        inbound = direction(from: second, to: first)
         pollSet = .allocate(capacity: 3)
         pollSet.initialize(repeating: pollfd(), count: 3)
         pollSet[0].fd = first.fd
@@ -37,6 +48,8 @@ final class Forwarder {
         var timeout = timespec()
         while true {
             let now = MonotonicClock.nanoseconds()
+            outbound.transmit(now: now)
+            inbound.transmit(now: now)
             outbound.flush(now: now)
             inbound.flush(now: now)
 
@@ -47,8 +60,8 @@ final class Forwarder {
             pollSet[1].revents = 0
             pollSet[2].revents = 0
             var next = UInt64.max
-            if !outbound.waitingForOutput, let due = outbound.ring.headDueTime { next = min(next, due) }
-            if !inbound.waitingForOutput, let due = inbound.ring.headDueTime { next = min(next, due) }
+            if let due = outbound.nextWake { next = min(next, due) }
+            if let due = inbound.nextWake { next = min(next, due) }
             let ready: Int32
             if next == UInt64.max {
                 ready = MultipleMessages.poll(pollSet, count: 3, timeout: nil)

@@ -12,6 +12,12 @@ import MATSystem
 /// ring is full, or a frame is larger than a slot (offloads left on hand over GRO/TSO
 /// super-frames up to 64 KiB), the frame is dropped and counted. SIGTERM or SIGINT stops
 /// it and prints the counters to standard error.
+///
+/// With `--rate-mbit`, each direction is also a link of that rate, as a router's
+/// interface: frames that arrive faster wait in a queue of `--queue-kb` bytes, and
+/// `--qdisc` picks the order they leave it in (fifo, prio, fq; see ``QueueDiscipline``).
+/// Without it, a flow faster than mat-delay queues in the kernel's socket buffer in front
+/// of it (first in, first out).
 @main
 struct MatDelay: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -40,9 +46,22 @@ struct MatDelay: ParsableCommand {
 
     @Option(name: .customLong("queue-kb"),
             help: ArgumentHelp("Kernel receive buffer per interface, in KiB: the queue that builds in front of a "
-                               + "direction while mat-delay cannot keep up, so the lab's bottleneck queue.",
+                               + "direction while mat-delay cannot keep up, so the lab's bottleneck queue. With "
+                               + "--rate-mbit, also the most the link's queue holds (frame bytes; per band for prio).",
                                valueName: "KiB"))
     var queueKilobytes = 8_192
+
+    @Option(name: .customLong("rate-mbit"),
+            help: ArgumentHelp("Make each direction a link of this rate (Mbit/s on the wire, Ethernet's 24 bytes of "
+                               + "preamble, check sequence and gap per frame included): frames beyond it wait in a "
+                               + "queue of --queue-kb bytes ordered by --qdisc. 0: no link, frames go as fast as "
+                               + "mat-delay reads them.", valueName: "Mbit/s"))
+    var rateMegabits: Double = 0
+
+    @Option(help: ArgumentHelp("The order frames leave the link's queue (with --rate-mbit): fifo; prio (DSCP EF, CS6 "
+                               + "and CS7 first, like a router's network-control band); fq (a queue per flow, served "
+                               + "in turn, new flows first, as fq_codel).", valueName: "fifo|prio|fq"))
+    var qdisc: QueueDiscipline = .fifo
 
     func validate() throws {
         guard between.count == 2 else {
@@ -58,6 +77,13 @@ struct MatDelay: ParsableCommand {
         guard queueKilobytes >= 64, queueKilobytes <= 1 << 20 else {
             throw ValidationError("--queue-kb must be between 64 and \(1 << 20)")
         }
+        guard rateMegabits >= 0, rateMegabits <= 100_000 else {
+            throw ValidationError("--rate-mbit must be between 0 (no link) and 100000")
+        }
+        guard qdisc == .fifo || rateMegabits > 0 else {
+            throw ValidationError("--qdisc \(qdisc.rawValue) orders the queue in front of a link: give its rate with "
+                                  + "--rate-mbit (without one, frames wait only in the kernel's socket buffer, first in, first out)")
+        }
     }
 
     func run() throws {
@@ -69,16 +95,19 @@ struct MatDelay: ParsableCommand {
         let second = try PacketSocket(interface: between[1], receiveBuffer: queueBytes)
         let signals = try StopSignals()
         let delay = UInt64((delayMilliseconds * 1_000_000).rounded())
+        let bottleneck = rateMegabits > 0 ? (discipline: qdisc, limitBytes: queueKilobytes * 1_024,
+                                             bitsPerSecond: rateMegabits * 1e6) : nil
         let forwarder = Forwarder(between: first, and: second, delay: delay, slots: slots, slotSize: slotSize,
-                                  batch: batch, signals: signals)
+                                  batch: batch, bottleneck: bottleneck, signals: signals)
+        let link = rateMegabits > 0 ? ", a \(formatted(rateMegabits)) Mbit/s link with qdisc \(qdisc.rawValue) each way" : ""
         warn("forwarding \(first.interface) <-> \(second.interface), \(formatted(delayMilliseconds)) ms each way, "
-             + "\(slots) slots of \(slotSize) bytes per direction, \(queueKilobytes) KiB queue in front of each")
+             + "\(slots) slots of \(slotSize) bytes per direction, \(queueKilobytes) KiB queue in front of each\(link)")
         let stop = try forwarder.run()
         warn("stopped by \(signalName(stop))")
         for line in forwarder.report() { warn(line) }
     }
 
-    private func formatted(_ milliseconds: Double) -> String {
-        milliseconds == milliseconds.rounded() ? String(Int(milliseconds)) : String(milliseconds)
+    private func formatted(_ value: Double) -> String {
+        value == value.rounded() ? String(Int(value)) : String(value)
     }
 }

@@ -92,6 +92,54 @@ struct DelayElementTests {
         #expect(number(after: "ring full ", in: outbound) == 0 && number(after: "send errors ", in: outbound) == 0, "\(outbound)")
     }
 
+    /// `--rate-mbit` makes each direction a 10 Mbit/s link with a 256 KiB queue, which four
+    /// bulk TCP flows from the CN keep full (up to 200 ms of it). Two pings cross the link
+    /// beside the flow, one marked DSCP CS6 (`ping -Q 0xc0`, as matd marks its signaling),
+    /// one not: with fifo both wait behind the queue, with prio the marked one goes first,
+    /// with fq both go first (each is a flow of its own, sparse beside the bulk one).
+    @Test func aLinksQueueDisciplineDecidesWhoWaits() throws {
+        let lab = try Lab(delayElement: true)
+        defer { lab.close() }
+        let noRate = try lab.run("delay", [LabPaths.matDelay, "--between", "d-cn", "d-rt", "--delay-ms", "1",
+                                           "--qdisc", "prio"], timeout: 10)
+        #expect(!noRate.succeeded && noRate.stderr.contains("give its rate with --rate-mbit"), "\(noRate.summary)")
+
+        var waits: [String: (marked: Double, plain: Double)] = [:]
+        for qdisc in ["fifo", "prio", "fq"] {
+            let element = try lab.spawn("delay", [LabPaths.matDelay, "--between", "d-cn", "d-rt", "--delay-ms", "1",
+                                                  "--rate-mbit", "10", "--queue-kb", "256", "--qdisc", qdisc])
+            guard element.waitForOutput(timeout: 10, { $0.contains("a 10 Mbit/s link with qdisc \(qdisc) each way") }) else {
+                throw LabError("mat-delay did not start:\n\(element.wait(timeout: 1).summary)")
+            }
+            #expect(try lab.ping("cn", Addr.plain4, count: 1))
+            let server = try lab.spawn("plain", ["iperf3", "-s", "-1", "--forceflush", "-B", Addr.plain4])
+            guard server.waitForOutput(timeout: 10, { $0.contains("Server listening") }) else {
+                throw LabError("iperf3 server did not start:\n\(server.wait(timeout: 1).summary)")
+            }
+            let bulk = try lab.spawn("cn", ["iperf3", "-c", Addr.plain4, "-t", "6", "-P", "4", "-w", "1M"])
+            sleep(2)  // the flows fill the queue
+            let marked = try lab.spawn("cn", ["ping", "-Q", "0xc0", "-c", "20", "-i", "0.1", "-W", "2", Addr.plain4])
+            let plain = try lab.spawn("cn", ["ping", "-c", "20", "-i", "0.1", "-W", "2", Addr.plain4])
+            let markedTimes = pingTimes(marked.wait(timeout: 30).stdout)
+            let plainTimes = pingTimes(plain.wait(timeout: 30).stdout)
+            bulk.wait(timeout: 30)
+            server.wait(timeout: 10)
+            element.signal(SIGTERM)
+            let result = element.wait(timeout: 10)
+            let towardsPlain = result.stderr.split(separator: "\n").first { $0.contains("d-cn -> d-rt: forwarded") } ?? ""
+            // The flows did fill the queue (it drops at 256 KiB).
+            #expect(number(after: "queue peak ", in: towardsPlain) > 128 * 1_024, "\(qdisc): \(towardsPlain)")
+            #expect(markedTimes.count >= 15 && plainTimes.count >= 15, "\(qdisc): \(markedTimes) \(plainTimes)")
+            waits[qdisc] = (median(markedTimes), median(plainTimes))
+            print("DelayElementTests: \(qdisc): median ping behind a full 256 KiB queue at 10 Mbit/s: "
+                  + "CS6 \(waits[qdisc]!.marked) ms, unmarked \(waits[qdisc]!.plain) ms")
+        }
+        let fifo = try #require(waits["fifo"]), prio = try #require(waits["prio"]), fq = try #require(waits["fq"])
+        #expect(fifo.marked > 30 && fifo.plain > 30, "fifo: \(fifo)")
+        #expect(prio.marked < 25 && prio.plain > 30, "prio: \(prio)")
+        #expect(fq.marked < 25 && fq.plain < 25, "fq: \(fq)")
+    }
+
     @Test func downLeavesNothingBehind() throws {
         let lab = try Lab(delayElement: true)
         let name = lab.name
@@ -147,6 +195,18 @@ struct DelayElementTests {
             throw LabError("no sum_received in iperf3's report:\n\(output)")
         }
         return rate
+    }
+
+    /// The round-trip times of ping's reply lines ("time=12.3 ms"), in milliseconds.
+    func pingTimes(_ output: String) -> [Double] {
+        output.split(separator: "\n").compactMap { line in
+            guard let range = line.range(of: "time=") else { return nil }
+            return Double(line[range.upperBound...].prefix { $0.isNumber || $0 == "." })
+        }
+    }
+
+    func median(_ values: [Double]) -> Double {
+        values.isEmpty ? .nan : values.sorted()[values.count / 2]
     }
 
     func number(after label: String, in line: Substring) -> Int {

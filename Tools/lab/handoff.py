@@ -5,6 +5,7 @@ delay element. Used by Tools/demo and `Tools/bench handoff`.
 
   handoff.py demo  --bin DIR --out DIR [--delays 0,50,100,200]
   handoff.py bench --bin DIR [--delays 0,50] [--moves 10] [--flow-mbit N] [--queue-kb N]
+                   [--rate-mbit N] [--qdisc fifo|prio|fq]
 
 --flow-mbit paces the TCP flow (default 0: as fast as it goes). Unpaced, the flow keeps a
 standing queue in the lab's bottleneck (the delay element's input), and a move's alert
@@ -12,6 +13,20 @@ waits behind it: 13-43 ms more in some moves at 50 ms with mat-delay's default 8
 Paced below the bottleneck, the gap is the handoff's own. --queue-kb sets that queue's size
 (mat-delay --queue-kb). Each bench line also gives the probe's round trip before the moves
 (loaded_rtt_p50_ms): the path's round trip with the flow's queue in it.
+
+--rate-mbit makes the delay element a link of that rate each way, so the flow's standing
+queue is the element's own, of --queue-kb bytes, and --qdisc picks the order it is sent in
+(mat-delay --rate-mbit, --qdisc): fifo (a plain interface queue), prio (DSCP EF, CS6 and
+CS7 first: matd marks its signaling CS6) or fq (a queue per flow, new flows first, as
+fq_codel). Each bench line names both.
+
+--keep DIR keeps what a slow move is explained with: matd's logs with the monotonic time
+(seconds, as the move times) before each line (--log-level debug for every step), mat-ims's
+and the delay element's logs and counters (delay-counters.txt: its drops), a capture of the
+signaling, the probes and ARP/ND in the VM node and the CN (vm.pcap, cn.pcap), and each
+move's times and gap (moves.txt); the bench line then also gives the time each move's
+alert took from the VM's uplink to the CN's (alert_transit_p50_ms, _p95_ms): its wait in
+the delay element's queue plus the one-way delay.
 
 The traffic endpoints are this same script, run inside the lab's namespaces:
   handoff.py sink ADDR PORT SECONDS     accept one TCP connection, hash what arrives, count it per 100 ms
@@ -31,6 +46,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -152,7 +168,7 @@ def probe(addr, port, seconds):
 class MobileLab:
     """Tools/testbed with the delay element, mat-ims and matd on the VM node and the CN."""
 
-    def __init__(self, bin_dir, log, queue_kb=None):
+    def __init__(self, bin_dir, log, queue_kb=None, rate_mbit=0, qdisc=None, keep=None, log_level=None):
         self.bin, self.log = bin_dir, log
         self.lab = "mh%d" % (os.getpid() % 9000 + 1000)
         self.work = tempfile.mkdtemp(prefix=self.lab + ".")
@@ -163,12 +179,27 @@ class MobileLab:
         self.env = dict(os.environ, LAB=self.lab, DELAY="1", MAT_DELAY=os.path.join(bin_dir, "mat-delay"))
         if queue_kb:
             self.env["DELAY_QUEUE_KB"] = str(queue_kb)
+        if rate_mbit:
+            self.env["DELAY_RATE_MBIT"] = "%g" % rate_mbit
+        if qdisc:
+            self.env["DELAY_QDISC"] = qdisc
         self.processes = []
+        self.keep, self.log_level = keep, log_level
+        self.captures = []
 
     def testbed(self, *args):
         result = subprocess.run([TESTBED, *args], env=self.env, capture_output=True, text=True)
         if result.returncode != 0:
             raise SystemExit("handoff: testbed %s failed:\n%s" % (" ".join(args), result.stderr.strip()))
+        self.keep_counters(result.stderr)
+
+    def keep_counters(self, text):
+        """With --keep: the delay element's counters, which it prints when it stops (a new
+        delay, or the lab going down), drops at its queue among them."""
+        if self.keep and text.strip():
+            os.makedirs(self.keep, exist_ok=True)
+            with open(os.path.join(self.keep, "delay-counters.txt"), "a") as f:
+                f.write(text)
 
     def ns(self, node):
         return ["ip", "netns", "exec", "%s-%s" % (self.lab, node)]
@@ -212,10 +243,29 @@ class MobileLab:
                         + "control-socket = %s/%s.sock\nstate-directory = %s/%s-state\n" % (self.work, node, self.work, node)
                         + "[ims]\nserver = 192.0.2.132\nzone = mat.example.\nkey-file = %s/%s.key\nrecord-ttl = 5\n" % (keys, node))
             self.log("starting matd on the %s" % ("VM node" if node == "vm" else "CN"))
-            self.spawn(node, [os.path.join(self.bin, "matd"), "run", "--config", config],
-                       stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.work, node + ".log"), "w"))
+            command = [os.path.join(self.bin, "matd"), "run", "--config", config]
+            if self.log_level:
+                command += ["--log-level", self.log_level]
+            if self.keep:
+                self.capture(node)
+                log_path = os.path.join(self.work, node + ".log")
+                open(log_path, "w").close()
+                process = self.spawn(node, command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                threading.Thread(target=stamp_lines, args=(process.stderr, log_path), daemon=True).start()
+            else:
+                self.spawn(node, command, stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.work, node + ".log"), "w"))
         for node in nodes:
             self.wait_for_log(node, "registered ")
+
+    def capture(self, node):
+        """tcpdump in NODE on every interface (the VM's uplink is a new one after each
+        move): signaling, the probe stream, ARP and neighbour discovery."""
+        path = os.path.join(self.work, node + ".pcap")
+        process = self.spawn(node, ["tcpdump", "-n", "-i", "any", "-U", "-s", "200", "-w", path,
+                                    "udp port 7540 or udp port 5202 or arp or icmp6 or udp port 53"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.captures.append(process)
+        time.sleep(0.5)
 
     def wait_for_log(self, node, text, timeout=20):
         deadline = time.monotonic() + timeout
@@ -243,6 +293,20 @@ class MobileLab:
             return float(f.read()) - offset
 
     def down(self):
+        if self.keep:
+            os.makedirs(self.keep, exist_ok=True)
+            for process in self.captures:
+                process.send_signal(signal.SIGINT)
+            for process in self.captures:
+                try:
+                    process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+            delay_log = "/run/testbed-%s/delay.log" % self.lab
+            for path in [os.path.join(self.work, name) for name in sorted(os.listdir(self.work))] + [delay_log]:
+                if os.path.isfile(path) and path.endswith((".log", ".pcap")):
+                    shutil.copy(path, self.keep)
+            self.log("logs kept in %s" % self.keep)
         for process in reversed(self.processes):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -251,9 +315,19 @@ class MobileLab:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
-        subprocess.run([TESTBED, "down"], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        result = subprocess.run([TESTBED, "down"], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
+        self.keep_counters(result.stderr)
         shutil.rmtree(self.work, ignore_errors=True)
         shutil.rmtree(self.ims_state, ignore_errors=True)
+
+
+def stamp_lines(stream, path):
+    """Copies a process's lines to PATH, each after the monotonic time it was read at."""
+    with open(path, "a") as out:
+        for line in iter(stream.readline, b""):
+            out.write("%.6f %s" % (time.monotonic(), line.decode(errors="replace")))
+            out.flush()
 
 
 def run_flow(lab, seconds, moves_at, sites, log, port=5201, mbit=0):
@@ -329,6 +403,24 @@ def loaded_rtt(rtts, moved_at):
     trip with the flow's standing queue in it, which a move's alert and echoes cross too."""
     samples = sorted(rtt for arrived, rtt in rtts if moved_at - 2 <= arrived < moved_at)
     return samples[len(samples) // 2] * 1000 if samples else float("nan")
+
+
+def alert_transits(work, moves_wall):
+    """With --keep: how long each move's first alert (the padded update, from the VM's MoA
+    to the CN's signaling port) took from the VM's uplink to the CN's, in ms, read from
+    the captures; nan for a move whose alert was not seen at both ends."""
+    def updates(node):
+        result = subprocess.run(["tshark", "-n", "-r", os.path.join(work, node + ".pcap"), "-Y",
+                                 "udp.dstport == 7540 && udp.length > 1000 && ip.dst == 192.0.2.130",
+                                 "-T", "fields", "-e", "frame.time_epoch"], capture_output=True, text=True)
+        return sorted(float(t) for t in result.stdout.split())
+    sent, received = updates("vm"), updates("cn")
+    transits = []
+    for switched in moves_wall:
+        first = next((t for t in sent if t >= switched), None)
+        arrived = next((t for t in received if first is not None and t >= first), None)
+        transits.append((arrived - first) * 1000 if arrived is not None else float("nan"))
+    return transits
 
 
 def percentile(values, p):
@@ -418,7 +510,7 @@ def demo(args):
 def bench(args):
     log = lambda text: print(text, file=sys.stderr, flush=True)
     delays = [int(d) for d in args.delays.split(",")]
-    lab = MobileLab(args.bin, log, args.queue_kb)
+    lab = MobileLab(args.bin, log, args.queue_kb, args.rate_mbit, args.qdisc, args.keep, args.log_level)
     lines = []
     try:
         lab.up()
@@ -439,11 +531,28 @@ def bench(args):
                 gaps.append(gap)
                 widest.append(window)
                 recoveries.append(recover if recover is not None else float("inf"))
+            transit = ""
+            if args.keep:
+                offset = time.time() - time.monotonic()
+                transits = alert_transits(lab.work, [switched + offset for switched in switches])
+                log("  the alert's way from the VM's uplink to the CN's, through the delay element (ms): %s"
+                    % " ".join("%.1f" % t for t in transits))
+                seen = [t for t in transits if t == t]
+                if seen:
+                    transit = " alert_transit_p50_ms=%.1f alert_transit_p95_ms=%.1f" % (percentile(seen, 50),
+                                                                                      percentile(seen, 95))
+                os.makedirs(args.keep, exist_ok=True)
+                wall = time.time() - time.monotonic()  # the captures' clock
+                with open(os.path.join(args.keep, "moves.txt"), "a") as f:
+                    for index, (moved, switched, gap, rtt) in enumerate(zip(moves, switches, gaps, loaded)):
+                        f.write("delay=%d move=%d moved_at=%.6f switched_at=%.6f switched_wall=%.6f gap_ms=%.0f "
+                                "loaded_rtt_ms=%.0f\n" % (delay, index + 1, moved, switched, switched + wall, gap, rtt))
             line = ("bench: handoff-%d gap_p50_ms=%.0f gap_p95_ms=%.0f window_max_p95_ms=%.0f recover_s=%.2f "
-                    "recover_p95_s=%.2f loaded_rtt_p50_ms=%.0f moves=%d flow_mbit=%g queue_kb=%s") % (
+                    "recover_p95_s=%.2f loaded_rtt_p50_ms=%.0f moves=%d flow_mbit=%g queue_kb=%s rate_mbit=%g "
+                    "qdisc=%s") % (
                 delay, percentile(gaps, 50), percentile(gaps, 95), percentile(widest, 95), percentile(recoveries, 50),
                 percentile(recoveries, 95), percentile(loaded, 50), len(moves), args.flow_mbit,
-                args.queue_kb or "default")
+                args.queue_kb or "default", args.rate_mbit, args.qdisc) + transit
             # The goals of issue 9: one round trip plus 30 ms (< 30 ms at 0, < 80 ms at 50).
             goal = delay + 30
             log("  gaps (ms): %s; goal p95 < %d ms: %s" % (" ".join("%.0f" % g for g in gaps), goal,
@@ -475,7 +584,16 @@ def main():
     b.add_argument("--flow-mbit", type=float, default=0)
     b.add_argument("--queue-kb", type=int, default=0,
                    help="the delay element's queue in front of each direction (mat-delay --queue-kb)")
+    b.add_argument("--rate-mbit", type=float, default=0,
+                   help="make the delay element a link of this rate each way (mat-delay --rate-mbit; 0: none)")
+    b.add_argument("--qdisc", choices=["fifo", "prio", "fq"], default="fifo",
+                   help="the order of the link's queue (mat-delay --qdisc; prio and fq need --rate-mbit)")
+    b.add_argument("--keep", metavar="DIR", help="keep the logs (matd's with times), captures and move times in DIR")
+    b.add_argument("--log-level", choices=["error", "warning", "notice", "info", "debug"],
+                   help="matd's --log-level (with --keep, debug shows each step of a move)")
     args = parser.parse_args()
+    if args.command == "bench" and args.qdisc != "fifo" and not args.rate_mbit:
+        parser.error("--qdisc %s orders the queue in front of a link: give its rate with --rate-mbit" % args.qdisc)
     if os.geteuid() != 0:
         raise SystemExit("handoff: needs root (network namespaces)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
