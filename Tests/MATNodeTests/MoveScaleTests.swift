@@ -101,7 +101,8 @@ import Testing
         let start = MonotonicClock.nanoseconds()
         var active: [IPAddress: IPAddress] = [:]
         for (hoa, entry) in learned { active[hoa] = entry.mapping.moas.first?.address }
-        let concerned = PeerHolds.concerned(active.map { (hoa: $0.key, moa: $0.value) }, from: Self.before, to: Self.after, force: false)
+        let families = PeerHolds.families(from: Self.before, to: Self.after, force: false)
+        let concerned = active.map { (hoa: $0.key, moa: $0.value) }.filter { families.contains($0.hoa.family) }
         var since: [IPAddress: UInt64] = [:]
         since.reserveCapacity(concerned.count)
         for peer in concerned { since[peer.hoa] = 1_000 }

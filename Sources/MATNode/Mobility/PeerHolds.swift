@@ -67,14 +67,6 @@ struct PeerHolds {
         })
     }
 
-    /// The peers among `peers` that a move from `previous` to `next` concerns: those of a
-    /// family it concerns (``families(from:to:force:)``).
-    static func concerned(_ peers: [AlertQueue.Peer], from previous: NodeAddresses, to next: NodeAddresses,
-                          force: Bool) -> [AlertQueue.Peer] {
-        let moved = families(from: previous, to: next, force: force)
-        return peers.filter { moved.contains($0.hoa.family) }
-    }
-
     /// A move of `families` at `now`: returns the commands that hold each in the engine
     /// whole, to be sent before the engine takes the new MoA. Its peers join the hold as
     /// the move gathers them (``join(_:)``); the hold ends once that is done
