@@ -288,6 +288,7 @@ public struct NodeConfig: Sendable, Equatable {
         var home: IPAddress?
         var mobile: [IPAddress] = []
         var publicKey: VerifyingKey?
+        var relay: IPAddress?
         for entry in section.entries {
             switch entry.key {
             case "home-address":
@@ -299,9 +300,11 @@ public struct NodeConfig: Sendable, Equatable {
                 guard let key = VerifyingKey(base64: entry.value) else {
                     throw ConfigError(line: entry.line, key: entry.key,
                                       message: "\(entry.value) is not a base64 Ed25519 public key (32 bytes)")
-        var relay: IPAddress?
                 }
                 publicKey = key
+            case "relay":
+                guard relay == nil else { throw ConfigError(line: entry.line, key: entry.key, message: "set twice in one [peer]") }
+                relay = try address(entry)
             default:
                 throw ConfigError(line: entry.line, key: entry.key, message: "unknown key in [peer]")
             }
@@ -313,9 +316,6 @@ public struct NodeConfig: Sendable, Equatable {
             throw ConfigError(line: section.line, key: "mobile-address", message: "missing in [peer] for \(home)")
         }
         for moa in mobile where moa.family != home.family {
-            case "relay":
-                guard relay == nil else { throw ConfigError(line: entry.line, key: entry.key, message: "set twice in one [peer]") }
-                relay = try address(entry)
             throw ConfigError(line: section.line, key: "mobile-address",
                               message: "\(moa) is \(moa.family) but home address \(home) is \(home.family): "
                                   + "translation between address families is not supported")
@@ -393,6 +393,14 @@ public struct NodeConfig: Sendable, Equatable {
                 throw ConfigError(line: peer.line, key: "home-address",
                                   message: "\(peer.homeAddress) is already this node's or another peer's")
             }
+            // A relay forwards only between the nodes registered with it, and this node
+            // registers with one.
+            if let named = peer.relay, named != relay?.address {
+                let own = relay?.address.map { "[relay] address is \($0)" } ?? "this node has no [relay] address"
+                throw ConfigError(line: peer.line, key: "relay",
+                                  message: "\(named) is not this node's relay (\(own)): a peer is reached only through "
+                                      + "the relay this node registers with")
+            }
         }
     }
 
@@ -404,14 +412,6 @@ public struct NodeConfig: Sendable, Equatable {
     }
 
     private static func absolutePath(_ entry: ConfigFile.Entry) throws(ConfigError) -> String {
-            // A relay forwards only between the nodes registered with it, and this node
-            // registers with one.
-            if let named = peer.relay, named != relay?.address {
-                let own = relay?.address.map { "[relay] address is \($0)" } ?? "this node has no [relay] address"
-                throw ConfigError(line: peer.line, key: "relay",
-                                  message: "\(named) is not this node's relay (\(own)): a peer is reached only through "
-                                      + "the relay this node registers with")
-            }
         guard entry.value.hasPrefix("/") else {
             throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not an absolute path")
         }

@@ -21,9 +21,9 @@ extension MappingService {
                 try encap.sendControl(RelayedSignal.wrap(bytes), to: relay, port: port)
                 encap.countRelayedSignal()
             }
+            followConfiguredRelays()
         }
         takeRelayedSignals(now: now)
-            followConfiguredRelays()
         var schedule = relaySchedule ?? RelayRegistrationSchedule(interval: config.encapKeepalive * 1_000, now: now)
         schedule.follow(addresses.mobileAddresses, now: now)
         if schedule.isDue(now: now) {
@@ -87,10 +87,6 @@ extension MappingService {
     /// forged to look like the relay's cannot move a peer's signaling off its direct path.
     func followRelay(_ hoa: IPAddress, _ result: Result<PeerMappingAnswer, IMSClientError>) {
         guard let relay = config.relay?.address, case .success(let answer) = result else { return }
-        guard let control = encapControl else { return }
-        let through = answer.relay == relay
-        let changed = through ? control.relayedHoAs.insert(hoa).inserted : control.relayedHoAs.remove(hoa) != nil
-        // A peer whose traffic is in UDP already: the engine follows the record now, not
         // A `[peer]` that names the relay stays behind it whatever its record says.
         guard encapControl?.configuredRelayPeers.contains(hoa) == false else { return }
         behindRelay(hoa, answer.relay == relay, relay: relay, source: "its IMS record")
@@ -111,6 +107,9 @@ extension MappingService {
     /// Whether `hoa` is behind this node's `relay`, as `source` says: its traffic in UDP
     /// goes there at once, and its signaling when direct goes unanswered (``SignalRoutes``).
     private func behindRelay(_ hoa: IPAddress, _ through: Bool, relay: IPAddress, source: String) {
+        guard let control = encapControl else { return }
+        let changed = through ? control.relayedHoAs.insert(hoa).inserted : control.relayedHoAs.remove(hoa) != nil
+        // A peer whose traffic is in UDP already: the engine follows the record now, not
         // only when the next peer goes in UDP.
         if changed {
             let peers = activePeers()
