@@ -77,7 +77,14 @@ struct BPFDatapathLabTests {
         cnPath.close()
         let engineBefore = counter(try lab.stats("vm"), "outboundPackets")
         try lab.udpEcho(client: "vm", server: "cn", address: cn.home4, count: 20)
-        #expect(counter(try lab.stats("vm"), "outboundPackets") >= engineBefore + 20)
+        var engineAfter = counter(try lab.stats("vm"), "outboundPackets")
+        let deadline = Date().addingTimeInterval(10)
+        while engineAfter < engineBefore + 20 && Date() < deadline {   // the counters are published now and then
+            usleep(100_000)
+            engineAfter = counter(try lab.stats("vm"), "outboundPackets")
+        }
+        let stats = try lab.matctl("vm", "stats")
+        #expect(engineAfter >= engineBefore + 20, "vm engine outbound \(engineBefore) -> \(engineAfter):\n\(stats)")
     }
 
     /// A program the verifier refuses comes back as an error that carries its log.
