@@ -170,6 +170,7 @@ struct LifetimeLabTests {
             #expect(!lab.matdLog(node).contains("\(peer): nothing signed from"), "a live peer's proof ran out:\n\(lab.matdLog(node))")
         }
         #expect(answered >= 2, "the CN renewed the VM's proof \(answered) times in \(flowSeconds) s: the test shows nothing")
+        #expect(try signaling()["proofs_lapsed", default: -1] == 0, "a live peer's proof was counted as lapsed")
 
         try lab.killMatd("vm")
         try lab.exec("vm", "ip", "link", "set", "eth0", "down")
@@ -180,6 +181,7 @@ struct LifetimeLabTests {
         }
         let lapsedAfter = Date().timeIntervalSince1970 - killedAt
         #expect(lapsedAfter <= Self.proofLifetime + 3, "X's proof ran out \(lapsedAfter) s after its death")
+        #expect(try signaling()["proofs_lapsed", default: 0] >= 1, "X's lapsed proof is not counted in proofs_lapsed")
         try giveXsMoAToZ(lab)
         let refusedAtLapse = try refused("cn")
         let zStarted = Date().timeIntervalSince1970

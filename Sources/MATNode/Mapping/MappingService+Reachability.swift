@@ -226,23 +226,43 @@ extension MappingService {
         }
     }
 
+    /// Lapses logged one by one per check; the rest of a check's get one line.
+    static let lapsesLoggedPerStep = 10
+
     /// Limits each MoA whose proof ran out as a first contact's (nothing from it is the
     /// peer's, what goes there is held to the unvalidated-path budget, the kernel fast
-    /// path leaves the peer to the engine), and probes the peers ``ProofFreshness`` picks.
+    /// path leaves the peer to the engine), counts them (`proofs_lapsed`), and probes the
+    /// peers ``ProofFreshness`` picks.
     private func checkProofs(now: UInt64) {
         let step = freshness.step(at: now)
+        var limited = 0
+        var logged = 0
+        var unlogged = 0
         for lapse in step.lapses {
             guard learned[lapse.hoa] != nil else {
                 endLapsedLimits(freshness.forget(lapse.hoa), of: lapse.hoa)
                 continue
             }
             for moa in lapse.moas { engine.send(.limitUntilProven(moa)) }
-            let moas = lapse.moas.map(\.description).joined(separator: ", ")
+            limited += lapse.moas.count
             // Rare: a live peer answers before (in use) or at its idle probe (F is longer).
+            // Many at once (a node that was stopped past F with its peers restored) get one
+            // line for the rest, so the log stays readable.
+            guard logged < Self.lapsesLoggedPerStep else {
+                unlogged += 1
+                continue
+            }
+            logged += 1
+            let moas = lapse.moas.map(\.description).joined(separator: ", ")
             log(.notice, "matd: \(lapse.hoa): nothing signed from \(moas) for \(freshness.lifetime / 1_000) s "
                 + "(proof-lifetime)\(lapse.inUse ? " while its packets came" : ""); packets from there are not "
                 + "taken as \(lapse.hoa)'s until it answers a probe")
         }
+        if unlogged > 0 {
+            log(.notice, "matd: and \(unlogged) more peer(s) with nothing signed for \(freshness.lifetime / 1_000) s "
+                + "(proof-lifetime): their packets are not taken as theirs until they answer a probe (proofs_lapsed)")
+        }
+        if limited > 0 { signaling.countProofsLapsed(limited) }
         for hoa in step.probes {
             guard let mapping = learned[hoa]?.mapping else {
                 endLapsedLimits(freshness.forget(hoa), of: hoa)

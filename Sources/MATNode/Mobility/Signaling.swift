@@ -229,6 +229,9 @@ final class Signaling {
     /// The service took a MoA from a HoA whose claim to it was stale (``MappingService/settleClaims(to:provenBy:)``).
     func countClaimSettled() { countAndPublish { $0.claimsSettled += 1 } }
 
+    /// The service limited `count` learned MoAs whose proof ran out (``ProofFreshness``).
+    func countProofsLapsed(_ count: Int) { countAndPublish { $0.proofsLapsed += UInt64(count) } }
+
     /// The service dropped a learned peer that answered none of its idle probes.
     func countIdlePeerDropped() { countAndPublish { $0.idlePeersDropped += 1 } }
 

@@ -43,6 +43,9 @@ public struct SignalingCounters: Sendable, Equatable {
     public var idlePeersDropped: UInt64 = 0
     /// MoAs taken from a HoA's mapping because another HoA answered from them.
     public var claimsSettled: UInt64 = 0
+    /// Learned MoAs whose proof ran out (nothing signed from them for `proof-lifetime`),
+    /// limited as a first contact's until they answer a probe.
+    public var proofsLapsed: UInt64 = 0
     /// Cookie replies sent instead of handling a message, while under load.
     public var cookiesSent: UInt64 = 0
     /// Cookie replies from peers that answered a message of this node (sent again with it).
@@ -91,6 +94,7 @@ public struct SignalingCounters: Sendable, Equatable {
          ("probes_sent", probesSent), ("probes_answered", probesAnswered),
          ("probes_unanswered", probesUnanswered), ("probes_received", probesReceived),
          ("idle_peers_dropped", idlePeersDropped), ("claims_settled", claimsSettled),
+         ("proofs_lapsed", proofsLapsed),
          ("cookies_sent", cookiesSent), ("cookies_received", cookiesReceived),
          ("keepalives_sent", keepalivesSent), ("keepalives_received", keepalivesReceived),
          ("refused_malformed", refusedMalformed), ("refused_rate_limited", refusedRateLimited),
