@@ -40,6 +40,7 @@ import argparse
 import hashlib
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -159,7 +160,9 @@ def probe(addr, port, seconds):
                     rtts.append((arrived, arrived - sent_at[echoed]))
         except (BlockingIOError, ConnectionRefusedError):
             pass
-        time.sleep(max(0, min(next_send, end) - time.monotonic()))
+        # Wait for an echo or the next send, whichever comes first: an echo is stamped when
+        # it arrives, not at the next send (which made every gap a multiple of 10 ms).
+        select.select([s], [], [], max(0, min(next_send, end) - time.monotonic()))
     print(json.dumps({"sent": seq, "received": received, "rtts": rtts}))
 
 
