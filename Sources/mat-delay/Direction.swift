@@ -116,13 +116,7 @@ final class Direction {
             }
             let got = MultipleMessages.receive(input.fd, receiveVector.raw, count: wanted, flags: Int32(MSG_DONTWAIT | MSG_TRUNC))
             if got < 0 {
-                let code = errno
-                if code == EAGAIN || code == EWOULDBLOCK || code == EINTR { return }
-                receiveErrors += 1
-                if code != lastReportedError {
-                    lastReportedError = code
-                    warn("receive on \(input.interface): \(errorText(code))")
-                }
+                receiveFailed(errno)
                 return
             }
             let due = MonotonicClock.nanoseconds() &+ delay
@@ -197,17 +191,25 @@ final class Direction {
             }
             for index in taken..<wanted where receiveSlots[index] >= 0 { queue.returnSlot(receiveSlots[index]) }
             if got < 0 {
-                let code = errno
-                if code == EAGAIN || code == EWOULDBLOCK || code == EINTR { return }
-                receiveErrors += 1
-                if code != lastReportedError {
-                    lastReportedError = code
-                    warn("receive on \(input.interface): \(errorText(code))")
-                }
+                receiveFailed(errno)
                 return
             }
             if taken < wanted { return }
         }
+    }
+
+    /// A receive that failed with `code`: counted, unless there was just nothing to read.
+    private func receiveFailed(_ code: Int32) {
+        if code == EAGAIN || code == EWOULDBLOCK || code == EINTR { return }
+        receiveErrors += 1
+        report(code, "receive on \(input.interface)")
+    }
+
+    /// Warns about `code` once while it repeats, so a failing link does not flood the log.
+    private func report(_ code: Int32, _ what: String) {
+        guard code != lastReportedError else { return }
+        lastReportedError = code
+        warn("\(what): \(errorText(code))")
     }
 
     /// Puts frames from the bottleneck's queue on the link: in the discipline's order,
@@ -255,10 +257,7 @@ final class Direction {
                 // The oldest frame can not go (ENOBUFS, EMSGSIZE, ENETDOWN...): drop it.
                 droppedSendError += 1
                 ring.removeFirst(1)
-                if code != lastReportedError {
-                    lastReportedError = code
-                    warn("send on \(output.interface): \(errorText(code))")
-                }
+                report(code, "send on \(output.interface)")
             }
         }
     }
