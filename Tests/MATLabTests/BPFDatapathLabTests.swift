@@ -50,12 +50,7 @@ struct BPFDatapathLabTests {
         // The port-unreachable error is not the programs': it goes through the engine.
         #expect(try lab.udpToClosedPort("vm", cn.home4), "port unreachable cn -> vm")
         try capture.stop()
-        let packets = try capture.packets()
-        let allowed = [vm.mobile4, vm.mobile6, cn.mobile4, cn.mobile6]
-        let foreign = packets.filter { $0.addresses.contains { !allowed.contains($0) && !Addr.isInfrastructure($0) } }
-        #expect(foreign.isEmpty, "addresses other than MoAs on the wire:\n\(sample(foreign))")
-        let bad = packets.filter { $0.checksumStatuses.contains { $0.1 == "0" } }
-        #expect(bad.isEmpty, "\(bad.count) packets with bad checksums:\n\(sample(bad))\n\(capture.explain(bad))")
+        let packets = try capture.expectOnlyMoAsWithGoodChecksums()
         #expect(packets.filter { $0["udp.checksum.status"] == ["1"] }.count >= 200, "UDP packets validated")
 
         let translated = try ["vm": vmPath.translated(), "cn": cnPath.translated()]

@@ -77,12 +77,7 @@ struct KernelFastPathLabTests {
             #expect(try lab.udpToClosedPort("cn", vm.home(family)), "port unreachable vm -> cn \(family)")
         }
         try capture.stop()
-        let packets = try capture.packets()
-        let allowed = [vm.mobile4, vm.mobile6, cn.mobile4, cn.mobile6]
-        let foreign = packets.filter { $0.addresses.contains { !allowed.contains($0) && !Addr.isInfrastructure($0) } }
-        #expect(foreign.isEmpty, "addresses other than MoAs on the wire:\n\(sample(foreign))")
-        let bad = packets.filter { $0.checksumStatuses.contains { $0.1 == "0" } }
-        #expect(bad.isEmpty, "\(bad.count) packets with bad checksums:\n\(sample(bad))\n\(capture.explain(bad))")
+        let packets = try capture.expectOnlyMoAsWithGoodChecksums()
         let tcp = packets.filter { $0["tcp.checksum.status"] == ["1"] }
         #expect(tcp.count > 4 * 4_000_000 / 65_536, "TCP packets validated: \(tcp.count)")
 

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import Testing
 
 /// A tcpdump capture on one of the router's ports, read back with tshark's IP, TCP, UDP
 /// and ICMP checksum validation on.
@@ -72,6 +73,22 @@ extension Capture {
         let detail = (try? check(["tshark", "-n", "-r", file, "-o", "tcp.check_checksum:TRUE", "-x", "-V", "-Y", frames],
                                  timeout: 60)) ?? "(tshark -V failed)"
         return (copied ? "capture kept at \(kept)\n" : "") + String(detail.prefix(12_000))
+    }
+
+    /// What a translating path may put on the wire between the VM node and the CN: no
+    /// address but their MoAs (and the lab's own), and no packet with a bad checksum.
+    /// Returns the packets for the caller's own counts.
+    @discardableResult
+    func expectOnlyMoAsWithGoodChecksums(sourceLocation: SourceLocation = #_sourceLocation) throws -> [CapturedPacket] {
+        let packets = try packets()
+        let vm = Addr.node("vm"), cn = Addr.node("cn")
+        let allowed = [vm.mobile4, vm.mobile6, cn.mobile4, cn.mobile6]
+        let foreign = packets.filter { $0.addresses.contains { !allowed.contains($0) && !Addr.isInfrastructure($0) } }
+        #expect(foreign.isEmpty, "addresses other than MoAs on the wire:\n\(sample(foreign))", sourceLocation: sourceLocation)
+        let bad = packets.filter { $0.checksumStatuses.contains { $0.1 == "0" } }
+        #expect(bad.isEmpty, "\(bad.count) packets with bad checksums:\n\(sample(bad))\n\(explain(bad))",
+                sourceLocation: sourceLocation)
+        return packets
     }
 
     /// How many packets match a tshark display filter.
