@@ -88,6 +88,18 @@ private let moved = IPAddress("203.0.113.20")!
         #expect(idle.lastHeard[peer] == nil)
     }
 
+    @Test func aRoundThatDidNotStartIsDueAgain() {
+        var idle = IdleProbing(idleAfter: 30_000)
+        idle.track(peer, now: 0)
+        #expect(idle.due(at: 30_000) == [peer])
+        #expect(idle.due(at: 30_100).isEmpty, "counted as being probed")
+        idle.roundNotStarted(peer)
+        #expect(idle.nextDue == 30_000)
+        #expect(idle.due(at: 30_100) == [peer], "no probe slot was free: the next turn tries again")
+        let drop = idle.roundFailed(peer, now: 35_600)
+        #expect(drop, "and its round, once started, can still drop it")
+    }
+
     @Test func aPeerThatAnswersStaysAndIsMeasuredAfresh() {
         var idle = IdleProbing(idleAfter: 30_000)
         idle.track(peer, now: 0)

@@ -93,6 +93,11 @@ struct IdleProbing {
         return min(evidence, heard + dataOnlyLimit - idleAfter) + idleAfter
     }
 
+    /// `hoa` was due but its probe round did not start (every probe slot was taken,
+    /// ``ReachabilityProbes``): it is due again, so a later turn starts it instead of
+    /// leaving it counted as being probed, never probed nor dropped.
+    mutating func roundNotStarted(_ hoa: IPAddress) { probing[hoa] = nil }
+
     /// The probe round of `hoa` ended with no answer at `now`: whether to drop its
     /// mapping. True when the round was an idle check, unless the peer was heard from
     /// meanwhile, or its data kept coming during the round within ``dataOnlyLimit``. The

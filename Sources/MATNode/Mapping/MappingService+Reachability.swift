@@ -223,6 +223,8 @@ extension MappingService {
                 continue
             }
             signaling.probe(hoa, at: mapping.moas.map(\.address), key: nil, now: now)
+            // None started (every probe slot is taken, ``ReachabilityProbes``): next time.
+            if !signaling.isProbing(hoa) { idle.roundNotStarted(hoa) }
         }
     }
 
