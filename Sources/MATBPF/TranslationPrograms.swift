@@ -11,6 +11,12 @@
 /// - ``inbound(_:)`` runs at tc ingress of the uplink (Ethernet): a plain TCP, UDP (not to
 ///   matd's own ports) or ICMP echo packet to the own MoA from a MoA in the inbound map gets
 ///   the peer's HoA as source and the own HoA as destination, and the fast path's mark bit.
+///   With a heard map it notes when each peer's packets were last translated
+///   (``Parameters/heardMap``); with a ``MoAGuard`` it leaves MoA-to-MoA traffic alone.
+///
+/// IPv6: ``TranslationPrograms6``; the guard's flow-noting program at the uplink's egress:
+/// ``MoAGuard/flows(_:)``; what the programs share (one transport dispatch for both
+/// directions and families): ProgramPieces.swift.
 ///
 /// Anything else (another source or destination, a peer not in the map, options,
 /// fragments, other protocols, ICMP errors) is left as it was: the program ends with
@@ -54,7 +60,8 @@ public enum TranslationPrograms {
     public static func key(_ address: UInt32) -> [UInt8] { withUnsafeBytes(of: address.bigEndian) { Array($0) } }
 
     /// What a program needs to know: the own addresses (immediates in its code) and the
-    /// maps' file descriptors.
+    /// maps' file descriptors. The heard map and the guard are optional: without them the
+    /// programs are as they were before either existed.
     public struct Parameters: Equatable, Sendable {
         /// The own HoA and MoA (host order, first wire byte most significant).
         public var home: UInt32
@@ -67,59 +74,48 @@ public enum TranslationPrograms {
         public var inboundMap: Int32
         /// A per-CPU array of two 64-bit packet counters: outbound (0), inbound (1).
         public var counterMap: Int32
+        /// When each peer's packets were last translated inbound (``FastPathHeard``'s
+        /// `heard4` set, as a map): BPF_MAP_TYPE_HASH, key the peer's HoA (4 bytes, network
+        /// order), value CLOCK_MONOTONIC ns (8 bytes, host order: bpf_ktime_get_ns) of a
+        /// packet at most ``noteSpacing`` before the last one. Only a translated packet
+        /// writes it, so only peers of the inbound map are keys: as many entries as that
+        /// map suffice; whoever reads it deletes the removed peers' keys. nil: nothing noted.
+        public var heardMap: Int32?
+        /// The MoA-to-MoA guard's maps; nil: no guard (as before it existed).
+        public var moaGuard: MoAGuard?
+        /// How old a noted time (heard map, flow map) may grow before a packet writes it
+        /// again, ns: the times' resolution, and at most one map write per peer (flow) per
+        /// spacing. 1 s: FastPathHeard reads to the second.
+        public var noteSpacing: UInt64
 
-        public init(home: UInt32, mobile: UInt32, localPorts: [UInt16], outboundMap: Int32, inboundMap: Int32, counterMap: Int32) {
+        public init(home: UInt32, mobile: UInt32, localPorts: [UInt16], outboundMap: Int32, inboundMap: Int32, counterMap: Int32,
+                    heardMap: Int32? = nil, moaGuard: MoAGuard? = nil, noteSpacing: UInt64 = 1_000_000_000) {
             self.home = home
             self.mobile = mobile
             self.localPorts = localPorts
             self.outboundMap = outboundMap
             self.inboundMap = inboundMap
             self.counterMap = counterMap
+            self.heardMap = heardMap
+            self.moaGuard = moaGuard
+            self.noteSpacing = noteSpacing
         }
     }
 
-    // struct __sk_buff offsets (uapi/linux/bpf.h).
-    static let skbMark: Int16 = 8, skbProtocol: Int16 = 16, skbData: Int16 = 76, skbDataEnd: Int16 = 80
-    // Helper flags: BPF_F_PSEUDO_HDR, BPF_F_MARK_MANGLED_0, and the field size 4.
-    static let pseudoHeader: Int32 = 0x10, mangledZero: Int32 = 0x20, fieldSize4: Int32 = 4
-    static let etherHeader: Int16 = 14
-
-    /// A 32-bit value as a compare or store immediate of a packet word: the packet holds
-    /// it in network order, the machine loads it little endian.
-    static func wire(_ value: UInt32) -> Int32 { Int32(bitPattern: value.byteSwapped) }
-    static func wire(_ value: UInt16) -> Int32 { Int32(value.byteSwapped) }
-
-    /// The egress program of the TUN device.
+    /// The egress program of the TUN device. With a guard, a translated packet carries
+    /// the translated bit in its mark, so the uplink's ``MoAGuard/flows(_:)`` does not take
+    /// it for a flow of the host's own MoA.
     public static func outbound(_ p: Parameters) throws(Assembler.Failure) -> [Instruction] {
         var a = Assembler()
-        let notMine = a.label(), drop = a.label(), udp = a.label(), icmp = a.label(), found = a.label()
-        // r6 ctx, r7 data, r8 data_end, r9 transport checksum offset (0: none).
-        a.emit(.mov(.r6, .r1))
-        a.emit(.load(.word, .r2, .r6, skbProtocol))
-        a.emit(.jump32(.ne, .r2, wire(UInt16(0x0800)), offset: 0), to: notMine)
-        a.emit(.load(.word, .r7, .r6, skbData))
-        a.emit(.load(.word, .r8, .r6, skbDataEnd))
-        ipv4Header(&a, at: 0, orElse: notMine)
+        let notMine = a.label(), drop = a.label()
+        let layout = Layout(ip: 0, v6: false)
+        start(&a, layout, orElse: notMine)
+        ipHeader(&a, layout, orElse: notMine)
         a.emit(.load(.word, .r2, .r7, 12))
         a.emit(.jump32(.ne, .r2, wire(p.home), offset: 0), to: notMine)
         a.emit(.load(.word, .r2, .r7, 16))
         a.emit(.store(.word, .r10, -4, .r2))                 // key: the peer's HoA
-        a.emit(.load(.byte, .r2, .r7, 9))
-        a.emit(.mov(.r9, 20 + 16))                            // TCP: checksum at 16
-        a.emit(.mov(.r5, pseudoHeader | fieldSize4))
-        a.emit(.jump(.eq, .r2, 6, offset: 0), to: found)
-        a.emit(.jump(.eq, .r2, 17, offset: 0), to: udp)
-        a.emit(.jump(.eq, .r2, 1, offset: 0), to: icmp)
-        a.jump(to: notMine)
-        a.place(udp)
-        a.emit(.mov(.r9, 20 + 6))
-        a.emit(.mov(.r5, pseudoHeader | mangledZero | fieldSize4))
-        a.jump(to: found)
-        a.place(icmp)
-        echoOnly(&a, typeAt: 20, orElse: notMine)
-        a.emit(.mov(.r9, 0))
-        a.place(found)
-        a.emit(.store(.word, .r10, -8, .r5))                  // the transport fix's flags
+        transport(&a, layout, localPorts: [], base: pseudoHeader | fieldSize4, flagsAt: -8, orElse: notMine)
         lookup(&a, map: p.outboundMap, key: -4, orElse: notMine)
         a.emit(.mov(.r7, .r0))                                // r7: the OutboundValue
         a.emit(.load(.word, .r2, .r7, 0))
@@ -127,6 +123,7 @@ public enum TranslationPrograms {
         a.emit(.store(.word, .r10, -16, immediate: wire(p.mobile))) // new source: the own MoA
         rewrite(&a, ip: 0, source: (old: .immediate(wire(p.home)), new: .immediate(wire(p.mobile))),
                 destination: (old: .stack(-4), new: .stack(-12)), newPair: -16, orElse: drop)
+        if p.moaGuard != nil { markTranslated(&a) }
         count(&a, map: p.counterMap, index: 0)
         // bpf_redirect_neigh takes a packet with a link header, which it pulls off again
         // before the neighbour output (the kernel drops one without): 14 bytes go in
@@ -164,89 +161,34 @@ public enum TranslationPrograms {
         return try a.finish()
     }
 
-    /// The ingress program of the uplink.
+    /// The ingress program of the uplink. With a heard map, a translated packet notes its
+    /// peer's time there; with a guard, MoA-to-MoA traffic is left alone.
     public static func inbound(_ p: Parameters) throws(Assembler.Failure) -> [Instruction] {
         var a = Assembler()
-        let notMine = a.label(), drop = a.label(), udp = a.label(), icmp = a.label(), found = a.label()
+        let notMine = a.label(), drop = a.label()
         let ip = etherHeader
-        a.emit(.mov(.r6, .r1))
-        a.emit(.load(.word, .r2, .r6, skbProtocol))
-        a.emit(.jump32(.ne, .r2, wire(UInt16(0x0800)), offset: 0), to: notMine)
-        a.emit(.load(.word, .r7, .r6, skbData))
-        a.emit(.load(.word, .r8, .r6, skbDataEnd))
-        ipv4Header(&a, at: ip, orElse: notMine)
+        let layout = Layout(ip: ip, v6: false)
+        start(&a, layout, orElse: notMine)
+        ipHeader(&a, layout, orElse: notMine)
         a.emit(.load(.word, .r2, .r7, ip + 16))
         a.emit(.jump32(.ne, .r2, wire(p.mobile), offset: 0), to: notMine)
         a.emit(.load(.word, .r2, .r7, ip + 12))
         a.emit(.store(.word, .r10, -4, .r2))                 // key: the peer's MoA
-        a.emit(.load(.byte, .r2, .r7, ip + 9))
-        a.emit(.mov(.r9, Int32(ip) + 20 + 16))
-        a.emit(.mov(.r5, pseudoHeader | fieldSize4))
-        a.emit(.jump(.eq, .r2, 6, offset: 0), to: found)
-        a.emit(.jump(.eq, .r2, 17, offset: 0), to: udp)
-        a.emit(.jump(.eq, .r2, 1, offset: 0), to: icmp)
-        a.jump(to: notMine)
-        a.place(udp)
-        // matd's own ports stay with matd: the destination port at 2.
-        a.emit(.mov(.r3, .r7))
-        a.emit(.alu64(.add, .r3, Int32(ip) + 20 + 4))
-        a.emit(.jump(.gt, .r3, .r8, offset: 0), to: notMine)
-        a.emit(.load(.half, .r3, .r7, ip + 20 + 2))
-        for port in p.localPorts { a.emit(.jump(.eq, .r3, wire(port), offset: 0), to: notMine) }
-        a.emit(.mov(.r9, Int32(ip) + 20 + 6))
-        a.emit(.mov(.r5, pseudoHeader | mangledZero | fieldSize4))
-        a.jump(to: found)
-        a.place(icmp)
-        echoOnly(&a, typeAt: ip + 20, orElse: notMine)
-        a.emit(.mov(.r9, 0))
-        a.place(found)
-        a.emit(.store(.word, .r10, -8, .r5))
+        transport(&a, layout, localPorts: p.localPorts, base: pseudoHeader | fieldSize4, flagsAt: -8, orElse: notMine)
         lookup(&a, map: p.inboundMap, key: -4, orElse: notMine)
         a.emit(.load(.word, .r2, .r0, 0))
         a.emit(.store(.word, .r10, -16, .r2))                 // new source: the peer's HoA
         a.emit(.store(.word, .r10, -12, immediate: wire(p.home))) // new destination: the own HoA
+        if let guarded = p.moaGuard { guardInbound(&a, layout, guarded, peerAt: -4, scratch: -96, leave: notMine) }
         rewrite(&a, ip: ip, source: (old: .stack(-4), new: .stack(-16)),
                 destination: (old: .immediate(wire(p.mobile)), new: .immediate(wire(p.home))), newPair: -16, orElse: drop)
-        a.emit(.load(.word, .r2, .r6, skbMark))
-        a.emit(.alu32(.or, .r2, Int32(bitPattern: translatedMark)))
-        a.emit(.store(.word, .r6, skbMark, .r2))
+        markTranslated(&a)
         count(&a, map: p.counterMap, index: 1)
+        if let heard = p.heardMap { noteTime(&a, map: heard, key: -16, spacing: p.noteSpacing, scratch: -56) }
         a.emit(.mov(.r0, pass))
         a.emit(.exit)
         ends(&a, notMine: notMine, drop: drop)
         return try a.finish()
-    }
-
-    /// An IPv4 header of 20 bytes at `ip` within the packet (r7 data, r8 data_end), not
-    /// a fragment; else to `orElse`.
-    private static func ipv4Header(_ a: inout Assembler, at ip: Int16, orElse: Assembler.Label) {
-        a.emit(.mov(.r2, .r7))
-        a.emit(.alu64(.add, .r2, Int32(ip) + 20))
-        a.emit(.jump(.gt, .r2, .r8, offset: 0), to: orElse)
-        a.emit(.load(.byte, .r2, .r7, ip))
-        a.emit(.jump(.ne, .r2, 0x45, offset: 0), to: orElse)   // version 4, no options
-        a.emit(.load(.half, .r2, .r7, ip + 6))
-        a.emit(.alu32(.and, .r2, wire(UInt16(0x3fff))))         // more fragments, offset
-        a.emit(.jump(.ne, .r2, 0, offset: 0), to: orElse)
-    }
-
-    /// An ICMP echo request or reply (type byte at `typeAt`); else to `orElse`.
-    private static func echoOnly(_ a: inout Assembler, typeAt: Int16, orElse: Assembler.Label) {
-        a.emit(.mov(.r3, .r7))
-        a.emit(.alu64(.add, .r3, Int32(typeAt) + 1))
-        a.emit(.jump(.gt, .r3, .r8, offset: 0), to: orElse)
-        a.emit(.load(.byte, .r3, .r7, typeAt))
-        a.emit(.alu32(.or, .r3, 8))                             // 0 and 8 both become 8
-        a.emit(.jump(.ne, .r3, 8, offset: 0), to: orElse)
-    }
-
-    /// r0 = the value of `map` for the key at fp+`key`; none: to `orElse`.
-    private static func lookup(_ a: inout Assembler, map: Int32, key: Int16, orElse: Assembler.Label) {
-        a.emit(Instruction.loadMap(.r1, fd: map))
-        a.emit(.mov(.r2, .r10))
-        a.emit(.alu64(.add, .r2, Int32(key)))
-        a.emit(.call(.mapLookupElement))
-        a.emit(.jump(.eq, .r0, 0, offset: 0), to: orElse)
     }
 
     /// Where an old or new 32-bit value comes from.
@@ -295,25 +237,5 @@ public enum TranslationPrograms {
         a.emit(.mov(.r5, 0))
         a.emit(.call(.skbStoreBytes))
         a.emit(.jump(.ne, .r0, 0, offset: 0), to: orElse)
-    }
-
-    /// Adds one to counter `index` of the per-CPU array `map` (fp-20 is scratch).
-    private static func count(_ a: inout Assembler, map: Int32, index: Int32) {
-        let done = a.label()
-        a.emit(.store(.word, .r10, -20, immediate: index))
-        lookup(&a, map: map, key: -20, orElse: done)
-        a.emit(.load(.double, .r1, .r0, 0))
-        a.emit(.alu64(.add, .r1, 1))
-        a.emit(.store(.double, .r0, 0, .r1))
-        a.place(done)
-    }
-
-    private static func ends(_ a: inout Assembler, notMine: Assembler.Label, drop: Assembler.Label) {
-        a.place(notMine)
-        a.emit(.mov(.r0, Self.notMine))
-        a.emit(.exit)
-        a.place(drop)
-        a.emit(.mov(.r0, Self.drop))
-        a.emit(.exit)
     }
 }

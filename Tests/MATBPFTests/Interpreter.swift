@@ -4,7 +4,10 @@
 /// programs' logic is checked on packets without a kernel (the kernel's verifier and
 /// datapath are checked by BPFDatapathLabTests). The helpers behave as the kernel's do on
 /// a packet with full checksums: bpf_l3/l4_csum_replace are RFC 1624 updates (with
-/// BPF_F_MARK_MANGLED_0: a zero UDP checksum stays zero, a result of zero becomes 0xffff).
+/// BPF_F_MARK_MANGLED_0: a zero UDP checksum stays zero, a result of zero becomes 0xffff;
+/// with field size 0, `to` is a bpf_csum_diff result), bpf_ktime_get_ns reads ``now``, and
+/// every write into a map (an update, a store into a looked-up value) is counted in
+/// ``writes``.
 struct Interpreter {
     enum Failure: Error, CustomStringConvertible {
         case badAccess(UInt64, Int, pc: Int)
@@ -25,10 +28,19 @@ struct Interpreter {
     var packet: [UInt8] = []
     var mark: UInt32 = 0
     var protocolField: UInt32 = 0x0008  // ETH_P_IP as __sk_buff holds it (network order, loaded little endian)
-    /// The last bpf_redirect_neigh: interface, next hop (network order bytes).
+    /// The last bpf_redirect_neigh: interface, next hop (network order bytes, 4 or 16).
     var redirected: (interface: UInt32, nextHop: [UInt8])?
     /// Helpers called, in order.
     var calls: [Helper] = []
+    /// What bpf_ktime_get_ns returns.
+    var now: UInt64 = 0
+    /// __sk_buff's ingress_ifindex: 0 for a packet the host sends, the input device's for
+    /// a forwarded one.
+    var ingressIndex: UInt32 = 0
+    /// Writes into each map: updates and stores into values it handed out.
+    var writes: [Int32: Int] = [:]
+    /// Key and value sizes of maps that may be empty (others take their first key's).
+    var sizes: [Int32: (key: Int, value: Int)] = [:]
 
     private static let context: UInt64 = 0x1000_0000, stackTop: UInt64 = 0x2000_0000, packetBase: UInt64 = 0x3000_0000
     private static let mapBase: UInt64 = 0x5000_0000, valueBase: UInt64 = 0x6000_0000
@@ -105,6 +117,8 @@ struct Interpreter {
         }
     }
 
+    private func keySize(_ fd: Int32) -> Int { sizes[fd]?.key ?? maps[fd]?.keys.first?.count ?? 4 }
+
     private func size(_ i: Instruction) -> Int { [0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8][i.opcode & 0x18]! }
 
     private func read(_ address: UInt64, _ size: Int, pc: Int) throws -> UInt64 {
@@ -118,6 +132,7 @@ struct Interpreter {
             switch address - Self.context {
             case 8: field = UInt64(mark)
             case 16: field = UInt64(protocolField)
+            case 36: field = UInt64(ingressIndex)
             case 76: field = Self.packetBase
             case 80: field = Self.packetBase + UInt64(packet.count)
             default: throw Failure.badAccess(address, size, pc: pc)
@@ -154,6 +169,7 @@ struct Interpreter {
             if region < values.count, var stored = maps[values[region].map]?[values[region].key], o + size <= stored.count {
                 stored.replaceSubrange(o..<o + size, with: bytes)
                 maps[values[region].map]![values[region].key] = stored
+                writes[values[region].map, default: 0] += 1
                 return
             }
         }
@@ -166,23 +182,48 @@ struct Interpreter {
         case .mapLookupElement:
             let fd = Int32(r[1] - Self.mapBase)
             guard let map = maps[fd] else { throw Failure.badAccess(r[1], 0, pc: pc) }
-            let keySize = map.keys.first?.count ?? 4
-            let key = try load(r[2], keySize, pc: pc)
+            let key = try load(r[2], keySize(fd), pc: pc)
             guard map[key] != nil else { return 0 }
             values.append((fd, key))
             return Self.valueBase + UInt64(values.count - 1) * 0x1000
+        case .mapUpdateElement:
+            let fd = Int32(r[1] - Self.mapBase)
+            guard maps[fd] != nil, let valueSize = sizes[fd]?.value ?? maps[fd]?.values.first?.count else {
+                throw Failure.badAccess(r[1], 0, pc: pc)
+            }
+            let key = try load(r[2], keySize(fd), pc: pc), value = try load(r[3], valueSize, pc: pc)
+            guard r[4] == 0 else { return UInt64(bitPattern: -22) }   // only BPF_ANY is used
+            maps[fd]![key] = value
+            writes[fd, default: 0] += 1
+            return 0
+        case .ktimeGetNanoseconds:
+            return now
+        case .checksumDifference:
+            // The one's-complement sum of ~from and to (sizes multiples of 4, seed added).
+            let from = try load(r[1], Int(r[2]), pc: pc), to = try load(r[3], Int(r[4]), pc: pc)
+            var sum = r[5] & 0xffff_ffff
+            for k in stride(from: 0, to: from.count, by: 2) { sum += UInt64(~(UInt16(from[k]) << 8 | UInt16(from[k + 1]))) }
+            for k in stride(from: 0, to: to.count, by: 2) { sum += UInt64(UInt16(to[k]) << 8 | UInt16(to[k + 1])) }
+            while sum > 0xffff_ffff { sum = (sum & 0xffff_ffff) + (sum >> 32) }
+            return sum
         case .l3ChecksumReplace, .l4ChecksumReplace:
             let offset = Int(r[2]), flags = r[5]
-            guard flags & 0xf == 4, offset + 2 <= packet.count else { return UInt64(bitPattern: -14) }
+            let known: UInt64 = helper == .l4ChecksumReplace ? 0xbf : 0x0f   // size, pseudo, mangled 0, IPv6
+            guard flags & ~known == 0, flags & 0xf == 4 || (helper == .l4ChecksumReplace && flags & 0xf == 0),
+                  offset + 2 <= packet.count else { return UInt64(bitPattern: -14) }
             let old = UInt16(packet[offset]) << 8 | UInt16(packet[offset + 1])
             if helper == .l4ChecksumReplace && flags & 0x20 != 0 && old == 0 { return 0 }
-            // from and to as the packet holds them: the register's low bytes in memory order.
-            let from = (0..<4).map { UInt8(truncatingIfNeeded: r[3] >> (8 * $0)) }
-            let to = (0..<4).map { UInt8(truncatingIfNeeded: r[4] >> (8 * $0)) }
-            var sum = UInt32(~old)
-            for k in stride(from: 0, to: 4, by: 2) {
-                sum += UInt32(~(UInt16(from[k]) << 8 | UInt16(from[k + 1])))
-                sum += UInt32(UInt16(to[k]) << 8 | UInt16(to[k + 1]))
+            var sum = UInt64(~old)
+            if flags & 0xf == 0 {
+                sum += r[4] & 0xffff_ffff   // a bpf_csum_diff result
+            } else {
+                // from and to as the packet holds them: the register's low bytes in memory order.
+                let from = (0..<4).map { UInt8(truncatingIfNeeded: r[3] >> (8 * $0)) }
+                let to = (0..<4).map { UInt8(truncatingIfNeeded: r[4] >> (8 * $0)) }
+                for k in stride(from: 0, to: 4, by: 2) {
+                    sum += UInt64(~(UInt16(from[k]) << 8 | UInt16(from[k + 1])))
+                    sum += UInt64(UInt16(to[k]) << 8 | UInt16(to[k + 1]))
+                }
             }
             while sum > 0xffff { sum = (sum & 0xffff) + (sum >> 16) }
             var new = ~UInt16(sum)
@@ -201,7 +242,7 @@ struct Interpreter {
             return 0
         case .redirectNeighbour:
             let params = try load(r[2], Int(r[3]), pc: pc)
-            redirected = (UInt32(truncatingIfNeeded: r[1]), Array(params[4..<8]))
+            redirected = (UInt32(truncatingIfNeeded: r[1]), Array(params[4..<(params[0] == 10 ? 20 : 8)]))  // AF_INET6: 16 bytes
             return 7  // TC_ACT_REDIRECT
         default:
             throw Failure.badAccess(0, 0, pc: pc)
