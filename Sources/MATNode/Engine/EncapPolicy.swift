@@ -23,6 +23,11 @@ public enum EncapSetting: String, Sendable, Equatable {
 /// (masquerade) drops it, and after `probes` unanswered requests the peer's traffic goes
 /// in UDP, with a keepalive every `keepaliveInterval` to hold the NAT's binding. Every
 /// `reprobeInterval` the probe is tried again, and an answer goes back to direct.
+///
+/// Each peer with something to do waits in a ``DueQueue`` at its next deadline, so a tick
+/// costs the due peers only, not a walk over all of them (100,000 learned peers behind
+/// NAT), and the service feeds it the MoAs that appeared and vanished
+/// (``follow(appeared:vanished:now:)``) rather than the whole set each turn.
 public struct EncapPolicy: Sendable {
     public enum Mode: String, Sendable, Equatable {
         case direct, probing
@@ -53,7 +58,10 @@ public struct EncapPolicy: Sendable {
     public let reprobeInterval: UInt64
     private let makeNonce: @Sendable () -> [UInt8]
     private var peers: [IPAddress: Peer] = [:]
-    private var behindNAT = false
+    /// The peers in ``Mode/probing`` or ``Mode/encapsulated``, at their next deadline.
+    private var due = DueQueue<IPAddress>()
+    /// Whether this node was behind NAT at the last ``track(_:behindNAT:now:)``.
+    public private(set) var behindNAT = false
 
     public init(setting: EncapSetting, probeInterval: UInt64 = 1_000, probes: Int = 3,
                 keepaliveInterval: UInt64 = 15_000, reprobeInterval: UInt64 = 60_000,
@@ -71,15 +79,32 @@ public struct EncapPolicy: Sendable {
 
     /// The peers' MoAs traffic goes to now, and whether this node is behind NAT: new MoAs
     /// are decided for, MoAs gone are forgotten, and a change of `behindNAT` starts over.
+    /// O(tracked): the service calls it when `behindNAT` changes, and follows the MoAs'
+    /// changes otherwise.
     public mutating func track(_ moas: Set<IPAddress>, behindNAT: Bool, now: UInt64) -> [Action] {
         var actions: [Action] = []
         let restart = behindNAT != self.behindNAT
         self.behindNAT = behindNAT
         for (moa, peer) in peers where !moas.contains(moa) || restart {
             if peer.mode == .encapsulated && (!moas.contains(moa) || setting != .always) { actions.append(.stopEncap(moa)) }
-            if !moas.contains(moa) || setting != .always { peers[moa] = nil }
+            if !moas.contains(moa) || setting != .always { forget(moa) }
         }
-        for moa in moas.sorted(by: { $0.description < $1.description }) where peers[moa] == nil {
+        return actions + add(moas.filter { peers[$0] == nil }, now: now)
+    }
+
+    /// The tracked MoAs changed by these, `behindNAT` as before: O(changes).
+    public mutating func follow(appeared: some Sequence<IPAddress>, vanished: some Sequence<IPAddress>, now: UInt64) -> [Action] {
+        var actions: [Action] = []
+        for moa in vanished {
+            if peers[moa]?.mode == .encapsulated { actions.append(.stopEncap(moa)) }
+            forget(moa)
+        }
+        return actions + add(appeared.filter { peers[$0] == nil }, now: now)
+    }
+
+    private mutating func add(_ moas: some Sequence<IPAddress>, now: UInt64) -> [Action] {
+        var actions: [Action] = []
+        for moa in moas.sorted(by: { $0.description < $1.description }) {
             switch setting {
             case .off:
                 peers[moa] = Peer(mode: .direct)
@@ -94,8 +119,27 @@ public struct EncapPolicy: Sendable {
                     peers[moa] = Peer(mode: .direct)
                 }
             }
+            reschedule(moa)
         }
         return actions
+    }
+
+    private mutating func forget(_ moa: IPAddress) {
+        peers[moa] = nil
+        due.remove(moa)
+    }
+
+    /// Puts `moa` in ``due`` at its next deadline, or takes it out when it has none.
+    private mutating func reschedule(_ moa: IPAddress) {
+        if let at = peers[moa].flatMap(deadline) { due.schedule(moa, at: at) } else { due.remove(moa) }
+    }
+
+    private func deadline(_ peer: Peer) -> UInt64? {
+        switch peer.mode {
+        case .direct: nil
+        case .probing: peer.nextProbeAt
+        case .encapsulated: setting == .auto ? min(peer.nextKeepaliveAt, peer.nextProbeAt) : peer.nextKeepaliveAt
+        }
     }
 
     /// A probe answer from `moa`: the path carries unsolicited packets, so direct.
@@ -105,13 +149,15 @@ public struct EncapPolicy: Sendable {
         let was = peer.mode
         peer = Peer(mode: .direct)
         peers[moa] = peer
+        reschedule(moa)
         return was == .encapsulated ? [.stopEncap(moa)] : []
     }
 
     /// Probes, the fallback and keepalives that are due at `now`.
     public mutating func tick(now: UInt64) -> [Action] {
         var actions: [Action] = []
-        for moa in peers.keys.sorted(by: { $0.description < $1.description }) {
+        for moa in due.takeDue(now: now).sorted(by: { $0.description < $1.description }) {
+            defer { reschedule(moa) }
             guard let peer = peers[moa] else { continue }
             switch peer.mode {
             case .direct:
@@ -147,15 +193,7 @@ public struct EncapPolicy: Sendable {
     }
 
     /// The earliest time `tick` has something to do; nil when nothing is pending.
-    public var nextDeadline: UInt64? {
-        peers.values.compactMap { peer -> UInt64? in
-            switch peer.mode {
-            case .direct: nil
-            case .probing: peer.nextProbeAt
-            case .encapsulated: setting == .auto ? min(peer.nextKeepaliveAt, peer.nextProbeAt) : peer.nextKeepaliveAt
-            }
-        }.min()
-    }
+    public var nextDeadline: UInt64? { due.nextDeadline }
 
     private mutating func probe(_ moa: IPAddress, now: UInt64) -> [Action] {
         let nonce = makeNonce()
@@ -169,9 +207,18 @@ public struct EncapPolicy: Sendable {
 /// The other side: where this node sends a peer's traffic in UDP, learned from the
 /// datagrams that peer sends (its NAT's binding, whatever port it chose), and forgotten
 /// `lifetime` ms after the last one (the peer went back to direct, or away). Pure.
+///
+/// The learned endpoints wait in a ``DueQueue`` at the end of their lifetime as it was when
+/// they were put there (a datagram does not move them: that would be heap work per
+/// packet); one that comes up heard since goes back at its new end. So an expiry costs the
+/// endpoints that came up, not a walk over every one.
 public struct EncapEndpoints: Sendable {
     public let lifetime: UInt64
     private var ports: [IPAddress: (port: UInt16, lastSeen: UInt64, commanded: Bool)] = [:]
+    private var expiries = DueQueue<IPAddress>()
+    /// The MoAs traffic goes to in UDP now: kept with `ports`, so the engine publishes them
+    /// each turn by reference, not by building a set of every one.
+    public private(set) var moas: Set<IPAddress> = []
 
     public init(lifetime: UInt64 = 60_000) { self.lifetime = lifetime }
 
@@ -186,24 +233,37 @@ public struct EncapEndpoints: Sendable {
 
     /// A datagram came from `moa`:`port`: send there from now on.
     public mutating func heard(_ moa: IPAddress, port: UInt16, now: UInt64) {
-        let commanded = ports[moa]?.commanded ?? false
-        ports[moa] = (port, now, commanded)
+        let old = ports.updateValue((port, now, ports[moa]?.commanded ?? false), forKey: moa)
+        guard old == nil else { return }
+        moas.insert(moa)
+        expiries.schedule(moa, at: now + lifetime)
     }
 
     /// This node decided to encapsulate to `moa` at `port` (its own policy): kept until stopped.
     public mutating func start(_ moa: IPAddress, port: UInt16, now: UInt64) {
-        ports[moa] = (ports[moa]?.port ?? port, now, true)
+        if ports.updateValue((ports[moa]?.port ?? port, now, true), forKey: moa) == nil { moas.insert(moa) }
+        expiries.remove(moa)
     }
 
-    public mutating func stop(_ moa: IPAddress) { ports[moa] = nil }
+    public mutating func stop(_ moa: IPAddress) {
+        guard ports.removeValue(forKey: moa) != nil else { return }
+        moas.remove(moa)
+        expiries.remove(moa)
+    }
 
     /// Forgets learned endpoints not heard from for `lifetime`; returns them.
     public mutating func expire(now: UInt64) -> [IPAddress] {
-        let gone = ports.filter { !$0.value.commanded && now >= $0.value.lastSeen + lifetime }.map(\.key)
-        for moa in gone { ports[moa] = nil }
+        var gone: [IPAddress] = []
+        for moa in expiries.takeDue(now: now) {
+            guard let entry = ports[moa], !entry.commanded else { continue }
+            if now >= entry.lastSeen + lifetime {
+                ports[moa] = nil
+                moas.remove(moa)
+                gone.append(moa)
+            } else {
+                expiries.schedule(moa, at: entry.lastSeen + lifetime)
+            }
+        }
         return gone
     }
-
-    /// The MoAs traffic goes to in UDP now.
-    public var moas: [IPAddress] { Array(ports.keys) }
 }

@@ -24,6 +24,10 @@ import MATPacket
 /// signed word, and a live peer sending bulk data is probed once per ``dataOnlyLimit``
 /// instead of once per ``idleAfter``.
 ///
+/// Each tracked peer not being probed waits in a ``DueQueue`` at the time it becomes due,
+/// moved on each change of its evidence, so a turn finds the due peers without a walk over
+/// every tracked one.
+///
 /// Pure: the caller passes the time (monotonic milliseconds).
 struct IdleProbing {
     /// Silence after which a peer is probed (ms).
@@ -41,13 +45,17 @@ struct IdleProbing {
     private(set) var lastData: [IPAddress: UInt64] = [:]
     /// Peers whose probe round is out, with when it started (ms).
     private(set) var probing: [IPAddress: UInt64] = [:]
+    /// The tracked peers not being probed, at the time each becomes due (``dueAt(_:)``).
+    private var waiting = DueQueue<IPAddress>()
 
     init(idleAfter: UInt64) { self.idleAfter = max(1, idleAfter) }
 
     /// A learned mapping of `hoa` is in use: its silence is measured from now unless it
     /// is already tracked.
     mutating func track(_ hoa: IPAddress, now: UInt64) {
-        if lastHeard[hoa] == nil { lastHeard[hoa] = now }
+        guard lastHeard[hoa] == nil else { return }
+        lastHeard[hoa] = now
+        reschedule(hoa)
     }
 
     /// `hoa` proved itself alive at `now`: its silence starts again, and a probe round out
@@ -56,6 +64,7 @@ struct IdleProbing {
         guard lastHeard[hoa] != nil else { return }
         lastHeard[hoa] = now
         probing[hoa] = nil
+        reschedule(hoa)
     }
 
     /// Packets of `hoa`'s came in by `now` (unsigned evidence): through the engine, or
@@ -64,6 +73,7 @@ struct IdleProbing {
     mutating func dataArrived(from hoa: IPAddress, now: UInt64) {
         guard lastHeard[hoa] != nil else { return }
         lastData[hoa] = max(lastData[hoa] ?? 0, now)
+        if probing[hoa] == nil { reschedule(hoa) }
     }
 
     /// `hoa`'s mapping went: nothing more to measure.
@@ -71,19 +81,19 @@ struct IdleProbing {
         lastHeard[hoa] = nil
         lastData[hoa] = nil
         probing[hoa] = nil
+        waiting.remove(hoa)
     }
 
     /// Peers silent for ``idleAfter`` at `now` (data counting, within ``dataOnlyLimit``)
     /// and not being probed already: each is returned once and counts as being probed
     /// from then on.
     mutating func due(at now: UInt64) -> [IPAddress] {
-        var due: [IPAddress] = []
-        for hoa in lastHeard.keys where probing[hoa] == nil && now >= dueAt(hoa) {
-            probing[hoa] = now
-            due.append(hoa)
-        }
+        let due = waiting.takeDue(now: now)
+        for hoa in due { probing[hoa] = now }
         return due.sorted()
     }
+
+    private mutating func reschedule(_ hoa: IPAddress) { waiting.schedule(hoa, at: dueAt(hoa)) }
 
     /// When `hoa` becomes due: an idle period after it was last heard from, or after its
     /// last data, but no later than ``dataOnlyLimit`` after it was last heard from.
@@ -96,7 +106,10 @@ struct IdleProbing {
     /// `hoa` was due but its probe round did not start (every probe slot was taken,
     /// ``ReachabilityProbes``): it is due again, so a later turn starts it instead of
     /// leaving it counted as being probed, never probed nor dropped.
-    mutating func roundNotStarted(_ hoa: IPAddress) { probing[hoa] = nil }
+    mutating func roundNotStarted(_ hoa: IPAddress) {
+        guard probing.removeValue(forKey: hoa) != nil else { return }
+        reschedule(hoa)
+    }
 
     /// The probe round of `hoa` ended with no answer at `now`: whether to drop its
     /// mapping. True when the round was an idle check, unless the peer was heard from
@@ -104,13 +117,14 @@ struct IdleProbing {
     /// peer is forgotten when dropped.
     mutating func roundFailed(_ hoa: IPAddress, now: UInt64) -> Bool {
         guard let started = probing.removeValue(forKey: hoa) else { return false }
-        if let data = lastData[hoa], data >= started, now < (lastHeard[hoa] ?? 0) + dataOnlyLimit { return false }
+        if let data = lastData[hoa], data >= started, now < (lastHeard[hoa] ?? 0) + dataOnlyLimit {
+            reschedule(hoa)
+            return false
+        }
         forget(hoa)
         return true
     }
 
     /// When the next tracked peer becomes due, if any.
-    var nextDue: UInt64? {
-        lastHeard.keys.filter { probing[$0] == nil }.map(dueAt).min()
-    }
+    var nextDue: UInt64? { waiting.nextDeadline }
 }

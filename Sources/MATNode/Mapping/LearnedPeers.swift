@@ -8,7 +8,9 @@ import MATPacket
 /// The diversion's sets hold every peer's MoA. Rebuilding them from every mapping after
 /// each change cost O(peers) per change: at 100,000 learned peers, dropping the ones that
 /// answered no alert after a move took the service thread minutes, during which it
-/// answered no probe. Reads and writes go through the subscript as on a dictionary.
+/// answered no probe. Likewise each entry's refresh time is kept in a ``DueQueue``, so the
+/// due refreshes are found without a walk (``takeDueRefreshes(now:)``). Reads and writes
+/// go through the subscript as on a dictionary.
 struct LearnedPeers: Sequence {
     /// One learned mapping, and when it is due to be looked up again (milliseconds).
     typealias Entry = (mapping: PeerMapping, expiresAt: UInt64)
@@ -20,14 +22,21 @@ struct LearnedPeers: Sequence {
     private var appeared: Set<IPAddress> = []
     /// MoAs named by an entry before and by none now, since the last `takeMoAChanges`.
     private var vanished: Set<IPAddress> = []
+    /// Each entry's `expiresAt`, earliest first (only ``LearnedPeers``' own methods change it).
+    var refreshes = DueQueue<IPAddress>()
+    /// HoAs whose first MoA (the one traffic goes to) changed, or whose entry came or went,
+    /// since the last `takeFirstMoAChanges`.
+    private var firstMoAChanged: Set<IPAddress> = []
 
     subscript(hoa: IPAddress) -> Entry? {
         get { entries[hoa] }
         set {
             let old = newValue == nil ? entries.removeValue(forKey: hoa) : entries.updateValue(newValue!, forKey: hoa)
+            if let newValue { refreshes.schedule(hoa, at: newValue.expiresAt) } else { refreshes.remove(hoa) }
             let before = old?.mapping.moas.map(\.address) ?? []
             let after = newValue?.mapping.moas.map(\.address) ?? []
             guard before != after else { return }
+            if before.first != after.first || old == nil || newValue == nil { firstMoAChanged.insert(hoa) }
             for moa in before { release(moa, by: hoa) }
             for moa in after { retain(moa, by: hoa) }
         }
@@ -59,6 +68,12 @@ struct LearnedPeers: Sequence {
             vanished.removeAll()
         }
         return (appeared, vanished)
+    }
+
+    /// The HoAs whose first MoA changed, or whose entry came or went, since the last call.
+    mutating func takeFirstMoAChanges() -> Set<IPAddress> {
+        defer { firstMoAChanged.removeAll() }
+        return firstMoAChanged
     }
 
     private mutating func retain(_ moa: IPAddress, by hoa: IPAddress) {

@@ -2,8 +2,8 @@ import MATPacket
 
 /// When a learned mapping is looked up in the IMS again: the timing decisions of the
 /// refresh, with no I/O and the time (monotonic milliseconds) passed in, so each has a unit
-/// test. The service thread walks the due mappings (``LearnedPeers/takeDueRefreshes(now:)``)
-/// and queues their lookups.
+/// test. The service thread takes the due mappings (``LearnedPeers/takeDueRefreshes(now:)``,
+/// from a deadline heap: no walk over every mapping) and queues their lookups.
 ///
 /// A mapping read from the IMS is read again when its record TTL runs out, as a DNS cache
 /// would; one taken from a peer's alert after the TTL its registration is read with. A
@@ -52,7 +52,7 @@ extension LearnedPeers {
     /// ``MappingRefresh/answerWait``, so the lookup on its way is not queued twice (its
     /// answer or failure sets the next refresh).
     mutating func takeDueRefreshes(now: UInt64) -> [IPAddress] {
-        let due = filter { $0.value.expiresAt <= now }.map(\.key)
+        let due = refreshes.takeDue(now: now)
         for hoa in due { self[hoa]?.expiresAt = now + MappingRefresh.answerWait }
         return due
     }

@@ -71,9 +71,9 @@ public final class MappingService: @unchecked Sendable {
     /// `publicState.announced` as of the last change, for the control thread.
     let publishedAnnounced = Mutex(NodeAddresses())
     /// The UDP encapsulation's policy and probe sockets (nil: `udp-encapsulation = off`),
-    /// and whether it tracks any peer.
+    /// and the MoAs of the settled peers it tracks, kept by their changes.
     var encapControl: EncapControl?
-    var encapTracking = false
+    var encapSettled = SettledMoAs()
     /// When this node next registers with its relay (`[relay] address`); nil before the first.
     var relaySchedule: RelayRegistrationSchedule?
     /// Registration lifetimes of learned mappings (``MappingLifetimes``).

@@ -62,20 +62,27 @@ extension MappingService {
     }
 
     /// Decides, for the peers whose alerts are settled, whether their traffic goes in UDP,
-    /// and carries out what is due. Returns when it next has something to do.
+    /// and carries out what is due. Returns when it next has something to do. A turn
+    /// costs the peers that changed and the peers due (``SettledMoAs``, ``EncapPolicy``),
+    /// plus the configured peers; all of them only when this node goes behind NAT or out.
     func tickEncap(now: UInt64) -> UInt64? {
+        // Taken whatever happens, so they do not pile up while nothing tracks them.
+        var changed = learned.takeFirstMoAChanges()
+        changed.formUnion(signaling.takeAwaitingChanges())
         guard let control = encapControl, let encap = engine.encap else { return nil }
-        // Not while the IMS is being asked: the answer may well be "no NAT".
-        let behindNAT = publicState.asking.isEmpty && publicState.announced.mobileAddresses != addresses.mobileAddresses
-        let idle = control.policy.setting == .off || (control.policy.setting == .auto && !behindNAT
-            && control.policy.nextDeadline == nil && !encapTracking)
-        if !idle {
-            // A peer still being alerted does not know this node's MoA yet: it would not
-            // answer a probe, which would then look like a NAT that drops them.
-            let awaiting = signaling.awaiting
-            let moas = Set(activePeers().filter { !awaiting.contains($0.hoa) }.map(\.moa))
-            encapTracking = !moas.isEmpty
-            run(control.policy.track(moas, behindNAT: behindNAT, now: now), control: control, encap: encap)
+        if control.policy.setting != .off {
+            let configured = configuredMoAs
+            changed.formUnion(configured.keys)
+            let (appeared, vanished) = encapSettled.update(changed.lazy.map { hoa in
+                (hoa: hoa, moa: self.signaling.isAwaiting(hoa) ? nil : self.activeMoA(hoa, configured: configured))
+            })
+            // Not while the IMS is being asked: the answer may well be "no NAT".
+            let behindNAT = publicState.asking.isEmpty && publicState.announced.mobileAddresses != addresses.mobileAddresses
+            if behindNAT != control.policy.behindNAT {
+                run(control.policy.track(encapSettled.moas, behindNAT: behindNAT, now: now), control: control, encap: encap)
+            } else if !appeared.isEmpty || !vanished.isEmpty {
+                run(control.policy.follow(appeared: appeared, vanished: vanished, now: now), control: control, encap: encap)
+            }
         }
         for (moa, nonce) in control.answers.withLock({ queue in defer { queue.removeAll() }; return queue }) {
             run(control.policy.probeAnswered(from: moa, nonce: nonce, now: now), control: control, encap: encap)
@@ -88,6 +95,20 @@ extension MappingService {
             updateDiversion()
         }
         return control.policy.nextDeadline
+    }
+
+    /// The configured peers' MoAs (the first of each), by HoA.
+    private var configuredMoAs: [IPAddress: IPAddress] {
+        var moas: [IPAddress: IPAddress] = [:]
+        for peer in config.peers { moas[peer.homeAddress] = peer.mobileAddresses.first }
+        return moas
+    }
+
+    /// The MoA `hoa`'s traffic goes to, as ``activePeers()`` says, without building it: the
+    /// learned mapping's first, else the configured peer's.
+    private func activeMoA(_ hoa: IPAddress, configured: [IPAddress: IPAddress]) -> IPAddress? {
+        if let entry = learned[hoa] { return entry.mapping.moas.first?.address }
+        return configured[hoa]
     }
 
     private func run(_ actions: [EncapPolicy.Action], control: EncapControl, encap: EncapPath) {
@@ -105,7 +126,10 @@ extension MappingService {
                     + "(port \(config.encapPort)) now")
                 EventLog.shared.post("encapsulation", ["peer": "\(moa)", "mode": "udp"])
                 engine.encapsulate(.start(moa, port: config.encapPort))
-                if EncapControl.relaysAtOnce(moa, peers: activePeers(), relayedHoAs: control.relayedHoAs) {
+                // Some peer at `moa` whose IMS record names this node's relay (as
+                // ``EncapControl/relaysAtOnce(_:peers:relayedHoAs:)``, without a walk).
+                let configured = control.relayedHoAs.isEmpty ? [:] : configuredMoAs
+                if control.relayedHoAs.contains(where: { activeMoA($0, configured: configured) == moa }) {
                     engine.encapsulate(.relayAtOnce(moa, true))
                 }
                 host.encapsulatedMoAs.insert(moa)

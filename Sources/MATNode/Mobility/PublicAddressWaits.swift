@@ -32,6 +32,9 @@ struct PublicAddressWaits {
     /// in slices (``AlertQueue``) asks once per slice, and a search per peer (or an index
     /// built per call) would make it quadratic.
     private var positions: [AddressFamily: [IPAddress: Int]] = [:]
+    /// The held peers, at the end of their hold: a turn finds those whose hold ends
+    /// without a walk over every waiting peer (100,000 behind one move).
+    private var holds = DueQueue<IPAddress>()
 
     /// `peers` (each held by a move at `now`) wait for the answer of their HoA's family. A
     /// peer already waiting (a second move while the IMS is asked) has its alert go to the
@@ -40,6 +43,7 @@ struct PublicAddressWaits {
         for peer in peers {
             let family = peer.hoa.family
             let entry = Waiting(hoa: peer.hoa, moa: peer.moa, since: now, held: true)
+            holds.schedule(peer.hoa, at: now + Self.timeout)
             if let index = positions[family]?[peer.hoa] {
                 waiting[family]![index] = entry
             } else {
@@ -53,20 +57,18 @@ struct PublicAddressWaits {
     /// hold, if it still stands, ends with the alert as after any move).
     mutating func answered(_ family: AddressFamily) -> [AlertQueue.Peer] {
         positions[family] = nil
-        return (waiting.removeValue(forKey: family) ?? []).map { (hoa: $0.hoa, moa: $0.moa) }
+        let answered = waiting.removeValue(forKey: family) ?? []
+        for entry in answered where entry.held { holds.remove(entry.hoa) }
+        return answered.map { (hoa: $0.hoa, moa: $0.moa) }
     }
 
     /// The peers whose hold reached ``timeout`` at `now`: their holds are to end. They
     /// keep waiting for the answer (and their alert), no longer held.
     mutating func expire(now: UInt64) -> [IPAddress] {
-        var expired: [IPAddress] = []
-        for family in waiting.keys {
-            for index in waiting[family]!.indices {
-                let entry = waiting[family]![index]
-                guard entry.held, now >= entry.since + Self.timeout else { continue }
-                waiting[family]![index].held = false
-                expired.append(entry.hoa)
-            }
+        let expired = holds.takeDue(now: now)
+        for hoa in expired {
+            guard let index = positions[hoa.family]?[hoa] else { continue }
+            waiting[hoa.family]![index].held = false
         }
         return expired
     }

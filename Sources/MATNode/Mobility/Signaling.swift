@@ -75,6 +75,18 @@ final class Signaling {
     /// Peers whose acknowledgement of this node's mapping is outstanding.
     var awaiting: Set<IPAddress> { machine.awaiting }
 
+    /// Whether `peer`'s acknowledgement is outstanding: O(1), where ``awaiting`` builds a set.
+    func isAwaiting(_ peer: IPAddress) -> Bool { machine.outgoing[peer] != nil }
+
+    /// Peers whose alert began or settled since the last call, so the service follows
+    /// ``awaiting`` by its changes (the UDP encapsulation's tracked peers) instead of
+    /// reading the whole set each turn.
+    func takeAwaitingChanges() -> Set<IPAddress> {
+        defer { awaitingChanges.removeAll() }
+        return awaitingChanges
+    }
+    private var awaitingChanges: Set<IPAddress> = []
+
     /// The highest update sequence accepted from each peer, kept across restarts.
     var replayEntries: [IPAddress: UInt64] { machine.replayEntries }
 
@@ -116,6 +128,7 @@ final class Signaling {
         guard let environment, let actions = machine.announce(to: peer, at: moa, now: now, environment: environment) else {
             return false
         }
+        awaitingChanges.insert(peer)
         perform(actions, now: now)
         return true
     }
@@ -128,6 +141,8 @@ final class Signaling {
         guard let environment else { return 0 }
         sequences.clockMovedForward()
         let actions = machine.renumberUpdates(below: floor, now: now, environment: environment)
+        // Given-up alerts are sent again, so waiting again (rare: a clock correction).
+        awaitingChanges.formUnion(machine.outgoing.keys)
         perform(actions, now: now)
         publish()
         return actions.filter { if case .event("alert", _) = $0 { true } else { false } }.count
@@ -293,6 +308,7 @@ final class Signaling {
             case .peerIsAlive(let hoa):
                 host?.peerIsAlive(hoa: hoa)
             case .settled(let hoa, let acknowledged):
+                awaitingChanges.insert(hoa)
                 host?.settled(hoa: hoa, acknowledged: acknowledged)
             case .event(let kind, let details):
                 EventLog.shared.post(kind, details)
