@@ -11,7 +11,17 @@
 /// if let at = schedule.nextSendAt, now >= at { send(); schedule.sent(now: now) }
 /// else if schedule.hasExpired(at: now) { giveUp() }   // re-query the IMS
 /// ```
+///
+/// A peer whose round trip was measured gets a first wait from it instead
+/// (``init(now:roundTrip:)``), and a peer that answered part of an exchange gets a round
+/// trip's wait for the rest (``answered(now:wait:)``).
 public struct RetransmitSchedule: Sendable, Equatable {
+    /// The first wait when nothing else is known, and the least first wait of a measured
+    /// peer (``init(now:roundTrip:)``).
+    public static let defaultInitialDelay: UInt64 = 200
+    /// The longest wait by default.
+    public static let defaultMaximumDelay: UInt64 = 3200
+
     /// The wait after the first send.
     public let initialDelay: UInt64
     /// The longest wait: doubling stops here.
@@ -27,12 +37,35 @@ public struct RetransmitSchedule: Sendable, Equatable {
 
     /// A schedule with nothing sent yet and the first send due at `now`. Defaults: 200 ms
     /// first wait, doubling up to 3200 ms, 6 sends.
-    public init(now: UInt64, initialDelay: UInt64 = 200, maximumDelay: UInt64 = 3200, maximumSends: Int = 6) {
+    public init(now: UInt64, initialDelay: UInt64 = defaultInitialDelay, maximumDelay: UInt64 = defaultMaximumDelay,
+                maximumSends: Int = 6) {
         precondition(maximumSends >= 1, "RetransmitSchedule needs at least one send")
         self.initialDelay = initialDelay
         self.maximumDelay = maximumDelay
         self.maximumSends = maximumSends
         self.deadline = now
+    }
+
+    /// A schedule with the defaults but its first wait from the round trip measured to the
+    /// peer (``firstWait(for:)``), doubling from there up to the default longest wait.
+    public init(now: UInt64, roundTrip: RoundTripEstimate) {
+        self.init(now: now, initialDelay: Self.firstWait(for: roundTrip))
+    }
+
+    /// The first wait before resending to a peer of round trip `roundTrip`: its
+    /// retransmission timeout (RFC 6298), at least ``defaultInitialDelay`` and at most
+    /// ``defaultMaximumDelay``; ``defaultInitialDelay`` while nothing was measured.
+    public static func firstWait(for roundTrip: RoundTripEstimate) -> UInt64 {
+        roundTrip.retransmitTimeout(floor: defaultInitialDelay, ceiling: defaultMaximumDelay)
+    }
+
+    /// The peer answered part of the exchange at `now` (it challenged the update: it has
+    /// it), and what is left takes about a round trip: the next send (or, after the last,
+    /// the end of the wait) comes no sooner than `wait` from `now`, as TCP restarts its timer
+    /// when new data is acknowledged (RFC 6298, 5.3). A send is never brought forward.
+    public mutating func answered(now: UInt64, wait: UInt64) {
+        let (end, overflow) = now.addingReportingOverflow(wait)
+        deadline = max(deadline, overflow ? UInt64.max : end)
     }
 
     /// When the next send is due, or nil when all ``maximumSends`` sends have been made.

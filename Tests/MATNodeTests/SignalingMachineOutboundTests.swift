@@ -46,6 +46,44 @@ private typealias F = SignalingFixture
         #expect(machine.awaiting == [F.peer], "still waiting for the ack")
     }
 
+    /// The first wait before an alert is resent follows the round trip measured to its peer
+    /// (RetransmitSchedule.firstWait): behind a standing queue an answer takes longer than
+    /// the fixed 200 ms, and the copy sent then was spurious (docs/benchmarks.md, handoff).
+    @Test func theResendWaitFollowsThePeersMeasuredRoundTrip() throws {
+        var (machine, environment) = F.machine()
+        let peer = F.peer
+        // Move 1: no round trip known, the first resend at 200 ms; the challenge after 150 ms
+        // measures one and gives the response and ack a round trip's wait (to 150 + 450).
+        let first = try #require(F.sent(try F.announce(&machine, environment)).first)
+        #expect(machine.nextEventAt == 200)
+        let nonce = Nonce(bytes: Array(0x10...0x1F))
+        _ = machine.receive(F.fromPeer(.challenge(nonce: nonce, sequence: first.message.sequence), sequence: 60),
+                            from: F.peerMoA, now: 150, environment: environment)
+        #expect(machine.roundTrips[peer]?.smoothed == 150)
+        #expect(machine.nextEventAt == 600)
+        #expect(machine.tick(now: 300, environment: environment).isEmpty, "no spurious copy at 200 or 300 ms")
+        // Its ack (after the response's round trip) measures nothing more.
+        _ = machine.receive(F.fromPeer(.bindingAck(sequence: first.message.sequence, status: .accepted), sequence: 61),
+                            from: F.peerMoA, now: 310, environment: environment)
+        #expect(machine.roundTrips[peer]?.samples == 1 && machine.awaiting.isEmpty)
+        // Move 2: the next alert waits that peer's timeout (150 + 4 x 75 ms) before its resend.
+        let announced = machine.announce(to: peer, at: F.peerMoA, now: 1_000, environment: environment)
+        let second = try #require(announced)
+        let bytes = try #require(F.sent(second).first?.bytes)
+        #expect(machine.nextEventAt == 1_450)
+        #expect(machine.tick(now: 1_449, environment: environment).isEmpty)
+        #expect(machine.tick(now: 1_450, environment: environment) == [.transmit(bytes, to: F.peerMoA)])
+        // Answered after the resend: ambiguous (Karn), no sample.
+        let sequence = F.sent(second)[0].message.sequence
+        _ = machine.receive(F.fromPeer(.bindingAck(sequence: sequence, status: .accepted), sequence: 62),
+                            from: F.peerMoA, now: 1_500, environment: environment)
+        #expect(machine.roundTrips[peer]?.samples == 1 && machine.awaiting.isEmpty)
+        // A peer never measured keeps the 200 ms.
+        let other = IPAddress("192.0.2.21")!
+        _ = machine.announce(to: other, at: IPAddress("198.51.100.21")!, now: 2_000, environment: environment)
+        #expect(machine.nextEventAt == 2_200)
+    }
+
     @Test func anUnansweredAlertIsResentOnItsScheduleTheIMSAskedAgainAndThePeerGivenUp() throws {
         var (machine, environment) = F.machine()
         environment.hasIMS = true

@@ -159,3 +159,71 @@ struct RetransmitScheduleTests {
         #expect(late.delay(afterSend: 60) == UInt64.max)
     }
 }
+
+@Suite("Round trip estimate")
+struct RoundTripEstimateTests {
+    @Test func withNoSampleTheFirstWaitIsTheDefault() {
+        let none = RoundTripEstimate()
+        #expect(none.smoothed == nil && none.samples == 0)
+        #expect(RetransmitSchedule.firstWait(for: none) == 200)
+        #expect(RetransmitSchedule(now: 50, roundTrip: none) == RetransmitSchedule(now: 50))
+    }
+
+    @Test func samplesAreSmoothedAsTCPDoes() {
+        var estimate = RoundTripEstimate()
+        estimate.record(120)
+        // RFC 6298 2.2: the first sample R gives SRTT = R, RTTVAR = R / 2.
+        #expect(estimate.smoothed == 120 && estimate.deviation == 60)
+        #expect(estimate.retransmitTimeout(floor: 0, ceiling: 10_000) == 360)
+        estimate.record(200)
+        // 2.3: RTTVAR = 3/4 RTTVAR + 1/4 |SRTT - R|, then SRTT = 7/8 SRTT + 1/8 R.
+        #expect(estimate.deviation == (3 * 60 + 80) / 4 && estimate.smoothed == (7 * 120 + 200) / 8)
+        #expect(estimate.samples == 2)
+    }
+
+    @Test func aShortPathKeepsTheFloorAndASlowOneWaitsLonger() {
+        var quiet = RoundTripEstimate()
+        for sample: UInt64 in [20, 22, 19, 21] { quiet.record(sample) }
+        #expect(RetransmitSchedule.firstWait(for: quiet) == 200, "a lost alert costs no more than before")
+        // Behind a standing queue: the answers take 130-300 ms (docs/benchmarks.md, handoff).
+        var loaded = RoundTripEstimate()
+        for sample: UInt64 in [150, 300, 130, 260] { loaded.record(sample) }
+        let wait = RetransmitSchedule.firstWait(for: loaded)
+        #expect(wait > 300 && wait < 800, "longer than any answer measured, \(wait) ms")
+        // Doubling starts from it and stops at the default longest wait.
+        let schedule = RetransmitSchedule(now: 0, roundTrip: loaded)
+        #expect(schedule.delay(afterSend: 1) == wait && schedule.delay(afterSend: 2) == 2 * wait)
+        #expect(schedule.delay(afterSend: 6) == 3_200)
+        // A wild sample cannot push the first wait past the longest.
+        var wild = RoundTripEstimate()
+        wild.record(UInt64.max)
+        #expect(wild.smoothed == 600_000 && RetransmitSchedule.firstWait(for: wild) == 3_200)
+    }
+
+    @Test func theEstimateComesBackDownWhenThePathDoes() {
+        var estimate = RoundTripEstimate()
+        estimate.record(400)
+        #expect(RetransmitSchedule.firstWait(for: estimate) == 1_200)
+        for _ in 0..<30 { estimate.record(20) }
+        #expect(RetransmitSchedule.firstWait(for: estimate) == 200)
+    }
+
+    @Test func anAnswerGivesTheRestOfTheExchangeAWaitButNeverBringsASendForward() {
+        var schedule = RetransmitSchedule(now: 0)
+        schedule.sent(now: 0)
+        #expect(schedule.nextSendAt == 200)
+        schedule.answered(now: 130, wait: 390)  // the challenge came after 130 ms
+        #expect(schedule.nextSendAt == 520 && schedule.attempts == 1)
+        schedule.answered(now: 140, wait: 200)
+        #expect(schedule.nextSendAt == 520, "a shorter wait does not bring the send forward")
+        // After the last send it extends the wait for the answer, without another send.
+        var last = RetransmitSchedule(now: 0, maximumSends: 1)
+        last.sent(now: 0)
+        last.answered(now: 150, wait: 300)
+        #expect(last.nextSendAt == nil && !last.hasExpired(at: 449) && last.hasExpired(at: 450))
+        var late = RetransmitSchedule(now: 0)
+        late.sent(now: 0)
+        late.answered(now: UInt64.max - 1, wait: 10)
+        #expect(late.deadline == UInt64.max)
+    }
+}

@@ -96,6 +96,7 @@ extension SignalingMachine {
             reply(to: message.sender, at: source, home: home, body: .challengeResponse(nonce: nonce, sequence: sequence),
                   environment: environment, now: now)
             counters.challengesAnswered += 1
+            alertAnswered(by: message.sender, now: now)
             actions.append(.reached(hoa: message.sender, at: source, key: nil))
             actions.append(.peerIsAlive(hoa: message.sender))
         case .challengeResponse(let nonce, Self.probeSequence):
@@ -123,6 +124,7 @@ extension SignalingMachine {
                 return
             }
             actions.append(.reached(hoa: message.sender, at: source, key: nil))
+            alertAnswered(by: message.sender, now: now)
             outgoing[message.sender] = nil
             let took = now - min(now, entry.firstSentAt)
             counters.acksReceived += 1

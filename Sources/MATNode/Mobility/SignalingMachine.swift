@@ -48,6 +48,10 @@ struct SignalingMachine {
     var waitingForKey: [IPAddress: (signal: UnverifiedSignal, source: IPAddress, since: UInt64)] = [:]
     /// What the signaling did and refused so far.
     var counters = SignalingCounters()
+    /// Each peer's round trip, measured from an alert sent once to its first answer: the
+    /// first wait before the next alert to that peer is resent (``RetransmitSchedule``).
+    /// Kept for the peers this node alerted, as ``peerStates`` is.
+    var roundTrips: [IPAddress: RoundTripEstimate] = [:]
     /// How each peer's alerts went, for `matctl peers`.
     private(set) var peerStates: [IPAddress: PeerSignalState] = [:]
     /// Bumped whenever ``peerStates`` changes, so the driver publishes only then.
@@ -73,6 +77,9 @@ struct SignalingMachine {
         var sequence: UInt64
         var schedule: RetransmitSchedule
         var firstSentAt: UInt64
+        /// Whether the peer answered it yet (its challenge or its ack): only the first answer
+        /// measures a round trip.
+        var answered = false
     }
 
     /// A machine signing with `key`, announcing `lifetime`; `admission` holds the budgets
@@ -137,7 +144,8 @@ struct SignalingMachine {
         let message = SignalMessage(sequence: sequence, sender: home, receiver: peer,
                                     body: .bindingUpdate(moas: [mobile], lifetime: lifetime))
         var entry = Outgoing(destination: moa, bytes: SignalCodec.seal(message, with: key, paddedTo: SignalCodec.paddedUpdateLength),
-                             sequence: sequence, schedule: RetransmitSchedule(now: now), firstSentAt: now)
+                             sequence: sequence, schedule: RetransmitSchedule(now: now, roundTrip: roundTrips[peer] ?? RoundTripEstimate()),
+                             firstSentAt: now)
         send(entry.bytes, to: moa, now: now)
         entry.schedule.sent(now: now)
         outgoing[peer] = entry
@@ -219,6 +227,19 @@ struct SignalingMachine {
             waitingForKey = waitingForKey.filter { $0.value.since + UpdateChallenges.lifetime > now }
         }
         return takeActions()
+    }
+
+    /// `peer` answered its outstanding alert at `now` (a challenge or the ack): a round trip
+    /// when the alert went once (Karn), and after a challenge the rest of the exchange
+    /// (response, ack) gets a round trip's wait before the alert is resent.
+    mutating func alertAnswered(by peer: IPAddress, now: UInt64) {
+        guard var entry = outgoing[peer], !entry.answered else { return }
+        entry.answered = true
+        if entry.schedule.attempts == 1 {
+            roundTrips[peer, default: RoundTripEstimate()].record(now - min(now, entry.firstSentAt))
+        }
+        entry.schedule.answered(now: now, wait: RetransmitSchedule.firstWait(for: roundTrips[peer] ?? RoundTripEstimate()))
+        outgoing[peer] = entry
     }
 
     /// The IMS says unanswering `peer` is at `moas` now: its retransmissions go there.
