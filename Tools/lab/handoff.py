@@ -5,7 +5,7 @@ delay element. Used by Tools/demo and `Tools/bench handoff`.
 
   handoff.py demo  --bin DIR --out DIR [--delays 0,50,100,200]
   handoff.py bench --bin DIR [--delays 0,50] [--moves 10] [--flow-mbit N] [--queue-kb N]
-                   [--rate-mbit N] [--qdisc fifo|prio|fq]
+                   [--rate-mbit N] [--qdisc fifo|prio|fq] [--configs default,fifo,prio,fq]
 
 --flow-mbit paces the TCP flow (default 0: as fast as it goes). Unpaced, the flow keeps a
 standing queue in the lab's bottleneck (the delay element's input), and a move's alert
@@ -18,7 +18,13 @@ Paced below the bottleneck, the gap is the handoff's own. --queue-kb sets that q
 queue is the element's own, of --queue-kb bytes, and --qdisc picks the order it is sent in
 (mat-delay --rate-mbit, --qdisc): fifo (a plain interface queue), prio (DSCP EF, CS6 and
 CS7 first: matd marks its signaling CS6) or fq (a queue per flow, new flows first, as
-fq_codel). Each bench line names both.
+fq_codel). Each bench line names both, and the machine's load average (load=, the last
+minute's) when the run ended: figures under load do not compare with quiet ones.
+
+--configs runs the bench once per delay element, each in a fresh lab, one after the other:
+'default' (no rate: the element's 8 MiB FIFO) or a queue discipline for the link of
+--rate-mbit and --queue-kb. The four of docs/benchmarks.md in one command:
+  handoff.py bench --bin DIR --moves 10 --delays 0,50 --rate-mbit 30 --queue-kb 256 --configs default,fifo,prio,fq
 
 --keep DIR keeps what a slow move is explained with: matd's logs with the monotonic time
 (seconds, as the move times) before each line (--log-level debug for every step), mat-ims's
@@ -26,7 +32,9 @@ and the delay element's logs and counters (delay-counters.txt: its drops), a cap
 signaling, the probes and ARP/ND in the VM node and the CN (vm.pcap, cn.pcap), and each
 move's times and gap (moves.txt); the bench line then also gives the time each move's
 alert took from the VM's uplink to the CN's (alert_transit_p50_ms, _p95_ms): its wait in
-the delay element's queue plus the one-way delay.
+the delay element's queue plus the one-way delay; and in how many moves the alert was sent
+more than once (alert_resent), and of those in how many every copy arrived, the first one
+too, so that the resend was spurious (alert_resent_spurious).
 
 The traffic endpoints are this same script, run inside the lab's namespaces:
   handoff.py sink ADDR PORT SECONDS     accept one TCP connection, hash what arrives, count it per 100 ms
@@ -55,6 +63,10 @@ TESTBED = os.path.join(ROOT, "Tools", "testbed")
 SELF = os.path.abspath(__file__)
 VM_HOA, CN_HOA = "198.51.100.10", "198.51.100.20"
 BIN_MS = 100
+# How long the TCP source may take, after its seconds of sending, to have every byte
+# acknowledged, and the sink and the probe to end after it (each wait of the bench is
+# bounded and says what it waited for).
+DRAIN_S = 60
 
 
 def family(addr):
@@ -191,7 +203,10 @@ class MobileLab:
         self.captures = []
 
     def testbed(self, *args):
-        result = subprocess.run([TESTBED, *args], env=self.env, capture_output=True, text=True)
+        try:
+            result = subprocess.run([TESTBED, *args], env=self.env, capture_output=True, text=True, timeout=120)
+        except subprocess.TimeoutExpired:
+            raise SystemExit("handoff: testbed %s had not ended after 120 s" % " ".join(args))
         if result.returncode != 0:
             raise SystemExit("handoff: testbed %s failed:\n%s" % (" ".join(args), result.stderr.strip()))
         self.keep_counters(result.stderr)
@@ -203,6 +218,16 @@ class MobileLab:
             os.makedirs(self.keep, exist_ok=True)
             with open(os.path.join(self.keep, "delay-counters.txt"), "a") as f:
                 f.write(text)
+
+    def tcp_state(self, port):
+        """`ss -tin` of the bench's connection in the VM node and the CN: what a stuck flow
+        was waiting for."""
+        lines = []
+        for node in ("vm", "cn"):
+            result = subprocess.run(self.ns(node) + ["ss", "-tin", "( sport = :%d or dport = :%d )" % (port, port)],
+                                    capture_output=True, text=True, timeout=10)
+            lines.append("%s:\n%s" % (node, (result.stdout + result.stderr).strip()))
+        return "\n".join(lines)
 
     def ns(self, node):
         return ["ip", "netns", "exec", "%s-%s" % (self.lab, node)]
@@ -318,9 +343,12 @@ class MobileLab:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
-        result = subprocess.run([TESTBED, "down"], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True)
-        self.keep_counters(result.stderr)
+        try:
+            result = subprocess.run([TESTBED, "down"], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                    text=True, timeout=120)
+            self.keep_counters(result.stderr)
+        except subprocess.TimeoutExpired:
+            self.log("handoff: testbed down had not ended after 120 s: the lab %s may be left" % self.lab)
         shutil.rmtree(self.work, ignore_errors=True)
         shutil.rmtree(self.ims_state, ignore_errors=True)
 
@@ -338,10 +366,10 @@ def run_flow(lab, seconds, moves_at, sites, log, port=5201, mbit=0):
     given offsets. Returns (sink, source, probe results, move times, switch times)."""
     sink_process = lab.spawn("cn", ["python3", SELF, "sink", CN_HOA, str(port), str(seconds)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sink_process.stderr.readline()
+    wait_listening(sink_process, "TCP sink")
     echo_process = lab.spawn("vm", ["python3", SELF, "echo", VM_HOA, str(port + 1)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    echo_process.stderr.readline()
+    wait_listening(echo_process, "UDP echo")
     source_process = lab.spawn("vm", ["python3", SELF, "source", CN_HOA, str(port), str(seconds), str(mbit)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     probe_process = lab.spawn("cn", ["python3", SELF, "probe", VM_HOA, str(port + 1), str(seconds)],
@@ -353,20 +381,40 @@ def run_flow(lab, seconds, moves_at, sites, log, port=5201, mbit=0):
         move_times.append(time.monotonic())
         switch_times.append(lab.move(site))
         log("  t=%5.1f s  VM moved to site %s" % (time.monotonic() - started, site.upper()))
-    while source_process.poll() is None and time.monotonic() < started + seconds + 60:
+    while source_process.poll() is None and time.monotonic() < started + seconds + DRAIN_S:
         time.sleep(0.25)
         elapsed = time.monotonic() - started
         if int(elapsed * 4) % 12 == 0 and elapsed < seconds:
             log("  t=%5.1f s  ..." % elapsed)
+    if source_process.poll() is None:
+        raise SystemExit("handoff: the TCP source (VM -> CN) had not ended %d s after its %d s of sending; "
+                         "the connection then (ss -ti in the VM node and the CN):\n%s"
+                         % (DRAIN_S, seconds, lab.tcp_state(port)))
     results = []
     for process in (source_process, sink_process, probe_process):
-        out, err = process.communicate(timeout=seconds + 60)
+        name = " ".join(process.args[-4:])
+        try:
+            # The source has ended: the sink ends with its connection, the probe at its own
+            # `seconds` (started with the source).
+            out, err = process.communicate(timeout=DRAIN_S)
+        except subprocess.TimeoutExpired:
+            raise SystemExit("handoff: %s had not ended %d s after the TCP source" % (name, DRAIN_S))
         if process.returncode != 0:
-            raise SystemExit("handoff: %s failed (a reset?):\n%s" % (" ".join(process.args[-4:]), err.strip()))
+            raise SystemExit("handoff: %s failed (a reset?):\n%s" % (name, err.strip()))
         results.append(json.loads(out))
     echo_process.terminate()
     echo_process.wait()
     return results[1], results[0], results[2], move_times, switch_times
+
+
+def wait_listening(process, what, timeout=15):
+    """Waits for an endpoint's 'listening' line on its standard error, `timeout` s at most."""
+    ready, _, _ = select.select([process.stderr], [], [], timeout)
+    line = process.stderr.readline() if ready else ""
+    if line.strip() != "listening":
+        raise SystemExit("handoff: the %s did not start listening within %d s: %s"
+                         % (what, timeout, (line + (process.stderr.read() if process.poll() is not None else "")).strip()
+                            or "no answer"))
 
 
 def throughput_series(bins):
@@ -411,19 +459,24 @@ def loaded_rtt(rtts, moved_at):
 def alert_transits(work, moves_wall):
     """With --keep: how long each move's first alert (the padded update, from the VM's MoA
     to the CN's signaling port) took from the VM's uplink to the CN's, in ms, read from
-    the captures; nan for a move whose alert was not seen at both ends."""
+    the captures; nan for a move whose alert was not seen at both ends. Also, per move,
+    how many copies of it the VM sent and the CN received before the next move (a copy
+    past the first is a retransmission; when every copy arrived, the first did, and the
+    resend was spurious)."""
     def updates(node):
         result = subprocess.run(["tshark", "-n", "-r", os.path.join(work, node + ".pcap"), "-Y",
                                  "udp.dstport == 7540 && udp.length > 1000 && ip.dst == 192.0.2.130",
                                  "-T", "fields", "-e", "frame.time_epoch"], capture_output=True, text=True)
         return sorted(float(t) for t in result.stdout.split())
     sent, received = updates("vm"), updates("cn")
-    transits = []
-    for switched in moves_wall:
+    transits, copies = [], []
+    for switched, following in zip(moves_wall, moves_wall[1:] + [float("inf")]):
         first = next((t for t in sent if t >= switched), None)
         arrived = next((t for t in received if first is not None and t >= first), None)
         transits.append((arrived - first) * 1000 if arrived is not None else float("nan"))
-    return transits
+        copies.append((sum(1 for t in sent if switched <= t < following),
+                       sum(1 for t in received if switched <= t < following)))
+    return transits, copies
 
 
 def percentile(values, p):
@@ -511,6 +564,23 @@ def demo(args):
 
 
 def bench(args):
+    """One lab per delay element: the one the options describe, or with --configs each of
+    those in turn (a fresh lab each, as separate runs would be)."""
+    if not args.configs:
+        bench_one(args)
+        return
+    for name in args.configs.split(","):
+        config = argparse.Namespace(**vars(args))
+        if name == "default":
+            config.rate_mbit, config.queue_kb, config.qdisc = 0, 0, "fifo"
+        else:
+            config.qdisc = name
+        if args.keep:
+            config.keep = os.path.join(args.keep, name)
+        bench_one(config)
+
+
+def bench_one(args):
     log = lambda text: print(text, file=sys.stderr, flush=True)
     delays = [int(d) for d in args.delays.split(",")]
     lab = MobileLab(args.bin, log, args.queue_kb, args.rate_mbit, args.qdisc, args.keep, args.log_level)
@@ -537,13 +607,18 @@ def bench(args):
             transit = ""
             if args.keep:
                 offset = time.time() - time.monotonic()
-                transits = alert_transits(lab.work, [switched + offset for switched in switches])
+                transits, copies = alert_transits(lab.work, [switched + offset for switched in switches])
                 log("  the alert's way from the VM's uplink to the CN's, through the delay element (ms): %s"
                     % " ".join("%.1f" % t for t in transits))
+                log("  copies of each move's alert sent by the VM / received by the CN: %s"
+                    % " ".join("%d/%d" % c for c in copies))
                 seen = [t for t in transits if t == t]
                 if seen:
                     transit = " alert_transit_p50_ms=%.1f alert_transit_p95_ms=%.1f" % (percentile(seen, 50),
                                                                                       percentile(seen, 95))
+                resent = [(out, came) for out, came in copies if out > 1]
+                transit += " alert_resent=%d alert_resent_spurious=%d" % (len(resent),
+                                                                        sum(1 for out, came in resent if came >= out))
                 os.makedirs(args.keep, exist_ok=True)
                 wall = time.time() - time.monotonic()  # the captures' clock
                 with open(os.path.join(args.keep, "moves.txt"), "a") as f:
@@ -552,10 +627,10 @@ def bench(args):
                                 "loaded_rtt_ms=%.0f\n" % (delay, index + 1, moved, switched, switched + wall, gap, rtt))
             line = ("bench: handoff-%d gap_p50_ms=%.0f gap_p95_ms=%.0f window_max_p95_ms=%.0f recover_s=%.2f "
                     "recover_p95_s=%.2f loaded_rtt_p50_ms=%.0f moves=%d flow_mbit=%g queue_kb=%s rate_mbit=%g "
-                    "qdisc=%s") % (
+                    "qdisc=%s load=%.1f") % (
                 delay, percentile(gaps, 50), percentile(gaps, 95), percentile(widest, 95), percentile(recoveries, 50),
                 percentile(recoveries, 95), percentile(loaded, 50), len(moves), args.flow_mbit,
-                args.queue_kb or "default", args.rate_mbit, args.qdisc) + transit
+                args.queue_kb or "default", args.rate_mbit, args.qdisc, os.getloadavg()[0]) + transit
             # The goals of issue 9: one round trip plus 30 ms (< 30 ms at 0, < 80 ms at 50).
             goal = delay + 30
             log("  gaps (ms): %s; goal p95 < %d ms: %s" % (" ".join("%.0f" % g for g in gaps), goal,
@@ -591,11 +666,22 @@ def main():
                    help="make the delay element a link of this rate each way (mat-delay --rate-mbit; 0: none)")
     b.add_argument("--qdisc", choices=["fifo", "prio", "fq"], default="fifo",
                    help="the order of the link's queue (mat-delay --qdisc; prio and fq need --rate-mbit)")
+    b.add_argument("--configs", metavar="LIST",
+                   help="run once per delay element, each in a fresh lab: comma-separated, 'default' (no rate, the "
+                        "8 MiB FIFO) or a --qdisc name with --rate-mbit and --queue-kb (e.g. default,fifo,prio,fq)")
     b.add_argument("--keep", metavar="DIR", help="keep the logs (matd's with times), captures and move times in DIR")
     b.add_argument("--log-level", choices=["error", "warning", "notice", "info", "debug"],
                    help="matd's --log-level (with --keep, debug shows each step of a move)")
     args = parser.parse_args()
-    if args.command == "bench" and args.qdisc != "fifo" and not args.rate_mbit:
+    if args.command == "bench" and args.configs:
+        names = args.configs.split(",")
+        unknown = [n for n in names if n not in ("default", "fifo", "prio", "fq")]
+        if unknown:
+            parser.error("--configs: unknown %s (default, fifo, prio or fq)" % ", ".join(unknown))
+        if any(n != "default" for n in names) and not args.rate_mbit:
+            parser.error("--configs %s: the queue disciplines order a link's queue: give its rate with --rate-mbit"
+                         % args.configs)
+    elif args.command == "bench" and args.qdisc != "fifo" and not args.rate_mbit:
         parser.error("--qdisc %s orders the queue in front of a link: give its rate with --rate-mbit" % args.qdisc)
     if os.geteuid() != 0:
         raise SystemExit("handoff: needs root (network namespaces)")
