@@ -104,7 +104,11 @@ public struct EncapPolicy: Sendable {
 
     private mutating func add(_ moas: some Sequence<IPAddress>, now: UInt64) -> [Action] {
         var actions: [Action] = []
-        for moa in moas.sorted(by: { $0.description < $1.description }) {
+        // In the order of their text where they get probes or keepalives (as it always
+        // was); unordered where nothing is sent, which is most peers' lot: a node's first
+        // turn adds every restored peer, and sorting 100,000 by text took seconds.
+        let sends = setting == .always || (setting == .auto && behindNAT)
+        for moa in sends ? moas.sorted(by: { $0.description < $1.description }) : Array(moas) {
             switch setting {
             case .off:
                 peers[moa] = Peer(mode: .direct)
