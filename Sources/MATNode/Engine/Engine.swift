@@ -41,8 +41,8 @@ public final class Engine: @unchecked Sendable {
     var listingRun: ListingRun?
     let publishedListing = Mutex<ListingFigures?>(nil)
     private let publishedMappingCount: Mutex<Int>
-    /// When the last failed TUN read was logged, so a failing device logs once a second.
-    private var lastReadErrorLog: UInt64 = 0
+    /// Failed TUN reads: counted, logged once a second, each followed by a pause.
+    private var readFailures = ReadFailures()
     /// When to poll without sleeping (after traffic) and when to block (idle).
     private var busyPoll: BusyPollPolicy
     /// The UDP encapsulation (nil: `udp-encapsulation = off`), whether any peer's traffic
@@ -294,13 +294,10 @@ public final class Engine: @unchecked Sendable {
     /// A failed read is counted and logged (once a second at most); a device that keeps
     /// failing is polled again after a pause instead of in a busy loop.
     private func readFailed(_ error: SystemError) {
-        processor.counters.tunReadErrors &+= 1
-        let now = MonotonicClock.milliseconds()
-        if now >= lastReadErrorLog + 1_000 {
-            lastReadErrorLog = now
-            log("matd: engine: \(error) (\(processor.counters.tunReadErrors) failed reads so far)")
-        }
-        usleep(10_000)
+        let decision = readFailures.failed(now: MonotonicClock.milliseconds())
+        processor.counters.tunReadErrors = decision.count
+        if decision.log { log("matd: engine: \(error) (\(decision.count) failed reads so far)") }
+        usleep(decision.pauseMicroseconds)
     }
 
     private func handle(length: Int) {
