@@ -62,10 +62,12 @@ extension Lab {
     /// `startIMS(dualStack:)`). `servers`: the `[ims]` servers; by default the IMS node's
     /// IPv4 address, and its IPv6 one after it for a dual-stack node. `lifetime`: the
     /// `[ims] lifetime`, `proofLifetime` the `proof-lifetime` (matd's defaults when nil).
-    func writeIMSConfig(_ node: String, dualStack: Bool = false, servers: [String]? = nil,
+    /// `home`: the IPv4 HoA of a node other than the VM and the CN (`startIMS(more:)`).
+    func writeIMSConfig(_ node: String, home: String? = nil, dualStack: Bool = false, servers: [String]? = nil,
                         lifetime: Int? = nil, proofLifetime: Int? = nil) throws -> String {
         let me = Addr.node(node)
-        let homes = dualStack ? "home-address = \(me.home4)\nhome-address = \(me.home6)" : "home-address = \(me.home4)"
+        let homes = home.map { "home-address = \($0)" }
+            ?? (dualStack ? "home-address = \(me.home4)\nhome-address = \(me.home6)" : "home-address = \(me.home4)")
         let prefixes = dualStack ? "domain-prefix = 198.51.100.0/24\ndomain-prefix = 2001:db8:100::/64"
             : "domain-prefix = 198.51.100.0/24"
         let imsServers = servers ?? (dualStack ? ["192.0.2.132", "[2001:db8:c::132]"] : ["192.0.2.132"])
