@@ -106,12 +106,12 @@ let package = Package(
         .testTarget(name: "MATLogTests", dependencies: ["MATLog", "MATCommandLine"]),
         .testTarget(name: "MATSignalingTests", dependencies: ["MATSignaling", "MATPacket"]),
         // Helpers more than one test target uses.
-        .target(name: "MATTestSupport", path: "Tests/MATTestSupport"),
+        .target(name: "MATTestSupport", dependencies: ["MATSystem"], path: "Tests/MATTestSupport"),
         .testTarget(name: "MATLinuxTests", dependencies: ["MATLinux", "MATPacket", "MATTestSupport"]),
-        .testTarget(name: "MATNodeTests", dependencies: ["MATNode", "MATPacket", "MATIMSClient", "MATConfig", "MATLinux", "MATSignaling"]),
+        .testTarget(name: "MATNodeTests", dependencies: ["MATNode", "MATPacket", "MATIMSClient", "MATConfig", "MATLinux", "MATSignaling", "MATTestSupport"]),
         .testTarget(name: "MATLabTests", dependencies: ["MATBPF", "MATNode", "MATLinux", "MATPacket", "MATTestSupport", "MATSignaling", "MATSystem", "matd", "matctl", "mat-ims", "mat-delay"]),
-        .testTarget(name: "MATIMSTests", dependencies: ["MATIMS", "MATIMSCore", "MATDNS", "MATConfig", "MATPacket", "MATSystem"]),
-        .testTarget(name: "MATIMSClientTests", dependencies: ["MATIMSClient", "MATDNS", "MATPacket"]),
+        .testTarget(name: "MATIMSTests", dependencies: ["MATIMS", "MATIMSCore", "MATDNS", "MATConfig", "MATPacket", "MATSystem", "MATTestSupport"]),
+        .testTarget(name: "MATIMSClientTests", dependencies: ["MATIMSClient", "MATDNS", "MATPacket", "MATTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

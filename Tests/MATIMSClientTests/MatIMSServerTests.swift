@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import MATDNS
 import MATPacket
+import MATTestSupport
 import Testing
 @testable import MATIMSClient
 
@@ -31,14 +32,14 @@ final class SpawnedIMS {
     }()
 
     let directory: String
+    private let temporary: TemporaryDirectory
     let process = Process()
     let server: DNSServerAddress
 
     init() throws {
         let binary = try #require(Self.binary, "mat-ims not found next to the test bundle")
-        var template = Array("/tmp/mat-ims-client-test-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        directory = String(cString: try #require(made))
+        temporary = try TemporaryDirectory(prefix: "mat-ims-client-test")
+        directory = temporary.path
         try Fixture.keyA.keyFileText.write(toFile: directory + "/a.key", atomically: true, encoding: .utf8)
         try Self.keyB.keyFileText.write(toFile: directory + "/b.key", atomically: true, encoding: .utf8)
         try Self.keyA6.keyFileText.write(toFile: directory + "/a6.key", atomically: true, encoding: .utf8)
@@ -67,17 +68,17 @@ final class SpawnedIMS {
         try process.run()
         // "mat-ims: listening on 127.0.0.1:PORT (UDP and TCP)"
         var found: DNSServerAddress?
-        for _ in 0..<200 where found == nil && process.isRunning {
-            usleep(50_000)
+        _ = poll(seconds: 10) { [directory, process] in
             let text = (try? String(contentsOfFile: directory + "/log", encoding: .utf8)) ?? ""
             if let line = text.split(separator: "\n").first(where: { $0.contains("listening on ") }),
                let endpoint = line.split(separator: " ").first(where: { $0.hasPrefix("127.0.0.1:") }) {
                 found = DNSServerAddress(String(endpoint))
             }
+            return found != nil || !process.isRunning
         }
         guard let found else {
             let log = (try? String(contentsOfFile: directory + "/log", encoding: .utf8)) ?? ""
-            Self.stop(process, directory)
+            Self.stop(process, temporary)
             throw TestFailure("mat-ims did not start:\n\(log)")
         }
         server = found
@@ -100,13 +101,12 @@ final class SpawnedIMS {
     }
 
     /// Stops the server (SIGTERM) and removes its directory.
-    func stop() { Self.stop(process, directory) }
+    func stop() { Self.stop(process, temporary) }
 
-    private static func stop(_ process: Process, _ directory: String) {
+    private static func stop(_ process: Process, _ directory: TemporaryDirectory) {
         if process.isRunning { process.terminate() }
         process.waitUntilExit()
-        for file in ["a.key", "b.key", "a6.key", "ims.conf", "log"] { unlink(directory + "/" + file) }
-        rmdir(directory)
+        directory.remove()
     }
 }
 

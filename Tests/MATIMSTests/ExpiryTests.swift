@@ -1,6 +1,7 @@
 import MATDNS
 @testable import MATIMS
 @testable import MATIMSCore
+import MATTestSupport
 import Synchronization
 import Testing
 
@@ -127,7 +128,7 @@ func registration(_ key: TSIGKey, owner: DNSName, moas: [String], sequence: Int,
     /// The expiry is a journaled change like an update: it survives a restart, and a
     /// mapping still alive at the restart gets its whole lifetime again.
     @Test func theExpiryIsJournaledAndARestartGrantsLifetimesAfresh() throws {
-        let directory = TemporaryDirectory()
+        let directory = try TemporaryDirectory(prefix: "mat-ims-test")
         defer { directory.remove() }
         let clock = TestMonotonic()
         var core: IMSCore? = try IMSCore(configuration: testConfiguration(stateDirectory: directory.path),

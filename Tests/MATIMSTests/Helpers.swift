@@ -116,32 +116,3 @@ func query(_ core: IMSCore, _ qname: DNSName, _ type: DNSType, edns: UInt16? = n
     }
     return try DNSMessage(bytes: reply)
 }
-
-/// A fresh directory under /tmp, removed (with its files) by `remove()`.
-struct TemporaryDirectory {
-    let path: String
-
-    init() {
-        var template = Array("/tmp/mat-ims-test-XXXXXX".utf8CString)
-        let result = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        path = String(cString: result!)
-    }
-
-    var files: [String] {
-        guard let dir = opendir(path) else { return [] }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let entryName = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
-            }
-            if entryName != "." && entryName != ".." { names.append(entryName) }
-        }
-        return names.sorted()
-    }
-
-    func remove() {
-        for file in files { unlink("\(path)/\(file)") }
-        rmdir(path)
-    }
-}

@@ -4,6 +4,7 @@ import Glibc
 import MATDNS
 @testable import MATIMS
 @testable import MATIMSCore
+import MATTestSupport
 import Testing
 
 @Suite("Journal: acknowledged updates survive a crash and a restart")
@@ -25,7 +26,7 @@ struct JournalTests {
     }
 
     @Test func aRestartReplaysTheJournalToTheSameZone() throws {
-        let directory = TemporaryDirectory()
+        let directory = try TemporaryDirectory(prefix: "mat-ims-test")
         defer { directory.remove() }
         let clock = TestClock()
         let before = try populate(directory.path, clock: clock)
@@ -43,7 +44,7 @@ struct JournalTests {
     }
 
     @Test func replayProtectionSurvivesARestart() throws {
-        let directory = TemporaryDirectory()
+        let directory = try TemporaryDirectory(prefix: "mat-ims-test")
         defer { directory.remove() }
         let clock = TestClock()
         let first = try makeCore(clock: clock, stateDirectory: directory.path)
@@ -60,7 +61,7 @@ struct JournalTests {
     }
 
     @Test func aTornRecordAtTheEndIsCutOff() throws {
-        let directory = TemporaryDirectory()
+        let directory = try TemporaryDirectory(prefix: "mat-ims-test")
         defer { directory.remove() }
         let clock = TestClock()
         let before = try populate(directory.path, clock: clock)
@@ -77,7 +78,7 @@ struct JournalTests {
     }
 
     @Test func aJournalWithoutItsSnapshotIsRefused() throws {
-        let directory = TemporaryDirectory()
+        let directory = try TemporaryDirectory(prefix: "mat-ims-test")
         defer { directory.remove() }
         _ = try populate(directory.path, clock: TestClock())
         unlink(directory.path + "/mat.example.snapshot")
@@ -85,7 +86,7 @@ struct JournalTests {
     }
 
     @Test func backgroundCompactionKeepsEveryUpdate() throws {
-        let directory = TemporaryDirectory()
+        let directory = try TemporaryDirectory(prefix: "mat-ims-test")
         defer { directory.remove() }
         let clock = TestClock()
         let core = try makeCore(clock: clock, stateDirectory: directory.path) { $0.journalCompactBytes = 4096 }
@@ -107,7 +108,7 @@ struct JournalTests {
     }
 
     @Test func aChangedConfigurationUpdatesTheApexOnce() throws {
-        let directory = TemporaryDirectory()
+        let directory = try TemporaryDirectory(prefix: "mat-ims-test")
         defer { directory.remove() }
         let clock = TestClock()
         let first = try makeCore(clock: clock, stateDirectory: directory.path)
@@ -128,7 +129,7 @@ struct JournalTests {
     }
 
     @Test func aJournalThatCannotBeWrittenUndoesTheChangeAndAnswersServFail() throws {
-        let directory = TemporaryDirectory()
+        let directory = try TemporaryDirectory(prefix: "mat-ims-test")
         defer { directory.remove() }
         let core = try makeCore(stateDirectory: directory.path)
         try send(update(adminKey) { $0.add(node1, ttl: 10, a("192.0.2.1")) }, to: core)

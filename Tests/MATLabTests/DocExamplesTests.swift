@@ -5,6 +5,7 @@ import Foundation
 import MATConfig
 import MATNode
 import MATPacket
+import MATTestSupport
 import Testing
 
 /// The project rule "every example in README.md and docs/ works as written; docs match the
@@ -59,7 +60,8 @@ import Testing
         // docs/ims.md's example and docs/deploy.md's mat-ims.conf, at least.
         #expect(examples.count >= 2, "found only \(examples.map(\.place))")
         for example in examples {
-            let directory = try TemporaryDirectory()
+            let directory = try TemporaryDirectory(prefix: "matdoc")
+            defer { directory.remove() }
             let configPath = directory.path + "/mat-ims.conf"
             try example.text.write(toFile: configPath, atomically: true, encoding: .utf8)
             // The key files it names, made with `mat-ims keygen` as docs/ims.md says: the
@@ -97,7 +99,8 @@ import Testing
         let names = printed.split(separator: "\n").filter { $0.hasPrefix("key \"") }.compactMap(DocText.keyName)
         #expect(names == documented)
         // The file as the example's `[ims]` names it, here in a temporary folder.
-        let directory = try TemporaryDirectory()
+        let directory = try TemporaryDirectory(prefix: "matdoc")
+        defer { directory.remove() }
         let keyPath = directory.path + "/node.key"
         #expect(FileManager.default.createFile(atPath: keyPath, contents: Data(printed.utf8),
                                                attributes: [.posixPermissions: 0o600]))
@@ -381,7 +384,8 @@ import Testing
     /// reason on stderr when matd cannot be reached (as when it refuses; `MobilityLabTests`
     /// has the refusals), 64 for an option matctl does not take.
     @Test func rebindExitStatusesAreTheDocumentedOnes() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try TemporaryDirectory(prefix: "matdoc")
+        defer { directory.remove() }
         let unreachable = try runCommand([LabPaths.matctl, "rebind", "--socket", directory.path + "/none.sock"], timeout: 60)
         #expect(!unreachable.signalled && unreachable.status == 1 && unreachable.stderr.contains("cannot reach matd"),
                 "\(unreachable.summary)")
@@ -407,17 +411,4 @@ import Testing
         }
         #expect(checked >= 20)
     }
-}
-
-/// A temporary directory removed when the value goes away.
-final class TemporaryDirectory {
-    let path: String
-
-    init() throws {
-        var template = Array("\(FileManager.default.temporaryDirectory.path)/matdoc.XXXXXX".utf8CString)
-        guard let made = mkdtemp(&template) else { throw LabError("mkdtemp: errno \(errno)") }
-        path = String(cString: made)
-    }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
 }

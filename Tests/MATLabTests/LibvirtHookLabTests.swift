@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import MATTestSupport
 import Testing
 
 /// The libvirt hook (Tools/hooks/libvirt-qemu) with a real matd: the lab's VM node plays the
@@ -54,12 +55,12 @@ struct LibvirtHookLabTests {
         #expect(call.succeeded && call.stdout.isEmpty, "\(call.summary)")
 
         // The memory copy: the worker only watches the state.
-        #expect(waitFor(10) { contents(log).contains("domain state: paused (migrating)") }, "\(contents(log))")
+        #expect(poll(seconds: 10, every: 0.1) { contents(log).contains("domain state: paused (migrating)") }, "\(contents(log))")
         usleep(1_000_000)
         #expect(!contents("\(standin)/events").contains("qemu-agent-command"), "\(contents("\(standin)/events"))")
 
         try write("\(domain)/state", "running (migrated)")
-        #expect(waitFor(60) { contents(log).contains("done, exit status") }, "\(contents(log))")
+        #expect(poll(seconds: 60, every: 0.1) { contents(log).contains("done, exit status") }, "\(contents(log))")
         let lines = contents(log).split(separator: "\n").map(String.init)
         let rebind = lines.first { $0.contains("matctl rebind exited") } ?? ""
         #expect(rebind.contains("matctl rebind exited 0"), "\(contents(log))")
@@ -77,14 +78,5 @@ struct LibvirtHookLabTests {
 
     private func contents(_ path: String) -> String {
         (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-    }
-
-    private func waitFor(_ seconds: Double, _ condition: () -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if condition() { return true }
-            usleep(100_000)
-        }
-        return condition()
     }
 }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import MATTestSupport
 import Testing
 
 /// Which uplink address matd takes as its MoA (docs/config.md, "Uplinks and the MoA"),
@@ -23,7 +24,7 @@ struct MoASelectionLabTests {
         try lab.exec("vm", "sysctl", "-qw", "net.ipv6.conf.eth0.use_tempaddr=2")
         try lab.exec("vm", "ip", "-6", "addr", "del", "2001:db8:a::10/64", "dev", "eth0")
         try lab.exec("vm", "ip", "-6", "addr", "add", "2001:db8:a::10/64", "dev", "eth0", "mngtmpaddr", "nodad")
-        try waitFor("a temporary address past DAD") {
+        try waitUntil("a temporary address past DAD", seconds: 10, every: 0.1) {
             let shown = try lab.exec("vm", "ip", "-6", "-o", "addr", "show", "dev", "eth0", "temporary")
             return shown.contains("2001:db8:a:") && !shown.contains("tentative")
         }
@@ -104,22 +105,13 @@ struct MoASelectionLabTests {
     func waitForMoAs(_ lab: Lab, _ expected: [String]) throws {
         var last: Any = "none"
         do {
-            try waitFor("MoAs \(expected)") {
+            try waitUntil("MoAs \(expected)", seconds: 10, every: 0.1) {
                 last = try status(lab)["mobileAddresses"] ?? "none"
                 return last as? [String] == expected
             }
         } catch {
             throw LabError("\(error); matd reports \(last)\nmatd log:\n\(lab.matdLog("vm"))")
         }
-    }
-
-    func waitFor(_ what: String, timeout: Double = 10, _ condition: () throws -> Bool) throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if try condition() { return }
-            usleep(100_000)
-        }
-        throw LabError("no \(what) within \(Int(timeout)) s")
     }
 }
 

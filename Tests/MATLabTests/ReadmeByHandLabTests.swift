@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import MATNode
+import MATTestSupport
 import Testing
 
 /// README.md's "Running matd by hand" block, run as written on the lab's VM node: each
@@ -100,15 +101,6 @@ struct ReadmeByHandLabTests {
             }
             throw LabError("matd run: matctl status did not answer within 30 s:\n\(daemon.stderr)")
         }
-        func waitFor(_ what: String, timeout: Double = 20, _ condition: () throws -> Bool) throws -> Bool {
-            let deadline = Date().addingTimeInterval(timeout)
-            while Date() < deadline {
-                if try condition() { return true }
-                usleep(200_000)
-            }
-            print("README by hand: waited \(Int(timeout)) s for \(what)")
-            return false
-        }
         func hasMat0(_ state: [String: String]) -> Bool { state["ip link"]?.contains(": mat0:") == true }
 
         try lab.startMatd("cn", config: try lab.writeIMSConfig("cn"))
@@ -124,7 +116,7 @@ struct ReadmeByHandLabTests {
 
         // run, then status "also: peers, stats; --json".
         let first = try startMatd()
-        #expect(try waitFor("the registration") { first.stderr.contains("registered \(vm.home4)") }, "\(first.stderr)")
+        #expect(try poll(seconds: 20, every: 0.2) { first.stderr.contains("registered \(vm.home4)") }, "no registration within 20 s: \(first.stderr)")
         let status = try run(try written("matctl status"))
         #expect(status.stdout.contains("home addresses:  \(vm.home4)") && status.stdout.contains("mobile addresses: \(vm.mobile4)"),
                 "\(status.summary)")
@@ -142,10 +134,11 @@ struct ReadmeByHandLabTests {
         try (configText + "lifetime = 120\n[peer]\nhome-address = 198.51.100.77\nmobile-address = 203.0.113.77\n")
             .write(toFile: config, atomically: true, encoding: .utf8)
         first.signal(SIGHUP)
-        #expect(try waitFor("the reloaded peer") {
+        #expect(try poll(seconds: 20, every: 0.2) {
             try run(statusLine.replacingOccurrences(of: " status", with: " peers")).stdout.contains("198.51.100.77 -> 203.0.113.77")
-        })
-        #expect(try waitFor("the reloaded [ims] lifetime") { try lab.imsAnswer(vmName, "TXT").contains("\"life=120\"") })
+        }, "no reloaded peer within 20 s")
+        #expect(try poll(seconds: 20, every: 0.2) { try lab.imsAnswer(vmName, "TXT").contains("\"life=120\"") },
+                "no reloaded [ims] lifetime within 20 s")
         try configText.write(toFile: config, atomically: true, encoding: .utf8)
 
         // "SIGUSR2 hands over to the next matd (exit 75)": the datapath stays, the next
@@ -211,7 +204,7 @@ struct ReadmeByHandLabTests {
         // deregister: "a node going away for good: withdraw it from the IMS".
         let deregister = try run(try written("matctl deregister"))
         #expect(deregister.succeeded && Self.fields(deregister.stdout)["deregistered"] == vm.home4, "\(deregister.summary)")
-        #expect(try waitFor("the withdrawal") { try lab.imsAnswer(vmName, "A").isEmpty })
+        #expect(try poll(seconds: 20, every: 0.2) { try lab.imsAnswer(vmName, "A").isEmpty }, "no withdrawal within 20 s")
     }
 
     /// `label: value` lines (matctl's human output), by label.

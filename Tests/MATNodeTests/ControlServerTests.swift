@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import MATLinux
+import MATTestSupport
 import Synchronization
 import Testing
 @testable import MATNode
@@ -54,7 +55,7 @@ import Testing
         #expect(reply.error == "answered status")
         // Every abrupt client was accepted, and the hundred that sent a whole request (with
         // or without its newline) were answered: accepting comes before reading, so wait for both.
-        try waitUntil(seconds: 10) {
+        try waitUntil("every client accepted and the hundred answered", seconds: 10) {
             (control.counters["connections"] ?? 0) == 201 && (control.counters["requests"] ?? 0) >= 100
         }
     }
@@ -97,7 +98,7 @@ import Testing
             #expect(reply.error == "answered status")
             #expect(milliseconds < 100)
         }
-        try waitUntil(seconds: 5) { rebind.withLock { $0 } != nil }
+        try waitUntil("the rebind request", seconds: 5) { rebind.withLock { $0 } != nil }
         #expect(rebind.withLock { $0 }?.rebind?.mobileAddresses == ["192.0.2.10"])
     }
 
@@ -138,13 +139,5 @@ import Testing
         control.stop()
         #expect(!FileManager.default.fileExists(atPath: path))
         #expect(throws: SystemError.self) { try StreamSocket.connect(to: path) }
-    }
-
-    private func waitUntil(seconds: Double = 3, _ condition: () -> Bool) throws {
-        let deadline = Date().addingTimeInterval(seconds)
-        while !condition() {
-            guard Date() < deadline else { throw SystemError("wait", detail: "condition not met in \(seconds) s") }
-            usleep(10_000)
-        }
     }
 }

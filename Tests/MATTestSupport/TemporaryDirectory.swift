@@ -1,0 +1,29 @@
+import Foundation
+
+/// A fresh directory made with `mkdtemp` under the temporary directory, for a test's files;
+/// `remove()` deletes it with everything in it (call it in a `defer`, which also keeps the
+/// value alive for as long as the test uses its path).
+public struct TemporaryDirectory: Sendable {
+    /// The directory's absolute path.
+    public let path: String
+
+    /// Makes `<temporary directory>/<prefix>.XXXXXX`.
+    public init(prefix: String = "mat-test") throws {
+        var template = Array("\(FileManager.default.temporaryDirectory.path)/\(prefix).XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw TestSupportError("mkdtemp \(prefix): errno \(errno)") }
+        path = String(cString: made)
+    }
+
+    /// `name` inside the directory.
+    public func file(_ name: String) -> String { path + "/" + name }
+
+    /// The names of the entries in the directory, sorted.
+    public var files: [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted()
+    }
+
+    /// Deletes the directory and everything in it.
+    public func remove() {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
