@@ -45,30 +45,44 @@ public enum SocketAddress {
         return (result, endpoint(of: storage))
     }
 
-    /// `endpoint` as a socket address in a `sockaddr_storage`, with its length.
-    public static func storage(for endpoint: IPEndpoint) -> (sockaddr_storage, socklen_t) {
-        var storage = sockaddr_storage()
+    /// Writes `endpoint` as a socket address at the start of `storage` and returns its
+    /// length; the bytes past that length are left as they were (the kernel reads no
+    /// further). For a hot path that keeps its destination in storage of its own: no
+    /// allocation, 16 or 28 bytes written.
+    @inlinable
+    public static func write(_ endpoint: IPEndpoint, to storage: UnsafeMutablePointer<sockaddr_storage>) -> socklen_t {
+        let raw = UnsafeMutableRawPointer(storage)
         switch endpoint.address {
         case .v4(let v4):
             var sin = sockaddr_in()
             sin.sin_family = sa_family_t(AF_INET)
             sin.sin_port = endpoint.port.bigEndian
             sin.sin_addr.s_addr = v4.value.bigEndian
-            withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: sin, as: sockaddr_in.self) }
-            return (storage, socklen_t(MemoryLayout<sockaddr_in>.size))
+            raw.storeBytes(of: sin, as: sockaddr_in.self)
+            return socklen_t(MemoryLayout<sockaddr_in>.size)
         case .v6(let v6):
             var sin6 = sockaddr_in6()
             sin6.sin6_family = sa_family_t(AF_INET6)
             sin6.sin6_port = endpoint.port.bigEndian
             withUnsafeMutableBytes(of: &sin6.sin6_addr) { v6.store(to: $0.baseAddress!, offset: 0) }
-            withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: sin6, as: sockaddr_in6.self) }
-            return (storage, socklen_t(MemoryLayout<sockaddr_in6>.size))
+            raw.storeBytes(of: sin6, as: sockaddr_in6.self)
+            return socklen_t(MemoryLayout<sockaddr_in6>.size)
         }
     }
 
-    /// Calls `body` with `endpoint` as a socket address and its length.
+    /// `endpoint` as a socket address in a `sockaddr_storage`, with its length.
+    public static func storage(for endpoint: IPEndpoint) -> (sockaddr_storage, socklen_t) {
+        var storage = sockaddr_storage()
+        let length = write(endpoint, to: &storage)
+        return (storage, length)
+    }
+
+    /// Calls `body` with `endpoint` as a socket address and its length; the address lives
+    /// on the stack (``write(_:to:)``), so a per-packet send may use it.
+    @inlinable
     public static func with<R>(_ endpoint: IPEndpoint, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
-        var (storage, length) = storage(for: endpoint)
+        var storage = sockaddr_storage()
+        let length = write(endpoint, to: &storage)
         return withUnsafePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, length) }
         }

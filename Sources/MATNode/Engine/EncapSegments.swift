@@ -55,28 +55,7 @@ final class SegmentVectors {
 
     /// Sets the destination, without allocating.
     func setTarget(_ moa: IPAddress, port: UInt16) {
-        target.withMemoryRebound(to: UInt8.self, capacity: MemoryLayout<sockaddr_storage>.size) {
-            $0.initialize(repeating: 0, count: MemoryLayout<sockaddr_storage>.size)
-        }
-        switch moa {
-        case .v4(let address):
-            target.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
-                $0.pointee.sin_family = sa_family_t(AF_INET)
-                $0.pointee.sin_port = port.bigEndian
-                $0.pointee.sin_addr.s_addr = address.value.bigEndian
-            }
-            targetLength = socklen_t(MemoryLayout<sockaddr_in>.size)
-        case .v6(let address):
-            target.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
-                $0.pointee.sin6_family = sa_family_t(AF_INET6)
-                $0.pointee.sin6_port = port.bigEndian
-                withUnsafeMutableBytes(of: &$0.pointee.sin6_addr) { bytes in
-                    bytes.storeBytes(of: address.high.bigEndian, toByteOffset: 0, as: UInt64.self)
-                    bytes.storeBytes(of: address.low.bigEndian, toByteOffset: 8, as: UInt64.self)
-                }
-            }
-            targetLength = socklen_t(MemoryLayout<sockaddr_in6>.size)
-        }
+        targetLength = SocketAddress.write(IPEndpoint(address: moa, port: port), to: target)
     }
 }
 
