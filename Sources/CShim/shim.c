@@ -60,3 +60,8 @@ int mat_bpf(int command, void *attributes, unsigned int size) {
     long result = syscall(SYS_bpf, command, attributes, size);
     return result < 0 ? -errno : (int)result;
 }
+
+int mat_pidfd_open(int pid) {
+    long result = syscall(SYS_pidfd_open, pid, 0);
+    return result < 0 ? -errno : (int)result;
+}

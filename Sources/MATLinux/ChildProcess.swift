@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CShim
 
 /// A command matd starts and waits for (`on-notify-peers`). Started with posix_spawn and
 /// the signal mask emptied and every signal's action at its default: matd blocks SIGTERM,
@@ -57,6 +58,27 @@ public struct ChildProcess: Sendable {
         // WIFEXITED / WEXITSTATUS / WTERMSIG, which Swift does not import as macros.
         if status & 0x7f == 0 { return .exited((status >> 8) & 0xff) }
         return .signalled(status & 0x7f)
+    }
+
+    /// Waits until the child ends or `milliseconds` pass, whichever is first (blocking,
+    /// as ``wait()``); nil when it still runs then, not yet waited for, so its pid stays
+    /// its own until ``wait()``. Through a pidfd (Linux 5.3), with no timer or signal of
+    /// its own; throws when the kernel gives none (no descriptor left).
+    public func wait(milliseconds: UInt64) throws(SystemError) -> Ending? {
+        let descriptor = mat_pidfd_open(pid)
+        guard descriptor >= 0 else { throw SystemError("watch process \(pid)", errno: -descriptor) }
+        defer { close(descriptor) }
+        let (sum, overflow) = MonotonicClock.milliseconds().addingReportingOverflow(milliseconds)
+        let deadline = overflow ? UInt64.max : sum
+        var ended = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+        while true {
+            let now = MonotonicClock.milliseconds()
+            let left = deadline > now ? deadline - now : 0
+            let ready = poll(&ended, 1, Int32(min(left, UInt64(Int32.max))))
+            if ready > 0 { return wait() }
+            if ready < 0, errno != EINTR { throw SystemError("wait for process \(pid)", errno: errno) }
+            if ready == 0, left <= UInt64(Int32.max) { return nil }
+        }
     }
 
     /// Sends SIGTERM.

@@ -2,6 +2,7 @@ import Foundation
 import MATConfig
 import MATLinux
 import MATPacket
+import MATTestSupport
 import Testing
 @testable import MATNode
 
@@ -58,14 +59,20 @@ import Testing
         #expect(eth0 && eth1)
     }
 
-    @Test func aRunIsOverdueAfterTheTimeoutAndNotBefore() {
+    @Test func aRunIsStoppedAtItsStartPlusTheTimeoutAndOnlyWhileItRuns() {
         var policy = ReaddressPolicy()
-        #expect(!policy.isOverdue("eth0", at: 10_000))
+        #expect(policy.deadline(of: "eth0") == nil)
         _ = policy.announced(on: "eth0", at: 10_000)
-        #expect(!policy.isOverdue("eth0", at: 10_000 + ReaddressPolicy.timeout - 1))
-        #expect(policy.isOverdue("eth0", at: 10_000 + ReaddressPolicy.timeout))
-        _ = policy.finished(on: "eth0", at: 50_000)
-        #expect(!policy.isOverdue("eth0", at: 50_000))
+        #expect(policy.deadline(of: "eth0") == 10_000 + ReaddressPolicy.defaultTimeout)
+        _ = policy.announced(on: "eth0", at: 14_000)
+        #expect(policy.deadline(of: "eth0") == 10_000 + ReaddressPolicy.defaultTimeout, "a pending announcement moves no deadline")
+        _ = policy.finished(on: "eth0", at: 15_000)
+        #expect(policy.deadline(of: "eth0") == 15_000 + ReaddressPolicy.defaultTimeout, "the rerun's own")
+        _ = policy.finished(on: "eth0", at: 16_000)
+        #expect(policy.deadline(of: "eth0") == nil)
+        var short = ReaddressPolicy(timeout: 300)
+        _ = short.announced(on: "eth1", at: 10_000)
+        #expect(short.deadline(of: "eth1") == 10_300)
     }
 
     @Test func aFinishWithoutARunChangesNothing() {
@@ -90,25 +97,18 @@ import Testing
     }
 
     @Test func aBurstOfAnnouncementsRunsTheCommandOnceWithTheInterface() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("readdress-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let record = directory.appendingPathComponent("runs").path
+        let directory = try TemporaryDirectory(prefix: "readdress")
+        defer { directory.remove() }
+        let record = directory.file("runs")
         // sh -c SCRIPT NAME: the appended interface is $0.
         let wakeup = try Wakeup()
         let readdresser = try #require(Readdresser(command: ["/bin/sh", "-c", "echo \"$0\" >> \(record)"], wakeup: wakeup))
         let before = NodeAddresses(homes: [IPAddress("198.51.100.10")!]).withMobile(from: [IPAddress("192.0.2.50")!])
         for _ in 0..<5 { readdresser.announced(on: "eth0", addresses: before) }
-        let deadline = Date().addingTimeInterval(20)
-        var lines: [Substring] = []
-        while Date() < deadline {
-            lines = ((try? String(contentsOfFile: record, encoding: .utf8)) ?? "").split(separator: "\n")
-            if !lines.isEmpty { break }
-            usleep(20_000)
-        }
+        try waitUntil("a run of the command", seconds: 20) { access(record, F_OK) == 0 }
         // Give a wrongly started second run time to show up.
         usleep(300_000)
-        lines = try String(contentsOfFile: record, encoding: .utf8).split(separator: "\n")
+        let lines = try String(contentsOfFile: record, encoding: .utf8).split(separator: "\n")
         #expect(lines == ["eth0"])
         // The service hears of the end once, with the addresses of the announcement.
         var ready = pollfd(fd: wakeup.readDescriptor, events: Int16(POLLIN), revents: 0)
@@ -123,8 +123,9 @@ import Testing
     /// matd blocks SIGTERM and friends in every thread; the command must not inherit that,
     /// or it could not be stopped.
     @Test func theCommandStartsWithNoSignalBlocked() throws {
-        let record = FileManager.default.temporaryDirectory.appendingPathComponent("readdress-mask-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
-        defer { unlink(record) }
+        let directory = try TemporaryDirectory(prefix: "readdress-mask")
+        defer { directory.remove() }
+        let record = directory.file("mask")
         var blocked = sigset_t()
         var previous = sigset_t()
         sigemptyset(&blocked)
@@ -133,9 +134,33 @@ import Testing
         defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
         let readdresser = try #require(Readdresser(command: ["/bin/sh", "-c", "grep SigBlk /proc/self/status > \(record).tmp && mv \(record).tmp \(record)"], wakeup: nil))
         readdresser.announced(on: "eth1", addresses: NodeAddresses())
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline && access(record, F_OK) != 0 { usleep(20_000) }
+        try waitUntil("the command's signal mask", seconds: 20) { access(record, F_OK) == 0 }
         let line = try String(contentsOfFile: record, encoding: .utf8)
         #expect(line.trimmingCharacters(in: .whitespacesAndNewlines) == "SigBlk:\t0000000000000000")
+    }
+    /// A command still running at its deadline is stopped by the thread that waits for it,
+    /// and its end reported like any other.
+    @Test func aCommandStillRunningAtTheTimeoutIsStoppedAndReported() throws {
+        let directory = try TemporaryDirectory(prefix: "readdress-timeout")
+        defer { directory.remove() }
+        let record = directory.file("pid")
+        let wakeup = try Wakeup()
+        // exec: the SIGTERM reaches sleep itself, not a shell that would leave it behind.
+        let readdresser = try #require(Readdresser(command: ["/bin/sh", "-c", "echo $$ > \(record).tmp && mv \(record).tmp \(record) && exec sleep 60"],
+                                                   wakeup: wakeup, timeout: 1_000))
+        let before = NodeAddresses(homes: [IPAddress("198.51.100.10")!]).withMobile(from: [IPAddress("192.0.2.50")!])
+        let started = MonotonicClock.milliseconds()
+        readdresser.announced(on: "eth0", addresses: before)
+        var ready = pollfd(fd: wakeup.readDescriptor, events: Int16(POLLIN), revents: 0)
+        #expect(poll(&ready, 1, 10_000) == 1, "the run ended within 10 s")
+        let elapsed = MonotonicClock.milliseconds() - started
+        #expect(elapsed >= 1_000, "not before its timeout: \(elapsed) ms")
+        #expect(readdresser.takeFinished() == [before])
+        // No file: the stop came before the shell became sleep (a loaded machine), and
+        // there is no sleep to look for.
+        if let text = try? String(contentsOfFile: record, encoding: .utf8) {
+            let pid = try #require(pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)))
+            #expect(kill(pid, 0) == -1 && errno == ESRCH, "the command was stopped and reaped")
+        }
     }
 }

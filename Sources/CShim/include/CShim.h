@@ -44,4 +44,8 @@ int mat_enter_network_namespace(const char *path);
 /// Returns the call's result (a file descriptor or 0), or -errno.
 int mat_bpf(int command, void *attributes, unsigned int size);
 
+/// pidfd_open(2) (Linux 5.3; Glibc before 2.36 has no wrapper): a descriptor, close-on-exec,
+/// that polls readable when the child `pid` ends. Returns it, or -errno.
+int mat_pidfd_open(int pid);
+
 #endif

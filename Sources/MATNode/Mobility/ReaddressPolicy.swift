@@ -9,12 +9,18 @@
 ///     dropped;
 ///   - while the command runs, a later announcement (past the holdoff: another migration)
 ///     is kept and the command runs once more when the current run ends;
-///   - a run that has not ended after `timeout` is stopped by the driver, which then
-///     reports it finished like any other.
+///   - a run that has not ended by its ``deadline(of:)`` (`timeout` after its start) is
+///     stopped by the driver, which then reports it finished like any other.
 /// Interfaces are independent: a guest with two NICs renews each on its own announcements.
 struct ReaddressPolicy: Equatable {
     static let holdoff: UInt64 = 3_000
-    static let timeout: UInt64 = 30_000
+    static let defaultTimeout: UInt64 = 30_000
+    /// How long a run may take before it is stopped.
+    let timeout: UInt64
+
+    init(timeout: UInt64 = Self.defaultTimeout) {
+        self.timeout = timeout
+    }
 
     private struct Interface: Equatable {
         var startedAt: UInt64
@@ -52,9 +58,10 @@ struct ReaddressPolicy: Equatable {
         return false
     }
 
-    /// Whether a run for `interface` that started at its `startedAt` is overdue at `now`.
-    func isOverdue(_ interface: String, at now: UInt64) -> Bool {
-        guard let state = interfaces[interface], state.running else { return false }
-        return now >= state.startedAt + Self.timeout
+    /// When the run for `interface` is overdue and must be stopped: its start plus
+    /// `timeout`; nil when none runs.
+    func deadline(of interface: String) -> UInt64? {
+        guard let state = interfaces[interface], state.running else { return nil }
+        return state.startedAt + timeout
     }
 }

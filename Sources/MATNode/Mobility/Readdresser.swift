@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Dispatch
 import MATLinux
 import Synchronization
 
@@ -11,27 +10,30 @@ import Synchronization
 /// guest that landed on another site takes that site's address, and the address events
 /// that follow move matd like any other handoff. No hypervisor hook is needed for it.
 /// ``ReaddressPolicy`` decides when; this class only starts, waits for and stops the
-/// command, each run waited for on a thread of its own, and tells the service thread
-/// (through `wakeup`) when one ended.
+/// command, each run waited for on a thread of its own (which also stops it at the
+/// policy's deadline: no timer elsewhere), and tells the service thread (through
+/// `wakeup`) when one ended.
 final class Readdresser: Sendable {
     /// The command's words (no shell); the interface's name is appended.
     private let command: [String]
     private let wakeup: Wakeup?
     private struct State {
-        var policy = ReaddressPolicy()
+        var policy: ReaddressPolicy
         var running: [String: pid_t] = [:]
         /// The node's addresses when each interface's renewal was asked for.
         var before: [String: NodeAddresses] = [:]
         /// Those of the renewals that ended since the service last asked.
         var finished: [NodeAddresses] = []
     }
-    private let state = Mutex(State())
+    private let state: Mutex<State>
 
-    /// nil when no command is configured.
-    init?(command: [String]?, wakeup: Wakeup?) {
+    /// nil when no command is configured. A run still going after `timeout` milliseconds
+    /// is stopped.
+    init?(command: [String]?, wakeup: Wakeup?, timeout: UInt64 = ReaddressPolicy.defaultTimeout) {
         guard let command, !command.isEmpty else { return nil }
         self.command = command
         self.wakeup = wakeup
+        state = Mutex(State(policy: ReaddressPolicy(timeout: timeout)))
     }
 
     /// An announcement arrived on `interface` while the node had `addresses` (called on
@@ -75,16 +77,11 @@ final class Readdresser: Sendable {
             finish(interface, pid: nil)
             return
         }
-        state.withLock { $0.running[interface] = child.pid }
-        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(ReaddressPolicy.timeout))) { [self] in
-            let overdue = state.withLock { locked in
-                locked.running[interface] == child.pid && locked.policy.isOverdue(interface, at: MonotonicClock.milliseconds())
-            }
-            guard overdue else { return }
-            log(.warning, "matd: \(interface): the address renewal still runs after \(ReaddressPolicy.timeout / 1_000) s; stopping it")
-            child.terminate()
+        let deadline = state.withLock { locked in
+            locked.running[interface] = child.pid
+            return locked.policy.deadline(of: interface)
         }
-        let ending = child.wait()
+        let ending = wait(for: child, on: interface, until: deadline)
         let elapsed = MonotonicClock.milliseconds() - started
         if ending == .exited(0) {
             log("matd: \(interface): address renewal done in \(elapsed) ms")
@@ -92,6 +89,22 @@ final class Readdresser: Sendable {
             log(.warning, "matd: \(interface): the address renewal (\(line)) \(ending) after \(elapsed) ms")
         }
         finish(interface, pid: child.pid)
+    }
+
+    /// Waits for `child` to end, and stops it (SIGTERM) when it still runs at `deadline`
+    /// (monotonic milliseconds; nil: no limit).
+    private func wait(for child: ChildProcess, on interface: String, until deadline: UInt64?) -> ChildProcess.Ending {
+        guard let deadline else { return child.wait() }
+        let now = MonotonicClock.milliseconds()
+        do {
+            if let ending = try child.wait(milliseconds: deadline > now ? deadline - now : 0) { return ending }
+            let timeout = state.withLock { $0.policy.timeout }
+            log(.warning, "matd: \(interface): the address renewal still runs after \(timeout) ms; stopping it")
+            child.terminate()
+        } catch {
+            log(.error, "matd: \(interface): the address renewal cannot be timed (\(error)); waiting for it with no limit")
+        }
+        return child.wait()
     }
 
     /// The node's addresses at the announcement of each renewal that ended since the
