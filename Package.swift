@@ -88,7 +88,7 @@ let package = Package(
 
         // The lab's delay element (no netem on this kernel): a two-port forwarder that holds frames.
         .executableTarget(name: "mat-delay", dependencies: [
-            "MATLog", "MATSystem", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "MATLog", "MATSystem", "MATWire", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // C reference of the translation loop and table lookup, used only by the benchmark.

@@ -83,10 +83,10 @@ public enum PortHolders {
             guard let value = UInt32(String(characters[(word * 8)..<(word * 8 + 8)]), radix: 16) else { return nil }
             withUnsafeBytes(of: value) { bytes += $0 }
         }
-        if family == .ipv4 { return .v4(IPv4Address(bytes[0], bytes[1], bytes[2], bytes[3])) }
-        let high = bytes[0..<8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        let low = bytes[8..<16].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        return .v6(IPv6Address(high: high, low: low))
+        return bytes.withUnsafeBytes { raw in
+            family == .ipv4 ? .v4(IPv4Address(loadingFrom: raw.baseAddress!, offset: 0))
+                : .v6(IPv6Address(loadingFrom: raw.baseAddress!, offset: 0))
+        }
     }
 
     /// The processes with a descriptor on each socket of `inodes` (the first found each).

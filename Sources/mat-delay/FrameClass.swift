@@ -1,3 +1,5 @@
+import MATWire
+
 /// What a queue discipline reads of an Ethernet frame: whether its DSCP asks for the
 /// network-control band, and a hash of its flow (protocol, addresses and ports), read
 /// from the IPv4 or IPv6 header. Frames too short for the header they announce, and
@@ -29,7 +31,7 @@ struct FrameClass: Equatable {
             self.init(isNetworkControl: false, flow: hash.value)
             return
         }
-        let etherType = UInt16(bytes[12]) << 8 | UInt16(bytes[13])
+        let etherType = BigEndian.u16(bytes, at: 12)
         hash.add(bytes[12])
         hash.add(bytes[13])
         let ip = Self.ethernetHeader
@@ -44,7 +46,7 @@ struct FrameClass: Equatable {
             hash.add(protocolNumber)
             for offset in 12..<20 { hash.add(bytes[ip + offset]) }
             // Only an unfragmented datagram has its ports where the header says.
-            let fragmented = (UInt16(bytes[ip + 6] & 0x3f) << 8 | UInt16(bytes[ip + 7])) != 0
+            let fragmented = BigEndian.u16(bytes, at: ip + 6) & 0x3fff != 0
             ports = !fragmented && (protocolNumber == 6 || protocolNumber == 17) && headerLength >= 20
             transport = ip + headerLength
         case Self.etherTypeIPv6 where bytes.count >= ip + 40 && bytes[ip] >> 4 == 6:
