@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import MATNode
 import MATSystem
 import Testing
 
@@ -75,6 +76,91 @@ struct LossLabTests {
         #expect(move.gap < 8, "gap \(move.gap) s under 20 % loss for 2 s")
         print("20 % loss for 2 s during the switch: \(move.dropped) packets dropped, \(move.resent) retransmission(s); "
               + "gap \(Int(move.gap * 1000)) ms; SHA-256 equal")
+    }
+
+    /// R7, the new path blackholed after a move: the VM moves to site B, the CN takes the
+    /// new MoA, and then the router drops everything from and to it (nftables, counting
+    /// per kind) while 50 datagrams/s go each way between the HoAs. The CN notices (its
+    /// probes of the silent VM go unanswered), drops the VM's mapping and reports it
+    /// (`idle_peers_dropped`, an `idle_peer_dropped` event, a log line); from then on no
+    /// more of its data goes into the hole
+    /// (the router's count of it stops rising), nor of the VM's. Not asserted: recovery
+    /// once the hole goes. Each end's IMS answer for the other was probed into the hole
+    /// and refused, and the same answer is not tried again for 5 min (`RefusedAnswers`).
+    @Test func aNewPathBlackholedAfterAMoveIsReportedAndNothingIsSentIntoItForever() throws {
+        let (lab, _) = try Lab.withIMS()
+        defer { lab.close() }
+        let newMoA = "203.0.113.10"
+        #expect(try lab.ping("cn", vm.home4) || lab.ping("cn", vm.home4))
+        try lab.moveVM(to: "b")
+        try waitFor(seconds: 20, "the CN took the new MoA") { try lab.matctl("cn", "peers").contains("\(vm.home4) -> \(newMoA)*") }
+        let sinks = (vm: try lab.spawn("vm", ["python3", LabPaths.udpTrace, "sink", "5003", "150"]),
+                     cn: try lab.spawn("cn", ["python3", LabPaths.udpTrace, "sink", "5004", "150"]))
+        for sink in [sinks.vm, sinks.cn] where !sink.waitForOutput(timeout: 10, { $0.contains("listening") }) {
+            throw LabError("udp sink did not start:\n\(sink.wait(timeout: 1).summary)")
+        }
+        let flows = [try lab.spawn("cn", ["python3", LabPaths.udpTrace, "send", vm.home4, "5003", "140", "0.02"]),
+                     try lab.spawn("vm", ["python3", LabPaths.udpTrace, "send", cn.home4, "5004", "140", "0.02"])]
+        defer { for process in flows + [sinks.vm, sinks.cn] { process.signal(SIGKILL); process.wait(timeout: 10) } }
+        func arrived(_ sink: Spawned, since: Double) -> Int {
+            sink.stdout.split(separator: "\n").filter { (Double($0.split(separator: " ").first ?? "") ?? 0) >= since }.count
+        }
+        let flowing = Date().timeIntervalSince1970
+        try waitFor(seconds: 15, "the flows did not start") {
+            arrived(sinks.vm, since: flowing) > 20 && arrived(sinks.cn, since: flowing) > 20
+        }
+
+        let table = ["inet", "mat_test_hole"]
+        try lab.exec("router", "nft", """
+            add table inet mat_test_hole
+            add chain inet mat_test_hole forward { type filter hook forward priority -10; }
+            add rule inet mat_test_hole forward ip daddr \(newMoA) udp dport 5003 counter drop comment "data"
+            add rule inet mat_test_hole forward ip saddr \(newMoA) udp dport 5004 counter drop comment "data"
+            add rule inet mat_test_hole forward ip daddr \(newMoA) counter drop
+            add rule inet mat_test_hole forward ip saddr \(newMoA) counter drop
+            """)
+        defer { _ = try? lab.run("router", ["nft", "delete", "table"] + table) }
+        let holed = MonotonicClock.seconds()
+        func dataIntoTheHole() throws -> Int {
+            let listing = try lab.exec("router", "nft", "list", "table", "inet", "mat_test_hole")
+            return listing.split(separator: "\n").filter { $0.contains("comment \"data\"") }.reduce(0) { total, line in
+                total + (line.range(of: "packets ").flatMap { Int(line[$0.upperBound...].prefix { $0.isNumber }) } ?? 0)
+            }
+        }
+        func idleDrops() throws -> Int { (try lab.stats("cn")["signaling"] as? [String: Int])?["idle_peers_dropped"] ?? 0 }
+
+        // Three record TTLs (5 s) of silence, then a probe round of 5.5 s: about 21 s.
+        try waitFor(seconds: 45, "the CN never dropped the VM:\n\(lab.matdLog("cn"))") { try idleDrops() >= 1 }
+        let noticed = MonotonicClock.seconds() - holed
+        #expect(lab.matdLog("cn").contains("dropping peer \(vm.home4): silent for"), "\(lab.matdLog("cn"))")
+        let events = try sendControlRequest(ControlRequest(command: .events, after: 0), to: lab.socket("cn")).events ?? []
+        #expect(events.contains { $0.kind == "idle_peer_dropped" && $0.details["peer"] == vm.home4 }, "\(events)")
+        // The VM, which hears nothing from the CN either, stops sending into the hole too:
+        // then the count stops rising.
+        var settled: [Int] = []
+        let bound = Date().addingTimeInterval(40)
+        repeat {
+            sleep(2)
+            settled.append(try dataIntoTheHole())
+        } while Date() < bound && !(settled.count >= 3 && settled.suffix(3).allSatisfy { $0 == settled.last })
+        let stoppedAfter = MonotonicClock.seconds() - holed
+        let stopped = settled.count >= 3 && settled.suffix(3).allSatisfy { $0 == settled.last }
+        #expect(stopped, "datagrams still went into the hole \(Int(stoppedAfter)) s on: \(settled)")
+        let intoTheHole = settled.last ?? 0
+        #expect(intoTheHole > 0, "nothing went into the hole: the test shows nothing")
+        sleep(3)
+        #expect(try dataIntoTheHole() == intoTheHole, "datagrams went into the hole again")
+
+        print("new path blackholed after a move: the CN dropped the VM \(String(format: "%.1f", noticed)) s in; "
+              + "\(intoTheHole) datagrams (at 50/s each way) went into the hole, none after \(Int(stoppedAfter)) s")
+    }
+
+    private func waitFor(seconds: Double, _ what: @autoclosure () -> String, _ condition: () throws -> Bool) throws {
+        let deadline = Date().addingTimeInterval(seconds)
+        while try !condition() {
+            guard Date() < deadline else { throw LabError("\(what()) (within \(seconds) s)") }
+            usleep(100_000)
+        }
     }
 
     /// What a move under loss showed: the probe's largest silence around it, the packets
