@@ -297,33 +297,9 @@ public final class EncapPath: @unchecked Sendable {
     /// `moa`:`port`. Returns false when the kernel refused it.
     @inline(__always)
     func send(_ datagram: UnsafeRawPointer, length: Int, to moa: IPAddress, port: UInt16) -> Bool {
-        let sent: Int
-        switch moa {
-        case .v4(let address):
-            guard let fd = socket4?.fileDescriptor else { return false }
-            var target = sockaddr_in()
-            target.sin_family = sa_family_t(AF_INET)
-            target.sin_port = port.bigEndian
-            target.sin_addr.s_addr = address.value.bigEndian
-            sent = withUnsafePointer(to: &target) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(fd, datagram, length, Int32(MSG_DONTWAIT), $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
-        case .v6(let address):
-            guard let fd = socket6?.fileDescriptor else { return false }
-            var target = sockaddr_in6()
-            target.sin6_family = sa_family_t(AF_INET6)
-            target.sin6_port = port.bigEndian
-            withUnsafeMutableBytes(of: &target.sin6_addr) { bytes in
-                bytes.storeBytes(of: address.high.bigEndian, toByteOffset: 0, as: UInt64.self)
-                bytes.storeBytes(of: address.low.bigEndian, toByteOffset: 8, as: UInt64.self)
-            }
-            sent = withUnsafePointer(to: &target) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(fd, datagram, length, Int32(MSG_DONTWAIT), $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
-                }
-            }
+        guard let fd = (moa.family == .ipv4 ? socket4 : socket6)?.fileDescriptor else { return false }
+        let sent = SocketAddress.with(IPEndpoint(address: moa, port: port)) {
+            sendto(fd, datagram, length, Int32(MSG_DONTWAIT), $0, $1)
         }
         return sent == length
     }
