@@ -4,26 +4,39 @@ import Glibc
 import MATBPF
 import MATPacket
 
-/// The BPF datapath of one node, IPv4 (docs/benchmarks.md, "udp64 with a tc/BPF
-/// datapath"): its maps, the two programs of ``TranslationPrograms`` built for its own
-/// addresses, and their tcx links (Linux 6.6), egress of the TUN device and ingress of the
-/// uplink, in the calling thread's network namespace. Peers are map elements
-/// (``setPeer(home:mobile:nextHop:)``, ``removePeer(home:mobile:)``); ``close()`` detaches
-/// the programs, and the maps go with the last reference.
+/// The BPF datapath of one node, IPv4 (docs/datapath.md, "The BPF datapath"): its maps,
+/// the two programs of ``TranslationPrograms`` built for its own addresses, and their tcx
+/// links (Linux 6.6), egress of the TUN device and ingress of each uplink given, in the
+/// calling thread's network namespace. Peers are map elements, each direction on its own
+/// (``setOutbound(home:mobile:nextHop:interfaceIndex:)``, ``setInbound(mobile:home:)``);
+/// ``close()`` detaches the programs, and the maps go with the last reference.
 public final class BPFDatapath: @unchecked Sendable {
     // @unchecked: used by one thread at a time (its owner); the descriptors change only in init and close.
     private var descriptors: [Int32] = []
-    private let outboundMap: Int32, inboundMap: Int32, counterMap: Int32
+    private let outboundMap: Int32, inboundMap: Int32, counterMap: Int32, heardMap: Int32
     private let uplinkIndex: UInt32
 
-    /// Builds the maps and programs and attaches them. Throws (closing what it made) when
-    /// the kernel lacks tcx or refuses a program.
-    public init(home: IPv4Address, mobile: IPv4Address, localPorts: [UInt16], tun: String, uplink: String,
+    /// The datapath of the one uplink `uplink`: peers' packets go out of it, and come in on it.
+    public convenience init(home: IPv4Address, mobile: IPv4Address, localPorts: [UInt16], tun: String, uplink: String,
+                            maxPeers: Int = 65_536) throws(SystemError) {
+        try self.init(home: home, mobile: mobile, localPorts: localPorts, tun: tun, uplinks: [uplink], maxPeers: maxPeers)
+    }
+
+    /// Builds the maps and programs and attaches them: the outbound program at egress of
+    /// `tun`, the inbound one at ingress of every interface of `uplinks` (none: nothing is
+    /// translated inbound; ``setPeer(home:mobile:nextHop:)`` sends out of the first).
+    /// Throws (closing what it made) when the kernel lacks tcx or refuses a program.
+    public init(home: IPv4Address, mobile: IPv4Address, localPorts: [UInt16], tun: String, uplinks: [String],
                 maxPeers: Int = 65_536) throws(SystemError) {
-        let tunIndex = if_nametoindex(tun), uplinkIndex = if_nametoindex(uplink)
+        let tunIndex = if_nametoindex(tun)
         guard tunIndex != 0 else { throw SystemError("BPF datapath: interface \(tun)", errno: errno) }
-        guard uplinkIndex != 0 else { throw SystemError("BPF datapath: interface \(uplink)", errno: errno) }
-        self.uplinkIndex = uplinkIndex
+        var uplinkIndices: [UInt32] = []
+        for uplink in uplinks {
+            let index = if_nametoindex(uplink)
+            guard index != 0 else { throw SystemError("BPF datapath: interface \(uplink)", errno: errno) }
+            uplinkIndices.append(index)
+        }
+        self.uplinkIndex = uplinkIndices.first ?? 0
         var made: [Int32] = []
         do throws(SystemError) {
             outboundMap = try BPFSystem.createMap(.hash, keySize: 4, valueSize: TranslationPrograms.OutboundValue.size,
@@ -33,19 +46,27 @@ public final class BPFDatapath: @unchecked Sendable {
             made.append(inboundMap)
             counterMap = try BPFSystem.createMap(.perCPUArray, keySize: 4, valueSize: 8, maxEntries: 2, name: "mat_counts")
             made.append(counterMap)
+            heardMap = try BPFSystem.createMap(.hash, keySize: 4, valueSize: 8, maxEntries: maxPeers, name: "mat_heard4")
+            made.append(heardMap)
             let parameters = TranslationPrograms.Parameters(home: home.value, mobile: mobile.value, localPorts: localPorts,
-                                                            outboundMap: outboundMap, inboundMap: inboundMap, counterMap: counterMap)
-            let programs: [([Instruction], String, UInt32, Attributes.AttachPoint)]
+                                                            outboundMap: outboundMap, inboundMap: inboundMap, counterMap: counterMap,
+                                                            heardMap: heardMap)
+            let outbound: [Instruction], inbound: [Instruction]
             do {
-                programs = [(try TranslationPrograms.outbound(parameters), "mat_out4", tunIndex, .tcxEgress),
-                            (try TranslationPrograms.inbound(parameters), "mat_in4", uplinkIndex, .tcxIngress)]
+                outbound = try TranslationPrograms.outbound(parameters)
+                inbound = try TranslationPrograms.inbound(parameters)
             } catch {
                 throw SystemError("BPF datapath: assemble", detail: "\(error)")
             }
-            for (instructions, name, index, point) in programs {
-                let program = try BPFSystem.loadProgram(instructions, name: name)
-                made.append(program)
-                made.append(try BPFSystem.attach(program: program, interfaceIndex: index, point: point))
+            let outProgram = try BPFSystem.loadProgram(outbound, name: "mat_out4")
+            made.append(outProgram)
+            made.append(try BPFSystem.attach(program: outProgram, interfaceIndex: tunIndex, point: .tcxEgress))
+            if !uplinkIndices.isEmpty {
+                let inProgram = try BPFSystem.loadProgram(inbound, name: "mat_in4")
+                made.append(inProgram)
+                for index in uplinkIndices {
+                    made.append(try BPFSystem.attach(program: inProgram, interfaceIndex: index, point: .tcxIngress))
+                }
             }
         } catch {
             for fd in made.reversed() { Glibc.close(fd) }
@@ -62,18 +83,60 @@ public final class BPFDatapath: @unchecked Sendable {
         descriptors = []
     }
 
-    /// `home`'s packets go to `mobile` via `nextHop` (its MoA itself when on the link), and
-    /// packets from `mobile` are `home`'s.
+    /// `home`'s packets go to `mobile` via `nextHop` (its MoA itself when on the link) out
+    /// of the first uplink, and packets from `mobile` are `home`'s.
     public func setPeer(home: IPv4Address, mobile: IPv4Address, nextHop: IPv4Address) throws(SystemError) {
-        let value = TranslationPrograms.OutboundValue(mobile: mobile.value, nextHop: nextHop.value, interfaceIndex: uplinkIndex)
-        try BPFSystem.update(map: outboundMap, key: TranslationPrograms.key(home.value), value: value.bytes)
-        try BPFSystem.update(map: inboundMap, key: TranslationPrograms.key(mobile.value), value: TranslationPrograms.key(home.value))
+        try setOutbound(home: home, mobile: mobile, nextHop: nextHop, interfaceIndex: uplinkIndex)
+        try setInbound(mobile: mobile, home: home)
     }
 
     /// Takes `home` (at `mobile`) off the datapath: its packets go to the TUN device again.
     public func removePeer(home: IPv4Address, mobile: IPv4Address) throws(SystemError) {
+        try removeOutbound(home: home)
+        try removeInbound(mobile: mobile)
+    }
+
+    /// `home`'s packets go to `mobile`, handed to `nextHop` on the interface with index
+    /// `interfaceIndex` (added or replaced).
+    public func setOutbound(home: IPv4Address, mobile: IPv4Address, nextHop: IPv4Address, interfaceIndex: UInt32) throws(SystemError) {
+        let value = TranslationPrograms.OutboundValue(mobile: mobile.value, nextHop: nextHop.value, interfaceIndex: interfaceIndex)
+        try BPFSystem.update(map: outboundMap, key: TranslationPrograms.key(home.value), value: value.bytes)
+    }
+
+    /// Packets from `mobile` are `home`'s (added or replaced).
+    public func setInbound(mobile: IPv4Address, home: IPv4Address) throws(SystemError) {
+        try BPFSystem.update(map: inboundMap, key: TranslationPrograms.key(mobile.value), value: TranslationPrograms.key(home.value))
+    }
+
+    /// `home`'s packets go to the TUN device again; false when it was not in the map.
+    @discardableResult
+    public func removeOutbound(home: IPv4Address) throws(SystemError) -> Bool {
         try BPFSystem.delete(map: outboundMap, key: TranslationPrograms.key(home.value))
+    }
+
+    /// Packets from `mobile` go up the stack untranslated again; false when it was not in the map.
+    @discardableResult
+    public func removeInbound(mobile: IPv4Address) throws(SystemError) -> Bool {
         try BPFSystem.delete(map: inboundMap, key: TranslationPrograms.key(mobile.value))
+    }
+
+    /// The peers (HoAs) whose packets the inbound program translated, each with the
+    /// CLOCK_MONOTONIC time (ns) of one at most a second before its last.
+    public func heard() throws(SystemError) -> [(home: IPv4Address, nanoseconds: UInt64)] {
+        var heard: [(home: IPv4Address, nanoseconds: UInt64)] = []
+        for key in try BPFSystem.keys(map: heardMap, keySize: 4) {
+            // Deleted since the walk (the peer left): not heard.
+            guard let value = try BPFSystem.lookup(map: heardMap, key: key, valueSize: 8) else { continue }
+            let home = IPv4Address(key.reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+            heard.append((home, (0..<8).reduce(UInt64(0)) { $0 | UInt64(value[$1]) << (8 * $1) }))
+        }
+        return heard
+    }
+
+    /// Forgets when `home` was heard (it left the maps); false when it was not noted.
+    @discardableResult
+    public func forgetHeard(home: IPv4Address) throws(SystemError) -> Bool {
+        try BPFSystem.delete(map: heardMap, key: TranslationPrograms.key(home.value))
     }
 
     /// Packets the programs translated: outbound and inbound, summed over the CPUs.

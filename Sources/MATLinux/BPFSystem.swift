@@ -107,4 +107,52 @@ public enum BPFSystem {
         try check(raw(.linkCreate, Attributes.tcxLink(program: program, interfaceIndex: interfaceIndex, point: point)),
                   "attach BPF program to interface \(interfaceIndex) (tcx)")
     }
+
+    /// How many programs are attached at `point` of the interface with index
+    /// `interfaceIndex` (BPF_PROG_QUERY; what `bpftool net` lists), so a test or an
+    /// operator can tell that nothing was left attached.
+    public static func attachedPrograms(interfaceIndex: UInt32, point: Attributes.AttachPoint) throws(SystemError) -> Int {
+        // struct { target_ifindex; attach_type; query_flags; attach_flags; prog_ids (u64);
+        // prog_cnt; ... }: with no array given the kernel fills in only the count, at 24.
+        var attributes = [UInt8](repeating: 0, count: 64)
+        for i in 0..<4 {
+            attributes[i] = UInt8(truncatingIfNeeded: interfaceIndex >> (8 * i))
+            attributes[4 + i] = UInt8(truncatingIfNeeded: point.rawValue >> (8 * i))
+        }
+        let result = attributes.withUnsafeMutableBytes { mat_bpf(queryCommand, $0.baseAddress, UInt32($0.count)) }
+        _ = try check(result, "query BPF programs of interface \(interfaceIndex)")
+        return (0..<4).reduce(0) { $0 | Int(attributes[24 + $1]) << (8 * $1) }
+    }
+
+    /// The keys of `map` (`keySize` bytes each), in the kernel's order (BPF_MAP_GET_NEXT_KEY
+    /// from none until there is no next); a key deleted meanwhile may make the walk start over.
+    public static func keys(map: Int32, keySize: Int) throws(SystemError) -> [[UInt8]] {
+        var keys: [[UInt8]] = []
+        var previous: [UInt8]?
+        var next = [UInt8](repeating: 0, count: keySize)
+        while true {
+            var attributes = Attributes.element(map: map, flags: 0)
+            let result = next.withUnsafeMutableBytes { n in
+                (previous ?? []).withUnsafeBytes { p in
+                    // The next key's pointer goes where an update's value does.
+                    for (offset, pointer) in [(Attributes.elementKey, previous == nil ? nil : p.baseAddress),
+                                              (Attributes.elementValue, UnsafeRawPointer(n.baseAddress))] {
+                        let address = UInt64(UInt(bitPattern: pointer))
+                        for i in 0..<8 { attributes[offset + i] = UInt8(truncatingIfNeeded: address >> (8 * i)) }
+                    }
+                    return attributes.withUnsafeMutableBytes { mat_bpf(nextKeyCommand, $0.baseAddress, UInt32($0.count)) }
+                }
+            }
+            if result == -ENOENT { return keys }
+            _ = try check(result, "walk BPF map")
+            keys.append(next)
+            previous = next
+        }
+    }
+
+    /// BPF_MAP_GET_NEXT_KEY (enum bpf_cmd).
+    private static let nextKeyCommand: Int32 = 4
+
+    /// BPF_PROG_QUERY (enum bpf_cmd).
+    private static let queryCommand: Int32 = 16
 }

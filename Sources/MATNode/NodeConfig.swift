@@ -71,6 +71,9 @@ public struct NodeConfig: Sendable, Equatable {
     /// Whether nftables translates settled mappings in the kernel (`kernel-fast-path`,
     /// docs/datapath.md "Kernel fast path"); `MATD_KERNEL_FAST_PATH` overrides it.
     public var kernelFastPath: Bool
+    /// What translates IPv4 on the kernel fast path: nftables, or tc/BPF programs
+    /// (`kernel-fast-path = bpf`, docs/datapath.md "The BPF datapath").
+    public var kernelFastPathDatapath: FastPathDatapath
     /// Seconds between keepalives to a peer reached in UDP (`encap-keepalive`): shorter
     /// than the NAT's UDP timeout. A peer forgets a node's UDP path four of them after the
     /// last one, so the nodes must agree, like on `encap-port`.
@@ -141,6 +144,7 @@ public struct NodeConfig: Sendable, Equatable {
         udpEncapsulation = .auto
         encapPort = Self.defaultEncapPort
         kernelFastPath = KernelFastPath.defaultSetting
+        kernelFastPathDatapath = .nftables
         encapKeepalive = Self.defaultEncapKeepalive
         encapReprobe = Self.defaultEncapReprobe
         proofLifetime = Self.defaultProofLifetime
@@ -252,10 +256,11 @@ public struct NodeConfig: Sendable, Equatable {
                 }
                 udpEncapsulation = setting
             case "kernel-fast-path":
-                guard ["on", "off"].contains(entry.value) else {
-                    throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not on or off")
+                guard ["on", "off", "bpf"].contains(entry.value) else {
+                    throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not on, off or bpf")
                 }
-                kernelFastPath = entry.value == "on"
+                kernelFastPath = entry.value != "off"
+                kernelFastPathDatapath = entry.value == "bpf" ? .bpf : .nftables
             case "encap-port":
                 guard let port = UInt16(entry.value), port > 0 else {
                     throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not a port (1-65535)")
@@ -452,7 +457,7 @@ extension NodeConfig {
         note("public-address", publicAddresses, next.publicAddresses)
         note("udp-encapsulation", udpEncapsulation, next.udpEncapsulation)
         note("encap-port", encapPort, next.encapPort)
-        note("kernel-fast-path", kernelFastPath, next.kernelFastPath)
+        note("kernel-fast-path", "\(kernelFastPath) \(kernelFastPathDatapath)", "\(next.kernelFastPath) \(next.kernelFastPathDatapath)")
         note("encap-keepalive", encapKeepalive, next.encapKeepalive)
         note("encap-reprobe", encapReprobe, next.encapReprobe)
         note("proof-lifetime", proofLifetime, next.proofLifetime)

@@ -21,7 +21,7 @@ public final class KernelFastPath: @unchecked Sendable {
     // touched only by the engine thread; other threads read `published` and the counters
     // (own context).
 
-    /// The environment variable that overrides `kernel-fast-path` (`on` or `off`).
+    /// The environment variable that overrides `kernel-fast-path` (`on`, `off` or `bpf`).
     public static let environmentVariable = "MATD_KERNEL_FAST_PATH"
     /// Whether the fast path is on when neither `kernel-fast-path` nor the environment says.
     public static let defaultSetting = true
@@ -40,8 +40,19 @@ public final class KernelFastPath: @unchecked Sendable {
     /// Whether the fast path is wanted: the environment variable if set, else `setting`.
     public static func enabled(setting: Bool, environment: [String: String] = ProcessInfo.processInfo.environment) -> Bool {
         switch environment[environmentVariable]?.lowercased() {
-        case "on", "1", "yes", "true": true
+        case "on", "1", "yes", "true", "bpf": true
         case "off", "0", "no", "false": false
+        default: setting
+        }
+    }
+
+    /// What translates IPv4 when the fast path is on: the environment variable if it says
+    /// `bpf` or `on` (nftables), else `setting`.
+    public static func datapath(setting: FastPathDatapath,
+                                environment: [String: String] = ProcessInfo.processInfo.environment) -> FastPathDatapath {
+        switch environment[environmentVariable]?.lowercased() {
+        case "bpf": .bpf
+        case "on", "1", "yes", "true": .nftables
         default: setting
         }
     }
@@ -78,6 +89,14 @@ public final class KernelFastPath: @unchecked Sendable {
     /// period), and their reader (``FastPathHeard``).
     private let heardTimeout: UInt32
     private let heard: FastPathHeardReader
+    /// IPv4 on the BPF datapath (`kernel-fast-path = bpf`; nil: nftables carries IPv4),
+    /// whether its programs translate now, and why nftables carries IPv4 instead when
+    /// the BPF datapath was wanted but the kernel refused it (engine thread).
+    private let wantedBPF: FastPathBPF?
+    private var bpfCarries4 = false
+    private var bpfRefused: String?
+    /// The BPF datapath unless the kernel refused it.
+    private var bpf: FastPathBPF? { bpfRefused == nil ? wantedBPF : nil }
 
     /// Prepares the fast path for a node; nothing is written before the first `update`.
     public init(config: NodeConfig) throws(SystemError) {
@@ -89,18 +108,53 @@ public final class KernelFastPath: @unchecked Sendable {
         let idleAfter = MappingService.idleProbeAfter(config)
         heardTimeout = FastPathHeard.timeoutSeconds(idleAfter: idleAfter)
         heard = FastPathHeardReader(table: table, idleAfter: idleAfter)
+        var wanted: FastPathBPF?, refused: SystemError?
+        if Self.datapath(setting: config.kernelFastPathDatapath) == .bpf {
+            do {
+                wanted = try FastPathBPF(tun: config.tunName, localPorts: localPorts)
+            } catch {
+                refused = error
+            }
+        }
+        wantedBPF = wanted
+        if let refused { refuseBPF(refused) }
     }
+
+    /// The kernel refused the BPF datapath: logged once, and nftables carries IPv4.
+    private func refuseBPF(_ error: SystemError) {
+        wantedBPF?.reset()
+        bpfCarries4 = false
+        bpfRefused = "\(error)"
+        log(.warning, "matd: BPF datapath unavailable (\(error)); nftables translates IPv4 on the kernel fast path "
+            + "(the BPF datapath needs Linux 6.6 for tcx; kernel-fast-path = on silences this)")
+    }
+
+    /// The routes changed (any thread): the BPF datapath looks its peers' next hops up
+    /// again at the next update.
+    public func routesChanged() { wantedBPF?.routesChanged() }
 
     /// The peers (HoAs) whose packets the kernel translated inbound since the last call,
     /// with when each last was at the latest (monotonic ms), as far as the reader has read.
-    public func takeHeard() -> [IPAddress: UInt64] { heard.take() }
+    public func takeHeard() -> [IPAddress: UInt64] {
+        var taken = heard.take()
+        // IPv4 on the BPF datapath: its programs note the peers in a map of their own.
+        if let wantedBPF {
+            do {
+                taken.merge(try wantedBPF.takeHeard()) { max($0, $1) }
+            } catch {
+                let failures = readFailures.add(1, ordering: .relaxed).newValue
+                log(.error, "matd: reading the BPF datapath's heard peers failed (\(error)); \(failures) read failure(s) so far")
+            }
+        }
+        return taken
+    }
 
     /// `on` (with the number of peers), or why it is not carrying traffic.
     public var state: String { published.withLock { $0 } }
 
     /// Whether the kernel translates `hoa`'s packets now (engine thread only).
     func carries(_ hoa: IPAddress) -> Bool {
-        guard let applied, applied.families.contains(hoa.family) else { return false }
+        guard let applied, applied.families.contains(hoa.family) || (hoa.family == .ipv4 && bpfCarries4) else { return false }
         return elements.peers[hoa] != nil
     }
 
@@ -165,6 +219,27 @@ public final class KernelFastPath: @unchecked Sendable {
             table: table, uplinks: present, strictReversePath: Set(present.filter(Self.strictReversePath)),
             localPorts: localPorts, markBit: PeerMoATraffic.markBit, engineInbound: engineInbound,
             heardTimeout: heardTimeout)
+        var delta = elements.apply(decisions)
+        if delta.refused > 0 && !refusedLogged {
+            refusedLogged = true
+            log(.warning, "matd: kernel fast path: \(delta.refused) peer(s) left to the engine: the maps hold "
+                + "\(Self.peerLimit) peers at most (or a MoA was another peer's); logged once")
+        }
+        // The BPF maps lose the peers the engine now holds first, before programs built
+        // for new addresses (a move) are attached and filled.
+        do {
+            try bpf?.apply(delta)
+        } catch {
+            failed(error)
+            return
+        }
+        var ruleset = ruleset
+        if !prepareBPF(&ruleset, present: present, strictReversePath: placement.strictReversePath, engineInbound: engineInbound) {
+            // nftables takes IPv4 over: every peer is written again, from scratch.
+            elements.restart(backlog: Array(elements.peers.keys))
+            delta = elements.apply(decisions)
+            applied = nil
+        }
         let fresh = applied == nil
         var batch: [String] = []
         if fresh {
@@ -186,36 +261,65 @@ public final class KernelFastPath: @unchecked Sendable {
             }
             batch += ruleset.batch(placement)
         }
-        let delta = elements.apply(decisions)
-        if delta.refused > 0 && !refusedLogged {
-            refusedLogged = true
-            log(.warning, "matd: kernel fast path: \(delta.refused) peer(s) left to the engine: the maps hold "
-                + "\(Self.peerLimit) peers at most (or a MoA was another peer's); logged once")
-        }
-        batch += FastPathRuleset.elements(delta, table: table)
-        guard !batch.isEmpty else { return }
+        batch += FastPathRuleset.elements(bpf == nil ? delta : delta.only(.ipv6), table: table)
         do {
-            try nftables.run(batch.joined(separator: "\n"))
-            applied = ruleset
-            appliedPlacement = placement
-            writes.add(1, ordering: .relaxed)
+            if !batch.isEmpty {
+                try nftables.run(batch.joined(separator: "\n"))
+                applied = ruleset
+                appliedPlacement = placement
+                writes.add(1, ordering: .relaxed)
+                if fresh && failures == 0 {
+                    log("matd: kernel fast path on: nftables translates settled mappings (table inet \(table))"
+                        + (bpfCarries4 ? "; IPv4 on the BPF datapath (tc programs, tcx links)" : ""))
+                }
+            }
             let fenced = engineInbound.isEmpty ? "" : "; inbound "
                 + engineInbound.map { $0 == .ipv4 ? "IPv4" : "IPv6" }.sorted().joined(separator: " and ")
                 + " through the engine (the host's input chain drops it)"
-            let peers = ruleset.families.reduce(0) { $0 + elements.count($1) }
-            published.withLock { $0 = "on, \(peers) peer(s)\(fenced)" }
-            if fresh && failures == 0 {
-                log("matd: kernel fast path on: nftables translates settled mappings (table inet \(table))")
-            }
+            let peers = ruleset.families.reduce(0) { $0 + elements.count($1) } + (bpfCarries4 ? elements.count(.ipv4) : 0)
+            let datapath = bpfCarries4 ? "; IPv4 on the BPF datapath" : bpfRefused == nil ? "" : "; IPv4 on nftables (BPF datapath unavailable)"
+            published.withLock { $0 = "on, \(peers) peer(s)\(datapath)\(fenced)" }
         } catch {
-            failures += 1
-            applied = nil
-            appliedPlacement = nil
-            elements.restart(backlog: [])
-            wantsAllPeers = true
-            remove()
-            published.withLock { $0 = "failed, retried at the next change: \(error)" }
-            log(.error, "matd: writing the kernel fast path failed (\(error)); the TUN engine carries all HoA traffic until the next change")
+            failed(error)
+        }
+    }
+
+    /// A write failed: the table goes and the programs' maps are emptied, so the engine
+    /// carries every packet, and the next update writes everything from scratch.
+    private func failed(_ error: any Error) {
+        failures += 1
+        applied = nil
+        appliedPlacement = nil
+        elements.restart(backlog: [])
+        wantsAllPeers = true
+        wantedBPF?.reset()
+        bpfCarries4 = false
+        remove()
+        published.withLock { $0 = "failed, retried at the next change: \(error)" }
+        log(.error, "matd: writing the kernel fast path failed (\(error)); the TUN engine carries all HoA traffic until the next change")
+    }
+
+    /// Attaches (or keeps, or detaches) the BPF datapath for the node's IPv4 addresses and
+    /// takes IPv4 out of `ruleset`, which nftables writes, while the programs carry it.
+    /// False when the kernel refused the programs just now: nftables carries IPv4 from
+    /// here on, and the caller has the peers written again.
+    private func prepareBPF(_ ruleset: inout FastPathRuleset, present: [String], strictReversePath: Set<String>,
+                            engineInbound: Set<AddressFamily>) -> Bool {
+        guard let bpf else { return true }
+        var shape: FastPathBPF.Shape?
+        if ruleset.families.contains(.ipv4), let home = ruleset.addresses.home4, let mobile = ruleset.addresses.mobile4 {
+            // A packet rewritten to come from a peer's HoA fails a strict reverse-path check
+            // (the HoA is routed into the TUN device): such uplinks get no inbound program.
+            shape = FastPathBPF.Shape(home: home, mobile: mobile, inboundUplinks: present.filter { !strictReversePath.contains($0) })
+        }
+        do {
+            try bpf.prepare(shape, inbound: !engineInbound.contains(.ipv4))
+            bpfCarries4 = shape != nil
+            ruleset.families.remove(.ipv4)
+            return true
+        } catch {
+            refuseBPF(error)
+            return false
         }
     }
 
@@ -250,6 +354,8 @@ public final class KernelFastPath: @unchecked Sendable {
     /// engine has stopped; the kernel would remove it with the context's socket anyway.
     public func close() {
         heard.close()
+        wantedBPF?.reset()
+        bpfCarries4 = false
         remove()
         published.withLock { $0 = "off (stopped)" }
     }
@@ -302,6 +408,16 @@ public final class KernelFastPath: @unchecked Sendable {
             counted["\(name)_bytes"] = value.bytes
         }
         counted["rule_writes"] = writes.load(ordering: .relaxed)
+        if let bpf {
+            do {
+                let translated = try bpf.translated()
+                counted["bpf_out4_packets"] = translated.outbound
+                counted["bpf_in4_packets"] = translated.inbound
+            } catch {
+                readFailures.add(1, ordering: .relaxed)
+                log(.error, "matd: reading the BPF datapath's counters failed (\(error))")
+            }
+        }
         let failures = readFailures.load(ordering: .relaxed)
         if failures > 0 { counted["read_failures"] = failures }
         return counted

@@ -82,6 +82,10 @@ extension MappingService {
         }
         guard next != addresses || force else {
             host.followRoutes()   // a new gateway with the same MoA: IPv6 next hops (nftables path)
+            if let fastPath = engine.fastPath {   // and the BPF datapath's IPv4 next hops
+                fastPath.routesChanged()
+                engine.refreshFastPathRules()
+            }
             return
         }
         // Held before the engine takes the new MoA, each family whole in one command

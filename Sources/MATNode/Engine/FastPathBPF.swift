@@ -1,0 +1,226 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import MATLinux
+import MATPacket
+import Synchronization
+
+/// What translates IPv4 on the kernel fast path (`kernel-fast-path = on` or `bpf`).
+public enum FastPathDatapath: String, Sendable, Equatable {
+    /// nftables rules (docs/datapath.md, "Kernel fast path").
+    case nftables
+    /// tc/BPF programs attached with tcx, Linux 6.6 (docs/datapath.md, "The BPF datapath");
+    /// IPv6 stays with nftables.
+    case bpf
+}
+
+/// The IPv4 half of the kernel fast path on the BPF datapath (docs/datapath.md, "The BPF
+/// datapath"): ``KernelFastPath`` hands it the IPv4 part of every element delta it
+/// computes from the engine's decisions, and this writes it into ``BPFDatapath``'s maps
+/// (peer HoA -> MoA and next hop; MoA -> HoA), in the same call, so a peer the engine
+/// holds is out of the maps before the engine reads another packet. Each peer's next hop
+/// is the kernel's route for a packet from the own MoA to the peer's MoA arriving on the
+/// TUN device (the MoA itself when on the link), looked up when the peer joins, and for
+/// every peer again after a route change (``routesChanged()``).
+///
+/// The programs carry the node's own addresses in their code: a new HoA or MoA, or another
+/// set of uplinks, detaches them and attaches new ones, and the maps are written again
+/// from what this keeps. Engine thread only, except ``routesChanged()`` and
+/// ``translated()``.
+final class FastPathBPF: @unchecked Sendable {
+    // @unchecked: the write state is the engine thread's; `current` (read by the control
+    // thread for the counters) is behind a lock, the route flag atomic.
+
+    /// What the programs are built for: the own addresses and the uplinks they run on inbound.
+    struct Shape: Equatable {
+        var home: IPv4Address
+        var mobile: IPv4Address
+        var inboundUplinks: [String]
+    }
+
+    private let tun: String
+    private let localPorts: [UInt16]
+    private let routes: RouteLookup
+    private let tunIndex: Int32
+    /// The datapath attached now (nil: none, the node has no IPv4 to translate), and the
+    /// counts of the ones closed before it, for ``translated()``.
+    private let current = Mutex<(datapath: BPFDatapath?, closed: (outbound: UInt64, inbound: UInt64))>((nil, (0, 0)))
+    private var shape: Shape?
+    /// The IPv4 elements the fast path decided on (whether a datapath is attached or not):
+    /// peer HoA -> its preferred MoA, MoA -> HoA; and the next hop written for each peer.
+    private var outbound: [IPv4Address: IPv4Address] = [:]
+    private var inbound: [IPv4Address: IPv4Address] = [:]
+    private var hops: [IPv4Address: RouteLookup.Hop] = [:]
+    /// Whether the inbound elements are in the map (not while the host's input chain would
+    /// drop what the programs deliver: ``KernelFastPath/inboundFence``).
+    private var inboundOn = true
+    private let routesStale = Atomic<Bool>(false)
+    /// Peers without a route to their MoA (left to the engine outbound): logged once.
+    private var unroutedLogged = false
+
+    /// Opens the route lookups; nothing is attached before ``prepare(_:inbound:)``.
+    init(tun: String, localPorts: [UInt16]) throws(SystemError) {
+        self.tun = tun
+        self.localPorts = localPorts
+        routes = try RouteLookup()
+        tunIndex = Int32(if_nametoindex(tun))
+    }
+
+    /// Whether programs are attached now.
+    var attached: Bool { current.withLock { $0.datapath != nil } }
+
+    /// The number of IPv4 peers in the outbound map.
+    var peerCount: Int { outbound.count }
+
+    /// Attaches programs for `shape` (nil: detaches them) unless they are attached for it
+    /// already, and fills the new maps from what is kept; `inbound` says whether the MoA
+    /// elements may be in the inbound map. Throws when the kernel refuses (no tcx, a
+    /// program the verifier rejects): nothing is attached then.
+    func prepare(_ wanted: Shape?, inbound inboundWanted: Bool) throws(SystemError) {
+        if wanted != shape || (wanted != nil && !attached) {
+            detach()
+            shape = wanted
+            guard let wanted else { return }
+            let datapath = try BPFDatapath(home: wanted.home, mobile: wanted.mobile, localPorts: localPorts, tun: tun,
+                                           uplinks: wanted.inboundUplinks)
+            current.withLock { $0.datapath = datapath }
+            hops = [:]
+            inboundOn = inboundWanted
+            for (home, mobile) in outbound { try writeOutbound(home, mobile, on: datapath) }
+            if inboundOn {
+                for (mobile, home) in inbound { try datapath.setInbound(mobile: mobile, home: home) }
+            }
+            return
+        }
+        guard let datapath = current.withLock({ $0.datapath }) else { return }
+        if inboundWanted != inboundOn {
+            inboundOn = inboundWanted
+            for (mobile, home) in inbound {
+                if inboundOn { try datapath.setInbound(mobile: mobile, home: home) } else { try datapath.removeInbound(mobile: mobile) }
+            }
+        }
+        if routesStale.exchange(false, ordering: .acquiring) {
+            for (home, mobile) in outbound { try writeOutbound(home, mobile, on: datapath) }
+        }
+    }
+
+    /// Makes the maps hold the IPv4 part of `delta` (its flush, deletions and additions).
+    func apply(_ delta: FastPathElements.Delta) throws(SystemError) {
+        let datapath = current.withLock { $0.datapath }
+        if delta.flushed.contains(.ipv4) {
+            for home in outbound.keys { try datapath?.removeOutbound(home: home) }
+            for mobile in inbound.keys where inboundOn { try datapath?.removeInbound(mobile: mobile) }
+            outbound = [:]
+            inbound = [:]
+            hops = [:]
+        }
+        for element in delta.outDeleted {
+            guard case .v4(let home) = element.key else { continue }
+            outbound[home] = nil
+            hops[home] = nil
+            try datapath?.removeOutbound(home: home)
+            try datapath?.forgetHeard(home: home)
+        }
+        for element in delta.inDeleted {
+            guard case .v4(let mobile) = element.key else { continue }
+            inbound[mobile] = nil
+            if inboundOn { try datapath?.removeInbound(mobile: mobile) }
+        }
+        for element in delta.outAdded {
+            guard case .v4(let home) = element.key, case .v4(let mobile) = element.value else { continue }
+            outbound[home] = mobile
+            if let datapath { try writeOutbound(home, mobile, on: datapath) }
+        }
+        for element in delta.inAdded {
+            guard case .v4(let mobile) = element.key, case .v4(let home) = element.value else { continue }
+            inbound[mobile] = home
+            if inboundOn { try datapath?.setInbound(mobile: mobile, home: home) }
+        }
+    }
+
+    /// Looks up the next hop of `home`'s MoA and writes its outbound element if it
+    /// changed; without a route (or one into the TUN device) the element goes, and the
+    /// engine carries the peer's outbound packets.
+    private func writeOutbound(_ home: IPv4Address, _ mobile: IPv4Address, on datapath: BPFDatapath) throws(SystemError) {
+        guard let own = shape?.mobile else { return }
+        let hop = try routes.forwardingHop(to: .v4(mobile), from: .v4(own), inputInterface: tunIndex)
+        guard let hop, case .v4(let nextHop) = hop.nextHop, hop.device != tun, case let index = if_nametoindex(hop.device), index != 0 else {
+            if !unroutedLogged {
+                unroutedLogged = true
+                log(.warning, "matd: BPF datapath: no route to peer MoA \(mobile) out of an uplink; the engine carries "
+                    + "its outbound packets (logged once)")
+            }
+            hops[home] = nil
+            try datapath.removeOutbound(home: home)
+            return
+        }
+        guard hops[home] != hop else { return }
+        hops[home] = hop
+        try datapath.setOutbound(home: home, mobile: mobile, nextHop: nextHop, interfaceIndex: index)
+    }
+
+    /// Has the next hops looked up again at the next update (any thread: netlink said the
+    /// routes changed).
+    func routesChanged() { routesStale.store(true, ordering: .releasing) }
+
+    /// Forgets every element (the maps are to be written from scratch) and detaches.
+    func reset() {
+        detach()
+        shape = nil
+        outbound = [:]
+        inbound = [:]
+        hops = [:]
+    }
+
+    /// Detaches the programs (closing their links); their counts are kept.
+    func detach() {
+        current.withLock { state in
+            guard let datapath = state.datapath else { return }
+            do {
+                let counts = try datapath.translated()
+                state.closed.outbound += counts.outbound
+                state.closed.inbound += counts.inbound
+            } catch {
+                // Only counts are lost: the datapath goes either way.
+                log(.error, "matd: BPF datapath: reading its counters before detaching failed (\(error)); they restart from 0")
+            }
+            datapath.close()
+            state.datapath = nil
+        }
+    }
+
+    /// The peers whose packets the inbound program translated since the last call, with
+    /// when each last was at the latest (monotonic ms, as ``FastPathHeardReader/take()``),
+    /// any thread. A peer noted at the same time as at the last call is not heard again.
+    func takeHeard() throws(SystemError) -> [IPAddress: UInt64] {
+        try current.withLock { state throws(SystemError) -> [IPAddress: UInt64] in
+            guard let datapath = state.datapath else { return [:] }
+            var heard: [IPAddress: UInt64] = [:], noted: [IPv4Address: UInt64] = [:]
+            for (home, nanoseconds) in try datapath.heard() {
+                noted[home] = nanoseconds
+                if reported[home] != nanoseconds { heard[.v4(home)] = nanoseconds / 1_000_000 }
+            }
+            reported = noted
+            return heard
+        }
+    }
+    /// The time each peer was noted at at the last call (under `current`'s lock).
+    private var reported: [IPv4Address: UInt64] = [:]
+
+    /// Packets the programs translated since start (outbound, inbound), any thread.
+    func translated() throws(SystemError) -> (outbound: UInt64, inbound: UInt64) {
+        try current.withLock { state throws(SystemError) in
+            let now = try state.datapath?.translated() ?? (outbound: 0, inbound: 0)
+            return (state.closed.outbound + now.outbound, state.closed.inbound + now.inbound)
+        }
+    }
+}
+
+extension FastPathElements.Delta {
+    /// The part of the delta for `family`'s maps.
+    func only(_ family: AddressFamily) -> Self {
+        Self(flushed: flushed.intersection([family]), outDeleted: outDeleted.filter { $0.key.family == family },
+             inDeleted: inDeleted.filter { $0.key.family == family }, outAdded: outAdded.filter { $0.key.family == family },
+             inAdded: inAdded.filter { $0.key.family == family }, refused: refused)
+    }
+}

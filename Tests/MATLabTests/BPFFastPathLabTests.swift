@@ -1,0 +1,156 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import MATBPF
+import MATLinux
+import MATNode
+import Testing
+
+/// `kernel-fast-path = bpf` (docs/datapath.md, "The BPF datapath"): matd attaches the tc
+/// programs of MATBPF and keeps their maps from the fast path's decisions, IPv4 on the
+/// programs and IPv6 on nftables. HoA traffic crosses the wire between MoAs with valid
+/// checksums, counted by the programs (not by nftables' IPv4 rules, not by the engine); a
+/// move takes the peer out of the maps (the engine holds its packets) and back; stop
+/// leaves nothing attached; a kernel that refuses the programs leaves IPv4 to nftables.
+@Suite(.serialized, .enabled(if: labTestsEnabled, "needs root: builds network namespaces (runs in CI)"))
+struct BPFFastPathLabTests {
+    let vm = Addr.node("vm"), cn = Addr.node("cn")
+    static let bpf = "kernel-fast-path = bpf"
+    let paths = KernelFastPathLabTests()
+
+    /// The programs attached at `point` of `interface` in `node`'s namespace.
+    func attached(_ lab: Lab, _ node: String, _ interface: String, _ point: Attributes.AttachPoint) throws -> Int {
+        try inNamespace("/run/netns/\(lab.namespace(node))") { () throws(SystemError) -> Int in
+            let index = if_nametoindex(interface)
+            guard index != 0 else { return 0 }   // the TUN device goes with matd
+            return try BPFSystem.attachedPrograms(interfaceIndex: index, point: point)
+        }
+    }
+
+    /// TCP both ways, UDP, ping, an ICMP error, IPv4 and IPv6, with transmit checksum
+    /// offload off: only MoAs on the wire, every checksum valid; IPv4 counted by the
+    /// programs and not by nftables' IPv4 rules, IPv6 by nftables, neither by the engines.
+    /// Stop detaches the programs.
+    @Test func hoaTrafficOnTheBPFDatapath() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        for node in ["vm", "cn"] { try lab.startMatd(node, config: lab.writeConfig(node, adding: Self.bpf)) }
+        for node in ["vm", "cn"] {
+            #expect(try paths.waitForFastPath(lab, node, peers: 2), "\(node): \(paths.show(lab, node))")
+        }
+        let status = try lab.matctl("vm", "status")
+        #expect(status.contains("kernel fast path: on, 2 peer(s); IPv4 on the BPF datapath"), "\(status)")
+        #expect(try attached(lab, "vm", "mat0", .tcxEgress) == 1 && attached(lab, "vm", "eth0", .tcxIngress) == 1)
+        try lab.checksumOffloadOff("vm", "cn")
+        let before = try ["vm": lab.stats("vm"), "cn": lab.stats("cn")]
+        let capture = try Capture(lab, interface: lab.routerPort("vm"), name: "bpf-fast")
+        let file = try lab.randomFile("payload", megabytes: 2)
+        for family in Addr.Family.allCases {
+            try lab.tcpTransfer(listener: "cn", address: cn.home(family), connector: "vm", sender: "vm", file: file)
+            try lab.tcpTransfer(listener: "vm", address: vm.home(family), connector: "cn", sender: "cn", file: file)
+            let echo = try lab.udpEcho(client: "vm", server: "cn", address: cn.home(family), count: 50)
+            #expect(echo.listenerSawPeer == vm.home(family))
+            #expect(try lab.ping("vm", cn.home(family)), "ping vm -> cn \(family)")
+            #expect(try lab.ping("cn", vm.home(family)), "ping cn -> vm \(family)")
+            #expect(try lab.udpToClosedPort("vm", cn.home(family)), "port unreachable cn -> vm \(family)")
+        }
+        try capture.stop()
+        let packets = try capture.expectOnlyMoAsWithGoodChecksums()
+        #expect(packets.filter { $0["tcp.checksum.status"] == ["1"] }.count > 4 * 2_000_000 / 65_536, "TCP packets validated")
+
+        for node in ["vm", "cn"] {
+            let fast = try paths.fastCounters(lab, node)
+            // 2 MB each way: some 1,400 segments on the wire, counted one by one inbound;
+            // outbound TSO hands the program super-packets of up to 64 KB (400 seen), and
+            // the ACKs of the other way and 50 datagrams and a few echoes come on top.
+            #expect(fast["bpf_out4_packets", default: 0] > 100 && fast["bpf_in4_packets", default: 0] > 500, "\(node): \(fast)")
+            #expect(fast["out4_packets", default: 0] == 0 && fast["in4_packets", default: 0] == 0, "\(node): \(fast)")
+            #expect(fast["out6_bytes", default: 0] > 2_000_000 && fast["in6_bytes", default: 0] > 2_000_000, "\(node): \(fast)")
+            let after = try lab.stats(node)
+            let engine = counter(after, "outboundBytes") - counter(before[node]!, "outboundBytes")
+            #expect(engine < 200_000, "\(node): \(engine) bytes still went through the engine")
+            #expect(drops(after).isEmpty, "\(node) dropped packets: \(drops(after))")
+        }
+        let text = try lab.matctl("vm", "stats")
+        #expect(text.contains("bpf_out4_packets="), "\(text)")
+
+        try lab.stopMatd("vm")
+        #expect(try attached(lab, "vm", "eth0", .tcxIngress) == 0, "programs left on eth0 after stop")
+        #expect(try attached(lab, "vm", "mat0", .tcxEgress) == 0, "programs left on mat0 after stop")
+    }
+
+    /// A move under a ping flow with the IMS: before it the programs carry the CN's
+    /// packets; at the move the CN leaves the VM's maps (its engine holds the CN's
+    /// packets, and sends them at the release), and afterwards both nodes' programs carry
+    /// the flow between the new MoA and the CN again.
+    @Test func aMoveTakesThePeerOutOfTheMapsAndBack() throws {
+        let lab = try Lab(delayElement: true)
+        defer { lab.close() }
+        try lab.setDelay(rttMilliseconds: 50)
+        _ = try lab.startIMS()
+        for node in ["vm", "cn"] {
+            let path = try lab.writeIMSConfig(node)
+            try lab.addToNodeSection(Self.bpf, of: path)
+            try lab.startMatd(node, config: path)
+        }
+        for node in ["vm", "cn"] {
+            #expect(lab.waitForLog(node, "registered \(Addr.node(node).home4)"), "\(lab.matdLog(node))")
+        }
+        // The first echoes wait for the IMS lookups of each other's HoA.
+        _ = try lab.ping("vm", cn.home4, count: 5)
+        for node in ["vm", "cn"] {
+            #expect(try paths.waitForFastPath(lab, node, peers: 1), "\(paths.show(lab, node))")
+        }
+        let pings = try lab.spawn("vm", ["ping", "-q", "-i", "0.005", "-c", "400", cn.home4])
+        sleep(1)
+        let before = try lab.stats("vm")
+        let vmBefore = try paths.fastCounters(lab, "vm"), cnBefore = try paths.fastCounters(lab, "cn")
+        #expect(vmBefore["bpf_out4_packets", default: 0] > 50, "\(vmBefore)")
+        try lab.moveVM(to: "b")
+        _ = pings.wait(timeout: 30)
+        #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.10*"), "\(paths.show(lab, "cn"))")
+        for node in ["vm", "cn"] {
+            #expect(try paths.waitForFastPath(lab, node, peers: 1), "\(paths.show(lab, node))")
+        }
+        let after = try lab.stats("vm")
+        #expect(counter(after, "heldPacketsSent") > counter(before, "heldPacketsSent"), "\(paths.show(lab, "vm"))")
+        let vmMid = try paths.fastCounters(lab, "vm"), cnMid = try paths.fastCounters(lab, "cn")
+        #expect(try lab.ping("vm", cn.home4) && lab.ping("cn", vm.home4))
+        let vmAfter = try paths.fastCounters(lab, "vm"), cnAfter = try paths.fastCounters(lab, "cn")
+        // Three echoes each way after the move, through the programs on both sides.
+        for (name, mid, end) in [("vm", vmMid, vmAfter), ("cn", cnMid, cnAfter)] {
+            #expect(end["bpf_out4_packets", default: 0] >= mid["bpf_out4_packets", default: 0] + 6, "\(name): \(mid) -> \(end)")
+            #expect(end["bpf_in4_packets", default: 0] >= mid["bpf_in4_packets", default: 0] + 6, "\(name): \(mid) -> \(end)")
+        }
+        #expect(cnAfter["bpf_in4_packets", default: 0] > cnBefore["bpf_in4_packets", default: 0])
+        try lab.stopMatd("vm")
+        #expect(try attached(lab, "vm", "eth0", .tcxIngress) == 0, "programs left on eth0 after stop")
+    }
+
+    /// A kernel that refuses the programs (here: matd without CAP_BPF and CAP_SYS_ADMIN, so
+    /// bpf(2) fails with EPERM as it would without tcx) leaves IPv4 to nftables: said once
+    /// in the log and in `matctl status`, and IPv4 HoA traffic is counted by nftables.
+    @Test func aRefusedBPFDatapathFallsBackToNftables() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        try lab.startMatd("cn", config: lab.writeConfig("cn", adding: Self.bpf))
+        let config = try lab.writeConfig("vm", adding: Self.bpf)
+        let matd = try Spawned(lab.inNode("vm", ["setpriv", "--bounding-set=-bpf,-sys_admin", "--inh-caps=-bpf,-sys_admin",
+                                                  LabPaths.matd, "run", "--config", config]))
+        defer {
+            matd.signal(SIGTERM)
+            _ = matd.wait(timeout: 15)
+        }
+        let deadline = Date().addingTimeInterval(20)
+        while (try? lab.matctl("vm", "status")) == nil && matd.isRunning && Date() < deadline { usleep(50_000) }
+        try #require(matd.isRunning, "matd without CAP_BPF and CAP_SYS_ADMIN exited:\n\(matd.stderr)")
+        #expect(try paths.waitForFastPath(lab, "vm", peers: 2), "\(matd.stderr)")
+        #expect(try lab.ping("vm", cn.home4))
+        let status = try lab.matctl("vm", "status")
+        #expect(status.contains("IPv4 on nftables (BPF datapath unavailable)"), "\(status)")
+        #expect(matd.stderr.components(separatedBy: "BPF datapath unavailable").count == 2, "\(matd.stderr)")
+        let fast = try paths.fastCounters(lab, "vm")
+        #expect(fast["out4_packets", default: 0] >= 3 && fast["bpf_out4_packets"] == nil, "\(fast)")
+    }
+}
