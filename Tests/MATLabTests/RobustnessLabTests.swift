@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import MATLinux
 @testable import MATNode
+import MATTestSupport
 import Testing
 
 /// matd never dies by accident and never drops an error: abrupt control clients and
@@ -55,19 +56,21 @@ struct RobustnessLabTests {
             .write(toFile: config, atomically: true, encoding: .utf8)
         try lab.signalMatd("vm", SIGHUP)
         #expect(lab.waitForLog("vm", "the engine refused the mapping 198.51.100.99"), "\(lab.matdLog("vm"))")
-        try waitFor { try counter(lab.stats("vm"), "refusedMappings") == 1 }
+        try waitUntil("one refused mapping", seconds: 10) { try counter(lab.stats("vm"), "refusedMappings") == 1 }
         try expectViewsAgree(lab, without: "198.51.100.99")
 
         try (base + "\n[peer]\nhome-address = 198.51.100.98\nmobile-address = 203.0.113.98\n")
             .write(toFile: config, atomically: true, encoding: .utf8)
         try lab.signalMatd("vm", SIGHUP)
-        try waitFor { try peers(lab).contains { $0.homeAddress == "198.51.100.98" && $0.origin == "configured" } }
+        try waitUntil("the configured peer 198.51.100.98", seconds: 10) {
+            try peers(lab).contains { $0.homeAddress == "198.51.100.98" && $0.origin == "configured" }
+        }
         try expectViewsAgree(lab, without: "198.51.100.99")
         #expect(try lab.exec("vm", "nft", "list", "table", "netdev", "matd_mat0").contains("203.0.113.98"))
 
         try base.write(toFile: config, atomically: true, encoding: .utf8)
         try lab.signalMatd("vm", SIGHUP)
-        try waitFor { try !peers(lab).contains { $0.homeAddress == "198.51.100.98" } }
+        try waitUntil("the peer 198.51.100.98 gone", seconds: 10) { try !peers(lab).contains { $0.homeAddress == "198.51.100.98" } }
         try expectViewsAgree(lab, without: "198.51.100.98")
 
         try "[node]\nbroken = yes\n".write(toFile: config, atomically: true, encoding: .utf8)
@@ -299,13 +302,5 @@ struct RobustnessLabTests {
         #expect(!list.contains { $0.homeAddress == absent }, "\(list)")
         let status = try JSONDecoder().decode(StatusReport.self, from: Data(lab.matctl("vm", "status", "--json").utf8))
         #expect(status.peerCount == list.count)
-    }
-
-    private func waitFor(seconds: Double = 10, _ condition: () throws -> Bool) throws {
-        let deadline = Date().addingTimeInterval(seconds)
-        while try !condition() {
-            guard Date() < deadline else { throw LabError("condition not met within \(seconds) s") }
-            usleep(50_000)
-        }
     }
 }
