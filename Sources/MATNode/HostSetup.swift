@@ -37,6 +37,9 @@ public final class HostSetup {
     private var divertedSets = PeerMoASets()
     /// The IPv6 next hops' sets and rules (nftables path) as last written.
     private var divertedHops6 = NextHopSets6()
+    /// A move wrote the rules for new MoAs and left the IPv6 next hops (nftables path) for
+    /// ``finishMove()``, after the move's first alerts.
+    private var nextHops6Pending = false
     private var watchingServices = false
     /// Peers' MoAs whose traffic comes in UDP (docs/datapath.md, "Behind NAT"): all of it
     /// goes to the stack, where the fragments of a large datagram are put together again
@@ -126,12 +129,68 @@ public final class HostSetup {
         } else {
             // A move rewrites the rules; the sets keep their elements (only what changed
             // is added or deleted), unless nothing this process wrote can be trusted.
-            try rewrite(table: table, shape: shape, sets: sets, hops6: hops, whole: divertedShape == nil)
+            let whole = divertedShape == nil
+            try rewrite(table: table, shape: shape, sets: sets,
+                        elements: whole ? nil : (divertedSets.addresses.subtracting(sets.addresses),
+                                                 sets.addresses.subtracting(divertedSets.addresses)),
+                        hops6: hops)
         }
         divertedShape = shape
         divertedSets = sets
-        // At home (MoA == HoA) a service on that address is HoA traffic's: the engine
-        // decides by source there, as for everything else.
+        nextHops6Pending = false
+        watchServices(addresses)
+    }
+
+    /// A move to `addresses`, the peers' MoAs changed by `adding` and `removing` since the
+    /// diversion was last written: the rules of both tables follow the new MoAs, the peer
+    /// sets change by those elements only, and the IPv6 next hops (nftables path), a route
+    /// lookup per IPv6 peer, wait for ``finishMove()``. So the work before the move's
+    /// first alerts is O(changed), where ``divertInbound(addresses:peerMoAs:)`` is
+    /// O(peers). Until `finishMove`, the IPv6 HoA traffic the engine translates from the
+    /// new MoA is not forwarded on the nftables path: the move holds it anyway. Writes as
+    /// `divertInbound` does when a change concerns a MoA whose traffic comes in UDP;
+    /// throws when nothing was written whole yet.
+    public func moveDiversion(to addresses: NodeAddresses, adding: Set<IPAddress>, removing: Set<IPAddress>) throws(SystemError) {
+        guard divertedShape != nil else {
+            throw SystemError("nftables: a move's diversion", detail: "the diversion was not written in whole first")
+        }
+        guard encapsulatedMoAs.isDisjoint(with: adding), encapsulatedMoAs.isDisjoint(with: removing) else {
+            try divertInbound(addresses: addresses, peerMoAs: Array(divertedSets.addresses.subtracting(removing).union(adding)))
+            return
+        }
+        var sets = divertedSets
+        let deleted = removing.intersection(sets.addresses), added = adding.subtracting(sets.addresses)
+        sets.addresses.subtract(deleted)
+        sets.addresses.formUnion(added)
+        let shape = DiversionShape(addresses: addresses, encapsulated: encapsulatedMoAs.filter { sets.addresses.contains($0) })
+        try rewrite(table: Self.tableName(tun: tun.name), shape: shape, sets: sets, elements: (deleted, added), hops6: nil)
+        divertedShape = shape
+        divertedSets = sets
+        nextHops6Pending = ipv6Path == .nftables
+        watchServices(addresses)
+    }
+
+    /// Points the IPv6 next hops (nftables path) at the routes from the MoA of the last
+    /// ``moveDiversion(to:adding:removing:)``, after its first alerts: O(IPv6 peers).
+    /// Nothing to do on the sysctl path, or when no move waits for it.
+    public func finishMove() throws(SystemError) {
+        guard nextHops6Pending, let shape = divertedShape else { return }
+        nextHops6Pending = false
+        let table = Self.tableName(tun: tun.name)
+        let hops = nextHops6(addresses: shape.addresses, peerMoAs: Array(divertedSets.addresses))
+        let out6 = NextHopSets6.whole(hops, replacing: divertedHops6, table: table, tun: tun.name, mobile: shape.addresses.mobile6)
+        do {
+            try nftables.run(out6.batch.joined(separator: "\n"))
+            divertedHops6 = out6.state
+        } catch {
+            divertedShape = nil
+            throw error
+        }
+    }
+
+    /// At home (MoA == HoA) a service on that address is HoA traffic's: the engine
+    /// decides by source there, as for everything else.
+    private func watchServices(_ addresses: NodeAddresses) {
         services.watch(addresses.mobileAddresses.filter { !config.homeAddresses.contains($0) })
     }
 
@@ -189,7 +248,7 @@ public final class HostSetup {
             divertedHops6 = hops6.state
         } catch {
             log("matd: updating the peer sets failed (\(error)); writing the tables again")
-            try rewrite(table: table, shape: shape, sets: sets, hops6: hops6.state.hops, whole: true)
+            try rewrite(table: table, shape: shape, sets: sets, elements: nil, hops6: hops6.state.hops)
         }
     }
 
@@ -203,20 +262,27 @@ public final class HostSetup {
     /// the first time, or after a failure; the netdev table is created afresh) or only the
     /// elements that changed since the last write. The IPv6 next-hop sets (nftables path)
     /// are written whole for `hops6`.
-    private func rewrite(table: String, shape: DiversionShape, sets: PeerMoASets, hops6: [IPAddress: RouteLookup.Hop],
-                         whole: Bool) throws(SystemError) {
-        let previous = divertedSets
+    /// Writes the rules of both tables for `shape`, and their sets: filled with `sets`
+    /// afresh when `elements` is nil (the whole tables), else changed by its deletions and
+    /// additions. `hops6` nil leaves the IPv6 next hops' chain and sets as they are.
+    private func rewrite(table: String, shape: DiversionShape, sets: PeerMoASets,
+                         elements: (deleted: Set<IPAddress>, added: Set<IPAddress>)?,
+                         hops6: [IPAddress: RouteLookup.Hop]?) throws(SystemError) {
+        let whole = elements == nil
         let previousHops6 = whole ? NextHopSets6() : divertedHops6
         divertedShape = nil
         divertedHops6 = NextHopSets6()
+        let changes = { (tableFamily: String, quoted: Bool) -> [String] in
+            guard let elements else { return sets.fill(tableFamily: tableFamily, table: table, quoted: quoted) }
+            return PeerMoASets.elements("delete", elements.deleted, tableFamily: tableFamily, table: table, quoted: quoted)
+                + PeerMoASets.elements("add", elements.added, tableFamily: tableFamily, table: table, quoted: quoted)
+        }
         // Both tables in one transaction: a move writes them before its alerts go out.
         var batch = PeerMoATraffic.batch(table: table, tun: tun.name, uplinks: config.uplinks, addresses: shape.addresses)
-        batch += whole ? sets.fill(tableFamily: "inet", table: table, quoted: false)
-            : previous.changes(to: sets, tableFamily: "inet", table: table, quoted: false)
+        batch += changes("inet", false)
         batch += (whole ? Nftables.deletingTable(family: "netdev", name: table) : []) + ["add table netdev \(table)"]
         batch += PeerMoASets.declarations(tableFamily: "netdev", table: table, quoted: true)
-        batch += whole ? sets.fill(tableFamily: "netdev", table: table, quoted: true)
-            : previous.changes(to: sets, tableFamily: "netdev", table: table, quoted: true)
+        batch += changes("netdev", true)
         for uplink in config.uplinks {
             let chain = "in_" + String(uplink.map { $0.isLetter || $0.isNumber ? $0 : "_" })
             batch.append("add chain netdev \(table) \(chain) { type filter hook ingress device \"\(uplink)\" priority -500; policy accept; }")
@@ -225,8 +291,8 @@ public final class HostSetup {
             batch += rules(table: table, chain: chain, family: .ipv4, addresses: shape.addresses, encapsulated: shape.encapsulated)
             batch += rules(table: table, chain: chain, family: .ipv6, addresses: shape.addresses, encapsulated: shape.encapsulated)
         }
-        var hopSets6 = NextHopSets6()
-        if ipv6Path == .nftables {
+        var hopSets6 = hops6 == nil ? previousHops6 : NextHopSets6()
+        if ipv6Path == .nftables, let hops6 {
             let out6 = NextHopSets6.whole(hops6, replacing: previousHops6, table: table, tun: tun.name,
                                           mobile: shape.addresses.mobile6)
             batch += out6.batch

@@ -77,9 +77,14 @@ import Testing
             }
         }
         let (_, statusDuringMove) = try timed { try lab.matctl("vm", "status") }
+        let firstAlert = Self.firstAlertMilliseconds(lab.matdLog("vm"))
         print("scale: learned=\(learnedPeers) fast_path=\(fastPath) fill_s=\(filled.map(format) ?? "-") start_s=\(format(startSeconds)) peers_s=\(format(peersSeconds)) status_s=\(format(statusSeconds)) "
             + "listing_parts=\(number("parts")) listing_longest_part_ms=\(format(Double(number("longest_part_us")) / 1_000)) "
+            + "first_alert_ms=\(firstAlert.map { String($0) } ?? "-") "
             + "move_adopted_s=\(adopted.map(format) ?? "never") status_after_move_s=\(format(statusDuringMove))")
+        // From the reading of the uplinks to the CN's alert, the diversion's rewrite for the
+        // new MoAs between them (O(changed), whatever the number of peers): logged by the move.
+        #expect(firstAlert != nil, "the VM's matd logged no move\n\(lab.matdLog("vm").suffix(2_000))")
         let logs = "vm: \(lab.matdLog("vm").suffix(3_000))\ncn: \(lab.matdLog("cn").suffix(3_000))"
         #expect(adopted.map { $0 < 5 } == true, "the CN adopted the VM's new MoA after \(adopted.map(format) ?? "never") s\n\(logs)")
         #expect(statusDuringMove < 0.5, "matctl status took \(statusDuringMove) s right after the move")
@@ -144,6 +149,12 @@ import Testing
         // a second rebind alerts only the CN.
         let text = try lab.run("vm", [LabPaths.matctl, "rebind", "--socket", lab.socket("vm")], timeout: 60)
         #expect(text.stdout.contains("peers:            1 alerted, 1 acknowledged, 0 unanswered"), "\(text.summary)")
+    }
+
+    /// The VM's "alerted N ms after the reading" of its move (matd's log), in ms.
+    static func firstAlertMilliseconds(_ log: String) -> Double? {
+        guard let found = log.range(of: "configured peer(s) alerted ") else { return nil }
+        return Double(log[found.upperBound...].prefix { $0.isNumber || $0 == "." })
     }
 
     private func timed<T>(_ body: () throws -> T) rethrows -> (T, Double) {

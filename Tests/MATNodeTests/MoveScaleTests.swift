@@ -131,4 +131,45 @@ import Testing
         print("move-scale: peers=\(count) path=before first_alert_ms=\(Self.ms(firstAlert - start)) "
             + "engine_commands=\(commands.count) engine_longest_turn_ms=\(Self.ms(longestTurn))")
     }
+
+    /// The diversion's part of a move before its first alert (``HostSetup``): "before", what
+    /// `divertInbound` computed from every peer's MoA when the MoA changed (the list of
+    /// them, the set, both tables' differences with what they held, the MoAs in UDP among
+    /// them); "after", what `moveDiversion` computes from the MoAs that changed since. The
+    /// nftables transaction (the rules) is the same for both and not timed here; the
+    /// IPv6 next hops' route lookups (nftables path), one per IPv6 peer, now follow the
+    /// alerts (`finishMove`).
+    @Test func theDiversionOfAMoveBeforeItsFirstAlert() {
+        let count = Self.peers
+        let (learned, _) = Self.learned(count)
+        let configured: Set<IPAddress> = [IPAddress("192.0.2.77")!]
+        let table = "matd_mat0"
+        let held = PeerMoASets(addresses: configured.union(learned.moas))
+        let encapsulated: Set<IPAddress> = [Self.moa(7)]
+
+        let start = MonotonicClock.nanoseconds()
+        let peerMoAs = Array(configured.union(learned.moas))
+        let sets = PeerMoASets(addresses: Set(peerMoAs))
+        let commands = ["inet", "netdev"].flatMap { held.changes(to: sets, tableFamily: $0, table: table, quoted: $0 == "netdev") }
+        let inUDP = encapsulated.intersection(sets.addresses)
+        let before = MonotonicClock.nanoseconds() - start
+
+        let moved = MonotonicClock.nanoseconds()
+        var kept = held
+        let (adding, removing): (Set<IPAddress>, Set<IPAddress>) = ([], [])
+        let deleted = removing.intersection(kept.addresses), added = adding.subtracting(kept.addresses)
+        kept.addresses.subtract(deleted)
+        kept.addresses.formUnion(added)
+        let changes = ["inet", "netdev"].flatMap {
+            PeerMoASets.elements("delete", deleted, tableFamily: $0, table: table, quoted: $0 == "netdev")
+                + PeerMoASets.elements("add", added, tableFamily: $0, table: table, quoted: $0 == "netdev")
+        }
+        let inUDPAfter = encapsulated.filter { kept.addresses.contains($0) }
+        let after = MonotonicClock.nanoseconds() - moved
+
+        #expect(commands.isEmpty && changes.isEmpty, "a move changes no peer")
+        #expect(inUDP == inUDPAfter && kept == sets)
+        print("move-scale: peers=\(count) diversion_before_first_alert_ms before=\(Self.ms(before)) after=\(Self.ms(after)) "
+            + String(format: "ratio=%.0f", Double(before) / Double(max(1, after))))
+    }
 }

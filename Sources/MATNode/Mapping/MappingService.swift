@@ -251,6 +251,8 @@ public final class MappingService: @unchecked Sendable {
             takeReloads(now: now)
             takeRefusals()
             takeRebindRequests(now: now)
+            // After a move's first alerts (in `followUplinks`, this turn): its per-peer part.
+            finishDiversionMove()
             rotateKeys(now: now)
             deregistrations(now: now)
             askPublicAddressesAgain(now: now)
@@ -488,6 +490,17 @@ public final class MappingService: @unchecked Sendable {
             if let diverted, diverted.addresses == addresses, diverted.configured == configured {
                 try host.changePeerMoAs(adding: changes.appeared.subtracting(configured),
                                         removing: changes.vanished.subtracting(configured))
+            } else if diverted?.configured == configured {
+                // A move: O(changed) before its alerts, the rest after them (``finishMove()``).
+                diverted = nil
+                do {
+                    try host.moveDiversion(to: addresses, adding: changes.appeared.subtracting(configured),
+                                           removing: changes.vanished.subtracting(configured))
+                } catch {
+                    log(.warning, "matd: the move's diversion: \(error); writing it whole")
+                    try host.divertInbound(addresses: addresses, peerMoAs: Array(configured.union(learned.moas)))
+                }
+                diverted = (addresses, configured)
             } else {
                 diverted = nil
                 try host.divertInbound(addresses: addresses, peerMoAs: Array(configured.union(learned.moas)))
@@ -496,6 +509,17 @@ public final class MappingService: @unchecked Sendable {
         } catch {
             diverted = nil
             log(.error, "matd: updating the inbound diversion failed: \(error)")
+        }
+    }
+
+    /// The part of a move's diversion that waits for its first alerts (``HostSetup/finishMove()``).
+    func finishDiversionMove() {
+        do {
+            try host.finishMove()
+        } catch {
+            diverted = nil
+            log(.error, "matd: pointing IPv6 at the new next hops after the move failed: \(error); writing the diversion again")
+            updateDiversion()
         }
     }
 
