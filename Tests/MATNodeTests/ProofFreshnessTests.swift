@@ -1,5 +1,6 @@
 import MATConfig
 import MATPacket
+import MATSystem
 import Testing
 @testable import MATNode
 
@@ -149,6 +150,50 @@ private let second = IPAddress("203.0.113.11")!
         #expect(proofs.provenAt[other] == nil && proofs.lapsed[other] == nil)
         let result13 = proofs.forget(other)
         #expect(result13.isEmpty)
+    }
+
+    @Test func aMoAAnotherPeersLapseHoldsKeepsItsLimitUntilThatPeerLetsGoToo() {
+        var proofs = ProofFreshness(lifetime: 10_000)
+        _ = proofs.track(peer, moas: [moa, second], now: 0)
+        _ = proofs.track(other, moas: [moa], now: 0)
+        _ = proofs.step(at: 10_000)
+        #expect(proofs.isLapsed(moa) && proofs.isLapsed(second))
+        let forgotten = proofs.forget(peer)
+        #expect(forgotten == [second], "the other peer's lapse still holds the shared MoA")
+        #expect(proofs.isLapsed(moa) && !proofs.isLapsed(second))
+        let left = proofs.track(other, moas: [], now: 11_000)
+        #expect(left == [moa], "the last holder let go")
+        #expect(!proofs.isLapsed(moa))
+        _ = proofs.track(peer, moas: [moa], now: 11_000)
+        _ = proofs.track(other, moas: [moa], now: 11_000)
+        _ = proofs.step(at: 21_000)
+        let renewed = proofs.signed(peer, from: moa, now: 21_001)
+        let last = proofs.forget(other)
+        #expect(renewed && last == [moa], "a signed word released the first holder's part")
+    }
+
+    /// A mass lapse (a node stopped past F with every peer restored, then the peers'
+    /// mappings gone): the caller used to walk every lapsed peer for each MoA let go, 1.25
+    /// billion set lookups for 50,000 peers (minutes in a debug build); one count per MoA
+    /// now. 5 s is about a hundred times what it takes here.
+    @Test func fiftyThousandPeersLapsingTogetherAreForgottenInLinearTime() {
+        let count = 50_000
+        let hoa = { (index: Int) in IPAddress.v6(IPv6Address(high: 0x2001_0db8_4000_0000, low: UInt64(index))) }
+        let moa = { (index: Int) in IPAddress.v6(IPv6Address(high: 0x2001_0db8_4001_0000, low: UInt64(index))) }
+        var proofs = ProofFreshness(lifetime: 10_000)
+        for index in 0..<count { _ = proofs.track(hoa(index), moas: [moa(index), moa(count)], now: 0) }
+        let lapses = proofs.step(at: 10_000).lapses.count
+        #expect(lapses == count)
+        let start = MonotonicClock.nanoseconds()
+        var released = 0
+        for index in 0..<count {
+            let free = proofs.forget(hoa(index))
+            released += free.count
+            if index == count - 1 { #expect(free == [moa(index), moa(count)], "the shared MoA goes with its last holder") }
+        }
+        let took = MonotonicClock.nanoseconds() - start
+        #expect(released == count + 1 && proofs.lapsed.isEmpty && !proofs.isLapsed(moa(count)))
+        #expect(took < 5_000_000_000, "forgetting \(count) lapsed peers took \(took / 1_000_000) ms")
     }
 
     @Test func theBucketBoundsRoundsPerSecondEarliestDeadlineFirst() {

@@ -284,14 +284,12 @@ extension MappingService {
         for moa in freshness.lapsed[mapping.hoa] ?? [] { engine.send(.limitUntilProven(moa)) }
     }
 
-    /// Ends the limit of `moas`, lapsed MoAs `hoa` no longer maps, unless a first
-    /// contact's trial of another peer waits for one of them or another peer's proof of
-    /// one ran out too (their own checks end those).
+    /// Ends the limit of `moas`, lapsed MoAs `hoa` no longer maps and no other peer's
+    /// lapse holds (``ProofFreshness`` returns only those), unless a first contact's trial
+    /// of another peer waits for one of them (its own check ends that).
     func endLapsedLimits(_ moas: [IPAddress], of hoa: IPAddress) {
-        for moa in moas {
-            let held = answerTrials.values.contains { $0.pending.contains(moa) }
-                || freshness.lapsed.contains { $0.key != hoa && $0.value.contains(moa) }
-            if !held { engine.send(.endLimit(moa, validated: false)) }
+        for moa in moas where !answerTrials.values.contains(where: { $0.pending.contains(moa) }) {
+            engine.send(.endLimit(moa, validated: false))
         }
     }
 }

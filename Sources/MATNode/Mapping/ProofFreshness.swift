@@ -48,6 +48,10 @@ struct ProofFreshness {
     private(set) var provenAt: [IPAddress: [IPAddress: UInt64]] = [:]
     /// The MoAs whose proof ran out, per peer HoA: unproven until they answer.
     private(set) var lapsed: [IPAddress: Set<IPAddress>] = [:]
+    /// How many peers' ``lapsed`` sets hold each MoA: whether another peer's lapse still
+    /// holds a MoA's limit is one lookup, not a walk of every lapsed peer (a mass lapse
+    /// forgotten peer by peer would be quadratic).
+    private var lapsedHolders: [IPAddress: Int] = [:]
     /// When data last came from each tracked peer (ms).
     private(set) var lastData: [IPAddress: UInt64] = [:]
     /// Peers with a round of probes out that was started here, and when it started.
@@ -86,7 +90,7 @@ struct ProofFreshness {
     /// (a mapping takes a MoA after a signed word from it, or limits it itself: a first
     /// contact's), one already tracked keeps its proof (an IMS answer naming it again
     /// proves nothing), and one gone from the mapping is forgotten. Returns the lapsed
-    /// MoAs that left the mapping, whose limit is to end.
+    /// MoAs that left the mapping and no other peer's lapse holds, whose limit is to end.
     mutating func track(_ hoa: IPAddress, moas: [IPAddress], now: UInt64) -> [IPAddress] {
         let before = provenAt[hoa] ?? [:]
         var after: [IPAddress: UInt64] = [:]
@@ -104,7 +108,7 @@ struct ProofFreshness {
         gone.subtract(left)
         lapsed[hoa] = gone.isEmpty ? nil : gone
         if gone.isEmpty { awaitingProbe.remove(hoa) }
-        return left.sorted()
+        return released(left)
     }
 
     /// A word signed with `hoa`'s key came from `moa` at `now`: that MoA is proven from
@@ -113,6 +117,7 @@ struct ProofFreshness {
         guard provenAt[hoa]?[moa] != nil else { return false }
         provenAt[hoa]?[moa] = now
         guard lapsed[hoa]?.remove(moa) != nil else { return false }
+        _ = released([moa])
         quietUntil = min(quietUntil, now + refreshAfter)
         if lapsed[hoa]?.isEmpty == true {
             lapsed[hoa] = nil
@@ -138,13 +143,28 @@ struct ProofFreshness {
         if lapsed[hoa] != nil { awaitingProbe.insert(hoa) }
     }
 
-    /// `hoa`'s mapping went. Returns its lapsed MoAs, whose limit is to end.
+    /// `hoa`'s mapping went. Returns its lapsed MoAs no other peer's lapse holds, whose
+    /// limit is to end.
     mutating func forget(_ hoa: IPAddress) -> [IPAddress] {
         provenAt[hoa] = nil
         lastData[hoa] = nil
         probing[hoa] = nil
         awaitingProbe.remove(hoa)
-        return (lapsed.removeValue(forKey: hoa) ?? []).sorted()
+        return released(lapsed.removeValue(forKey: hoa) ?? [])
+    }
+
+    /// Whether some peer's lapse holds `moa` (its limit stays).
+    func isLapsed(_ moa: IPAddress) -> Bool { lapsedHolders[moa] != nil }
+
+    /// `moas` left one peer's lapsed set: returns, sorted, those no other peer's holds.
+    private mutating func released(_ moas: Set<IPAddress>) -> [IPAddress] {
+        var free: [IPAddress] = []
+        for moa in moas {
+            let holders = (lapsedHolders[moa] ?? 1) - 1
+            lapsedHolders[moa] = holders > 0 ? holders : nil
+            if holders <= 0 { free.append(moa) }
+        }
+        return free.sorted()
     }
 
     /// Whether `hoa` is in use at `now`: its data came in within F.
@@ -167,6 +187,7 @@ struct ProofFreshness {
             }
             guard !newly.isEmpty else { continue }
             lapsed[hoa, default: []].formUnion(newly)
+            for moa in newly { lapsedHolders[moa, default: 0] += 1 }
             awaitingProbe.insert(hoa)
             step.lapses.append(.init(hoa: hoa, moas: newly.sorted(), inUse: inUse(hoa, now: now)))
         }
