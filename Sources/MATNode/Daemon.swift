@@ -67,6 +67,7 @@ public final class Daemon {
         let encap = try EncapPath.open(config, tun: tun.name)
         encap?.relayedSignalHandler = { origin, bytes in service.withLock { $0 }?.relayedSignal(from: origin, bytes) }
         encap?.relayKeyHandler = { hoa in service.withLock { $0 }?.relayKeyWanted(hoa) }
+        encap?.relayRecoveryHandler = { service.withLock { $0 }?.relayAnswerWanted() }
         let engine = try Engine(tun: tun, table: table, addresses: addresses,
                                 onMiss: { hoa in service.withLock { $0 }?.lookUp(hoa) },
                                 onRefusal: { refusal in service.withLock { $0 }?.noteRefusal(refusal) },

@@ -59,7 +59,8 @@ public enum EncapWire {
         /// The origin starts at `headerLength`, the signaling message after it
         /// (``RelayedSignal``).
         case relayedSignal
-        /// The node's exchange key starts at `headerLength` (``RelayAnswer``).
+        /// The start of the node's exchange key at `headerLength`, then the relay's keys
+        /// and its signature (``RelayAnswer``).
         case registrationAnswer
     }
 

@@ -95,44 +95,74 @@ public struct RelayExchangeKeys: Sendable {
 
 /// A relay's answer to a registration it took (encapsulation kind 8, docs/signaling.md,
 /// "Relay secrets"), to the binding the registration came from: the relay's half of the
-/// key agreement.
+/// key agreement, signed with the relay's Ed25519 key (its `relay.key`), which a node
+/// pins (`[relay] key`) so that nobody else, even one who reads the node's registrations
+/// and sends from the relay's address, can answer with an exchange key of its own.
 ///
 /// | offset | size | field |
 /// | --- | --- | --- |
 /// | 0 | 8 | encapsulation header, kind 8 |
-/// | 8 | 32 | the node's exchange key of the registration answered |
-/// | 40 | 32 | the relay's exchange key the secret was agreed with (the one the registration named while the relay holds it, else its current one) |
-/// | 72 | 32 | the relay's current exchange key, for the node's next registrations |
+/// | 8 | 16 | the first 16 bytes of the node's exchange key of the registration answered |
+/// | 24 | 32 | the relay's exchange key the secret was agreed with (the one the registration named while the relay holds it, else its current one) |
+/// | 56 | 32 | the relay's current exchange key, for the node's next registrations |
+/// | 88 | 64 | Ed25519 signature over the header, the node's whole exchange key (32), and the two relay keys |
 ///
-/// 104 bytes, shorter than any registration, and sent only for one whose signature
-/// verified: the relay reflects nothing it was not sent by a node with a key. It carries
-/// no secret: the node derives the secret from the relay's key and its own private half.
+/// 152 bytes, shorter than any registration (162 and up), and sent only for one whose
+/// signature verified: the relay reflects nothing it was not sent by a node with a key.
+/// The node's key is cut to 16 bytes on the wire (it tells the node's current and
+/// previous key apart) and signed whole: the node checks the signature with its own key.
+/// The answer carries no secret: the node derives it from the relay's key and its own
+/// private half.
 public struct RelayAnswer: Equatable, Sendable {
-    public static let length = EncapWire.headerLength + 3 * RelayExchangeKey.length
-    public let nodeKey: [UInt8]
+    /// How much of the node's exchange key the answer carries.
+    public static let nodeKeyTagLength = 16
+    public static let length = EncapWire.headerLength + nodeKeyTagLength + 2 * RelayExchangeKey.length
+        + SignalCodec.signatureLength
+    /// The first ``nodeKeyTagLength`` bytes of the node's exchange key answered.
+    public let nodeKeyTag: [UInt8]
     public let agreedKey: [UInt8]
     public let currentKey: [UInt8]
+    let signature: [UInt8]
 
-    public init(nodeKey: [UInt8], agreedKey: [UInt8], currentKey: [UInt8]) {
+    /// The answer to the registration carrying the node's exchange key `nodeKey`, signed
+    /// with the relay's `key`; each exchange key ``RelayExchangeKey/length`` bytes.
+    public static func seal(nodeKey: [UInt8], agreedKey: [UInt8], currentKey: [UInt8], with key: SigningKey) -> [UInt8] {
         precondition([nodeKey, agreedKey, currentKey].allSatisfy { $0.count == RelayExchangeKey.length })
-        self.nodeKey = nodeKey
-        self.agreedKey = agreedKey
-        self.currentKey = currentKey
+        let header = Self.header
+        let signature = key.sign(header + nodeKey + agreedKey + currentKey)
+        return header + nodeKey.prefix(nodeKeyTagLength) + agreedKey + currentKey + signature
     }
 
     /// Reads a datagram ``EncapWire/parse(_:)`` took as an answer; nil for anything else.
+    /// Nothing is trusted before ``verify(nodeKey:with:)``.
     public init?(_ datagram: UnsafeRawBufferPointer) {
         guard EncapWire.parse(datagram) == .registrationAnswer else { return nil }
-        let key = RelayExchangeKey.length, start = EncapWire.headerLength
-        nodeKey = Array(datagram[start..<start + key])
-        agreedKey = Array(datagram[start + key..<start + 2 * key])
-        currentKey = Array(datagram[start + 2 * key..<start + 3 * key])
+        let key = RelayExchangeKey.length, tag = Self.nodeKeyTagLength
+        var start = EncapWire.headerLength
+        nodeKeyTag = Array(datagram[start..<start + tag])
+        start += tag
+        agreedKey = Array(datagram[start..<start + key])
+        currentKey = Array(datagram[start + key..<start + 2 * key])
+        signature = Array(datagram[(start + 2 * key)...])
     }
 
-    /// The datagram.
-    public var bytes: [UInt8] {
+    /// The datagram, as read.
+    public var bytes: [UInt8] { Self.header + nodeKeyTag + agreedKey + currentKey + signature }
+
+    /// Whether this answers the registration that carried the exchange key `nodeKey`.
+    public func answers(_ nodeKey: [UInt8]) -> Bool {
+        nodeKey.count == RelayExchangeKey.length && nodeKey.prefix(Self.nodeKeyTagLength).elementsEqual(nodeKeyTag)
+    }
+
+    /// Whether the relay whose key is `key` signed this answer to the registration that
+    /// carried `nodeKey`.
+    public func verify(nodeKey: [UInt8], with key: VerifyingKey) -> Bool {
+        answers(nodeKey) && key.isValid(signature: signature[...], for: (Self.header + nodeKey + agreedKey + currentKey)[...])
+    }
+
+    private static var header: [UInt8] {
         var bytes = [UInt8](repeating: 0, count: EncapWire.headerLength)
         bytes.withUnsafeMutableBytes { EncapWire.writeHeader(.registrationAnswer, at: $0.baseAddress!) }
-        return bytes + nodeKey + agreedKey + currentKey
+        return bytes
     }
 }

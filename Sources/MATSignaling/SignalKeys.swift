@@ -30,9 +30,10 @@ public struct SigningKey: Sendable {
     /// The 32-byte seed.
     public var rawRepresentation: [UInt8] { Array(key.rawRepresentation) }
 
-    /// Signs `bytes`. Internal: the only things this key signs are signaling messages
+    /// Signs `bytes`. Internal: the only things a node key signs are signaling messages
     /// framed by ``SignalCodec`` and relay registrations framed by ``RelayRegistration``,
-    /// whose first four bytes differ, so a signature can never be replayed as something else.
+    /// whose first four bytes differ, so a signature can never be replayed as something
+    /// else; a relay's key (a key of its own) signs only its answers (``RelayAnswer``).
     func sign(_ bytes: [UInt8]) -> [UInt8] {
         guard let signature = try? key.signature(for: bytes), signature.count == SignalCodec.signatureLength else {
             // Ed25519 signing over a byte string has no failure mode in BoringSSL.

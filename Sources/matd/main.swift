@@ -11,7 +11,7 @@ struct Matd: ParsableCommand {
         commandName: "matd",
         abstract: "The MAT mobility daemon: keeps home-address sessions alive while the node moves.",
         version: MATVersion.current,
-        subcommands: [Run.self, CheckConfig.self, Cleanup.self],
+        subcommands: [Run.self, CheckConfig.self, Cleanup.self, RelayKey.self],
         defaultSubcommand: Run.self)
 }
 
@@ -67,6 +67,25 @@ struct CheckConfig: ParsableCommand {
         let node = try loadConfig(file)
         let keys = try loadIMSKeys(node, file: file).map { ", \($0) IMS key(s)" } ?? ""
         print("\(file): ok (\(node.homeAddresses.count) home address(es), \(node.peers.count) static peer(s)\(keys))")
+    }
+}
+
+struct RelayKey: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "relay-key",
+        abstract: "Print the public key a relay (serve = on) signs its answers with, for its nodes' [relay] key.",
+        discussion: "The key is <state-directory>/relay.key, made now if the relay has none yet.")
+
+    @Option(name: .long, help: "Configuration file.")
+    var config = "/etc/mat/matd.conf"
+
+    func run() throws {
+        let node = try loadConfig(config)
+        do {
+            print(try RelayKeyFile.publicKey(node))
+        } catch {
+            throw ValidationError("\(config): \(error)")
+        }
     }
 }
 

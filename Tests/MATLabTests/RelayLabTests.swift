@@ -129,7 +129,7 @@ struct RelayLabTests {
         let received = receiver.stdout.split(separator: "\n").map { Self.bytes(String($0)) }
         #expect(received.count == 2, "plain received \(received.count) datagrams\n\(lab.matdLog("cn"))")
         let answer = try #require(received.first.flatMap { bytes in bytes.withUnsafeBytes { RelayAnswer($0) } })
-        #expect(answer.nodeKey == exchangeB.publicKey)
+        #expect(answer.answers(exchangeB.publicKey))
         // The relay agreed on both secrets with its current key (one key for 10 minutes).
         let secretB = try #require(exchangeB.nodeSecret(relay: answer.agreedKey))
         let secretA = try #require(exchangeA.nodeSecret(relay: answer.currentKey))
@@ -158,6 +158,14 @@ struct RelayLabTests {
             time.sleep(0.001)
         """
 
+    /// Every registration (kind 5) and answer (kind 8) `capture` recorded on `encap-port`.
+    static func registrationsAndAnswers(in capture: Capture) throws -> Set<[UInt8]> {
+        let payloads = try check(["tshark", "-n", "-r", capture.file, "-Y", "udp.port == 7541", "-T", "fields",
+                                  "-e", "udp.payload"], timeout: 120)
+        return Set(payloads.split(separator: "\n").map { Self.bytes($0.replacingOccurrences(of: ":", with: "")) }
+            .filter { $0.count > 8 && $0.starts(with: [0x4D, 0x41, 0x54, 0x75, 1]) && [5, 8].contains($0[5]) })
+    }
+
     /// N4's attack as it was, by a passive observer of the path between a real node and its
     /// real relay (a capture on the router's port to the node's site): it records every
     /// registration and answer between them, takes every 32
@@ -179,11 +187,7 @@ struct RelayLabTests {
         try lab.startMatd("vm", config: config)
         sleep(4)
         try capture.stop()
-        let payloads = try check(["tshark", "-n", "-r", capture.file, "-Y", "udp.port == 7541", "-T", "fields",
-                                  "-e", "udp.payload"], timeout: 120)
-        // Every registration (kind 5) and answer (kind 8) between them.
-        let observed = Set(payloads.split(separator: "\n").map { Self.bytes($0.replacingOccurrences(of: ":", with: "")) }
-            .filter { $0.count > 8 && $0.starts(with: [0x4D, 0x41, 0x54, 0x75, 1]) && [5, 8].contains($0[5]) })
+        let observed = try Self.registrationsAndAnswers(in: capture)
         let registrations = observed.filter { $0[5] == 5 }, answers = observed.filter { $0[5] == 8 }
         // The VM's burst of registrations at start (3, a second apart), each answered: the
         // same answer each time (the same exchange keys on both sides).
@@ -278,5 +282,75 @@ struct RelayLabTests {
         } while Date() < deadline
         #expect(counters["encap_relay_refused"] == 2 && counters["encap_relay_signals_received"] == 0,
                 "matctl stats encapsulation: \(counters)\n\(lab.matdLog("vm"))")
+    }
+
+    /// N4's answer forgery against a real node and relay: an attacker on the path reads the
+    /// node's registrations (a capture on the router's port to its site), answers one from
+    /// the relay's address and `encap-port` with an exchange key of its own (kind 8, signed
+    /// with its own key), and sends a signal stamped with the secret that key gives, a
+    /// bystander as origin. With the relay's key pinned as docs/config.md says (`matd
+    /// relay-key` on the relay, `[relay] key` on the node) the answer is refused and counted
+    /// (`encap_relay_answers_refused` = 1: the relay's own answers all taken), the signal
+    /// too, and that refusal asks for a registration (`encap_relay_recoveries` = 1). The
+    /// same node without the pin takes both, with a warning at start: the attack works
+    /// there, which is what the pin is for.
+    @Test func anAnswerForgedFromTheRelaysAddressIsRefusedWhenTheRelaysKeyIsPinned() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        let vmKey = try lab.writeSigningKey("vm")
+        _ = try Self.startRelay(lab, keyA: SigningKey.generate(), keyB: SigningKey.generate(), vmKey: vmKey)
+        let printed = try lab.exec("cn", LabPaths.matd, "relay-key", "--config", lab.path("cn.conf"))
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(VerifyingKey(base64: printed) != nil && lab.matdLog("cn").contains("relay key \(printed)"),
+                "matd relay-key printed \(printed)\n\(lab.matdLog("cn"))")
+        let spoofPath = lab.path("spoof.py")
+        try Self.spoofScript.write(toFile: spoofPath, atomically: true, encoding: .utf8)
+        let message = SignalCodec.seal(SignalMessage(sequence: 1, sender: IPAddress(Addr.cn.home4)!,
+                                                     receiver: IPAddress(Addr.vm.home4)!,
+                                                     body: .challenge(nonce: Nonce(high: 1, low: 2), sequence: 1)),
+                                       with: SigningKey.generate())
+        for pinned in [true, false] {
+            let config = try lab.writeConfig("vm")
+            try (try String(contentsOfFile: config, encoding: .utf8) + "\n[relay]\naddress = \(Addr.cn.mobile4)\n"
+                 + (pinned ? "key = \(printed)\n" : "")).write(toFile: config, atomically: true, encoding: .utf8)
+            let capture = try Capture(lab, interface: lab.routerPort("vm"), name: pinned ? "pinned" : "unpinned")
+            try lab.startMatd("vm", config: config)
+            sleep(3)
+            try capture.stop()
+            let registration = try #require(try Self.registrationsAndAnswers(in: capture).lazy
+                .compactMap { bytes in bytes.withUnsafeBytes { RelayRegistration($0) } }.first)
+            let exchange = RelayExchangeKey()
+            let answer = RelayAnswer.seal(nodeKey: registration.nodeKey, agreedKey: exchange.publicKey,
+                                          currentKey: exchange.publicKey, with: SigningKey.generate())
+            var signal = RelayedSignal.wrap(message)
+            signal.withUnsafeMutableBytes {
+                RelayedSignal.stamp(IPAddress("192.0.2.99")!, for: exchange.relaySecret(node: registration.nodeKey)!, in: $0)
+            }
+            _ = try lab.exec("cn", "python3", spoofPath, Addr.cn.mobile4, Addr.vm.mobile4, Self.hex(answer), Self.hex(signal))
+            var counters: [String: Int] = [:]
+            let deadline = Date().addingTimeInterval(10)
+            repeat {
+                counters = try lab.stats("vm")["encapsulation"] as? [String: Int] ?? [:]
+                if counters["encap_relay_refused", default: 0] + counters["encap_relay_signals_received", default: 0] >= 1 { break }
+                usleep(200_000)
+            } while Date() < deadline
+            let log = lab.matdLog("vm")
+            if pinned {
+                #expect(counters["encap_relay_answers_refused"] == 1 && counters["encap_relay_refused"] == 1
+                        && counters["encap_relay_signals_received"] == 0 && counters["encap_relay_recoveries"] == 1
+                        && !log.contains("no [relay] key pinned"),
+                        "pinned: matctl stats encapsulation: \(counters)\n\(log)")
+            } else {
+                #expect(counters["encap_relay_answers_refused"] == 0 && counters["encap_relay_signals_received"] == 1
+                        && log.contains("no [relay] key pinned"),
+                        "not pinned: matctl stats encapsulation: \(counters)\n\(log)")
+            }
+            print("relay answer forged from the relay's address, key \(pinned ? "pinned" : "not pinned"): "
+                  + "encap_relay_answers_refused \(counters["encap_relay_answers_refused", default: -1]), "
+                  + "encap_relay_refused \(counters["encap_relay_refused", default: -1]), "
+                  + "encap_relay_signals_received \(counters["encap_relay_signals_received", default: -1]), "
+                  + "encap_relay_recoveries \(counters["encap_relay_recoveries", default: -1])")
+            #expect(try lab.stopMatd("vm").succeeded)
+        }
     }
 }

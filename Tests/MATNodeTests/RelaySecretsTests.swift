@@ -10,12 +10,14 @@ final class RelayTestNode {
     let key: SigningKey
     let hoas: [IPAddress]
     let binding: RelayTable.Binding
-    var secrets = RelaySecrets(retention: 65_000)
+    var secrets: RelaySecrets
     /// Every registration and answer sent between this node and the relay, as an observer
     /// of the path between them records them.
     var observed: [[UInt8]] = []
 
-    init(key: SigningKey = .generate(), hoas: [IPAddress], binding: RelayTable.Binding) {
+    /// `relayKey`: the relay's key pinned (`[relay] key`); nil: none.
+    init(key: SigningKey = .generate(), hoas: [IPAddress], binding: RelayTable.Binding, relayKey: VerifyingKey? = nil) {
+        secrets = RelaySecrets(retention: 65_000, relaySigningKey: relayKey)
         self.key = key
         self.hoas = hoas
         self.binding = binding
@@ -53,9 +55,15 @@ final class RelayTestNode {
     let peerKey = SigningKey.generate()
 
     /// A forwarder with both test nodes' keys pinned and relay keys rotated every `rotation` ms.
-    func forwarder(_ node: RelayTestNode, rotation: UInt64 = 600_000) -> RelayForwarder {
+    func forwarder(_ node: RelayTestNode, rotation: UInt64 = 600_000, signingKey: SigningKey = .generate()) -> RelayForwarder {
         RelayForwarder(pinnedKeys: [nodeHoA: node.key.publicKey, peerHoA: peerKey.publicKey],
-                       exchangeKeys: RelayExchangeKeys(rotationInterval: rotation))
+                       exchangeKeys: RelayExchangeKeys(rotationInterval: rotation), signingKey: signingKey)
+    }
+
+    /// An answer with these keys, signed with a key of its own (not the relay's).
+    func answer(nodeKey: [UInt8], agreedKey: [UInt8], currentKey: [UInt8]) -> RelayAnswer {
+        RelayAnswer.seal(nodeKey: nodeKey, agreedKey: agreedKey, currentKey: currentKey, with: .generate())
+            .withUnsafeBytes { RelayAnswer($0)! }
     }
 
     /// A signal from the peer to the node, routed and stamped by `forwarder` at `now`.
@@ -96,8 +104,8 @@ final class RelayTestNode {
                 tried += 1
             }
         }
-        // 3 registrations of 162 bytes and 3 answers of 104: (131 + 73) * 3 windows.
-        #expect(node.observed.count == 6 && tried == 612)
+        // 3 registrations of 162 bytes and 3 answers of 152: (131 + 121) * 3 windows.
+        #expect(node.observed.count == 6 && tried == 756)
     }
 
     /// The first registration names no relay key: the node learns the secret from the
@@ -168,13 +176,86 @@ final class RelayTestNode {
         #expect(node.register(with: &restarted, sequence: 2, now: 1_000) == .accepted)
         #expect(node.authenticates(relayed(&restarted, now: 1_001), now: 1_001))
         let other = RelayExchangeKey().publicKey
-        let stray = RelayAnswer(nodeKey: RelayExchangeKey().publicKey, agreedKey: other, currentKey: other)
+        let stray = answer(nodeKey: RelayExchangeKey().publicKey, agreedKey: other, currentKey: other)
         let tookStray = node.secrets.take(stray, now: 2_000)
         #expect(!tookStray)
         let nodeKey = node.secrets.registration(now: 2_000).nodeKey
-        let smallOrder = RelayAnswer(nodeKey: nodeKey, agreedKey: [UInt8](repeating: 0, count: 32), currentKey: other)
+        let smallOrder = answer(nodeKey: nodeKey, agreedKey: [UInt8](repeating: 0, count: 32), currentKey: other)
         let tookSmallOrder = node.secrets.take(smallOrder, now: 2_000)
         #expect(!tookSmallOrder)
         #expect(node.secrets.count(now: 2_000) == 2)
+    }
+
+    /// N4's remaining attack: someone who reads the node's registrations (its exchange key)
+    /// and sends from the relay's address answers with an exchange key of its own, and
+    /// stamps signals with the secret that gives. With the relay's key pinned the node
+    /// refuses that answer and the signals; the relay's own answers it takes. Without the
+    /// pin (as before) it takes both, which is what the pin is for.
+    @Test func aPinnedRelayKeyRefusesAnAnswerTheRelayDidNotSign() throws {
+        let relayKey = SigningKey.generate()
+        for pinned in [true, false] {
+            let node = RelayTestNode(hoas: [nodeHoA], binding: nodeNAT, relayKey: pinned ? relayKey.publicKey : nil)
+            var relay = forwarder(node, signingKey: relayKey)
+            registerPeer(&relay, now: 0)
+            #expect(node.register(with: &relay, sequence: 1, now: 0) == .accepted)
+            #expect(node.authenticates(relayed(&relay, now: 1), now: 1), "the relay's own answer is taken")
+            // The attacker's answer, to the exchange key the node's registration carries.
+            let registration = try #require(node.observed.first.flatMap { bytes in bytes.withUnsafeBytes { RelayRegistration($0) } })
+            let exchange = RelayExchangeKey()
+            let forged = RelayAnswer.seal(nodeKey: registration.nodeKey, agreedKey: exchange.publicKey,
+                                          currentKey: exchange.publicKey, with: .generate())
+            let took = node.secrets.take(try #require(forged.withUnsafeBytes { RelayAnswer($0) }), now: 2)
+            var signal = relayed(&relay, now: 3)
+            signal.withUnsafeMutableBytes {
+                RelayedSignal.stamp(IPAddress("192.0.2.99")!, for: exchange.relaySecret(node: registration.nodeKey)!, in: $0)
+            }
+            #expect(took == !pinned && node.authenticates(signal, now: 3) == !pinned, "pinned: \(pinned)")
+        }
+    }
+
+    /// A node whose answers are all lost while the relay rotates twice (its key the node
+    /// names is gone) has no secret for the relay's stamps. When answers come through
+    /// again, the first refused signal asks for a registration at once: one or two signals
+    /// lost (one a second), not those of a whole registration interval (here 7: the next
+    /// registration came 7 s after the loss ended). Refusals ask for at most one registration every 2 s, however
+    /// many come (a forger's flood from the relay's address).
+    @Test func aNodeThatMissedEveryAnswerRecoversAtTheFirstRefusedSignal() {
+        func run(recovering: Bool) -> (lostAfter: Int, asked: Int, registrations: Int) {
+            let node = RelayTestNode(hoas: [nodeHoA], binding: nodeNAT)
+            var relay = forwarder(node)
+            var schedule = RelayRegistrationSchedule(interval: 15_000, now: 0)
+            let lossEnds: UInt64 = 1_300_000
+            var lostAfter = 0, asked = 0, registrations = 0, sequence: UInt64 = 0
+            for now in stride(from: UInt64(0), to: 1_500_000, by: 1_000) {
+                if now % 15_000 == 0 { registerPeer(&relay, now: now) }
+                if node.secrets.takeRecovery() { schedule.registerNow(now) }
+                if schedule.isDue(now: now) {
+                    sequence += 1
+                    node.register(with: &relay, sequence: sequence, now: now, loseAnswer: now >= 15_000 && now < lossEnds)
+                    schedule.sent(now: now)
+                    registrations += 1
+                }
+                guard !node.authenticates(relayed(&relay, now: now, sequence: now + 1), now: now) else { continue }
+                if now >= lossEnds { lostAfter += 1 }
+                if recovering, node.secrets.refused(now: now) { asked += 1 }
+            }
+            return (lostAfter, asked, registrations)
+        }
+        let recovering = run(recovering: true), before = run(recovering: false)
+        // One signal a second: the refusal that asks, and one more if the last ask was
+        // less than 2 s before.
+        #expect(recovering.lostAfter >= 1 && recovering.lostAfter <= 2 && before.lostAfter == 7,
+                "recovering \(recovering), before \(before)")
+        // Refused from the relay's second rotation (1,200 s) to the end of the loss: one
+        // registration asked for every 2 s at most.
+        #expect(recovering.asked >= 2 && recovering.asked <= 100_000 / 2_000 + 1, "\(recovering)")
+        #expect(recovering.registrations <= before.registrations + recovering.asked)
+
+        var secrets = RelaySecrets(retention: 65_000)
+        var granted = 0
+        for now in stride(from: UInt64(0), to: 10_000, by: 1) where secrets.refused(now: now) { granted += 1 }
+        #expect(granted == 5, "10,000 refusals in 10 s ask for one registration every 2 s")
+        let first = secrets.takeRecovery(), second = secrets.takeRecovery()
+        #expect(first && !second, "asked once, taken once")
     }
 }

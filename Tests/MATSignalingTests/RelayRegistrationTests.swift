@@ -32,18 +32,46 @@ import Testing
         #expect(try #require(open(first)).relayKey == nil)
     }
 
-    /// A relay's answer (kind 8): its three keys in order, exactly 104 bytes, shorter than
-    /// the shortest registration it answers.
+    /// A relay's answer (kind 8): the start of the node's key, the relay's two keys in
+    /// order, its signature; exactly 152 bytes, shorter than the shortest registration it
+    /// answers.
     @Test func anAnswerCarriesTheRelaysKeysAndIsShorterThanAnyRegistration() throws {
         let keys = (0..<3).map { _ in RelayExchangeKey().publicKey }
-        let bytes = RelayAnswer(nodeKey: keys[0], agreedKey: keys[1], currentKey: keys[2]).bytes
-        #expect(bytes.count == 104 && Array(bytes.prefix(8)) == [0x4D, 0x41, 0x54, 0x75, 1, 8, 0, 0])
+        let relay = SigningKey.generate()
+        let bytes = RelayAnswer.seal(nodeKey: keys[0], agreedKey: keys[1], currentKey: keys[2], with: relay)
+        #expect(bytes.count == 152 && Array(bytes.prefix(8)) == [0x4D, 0x41, 0x54, 0x75, 1, 8, 0, 0])
         #expect(parse(bytes) == .registrationAnswer)
         let answer = try #require(bytes.withUnsafeBytes { RelayAnswer($0) })
-        #expect(answer.nodeKey == keys[0] && answer.agreedKey == keys[1] && answer.currentKey == keys[2])
+        #expect(answer.nodeKeyTag == Array(keys[0].prefix(16)) && answer.agreedKey == keys[1] && answer.currentKey == keys[2])
+        #expect(answer.answers(keys[0]) && !answer.answers(keys[1]))
         #expect(parse(Array(bytes.dropLast())) == nil && parse(bytes + [0]) == nil)
         let shortest = RelayRegistration.seal(hoas: [hoa4], sequence: 1, nodeKey: keys[0], relayKey: nil, with: key)
         #expect(shortest.count == 162 && bytes.count < shortest.count)
+    }
+
+    /// The relay's signature covers the header, the node's whole exchange key (of which
+    /// only 16 bytes travel) and both relay keys: it verifies with the relay's key for the
+    /// node key answered, and with no other key, for no other node key (even one that
+    /// starts alike), and after no changed bit.
+    @Test func anAnswerVerifiesOnlyWithTheRelaysKeyForTheNodeKeyItAnswers() throws {
+        let keys = (0..<3).map { _ in RelayExchangeKey().publicKey }
+        let relay = SigningKey.generate()
+        let bytes = RelayAnswer.seal(nodeKey: keys[0], agreedKey: keys[1], currentKey: keys[2], with: relay)
+        let answer = try #require(bytes.withUnsafeBytes { RelayAnswer($0) })
+        #expect(answer.verify(nodeKey: keys[0], with: relay.publicKey))
+        #expect(!answer.verify(nodeKey: keys[0], with: SigningKey.generate().publicKey))
+        var alike = keys[0]
+        alike[31] ^= 1
+        #expect(answer.answers(alike) && !answer.verify(nodeKey: alike, with: relay.publicKey))
+        // An attacker's own answer, signed with its own key, fails the relay's.
+        let forged = RelayAnswer.seal(nodeKey: keys[0], agreedKey: keys[2], currentKey: keys[2], with: SigningKey.generate())
+        #expect(forged.withUnsafeBytes { RelayAnswer($0) }?.verify(nodeKey: keys[0], with: relay.publicKey) == false)
+        for bit in 0..<(bytes.count * 8) {
+            var changed = bytes
+            changed[bit / 8] ^= 1 << (bit % 8)
+            let verified = changed.withUnsafeBytes { RelayAnswer($0) }?.verify(nodeKey: keys[0], with: relay.publicKey) ?? false
+            #expect(!verified, "bit \(bit)")
+        }
     }
 
     /// Node and relay agree on one secret from each other's public half (and the secret is

@@ -507,8 +507,11 @@ def signaling_seeds():
                     + bytes(range(96, 128)))  # the relay's exchange key it names
     seeds["encap-relay-registration"] = registration + ed25519_sign(SIGNAL_SEED, registration)
     seeds["encap-relayed-v6"] = encap(6) + bytes(10) + bytes([0x60]) + bytes(39)
-    # The relay's answer (kind 8): the node's key, the key agreed with, the current key.
-    seeds["encap-relay-answer"] = encap(8) + bytes(range(64, 96)) + bytes(range(96, 128)) * 2
+    # The relay's answer (kind 8): the start of the node's key, the key agreed with, the
+    # current key, and the signature (the fixed key's) over the whole node key and both.
+    node_key, relay_keys = bytes(range(64, 96)), bytes(range(96, 128)) * 2
+    seeds["encap-relay-answer"] = (encap(8) + node_key[:16] + relay_keys
+                                   + ed25519_sign(SIGNAL_SEED, encap(8) + node_key + relay_keys))
     # A binding update through the relay (kind 7): a zero origin and MAC, then the message.
     seeds["encap-relayed-signal"] = encap(7) + bytes(17 + 16) + seeds["v4-binding-update"]
     return seeds

@@ -34,7 +34,11 @@ public struct EncapCounters: Sendable, Equatable {
     /// packets it took from the relay (also in `packetsReceived`), relayed packets it
     /// refused (not from its relay, not from a peer reached in UDP, not for its HoA),
     /// and its registrations sent and failed; signaling messages sent and taken through
-    /// the relay (``RelayedSignal``; the refused ones count in `relayRefused`).
+    /// the relay (``RelayedSignal``; the refused ones count in `relayRefused`); answers
+    /// from the relay's address and port it did not take (``RelaySecrets/take(_:now:)``:
+    /// for no exchange key of its own, or not signed with the pinned `[relay] key`; also
+    /// in `refused`), and registrations a relayed signal that failed its MAC asked for
+    /// (``RelaySecrets/refused(now:)``).
     public var relayPacketsSent: UInt64 = 0
     public var relayPacketsReceived: UInt64 = 0
     public var relayRefused: UInt64 = 0
@@ -42,6 +46,8 @@ public struct EncapCounters: Sendable, Equatable {
     public var relayRegistrationFailures: UInt64 = 0
     public var relaySignalsSent: UInt64 = 0
     public var relaySignalsReceived: UInt64 = 0
+    public var relayAnswersRefused: UInt64 = 0
+    public var relayRecoveries: UInt64 = 0
 
     public init() {}
 
@@ -58,7 +64,9 @@ public struct EncapCounters: Sendable, Equatable {
                               ("encap_relay_registrations_sent", relayRegistrationsSent),
                               ("encap_relay_registration_failures", relayRegistrationFailures),
                               ("encap_relay_signals_sent", relaySignalsSent),
-                              ("encap_relay_signals_received", relaySignalsReceived)] : [])
+                              ("encap_relay_signals_received", relaySignalsReceived),
+                              ("encap_relay_answers_refused", relayAnswersRefused),
+                              ("encap_relay_recoveries", relayRecoveries)] : [])
     }
 
     /// Whether the node registers with a relay: the relay counters are shown only then.
@@ -102,6 +110,9 @@ public final class EncapPath: @unchecked Sendable {
     /// Takes a HoA a relay has no key for (or whose key from the IMS failed), for the
     /// service to look up (``RelayKeyLookups``). Set before the engine starts.
     var relayKeyHandler: @Sendable (IPAddress) -> Void = { _ in }
+    /// Wakes the service for the registration a relayed signal that failed its MAC asked
+    /// for (``RelaySecrets/refused(now:)``). Set before the engine starts.
+    var relayRecoveryHandler: @Sendable () -> Void = {}
     /// Registrations sent and failed on the service thread (``countRegistration(sent:)``).
     private let registrations = Atomic<UInt64>(0), registrationFailures = Atomic<UInt64>(0)
     /// Signaling messages the service thread sent through the relay (``countRelayedSignal()``).
@@ -235,13 +246,23 @@ public final class EncapPath: @unchecked Sendable {
             log("matd: relaying on encap-port \(config.encapPort) over "
                 + path.families.map(\.description).joined(separator: " and "))
             // A registration lives four keepalive intervals, as a UDP path does.
+            let key = try RelayKeyFile.load(config)
+            log("matd: answers to registrations signed with the relay key \(key.publicKey.base64) "
+                + "(\(RelayKeyFile.path(config)); the nodes pin it as [relay] key)")
             path.relay = RelayForwarder(table: RelayTable(lifetime: config.encapKeepalive * 4_000),
-                                        pinnedKeys: relay.clientKeys)
+                                        pinnedKeys: relay.clientKeys, signingKey: key)
         }
         if let address = config.relay?.address {
             path.relayServer = RelayTable.Binding(address: address, port: config.encapPort)
             path.fallback = RelayFallback(keepaliveInterval: config.encapKeepalive * 1_000)
             path.counters.relayClient = true
+            if let key = config.relay?.key {
+                path.relaySecrets.withLock { $0.relaySigningKey = key }
+            } else {
+                log(.warning, "matd: no [relay] key pinned: answers from the relay \(address) are taken unsigned, so "
+                    + "anyone who reads this node's registrations and sends from the relay's address can learn the "
+                    + "secret its relayed signals are checked with (docs/config.md, [relay])")
+            }
         }
         do {
             try LinkGSO.setMaximumSize(maximumSuperPacket, of: tun)

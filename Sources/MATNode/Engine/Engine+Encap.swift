@@ -289,9 +289,13 @@ extension Engine {
         case .registrationAnswer:
             // Only from this node's relay; what it says is checked by the secrets
             // (an answer to no exchange key of this node's changes nothing).
-            guard encap.relay == nil, encap.relayServer == RelayTable.Binding(address: source, port: sourcePort),
-                  let answer = RelayAnswer(datagram),
+            guard encap.relay == nil, encap.relayServer == RelayTable.Binding(address: source, port: sourcePort) else {
+                encap.counters.refused &+= 1
+                return 0
+            }
+            guard let answer = RelayAnswer(datagram),
                   encap.relaySecrets.withLock({ $0.take(answer, now: MonotonicClock.milliseconds()) }) else {
+                encap.counters.relayAnswersRefused &+= 1
                 encap.counters.refused &+= 1
                 return 0
             }
@@ -339,6 +343,12 @@ extension Engine {
         }) else {
             encap.counters.relayRefused &+= 1
             encap.counters.refused &+= 1
+            // From the relay itself: the secret it stamps with may be one whose answer was
+            // lost; a registration now brings it (at most one every 2 s, forged or not).
+            if sender == encap.relayServer, encap.relaySecrets.withLock({ $0.refused(now: now) }) {
+                encap.counters.relayRecoveries &+= 1
+                encap.relayRecoveryHandler()
+            }
             return
         }
         encap.counters.relaySignalsReceived &+= 1

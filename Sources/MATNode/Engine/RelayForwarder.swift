@@ -13,7 +13,8 @@ import MATSignaling
 ///
 /// Secrets: each taken registration carries the node's exchange key; the relay agrees on
 /// the binding's relay secret with it (``RelayExchangeKeys``, rotated every 10 minutes)
-/// and answers with its own half (``answer``), which the engine sends to the binding.
+/// and answers with its own half (``answer``), signed with the relay's key (`relay.key`,
+/// which the nodes pin as `[relay] key`), which the engine sends to the binding.
 ///
 /// Keys: the `client-key`s pinned in `[relay]`, then the keys the service took from the
 /// IMS for HoAs without one (``learn(_:for:)``). A HoA with neither cannot register: its
@@ -90,6 +91,8 @@ public struct RelayForwarder: Sendable {
     /// to send to its binding (``RelayAnswer``); nil after any other outcome.
     public private(set) var answer: [UInt8]?
     private var exchangeKeys: RelayExchangeKeys
+    /// The relay's key, which signs its answers (`relay.key`; nodes pin its public half).
+    private let signingKey: SigningKey
     private var admission: RelayAdmission
     private let pinned: [IPAddress: VerifyingKey]
     /// Keys from the IMS for HoAs without a pinned one, at most `learnedCapacity`.
@@ -101,8 +104,9 @@ public struct RelayForwarder: Sendable {
 
     public init(table: RelayTable = RelayTable(), admission: RelayAdmission = RelayAdmission(),
                 pinnedKeys: [IPAddress: VerifyingKey] = [:], learnedCapacity: Int = RelayForwarder.learnedCapacity,
-                exchangeKeys: RelayExchangeKeys = RelayExchangeKeys()) {
+                exchangeKeys: RelayExchangeKeys = RelayExchangeKeys(), signingKey: SigningKey = .generate()) {
         self.learnedCapacity = learnedCapacity
+        self.signingKey = signingKey
         self.exchangeKeys = exchangeKeys
         self.table = table
         self.admission = admission
@@ -160,8 +164,8 @@ public struct RelayForwarder: Sendable {
         switch table.register(Set(registration.hoas), sequence: registration.sequence,
                               secret: agreed.secret, from: sender, now: now) {
         case .accepted:
-            answer = RelayAnswer(nodeKey: registration.nodeKey, agreedKey: agreed.relayKey,
-                                 currentKey: exchangeKeys.currentKey(now: now)).bytes
+            answer = RelayAnswer.seal(nodeKey: registration.nodeKey, agreedKey: agreed.relayKey,
+                                      currentKey: exchangeKeys.currentKey(now: now), with: signingKey)
             return .accepted
         case .replayed: return .replayed
         case .full: return .full

@@ -16,10 +16,30 @@ import MATSignaling
 /// registration, so no relay can use it after that), at most ``maximumKept``: at a
 /// rotation the old and the new secret are both taken, as the relay may not have the
 /// registration with the new one yet.
+///
+/// With the relay's key pinned (`[relay] key`, ``relaySigningKey``) an answer is taken
+/// only when that key signed it; without, any answer from the relay's address and port
+/// is (anyone who reads the registrations and sends from there can answer with a key of
+/// its own: docs/security.md, N4).
+///
+/// Recovery: a node whose answers were all lost for a whole relay rotation names a key
+/// the relay no longer holds, and the relay stamps its signals with a secret the node does
+/// not have. A relayed signal from the relay's address whose MAC no kept secret gives
+/// (``refused(now:)``) asks for a registration at once, whose answer brings that secret;
+/// at most one every ``recoveryInterval``, so that forged signals cannot make the node
+/// register faster than its start-up burst does.
 struct RelaySecrets {
     static let maximumKept = 4
+    /// The shortest time between two registrations a refused MAC asks for (ms).
+    static let recoveryInterval: UInt64 = 2_000
     let rotationInterval: UInt64
     let retention: UInt64
+    /// The relay's key its answers must be signed with; nil: not pinned, any answer counts.
+    var relaySigningKey: VerifyingKey?
+    /// When a refused MAC last asked for a registration; nil: never.
+    private var recoveryAskedAt: UInt64?
+    /// A registration a refused MAC asked for and the service did not send yet.
+    private var recoveryPending = false
     private var exchange = RelayExchangeKey()
     /// The key before `exchange`, whose registrations' answers may still be on their way.
     private var previousExchange: RelayExchangeKey?
@@ -37,10 +57,11 @@ struct RelaySecrets {
     }
 
     /// `retention`: the relay's binding lifetime (four keepalive intervals) and a margin.
-    init(rotationInterval: UInt64 = 300_000, retention: UInt64) {
+    init(rotationInterval: UInt64 = 300_000, retention: UInt64, relaySigningKey: VerifyingKey? = nil) {
         precondition(rotationInterval > 0)
         self.rotationInterval = rotationInterval
         self.retention = retention
+        self.relaySigningKey = relaySigningKey
     }
 
     /// The exchange keys for the registration sent at `now`: the node's (a new one when
@@ -60,13 +81,32 @@ struct RelaySecrets {
 
     /// The relay's answer (``RelayAnswer``) at `now`: its secret is taken and its current
     /// key named from the next registration on. False, and nothing changed, when it
-    /// answers no exchange key of this node's or its key is no usable key.
+    /// answers no exchange key of this node's, its key is no usable key, or the relay's
+    /// key is pinned and did not sign it.
     @discardableResult
     mutating func take(_ answer: RelayAnswer, now: UInt64) -> Bool {
-        guard let key = [exchange, previousExchange].compactMap({ $0 }).first(where: { $0.publicKey == answer.nodeKey }),
+        guard let key = [exchange, previousExchange].compactMap({ $0 }).first(where: { answer.answers($0.publicKey) }),
+              relaySigningKey.map({ answer.verify(nodeKey: key.publicKey, with: $0) }) ?? true,
               keep(key, answer.agreedKey, now: now) else { return false }
         relayKey = answer.currentKey
         return true
+    }
+
+    /// A relayed signal from the relay's address and port failed its MAC at `now` (no kept
+    /// secret gives it). Returns whether to ask the service for a registration now: not
+    /// within ``recoveryInterval`` of the last time.
+    mutating func refused(now: UInt64) -> Bool {
+        if let recoveryAskedAt, now < recoveryAskedAt + Self.recoveryInterval { return false }
+        recoveryAskedAt = now
+        recoveryPending = true
+        return true
+    }
+
+    /// Whether a refused MAC asked for a registration since the last call (the service
+    /// registers at once when it did).
+    mutating func takeRecovery() -> Bool {
+        defer { recoveryPending = false }
+        return recoveryPending
     }
 
     /// Whether a relayed signal's MAC is the one a secret kept at `now` gives: each is

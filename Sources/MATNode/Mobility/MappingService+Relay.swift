@@ -26,6 +26,7 @@ extension MappingService {
         takeRelayedSignals(now: now)
         var schedule = relaySchedule ?? RelayRegistrationSchedule(interval: config.encapKeepalive * 1_000, now: now)
         schedule.follow(addresses.mobileAddresses, now: now)
+        if encap.relaySecrets.withLock({ $0.takeRecovery() }) { schedule.registerNow(now) }
         if schedule.isDue(now: now) {
             do {
                 let hoas = Array(config.homeAddresses.prefix(RelayRegistration.maximumHoAs))
@@ -68,6 +69,11 @@ extension MappingService {
         }
         if added { wakeup.signal() }
     }
+
+    /// Called by the engine thread when a relayed signal from the relay failed its MAC and
+    /// a registration is wanted at once (``RelaySecrets/refused(now:)``): wakes the
+    /// service, whose ``tickRelay(now:)`` sends it.
+    public func relayAnswerWanted() { wakeup.signal() }
 
     /// Hands the messages that came through the relay to the signaling, each as sent
     /// from the origin the relay stamped.

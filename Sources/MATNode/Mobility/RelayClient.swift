@@ -52,6 +52,13 @@ public struct RelayRegistrationSchedule: Sendable, Equatable {
         dueAt = now + (burstLeft > 0 ? retryInterval : interval)
     }
 
+    /// A registration is wanted at `now` (a relayed signal failed its MAC: the answer that
+    /// brings the relay's secret was lost), whatever the schedule said; the burst
+    /// unchanged. The caller bounds how often (``RelaySecrets/refused(now:)``).
+    public mutating func registerNow(_ now: UInt64) {
+        dueAt = min(dueAt, now)
+    }
+
     /// The registration due at `now` could not be sent (no sequence number, the kernel
     /// refused it): tried again `retryInterval` later, the burst unchanged.
     public mutating func failed(now: UInt64) {

@@ -14,6 +14,9 @@ public struct RelaySettings: Sendable, Equatable {
     /// `client-key = HOA KEY`: keys a relay checks the registrations of these HoAs with
     /// instead of the key their IMS TXT record publishes (pinned, as a `[peer]`'s).
     public var clientKeys: [IPAddress: VerifyingKey]
+    /// `key`: the relay's public key (`matd relay-key` on the relay) its answers must be
+    /// signed with; nil: not pinned, its answers are taken unsigned (with a warning).
+    public var key: VerifyingKey?
     /// Line of the section header.
     public var line: Int
 
@@ -35,6 +38,15 @@ public struct RelaySettings: Sendable, Equatable {
                     throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not an IPv4 or IPv6 address")
                 }
                 settings.address = address
+            case "key":
+                guard settings.key == nil else {
+                    throw ConfigError(line: entry.line, key: entry.key, message: "set twice in [relay] (one relay)")
+                }
+                guard let key = VerifyingKey(base64: entry.value) else {
+                    throw ConfigError(line: entry.line, key: entry.key,
+                                      message: "\(entry.value) is not a base64 Ed25519 public key (32 bytes; matd relay-key prints it)")
+                }
+                settings.key = key
             case "client-key":
                 let words = entry.value.split(whereSeparator: \.isWhitespace)
                 guard words.count == 2, let hoa = IPAddress(String(words[0])),
@@ -55,6 +67,9 @@ public struct RelaySettings: Sendable, Equatable {
         guard !(settings.serves && settings.address != nil) else {
             throw ConfigError(line: section.line, key: "address",
                               message: "a relay (serve = on) does not register with another relay")
+        }
+        guard settings.key == nil || settings.address != nil else {
+            throw ConfigError(line: section.line, key: "key", message: "only a node with a relay address pins the relay's key")
         }
         guard settings.serves || settings.clientKeys.isEmpty else {
             throw ConfigError(line: section.line, key: "client-key", message: "only a relay (serve = on) checks client keys")
