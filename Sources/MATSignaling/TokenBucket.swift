@@ -24,6 +24,15 @@ public struct TokenBucket: Sendable, Equatable {
         return true
     }
 
+    /// Takes one token at `now` if the bucket still holds `reserve` whole tokens after it:
+    /// what is left is for the takers ``take(now:)`` serves.
+    public mutating func take(now: UInt64, keeping reserve: UInt32) -> Bool {
+        refill(now: now)
+        guard milliTokens >= (UInt64(reserve) + 1) * 1000 else { return false }
+        milliTokens -= 1000
+        return true
+    }
+
     /// Whether the bucket is full at `now`: it is then exactly what a new bucket would be.
     public mutating func isFull(now: UInt64) -> Bool {
         refill(now: now)
