@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import MATNode
 import MATSystem
+import MATTestSupport
 import Testing
 
 /// Loss on the path, made with nftables in the lab's router (docs/security.md, R2 and
@@ -93,7 +94,7 @@ struct LossLabTests {
         let newMoA = "203.0.113.10"
         #expect(try lab.ping("cn", vm.home4) || lab.ping("cn", vm.home4))
         try lab.moveVM(to: "b")
-        try waitFor(seconds: 20, "the CN took the new MoA") { try lab.matctl("cn", "peers").contains("\(vm.home4) -> \(newMoA)*") }
+        try waitUntil("new MoA at the CN", seconds: 20) { try lab.matctl("cn", "peers").contains("\(vm.home4) -> \(newMoA)*") }
         let sinks = (vm: try lab.spawn("vm", ["python3", LabPaths.udpTrace, "sink", "5003", "150"]),
                      cn: try lab.spawn("cn", ["python3", LabPaths.udpTrace, "sink", "5004", "150"]))
         for sink in [sinks.vm, sinks.cn] where !sink.waitForOutput(timeout: 10, { $0.contains("listening") }) {
@@ -106,7 +107,7 @@ struct LossLabTests {
             sink.stdout.split(separator: "\n").filter { (Double($0.split(separator: " ").first ?? "") ?? 0) >= since }.count
         }
         let flowing = Date().timeIntervalSince1970
-        try waitFor(seconds: 15, "the flows did not start") {
+        try waitUntil("datagrams of both flows", seconds: 15) {
             arrived(sinks.vm, since: flowing) > 20 && arrived(sinks.cn, since: flowing) > 20
         }
 
@@ -130,7 +131,7 @@ struct LossLabTests {
         func idleDrops() throws -> Int { (try lab.stats("cn")["signaling"] as? [String: Int])?["idle_peers_dropped"] ?? 0 }
 
         // Three record TTLs (5 s) of silence, then a probe round of 5.5 s: about 21 s.
-        try waitFor(seconds: 45, "the CN never dropped the VM:\n\(lab.matdLog("cn"))") { try idleDrops() >= 1 }
+        guard try poll(seconds: 45, { try idleDrops() >= 1 }) else { throw LabError("the CN never dropped the VM:\n\(lab.matdLog("cn"))") }
         let noticed = MonotonicClock.seconds() - holed
         #expect(lab.matdLog("cn").contains("dropping peer \(vm.home4): silent for"), "\(lab.matdLog("cn"))")
         let events = try sendControlRequest(ControlRequest(command: .events, after: 0), to: lab.socket("cn")).events ?? []
@@ -153,14 +154,6 @@ struct LossLabTests {
 
         print("new path blackholed after a move: the CN dropped the VM \(String(format: "%.1f", noticed)) s in; "
               + "\(intoTheHole) datagrams (at 50/s each way) went into the hole, none after \(Int(stoppedAfter)) s")
-    }
-
-    private func waitFor(seconds: Double, _ what: @autoclosure () -> String, _ condition: () throws -> Bool) throws {
-        let deadline = Date().addingTimeInterval(seconds)
-        while try !condition() {
-            guard Date() < deadline else { throw LabError("\(what()) (within \(seconds) s)") }
-            usleep(100_000)
-        }
     }
 
     /// What a move under loss showed: the probe's largest silence around it, the packets
