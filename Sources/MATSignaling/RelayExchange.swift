@@ -96,7 +96,7 @@ public struct RelayExchangeKeys: Sendable {
 /// A relay's answer to a registration it took (encapsulation kind 8, docs/signaling.md,
 /// "Relay secrets"), to the binding the registration came from: the relay's half of the
 /// key agreement, signed with the relay's Ed25519 key (its `relay.key`), which a node
-/// pins (`[relay] key`) so that nobody else, even one who reads the node's registrations
+/// pins (`[relay] public-key`) so that nobody else, even one who reads the node's registrations
 /// and sends from the relay's address, can answer with an exchange key of its own.
 ///
 /// | offset | size | field |

@@ -73,7 +73,7 @@ struct CheckConfig: ParsableCommand {
 struct RelayKey: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "relay-key",
-        abstract: "Print the public key a relay (serve = on) signs its answers with, for its nodes' [relay] key.",
+        abstract: "Print the public key a relay (serve = on) signs its answers with, for its nodes' [relay] public-key.",
         discussion: "The key is <state-directory>/relay.key, made now if the relay has none yet.")
 
     @Option(name: .long, help: "Configuration file.")

@@ -289,7 +289,7 @@ struct RelayLabTests {
     /// the relay's address and `encap-port` with an exchange key of its own (kind 8, signed
     /// with its own key), and sends a signal stamped with the secret that key gives, a
     /// bystander as origin. With the relay's key pinned as docs/config.md says (`matd
-    /// relay-key` on the relay, `[relay] key` on the node) the answer is refused and counted
+    /// relay-key` on the relay, `[relay] public-key` on the node) the answer is refused and counted
     /// (`encap_relay_answers_refused` = 1: the relay's own answers all taken), the signal
     /// too, and that refusal asks for a registration (`encap_relay_recoveries` = 1). The
     /// same node without the pin takes both, with a warning at start: the attack works
@@ -312,7 +312,7 @@ struct RelayLabTests {
         for pinned in [true, false] {
             let config = try lab.writeConfig("vm")
             try (try String(contentsOfFile: config, encoding: .utf8) + "\n[relay]\naddress = \(Addr.cn.mobile4)\n"
-                 + (pinned ? "key = \(printed)\n" : "")).write(toFile: config, atomically: true, encoding: .utf8)
+                 + (pinned ? "public-key = \(printed)\n" : "")).write(toFile: config, atomically: true, encoding: .utf8)
             let capture = try Capture(lab, interface: lab.routerPort("vm"), name: pinned ? "pinned" : "unpinned")
             try lab.startMatd("vm", config: config)
             sleep(3)
@@ -338,11 +338,11 @@ struct RelayLabTests {
             if pinned {
                 #expect(counters["encap_relay_answers_refused"] == 1 && counters["encap_relay_refused"] == 1
                         && counters["encap_relay_signals_received"] == 0 && counters["encap_relay_recoveries"] == 1
-                        && !log.contains("no [relay] key pinned"),
+                        && !log.contains("no [relay] public-key pinned"),
                         "pinned: matctl stats encapsulation: \(counters)\n\(log)")
             } else {
                 #expect(counters["encap_relay_answers_refused"] == 0 && counters["encap_relay_signals_received"] == 1
-                        && log.contains("no [relay] key pinned"),
+                        && log.contains("no [relay] public-key pinned"),
                         "not pinned: matctl stats encapsulation: \(counters)\n\(log)")
             }
             print("relay answer forged from the relay's address, key \(pinned ? "pinned" : "not pinned"): "

@@ -15,7 +15,7 @@ final class RelayTestNode {
     /// of the path between them records them.
     var observed: [[UInt8]] = []
 
-    /// `relayKey`: the relay's key pinned (`[relay] key`); nil: none.
+    /// `relayKey`: the relay's key pinned (`[relay] public-key`); nil: none.
     init(key: SigningKey = .generate(), hoas: [IPAddress], binding: RelayTable.Binding, relayKey: VerifyingKey? = nil) {
         secrets = RelaySecrets(retention: 65_000, relaySigningKey: relayKey)
         self.key = key

@@ -36,7 +36,7 @@ public struct EncapCounters: Sendable, Equatable {
     /// and its registrations sent and failed; signaling messages sent and taken through
     /// the relay (``RelayedSignal``; the refused ones count in `relayRefused`); answers
     /// from the relay's address and port it did not take (``RelaySecrets/take(_:now:)``:
-    /// for no exchange key of its own, or not signed with the pinned `[relay] key`; also
+    /// for no exchange key of its own, or not signed with the pinned `[relay] public-key`; also
     /// in `refused`), and registrations a relayed signal that failed its MAC asked for
     /// (``RelaySecrets/refused(now:)``).
     public var relayPacketsSent: UInt64 = 0
@@ -248,7 +248,7 @@ public final class EncapPath: @unchecked Sendable {
             // A registration lives four keepalive intervals, as a UDP path does.
             let key = try RelayKeyFile.load(config)
             log("matd: answers to registrations signed with the relay key \(key.publicKey.base64) "
-                + "(\(RelayKeyFile.path(config)); the nodes pin it as [relay] key)")
+                + "(\(RelayKeyFile.path(config)); the nodes pin it as [relay] public-key)")
             path.relay = RelayForwarder(table: RelayTable(lifetime: config.encapKeepalive * 4_000),
                                         pinnedKeys: relay.clientKeys, signingKey: key)
         }
@@ -259,7 +259,7 @@ public final class EncapPath: @unchecked Sendable {
             if let key = config.relay?.key {
                 path.relaySecrets.withLock { $0.relaySigningKey = key }
             } else {
-                log(.warning, "matd: no [relay] key pinned: answers from the relay \(address) are taken unsigned, so "
+                log(.warning, "matd: no [relay] public-key pinned: answers from the relay \(address) are taken unsigned, so "
                     + "anyone who reads this node's registrations and sends from the relay's address can learn the "
                     + "secret its relayed signals are checked with (docs/config.md, [relay])")
             }

@@ -14,7 +14,7 @@ import MATSignaling
 /// Secrets: each taken registration carries the node's exchange key; the relay agrees on
 /// the binding's relay secret with it (``RelayExchangeKeys``, rotated every 10 minutes)
 /// and answers with its own half (``answer``), signed with the relay's key (`relay.key`,
-/// which the nodes pin as `[relay] key`), which the engine sends to the binding.
+/// which the nodes pin as `[relay] public-key`), which the engine sends to the binding.
 ///
 /// Keys: the `client-key`s pinned in `[relay]`, then the keys the service took from the
 /// IMS for HoAs without one (``learn(_:for:)``). A HoA with neither cannot register: its

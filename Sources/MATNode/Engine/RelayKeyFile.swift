@@ -8,7 +8,7 @@ import MATSystem
 
 /// A relay's Ed25519 key (`<state-directory>/relay.key`, one line of base64 as the node's
 /// signing key, mode 0600), which signs its answers to registrations (``RelayAnswer``).
-/// Nodes pin its public half (`[relay] key`, which `matd relay-key` prints), so that an
+/// Nodes pin its public half (`[relay] public-key`, which `matd relay-key` prints), so that an
 /// answer from anyone else is refused (docs/security.md, N4). A key of its own, not the
 /// node key: `matctl rotate-key` on the relay leaves the nodes' pins valid. Made at the
 /// relay's first start, or by `matd relay-key`, whichever comes first.
@@ -30,7 +30,7 @@ public enum RelayKeyFile {
         }
     }
 
-    /// The public half of the relay's key (base64, as `[relay] key` takes it), the key made
+    /// The public half of the relay's key (base64, as `[relay] public-key` takes it), the key made
     /// first when there is none: `matd relay-key`.
     public static func publicKey(_ config: NodeConfig) throws(SystemError) -> String {
         guard config.relay?.serves == true else {

@@ -17,7 +17,7 @@ import MATSignaling
 /// rotation the old and the new secret are both taken, as the relay may not have the
 /// registration with the new one yet.
 ///
-/// With the relay's key pinned (`[relay] key`, ``relaySigningKey``) an answer is taken
+/// With the relay's key pinned (`[relay] public-key`, ``relaySigningKey``) an answer is taken
 /// only when that key signed it; without, any answer from the relay's address and port
 /// is (anyone who reads the registrations and sends from there can answer with a key of
 /// its own: docs/security.md, N4).

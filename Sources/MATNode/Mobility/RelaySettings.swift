@@ -14,7 +14,7 @@ public struct RelaySettings: Sendable, Equatable {
     /// `client-key = HOA KEY`: keys a relay checks the registrations of these HoAs with
     /// instead of the key their IMS TXT record publishes (pinned, as a `[peer]`'s).
     public var clientKeys: [IPAddress: VerifyingKey]
-    /// `key`: the relay's public key (`matd relay-key` on the relay) its answers must be
+    /// `public-key`: the relay's public key (`matd relay-key` on the relay) its answers must be
     /// signed with; nil: not pinned, its answers are taken unsigned (with a warning).
     public var key: VerifyingKey?
     /// Line of the section header.
@@ -38,7 +38,7 @@ public struct RelaySettings: Sendable, Equatable {
                     throw ConfigError(line: entry.line, key: entry.key, message: "\(entry.value) is not an IPv4 or IPv6 address")
                 }
                 settings.address = address
-            case "key":
+            case "public-key":
                 guard settings.key == nil else {
                     throw ConfigError(line: entry.line, key: entry.key, message: "set twice in [relay] (one relay)")
                 }
@@ -69,7 +69,7 @@ public struct RelaySettings: Sendable, Equatable {
                               message: "a relay (serve = on) does not register with another relay")
         }
         guard settings.key == nil || settings.address != nil else {
-            throw ConfigError(line: section.line, key: "key", message: "only a node with a relay address pins the relay's key")
+            throw ConfigError(line: section.line, key: "public-key", message: "only a node with a relay address pins the relay's key")
         }
         guard settings.serves || settings.clientKeys.isEmpty else {
             throw ConfigError(line: section.line, key: "client-key", message: "only a relay (serve = on) checks client keys")
