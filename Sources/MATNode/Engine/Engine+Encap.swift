@@ -337,9 +337,10 @@ extension Engine {
             return
         }
         let now = MonotonicClock.milliseconds()
+        let sender = RelayTable.Binding(address: source, port: sourcePort)
         guard let origin = encap.relaySecrets.withLock({ secrets in
-            RelayedSignalCheck.origin(UnsafeRawBufferPointer(datagram), from: RelayTable.Binding(address: source, port: sourcePort),
-                                      relay: encap.relayServer, secrets: secrets, now: now)
+            RelayedSignalCheck.origin(UnsafeRawBufferPointer(datagram), from: sender, relay: encap.relayServer,
+                                      secrets: secrets, now: now)
         }) else {
             encap.counters.relayRefused &+= 1
             encap.counters.refused &+= 1
