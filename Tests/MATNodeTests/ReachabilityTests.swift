@@ -343,12 +343,35 @@ private let moved = IPAddress("203.0.113.20")!
     }
 
     @Test func theSameAnswerIsNotTriedAgainUntilTheHoldOffPasses() {
-        var refused = RefusedAnswers(holdOff: 300_000)
+        var refused = RefusedAnswers(firstHoldOff: 300_000)
         let hostile = trial([bystander], sequence: .max, key: nil)
         refused.refused(hostile, now: 1_000)
         #expect(refused.isRefused(hostile.answer, key: nil, now: 1_000))
         #expect(refused.isRefused(hostile.answer, key: nil, now: 300_999))
         #expect(!refused.isRefused(hostile.answer, key: nil, now: 301_000))
+    }
+
+    /// A peer whose path was cut is tried again 10 s after its first refused answer; a
+    /// hostile answer refused again and again is tried at most once every 5 min.
+    @Test func theHoldOffDoublesForTheSameAnswerUpToItsLongest() {
+        var refused = RefusedAnswers()
+        let answer = trial([bystander], sequence: 7, key: nil)
+        var now: UInt64 = 0
+        var holds: [UInt64] = []
+        for _ in 1...8 {
+            refused.refused(answer, now: now)
+            var until = now
+            while refused.isRefused(answer.answer, key: nil, now: until) { until += 1_000 }
+            holds.append(until - now)
+            now = until
+        }
+        #expect(holds == [10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000, 300_000])
+        refused.refused(trial([moved], sequence: 7, key: nil), now: now)
+        #expect(!refused.isRefused(answer.answer, key: nil, now: now), "another answer replaced it")
+        #expect(refused.isRefused(trial([moved], sequence: 7, key: nil).answer, key: nil, now: now + 9_999),
+                "a changed answer starts at the first hold-off again")
+        #expect(!refused.isRefused(trial([moved], sequence: 7, key: nil).answer, key: nil, now: now + 10_000))
+        #expect(refused.holdOff(afterRefusals: 1_000) == 300_000, "no overflow")
     }
 
     @Test func aChangedAnswerOrAProofIsTriedAtOnce() {

@@ -113,28 +113,54 @@ struct AnswerTrial: Equatable {
 /// IMS answers whose probes all went unanswered, remembered for a while so that reading
 /// the same answer again (every record TTL, or at each first packet) does not probe, or
 /// alert, the same addresses again: a key holder who registers a bystander's address gets
-/// one trial per peer per ``holdOff``, not one per lookup. A changed answer (another
-/// sequence, key or MoA) is tried at once. Pure: the caller passes the time (ms).
+/// a trial per peer after ``firstHoldOff``, then after twice as long each time, and at
+/// most one per ``longestHoldOff`` (10, 20, 40 ... 300 s by default), not one per lookup.
+/// The hold starts short because an answer also goes unanswered when the path to a
+/// genuine peer was cut for a while: once the cut heals, the peer is tried again within
+/// a hold-off, not five minutes later. A changed answer (another sequence, key or MoA) is
+/// tried at once. Pure: the caller passes the time (ms).
 struct RefusedAnswers {
-    /// How long a refused answer is not tried again (ms).
-    let holdOff: UInt64
+    /// How long an answer refused once is not tried again (ms).
+    let firstHoldOff: UInt64
+    /// The longest hold-off, reached by doubling ``firstHoldOff`` at each refusal of the
+    /// same answer (ms).
+    let longestHoldOff: UInt64
     /// Most HoAs remembered; past it the memory starts afresh.
     let capacity: Int
-    private(set) var entries: [IPAddress: (answer: PeerMapping, key: VerifyingKey?, until: UInt64)] = [:]
+    /// A refused answer, its key, how many times in a row it was refused, and until when
+    /// it is not tried again.
+    struct Entry {
+        var answer: PeerMapping
+        var key: VerifyingKey?
+        var refusals: Int
+        var until: UInt64
+    }
+    private(set) var entries: [IPAddress: Entry] = [:]
 
-    init(holdOff: UInt64 = 300_000, capacity: Int = 4_096) {
-        self.holdOff = holdOff
+    init(firstHoldOff: UInt64 = 10_000, longestHoldOff: UInt64 = 300_000, capacity: Int = 4_096) {
+        self.firstHoldOff = max(1, firstHoldOff)
+        self.longestHoldOff = max(self.firstHoldOff, longestHoldOff)
         self.capacity = max(1, capacity)
+    }
+
+    /// The hold-off after the `refusals`-th refusal in a row of the same answer.
+    func holdOff(afterRefusals refusals: Int) -> UInt64 {
+        let doublings = UInt64(min(max(refusals - 1, 0), 32))
+        let (held, overflow) = firstHoldOff.multipliedReportingOverflow(by: 1 << doublings)
+        return overflow ? longestHoldOff : min(held, longestHoldOff)
     }
 
     /// `trial` ended with no answer at `now`.
     mutating func refused(_ trial: AnswerTrial, now: UInt64) {
-        if entries[trial.answer.hoa] == nil, entries.count >= capacity { entries.removeAll() }
-        entries[trial.answer.hoa] = (trial.answer, trial.key, now + holdOff)
+        let hoa = trial.answer.hoa
+        if entries[hoa] == nil, entries.count >= capacity { entries.removeAll() }
+        var refusals = 1
+        if let entry = entries[hoa], entry.answer == trial.answer, entry.key == trial.key { refusals = entry.refusals + 1 }
+        entries[hoa] = Entry(answer: trial.answer, key: trial.key, refusals: refusals,
+                             until: now + holdOff(afterRefusals: refusals))
     }
 
-    /// Whether `answer` with `key` (as a trial would test it) was refused less than
-    /// ``holdOff`` ago.
+    /// Whether `answer` with `key` (as a trial would test it) is still held off at `now`.
     func isRefused(_ answer: PeerMapping, key: VerifyingKey?, now: UInt64) -> Bool {
         guard let entry = entries[answer.hoa], now < entry.until else { return false }
         return entry.answer == answer && entry.key == key
