@@ -56,7 +56,9 @@ struct LocalUserLabTests {
         print("local user: \(fields.last ?? 0) datagrams to random HoAs in \(String(format: "%.1f", window)) s; "
               + "matd looked up \(lookups), deferred \(deferred); the IMS answered \(queries) queries (bound \(bound) lookups)")
         #expect(lookups <= bound, "\(lookups) lookups in \(window) s")
-        #expect(lookups >= 40, "the burst at least was looked up: \(lookups)")
+        // Random HoAs are never persistent: they may spend the burst less the 10 tokens
+        // kept for flows that keep sending (FirstPacketLookups.reserve).
+        #expect(lookups >= 30, "the burst at least was looked up: \(lookups)")
         #expect(deferred > 1_000, "the rest was deferred: \(deferred)")
         // A lookup is a TXT query, then an AAAA one when there is a record; the CN's own
         // renewals and read-backs add a few.
