@@ -61,21 +61,10 @@ struct IMSHangUpLabTests {
     /// connection; then another client asks and must be answered. mat-ims lives through
     /// all of it and still stops cleanly.
     @Test func clientsThatHangUpBeforeTheAnswerKillNothing() throws {
-        let directory = NSTemporaryDirectory() + "mat-ims-hangup-\(UInt32.random(in: 0...UInt32.max))"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let port = UInt16(20_000 + Int.random(in: 0..<20_000))
-        try """
-            [server]
-            listen = 127.0.0.1:\(port)
-            state-directory = \(directory)/state
-            [zone]
-            name = mat.example.
-            ns = ns.mat.example.
-            glue = ns.mat.example. 192.0.2.132
-
-            """.write(toFile: directory + "/ims.conf", atomically: true, encoding: .utf8)
-        let server = try Spawned([LabPaths.matIMS, "run", "--config", directory + "/ims.conf"])
+        let ims = try LoopbackIMSConfig(prefix: "mat-ims-hangup")
+        defer { ims.remove() }
+        let port = ims.port
+        let server = try Spawned([LabPaths.matIMS, "run", "--config", ims.path])
         defer { if server.isRunning { server.signal(SIGKILL); server.wait(timeout: 5) } }
         var ready: Int32?
         for _ in 0..<200 where ready == nil && server.isRunning {

@@ -36,26 +36,13 @@ struct ServiceManagerLabTests {
     /// mat-ims the same way: READY=1 once it listens, a status line, watchdog pings while
     /// it answers its own query, STOPPING=1.
     @Test func matIMSTellsTheManagerWhenItServes() throws {
-        let directory = NSTemporaryDirectory() + "mat-ims-notify-\(UInt32.random(in: 0...UInt32.max))"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let port = 20_000 + Int.random(in: 0..<20_000)
-        let config = """
-            [server]
-            listen = 127.0.0.1:\(port)
-            state-directory = \(directory)/state
-            [zone]
-            name = mat.example.
-            ns = ns.mat.example.
-            glue = ns.mat.example. 192.0.2.132
-
-            """
-        try config.write(toFile: directory + "/ims.conf", atomically: true, encoding: .utf8)
+        let ims = try LoopbackIMSConfig(prefix: "mat-ims-notify")
+        defer { ims.remove() }
         let manager = try NotifySocket(abstract: true)
         let server = try Spawned(["env", "NOTIFY_SOCKET=\(manager.name)", "WATCHDOG_USEC=1000000", LabPaths.matIMS, "run",
-                                  "--config", directory + "/ims.conf"])
+                                  "--config", ims.path])
         #expect(manager.receive() == "READY=1", "\(server.stderr)")
-        #expect(manager.receive() == "STATUS=serving 1 zone(s) on 127.0.0.1:\(port)")
+        #expect(manager.receive() == "STATUS=serving 1 zone(s) on 127.0.0.1:\(ims.port)")
         var pings = 0
         let deadline = Date().addingTimeInterval(10)
         while pings < 3, Date() < deadline, let message = manager.receive() {
