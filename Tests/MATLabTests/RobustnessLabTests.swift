@@ -81,6 +81,20 @@ struct RobustnessLabTests {
         #expect(lab.isMatdRunning("vm"))
     }
 
+    /// Adds 19 pinned peers nobody answers for (HoAs 198.51.100.100-118 at MoAs
+    /// 203.0.113.100-118) to the VM's configuration and has matd reload it, so that a move
+    /// alerts twenty peers, the CN among them.
+    private func addNineteenSilentPeers(_ lab: Lab) throws {
+        let config = lab.path("vm-ims.conf")
+        var text = try String(contentsOfFile: config, encoding: .utf8)
+        for index in 100..<119 {
+            text += "\n[peer]\nhome-address = 198.51.100.\(index)\nmobile-address = 203.0.113.\(index)\n"
+        }
+        try text.write(toFile: config, atomically: true, encoding: .utf8)
+        try lab.signalMatd("vm", SIGHUP)
+        #expect(lab.waitForLog("vm", "reload: peer 198.51.100.118"), "\(lab.matdLog("vm"))")
+    }
+
     /// The IMS silently drops everything (nftables drop in its namespace) while the VM node,
     /// with 20 peers (the CN and 19 that never answer), moves under a transfer: the alerts
     /// go out at once, the CN takes the new MoA within a second, `status` answers within
@@ -90,14 +104,7 @@ struct RobustnessLabTests {
         defer { lab.close() }
         let file = try lab.randomFile("payload", megabytes: 40)
         try lab.tcpTransfer(listener: "cn", address: cn.home4, connector: "vm", sender: "vm", file: file)
-        let config = lab.path("vm-ims.conf")
-        var text = try String(contentsOfFile: config, encoding: .utf8)
-        for index in 100..<119 {
-            text += "\n[peer]\nhome-address = 198.51.100.\(index)\nmobile-address = 203.0.113.\(index)\n"
-        }
-        try text.write(toFile: config, atomically: true, encoding: .utf8)
-        try lab.signalMatd("vm", SIGHUP)
-        #expect(lab.waitForLog("vm", "reload: peer 198.51.100.118"), "\(lab.matdLog("vm"))")
+        try addNineteenSilentPeers(lab)
         try lab.exec("ims", "nft", "add table inet blackhole { chain input { type filter hook input priority 0; policy drop; }; }")
 
         let transfer = try PacedTransfer(lab, from: "vm", to: "cn", file: file, megabytesPerSecond: 8)
@@ -140,14 +147,7 @@ struct RobustnessLabTests {
         let (lab, _) = try Lab.withIMS()
         defer { lab.close() }
         #expect(try lab.ping("vm", cn.home4) || lab.ping("vm", cn.home4))
-        let config = lab.path("vm-ims.conf")
-        var text = try String(contentsOfFile: config, encoding: .utf8)
-        for index in 100..<119 {
-            text += "\n[peer]\nhome-address = 198.51.100.\(index)\nmobile-address = 203.0.113.\(index)\n"
-        }
-        try text.write(toFile: config, atomically: true, encoding: .utf8)
-        try lab.signalMatd("vm", SIGHUP)
-        #expect(lab.waitForLog("vm", "reload: peer 198.51.100.118"), "\(lab.matdLog("vm"))")
+        try addNineteenSilentPeers(lab)
 
         let rebind = try Spawned([LabPaths.matctl, "rebind", "--socket", lab.socket("vm")])
         var milliseconds: [Double] = []
