@@ -12,7 +12,10 @@ import Testing
 /// hang up, stall, send garbage or a megabyte, or come 200 at once cost only their own
 /// connection, and a slow request never delays `status`.
 @Suite struct ControlServerTests {
-    let path = NSTemporaryDirectory() + "matd-control-\(UInt32.random(in: 0...UInt32.max)).sock"
+    let controlSocket: TemporaryFile
+    var path: String { controlSocket.path }
+
+    init() throws { controlSocket = try TemporaryFile("control.sock", prefix: "matd-control") }
 
     /// Answers `status` at once and `rebind` after `rebindDelay` seconds.
     func server(rebindDelay: Double = 0, limits: ControlServer.Limits = ControlServer.defaultLimits) throws -> ControlServer {

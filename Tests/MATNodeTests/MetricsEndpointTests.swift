@@ -3,14 +3,19 @@ import Glibc
 #endif
 import Foundation
 import MATPacket
+import MATSystem
+import MATTestSupport
 import Testing
 @testable import MATNode
 
 /// The metrics endpoint for real, on a loopback TCP port: `GET /metrics` gets the
 /// exposition, anything else a short error, and a client that stalls costs only itself.
 @Suite struct MetricsEndpointTests {
-    let path = NSTemporaryDirectory() + "matd-metrics-\(UInt32.random(in: 0...UInt32.max)).sock"
+    let controlSocket: TemporaryFile
+    var path: String { controlSocket.path }
     let port = UInt16.random(in: 20_000...60_000)
+
+    init() throws { controlSocket = try TemporaryFile("control.sock", prefix: "matd-metrics") }
 
     func server(limits: ControlServer.Limits = ControlServer.defaultLimits) throws -> ControlServer {
         let endpoint = ControlServer.MetricsEndpoint(address: IPAddress("127.0.0.1")!, port: port) {
@@ -26,13 +31,7 @@ import Testing
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         #expect(fd >= 0)
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
+        let connected = SocketAddress.with(IPEndpoint(address: IPAddress("127.0.0.1")!, port: port)) { connect(fd, $0, $1) }
         guard connected == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
         var timeout = timeval(tv_sec: 5, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))

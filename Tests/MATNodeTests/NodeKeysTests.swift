@@ -2,6 +2,7 @@ import Foundation
 import MATDNS
 import MATNode
 import MATPacket
+import MATTestSupport
 import Testing
 
 /// The `[ims]` key files against the node's HoAs: a dual-stack node needs a key named
@@ -12,14 +13,15 @@ import Testing
 
     /// A directory with the given key files (mode 0600 unless `mode` says otherwise).
     final class KeyDirectory {
-        let path = NSTemporaryDirectory() + "matd-keys-\(UInt32.random(in: 0...UInt32.max))"
-        init() throws { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
-        deinit { try? FileManager.default.removeItem(atPath: path) }
+        private let directory: TemporaryDirectory
+        var path: String { directory.path }
+        init() throws { directory = try TemporaryDirectory(prefix: "matd-keys") }
+        deinit { directory.remove() }
 
         func write(_ file: String, names: [String], mode: Int = 0o600) throws -> String {
             let text = try names.map { TSIGKey(name: try DNSName($0), secret: Array(repeating: 7, count: 32)).keyFileText }
                 .joined()
-            let full = path + "/" + file
+            let full = directory.file(file)
             try text.write(toFile: full, atomically: true, encoding: .utf8)
             try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: full)
             return full

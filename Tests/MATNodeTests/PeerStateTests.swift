@@ -1,6 +1,7 @@
 import Foundation
 import MATPacket
 import MATSignaling
+import MATTestSupport
 import Testing
 @testable import MATNode
 
@@ -46,10 +47,9 @@ import Testing
     }
 
     @Test func saveAndLoadThroughTheFile() throws {
-        let directory = NSTemporaryDirectory() + "matd-peers-\(UInt32.random(in: 0...UInt32.max))"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let path = directory + "/peers.json"
+        let directory = try TemporaryDirectory(prefix: "matd-peers")
+        defer { directory.remove() }
+        let path = directory.file("peers.json")
         #expect(try PeerState.load(path).state == PeerState())
         try sample.save(path)
         #expect(try PeerState.load(path).state == sample)

@@ -1,6 +1,7 @@
 import Foundation
 import MATPacket
 import MATSignaling
+import MATTestSupport
 import Testing
 @testable import MATNode
 
@@ -65,8 +66,9 @@ import Testing
     /// carry higher numbers than all before it: the relay takes them, and it refuses one
     /// from before the restart replayed.
     @Test func sequenceNumbersGoOnAcrossARestartAndTheRelayTakesThem() throws {
-        let path = NSTemporaryDirectory() + "matd-relay-sequence-\(UInt32.random(in: 0...UInt32.max))"
-        defer { unlink(path) }
+        let directory = try TemporaryDirectory(prefix: "matd-relay-sequence")
+        defer { directory.remove() }
+        let path = directory.file("sequence")
         let key = SigningKey.generate()
         let hoa = IPAddress("198.51.100.10")!
         let store = SequenceStore(path: path) { 1_800_000_000 }

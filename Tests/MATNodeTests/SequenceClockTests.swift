@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import MATTestSupport
 import Testing
 @testable import MATNode
 
@@ -7,11 +8,13 @@ import Testing
 /// said its time is ahead, the node's numbers start above everything it sent after the
 /// snapshot. The host's clock is in the test's hands.
 @Suite struct SequenceClockTests {
-    let path = NSTemporaryDirectory() + "matd-sequence-clock-\(UInt32.random(in: 0...UInt32.max))"
+    let file: TemporaryFile
+    var path: String { file.path }
+
+    init() throws { file = try TemporaryFile("sequence", prefix: "matd-sequence-clock") }
     final class HostClock: Sendable { let now = Mutex<UInt64>(1_800_000_000) }
 
     @Test func theIMSsTimeLiftsTheFloorOfARestoredGuest() throws {
-        defer { unlink(path) }
         let host = HostClock()
         let clock = SequenceClock { host.now.withLock { $0 } }
         let source = SequenceSource(store: SequenceStore(path: path, clock: clock.closure))
@@ -39,7 +42,6 @@ import Testing
     /// the renumbered alert refused as a replay. After `clockMovedForward` the numbers
     /// start at the next second, on disk before use.
     @Test func afterAForwardCorrectionNumbersStartAtTheNextSecond() throws {
-        defer { unlink(path) }
         let host = HostClock()
         let clock = SequenceClock { host.now.withLock { $0 } }
         let restored = SequenceSource(store: SequenceStore(path: path, clock: clock.closure))

@@ -1,13 +1,17 @@
 import Foundation
 import Synchronization
+import MATTestSupport
 import Testing
 @testable import MATNode
 
 /// Sequence numbers never repeat and never fall behind the wall clock's floor, so a node
 /// restored from a snapshot (an old counter on disk) is believed again at once.
 @Suite struct SequenceStoreTests {
-    let path = NSTemporaryDirectory() + "matd-sequence-\(UInt32.random(in: 0...UInt32.max))"
+    let file: TemporaryFile
+    var path: String { file.path }
     let clock = WallClock()
+
+    init() throws { file = try TemporaryFile("sequence", prefix: "matd-sequence") }
 
     /// The wall clock the store reads, in the test's hands.
     final class WallClock: Sendable {
@@ -19,7 +23,6 @@ import Testing
     }
 
     @Test func numbersStartAtTheClocksFloorAndNeverGoDown() throws {
-        defer { unlink(path) }
         let floor = SequenceStore.floor(atSecond: 1_800_000_000)
         #expect(floor == 1_800_000_000 << 20)
         #expect(try store().reserve(256) == (floor + 1)...(floor + 256))
@@ -33,7 +36,6 @@ import Testing
     }
 
     @Test func aRestoredSnapshotStartsAboveWhatItSentSince() throws {
-        defer { unlink(path) }
         _ = try store().reserve(256)
         let snapshot = try String(contentsOfFile: path, encoding: .utf8)
         // After the snapshot the node ran on and used numbers...
@@ -46,7 +48,6 @@ import Testing
     }
 
     @Test func aSourcesFirstBlockIsOnDiskBeforeUseAndStartsAtTheNextSecond() throws {
-        defer { unlink(path) }
         let source = SequenceSource(store: store())
         let first = try source.take()
         #expect(first == SequenceStore.floor(atSecond: 1_800_000_001) + 1, "\(first)")
@@ -57,7 +58,6 @@ import Testing
     /// A move's alerts take the first number of a new second: that block is used at once
     /// and saved after them, not synced before (the disk's sync delayed every handoff).
     @Test func aLaterBlockIsUsedAtOnceAndSavedAfter() throws {
-        defer { unlink(path) }
         let source = SequenceSource(store: store())
         let first = try source.take()
         clock.now.withLock { $0 += 2 }
@@ -73,7 +73,6 @@ import Testing
     /// A node that died before it saved its block starts again above the numbers it used,
     /// even within the same second: a new process starts at the next second's floor.
     @Test func aRestartAboveAnUnsavedBlock() throws {
-        defer { unlink(path) }
         let source = SequenceSource(store: store())
         _ = try source.take()
         clock.now.withLock { $0 += 2 }
@@ -83,7 +82,6 @@ import Testing
     }
 
     @Test func exhaustionIsAnErrorNotAWrap() throws {
-        defer { unlink(path) }
         try "\(UInt64.max - 1)\n".write(toFile: path, atomically: true, encoding: .utf8)
         #expect(throws: (any Error).self) { try store().reserve(2) }
         #expect(SequenceStore.floor(atSecond: UInt64.max) < UInt64.max)

@@ -27,3 +27,20 @@ public struct TemporaryDirectory: Sendable {
         try? FileManager.default.removeItem(atPath: path)
     }
 }
+
+/// A path named `name` in a fresh ``TemporaryDirectory`` that is removed, with whatever
+/// was made there (the file, a rename's temporary), when the last reference goes: as a
+/// suite's stored property, after each test, whether it passed or not.
+public final class TemporaryFile: Sendable {
+    /// The file's absolute path (nothing is made there).
+    public let path: String
+    private let directory: TemporaryDirectory
+
+    /// Makes `<temporary directory>/<prefix>.XXXXXX/` for `name`.
+    public init(_ name: String, prefix: String = "mat-test") throws {
+        directory = try TemporaryDirectory(prefix: prefix)
+        path = directory.file(name)
+    }
+
+    deinit { directory.remove() }
+}
