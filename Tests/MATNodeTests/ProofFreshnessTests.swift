@@ -168,8 +168,23 @@ private let second = IPAddress("203.0.113.11")!
         _ = proofs.track(other, moas: [moa], now: 11_000)
         _ = proofs.step(at: 21_000)
         let renewed = proofs.signed(peer, from: moa, now: 21_001)
+        #expect(!renewed, "the other peer's lapse still holds the MoA: its limit stays")
+        #expect(proofs.isLapsed(moa) && proofs.lapsed[peer] == nil)
         let last = proofs.forget(other)
-        #expect(renewed && last == [moa], "a signed word released the first holder's part")
+        #expect(last == [moa], "a signed word released the first holder's part")
+    }
+
+    /// Two peers behind one MoA, both lapsed: a signed word from one ends the MoA's limit
+    /// only once the other has answered from it too.
+    @Test func aSignedWordEndsASharedMoAsLimitOnlyWhenItsLastHolderAnswers() {
+        var proofs = ProofFreshness(lifetime: 10_000)
+        _ = proofs.track(peer, moas: [moa], now: 0)
+        _ = proofs.track(other, moas: [moa], now: 0)
+        _ = proofs.step(at: 10_000)
+        let byPeer = proofs.signed(peer, from: moa, now: 10_100)
+        #expect(!byPeer && proofs.isLapsed(moa))
+        let byOther = proofs.signed(other, from: moa, now: 10_200)
+        #expect(byOther && !proofs.isLapsed(moa))
     }
 
     /// A mass lapse (a node stopped past F with every peer restored, then the peers'

@@ -112,18 +112,20 @@ struct ProofFreshness {
     }
 
     /// A word signed with `hoa`'s key came from `moa` at `now`: that MoA is proven from
-    /// now. Returns whether it had lapsed (its limit is to end).
+    /// now. Returns whether its limit is to end: it had lapsed and no other peer's lapse
+    /// holds it (a word from one peer proves nothing of another behind the same MoA, as
+    /// with ``track(_:moas:now:)`` and ``forget(_:)``).
     mutating func signed(_ hoa: IPAddress, from moa: IPAddress, now: UInt64) -> Bool {
         guard provenAt[hoa]?[moa] != nil else { return false }
         provenAt[hoa]?[moa] = now
         guard lapsed[hoa]?.remove(moa) != nil else { return false }
-        _ = released([moa])
+        let free = released([moa])
         quietUntil = min(quietUntil, now + refreshAfter)
         if lapsed[hoa]?.isEmpty == true {
             lapsed[hoa] = nil
             awaitingProbe.remove(hoa)
         }
-        return true
+        return !free.isEmpty
     }
 
     /// Packets of `hoa`'s came in by `now` (it is in use). An older time never replaces
