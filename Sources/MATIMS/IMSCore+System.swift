@@ -8,7 +8,7 @@ import MATSystem
 /// The core as the server runs it: the system's clocks and the zones' journal files.
 extension IMSCore {
     /// Wall-clock seconds, for TSIG.
-    public static let systemClock: @Sendable () -> UInt64 = { UInt64(max(0, time(nil))) }
+    public static let systemClock: @Sendable () -> UInt64 = WallClock.seconds
     /// `CLOCK_MONOTONIC` in seconds, for rate limiting and registration lifetimes.
     public static let monotonicClock: @Sendable () -> Double = { MonotonicClock.seconds() }
 

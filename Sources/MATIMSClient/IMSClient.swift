@@ -1,6 +1,7 @@
 import Glibc
 import MATDNS
 import MATPacket
+import MATSystem
 import Synchronization
 
 /// Counters of an IMS client since it was created.
@@ -75,7 +76,7 @@ public final class IMSClient: Sendable {
     }
 
     /// The system clock: whole seconds since the epoch.
-    public static let systemClock: IMSClock = { UInt64(max(0, time(nil))) }
+    public static let systemClock: IMSClock = WallClock.seconds
 
     /// Creates a client. `transport` defaults to UDP/TCP sockets; `clock` to the system
     /// clock; `log` to nothing.

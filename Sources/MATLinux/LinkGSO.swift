@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CMnl
+import MATSystem
 
 /// The largest GSO super-packet the kernel builds for a device (`IFLA_GSO_MAX_SIZE`, what
 /// `ip link set DEV gso_max_size N` sets). libnl has no setter for it, so this is one
@@ -23,7 +24,7 @@ public enum LinkGSO {
         let header = mnl_nlmsg_put_header(buffer)!
         header.pointee.nlmsg_type = UInt16(RTM_NEWLINK)
         header.pointee.nlmsg_flags = UInt16(NLM_F_REQUEST | NLM_F_ACK)
-        header.pointee.nlmsg_seq = UInt32(truncatingIfNeeded: time(nil))
+        header.pointee.nlmsg_seq = UInt32(truncatingIfNeeded: WallClock.seconds())
         let info = mnl_nlmsg_put_extra_header(header, MemoryLayout<ifinfomsg>.size)!
             .assumingMemoryBound(to: ifinfomsg.self)
         info.pointee.ifi_family = UInt8(AF_UNSPEC)

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CMnl
+import MATSystem
 
 /// Reads nftables' named counters over nfnetlink (`NFT_MSG_GETOBJ`), through libmnl.
 ///
@@ -61,7 +62,7 @@ public enum NftablesCounters {
         guard let message = mnl_nlmsg_put_header(base) else { throw SystemError(what, detail: "no buffer") }
         message.pointee.nlmsg_type = messageType(UInt16(request))
         message.pointee.nlmsg_flags = UInt16(NLM_F_REQUEST | NLM_F_DUMP)
-        let sequence = UInt32(truncatingIfNeeded: time(nil))
+        let sequence = UInt32(truncatingIfNeeded: WallClock.seconds())
         message.pointee.nlmsg_seq = sequence
         let header = mnl_nlmsg_put_extra_header(message, MemoryLayout<nfgenmsg>.size)!.assumingMemoryBound(to: nfgenmsg.self)
         header.pointee.nfgen_family = protocolFamily

@@ -1,6 +1,7 @@
 import Foundation
 import MATDNS
 import MATPacket
+import MATSystem
 import Synchronization
 import Testing
 @testable import MATIMSClient
@@ -17,7 +18,7 @@ struct ClockStepTests {
     final class SteppedClock: Sendable {
         let offset = Mutex<Int64>(0)
         var closure: IMSClock {
-            { UInt64(Int64(time(nil)) + self.offset.withLock { $0 }) }
+            { UInt64(Int64(WallClock.seconds()) + self.offset.withLock { $0 }) }
         }
     }
 

@@ -1,6 +1,7 @@
 import Glibc
 import MATDNS
 import MATPacket
+import MATSystem
 import Synchronization
 import Testing
 @testable import MATIMSClient
@@ -193,7 +194,7 @@ enum Interop {
 
     static func staleWhenServerUnreachable(_ server: DNSServerAddress) throws {
         try baseline(server)
-        let clock = TestClock(UInt64(time(nil)))
+        let clock = TestClock(WallClock.seconds())
         let log = LogRecorder()
         let transport = CuttableTransport()
         let nodeB = IMSClient(configuration: IMSClientConfiguration(names: Fixture.names, servers: [server], key: keyB),

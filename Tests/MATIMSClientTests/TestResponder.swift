@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import MATDNS
 import MATPacket
+import MATSystem
 import Synchronization
 @testable import MATIMSClient
 
@@ -183,7 +184,7 @@ final class TestResponder: Sendable {
             reply.edns = nil
             return try? reply.encode()
         default:
-            return zone.handle(request, now: UInt64(time(nil)))
+            return zone.handle(request, now: WallClock.seconds())
         }
     }
 
@@ -202,25 +203,15 @@ final class TestResponder: Sendable {
     }
 
     private static func localPort(_ fd: Int32) -> UInt16 {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        _ = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return DNSServerAddress(storage)?.port ?? 0
+        SocketAddress.receiving { getsockname(fd, $0, $1) }.endpoint?.port ?? 0
     }
 }
 
 /// A UDP port on 127.0.0.1 that nothing listens on (bound, then closed).
 func deadPort() -> DNSServerAddress {
     let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-    var sin = sockaddr_in()
-    sin.sin_family = sa_family_t(AF_INET)
-    sin.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-    _ = withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-    var storage = sockaddr_storage()
-    var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-    _ = withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+    _ = SocketAddress.with(IPEndpoint(address: IPAddress("127.0.0.1")!, port: 0)) { bind(fd, $0, $1) }
+    let bound = SocketAddress.receiving { getsockname(fd, $0, $1) }.endpoint!
     close(fd)
-    return DNSServerAddress(storage)!
+    return DNSServerAddress(address: bound.address, port: bound.port)
 }

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import MATNode
+import MATSystem
 import Testing
 
 /// matd with mappings from mat-ims instead of `[peer]` sections: registration on start,
@@ -46,7 +47,7 @@ struct IMSLabTests {
         // floor of the second the block was reserved in.
         let sequence = try String(contentsOfFile: lab.path("vm-state/sequence"), encoding: .utf8)
         let last = try #require(UInt64(sequence.trimmingCharacters(in: .whitespacesAndNewlines)))
-        #expect(last % 256 == 0 && last > SequenceStore.floor(atSecond: UInt64(time(nil)) - 600), "\(last)")
+        #expect(last % 256 == 0 && last > SequenceStore.floor(atSecond: WallClock.seconds() - 600), "\(last)")
     }
 
     /// Someone on the path answers the CN's lookups (here the CN's configured IMS address

@@ -1,4 +1,5 @@
 import Foundation
+import MATSystem
 import Synchronization
 
 /// What happened to the node lately, for `matctl monitor`: moves, alerts and their acks,
@@ -23,7 +24,7 @@ public final class EventLog: Sendable {
 
     /// Records an event of `kind` (a word: `move`, `alert`, `ack`, ...) with its details.
     public func post(_ kind: String, _ details: [String: String]) {
-        let time = Date().timeIntervalSince1970
+        let time = WallClock.secondsWithFraction()
         state.withLock { state in
             state.events.append(MonitorEvent(number: state.next, time: time, kind: kind, details: details))
             state.next += 1

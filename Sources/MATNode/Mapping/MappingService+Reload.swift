@@ -152,7 +152,7 @@ extension MappingService {
                                                   keys: keys, recordTTL: ims.recordTTL,
                                                   registrationLifetime: UInt32(clamping: ims.lifetime),
                                                   relay: config.relay?.address),
-            clock: WallClock.seconds,
+            clock: SteppedWallClock.seconds,
             log: { level, message in log(LogLevel(name: level.rawValue) ?? .info, "matd: ims \(level.rawValue): \(message)") })
         var schedules: [AddressFamily: RegistrationSchedule] = [:]
         if !keys.isEmpty {

@@ -123,7 +123,7 @@ public final class MappingService: @unchecked Sendable {
     /// Lookups on their way to the IMS.
     var lookingUp: Set<PendingLookup> = []
     /// The wall clock sequence numbers start from: the host's, or the IMS's if ahead.
-    let sequenceClock = SequenceClock(host: WallClock.seconds)
+    let sequenceClock = SequenceClock(host: SteppedWallClock.seconds)
     /// Where learned mappings, keys and replay state are kept across restarts.
     let stateFile: String
     /// Writes `stateFile` off this thread.
@@ -170,8 +170,8 @@ public final class MappingService: @unchecked Sendable {
         }
         idle = IdleProbing(idleAfter: Self.idleProbeAfter(config))
         freshness = ProofFreshness(lifetime: config.proofLifetime * 1_000)
-        if let step = WallClock.step {
-            log(.warning, "matd: \(ClockStep.variable) is set (for tests only): the wall clock, \(WallClock.seconds()) now, "
+        if let step = SteppedWallClock.step {
+            log(.warning, "matd: \(ClockStep.variable) is set (for tests only): the wall clock, \(SteppedWallClock.seconds()) now, "
                 + "steps by \(step.seconds) s in \(step.afterMilliseconds) ms")
         }
         stateFile = config.stateDirectory + "/peers.json"
@@ -422,7 +422,7 @@ public final class MappingService: @unchecked Sendable {
     func install(_ answer: PeerMappingAnswer?, now: UInt64) -> Bool {
         guard let answer, !answer.moas.isEmpty else { return false }
         // The answer's times are the IMS client's (wall-clock seconds); ours are monotonic.
-        let expiresAt = MappingRefresh.afterAnswer(remainingTTL: UInt64(answer.remainingTTL(at: WallClock.seconds())),
+        let expiresAt = MappingRefresh.afterAnswer(remainingTTL: UInt64(answer.remainingTTL(at: SteppedWallClock.seconds())),
                                                    stale: answer.isStale, now: now)
         // A mapping taken from a peer's alert carries a newer sequence number than what the
         // IMS may still say (its registration failed, or the answer is a stale cache): an

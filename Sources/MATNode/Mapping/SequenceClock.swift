@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import MATSystem
 import Synchronization
 
 /// The wall clock the node's sequence numbers start from (``SequenceStore``): the host's,
@@ -20,7 +18,7 @@ final class SequenceClock: Sendable {
     private let host: @Sendable () -> UInt64
 
     /// A clock on `host`, the host's wall clock in seconds (the system's by default).
-    init(host: @escaping @Sendable () -> UInt64 = { UInt64(max(0, time(nil))) }) {
+    init(host: @escaping @Sendable () -> UInt64 = WallClock.seconds) {
         self.host = host
     }
 

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import MATLinux
+import MATSystem
 
 /// The node's sequence numbers (registrations and signaling), kept in a file so that
 /// they never repeat across restarts: each number, or block of numbers, is written and
@@ -20,7 +21,7 @@ public struct SequenceStore: Sendable {
     /// Wall-clock seconds since 1970.
     let clock: @Sendable () -> UInt64
 
-    public init(path: String, clock: @escaping @Sendable () -> UInt64 = { UInt64(max(0, time(nil))) }) {
+    public init(path: String, clock: @escaping @Sendable () -> UInt64 = WallClock.seconds) {
         self.path = path
         self.clock = clock
     }

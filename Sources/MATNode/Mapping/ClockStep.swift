@@ -1,8 +1,5 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
-import MATLinux
+import MATSystem
 
 /// A step of the wall clock at a set time after start, for tests only: what a host's
 /// clock step (an NTP correction, a guest restored from a snapshot) does to matd, without
@@ -38,10 +35,10 @@ struct ClockStep: Equatable, Sendable {
     }
 }
 
-/// The one wall clock matd reads (whole seconds since 1970): TSIG's time in the IMS
-/// client and the floor of sequence numbers. The host's, unless a test steps it
-/// (``ClockStep``).
-enum WallClock {
+/// The wall clock matd's mapping service reads (whole seconds since 1970): TSIG's time in
+/// the IMS client and the floor of sequence numbers. MATSystem's ``WallClock``, unless a
+/// test steps it (``ClockStep``).
+enum SteppedWallClock {
     /// The step in effect, from the environment at start; nil in normal operation.
     static let step: ClockStep? = ProcessInfo.processInfo.environment[ClockStep.variable].flatMap(ClockStep.init(parsing:))
     /// The first reading (a static is set on first use), which a step counts from.
@@ -49,7 +46,7 @@ enum WallClock {
 
     /// Seconds since 1970.
     @Sendable static func seconds() -> UInt64 {
-        let wall = UInt64(max(0, time(nil)))
+        let wall = WallClock.seconds()
         guard let step else { return wall }
         let start = started
         let now = MonotonicClock.milliseconds()
