@@ -11,7 +11,8 @@ import Synchronization
 public final class Daemon {
     private let config: NodeConfig
     private let reread: () throws -> NodeConfig
-    private let started = Date()
+    /// When the daemon was made, on the monotonic clock (ms): uptime does not jump with the wall clock.
+    private let started = MonotonicClock.milliseconds()
 
     /// Validates what can be checked before the host is touched. `reread` reads the
     /// configuration file again on SIGHUP.
@@ -157,7 +158,8 @@ struct StatusSource: Sendable {
     let tun: String
     let offloads: String
     let ipv6Outbound: String
-    let started: Date
+    /// When the daemon was made, on the monotonic clock (ms).
+    let started: UInt64
 
     /// The Prometheus exposition, from the same replies `matctl stats --prometheus` uses,
     /// but for the peers: a scrape does not have the engine copy its table (O(table) on
@@ -182,7 +184,7 @@ struct StatusSource: Sendable {
                 tunDevice: tun, homeAddresses: config.homeAddresses.map(\.description),
                 mobileAddresses: mappings.currentAddresses.mobileAddresses.map(\.description),
                 uplinks: config.uplinks, domainPrefixes: config.domainPrefixes.map(\.description),
-                offloads: offloads, uptimeSeconds: UInt64(Date().timeIntervalSince(started)),
+                offloads: offloads, uptimeSeconds: (MonotonicClock.milliseconds() - started) / 1_000,
                 peerCount: engine.mappingCount, publicKey: mappings.publicKey, ipv6Outbound: ipv6Outbound)
             let announced = mappings.announcedAddresses.mobileAddresses.map(\.description)
             if announced != status.mobileAddresses { status.publicAddresses = announced }
