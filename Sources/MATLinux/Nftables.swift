@@ -52,17 +52,21 @@ public final class Nftables {
     }
 
     /// The commands that delete `family`'s table `name` whether it is there or not: it is
-    /// added first, so the delete cannot fail on a table that is not there.
+    /// added first, so the delete cannot fail on a table that is not there. Not for a table
+    /// made with `flags owner` (the kernel refuses to add it again without the flag:
+    /// "Operation not supported", and the whole transaction with it).
     public static func deletingTable(family: String, name: String) -> [String] {
         ["add table \(family) \(name)", "delete table \(family) \(name)"]
     }
 
-    /// Deletes `family`'s table `name` if it is there, and says whether it was (``hasTable(family:name:)``).
+    /// Deletes `family`'s table `name` if it is there, and says whether it was
+    /// (``hasTable(family:name:)``). Only a present table is deleted, and by name alone, so
+    /// an owned table (`flags owner`, the kernel fast path's) goes as any other.
     @discardableResult
     public func deleteTable(family: String, name: String) throws(SystemError) -> Bool {
-        let present = try hasTable(family: family, name: name)
-        try run(Self.deletingTable(family: family, name: name).joined(separator: "\n"))
-        return present
+        guard try hasTable(family: family, name: name) else { return false }
+        try run("delete table \(family) \(name)")
+        return true
     }
 
     /// The names of the chains of `family`'s table `table` (cheap, as ``hasTable(family:name:)`` says).

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import MATNode
+import MATTestSupport
 import Testing
 
 /// End-to-end tests of matd in the testbed: a lab of network namespaces per test
@@ -271,6 +272,32 @@ struct LabTests {
         let again = try lab.exec("vm", LabPaths.matd, "cleanup", "--config", config)
         #expect(again.contains("nothing to clean up"), "\(again)")
         #expect(try forwarding.map { try lab.sysctl("vm", $0) } == forwardingBefore)
+    }
+
+    /// SIGTERM stops matd without an error line, with the kernel fast path on and off, and
+    /// its table goes. The table is owned by matd's nftables socket (`flags owner`); stop
+    /// deleted it by adding it again without the flag first, which the kernel refuses
+    /// ("removing the kernel fast path table failed ... Operation not supported").
+    @Test func stopLogsNoErrorWithTheFastPathOnAndOff() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        try lab.startMatd("cn")
+        let fastTable = "table inet \(KernelFastPath.tableName(tun: "mat0"))"
+        for setting in ["on", "off"] {
+            try lab.startMatd("vm", config: lab.writeConfig("vm", adding: "kernel-fast-path = \(setting)"))
+            #expect(try lab.ping("vm", Addr.cn.home4), "kernel-fast-path = \(setting)")
+            if setting == "on" {
+                try waitUntil("\(fastTable) in the VM node", seconds: 20) {
+                    try lab.exec("vm", "nft", "list", "tables").contains(fastTable)
+                }
+            }
+            let running = lab.matdLog("vm")
+            let stopped = try lab.stopMatd("vm")
+            let atStop = String(stopped.stderr.dropFirst(running.count))
+            #expect(stopped.status == 0, "kernel-fast-path = \(setting): \(stopped.summary)")
+            #expect(!atStop.contains("failed") && !atStop.contains("not supported"), "kernel-fast-path = \(setting), at stop:\n\(atStop)")
+            #expect(try !lab.exec("vm", "nft", "list", "tables").contains(fastTable), "kernel-fast-path = \(setting)")
+        }
     }
 
     // MARK: configuration and control
