@@ -240,3 +240,18 @@ struct EncapPolicyWalk {
         return [.sendProbe(moa, nonce: nonce)]
     }
 }
+
+/// ``SignalingMachine/tick(now:environment:)``'s part for the alerts as it was: a walk over
+/// every outstanding alert for the due ones (here deciding only, sending nothing), the
+/// "before" of `SignalingScaleTests`.
+func signalingTickWalk(_ outgoing: [IPAddress: SignalingMachine.Outgoing], now: UInt64) -> (resend: Int, giveUp: Int) {
+    var resend = 0, giveUp = 0
+    for (_, entry) in outgoing {
+        guard let due = entry.schedule.nextSendAt else {
+            if entry.schedule.hasExpired(at: now) { giveUp += 1 }
+            continue
+        }
+        if due <= now { resend += 1 }
+    }
+    return (resend, giveUp)
+}

@@ -407,8 +407,7 @@ extension MappingService: SignalingHost {
         // MoA is gone: its mapping goes, so its traffic is not sent into a hole; the next
         // packet for it asks the IMS afresh. A configured peer stays as configured.
         guard !acknowledged, learned[hoa] != nil, !config.peers.contains(where: { $0.homeAddress == hoa }) else { return }
-        log("matd: dropping peer \(hoa): it answered none of its alerts and the IMS knows no other MoA for it")
-        signaling.countPeerDropped()
+        signaling.peerDropped(logging: "matd: dropping peer \(hoa): it answered none of its alerts and the IMS knows no other MoA for it")
         forget(hoa)
         updateDiversion()
     }

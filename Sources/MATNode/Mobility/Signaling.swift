@@ -213,8 +213,9 @@ final class Signaling {
             perform(machine.sendDueProbes(now: now, environment: environment), now: now)
         }
         refusals.report(machine.counters, now: now)
+        logDropSummary(dropLog.takeSummary(now: now))
         publish()
-        return machine.nextEventAt
+        return [machine.nextEventAt, dropLog.summaryDueAt].compactMap { $0 }.min()
     }
 
     /// Probes `peer` at each of `moas` (``ReachabilityProbes``): `reached` follows each
@@ -238,8 +239,22 @@ final class Signaling {
         countAndPublish { deferred ? ($0.firstPacketLookupsDeferred += 1) : ($0.firstPacketLookups += 1) }
     }
 
-    /// The service dropped a peer that stopped answering.
-    func countPeerDropped() { countAndPublish { $0.peersDropped += 1 } }
+    /// The service dropped a peer that stopped answering: counted, and `message` logged
+    /// within ``PerPeerLogLimit``'s bound (a move's 100,000 unanswered peers are dropped
+    /// one by one), the rest told by one line once its window ends.
+    func peerDropped(logging message: String) {
+        countAndPublish { $0.peersDropped += 1 }
+        let (write, summary) = dropLog.admit(now: lastNow)
+        logDropSummary(summary)
+        if write { log(message) }
+    }
+    private var dropLog = PerPeerLogLimit()
+
+    private func logDropSummary(_ left: Int?) {
+        guard let left else { return }
+        log("matd: and \(left) more peer(s) dropped that answered none of their alerts (\(dropLog.perWindow) logged "
+            + "per \(dropLog.window / 1_000) s; all counted in peers_dropped)")
+    }
 
     /// The service took a MoA from a HoA whose claim to it was stale (``MappingService/settleClaims(to:provenBy:)``).
     func countClaimSettled() { countAndPublish { $0.claimsSettled += 1 } }

@@ -125,7 +125,7 @@ extension SignalingMachine {
             }
             actions.append(.reached(hoa: message.sender, at: source, key: nil))
             alertAnswered(by: message.sender, now: now)
-            outgoing[message.sender] = nil
+            removeOutgoing(message.sender)
             let took = now - min(now, entry.firstSentAt)
             counters.acksReceived += 1
             counters.alertAcknowledged.record(milliseconds: took)

@@ -40,7 +40,13 @@ struct SignalingMachine {
     /// IMS lookups of unknown senders' keys, all senders together: forged senders must not
     /// turn the node into a query generator.
     var keyLookupBudget = TokenBucket(rate: 10, burst: 20)
-    var outgoing: [IPAddress: Outgoing] = [:]
+    /// The alerts awaiting their acknowledgement, by peer: changed only through
+    /// ``setOutgoing(_:_:)`` and ``removeOutgoing(_:)``, which keep ``outgoingDue`` beside it.
+    private(set) var outgoing: [IPAddress: Outgoing] = [:]
+    /// Each outstanding alert at the end of its current wait (its next send, or after the
+    /// last send its giving up), so a tick costs the alerts due, not a walk over every one
+    /// (a move's 100,000 peers until they settle, 9.4 s).
+    private var outgoingDue = DueQueue<IPAddress>()
     var challenges = UpdateChallenges()
     var probes = ReachabilityProbes()
     /// The latest message of each sender whose key is being looked up, handled again when
@@ -61,12 +67,15 @@ struct SignalingMachine {
     /// Alerts whose retransmissions ran out, by peer: where they went, their number and
     /// when they were given up (at most ``givenUpLimit``, for ``givenUpWindow`` ms), for
     /// ``renumberUpdates(below:now:environment:)``.
-    private var givenUp: [IPAddress: (destination: IPAddress, sequence: UInt64, at: UInt64)] = [:]
+    private var givenUp = GivenUpAlerts()
     /// How long a given-up alert is renumbered when the clock moves forward: a restored
     /// guest's first exchange with the IMS comes within seconds of its start or its move,
     /// and a peer given up before that sees no alert again until the guest's next move.
     static let givenUpWindow: UInt64 = 600_000
     static let givenUpLimit = 1_024
+    /// The warning of each alert given up: a move's 100,000 unanswered peers give one
+    /// line each no more, but ten per 10 s and a count of the rest.
+    var unansweredLog = PerPeerLogLimit()
     /// What the event being handled decided, handed out when it returns.
     var actions: [SignalingAction] = []
 
@@ -121,10 +130,22 @@ struct SignalingMachine {
 
     /// When the machine next needs a ``tick(now:environment:)`` or
     /// ``sendDueProbes(now:environment:)``: a retransmission or a wait's end, a probe, a
-    /// challenge's expiry.
+    /// challenge's expiry, the summary of the unanswered alerts not logged one by one.
     var nextEventAt: UInt64? {
-        (outgoing.values.map { $0.schedule.nextSendAt ?? $0.schedule.deadline }
-            + [probes.nextEvent, challenges.nextExpiry].compactMap { $0 }).min()
+        [outgoingDue.nextDeadline, probes.nextEvent, challenges.nextExpiry, unansweredLog.summaryDueAt].compactMap { $0 }.min()
+    }
+
+    /// `peer`'s alert is `entry` now, due at the end of its schedule's current wait.
+    mutating func setOutgoing(_ peer: IPAddress, _ entry: Outgoing) {
+        outgoing[peer] = entry
+        outgoingDue.schedule(peer, at: entry.schedule.deadline)
+    }
+
+    /// `peer`'s alert is no longer outstanding; returns it.
+    @discardableResult
+    mutating func removeOutgoing(_ peer: IPAddress) -> Outgoing? {
+        outgoingDue.remove(peer)
+        return outgoing.removeValue(forKey: peer)
     }
 
     /// Counts what the driver or the service saw outside the machine's events (a peer
@@ -148,8 +169,8 @@ struct SignalingMachine {
                              firstSentAt: now)
         send(entry.bytes, to: moa, now: now)
         entry.schedule.sent(now: now)
-        outgoing[peer] = entry
-        givenUp[peer] = nil
+        setOutgoing(peer, entry)
+        givenUp.forget(peer)
         counters.updatesSent += 1
         actions.append(.event("alert", ["peer": "\(peer)", "at": "\(moa)", "sequence": "\(sequence)"]))
         note(peer) { $0.alert = .awaitingAck }
@@ -170,7 +191,7 @@ struct SignalingMachine {
     mutating func renumberUpdates(below floor: UInt64, now: UInt64,
                                   environment: some SignalingEnvironment) -> [SignalingAction] {
         var due = outgoing.filter { $0.value.sequence < floor }.mapValues(\.destination)
-        for (peer, entry) in givenUp where entry.sequence < floor && now <= entry.at + Self.givenUpWindow {
+        for (peer, entry) in givenUp.entries where entry.sequence < floor && now <= entry.at + Self.givenUpWindow {
             due[peer] = due[peer] ?? entry.destination
         }
         var renumbered: [SignalingAction] = []
@@ -183,11 +204,8 @@ struct SignalingMachine {
     /// Keeps a given-up alert for ``renumberUpdates(below:now:environment:)``, dropping those
     /// past ``givenUpWindow`` and, at ``givenUpLimit``, the oldest.
     private mutating func rememberGivenUp(_ peer: IPAddress, _ entry: Outgoing, now: UInt64) {
-        givenUp = givenUp.filter { now <= $0.value.at + Self.givenUpWindow }
-        if givenUp.count >= Self.givenUpLimit, let oldest = givenUp.min(by: { $0.value.at < $1.value.at })?.key {
-            givenUp[oldest] = nil
-        }
-        givenUp[peer] = (entry.destination, entry.sequence, now)
+        givenUp.remember(peer, destination: entry.destination, sequence: entry.sequence, now: now,
+                         window: Self.givenUpWindow, limit: Self.givenUpLimit)
     }
 
     /// Retransmits the updates that are due (asking the IMS again about a peer silent
@@ -196,26 +214,38 @@ struct SignalingMachine {
     /// Probes are ``sendDueProbes(now:environment:)``'s, run after these actions are
     /// carried out: a peer dropped here has its probes cancelled first.
     mutating func tick(now: UInt64, environment: some SignalingEnvironment) -> [SignalingAction] {
-        for (peer, var entry) in outgoing {
+        logUnansweredSummary(unansweredLog.takeSummary(now: now))
+        for peer in outgoingDue.takeDue(now: now) {
+            guard var entry = outgoing[peer] else { continue }
             guard let due = entry.schedule.nextSendAt else {
                 // The last send has had its full wait.
-                guard entry.schedule.hasExpired(at: now) else { continue }
-                outgoing[peer] = nil
+                guard entry.schedule.hasExpired(at: now) else {
+                    setOutgoing(peer, entry)
+                    continue
+                }
+                removeOutgoing(peer)
                 rememberGivenUp(peer, entry, now: now)
                 counters.updatesUnanswered += 1
                 actions.append(.event("unanswered", ["peer": "\(peer)", "at": "\(entry.destination)", "sequence": "\(entry.sequence)"]))
                 note(peer) { $0.alert = .unanswered }
-                actions.append(.log(.warning, "matd: \(peer) did not acknowledge update seq \(entry.sequence) at \(entry.destination)"))
+                let (write, summary) = unansweredLog.admit(now: now)
+                logUnansweredSummary(summary)
+                if write {
+                    actions.append(.log(.warning, "matd: \(peer) did not acknowledge update seq \(entry.sequence) at \(entry.destination)"))
+                }
                 actions.append(.settled(hoa: peer, acknowledged: false))
                 continue
             }
-            guard due <= now else { continue }
+            guard due <= now else {
+                setOutgoing(peer, entry)
+                continue
+            }
             if entry.schedule.attempts >= Self.sendsBeforeLookup, environment.lookUpAgain(hoa: peer) {
                 counters.peersLookedUpAgain += 1
             }
             send(entry.bytes, to: entry.destination, now: now)
             entry.schedule.sent(now: now)
-            outgoing[peer] = entry
+            setOutgoing(peer, entry)
             counters.updatesRetransmitted += 1
         }
         for expiry in challenges.expire(at: now) {
@@ -229,6 +259,12 @@ struct SignalingMachine {
         return takeActions()
     }
 
+    private mutating func logUnansweredSummary(_ left: Int?) {
+        guard let left else { return }
+        actions.append(.log(.warning, "matd: and \(left) more peer(s) did not acknowledge their update "
+            + "(\(unansweredLog.perWindow) logged per \(unansweredLog.window / 1_000) s; all counted in updates_unanswered)"))
+    }
+
     /// `peer` answered its outstanding alert at `now` (a challenge or the ack): a round trip
     /// when the alert went once (Karn), and after a challenge the rest of the exchange
     /// (response, ack) gets a round trip's wait before the alert is resent.
@@ -239,14 +275,14 @@ struct SignalingMachine {
             roundTrips[peer, default: RoundTripEstimate()].record(now - min(now, entry.firstSentAt))
         }
         entry.schedule.answered(now: now, wait: RetransmitSchedule.firstWait(for: roundTrips[peer] ?? RoundTripEstimate()))
-        outgoing[peer] = entry
+        setOutgoing(peer, entry)
     }
 
     /// The IMS says unanswering `peer` is at `moas` now: its retransmissions go there.
     mutating func redirect(_ peer: IPAddress, to moas: [IPAddress]) -> [SignalingAction] {
         guard let moa = moas.first, var entry = outgoing[peer], moa != entry.destination else { return [] }
         entry.destination = moa
-        outgoing[peer] = entry
+        setOutgoing(peer, entry)
         return [.log(.info, "matd: \(peer) is at \(moa) now (per the IMS); updating it there")]
     }
 
@@ -319,5 +355,54 @@ struct SignalingMachine {
             guard let home = addresses.home6, let mobile = addresses.mobile6 else { return nil }
             return (.v6(home), .v6(mobile))
         }
+    }
+}
+
+/// Alerts whose retransmissions ran out, kept a while for
+/// ``SignalingMachine/renumberUpdates(below:now:environment:)``: by peer, and in the order
+/// they were given up (the time only grows), so dropping the oldest and those past their
+/// window costs the dropped ones, not a walk over every kept one per give-up (a move's
+/// 100,000 unanswered peers gave up one by one). An entry in `order` whose peer was given
+/// up again since, or forgotten, is skipped when it comes up. Pure.
+struct GivenUpAlerts {
+    private(set) var entries: [IPAddress: (destination: IPAddress, sequence: UInt64, at: UInt64)] = [:]
+    private var order: [(peer: IPAddress, at: UInt64)] = []
+    private var head = 0
+
+    /// `peer`'s alert (`sequence`, to `destination`) was given up at `now`: kept, after
+    /// those older than `window` are dropped and, at `limit`, the oldest.
+    mutating func remember(_ peer: IPAddress, destination: IPAddress, sequence: UInt64, now: UInt64,
+                           window: UInt64, limit: Int) {
+        while let oldest = oldestLive(), now > oldest.at + window || (entries.count >= limit && entries[peer] == nil) {
+            entries[oldest.peer] = nil
+            head += 1
+        }
+        entries[peer] = (destination, sequence, now)
+        order.append((peer, now))
+        compact()
+    }
+
+    /// `peer` is alerted again: its given-up alert is no longer kept.
+    mutating func forget(_ peer: IPAddress) {
+        guard entries.removeValue(forKey: peer) != nil else { return }
+        compact()
+    }
+
+    /// The oldest entry of `order` still current, with the stale ones before it skipped.
+    private mutating func oldestLive() -> (peer: IPAddress, at: UInt64)? {
+        while head < order.count {
+            let candidate = order[head]
+            if entries[candidate.peer]?.at == candidate.at { return candidate }
+            head += 1
+        }
+        return nil
+    }
+
+    /// Drops the skipped part of `order` once it is most of it, so it stays within twice
+    /// the kept entries (and a constant): amortised O(1) a change.
+    private mutating func compact() {
+        guard order.count > 2 * entries.count + 64 else { return }
+        order = order[head...].filter { entries[$0.peer]?.at == $0.at }
+        head = 0
     }
 }
