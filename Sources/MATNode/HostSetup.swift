@@ -44,8 +44,11 @@ public final class HostSetup {
     /// Peers' MoAs whose traffic comes in UDP (docs/datapath.md, "Behind NAT"): all of it
     /// goes to the stack, where the fragments of a large datagram are put together again
     /// (the ingress hook sees them one by one, the later ones without a UDP header, and
-    /// would otherwise divert those into the engine). Set before `divertInbound`.
-    public var encapsulatedMoAs: Set<IPAddress> = []
+    /// would otherwise divert those into the engine). Set before `divertInbound`; a change
+    /// after it is written by the next ``changePeerMoAs(adding:removing:)``, even of no peer.
+    public var encapsulatedMoAs: Set<IPAddress> = [] { didSet { encapsulationChanged = true } }
+    /// ``encapsulatedMoAs`` changed since the rules were last written for it.
+    private var encapsulationChanged = false
 
     /// The nftables table matd owns for TUN device `tun`.
     public static func tableName(tun: String) -> String {
@@ -138,6 +141,7 @@ public final class HostSetup {
         divertedShape = shape
         divertedSets = sets
         nextHops6Pending = false
+        encapsulationChanged = false
         watchServices(addresses)
     }
 
@@ -167,6 +171,7 @@ public final class HostSetup {
         divertedShape = shape
         divertedSets = sets
         nextHops6Pending = ipv6Path == .nftables
+        encapsulationChanged = false
         watchServices(addresses)
     }
 
@@ -197,30 +202,40 @@ public final class HostSetup {
     /// Adds and deletes peers' MoAs in the sets of both tables, after `divertInbound`
     /// wrote them in whole: O(change), where `divertInbound` walks every peer. On the
     /// nftables IPv6 path only the added IPv6 MoAs' next hops are looked up, and they go
-    /// into their next hop's set. Where a change also changes the rules (a MoA whose
-    /// traffic goes in UDP), or nothing was written yet, it writes as `divertInbound` does.
+    /// into their next hop's set. Where the MoAs whose traffic comes in UDP that the rules
+    /// name changed (``encapsulatedMoAs`` set since, or a peer of theirs added or gone), the
+    /// rules are written again in the same transaction, the sets still changed by their
+    /// elements: O(change + MoAs in UDP). Throws when nothing was written in whole yet.
     public func changePeerMoAs(adding: Set<IPAddress>, removing: Set<IPAddress>) throws(SystemError) {
-        guard !adding.isEmpty || !removing.isEmpty else { return }
+        guard !adding.isEmpty || !removing.isEmpty || encapsulationChanged else { return }
         guard let shape = divertedShape else {
             throw SystemError("nftables: peer sets", detail: "the diversion was not written in whole first")
         }
-        guard encapsulatedMoAs.isDisjoint(with: adding), encapsulatedMoAs.isDisjoint(with: removing) else {
-            try divertInbound(addresses: shape.addresses,
-                              peerMoAs: Array(divertedSets.addresses.subtracting(removing).union(adding)))
-            return
-        }
         let added = adding.subtracting(divertedSets.addresses)
         let deleted = removing.intersection(divertedSets.addresses)
-        divertedSets.addresses.subtract(deleted)
-        divertedSets.addresses.formUnion(added)
+        var sets = divertedSets
+        sets.addresses.subtract(deleted)
+        sets.addresses.formUnion(added)
         var hops6: (batch: [String], state: NextHopSets6) = ([], divertedHops6)
         if let mobile = shape.addresses.mobile6, ipv6Path == .nftables {
             hops6 = divertedHops6.changes(removing: deleted.filter { $0.family == .ipv6 },
                                           adding: nextHops6(addresses: shape.addresses, peerMoAs: Array(added)),
                                           table: Self.tableName(tun: tun.name), mobile: mobile)
         }
-        try changeElements(deleted: deleted, added: added, into: divertedSets, shape: shape, hops6: hops6)
-        divertedShape = shape
+        let rulesMayChange = encapsulationChanged || !encapsulatedMoAs.isDisjoint(with: added)
+            || !encapsulatedMoAs.isDisjoint(with: deleted)
+        let next = rulesMayChange ? DiversionShape(addresses: shape.addresses, encapsulated: encapsulatedMoAs.intersection(sets.addresses))
+            : shape
+        if next == shape {
+            try changeElements(deleted: deleted, added: added, into: sets, shape: shape, hops6: hops6)
+        } else {
+            try rewrite(table: Self.tableName(tun: tun.name), shape: next, sets: sets, elements: (deleted, added),
+                        hops6: nil, then: hops6.batch)
+            divertedHops6 = hops6.state
+        }
+        divertedSets = sets
+        divertedShape = next
+        encapsulationChanged = false
     }
 
     /// The commands that take the next-hop sets to `hops` (nftables path), the rules staying.
@@ -258,16 +273,13 @@ public final class HostSetup {
         var encapsulated: Set<IPAddress>
     }
 
-    /// Writes the rules of both tables, and either every element of their sets (`whole`:
-    /// the first time, or after a failure; the netdev table is created afresh) or only the
-    /// elements that changed since the last write. The IPv6 next-hop sets (nftables path)
-    /// are written whole for `hops6`.
     /// Writes the rules of both tables for `shape`, and their sets: filled with `sets`
     /// afresh when `elements` is nil (the whole tables), else changed by its deletions and
-    /// additions. `hops6` nil leaves the IPv6 next hops' chain and sets as they are.
+    /// additions. `hops6` nil leaves the IPv6 next hops' chain and sets as they are; `then`
+    /// goes at the end of the same transaction (changes of those sets).
     private func rewrite(table: String, shape: DiversionShape, sets: PeerMoASets,
                          elements: (deleted: Set<IPAddress>, added: Set<IPAddress>)?,
-                         hops6: [IPAddress: RouteLookup.Hop]?) throws(SystemError) {
+                         hops6: [IPAddress: RouteLookup.Hop]?, then: [String] = []) throws(SystemError) {
         let whole = elements == nil
         let previousHops6 = whole ? NextHopSets6() : divertedHops6
         divertedShape = nil
@@ -298,6 +310,7 @@ public final class HostSetup {
             batch += out6.batch
             hopSets6 = out6.state
         }
+        batch += then
         try nftables.run(batch.joined(separator: "\n"))
         divertedHops6 = hopSets6
         if !watchingServices {
