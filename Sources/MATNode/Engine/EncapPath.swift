@@ -136,9 +136,10 @@ public final class EncapPath: @unchecked Sendable {
     /// How segments go: in one `sendmsg` as one buffer the kernel cuts (`UDP_SEGMENT`,
     /// Linux 4.18), else in one `sendmmsg`.
     let segmentation: Segmentation
-    /// The MTU towards each MoA traffic goes to in UDP (``RouteMTU``), refreshed once a
-    /// second and after a send the kernel found too large.
+    /// The MTU towards each MoA traffic goes to in UDP (``RouteMTU``), refreshed about
+    /// once a second (``PathMTURefresh``) and after a send the kernel found too large.
     var pathMTUs: [IPAddress: Int] = [:]
+    var mtuRefresh = PathMTURefresh()
 
     /// The largest super-packet one datagram carries whole (its UDP payload, headers in).
     public static let maximumSuperPacket: UInt32 = 65_000

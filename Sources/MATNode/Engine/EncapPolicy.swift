@@ -60,29 +60,56 @@ public struct EncapPolicy: Sendable {
     private var peers: [IPAddress: Peer] = [:]
     /// The peers in ``Mode/probing`` or ``Mode/encapsulated``, at their next deadline.
     private var due = DueQueue<IPAddress>()
-    /// Whether this node was behind NAT at the last ``track(_:behindNAT:now:)``.
+    /// Whether this node was behind NAT at the last ``track(_:behindNAT:now:)`` or
+    /// ``restart(behindNAT:now:)``.
     public private(set) var behindNAT = false
+    /// With `auto`, the peers decided for before the last change of ``behindNAT``, decided
+    /// for again a slice per ``tick(now:)`` from `restartCursor` (the batch is never
+    /// changed meanwhile, so the index stays valid); a MoA decided for since (it vanished
+    /// and came back) is skipped, as is one that vanished (in `restartGone`).
+    private var restartBatch: [IPAddress: Peer] = [:]
+    private var restartCursor: Dictionary<IPAddress, Peer>.Index
+    private var restartGone: Set<IPAddress> = []
+    /// Peers of a restart decided for again in one ``tick(now:)``.
+    public let restartSlice: Int
 
     public init(setting: EncapSetting, probeInterval: UInt64 = 1_000, probes: Int = 3,
-                keepaliveInterval: UInt64 = 15_000, reprobeInterval: UInt64 = 60_000,
+                keepaliveInterval: UInt64 = 15_000, reprobeInterval: UInt64 = 60_000, restartSlice: Int = 2_048,
                 makeNonce: @escaping @Sendable () -> [UInt8] = { (0..<16).map { _ in UInt8.random(in: 0...255) } }) {
+        self.restartSlice = max(1, restartSlice)
         self.setting = setting
         self.probeInterval = probeInterval
         self.probes = probes
         self.keepaliveInterval = keepaliveInterval
         self.reprobeInterval = reprobeInterval
         self.makeNonce = makeNonce
+        restartCursor = restartBatch.endIndex
     }
 
+    /// Room for `count` more tracked MoAs at once, so a large number of them coming in
+    /// slices does not make one slice pay for growing the table.
+    public mutating func reserveCapacity(more count: Int) { peers.reserveCapacity(peers.count + count) }
+
+    /// Whether a restart after a change of behind-NAT still has peers to decide for.
+    public var isRestarting: Bool { restartCursor != restartBatch.endIndex }
+
     /// The mode for traffic to `moa`; nil for a MoA not tracked.
-    public func mode(of moa: IPAddress) -> Mode? { peers[moa]?.mode }
+    public func mode(of moa: IPAddress) -> Mode? {
+        if let peer = peers[moa] { return peer.mode }
+        guard isRestarting, !restartGone.contains(moa), let index = restartBatch.index(forKey: moa),
+              index >= restartCursor else { return nil }
+        return restartBatch[index].value.mode
+    }
 
     /// The peers' MoAs traffic goes to now, and whether this node is behind NAT: new MoAs
     /// are decided for, MoAs gone are forgotten, and a change of `behindNAT` starts over.
-    /// O(tracked): the service calls it when `behindNAT` changes, and follows the MoAs'
-    /// changes otherwise.
+    /// O(tracked), all in one call: the service follows the MoAs' changes
+    /// (``follow(appeared:vanished:now:)``) and a change of `behindNAT` in slices
+    /// (``restart(behindNAT:now:)``) instead.
     public mutating func track(_ moas: Set<IPAddress>, behindNAT: Bool, now: UInt64) -> [Action] {
         var actions: [Action] = []
+        // The rest of a sliced restart first: every tracked MoA is in `peers` for the walk.
+        while isRestarting { actions += continueRestart(now: now) }
         let restart = behindNAT != self.behindNAT
         self.behindNAT = behindNAT
         for (moa, peer) in peers where !moas.contains(moa) || restart {
@@ -96,10 +123,53 @@ public struct EncapPolicy: Sendable {
     public mutating func follow(appeared: some Sequence<IPAddress>, vanished: some Sequence<IPAddress>, now: UInt64) -> [Action] {
         var actions: [Action] = []
         for moa in vanished {
-            if peers[moa]?.mode == .encapsulated { actions.append(.stopEncap(moa)) }
+            if mode(of: moa) == .encapsulated { actions.append(.stopEncap(moa)) }
+            if isRestarting && restartBatch[moa] != nil { restartGone.insert(moa) }
             forget(moa)
         }
         return actions + add(appeared.filter { peers[$0] == nil }, now: now)
+    }
+
+    /// This node went behind NAT or out (`behindNAT`), the tracked MoAs as they are: as
+    /// ``track(_:behindNAT:now:)`` with the same MoAs, but O(1) here and each peer decided
+    /// for again in the slices of the next ticks (``restartSlice`` a tick): with `auto`,
+    /// probed behind NAT or direct out of it, its traffic in UDP stopped first. Nothing
+    /// changes for `always` and `off`. A restart still running when `behindNAT` changes again
+    /// takes its peers not yet decided for along: O(those).
+    public mutating func restart(behindNAT: Bool, now: UInt64) -> [Action] {
+        guard behindNAT != self.behindNAT else { return [] }
+        self.behindNAT = behindNAT
+        guard setting == .auto else { return [] }
+        var batch = peers
+        if isRestarting {
+            for (moa, peer) in restartBatch[restartCursor...] where batch[moa] == nil && !restartGone.contains(moa) {
+                batch[moa] = peer
+            }
+        }
+        peers = Dictionary(minimumCapacity: batch.count)
+        due.removeAll()
+        restartBatch = batch
+        restartCursor = restartBatch.startIndex
+        restartGone = []
+        return []
+    }
+
+    /// Decides again for the next slice of a restart's peers.
+    private mutating func continueRestart(now: UInt64) -> [Action] {
+        var actions: [Action] = [], again: [IPAddress] = []
+        while again.count < restartSlice && restartCursor != restartBatch.endIndex {
+            let (moa, peer) = restartBatch[restartCursor]
+            restartCursor = restartBatch.index(after: restartCursor)
+            guard peers[moa] == nil, !restartGone.contains(moa) else { continue }
+            if peer.mode == .encapsulated { actions.append(.stopEncap(moa)) }
+            again.append(moa)
+        }
+        if !isRestarting {
+            restartBatch = [:]
+            restartCursor = restartBatch.endIndex
+            restartGone = []
+        }
+        return actions + add(again, now: now)
     }
 
     private mutating func add(_ moas: some Sequence<IPAddress>, now: UInt64) -> [Action] {
@@ -157,9 +227,10 @@ public struct EncapPolicy: Sendable {
         return was == .encapsulated ? [.stopEncap(moa)] : []
     }
 
-    /// Probes, the fallback and keepalives that are due at `now`.
+    /// Probes, the fallback and keepalives that are due at `now`, and the next slice of a
+    /// restart (``restart(behindNAT:now:)``).
     public mutating func tick(now: UInt64) -> [Action] {
-        var actions: [Action] = []
+        var actions: [Action] = isRestarting ? continueRestart(now: now) : []
         for moa in due.takeDue(now: now).sorted(by: { $0.description < $1.description }) {
             defer { reschedule(moa) }
             guard let peer = peers[moa] else { continue }
@@ -196,8 +267,9 @@ public struct EncapPolicy: Sendable {
         return actions
     }
 
-    /// The earliest time `tick` has something to do; nil when nothing is pending.
-    public var nextDeadline: UInt64? { due.nextDeadline }
+    /// The earliest time `tick` has something to do; nil when nothing is pending, 0 (at
+    /// once) while a restart has peers left.
+    public var nextDeadline: UInt64? { isRestarting ? 0 : due.nextDeadline }
 
     private mutating func probe(_ moa: IPAddress, now: UInt64) -> [Action] {
         let nonce = makeNonce()

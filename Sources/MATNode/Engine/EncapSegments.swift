@@ -190,17 +190,23 @@ extension EncapPath {
             mtu = moa.family == .ipv4 ? 576 : 1280
         }
         pathMTUs[moa] = mtu
+        mtuRefresh.lookedUp(moa, now: MonotonicClock.milliseconds())
         return mtu
     }
 
     /// Once a second: the MTUs of the MoAs in UDP looked up again (the kernel lowers one
-    /// when a router on the path answers a datagram too large with an ICMP error); those
-    /// of MoAs no longer in UDP forgotten. The relay's too while traffic goes through it.
-    func refreshPathMTUs() {
-        var moas = Set(endpoints.moas)
-        if !relayedMoAs.isEmpty, let relayServer { moas.insert(relayServer.address) }
-        for moa in pathMTUs.keys where !moas.contains(moa) { pathMTUs[moa] = nil }
-        for moa in moas { lookUpPathMTU(moa) }
+    /// when a router on the path answers a datagram too large with an ICMP error), those
+    /// that came due (``PathMTURefresh``: at most its limit, each at most once a second);
+    /// a due MoA no longer in UDP is forgotten. The relay's too while traffic goes through it.
+    func refreshPathMTUs(now: UInt64) {
+        for moa in mtuRefresh.take(now: now) {
+            let relayInUse = !relayedMoAs.isEmpty && relayServer?.address == moa
+            if endpoints.port(for: moa) != nil || relayInUse {
+                lookUpPathMTU(moa)
+            } else {
+                pathMTUs[moa] = nil
+            }
+        }
     }
 
     /// Sends the segments the TCP segmenter cut from `packet` (``sendSegments(_:of:to:port:kind:)``).

@@ -64,7 +64,7 @@ extension Engine {
         }
         if now >= lastEncapExpiry + 1_000 {
             lastEncapExpiry = now
-            encap.refreshPathMTUs()
+            encap.refreshPathMTUs(now: now)
             for moa in encap.endpoints.expire(now: now) {
                 log("matd: no UDP from \(moa) for \(encap.endpoints.lifetime / 1_000) s: its traffic goes direct again")
             }

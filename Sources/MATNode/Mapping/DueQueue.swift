@@ -45,11 +45,12 @@ struct DueQueue<Key: Hashable & Sendable>: Sendable {
         heap.removeAll()
     }
 
-    /// The keys due at `now` (deadline at or before it), earliest first; each is
-    /// unscheduled (the caller schedules it again if it is to come back).
-    mutating func takeDue(now: UInt64) -> [Key] {
+    /// The keys due at `now` (deadline at or before it), earliest first, at most `limit`
+    /// of them (the rest stay due); each is unscheduled (the caller schedules it again if
+    /// it is to come back).
+    mutating func takeDue(now: UInt64, limit: Int = .max) -> [Key] {
         var due: [Key] = []
-        while let top = heap.first, top.at <= now {
+        while due.count < limit, let top = heap.first, top.at <= now {
             popTop()
             if deadlines[top.key] == top.at {
                 deadlines[top.key] = nil

@@ -61,10 +61,15 @@ extension MappingService {
         if added { wakeup.signal() }
     }
 
+    /// Peers of ``SettledMoAs`` looked at in one turn: a start with 100,000 restored
+    /// mappings notes every one of them.
+    static let encapSlice = 2_048
+
     /// Decides, for the peers whose alerts are settled, whether their traffic goes in UDP,
     /// and carries out what is due. Returns when it next has something to do. A turn
-    /// costs the peers that changed and the peers due (``SettledMoAs``, ``EncapPolicy``),
-    /// plus the configured peers; all of them only when this node goes behind NAT or out.
+    /// costs a slice of the peers that changed (``SettledMoAs``), a slice of a restart
+    /// after a change of behind-NAT (``EncapPolicy/restart(behindNAT:now:)``) and the peers
+    /// due (``EncapPolicy``), plus the configured peers: bounded, whatever the table.
     func tickEncap(now: UInt64) -> UInt64? {
         // Taken whatever happens, so they do not pile up while nothing tracks them.
         var changed = learned.takeFirstMoAChanges()
@@ -73,14 +78,17 @@ extension MappingService {
         if control.policy.setting != .off {
             let configured = configuredMoAs
             changed.formUnion(configured.keys)
-            let (appeared, vanished) = encapSettled.update(changed.lazy.map { hoa in
+            encapSettled.note(changed)
+            control.policy.reserveCapacity(more: encapSettled.pendingCount)
+            let (appeared, vanished) = encapSettled.update(encapSettled.nextSlice(Self.encapSlice).lazy.map { hoa in
                 (hoa: hoa, moa: self.signaling.isAwaiting(hoa) ? nil : self.activeMoA(hoa, configured: configured))
             })
             // Not while the IMS is being asked: the answer may well be "no NAT".
             let behindNAT = publicState.asking.isEmpty && publicState.announced.mobileAddresses != addresses.mobileAddresses
             if behindNAT != control.policy.behindNAT {
-                run(control.policy.track(encapSettled.moas, behindNAT: behindNAT, now: now), control: control, encap: encap)
-            } else if !appeared.isEmpty || !vanished.isEmpty {
+                run(control.policy.restart(behindNAT: behindNAT, now: now), control: control, encap: encap)
+            }
+            if !appeared.isEmpty || !vanished.isEmpty {
                 run(control.policy.follow(appeared: appeared, vanished: vanished, now: now), control: control, encap: encap)
             }
         }
@@ -94,7 +102,8 @@ extension MappingService {
             host.encapsulatedMoAs = encapsulated
             updateDiversion()
         }
-        return control.policy.nextDeadline
+        // The next slice of changed peers in the next turn.
+        return encapSettled.hasPending ? now : control.policy.nextDeadline
     }
 
     /// The configured peers' MoAs (the first of each), by HoA.
