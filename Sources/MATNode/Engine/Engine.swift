@@ -399,7 +399,7 @@ public final class Engine: @unchecked Sendable {
             case .replaceMapping(let mapping): hoas.insert(mapping.hoa)
             case .removeMapping(let hoa), .hold(let hoa), .release(let hoa): hoas.insert(hoa)
             case .limitUntilValidated(let moa, _), .limitUntilProven(let moa), .endLimit(let moa, _): moas.insert(moa)
-            case .setAddresses, .holdFamily, .releaseFamily: break   // the rules' part (FastPathRuleset.families)
+            case .setAddresses, .holdFamily, .releaseFamily: break   // the rules' part (FastPathRuleset.families, .gated)
             }
         }
         for moa in moas {
@@ -423,9 +423,10 @@ public final class Engine: @unchecked Sendable {
             decisions.updateValue(peer, forKey: hoa)   // nil kept: no peer on the fast path
         }
         var ruleset = FastPathRuleset(addresses: processor.addresses, domainPrefixes: fastPath.domainPrefixes)
-        // A family a move holds stays with the engine, which holds its packets.
-        ruleset.families.subtract(processor.familyHolds.families)
-        fastPath.update(ruleset, decisions: decisions)
+        // A family a move holds: the kernel translates only the peers released from the
+        // hold; the engine holds the others' packets.
+        ruleset.gated = processor.familyHolds.families.intersection(ruleset.families)
+        fastPath.update(ruleset, decisions: decisions, gated: FastPathGates.changes(commands, holds: processor.familyHolds))
         if fastPath.backlogFull { wakeup.signal() }
     }
 

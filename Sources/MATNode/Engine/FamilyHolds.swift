@@ -57,6 +57,10 @@ public struct FamilyHolds: Sendable {
         holds[hoa.family] = hold
     }
 
+    /// Whether `hoa`'s family is held and `hoa` was released from that hold (or is new
+    /// since it began): the kernel fast path may translate for it again (``FastPathGates``).
+    public func isReleased(_ hoa: IPAddress) -> Bool { holds[hoa.family]?.released.contains(hoa) ?? false }
+
     /// Whether the packets to `hoa`, a mapped peer, are held by its family's hold.
     public func holds(_ hoa: IPAddress) -> Bool {
         guard let hold = holds[hoa.family] else { return false }

@@ -38,6 +38,11 @@ public struct FastPathRuleset: Equatable, Sendable {
     /// is not at home (a MoA inside a domain prefix: the host's routing would send the
     /// rewritten packet back into the TUN device).
     public var families: Set<AddressFamily>
+    /// Families a move holds (``FamilyHolds``): their outbound rules translate only the
+    /// packets to a HoA in the family's `released` set, the peers released from the hold
+    /// (``FastPathGates``); the packets to the others go on to the engine, which holds
+    /// them. Their inbound is translated as any family's.
+    public var gated: Set<AddressFamily> = []
 
     public init(addresses: NodeAddresses, domainPrefixes: [IPPrefix]) {
         self.addresses = addresses
@@ -148,6 +153,9 @@ public struct FastPathRuleset: Equatable, Sendable {
                 batch.append("add map \(table) \(direction)\(suffix) { type \(type) : \(type); }")
             }
         }
+        batch += [AddressFamily.ipv4, .ipv6].map {
+            "add set \(table) \(FastPathGates.set($0)) { type \($0 == .ipv4 ? "ipv4_addr" : "ipv6_addr"); }"
+        }
         if let timeout = placement.heardTimeout { batch += FastPathHeard.sets(table: placement.table, timeoutSeconds: timeout) }
         batch.append("add chain \(table) out { type route hook output priority \(Self.outputPriority); policy accept; }")
         batch.append("flush chain \(table) out")
@@ -186,6 +194,7 @@ public struct FastPathRuleset: Equatable, Sendable {
             // the rule stops there, and the packet goes on to the engine untouched.
             let transport = family == .ipv4 ? "ip protocol" : "ip6 nexthdr"
             let out = "add rule \(table) out \(ip) saddr \(home)" + (unfragmented.isEmpty ? "" : " \(unfragmented)")
+                + (gated.contains(family) ? " \(ip) daddr @\(FastPathGates.set(family))" : "")
             // Every rewriting rule ends with `accept`: the rules after it cannot match the
             // rewritten packet, and evaluating them cost about 2% of a 64-byte UDP
             // packet's whole path (docs/benchmarks.md, "udp64 on the fast path"). It ends

@@ -75,6 +75,8 @@ public final class KernelFastPath: @unchecked Sendable {
     private var applied: FastPathRuleset?
     private var appliedPlacement: FastPathRuleset.Placement?
     private var elements = FastPathElements(limit: KernelFastPath.peerLimit)
+    /// The peers released from a move's hold of their family, in the gated rules' sets.
+    private var gates = FastPathGates()
     /// Whether the maps are to be filled from scratch: the engine hands every HoA of its
     /// table to ``restart(with:)`` (at start, and after a failed write removed the table).
     private(set) var wantsAllPeers = true
@@ -155,7 +157,7 @@ public final class KernelFastPath: @unchecked Sendable {
     /// Whether the kernel translates `hoa`'s packets now (engine thread only).
     func carries(_ hoa: IPAddress) -> Bool {
         guard let applied, applied.families.contains(hoa.family) || (hoa.family == .ipv4 && bpfCarries4) else { return false }
-        return elements.peers[hoa] != nil
+        return elements.peers[hoa] != nil && gates.admits(hoa, applied)
     }
 
     /// The HoA whose MoA `moa` is in the kernel's maps (engine thread only).
@@ -195,12 +197,15 @@ public final class KernelFastPath: @unchecked Sendable {
     private var lastBacklogWrite: UInt64 = 0
 
     /// Makes the kernel's rules say `ruleset` and its maps hold `decisions` (the engine's
-    /// peer, or nil, for each HoA its last change touched); called on the engine thread
+    /// peer, or nil, for each HoA its last change touched), and the sets of the families it
+    /// gates the peers released from their hold (`gated`, what the change did to them,
+    /// ``FastPathGates``); called on the engine thread
     /// after every change of its state, before it reads another packet. Writes only what
     /// differs, in one transaction. A write that fails removes the table, so every packet
     /// goes through the engine, and is logged; the next update writes it from scratch. The
     /// first failing write (the probe at start) turns the fast path off for good.
-    func update(_ ruleset: FastPathRuleset, decisions: [IPAddress: FastPathRuleset.Peer?]) {
+    func update(_ ruleset: FastPathRuleset, decisions: [IPAddress: FastPathRuleset.Peer?],
+                gated: FastPathGates.Changes = FastPathGates.Changes()) {
         guard unavailable == nil else { return }
         if applied == nil && failures == 0 && writes.load(ordering: .relaxed) == 0 && published.withLock({ $0 }) == "starting" {
             do {
@@ -220,6 +225,7 @@ public final class KernelFastPath: @unchecked Sendable {
             localPorts: localPorts, markBit: PeerMoATraffic.markBit, engineInbound: engineInbound,
             heardTimeout: heardTimeout)
         var delta = elements.apply(decisions)
+        gates.apply(gated)
         if delta.refused > 0 && !refusedLogged {
             refusedLogged = true
             log(.warning, "matd: kernel fast path: \(delta.refused) peer(s) left to the engine: the maps hold "
@@ -262,6 +268,7 @@ public final class KernelFastPath: @unchecked Sendable {
             batch += ruleset.batch(placement)
         }
         batch += FastPathRuleset.elements(bpf == nil ? delta : delta.only(.ipv6), table: table)
+        batch += gates.commands(gated, table: table, whole: fresh)
         do {
             if !batch.isEmpty {
                 try nftables.run(batch.joined(separator: "\n"))
@@ -307,7 +314,10 @@ public final class KernelFastPath: @unchecked Sendable {
                             engineInbound: Set<AddressFamily>) -> Bool {
         guard let bpf else { return true }
         var shape: FastPathBPF.Shape?
-        if ruleset.families.contains(.ipv4), let home = ruleset.addresses.home4, let mobile = ruleset.addresses.mobile4 {
+        // A family a move holds stays with the engine until the hold ends: the programs
+        // have no set of the peers released from it (``FastPathGates``).
+        if ruleset.families.contains(.ipv4), !ruleset.gated.contains(.ipv4),
+           let home = ruleset.addresses.home4, let mobile = ruleset.addresses.mobile4 {
             // A packet rewritten to come from a peer's HoA fails a strict reverse-path check
             // (the HoA is routed into the TUN device): such uplinks get no inbound program.
             shape = FastPathBPF.Shape(home: home, mobile: mobile, inboundUplinks: present.filter { !strictReversePath.contains($0) })
