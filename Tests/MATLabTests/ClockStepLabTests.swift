@@ -2,6 +2,8 @@
 import Glibc
 #endif
 import Foundation
+import MATSystem
+import MATTestSupport
 import Testing
 
 /// matd's own wall clock stepped back (docs/security.md, D5): 1000 s, far outside TSIG's
@@ -35,12 +37,11 @@ struct ClockStepLabTests {
         // After the step: the VM moves, and registers its new MoA 1000 s behind the IMS.
         let wait = Self.stepAfter + 1 - Date().timeIntervalSince(started)
         if wait > 0 { usleep(UInt32(wait * 1_000_000)) }
-        let movedAt = Date()
+        let movedAt = MonotonicClock.seconds()
         try lab.moveVM(to: "b")
         let registered = "registered \(vm.home4) -> 203.0.113.10"
-        let deadline = movedAt.addingTimeInterval(60)
-        while !lab.matdLog("vm").contains(registered) && Date() < deadline { usleep(50_000) }
-        let took = Date().timeIntervalSince(movedAt)
+        _ = poll(seconds: movedAt + 60 - MonotonicClock.seconds()) { lab.matdLog("vm").contains(registered) }
+        let took = MonotonicClock.seconds() - movedAt
         let log = lab.matdLog("vm")
         #expect(log.contains(registered), "\(log)")
         #expect(log.components(separatedBy: "refused a request for its time").count == 2, "one refusal: \(log)")
@@ -95,28 +96,24 @@ struct ClockStepLabTests {
         try lab.startMatd("vm", config: lab.path("vm-ims.conf"), environment: ["MATD_TEST_CLOCK_STEP": "-\(back)@0"])
         #expect(lab.waitForLog("vm", "registering \(vm.home4) failed", timeout: 30), "\(lab.matdLog("vm"))")
         try lab.moveVM(to: "b")
-        var refused = false
-        let refusalDeadline = Date().addingTimeInterval(8)
-        while !refused && Date() < refusalDeadline {
-            refused = try signaling()["refused_replayed", default: 0] > before["refused_replayed", default: 0]
-            if !refused { usleep(50_000) }
+        let refused = try poll(seconds: 8) {
+            try signaling()["refused_replayed", default: 0] > before["refused_replayed", default: 0]
         }
         try lab.exec("vm", "nft", "delete table inet lab-no-ims")
         #expect(refused, "the CN did not refuse the restored guest's alert: the test shows nothing")
         // The IMS is back. The registrations the block refused wait out their backoff; a
         // rebind registers at once (its own alert is numbered by the old clock too, and
         // refused): the first exchange with the IMS, which corrects the clock.
-        let exchangeAt = Date()
+        let exchangeAt = MonotonicClock.seconds()
         // Its outcome is not the point (it fails when no peer acknowledges): the CN's counters are.
         _ = try runCommand([LabPaths.matctl, "rebind", "--socket", lab.socket("vm")], timeout: 40)
 
         var after = try signaling()
-        let deadline = exchangeAt.addingTimeInterval(30)
-        while after["bindings_adopted", default: 0] == before["bindings_adopted", default: 0] && Date() < deadline {
-            usleep(100_000)
+        _ = try poll(seconds: exchangeAt + 30 - MonotonicClock.seconds(), every: 0.1) {
             after = try signaling()
+            return after["bindings_adopted", default: 0] != before["bindings_adopted", default: 0]
         }
-        let took = Date().timeIntervalSince(exchangeAt)
+        let took = MonotonicClock.seconds() - exchangeAt
         let log = lab.matdLog("vm")
         #expect(after["bindings_adopted", default: 0] > before["bindings_adopted", default: 0],
                 "the CN took no alert of the restored guest: \(before) -> \(after)\n\(log)")

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import MATTestSupport
 import Testing
 
 /// A dual-stack pair with mat-ims and no static peers, each node configured like
@@ -75,11 +76,10 @@ struct DualStackLabTests {
         _ = try lab.exec("vm", "ip", "-6", "addr", "add", "2001:db8:b::10/64", "dev", "eth0", "nodad")
         #expect(lab.waitForLog("vm", "mobile addresses now 203.0.113.10, 2001:db8:b::10 (were 203.0.113.10)"),
                 "\(lab.matdLog("vm"))")
-        var after = try signaling()
-        let deadline = Date().addingTimeInterval(15)
-        while after["acks_received", default: 0] <= before["acks_received", default: 0], Date() < deadline {
-            usleep(100_000)
+        var after: [String: Int] = [:]
+        _ = try poll(seconds: 15, every: 0.1) {
             after = try signaling()
+            return after["acks_received", default: 0] > before["acks_received", default: 0]
         }
         // One alert (to the IPv6 peer), acknowledged; none to the IPv4 peer.
         #expect(after["updates_sent", default: 0] == before["updates_sent", default: 0] + 1, "\(before) -> \(after)")
@@ -190,8 +190,7 @@ extension DualStackLabTests {
         #expect(lab.waitForLog("vm", "reload: [ims] section applied"), "\(lab.matdLog("vm"))")
         for family in Addr.Family.allCases {
             let line = "registered \(vm.home(family)) -> \(vm.mobile(family)) seq"
-            let deadline = Date().addingTimeInterval(20)
-            while Date() < deadline, lab.matdLog("vm").components(separatedBy: line).count < 3 { usleep(100_000) }
+            _ = poll(seconds: 20, every: 0.1) { lab.matdLog("vm").components(separatedBy: line).count >= 3 }
             #expect(lab.matdLog("vm").components(separatedBy: line).count == 3, "\(family): \(lab.matdLog("vm"))")
         }
     }

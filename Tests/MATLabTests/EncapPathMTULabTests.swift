@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import MATTestSupport
 import Testing
 
 /// Path MTU in UDP (docs/datapath.md, "Path MTU in UDP"): both nodes send their traffic in
@@ -37,13 +38,9 @@ struct EncapPathMTULabTests {
 
     /// Waits until both of `node`'s peers (IPv4 and IPv6) are reached in UDP.
     func waitForUDPPaths(_ lab: Lab, _ node: String, timeout: Double = 30) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if let peers = try? lab.matctl(node, "peers"),
-               peers.split(separator: "\n").filter({ $0.contains("path udp-encap") }).count >= 2 { return true }
-            usleep(200_000)
+        poll(seconds: timeout, every: 0.2) {
+            (try? lab.matctl(node, "peers"))?.split(separator: "\n").filter({ $0.contains("path udp-encap") }).count ?? 0 >= 2
         }
-        return false
     }
 
     /// `ping -M do` of 1500 bytes is answered "fragmentation needed" with MTU 1454, the

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import MATTestSupport
 import Testing
 
 /// UDP GSO super-packets in UDP (docs/datapath.md, "Behind NAT"), in the lab of
@@ -77,12 +78,10 @@ extension EncapPathMTULabTests {
         // so the fragment count above is the check for both families, and one family's
         // super-packets cut shows the segmenter ran.
         var segmented = 0
-        let deadline = Date().addingTimeInterval(10)
-        repeat {
+        _ = try poll(seconds: 10, every: 0.2) {
             segmented = try encapCounter(lab, "vm", "encap_packets_segmented") - segmentedBefore
-            if segmented >= 2 * superPackets { break }
-            usleep(200_000)
-        } while Date() < deadline
+            return segmented >= 2 * superPackets
+        }
         #expect(segmented >= superPackets, "encap_packets_segmented grew by \(segmented)")
         print("udp-gso: \(2 * superPackets) super-packets sent, \(segmented) cut by matd, 0 fragments")
         // The counters see fragments: a ping without DF too large for the path.

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import MATNode
+import MATTestSupport
 import Testing
 
 /// IPv6 outbound on kernels without per-device `force_forwarding` (before Linux 6.17):
@@ -138,11 +139,12 @@ struct KernelPathLabTests {
     }
 
     private func waitForControl(_ lab: Lab, _ daemon: Spawned) throws -> Bool {
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline && daemon.isRunning {
-            if try runCommand([LabPaths.matctl, "status", "--socket", lab.socket("vm")], timeout: 10).succeeded { return true }
-            usleep(100_000)
+        var answered = false
+        _ = try poll(seconds: 20, every: 0.1) {
+            guard daemon.isRunning else { return true }
+            answered = try runCommand([LabPaths.matctl, "status", "--socket", lab.socket("vm")], timeout: 10).succeeded
+            return answered
         }
-        return false
+        return answered
     }
 }

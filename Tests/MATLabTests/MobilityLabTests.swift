@@ -6,6 +6,7 @@ import MATNode
 import MATPacket
 import MATSignaling
 import MATSystem
+import MATTestSupport
 import Testing
 
 /// Movement end to end: matd on the VM node and the CN with mat-ims; the VM changes
@@ -106,16 +107,13 @@ struct MobilityLabTests {
         defer { _ = datagrams.wait(timeout: 30) }
         // The first contact is over when the VM knows the CN: only then does the VM's move
         // alert it (until then the CN learns the move from the IMS, on another path).
-        let deadline = Date().addingTimeInterval(30)
-        while try !(lab.matctl("cn", "peers").contains("\(vm.home4) -> \(vm.mobile4)")
-                    && lab.matctl("vm", "peers").contains("\(cn.home4) -> ")) && Date() < deadline {
-            usleep(100_000)
+        _ = try poll(seconds: 30, every: 0.1) {
+            try lab.matctl("cn", "peers").contains("\(vm.home4) -> \(vm.mobile4)") && lab.matctl("vm", "peers").contains("\(cn.home4) -> ")
         }
         try #require(lab.matctl("vm", "peers").contains("\(cn.home4) -> "), "the first contact did not finish:\n\(lab.matdLog("cn"))")
         let before = try lab.stats("cn")
         try lab.moveVM(to: "b")
-        let settled = Date().addingTimeInterval(20)
-        while try !lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.10*") && Date() < settled { usleep(100_000) }
+        _ = try poll(seconds: 20, every: 0.1) { try lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.10*") }
         usleep(200_000)
         let after = try lab.stats("cn")
         let limited = (drops(after)["unvalidated_path"] ?? 0) - (drops(before)["unvalidated_path"] ?? 0)
@@ -287,11 +285,10 @@ struct MobilityLabTests {
         let trial = try lab.matctl("vm", "peers")
         #expect(trial.contains("\(cn.home4) -> 192.0.2.131* (prio 0") && trial.contains("\(cn.mobile4) (prio 255"), "\(trial)")
         // The challenge goes unanswered (5 s): back to the mapping that was proven.
-        let deadline = Date().addingTimeInterval(15)
         var peers = trial
-        while !peers.contains("\(cn.home4) -> \(cn.mobile4)* (prio 0"), Date() < deadline {
-            usleep(200_000)
+        _ = try poll(seconds: 15, every: 0.2) {
             peers = try lab.matctl("vm", "peers")
+            return peers.contains("\(cn.home4) -> \(cn.mobile4)* (prio 0")
         }
         #expect(peers.contains("\(cn.home4) -> \(cn.mobile4)* (prio 0") && !peers.contains("192.0.2.131"), "\(peers)")
         #expect(try signalingCounters(lab, "vm")["challenges_unanswered", default: 0] == 1)

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import MATSignaling
+import MATTestSupport
 import Testing
 
 /// Reachability checks of what a peer has not proven itself (docs/security.md, D3, R8 and
@@ -58,8 +59,7 @@ struct ReachabilityLabTests {
 
         // The CN reads the hostile answer at its next lookup and probes its MoAs.
         let readings = { lab.matdLog("cn").components(separatedBy: "probing").count - probingBefore }
-        let readDeadline = Date().addingTimeInterval(Self.recordTTL + Self.slack)
-        while readings() == 0 && Date() < readDeadline { usleep(100_000) }
+        _ = poll(seconds: Self.recordTTL + Self.slack, every: 0.1) { readings() > 0 }
         #expect(readings() >= 1, "\(lab.matdLog("cn"))")
         #expect(lab.waitForLog("cn", "; not taken", timeout: Self.probeWait + Self.slack), "\(lab.matdLog("cn"))")
         let probed = try signaling()
@@ -248,8 +248,7 @@ struct ReachabilityLabTests {
         #expect(lab.waitForLog("vm", "mapping \(cn.home4)"), "\(lab.matdLog("vm"))")
         try nat.moveVM(host: 80)
         #expect(lab.waitForLog("vm", "traffic goes in UDP", timeout: 30), "\(lab.matdLog("vm"))")
-        let inUDP = Date().addingTimeInterval(20)
-        while try !lab.matctl("cn", "peers").contains("path udp-encap") && Date() < inUDP { usleep(200_000) }
+        _ = try poll(seconds: 20, every: 0.2) { try lab.matctl("cn", "peers").contains("path udp-encap") }
         #expect(try lab.matctl("cn", "peers").contains("path udp-encap"), "\(lab.matdLog("cn"))")
 
         func signaling() throws -> [String: Int] { try lab.stats("cn")["signaling"] as? [String: Int] ?? [:] }

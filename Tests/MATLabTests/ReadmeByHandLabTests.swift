@@ -93,12 +93,11 @@ struct ReadmeByHandLabTests {
         func startMatd() throws -> Spawned {
             let daemon = try Spawned(onMachine("exec " + (try written("matd run"))))
             daemons.append(daemon)
-            let deadline = Date().addingTimeInterval(30)
-            while Date() < deadline {
+            let answered = try poll(seconds: 30, every: 0.1) {
                 if !daemon.isRunning { throw LabError("matd run ended at start:\n\(daemon.wait(timeout: 1).summary)") }
-                if try run(try written("matctl status"), timeout: 10).succeeded { return daemon }
-                usleep(100_000)
+                return try run(try written("matctl status"), timeout: 10).succeeded
             }
+            if answered { return daemon }
             throw LabError("matd run: matctl status did not answer within 30 s:\n\(daemon.stderr)")
         }
         func hasMat0(_ state: [String: String]) -> Bool { state["ip link"]?.contains(": mat0:") == true }

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import MATSignaling
+import MATTestSupport
 import Testing
 
 /// The relay over IPv6 and across families (docs/signaling.md, "Relay"): two dual-stack
@@ -208,11 +209,9 @@ struct RelayFamiliesLabTests {
         // Each node's next registration (a second later) is taken with both HoAs: one
         // binding per node, before any traffic goes to the relay.
         var bindings = 0
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline {
+        _ = try poll(seconds: 20, every: 0.2) {
             bindings = (try lab.stats("plain")["relay"] as? [String: Int])?["bindings"] ?? 0
-            if bindings >= 2 { break }
-            usleep(200_000)
+            return bindings >= 2
         }
         #expect(bindings == 2, "\(lab.matdLog("plain"))")
         try checkTrafficGoesThroughTheRelay(lab)

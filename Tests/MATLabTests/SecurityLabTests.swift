@@ -5,6 +5,7 @@ import Foundation
 import MATNode
 import MATPacket
 import MATSignaling
+import MATTestSupport
 import Testing
 
 /// Signaling that names a bystander (docs/security.md, S4): what the bystander gets is
@@ -160,9 +161,10 @@ struct SecurityLabTests {
             .write(toFile: lab.path("cn-ims.conf"), atomically: true, encoding: .utf8)
         try lab.signalMatd("cn", SIGHUP)
         #expect(lab.waitForLog("cn", "reload: [ims] section applied"), "\(lab.matdLog("cn"))")
-        let deadline = Date().addingTimeInterval(20)
-        while !forger.stdout.contains("answered type 16 from \(cn.mobile4)") && Date() < deadline {
+        _ = try poll(seconds: 20, every: 0) {
+            if forger.stdout.contains("answered type 16 from \(cn.mobile4)") { return true }
             _ = try lab.ping("cn", vm.home4, count: 1)
+            return false
         }
         #expect(forger.stdout.contains("answered type 16 from \(cn.mobile4)"),
                 "the CN never read the forgery:\n\(forger.stdout)\n\(lab.matdLog("cn"))")
@@ -248,15 +250,13 @@ struct SecurityLabTests {
         func registrations() -> Int { lab.matdLog("vm").components(separatedBy: "registered \(vm.home4)").count - 1 }
         let registered = registrations()
         try lab.moveVM(to: "b")
-        let reRegistered = Date().addingTimeInterval(20)
-        while registrations() <= registered && Date() < reRegistered { usleep(200_000) }
+        _ = poll(seconds: 20, every: 0.2) { registrations() > registered }
         #expect(registrations() > registered, "the VM did not register its new MoA:\n\(lab.matdLog("vm"))")
         try lab.startMatd("cn", config: lab.path("cn-keyless-genuine.conf"))
-        let site = Date().addingTimeInterval(20)
         var moved = try vmPeer()
-        while moved?.mobileAddresses.first?.address ?? vm.mobile4 == vm.mobile4 && Date() < site {
-            usleep(200_000)
+        _ = try poll(seconds: 20, every: 0.2) {
             moved = try vmPeer()
+            return moved?.mobileAddresses.first?.address ?? vm.mobile4 != vm.mobile4
         }
         let newMoA = moved?.mobileAddresses.first?.address
         #expect(newMoA != nil && newMoA != vm.mobile4, "the CN did not follow the VM: \(String(describing: moved))\n\(lab.matdLog("cn"))")

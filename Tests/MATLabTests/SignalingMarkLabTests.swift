@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import MATTestSupport
 import Testing
 
 /// matd sends its signaling as network control, DSCP CS6 (docs/signaling.md, "In matd"):
@@ -37,11 +38,10 @@ struct SignalingMarkLabTests {
             #expect(try lab.ping("vm", cn.home(family)), "after the move \(family)")
         }
         let moved = ["\(vm.home4) -> 203.0.113.10*", "\(vm.home6) -> 2001:db8:b::10*"]
-        let deadline = Date().addingTimeInterval(20)
-        var peers = try lab.matctl("cn", "peers")
-        while !moved.allSatisfy(peers.contains), Date() < deadline {
-            usleep(100_000)
+        var peers = ""
+        _ = try poll(seconds: 20, every: 0.1) {
             peers = try lab.matctl("cn", "peers")
+            return moved.allSatisfy(peers.contains)
         }
         #expect(moved.allSatisfy(peers.contains), "\(peers)")
         try capture.stop()

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import MATTestSupport
 import Testing
 
 /// Packets that reach a node in UDP, carried from a peer's MoA or relayed for it, follow
@@ -107,11 +108,10 @@ struct UnprovenMoALabTests {
 
         // First contact: the CN looks the VM up and probes its MoA (at 0, 0.5, 1.5 and 3.5 s).
         _ = try lab.spawn("cn", ["ping", "-c", "1", "-W", "1", vm.home4])
-        let contact = Date().addingTimeInterval(20)
         var before = try cnStats()
-        while before.signaling["probes_sent", default: 0] == 0 && Date() < contact {
-            usleep(20_000)
+        _ = try poll(seconds: 20, every: 0.02) {
             before = try cnStats()
+            return before.signaling["probes_sent", default: 0] > 0
         }
         try #require(before.signaling["probes_sent", default: 0] > 0, "the CN did not probe the VM:\n\(lab.matdLog("cn"))")
         let probed = Date()
@@ -122,11 +122,10 @@ struct UnprovenMoALabTests {
         let window = Date().timeIntervalSince(probed)
         _ = try lab.run("vm", ["nft", "delete", "table", "inet", "mat_test_probes"])
         // The engine's counters reach `matctl stats` within a second.
-        let counted = Date().addingTimeInterval(5)
         var unproven = try cnStats()
-        while unproven.unvalidated - before.unvalidated < UInt64(2 * count) && Date() < counted {
-            usleep(100_000)
+        _ = try poll(seconds: 5, every: 0.1) {
             unproven = try cnStats()
+            return unproven.unvalidated - before.unvalidated >= UInt64(2 * count)
         }
         func delta(_ key: String, _ from: [String: UInt64], _ to: [String: UInt64]) -> UInt64 { to[key, default: 0] - from[key, default: 0] }
         #expect(arrived("carried-1") == 0 && arrived("relayed-1") == 0, "delivered from an unproven MoA:\n\(sink.stdout)")
@@ -136,22 +135,20 @@ struct UnprovenMoALabTests {
                 "refused otherwise: \(before.encap) -> \(unproven.encap)")
 
         // The drop is gone: the VM answers the next probe of the round.
-        let proof = Date().addingTimeInterval(15)
         var proven = try cnStats()
-        while proven.signaling["probes_answered", default: 0] == 0 && Date() < proof {
-            usleep(50_000)
+        _ = try poll(seconds: 15, every: 0.05) {
             proven = try cnStats()
+            return proven.signaling["probes_answered", default: 0] > 0
         }
         try #require(proven.signaling["probes_answered", default: 0] > 0,
                      "the VM's MoA was not proven (the round may have ended first, \(String(format: "%.1f", window)) s):\n\(lab.matdLog("cn"))")
         FileManager.default.createFile(atPath: trigger + "2", contents: nil)
         for sender in [carried, relayed] { sender.wait(timeout: 30) }
-        let delivered = Date().addingTimeInterval(10)
         var after = try cnStats()
-        while (arrived("carried-2") + arrived("relayed-2") < 2 * count
-               || delta("encap_relay_packets_received", proven.encap, after.encap) < UInt64(count)) && Date() < delivered {
-            usleep(100_000)
+        _ = try poll(seconds: 10, every: 0.1) {
             after = try cnStats()
+            return arrived("carried-2") + arrived("relayed-2") >= 2 * count
+                && delta("encap_relay_packets_received", proven.encap, after.encap) >= UInt64(count)
         }
         #expect(arrived("carried-2") == count && arrived("relayed-2") == count,
                 "after the proof: \(arrived("carried-2")) carried and \(arrived("relayed-2")) relayed of \(count) each\n\(proven.encap) -> \(after.encap)")

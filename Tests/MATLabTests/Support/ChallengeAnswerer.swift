@@ -6,6 +6,7 @@ import MATLinux
 import MATPacket
 import MATSignaling
 import MATSystem
+import MATTestSupport
 
 /// A node's signing key answering challenges from an address of the test's choosing: a
 /// signer that moved there, where no matd runs. A thread of the test enters `node`'s
@@ -46,8 +47,7 @@ final class ChallengeAnswerer: @unchecked Sendable {
     /// Stops answering and closes the socket (within 0.1 s).
     func stop() {
         lock.withLock { stopped = true }
-        let deadline = Date().addingTimeInterval(5)
-        while !lock.withLock({ finished }) && Date() < deadline { usleep(10_000) }
+        _ = poll(seconds: 5, every: 0.01) { lock.withLock { finished } }
     }
 
     private func run(namespace: String, home: IPAddress, key: SigningKey, challengerKey: VerifyingKey, ready: DispatchSemaphore) {

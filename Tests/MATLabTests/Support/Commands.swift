@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import MATTestSupport
 
 /// Root-only lab tests run in CI (as root) and must not skip there: in CI a non-root run
 /// is enabled, and fails, instead of silently skipping.
@@ -73,8 +74,7 @@ final class Spawned: @unchecked Sendable {
     /// result says so (status SIGKILL, signalled).
     @discardableResult
     func wait(timeout: Double) -> CommandResult {
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(5_000) }
+        _ = poll(seconds: timeout, every: 0.005) { !process.isRunning }
         if process.isRunning {
             kill(process.processIdentifier, SIGKILL)
         }
@@ -86,13 +86,8 @@ final class Spawned: @unchecked Sendable {
 
     /// Waits until `predicate` holds for the standard output or error, or the process ends.
     func waitForOutput(timeout: Double, _ predicate: (String) -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if predicate(stdout + stderr) { return true }
-            if !process.isRunning { return predicate(stdout + stderr) }
-            usleep(10_000)
-        }
-        return false
+        poll(seconds: timeout, every: 0.01) { predicate(stdout + stderr) || !process.isRunning }
+            && predicate(stdout + stderr)
     }
 }
 

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import MATSystem
+import MATTestSupport
 
 /// How a file being received grows: a thread of the test reads its size every 5 ms until
 /// `stop()`. The longest time it did not grow is how long a flow writing it stood still
@@ -55,9 +56,7 @@ final class FileProgress: @unchecked Sendable {
 
     /// Waits until the file holds at least `bytes`; false after `timeout` seconds.
     func wait(forAtLeast bytes: Int64, timeout: Double) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while size < bytes && Date() < deadline { usleep(10_000) }
-        return size >= bytes
+        poll(seconds: timeout, every: 0.01) { size >= bytes }
     }
 
     /// The longest stall that ended after `start` (monotonic seconds) and began before

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import MATSignaling
+import MATTestSupport
 
 /// Addresses of the testbed (see the header of Tools/testbed).
 enum Addr {
@@ -190,17 +191,13 @@ final class Lab: @unchecked Sendable {
         let configPath = try config ?? writeConfig(node)
         let daemon = try Spawned(inNode(node, [LabPaths.matd, "run", "--config", configPath]), environment: environment)
         daemons[node] = daemon
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
+        let answered = try poll(seconds: timeout) {
             if !daemon.isRunning {
                 throw LabError("matd in \(node) exited at start:\n\(daemon.wait(timeout: 1).summary)")
             }
-            if let result = try? runCommand([LabPaths.matctl, "status", "--socket", socket(node)], timeout: 10),
-               result.succeeded {
-                return daemon
-            }
-            usleep(50_000)
+            return (try? runCommand([LabPaths.matctl, "status", "--socket", socket(node)], timeout: 10))?.succeeded == true
         }
+        if answered { return daemon }
         throw LabError("matd in \(node) did not answer on \(socket(node)) within \(Int(timeout)) s:\n\(daemon.stderr)")
     }
 

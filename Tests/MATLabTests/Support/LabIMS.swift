@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import MATTestSupport
 
 /// mat-ims in the lab's IMS node, and matd configured to use it.
 extension Lab {
@@ -107,13 +108,9 @@ extension Lab {
     /// Waits until `node`'s state file (`<node>-state/peers.json`, saved within a second
     /// of a change) names `hoa`.
     func waitForSavedPeer(_ node: String, _ hoa: String, timeout: Double = 20) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if let saved = try? String(contentsOfFile: path("\(node)-state/peers.json"), encoding: .utf8),
-               saved.contains(hoa) { return true }
-            usleep(100_000)
+        poll(seconds: timeout, every: 0.1) {
+            (try? String(contentsOfFile: path("\(node)-state/peers.json"), encoding: .utf8))?.contains(hoa) == true
         }
-        return false
     }
 
     /// What a snapshot of `node` holds of its state directory (the sequence counter and
@@ -129,12 +126,7 @@ extension Lab {
 
     /// Waits until matd's log in `node` contains `text`.
     func waitForLog(_ node: String, _ text: String, timeout: Double = 20) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if matdLog(node).contains(text) { return true }
-            usleep(100_000)
-        }
-        return false
+        poll(seconds: timeout, every: 0.1) { matdLog(node).contains(text) }
     }
 }
 
