@@ -14,6 +14,10 @@ public final class BPFDatapath: @unchecked Sendable {
     // @unchecked: used by one thread at a time (its owner); the descriptors change only in init and close.
     private var descriptors: [Int32] = []
     private let outboundMap: Int32, inboundMap: Int32, counterMap: Int32, heardMap: Int32
+    /// The MoA-to-MoA guard's maps (``MoAGuard``): flows the host opened from its MoA, and
+    /// the services bound to the MoA as last written (``setServices(_:)``).
+    private let flowMap: Int32, serviceMap: Int32
+    private var services: Set<Service> = []
     private let uplinkIndex: UInt32
 
     /// The datapath of the one uplink `uplink`: peers' packets go out of it, and come in on it.
@@ -22,9 +26,34 @@ public final class BPFDatapath: @unchecked Sendable {
         try self.init(home: home, mobile: mobile, localPorts: localPorts, tun: tun, uplinks: [uplink], maxPeers: maxPeers)
     }
 
+    /// A socket bound to the own MoA (``setServices(_:)``).
+    public struct Service: Hashable, Sendable {
+        /// 6 (a TCP listener) or 17 (a UDP socket).
+        public var proto: UInt8
+        /// The MoA's IP version, 4 or 6.
+        public var version: UInt8
+        public var port: UInt16
+
+        public init(protocol proto: UInt8, version: UInt8, port: UInt16) {
+            self.proto = proto
+            self.version = version
+            self.port = port
+        }
+
+        /// Its key in the guard's service map.
+        var key: [UInt8] { MoAGuard.serviceKey(protocol: proto, version: version, port: port) }
+    }
+
+    /// Flows of the host's own MoA the guard remembers; the least recently used make room.
+    public static let guardedFlows = 16_384
+    /// Services bound to the MoA the guard's map holds (more are left to the engine: logged
+    /// by ``setServices(_:)``'s caller).
+    public static let boundServices = 1_024
+
     /// Builds the maps and programs and attaches them: the outbound program at egress of
-    /// `tun`, the inbound one at ingress of every interface of `uplinks` (none: nothing is
-    /// translated inbound; ``setPeer(home:mobile:nextHop:)`` sends out of the first).
+    /// `tun`, the inbound one at ingress of every interface of `uplinks` and the
+    /// MoA-to-MoA guard's flow program (``MoAGuard/flows(_:)``) at their egress (none:
+    /// nothing is translated inbound; ``setPeer(home:mobile:nextHop:)`` sends out of the first).
     /// Throws (closing what it made) when the kernel lacks tcx or refuses a program.
     public init(home: IPv4Address, mobile: IPv4Address, localPorts: [UInt16], tun: String, uplinks: [String],
                 maxPeers: Int = 65_536) throws(SystemError) {
@@ -48,13 +77,19 @@ public final class BPFDatapath: @unchecked Sendable {
             made.append(counterMap)
             heardMap = try BPFSystem.createMap(.hash, keySize: 4, valueSize: 8, maxEntries: maxPeers, name: "mat_heard4")
             made.append(heardMap)
+            flowMap = try BPFSystem.createMap(.lruHash, keySize: MoAGuard.flowKeySize(addressLength: 4), valueSize: 8,
+                                              maxEntries: Self.guardedFlows, name: "mat_flows4")
+            made.append(flowMap)
+            serviceMap = try BPFSystem.createMap(.hash, keySize: 4, valueSize: 4, maxEntries: Self.boundServices, name: "mat_services")
+            made.append(serviceMap)
             let parameters = TranslationPrograms.Parameters(home: home.value, mobile: mobile.value, localPorts: localPorts,
                                                             outboundMap: outboundMap, inboundMap: inboundMap, counterMap: counterMap,
-                                                            heardMap: heardMap)
-            let outbound: [Instruction], inbound: [Instruction]
+                                                            heardMap: heardMap, moaGuard: MoAGuard(flowMap: flowMap, serviceMap: serviceMap))
+            let outbound: [Instruction], inbound: [Instruction], flows: [Instruction]
             do {
                 outbound = try TranslationPrograms.outbound(parameters)
                 inbound = try TranslationPrograms.inbound(parameters)
+                flows = try MoAGuard.flows(parameters)
             } catch {
                 throw SystemError("BPF datapath: assemble", detail: "\(error)")
             }
@@ -64,7 +99,11 @@ public final class BPFDatapath: @unchecked Sendable {
             if !uplinkIndices.isEmpty {
                 let inProgram = try BPFSystem.loadProgram(inbound, name: "mat_in4")
                 made.append(inProgram)
+                let flowProgram = try BPFSystem.loadProgram(flows, name: "mat_flows4")
+                made.append(flowProgram)
                 for index in uplinkIndices {
+                    // The flows first: a reply may come in as soon as the inbound program is there.
+                    made.append(try BPFSystem.attach(program: flowProgram, interfaceIndex: index, point: .tcxEgress))
                     made.append(try BPFSystem.attach(program: inProgram, interfaceIndex: index, point: .tcxIngress))
                 }
             }
@@ -131,6 +170,20 @@ public final class BPFDatapath: @unchecked Sendable {
             heard.append((home, (0..<8).reduce(UInt64(0)) { $0 | UInt64(value[$1]) << (8 * $1) }))
         }
         return heard
+    }
+
+    /// Makes the guard's service map hold `wanted` (only what changed is written): traffic
+    /// from peers' MoAs to these sockets bound to the own MoA is left alone. Throws when
+    /// the kernel refuses a write (the map full: ``boundServices``); what was written stays.
+    public func setServices(_ wanted: Set<Service>) throws(SystemError) {
+        for service in services.subtracting(wanted) {
+            try BPFSystem.delete(map: serviceMap, key: service.key)
+            services.remove(service)
+        }
+        for service in wanted.subtracting(services) {
+            try BPFSystem.update(map: serviceMap, key: service.key, value: [0, 0, 0, 0])
+            services.insert(service)
+        }
     }
 
     /// Forgets when `home` was heard (it left the maps); false when it was not noted.

@@ -85,6 +85,7 @@ public final class Daemon {
         firewall.start()
         defer { firewall.stop() }
         engine.fastPath?.inboundFence = { firewall.engineInbound }
+        if let fastPath = engine.fastPath { host.observeMoAServices { fastPath.moaServicesChanged($0) } }
         try engine.start()
         defer {
             engine.stop()

@@ -193,6 +193,13 @@ public final class HostSetup {
         }
     }
 
+    /// Calls `observer` with the TCP listeners and UDP sockets bound to the node's MoAs,
+    /// now and whenever they change (the watch's thread): the services the `listen4` and
+    /// `listen6` sets hold, for the BPF datapath's MoA-to-MoA guard.
+    func observeMoAServices(_ observer: @escaping @Sendable (Set<PeerMoATraffic.BoundService>) -> Void) {
+        services.observe(observer)
+    }
+
     /// At home (MoA == HoA) a service on that address is HoA traffic's: the engine
     /// decides by source there, as for everything else.
     private func watchServices(_ addresses: NodeAddresses) {

@@ -113,12 +113,23 @@ enum PeerMoATraffic {
         return batch
     }
 
+    /// A TCP listener or UDP socket bound to one of the node's MoAs.
+    struct BoundService: Hashable, Sendable {
+        var address: IPAddress
+        /// 6 (TCP) or 17 (UDP).
+        var proto: UInt8
+        var port: UInt16
+
+        /// Its element of `listen4`/`listen6`.
+        var element: String { "\(address) . \(proto == 6 ? "tcp" : "udp") . \(port)" }
+    }
+
     /// The TCP listeners and UDP sockets bound to one of `mobile` exactly, whose port no
     /// socket on another local address (the HoA, the wildcard) shares: those are the ones
     /// only MoA traffic can mean.
-    static func servicesBound(to mobile: [IPAddress]) -> Set<String> {
-        var result = Set<String>()
-        for (file, proto, listenOnly) in [("tcp", "tcp", true), ("tcp6", "tcp", true), ("udp", "udp", false), ("udp6", "udp", false)] {
+    static func servicesBound(to mobile: [IPAddress]) -> Set<BoundService> {
+        var result = Set<BoundService>()
+        for (file, proto, listenOnly) in [("tcp", UInt8(6), true), ("tcp6", 6, true), ("udp", 17, false), ("udp6", 17, false)] {
             guard let text = try? String(contentsOfFile: "/proc/net/\(file)", encoding: .utf8) else { continue }
             var onMoA: [UInt16: IPAddress] = [:]
             var elsewhere = Set<UInt16>()
@@ -132,7 +143,7 @@ enum PeerMoATraffic {
                 if mobile.contains(address) { onMoA[port] = address } else { elsewhere.insert(port) }
             }
             for (port, address) in onMoA where !elsewhere.contains(port) {
-                result.insert("\(address) . \(proto) . \(port)")
+                result.insert(BoundService(address: address, proto: proto, port: port))
             }
         }
         return result
@@ -158,11 +169,17 @@ enum PeerMoATraffic {
 
 /// Keeps the `listen4`/`listen6` sets of table `inet matd_<tun>` equal to the services
 /// bound to the node's MoAs, checking once a second on a thread of its own (with its own
-/// nftables context: libnftables contexts are not shared between threads).
+/// nftables context: libnftables contexts are not shared between threads), and tells
+/// the observer (the BPF datapath's MoA-to-MoA guard, whose service map the nftables sets
+/// do not reach) each time they change.
 final class MoAServiceWatch: @unchecked Sendable {
     private let table: String
     private let mobile = Mutex<[IPAddress]>([])
     private let thread = WatcherThread()
+    /// Who is told the services, and the services as found last (both behind the lock, so
+    /// an observer set late starts from the current ones).
+    private let observed = Mutex<(observer: (@Sendable (Set<PeerMoATraffic.BoundService>) -> Void)?,
+                                  services: Set<PeerMoATraffic.BoundService>)>((nil, []))
 
     init(table: String) { self.table = table }
 
@@ -181,6 +198,15 @@ final class MoAServiceWatch: @unchecked Sendable {
     /// Stops the thread and waits for it.
     func stop() { thread.stop() }
 
+    /// Calls `observer` with the services found now and again (on the watch's thread)
+    /// whenever they change.
+    func observe(_ observer: @escaping @Sendable (Set<PeerMoATraffic.BoundService>) -> Void) {
+        observed.withLock { state in
+            state.observer = observer
+            observer(state.services)
+        }
+    }
+
     private func run() {
         let nftables: Nftables
         do {
@@ -189,14 +215,19 @@ final class MoAServiceWatch: @unchecked Sendable {
             log("matd: services bound to the MoA cannot be watched: \(error); peers reach them through the engine only")
             return
         }
-        var current = Set<String>()
+        var current = Set<PeerMoATraffic.BoundService>()
         var failing = false
         repeat {
             let next = PeerMoATraffic.servicesBound(to: mobile.withLock { $0 })
+            observed.withLock { state in
+                guard next != state.services else { return }
+                state.services = next
+                state.observer?(next)
+            }
             if next != current {
                 var batch = ["flush set inet \(table) listen4", "flush set inet \(table) listen6"]
-                for element in next.sorted() {
-                    batch.append("add element inet \(table) listen\(element.contains(":") ? "6" : "4") { \(element) }")
+                for service in next.sorted(by: { $0.element < $1.element }) {
+                    batch.append("add element inet \(table) listen\(service.address.family == .ipv6 ? "6" : "4") { \(service.element) }")
                 }
                 do {
                     try nftables.run(batch.joined(separator: "\n"))

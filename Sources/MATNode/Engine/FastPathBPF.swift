@@ -83,7 +83,10 @@ final class FastPathBPF: @unchecked Sendable {
             guard let wanted else { return }
             let datapath = try BPFDatapath(home: wanted.home, mobile: wanted.mobile, localPorts: localPorts, tun: tun,
                                            uplinks: wanted.inboundUplinks)
-            current.withLock { $0.datapath = datapath }
+            current.withLock { state in
+                state.datapath = datapath
+                write(boundServices, on: datapath)
+            }
             hops = [:]
             inboundOn = inboundWanted
             for (home, mobile) in outbound { try writeOutbound(home, mobile, on: datapath) }
@@ -206,6 +209,32 @@ final class FastPathBPF: @unchecked Sendable {
     }
     /// The time each peer was noted at at the last call (under `current`'s lock).
     private var reported: [IPv4Address: UInt64] = [:]
+
+    /// The sockets bound to the own MoAs changed (any thread): the guard's service map of
+    /// the datapath attached now, and of each attached later, holds those of IPv4.
+    func servicesChanged(_ services: Set<PeerMoATraffic.BoundService>) {
+        let wanted = Set(services.compactMap { service -> BPFDatapath.Service? in
+            guard service.address.family == .ipv4 else { return nil }
+            return BPFDatapath.Service(protocol: service.proto, version: 4, port: service.port)
+        })
+        current.withLock { state in
+            boundServices = wanted
+            if let datapath = state.datapath { write(wanted, on: datapath) }
+        }
+    }
+    /// The IPv4 services bound to the own MoA (under `current`'s lock).
+    private var boundServices: Set<BPFDatapath.Service> = []
+
+    /// Writes the guard's service map (under `current`'s lock); a refused write leaves
+    /// peers' traffic to the services not written to be rewritten as HoA traffic: logged.
+    private func write(_ services: Set<BPFDatapath.Service>, on datapath: BPFDatapath) {
+        do {
+            try datapath.setServices(services)
+        } catch {
+            log(.error, "matd: BPF datapath: writing the services bound to the MoA failed (\(error)); peers' traffic "
+                + "to those not written is taken for HoA traffic")
+        }
+    }
 
     /// Packets the programs translated since start (outbound, inbound), any thread.
     func translated() throws(SystemError) -> (outbound: UInt64, inbound: UInt64) {

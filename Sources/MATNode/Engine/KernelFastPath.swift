@@ -135,6 +135,10 @@ public final class KernelFastPath: @unchecked Sendable {
     /// again at the next update.
     public func routesChanged() { wantedBPF?.routesChanged() }
 
+    /// The sockets bound to the node's MoAs (any thread, ``MoAServiceWatch``): the BPF
+    /// datapath's MoA-to-MoA guard leaves peers' traffic to them alone.
+    func moaServicesChanged(_ services: Set<PeerMoATraffic.BoundService>) { wantedBPF?.servicesChanged(services) }
+
     /// The peers (HoAs) whose packets the kernel translated inbound since the last call,
     /// with when each last was at the latest (monotonic ms), as far as the reader has read.
     public func takeHeard() -> [IPAddress: UInt64] {
