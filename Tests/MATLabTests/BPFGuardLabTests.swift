@@ -7,11 +7,13 @@ import Testing
 
 /// What the BPF datapath does as the nftables fast path does (docs/datapath.md, "The BPF
 /// datapath"): traffic between the MoAs that no HoA sent is left alone (the MoA-to-MoA
-/// guard, fed with the services bound to the MoA).
+/// guard, fed with the services bound to the MoA), and a peer's first packet through the
+/// programs arrives (its next hop's neighbour resolved when the peer enters the map).
 @Suite(.serialized, .enabled(if: labTestsEnabled, "needs root: builds network namespaces (runs in CI)"))
 struct BPFGuardLabTests {
     let vm = Addr.node("vm"), cn = Addr.node("cn")
     let paths = KernelFastPathLabTests()
+    let programs = BPFProgramsLabTests()
 
     /// Both nodes on the BPF datapath with static peers, every peer on it.
     func bpfLab(flushingNeighbours: Bool = false) throws -> Lab {
@@ -57,5 +59,22 @@ struct BPFGuardLabTests {
         // HoA traffic still goes through the programs beside it.
         #expect(try lab.ping("vm", cn.home4))
         #expect(try paths.fastCounters(lab, "cn")["bpf_in4_packets", default: 0] >= 3)
+    }
+
+    /// With no neighbour resolved on either node before matd starts, the first datagram
+    /// each way between the HoAs, sent as soon as the peers are on the BPF datapath, is
+    /// translated by the sender's outbound program and arrives (each node had the kernel
+    /// resolve its next hop when the peer entered its map).
+    @Test func theFirstDatagramToAFreshPeerArrives() throws {
+        let lab = try bpfLab(flushingNeighbours: true)
+        defer { lab.close() }
+        for (sender, receiver, port) in [("vm", "cn", 5031), ("cn", "vm", 5032)] {
+            let from = Addr.node(sender).home4, to = Addr.node(receiver).home4
+            let before = try paths.fastCounters(lab, sender)["bpf_out4_packets", default: 0]
+            let seen = try programs.datagrams(lab, sender, from: (from, port), to: (to, port), receiver, at: (to, port), count: 1)
+            let after = try paths.fastCounters(lab, sender)["bpf_out4_packets", default: 0]
+            #expect(seen == ["\(from) \(port)"], "\(sender) -> \(receiver): \(seen)\n\(paths.show(lab, sender))")
+            #expect(after == before + 1, "\(sender): the datagram went through its program (\(before) -> \(after))")
+        }
     }
 }
