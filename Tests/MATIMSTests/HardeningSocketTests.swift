@@ -6,6 +6,7 @@ import MATDNS
 @testable import MATIMSCore
 import MATPacket
 import MATSystem
+import MATTestSupport
 import Testing
 
 /// Sockets from a chosen loopback source (127.0.0.0/8 is all local on Linux, so
@@ -138,7 +139,7 @@ struct HardeningSocketTests {
         defer { close(reader) }
         let query = try queryBytes(big, .txt)
         for _ in 0..<100 { Client.sendTCP(reader, query) }
-        for _ in 0..<500 where server.core.counters[.tcpStalledClosed] == 0 { usleep(20_000) }
+        _ = poll(seconds: 10, every: 0.02) { server.core.counters[.tcpStalledClosed] != 0 }
         #expect(server.core.counters[.tcpStalledClosed] == 1)
         // The slot came back: a new connection is served.
         let next = Source.connect(to: server.endpoints[0], from: "127.0.0.1")

@@ -185,8 +185,7 @@ struct LossLabTests {
         let transfer = try PacedTransfer(lab, from: "vm", to: "cn", file: file, megabytesPerSecond: 2)
         let probe = try lab.spawn("cn", ["python3", LabPaths.handoff, "probe", vm.home4, "5301", "14"])
         // The move alerts the CN only once the VM knows it (its first contact is done).
-        let known = Date().addingTimeInterval(30)
-        while try !lab.matctl("vm", "peers").contains("\(cn.home4) -> \(cn.mobile4)") && Date() < known { usleep(100_000) }
+        _ = try poll(seconds: 30, every: 0.1) { try lab.matctl("vm", "peers").contains("\(cn.home4) -> \(cn.mobile4)") }
         try #require(lab.matctl("vm", "peers").contains("\(cn.home4) -> \(cn.mobile4)"), "\(lab.matdLog("vm"))")
         usleep(1_000_000)
         let table = ["inet", "mat_test_loss"]
@@ -202,8 +201,7 @@ struct LossLabTests {
             listing = try lab.exec("router", "nft", "list", "table", "inet", "mat_test_loss")
             _ = try lab.run("router", ["nft", "delete", "table"] + table)
         }
-        let settled = Date().addingTimeInterval(20)
-        while try !lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.10*") && Date() < settled { usleep(100_000) }
+        _ = try poll(seconds: 20, every: 0.1) { try lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.10*") }
         if seconds == nil { listing = try lab.exec("router", "nft", "list", "table", "inet", "mat_test_loss") }
         try transfer.finish()
         let probeResult = probe.wait(timeout: 30)

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import MATNode
+import MATTestSupport
 import Testing
 
 /// `public-address = auto` for IPv6 (docs/config.md, "Behind NAT"): the dual-stack VM in
@@ -66,8 +67,7 @@ struct NATIPv6LabTests {
         #expect(lab.waitForLog("vm", "registered \(vm.home4) -> 203.0.113.60 seq", timeout: 30), "\(lab.matdLog("vm"))")
         #expect(lab.waitForLog("vm", question, timeout: 40), "\(lab.matdLog("vm"))")
         // Asked again (2 s after each failure), and nothing of IPv6 published meanwhile.
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline && lab.matdLog("vm").components(separatedBy: question).count < 3 { usleep(200_000) }
+        _ = poll(seconds: 60, every: 0.2) { lab.matdLog("vm").components(separatedBy: question).count >= 3 }
         #expect(lab.matdLog("vm").components(separatedBy: question).count >= 3, "\(lab.matdLog("vm"))")
         #expect(!lab.matdLog("vm").contains("registered \(vm.home6)"), "\(lab.matdLog("vm"))")
         let asking = try status(lab)

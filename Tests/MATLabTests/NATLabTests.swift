@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import MATNode
+import MATTestSupport
 import Testing
 
 /// Behind NAT (docs/datapath.md, "Behind NAT"): a NAT router in front of site N
@@ -139,12 +140,7 @@ struct NATLabTests {
                 "\(lab.matdLog("vm"))")
         try lab.exec("nat", "nft", "delete", "table", "ip", "ims_blackhole")
         #expect(lab.waitForLog("vm", "the IMS sees 192.0.2.70 as 203.0.113.60", timeout: 30), "\(lab.matdLog("vm"))")
-        var adopted = false
-        let deadline = Date().addingTimeInterval(30)
-        while !adopted && Date() < deadline {
-            adopted = try lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.60*")
-            if !adopted { usleep(250_000) }
-        }
+        let adopted = try poll(seconds: 30, every: 0.25) { try lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.60*") }
         #expect(adopted, "\(lab.matdLog("cn"))")
         #expect(try lab.ping("vm", cn.home4) || lab.ping("vm", cn.home4))
     }
@@ -420,12 +416,7 @@ final class NATLab: @unchecked Sendable {
 
     /// Waits until the encapsulation counter `name` of matd in `node` reaches `atLeast`.
     func waitForEncap(_ node: String, _ name: String, atLeast: Int, timeout: Double = 20) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if let value = try? encapCounters(node)[name], value >= atLeast { return true }
-            usleep(200_000)
-        }
-        return false
+        poll(seconds: timeout, every: 0.2) { (try? encapCounters(node)[name]).map { $0 >= atLeast } ?? false }
     }
 
     func close() {

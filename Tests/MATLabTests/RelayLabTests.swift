@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import MATPacket
 import MATSignaling
+import MATTestSupport
 import Testing
 
 /// The relay side (docs/signaling.md, "Relay"): matd in the CN with `[relay] serve = on`
@@ -95,12 +96,10 @@ struct RelayLabTests {
         #expect(received == [Self.hex(first), Self.hex(second)], "plain received \(received)\n\(lab.matdLog("cn"))")
         // What the relay did, as `matctl stats` reports it (published within a second).
         var relay: [String: Int] = [:]
-        let deadline = Date().addingTimeInterval(10)
-        repeat {
+        _ = try poll(seconds: 10, every: 0.2) {
             relay = try lab.stats("cn")["relay"] as? [String: Int] ?? [:]
-            if relay["forwarded"] == 2 { break }
-            usleep(200_000)
-        } while Date() < deadline
+            return relay["forwarded"] == 2
+        }
         #expect(relay["registrations_accepted"] == 2 && relay["bad_signatures"] == 1 && relay["forwarded"] == 2
                 && relay["unregistered_source"] == 1 && relay["bindings"] == 2 && relay["refused_source_budget"] == 0,
                 "matctl stats relay: \(relay)")
@@ -213,12 +212,10 @@ struct RelayLabTests {
             #expect(sent.succeeded, "\(sent.summary)")
         }
         var counters: [String: Int] = [:]
-        var deadline = Date().addingTimeInterval(20)
-        repeat {
+        _ = try poll(seconds: 20, every: 0.2) {
             counters = try lab.stats("vm")["encapsulation"] as? [String: Int] ?? [:]
-            if counters["encap_relay_refused", default: 0] >= forgeries.count { break }
-            usleep(200_000)
-        } while Date() < deadline
+            return counters["encap_relay_refused", default: 0] >= forgeries.count
+        }
         #expect(counters["encap_relay_refused"] == forgeries.count && counters["encap_relay_signals_received"] == 0,
                 "\(forgeries.count) forgeries; matctl stats encapsulation: \(counters)\n\(lab.matdLog("vm"))")
 
@@ -231,12 +228,10 @@ struct RelayLabTests {
                                      with: keyA)
         _ = try lab.exec("plain", "python3", scriptPath, Addr.cn.mobile4, "1", Self.hex(registerA), "-",
                          Self.hex(RelayedSignal.wrap(fromA)))
-        deadline = Date().addingTimeInterval(20)
-        repeat {
+        _ = try poll(seconds: 20, every: 0.2) {
             counters = try lab.stats("vm")["encapsulation"] as? [String: Int] ?? [:]
-            if counters["encap_relay_signals_received", default: 0] >= 1 { break }
-            usleep(200_000)
-        } while Date() < deadline
+            return counters["encap_relay_signals_received", default: 0] >= 1
+        }
         #expect(counters["encap_relay_signals_received"] == 1 && counters["encap_relay_refused"] == forgeries.count,
                 "matctl stats encapsulation: \(counters)\n\(lab.matdLog("vm"))\n\(lab.matdLog("cn"))")
         print("passive observer: \(registrations.count) registrations and \(answers.count) distinct answers seen, "
@@ -274,12 +269,10 @@ struct RelayLabTests {
         try Self.spoofScript.write(toFile: script, atomically: true, encoding: .utf8)
         _ = try lab.exec("cn", "python3", script, Addr.cn.mobile4, Addr.vm.mobile4, Self.hex(noMAC), Self.hex(otherMAC))
         var counters: [String: Int] = [:]
-        let deadline = Date().addingTimeInterval(10)
-        repeat {
+        _ = try poll(seconds: 10, every: 0.2) {
             counters = try lab.stats("vm")["encapsulation"] as? [String: Int] ?? [:]
-            if counters["encap_relay_refused", default: 0] >= 2 { break }
-            usleep(200_000)
-        } while Date() < deadline
+            return counters["encap_relay_refused", default: 0] >= 2
+        }
         #expect(counters["encap_relay_refused"] == 2 && counters["encap_relay_signals_received"] == 0,
                 "matctl stats encapsulation: \(counters)\n\(lab.matdLog("vm"))")
     }
@@ -328,12 +321,10 @@ struct RelayLabTests {
             }
             _ = try lab.exec("cn", "python3", spoofPath, Addr.cn.mobile4, Addr.vm.mobile4, Self.hex(answer), Self.hex(signal))
             var counters: [String: Int] = [:]
-            let deadline = Date().addingTimeInterval(10)
-            repeat {
+            _ = try poll(seconds: 10, every: 0.2) {
                 counters = try lab.stats("vm")["encapsulation"] as? [String: Int] ?? [:]
-                if counters["encap_relay_refused", default: 0] + counters["encap_relay_signals_received", default: 0] >= 1 { break }
-                usleep(200_000)
-            } while Date() < deadline
+                return counters["encap_relay_refused", default: 0] + counters["encap_relay_signals_received", default: 0] >= 1
+            }
             let log = lab.matdLog("vm")
             if pinned {
                 #expect(counters["encap_relay_answers_refused"] == 1 && counters["encap_relay_refused"] == 1

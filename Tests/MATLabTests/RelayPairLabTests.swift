@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import MATSignaling
+import MATTestSupport
 import Testing
 
 /// Both nodes behind NATs that hole punching cannot get through (docs/datapath.md, "Behind
@@ -291,12 +292,10 @@ struct RelayPairLabTests {
         #expect(signaling["probes_answered", default: 0] >= 1 && signaling["acks_received", default: 0] >= 1, "\(signaling)")
         // Registrations go on every keepalive interval: both taken, once the keys came.
         var relay: [String: Int] = [:]
-        let deadline = Date().addingTimeInterval(20)
-        repeat {
+        _ = try poll(seconds: 20, every: 0.2) {
             relay = try lab.stats("plain")["relay"] as? [String: Int] ?? [:]
-            if relay["registrations_accepted", default: 0] >= 2 { break }
-            usleep(200_000)
-        } while Date() < deadline
+            return relay["registrations_accepted", default: 0] >= 2
+        }
         #expect(relay["registrations_accepted", default: 0] >= 2 && relay["signals_forwarded", default: 0] == 0
                 && relay["forwarded", default: 0] == 0, "relay: \(relay)")
     }
@@ -408,15 +407,11 @@ struct RelayPairLabTests {
             try lab.exec("vm", "python3", script, send.source, "192.0.2.80", "\(send.port)", "7541",
                          RelayLabTests.hex(send.datagram))
         }
-        let deadline = Date().addingTimeInterval(15)
         var after = before
-        while Date() < deadline {
+        _ = try poll(seconds: 15, every: 0.2) {
             after = try nat.encapCounters("vm")
-            if after["encap_relay_refused", default: 0] - before["encap_relay_refused", default: 0] >= 4
-                && after["encap_relay_packets_received", default: 0] > before["encap_relay_packets_received", default: 0] {
-                break
-            }
-            usleep(200_000)
+            return after["encap_relay_refused", default: 0] - before["encap_relay_refused", default: 0] >= 4
+                && after["encap_relay_packets_received", default: 0] > before["encap_relay_packets_received", default: 0]
         }
         #expect(after["encap_relay_refused", default: 0] - before["encap_relay_refused", default: 0] == 4
                 && after["encap_relay_packets_received", default: 0] - before["encap_relay_packets_received", default: 0] >= 1,

@@ -69,8 +69,7 @@ struct ServiceManagerLabTests {
                 + command
         }
         func waitForControlSocket() {
-            let deadline = Date().addingTimeInterval(20)
-            while Date() < deadline, (try? lab.matctl("vm", "status")) == nil { usleep(50_000) }
+            _ = poll(seconds: 20) { (try? lab.matctl("vm", "status")) != nil }
         }
         let matdLog = lab.path("matd-journal.log")
         let daemon = try lab.spawn("vm", journaled(matdLog, [LabPaths.matd, "run", "--config", lab.writeConfig("vm")]))
