@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import MATPacket
 import MATSignaling
+import MATTestSupport
 import Testing
 
 /// An alert from a signer that moved, listing its new MoA beside a bystander
@@ -78,11 +79,10 @@ struct NewMoALabTests {
         #expect(peers.contains("\(cn.home4) -> \(Self.newMoA)") && !peers.contains(Addr.plain4),
                 "not adopted at the new MoA alone: \(peers)\n\(lab.matdLog("vm"))")
         // The bystander's challenge ends unanswered 5 s after the alert; nothing changes.
-        let counted = Date().addingTimeInterval(15)
         var after = try signaling()
-        while after["challenges_unanswered", default: 0] == before["challenges_unanswered", default: 0] && Date() < counted {
-            usleep(200_000)
+        _ = try poll(seconds: 15, every: 0.2) {
             after = try signaling()
+            return after["challenges_unanswered", default: 0] != before["challenges_unanswered", default: 0]
         }
         let ended = Date().timeIntervalSince(sentAt)
         peers = try lab.matctl("vm", "peers")

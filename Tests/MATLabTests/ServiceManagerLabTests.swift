@@ -17,9 +17,9 @@ struct ServiceManagerLabTests {
         let daemon = try lab.spawn("vm", ["env", "NOTIFY_SOCKET=\(manager.name)", "WATCHDOG_USEC=1000000",
                                           LabPaths.matd, "run", "--config", lab.writeConfig("vm")])
         var messages: [String] = []
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline, messages.filter({ $0 == "WATCHDOG=1" }).count < 2 {
+        _ = poll(seconds: 20, every: 0) {
             if let message = manager.receive() { messages.append(message) }
+            return messages.filter({ $0 == "WATCHDOG=1" }).count >= 2
         }
         #expect(messages.first == "READY=1", "\(messages)")
         // READY=1 comes after the control socket answers.
