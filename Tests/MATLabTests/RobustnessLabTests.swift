@@ -230,16 +230,15 @@ struct RobustnessLabTests {
             log.split(separator: "\n").filter { $0.hasPrefix("matd: registered ") }
         }
         // The earlier registrations of .11 were the storm's: wait for the one after it.
-        let deadline = Date().addingTimeInterval(10)
-        while Date() < deadline && registrations(String(lab.matdLog("vm").dropFirst(logAtEnd.count))).isEmpty {
-            usleep(50_000)
-        }
+        // Both waits within one 10 s.
+        let deadline = MonotonicClock.seconds() + 10
+        _ = poll(seconds: 10) { !registrations(String(lab.matdLog("vm").dropFirst(logAtEnd.count))).isEmpty }
         var mapped: [String: Bool] = [:]
-        while Date() < deadline && mapped.values.filter({ $0 }).count < peerCount {
+        _ = try poll(seconds: deadline - MonotonicClock.seconds(), every: 0.1) {
             for node in ["cn", "plain"] where mapped[node] != true {
                 mapped[node] = try lab.matctl(node, "peers").contains("\(vm.home4) -> 192.0.2.11*")
             }
-            usleep(100_000)
+            return mapped.values.filter({ $0 }).count >= peerCount
         }
         sleep(2)
         let afterStorm = String(lab.matdLog("vm").dropFirst(logAtEnd.count))
