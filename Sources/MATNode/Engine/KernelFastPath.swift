@@ -346,10 +346,13 @@ public final class KernelFastPath: @unchecked Sendable {
     /// value) refuses it here rather than at the first peer.
     private func probe() throws(SystemError) {
         let probeTable = table + "_probe"
-        let ruleset = FastPathRuleset(
+        var ruleset = FastPathRuleset(
             addresses: NodeAddresses(home4: IPv4Address("198.51.100.1"), mobile4: IPv4Address("192.0.2.1"),
                                      home6: IPv6Address("2001:db8:100::1"), mobile6: IPv6Address("2001:db8:a::1")),
             domainPrefixes: [])
+        // A move's rules: the outbound ones look the released set up first (a superset of
+        // the features the rules without a hold use).
+        ruleset.gated = [.ipv4, .ipv6]
         var elements = FastPathElements(limit: 2)
         let delta = elements.apply([
             .v4(IPv4Address("198.51.100.2")!): FastPathRuleset.Peer(hoa: .v4(IPv4Address("198.51.100.2")!), preferred: .v4(IPv4Address("192.0.2.2")!),
@@ -361,6 +364,8 @@ public final class KernelFastPath: @unchecked Sendable {
         let batch = ruleset.batch(FastPathRuleset.Placement(table: probeTable, uplinks: ["lo"], localPorts: localPorts,
                                                             markBit: PeerMoATraffic.markBit, heardTimeout: heardTimeout))
             + FastPathRuleset.elements(delta, table: probeTable)
+            + FastPathGates().commands(FastPathGates.Changes(released: [.v4(IPv4Address("198.51.100.2")!), .v6(IPv6Address("2001:db8:100::2")!)]),
+                                       table: probeTable, whole: false)
         try nftables.run((batch + ["delete table inet \(probeTable)"]).joined(separator: "\n"))
     }
 
