@@ -105,4 +105,38 @@ import Testing
         kept.remember(MoveScaleTests.hoa(20), destination: moa, sequence: 22, now: 109, window: 100, limit: 4)
         #expect(kept.entries[MoveScaleTests.hoa(20)]?.sequence == 22 && kept.entries.count == 2, "given up again: its newest; 8 past its window")
     }
+
+    /// 100,000 idle peers come due together (a start with restored mappings, 30 s on):
+    /// once the 1,024 probe slots are taken, each further peer costs a look-up, not two
+    /// walks over the outstanding probes; and which peers are probed follows their probes
+    /// through expiry, answer and cancellation.
+    @Test func probingManyPeersCostsNoWalkOverTheOutstandingProbes() {
+        var probes = ReachabilityProbes()
+        let count = 100_000
+        let start = MonotonicClock.nanoseconds()
+        var started = 0
+        for index in 0..<count {
+            let peer = MoveScaleTests.hoa(index)
+            started += probes.start(peer, at: [MoveScaleTests.moa(index)], key: nil, now: 0).count
+            _ = probes.isProbing(peer)
+        }
+        let seconds = Double(MonotonicClock.nanoseconds() - start) / 1e9
+        print(String(format: "signaling-scale: probes peers=%d started=%d seconds=%.3f", count, started, seconds))
+        #expect(started == probes.capacity)
+        #expect(seconds < 5, "\(count) peers asked for a probe took \(seconds) s (two walks of 1,024 each: about a minute)")
+        #expect(probes.isProbing(MoveScaleTests.hoa(0)) && !probes.isProbing(MoveScaleTests.hoa(count - 1)))
+        probes.cancel(MoveScaleTests.hoa(0))
+        #expect(!probes.isProbing(MoveScaleTests.hoa(0)) && probes.outstanding.count == probes.capacity - 1)
+        _ = probes.due(at: 0)
+        let nonce = probes.outstanding.first { $0.value.peer == MoveScaleTests.hoa(1) }!.key
+        #expect(probes.answered(nonce, by: MoveScaleTests.hoa(1), from: MoveScaleTests.moa(1)) != nil)
+        #expect(!probes.isProbing(MoveScaleTests.hoa(1)) && probes.isProbing(MoveScaleTests.hoa(2)))
+        var now: UInt64 = 0
+        while probes.isProbing(MoveScaleTests.hoa(2)) && now < 10_000 {
+            now += 100
+            _ = probes.due(at: now)
+            _ = probes.expired(at: now)
+        }
+        #expect(probes.outstanding.isEmpty && !probes.isProbing(MoveScaleTests.hoa(2)), "all expired at \(now) ms")
+    }
 }

@@ -87,8 +87,8 @@ struct IdleProbing {
     /// Peers silent for ``idleAfter`` at `now` (data counting, within ``dataOnlyLimit``)
     /// and not being probed already: each is returned once and counts as being probed
     /// from then on.
-    mutating func due(at now: UInt64) -> [IPAddress] {
-        let due = waiting.takeDue(now: now)
+    mutating func due(at now: UInt64, limit: Int = .max) -> [IPAddress] {
+        let due = waiting.takeDue(now: now, limit: limit)
         for hoa in due { probing[hoa] = now }
         return due.sorted()
     }

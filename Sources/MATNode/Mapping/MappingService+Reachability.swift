@@ -212,7 +212,9 @@ extension MappingService {
         }
         expireFirstContactAlerts(now: now)
         checkProofs(now: now)
-        for hoa in idle.due(at: now) {
+        // No more than the probes that may go out: 100,000 restored peers come due together
+        // 30 s after a start, and each turn took and put back every one the slots refused.
+        for hoa in idle.due(at: now, limit: signaling.probeSlotsFree) {
             guard let mapping = learned[hoa]?.mapping else {
                 idle.forget(hoa)
                 continue

@@ -30,6 +30,10 @@ struct ReachabilityProbes {
     /// MoAs stay unproven, which costs the peer traffic, never a bystander).
     let capacity: Int
     private(set) var outstanding: [Nonce: Probe] = [:]
+    /// How many probes of each peer are out: whether a peer is probed, asked for each of
+    /// 100,000 idle peers when they come due together (a start with restored mappings),
+    /// was a walk over every outstanding probe each.
+    private var probesPerPeer: [IPAddress: Int] = [:]
 
     init(capacity: Int = 1_024) { self.capacity = max(1, capacity) }
 
@@ -42,11 +46,15 @@ struct ReachabilityProbes {
     /// the new probes' nonces, each due at once (``due(at:)``).
     mutating func start(_ peer: IPAddress, at moas: [IPAddress], key: VerifyingKey?, now: UInt64) -> [Nonce] {
         var started: [Nonce] = []
+        // Full: nothing to look at (the walk below is over the peer's own probes only).
+        guard outstanding.count < capacity else { return [] }
         for moa in Set(moas).sorted(by: { $0.description < $1.description }) {
-            guard !outstanding.values.contains(where: { $0.peer == peer && $0.moa == moa && $0.key == key }),
-                  outstanding.count < capacity else { continue }
+            guard outstanding.count < capacity,
+                  probesPerPeer[peer] == nil
+                    || !outstanding.values.contains(where: { $0.peer == peer && $0.moa == moa && $0.key == key }) else { continue }
             let nonce = Nonce.random()
             outstanding[nonce] = Probe(peer: peer, moa: moa, key: key, schedule: Self.schedule(now: now))
+            probesPerPeer[peer, default: 0] += 1
             started.append(nonce)
         }
         return started
@@ -67,7 +75,7 @@ struct ReachabilityProbes {
     /// Probes whose last send went unanswered for its full wait: removed and returned.
     mutating func expired(at now: UInt64) -> [Probe] {
         let gone = outstanding.filter { $0.value.schedule.hasExpired(at: now) }
-        for nonce in gone.keys { outstanding[nonce] = nil }
+        for (nonce, probe) in gone { remove(nonce, of: probe.peer) }
         return Array(gone.values)
     }
 
@@ -75,7 +83,7 @@ struct ReachabilityProbes {
     /// and returned. An answer from elsewhere proves nothing and leaves the probe out.
     mutating func answered(_ nonce: Nonce, by peer: IPAddress, from source: IPAddress) -> Probe? {
         guard let probe = outstanding[nonce], probe.peer == peer, probe.moa == source else { return nil }
-        outstanding[nonce] = nil
+        remove(nonce, of: peer)
         return probe
     }
 
@@ -96,10 +104,19 @@ struct ReachabilityProbes {
     }
 
     /// Whether any probe of `peer` is out.
-    func isProbing(_ peer: IPAddress) -> Bool { outstanding.values.contains { $0.peer == peer } }
+    func isProbing(_ peer: IPAddress) -> Bool { probesPerPeer[peer] != nil }
 
     /// Drops every probe of `peer` (its mapping went).
-    mutating func cancel(_ peer: IPAddress) { outstanding = outstanding.filter { $0.value.peer != peer } }
+    mutating func cancel(_ peer: IPAddress) {
+        guard probesPerPeer.removeValue(forKey: peer) != nil else { return }
+        outstanding = outstanding.filter { $0.value.peer != peer }
+    }
+
+    private mutating func remove(_ nonce: Nonce, of peer: IPAddress) {
+        outstanding[nonce] = nil
+        let left = (probesPerPeer[peer] ?? 1) - 1
+        probesPerPeer[peer] = left > 0 ? left : nil
+    }
 
     /// When a probe is next due or expires, if any is out.
     var nextEvent: UInt64? { outstanding.values.map { $0.schedule.nextSendAt ?? $0.schedule.deadline }.min() }

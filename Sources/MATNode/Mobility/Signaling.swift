@@ -230,6 +230,9 @@ final class Signaling {
     /// Whether a probe of `peer` is out.
     func isProbing(_ peer: IPAddress) -> Bool { machine.isProbing(peer) }
 
+    /// How many more probes may go out now: the idle peers taken in one turn at most.
+    var probeSlotsFree: Int { machine.probeSlotsFree }
+
     /// Drops the probes of `peer` (its mapping went).
     func cancelProbes(of peer: IPAddress) { machine.cancelProbes(of: peer) }
 

@@ -119,6 +119,9 @@ struct SignalingMachine {
     /// Whether a probe of `peer` is out.
     func isProbing(_ peer: IPAddress) -> Bool { probes.isProbing(peer) }
 
+    /// How many more probes may go out now (``ReachabilityProbes/capacity``).
+    var probeSlotsFree: Int { max(0, probes.capacity - probes.outstanding.count) }
+
     /// Drops the probes of `peer` (its mapping went).
     mutating func cancelProbes(of peer: IPAddress) { probes.cancel(peer) }
 
