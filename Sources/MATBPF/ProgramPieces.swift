@@ -26,11 +26,15 @@ extension TranslationPrograms {
     }
 
     // struct __sk_buff offsets (uapi/linux/bpf.h).
-    static let skbMark: Int16 = 8, skbProtocol: Int16 = 16, skbIngressIndex: Int16 = 36
+    static let skbLength: Int16 = 0, skbMark: Int16 = 8, skbProtocol: Int16 = 16, skbIngressIndex: Int16 = 36
     static let skbData: Int16 = 76, skbDataEnd: Int16 = 80
     // Helper flags: BPF_F_PSEUDO_HDR, BPF_F_MARK_MANGLED_0, BPF_F_IPV6 and the field size 4.
     static let pseudoHeader: Int32 = 0x10, mangledZero: Int32 = 0x20, ipv6Checksum: Int32 = 0x80, fieldSize4: Int32 = 4
     static let etherHeader: Int16 = 14
+
+    /// The size of a counter map's value (``count(_:map:index:scratch:)``): packets, then
+    /// bytes, 64 bits each in host order.
+    public static let counterValueSize = 16
 
     /// A 32-bit value as a compare or store immediate of a packet word: the packet holds
     /// it in network order, the machine loads it little endian.
@@ -150,8 +154,9 @@ extension TranslationPrograms {
         a.emit(.jump(.eq, .r0, 0, offset: 0), to: orElse)
     }
 
-    /// Adds one to counter `index` of the per-CPU array `map` (the 4 bytes at fp+`scratch`
-    /// hold the key).
+    /// Counts the packet in element `index` of the per-CPU array `map`, whose values are
+    /// ``counterValueSize`` bytes: one more packet in the first 8, its length (`skb->len`)
+    /// in bytes added to the next 8 (the 4 bytes at fp+`scratch` hold the key).
     static func count(_ a: inout Assembler, map: Int32, index: Int32, scratch: Int16 = -20) {
         let done = a.label()
         a.emit(.store(.word, .r10, scratch, immediate: index))
@@ -159,6 +164,10 @@ extension TranslationPrograms {
         a.emit(.load(.double, .r1, .r0, 0))
         a.emit(.alu64(.add, .r1, 1))
         a.emit(.store(.double, .r0, 0, .r1))
+        a.emit(.load(.word, .r2, .r6, skbLength))
+        a.emit(.load(.double, .r1, .r0, 8))
+        a.emit(.alu64(.add, .r1, .r2))
+        a.emit(.store(.double, .r0, 8, .r1))
         a.place(done)
     }
 

@@ -72,7 +72,8 @@ public enum TranslationPrograms {
         public var outboundMap: Int32
         /// Peer MoA (4 bytes) -> peer HoA (4 bytes).
         public var inboundMap: Int32
-        /// A per-CPU array of two 64-bit packet counters: outbound (0), inbound (1).
+        /// A per-CPU array of two counters (``counterValueSize`` bytes each: packets, bytes):
+        /// outbound (0), inbound (1).
         public var counterMap: Int32
         /// When each peer's packets were last translated inbound (``FastPathHeard``'s
         /// `heard4` set, as a map): BPF_MAP_TYPE_HASH, key the peer's HoA (4 bytes, network

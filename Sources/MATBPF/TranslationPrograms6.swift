@@ -47,8 +47,9 @@ public enum TranslationPrograms6 {
         public var outboundMap: Int32
         /// Peer MoA (16 bytes) -> peer HoA (16 bytes). BPF_MAP_TYPE_HASH.
         public var inboundMap: Int32
-        /// A per-CPU array of four 64-bit packet counters: the IPv6 programs count into 2
-        /// (outbound) and 3 (inbound), so one map of four serves both families (IPv4: 0, 1).
+        /// A per-CPU array of four counters (``TranslationPrograms/counterValueSize`` bytes
+        /// each: packets, bytes): the IPv6 programs count into 2 (outbound) and 3 (inbound),
+        /// so one map of four serves both families (IPv4: 0, 1).
         public var counterMap: Int32
         /// As IPv4's (`heard6`): key the peer's HoA (16 bytes), value CLOCK_MONOTONIC ns
         /// (8 bytes, host order). nil: nothing noted.

@@ -73,7 +73,8 @@ public final class BPFDatapath: @unchecked Sendable {
             made.append(outboundMap)
             inboundMap = try BPFSystem.createMap(.hash, keySize: 4, valueSize: 4, maxEntries: maxPeers, name: "mat_in4")
             made.append(inboundMap)
-            counterMap = try BPFSystem.createMap(.perCPUArray, keySize: 4, valueSize: 8, maxEntries: 2, name: "mat_counts")
+            counterMap = try BPFSystem.createMap(.perCPUArray, keySize: 4, valueSize: TranslationPrograms.counterValueSize,
+                                                 maxEntries: 2, name: "mat_counts")
             made.append(counterMap)
             heardMap = try BPFSystem.createMap(.hash, keySize: 4, valueSize: 8, maxEntries: maxPeers, name: "mat_heard4")
             made.append(heardMap)
@@ -194,15 +195,12 @@ public final class BPFDatapath: @unchecked Sendable {
 
     /// Packets the programs translated: outbound and inbound, summed over the CPUs.
     public func translated() throws(SystemError) -> (outbound: UInt64, inbound: UInt64) {
-        let cpus = BPFSystem.possibleCPUs()
-        func sum(_ index: UInt32) throws(SystemError) -> UInt64 {
-            // An array's key is the index in host order.
-            let key = withUnsafeBytes(of: index.littleEndian) { Array($0) }
-            guard let bytes = try BPFSystem.lookup(map: counterMap, key: key, valueSize: 8 * cpus) else { return 0 }
-            return (0..<cpus).reduce(0) { total, cpu in
-                total + (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[cpu * 8 + $1]) << (8 * $1) }
-            }
-        }
-        return (try sum(0), try sum(1))
+        let counts = try counted()
+        return (counts.outbound.packets, counts.inbound.packets)
+    }
+
+    /// Packets and bytes the programs translated, outbound and inbound, summed over the CPUs.
+    public func counted() throws(SystemError) -> (outbound: BPFSystem.Count, inbound: BPFSystem.Count) {
+        (try BPFSystem.count(map: counterMap, index: 0), try BPFSystem.count(map: counterMap, index: 1))
     }
 }

@@ -80,6 +80,32 @@ public enum BPFSystem {
         return (highest ?? 0) + 1
     }
 
+    /// What a counter of the BPF datapath holds (``TranslationPrograms/counterValueSize``).
+    public struct Count: Equatable, Sendable {
+        public var packets: UInt64
+        public var bytes: UInt64
+
+        public init(packets: UInt64 = 0, bytes: UInt64 = 0) {
+            self.packets = packets
+            self.bytes = bytes
+        }
+
+        public static func + (left: Count, right: Count) -> Count {
+            Count(packets: left.packets + right.packets, bytes: left.bytes + right.bytes)
+        }
+    }
+
+    /// Counter `index` of the per-CPU counter map `map`, summed over the CPUs (0 for an
+    /// index the map does not have).
+    public static func count(map: Int32, index: UInt32) throws(SystemError) -> Count {
+        let cpus = possibleCPUs(), size = TranslationPrograms.counterValueSize
+        // An array's key is the index in host order.
+        let key = withUnsafeBytes(of: index.littleEndian) { Array($0) }
+        guard let bytes = try lookup(map: map, key: key, valueSize: size * cpus) else { return Count() }
+        func word(_ offset: Int) -> UInt64 { (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[offset + $1]) << (8 * $1) } }
+        return (0..<cpus).reduce(Count()) { $0 + Count(packets: word($1 * size), bytes: word($1 * size + 8)) }
+    }
+
     /// Loads a tc program (GPL: the redirect and checksum helpers are GPL-only); its file
     /// descriptor. A refusal carries the verifier's log in the error's detail.
     public static func loadProgram(_ instructions: [Instruction], name: String) throws(SystemError) -> Int32 {

@@ -34,7 +34,7 @@ struct BPFProgramsLabTests {
                 in4 = try make(.hash, 4, 4, 1024, "t_in4")
                 out6 = try make(.hash, 16, TranslationPrograms6.OutboundValue.size, 1024, "t_out6")
                 in6 = try make(.hash, 16, 16, 1024, "t_in6")
-                counters = try make(.perCPUArray, 4, 8, 4, "t_counts")
+                counters = try make(.perCPUArray, 4, TranslationPrograms.counterValueSize, 4, "t_counts")
                 heard4 = try make(.hash, 4, 8, 1024, "t_heard4")
                 heard6 = try make(.hash, 16, 8, 1024, "t_heard6")
                 flows4 = try make(.lruHash, MoAGuard.flowKeySize(addressLength: 4), 8, 4096, "t_flows4")
@@ -54,13 +54,8 @@ struct BPFProgramsLabTests {
         var guard4: MoAGuard { MoAGuard(flowMap: flows4, serviceMap: services) }
         var guard6: MoAGuard { MoAGuard(flowMap: flows6, serviceMap: services) }
 
-        /// Counter `index` summed over the CPUs.
-        func counter(_ index: UInt32) throws -> UInt64 {
-            let cpus = BPFSystem.possibleCPUs()
-            let key = withUnsafeBytes(of: index.littleEndian) { Array($0) }
-            guard let bytes = try BPFSystem.lookup(map: counters, key: key, valueSize: 8 * cpus) else { return 0 }
-            return (0..<cpus * 8).reduce(UInt64(0)) { $0 + (UInt64(bytes[$1]) << (8 * UInt64($1 % 8))) }
-        }
+        /// The packets of counter `index`, summed over the CPUs.
+        func counter(_ index: UInt32) throws -> UInt64 { try BPFSystem.count(map: counters, index: index).packets }
     }
 
     func parameters(_ maps: Maps, guarded: Bool = true) -> (TranslationPrograms.Parameters, TranslationPrograms6.Parameters) {

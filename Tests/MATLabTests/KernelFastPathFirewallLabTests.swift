@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import MATBPF
 import MATNode
 import Testing
 
@@ -12,7 +13,8 @@ import Testing
 /// in `matctl doctor`), and keeps that family's inbound with the engine, so the flow still
 /// works. With the rule, the fast path carries inbound too. Likewise a strict IPv4
 /// `rp_filter` on the uplink, which would drop the rewritten packets, keeps IPv4 inbound
-/// with the engine (docs/datapath.md, "Inbound").
+/// with the engine (docs/datapath.md, "Inbound"). On nftables or on the BPF datapath
+/// (``LabFastPath``), as KernelFastPathLabTests.
 @Suite(.serialized, .enabled(if: labTestsEnabled, "needs root: builds network namespaces (runs in CI)"))
 struct KernelFastPathFirewallLabTests {
     let vm = Addr.node("vm"), cn = Addr.node("cn")
@@ -37,9 +39,9 @@ struct KernelFastPathFirewallLabTests {
     /// The inbound connections of each family (``inboundConnections``) went through the
     /// kernel fast path: its inbound counters grew by more than the transfers' 4 MB.
     func expectInboundOnTheFastPath(_ lab: Lab, file: String) throws {
-        let before = try fast.fastCounters(lab, "vm")
+        let before = try lab.fastPathCounters("vm")
         try inboundConnections(lab, file: file)
-        let after = try fast.fastCounters(lab, "vm")
+        let after = try lab.fastPathCounters("vm")
         for family in ["4", "6"] {
             let moved = after["in\(family)_bytes", default: 0] - before["in\(family)_bytes", default: 0]
             #expect(moved > 4_000_000, "in\(family): \(before) -> \(after)\n\(fast.show(lab, "vm"))")
@@ -89,7 +91,7 @@ struct KernelFastPathFirewallLabTests {
         let file = try lab.randomFile("payload", megabytes: 4)
         let viaEngine = try inboundThroughEngine(lab, file: file, atLeast: 8_000_000)
         #expect(viaEngine >= 8_000_000, "the engine carried \(viaEngine) inbound bytes\n\(fast.show(lab, "vm"))")
-        let fenced = try fast.fastCounters(lab, "vm")
+        let fenced = try lab.fastPathCounters("vm")
         #expect(fenced["in4_packets", default: 0] == 0 && fenced["in6_packets", default: 0] == 0, "\(fenced)")
         #expect(fenced["out4_packets", default: 0] > 0 && fenced["out6_packets", default: 0] > 0, "\(fenced)")
 
@@ -142,10 +144,10 @@ struct KernelFastPathFirewallLabTests {
         #expect(lab.matdLog("vm").contains("input chain inet hostfw input drops by default"), "\(lab.matdLog("vm"))")
         #expect(lab.matdLog("vm").contains("Allow it with: \(fix)"), "\(lab.matdLog("vm"))")
         let file = try lab.randomFile("payload", megabytes: 4)
-        let fencedBefore = try fast.fastCounters(lab, "vm")
+        let fencedBefore = try lab.fastPathCounters("vm")
         let viaEngine = try inboundThroughEngine(lab, file: file, atLeast: 8_000_000)
         #expect(viaEngine >= 8_000_000, "the engine carried \(viaEngine) inbound bytes\n\(fast.show(lab, "vm"))")
-        let fenced = try fast.fastCounters(lab, "vm")
+        let fenced = try lab.fastPathCounters("vm")
         for family in ["4", "6"] {
             #expect(fenced["in\(family)_packets", default: 0] == fencedBefore["in\(family)_packets", default: 0], "\(fenced)")
         }
@@ -185,7 +187,7 @@ struct KernelFastPathFirewallLabTests {
         let file = try lab.randomFile("payload", megabytes: 4)
         let viaEngine = try inboundThroughEngine(lab, file: file, atLeast: 4_000_000)
         #expect(viaEngine >= 4_000_000 && viaEngine < 6_000_000, "the engine carried \(viaEngine) inbound bytes (IPv4 only)")
-        let fenced = try fast.fastCounters(lab, "vm")
+        let fenced = try lab.fastPathCounters("vm")
         #expect(fenced["in4_packets", default: 0] == 0 && fenced["in6_bytes", default: 0] > 4_000_000, "\(fenced)")
 
         // Both fixes as printed, while matd runs: seen within seconds, IPv4 inbound back on the fast path.
@@ -194,7 +196,7 @@ struct KernelFastPathFirewallLabTests {
                 "\(fast.show(lab, "vm"))")
         #expect(lab.waitForLog("vm", "forward chain ip filter FORWARD no longer drops", timeout: 40), "\(lab.matdLog("vm"))")
         try inboundConnections(lab, file: file)
-        let after = try fast.fastCounters(lab, "vm")
+        let after = try lab.fastPathCounters("vm")
         #expect(after["in4_bytes", default: 0] > 4_000_000, "\(after)\n\(fast.show(lab, "vm"))")
         #expect(drops(try lab.stats("vm")).isEmpty, "\(fast.show(lab, "vm"))")
     }
@@ -272,7 +274,7 @@ struct KernelFastPathFirewallLabTests {
         #expect(try lab.matctl("vm", "status").contains("; inbound IPv4 through the engine"), "\(fast.show(lab, "vm"))")
         let file = try lab.randomFile("payload", megabytes: 4)
         try inboundConnections(lab, file: file)
-        let counters = try fast.fastCounters(lab, "vm")
+        let counters = try lab.fastPathCounters("vm")
         #expect(counters["in4_packets", default: 0] == 0 && counters["in6_bytes", default: 0] > 4_000_000, "\(counters)")
         try lab.stopMatd("vm")
 
@@ -298,10 +300,11 @@ struct KernelFastPathFirewallLabTests {
         #expect(try fast.waitForFastPath(lab, "cn", peers: 2), "\(fast.show(lab, "cn"))")
         let chain = try lab.exec("vm", "nft", "list", "table", "inet", "matd_mat0_fast")
         #expect(!chain.contains("ip daddr \(vm.mobile4)") && chain.contains("ip6 daddr \(vm.mobile6)"), "\(chain)")
+        #expect(try lab.attachedPrograms("vm", uplink, .tcxIngress) == 0, "an inbound BPF program on \(uplink)")
         let file = try lab.randomFile("payload", megabytes: 4)
         let viaEngine = try inboundThroughEngine(lab, file: file, atLeast: 4_000_000)
         #expect(viaEngine >= 4_000_000 && viaEngine < 6_000_000, "the engine carried \(viaEngine) inbound bytes (IPv4 only)")
-        let counters = try fast.fastCounters(lab, "vm")
+        let counters = try lab.fastPathCounters("vm")
         #expect(counters["in4_packets", default: 0] == 0 && counters["in6_bytes", default: 0] > 4_000_000, "\(counters)")
         #expect(counters["out4_packets", default: 0] > 0, "outbound IPv4 is not affected: \(counters)")
         #expect(drops(try lab.stats("vm")).isEmpty, "\(fast.show(lab, "vm"))")

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import MATBPF
 import MATNode
 import Testing
 
@@ -9,11 +10,12 @@ import Testing
 /// HoA traffic of settled mappings, the TUN engine everything else. HoA traffic of every
 /// kind still arrives whole and with valid checksums, ICMP errors (path MTU discovery)
 /// still reach the applications, a move under a TCP flow still holds and releases, and
-/// stop leaves nothing behind.
+/// stop leaves nothing behind. On nftables, or on the BPF datapath with
+/// `MAT_LAB_FAST_PATH=bpf` (``LabFastPath``; Tools/test runs the suite both ways).
 @Suite(.serialized, .enabled(if: labTestsEnabled, "needs root: builds network namespaces (runs in CI)"))
 struct KernelFastPathLabTests {
     let vm = Addr.node("vm"), cn = Addr.node("cn")
-    static let on = "kernel-fast-path = on"
+    static let on = LabFastPath.current.setting
 
     /// Both nodes with static peers and the fast path on, every peer on it.
     func fastLab() throws -> Lab {
@@ -43,14 +45,8 @@ struct KernelFastPathLabTests {
         "\(node) peers:\n\((try? lab.matctl(node, "peers")) ?? "?")\nstats: \((try? lab.matctl(node, "stats")) ?? "?")\n\(lab.matdLog(node))"
     }
 
-    func fastCounters(_ lab: Lab, _ node: String) throws -> [String: UInt64] {
-        let stats = try lab.stats(node)
-        var result: [String: UInt64] = [:]
-        for (key, value) in stats["kernelFastPath"] as? [String: Any] ?? [:] {
-            result[key] = (value as? NSNumber)?.uint64Value ?? 0
-        }
-        return result
-    }
+    /// `node`'s fast path counters, either datapath (``Lab/fastPathCounters(_:)``).
+    func fastCounters(_ lab: Lab, _ node: String) throws -> [String: UInt64] { try lab.fastPathCounters(node) }
 
     /// TCP both ways (byte for byte), UDP, ping, and an ICMP error each way, both families,
     /// with transmit checksum offload off on the uplinks so the capture sees what a NIC
@@ -82,7 +78,7 @@ struct KernelFastPathLabTests {
         #expect(tcp.count > 4 * 4_000_000 / 65_536, "TCP packets validated: \(tcp.count)")
 
         for node in ["vm", "cn"] {
-            let fast = try fastCounters(lab, node)
+            let fast = try lab.fastPathCounters(node)
             for direction in ["out", "in"] {
                 #expect(fast["\(direction)4_bytes", default: 0] > 4_000_000 && fast["\(direction)6_bytes", default: 0] > 4_000_000,
                         "\(node) kernel fast path: \(fast)")
@@ -110,7 +106,7 @@ struct KernelFastPathLabTests {
         try trafficMatrix(lab, file: file)
         try DualStackLabTests().pathMTUDiscovery(lab)
         for node in ["vm", "cn"] {
-            #expect(try fastCounters(lab, node)["out4_bytes", default: 0] > 40_000_000, "\(node)")
+            #expect(try lab.fastPathCounters(node)["out4_bytes", default: 0] > 40_000_000, "\(node)")
             #expect(drops(try lab.stats(node)).isEmpty, "\(node)")
         }
     }
@@ -122,7 +118,7 @@ struct KernelFastPathLabTests {
         let lab = try fastLab()
         defer { lab.close() }
         let file = try lab.randomFile("payload", megabytes: 4)
-        let before = try fastCounters(lab, "cn")
+        let before = try lab.fastPathCounters("cn")
         let received = lab.path("moa-received")
         let server = try lab.spawn("cn", ["python3", LabPaths.labPeer, "tcp-listen", cn.mobile4, "5020", "recv", received])
         #expect(server.waitForOutput(timeout: 10) { $0.contains("listening") })
@@ -132,7 +128,7 @@ struct KernelFastPathLabTests {
         #expect(client.succeeded && result.succeeded, "\(client.summary)\n\(result.summary)")
         #expect(result.stderr.contains("peer \(vm.mobile4)"), "\(result.stderr)")
         #expect(try lab.sha256(received) == lab.sha256(file))
-        let after = try fastCounters(lab, "cn")
+        let after = try lab.fastPathCounters("cn")
         #expect(after["in4_bytes", default: 0] - before["in4_bytes", default: 0] < 100_000, "\(before) -> \(after)")
     }
 
@@ -160,7 +156,7 @@ struct KernelFastPathLabTests {
         let pings = try lab.spawn("vm", ["ping", "-q", "-i", "0.005", "-c", "400", cn.home4])
         sleep(1)
         let before = try lab.stats("vm")
-        let writesBefore = try fastCounters(lab, "vm")["rule_writes", default: 0]
+        let writesBefore = try lab.fastPathCounters("vm")["rule_writes", default: 0]
         try lab.moveVM(to: "b")
         try transfer.finish()
         _ = pings.wait(timeout: 30)
@@ -168,16 +164,28 @@ struct KernelFastPathLabTests {
         #expect(try waitForFastPath(lab, "cn", peers: 1), "\(show(lab, "cn"))")
         #expect(try waitForFastPath(lab, "vm", peers: 1), "\(show(lab, "vm"))")
         // The hold: the CN's rules went and came back, and the engine held its packets.
-        #expect(try fastCounters(lab, "vm")["rule_writes", default: 0] >= writesBefore + 2, "\(show(lab, "vm"))")
+        #expect(try lab.fastPathCounters("vm")["rule_writes", default: 0] >= writesBefore + 2, "\(show(lab, "vm"))")
         let after = try lab.stats("vm")
         #expect(counter(after, "heldPacketsSent") > counter(before, "heldPacketsSent"), "\(show(lab, "vm"))")
-        let cnMap = try lab.exec("cn", "nft", "list", "map", "inet", "matd_mat0_fast", "out4")
-        #expect(cnMap.contains("\(vm.home4) : 203.0.113.10"), "\(cnMap)")
-        let vmChain = try lab.exec("vm", "nft", "list", "chain", "inet", "matd_mat0_fast", "out")
-        #expect(vmChain.contains("ip saddr set 203.0.113.10"), "\(vmChain)")
+        if LabFastPath.current == .nftables {
+            let cnMap = try lab.exec("cn", "nft", "list", "map", "inet", "matd_mat0_fast", "out4")
+            #expect(cnMap.contains("\(vm.home4) : 203.0.113.10"), "\(cnMap)")
+            let vmChain = try lab.exec("vm", "nft", "list", "chain", "inet", "matd_mat0_fast", "out")
+            #expect(vmChain.contains("ip saddr set 203.0.113.10"), "\(vmChain)")
+        }
+        // On either datapath: echoes between the new MoA and the CN, translated by the
+        // kernel on both sides (the CN's maps name the new MoA, the VM's its own).
+        let vmMid = try lab.fastPathCounters("vm"), cnMid = try lab.fastPathCounters("cn")
         #expect(try lab.ping("vm", cn.home4) && lab.ping("cn", vm.home4))
+        let vmEnd = try lab.fastPathCounters("vm"), cnEnd = try lab.fastPathCounters("cn")
+        for (name, mid, end) in [("vm", vmMid, vmEnd), ("cn", cnMid, cnEnd)] {
+            for direction in ["out4_packets", "in4_packets"] {
+                #expect(end[direction, default: 0] >= mid[direction, default: 0] + 6, "\(name) \(direction): \(mid) -> \(end)")
+            }
+        }
         try lab.stopMatd("vm")
         #expect(try !lab.exec("vm", "nft", "list", "tables").contains("matd"), "tables left after stop")
+        #expect(try lab.attachedPrograms("vm", "eth0", .tcxIngress) == 0, "programs left on eth0 after stop")
     }
 
     /// The table belongs to matd's netlink socket: after kill -9 the kernel has removed it,
@@ -189,6 +197,7 @@ struct KernelFastPathLabTests {
         #expect(try lab.ping("vm", cn.home4))
         try lab.killMatd("vm")
         #expect(try !lab.exec("vm", "nft", "list", "tables").contains("matd_mat0_fast"))
+        #expect(try lab.attachedPrograms("vm", "eth0", .tcxIngress) == 0, "programs left on eth0 after kill -9")
         #expect(try !lab.ping("vm", cn.home4, count: 2), "HoA traffic got through with matd dead")
         try lab.startMatd("vm", config: lab.writeConfig("vm", adding: Self.on))
         #expect(try waitForFastPath(lab, "vm", peers: 2), "\(show(lab, "vm"))")

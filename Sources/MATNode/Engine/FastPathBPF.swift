@@ -49,7 +49,8 @@ final class FastPathBPF: @unchecked Sendable {
     private let tunIndex: Int32
     /// The datapath attached now (nil: none, the node has no IPv4 to translate), and the
     /// counts of the ones closed before it, for ``translated()``.
-    private let current = Mutex<(datapath: BPFDatapath?, closed: (outbound: UInt64, inbound: UInt64))>((nil, (0, 0)))
+    private let current = Mutex<(datapath: BPFDatapath?, closed: (outbound: BPFSystem.Count, inbound: BPFSystem.Count))>(
+        (nil, (BPFSystem.Count(), BPFSystem.Count())))
     private var shape: Shape?
     /// The IPv4 elements the fast path decided on (whether a datapath is attached or not):
     /// peer HoA -> its preferred MoA, MoA -> HoA; and the next hop written for each peer.
@@ -210,9 +211,9 @@ final class FastPathBPF: @unchecked Sendable {
         current.withLock { state in
             guard let datapath = state.datapath else { return }
             do {
-                let counts = try datapath.translated()
-                state.closed.outbound += counts.outbound
-                state.closed.inbound += counts.inbound
+                let counts = try datapath.counted()
+                state.closed.outbound = state.closed.outbound + counts.outbound
+                state.closed.inbound = state.closed.inbound + counts.inbound
             } catch {
                 // Only counts are lost: the datapath goes either way.
                 log(.error, "matd: BPF datapath: reading its counters before detaching failed (\(error)); they restart from 0")
@@ -266,10 +267,10 @@ final class FastPathBPF: @unchecked Sendable {
         }
     }
 
-    /// Packets the programs translated since start (outbound, inbound), any thread.
-    func translated() throws(SystemError) -> (outbound: UInt64, inbound: UInt64) {
+    /// Packets and bytes the programs translated since start (outbound, inbound), any thread.
+    func counted() throws(SystemError) -> (outbound: BPFSystem.Count, inbound: BPFSystem.Count) {
         try current.withLock { state throws(SystemError) in
-            let now = try state.datapath?.translated() ?? (outbound: 0, inbound: 0)
+            let now = try state.datapath?.counted() ?? (outbound: BPFSystem.Count(), inbound: BPFSystem.Count())
             return (state.closed.outbound + now.outbound, state.closed.inbound + now.inbound)
         }
     }

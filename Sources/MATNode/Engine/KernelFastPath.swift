@@ -99,6 +99,10 @@ public final class KernelFastPath: @unchecked Sendable {
     private var bpfRefused: String?
     /// The BPF datapath unless the kernel refused it.
     private var bpf: FastPathBPF? { bpfRefused == nil ? wantedBPF : nil }
+    /// IPv6 on the BPF datapath, wanted and refused with IPv4's.
+    private let wantedBPF6: FastPathBPF6?
+    private var bpfCarries6 = false
+    private var bpf6: FastPathBPF6? { bpfRefused == nil ? wantedBPF6 : nil }
 
     /// Prepares the fast path for a node; nothing is written before the first `update`.
     public init(config: NodeConfig) throws(SystemError) {
@@ -110,30 +114,42 @@ public final class KernelFastPath: @unchecked Sendable {
         let idleAfter = MappingService.idleProbeAfter(config)
         heardTimeout = FastPathHeard.timeoutSeconds(idleAfter: idleAfter)
         heard = FastPathHeardReader(table: table, idleAfter: idleAfter)
-        var wanted: FastPathBPF?, refused: SystemError?
+        var wanted: FastPathBPF?, wanted6: FastPathBPF6?, refused: SystemError?
         if Self.datapath(setting: config.kernelFastPathDatapath) == .bpf {
             do {
                 wanted = try FastPathBPF(tun: config.tunName, localPorts: localPorts)
+                wanted6 = try FastPathBPF6(tun: config.tunName, localPorts: localPorts)
             } catch {
                 refused = error
             }
         }
         wantedBPF = wanted
+        wantedBPF6 = wanted6
         if let refused { refuseBPF(refused) }
     }
 
-    /// The kernel refused the BPF datapath: logged once, and nftables carries IPv4.
+    /// The kernel refused the BPF datapath: logged once, and nftables carries both families.
     private func refuseBPF(_ error: SystemError) {
-        wantedBPF?.reset()
-        bpfCarries4 = false
+        resetBPF()
         bpfRefused = "\(error)"
-        log(.warning, "matd: BPF datapath unavailable (\(error)); nftables translates IPv4 on the kernel fast path "
+        log(.warning, "matd: BPF datapath unavailable (\(error)); nftables translates IPv4 and IPv6 on the kernel fast path "
             + "(the BPF datapath needs Linux 6.6 for tcx; kernel-fast-path = on silences this)")
     }
 
     /// The routes changed (any thread): the BPF datapath looks its peers' next hops up
     /// again at the next update.
-    public func routesChanged() { wantedBPF?.routesChanged() }
+    public func routesChanged() {
+        wantedBPF?.routesChanged()
+        wantedBPF6?.routesChanged()
+    }
+
+    /// Detaches both families' programs and forgets their elements.
+    private func resetBPF() {
+        wantedBPF?.reset()
+        wantedBPF6?.reset()
+        bpfCarries4 = false
+        bpfCarries6 = false
+    }
 
     /// The sockets bound to the node's MoAs (any thread, ``MoAServiceWatch``): the BPF
     /// datapath's MoA-to-MoA guard leaves peers' traffic to them alone.
@@ -147,6 +163,7 @@ public final class KernelFastPath: @unchecked Sendable {
         if let wantedBPF {
             do {
                 taken.merge(try wantedBPF.takeHeard()) { max($0, $1) }
+                taken.merge(try wantedBPF6?.takeHeard() ?? [:]) { max($0, $1) }
             } catch {
                 let failures = readFailures.add(1, ordering: .relaxed).newValue
                 log(.error, "matd: reading the BPF datapath's heard peers failed (\(error)); \(failures) read failure(s) so far")
@@ -160,7 +177,7 @@ public final class KernelFastPath: @unchecked Sendable {
 
     /// Whether the kernel translates `hoa`'s packets now (engine thread only).
     func carries(_ hoa: IPAddress) -> Bool {
-        guard let applied, applied.families.contains(hoa.family) || (hoa.family == .ipv4 && bpfCarries4) else { return false }
+        guard let applied, applied.families.contains(hoa.family) || (hoa.family == .ipv4 ? bpfCarries4 : bpfCarries6) else { return false }
         return elements.peers[hoa] != nil && gates.admits(hoa, applied)
     }
 
@@ -239,6 +256,7 @@ public final class KernelFastPath: @unchecked Sendable {
         // for new addresses (a move) are attached and filled.
         do {
             try bpf?.apply(delta)
+            try bpf6?.apply(delta)
         } catch {
             failed(error)
             return
@@ -271,7 +289,8 @@ public final class KernelFastPath: @unchecked Sendable {
             }
             batch += ruleset.batch(placement)
         }
-        batch += FastPathRuleset.elements(bpf == nil ? delta : delta.only(.ipv6), table: table)
+        // The families the BPF datapath is for never have elements in nftables' maps.
+        batch += FastPathRuleset.elements(bpf == nil ? delta : delta.excluding([.ipv4, .ipv6]), table: table)
         batch += gates.commands(gated, table: table, whole: fresh)
         do {
             if !batch.isEmpty {
@@ -281,14 +300,15 @@ public final class KernelFastPath: @unchecked Sendable {
                 writes.add(1, ordering: .relaxed)
                 if fresh && failures == 0 {
                     log("matd: kernel fast path on: nftables translates settled mappings (table inet \(table))"
-                        + (bpfCarries4 ? "; IPv4 on the BPF datapath (tc programs, tcx links)" : ""))
+                        + FastPathBPF6.status(carries4: bpfCarries4, carries6: bpfCarries6, refused: nil, detail: true))
                 }
             }
             let fenced = engineInbound.isEmpty ? "" : "; inbound "
                 + engineInbound.map { $0 == .ipv4 ? "IPv4" : "IPv6" }.sorted().joined(separator: " and ")
                 + " through the engine (the host's input chain drops it)"
             let peers = ruleset.families.reduce(0) { $0 + elements.count($1) } + (bpfCarries4 ? elements.count(.ipv4) : 0)
-            let datapath = bpfCarries4 ? "; IPv4 on the BPF datapath" : bpfRefused == nil ? "" : "; IPv4 on nftables (BPF datapath unavailable)"
+                + (bpfCarries6 ? elements.count(.ipv6) : 0)
+            let datapath = FastPathBPF6.status(carries4: bpfCarries4, carries6: bpfCarries6, refused: bpfRefused, detail: false)
             published.withLock { $0 = "on, \(peers) peer(s)\(datapath)\(fenced)" }
         } catch {
             failed(error)
@@ -303,17 +323,16 @@ public final class KernelFastPath: @unchecked Sendable {
         appliedPlacement = nil
         elements.restart(backlog: [])
         wantsAllPeers = true
-        wantedBPF?.reset()
-        bpfCarries4 = false
+        resetBPF()
         remove()
         published.withLock { $0 = "failed, retried at the next change: \(error)" }
         log(.error, "matd: writing the kernel fast path failed (\(error)); the TUN engine carries all HoA traffic until the next change")
     }
 
-    /// Attaches (or keeps, or detaches) the BPF datapath for the node's IPv4 addresses and
-    /// takes IPv4 out of `ruleset`, which nftables writes, while the programs carry it.
-    /// False when the kernel refused the programs just now: nftables carries IPv4 from
-    /// here on, and the caller has the peers written again.
+    /// Attaches (or keeps, or detaches) the BPF datapath for the node's addresses and takes
+    /// IPv4 and IPv6 out of `ruleset`, which nftables writes, while the programs carry them.
+    /// False when the kernel refused the programs just now: nftables carries both families
+    /// from here on, and the caller has the peers written again.
     private func prepareBPF(_ ruleset: inout FastPathRuleset, present: [String], strictReversePath: Set<String>,
                             engineInbound: Set<AddressFamily>) -> Bool {
         guard let bpf else { return true }
@@ -326,10 +345,18 @@ public final class KernelFastPath: @unchecked Sendable {
             // (the HoA is routed into the TUN device): such uplinks get no inbound program.
             shape = FastPathBPF.Shape(home: home, mobile: mobile, inboundUplinks: present.filter { !strictReversePath.contains($0) })
         }
+        var shape6: FastPathBPF6.Shape?
+        if ruleset.families.contains(.ipv6), !ruleset.gated.contains(.ipv6),
+           let home = ruleset.addresses.home6, let mobile = ruleset.addresses.mobile6 {
+            shape6 = FastPathBPF6.Shape(home: home, mobile: mobile, inboundUplinks: present)
+        }
         do {
             try bpf.prepare(shape, inbound: !engineInbound.contains(.ipv4))
             bpfCarries4 = shape != nil
             ruleset.families.remove(.ipv4)
+            try bpf6?.prepare(shape6, inbound: !engineInbound.contains(.ipv6))
+            bpfCarries6 = shape6 != nil
+            ruleset.families.remove(.ipv6)
             return true
         } catch {
             refuseBPF(error)
@@ -373,8 +400,7 @@ public final class KernelFastPath: @unchecked Sendable {
     /// engine has stopped; the kernel would remove it with the context's socket anyway.
     public func close() {
         heard.close()
-        wantedBPF?.reset()
-        bpfCarries4 = false
+        resetBPF()
         remove()
         published.withLock { $0 = "off (stopped)" }
     }
@@ -429,9 +455,18 @@ public final class KernelFastPath: @unchecked Sendable {
         counted["rule_writes"] = writes.load(ordering: .relaxed)
         if let bpf {
             do {
-                let translated = try bpf.translated()
-                counted["bpf_out4_packets"] = translated.outbound
-                counted["bpf_in4_packets"] = translated.inbound
+                // The programs' counts are their families' (nftables has no rules for them
+                // then), so `out4_packets` and the rest read the same on either datapath;
+                // `bpf_*` say which one counted.
+                let translated = try bpf.counted()
+                let translated6 = try bpf6?.counted() ?? (outbound: BPFSystem.Count(), inbound: BPFSystem.Count())
+                for (name, count) in [("out4", translated.outbound), ("in4", translated.inbound),
+                                      ("out6", translated6.outbound), ("in6", translated6.inbound)] {
+                    counted["\(name)_packets", default: 0] += count.packets
+                    counted["\(name)_bytes", default: 0] += count.bytes
+                    counted["bpf_\(name)_packets"] = count.packets
+                    counted["bpf_\(name)_bytes"] = count.bytes
+                }
             } catch {
                 readFailures.add(1, ordering: .relaxed)
                 log(.error, "matd: reading the BPF datapath's counters failed (\(error))")
