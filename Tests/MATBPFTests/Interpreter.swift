@@ -130,6 +130,7 @@ struct Interpreter {
         if address >= Self.context && address < Self.context + 200 {
             let field: UInt64
             switch address - Self.context {
+            case 0: field = UInt64(packet.count)   // len: the interpreter's packet has no link header in front
             case 8: field = UInt64(mark)
             case 16: field = UInt64(protocolField)
             case 36: field = UInt64(ingressIndex)

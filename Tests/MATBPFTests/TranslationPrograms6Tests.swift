@@ -18,7 +18,7 @@ import Testing
         m.protocolField = 0xdd86
         m.maps[3] = [Self.peerHoA: TranslationPrograms6.OutboundValue(mobile: Self.peerMoA, nextHop: Self.gateway, interfaceIndex: 9).bytes]
         m.maps[4] = [Self.peerMoA: Self.peerHoA]
-        m.maps[5] = Dictionary(uniqueKeysWithValues: (0..<4).map { ([UInt8($0), 0, 0, 0], [UInt8](repeating: 0, count: 8)) })
+        m.maps[5] = Dictionary(uniqueKeysWithValues: (0..<4).map { ([UInt8($0), 0, 0, 0], [UInt8](repeating: 0, count: TranslationPrograms.counterValueSize)) })
         for (fd, key, value) in [(Self.heard, 16, 8), (Self.flows, 24, 8), (Self.services, 4, 4)] {
             m.maps[fd] = [:]
             m.sizes[fd] = (key, value)

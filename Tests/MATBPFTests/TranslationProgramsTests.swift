@@ -15,7 +15,7 @@ import Testing
         m.maps[3] = [TranslationPrograms.key(Self.peerHoA):
                         TranslationPrograms.OutboundValue(mobile: Self.peerMoA, nextHop: Self.gateway, interfaceIndex: 9).bytes]
         m.maps[4] = [TranslationPrograms.key(Self.peerMoA): TranslationPrograms.key(Self.peerHoA)]
-        m.maps[5] = [[0, 0, 0, 0]: [UInt8](repeating: 0, count: 8), [1, 0, 0, 0]: [UInt8](repeating: 0, count: 8)]
+        m.maps[5] = [[0, 0, 0, 0]: [UInt8](repeating: 0, count: TranslationPrograms.counterValueSize), [1, 0, 0, 0]: [UInt8](repeating: 0, count: TranslationPrograms.counterValueSize)]
         return m
     }
 
@@ -35,6 +35,8 @@ import Testing
         #expect(m.redirected?.interface == 9)
         #expect(m.redirected?.nextHop == TranslationPrograms.key(Self.gateway))
         #expect(counter(m, 0) == 1)
+        // The counter's bytes: the packet as the program counted it (20 + 8 + 5, before the link header).
+        #expect(m.maps[5]![[0, 0, 0, 0]]![8] == 33)
     }
 
     @Test func anOutboundTCPPacketAndAnEchoRequestAreRewrittenToo() throws {
