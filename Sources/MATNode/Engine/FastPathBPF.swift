@@ -5,12 +5,12 @@ import MATLinux
 import MATPacket
 import Synchronization
 
-/// What translates IPv4 on the kernel fast path (`kernel-fast-path = on` or `bpf`).
+/// What translates on the kernel fast path (`kernel-fast-path = on` or `bpf`).
 public enum FastPathDatapath: String, Sendable, Equatable {
     /// nftables rules (docs/datapath.md, "Kernel fast path").
     case nftables
-    /// tc/BPF programs attached with tcx, Linux 6.6 (docs/datapath.md, "The BPF datapath");
-    /// IPv6 stays with nftables.
+    /// tc/BPF programs attached with tcx, Linux 6.6 (docs/datapath.md, "The BPF datapath"),
+    /// both families (``FastPathBPF`` and ``FastPathBPF6``).
     case bpf
 }
 
