@@ -20,11 +20,7 @@ struct EncapDiversionLabTests {
         defer { lab.close() }
         let cn = Addr.node("cn")
         for node in ["vm", "cn"] {
-            let config = try lab.writeConfig(node)
-            let text = try String(contentsOfFile: config, encoding: .utf8)
-                .replacingOccurrences(of: "uplink = eth0\n", with: "uplink = eth0\nudp-encapsulation = always\n")
-            try text.write(toFile: config, atomically: true, encoding: .utf8)
-            try lab.startMatd(node, config: config)
+            try lab.startMatd(node, config: lab.writeConfig(node, adding: "udp-encapsulation = always"))
         }
         var chain = ""
         let written = poll(seconds: 20) {

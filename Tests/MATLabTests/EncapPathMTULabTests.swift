@@ -20,11 +20,7 @@ struct EncapPathMTULabTests {
         let lab = try Lab()
         do {
             for node in ["vm", "cn"] {
-                let config = try lab.writeConfig(node)
-                let text = try String(contentsOfFile: config, encoding: .utf8)
-                    .replacingOccurrences(of: "uplink = eth0\n", with: "uplink = eth0\nudp-encapsulation = always\n")
-                try text.write(toFile: config, atomically: true, encoding: .utf8)
-                try lab.startMatd(node, config: config)
+                try lab.startMatd(node, config: lab.writeConfig(node, adding: "udp-encapsulation = always"))
             }
             for node in ["vm", "cn"] where !waitForUDPPaths(lab, node) {
                 throw LabError("\(node) does not send in UDP:\n\(try lab.matctl(node, "peers"))\n\(lab.matdLog(node))")

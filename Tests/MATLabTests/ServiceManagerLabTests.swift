@@ -94,19 +94,11 @@ struct ServiceManagerLabTests {
         #expect(!refused.succeeded && refused.stderr.contains("--log-level loud"), "\(refused.summary)")
 
         // mat-ims the same way.
-        let port = 20_000 + Int.random(in: 0..<20_000)
-        try """
-            [server]
-            listen = 127.0.0.1:\(port)
-            state-directory = \(lab.path("ims-journal-state"))
-            [zone]
-            name = mat.example.
-            ns = ns.mat.example.
-            glue = ns.mat.example. 192.0.2.132
-
-            """.write(toFile: lab.path("ims-journal.conf"), atomically: true, encoding: .utf8)
+        let imsConfig = try LoopbackIMSConfig(prefix: "mat-ims-journal")
+        defer { imsConfig.remove() }
+        let port = imsConfig.port
         let imsLog = lab.path("ims-journal.log")
-        let ims = try Spawned(journaled(imsLog, [LabPaths.matIMS, "run", "--config", lab.path("ims-journal.conf")]))
+        let ims = try Spawned(journaled(imsLog, [LabPaths.matIMS, "run", "--config", imsConfig.path]))
         #expect(ims.waitForOutput(timeout: 10) { _ in
             (try? String(contentsOfFile: imsLog, encoding: .utf8))?.contains("listening on") == true
         })
