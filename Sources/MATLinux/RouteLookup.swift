@@ -9,9 +9,7 @@ import MATPacket
 /// Not thread-safe: one owner uses it from one thread at a time. The socket lives in the
 /// network namespace of the thread that creates it.
 public final class RouteLookup {
-    private let socket: OpaquePointer
-    private let buffer: UnsafeMutableRawBufferPointer
-    private var sequence: UInt32 = 1
+    private let socket: RouteRequestSocket
 
     /// Where the kernel would send a packet: the neighbour to hand it to and the device.
     public struct Hop: Hashable, Sendable, CustomStringConvertible {
@@ -30,21 +28,7 @@ public final class RouteLookup {
 
     /// Opens a NETLINK_ROUTE socket for lookups.
     public init() throws(SystemError) {
-        guard let socket = mnl_socket_open2(NETLINK_ROUTE, Int32(SOCK_CLOEXEC.rawValue)) else {
-            throw SystemError("open rtnetlink socket for route lookups", errno: errno)
-        }
-        guard mnl_socket_bind(socket, 0, pid_t(MNL_SOCKET_AUTOPID)) == 0 else {
-            let error = errno
-            mnl_socket_close(socket)
-            throw SystemError("bind rtnetlink socket for route lookups", errno: error)
-        }
-        self.socket = socket
-        buffer = .allocate(byteCount: 8192, alignment: MemoryLayout<nlmsghdr>.alignment)
-    }
-
-    deinit {
-        mnl_socket_close(socket)
-        buffer.deallocate()
+        socket = try RouteRequestSocket(for: "route lookups")
     }
 
     /// The hop a packet from `source` to `destination` takes when it arrives on the
@@ -54,49 +38,28 @@ public final class RouteLookup {
     public func forwardingHop(to destination: IPAddress, from source: IPAddress,
                               inputInterface: Int32) throws(SystemError) -> Hop? {
         let what = "route lookup \(destination) from \(source)"
-        let base = buffer.baseAddress!
-        memset(base, 0, buffer.count)
-        guard let message = mnl_nlmsg_put_header(base) else { throw SystemError(what, detail: "no buffer") }
-        message.pointee.nlmsg_type = UInt16(RTM_GETROUTE)
-        message.pointee.nlmsg_flags = UInt16(NLM_F_REQUEST)
-        sequence &+= 1
-        message.pointee.nlmsg_seq = sequence
-        let route = mnl_nlmsg_put_extra_header(message, MemoryLayout<rtmsg>.size)!
-            .assumingMemoryBound(to: rtmsg.self)
+        let (message, route) = try socket.request(Int32(RTM_GETROUTE), flags: Int32(NLM_F_REQUEST), header: rtmsg.self, what: what)
         let (family, length): (Int32, Int) = destination.family == .ipv4 ? (AF_INET, 4) : (AF_INET6, 16)
         route.pointee.rtm_family = UInt8(family)
         route.pointee.rtm_dst_len = UInt8(length * 8)
         route.pointee.rtm_src_len = UInt8(length * 8)
-        Self.bytes(destination).withUnsafeBytes { mnl_attr_put(message, UInt16(RTA_DST.rawValue), length, $0.baseAddress) }
-        Self.bytes(source).withUnsafeBytes { mnl_attr_put(message, UInt16(RTA_SRC.rawValue), length, $0.baseAddress) }
+        RouteRequestSocket.bytes(destination).withUnsafeBytes { mnl_attr_put(message, UInt16(RTA_DST.rawValue), length, $0.baseAddress) }
+        RouteRequestSocket.bytes(source).withUnsafeBytes { mnl_attr_put(message, UInt16(RTA_SRC.rawValue), length, $0.baseAddress) }
         mnl_attr_put_u32(message, UInt16(RTA_IIF.rawValue), UInt32(inputInterface))
-        guard mnl_socket_sendto(socket, message, Int(message.pointee.nlmsg_len)) >= 0 else {
-            throw SystemError(what, errno: errno)
-        }
-        var count: Int
-        repeat {
-            count = mnl_socket_recvfrom(socket, base, buffer.count)
-        } while count < 0 && errno == EINTR
-        guard count >= MemoryLayout<nlmsghdr>.size else { throw SystemError(what, errno: count < 0 ? errno : EIO) }
-        let reply = UnsafeMutablePointer<nlmsghdr>(OpaquePointer(base))
-        if reply.pointee.nlmsg_type == UInt16(NLMSG_ERROR) {
-            let error = mnl_nlmsg_get_payload(reply)!.assumingMemoryBound(to: nlmsgerr.self).pointee.error
+        let reply = try socket.exchange(message, what: what)
+        if let error = RouteRequestSocket.error(in: reply) {
             // No route at all (ENETUNREACH, EHOSTUNREACH) is an answer, not a failure.
-            if error == -ENETUNREACH || error == -EHOSTUNREACH { return nil }
-            throw SystemError(what, errno: -error)
+            if error == ENETUNREACH || error == EHOSTUNREACH { return nil }
+            throw SystemError(what, errno: error)
         }
-        guard reply.pointee.nlmsg_type == UInt16(RTM_NEWROUTE), Int(reply.pointee.nlmsg_len) <= count else {
+        guard reply.pointee.nlmsg_type == UInt16(RTM_NEWROUTE) else {
             throw SystemError(what, detail: "unexpected reply type \(reply.pointee.nlmsg_type)")
         }
         let answer = mnl_nlmsg_get_payload(reply)!.assumingMemoryBound(to: rtmsg.self).pointee
         guard answer.rtm_type == UInt8(RTN_UNICAST) else { return nil }
         var gateway: IPAddress?
         var outputInterface: UInt32?
-        let end = Int(reply.pointee.nlmsg_len)
-        var offset = Int(MemoryLayout<nlmsghdr>.size) + Self.align(MemoryLayout<rtmsg>.size)
-        while offset < end {
-            let attribute = UnsafePointer<nlattr>(OpaquePointer(base + offset))
-            guard mnl_attr_ok(attribute, Int32(end - offset)) else { break }
+        RouteRequestSocket.forEachAttribute(of: reply, after: MemoryLayout<rtmsg>.size) { attribute in
             let payload = mnl_attr_get_payload(attribute)!
             let size = Int(mnl_attr_get_payload_len(attribute))
             switch Int32(mnl_attr_get_type(attribute)) {
@@ -109,7 +72,6 @@ public final class RouteLookup {
             default:
                 break
             }
-            offset += Self.align(Int(mnl_attr_get_len(attribute)))
         }
         guard let outputInterface else { return nil }
         var name = [CChar](repeating: 0, count: Int(IF_NAMESIZE) + 1)
@@ -117,14 +79,5 @@ public final class RouteLookup {
             throw SystemError("\(what): name of interface \(outputInterface)", errno: errno)
         }
         return Hop(nextHop: gateway ?? destination, device: String(cString: name))
-    }
-
-    private static func align(_ length: Int) -> Int { (length + 3) & ~3 }
-
-    private static func bytes(_ address: IPAddress) -> [UInt8] {
-        switch address {
-        case .v4(let a): a.bytes
-        case .v6(let a): a.bytes
-        }
     }
 }
