@@ -453,8 +453,11 @@ def analyse_move(series, received, moves, switches, index, rtt_ms):
     there too: silences of 55 ms came before moves).
 
     Recovery: from the switch until the flow's 300 ms average is back at 90% of its level
-    (`recovery`), the level being the median 100 ms bin around the move (`flow_level`), and
-    the window starting before the next move command; None if it was not back by then.
+    (`recovery`), the level being the median 100 ms bin around the move (`flow_level`); the
+    windows searched start from the bin the gap ended in (the first echo over the new path:
+    before it the CN still receives what was in flight and queued on the old one, which at
+    50 ms kept the first 200 ms after a switch at the level before the flow dropped for
+    1.5 s) and before the next move command; None if it was not back by then.
     recover_2s_mean is the bench's criterion until 2026-12-07, kept to compare: the level is
     the mean over the 2 s before the move, and the search runs to the series' end; a
     CPU-bound flow's bins swing 2x with no move near, so when those 2 s were a fast stretch
@@ -464,12 +467,13 @@ def analyse_move(series, received, moves, switches, index, rtt_ms):
     pairs = list(zip(window, window[1:]))
     widest = max((b - a for a, b in pairs), default=4.5) * 1000
     reach = switched_at + rtt_ms / 1000 + 0.02
-    gap = max((b - a for a, b in pairs if b > switched_at and a <= reach), default=4.5) * 1000
+    across = [(b - a, b) for a, b in pairs if b > switched_at and a <= reach]
+    gap, back = max(across) if across else (4.5, switched_at)
     until = moves[index + 1] if index + 1 < len(moves) else float("inf")
     level = flow_level(series, moves, switches, index)
     before = [rate for t, rate in series if moved_at - 2 <= t < moved_at]
     level_2s_mean = sum(before) / len(before) if before else 0
-    return MoveFigures(gap, widest, recovery(series, switched_at, level, until), level,
+    return MoveFigures(gap * 1000, widest, recovery(series, switched_at, level, until, back), level,
                        recovery(series, switched_at, level_2s_mean), level_2s_mean)
 
 
@@ -492,12 +496,13 @@ def flow_level(series, moves, switches, index):
     return rates[middle] if len(rates) % 2 else (rates[middle - 1] + rates[middle]) / 2
 
 
-def recovery(series, switched_at, level, until=float("inf")):
+def recovery(series, switched_at, level, until=float("inf"), back=None):
     """Seconds from the switch to the start of the first 300 ms (three bins, from the bin
-    the switch fell in) whose average is at least 90% of `level`, the window starting
-    before `until`; None if there is none."""
-    after = [(t, rate) for t, rate in series if t + BIN_MS / 1000.0 > switched_at and t < until]
-    rates = [rate for t, rate in series if t + BIN_MS / 1000.0 > switched_at]
+    `back` fell in, by default the switch's) whose average is at least 90% of `level`, the
+    window starting before `until`; None if there is none."""
+    start = switched_at if back is None else max(switched_at, back)
+    after = [(t, rate) for t, rate in series if t + BIN_MS / 1000.0 > start and t < until]
+    rates = [rate for t, rate in series if t + BIN_MS / 1000.0 > start]
     for i, (t, _) in enumerate(after):
         window = rates[i:i + 3]
         if len(window) == 3 and sum(window) / 3 >= 0.9 * level:

@@ -74,6 +74,18 @@ class Recovery(unittest.TestCase):
         self.assertIsNone(figures.recover)
         self.assertIsNotNone(figures.recover_2s_mean)
 
+    def test_what_was_in_flight_on_the_old_path_does_not_count_as_back(self):
+        """At 50 ms the CN still receives the old path's queued data for a round trip after
+        the switch, at the level; the flow then drops for 1 s. The search starts where the
+        echoes' gap ended (the new path), so it reads the drop; from the switch, 0."""
+        switched = SWITCHES[MIDDLE]
+        in_flight_then_dip = lambda t: 100 if 12.5 - 1e-9 <= t < 13.5 - 1e-9 else swinging(t)
+        echoes = [n / 100 for n in range(int(END * 100)) if not 1224 <= n <= 1230]
+        figures = handoff.analyse_move(series(in_flight_then_dip), echoes, MOVES, SWITCHES, MIDDLE, 50)
+        self.assertAlmostEqual(figures.gap, 80, delta=0.1)
+        self.assertAlmostEqual(figures.recover, 13.5 - switched, delta=0.01)
+        self.assertEqual(figures.recover_2s_mean, 0)
+
     def test_a_steady_flow_reads_0(self):
         figures = analyse(lambda t: 1000)
         self.assertEqual(figures.recover, 0)
