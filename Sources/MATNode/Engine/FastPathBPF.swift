@@ -60,11 +60,15 @@ final class FastPathBPF: @unchecked Sendable {
     /// Whether the inbound elements are in the map (not while the host's input chain would
     /// drop what the programs deliver: ``KernelFastPath/inboundFence``).
     private var inboundOn = true
+    /// Whether a move holds the family (``FastPathGates``): the outbound map then has only
+    /// the peers released from the hold (``admits(_:_:)``), each written at its
+    /// release; the packets to the others go on to the engine, which holds them.
+    private var held = false
     private let routesStale = Atomic<Bool>(false)
     /// Peers without a route to their MoA (left to the engine outbound): logged once.
     private var unroutedLogged = false
 
-    /// Opens the route lookups; nothing is attached before ``prepare(_:inbound:)``.
+    /// Opens the route lookups; nothing is attached before ``prepare(_:inbound:gates:)``.
     init(tun: String, localPorts: [UInt16]) throws(SystemError) {
         self.tun = tun
         self.localPorts = localPorts
@@ -81,9 +85,10 @@ final class FastPathBPF: @unchecked Sendable {
 
     /// Attaches programs for `shape` (nil: detaches them) unless they are attached for it
     /// already, and fills the new maps from what is kept; `inbound` says whether the MoA
-    /// elements may be in the inbound map. Throws when the kernel refuses (no tcx, a
-    /// program the verifier rejects): nothing is attached then.
-    func prepare(_ wanted: Shape?, inbound inboundWanted: Bool) throws(SystemError) {
+    /// elements may be in the inbound map, `gates` which peers' outbound ones may be while
+    /// a move holds IPv4. Throws when the kernel refuses (no tcx, a program the verifier
+    /// rejects): nothing is attached then.
+    func prepare(_ wanted: Shape?, inbound inboundWanted: Bool, gates: FastPathGates) throws(SystemError) {
         if wanted != shape || (wanted != nil && !attached) {
             detach()
             shape = wanted
@@ -96,7 +101,7 @@ final class FastPathBPF: @unchecked Sendable {
             }
             hops = [:]
             inboundOn = inboundWanted
-            for (home, mobile) in outbound { try writeOutbound(home, mobile, on: datapath) }
+            for (home, mobile) in outbound where admits(home, gates) { try writeOutbound(home, mobile, on: datapath) }
             if inboundOn {
                 for (mobile, home) in inbound { try datapath.setInbound(mobile: mobile, home: home) }
             }
@@ -110,12 +115,25 @@ final class FastPathBPF: @unchecked Sendable {
             }
         }
         if routesStale.exchange(false, ordering: .acquiring) {
-            for (home, mobile) in outbound { try writeOutbound(home, mobile, on: datapath) }
+            for (home, mobile) in outbound where admits(home, gates) { try writeOutbound(home, mobile, on: datapath) }
         }
     }
 
-    /// Makes the maps hold the IPv4 part of `delta` (its flush, deletions and additions).
-    func apply(_ delta: FastPathElements.Delta) throws(SystemError) {
+    /// Makes the maps hold the IPv4 part of `delta` (its flush, deletions and additions),
+    /// and the outbound map follow a move's hold of IPv4 (`held`, `changes`: what the batch
+    /// did to the released peers, `gates` the released peers after it).
+    func apply(_ delta: FastPathElements.Delta, held nowHeld: Bool, gates: FastPathGates,
+               changes: FastPathGates.Changes) throws(SystemError) {
+        if changes.holdBegan(.ipv4, held: nowHeld) {
+            // No peer is released yet: ``prepare(_:inbound:gates:)`` builds the programs
+            // again at once (for the new MoA when the move brought one) with the inbound
+            // elements and no outbound one, at the cost of one write per peer, as a
+            // deletion per peer would cost.
+            detach()
+            shape = nil
+        }
+        let holdEnded = held && !nowHeld
+        held = nowHeld
         let datapath = current.withLock { $0.datapath }
         if delta.flushed.contains(.ipv4) {
             for home in outbound.keys { try datapath?.removeOutbound(home: home) }
@@ -139,14 +157,28 @@ final class FastPathBPF: @unchecked Sendable {
         for element in delta.outAdded {
             guard case .v4(let home) = element.key, case .v4(let mobile) = element.value else { continue }
             outbound[home] = mobile
-            if let datapath { try writeOutbound(home, mobile, on: datapath) }
+            if let datapath, admits(home, gates) { try writeOutbound(home, mobile, on: datapath) }
         }
         for element in delta.inAdded {
             guard case .v4(let mobile) = element.key, case .v4(let home) = element.value else { continue }
             inbound[mobile] = home
             if inboundOn { try datapath?.setInbound(mobile: mobile, home: home) }
         }
+        guard let datapath else { return }
+        if holdEnded {
+            // Once per hold: the peers still out of the map (the last released, and the
+            // ones a route lookup left out) go in.
+            for (home, mobile) in outbound where hops[home] == nil { try writeOutbound(home, mobile, on: datapath) }
+        } else if held {
+            // Each peer released from the hold is back on the programs at once: one write.
+            for case .v4(let home) in changes.released {
+                if let mobile = outbound[home] { try writeOutbound(home, mobile, on: datapath) }
+            }
+        }
     }
+
+    /// Whether `home`'s outbound element belongs in the map: no hold, or released from it.
+    private func admits(_ home: IPv4Address, _ gates: FastPathGates) -> Bool { !held || gates.open.contains(.v4(home)) }
 
     /// Looks up the next hop of `home`'s MoA and writes its outbound element if it
     /// changed; without a route (or one into the TUN device) the element goes, and the

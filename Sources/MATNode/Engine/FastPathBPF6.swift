@@ -39,12 +39,16 @@ final class FastPathBPF6: @unchecked Sendable {
     /// Whether the inbound elements are in the map (not while the host's input chain would
     /// drop what the programs deliver).
     private var inboundOn = true
+    /// Whether a move holds the family (``FastPathGates``): the outbound map then has only
+    /// the peers released from the hold (``admits(_:_:)``), each written at its
+    /// release; the packets to the others go on to the engine, which holds them.
+    private var held = false
     private let routesStale = Atomic<Bool>(false)
     private var unroutedLogged = false
     /// The time each peer was noted at at the last ``takeHeard()`` (under `current`'s lock).
     private var reported: [IPv6Address: UInt64] = [:]
 
-    /// Opens the route lookups; nothing is attached before ``prepare(_:inbound:)``.
+    /// Opens the route lookups; nothing is attached before ``prepare(_:inbound:gates:)``.
     init(tun: String, localPorts: [UInt16]) throws(SystemError) {
         self.tun = tun
         self.localPorts = localPorts
@@ -57,9 +61,9 @@ final class FastPathBPF6: @unchecked Sendable {
 
     /// Attaches programs for `wanted` (nil: detaches them) unless they are attached for it
     /// already, and fills the new maps from what is kept; `inboundWanted` says whether the
-    /// MoA elements may be in the inbound map. Throws when the kernel refuses: nothing is
-    /// attached then.
-    func prepare(_ wanted: Shape?, inbound inboundWanted: Bool) throws(SystemError) {
+    /// MoA elements may be in the inbound map, `gates` which peers' outbound ones may be
+    /// while a move holds IPv6. Throws when the kernel refuses: nothing is attached then.
+    func prepare(_ wanted: Shape?, inbound inboundWanted: Bool, gates: FastPathGates) throws(SystemError) {
         if wanted != shape || (wanted != nil && !attached) {
             detach()
             shape = wanted
@@ -69,7 +73,7 @@ final class FastPathBPF6: @unchecked Sendable {
             current.withLock { $0.datapath = datapath }
             hops = [:]
             inboundOn = inboundWanted
-            for (home, mobile) in outbound { try writeOutbound(home, mobile, on: datapath) }
+            for (home, mobile) in outbound where admits(home, gates) { try writeOutbound(home, mobile, on: datapath) }
             if inboundOn {
                 for (mobile, home) in inbound { try datapath.setInbound(mobile: mobile, home: home) }
             }
@@ -83,12 +87,24 @@ final class FastPathBPF6: @unchecked Sendable {
             }
         }
         if routesStale.exchange(false, ordering: .acquiring) {
-            for (home, mobile) in outbound { try writeOutbound(home, mobile, on: datapath) }
+            for (home, mobile) in outbound where admits(home, gates) { try writeOutbound(home, mobile, on: datapath) }
         }
     }
 
-    /// Makes the maps hold the IPv6 part of `delta` (its flush, deletions and additions).
-    func apply(_ delta: FastPathElements.Delta) throws(SystemError) {
+    /// Makes the maps hold the IPv6 part of `delta` (its flush, deletions and additions),
+    /// and the outbound map follow a move's hold of IPv6, as ``FastPathBPF/apply(_:held:gates:changes:)``.
+    func apply(_ delta: FastPathElements.Delta, held nowHeld: Bool, gates: FastPathGates,
+               changes: FastPathGates.Changes) throws(SystemError) {
+        if changes.holdBegan(.ipv6, held: nowHeld) {
+            // No peer is released yet: ``prepare(_:inbound:gates:)`` builds the programs
+            // again at once (for the new MoA when the move brought one) with the inbound
+            // elements and no outbound one, at the cost of one write per peer, as a
+            // deletion per peer would cost.
+            detach()
+            shape = nil
+        }
+        let holdEnded = held && !nowHeld
+        held = nowHeld
         let datapath = current.withLock { $0.datapath }
         if delta.flushed.contains(.ipv6) {
             for home in outbound.keys { try datapath?.removeOutbound(home: home) }
@@ -112,14 +128,28 @@ final class FastPathBPF6: @unchecked Sendable {
         for element in delta.outAdded {
             guard case .v6(let home) = element.key, case .v6(let mobile) = element.value else { continue }
             outbound[home] = mobile
-            if let datapath { try writeOutbound(home, mobile, on: datapath) }
+            if let datapath, admits(home, gates) { try writeOutbound(home, mobile, on: datapath) }
         }
         for element in delta.inAdded {
             guard case .v6(let mobile) = element.key, case .v6(let home) = element.value else { continue }
             inbound[mobile] = home
             if inboundOn { try datapath?.setInbound(mobile: mobile, home: home) }
         }
+        guard let datapath else { return }
+        if holdEnded {
+            // Once per hold: the peers still out of the map (the last released, and the
+            // ones a route lookup left out) go in.
+            for (home, mobile) in outbound where hops[home] == nil { try writeOutbound(home, mobile, on: datapath) }
+        } else if held {
+            // Each peer released from the hold is back on the programs at once: one write.
+            for case .v6(let home) in changes.released {
+                if let mobile = outbound[home] { try writeOutbound(home, mobile, on: datapath) }
+            }
+        }
     }
+
+    /// Whether `home`'s outbound element belongs in the map: no hold, or released from it.
+    private func admits(_ home: IPv6Address, _ gates: FastPathGates) -> Bool { !held || gates.open.contains(.v6(home)) }
 
     /// Looks up the next hop of `home`'s MoA and writes its outbound element if it
     /// changed; without a route out of an uplink the element goes (the engine carries it).

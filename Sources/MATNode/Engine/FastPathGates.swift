@@ -11,6 +11,9 @@ import MATPacket
 /// their packets go on to the engine, which holds them; a peer that never answers keeps
 /// only itself there, for its alert's retransmissions, not the peers released before it.
 ///
+/// The BPF datapath has no such set: its outbound map holds only the released peers while
+/// a hold is on, each written at its release (``FastPathBPF``, ``FastPathBPF6``).
+///
 /// Pure: the engine derives the changes from each batch of commands it applied
 /// (``changes(_:holds:)``), and ``KernelFastPath`` keeps the set (``open``) to write it
 /// whole after a write from scratch.
@@ -22,6 +25,11 @@ struct FastPathGates: Equatable, Sendable {
         var released: [IPAddress] = []
 
         var isEmpty: Bool { emptied.isEmpty && released.isEmpty }
+
+        /// Whether a hold of `family` began with these changes (or began again: a move
+        /// during a move's hold), `held` saying whether a hold holds the family after them:
+        /// no peer of it is released then.
+        func holdBegan(_ family: AddressFamily, held: Bool) -> Bool { held && emptied.contains(family) }
     }
 
     /// The HoAs in the `released` sets: peers released from the hold of their family.

@@ -255,8 +255,8 @@ public final class KernelFastPath: @unchecked Sendable {
         // The BPF maps lose the peers the engine now holds first, before programs built
         // for new addresses (a move) are attached and filled.
         do {
-            try bpf?.apply(delta)
-            try bpf6?.apply(delta)
+            try bpf?.apply(delta, held: ruleset.gated.contains(.ipv4), gates: gates, changes: gated)
+            try bpf6?.apply(delta, held: ruleset.gated.contains(.ipv6), gates: gates, changes: gated)
         } catch {
             failed(error)
             return
@@ -337,24 +337,22 @@ public final class KernelFastPath: @unchecked Sendable {
                             engineInbound: Set<AddressFamily>) -> Bool {
         guard let bpf else { return true }
         var shape: FastPathBPF.Shape?
-        // A family a move holds stays with the engine until the hold ends: the programs
-        // have no set of the peers released from it (``FastPathGates``).
-        if ruleset.families.contains(.ipv4), !ruleset.gated.contains(.ipv4),
-           let home = ruleset.addresses.home4, let mobile = ruleset.addresses.mobile4 {
+        // A family a move holds keeps its programs: their outbound map then has only the
+        // peers released from the hold (``FastPathBPF/apply(_:held:gates:changes:)``).
+        if ruleset.families.contains(.ipv4), let home = ruleset.addresses.home4, let mobile = ruleset.addresses.mobile4 {
             // A packet rewritten to come from a peer's HoA fails a strict reverse-path check
             // (the HoA is routed into the TUN device): such uplinks get no inbound program.
             shape = FastPathBPF.Shape(home: home, mobile: mobile, inboundUplinks: present.filter { !strictReversePath.contains($0) })
         }
         var shape6: FastPathBPF6.Shape?
-        if ruleset.families.contains(.ipv6), !ruleset.gated.contains(.ipv6),
-           let home = ruleset.addresses.home6, let mobile = ruleset.addresses.mobile6 {
+        if ruleset.families.contains(.ipv6), let home = ruleset.addresses.home6, let mobile = ruleset.addresses.mobile6 {
             shape6 = FastPathBPF6.Shape(home: home, mobile: mobile, inboundUplinks: present)
         }
         do {
-            try bpf.prepare(shape, inbound: !engineInbound.contains(.ipv4))
+            try bpf.prepare(shape, inbound: !engineInbound.contains(.ipv4), gates: gates)
             bpfCarries4 = shape != nil
             ruleset.families.remove(.ipv4)
-            try bpf6?.prepare(shape6, inbound: !engineInbound.contains(.ipv6))
+            try bpf6?.prepare(shape6, inbound: !engineInbound.contains(.ipv6), gates: gates)
             bpfCarries6 = shape6 != nil
             ruleset.families.remove(.ipv6)
             return true
