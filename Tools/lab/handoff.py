@@ -7,7 +7,7 @@ delay element. Used by Tools/demo and `Tools/bench handoff`.
   handoff.py bench --bin DIR [--delays 0,50] [--moves 10] [--flow-mbit N] [--queue-kb N]
                    [--rate-mbit N] [--qdisc fifo|prio|fq] [--configs default,fifo,prio,fq]
                    [--keep DIR [--log-level debug]]
-  handoff.py analyse DIR...
+  handoff.py analyse [--timelines] DIR...
 
 --flow-mbit paces the TCP flow (default 0: as fast as it goes). Unpaced, the flow keeps a
 standing queue in the lab's bottleneck (the delay element's input), and a move's alert
@@ -34,7 +34,9 @@ and the delay element's logs and counters (delay-counters.txt: its drops), a cap
 signaling, the probes and ARP/ND in the VM node and the CN (vm.pcap, cn.pcap), each
 move's times and gap (moves.txt), and each flow's throughput bins, echo times and move
 times (flow-DELAY.json), which `handoff.py analyse DIR` reads to print the figures again
-with the analysis of the day; the bench line then also gives the time each move's
+with the analysis of the day (--timelines: and each move's steps from the captures, which
+the bench logs too with --keep: the alert, the challenge and the first echoes over the new
+path, in both nodes); the bench line then also gives the time each move's
 alert took from the VM's uplink to the CN's (alert_transit_p50_ms, _p95_ms): its wait in
 the delay element's queue plus the one-way delay; and in how many moves the alert was sent
 more than once (alert_resent), and of those in how many every copy arrived, the first one
@@ -540,6 +542,57 @@ def alert_transits(work, moves_wall):
     return transits, copies
 
 
+def move_timelines(directory, delay, kept=None):
+    """With --keep: each move's way through the captures (vm.pcap, cn.pcap in DIRECTORY,
+    moves.txt in KEPT, by default DIRECTORY too), in ms after the VM's last echo from its old MoA left it: the alert out of
+    the VM and into the CN, the challenge out of the CN and into the VM, the first echo from
+    the new MoA out of the VM and into the CN; and the silence at the CN's uplink between
+    the last echo from the old MoA and that first one. One line per move."""
+    def packets(node):
+        result = subprocess.run(["tshark", "-n", "-r", os.path.join(directory, node + ".pcap"), "-Y", "udp", "-T", "fields",
+                                 "-e", "frame.time_epoch", "-e", "ip.src", "-e", "ip.dst", "-e", "udp.srcport",
+                                 "-e", "udp.dstport", "-e", "udp.length", "-e", "udp.payload"],
+                                capture_output=True, text=True)
+        rows = []
+        for line in result.stdout.splitlines():
+            f = line.split("\t")
+            if len(f) >= 7 and f[1] and f[3] and f[4]:
+                rows.append((float(f[0]), f[1], f[2], int(f[3]), int(f[4]), int(f[5]), f[6]))
+        return rows
+    vm, cn = packets("vm"), packets("cn")
+    switches = []
+    with open(os.path.join(kept or directory, "moves.txt")) as f:
+        for line in f:
+            fields = dict(item.split("=") for item in line.split())
+            if int(fields["delay"]) == delay:
+                switches.append((int(fields["move"]), float(fields["switched_wall"]), float(fields["gap_ms"])))
+    cn_moa, echo_port = "192.0.2.130", 5202
+    # Signaling type (docs/signaling.md): the sixth byte after the magic "MATs".
+    challenge = lambda r: r[3] == 7540 and r[1] == cn_moa and r[6].startswith("4d415473") and r[6][10:12] == "03"
+    alert = lambda r: r[4] == 7540 and r[2] == cn_moa and r[5] > 1000
+    lines = []
+    for index, (number, switched, gap) in enumerate(switches):
+        following = switches[index + 1][1] if index + 1 < len(switches) else switched + 4
+        echoes_before = [r for r in vm if switched - 0.5 <= r[0] < switched + 0.3 and r[3] == echo_port and r[2] == cn_moa]
+        old = next((r[1] for r in reversed(echoes_before) if r[0] < switched), None)
+        old_echo = lambda r: r[3] == echo_port and r[2] == cn_moa and r[1] == old
+        new_echo = lambda r: r[3] == echo_port and r[2] == cn_moa and r[1] != old and r[1] != VM_HOA
+        first = lambda rows, match: next((r[0] for r in rows if switched <= r[0] < following and match(r)), None)
+        last = lambda rows, match: max((r[0] for r in rows if switched - 0.5 <= r[0] < following and match(r)), default=None)
+        start = last(vm, old_echo)
+        times = [first(vm, alert), first(cn, alert), first(cn, challenge), first(vm, challenge), first(vm, new_echo),
+                 first(cn, new_echo)]
+        old_in = last(cn, old_echo)
+        if start is None or old_in is None or None in times:
+            lines.append("move %d: not every step in the captures" % number)
+            continue
+        lines.append("move %d: gap %.0f ms; alert out %.1f in %.1f, challenge out %.1f in %.1f, first new echo out %.1f "
+                     "in %.1f; last old echo in %.1f; silence at the CN %.1f ms"
+                     % ((number, gap) + tuple((t - start) * 1000 for t in times + [old_in])
+                        + ((times[-1] - old_in) * 1000,)))
+    return lines
+
+
 def percentile(values, p):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, int(round(p / 100 * (len(ordered) - 1)))))]
@@ -666,6 +719,9 @@ def bench_one(args):
             figures = summarise(run, log)
             if args.keep:
                 keep_run(args.keep, run, figures)
+                log("  each move from the captures, ms after the VM's last echo from its old MoA:")
+                for line in move_timelines(lab.work, delay, args.keep):
+                    log("  " + line)
             print("bench: " + figures["line"], flush=True)
     finally:
         lab.down()
@@ -758,6 +814,11 @@ def analyse(args):
             run = json.load(f)
         log("%s:" % path)
         print("analyse: " + summarise(run, log)["line"], flush=True)
+        directory = os.path.dirname(path)
+        if args.timelines and os.path.exists(os.path.join(directory, "cn.pcap")):
+            log("  each move from the captures, ms after the VM's last echo from its old MoA:")
+            for line in move_timelines(directory, run["delay"]):
+                log("  " + line)
 
 
 def main():
@@ -789,6 +850,8 @@ def main():
                    help="matd's --log-level (with --keep, debug shows each step of a move)")
     a = sub.add_parser("analyse")
     a.add_argument("dirs", nargs="+", metavar="DIR", help="directories a bench --keep DIR kept")
+    a.add_argument("--timelines", action="store_true",
+                   help="also each move's alert, challenge and first echoes from the captures (tshark)")
     args = parser.parse_args()
     if args.command == "bench" and args.configs:
         names = args.configs.split(",")
