@@ -255,3 +255,15 @@ func signalingTickWalk(_ outgoing: [IPAddress: SignalingMachine.Outgoing], now: 
     }
     return (resend, giveUp)
 }
+
+/// The engine's `followRelayFallback` as it was: each call asked ``RelayFallback`` about
+/// every MoA in UDP and compared the set it made with the last one (`previous`).
+func relayFallbackWalk(_ fallback: RelayFallback, moas: some Sequence<IPAddress>, previous: inout Set<IPAddress>,
+                       now: UInt64) -> RelayFallback.Transitions {
+    var relayed = Set<IPAddress>()
+    for moa in moas where fallback.relayed(moa, now: now) { relayed.insert(moa) }
+    let transitions = RelayFallback.Transitions(relayed: relayed.subtracting(previous).sorted(),
+                                                direct: previous.subtracting(relayed).sorted())
+    previous = relayed
+    return transitions
+}

@@ -93,19 +93,23 @@ import Testing
     @Test func aNodeTurnsToTheRelayAfterThreeSilentKeepaliveIntervals() {
         let peer = IPAddress("203.0.113.51")!
         var fallback = RelayFallback(keepaliveInterval: 15_000)
-        #expect(!fallback.relayed(peer, now: 1_000_000) && fallback.nextDeadline(now: 0) == nil)
+        #expect(!fallback.relayed(peer, now: 1_000_000) && fallback.nextDeadline == nil)
         fallback.encapsulated(peer, now: 1_000)
-        #expect(!fallback.relayed(peer, now: 45_999) && fallback.nextDeadline(now: 1_000) == 46_000)
-        #expect(fallback.relayed(peer, now: 46_000))
+        #expect(fallback.follow(now: 1_000).isEmpty && fallback.nextDeadline == 46_000)
+        #expect(!fallback.relayed(peer, now: 45_999) && !fallback.needsFollow(now: 45_999))
+        #expect(fallback.relayed(peer, now: 46_000) && fallback.needsFollow(now: 46_000))
+        #expect(fallback.follow(now: 46_000).relayed == [peer] && fallback.relayedMoAs == [peer])
         // A keepalive from the peer after all: the hole opened, back to the peer's address.
         fallback.heard(peer, now: 50_000)
-        #expect(!fallback.relayed(peer, now: 50_000) && fallback.nextDeadline(now: 50_000) == 95_000)
-        #expect(fallback.relayed(peer, now: 95_000))
+        #expect(!fallback.relayed(peer, now: 50_000) && fallback.follow(now: 50_000).direct == [peer])
+        #expect(fallback.nextDeadline == 95_000 && fallback.relayedMoAs.isEmpty)
+        #expect(fallback.relayed(peer, now: 95_000) && fallback.follow(now: 95_000).relayed == [peer])
         // Going in UDP again does not restart the wait; going direct ends it.
         fallback.encapsulated(peer, now: 90_000)
         #expect(fallback.relayed(peer, now: 95_000))
         fallback.stopped(peer)
-        #expect(!fallback.relayed(peer, now: 200_000) && fallback.nextDeadline(now: 0) == nil)
+        #expect(!fallback.relayed(peer, now: 200_000) && fallback.follow(now: 200_000).direct == [peer])
+        #expect(fallback.nextDeadline == nil && fallback.relayedMoAs.isEmpty)
     }
 
     /// A peer whose IMS record names the relay goes through it as soon as it is in UDP,

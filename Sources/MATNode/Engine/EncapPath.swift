@@ -98,7 +98,10 @@ public final class EncapPath: @unchecked Sendable {
     /// When a peer's traffic in UDP goes through `relayServer` (``RelayFallback``), and
     /// the MoAs whose traffic does now.
     var fallback = RelayFallback()
-    var relayedMoAs: Set<IPAddress> = []
+    var relayedMoAs: Set<IPAddress> { fallback.relayedMoAs }
+    /// The per-peer lines of the relay fallback (a peer to the relay or back from it):
+    /// 100,000 peers in UDP that go silent together are one summary, not 100,000 lines.
+    var fallbackLog = PerPeerLogLimit()
     /// The exchange keys of this node's registrations with `relayServer` and the secrets
     /// agreed on with it, with which a relayed signal's stamp is checked (``RelaySecrets``):
     /// the service thread registers, the engine thread takes answers and checks.

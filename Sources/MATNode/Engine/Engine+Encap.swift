@@ -51,7 +51,7 @@ extension Engine {
             switch command {
             case .start(let moa, let port):
                 encap.endpoints.start(moa, port: port, now: now)
-                encap.fallback.encapsulated(moa, now: now)
+                if encap.relayServer != nil { encap.fallback.encapsulated(moa, now: now) }
             case .stop(let moa):
                 encap.endpoints.stop(moa)
                 encap.fallback.stopped(moa)
@@ -59,7 +59,6 @@ extension Engine {
                 encap.relay?.learn(key, for: hoa)
             case .relayAtOnce(let moa, let atOnce):
                 encap.fallback.relayAtOnce(moa, atOnce)
-                lastEncapExpiry = 0
             }
         }
         if now >= lastEncapExpiry + 1_000 {
@@ -68,8 +67,8 @@ extension Engine {
             for moa in encap.endpoints.expire(now: now) {
                 log("matd: no UDP from \(moa) for \(encap.endpoints.lifetime / 1_000) s: its traffic goes direct again")
             }
-            followRelayFallback(encap, now: now)
         }
+        followRelayFallback(encap, now: now)
         encapActive = !encap.endpoints.isEmpty
         publishEncapMoAs(encap)
     }
@@ -79,27 +78,42 @@ extension Engine {
 
     /// Sends the traffic of the peers in UDP that ``RelayFallback`` says so through the
     /// relay (no keepalive from them for three intervals: hole punching failed), and that
-    /// of the others to their MoAs (a keepalive came: the hole opened after all).
+    /// of the others to their MoAs (a keepalive came: the hole opened after all). Costs
+    /// what changed and what came due (at most ``RelayFallback/followLimit`` a call), not
+    /// a look at every peer in UDP; their lines go through ``PerPeerLogLimit``.
     func followRelayFallback(_ encap: EncapPath, now: UInt64) {
         guard let relay = encap.relayServer else { return }
-        if !encap.relayedMoAs.isEmpty || !encap.endpoints.isEmpty {
-            var relayed = Set<IPAddress>()
-            for moa in encap.endpoints.moas where encap.fallback.relayed(moa, now: now) { relayed.insert(moa) }
-            for moa in relayed.subtracting(encap.relayedMoAs) {
-                if encap.fallback.isRelayedAtOnce(moa) {
-                    log("matd: \(moa) is reached through the relay \(relay.address): its traffic goes there now")
-                } else {
-                    log("matd: no keepalive from \(moa) for \(3 * encap.fallback.keepaliveInterval / 1_000) s: its traffic "
-                        + "goes through the relay \(relay.address) now")
-                }
-                EventLog.shared.post("encapsulation", ["peer": "\(moa)", "mode": "relay"])
+        logFallbackSummary(encap, encap.fallbackLog.takeSummary(now: now))
+        guard encap.fallback.needsFollow(now: now) else { return }
+        let changes = encap.fallback.follow(now: now)
+        for moa in changes.relayed {
+            EventLog.shared.post("encapsulation", ["peer": "\(moa)", "mode": "relay"])
+            guard admitFallbackLine(encap, now: now) else { continue }
+            if encap.fallback.isRelayedAtOnce(moa) {
+                log("matd: \(moa) is reached through the relay \(relay.address): its traffic goes there now")
+            } else {
+                log("matd: no keepalive from \(moa) for \(3 * encap.fallback.keepaliveInterval / 1_000) s: its traffic "
+                    + "goes through the relay \(relay.address) now")
             }
-            for moa in encap.relayedMoAs.subtracting(relayed) where encap.endpoints.port(for: moa) != nil {
-                log("matd: a keepalive came from \(moa): its traffic goes to it in UDP again, not through the relay")
-                EventLog.shared.post("encapsulation", ["peer": "\(moa)", "mode": "udp"])
-            }
-            encap.relayedMoAs = relayed
         }
+        // One out of UDP altogether (stopped) goes direct without a word.
+        for moa in changes.direct where encap.endpoints.port(for: moa) != nil {
+            EventLog.shared.post("encapsulation", ["peer": "\(moa)", "mode": "udp"])
+            guard admitFallbackLine(encap, now: now) else { continue }
+            log("matd: a keepalive came from \(moa): its traffic goes to it in UDP again, not through the relay")
+        }
+    }
+
+    private func admitFallbackLine(_ encap: EncapPath, now: UInt64) -> Bool {
+        let (write, summary) = encap.fallbackLog.admit(now: now)
+        logFallbackSummary(encap, summary)
+        return write
+    }
+
+    private func logFallbackSummary(_ encap: EncapPath, _ left: Int?) {
+        guard let left else { return }
+        log("matd: and \(left) more peer(s) went to the relay or back from it (\(encap.fallbackLog.perWindow) logged "
+            + "per \(encap.fallbackLog.window / 1_000) s; each posted as an encapsulation event)")
     }
 
     func publishEncapMoAs(_ encap: EncapPath) {
