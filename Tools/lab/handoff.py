@@ -543,11 +543,12 @@ def alert_transits(work, moves_wall):
 
 
 def move_timelines(directory, delay, kept=None):
-    """With --keep: each move's way through the captures (vm.pcap, cn.pcap in DIRECTORY,
-    moves.txt in KEPT, by default DIRECTORY too), in ms after the VM's last echo from its old MoA left it: the alert out of
-    the VM and into the CN, the challenge out of the CN and into the VM, the first echo from
-    the new MoA out of the VM and into the CN; and the silence at the CN's uplink between
-    the last echo from the old MoA and that first one. One line per move."""
+    """With --keep: each move's way through the captures (vm.pcap, cn.pcap in DIRECTORY;
+    moves.txt in KEPT, by default DIRECTORY too), in ms after the VM's last echo from its
+    old MoA left it: the alert out of the VM and into the CN, the challenge out of the CN
+    and into the VM, the first echo from the new MoA out of the VM and into the CN; and the
+    silence at the CN's uplink between the last echo from the old MoA and that first one.
+    One line per move."""
     def packets(node):
         result = subprocess.run(["tshark", "-n", "-r", os.path.join(directory, node + ".pcap"), "-Y", "udp", "-T", "fields",
                                  "-e", "frame.time_epoch", "-e", "ip.src", "-e", "ip.dst", "-e", "udp.srcport",
@@ -566,15 +567,16 @@ def move_timelines(directory, delay, kept=None):
             fields = dict(item.split("=") for item in line.split())
             if int(fields["delay"]) == delay:
                 switches.append((int(fields["move"]), float(fields["switched_wall"]), float(fields["gap_ms"])))
-    cn_moa, echo_port = "192.0.2.130", 5202
-    # Signaling type (docs/signaling.md): the sixth byte after the magic "MATs".
+    cn_moa, echo_port = "192.0.2.130", 5202  # the echo's port: run_flow's + 1, as in the capture filter
+    # A signaling message's type is its byte 5, after the magic "MATs" and the version
+    # (docs/signaling.md); 3 is a challenge.
     challenge = lambda r: r[3] == 7540 and r[1] == cn_moa and r[6].startswith("4d415473") and r[6][10:12] == "03"
     alert = lambda r: r[4] == 7540 and r[2] == cn_moa and r[5] > 1000
     lines = []
     for index, (number, switched, gap) in enumerate(switches):
         following = switches[index + 1][1] if index + 1 < len(switches) else switched + 4
-        echoes_before = [r for r in vm if switched - 0.5 <= r[0] < switched + 0.3 and r[3] == echo_port and r[2] == cn_moa]
-        old = next((r[1] for r in reversed(echoes_before) if r[0] < switched), None)
+        echoes_before = [r[1] for r in vm if switched - 0.5 <= r[0] < switched and r[3] == echo_port and r[2] == cn_moa]
+        old = echoes_before[-1] if echoes_before else None
         old_echo = lambda r: r[3] == echo_port and r[2] == cn_moa and r[1] == old
         new_echo = lambda r: r[3] == echo_port and r[2] == cn_moa and r[1] != old and r[1] != VM_HOA
         first = lambda rows, match: next((r[0] for r in rows if switched <= r[0] < following and match(r)), None)
