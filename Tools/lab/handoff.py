@@ -52,6 +52,7 @@ Each endpoint prints one JSON object on standard output when it ends.
 """
 import argparse
 import collections
+import datetime
 import hashlib
 import json
 import os
@@ -294,12 +295,17 @@ class MobileLab:
 
     def capture(self, node):
         """tcpdump in NODE on every interface (the VM's uplink is a new one after each
-        move): signaling, the probe stream, ARP and neighbour discovery."""
+        move): signaling, the probe stream, ARP and neighbour discovery; and the node's
+        link and address events as a netlink listener such as matd reads them, each with
+        the time `ip` read it (NODE-netlink.log)."""
         path = os.path.join(self.work, node + ".pcap")
         process = self.spawn(node, ["tcpdump", "-n", "-i", "any", "-U", "-s", "200", "-w", path,
                                     "udp port 7540 or udp port 5202 or arp or icmp6 or udp port 53"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.captures.append(process)
+        events = open(os.path.join(self.work, node + "-netlink.log"), "w")
+        self.captures.append(self.spawn(node, ["ip", "-ts", "-o", "monitor", "link", "address"], stdout=events,
+                                        stderr=subprocess.STDOUT))
         time.sleep(0.5)
 
     def wait_for_log(self, node, text, timeout=20):
@@ -546,9 +552,10 @@ def move_timelines(directory, delay, kept=None):
     """With --keep: each move's way through the captures (vm.pcap, cn.pcap in DIRECTORY;
     moves.txt in KEPT, by default DIRECTORY too), in ms after the VM's last echo from its
     old MoA left it: the alert out of the VM and into the CN, the challenge out of the CN
-    and into the VM, the first echo from the new MoA out of the VM and into the CN; and the
-    silence at the CN's uplink between the last echo from the old MoA and that first one.
-    One line per move."""
+    and into the VM, the first echo from the new MoA out of the VM and into the CN; the
+    silence at the CN's uplink between the last echo from the old MoA and that first one;
+    and, from vm-netlink.log, when the VM's old link went down and its new address came, as
+    a netlink listener read them. One line per move."""
     def packets(node):
         result = subprocess.run(["tshark", "-n", "-r", os.path.join(directory, node + ".pcap"), "-Y", "udp", "-T", "fields",
                                  "-e", "frame.time_epoch", "-e", "ip.src", "-e", "ip.dst", "-e", "udp.srcport",
@@ -561,6 +568,17 @@ def move_timelines(directory, delay, kept=None):
                 rows.append((float(f[0]), f[1], f[2], int(f[3]), int(f[4]), int(f[5]), f[6]))
         return rows
     vm, cn = packets("vm"), packets("cn")
+    # The VM's link and address events, `[2026-12-07T20:40:11.704325] 3: eth0 ...` in local time.
+    events = []
+    path = os.path.join(directory, "vm-netlink.log")
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                stamp, _, text = line.partition("] ")
+                try:
+                    events.append((datetime.datetime.strptime(stamp.lstrip("["), "%Y-%m-%dT%H:%M:%S.%f").timestamp(), text))
+                except ValueError:
+                    continue
     switches = []
     with open(os.path.join(kept or directory, "moves.txt")) as f:
         for line in f:
@@ -588,10 +606,19 @@ def move_timelines(directory, delay, kept=None):
         if start is None or old_in is None or None in times:
             lines.append("move %d: not every step in the captures" % number)
             continue
+        # The switch in the VM's events: the old MoA's address flushed (with the old link
+        # taken down, in the same `ip` batch) and the new MoA's added. (`ip monitor` names a
+        # link by its name when it prints, so the old one may read eth0new.)
+        new_moa = next((r[1] for r in vm if times[4] <= r[0] and new_echo(r)), None)
+        during = [(t, text) for t, text in events if start - 0.05 <= t < following]
+        down = next((t for t, text in during if text.startswith("Deleted") and "inet %s/" % old in text), None)
+        added = next((t for t, text in during if not text.startswith("Deleted") and "inet %s/" % new_moa in text), None)
+        netlink = ("; netlink: old address gone %s, new address %s" % tuple(
+            "%.1f" % ((t - start) * 1000) if t else "-" for t in (down, added))) if events else ""
         lines.append("move %d: gap %.0f ms; alert out %.1f in %.1f, challenge out %.1f in %.1f, first new echo out %.1f "
-                     "in %.1f; last old echo in %.1f; silence at the CN %.1f ms"
+                     "in %.1f; last old echo in %.1f; silence at the CN %.1f ms%s"
                      % ((number, gap) + tuple((t - start) * 1000 for t in times + [old_in])
-                        + ((times[-1] - old_in) * 1000,)))
+                        + ((times[-1] - old_in) * 1000, netlink)))
     return lines
 
 
