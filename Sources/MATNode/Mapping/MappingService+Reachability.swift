@@ -133,9 +133,9 @@ extension MappingService {
         if learned[hoa]?.mapping.moas.contains(where: { $0.address == moa }) != true { engine.send(.endLimit(moa, validated: false)) }
         if !signaling.isProbing(hoa) { freshness.roundEnded(hoa) }
         guard !signaling.isProbing(hoa), learned[hoa] != nil, idle.roundFailed(hoa, now: Self.milliseconds()) else { return }
-        log(.notice, "matd: dropping peer \(hoa): silent for \(idle.idleAfter / 1_000) s and it answered none of its probes")
+        signaling.idlePeerDropped(logging: "matd: dropping peer \(hoa): silent for \(idle.idleAfter / 1_000) s and it "
+            + "answered none of its probes")
         EventLog.shared.post("idle_peer_dropped", ["peer": "\(hoa)"])
-        signaling.countIdlePeerDropped()
         forget(hoa)
         updateDiversion()
     }

@@ -214,8 +214,9 @@ final class Signaling {
         }
         refusals.report(machine.counters, now: now)
         logDropSummary(dropLog.takeSummary(now: now))
+        logIdleDropSummary(idleDropLog.takeSummary(now: now))
         publish()
-        return [machine.nextEventAt, dropLog.summaryDueAt].compactMap { $0 }.min()
+        return [machine.nextEventAt, dropLog.summaryDueAt, idleDropLog.summaryDueAt].compactMap { $0 }.min()
     }
 
     /// Probes `peer` at each of `moas` (``ReachabilityProbes``): `reached` follows each
@@ -265,8 +266,23 @@ final class Signaling {
     /// The service limited `count` learned MoAs whose proof ran out (``ProofFreshness``).
     func countProofsLapsed(_ count: Int) { countAndPublish { $0.proofsLapsed += UInt64(count) } }
 
-    /// The service dropped a learned peer that answered none of its idle probes.
-    func countIdlePeerDropped() { countAndPublish { $0.idlePeersDropped += 1 } }
+    /// The service dropped a learned peer that answered none of its idle probes: counted,
+    /// and `message` logged within ``PerPeerLogLimit``'s bound (100,000 restored peers
+    /// that are gone come due for their idle probe together and are dropped one by one),
+    /// the rest told by one line once its window ends.
+    func idlePeerDropped(logging message: String) {
+        countAndPublish { $0.idlePeersDropped += 1 }
+        let (write, summary) = idleDropLog.admit(now: lastNow)
+        logIdleDropSummary(summary)
+        if write { log(.notice, message) }
+    }
+    private var idleDropLog = PerPeerLogLimit()
+
+    private func logIdleDropSummary(_ left: Int?) {
+        guard let left else { return }
+        log(.notice, "matd: and \(left) more idle peer(s) dropped that answered none of their probes "
+            + "(\(idleDropLog.perWindow) logged per \(idleDropLog.window / 1_000) s; all counted in idle_peers_dropped)")
+    }
 
     /// The service dropped a mapping whose registration lifetime passed.
     func countMappingLapsed() { countAndPublish { $0.mappingsLapsed += 1 } }
