@@ -31,8 +31,9 @@ minute's) when the run ended: figures under load do not compare with quiet ones.
 --keep DIR keeps what a slow move is explained with: matd's logs with the monotonic time
 (seconds, as the move times) before each line (--log-level debug for every step), mat-ims's
 and the delay element's logs and counters (delay-counters.txt: its drops), a capture of the
-signaling, the probes and ARP/ND in the VM node and the CN (vm.pcap, cn.pcap), each
-move's times and gap (moves.txt), and each flow's throughput bins, echo times and move
+signaling, the probes and ARP/ND in the VM node and the CN (vm.pcap, cn.pcap), their
+link and address events (vm-netlink.log, cn-netlink.log: `ip -ts monitor`), each move's
+times and gap (moves.txt), and each flow's throughput bins, echo times and move
 times (flow-DELAY.json), which `handoff.py analyse DIR` reads to print the figures again
 with the analysis of the day (--timelines: and each move's steps from the captures, which
 the bench logs too with --keep: the alert, the challenge and the first echoes over the new
