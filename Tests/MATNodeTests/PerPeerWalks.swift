@@ -267,3 +267,154 @@ func relayFallbackWalk(_ fallback: RelayFallback, moas: some Sequence<IPAddress>
     previous = relayed
     return transitions
 }
+
+/// ``ProofFreshness`` as it was until 2026-12-07: once any peer waited for its round, or
+/// any proof was `refreshAfter` old, each step walked every tracked peer twice (for the
+/// lapses and for the candidates) and sorted the candidates; a mass lapse made every
+/// step a walk until the last lapsed peer was probed.
+struct ProofFreshnessWalk {
+    let lifetime: UInt64
+    let roundsPerSecond: UInt64
+    var refreshAfter: UInt64 { lifetime - min(lifetime / 2, 10_000) }
+
+    private(set) var provenAt: [IPAddress: [IPAddress: UInt64]] = [:]
+    private(set) var lapsed: [IPAddress: Set<IPAddress>] = [:]
+    private var lapsedHolders: [IPAddress: Int] = [:]
+    private(set) var lastData: [IPAddress: UInt64] = [:]
+    private(set) var probing: [IPAddress: UInt64] = [:]
+    private(set) var awaitingProbe: Set<IPAddress> = []
+    private var credit: UInt64
+    private var filledAt: UInt64 = 0
+    private var quietUntil: UInt64 = 0
+
+    init(lifetime: UInt64, roundsPerSecond: UInt64 = ProofFreshness.defaultRoundsPerSecond) {
+        self.lifetime = max(2, lifetime)
+        self.roundsPerSecond = max(1, roundsPerSecond)
+        credit = self.roundsPerSecond * 1_000
+    }
+
+    typealias Step = ProofFreshness.Step
+
+    mutating func track(_ hoa: IPAddress, moas: [IPAddress], now: UInt64) -> [IPAddress] {
+        let before = provenAt[hoa] ?? [:]
+        var after: [IPAddress: UInt64] = [:]
+        for moa in moas {
+            if let at = before[moa] {
+                after[moa] = at
+            } else {
+                after[moa] = now
+                quietUntil = min(quietUntil, now + refreshAfter)
+            }
+        }
+        provenAt[hoa] = after
+        guard var gone = lapsed[hoa] else { return [] }
+        let left = gone.subtracting(moas)
+        gone.subtract(left)
+        lapsed[hoa] = gone.isEmpty ? nil : gone
+        if gone.isEmpty { awaitingProbe.remove(hoa) }
+        return released(left)
+    }
+
+    mutating func signed(_ hoa: IPAddress, from moa: IPAddress, now: UInt64) -> Bool {
+        guard provenAt[hoa]?[moa] != nil else { return false }
+        provenAt[hoa]?[moa] = now
+        guard lapsed[hoa]?.remove(moa) != nil else { return false }
+        let free = released([moa])
+        quietUntil = min(quietUntil, now + refreshAfter)
+        if lapsed[hoa]?.isEmpty == true {
+            lapsed[hoa] = nil
+            awaitingProbe.remove(hoa)
+        }
+        return !free.isEmpty
+    }
+
+    mutating func dataArrived(from hoa: IPAddress, now: UInt64) {
+        guard provenAt[hoa] != nil else { return }
+        lastData[hoa] = max(lastData[hoa] ?? 0, now)
+    }
+
+    mutating func roundEnded(_ hoa: IPAddress) { probing[hoa] = nil }
+
+    mutating func roundNotStarted(_ hoa: IPAddress) {
+        probing[hoa] = nil
+        if lapsed[hoa] != nil { awaitingProbe.insert(hoa) }
+    }
+
+    mutating func forget(_ hoa: IPAddress) -> [IPAddress] {
+        provenAt[hoa] = nil
+        lastData[hoa] = nil
+        probing[hoa] = nil
+        awaitingProbe.remove(hoa)
+        return released(lapsed.removeValue(forKey: hoa) ?? [])
+    }
+
+    func isLapsed(_ moa: IPAddress) -> Bool { lapsedHolders[moa] != nil }
+
+    private mutating func released(_ moas: Set<IPAddress>) -> [IPAddress] {
+        var free: [IPAddress] = []
+        for moa in moas {
+            let holders = (lapsedHolders[moa] ?? 1) - 1
+            lapsedHolders[moa] = holders > 0 ? holders : nil
+            if holders <= 0 { free.append(moa) }
+        }
+        return free.sorted()
+    }
+
+    func inUse(_ hoa: IPAddress, now: UInt64) -> Bool {
+        guard let data = lastData[hoa] else { return false }
+        return data + lifetime > now
+    }
+
+    mutating func step(at now: UInt64) -> Step {
+        var step = Step()
+        guard now >= quietUntil || !awaitingProbe.isEmpty else { return step }
+        var earliest = UInt64.max
+        for (hoa, moas) in provenAt {
+            var newly: [IPAddress] = []
+            for (moa, at) in moas where lapsed[hoa]?.contains(moa) != true {
+                if now >= at + lifetime { newly.append(moa) } else { earliest = min(earliest, at) }
+            }
+            guard !newly.isEmpty else { continue }
+            lapsed[hoa, default: []].formUnion(newly)
+            for moa in newly { lapsedHolders[moa, default: 0] += 1 }
+            awaitingProbe.insert(hoa)
+            step.lapses.append(.init(hoa: hoa, moas: newly.sorted(), inUse: inUse(hoa, now: now)))
+        }
+        step.lapses.sort { $0.hoa < $1.hoa }
+        quietUntil = earliest == .max ? .max : earliest + refreshAfter
+        for (hoa, started) in probing where now >= started + ProofFreshness.roundTimeout { probing[hoa] = nil }
+        fill(now: now)
+        guard credit >= 1_000 else { return step }
+        // Peers in use first (false sorts first), then the earliest deadline.
+        var candidates: [(idle: Bool, deadline: UInt64, hoa: IPAddress)] = []
+        for (hoa, moas) in provenAt where probing[hoa] == nil && !moas.isEmpty {
+            let gone = lapsed[hoa]
+            var oldest = UInt64.max, oldestProven = UInt64.max
+            for (moa, at) in moas {
+                oldest = min(oldest, at)
+                if gone?.contains(moa) != true { oldestProven = min(oldestProven, at) }
+            }
+            let used = inUse(hoa, now: now)
+            if awaitingProbe.contains(hoa) {
+                candidates.append((!used, oldest + lifetime, hoa))
+            } else if used, oldestProven != .max, now >= oldestProven + refreshAfter {
+                candidates.append((false, oldestProven + lifetime, hoa))
+            }
+        }
+        candidates.sort { (!$0.idle && $1.idle) || ($0.idle == $1.idle && ($0.deadline, $0.hoa) < ($1.deadline, $1.hoa)) }
+        for candidate in candidates {
+            guard credit >= 1_000 else { break }
+            credit -= 1_000
+            probing[candidate.hoa] = now
+            awaitingProbe.remove(candidate.hoa)
+            step.probes.append(candidate.hoa)
+        }
+        return step
+    }
+
+    private mutating func fill(now: UInt64) {
+        guard now > filledAt else { return }
+        credit = min(roundsPerSecond * 1_000, credit + (now - filledAt) * roundsPerSecond)
+        filledAt = now
+    }
+}

@@ -25,6 +25,15 @@ import MATPacket
 /// (each at most 4 datagrams of about 140 bytes). Rounds that find no token wait for the
 /// next call, most urgent first (peers in use first, then the earliest lapse).
 ///
+/// A step costs what came due, not a walk over every tracked peer (issue 9;
+/// docs/benchmarks.md, "Scale"): each peer waits in deadline heaps (``DueQueue``) for its
+/// next lapse and for its oldest proof to be ``refreshAfter`` old, and the peers to probe
+/// wait in two heaps by deadline, the peers in use before the silent ones. 100,000 proofs
+/// lapsing together (a node stopped past F with its peers restored) lapse
+/// ``lapsesPerStep`` peers a step, earliest first, so the rest count as proven for a
+/// few steps more (2.5 s for 100,000 at ten steps a second); their refresh times, which
+/// came together 10 s before, are looked at ``refreshesPerStep`` a step too.
+///
 /// Pure: the caller passes the time (monotonic milliseconds), sends the probes and the
 /// engine's commands.
 struct ProofFreshness {
@@ -61,9 +70,29 @@ struct ProofFreshness {
     /// The token bucket, in thousandths of a round, and when it was last filled (ms).
     private var credit: UInt64
     private var filledAt: UInt64 = 0
-    /// Before this (ms) no proven MoA is ``refreshAfter`` old: ``step(at:)`` has nothing
-    /// to do but for a lapsed peer waiting for its round (a walk of every peer saved).
-    private var quietUntil: UInt64 = 0
+    /// Each peer with a MoA not lapsed, due when the earliest of them lapses.
+    private var lapseDue = DueQueue<IPAddress>()
+    /// Each peer with a MoA not lapsed, due when its oldest proof is ``refreshAfter`` old
+    /// (probed then if in use; data that comes later asks again, ``dataArrived(from:now:)``).
+    private var refreshDue = DueQueue<IPAddress>()
+    /// The peers to probe, keyed by the deadline that orders them (the earliest lapse of
+    /// all its MoAs for a lapsed peer, of its proven ones for a refresh): those in use
+    /// (as of their last change; checked again when taken) and the silent lapsed ones.
+    private var candidatesInUse = DueQueue<IPAddress>()
+    private var candidatesSilent = DueQueue<IPAddress>()
+    /// Each round started here, due when it counts as ended (``roundTimeout``).
+    private var roundsDue = DueQueue<IPAddress>()
+    /// Peers whose round ended (or did not start) since the last step, to be placed among
+    /// the candidates again at its time.
+    private var roundsEnded: Set<IPAddress> = []
+    /// Most peers a step lapses; the rest lapse at the next steps, earliest first.
+    static let lapsesPerStep = 4_096
+    /// Most peers whose refresh time came a step looks at (each silent peer's comes once a
+    /// proof, all together after a start with restored peers); the rest at the next steps,
+    /// earliest first, well within the 10 s a refresh has before the lapse.
+    static let refreshesPerStep = 4_096
+    /// How many peers the last ``step(at:)`` looked at (those due and those taken).
+    private(set) var lastExamined = 0
 
     init(lifetime: UInt64, roundsPerSecond: UInt64 = Self.defaultRoundsPerSecond) {
         self.lifetime = max(2, lifetime)
@@ -99,10 +128,10 @@ struct ProofFreshness {
                 after[moa] = at
             } else {
                 after[moa] = now
-                quietUntil = min(quietUntil, now + refreshAfter)
             }
         }
         provenAt[hoa] = after
+        defer { reschedule(hoa, now: now) }
         guard var gone = lapsed[hoa] else { return [] }
         let left = gone.subtracting(moas)
         gone.subtract(left)
@@ -118,9 +147,9 @@ struct ProofFreshness {
     mutating func signed(_ hoa: IPAddress, from moa: IPAddress, now: UInt64) -> Bool {
         guard provenAt[hoa]?[moa] != nil else { return false }
         provenAt[hoa]?[moa] = now
+        defer { reschedule(hoa, now: now) }
         guard lapsed[hoa]?.remove(moa) != nil else { return false }
         let free = released([moa])
-        quietUntil = min(quietUntil, now + refreshAfter)
         if lapsed[hoa]?.isEmpty == true {
             lapsed[hoa] = nil
             awaitingProbe.remove(hoa)
@@ -133,16 +162,24 @@ struct ProofFreshness {
     mutating func dataArrived(from hoa: IPAddress, now: UInt64) {
         guard provenAt[hoa] != nil else { return }
         lastData[hoa] = max(lastData[hoa] ?? 0, now)
+        placeCandidate(hoa, now: now)
     }
 
-    /// No probe of `hoa` is out any more (answered or not): another round may start.
-    mutating func roundEnded(_ hoa: IPAddress) { probing[hoa] = nil }
+    /// No probe of `hoa` is out any more (answered or not): another round may start (the
+    /// next ``step(at:)`` places it among the candidates again).
+    mutating func roundEnded(_ hoa: IPAddress) {
+        guard probing.removeValue(forKey: hoa) != nil else { return }
+        roundsDue.remove(hoa)
+        roundsEnded.insert(hoa)
+    }
 
     /// The round ``step(at:)`` picked `hoa` for could not start (every probe slot taken):
     /// a lapsed peer waits for its round again.
     mutating func roundNotStarted(_ hoa: IPAddress) {
         probing[hoa] = nil
+        roundsDue.remove(hoa)
         if lapsed[hoa] != nil { awaitingProbe.insert(hoa) }
+        roundsEnded.insert(hoa)
     }
 
     /// `hoa`'s mapping went. Returns its lapsed MoAs no other peer's lapse holds, whose
@@ -152,6 +189,12 @@ struct ProofFreshness {
         lastData[hoa] = nil
         probing[hoa] = nil
         awaitingProbe.remove(hoa)
+        lapseDue.remove(hoa)
+        refreshDue.remove(hoa)
+        candidatesInUse.remove(hoa)
+        candidatesSilent.remove(hoa)
+        roundsDue.remove(hoa)
+        roundsEnded.remove(hoa)
         return released(lapsed.removeValue(forKey: hoa) ?? [])
     }
 
@@ -175,32 +218,73 @@ struct ProofFreshness {
         return data + lifetime > now
     }
 
-    /// The MoAs whose proof ran out by `now` (lapsed from now on), and the peers to probe:
-    /// those in use whose oldest proof is ``refreshAfter`` old, and those whose MoA lapsed,
-    /// as many as the token bucket allows, most urgent first.
-    mutating func step(at now: UInt64) -> Step {
+    /// The MoAs whose proof ran out by `now` (lapsed from now on; at most
+    /// ``lapsesPerStep`` peers, earliest first), and the peers to probe: those in use whose
+    /// oldest proof is ``refreshAfter`` old (looked at ``refreshesPerStep`` a step), and
+    /// those whose MoA lapsed, as many as the token bucket allows, most urgent first.
+    /// O((due + probed) · log peers), the due bounded as said.
+    mutating func step(at now: UInt64, lapseLimit: Int = Self.lapsesPerStep) -> Step {
         var step = Step()
-        guard now >= quietUntil || !awaitingProbe.isEmpty else { return step }
-        var earliest = UInt64.max
-        for (hoa, moas) in provenAt {
+        var examined = 0
+        for hoa in lapseDue.takeDue(now: now, limit: lapseLimit) {
+            examined += 1
+            guard let moas = provenAt[hoa] else { continue }
             var newly: [IPAddress] = []
-            for (moa, at) in moas where lapsed[hoa]?.contains(moa) != true {
-                if now >= at + lifetime { newly.append(moa) } else { earliest = min(earliest, at) }
+            for (moa, at) in moas where lapsed[hoa]?.contains(moa) != true && now >= at + lifetime { newly.append(moa) }
+            if !newly.isEmpty {
+                lapsed[hoa, default: []].formUnion(newly)
+                for moa in newly { lapsedHolders[moa, default: 0] += 1 }
+                awaitingProbe.insert(hoa)
+                step.lapses.append(.init(hoa: hoa, moas: newly.sorted(), inUse: inUse(hoa, now: now)))
             }
-            guard !newly.isEmpty else { continue }
-            lapsed[hoa, default: []].formUnion(newly)
-            for moa in newly { lapsedHolders[moa, default: 0] += 1 }
-            awaitingProbe.insert(hoa)
-            step.lapses.append(.init(hoa: hoa, moas: newly.sorted(), inUse: inUse(hoa, now: now)))
+            reschedule(hoa, now: now)
         }
         step.lapses.sort { $0.hoa < $1.hoa }
-        quietUntil = earliest == .max ? .max : earliest + refreshAfter
-        for (hoa, started) in probing where now >= started + Self.roundTimeout { probing[hoa] = nil }
+        for hoa in roundsDue.takeDue(now: now) {
+            probing[hoa] = nil
+            roundsEnded.insert(hoa)
+        }
+        for hoa in roundsEnded {
+            examined += 1
+            placeCandidate(hoa, now: now)
+        }
+        roundsEnded.removeAll(keepingCapacity: true)
+        for hoa in refreshDue.takeDue(now: now, limit: Self.refreshesPerStep) {
+            examined += 1
+            placeCandidate(hoa, now: now)
+        }
         fill(now: now)
-        guard credit >= 1_000 else { return step }
-        // Peers in use first (false sorts first), then the earliest deadline.
-        var candidates: [(idle: Bool, deadline: UInt64, hoa: IPAddress)] = []
-        for (hoa, moas) in provenAt where probing[hoa] == nil && !moas.isEmpty {
+        while credit >= 1_000, let hoa = takeCandidate(now: now, examined: &examined) {
+            credit -= 1_000
+            probing[hoa] = now
+            roundsDue.schedule(hoa, at: now + Self.roundTimeout)
+            awaitingProbe.remove(hoa)
+            step.probes.append(hoa)
+        }
+        lastExamined = examined
+        return step
+    }
+
+    /// The most urgent candidate: the earliest deadline among the peers in use, else among
+    /// the silent lapsed ones. One gone out of use since it was placed joins the silent
+    /// ones if it lapsed (a refresh is for peers in use only).
+    private mutating func takeCandidate(now: UInt64, examined: inout Int) -> IPAddress? {
+        while let hoa = candidatesInUse.takeDue(now: .max, limit: 1).first {
+            examined += 1
+            if inUse(hoa, now: now) { return hoa }
+            placeCandidate(hoa, now: now)
+        }
+        guard let hoa = candidatesSilent.takeDue(now: .max, limit: 1).first else { return nil }
+        examined += 1
+        return hoa
+    }
+
+    /// Puts `hoa` among the candidates it belongs to at `now`, with its deadline, or none:
+    /// a lapsed peer waiting for its round (in use or not), or one in use whose oldest
+    /// proof is ``refreshAfter`` old; never one with a round out. O(its MoAs · log peers).
+    private mutating func placeCandidate(_ hoa: IPAddress, now: UInt64) {
+        var inUseAt: UInt64?, silentAt: UInt64?
+        if probing[hoa] == nil, let moas = provenAt[hoa], !moas.isEmpty {
             let gone = lapsed[hoa]
             var oldest = UInt64.max, oldestProven = UInt64.max
             for (moa, at) in moas {
@@ -209,20 +293,36 @@ struct ProofFreshness {
             }
             let used = inUse(hoa, now: now)
             if awaitingProbe.contains(hoa) {
-                candidates.append((!used, oldest + lifetime, hoa))
+                if used { inUseAt = oldest + lifetime } else { silentAt = oldest + lifetime }
             } else if used, oldestProven != .max, now >= oldestProven + refreshAfter {
-                candidates.append((false, oldestProven + lifetime, hoa))
+                inUseAt = oldestProven + lifetime
             }
         }
-        candidates.sort { (!$0.idle && $1.idle) || ($0.idle == $1.idle && ($0.deadline, $0.hoa) < ($1.deadline, $1.hoa)) }
-        for candidate in candidates {
-            guard credit >= 1_000 else { break }
-            credit -= 1_000
-            probing[candidate.hoa] = now
-            awaitingProbe.remove(candidate.hoa)
-            step.probes.append(candidate.hoa)
+        if let inUseAt { candidatesInUse.schedule(hoa, at: inUseAt) } else { candidatesInUse.remove(hoa) }
+        if let silentAt { candidatesSilent.schedule(hoa, at: silentAt) } else { candidatesSilent.remove(hoa) }
+    }
+
+    /// `hoa`'s proofs changed at `now`: its next lapse and refresh are scheduled anew, and
+    /// its place among the candidates follows.
+    private mutating func reschedule(_ hoa: IPAddress, now: UInt64) {
+        var oldestProven = UInt64.max
+        if let moas = provenAt[hoa] {
+            let gone = lapsed[hoa]
+            for (moa, at) in moas where gone?.contains(moa) != true { oldestProven = min(oldestProven, at) }
         }
-        return step
+        if oldestProven == .max {
+            lapseDue.remove(hoa)
+            refreshDue.remove(hoa)
+        } else {
+            lapseDue.schedule(hoa, at: oldestProven + lifetime)
+            // Already due: the candidates below have it (a refresh waits for data then).
+            if oldestProven + refreshAfter > now {
+                refreshDue.schedule(hoa, at: oldestProven + refreshAfter)
+            } else {
+                refreshDue.remove(hoa)
+            }
+        }
+        placeCandidate(hoa, now: now)
     }
 
     /// Adds what the bucket earned since it was last filled, up to a second's worth.
