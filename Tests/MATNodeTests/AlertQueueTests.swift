@@ -55,11 +55,11 @@ import Testing
         let firstTurn = Set(queue.next().map(\.hoa))
         let rebind = PendingRebind(ticket: RebindTicket(), round: firstTurn.union(queue.hoas), startedAt: 0)
         #expect(rebind.round.count == 1_000)
-        #expect(!rebind.isDone(alertsWaiting: queue.count, outstanding: [], registering: false))
-        #expect(!rebind.isDone(alertsWaiting: 0, outstanding: [peers[999].hoa], registering: false))
-        #expect(!rebind.isDone(alertsWaiting: 0, outstanding: [], registering: true))
+        #expect(!rebind.isDone(alertsWaiting: queue.count, registering: false, isAwaiting: { _ in false }))
+        #expect(!rebind.isDone(alertsWaiting: 0, registering: false, isAwaiting: { $0 == peers[999].hoa }))
+        #expect(!rebind.isDone(alertsWaiting: 0, registering: true, isAwaiting: { _ in false }))
         while !queue.isEmpty { _ = queue.next() }
-        #expect(rebind.isDone(alertsWaiting: queue.count, outstanding: [peer(5_000).hoa], registering: false))
+        #expect(rebind.isDone(alertsWaiting: queue.count, registering: false, isAwaiting: { $0 == peer(5_000).hoa }))
     }
 
     /// Gathers `hoas` (peers made by `peer`) slice by slice as the service does, each heard

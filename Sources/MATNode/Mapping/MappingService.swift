@@ -268,10 +268,11 @@ public final class MappingService: @unchecked Sendable {
             let retransmitAt = signaling.tick(now: now)
             let encapAt = tickEncap(now: now)
             let relayAt = tickRelay(now: now)
-            finishRebinds(now: now)
+            let rebindsToCount = finishRebinds(now: now)
             saveStateIfChanged(now: now)
             saveSequences(now: now)
-            let next = [debounce.dueAt, retransmitAt, encapAt, relayAt, alerts.isEmpty ? now + 1_000 : now].compactMap { $0 }.min()!
+            let next = [debounce.dueAt, retransmitAt, encapAt, relayAt, alerts.isEmpty && !rebindsToCount ? now + 1_000 : now]
+                .compactMap { $0 }.min()!
             for index in descriptors.indices { descriptors[index].revents = 0 }
             _ = poll(&descriptors, nfds_t(descriptors.count), Int32(clamping: next > now ? next - now : 0))
             if descriptors[0].revents != 0 { wakeup.drain() }

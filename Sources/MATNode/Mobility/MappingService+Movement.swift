@@ -252,13 +252,17 @@ extension MappingService {
         return nil
     }
 
-    func finishRebinds(now: UInt64) {
-        // While alerts wait in the queue no rebind is done, and the outstanding set (as
-        // large as the round) is not built on every turn that sends 256 of them.
-        guard !rebinds.isEmpty, alerts.isEmpty else { return }
-        let outstanding = signaling.awaiting
+    /// Reports the rebinds whose round has settled. Returns whether one has more settled
+    /// peers to count than a turn looks at (``PendingRebind/lookedAtPerTurn``): the next
+    /// turn is to come at once.
+    @discardableResult
+    func finishRebinds(now: UInt64) -> Bool {
+        // While alerts wait in the queue no rebind is done, and its round is not looked at
+        // on every turn that sends 256 of them.
+        guard !rebinds.isEmpty, alerts.isEmpty else { return false }
+        let registering = !registrations.inFlight.isEmpty
         rebinds.removeAll { pending in
-            guard pending.isDone(alertsWaiting: alerts.count, outstanding: outstanding, registering: !registrations.inFlight.isEmpty) else {
+            guard pending.isDone(alertsWaiting: alerts.count, registering: registering, isAwaiting: signaling.isAwaiting) else {
                 return false
             }
             let acknowledged = pending.round.filter { settlements[$0] == true }
@@ -271,6 +275,7 @@ extension MappingService {
                 milliseconds: now - pending.startedAt))
             return true
         }
+        return rebinds.contains { $0.hasMoreToCount }
     }
 }
 
@@ -282,16 +287,52 @@ struct RebindRequest {
 }
 
 /// A `matctl rebind` waiting for its peers.
-struct PendingRebind {
-    var ticket: RebindTicket
+final class PendingRebind {
+    let ticket: RebindTicket
     /// Every peer the rebind's move alerts (or was still alerting before it).
-    var round: Set<IPAddress>
-    var startedAt: UInt64
+    let round: Set<IPAddress>
+    let startedAt: UInt64
+    /// The round in a fixed order, and how many of it, from the front, were found settled
+    /// (alerted and no longer awaiting their acknowledgement): each turn looks from there
+    /// on and stops at the first still awaited, so a rebind's wait costs a turn what
+    /// settled since the last (issue 9), where comparing the round with the outstanding
+    /// set built that set, O(outstanding), on every turn.
+    private let order: [IPAddress]
+    private var settled = 0
+    /// How many peers the last ``isDone(alertsWaiting:registering:isAwaiting:)`` asked about.
+    private(set) var lastExamined = 0
+    /// Whether the last ``isDone(alertsWaiting:registering:isAwaiting:)`` stopped at
+    /// ``lookedAtPerTurn`` with settled peers perhaps left to count: the next turn comes at once.
+    private(set) var hasMoreToCount = false
+    /// Most peers a turn asks about: when the peer at the front was the last to settle,
+    /// the whole round is counted in slices of this.
+    static let lookedAtPerTurn = 4_096
+
+    init(ticket: RebindTicket, round: Set<IPAddress>, startedAt: UInt64) {
+        self.ticket = ticket
+        self.round = round
+        self.startedAt = startedAt
+        order = Array(round)
+    }
 
     /// Done when the whole round has gone out (no alert waits in the queue), every peer in
-    /// it has answered or will not (none is `outstanding`), and the IMS has answered.
-    func isDone(alertsWaiting: Int, outstanding: Set<IPAddress>, registering: Bool) -> Bool {
-        alertsWaiting == 0 && !registering && round.isDisjoint(with: outstanding)
+    /// it has answered or will not (none `isAwaiting`), and the IMS has answered. A peer
+    /// found settled once, after the round went out, counts as settled for this rebind
+    /// (another move's alert to it is another round's).
+    func isDone(alertsWaiting: Int, registering: Bool, isAwaiting: (IPAddress) -> Bool) -> Bool {
+        lastExamined = 0
+        hasMoreToCount = false
+        guard alertsWaiting == 0 else { return false }
+        while settled < order.count {
+            guard lastExamined < Self.lookedAtPerTurn else {
+                hasMoreToCount = true
+                break
+            }
+            lastExamined += 1
+            guard !isAwaiting(order[settled]) else { break }
+            settled += 1
+        }
+        return !registering && settled == order.count
     }
 }
 
