@@ -62,17 +62,20 @@ struct BPFGuardLabTests {
     }
 
     /// With no neighbour resolved on either node before matd starts, the first datagram
-    /// each way between the HoAs, sent as soon as the peers are on the BPF datapath, is
-    /// translated by the sender's outbound program and arrives (each node had the kernel
-    /// resolve its next hop when the peer entered its map).
-    @Test func theFirstDatagramToAFreshPeerArrives() throws {
+    /// each way between the HoAs of `family`, sent as soon as the peers are on the BPF
+    /// datapath, is translated by the sender's outbound program and arrives (each node had
+    /// the kernel resolve its next hop when the peer entered its map: the router's address,
+    /// for IPv6 its link-local one).
+    @Test(arguments: Addr.Family.allCases)
+    func theFirstDatagramToAFreshPeerArrives(_ family: Addr.Family) throws {
         let lab = try bpfLab(flushingNeighbours: true)
         defer { lab.close() }
+        let counter = family == .v4 ? "bpf_out4_packets" : "bpf_out6_packets"
         for (sender, receiver, port) in [("vm", "cn", 5031), ("cn", "vm", 5032)] {
-            let from = Addr.node(sender).home4, to = Addr.node(receiver).home4
-            let before = try paths.fastCounters(lab, sender)["bpf_out4_packets", default: 0]
+            let from = Addr.node(sender).home(family), to = Addr.node(receiver).home(family)
+            let before = try paths.fastCounters(lab, sender)[counter, default: 0]
             let seen = try programs.datagrams(lab, sender, from: (from, port), to: (to, port), receiver, at: (to, port), count: 1)
-            let after = try paths.fastCounters(lab, sender)["bpf_out4_packets", default: 0]
+            let after = try paths.fastCounters(lab, sender)[counter, default: 0]
             #expect(seen == ["\(from) \(port)"], "\(sender) -> \(receiver): \(seen)\n\(paths.show(lab, sender))")
             #expect(after == before + 1, "\(sender): the datagram went through its program (\(before) -> \(after))")
         }

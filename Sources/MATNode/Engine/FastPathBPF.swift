@@ -41,11 +41,7 @@ final class FastPathBPF: @unchecked Sendable {
     private let tun: String
     private let localPorts: [UInt16]
     private let routes: RouteLookup
-    private let neighbours: Neighbours
-    /// When each next hop's neighbour was last looked at (monotonic ms), so a thousand
-    /// peers behind one gateway ask the kernel once.
-    private var neighboursAsked: [RouteLookup.Hop: UInt64] = [:]
-    private var neighbourFailureLogged = false
+    private let neighbours: NextHopResolver
     private let tunIndex: Int32
     /// The datapath attached now (nil: none, the node has no IPv4 to translate), and the
     /// counts of the ones closed before it, for ``translated()``.
@@ -73,7 +69,7 @@ final class FastPathBPF: @unchecked Sendable {
         self.tun = tun
         self.localPorts = localPorts
         routes = try RouteLookup()
-        neighbours = try Neighbours()
+        neighbours = try NextHopResolver()
         tunIndex = Int32(if_nametoindex(tun))
     }
 
@@ -198,31 +194,8 @@ final class FastPathBPF: @unchecked Sendable {
         }
         guard hops[home] != hop else { return }
         hops[home] = hop
-        resolve(hop, nextHop, interface: index)
+        neighbours.resolve(hop, interface: index)
         try datapath.setOutbound(home: home, mobile: mobile, nextHop: nextHop, interfaceIndex: index)
-    }
-
-    /// Has the kernel resolve the neighbour of a peer's next hop when the peer enters the
-    /// map, before its first packet: `bpf_redirect_neigh` loses a packet that has to wait
-    /// for the neighbour (docs/datapath.md, "The BPF datapath"), where a routed one is
-    /// queued. Asked at most once a second per next hop, and not while its entry is resolved.
-    private func resolve(_ hop: RouteLookup.Hop, _ nextHop: IPv4Address, interface: UInt32) {
-        let now = MonotonicClock.milliseconds()
-        if let asked = neighboursAsked[hop], now < asked + 1_000 { return }
-        // A bound on what is remembered: forgetting only costs a lookup more.
-        if neighboursAsked.count >= 4_096 { neighboursAsked = [:] }
-        neighboursAsked[hop] = now
-        do {
-            if try neighbours.entry(.v4(nextHop), interface: interface)?.resolved == true { return }
-            try neighbours.use(.v4(nextHop), interface: interface)
-        } catch {
-            // The packets still go; the first ones to a next hop may be lost, as before.
-            if !neighbourFailureLogged {
-                neighbourFailureLogged = true
-                log(.warning, "matd: BPF datapath: resolving next hop \(hop) failed (\(error)); a peer's first packets "
-                    + "may be lost while the kernel resolves it (logged once)")
-            }
-        }
     }
 
     /// Has the next hops looked up again at the next update (any thread: netlink said the

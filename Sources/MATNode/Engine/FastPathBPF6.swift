@@ -10,7 +10,8 @@ import Synchronization
 /// maps. ``KernelFastPath`` hands it the IPv6 part of every element delta in the same call
 /// as the IPv4 part, so both families follow the engine's decisions together. A peer's
 /// next hop is the kernel's route for a packet from the own MoA to the peer's MoA arriving
-/// on the TUN device (a router's link-local address, or the MoA itself when on the link).
+/// on the TUN device (a router's link-local address, or the MoA itself when on the link),
+/// its neighbour resolved when the peer enters the map (``NextHopResolver``).
 /// Engine thread only, except ``routesChanged()``, ``takeHeard()`` and ``counted()``.
 final class FastPathBPF6: @unchecked Sendable {
     // @unchecked: the write state is the engine thread's; `current` (read by the control
@@ -26,6 +27,7 @@ final class FastPathBPF6: @unchecked Sendable {
     private let tun: String
     private let localPorts: [UInt16]
     private let routes: RouteLookup
+    private let neighbours: NextHopResolver
     private let tunIndex: Int32
     /// The datapath attached now (nil: none), and the counts of the ones closed before it.
     private let current = Mutex<(datapath: BPFDatapath6?, closed: (outbound: BPFSystem.Count, inbound: BPFSystem.Count))>(
@@ -53,6 +55,7 @@ final class FastPathBPF6: @unchecked Sendable {
         self.tun = tun
         self.localPorts = localPorts
         routes = try RouteLookup()
+        neighbours = try NextHopResolver()
         tunIndex = Int32(if_nametoindex(tun))
     }
 
@@ -168,6 +171,7 @@ final class FastPathBPF6: @unchecked Sendable {
         }
         guard hops[home] != hop else { return }
         hops[home] = hop
+        neighbours.resolve(hop, interface: index)
         try datapath.setOutbound(home: home, mobile: mobile, nextHop: nextHop, interfaceIndex: index)
     }
 
@@ -230,7 +234,7 @@ extension FastPathBPF6 {
     /// the kernel refused them.
     static func status(carries4: Bool, carries6: Bool, refused: String?, detail: Bool) -> String {
         let families = [carries4 ? "IPv4" : nil, carries6 ? "IPv6" : nil].compactMap { $0 }.joined(separator: " and ")
-        if !families.isEmpty { return "; \(families) on the BPF datapath" + (detail ? " (tc programs, tcx links)" : "") }
+        if !families.isEmpty { return "; \(families) on the BPF datapath" + (detail ? " (tc programs, \(BPFSystem.attachedWith == .tcFilter ? "tc filters" : "tcx links"))" : "") }
         return refused == nil ? "" : "; IPv4 and IPv6 on nftables (BPF datapath unavailable)"
     }
 }
