@@ -5,14 +5,16 @@ import MATBPF
 import MATPacket
 
 /// The BPF datapath of one node, IPv4 (docs/datapath.md, "The BPF datapath"): its maps,
-/// the two programs of ``TranslationPrograms`` built for its own addresses, and their tcx
-/// links (Linux 6.6), egress of the TUN device and ingress of each uplink given, in the
+/// the two programs of ``TranslationPrograms`` built for its own addresses, attached
+/// (``BPFSystem/attach(program:name:interfaceIndex:point:)``: tcx, or tc filters) at
+/// egress of the TUN device and ingress of each uplink given, in the
 /// calling thread's network namespace. Peers are map elements, each direction on its own
 /// (``setOutbound(home:mobile:nextHop:interfaceIndex:)``, ``setInbound(mobile:home:)``);
 /// ``close()`` detaches the programs, and the maps go with the last reference.
 public final class BPFDatapath: @unchecked Sendable {
     // @unchecked: used by one thread at a time (its owner); the descriptors change only in init and close.
     private var descriptors: [Int32] = []
+    private var attachments: [BPFAttachment] = []
     private let outboundMap: Int32, inboundMap: Int32, counterMap: Int32, heardMap: Int32
     /// The MoA-to-MoA guard's maps (``MoAGuard``): flows the host opened from its MoA, and
     /// the services bound to the MoA as last written (``setServices(_:)``).
@@ -54,7 +56,7 @@ public final class BPFDatapath: @unchecked Sendable {
     /// `tun`, the inbound one at ingress of every interface of `uplinks` and the
     /// MoA-to-MoA guard's flow program (``MoAGuard/flows(_:)``) at their egress (none:
     /// nothing is translated inbound; ``setPeer(home:mobile:nextHop:)`` sends out of the first).
-    /// Throws (closing what it made) when the kernel lacks tcx or refuses a program.
+    /// Throws (detaching and closing what it made) when the kernel refuses a program or its attach.
     public init(home: IPv4Address, mobile: IPv4Address, localPorts: [UInt16], tun: String, uplinks: [String],
                 maxPeers: Int = 65_536) throws(SystemError) {
         let tunIndex = if_nametoindex(tun)
@@ -66,7 +68,7 @@ public final class BPFDatapath: @unchecked Sendable {
             uplinkIndices.append(index)
         }
         self.uplinkIndex = uplinkIndices.first ?? 0
-        var made: [Int32] = []
+        var made: [Int32] = [], attached: [BPFAttachment] = []
         do throws(SystemError) {
             outboundMap = try BPFSystem.createMap(.hash, keySize: 4, valueSize: TranslationPrograms.OutboundValue.size,
                                                   maxEntries: maxPeers, name: "mat_out4")
@@ -96,7 +98,7 @@ public final class BPFDatapath: @unchecked Sendable {
             }
             let outProgram = try BPFSystem.loadProgram(outbound, name: "mat_out4")
             made.append(outProgram)
-            made.append(try BPFSystem.attach(program: outProgram, interfaceIndex: tunIndex, point: .tcxEgress))
+            attached.append(try BPFSystem.attach(program: outProgram, name: "mat_out4", interfaceIndex: tunIndex, point: .tcxEgress))
             if !uplinkIndices.isEmpty {
                 let inProgram = try BPFSystem.loadProgram(inbound, name: "mat_in4")
                 made.append(inProgram)
@@ -104,21 +106,25 @@ public final class BPFDatapath: @unchecked Sendable {
                 made.append(flowProgram)
                 for index in uplinkIndices {
                     // The flows first: a reply may come in as soon as the inbound program is there.
-                    made.append(try BPFSystem.attach(program: flowProgram, interfaceIndex: index, point: .tcxEgress))
-                    made.append(try BPFSystem.attach(program: inProgram, interfaceIndex: index, point: .tcxIngress))
+                    attached.append(try BPFSystem.attach(program: flowProgram, name: "mat_flows4", interfaceIndex: index, point: .tcxEgress))
+                    attached.append(try BPFSystem.attach(program: inProgram, name: "mat_in4", interfaceIndex: index, point: .tcxIngress))
                 }
             }
         } catch {
+            for attachment in attached.reversed() { attachment.detach() }
             for fd in made.reversed() { Glibc.close(fd) }
             throw error
         }
         descriptors = made
+        attachments = attached
     }
 
     deinit { close() }
 
-    /// Detaches the programs (closing their links) and lets go of the maps. Idempotent.
+    /// Detaches the programs (``BPFAttachment/detach()``) and lets go of the maps. Idempotent.
     public func close() {
+        for attachment in attachments.reversed() { attachment.detach() }
+        attachments = []
         for fd in descriptors.reversed() { Glibc.close(fd) }
         descriptors = []
     }

@@ -11,10 +11,11 @@ import MATPacket
 public final class BPFDatapath6: @unchecked Sendable {
     // @unchecked: used by one thread at a time (its owner); the descriptors change only in init and close.
     private var descriptors: [Int32] = []
+    private var attachments: [BPFAttachment] = []
     private let outboundMap: Int32, inboundMap: Int32, counterMap: Int32, heardMap: Int32
 
-    /// Builds the maps and programs and attaches them (tcx): the outbound program at egress
-    /// of `tun`, the inbound one at ingress of every interface of `uplinks`.
+    /// Builds the maps and programs and attaches them (tcx, or tc filters): the outbound
+    /// program at egress of `tun`, the inbound one at ingress of every interface of `uplinks`.
     /// `completeChecksumFlag`: ``TranslationPrograms6/Parameters/completeChecksumFlag``, on
     /// only where the kernel takes it (``BPFSystem/ipv6ChecksumFlagSupported``). Throws,
     /// closing what it made, when the kernel refuses a map, a program or a link.
@@ -28,7 +29,7 @@ public final class BPFDatapath6: @unchecked Sendable {
             guard index != 0 else { throw SystemError("BPF datapath: interface \(uplink)", errno: errno) }
             uplinkIndices.append(index)
         }
-        var made: [Int32] = []
+        var made: [Int32] = [], attached: [BPFAttachment] = []
         do throws(SystemError) {
             outboundMap = try BPFSystem.createMap(.hash, keySize: 16, valueSize: TranslationPrograms6.OutboundValue.size,
                                                   maxEntries: maxPeers, name: "mat_out6")
@@ -53,25 +54,29 @@ public final class BPFDatapath6: @unchecked Sendable {
             }
             let outProgram = try BPFSystem.loadProgram(outbound, name: "mat_out6")
             made.append(outProgram)
-            made.append(try BPFSystem.attach(program: outProgram, interfaceIndex: tunIndex, point: .tcxEgress))
+            attached.append(try BPFSystem.attach(program: outProgram, name: "mat_out6", interfaceIndex: tunIndex, point: .tcxEgress))
             if !uplinkIndices.isEmpty {
                 let inProgram = try BPFSystem.loadProgram(inbound, name: "mat_in6")
                 made.append(inProgram)
                 for index in uplinkIndices {
-                    made.append(try BPFSystem.attach(program: inProgram, interfaceIndex: index, point: .tcxIngress))
+                    attached.append(try BPFSystem.attach(program: inProgram, name: "mat_in6", interfaceIndex: index, point: .tcxIngress))
                 }
             }
         } catch {
+            for attachment in attached.reversed() { attachment.detach() }
             for fd in made.reversed() { Glibc.close(fd) }
             throw error
         }
         descriptors = made
+        attachments = attached
     }
 
     deinit { close() }
 
-    /// Detaches the programs (closing their links) and lets go of the maps. Idempotent.
+    /// Detaches the programs (``BPFAttachment/detach()``) and lets go of the maps. Idempotent.
     public func close() {
+        for attachment in attachments.reversed() { attachment.detach() }
+        attachments = []
         for fd in descriptors.reversed() { Glibc.close(fd) }
         descriptors = []
     }

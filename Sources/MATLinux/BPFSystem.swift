@@ -4,9 +4,10 @@ import Glibc
 import CShim
 import MATBPF
 
-/// The bpf(2) calls of the BPF datapath: maps, program loads, tcx links (Linux 6.6). Every
-/// file descriptor returned is the caller's to close; closing a program's link detaches it,
-/// and the maps and programs go when nothing holds them any more.
+/// The bpf(2) calls of the BPF datapath: maps, program loads, attaching (tcx links, Linux
+/// 6.6, or tc filters: ``attach(program:name:interfaceIndex:point:)``). Every file
+/// descriptor returned is the caller's to close, every ``BPFAttachment`` to detach; the
+/// maps and programs go when nothing holds them any more.
 public enum BPFSystem {
     /// Runs `command` with `attributes`, whose pointer fields are set to `pointers`'
     /// addresses (offset, address) while the call runs; the call's result or -errno.
@@ -127,17 +128,28 @@ public enum BPFSystem {
         throw text.isEmpty ? failure : SystemError(failure.description, detail: "verifier: " + text)
     }
 
-    /// Attaches `program` at `point` of the interface with index `interfaceIndex` (tcx,
-    /// after the programs there); the link's file descriptor: closing it detaches.
-    public static func attach(program: Int32, interfaceIndex: UInt32, point: Attributes.AttachPoint) throws(SystemError) -> Int32 {
+    /// A tcx link of `program` at `point` of the interface with index `interfaceIndex`,
+    /// after the programs there; its file descriptor: closing it detaches.
+    static func link(program: Int32, interfaceIndex: UInt32, point: Attributes.AttachPoint) throws(SystemError) -> Int32 {
         try check(raw(.linkCreate, Attributes.tcxLink(program: program, interfaceIndex: interfaceIndex, point: point)),
                   "attach BPF program to interface \(interfaceIndex) (tcx)")
     }
 
     /// How many programs are attached at `point` of the interface with index
-    /// `interfaceIndex` (BPF_PROG_QUERY; what `bpftool net` lists), so a test or an
+    /// `interfaceIndex` in the calling thread's namespace, tcx links (BPF_PROG_QUERY) and
+    /// bpf tc filters at the clsact hook alike (what `bpftool net` lists), so a test or an
     /// operator can tell that nothing was left attached.
     public static func attachedPrograms(interfaceIndex: UInt32, point: Attributes.AttachPoint) throws(SystemError) -> Int {
+        let filters = try TCFilters.count(interfaceIndex: interfaceIndex, hook: point == .tcxIngress ? .ingress : .egress)
+        do throws(SystemError) {
+            return try attachedLinks(interfaceIndex: interfaceIndex, point: point) + filters
+        } catch where error.errno == EINVAL && kernelVersion().map({ $0 < (6, 6) }) == true {
+            return filters   // no tcx: nothing attached with it
+        }
+    }
+
+    /// How many programs are attached at `point` with tcx.
+    private static func attachedLinks(interfaceIndex: UInt32, point: Attributes.AttachPoint) throws(SystemError) -> Int {
         // struct { target_ifindex; attach_type; query_flags; attach_flags; prog_ids (u64);
         // prog_cnt; ... }: with no array given the kernel fills in only the count, at 24.
         var attributes = [UInt8](repeating: 0, count: 64)

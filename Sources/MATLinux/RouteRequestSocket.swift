@@ -5,8 +5,9 @@ import CMnl
 import MATPacket
 
 /// One NETLINK_ROUTE socket for request-and-reply exchanges (a route lookup, a neighbour
-/// entry), through libmnl: the socket, its buffer and its sequence numbers, shared by
-/// ``RouteLookup`` and ``Neighbours``, which each build their own request in it.
+/// entry, a tc filter), through libmnl: the socket, its buffer and its sequence numbers,
+/// shared by ``RouteLookup`` and ``Neighbours``, which each build their own request in it,
+/// and the BPF datapath's tc attach, which sends requests ``TrafficControl`` built.
 ///
 /// Not thread-safe: one owner uses it from one thread at a time. The socket lives in the
 /// network namespace of the thread that creates it.
@@ -62,6 +63,53 @@ final class RouteRequestSocket {
         let reply = UnsafeMutablePointer<nlmsghdr>(OpaquePointer(base))
         guard Int(reply.pointee.nlmsg_len) <= count else { throw SystemError(what, detail: "cut reply") }
         return reply
+    }
+
+    /// Sends `bytes`, one whole request built elsewhere (``TrafficControl``), with the next
+    /// sequence number, and reads the one reply into the buffer.
+    func exchange(bytes: [UInt8], what: String) throws(SystemError) -> UnsafeMutablePointer<nlmsghdr> {
+        try exchange(put(bytes, what: what), what: what)
+    }
+
+    /// Sends `bytes`, a dump request built elsewhere, and calls `body` with each message of
+    /// the answer (each whole: its length within what was read) until the kernel says done.
+    func dump(bytes: [UInt8], what: String, _ body: (UnsafeRawBufferPointer) -> Void) throws(SystemError) {
+        let message = try put(bytes, what: what)
+        guard mnl_socket_sendto(socket, message, Int(message.pointee.nlmsg_len)) >= 0 else { throw SystemError(what, errno: errno) }
+        let base = buffer.baseAddress!, header = MemoryLayout<nlmsghdr>.size
+        while true {
+            var count: Int
+            repeat {
+                count = mnl_socket_recvfrom(socket, base, buffer.count)
+            } while count < 0 && errno == EINTR
+            guard count >= 0 else { throw SystemError(what, errno: errno) }
+            var offset = 0
+            while offset + header <= count {
+                let reply = UnsafeMutablePointer<nlmsghdr>(OpaquePointer(base + offset))
+                let length = Int(reply.pointee.nlmsg_len)
+                guard length >= header, offset + length <= count else { throw SystemError(what, detail: "cut reply") }
+                switch Int32(reply.pointee.nlmsg_type) {
+                case NLMSG_DONE: return
+                case NLMSG_ERROR:
+                    let error = Self.error(in: reply) ?? EIO
+                    if error == 0 { return }
+                    throw SystemError(what, errno: error)
+                default: body(UnsafeRawBufferPointer(start: base + offset, count: length))
+                }
+                offset += (length + 3) & ~3
+            }
+        }
+    }
+
+    /// `bytes` copied into the buffer as a request with the next sequence number.
+    private func put(_ bytes: [UInt8], what: String) throws(SystemError) -> UnsafeMutablePointer<nlmsghdr> {
+        guard bytes.count >= MemoryLayout<nlmsghdr>.size, bytes.count <= buffer.count else { throw SystemError(what, detail: "no buffer") }
+        let base = buffer.baseAddress!
+        bytes.withUnsafeBytes { base.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        let message = UnsafeMutablePointer<nlmsghdr>(OpaquePointer(base))
+        sequence &+= 1
+        message.pointee.nlmsg_seq = sequence
+        return message
     }
 
     /// The kernel's error number in an NLMSG_ERROR reply (0: an acknowledgement), nil for

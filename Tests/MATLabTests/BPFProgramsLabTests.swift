@@ -154,20 +154,20 @@ struct BPFProgramsLabTests {
             .trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    /// Attaches `programs` (instructions, interface, point) in `node`'s namespace; the links.
-    func attach(_ lab: Lab, _ node: String, _ programs: [([Instruction], String, Attributes.AttachPoint)]) throws -> [Int32] {
-        try inNamespace("/run/netns/\(lab.namespace(node))") { () throws(SystemError) -> [Int32] in
-            var links: [Int32] = []
+    /// Attaches `programs` (instructions, interface, point) in `node`'s namespace; the attachments.
+    func attach(_ lab: Lab, _ node: String, _ programs: [([Instruction], String, Attributes.AttachPoint)]) throws -> [BPFAttachment] {
+        try inNamespace("/run/netns/\(lab.namespace(node))") { () throws(SystemError) -> [BPFAttachment] in
+            var links: [BPFAttachment] = []
             do throws(SystemError) {
                 for (instructions, interface, point) in programs {
                     let index = if_nametoindex(interface)
                     guard index != 0 else { throw SystemError("interface \(interface)", errno: errno) }
                     let program = try BPFSystem.loadProgram(instructions, name: "t_\(interface)")
                     defer { Glibc.close(program) }
-                    links.append(try BPFSystem.attach(program: program, interfaceIndex: index, point: point))
+                    links.append(try BPFSystem.attach(program: program, name: "t_\(interface)", interfaceIndex: index, point: point))
                 }
             } catch {
-                for link in links { Glibc.close(link) }
+                for link in links { link.detach() }
                 throw error
             }
             return links
@@ -225,14 +225,14 @@ extension BPFProgramsLabTests {
         // HoA, which has no such socket: the test below can fail.
         let unguarded = try attach(lab, "vm", [(try TranslationPrograms.inbound(parameters(maps, guarded: false).0), "eth0", .tcxIngress)])
         #expect(try ask(lab, from: (vm.mobile4, 5100), to: (cn.mobile4, 6100)) == "no reply", "without the guard")
-        for link in unguarded { Glibc.close(link) }
+        for link in unguarded { link.detach() }
 
         let links = try attach(lab, "vm", [
             (try TranslationPrograms.outbound(v4), "bpft0", .tcxEgress), (try TranslationPrograms6.outbound(v6), "bpft0", .tcxEgress),
             (try TranslationPrograms.inbound(v4), "eth0", .tcxIngress), (try TranslationPrograms6.inbound(v6), "eth0", .tcxIngress),
             (try MoAGuard.flows(v4), "eth0", .tcxEgress), (try MoAGuard.flows6(v6), "eth0", .tcxEgress),
         ])
-        defer { for link in links { Glibc.close(link) } }
+        defer { for link in links { link.detach() } }
 
         for (family, heard) in [(Addr.Family.v4, maps.heard4), (.v6, maps.heard6)] {
             let (vmHome, vmMobile, cnHome, cnMobile) = (vm.home(family), vm.mobile(family), cn.home(family), cn.mobile(family))
