@@ -16,6 +16,8 @@ public final class BPFDatapath: @unchecked Sendable {
     private var descriptors: [Int32] = []
     private var attachments: [BPFAttachment] = []
     private let outboundMap: Int32, inboundMap: Int32, counterMap: Int32, heardMap: Int32
+    /// Where the last ``heard(limit:)`` stopped in the heard map (nil: at its start).
+    private var heardCursor: [UInt8]?
     /// The MoA-to-MoA guard's maps (``MoAGuard``): flows the host opened from its MoA, and
     /// the services bound to the MoA as last written (``setServices(_:)``).
     private let flowMap: Int32, serviceMap: Int32
@@ -167,10 +169,15 @@ public final class BPFDatapath: @unchecked Sendable {
     }
 
     /// The peers (HoAs) whose packets the inbound program translated, each with the
-    /// CLOCK_MONOTONIC time (ns) of one at most a second before its last.
-    public func heard() throws(SystemError) -> [(home: IPv4Address, nanoseconds: UInt64)] {
+    /// CLOCK_MONOTONIC time (ns) of one at most a second before its last: `limit` of them
+    /// at most, after those the last call returned, so a read costs `limit` lookups however
+    /// many peers the map has, and the calls go round the map.
+    public func heard(limit: Int = .max) throws(SystemError) -> [(home: IPv4Address, nanoseconds: UInt64)] {
         var heard: [(home: IPv4Address, nanoseconds: UInt64)] = []
-        for key in try BPFSystem.keys(map: heardMap, keySize: 4) {
+        let keys = try BPFSystem.keys(map: heardMap, keySize: 4, after: heardCursor, limit: limit)
+        // The next call goes on after the last key read, or from the start past the end.
+        heardCursor = keys.count < limit ? nil : keys.last
+        for key in keys {
             // Deleted since the walk (the peer left): not heard.
             guard let value = try BPFSystem.lookup(map: heardMap, key: key, valueSize: 8) else { continue }
             let home = IPv4Address(key.reduce(UInt32(0)) { $0 << 8 | UInt32($1) })

@@ -13,6 +13,8 @@ public final class BPFDatapath6: @unchecked Sendable {
     private var descriptors: [Int32] = []
     private var attachments: [BPFAttachment] = []
     private let outboundMap: Int32, inboundMap: Int32, counterMap: Int32, heardMap: Int32
+    /// Where the last ``heard(limit:)`` stopped in the heard map (nil: at its start).
+    private var heardCursor: [UInt8]?
 
     /// Builds the maps and programs and attaches them (tcx, or tc filters): the outbound
     /// program at egress of `tun`, the inbound one at ingress of every interface of `uplinks`.
@@ -106,10 +108,15 @@ public final class BPFDatapath6: @unchecked Sendable {
     }
 
     /// The peers (HoAs) whose packets the inbound program translated, each with the
-    /// CLOCK_MONOTONIC time (ns) of one at most a second before its last.
-    public func heard() throws(SystemError) -> [(home: IPv6Address, nanoseconds: UInt64)] {
+    /// CLOCK_MONOTONIC time (ns) of one at most a second before its last: `limit` of them
+    /// at most, after those the last call returned, so a read costs `limit` lookups however
+    /// many peers the map has, and the calls go round the map.
+    public func heard(limit: Int = .max) throws(SystemError) -> [(home: IPv6Address, nanoseconds: UInt64)] {
         var heard: [(home: IPv6Address, nanoseconds: UInt64)] = []
-        for key in try BPFSystem.keys(map: heardMap, keySize: 16) {
+        let keys = try BPFSystem.keys(map: heardMap, keySize: 16, after: heardCursor, limit: limit)
+        // The next call goes on after the last key read, or from the start past the end.
+        heardCursor = keys.count < limit ? nil : keys.last
+        for key in keys {
             // Deleted since the walk (the peer left): not heard.
             guard let value = try BPFSystem.lookup(map: heardMap, key: key, valueSize: 8) else { continue }
             let home = key.withUnsafeBytes { IPv6Address(loadingFrom: $0.baseAddress!, offset: 0) }

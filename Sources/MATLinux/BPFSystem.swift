@@ -163,12 +163,14 @@ public enum BPFSystem {
     }
 
     /// The keys of `map` (`keySize` bytes each), in the kernel's order (BPF_MAP_GET_NEXT_KEY
-    /// from none until there is no next); a key deleted meanwhile may make the walk start over.
-    public static func keys(map: Int32, keySize: Int) throws(SystemError) -> [[UInt8]] {
+    /// from `start`, or from none, until there is no next), `limit` at most: a walk in parts
+    /// goes on after the last key of the part before. A key deleted meanwhile (`start` too)
+    /// may make the walk start over.
+    public static func keys(map: Int32, keySize: Int, after start: [UInt8]? = nil, limit: Int = .max) throws(SystemError) -> [[UInt8]] {
         var keys: [[UInt8]] = []
-        var previous: [UInt8]?
+        var previous = start
         var next = [UInt8](repeating: 0, count: keySize)
-        while true {
+        while keys.count < limit {
             var attributes = Attributes.element(map: map, flags: 0)
             let result = next.withUnsafeMutableBytes { n in
                 (previous ?? []).withUnsafeBytes { p in
@@ -186,6 +188,7 @@ public enum BPFSystem {
             keys.append(next)
             previous = next
         }
+        return keys
     }
 
     /// BPF_MAP_GET_NEXT_KEY (enum bpf_cmd).

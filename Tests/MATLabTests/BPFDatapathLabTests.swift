@@ -93,4 +93,25 @@ struct BPFDatapathLabTests {
             #expect(error.detail?.contains("R0") == true, "\(error)")
         }
     }
+
+    /// A map walked in parts (``BPFSystem/keys(map:keySize:after:limit:)``, which
+    /// BPFDatapath.heard(limit:) reads the heard map with): 3,000 keys in a hash map, read
+    /// 1,024 at a time each after the last key of the read before, come in three reads of
+    /// 1,024, 1,024 and 952, every key once; the read after the end starts over.
+    @Test func aMapIsWalkedInPartsOfTheLimit() throws {
+        let map = try BPFSystem.createMap(.hash, keySize: 4, valueSize: 8, maxEntries: 4_096, name: "t_walk")
+        defer { Glibc.close(map) }
+        let all = (0..<3_000).map { TranslationPrograms.key(UInt32(0xC633_0000) + UInt32($0)) }
+        for key in all { try BPFSystem.update(map: map, key: key, value: [UInt8](repeating: 1, count: 8)) }
+        var reads: [[[UInt8]]] = []
+        var cursor: [UInt8]?
+        repeat {
+            let part = try BPFSystem.keys(map: map, keySize: 4, after: cursor, limit: 1_024)
+            reads.append(part)
+            cursor = part.count < 1_024 ? nil : part.last
+        } while cursor != nil
+        #expect(reads.map(\.count) == [1_024, 1_024, 952])
+        #expect(Set(reads.joined()) == Set(all) && reads.joined().count == 3_000)
+        #expect(try BPFSystem.keys(map: map, keySize: 4, after: nil, limit: 1_024) == reads[0])
+    }
 }

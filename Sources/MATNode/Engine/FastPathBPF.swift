@@ -228,23 +228,27 @@ final class FastPathBPF: @unchecked Sendable {
         }
     }
 
-    /// The peers whose packets the inbound program translated since the last call, with
-    /// when each last was at the latest (monotonic ms, as ``FastPathHeardReader/take()``),
-    /// any thread. A peer noted at the same time as at the last call is not heard again.
+    /// Heard map entries read per ``takeHeard()``. The mapping service calls it every 100 ms,
+    /// so a round of 65,536 peers takes about 6.4 s, well inside an idle period (30 s), and
+    /// a read holds `current`'s lock (which the engine thread takes at each update) for
+    /// about a thousand lookups, not for a walk of every peer.
+    static let heardPerRead = 1_024
+
+    /// The peers whose packets the inbound program translated and were not reported yet at
+    /// that time, from the next ``heardPerRead`` entries of the heard map, with when each
+    /// last was at the latest (monotonic ms, as ``FastPathHeardReader/take()``), any thread.
     func takeHeard() throws(SystemError) -> [IPAddress: UInt64] {
         try current.withLock { state throws(SystemError) -> [IPAddress: UInt64] in
             guard let datapath = state.datapath else { return [:] }
-            var heard: [IPAddress: UInt64] = [:], noted: [IPv4Address: UInt64] = [:]
-            for (home, nanoseconds) in try datapath.heard() {
-                noted[home] = nanoseconds
-                if reported[home] != nanoseconds { heard[.v4(home)] = nanoseconds / 1_000_000 }
+            var heard: [IPAddress: UInt64] = [:]
+            for (home, at) in rounds.take(try datapath.heard(limit: Self.heardPerRead), limit: Self.heardPerRead) {
+                heard[.v4(home)] = at
             }
-            reported = noted
             return heard
         }
     }
-    /// The time each peer was noted at at the last call (under `current`'s lock).
-    private var reported: [IPv4Address: UInt64] = [:]
+    /// What the heard map was read to (under `current`'s lock).
+    private var rounds = HeardRounds<IPv4Address>()
 
     /// The sockets bound to the own MoAs changed (any thread): the guard's service map of
     /// the datapath attached now, and of each attached later, holds those of IPv4.

@@ -47,8 +47,8 @@ final class FastPathBPF6: @unchecked Sendable {
     private var held = false
     private let routesStale = Atomic<Bool>(false)
     private var unroutedLogged = false
-    /// The time each peer was noted at at the last ``takeHeard()`` (under `current`'s lock).
-    private var reported: [IPv6Address: UInt64] = [:]
+    /// What the heard map was read to (under `current`'s lock).
+    private var rounds = HeardRounds<IPv6Address>()
 
     /// Opens the route lookups; nothing is attached before ``prepare(_:inbound:gates:)``.
     init(tun: String, localPorts: [UInt16]) throws(SystemError) {
@@ -204,17 +204,15 @@ final class FastPathBPF6: @unchecked Sendable {
         }
     }
 
-    /// The peers whose packets the inbound program translated since the last call, with
+    /// The peers whose packets the inbound program translated and were not reported yet at
+    /// that time, from the next ``FastPathBPF/heardPerRead`` entries of the heard map, with
     /// when each last was at the latest (monotonic ms), any thread.
     func takeHeard() throws(SystemError) -> [IPAddress: UInt64] {
         try current.withLock { state throws(SystemError) -> [IPAddress: UInt64] in
             guard let datapath = state.datapath else { return [:] }
-            var heard: [IPAddress: UInt64] = [:], noted: [IPv6Address: UInt64] = [:]
-            for (home, nanoseconds) in try datapath.heard() {
-                noted[home] = nanoseconds
-                if reported[home] != nanoseconds { heard[.v6(home)] = nanoseconds / 1_000_000 }
-            }
-            reported = noted
+            var heard: [IPAddress: UInt64] = [:]
+            let limit = FastPathBPF.heardPerRead
+            for (home, at) in rounds.take(try datapath.heard(limit: limit), limit: limit) { heard[.v6(home)] = at }
             return heard
         }
     }
