@@ -133,7 +133,7 @@ public final class KernelFastPath: @unchecked Sendable {
         resetBPF()
         bpfRefused = "\(error)"
         log(.warning, "matd: BPF datapath unavailable (\(error)); nftables translates IPv4 and IPv6 on the kernel fast path "
-            + "(the BPF datapath needs Linux 6.6 for tcx; kernel-fast-path = on silences this)")
+            + "(the kernel refused to load or attach its programs, with a tcx link or a tc filter; kernel-fast-path = on silences this)")
     }
 
     /// The routes changed (any thread): the BPF datapath looks its peers' next hops up
