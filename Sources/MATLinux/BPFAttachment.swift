@@ -160,6 +160,51 @@ enum TCFilters {
         return count
     }
 
+    /// Deletes the filters of ours (``TrafficControl/isOurs(_:)``) on every device of the
+    /// calling thread's namespace, those a killed matd left, and no other; returns what it
+    /// deleted. The clsact qdiscs stay: whether matd added one was known only to the
+    /// process that died, and an empty one takes nothing, while deleting someone else's
+    /// would delete their filters.
+    static func removeLeft() throws(SystemError) -> [String] {
+        let socket = try RouteRequestSocket(for: "tc filter cleanup")
+        var removed: [String] = []
+        for (index, device) in try interfaces() {
+            for hook in TrafficControl.Hook.allCases {
+                var ours: [TrafficControl.Listed] = []
+                do {
+                    try socket.dump(bytes: TrafficControl.listFilters(interfaceIndex: index, hook: hook),
+                                    what: "list tc filters of \(device)") { message in
+                        if let listed = TrafficControl.listed(message), TrafficControl.isOurs(listed) { ours.append(listed) }
+                    }
+                } catch let error where error.errno == ENODEV {
+                    break   // the device went since the listing, and its filters with it
+                }
+                for listed in ours {
+                    let filter = TrafficControl.Filter(interfaceIndex: index, hook: hook, priority: listed.priority)
+                    let what = "tc filter \(listed.name ?? "") at \(device) \(hook), priority \(listed.priority), handle 0x4d4154"
+                    let result = try acknowledged(socket, TrafficControl.deleteFilter(filter), what: "delete " + what)
+                    if result == 0 { removed.append(what) }
+                    // ENODEV, ENOENT: the device or the filter went meanwhile.
+                    else if result != ENODEV && result != ENOENT { throw SystemError("delete " + what, errno: result) }
+                }
+            }
+        }
+        return removed
+    }
+
+    /// The devices of the calling thread's namespace: index and name.
+    private static func interfaces() throws(SystemError) -> [(UInt32, String)] {
+        guard let list = if_nameindex() else { throw SystemError("list network interfaces", errno: errno) }
+        defer { if_freenameindex(list) }
+        var devices: [(UInt32, String)] = []
+        var entry = list
+        while entry.pointee.if_index != 0, let name = entry.pointee.if_name {
+            devices.append((entry.pointee.if_index, String(cString: name)))
+            entry += 1
+        }
+        return devices
+    }
+
     /// The error number of the kernel's answer to `request` (0: done).
     private static func acknowledged(_ socket: RouteRequestSocket, _ request: [UInt8], what: String) throws(SystemError) -> Int32 {
         let reply = try socket.exchange(bytes: request, what: what)
@@ -225,6 +270,13 @@ extension BPFSystem {
             }
         }
         return (try TCFilters.add(program: program, name: name, interfaceIndex: interfaceIndex, hook: hook), " (kernel has no tcx)")
+    }
+
+    /// Deletes the tc filters a matd killed with `kill -9` left on the devices of the
+    /// calling thread's namespace (tcx links go with their process, filters do not), and
+    /// nobody else's filter nor any clsact qdisc: for `matd cleanup`. Returns what it deleted.
+    public static func removeLeftFilters() throws(SystemError) -> [String] {
+        try TCFilters.removeLeft()
     }
 
     /// `MATD_BPF_ATTACH` as matd started with it ("" when unset: tcx, else tc filters).

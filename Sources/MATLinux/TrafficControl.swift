@@ -25,6 +25,9 @@ enum TrafficControl {
     static let firstPriority: UInt16 = 0x4D41
     /// Our filters' handle ("MAT"): with the priority, what `tc filter del` names.
     static let handle: UInt32 = 0x4D_4154
+    /// How the name of every program matd attaches begins (TCA_BPF_NAME): with the handle
+    /// and the priorities, what tells a filter a killed matd left from anyone else's.
+    static let namePrefix = "mat_"
 
     /// rtnetlink message types (linux/rtnetlink.h).
     static let newQdisc: UInt16 = 36, deleteQdisc: UInt16 = 37
@@ -97,6 +100,13 @@ enum TrafficControl {
         var kind: String
         /// TCA_BPF_NAME of a bpf filter.
         var name: String?
+    }
+
+    /// Whether `listed` is a filter matd added (a bpf filter with our handle, one of our
+    /// priorities and one of our names): what `matd cleanup` deletes, and nothing else.
+    static func isOurs(_ listed: Listed) -> Bool {
+        listed.kind == "bpf" && listed.handle == handle && listed.priority >= firstPriority
+            && listed.name?.hasPrefix(namePrefix) == true
     }
 
     /// The filter `message` (one whole netlink message of a dump's answer) describes; nil

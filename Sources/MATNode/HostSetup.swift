@@ -433,7 +433,8 @@ public final class HostSetup {
     }
 
     /// Removes what a matd that died without `teardown` left: its policy rules, its
-    /// nftables table and its persistent TUN device. Returns what it removed.
+    /// nftables tables, its BPF programs' tc filters and its persistent TUN device.
+    /// Returns what it removed.
     public static func cleanup(config: NodeConfig) throws(SystemError) -> [String] {
         var removed: [String] = []
         let netlink = try RouteNetlink()
@@ -444,6 +445,9 @@ public final class HostSetup {
         for (family, table) in tables(tun: config.tunName) where try nftables.deleteTable(family: family, name: table) {
             removed.append("nftables table \(family) \(table)")
         }
+        // The BPF datapath's tc filters (kernels without tcx, or MATD_BPF_ATTACH=tc) outlive
+        // their process and would go on translating with the dead matd's maps.
+        removed += try BPFSystem.removeLeftFilters()
         if case .some(.some("tun")) = netlink.kind(of: config.tunName) {
             try netlink.deleteLink(config.tunName)
             removed.append("TUN device \(config.tunName)")

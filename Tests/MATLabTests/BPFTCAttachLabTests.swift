@@ -11,7 +11,8 @@ import Testing
 /// there as with tcx (their counters), matd says which attach it used, and stop leaves no
 /// filter and no qdisc of ours; a clsact qdisc that was there before, and someone else's
 /// filter on it, stay. After kill -9 the filters stay (tc filters outlive their process),
-/// and the next matd replaces them rather than adding a second set.
+/// and the next matd replaces them rather than adding a second set; `matd cleanup` deletes
+/// them.
 @Suite(.serialized, .enabled(if: labTestsEnabled, "needs root: builds network namespaces (runs in CI)"))
 struct BPFTCAttachLabTests {
     let vm = Addr.node("vm"), cn = Addr.node("cn")
@@ -85,6 +86,40 @@ struct BPFTCAttachLabTests {
         }
         #expect(try tc(lab, "cn", "qdisc", "show", "dev", "eth0").contains("clsact"), "cn's own clsact qdisc went")
         #expect(try lab.attachedPrograms("vm", "eth0", .tcxIngress) == 0 && lab.attachedPrograms("vm", "eth0", .tcxEgress) == 0)
+    }
+
+    /// After kill -9 the filters stay (and would go on translating with the dead matd's
+    /// maps); `matd cleanup`, as docs/operations.md runs it, deletes each filter of ours, on
+    /// the uplink and the TUN device, and neither the u32 filter that was there before nor
+    /// the clsact qdisc (whose adder died with matd: docs/datapath.md, "Kernels before 6.6").
+    @Test func cleanupDeletesTheFiltersAKilledMatdLeft() throws {
+        let lab = try Lab()
+        defer { lab.close() }
+        _ = try tc(lab, "vm", "qdisc", "add", "dev", "eth0", "clsact")
+        _ = try tc(lab, "vm", "filter", "add", "dev", "eth0", "ingress", "prio", "60000", "u32", "match", "u32", "0", "0")
+        try lab.startMatd("cn", config: lab.writeConfig("cn", adding: BPFFastPathLabTests.bpf))
+        let config = try lab.writeConfig("vm", adding: BPFFastPathLabTests.bpf)
+        try lab.startMatd("vm", config: config, environment: Self.tc)
+        #expect(try paths.waitForFastPath(lab, "vm", peers: 2), "\(paths.show(lab, "vm"))")
+        try lab.killMatd("vm")
+        let left = try tc(lab, "vm", "filter", "show", "dev", "eth0", "ingress")
+        #expect(left.contains("mat_in4") && left.contains("mat_in6"), "\(left)")
+        #expect(try tc(lab, "vm", "filter", "show", "dev", "eth0", "egress").contains("mat_flows4"))
+
+        let cleanup = try lab.exec("vm", LabPaths.matd, "cleanup", "--config", config)
+        for name in ["mat_in4 at eth0 ingress", "mat_in6 at eth0 ingress", "mat_flows4 at eth0 egress",
+                     "mat_out4 at mat0 egress", "mat_out6 at mat0 egress"] {
+            #expect(cleanup.contains("removed tc filter \(name), priority "), "\(name): \(cleanup)")
+        }
+        for hook in ["ingress", "egress"] {
+            let after = try tc(lab, "vm", "filter", "show", "dev", "eth0", hook)
+            #expect(!after.contains("mat_") && !after.contains("0x4d4154"), "vm eth0 \(hook) after cleanup: \(after)")
+            #expect(after.contains("pref 60000 u32") == (hook == "ingress"), "vm eth0 \(hook): the u32 filter stays: \(after)")
+        }
+        #expect(try tc(lab, "vm", "qdisc", "show", "dev", "eth0").contains("clsact"))
+        #expect(try lab.attachedPrograms("vm", "eth0", .tcxIngress) == 0 && lab.attachedPrograms("vm", "eth0", .tcxEgress) == 0)
+        let again = try lab.exec("vm", LabPaths.matd, "cleanup", "--config", config)
+        #expect(again.contains("nothing to clean up"), "\(again)")
     }
 
     /// matd stopped after its first start: its clsact qdisc goes with its last filter.

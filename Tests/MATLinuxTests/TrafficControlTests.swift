@@ -86,6 +86,21 @@ import Testing
         #expect(head.withUnsafeBytes { TrafficControl.listed($0) } == TrafficControl.Listed(priority: 0x4D41, handle: 0, kind: "bpf"))
     }
 
+    /// What `matd cleanup` deletes: a bpf filter with our handle, priority and name, and
+    /// nothing that differs from one in any of them.
+    @Test func onlyAFilterWithOurHandlePriorityAndNameIsOurs() {
+        let ours = TrafficControl.Listed(priority: 0x4D42, handle: 0x4D_4154, kind: "bpf", name: "mat_flows4")
+        #expect(TrafficControl.isOurs(ours))
+        var others: [TrafficControl.Listed] = []
+        for change in [{ $0.priority = 0x4D40 }, { $0.handle = 1 }, { $0.handle = 0 }, { $0.kind = "u32" },
+                       { $0.name = "cilium_in" }, { $0.name = nil }] as [(inout TrafficControl.Listed) -> Void] {
+            var other = ours
+            change(&other)
+            others.append(other)
+        }
+        #expect(others.allSatisfy { !TrafficControl.isOurs($0) }, "\(others)")
+    }
+
     @Test func aShortOrLyingAnswerIsReadNoFurtherThanItGoes() {
         for count in 0..<answer.count {
             let cut = Array(answer[0..<count])
