@@ -142,4 +142,93 @@ import Testing
         refresh.lookedUp(MoveScaleTests.moa(1), now: 500)
         #expect(refresh.take(now: 1_499).isEmpty && refresh.take(now: 1_500) == [MoveScaleTests.moa(1)])
     }
+
+    /// Every MoA in UDP (100,000 for the figures) and a peer going in, then out again, a
+    /// round at a time: the engine's turn hands the fast path and the service the one that
+    /// changed, and the service's ticks apply it, where before the engine diffed its whole
+    /// set (after copying it: the service held it) and the service compared two whole sets
+    /// every tick while its own copy differed in storage. "before" is that way, on the same
+    /// types in the same run.
+    @Test func aChangeOfTheMoAsInUDPCostsWhatChanged() {
+        let count = MoveScaleTests.peers, rounds = 32
+        var oldEndpoints = EncapEndpoints(), endpoints = EncapEndpoints()
+        for index in 0..<count {
+            oldEndpoints.start(MoveScaleTests.moa(index), port: 4_500, now: 0)
+            endpoints.start(MoveScaleTests.moa(index), port: 4_500, now: 0)
+        }
+        var oldPublished = Set(oldEndpoints.moas), oldHost = oldPublished
+        var published = EncapMoAChanges(), host: Set<IPAddress> = []
+        published.note(endpoints.takeChanges(), in: endpoints)
+        published.take().apply(to: &host)
+        var engineBefore: UInt64 = 0, engineAfter: UInt64 = 0, serviceBefore: UInt64 = 0, serviceAfter: UInt64 = 0
+        for round in 0..<rounds {
+            let moa = MoveScaleTests.moa(count + round / 2), starts = round % 2 == 0
+            // The service decides the peer goes in UDP: its own set at once, the engine's by command.
+            if starts {
+                serviceBefore += Self.timed { oldHost.insert(moa) }.1
+                serviceAfter += Self.timed { host.insert(moa) }.1
+            }
+            let (oldChanged, oldTurn) = Self.timed { () -> Set<IPAddress> in
+                let before = oldPublished
+                if starts { oldEndpoints.start(moa, port: 4_500, now: 0) } else { oldEndpoints.stop(moa) }
+                oldPublished = Set(oldEndpoints.moas)
+                return oldPublished.symmetricDifference(before)
+            }
+            let (changed, turn) = Self.timed { () -> Set<IPAddress> in
+                if starts { endpoints.start(moa, port: 4_500, now: 0) } else { endpoints.stop(moa) }
+                let changed = endpoints.takeChanges()
+                published.note(changed, in: endpoints)
+                return changed
+            }
+            engineBefore += oldTurn
+            engineAfter += turn
+            // The tick after the turn, and an idle one.
+            for _ in 0..<2 {
+                serviceBefore += Self.timed { if oldPublished != oldHost { oldHost = oldPublished } }.1
+                serviceAfter += Self.timed { published.take().apply(to: &host) }.1
+            }
+            #expect(changed == [moa] && oldChanged == changed, "round \(round)")
+            #expect(host == endpoints.moas && oldHost == oldEndpoints.moas && host == oldHost, "round \(round)")
+            #expect(published.count == endpoints.moas.count)
+        }
+        print("encap-scale: peers=\(count) rounds=\(rounds) engine_turns_before_ms=\(Self.milliseconds(engineBefore)) "
+            + "engine_turns_after_ms=\(Self.milliseconds(engineAfter)) service_ticks_before_ms=\(Self.milliseconds(serviceBefore)) "
+            + "service_ticks_after_ms=\(Self.milliseconds(serviceAfter))")
+        #expect(engineAfter * 4 < engineBefore, "the engine's turns cost \(engineAfter) ns, the whole-set way \(engineBefore) ns")
+        #expect(serviceAfter * 4 < serviceBefore, "the service's ticks cost \(serviceAfter) ns, the whole-set way \(serviceBefore) ns")
+    }
+
+    /// Random UDP paths heard, started, stopped and expired, the engine taking the changes
+    /// now and then and the service applying them later: the service's set is the engine's
+    /// after each take, and the changes hold every MoA a whole-set diff would.
+    @Test(arguments: [1, 2, 3, 4])
+    func theServiceFollowsTheEnginesMoAsByTheirChanges(seed: UInt64) {
+        var random = SeededRandom(seed: seed)
+        var endpoints = EncapEndpoints(lifetime: 10_000), published = EncapMoAChanges()
+        var host: Set<IPAddress> = [], lastTaken: Set<IPAddress> = []
+        var now: UInt64 = 0
+        for step in 0..<2_000 {
+            let moa = MoveScaleTests.moa(random.below(20))
+            switch random.below(6) {
+            case 0, 1: endpoints.heard(moa, port: 40_000, now: now)
+            case 2: endpoints.start(moa, port: 4_500, now: now)
+            case 3: endpoints.stop(moa)
+            default:
+                now += UInt64(random.below(4_000))
+                _ = endpoints.expire(now: now)
+            }
+            if random.below(3) == 0 {
+                let changed = endpoints.takeChanges()
+                #expect(endpoints.moas.symmetricDifference(lastTaken).isSubset(of: changed), "seed \(seed) step \(step)")
+                lastTaken = endpoints.moas
+                published.note(changed, in: endpoints)
+                if random.below(2) == 0 {
+                    let taken = published.take(), before = host
+                    #expect(taken.apply(to: &host) == (host != before), "seed \(seed) step \(step)")
+                    #expect(host == endpoints.moas && taken.count == host.count, "seed \(seed) step \(step)")
+                    #expect(published.take().changed.isEmpty)
+                }
+            }
+        }
+    }
 }

@@ -292,9 +292,13 @@ public struct EncapEndpoints: Sendable {
     public let lifetime: UInt64
     private var ports: [IPAddress: (port: UInt16, lastSeen: UInt64, commanded: Bool)] = [:]
     private var expiries = DueQueue<IPAddress>()
-    /// The MoAs traffic goes to in UDP now: kept with `ports`, so the engine publishes them
-    /// each turn by reference, not by building a set of every one.
+    /// The MoAs traffic goes to in UDP now, kept with `ports`. Never published by reference:
+    /// a copy held elsewhere would make the next change copy every one (copy on write).
     public private(set) var moas: Set<IPAddress> = []
+    /// The MoAs that went into `moas` or out of it since the last ``takeChanges()``: what
+    /// the engine tells the kernel fast path and the service, instead of comparing sets of
+    /// every MoA in UDP (issue 9).
+    public private(set) var changed: Set<IPAddress> = []
 
     public init(lifetime: UInt64 = 60_000) { self.lifetime = lifetime }
 
@@ -312,18 +316,23 @@ public struct EncapEndpoints: Sendable {
         let old = ports.updateValue((port, now, ports[moa]?.commanded ?? false), forKey: moa)
         guard old == nil else { return }
         moas.insert(moa)
+        changed.insert(moa)
         expiries.schedule(moa, at: now + lifetime)
     }
 
     /// This node decided to encapsulate to `moa` at `port` (its own policy): kept until stopped.
     public mutating func start(_ moa: IPAddress, port: UInt16, now: UInt64) {
-        if ports.updateValue((ports[moa]?.port ?? port, now, true), forKey: moa) == nil { moas.insert(moa) }
+        if ports.updateValue((ports[moa]?.port ?? port, now, true), forKey: moa) == nil {
+            moas.insert(moa)
+            changed.insert(moa)
+        }
         expiries.remove(moa)
     }
 
     public mutating func stop(_ moa: IPAddress) {
         guard ports.removeValue(forKey: moa) != nil else { return }
         moas.remove(moa)
+        changed.insert(moa)
         expiries.remove(moa)
     }
 
@@ -335,11 +344,56 @@ public struct EncapEndpoints: Sendable {
             if now >= entry.lastSeen + lifetime {
                 ports[moa] = nil
                 moas.remove(moa)
+                changed.insert(moa)
                 gone.append(moa)
             } else {
                 expiries.schedule(moa, at: entry.lastSeen + lifetime)
             }
         }
         return gone
+    }
+
+    /// The MoAs that went in or out since the last call (one that went in and out again is
+    /// there too: whoever follows looks up where it is now); O(them).
+    public mutating func takeChanges() -> Set<IPAddress> {
+        guard !changed.isEmpty else { return [] }
+        defer { changed = [] }
+        return changed
+    }
+}
+
+/// What the engine tells the service of the MoAs in UDP: how many there are, and for each
+/// that went in or out since the service last took them, whether its traffic goes in UDP
+/// now. The service keeps its own set and applies these (``apply(to:)``), so neither side
+/// holds the other's set nor compares two of them (issue 9). Pure.
+public struct EncapMoAChanges: Sendable, Equatable {
+    /// The MoAs whose traffic goes in UDP now.
+    public var count = 0
+    /// Each changed MoA and whether it is in UDP now; the latest change of a MoA wins.
+    public var changed: [IPAddress: Bool] = [:]
+
+    public init() {}
+
+    /// Notes `moas` (changed, ``EncapEndpoints/takeChanges()``) as they are in `endpoints` now.
+    public mutating func note(_ moas: Set<IPAddress>, in endpoints: EncapEndpoints) {
+        count = endpoints.moas.count
+        for moa in moas { changed[moa] = endpoints.moas.contains(moa) }
+    }
+
+    /// Takes what was noted: the count stays, the changes go to the caller.
+    public mutating func take() -> EncapMoAChanges {
+        let taken = self
+        changed = [:]
+        return taken
+    }
+
+    /// Puts the changes into `moas`; O(changes). True when `moas` changed.
+    @discardableResult
+    public func apply(to moas: inout Set<IPAddress>) -> Bool {
+        var any = false
+        for (moa, inUDP) in changed {
+            any = (inUDP ? moas.insert(moa).inserted : moas.remove(moa) != nil) || any
+        }
+        return any
     }
 }

@@ -40,8 +40,10 @@ extension Engine {
     /// The encapsulation's counters as of the last publication; nil when it is off.
     public var encapCounters: EncapCounters? { encap.map { $0.withRegistrations(publishedEncap.withLock { $0 }) } }
 
-    func applyEncapCommands() {
-        guard let encap else { return }
+    /// Applies the service's commands and expires idle UDP paths; returns the MoAs that went
+    /// in or out of UDP meanwhile (a keepalive's too), which the service is told of.
+    func applyEncapCommands() -> Set<IPAddress> {
+        guard let encap else { return [] }
         let pending = encapCommands.withLock { queue -> [EncapCommand] in
             defer { queue.removeAll() }
             return queue
@@ -70,11 +72,13 @@ extension Engine {
         }
         followRelayFallback(encap, now: now)
         encapActive = !encap.endpoints.isEmpty
-        publishEncapMoAs(encap)
+        return publishEncapMoAs(encap)
     }
 
-    /// The MoAs whose traffic goes in UDP now, for the inbound diversion to let theirs by.
-    public var encapsulatedMoAs: Set<IPAddress> { publishedEncapMoAs.withLock { $0 } }
+    /// How many MoAs are in UDP now, and those that went in or out since the last call, for
+    /// the inbound diversion to let theirs by. One taker (the service): it keeps its own set
+    /// and applies the changes (``EncapMoAChanges/apply(to:)``), O(them) a turn.
+    public func takeEncapsulatedMoAChanges() -> EncapMoAChanges { publishedEncapMoAs.withLock { $0.take() } }
 
     /// Sends the traffic of the peers in UDP that ``RelayFallback`` says so through the
     /// relay (no keepalive from them for three intervals: hole punching failed), and that
@@ -116,9 +120,14 @@ extension Engine {
             + "per \(encap.fallbackLog.window / 1_000) s; each posted as an encapsulation event)")
     }
 
-    func publishEncapMoAs(_ encap: EncapPath) {
-        let moas = Set(encap.endpoints.moas)
-        publishedEncapMoAs.withLock { $0 = moas }
+    /// Tells the service of the MoAs that went in or out of UDP since the last call and
+    /// returns them: O(them). Never the set itself: a copy held by another thread would make
+    /// the engine's next change copy all of it.
+    func publishEncapMoAs(_ encap: EncapPath) -> Set<IPAddress> {
+        let changed = encap.endpoints.takeChanges()
+        guard !changed.isEmpty else { return [] }
+        publishedEncapMoAs.withLock { $0.note(changed, in: encap.endpoints) }
+        return changed
     }
 
     /// Sends the application's packet in `buffer` in UDP when its peer's traffic goes
@@ -252,11 +261,10 @@ extension Engine {
         case .keepalive:
             guard isPeerMoA(source) else { encap.counters.refused &+= 1; return 0 }
             encap.counters.keepalivesReceived &+= 1
-            let known = encap.endpoints.port(for: source) != nil
             let now = MonotonicClock.milliseconds()
             encap.endpoints.heard(source, port: sourcePort, now: now)
+            // A first keepalive's MoA is published by the run loop after this read.
             encapActive = true
-            if !known { publishEncapMoAs(encap) }
             if encap.relayServer != nil {
                 encap.fallback.heard(source, now: now)
                 if encap.relayedMoAs.contains(source) { followRelayFallback(encap, now: now) }

@@ -53,8 +53,8 @@ public final class Engine: @unchecked Sendable {
     let publishedEncap = Mutex(EncapCounters())
     /// The relay's counters and bindings (`[relay] serve = on`), as of the last publication.
     let publishedRelay = Mutex<(counters: RelayForwarder.Counters, bindings: Int)?>(nil)
-    /// The MoAs whose traffic goes in UDP, as of the last change, for the service.
-    let publishedEncapMoAs = Mutex<Set<IPAddress>>([])
+    /// The MoAs in UDP that changed since the service last took them, for the service.
+    let publishedEncapMoAs = Mutex(EncapMoAChanges())
     let probeAnswerHandler: @Sendable (IPAddress, [UInt8]) -> Void
     var lastEncapExpiry: UInt64 = 0
     /// The kernel fast path (nil: off); set before `start()`. Its rules are derived from
@@ -209,14 +209,14 @@ public final class Engine: @unchecked Sendable {
                 }
             }
             if ready > 0 && descriptors.count > 2 {
-                let encapsulatedBefore = fastPath == nil ? [] : encapsulatedMoAs
                 for index in 2..<descriptors.count where descriptors[index].revents != 0 {
                     handled += receiveEncapsulated(descriptor: descriptors[index].fd)
                 }
                 // A peer's first keepalive puts its traffic in UDP here, not through a
                 // command: its kernel fast-path elements must go before its next packet.
-                if fastPath != nil && encapsulatedMoAs != encapsulatedBefore {
-                    refreshFastPath(encapsulationChanged: encapsulatedMoAs.symmetricDifference(encapsulatedBefore))
+                if let encap, !encap.endpoints.changed.isEmpty {
+                    let changed = publishEncapMoAs(encap)
+                    if fastPath != nil { refreshFastPath(encapsulationChanged: changed) }
                 }
             }
             // Encapsulated packets count too: a peer's steady flow in UDP never leaves a
@@ -363,13 +363,12 @@ public final class Engine: @unchecked Sendable {
             if let refusal = processor.apply(command) { refusalHandler(refusal) }
             sendKept(holds.ended(by: command))
         }
-        let encapBefore = encap == nil ? [] : encapsulatedMoAs
-        // After every command sent before them, as when all went in one turn.
-        if !hasCommandBacklog { applyEncapCommands() }
+        // After every command sent before them, as when all went in one turn. What went in
+        // or out of UDP comes from the endpoints' changes: O(them), not a diff of every MoA.
+        let encapChanged = hasCommandBacklog ? [] : applyEncapCommands()
         // Commands sent while the backlog went had their wakeup taken by a turn that left
         // them queued: the next turn takes them.
         if fromBacklog && !hasCommandBacklog && commands.withLock({ !$0.isEmpty }) { wakeup.signal() }
-        let encapChanged = encap == nil ? [] : encapsulatedMoAs.symmetricDifference(encapBefore)
         let requested = fastPathRequested.exchange(false, ordering: .acquiring)
         if requested || fastPathStale || !pending.isEmpty || !encapChanged.isEmpty || fastPath?.backlogFull == true {
             fastPathStale = false
@@ -413,7 +412,8 @@ public final class Engine: @unchecked Sendable {
         let now = MonotonicClock.milliseconds()
         if fastPath.backlogDue(at: now) { hoas.formUnion(fastPath.takeBacklog(at: now)) }
         let unvalidated = Set(processor.unvalidated.keys)
-        let encapsulated = encap == nil ? [] : encapsulatedMoAs
+        // The engine's own set, passed by reference and never kept: no copy of it.
+        let encapsulated = encap?.endpoints.moas ?? []
         var decisions: [IPAddress: FastPathRuleset.Peer?] = [:]
         for hoa in hoas {
             let peer = processor.table.mapping(for: hoa).flatMap {

@@ -96,12 +96,10 @@ extension MappingService {
             run(control.policy.probeAnswered(from: moa, nonce: nonce, now: now), control: control, encap: encap)
         }
         run(control.policy.tick(now: now), control: control, encap: encap)
-        let encapsulated = engine.encapsulatedMoAs
-        if !encapsulated.isEmpty { engine.expireEncapEndpoints() }
-        if encapsulated != host.encapsulatedMoAs {
-            host.encapsulatedMoAs = encapsulated
-            updateDiversion()
-        }
+        // What went in or out of UDP since the last tick, not a comparison of every MoA in it.
+        let encapsulated = engine.takeEncapsulatedMoAChanges()
+        if encapsulated.count > 0 { engine.expireEncapEndpoints() }
+        if encapsulated.apply(to: &host.encapsulatedMoAs) { updateDiversion() }
         // The next slice of changed peers in the next turn.
         return encapSettled.hasPending ? now : control.policy.nextDeadline
     }
