@@ -99,4 +99,21 @@ import Testing
         #expect(out.filter { $0.contains("ip6 saddr") }.allSatisfy { !$0.contains("@released") }, "\(out)")
         #expect(batch.filter { $0.contains("in_eth0") }.allSatisfy { !$0.contains("@released") })
     }
+
+    /// The BPF datapath's view of a hold (``FastPathGates/Changes/hold(_:wasHeld:gated:)``):
+    /// it begins when the set is emptied with the family gated (again during a hold: a
+    /// second move), ends only when the set is emptied with the family no longer gated,
+    /// and a family out of the rules for a while (no MoA) keeps its hold.
+    @Test func aHoldBeginsAndEndsForTheBPFDatapathWithTheSet() {
+        let emptied = FastPathGates.Changes(emptied: [.ipv4])
+        let none = FastPathGates.Changes()
+        #expect(emptied.hold(.ipv4, wasHeld: false, gated: true) == .began)
+        #expect(emptied.hold(.ipv4, wasHeld: true, gated: true) == .began)
+        #expect(emptied.hold(.ipv4, wasHeld: true, gated: false) == .ended)
+        #expect(emptied.hold(.ipv6, wasHeld: true, gated: false) == .unchanged)
+        #expect(none.hold(.ipv4, wasHeld: true, gated: false) == .unchanged)
+        #expect(none.hold(.ipv4, wasHeld: true, gated: true) == .unchanged)
+        #expect(none.hold(.ipv4, wasHeld: false, gated: false) == .unchanged)
+        #expect(FastPathGates.Changes(released: [Self.peer]).hold(.ipv4, wasHeld: true, gated: true) == .unchanged)
+    }
 }

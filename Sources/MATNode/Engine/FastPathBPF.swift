@@ -116,20 +116,22 @@ final class FastPathBPF: @unchecked Sendable {
     }
 
     /// Makes the maps hold the IPv4 part of `delta` (its flush, deletions and additions),
-    /// and the outbound map follow a move's hold of IPv4 (`held`, `changes`: what the batch
-    /// did to the released peers, `gates` the released peers after it).
-    func apply(_ delta: FastPathElements.Delta, held nowHeld: Bool, gates: FastPathGates,
+    /// and the outbound map follow a move's hold of IPv4 (`gated`: the rules gate IPv4 after
+    /// the batch; `changes`: what it did to the released peers; `gates`: those after it).
+    func apply(_ delta: FastPathElements.Delta, gated nowHeld: Bool, gates: FastPathGates,
                changes: FastPathGates.Changes) throws(SystemError) {
-        if changes.holdBegan(.ipv4, held: nowHeld) {
+        let change = changes.hold(.ipv4, wasHeld: held, gated: nowHeld)
+        if change == .began {
             // No peer is released yet: ``prepare(_:inbound:gates:)`` builds the programs
             // again at once (for the new MoA when the move brought one) with the inbound
             // elements and no outbound one, at the cost of one write per peer, as a
             // deletion per peer would cost.
             detach()
             shape = nil
+            held = true
         }
-        let holdEnded = held && !nowHeld
-        held = nowHeld
+        let holdEnded = change == .ended
+        if holdEnded { held = false }
         let datapath = current.withLock { $0.datapath }
         if delta.flushed.contains(.ipv4) {
             for home in outbound.keys { try datapath?.removeOutbound(home: home) }

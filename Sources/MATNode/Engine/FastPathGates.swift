@@ -26,10 +26,21 @@ struct FastPathGates: Equatable, Sendable {
 
         var isEmpty: Bool { emptied.isEmpty && released.isEmpty }
 
-        /// Whether a hold of `family` began with these changes (or began again: a move
-        /// during a move's hold), `held` saying whether a hold holds the family after them:
-        /// no peer of it is released then.
-        func holdBegan(_ family: AddressFamily, held: Bool) -> Bool { held && emptied.contains(family) }
+        /// What these changes did to a move's hold of `family` for a datapath that had it
+        /// held (`wasHeld`), `gated` saying whether the rules gate the family after them:
+        /// began (or began again, a move during a move's hold: no peer of it is released
+        /// then), ended, or neither. A family out of the rules for a while (no MoA for a
+        /// moment) keeps its hold: only the hold's end, which empties the set, ends it.
+        func hold(_ family: AddressFamily, wasHeld: Bool, gated: Bool) -> HoldChange {
+            if gated && (emptied.contains(family) || !wasHeld) { return .began }
+            if wasHeld && !gated && emptied.contains(family) { return .ended }
+            return .unchanged
+        }
+    }
+
+    /// How a batch changed a move's hold of a family (``Changes/hold(_:wasHeld:gated:)``).
+    enum HoldChange: Equatable, Sendable {
+        case began, ended, unchanged
     }
 
     /// The HoAs in the `released` sets: peers released from the hold of their family.

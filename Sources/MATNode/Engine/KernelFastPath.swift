@@ -255,8 +255,8 @@ public final class KernelFastPath: @unchecked Sendable {
         // The BPF maps lose the peers the engine now holds first, before programs built
         // for new addresses (a move) are attached and filled.
         do {
-            try bpf?.apply(delta, held: ruleset.gated.contains(.ipv4), gates: gates, changes: gated)
-            try bpf6?.apply(delta, held: ruleset.gated.contains(.ipv6), gates: gates, changes: gated)
+            try bpf?.apply(delta, gated: ruleset.gated.contains(.ipv4), gates: gates, changes: gated)
+            try bpf6?.apply(delta, gated: ruleset.gated.contains(.ipv6), gates: gates, changes: gated)
         } catch {
             failed(error)
             return
@@ -338,7 +338,7 @@ public final class KernelFastPath: @unchecked Sendable {
         guard let bpf else { return true }
         var shape: FastPathBPF.Shape?
         // A family a move holds keeps its programs: their outbound map then has only the
-        // peers released from the hold (``FastPathBPF/apply(_:held:gates:changes:)``).
+        // peers released from the hold (``FastPathBPF/apply(_:gated:gates:changes:)``).
         if ruleset.families.contains(.ipv4), let home = ruleset.addresses.home4, let mobile = ruleset.addresses.mobile4 {
             // A packet rewritten to come from a peer's HoA fails a strict reverse-path check
             // (the HoA is routed into the TUN device): such uplinks get no inbound program.
