@@ -174,7 +174,6 @@ public struct Instruction: Equatable, Sendable, CustomStringConvertible {
 public enum Helper: Int32, Sendable {
     case mapLookupElement = 1
     case mapUpdateElement = 2
-    case ktimeGetNanoseconds = 5
     case skbStoreBytes = 9
     case l3ChecksumReplace = 10
     case l4ChecksumReplace = 11
@@ -182,4 +181,5 @@ public enum Helper: Int32, Sendable {
     case checksumDifference = 28
     case skbChangeHead = 43
     case redirectNeighbour = 152
+    case ktimeGetCoarseNanoseconds = 160
 }

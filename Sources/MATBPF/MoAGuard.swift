@@ -20,23 +20,39 @@
 ///   listener or UDP socket bound to the MoA itself; value 4 bytes, ignored. One map
 ///   serves both families.
 ///
+/// - The state map (BPF_MAP_TYPE_ARRAY of two 4-byte elements, optional): element 0 is
+///   non-zero once ``flows(_:)`` has noted a flow (it writes 1 with its first note; nothing
+///   clears it), element 1 the number of services in the service map (written by matd with
+///   the map). The inbound program skips the flow map's lookup while element 0 is 0 and the
+///   service map's while element 1 is 0: a host that never opened a flow from its MoA to a
+///   peer's and has no service bound to its MoA pays neither hash lookup per packet
+///   (docs/benchmarks.md, "Where the BPF datapath's time goes"). Without it both are
+///   looked up for every packet.
+///
 /// ``flows(_:)`` notes only packets the host itself sends (no ingress interface: not
 /// forwarded, so not the engine's HoA traffic written into the TUN device) that do not
 /// carry the translated bit (the outbound program's redirected HoA packets, marked when
 /// the guard is on) from the own MoA to a MoA of the inbound map: TCP, UDP and ICMP echo
-/// requests, first fragments included. What the inbound program leaves alone goes on to
-/// the nftables diversion and PeerMoATraffic's chains, which know the rest (ICMP errors
-/// quoting such flows, which the programs never rewrite anyway).
+/// requests, first fragments included, but not UDP from matd's own ports (its signaling:
+/// the inbound program never rewrites what comes to them). What the inbound program
+/// leaves alone goes on to the nftables diversion and PeerMoATraffic's chains, which know
+/// the rest (ICMP errors quoting such flows, which the programs never rewrite anyway).
 public struct MoAGuard: Equatable, Sendable {
     /// The flow map (see above).
     public var flowMap: Int32
     /// The service map (see above).
     public var serviceMap: Int32
+    /// The state map (see above); nil: none.
+    public var stateMap: Int32?
 
-    public init(flowMap: Int32, serviceMap: Int32) {
+    public init(flowMap: Int32, serviceMap: Int32, stateMap: Int32? = nil) {
         self.flowMap = flowMap
         self.serviceMap = serviceMap
+        self.stateMap = stateMap
     }
+
+    /// The state map's elements: flows noted, services bound.
+    public static let flowsNoted: UInt32 = 0, servicesBound: UInt32 = 1
 
     /// Size of a flow key for an address of `addressLength` bytes.
     public static func flowKeySize(addressLength: Int) -> Int { addressLength + 8 }
@@ -60,17 +76,17 @@ public struct MoAGuard: Equatable, Sendable {
     /// with ``TranslationPrograms/notMine``.
     public static func flows(_ p: TranslationPrograms.Parameters) throws(Assembler.Failure) -> [Instruction] {
         try flows(layout: .init(ip: TranslationPrograms.etherHeader, v6: false), mobile: TranslationPrograms.key(p.mobile),
-                  inboundMap: p.inboundMap, guarded: p.moaGuard, spacing: p.noteSpacing)
+                  localPorts: p.localPorts, inboundMap: p.inboundMap, guarded: p.moaGuard, spacing: p.noteSpacing)
     }
 
     /// The same for the IPv6 MoA (``TranslationPrograms6``).
     public static func flows6(_ p: TranslationPrograms6.Parameters) throws(Assembler.Failure) -> [Instruction] {
         try flows(layout: .init(ip: TranslationPrograms.etherHeader, v6: true), mobile: p.mobile,
-                  inboundMap: p.inboundMap, guarded: p.moaGuard, spacing: p.noteSpacing)
+                  localPorts: p.localPorts, inboundMap: p.inboundMap, guarded: p.moaGuard, spacing: p.noteSpacing)
     }
 
-    private static func flows(layout: TranslationPrograms.Layout, mobile: [UInt8], inboundMap: Int32, guarded: MoAGuard?,
-                              spacing: UInt64) throws(Assembler.Failure) -> [Instruction] {
+    private static func flows(layout: TranslationPrograms.Layout, mobile: [UInt8], localPorts: [UInt16], inboundMap: Int32,
+                              guarded: MoAGuard?, spacing: UInt64) throws(Assembler.Failure) -> [Instruction] {
         typealias T = TranslationPrograms
         var a = Assembler()
         precondition(guarded != nil, "flows: no guard in the parameters")
@@ -84,11 +100,21 @@ public struct MoAGuard: Equatable, Sendable {
         T.start(&a, layout, orElse: notMine)
         T.ipHeader(&a, layout, firstFragments: true, orElse: notMine)
         T.expect(&a, at: layout.source, mobile, orElse: notMine)
+        let udp = a.label()
         a.emit(.load(.byte, .r2, .r7, layout.protocolField))
         a.emit(.jump(.eq, .r2, 6, offset: 0), to: noted)
-        a.emit(.jump(.eq, .r2, 17, offset: 0), to: noted)
+        a.emit(.jump(.eq, .r2, 17, offset: 0), to: udp)
         a.emit(.jump(.eq, .r2, layout.icmp, offset: 0), to: echo)
         a.jump(to: notMine)
+        a.place(udp)
+        if !localPorts.isEmpty {
+            a.emit(.mov(.r3, .r7))
+            a.emit(.alu64(.add, .r3, Int32(layout.transport) + 2))
+            a.emit(.jump(.gt, .r3, .r8, offset: 0), to: notMine)
+            a.emit(.load(.half, .r3, .r7, layout.transport))     // from matd's own port: its signaling
+            for port in localPorts { a.emit(.jump(.eq, .r3, T.wire(port), offset: 0), to: notMine) }
+        }
+        a.jump(to: noted)
         a.place(echo)
         a.emit(.mov(.r3, .r7))
         a.emit(.alu64(.add, .r3, Int32(layout.transport) + 1))
@@ -99,6 +125,15 @@ public struct MoAGuard: Equatable, Sendable {
         T.copy(&a, layout.addressLength, from: (.r7, layout.destination), to: (.r10, key))
         T.lookup(&a, map: inboundMap, key: key, orElse: notMine)          // not a peer's MoA
         T.flowKey(&a, layout, key: key, inbound: false, orElse: notMine)
+        if let state = guarded!.stateMap {
+            let stateKept = a.label()
+            a.emit(.store(.word, .r10, scratch, immediate: Int32(flowsNoted)))
+            T.lookup(&a, map: state, key: scratch, orElse: stateKept)
+            a.emit(.load(.word, .r2, .r0, 0))
+            a.emit(.jump(.ne, .r2, 0, offset: 0), to: stateKept)    // written once, then only read
+            a.emit(.store(.word, .r0, 0, immediate: 1))
+            a.place(stateKept)
+        }
         T.noteTime(&a, map: guarded!.flowMap, key: key, spacing: spacing, scratch: scratch)
         a.place(notMine)
         a.emit(.mov(.r0, T.notMine))

@@ -28,8 +28,9 @@ extension TranslationPrograms {
     // struct __sk_buff offsets (uapi/linux/bpf.h).
     static let skbLength: Int16 = 0, skbMark: Int16 = 8, skbProtocol: Int16 = 16, skbIngressIndex: Int16 = 36
     static let skbData: Int16 = 76, skbDataEnd: Int16 = 80
-    // Helper flags: BPF_F_PSEUDO_HDR, BPF_F_MARK_MANGLED_0, BPF_F_IPV6 and the field size 4.
-    static let pseudoHeader: Int32 = 0x10, mangledZero: Int32 = 0x20, ipv6Checksum: Int32 = 0x80, fieldSize4: Int32 = 4
+    // Helper flags: BPF_F_PSEUDO_HDR, BPF_F_MARK_MANGLED_0, BPF_F_IPV6 (the field size 0,
+    // a bpf_csum_diff result, is every fix's mode).
+    static let pseudoHeader: Int32 = 0x10, mangledZero: Int32 = 0x20, ipv6Checksum: Int32 = 0x80
     static let etherHeader: Int16 = 14
 
     /// The size of a counter map's value (``count(_:map:index:scratch:)``): packets, then
@@ -99,7 +100,7 @@ extension TranslationPrograms {
 
     /// The one dispatch on the transport protocol: r9 = the offset of its checksum (0: no
     /// checksum to fix, ICMP echo), and the flags of its fix at fp+`flagsAt`: `base` (the
-    /// field size or diff mode, BPF_F_PSEUDO_HDR where the checksum covers the addresses),
+    /// diff mode, BPF_F_PSEUDO_HDR where the checksum covers the addresses),
     /// and for UDP BPF_F_MARK_MANGLED_0 (IPv4: a zero checksum means none and stays zero;
     /// IPv6 refuses a zero one: it goes to the engine). TCP, UDP and ICMP echo go on; with
     /// `localPorts`, UDP to one of them (matd's own) does not; everything else, ICMP
@@ -178,16 +179,17 @@ extension TranslationPrograms {
         a.emit(.store(.word, .r6, skbMark, .r2))
     }
 
-    /// `map`[key at fp+`key`] = now (bpf_ktime_get_ns, CLOCK_MONOTONIC ns), unless the
-    /// time it holds is less than `spacing` ns old: a steady flow writes once per spacing,
-    /// not once per packet (a store per packet would move the value's cache line between
-    /// the CPUs that receive the flow). An element that is there is written in place (an
+    /// `map`[key at fp+`key`] = now (bpf_ktime_get_coarse_ns, CLOCK_MONOTONIC ns at the
+    /// last tick: no clock read per packet, which bpf_ktime_get_ns costs; the times are
+    /// read to the second), unless the time it holds is less than `spacing` ns old: a
+    /// steady flow writes once per spacing, not once per packet (a store per packet would
+    /// move the value's cache line between the CPUs that receive the flow). An element that is there is written in place (an
     /// aligned 8-byte store, never torn); a new one is added (BPF_ANY). A full map takes
     /// no new element (the packet goes on: the map holds a time, not the translation).
     /// Uses r9 and the 8 bytes at fp+`scratch`.
     static func noteTime(_ a: inout Assembler, map: Int32, key: Int16, spacing: UInt64, scratch: Int16) {
         let add = a.label(), done = a.label()
-        a.emit(.call(.ktimeGetNanoseconds))
+        a.emit(.call(.ktimeGetCoarseNanoseconds))
         a.emit(.mov(.r9, .r0))
         lookup(&a, map: map, key: key, orElse: add)
         a.emit(.load(.double, .r1, .r0, 0))
@@ -239,11 +241,26 @@ extension TranslationPrograms {
     /// peer's MoA (its address at fp+`peerAt`) to the own MoA whose transport passed
     /// ``transport(_:_:localPorts:base:flagsAt:orElse:)``: a packet of a flow the host
     /// opened from its MoA to the peer's (TCP, UDP, an echo reply to its echo request), or
-    /// to a service bound to the MoA, goes to `leave` untouched. Uses 40 bytes at
-    /// fp+`scratch` (aligned to 8).
+    /// to a service bound to the MoA, goes to `leave` untouched. With the guard's state
+    /// map, a lookup whose map holds nothing (no flow ever noted, no service) is skipped.
+    /// Uses 40 bytes at fp+`scratch` (aligned to 8).
     static func guardInbound(_ a: inout Assembler, _ layout: Layout, _ guarded: MoAGuard, peerAt: Int16, scratch: Int16,
                              leave: Assembler.Label) {
         let translate = a.label(), notEcho = a.label(), done = a.label()
+        // The state map's two elements as read at the start (1 without it: look up both).
+        let flowsNoted = scratch + 32, servicesBound = scratch + 28
+        a.emit(.store(.word, .r10, flowsNoted, immediate: 1))
+        a.emit(.store(.word, .r10, servicesBound, immediate: 1))
+        if let state = guarded.stateMap {
+            for (element, at) in [(MoAGuard.flowsNoted, flowsNoted), (MoAGuard.servicesBound, servicesBound)] {
+                let kept = a.label()
+                a.emit(.store(.word, .r10, at, immediate: Int32(element)))
+                lookup(&a, map: state, key: at, orElse: kept)
+                a.emit(.load(.word, .r2, .r0, 0))
+                a.emit(.store(.word, .r10, at, .r2))
+                a.place(kept)
+            }
+        }
         // Everything read below is in the first 8 bytes of the transport header, which any
         // TCP, UDP or echo packet has (the verifier wants it checked once, up front).
         a.emit(.mov(.r3, .r7))
@@ -255,12 +272,16 @@ extension TranslationPrograms {
         a.emit(.load(.byte, .r3, .r7, layout.transport))
         a.emit(.jump(.ne, .r3, layout.echoReply, offset: 0), to: done)   // the peer's echo requests are HoA traffic
         a.place(notEcho)
+        a.emit(.load(.word, .r2, .r10, flowsNoted))
+        a.emit(.jump(.eq, .r2, 0, offset: 0), to: translate)
         flowKey(&a, layout, key: scratch, inbound: true, orElse: leave)
         lookup(&a, map: guarded.flowMap, key: scratch, orElse: translate)
         a.jump(to: leave)                                                  // a flow of the host's MoA
         a.place(translate)
         a.emit(.load(.byte, .r2, .r7, layout.protocolField))
         a.emit(.jump(.eq, .r2, layout.icmp, offset: 0), to: done)
+        a.emit(.load(.word, .r3, .r10, servicesBound))
+        a.emit(.jump(.eq, .r3, 0, offset: 0), to: done)
         let service = scratch + 24
         a.emit(.store(.byte, .r10, service, .r2))
         a.emit(.store(.byte, .r10, service + 1, immediate: layout.version))

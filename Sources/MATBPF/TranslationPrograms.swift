@@ -5,9 +5,10 @@
 /// - ``outbound(_:)`` runs at tc egress of the TUN device, where the HoA route puts the
 ///   application's packet (no link header): a plain TCP, UDP or ICMP echo packet from the
 ///   own HoA to a peer HoA in the outbound map gets the own MoA as source and the peer's MoA
-///   as destination (checksums fixed incrementally, as bpf_l3/l4_csum_replace do) and is
-///   sent out of the uplink to the peer's next hop from the map (bpf_redirect_neigh with
-///   the next hop: no route lookup, no output chain, no TUN wakeup).
+///   as destination (checksums fixed incrementally: one bpf_csum_diff applied by
+///   bpf_l4/l3_csum_replace) and is sent out of the uplink to the peer's next hop from the
+///   map (bpf_redirect_neigh with the next hop: no route lookup, no output chain, no TUN
+///   wakeup).
 /// - ``inbound(_:)`` runs at tc ingress of the uplink (Ethernet): a plain TCP, UDP (not to
 ///   matd's own ports) or ICMP echo packet to the own MoA from a MoA in the inbound map gets
 ///   the peer's HoA as source and the own HoA as destination, and the fast path's mark bit.
@@ -77,8 +78,8 @@ public enum TranslationPrograms {
         public var counterMap: Int32
         /// When each peer's packets were last translated inbound (``FastPathHeard``'s
         /// `heard4` set, as a map): BPF_MAP_TYPE_HASH, key the peer's HoA (4 bytes, network
-        /// order), value CLOCK_MONOTONIC ns (8 bytes, host order: bpf_ktime_get_ns) of a
-        /// packet at most ``noteSpacing`` before the last one. Only a translated packet
+        /// order), value CLOCK_MONOTONIC ns (8 bytes, host order: bpf_ktime_get_coarse_ns,
+        /// the last tick's) of a packet at most ``noteSpacing`` before the last one. Only a translated packet
         /// writes it, so only peers of the inbound map are keys: as many entries as that
         /// map suffice; whoever reads it deletes the removed peers' keys. nil: nothing noted.
         public var heardMap: Int32?
@@ -116,35 +117,24 @@ public enum TranslationPrograms {
         a.emit(.jump32(.ne, .r2, wire(p.home), offset: 0), to: notMine)
         a.emit(.load(.word, .r2, .r7, 16))
         a.emit(.store(.word, .r10, -4, .r2))                 // key: the peer's HoA
-        transport(&a, layout, localPorts: [], base: pseudoHeader | fieldSize4, flagsAt: -8, orElse: notMine)
+        copy(&a, 8, from: (.r7, 12), to: (.r10, oldPair))
+        transport(&a, layout, localPorts: [], base: pseudoHeader, flagsAt: -8, orElse: notMine)
         lookup(&a, map: p.outboundMap, key: -4, orElse: notMine)
         a.emit(.mov(.r7, .r0))                                // r7: the OutboundValue
         a.emit(.load(.word, .r2, .r7, 0))
         a.emit(.store(.word, .r10, -12, .r2))                 // new destination: the peer's MoA
         a.emit(.store(.word, .r10, -16, immediate: wire(p.mobile))) // new source: the own MoA
-        rewrite(&a, ip: 0, source: (old: .immediate(wire(p.home)), new: .immediate(wire(p.mobile))),
-                destination: (old: .stack(-4), new: .stack(-12)), newPair: -16, orElse: drop)
+        rewrite(&a, ip: 0, newPair: -16, orElse: drop)
         if p.moaGuard != nil { markTranslated(&a) }
         count(&a, map: p.counterMap, index: 0)
         // bpf_redirect_neigh takes a packet with a link header, which it pulls off again
         // before the neighbour output (the kernel drops one without): 14 bytes go in
-        // front of the TUN device's bare IP packet, zeros (a unicast destination) and the
-        // IPv4 type.
+        // front of the TUN device's bare IP packet. The kernel zeroes them (a unicast
+        // destination is all it looks at), so nothing is written there.
         a.emit(.mov(.r1, .r6))
         a.emit(.mov(.r2, Int32(etherHeader)))
         a.emit(.mov(.r3, 0))
         a.emit(.call(.skbChangeHead))
-        a.emit(.jump(.ne, .r0, 0, offset: 0), to: drop)
-        a.emit(.store(.double, .r10, -56, immediate: 0))
-        a.emit(.store(.word, .r10, -48, immediate: 0))
-        a.emit(.store(.half, .r10, -44, immediate: wire(UInt16(0x0800))))
-        a.emit(.mov(.r1, .r6))
-        a.emit(.mov(.r2, 0))
-        a.emit(.mov(.r3, .r10))
-        a.emit(.alu64(.add, .r3, -56))
-        a.emit(.mov(.r4, Int32(etherHeader)))
-        a.emit(.mov(.r5, 0))
-        a.emit(.call(.skbStoreBytes))
         a.emit(.jump(.ne, .r0, 0, offset: 0), to: drop)
         // struct bpf_redir_neigh { nh_family; ipv4_nh; ... } of 20 bytes at fp-40.
         a.emit(.store(.word, .r10, -40, immediate: 2))        // AF_INET
@@ -175,14 +165,14 @@ public enum TranslationPrograms {
         a.emit(.jump32(.ne, .r2, wire(p.mobile), offset: 0), to: notMine)
         a.emit(.load(.word, .r2, .r7, ip + 12))
         a.emit(.store(.word, .r10, -4, .r2))                 // key: the peer's MoA
-        transport(&a, layout, localPorts: p.localPorts, base: pseudoHeader | fieldSize4, flagsAt: -8, orElse: notMine)
+        copy(&a, 8, from: (.r7, ip + 12), to: (.r10, oldPair))
+        transport(&a, layout, localPorts: p.localPorts, base: pseudoHeader, flagsAt: -8, orElse: notMine)
         lookup(&a, map: p.inboundMap, key: -4, orElse: notMine)
         a.emit(.load(.word, .r2, .r0, 0))
         a.emit(.store(.word, .r10, -16, .r2))                 // new source: the peer's HoA
         a.emit(.store(.word, .r10, -12, immediate: wire(p.home))) // new destination: the own HoA
         if let guarded = p.moaGuard { guardInbound(&a, layout, guarded, peerAt: -4, scratch: -96, leave: notMine) }
-        rewrite(&a, ip: ip, source: (old: .stack(-4), new: .stack(-16)),
-                destination: (old: .immediate(wire(p.mobile)), new: .immediate(wire(p.home))), newPair: -16, orElse: drop)
+        rewrite(&a, ip: ip, newPair: -16, orElse: drop)
         markTranslated(&a)
         count(&a, map: p.counterMap, index: 1)
         if let heard = p.heardMap { noteTime(&a, map: heard, key: -16, spacing: p.noteSpacing, scratch: -56) }
@@ -192,44 +182,42 @@ public enum TranslationPrograms {
         return try a.finish()
     }
 
-    /// Where an old or new 32-bit value comes from.
-    private enum Operand {
-        case immediate(Int32)
-        case stack(Int16)
-    }
+    /// Where both programs keep the packet's address pair as it came (8 bytes).
+    static let oldPair: Int16 = -32
 
-    private static func load(_ a: inout Assembler, _ register: Register, _ operand: Operand) {
-        switch operand {
-        case .immediate(let value): a.emit(.mov(register, value))
-        case .stack(let offset): a.emit(.load(.word, register, .r10, offset))
-        }
-    }
-
-    /// The checksum fixes (transport at r9 when not 0, flags at fp-8; then the IP header's)
-    /// and the new source and destination (8 bytes at fp+`newPair`) written at `ip` + 12.
-    private static func rewrite(_ a: inout Assembler, ip: Int16, source: (old: Operand, new: Operand),
-                                destination: (old: Operand, new: Operand), newPair: Int16, orElse: Assembler.Label) {
+    /// The checksum fixes and the new source and destination (8 bytes at fp+`newPair`)
+    /// written at `ip` + 12: one bpf_csum_diff of the old pair (at fp+``oldPair``) and the
+    /// new, applied to the transport checksum (at r9 when not 0, flags at fp-8: field size
+    /// 0, the diff mode) and to the IP header's, instead of a replace per address and
+    /// checksum (four helper calls; docs/benchmarks.md, "Where the BPF datapath's time
+    /// goes"). Uses r8 (the packet's end is not needed after it).
+    private static func rewrite(_ a: inout Assembler, ip: Int16, newPair: Int16, orElse: Assembler.Label) {
         let noTransport = a.label()
+        a.emit(.mov(.r1, .r10))
+        a.emit(.alu64(.add, .r1, Int32(oldPair)))
+        a.emit(.mov(.r2, 8))
+        a.emit(.mov(.r3, .r10))
+        a.emit(.alu64(.add, .r3, Int32(newPair)))
+        a.emit(.mov(.r4, 8))
+        a.emit(.mov(.r5, 0))
+        a.emit(.call(.checksumDifference))
+        a.emit(.mov(.r8, .r0))
         a.emit(.jump(.eq, .r9, 0, offset: 0), to: noTransport)
-        for (old, new) in [source, destination] {
-            a.emit(.mov(.r1, .r6))
-            a.emit(.mov(.r2, .r9))
-            load(&a, .r3, old)
-            load(&a, .r4, new)
-            a.emit(.load(.word, .r5, .r10, -8))
-            a.emit(.call(.l4ChecksumReplace))
-            a.emit(.jump(.ne, .r0, 0, offset: 0), to: orElse)
-        }
+        a.emit(.mov(.r1, .r6))
+        a.emit(.mov(.r2, .r9))
+        a.emit(.mov(.r3, 0))
+        a.emit(.mov(.r4, .r8))
+        a.emit(.load(.word, .r5, .r10, -8))
+        a.emit(.call(.l4ChecksumReplace))
+        a.emit(.jump(.ne, .r0, 0, offset: 0), to: orElse)
         a.place(noTransport)
-        for (old, new) in [source, destination] {
-            a.emit(.mov(.r1, .r6))
-            a.emit(.mov(.r2, Int32(ip) + 10))
-            load(&a, .r3, old)
-            load(&a, .r4, new)
-            a.emit(.mov(.r5, fieldSize4))
-            a.emit(.call(.l3ChecksumReplace))
-            a.emit(.jump(.ne, .r0, 0, offset: 0), to: orElse)
-        }
+        a.emit(.mov(.r1, .r6))
+        a.emit(.mov(.r2, Int32(ip) + 10))
+        a.emit(.mov(.r3, 0))
+        a.emit(.mov(.r4, .r8))
+        a.emit(.mov(.r5, 0))
+        a.emit(.call(.l3ChecksumReplace))
+        a.emit(.jump(.ne, .r0, 0, offset: 0), to: orElse)
         a.emit(.mov(.r1, .r6))
         a.emit(.mov(.r2, Int32(ip) + 12))
         a.emit(.mov(.r3, .r10))

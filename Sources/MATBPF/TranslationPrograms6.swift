@@ -89,9 +89,9 @@ public enum TranslationPrograms6 {
 
     // The stack: the old address pair (source, destination) and the new one, 32 bytes
     // each, the checksum fix's flags, the counter's key, the guard's and the noted time's
-    // scratch, bpf_redir_neigh's argument and the link header.
+    // scratch, and bpf_redir_neigh's argument.
     static let oldPair: Int16 = -64, newPair: Int16 = -32, flags: Int16 = -72, counterKey: Int16 = -76
-    static let guardScratch: Int16 = -136, timeScratch: Int16 = -144, neighbour: Int16 = -168, link: Int16 = -184
+    static let guardScratch: Int16 = -136, timeScratch: Int16 = -144, neighbour: Int16 = -168
 
     /// The egress program of the TUN device: a packet from the own HoA to a peer HoA of the
     /// outbound map leaves from the own MoA to the peer's MoA, out of the uplink to its
@@ -114,22 +114,11 @@ public enum TranslationPrograms6 {
         rewrite(&a, ip: layout.ip, orElse: drop)
         if p.moaGuard != nil { T.markTranslated(&a) }
         T.count(&a, map: p.counterMap, index: 2, scratch: counterKey)
-        // A link header in front for bpf_redirect_neigh (see the IPv4 program).
+        // A link header in front for bpf_redirect_neigh, zeroed by the kernel (see the IPv4 program).
         a.emit(.mov(.r1, .r6))
         a.emit(.mov(.r2, Int32(T.etherHeader)))
         a.emit(.mov(.r3, 0))
         a.emit(.call(.skbChangeHead))
-        a.emit(.jump(.ne, .r0, 0, offset: 0), to: drop)
-        a.emit(.store(.double, .r10, link, immediate: 0))
-        a.emit(.store(.word, .r10, link + 8, immediate: 0))
-        a.emit(.store(.half, .r10, link + 12, immediate: T.wire(UInt16(0x86dd))))
-        a.emit(.mov(.r1, .r6))
-        a.emit(.mov(.r2, 0))
-        a.emit(.mov(.r3, .r10))
-        a.emit(.alu64(.add, .r3, Int32(link)))
-        a.emit(.mov(.r4, Int32(T.etherHeader)))
-        a.emit(.mov(.r5, 0))
-        a.emit(.call(.skbStoreBytes))
         a.emit(.jump(.ne, .r0, 0, offset: 0), to: drop)
         // struct bpf_redir_neigh { nh_family; ipv6_nh[4] } of 20 bytes.
         a.emit(.store(.word, .r10, neighbour, immediate: 10))    // AF_INET6

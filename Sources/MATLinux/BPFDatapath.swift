@@ -21,6 +21,8 @@ public final class BPFDatapath: @unchecked Sendable {
     /// The MoA-to-MoA guard's maps (``MoAGuard``): flows the host opened from its MoA, and
     /// the services bound to the MoA as last written (``setServices(_:)``).
     private let flowMap: Int32, serviceMap: Int32
+    /// The guard's state (``MoAGuard/stateMap``): a flow noted, the services bound.
+    private let guardState: Int32
     private var services: Set<Service> = []
     private let uplinkIndex: UInt32
 
@@ -87,9 +89,12 @@ public final class BPFDatapath: @unchecked Sendable {
             made.append(flowMap)
             serviceMap = try BPFSystem.createMap(.hash, keySize: 4, valueSize: 4, maxEntries: Self.boundServices, name: "mat_services")
             made.append(serviceMap)
+            guardState = try BPFSystem.createMap(.array, keySize: 4, valueSize: 4, maxEntries: 2, name: "mat_guard4")
+            made.append(guardState)
             let parameters = TranslationPrograms.Parameters(home: home.value, mobile: mobile.value, localPorts: localPorts,
                                                             outboundMap: outboundMap, inboundMap: inboundMap, counterMap: counterMap,
-                                                            heardMap: heardMap, moaGuard: MoAGuard(flowMap: flowMap, serviceMap: serviceMap))
+                                                            heardMap: heardMap, moaGuard: MoAGuard(flowMap: flowMap, serviceMap: serviceMap,
+                                                                                                   stateMap: guardState))
             let outbound: [Instruction], inbound: [Instruction], flows: [Instruction]
             do {
                 outbound = try TranslationPrograms.outbound(parameters)
@@ -190,6 +195,9 @@ public final class BPFDatapath: @unchecked Sendable {
     /// from peers' MoAs to these sockets bound to the own MoA is left alone. Throws when
     /// the kernel refuses a write (the map full: ``boundServices``); what was written stays.
     public func setServices(_ wanted: Set<Service>) throws(SystemError) {
+        // The guard's state says "services bound" before the first goes in and while any
+        // may be there (a write that fails half way leaves it so).
+        if !wanted.isEmpty { try setServicesBound(max(services.count, wanted.count)) }
         for service in services.subtracting(wanted) {
             try BPFSystem.delete(map: serviceMap, key: service.key)
             services.remove(service)
@@ -198,6 +206,12 @@ public final class BPFDatapath: @unchecked Sendable {
             try BPFSystem.update(map: serviceMap, key: service.key, value: [0, 0, 0, 0])
             services.insert(service)
         }
+        try setServicesBound(services.count)
+    }
+
+    private func setServicesBound(_ count: Int) throws(SystemError) {
+        try BPFSystem.update(map: guardState, key: withUnsafeBytes(of: MoAGuard.servicesBound.littleEndian) { Array($0) },
+                             value: withUnsafeBytes(of: UInt32(count).littleEndian) { Array($0) })
     }
 
     /// Forgets when `home` was heard (it left the maps); false when it was not noted.

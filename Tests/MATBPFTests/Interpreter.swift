@@ -5,7 +5,8 @@
 /// datapath are checked by BPFDatapathLabTests). The helpers behave as the kernel's do on
 /// a packet with full checksums: bpf_l3/l4_csum_replace are RFC 1624 updates (with
 /// BPF_F_MARK_MANGLED_0: a zero UDP checksum stays zero, a result of zero becomes 0xffff;
-/// with field size 0, `to` is a bpf_csum_diff result), bpf_ktime_get_ns reads ``now``, and
+/// with field size 0, `from` must be 0 and `to` is a bpf_csum_diff result), bpf_skb_change_head
+/// pushes zeros (as the kernel: a unicast link header), bpf_ktime_get_coarse_ns reads ``now``, and
 /// every write into a map (an update, a store into a looked-up value) is counted in
 /// ``writes``.
 struct Interpreter {
@@ -32,7 +33,7 @@ struct Interpreter {
     var redirected: (interface: UInt32, nextHop: [UInt8])?
     /// Helpers called, in order.
     var calls: [Helper] = []
-    /// What bpf_ktime_get_ns returns.
+    /// What bpf_ktime_get_coarse_ns returns.
     var now: UInt64 = 0
     /// __sk_buff's ingress_ifindex: 0 for a packet the host sends, the input device's for
     /// a forwarded one.
@@ -197,7 +198,7 @@ struct Interpreter {
             maps[fd]![key] = value
             writes[fd, default: 0] += 1
             return 0
-        case .ktimeGetNanoseconds:
+        case .ktimeGetCoarseNanoseconds:
             return now
         case .checksumDifference:
             // The one's-complement sum of ~from and to (sizes multiples of 4, seed added).
@@ -210,7 +211,7 @@ struct Interpreter {
         case .l3ChecksumReplace, .l4ChecksumReplace:
             let offset = Int(r[2]), flags = r[5]
             let known: UInt64 = helper == .l4ChecksumReplace ? 0xbf : 0x0f   // size, pseudo, mangled 0, IPv6
-            guard flags & ~known == 0, flags & 0xf == 4 || (helper == .l4ChecksumReplace && flags & 0xf == 0),
+            guard flags & ~known == 0, flags & 0xf == 4 || (flags & 0xf == 0 && r[3] == 0),
                   offset + 2 <= packet.count else { return UInt64(bitPattern: -14) }
             let old = UInt16(packet[offset]) << 8 | UInt16(packet[offset + 1])
             if helper == .l4ChecksumReplace && flags & 0x20 != 0 && old == 0 { return 0 }
@@ -239,7 +240,7 @@ struct Interpreter {
             return 0
         case .skbChangeHead:
             guard r[3] == 0 else { return UInt64(bitPattern: -22) }
-            packet.insert(contentsOf: [UInt8](repeating: 0xee, count: Int(r[2])), at: 0)  // headroom is not zeroed
+            packet.insert(contentsOf: [UInt8](repeating: 0, count: Int(r[2])), at: 0)  // the kernel zeroes what it pushes
             return 0
         case .redirectNeighbour:
             let params = try load(r[2], Int(r[3]), pc: pc)
