@@ -100,6 +100,10 @@ struct KernelPathLabTests {
         sleep(1)
         try lab.moveVM(to: "b")
         try flow.finish()
+        // The CN is a learned peer of the VM's (from the flow's first contact): its alert
+        // goes in the move's own turn, not in the turn after.
+        #expect(lab.matdLog("vm").range(of: #"ms after the reading, [1-9][0-9]* learned peer\(s\) [0-9.]+ ms after it"#,
+                                         options: .regularExpression) != nil, "\(lab.matdLog("vm"))")
         let rule = try outboundRule(lab, "vm", to: cn.mobile6)
         #expect(rule?.contains("ip6 saddr 2001:db8:b::10 ip6 daddr @out6_h") == true
                 && rule?.contains("fwd ip6 to 2001:db8:b::1 device \"eth0\"") == true, "\(rule ?? "no rule")")

@@ -101,8 +101,10 @@ extension MappingService {
             updateDiversion()
         }
         // The configured peers' alerts first, then the registration beside them (through the
-        // IMS worker); the learned peers are gathered from the next turn on, a slice per
-        // turn (``AlertQueue``), from the HoAs learned now.
+        // IMS worker); the learned peers are gathered a slice per turn (``AlertQueue``), from
+        // the HoAs learned now, the first slice in this turn: with up to a slice of them their
+        // alerts go now too, not after the rest of the turn (the diversion's per-peer part,
+        // the state and sequence files' writes and syncs).
         let round = alerts.begin(for: families)
         let configured = configuredPeers(of: families)
         joinRound(configured, round: round, asking: asking, now: now)
@@ -112,9 +114,14 @@ extension MappingService {
         guard !families.isEmpty else { return }
         peerHolds.reserve(learned.count)
         alerts.gather(Array(learned.keys))
-        log("matd: move: \(configured.count) configured peer(s) alerted \(String(format: "%.1f", Double(alerted - reading) / 1e6)) ms "
-            + "after the reading; \(learned.count) learned peer(s) to gather, \(AlertQueue.gatheredPerTurn) a turn")
+        let learnedAlerted = sendQueuedAlerts(now: now)
+        let learnedAt = MonotonicClock.nanoseconds()
+        log("matd: move: \(configured.count) configured peer(s) alerted \(Self.milliseconds(alerted - reading)) ms after the reading, "
+            + "\(learnedAlerted) learned peer(s) \(Self.milliseconds(learnedAt - reading)) ms after it; "
+            + "\(learned.count) learned peer(s) to gather, \(AlertQueue.gatheredPerTurn) a turn")
     }
+
+    private static func milliseconds(_ nanoseconds: UInt64) -> String { String(format: "%.1f", Double(nanoseconds) / 1e6) }
 
     /// The configured peers of `families`, at the MoA they are sent to (the learned one
     /// when a mapping was learned for them: ``activePeers()``).
@@ -160,14 +167,18 @@ extension MappingService {
         }
     }
 
-    /// Sends the next alerts of the last move (`AlertQueue`), and gathers the next slice of
-    /// its peers (unless `gathering` is false: the move's own turn); a peer that cannot be
-    /// alerted is not held.
-    func sendQueuedAlerts(now: UInt64, gathering: Bool = true) {
-        for peer in alerts.next() where !signaling.announce(to: peer.hoa, at: peer.moa, now: now) {
+    /// Gathers the next slice of the last move's peers (unless `gathering` is false: before
+    /// the move's configured peers' alerts), then sends its next alerts (`AlertQueue`), so a
+    /// round complete with this slice starts in this turn; a peer that cannot be alerted is
+    /// not held. Returns how many alerts went out.
+    @discardableResult
+    func sendQueuedAlerts(now: UInt64, gathering: Bool = true) -> Int {
+        if gathering { gatherRound(now: now) }
+        let batch = alerts.next()
+        for peer in batch where !signaling.announce(to: peer.hoa, at: peer.moa, now: now) {
             endHold(peer.hoa, .notAlerted, now: now)
         }
-        if gathering { gatherRound(now: now) }
+        return batch.count
     }
 
     /// Ends `hoa`'s hold (``PeerHolds``): the engine releases its traffic, and its family's
