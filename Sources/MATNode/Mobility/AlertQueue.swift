@@ -176,14 +176,13 @@ struct AlertQueue {
     /// configured peers' (nor any of an older round's meanwhile).
     mutating func next() -> [Peer] {
         var batch: [Peer] = []
-        var index = 0
-        while batch.count < Self.perTurn, index < rounds.count {
-            guard let peer = rounds[index].next() else {
-                if rounds[index].isGathering { break }
-                rounds.remove(at: index)
+        while batch.count < Self.perTurn, !rounds.isEmpty {
+            guard let peer = rounds[0].next() else {
+                if rounds[0].isGathering { break }
+                rounds.removeFirst()
                 continue
             }
-            guard queued[peer.hoa] == rounds[index].serial else { continue }
+            guard queued[peer.hoa] == rounds[0].serial else { continue }
             queued[peer.hoa] = nil
             batch.append(peer)
         }
