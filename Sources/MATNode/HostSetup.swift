@@ -280,6 +280,14 @@ public final class HostSetup {
         var encapsulated: Set<IPAddress>
     }
 
+    /// Whether the kernel fast path's IPv4 and IPv6 are wanted on the BPF datapath: its
+    /// translated packets leave PeerMoATraffic's and the diversion's ingress chains at
+    /// their first rules (``PeerMoATraffic/translatedPassRule(tableFamily:table:chain:)``).
+    private var bpfDatapath: Bool {
+        KernelFastPath.enabled(setting: config.kernelFastPath)
+            && KernelFastPath.datapath(setting: config.kernelFastPathDatapath) == .bpf
+    }
+
     /// Writes the rules of both tables for `shape`, and their sets: filled with `sets`
     /// afresh when `elements` is nil (the whole tables), else changed by its deletions and
     /// additions. `hops6` nil leaves the IPv6 next hops' chain and sets as they are; `then`
@@ -297,7 +305,8 @@ public final class HostSetup {
                 + PeerMoASets.elements("add", elements.added, tableFamily: tableFamily, table: table, quoted: quoted)
         }
         // Both tables in one transaction: a move writes them before its alerts go out.
-        var batch = PeerMoATraffic.batch(table: table, tun: tun.name, uplinks: config.uplinks, addresses: shape.addresses)
+        var batch = PeerMoATraffic.batch(table: table, tun: tun.name, uplinks: config.uplinks, addresses: shape.addresses,
+                                         translated: bpfDatapath)
         batch += changes("inet", false)
         batch += (whole ? Nftables.deletingTable(family: "netdev", name: table) : []) + ["add table netdev \(table)"]
         batch += PeerMoASets.declarations(tableFamily: "netdev", table: table, quoted: true)
@@ -307,6 +316,9 @@ public final class HostSetup {
             batch.append("add chain netdev \(table) \(chain) { type filter hook ingress device \"\(uplink)\" priority -500; policy accept; }")
             batch.append("flush chain netdev \(table) \(chain)")
             batch.append(PeerMoATraffic.passRule(table: table, chain: chain))
+            // After the pass, which alone clears its bit (PeerMoATraffic never marks a
+            // packet to the HoA, so a translated one has it only if someone else set it).
+            if bpfDatapath { batch.append(PeerMoATraffic.translatedPassRule(tableFamily: "netdev", table: table, chain: chain)) }
             batch += rules(table: table, chain: chain, family: .ipv4, addresses: shape.addresses, encapsulated: shape.encapsulated)
             batch += rules(table: table, chain: chain, family: .ipv6, addresses: shape.addresses, encapsulated: shape.encapsulated)
         }

@@ -44,6 +44,19 @@ enum PeerMoATraffic {
             + "meta mark set meta mark and 0x\(cleared) accept"
     }
 
+    /// On the BPF datapath (`kernel-fast-path = bpf`) the inbound program runs at the
+    /// uplink's tc hook, before every nftables ingress chain, and sets
+    /// ``FastPathRuleset/translatedMark`` only on a packet it rewrote to this node's HoA.
+    /// The ingress chain here and the diversion's match nothing but packets to this node's
+    /// MoA, so such a packet leaves them at this rule instead of walking theirs
+    /// (docs/benchmarks.md, "Where the BPF datapath's time goes"). Only on that datapath:
+    /// without the fast path nothing of matd's sets the bit, and nftables' rewrite sets it
+    /// after PeerMoATraffic's chain (the diversion, after both, is left as it was there).
+    static func translatedPassRule(tableFamily: String, table: String, chain: String) -> String {
+        let bit = "0x" + String(FastPathRuleset.translatedMark, radix: 16)
+        return "add rule \(tableFamily) \(table) \(chain) meta mark & \(bit) == \(bit) accept"
+    }
+
     /// Chains of the inet table, emptied before each rewrite.
     static func chains(uplinks: [String]) -> [String] {
         ["out"] + uplinks.map { "in_" + String($0.map { $0.isLetter || $0.isNumber ? $0 : "_" }) }
@@ -52,8 +65,10 @@ enum PeerMoATraffic {
     /// The batch that (re)writes the inet table's chains for the current MoAs: each chain
     /// is added (nothing happens if it is there) and emptied before its rules, so nothing
     /// needs asking first; the sets (and the flows in them) survive it. The peers' MoAs are the elements of its
-    /// `PeerMoASets`, filled by the caller.
-    static func batch(table: String, tun: String, uplinks: [String], addresses: NodeAddresses) -> [String] {
+    /// `PeerMoASets`, filled by the caller. `translated`: each ingress chain starts with
+    /// ``translatedPassRule(tableFamily:table:chain:)`` (the BPF datapath).
+    static func batch(table: String, tun: String, uplinks: [String], addresses: NodeAddresses,
+                      translated: Bool = false) -> [String] {
         var batch = [
             "add table inet \(table)",
             "add set inet \(table) flows4 { type ipv4_addr . inet_proto . inet_service . inet_service; flags dynamic, timeout; timeout \(flowTimeout)s; size 1048576; }",
@@ -90,6 +105,7 @@ enum PeerMoATraffic {
         for (uplink, chain) in zip(uplinks, chains(uplinks: uplinks).dropFirst()) {
             batch.append("add chain inet \(table) \(chain) { type filter hook ingress device \"\(uplink)\" priority -510; policy accept; }")
             batch.append("flush chain inet \(table) \(chain)")
+            if translated { batch.append(translatedPassRule(tableFamily: "inet", table: table, chain: chain)) }
             for (family, ip, suffix) in [(AddressFamily.ipv4, "ip", "4"), (.ipv6, "ip6", "6")] {
                 guard let moa = addresses.mobileAddresses.first(where: { $0.family == family }) else { continue }
                 let prefix = "add rule inet \(table) \(chain) \(ip) daddr \(moa) meta l4proto { tcp, udp }"

@@ -36,6 +36,16 @@ struct BPFFastPathLabTests {
         #expect(try lab.attachedPrograms("vm", "mat0", .tcxEgress) == 2 && lab.attachedPrograms("vm", "eth0", .tcxIngress) == 2)
         let table = try lab.exec("vm", "nft", "list", "table", "inet", "matd_mat0_fast")
         #expect(!table.contains("saddr set") && !table.contains("daddr set"), "\(table)")
+        // Nor any chain on a hook, which every packet of the hook would walk for nothing;
+        // the programs' translated packets leave PeerMoATraffic's ingress chain at its
+        // first rule and the diversion's at its second (after the MoA-to-MoA pass).
+        #expect(!table.contains("hook") && table.contains("chain idle"), "\(table)")
+        for (family, index) in [("inet", 0), ("netdev", 1)] {
+            let rules = try lab.exec("vm", "nft", "list", "chain", family, "matd_mat0", "in_eth0").split(separator: "\n")
+                .map { $0.trimmingCharacters(in: .whitespaces) }
+                .filter { !$0.isEmpty && !$0.hasPrefix("table") && !$0.hasPrefix("chain") && !$0.hasPrefix("type") && $0 != "}" }
+            #expect(rules.count > index + 1 && rules[index] == "meta mark & 0x10000000 == 0x10000000 accept", "\(family): \(rules)")
+        }
         try lab.checksumOffloadOff("vm", "cn")
         let before = try ["vm": lab.stats("vm"), "cn": lab.stats("cn")]
         let capture = try Capture(lab, interface: lab.routerPort("vm"), name: "bpf-fast")

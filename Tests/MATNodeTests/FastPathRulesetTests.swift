@@ -155,6 +155,28 @@ import Testing
         #expect(none.contains("add element inet matd_mat0_fast in4 { 192.0.2.130 : 198.51.100.20 }"))
     }
 
+    /// With no family for nftables to translate (the BPF datapath carries both: the
+    /// engine takes them out of the ruleset; or this node is at home) the table keeps its
+    /// maps and sets but no chain: each one an earlier write left is emptied and deleted,
+    /// so no packet walks a chain that could do nothing to it; a chain without a hook
+    /// stays, by which matd tells the table is there (`Nftables.hasTable`).
+    @Test func withoutAFamilyToTranslateTheTableHasNoChain() {
+        var ruleset = FastPathRuleset(addresses: own, domainPrefixes: domain)
+        ruleset.families = []
+        let batch = ruleset.batch(placement)
+        #expect(!batch.contains { $0.hasPrefix("add rule") }, "\(batch)")
+        // One chain stays, without a hook (no packet walks it), by which matd tells the table is there.
+        #expect(batch.last == "add chain inet matd_mat0_fast idle", "\(batch)")
+        for chain in ["out", "in_eth0", "in_wlan_1"] {
+            let added = batch.firstIndex { $0.hasPrefix("add chain inet matd_mat0_fast \(chain) {") }
+            let deleted = batch.firstIndex(of: "delete chain inet matd_mat0_fast \(chain)")
+            #expect(added != nil && deleted != nil && added! < deleted!, "\(chain): \(batch)")
+            #expect(batch.firstIndex(of: "flush chain inet matd_mat0_fast \(chain)").map { $0 < deleted ?? 0 } == true)
+        }
+        #expect(batch.contains("add map inet matd_mat0_fast out4 { type ipv4_addr : ipv4_addr; }"))
+        #expect(batch.contains("add counter inet matd_mat0_fast in6"))
+    }
+
     /// The rules do not depend on the peers: written once, with the maps empty (a lookup
     /// that finds nothing stops the rule, and the packet goes on to the engine), they stay
     /// while peers come and go as elements.

@@ -130,6 +130,10 @@ public struct FastPathRuleset: Equatable, Sendable {
     /// Named counters (packets, bytes) the rules count into.
     public static let counterNames = ["out4", "in4", "out6", "in6"]
 
+    /// The chain the table keeps while it has no other (no family for nftables): it has
+    /// no hook, so no packet walks it.
+    static let hooklessChain = "idle"
+
     /// The chain name for an uplink.
     public static func ingressChain(_ uplink: String) -> String {
         "in_" + String(uplink.map { $0.isLetter || $0.isNumber ? $0 : "_" })
@@ -157,12 +161,30 @@ public struct FastPathRuleset: Equatable, Sendable {
             "add set \(table) \(FastPathGates.set($0)) { type \($0 == .ipv4 ? "ipv4_addr" : "ipv6_addr"); }"
         }
         if let timeout = placement.heardTimeout { batch += FastPathHeard.sets(table: placement.table, timeoutSeconds: timeout) }
-        batch.append("add chain \(table) out { type route hook output priority \(Self.outputPriority); policy accept; }")
+        let outHook = "type route hook output priority \(Self.outputPriority)"
+        func ingressHook(_ uplink: String) -> String { "type filter hook ingress device \"\(uplink)\" priority \(Self.ingressPriority)" }
+        // No family for nftables to translate (the BPF datapath carries both, or this node
+        // is at home): the chains would only cost every packet of the hook their walk (the
+        // empty route chain 37 ns, an ingress chain's one rule most of a second inet
+        // chain's cost a datagram: docs/benchmarks.md, "Where the BPF datapath's time
+        // goes"), so they go, from a rewrite of earlier chains too (added first: deleting
+        // a chain that is not there fails the transaction). One chain without a hook,
+        // which no packet walks, stays: matd tells its tables by their chains
+        // (`Nftables.hasTable`, cheap where listing the table is not), and removes this one
+        // by that.
+        guard !families.isEmpty else {
+            for (chain, hook) in [("out", outHook)] + placement.uplinks.map({ (Self.ingressChain($0), ingressHook($0)) }) {
+                batch += ["add chain \(table) \(chain) { \(hook); policy accept; }", "flush chain \(table) \(chain)",
+                          "delete chain \(table) \(chain)"]
+            }
+            return batch + ["add chain \(table) \(Self.hooklessChain)"]
+        }
+        batch.append("add chain \(table) out { \(outHook); policy accept; }")
         batch.append("flush chain \(table) out")
         let mark = "0x" + String(placement.markBit, radix: 16)
         for uplink in placement.uplinks {
             let chain = Self.ingressChain(uplink)
-            batch.append("add chain \(table) \(chain) { type filter hook ingress device \"\(uplink)\" priority \(Self.ingressPriority); policy accept; }")
+            batch.append("add chain \(table) \(chain) { \(ingressHook(uplink)); policy accept; }")
             batch.append("flush chain \(table) \(chain)")
             // MoA-to-MoA traffic that is not HoA traffic (PeerMoATraffic marked it) is left
             // alone: first in every ingress chain.
