@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import MATBPF
 import MATNode
+import MATTestSupport
 import Testing
 
 /// The kernel fast path (docs/datapath.md, "Kernel fast path"): nftables translates the
@@ -153,14 +154,19 @@ struct KernelFastPathLabTests {
         let transfer = try PacedTransfer(lab, from: "vm", to: "cn", file: file, megabytesPerSecond: 8)
         #expect(try waitForFastPath(lab, "cn", peers: 1), "\(show(lab, "cn"))")
         #expect(try waitForFastPath(lab, "vm", peers: 1), "\(show(lab, "vm"))")
-        let pings = try lab.spawn("vm", ["ping", "-q", "-i", "0.005", "-c", "400", cn.home4])
+        // Pings every 5 ms until the CN has taken the new MoA, however long the steps
+        // before the move take on a loaded host (a flow of a fixed 2 s ended before it).
+        let pings = try lab.spawn("vm", ["ping", "-q", "-i", "0.005", "-c", "12000", cn.home4])
         sleep(1)
         let before = try lab.stats("vm")
         let writesBefore = try lab.fastPathCounters("vm")["rule_writes", default: 0]
         try lab.moveVM(to: "b")
+        #expect(try poll(seconds: 20) { try lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.10*") },
+                "\(show(lab, "cn"))")
+        sleep(1)
+        pings.signal(SIGINT)
+        _ = pings.wait(timeout: 10)
         try transfer.finish()
-        _ = pings.wait(timeout: 30)
-        #expect(try lab.matctl("cn", "peers").contains("\(vm.home4) -> 203.0.113.10*"), "\(show(lab, "cn"))")
         #expect(try waitForFastPath(lab, "cn", peers: 1), "\(show(lab, "cn"))")
         #expect(try waitForFastPath(lab, "vm", peers: 1), "\(show(lab, "vm"))")
         // The hold: the CN's rules went and came back, and the engine held its packets.
