@@ -90,9 +90,9 @@ struct BPFFastPathLabTests {
     }
 
     /// A move under a ping flow with the IMS: before it the programs carry the CN's
-    /// packets; at the move the CN leaves the VM's maps (its engine holds the CN's
-    /// packets, and sends them at the release), and afterwards both nodes' programs carry
-    /// the flow between the new MoA and the CN again.
+    /// packets; at the move the CN leaves the VM's maps (its engine gets the CN's packets,
+    /// holds them and sends them at the release), and afterwards both nodes' programs
+    /// carry the flow between the new MoA and the CN again.
     @Test func aMoveTakesThePeerOutOfTheMapsAndBack() throws {
         let lab = try Lab(delayElement: true)
         defer { lab.close() }
@@ -128,7 +128,11 @@ struct BPFFastPathLabTests {
             #expect(try paths.waitForFastPath(lab, node, peers: 1), "\(paths.show(lab, node))")
         }
         let after = try lab.stats("vm")
-        #expect(counter(after, "heldPacketsSent") > counter(before, "heldPacketsSent"), "\(paths.show(lab, "vm"))")
+        // The CN's packets left the programs at the move for the engine: held and sent at the
+        // release, or, on a loaded host where the engine thread was still building the
+        // programs for the new MoA when the release came, read after it and sent then
+        // (heldPacketsSent alone failed twice in CI that way: the engine carried 5 of the pings).
+        #expect(counter(after, "outboundPackets") > counter(before, "outboundPackets"), "\(paths.show(lab, "vm"))")
         let vmMid = try lab.fastPathCounters("vm"), cnMid = try lab.fastPathCounters("cn")
         #expect(try lab.ping("vm", cn.home4) && lab.ping("cn", vm.home4))
         let vmAfter = try lab.fastPathCounters("vm"), cnAfter = try lab.fastPathCounters("cn")
