@@ -72,10 +72,7 @@ public enum NftablesCounters {
         guard mnl_socket_sendto(socket, message, Int(message.pointee.nlmsg_len)) >= 0 else { throw SystemError(what, errno: errno) }
         let portID = mnl_socket_get_portid(socket)
         while true {
-            var count: Int
-            repeat {
-                count = mnl_socket_recvfrom(socket, base, buffer.count)
-            } while count < 0 && errno == EINTR
+            let count = receiveRetryingInterrupts(socket, into: buffer)
             guard count >= 0 else { throw SystemError(what, errno: errno) }
             switch datagram(UnsafeRawBufferPointer(start: base, count: count), sequence, portID) {
             case .more: continue

@@ -55,10 +55,7 @@ final class RouteRequestSocket {
     func exchange(_ message: UnsafeMutablePointer<nlmsghdr>, what: String) throws(SystemError) -> UnsafeMutablePointer<nlmsghdr> {
         guard mnl_socket_sendto(socket, message, Int(message.pointee.nlmsg_len)) >= 0 else { throw SystemError(what, errno: errno) }
         let base = buffer.baseAddress!
-        var count: Int
-        repeat {
-            count = mnl_socket_recvfrom(socket, base, buffer.count)
-        } while count < 0 && errno == EINTR
+        let count = receiveRetryingInterrupts(socket, into: buffer)
         guard count >= MemoryLayout<nlmsghdr>.size else { throw SystemError(what, errno: count < 0 ? errno : EIO) }
         let reply = UnsafeMutablePointer<nlmsghdr>(OpaquePointer(base))
         guard Int(reply.pointee.nlmsg_len) <= count else { throw SystemError(what, detail: "cut reply") }
@@ -78,10 +75,7 @@ final class RouteRequestSocket {
         guard mnl_socket_sendto(socket, message, Int(message.pointee.nlmsg_len)) >= 0 else { throw SystemError(what, errno: errno) }
         let base = buffer.baseAddress!, header = MemoryLayout<nlmsghdr>.size
         while true {
-            var count: Int
-            repeat {
-                count = mnl_socket_recvfrom(socket, base, buffer.count)
-            } while count < 0 && errno == EINTR
+            let count = receiveRetryingInterrupts(socket, into: buffer)
             guard count >= 0 else { throw SystemError(what, errno: errno) }
             var offset = 0
             while offset + header <= count {
